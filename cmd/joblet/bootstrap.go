@@ -1,0 +1,183 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ehsaniara/joblet/internal/certs"
+	"github.com/ehsaniara/joblet/internal/cloud"
+	"github.com/ehsaniara/joblet/internal/config"
+	"github.com/ehsaniara/joblet/internal/pki"
+	"github.com/ehsaniara/joblet/internal/secretstore"
+)
+
+// envOr gives a flag its default from an environment variable, so that a
+// flag given on the command line overrides the variable.
+func envOr(name, def string) string {
+	if v, ok := os.LookupEnv(name); ok {
+		return v
+	}
+	return def
+}
+
+func parseBool(name, v string) (bool, error) {
+	switch strings.ToLower(strings.TrimSpace(v)) {
+	case "", "false", "0", "no":
+		return false, nil
+	case "true", "1", "yes":
+		return true, nil
+	}
+	return false, fmt.Errorf("%w: %s=%q: use true or false", errUsage, name, v)
+}
+
+// parseLifetime accepts days ("365d") or a Go duration ("720h", "90m").
+func parseLifetime(flagName, v string) (time.Duration, error) {
+	var d time.Duration
+	var err error
+	if n, ok := strings.CutSuffix(v, "d"); ok {
+		var days int
+		days, err = strconv.Atoi(n)
+		d = time.Duration(days) * 24 * time.Hour
+	} else {
+		d, err = time.ParseDuration(v)
+	}
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("%w: --%s %q: use a positive number of days (365d) or a duration (720h)", errUsage, flagName, v)
+	}
+	return d, nil
+}
+
+func bootstrapCmd(args []string, stdout, stderr io.Writer, log *slog.Logger) error {
+	fs := flag.NewFlagSet("joblet certs bootstrap", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	home := fs.String("home", jobletHome(), "joblet home; configs go to HOME/config (env JOBLET_HOME)")
+	useSM := fs.String("use-secrets-manager", envOr("USE_SECRETS_MANAGER", "auto"), "auto, true or false (env USE_SECRETS_MANAGER)")
+	storeSpec := fs.String("store", envOr("JOBLET_STORE", ""), "shared store for an on-prem fleet: dir:PATH (env JOBLET_STORE)")
+	prefix := fs.String("prefix", envOr("SECRETS_PREFIX", "joblet"), "secret name prefix (env SECRETS_PREFIX)")
+	force := fs.String("force-regenerate", envOr("FORCE_REGENERATE", "false"), "replace the shared CA and client certificates (env FORCE_REGENERATE)")
+	keyType := fs.String("key-type", envOr("JOBLET_KEY_TYPE", string(pki.ECDSAP256)), "ecdsa-p256, rsa-2048 or rsa-4096")
+	caLife := fs.String("ca-lifetime", "1095d", "CA lifetime (days with d, or a duration)")
+	clientLife := fs.String("client-lifetime", "730d", "client certificate lifetime")
+	serverLife := fs.String("server-lifetime", "365d", "server certificate lifetime")
+	serverAddr := fs.String("server-address", envOr("JOBLET_SERVER_ADDRESS", ""), "this node's address for clients and its certificate (env JOBLET_SERVER_ADDRESS; default: the primary IP)")
+	listenAddr := fs.String("listen-address", envOr("JOBLET_LISTEN_ADDRESS", "0.0.0.0"), "address the server listens on (env JOBLET_LISTEN_ADDRESS)")
+	port := fs.String("port", envOr("JOBLET_SERVER_PORT", strconv.Itoa(config.DefaultPort)), "server port (env JOBLET_SERVER_PORT)")
+	extra := fs.String("additional-names", envOr("JOBLET_ADDITIONAL_NAMES", ""), "comma list of extra DNS names and IPs for the server certificate (env JOBLET_ADDITIONAL_NAMES)")
+	public := fs.String("public-address", envOr("JOBLET_PUBLIC_ADDRESS", ""), "HOST[:PORT] of a load balancer in front of the fleet (env JOBLET_PUBLIC_ADDRESS)")
+	nodeID := fs.String("node-id", envOr("JOBLET_NODE_ID", ""), "node id (default: kept from the existing config, else generated)")
+	asJSON := fs.Bool("json", false, "print the result as JSON")
+	if err := fs.Parse(args); err != nil {
+		return usageErr(err)
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
+	}
+
+	o := certs.Options{Home: *home, Prefix: *prefix, Log: log, ListenAddress: *listenAddr,
+		ServerAddress: *serverAddr, PublicAddress: *public, NodeID: *nodeID, AdditionalNames: pki.SplitList(*extra)}
+	var err error
+	if o.Force, err = parseBool("FORCE_REGENERATE", *force); err != nil {
+		return err
+	}
+	if o.KeyType, err = pki.ParseKeyType(*keyType); err != nil {
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	if o.CALifetime, err = parseLifetime("ca-lifetime", *caLife); err != nil {
+		return err
+	}
+	if o.ClientLifetime, err = parseLifetime("client-lifetime", *clientLife); err != nil {
+		return err
+	}
+	if o.ServerLifetime, err = parseLifetime("server-lifetime", *serverLife); err != nil {
+		return err
+	}
+	if o.Port, err = strconv.Atoi(*port); err != nil || o.Port <= 0 || o.Port > 65535 {
+		return fmt.Errorf("%w: port %q is not a TCP port (1-65535)", errUsage, *port)
+	}
+	if err := secretstore.ValidatePrefix(o.Prefix); err != nil {
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	if o.ServerAddress == "" {
+		o.ServerAddress = cloud.PrimaryIP()
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := selectStore(ctx, &o, *useSM, *storeSpec); err != nil {
+		return err
+	}
+	res, err := certs.Bootstrap(ctx, o)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(res)
+	}
+	printResult(stdout, res)
+	return nil
+}
+
+// selectStore resolves the mode: embedded keeps the shared material in a
+// private directory store under the home.
+func selectStore(ctx context.Context, o *certs.Options, useSM, storeSpec string) error {
+	switch strings.ToLower(useSM) {
+	case "auto", "false":
+	case "true":
+		return fmt.Errorf("USE_SECRETS_MANAGER=true: the Secrets Manager store is not built yet; use USE_SECRETS_MANAGER=false or --store dir:PATH")
+	default:
+		return fmt.Errorf("%w: USE_SECRETS_MANAGER=%q: use auto, true or false", errUsage, useSM)
+	}
+	if storeSpec != "" {
+		kind, arg, err := secretstore.ParseStoreSpec(storeSpec)
+		if err != nil {
+			return fmt.Errorf("%w: %v", errUsage, err)
+		}
+		if kind != "dir" {
+			return fmt.Errorf("%w: --store %q: unknown store kind %q (use dir:PATH)", errUsage, storeSpec, kind)
+		}
+		st, err := secretstore.NewDirStore(arg)
+		if err != nil {
+			return err
+		}
+		o.Store, o.StoreDesc, o.Mode = st, "directory store "+arg, "dir"
+		return nil
+	}
+	root := filepath.Join(o.Home, "ca")
+	st, err := secretstore.NewDirStore(root)
+	if err != nil {
+		return err
+	}
+	o.Store, o.StoreDesc, o.Mode = st, "local store "+root, "embedded"
+	return nil
+}
+
+func printResult(w io.Writer, r *certs.Result) {
+	icon := map[string]string{certs.Generated: "✨", certs.Retrieved: "✅", certs.Completed: "🔧"}
+	verb := map[string]string{certs.Generated: "Generated and stored in", certs.Retrieved: "Retrieved from", certs.Completed: "Completed (certificate added for the stored key) in"}
+	fmt.Fprintf(w, "joblet certificates (%s mode, node %s)\n", r.Mode, r.NodeID)
+	for _, it := range r.Items {
+		if it.Name == "Server Certificate" {
+			fmt.Fprintf(w, "  🆕 %s: Generated locally (instance-specific), serial %s, expires %s\n", it.Name, it.Serial, it.NotAfter.Format("2006-01-02"))
+			continue
+		}
+		fmt.Fprintf(w, "  %s %s: %s %s, expires %s\n", icon[it.Action], it.Name, verb[it.Action], it.Where, it.NotAfter.Format("2006-01-02"))
+	}
+	for _, wn := range r.Warnings {
+		fmt.Fprintf(w, "  ⚠️  %s\n", wn)
+	}
+	fmt.Fprintln(w, "Files:")
+	for _, f := range r.Files {
+		fmt.Fprintf(w, "  %s\n", f)
+	}
+}

@@ -1,0 +1,312 @@
+// Package certs is the certificate lifecycle of a joblet node: bootstrap
+// (shared CA and role certificates from a store, this node's own server
+// certificate), and the local files the server and rnx read.
+package certs
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/ehsaniara/joblet/internal/atomicfile"
+	"github.com/ehsaniara/joblet/internal/config"
+	"github.com/ehsaniara/joblet/internal/pki"
+	"github.com/ehsaniara/joblet/internal/secretstore"
+)
+
+// Options configure a bootstrap. Zero lifetimes take pki's defaults.
+type Options struct {
+	Home string // JOBLET_HOME; files go to Home/config
+	// Store holds the shared CA and role pairs; StoreDesc names it for humans.
+	Store     secretstore.Store
+	StoreDesc string
+	Prefix    string
+	Mode      string // "embedded", "secretsmanager", "dir": reported only
+	Force     bool   // FORCE_REGENERATE: new CA and client certificates
+
+	KeyType                                    pki.KeyType
+	CALifetime, ClientLifetime, ServerLifetime time.Duration
+
+	ListenAddress   string   // server.address in joblet-config.yml
+	Port            int      // server.port and the port in client addresses
+	ServerAddress   string   // this node's address: a SAN and the client address
+	AdditionalNames []string // JOBLET_ADDITIONAL_NAMES, raw
+	PublicAddress   string   // HOST[:PORT] of a load balancer: a SAN and the client address
+	NodeID          string   // kept from an existing config when empty
+
+	Now func() time.Time
+	Log *slog.Logger
+}
+
+// Item reports what happened to one certificate.
+type Item struct {
+	Name        string    `json:"name"`
+	Action      string    `json:"action"` // generated, retrieved, completed
+	Where       string    `json:"where"`
+	Serial      string    `json:"serial"`
+	NotAfter    time.Time `json:"notAfter"`
+	Fingerprint string    `json:"sha256"`
+}
+
+// Result is what a bootstrap did.
+type Result struct {
+	Mode     string   `json:"mode"`
+	Store    string   `json:"store"`
+	Prefix   string   `json:"prefix"`
+	NodeID   string   `json:"nodeId"`
+	Items    []Item   `json:"certificates"`
+	Files    []string `json:"files"`
+	Warnings []string `json:"warnings,omitempty"`
+}
+
+// Actions of an Item.
+const (
+	Generated = "generated" // made by this run and stored
+	Retrieved = "retrieved" // already in the store
+	Completed = "completed" // a key found without its certificate; this run added the certificate
+)
+
+// shared is the fleet-wide material read from, or written to, the store.
+type shared struct {
+	ca      pki.CA
+	caPEM   string
+	clients map[pki.Role]pair
+}
+
+type pair struct {
+	cert    *x509.Certificate
+	certPEM string
+	keyPEM  string
+}
+
+// Bootstrap makes this node ready to serve: it reads the shared CA and role
+// certificates from the store (creating them when the store is empty, or
+// replacing them when Force is set), issues this node's server certificate
+// and writes the server and client configs. Nothing local changes unless
+// everything succeeded.
+func Bootstrap(ctx context.Context, o Options) (*Result, error) {
+	o.defaults()
+	names := secretstore.Names{Prefix: o.Prefix}
+	if err := secretstore.ValidatePrefix(o.Prefix); err != nil {
+		return nil, err
+	}
+	sans, err := o.serverSANs()
+	if err != nil {
+		return nil, err
+	}
+	configDir := filepath.Join(o.Home, "config")
+	serverPath := filepath.Join(configDir, "joblet-config.yml")
+	srvCfg, err := existingServerConfig(serverPath)
+	if err != nil {
+		return nil, err
+	}
+
+	res := &Result{Mode: o.Mode, Store: o.StoreDesc, Prefix: o.Prefix}
+	b := &bootstrapper{o: o, names: names, res: res}
+	var sh *shared
+	if o.Force {
+		sh, err = b.regenerate(ctx)
+	} else {
+		sh, err = b.ensure(ctx)
+	}
+	if err != nil {
+		return nil, err
+	}
+
+	serverKey, err := pki.GenerateKey(o.KeyType, nil)
+	if err != nil {
+		return nil, err
+	}
+	issued, err := sh.ca.IssueServer(serverKey.Public(), sans, o.Now(), o.ServerLifetime)
+	if err != nil {
+		return nil, fmt.Errorf("issue server certificate: %w", err)
+	}
+	b.noteCapped("server certificate", issued)
+	res.Items = append(res.Items, item("Server Certificate", Generated, "local ("+serverPath+")", issued.Cert))
+
+	// Settings the operator added to an existing config survive a re-run.
+	if srvCfg == nil {
+		srvCfg = &config.Server{}
+	}
+	srvCfg.Version = config.RnxVersion
+	srvCfg.Server.Address = o.ListenAddress
+	srvCfg.Server.Port = o.Port
+	switch {
+	case o.NodeID != "":
+		srvCfg.Server.NodeID = o.NodeID
+	case srvCfg.Server.NodeID == "":
+		srvCfg.Server.NodeID = newNodeID()
+	}
+	res.NodeID = srvCfg.Server.NodeID
+	keyPEM, err := pki.EncodeKey(serverKey)
+	if err != nil {
+		return nil, err
+	}
+	srvCfg.Security = config.Security{
+		ServerCert: string(pki.EncodeCert(issued.Cert)),
+		ServerKey:  string(keyPEM),
+		CACert:     sh.caPEM,
+	}
+	files, err := o.files(srvCfg, sh)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(configDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create %s: %w", configDir, err)
+	}
+	if err := atomicfile.WriteAll(files); err != nil {
+		return nil, err
+	}
+	for _, f := range files {
+		res.Files = append(res.Files, f.Path)
+	}
+	return res, nil
+}
+
+func (o *Options) defaults() {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+	if o.Prefix == "" {
+		o.Prefix = "joblet"
+	}
+	if o.KeyType == "" {
+		o.KeyType = pki.ECDSAP256
+	}
+	if o.CALifetime == 0 {
+		o.CALifetime = pki.DefaultCALifetime
+	}
+	if o.ClientLifetime == 0 {
+		o.ClientLifetime = pki.DefaultClientLifetime
+	}
+	if o.ServerLifetime == 0 {
+		o.ServerLifetime = pki.DefaultServerLifetime
+	}
+	if o.Port == 0 {
+		o.Port = config.DefaultPort
+	}
+	if o.ListenAddress == "" {
+		o.ListenAddress = "0.0.0.0"
+	}
+	if o.Mode == "" {
+		o.Mode = "embedded"
+	}
+}
+
+// serverSANs: the defaults, this node's address, the load balancer's name
+// and the additional names; any invalid entry is an error naming it.
+func (o *Options) serverSANs() (pki.SANs, error) {
+	names := append([]string{}, pki.DefaultSANNames...)
+	if o.ServerAddress != "" {
+		names = append(names, o.ServerAddress)
+	}
+	if o.PublicAddress != "" {
+		host, _, err := splitPublic(o.PublicAddress)
+		if err != nil {
+			return pki.SANs{}, err
+		}
+		names = append(names, host)
+	}
+	names = append(names, o.AdditionalNames...)
+	sans, err := pki.ParseSANs(names)
+	if err != nil {
+		return pki.SANs{}, fmt.Errorf("server certificate names: %w", err)
+	}
+	return sans, nil
+}
+
+// clientAddress is where rnx configs point: the load balancer when there is
+// one, else this node.
+func (o *Options) clientAddress() (string, error) {
+	if o.PublicAddress != "" {
+		host, port, err := splitPublic(o.PublicAddress)
+		if err != nil {
+			return "", err
+		}
+		if port == 0 {
+			port = o.Port
+		}
+		return config.Address(host, port), nil
+	}
+	host := o.ServerAddress
+	if host == "" {
+		host = "localhost"
+	}
+	return config.Address(host, o.Port), nil
+}
+
+// splitPublic splits HOST[:PORT], accepting a bare IPv6 address.
+func splitPublic(s string) (string, int, error) {
+	if ip := net.ParseIP(s); ip != nil {
+		return s, 0, nil
+	}
+	host, portStr, err := net.SplitHostPort(s)
+	if err != nil {
+		return s, 0, nil // no port
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil || port <= 0 || port > 65535 {
+		return "", 0, fmt.Errorf("public address %q: %q is not a TCP port", s, portStr)
+	}
+	return host, port, nil
+}
+
+func existingServerConfig(path string) (*config.Server, error) {
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	s, err := config.LoadServer(path)
+	if err != nil {
+		return nil, fmt.Errorf("the existing %w; fix it or move it away, then re-run (nothing was changed)", err)
+	}
+	return s, nil
+}
+
+type bootstrapper struct {
+	o     Options
+	names secretstore.Names
+	res   *Result
+}
+
+func (b *bootstrapper) noteCapped(what string, is pki.Issued) {
+	if !is.Capped {
+		return
+	}
+	msg := fmt.Sprintf("the %s would outlive the CA: its expiry was capped at the CA's, %s", what, is.Cert.NotAfter.UTC().Format(time.RFC3339))
+	b.o.Log.Warn(msg)
+	b.res.Warnings = append(b.res.Warnings, msg)
+}
+
+func item(name, action, where string, c *x509.Certificate) Item {
+	sum := sha256.Sum256(c.Raw)
+	return Item{Name: name, Action: action, Where: where, Serial: c.SerialNumber.Text(16), NotAfter: c.NotAfter.UTC(), Fingerprint: hex.EncodeToString(sum[:])}
+}
+
+func newNodeID() string {
+	b := make([]byte, 8)
+	rand.Read(b)
+	return "node-" + hex.EncodeToString(b)
+}
+
+func (b *bootstrapper) where(name string) string {
+	return b.o.StoreDesc + " (" + name + ")"
+}
+
+// roleTitle is a role's name in human output.
+func roleTitle(r pki.Role) string {
+	return "Client Certificate (" + string(r) + ")"
+}
+

@@ -1,0 +1,58 @@
+package certs
+
+import (
+	"path/filepath"
+
+	"github.com/ehsaniara/joblet/internal/atomicfile"
+	"github.com/ehsaniara/joblet/internal/config"
+	"github.com/ehsaniara/joblet/internal/pki"
+)
+
+// files renders joblet-config.yml, the operator's rnx-config.yml (node
+// "default" is admin, then one node per other role) and one
+// rnx-config-<role>.yml per role to hand out (its only node is "default").
+// Every file holds a private key, hence 0600.
+func (o *Options) files(srv *config.Server, sh *shared) ([]atomicfile.File, error) {
+	dir := filepath.Join(o.Home, "config")
+	addr, err := o.clientAddress()
+	if err != nil {
+		return nil, err
+	}
+	srvYAML, err := srv.Marshal()
+	if err != nil {
+		return nil, err
+	}
+	files := []atomicfile.File{{Path: filepath.Join(dir, "joblet-config.yml"), Data: srvYAML, Perm: 0o600}}
+
+	node := func(r pki.Role) *config.Node {
+		p := sh.clients[r]
+		return &config.Node{Address: addr, Cert: p.certPEM, Key: p.keyPEM, CA: sh.caPEM}
+	}
+	operator := &config.Rnx{Version: config.RnxVersion, Nodes: map[string]*config.Node{}}
+	for _, r := range pki.Roles {
+		name := string(r)
+		if r == pki.Admin {
+			name = "default"
+		}
+		n := node(r)
+		n.IsDefault = r == pki.Admin
+		operator.Nodes[name] = n
+	}
+	b, err := operator.Marshal()
+	if err != nil {
+		return nil, err
+	}
+	files = append(files, atomicfile.File{Path: filepath.Join(dir, "rnx-config.yml"), Data: b, Perm: 0o600})
+	for _, r := range pki.Roles {
+		n := node(r)
+		n.IsDefault = true
+		one := &config.Rnx{Version: config.RnxVersion, Nodes: map[string]*config.Node{"default": n}}
+		b, err := one.Marshal()
+		if err != nil {
+			return nil, err
+		}
+		files = append(files, atomicfile.File{Path: filepath.Join(dir, "rnx-config-"+string(r)+".yml"), Data: b, Perm: 0o600})
+	}
+	return files, nil
+}
+

@@ -1,0 +1,227 @@
+package certs
+
+import (
+	"context"
+	"crypto"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/ehsaniara/joblet/internal/pki"
+	"github.com/ehsaniara/joblet/internal/secretstore"
+)
+
+// ErrInconsistentStore marks a stored state bootstrap will not repair on its
+// own (a certificate without its key, a pair that does not match, a corrupt
+// or expired CA): the message says what to do.
+var ErrInconsistentStore = errors.New("the shared certificates in the store need attention")
+
+// ensure reads the shared material in one store call and creates whatever
+// is missing. The key of each pair is created first and acts as the claim:
+// create-only means one node wins, the others read the winner's key. A key
+// found without its certificate (the winner crashed, or is still working)
+// is completed by issuing the certificate for that key; since every
+// candidate certificate is for the same key, whichever is stored first
+// serves everyone.
+func (b *bootstrapper) ensure(ctx context.Context) (*shared, error) {
+	vals, err := b.o.Store.Get(ctx, b.names.All())
+	if err != nil {
+		return nil, fmt.Errorf("read shared certificates from %s: %w", b.o.StoreDesc, err)
+	}
+	sh := &shared{clients: map[pki.Role]pair{}}
+	now := b.o.Now()
+
+	caPair, action, err := b.ensurePair(ctx, vals, b.names.CACert(), b.names.CAKey(),
+		func(key crypto.Signer) (*x509.Certificate, error) {
+			return pki.NewCA(key, now, b.o.CALifetime)
+		},
+		func(c *x509.Certificate) error { return pki.CheckCA(c, now) })
+	if err != nil {
+		return nil, err
+	}
+	caKey, err := pki.ParseKey([]byte(caPair.keyPEM))
+	if err != nil {
+		return nil, err
+	}
+	sh.ca = pki.CA{Cert: caPair.cert, Key: caKey}
+	sh.caPEM = caPair.certPEM
+	b.res.Items = append(b.res.Items, item("CA Certificate", action, b.where(b.names.CACert()), caPair.cert))
+
+	for _, role := range pki.Roles {
+		role := role
+		p, action, err := b.ensurePair(ctx, vals, b.names.ClientCert(role), b.names.ClientKey(role),
+			func(key crypto.Signer) (*x509.Certificate, error) {
+				is, err := sh.ca.IssueClient(key.Public(), role, now, b.o.ClientLifetime)
+				b.noteCapped(string(role)+" client certificate", is)
+				return is.Cert, err
+			},
+			func(c *x509.Certificate) error { return checkClient(c, role, sh.ca.Cert, now) })
+		if err != nil {
+			return nil, err
+		}
+		sh.clients[role] = p
+		b.res.Items = append(b.res.Items, item(roleTitle(role), action, b.where(b.names.ClientCert(role)), p.cert))
+	}
+	return sh, nil
+}
+
+// ensurePair returns the stored pair certName/keyName, creating what is
+// missing, and checks it: the certificate parses, matches the key and
+// passes check. It never replaces a stored secret.
+func (b *bootstrapper) ensurePair(ctx context.Context, vals map[string]string, certName, keyName string,
+	issue func(crypto.Signer) (*x509.Certificate, error), check func(*x509.Certificate) error) (pair, string, error) {
+	keyPEM, haveKey := vals[keyName]
+	certPEM, haveCert := vals[certName]
+	action := Retrieved
+	if !haveKey {
+		if haveCert {
+			return pair{}, "", fmt.Errorf("%w: %s exists but %s does not, so nothing can be signed with it. "+
+				"Store the matching private key as %s (e.g. `aws secretsmanager create-secret --name %s --secret-string file://key.pem`), "+
+				"or start a new CA with FORCE_REGENERATE=true (every client then needs the new config)",
+				ErrInconsistentStore, certName, keyName, keyName, keyName)
+		}
+		key, err := pki.GenerateKey(b.o.KeyType, nil)
+		if err != nil {
+			return pair{}, "", err
+		}
+		enc, err := pki.EncodeKey(key)
+		if err != nil {
+			return pair{}, "", err
+		}
+		err = b.o.Store.Create(ctx, b.names.Secret(keyName, string(enc)))
+		switch {
+		case err == nil:
+			keyPEM, action = string(enc), Generated
+		case errors.Is(err, secretstore.ErrExist):
+			// Another node won the race: adopt its key (and its certificate
+			// if it is already there).
+			got, err := b.o.Store.Get(ctx, []string{keyName, certName})
+			if err != nil {
+				return pair{}, "", fmt.Errorf("read %s after losing the race to create it: %w", keyName, err)
+			}
+			if keyPEM, haveKey = got[keyName]; !haveKey {
+				return pair{}, "", fmt.Errorf("%s was reported to exist but cannot be read back: it may be scheduled for deletion; restore it (`aws secretsmanager restore-secret --secret-id %s`) or wait and re-run", keyName, keyName)
+			}
+			certPEM, haveCert = got[certName]
+		default:
+			return pair{}, "", fmt.Errorf("store %s: %w", keyName, err)
+		}
+	}
+	key, err := pki.ParseKey([]byte(keyPEM))
+	if err != nil {
+		return pair{}, "", fmt.Errorf("%w: secret %s does not hold a usable private key (%v). Restore its previous version, or replace the shared certificates with FORCE_REGENERATE=true", ErrInconsistentStore, keyName, err)
+	}
+	if !haveCert {
+		cert, err := issue(key)
+		if err != nil {
+			return pair{}, "", fmt.Errorf("issue %s: %w", certName, err)
+		}
+		enc := string(pki.EncodeCert(cert))
+		err = b.o.Store.Create(ctx, b.names.Secret(certName, enc))
+		switch {
+		case err == nil:
+			certPEM = enc
+			if action == Retrieved {
+				action = Completed
+			}
+		case errors.Is(err, secretstore.ErrExist):
+			got, err := b.o.Store.Get(ctx, []string{certName})
+			if err != nil {
+				return pair{}, "", fmt.Errorf("read %s after losing the race to create it: %w", certName, err)
+			}
+			if certPEM, haveCert = got[certName]; !haveCert {
+				return pair{}, "", fmt.Errorf("%s was reported to exist but cannot be read back: restore it or wait and re-run", certName)
+			}
+		default:
+			return pair{}, "", fmt.Errorf("store %s: %w", certName, err)
+		}
+	}
+	cert, err := pki.ParseCert([]byte(certPEM))
+	if err != nil {
+		return pair{}, "", fmt.Errorf("%w: secret %s does not hold a usable certificate (%v). Restore its previous version, or replace the shared certificates with FORCE_REGENERATE=true", ErrInconsistentStore, certName, err)
+	}
+	if err := pki.MatchesKey(cert, key); err != nil {
+		return pair{}, "", fmt.Errorf("%w: %s is not the certificate of %s. Restore the matching versions, or replace the shared certificates with FORCE_REGENERATE=true", ErrInconsistentStore, certName, keyName)
+	}
+	if err := check(cert); err != nil {
+		return pair{}, "", fmt.Errorf("%w: %s: %v. Replace the shared certificates with FORCE_REGENERATE=true (every client then needs the new config)", ErrInconsistentStore, certName, err)
+	}
+	return pair{cert: cert, certPEM: certPEM, keyPEM: keyPEM}, action, nil
+}
+
+func checkClient(c *x509.Certificate, want pki.Role, ca *x509.Certificate, now time.Time) error {
+	got, err := pki.RoleOf(c)
+	if err != nil {
+		return err
+	}
+	if got != want {
+		return fmt.Errorf("it carries role %q, not %q", got, want)
+	}
+	return pki.VerifyLeaf(c, []*x509.Certificate{ca}, x509.ExtKeyUsageClientAuth, now)
+}
+
+// regenerate replaces the CA and every role pair (FORCE_REGENERATE). Each
+// secret gets a new version; the old one stays retrievable as the previous
+// version (AWSPREVIOUS). Keys go before certificates so a reader between two
+// writes sees a key whose certificate is missing or stale (and reports it)
+// rather than a silently wrong pair.
+func (b *bootstrapper) regenerate(ctx context.Context) (*shared, error) {
+	now := b.o.Now()
+	caKey, err := pki.GenerateKey(b.o.KeyType, nil)
+	if err != nil {
+		return nil, err
+	}
+	caCert, err := pki.NewCA(caKey, now, b.o.CALifetime)
+	if err != nil {
+		return nil, err
+	}
+	sh := &shared{ca: pki.CA{Cert: caCert, Key: caKey}, caPEM: string(pki.EncodeCert(caCert)), clients: map[pki.Role]pair{}}
+	caKeyPEM, err := pki.EncodeKey(caKey)
+	if err != nil {
+		return nil, err
+	}
+	writes := []struct{ name, value string }{{b.names.CAKey(), string(caKeyPEM)}, {b.names.CACert(), sh.caPEM}}
+	for _, role := range pki.Roles {
+		key, err := pki.GenerateKey(b.o.KeyType, nil)
+		if err != nil {
+			return nil, err
+		}
+		is, err := sh.ca.IssueClient(key.Public(), role, now, b.o.ClientLifetime)
+		if err != nil {
+			return nil, err
+		}
+		b.noteCapped(string(role)+" client certificate", is)
+		keyPEM, err := pki.EncodeKey(key)
+		if err != nil {
+			return nil, err
+		}
+		p := pair{cert: is.Cert, certPEM: string(pki.EncodeCert(is.Cert)), keyPEM: string(keyPEM)}
+		sh.clients[role] = p
+		writes = append(writes, struct{ name, value string }{b.names.ClientKey(role), p.keyPEM}, struct{ name, value string }{b.names.ClientCert(role), p.certPEM})
+	}
+	for _, w := range writes {
+		if err := b.putOrCreate(ctx, w.name, w.value); err != nil {
+			return nil, err
+		}
+	}
+	b.res.Items = append(b.res.Items, item("CA Certificate", Generated, b.where(b.names.CACert()), caCert))
+	for _, role := range pki.Roles {
+		b.res.Items = append(b.res.Items, item(roleTitle(role), Generated, b.where(b.names.ClientCert(role)), sh.clients[role].cert))
+	}
+	return sh, nil
+}
+
+func (b *bootstrapper) putOrCreate(ctx context.Context, name, value string) error {
+	err := b.o.Store.Put(ctx, name, value)
+	if errors.Is(err, secretstore.ErrNotExist) {
+		err = b.o.Store.Create(ctx, b.names.Secret(name, value))
+		if errors.Is(err, secretstore.ErrExist) {
+			err = b.o.Store.Put(ctx, name, value)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("replace %s: %w", name, err)
+	}
+	return nil
+}

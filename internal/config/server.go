@@ -1,0 +1,144 @@
+// Package config reads and writes joblet's two configuration files: the
+// server's joblet-config.yml and the client's rnx-config.yml.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"strconv"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// DefaultPort is joblet's gRPC port.
+const DefaultPort = 50051
+
+// Server is joblet-config.yml.
+type Server struct {
+	Version  string   `yaml:"version"`
+	Server   Listen   `yaml:"server"`
+	Security Security `yaml:"security"`
+	Jobs     Jobs     `yaml:"jobs,omitempty"`
+}
+
+// Listen is where and as whom the node serves.
+type Listen struct {
+	Address string `yaml:"address"`
+	Port    int    `yaml:"port"`
+	NodeID  string `yaml:"nodeId"`
+}
+
+// Security holds the node's TLS material as PEM.
+type Security struct {
+	ServerCert string `yaml:"serverCert"`
+	ServerKey  string `yaml:"serverKey"`
+	CACert     string `yaml:"caCert"`
+}
+
+// Jobs bounds what the job runner keeps.
+type Jobs struct {
+	// LogBufferBytes caps the output kept per job; older bytes are dropped.
+	LogBufferBytes int `yaml:"logBufferBytes,omitempty"`
+	// StopGracePeriod is how long a stopped job has between SIGTERM and SIGKILL.
+	StopGracePeriod string `yaml:"stopGracePeriod,omitempty"`
+}
+
+// Defaults for Jobs when the config leaves them out.
+const (
+	DefaultLogBufferBytes  = 1 << 20
+	DefaultStopGracePeriod = 5 * time.Second
+)
+
+// ListenAddr is host:port for net.Listen.
+func (s *Server) ListenAddr() string {
+	return joinHostPort(s.Server.Address, s.Server.Port)
+}
+
+// GracePeriod parses Jobs.StopGracePeriod.
+func (s *Server) GracePeriod() (time.Duration, error) {
+	if s.Jobs.StopGracePeriod == "" {
+		return DefaultStopGracePeriod, nil
+	}
+	d, err := time.ParseDuration(s.Jobs.StopGracePeriod)
+	if err != nil || d < 0 {
+		return 0, fmt.Errorf("jobs.stopGracePeriod %q: use a duration such as 5s", s.Jobs.StopGracePeriod)
+	}
+	return d, nil
+}
+
+// LoadServer reads and validates a server config. A missing file wraps
+// fs.ErrNotExist.
+func LoadServer(path string) (*Server, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("server config %s not found: run `joblet certs bootstrap` first: %w", path, err)
+		}
+		return nil, fmt.Errorf("read server config: %w", err)
+	}
+	var s Server
+	if err := decodeStrict(b, &s); err != nil {
+		return nil, fmt.Errorf("server config %s: %w", path, err)
+	}
+	if err := s.Validate(); err != nil {
+		return nil, fmt.Errorf("server config %s: %w", path, err)
+	}
+	return &s, nil
+}
+
+// Validate checks the fields a server cannot start without.
+func (s *Server) Validate() error {
+	if s.Server.Port <= 0 || s.Server.Port > 65535 {
+		return fmt.Errorf("server.port %d is not a TCP port", s.Server.Port)
+	}
+	for field, v := range map[string]string{"security.serverCert": s.Security.ServerCert, "security.serverKey": s.Security.ServerKey, "security.caCert": s.Security.CACert} {
+		if v == "" {
+			return fmt.Errorf("%s is empty: re-run `joblet certs bootstrap`", field)
+		}
+	}
+	if _, err := s.GracePeriod(); err != nil {
+		return err
+	}
+	if s.Jobs.LogBufferBytes < 0 {
+		return fmt.Errorf("jobs.logBufferBytes must not be negative")
+	}
+	return nil
+}
+
+// Marshal renders the config as YAML.
+func (s *Server) Marshal() ([]byte, error) { return encode(s) }
+
+func encode(v any) ([]byte, error) {
+	var b bytes.Buffer
+	enc := yaml.NewEncoder(&b)
+	enc.SetIndent(2)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), enc.Close()
+}
+
+// decodeStrict refuses unknown fields, so a typo in a hand-edited file is an
+// error instead of a silently ignored setting.
+func decodeStrict(b []byte, v any) error {
+	if len(bytes.TrimSpace(b)) == 0 {
+		return errors.New("the file is empty")
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(v); err != nil {
+		return fmt.Errorf("invalid YAML: %w", err)
+	}
+	return nil
+}
+
+func joinHostPort(host string, port int) string {
+	if len(host) > 0 && host[0] != '[' && bytes.ContainsRune([]byte(host), ':') {
+		host = "[" + host + "]"
+	}
+	return host + ":" + strconv.Itoa(port)
+}

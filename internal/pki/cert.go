@@ -1,0 +1,207 @@
+package pki
+
+import (
+	"crypto"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha1"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/asn1"
+	"errors"
+	"fmt"
+	"math/big"
+	"net"
+	"time"
+)
+
+// Organization is the O of every certificate joblet issues.
+const Organization = "Joblet"
+
+// Default lifetimes follow the spec's rotation advice.
+const (
+	DefaultCALifetime     = 3 * 365 * 24 * time.Hour
+	DefaultClientLifetime = 2 * 365 * 24 * time.Hour
+	DefaultServerLifetime = 365 * 24 * time.Hour
+)
+
+// backdate absorbs clock skew between the node that signs and the peers that
+// verify, as most CAs do.
+const backdate = 5 * time.Minute
+
+// CA is a certificate authority able to sign.
+type CA struct {
+	Cert *x509.Certificate
+	Key  crypto.Signer
+}
+
+// Issued is a freshly signed certificate.
+type Issued struct {
+	Cert *x509.Certificate
+	// Capped is true when the requested lifetime would have outlived the CA,
+	// so NotAfter was cut to the CA's NotAfter.
+	Capped bool
+}
+
+// NewSerial returns a random positive 128-bit serial number (RFC 5280 allows
+// up to 20 octets; 128 bits of entropy makes collisions irrelevant).
+func NewSerial() (*big.Int, error) {
+	b := make([]byte, 16)
+	if _, err := rand.Read(b); err != nil {
+		return nil, fmt.Errorf("serial: %w", err)
+	}
+	b[0] &= 0x7f // keep it positive in DER
+	if b[0] == 0 {
+		b[0] = 0x40 // and a full 16 octets long
+	}
+	return new(big.Int).SetBytes(b), nil
+}
+
+// keyID is the RFC 5280 section 4.2.1.2 method 1 key identifier: SHA-1 of the
+// subjectPublicKey bits. Go computes the same for a CA on its own; we compute
+// it for leaves too so every certificate carries a subject key id.
+func keyID(pub crypto.PublicKey) ([]byte, error) {
+	der, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		return nil, fmt.Errorf("key id: %w", err)
+	}
+	var spki struct {
+		Algorithm        pkix.AlgorithmIdentifier
+		SubjectPublicKey asn1.BitString
+	}
+	if _, err := asn1.Unmarshal(der, &spki); err != nil {
+		return nil, fmt.Errorf("key id: %w", err)
+	}
+	sum := sha1.Sum(spki.SubjectPublicKey.Bytes)
+	return sum[:], nil
+}
+
+// NewCA self-signs a CA certificate for key, valid from now for lifetime.
+func NewCA(key crypto.Signer, now time.Time, lifetime time.Duration) (*x509.Certificate, error) {
+	if lifetime <= 0 {
+		return nil, errors.New("CA lifetime must be positive")
+	}
+	serial, err := NewSerial()
+	if err != nil {
+		return nil, err
+	}
+	ski, err := keyID(key.Public())
+	if err != nil {
+		return nil, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: serial,
+		Subject: pkix.Name{
+			Organization:       []string{Organization},
+			OrganizationalUnit: []string{"CA"},
+			CommonName:         "Joblet-CA",
+		},
+		NotBefore:             now.Add(-backdate),
+		NotAfter:              now.Add(lifetime),
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+		// pathlen 0: this CA signs leaves only, never another CA.
+		MaxPathLen:     0,
+		MaxPathLenZero: true,
+		KeyUsage:       x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
+		SubjectKeyId:   ski,
+		AuthorityKeyId: ski,
+	}
+	return sign(tmpl, tmpl, key.Public(), key)
+}
+
+// IssueServer signs a server certificate for pub with the given SANs.
+func (ca *CA) IssueServer(pub crypto.PublicKey, sans SANs, now time.Time, lifetime time.Duration) (Issued, error) {
+	if len(sans.DNS) == 0 && len(sans.IPs) == 0 {
+		return Issued{}, errors.New("a server certificate needs at least one SAN")
+	}
+	cn := "joblet-server"
+	if len(sans.DNS) > 0 {
+		cn = sans.DNS[0]
+	}
+	tmpl := &x509.Certificate{
+		Subject: pkix.Name{
+			Organization:       []string{Organization},
+			OrganizationalUnit: []string{"server"},
+			CommonName:         cn,
+		},
+		DNSNames:    sans.DNS,
+		IPAddresses: sans.IPs,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	return ca.issue(tmpl, pub, now, lifetime)
+}
+
+// IssueClient signs a client certificate for pub carrying role in its OU.
+func (ca *CA) IssueClient(pub crypto.PublicKey, role Role, now time.Time, lifetime time.Duration) (Issued, error) {
+	if _, err := ParseRole(string(role)); err != nil {
+		return Issued{}, err
+	}
+	tmpl := &x509.Certificate{
+		Subject: pkix.Name{
+			Organization:       []string{Organization},
+			OrganizationalUnit: []string{string(role)},
+			CommonName:         string(role) + "-client",
+		},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}
+	return ca.issue(tmpl, pub, now, lifetime)
+}
+
+func (ca *CA) issue(tmpl *x509.Certificate, pub crypto.PublicKey, now time.Time, lifetime time.Duration) (Issued, error) {
+	if lifetime <= 0 {
+		return Issued{}, errors.New("certificate lifetime must be positive")
+	}
+	if !now.Before(ca.Cert.NotAfter) {
+		return Issued{}, fmt.Errorf("the CA expired on %s: rotate the CA before issuing certificates",
+			ca.Cert.NotAfter.UTC().Format(time.RFC3339))
+	}
+	serial, err := NewSerial()
+	if err != nil {
+		return Issued{}, err
+	}
+	ski, err := keyID(pub)
+	if err != nil {
+		return Issued{}, err
+	}
+	tmpl.SerialNumber = serial
+	tmpl.NotBefore = now.Add(-backdate)
+	if tmpl.NotBefore.Before(ca.Cert.NotBefore) {
+		tmpl.NotBefore = ca.Cert.NotBefore
+	}
+	tmpl.NotAfter = now.Add(lifetime)
+	capped := false
+	// A certificate that outlives its CA would stop verifying before its own
+	// expiry, silently; cap it and say so.
+	if tmpl.NotAfter.After(ca.Cert.NotAfter) {
+		tmpl.NotAfter = ca.Cert.NotAfter
+		capped = true
+	}
+	tmpl.BasicConstraintsValid = true
+	tmpl.KeyUsage = x509.KeyUsageDigitalSignature
+	if _, isRSA := pub.(*rsa.PublicKey); isRSA {
+		// RSA key exchange in TLS 1.2 needs keyEncipherment.
+		tmpl.KeyUsage |= x509.KeyUsageKeyEncipherment
+	}
+	tmpl.SubjectKeyId = ski
+	tmpl.AuthorityKeyId = ca.Cert.SubjectKeyId
+	cert, err := sign(tmpl, ca.Cert, pub, ca.Key)
+	if err != nil {
+		return Issued{}, err
+	}
+	return Issued{Cert: cert, Capped: capped}, nil
+}
+
+func sign(tmpl, parent *x509.Certificate, pub crypto.PublicKey, signer crypto.Signer) (*x509.Certificate, error) {
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, pub, signer)
+	if err != nil {
+		return nil, fmt.Errorf("sign certificate: %w", err)
+	}
+	return x509.ParseCertificate(der)
+}
+
+// SANs are the subject alternative names of a server certificate.
+type SANs struct {
+	DNS []string
+	IPs []net.IP
+}

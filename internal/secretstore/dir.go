@@ -1,0 +1,139 @@
+package secretstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"github.com/ehsaniara/joblet/internal/atomicfile"
+)
+
+// DirStore keeps secrets as files under a root directory: <root>/<name> is
+// the current version, <root>/<name>.previous the one before. It serves the
+// embedded mode (a private store under JOBLET_HOME) and on-prem fleets that
+// share a disk. Directories are 0700, files 0600.
+type DirStore struct{ root string }
+
+var _ Store = (*DirStore)(nil)
+
+// NewDirStore opens (creating if needed) a directory store at root.
+func NewDirStore(root string) (*DirStore, error) {
+	if err := os.MkdirAll(root, 0o700); err != nil {
+		return nil, fmt.Errorf("directory store %s: %w", root, err)
+	}
+	return &DirStore{root: root}, nil
+}
+
+// Root is the store's directory.
+func (d *DirStore) Root() string { return d.root }
+
+func (d *DirStore) path(name string) (string, error) {
+	if err := ValidatePrefix(name); err != nil {
+		return "", fmt.Errorf("secret name %q: %w", name, err)
+	}
+	return filepath.Join(d.root, filepath.FromSlash(name)), nil
+}
+
+func (d *DirStore) Get(ctx context.Context, names []string) (map[string]string, error) {
+	out := make(map[string]string, len(names))
+	for _, n := range names {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		p, err := d.path(n)
+		if err != nil {
+			return nil, err
+		}
+		b, err := os.ReadFile(p)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read secret %s: %w", n, err)
+		}
+		out[n] = string(b)
+	}
+	return out, nil
+}
+
+func (d *DirStore) Create(ctx context.Context, s Secret) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	p, err := d.path(s.Name)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+		return fmt.Errorf("create secret %s: %w", s.Name, err)
+	}
+	if err := atomicfile.CreateExclusive(p, []byte(s.Value), 0o600); err != nil {
+		return fmt.Errorf("create secret %s: %w", s.Name, err)
+	}
+	return nil
+}
+
+func (d *DirStore) Put(ctx context.Context, name, value string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	p, err := d.path(name)
+	if err != nil {
+		return err
+	}
+	unlock, err := d.lock()
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	old, err := os.ReadFile(p)
+	if err != nil {
+		return fmt.Errorf("put secret %s: %w", name, err)
+	}
+	// Previous first: a crash between the two writes leaves the old value
+	// both current and previous, never lost.
+	if err := atomicfile.WriteFile(p+".previous", old, 0o600); err != nil {
+		return fmt.Errorf("put secret %s: %w", name, err)
+	}
+	if err := atomicfile.WriteFile(p, []byte(value), 0o600); err != nil {
+		return fmt.Errorf("put secret %s: %w", name, err)
+	}
+	return nil
+}
+
+// Previous returns the version a Put replaced (AWSPREVIOUS in Secrets Manager).
+func (d *DirStore) Previous(name string) (string, error) {
+	p, err := d.path(name)
+	if err != nil {
+		return "", err
+	}
+	b, err := os.ReadFile(p + ".previous")
+	return string(b), err
+}
+
+// lock serialises writers sharing the directory (flock on <root>/.lock).
+func (d *DirStore) lock() (func(), error) {
+	f, err := os.OpenFile(filepath.Join(d.root, ".lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("lock directory store: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lock directory store: %w", err)
+	}
+	return func() { syscall.Flock(int(f.Fd()), syscall.LOCK_UN); f.Close() }, nil
+}
+
+// ParseStoreSpec parses "dir:PATH".
+func ParseStoreSpec(spec string) (kind, arg string, err error) {
+	kind, arg, ok := strings.Cut(spec, ":")
+	if !ok || arg == "" {
+		return "", "", fmt.Errorf("invalid --store %q: use dir:PATH (or awssm)", spec)
+	}
+	return kind, arg, nil
+}

@@ -1,0 +1,78 @@
+package secretstore
+
+import (
+	"context"
+	"fmt"
+	"sync"
+)
+
+// MemoryStore is an in-process Store for unit tests.
+type MemoryStore struct {
+	mu       sync.Mutex
+	current  map[string]string
+	previous map[string]string
+}
+
+var _ Store = (*MemoryStore)(nil)
+
+func NewMemoryStore() *MemoryStore {
+	return &MemoryStore{current: map[string]string{}, previous: map[string]string{}}
+}
+
+func (m *MemoryStore) Get(ctx context.Context, names []string) (map[string]string, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := map[string]string{}
+	for _, n := range names {
+		if v, ok := m.current[n]; ok {
+			out[n] = v
+		}
+	}
+	return out, nil
+}
+
+func (m *MemoryStore) Create(ctx context.Context, s Secret) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.current[s.Name]; ok {
+		return fmt.Errorf("create secret %s: %w", s.Name, ErrExist)
+	}
+	m.current[s.Name] = s.Value
+	return nil
+}
+
+func (m *MemoryStore) Put(ctx context.Context, name, value string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	old, ok := m.current[name]
+	if !ok {
+		return fmt.Errorf("put secret %s: %w", name, ErrNotExist)
+	}
+	m.previous[name] = old
+	m.current[name] = value
+	return nil
+}
+
+// Set writes a value directly, bypassing create-only: tests use it to plant
+// corrupt or half-written states.
+func (m *MemoryStore) Set(name, value string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.current[name] = value
+}
+
+// Delete removes a secret (tests).
+func (m *MemoryStore) Delete(name string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.current, name)
+}

@@ -1,0 +1,72 @@
+package secretstore
+
+import "github.com/ehsaniara/joblet/internal/pki"
+
+// Names are the secret names of one fleet under a prefix. The admin pair has
+// no suffix, as the spec and existing deployments name it.
+type Names struct{ Prefix string }
+
+func (n Names) CACert() string { return n.Prefix + "/ca-cert" }
+func (n Names) CAKey() string  { return n.Prefix + "/ca-key" }
+
+func (n Names) ClientCert(r pki.Role) string {
+	if r == pki.Admin {
+		return n.Prefix + "/client-cert"
+	}
+	return n.Prefix + "/client-cert-" + string(r)
+}
+
+func (n Names) ClientKey(r pki.Role) string {
+	if r == pki.Admin {
+		return n.Prefix + "/client-key"
+	}
+	return n.Prefix + "/client-key-" + string(r)
+}
+
+// All lists every shared secret: the CA pair, then each role's pair.
+func (n Names) All() []string {
+	out := []string{n.CACert(), n.CAKey()}
+	for _, r := range pki.Roles {
+		out = append(out, n.ClientCert(r), n.ClientKey(r))
+	}
+	return out
+}
+
+// Description is the human text stored with each secret, as the spec lists.
+func (n Names) Description(name string) string {
+	switch name {
+	case n.CACert():
+		return "Joblet Root CA Certificate - shared across all instances"
+	case n.CAKey():
+		return "Joblet Root CA Private Key - shared across all instances"
+	}
+	for _, r := range pki.Roles {
+		title := map[pki.Role]string{pki.Admin: "Admin", pki.Maintainer: "Maintainer", pki.Developer: "Developer", pki.Reader: "Reader"}[r]
+		switch name {
+		case n.ClientCert(r):
+			return "Joblet " + title + " Client Certificate - shared across all clients"
+		case n.ClientKey(r):
+			return "Joblet " + title + " Client Private Key - shared across all clients"
+		}
+	}
+	return "Joblet secret"
+}
+
+// Tags say what manages a secret and what it holds.
+func (n Names) Tags(name string) map[string]string {
+	kind := "certificate"
+	if name == n.CAKey() {
+		kind = "private-key"
+	}
+	for _, r := range pki.Roles {
+		if name == n.ClientKey(r) {
+			kind = "private-key"
+		}
+	}
+	return map[string]string{"managed-by": "joblet", "joblet-prefix": n.Prefix, "joblet-content": kind}
+}
+
+// Secret builds the Secret to create for name.
+func (n Names) Secret(name, value string) Secret {
+	return Secret{Name: name, Value: value, Description: n.Description(name), Tags: n.Tags(name)}
+}

@@ -1,0 +1,64 @@
+// Package secretstore is the shared state of a joblet fleet: the CA and the
+// role client certificates, stored once and read by every node.
+package secretstore
+
+import (
+	"context"
+	"fmt"
+	"io/fs"
+	"regexp"
+	"strings"
+)
+
+// Store is a named set of secrets with versions.
+//
+// Contract, for every implementation:
+//   - Get returns only the secrets that exist: a missing name is absent from
+//     the map, never inferred from an error. Any error means the store could
+//     not answer, and callers must not treat it as "empty".
+//   - Create is create-only: when the name exists it fails with an error for
+//     which errors.Is(err, fs.ErrExist) holds. Among concurrent Creates of
+//     one name exactly one succeeds. A created secret is readable whole.
+//   - Put writes a new current version of an existing secret and keeps the
+//     one it replaces as the previous version; errors.Is(err, fs.ErrNotExist)
+//     when the secret does not exist.
+//   - Implementations are safe for concurrent use and honour ctx.
+type Store interface {
+	Get(ctx context.Context, names []string) (map[string]string, error)
+	Create(ctx context.Context, s Secret) error
+	Put(ctx context.Context, name, value string) error
+}
+
+// Secret is one secret to create.
+type Secret struct {
+	Name        string
+	Value       string
+	Description string
+	Tags        map[string]string
+}
+
+// Sentinels callers branch on; implementations wrap them.
+var (
+	ErrExist    = fs.ErrExist
+	ErrNotExist = fs.ErrNotExist
+)
+
+// Secrets Manager allows letters, digits and /_+=.@- in names; we also refuse
+// empty path segments and "..", which would escape a directory store.
+var prefixRE = regexp.MustCompile(`^[A-Za-z0-9_+=.@-]+(/[A-Za-z0-9_+=.@-]+)*$`)
+
+// ValidatePrefix checks a secret prefix before any call is made.
+func ValidatePrefix(prefix string) error {
+	if prefix == "" {
+		return fmt.Errorf("the secret prefix is empty: set SECRETS_PREFIX (default joblet)")
+	}
+	if len(prefix) > 400 || !prefixRE.MatchString(prefix) {
+		return fmt.Errorf("invalid secret prefix %q: use letters, digits and /_+=.@- separated by single slashes, no leading or trailing slash", prefix)
+	}
+	for _, seg := range strings.Split(prefix, "/") {
+		if seg == "." || seg == ".." {
+			return fmt.Errorf("invalid secret prefix %q: %q is not allowed as a path segment", prefix, seg)
+		}
+	}
+	return nil
+}

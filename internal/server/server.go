@@ -1,0 +1,87 @@
+// Package server is a joblet node's gRPC server: mutual TLS, role-based
+// authorization from the client certificate, the job and node services.
+package server
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+
+	pb "github.com/ehsaniara/joblet/api/jobletv1"
+	"github.com/ehsaniara/joblet/internal/config"
+	"github.com/ehsaniara/joblet/internal/jobs"
+)
+
+// Version is reported by NodeInfo; set at build time with -ldflags.
+var Version = "dev"
+
+// Server is one running node.
+type Server struct {
+	cfg  *config.Server
+	tls  *tlsSource
+	jobs *jobs.Manager
+	grpc *grpc.Server
+	log  *slog.Logger
+}
+
+// New prepares a server from its config; Serve starts it.
+func New(cfg *config.Server, log *slog.Logger) (*Server, error) {
+	creds, err := CredentialsFromConfig(cfg.Security)
+	if err != nil {
+		return nil, err
+	}
+	grace, err := cfg.GracePeriod()
+	if err != nil {
+		return nil, err
+	}
+	logBytes := cfg.Jobs.LogBufferBytes
+	if logBytes == 0 {
+		logBytes = config.DefaultLogBufferBytes
+	}
+	s := &Server{cfg: cfg, tls: &tlsSource{}, jobs: jobs.NewManager(logBytes, grace), log: log}
+	s.tls.set(creds)
+	s.grpc = grpc.NewServer(
+		grpc.Creds(credentials.NewTLS(s.tls.config())),
+		grpc.ChainUnaryInterceptor(unaryAuthz),
+		grpc.ChainStreamInterceptor(streamAuthz),
+	)
+	pb.RegisterJobServiceServer(s.grpc, &jobService{jobs: s.jobs})
+	pb.RegisterNodeServiceServer(s.grpc, &nodeService{nodeID: cfg.Server.NodeID, version: Version, tls: s.tls})
+	return s, nil
+}
+
+// Serve accepts connections on l until Shutdown.
+func (s *Server) Serve(l net.Listener) error {
+	leaf := s.tls.cur.Load().Leaf
+	s.log.Info("joblet serving", "address", l.Addr().String(), "nodeId", s.cfg.Server.NodeID,
+		"serverCertSerial", leaf.SerialNumber.Text(16), "notAfter", leaf.NotAfter)
+	if err := s.grpc.Serve(l); err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	return nil
+}
+
+// ListenAndServe listens on the configured address.
+func (s *Server) ListenAndServe() error {
+	l, err := net.Listen("tcp", s.cfg.ListenAddr())
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", s.cfg.ListenAddr(), err)
+	}
+	return s.Serve(l)
+}
+
+// Shutdown stops accepting, lets calls finish, and stops running jobs.
+func (s *Server) Shutdown(ctx context.Context) {
+	done := make(chan struct{})
+	go func() { s.grpc.GracefulStop(); close(done) }()
+	go s.jobs.Shutdown(ctx)
+	select {
+	case <-done:
+	case <-ctx.Done():
+		s.grpc.Stop()
+	}
+}

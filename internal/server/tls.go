@@ -1,0 +1,58 @@
+package server
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"sync/atomic"
+
+	"github.com/ehsaniara/joblet/internal/config"
+	"github.com/ehsaniara/joblet/internal/pki"
+)
+
+// Credentials are the TLS material a node serves with.
+type Credentials struct {
+	Cert tls.Certificate
+	Leaf *x509.Certificate
+	CAs  *x509.CertPool
+}
+
+// CredentialsFromConfig parses the security section of a server config.
+func CredentialsFromConfig(s config.Security) (*Credentials, error) {
+	cert, err := tls.X509KeyPair([]byte(s.ServerCert), []byte(s.ServerKey))
+	if err != nil {
+		return nil, fmt.Errorf("security.serverCert/serverKey: %w", err)
+	}
+	cas, err := pki.ParseCerts([]byte(s.CACert))
+	if err != nil {
+		return nil, fmt.Errorf("security.caCert: %w", err)
+	}
+	pool := x509.NewCertPool()
+	for _, c := range cas {
+		pool.AddCert(c)
+	}
+	return &Credentials{Cert: cert, Leaf: cert.Leaf, CAs: pool}, nil
+}
+
+// tlsSource serves the current credentials to every new handshake. Swapping
+// them is a pointer store: established connections keep theirs, new ones
+// get the new ones, nothing restarts.
+type tlsSource struct{ cur atomic.Pointer[Credentials] }
+
+func (s *tlsSource) set(c *Credentials) { s.cur.Store(c) }
+
+func (s *tlsSource) config() *tls.Config {
+	return &tls.Config{
+		MinVersion: tls.VersionTLS13,
+		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
+			c := s.cur.Load()
+			return &tls.Config{
+				MinVersion:   tls.VersionTLS13,
+				Certificates: []tls.Certificate{c.Cert},
+				ClientAuth:   tls.RequireAndVerifyClientCert,
+				ClientCAs:    c.CAs,
+				NextProtos:   []string{"h2"},
+			}, nil
+		},
+	}
+}
