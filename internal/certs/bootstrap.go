@@ -309,4 +309,3 @@ func (b *bootstrapper) where(name string) string {
 func roleTitle(r pki.Role) string {
 	return "Client Certificate (" + string(r) + ")"
 }
-

@@ -55,4 +55,3 @@ func (o *Options) files(srv *config.Server, sh *shared) ([]atomicfile.File, erro
 	}
 	return files, nil
 }
-

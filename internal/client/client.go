@@ -124,4 +124,3 @@ func (c *Conn) Info(ctx context.Context) (*pb.NodeInfo, error) {
 	info, err := c.Node.GetNodeInfo(ctx, &pb.GetNodeInfoRequest{})
 	return info, c.Explain(err)
 }
-
