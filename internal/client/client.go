@@ -9,8 +9,10 @@ import (
 	"fmt"
 	"net"
 	"strings"
+	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
 
@@ -25,6 +27,7 @@ type Conn struct {
 	Jobs          pb.JobServiceClient
 	Node          pb.NodeServiceClient
 	cc            *grpc.ClientConn
+	tls           *tls.Config
 }
 
 // Close closes the connection.
@@ -66,49 +69,101 @@ func Dial(name string, n *config.Node) (*Conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("node %q: %w", name, err)
 	}
-	return &Conn{Name: name, Address: n.Address, Jobs: pb.NewJobServiceClient(cc), Node: pb.NewNodeServiceClient(cc), cc: cc}, nil
+	return &Conn{Name: name, Address: n.Address, tls: tc, Jobs: pb.NewJobServiceClient(cc), Node: pb.NewNodeServiceClient(cc), cc: cc}, nil
 }
 
 // Explain rewrites a failed call's error so it says why in a user's words.
 // gRPC flattens TLS errors into the status message, so this matches on the
-// text the standard library produces.
+// text the standard library produces. When the message is not telling (in
+// TLS 1.3 a server's rejection of the client certificate races with the
+// client's first write and often surfaces as "broken pipe"), it probes the
+// node once with a plain handshake to learn the real cause. The probe runs
+// on this failure path only.
 func (c *Conn) Explain(err error) error {
 	if err == nil {
 		return nil
 	}
+	where := fmt.Sprintf("node %q (%s)", c.Name, c.Address)
 	msg := err.Error()
 	if st, ok := status.FromError(err); ok {
 		msg = st.Message()
 	}
-	where := fmt.Sprintf("node %q (%s)", c.Name, c.Address)
-	var hint string
-	switch {
-	case strings.Contains(msg, "certificate signed by unknown authority"):
-		hint = "the server's certificate is not signed by this config's CA: the node belongs to another fleet (another CA or secret prefix), or this config is out of date. Get the current rnx-config.yml from a node of that fleet"
-	case strings.Contains(msg, "x509: certificate is valid for"), strings.Contains(msg, "x509: certificate is not valid for any names"):
-		hint = "the server's certificate does not name the address in this config: add the name to the node's certificate (JOBLET_ADDITIONAL_NAMES or --public-address) and re-run `joblet certs bootstrap`, or use an address it names"
-	case strings.Contains(msg, "x509: certificate has expired or is not yet valid"):
-		hint = "the server's certificate has expired (or the clocks disagree): renew it on the node with `joblet certs bootstrap`, and check both clocks"
-	case strings.Contains(msg, "remote error: tls: unknown certificate authority"),
-		strings.Contains(msg, "remote error: tls: bad certificate"):
-		hint = "the server rejected this client certificate: it is not signed by the CA the node trusts. Get the current rnx-config.yml for this fleet"
-	case strings.Contains(msg, "remote error: tls: expired certificate"):
-		hint = "the server rejected this client certificate because it has expired: get a renewed rnx-config.yml"
-	case strings.Contains(msg, "remote error: tls: certificate required"):
-		hint = "the server requires a client certificate and none was sent"
-	case strings.Contains(msg, "connection refused"):
-		hint = "nothing is listening there: is joblet running, and is the address right?"
-	case strings.Contains(msg, "remote error: tls: protocol version not supported"):
-		hint = "the server and this client share no TLS version (joblet requires TLS 1.3)"
-	}
-	if st, ok := status.FromError(err); ok && hint == "" {
-		return fmt.Errorf("%s: %s: %s", where, st.Code(), st.Message())
+	hint := hintFor(msg)
+	if hint == "" && status.Code(err) == codes.Unavailable {
+		if perr := probe(c.tls, c.Address); perr != nil {
+			hint = hintFor(perr.Error())
+			if hint != "" {
+				err = fmt.Errorf("%w; probe: %v", err, perr)
+			}
+		}
 	}
 	if hint == "" {
+		if st, ok := status.FromError(err); ok {
+			return &StatusError{Where: where, Status: st}
+		}
 		return fmt.Errorf("%s: %w", where, err)
 	}
-	return &ExplainedError{Hint: fmt.Sprintf("%s: %s", where, hint), Err: err}
+	return &ExplainedError{Hint: where + ": " + hint, Err: err}
 }
+
+func hintFor(msg string) string {
+	switch {
+	case strings.Contains(msg, "certificate signed by unknown authority"):
+		return "the server's certificate is not signed by this config's CA: the node belongs to another fleet (another CA or secret prefix), or this config is out of date. Get the current rnx-config.yml from a node of that fleet"
+	case strings.Contains(msg, "x509: certificate is valid for"), strings.Contains(msg, "x509: certificate is not valid for any names"):
+		return "the server's certificate does not name the address in this config: add the name to the node's certificate (JOBLET_ADDITIONAL_NAMES or --public-address) and re-run `joblet certs bootstrap`, or use an address it names"
+	case strings.Contains(msg, "x509: certificate has expired or is not yet valid"):
+		return "the server's certificate has expired (or the clocks disagree): renew it on the node with `joblet certs bootstrap`, and check both clocks"
+	case strings.Contains(msg, "remote error: tls: expired certificate"):
+		return "the server rejected this client certificate because it has expired: get a renewed rnx-config.yml"
+	case strings.Contains(msg, "remote error: tls: unknown certificate authority"),
+		strings.Contains(msg, "remote error: tls: bad certificate"):
+		return "the server rejected this client certificate: it is not signed by the CA the node trusts (or has expired). Get the current rnx-config.yml for this fleet"
+	case strings.Contains(msg, "remote error: tls: certificate required"):
+		return "the server requires a client certificate and none was sent"
+	case strings.Contains(msg, "remote error: tls: protocol version not supported"):
+		return "the server and this client share no TLS version (joblet requires TLS 1.3)"
+	case strings.Contains(msg, "connection refused"):
+		return "nothing is listening there: is joblet running, and is the address right?"
+	}
+	return ""
+}
+
+// probe handshakes with the node, sends the HTTP/2 preface and reads: a
+// node that accepted the client certificate answers with its SETTINGS, one
+// that refused it with a TLS alert, which probe returns.
+func probe(tc *tls.Config, addr string) error {
+	d := &net.Dialer{Timeout: 3 * time.Second}
+	cfg := tc.Clone()
+	cfg.NextProtos = []string{"h2"}
+	conn, err := tls.DialWithDialer(d, "tcp", addr, cfg)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(3 * time.Second))
+	if _, err := conn.Write([]byte("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")); err != nil {
+		return err
+	}
+	if _, err := conn.Read(make([]byte, 1)); err != nil {
+		return err
+	}
+	return nil
+}
+
+// StatusError is a call refused by the node for a reason the node stated
+// (PermissionDenied, NotFound, ...); it keeps the gRPC status for callers.
+type StatusError struct {
+	Where  string
+	Status *status.Status
+}
+
+func (e *StatusError) Error() string {
+	return e.Where + ": " + e.Status.Code().String() + ": " + e.Status.Message()
+}
+
+// GRPCStatus lets status.Code and status.FromError see the node's answer.
+func (e *StatusError) GRPCStatus() *status.Status { return e.Status }
 
 // ExplainedError carries a user-facing hint and the original error.
 type ExplainedError struct {

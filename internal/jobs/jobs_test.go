@@ -1,0 +1,136 @@
+package jobs
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func waitDone(t *testing.T, m *Manager, id string) Snapshot {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		s, err := m.Status(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.Status != Running {
+			return s
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("job %s still running", id)
+	return Snapshot{}
+}
+
+func logs(t *testing.T, m *Manager, id string, follow bool) string {
+	t.Helper()
+	var b bytes.Buffer
+	if err := m.Logs(context.Background(), id, follow, func(p []byte) error { b.Write(p); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	return b.String()
+}
+
+func TestRunCapturesOutputAndExit(t *testing.T) {
+	m := NewManager(1<<16, time.Second)
+	s, err := m.Run("sh", []string{"-c", "echo out; echo err >&2; exit 3"}, "developer")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Status != Running || s.StartedBy != "developer" {
+		t.Fatalf("%+v", s)
+	}
+	done := waitDone(t, m, s.ID)
+	if done.Status != Failed || done.ExitCode != 3 || done.Ended.IsZero() {
+		t.Fatalf("%+v", done)
+	}
+	if got := logs(t, m, s.ID, false); got != "out\nerr\n" {
+		t.Fatalf("logs %q", got)
+	}
+	ok, _ := m.Run("true", nil, "admin")
+	if d := waitDone(t, m, ok.ID); d.Status != Completed || d.ExitCode != 0 {
+		t.Fatalf("%+v", d)
+	}
+	if l := m.List(); len(l) != 2 || l[0].ID != s.ID {
+		t.Fatalf("list %+v", l)
+	}
+}
+
+func TestUnknownCommandAndJob(t *testing.T) {
+	m := NewManager(1024, time.Second)
+	if _, err := m.Run("/nonexistent/binary", nil, "admin"); err == nil {
+		t.Fatal("started a missing binary")
+	}
+	if _, err := m.Status("nope"); !errors.Is(err, ErrNotFound) {
+		t.Fatal(err)
+	}
+	if err := m.Logs(context.Background(), "nope", false, nil); !errors.Is(err, ErrNotFound) {
+		t.Fatal(err)
+	}
+}
+
+func TestFollowStreamsUntilEnd(t *testing.T) {
+	m := NewManager(1<<16, time.Second)
+	s, _ := m.Run("sh", []string{"-c", "for i in 1 2 3; do echo line$i; sleep 0.05; done"}, "admin")
+	got := logs(t, m, s.ID, true)
+	if got != "line1\nline2\nline3\n" {
+		t.Fatalf("followed %q", got)
+	}
+}
+
+func TestOutputIsBounded(t *testing.T) {
+	m := NewManager(1000, time.Second)
+	s, _ := m.Run("sh", []string{"-c", "i=0; while [ $i -lt 500 ]; do echo 0123456789; i=$((i+1)); done"}, "admin")
+	d := waitDone(t, m, s.ID)
+	got := logs(t, m, s.ID, false)
+	if len(got) != 1000 || !d.OutputTruncated {
+		t.Fatalf("kept %d bytes, truncated=%v; want the last 1000", len(got), d.OutputTruncated)
+	}
+	if !strings.HasSuffix(got, "0123456789\n") {
+		t.Fatalf("tail %q", got[len(got)-20:])
+	}
+}
+
+// Stop reaches the whole process group: a grandchild that ignores SIGTERM is
+// killed after the grace period.
+func TestStopKillsProcessGroup(t *testing.T) {
+	m := NewManager(1<<16, 200*time.Millisecond)
+	s, _ := m.Run("sh", []string{"-c", "trap '' TERM; sh -c 'trap \"\" TERM; echo $$; sleep 60' & wait"}, "admin")
+	var pid int
+	for i := 0; i < 200 && pid == 0; i++ {
+		time.Sleep(10 * time.Millisecond)
+		pid, _ = strconv.Atoi(strings.TrimSpace(logs(t, m, s.ID, false)))
+	}
+	if pid == 0 {
+		t.Fatal("grandchild did not report its pid")
+	}
+	start := time.Now()
+	st, err := m.Stop(context.Background(), s.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Status != Stopped {
+		t.Fatalf("status %s", st.Status)
+	}
+	if time.Since(start) > 5*time.Second {
+		t.Fatalf("stop took %v", time.Since(start))
+	}
+	// The grandchild is gone (reaped by init, or a zombie briefly).
+	for i := 0; i < 100; i++ {
+		if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
+			return
+		}
+		if b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat"); err == nil && strings.Contains(string(b), ") Z") {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("grandchild %d survived Stop", pid)
+}

@@ -1,0 +1,74 @@
+package secretstore_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/ehsaniara/joblet/internal/secretstore"
+	"github.com/ehsaniara/joblet/internal/secretstore/storetest"
+)
+
+func TestMemoryStoreContract(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) secretstore.Store { return secretstore.NewMemoryStore() }, "joblet")
+}
+
+func TestDirStoreContract(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) secretstore.Store {
+		s, err := secretstore.NewDirStore(filepath.Join(t.TempDir(), "store"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}, "my-app/joblet")
+}
+
+func TestDirStoreModesAndPrevious(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "store")
+	s, err := secretstore.NewDirStore(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := s.Create(ctx, secretstore.Secret{Name: "joblet/ca-key", Value: "k1"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Put(ctx, "joblet/ca-key", "k2"); err != nil {
+		t.Fatal(err)
+	}
+	prev, err := s.Previous("joblet/ca-key")
+	if err != nil || prev != "k1" {
+		t.Fatalf("previous = %q, %v; want k1", prev, err)
+	}
+	for path, want := range map[string]os.FileMode{root: 0o700, filepath.Join(root, "joblet"): 0o700,
+		filepath.Join(root, "joblet", "ca-key"): 0o600, filepath.Join(root, "joblet", "ca-key.previous"): 0o600} {
+		fi, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Perm() != want {
+			t.Errorf("%s: mode %v, want %v", path, fi.Mode().Perm(), want)
+		}
+	}
+	// No temp files are left behind by create or put.
+	entries, _ := os.ReadDir(filepath.Join(root, "joblet"))
+	if len(entries) != 2 {
+		t.Errorf("store dir holds %d entries, want ca-key and ca-key.previous only", len(entries))
+	}
+}
+
+func TestValidatePrefix(t *testing.T) {
+	good := []string{"joblet", "my-app/joblet", "a_b+c=d.e@f-g", "x/y/z"}
+	bad := []string{"", "/joblet", "joblet/", "a//b", "a b", "joblet/../etc", "..", "jo$blet", "a/./b", "jöblet"}
+	for _, p := range good {
+		if err := secretstore.ValidatePrefix(p); err != nil {
+			t.Errorf("ValidatePrefix(%q) = %v, want ok", p, err)
+		}
+	}
+	for _, p := range bad {
+		if err := secretstore.ValidatePrefix(p); err == nil {
+			t.Errorf("ValidatePrefix(%q) accepted an invalid prefix", p)
+		}
+	}
+}

@@ -1,0 +1,121 @@
+// Package storetest is the contract of secretstore.Store as a test suite,
+// run against every implementation (and against moto for Secrets Manager).
+package storetest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/ehsaniara/joblet/internal/secretstore"
+)
+
+// Run checks the Store contract. newStore returns an empty store each call;
+// prefix namespaces the names it uses.
+func Run(t *testing.T, newStore func(t *testing.T) secretstore.Store, prefix string) {
+	ctx := context.Background()
+
+	t.Run("missing names are absent, not errors", func(t *testing.T) {
+		s := newStore(t)
+		got, err := s.Get(ctx, []string{prefix + "/nope", prefix + "/nope2"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != 0 {
+			t.Fatalf("got %v, want nothing", got)
+		}
+	})
+
+	t.Run("create then get", func(t *testing.T) {
+		s := newStore(t)
+		if err := s.Create(ctx, secretstore.Secret{Name: prefix + "/a", Value: "-----BEGIN X-----\nA\n-----END X-----\n", Description: "d"}); err != nil {
+			t.Fatal(err)
+		}
+		got, err := s.Get(ctx, []string{prefix + "/a", prefix + "/b"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got[prefix+"/a"] != "-----BEGIN X-----\nA\n-----END X-----\n" {
+			t.Fatalf("value: %q", got[prefix+"/a"])
+		}
+		if _, ok := got[prefix+"/b"]; ok {
+			t.Fatal("b should be absent")
+		}
+	})
+
+	t.Run("create is create-only", func(t *testing.T) {
+		s := newStore(t)
+		if err := s.Create(ctx, secretstore.Secret{Name: prefix + "/x", Value: "one"}); err != nil {
+			t.Fatal(err)
+		}
+		err := s.Create(ctx, secretstore.Secret{Name: prefix + "/x", Value: "two"})
+		if !errors.Is(err, secretstore.ErrExist) {
+			t.Fatalf("second create: got %v, want ErrExist", err)
+		}
+		got, _ := s.Get(ctx, []string{prefix + "/x"})
+		if got[prefix+"/x"] != "one" {
+			t.Fatalf("the first value was overwritten: %q", got[prefix+"/x"])
+		}
+	})
+
+	t.Run("concurrent creates: exactly one wins", func(t *testing.T) {
+		s := newStore(t)
+		const n = 10
+		var wins atomic.Int32
+		var wg sync.WaitGroup
+		errs := make(chan error, n)
+		for i := 0; i < n; i++ {
+			wg.Add(1)
+			go func(i int) {
+				defer wg.Done()
+				err := s.Create(ctx, secretstore.Secret{Name: prefix + "/race", Value: fmt.Sprint(i)})
+				switch {
+				case err == nil:
+					wins.Add(1)
+				case !errors.Is(err, secretstore.ErrExist):
+					errs <- err
+				}
+			}(i)
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Fatal(err)
+		}
+		if wins.Load() != 1 {
+			t.Fatalf("%d creates won, want exactly 1", wins.Load())
+		}
+	})
+
+	t.Run("put replaces current, put on missing is ErrNotExist", func(t *testing.T) {
+		s := newStore(t)
+		if err := s.Put(ctx, prefix+"/p", "v"); !errors.Is(err, secretstore.ErrNotExist) {
+			t.Fatalf("put on missing: got %v, want ErrNotExist", err)
+		}
+		if err := s.Create(ctx, secretstore.Secret{Name: prefix + "/p", Value: "v1"}); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Put(ctx, prefix+"/p", "v2"); err != nil {
+			t.Fatal(err)
+		}
+		got, _ := s.Get(ctx, []string{prefix + "/p"})
+		if got[prefix+"/p"] != "v2" {
+			t.Fatalf("after put: %q", got[prefix+"/p"])
+		}
+	})
+
+	t.Run("cancelled context", func(t *testing.T) {
+		s := newStore(t)
+		cctx, cancel := context.WithCancel(ctx)
+		cancel()
+		if _, err := s.Get(cctx, []string{prefix + "/a"}); err == nil {
+			t.Fatal("Get with a cancelled context succeeded")
+		}
+		if err := s.Create(cctx, secretstore.Secret{Name: prefix + "/c", Value: "v"}); err == nil {
+			t.Fatal("Create with a cancelled context succeeded")
+		}
+	})
+}

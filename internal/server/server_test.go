@@ -1,0 +1,353 @@
+package server_test
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"io"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	pb "github.com/ehsaniara/joblet/api/jobletv1"
+	"github.com/ehsaniara/joblet/internal/certs"
+	"github.com/ehsaniara/joblet/internal/client"
+	"github.com/ehsaniara/joblet/internal/config"
+	"github.com/ehsaniara/joblet/internal/pki"
+	"github.com/ehsaniara/joblet/internal/secretstore"
+	"github.com/ehsaniara/joblet/internal/server"
+)
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+type fleet struct {
+	home  string
+	store *secretstore.MemoryStore
+	addr  string
+	rnx   *config.Rnx
+	srv   *config.Server
+	node  *server.Server
+}
+
+// startNode bootstraps a node into a temp home and serves it on 127.0.0.1.
+func startNode(t *testing.T, st *secretstore.MemoryStore) *fleet {
+	t.Helper()
+	if st == nil {
+		st = secretstore.NewMemoryStore()
+	}
+	home := t.TempDir()
+	_, err := certs.Bootstrap(context.Background(), certs.Options{Home: home, Store: st, StoreDesc: "memory",
+		ListenAddress: "127.0.0.1", ServerAddress: "127.0.0.1", Log: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srvCfg, err := config.LoadServer(filepath.Join(home, "config", "joblet-config.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rnx, err := config.LoadRnx(filepath.Join(home, "config", "rnx-config.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := server.New(srvCfg, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Serve(l)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		s.Shutdown(ctx)
+	})
+	for _, n := range rnx.Nodes {
+		n.Address = l.Addr().String()
+	}
+	return &fleet{home: home, store: st, addr: l.Addr().String(), rnx: rnx, srv: srvCfg, node: s}
+}
+
+func dial(t *testing.T, name string, n *config.Node) *client.Conn {
+	t.Helper()
+	c, err := client.Dial(name, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func ctx(t *testing.T) context.Context {
+	c, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	t.Cleanup(cancel)
+	return c
+}
+
+// Every role against every RPC, over real mutual TLS.
+func TestAuthorizationMatrix(t *testing.T) {
+	f := startNode(t, nil)
+	admin := dial(t, "default", f.rnx.Nodes["default"])
+	seed, err := admin.Jobs.RunJob(ctx(t), &pb.RunJobRequest{Command: "sleep", Args: []string{"30"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	calls := map[string]func(c *client.Conn) error{
+		"RunJob": func(c *client.Conn) error {
+			_, err := c.Jobs.RunJob(ctx(t), &pb.RunJobRequest{Command: "true"})
+			return err
+		},
+		"ListJobs": func(c *client.Conn) error {
+			_, err := c.Jobs.ListJobs(ctx(t), &pb.ListJobsRequest{})
+			return err
+		},
+		"GetJobStatus": func(c *client.Conn) error {
+			_, err := c.Jobs.GetJobStatus(ctx(t), &pb.GetJobStatusRequest{Id: seed.Id})
+			return err
+		},
+		"GetJobLogs": func(c *client.Conn) error {
+			s, err := c.Jobs.GetJobLogs(ctx(t), &pb.GetJobLogsRequest{Id: seed.Id})
+			if err != nil {
+				return err
+			}
+			for {
+				if _, err := s.Recv(); err == io.EOF {
+					return nil
+				} else if err != nil {
+					return err
+				}
+			}
+		},
+		"StopJob": func(c *client.Conn) error {
+			j, err := admin.Jobs.RunJob(ctx(t), &pb.RunJobRequest{Command: "sleep", Args: []string{"30"}})
+			if err != nil {
+				return err
+			}
+			_, err = c.Jobs.StopJob(ctx(t), &pb.StopJobRequest{Id: j.Id})
+			admin.Jobs.StopJob(ctx(t), &pb.StopJobRequest{Id: j.Id})
+			return err
+		},
+		"GetNodeInfo": func(c *client.Conn) error {
+			_, err := c.Node.GetNodeInfo(ctx(t), &pb.GetNodeInfoRequest{})
+			return err
+		},
+	}
+	allowed := map[pki.Role][]string{
+		pki.Admin:      {"RunJob", "ListJobs", "GetJobStatus", "GetJobLogs", "StopJob", "GetNodeInfo"},
+		pki.Maintainer: {"RunJob", "ListJobs", "GetJobStatus", "GetJobLogs", "StopJob", "GetNodeInfo"},
+		pki.Developer:  {"RunJob", "ListJobs", "GetJobStatus", "GetJobLogs", "StopJob", "GetNodeInfo"},
+		pki.Reader:     {"ListJobs", "GetJobStatus", "GetJobLogs", "GetNodeInfo"},
+	}
+	nodeOf := map[pki.Role]string{pki.Admin: "default", pki.Maintainer: "maintainer", pki.Developer: "developer", pki.Reader: "reader"}
+	// Every RPC in the service descriptors is in the matrix.
+	for _, m := range append(pb.JobService_ServiceDesc.Methods, pb.NodeService_ServiceDesc.Methods...) {
+		if calls[m.MethodName] == nil {
+			t.Errorf("RPC %s is not exercised by the matrix", m.MethodName)
+		}
+	}
+	for _, s := range pb.JobService_ServiceDesc.Streams {
+		if calls[s.StreamName] == nil {
+			t.Errorf("RPC %s is not exercised by the matrix", s.StreamName)
+		}
+	}
+	for role, ok := range allowed {
+		c := dial(t, nodeOf[role], f.rnx.Nodes[nodeOf[role]])
+		for rpc, call := range calls {
+			want := false
+			for _, a := range ok {
+				want = want || a == rpc
+			}
+			err := call(c)
+			switch {
+			case want && err != nil:
+				t.Errorf("%s calling %s: %v, want allowed", role, rpc, err)
+			case !want && status.Code(err) != codes.PermissionDenied:
+				t.Errorf("%s calling %s: %v, want PermissionDenied", role, rpc, err)
+			case !want && !strings.Contains(err.Error(), string(role)) || !want && !strings.Contains(err.Error(), rpc):
+				t.Errorf("denial should name the role and the operation: %v", err)
+			}
+		}
+	}
+	info, err := dial(t, "reader", f.rnx.Nodes["reader"]).Info(ctx(t))
+	if err != nil || info.CallerRole != "reader" || info.NodeId != f.srv.Server.NodeID {
+		t.Fatalf("info %+v %v", info, err)
+	}
+	admin.Jobs.StopJob(ctx(t), &pb.StopJobRequest{Id: seed.Id})
+}
+
+// clientCert signs a client certificate with arbitrary OUs (bypassing
+// pki's role check, as an attacker or an old tool might).
+func clientCert(t *testing.T, ca pki.CA, ous []string, notBefore, notAfter time.Time) (certPEM, keyPEM string) {
+	t.Helper()
+	key, _ := pki.GenerateKey(pki.ECDSAP256, nil)
+	serial, _ := pki.NewSerial()
+	tmpl := &x509.Certificate{SerialNumber: serial, Subject: pkix.Name{Organization: []string{"Joblet"}, OrganizationalUnit: ous, CommonName: "x"},
+		NotBefore: notBefore, NotAfter: notAfter, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, KeyUsage: x509.KeyUsageDigitalSignature}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, key.Public(), ca.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _ := x509.ParseCertificate(der)
+	k, _ := pki.EncodeKey(key)
+	return string(pki.EncodeCert(c)), string(k)
+}
+
+func fleetCA(t *testing.T, st *secretstore.MemoryStore) pki.CA {
+	names := secretstore.Names{Prefix: "joblet"}
+	v, _ := st.Get(context.Background(), []string{names.CACert(), names.CAKey()})
+	c, _ := pki.ParseCert([]byte(v[names.CACert()]))
+	k, _ := pki.ParseKey([]byte(v[names.CAKey()]))
+	return pki.CA{Cert: c, Key: k}
+}
+
+func TestTLSEdge(t *testing.T) {
+	f := startNode(t, nil)
+	other := startNode(t, nil) // another fleet: another CA
+	base := *f.rnx.Nodes["default"]
+	ca := fleetCA(t, f.store)
+	now := time.Now()
+
+	t.Run("legacy viewer OU is a reader", func(t *testing.T) {
+		n := base
+		n.Cert, n.Key = clientCert(t, ca, []string{"viewer"}, now.Add(-time.Minute), now.Add(time.Hour))
+		info, err := dial(t, "viewer", &n).Info(ctx(t))
+		if err != nil || info.CallerRole != "reader" {
+			t.Fatalf("%v %v", info, err)
+		}
+	})
+	t.Run("unknown OU is denied", func(t *testing.T) {
+		n := base
+		n.Cert, n.Key = clientCert(t, ca, []string{"root"}, now.Add(-time.Minute), now.Add(time.Hour))
+		_, err := dial(t, "x", &n).Info(ctx(t))
+		if status.Code(err) != codes.PermissionDenied || !strings.Contains(err.Error(), "no joblet role") {
+			t.Fatalf("%v", err)
+		}
+	})
+
+	refused := map[string]struct {
+		node func() *config.Node
+		want string
+	}{
+		"client certificate from another CA": {func() *config.Node {
+			n := base
+			o := other.rnx.Nodes["default"]
+			n.Cert, n.Key = o.Cert, o.Key
+			return &n
+		}, "server rejected this client certificate"},
+		"server certificate from another CA": {func() *config.Node {
+			n := *other.rnx.Nodes["default"]
+			n.CA = base.CA
+			return &n
+		}, "not signed by this config's CA"},
+		"expired client certificate": {func() *config.Node {
+			n := base
+			n.Cert, n.Key = clientCert(t, ca, []string{"admin"}, now.Add(-2*time.Hour), now.Add(-time.Hour))
+			return &n
+		}, "client certificate"},
+		"wrong host name": {func() *config.Node {
+			// The same node on another loopback address that its
+			// certificate does not name.
+			l, err := net.Listen("tcp", "127.0.0.2:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			go f.node.Serve(l)
+			n := base
+			n.Address = l.Addr().String()
+			return &n
+		}, "does not name the address"},
+	}
+	for name, tc := range refused {
+		t.Run(name, func(t *testing.T) {
+			c := dial(t, "n", tc.node())
+			_, err := c.Info(ctx(t))
+			if err == nil {
+				t.Fatal("the call succeeded")
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %q does not say %q", err, tc.want)
+			}
+		})
+	}
+
+	// Raw TLS: the server must refuse these handshakes itself.
+	rawCfg := func(mod func(*tls.Config)) *tls.Config {
+		tc, err := client.TLSConfig(&base)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tc.NextProtos = []string{"h2"}
+		mod(tc)
+		return tc
+	}
+	for name, tc := range map[string]struct {
+		cfg  *tls.Config
+		want string
+	}{
+		"no client certificate": {rawCfg(func(c *tls.Config) { c.Certificates = nil }), "certificate required"},
+		"TLS 1.2 only":          {rawCfg(func(c *tls.Config) { c.MinVersion, c.MaxVersion = tls.VersionTLS12, tls.VersionTLS12 }), "protocol version"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			conn, err := tls.Dial("tcp", f.addr, tc.cfg)
+			if err == nil {
+				// TLS 1.3: the server's verdict on the client certificate
+				// arrives with the first read.
+				conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+				_, err = conn.Read(make([]byte, 1))
+				conn.Close()
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err %v, want %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestJobLifecycleOverGRPC(t *testing.T) {
+	f := startNode(t, nil)
+	c := dial(t, "developer", f.rnx.Nodes["developer"])
+	j, err := c.Jobs.RunJob(ctx(t), &pb.RunJobRequest{Command: "sh", Args: []string{"-c", "echo a; sleep 0.2; echo b"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if j.StartedBy != "developer" {
+		t.Errorf("started by %q", j.StartedBy)
+	}
+	s, err := c.Jobs.GetJobLogs(ctx(t), &pb.GetJobLogsRequest{Id: j.Id, Follow: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	for {
+		ch, err := s.Recv()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		out.Write(ch.Data)
+	}
+	if out.String() != "a\nb\n" {
+		t.Fatalf("logs %q", out.String())
+	}
+	st, err := c.Jobs.GetJobStatus(ctx(t), &pb.GetJobStatusRequest{Id: j.Id})
+	if err != nil || st.Status != "COMPLETED" || st.EndedUnixNano == 0 {
+		t.Fatalf("%+v %v", st, err)
+	}
+	if _, err := c.Jobs.GetJobStatus(ctx(t), &pb.GetJobStatusRequest{Id: "missing"}); status.Code(err) != codes.NotFound {
+		t.Fatalf("missing job: %v", err)
+	}
+	if _, err := c.Jobs.RunJob(ctx(t), &pb.RunJobRequest{Command: "/no/such/binary"}); status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("bad command: %v", err)
+	}
+}

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The project's test command: installs and checks the real components the
+# tests use (ARCHITECTURE.md, "Real components in tests"), then runs vet and
+# every test with the race detector. A missing component is a failure, never
+# a skip.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need() { command -v "$1" >/dev/null 2>&1; }
+fail() { echo "test.sh: $*" >&2; exit 1; }
+
+if ! need haproxy; then
+  if [ "$(id -u)" = 0 ] && need apt-get; then
+    echo "installing haproxy (Debian package)"
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy) >/dev/null \
+      || fail "could not install haproxy with apt-get"
+  else
+    fail "haproxy is missing: install the Debian package haproxy (apt-get install haproxy)"
+  fi
+fi
+need openssl || fail "openssl is missing: apt-get install openssl"
+need moto_server || fail "moto_server is missing: pip install 'moto[server]' (the machine image ships it)"
+need aws || fail "the aws CLI is missing: pip install awscli (the machine image ships it)"
+
+unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
+[ -z "$unformatted" ] || fail "gofmt would change: $unformatted"
+go vet ./...
+go test -race -count=1 -timeout 20m ./... "$@"
