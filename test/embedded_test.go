@@ -73,7 +73,7 @@ func TestEmbeddedEndToEnd(t *testing.T) {
 	// Re-running bootstrap keeps the CA and the client certificates and
 	// re-issues only the server certificate.
 	var first, second struct {
-		NodeID string `json:"nodeId"`
+		NodeID string                                  `json:"nodeId"`
 		Items  []struct{ Name, Action, Sha256 string } `json:"certificates"`
 	}
 	cfgBefore, _ := os.ReadFile(filepath.Join(home, "config", "rnx-config.yml"))
