@@ -3,12 +3,12 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -73,6 +73,7 @@ func bootstrapCmd(args []string, stdout, stderr io.Writer, log *slog.Logger) err
 	port := fs.String("port", envOr("JOBLET_SERVER_PORT", strconv.Itoa(config.DefaultPort)), "server port (env JOBLET_SERVER_PORT)")
 	extra := fs.String("additional-names", envOr("JOBLET_ADDITIONAL_NAMES", ""), "comma list of extra DNS names and IPs for the server certificate (env JOBLET_ADDITIONAL_NAMES)")
 	public := fs.String("public-address", envOr("JOBLET_PUBLIC_ADDRESS", ""), "HOST[:PORT] of a load balancer in front of the fleet (env JOBLET_PUBLIC_ADDRESS)")
+	region := fs.String("region", envOr("EC2_REGION", os.Getenv("AWS_REGION")), "AWS region of Secrets Manager (env EC2_REGION, then AWS_REGION; default: the instance's)")
 	nodeID := fs.String("node-id", envOr("JOBLET_NODE_ID", ""), "node id (default: kept from the existing config, else generated)")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
 	if err := fs.Parse(args); err != nil {
@@ -112,8 +113,17 @@ func bootstrapCmd(args []string, stdout, stderr io.Writer, log *slog.Logger) err
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	if err := selectStore(ctx, &o, *useSM, *storeSpec); err != nil {
+	rs, err := certs.ResolveStore(ctx, certs.StoreRequest{UseSecretsManager: *useSM, StoreSpec: *storeSpec,
+		Region: *region, Home: o.Home, Log: log})
+	if err != nil {
+		if errors.Is(err, certs.ErrUsage) {
+			return fmt.Errorf("%w: %v", errUsage, err)
+		}
 		return err
+	}
+	o.Store, o.StoreDesc, o.Mode = rs.Store, rs.Desc, rs.Mode
+	if rs.Instance != nil {
+		o.FallbackNodeID = rs.Instance.ID
 	}
 	res, err := certs.Bootstrap(ctx, o)
 	if err != nil {
@@ -125,40 +135,6 @@ func bootstrapCmd(args []string, stdout, stderr io.Writer, log *slog.Logger) err
 		return enc.Encode(res)
 	}
 	printResult(stdout, res)
-	return nil
-}
-
-// selectStore resolves the mode: embedded keeps the shared material in a
-// private directory store under the home.
-func selectStore(ctx context.Context, o *certs.Options, useSM, storeSpec string) error {
-	switch strings.ToLower(useSM) {
-	case "auto", "false":
-	case "true":
-		return fmt.Errorf("USE_SECRETS_MANAGER=true: the Secrets Manager store is not built yet; use USE_SECRETS_MANAGER=false or --store dir:PATH")
-	default:
-		return fmt.Errorf("%w: USE_SECRETS_MANAGER=%q: use auto, true or false", errUsage, useSM)
-	}
-	if storeSpec != "" {
-		kind, arg, err := secretstore.ParseStoreSpec(storeSpec)
-		if err != nil {
-			return fmt.Errorf("%w: %v", errUsage, err)
-		}
-		if kind != "dir" {
-			return fmt.Errorf("%w: --store %q: unknown store kind %q (use dir:PATH)", errUsage, storeSpec, kind)
-		}
-		st, err := secretstore.NewDirStore(arg)
-		if err != nil {
-			return err
-		}
-		o.Store, o.StoreDesc, o.Mode = st, "directory store "+arg, "dir"
-		return nil
-	}
-	root := filepath.Join(o.Home, "ca")
-	st, err := secretstore.NewDirStore(root)
-	if err != nil {
-		return err
-	}
-	o.Store, o.StoreDesc, o.Mode = st, "local store "+root, "embedded"
 	return nil
 }
 

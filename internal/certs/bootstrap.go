@@ -43,6 +43,9 @@ type Options struct {
 	AdditionalNames []string // JOBLET_ADDITIONAL_NAMES, raw
 	PublicAddress   string   // HOST[:PORT] of a load balancer: a SAN and the client address
 	NodeID          string   // kept from an existing config when empty
+	// FallbackNodeID names a node that has no id yet (the EC2 instance id);
+	// a random id when empty.
+	FallbackNodeID string
 
 	Now func() time.Time
 	Log *slog.Logger
@@ -144,6 +147,8 @@ func Bootstrap(ctx context.Context, o Options) (*Result, error) {
 	switch {
 	case o.NodeID != "":
 		srvCfg.Server.NodeID = o.NodeID
+	case srvCfg.Server.NodeID == "" && o.FallbackNodeID != "":
+		srvCfg.Server.NodeID = o.FallbackNodeID
 	case srvCfg.Server.NodeID == "":
 		srvCfg.Server.NodeID = newNodeID()
 	}

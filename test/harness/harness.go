@@ -45,6 +45,15 @@ func Bins(t testing.TB) (joblet, rnx string) {
 	return filepath.Join(binDir, "joblet"), filepath.Join(binDir, "rnx")
 }
 
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
 // FreePort returns a TCP port free on 127.0.0.1 at the time of the call.
 func FreePort(t testing.TB) int {
 	t.Helper()
@@ -78,6 +87,8 @@ func Env(extra ...string) []string {
 		}
 		env = append(env, kv)
 	}
+	// Never the real metadata service: a closed loopback port plays "not on EC2".
+	env = append(env, "AWS_EC2_METADATA_SERVICE_ENDPOINT="+ClosedURL)
 	return append(env, extra...)
 }
 

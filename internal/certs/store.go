@@ -1,0 +1,122 @@
+package certs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/ehsaniara/joblet/internal/cloud"
+	"github.com/ehsaniara/joblet/internal/secretstore"
+	"github.com/ehsaniara/joblet/internal/secretstore/awssm"
+)
+
+// ErrUsage marks a request that contradicts itself or names an unknown
+// mode: the caller's input, not the environment, is wrong.
+var ErrUsage = errors.New("invalid settings")
+
+// StoreRequest is what the operator asked for.
+type StoreRequest struct {
+	UseSecretsManager string // auto, true, false (USE_SECRETS_MANAGER)
+	StoreSpec         string // dir:PATH, or empty
+	Region            string // explicit region (--region, EC2_REGION, AWS_REGION), or empty
+	Home              string
+	IMDSTimeout       time.Duration
+	// Firmware is the root the EC2 hint reads (os.DirFS("/") in production).
+	Firmware fs.FS
+	Log      *slog.Logger
+}
+
+// ResolvedStore is the store a bootstrap uses and why.
+type ResolvedStore struct {
+	Store    secretstore.Store
+	Desc     string
+	Mode     string          // embedded, dir, secretsmanager
+	Instance *cloud.Instance // set when on EC2
+}
+
+// ResolveStore applies the spec's mode table. "auto" means Secrets Manager
+// on EC2 and embedded elsewhere; when Secrets Manager is required and
+// cannot be used this fails: it never falls back to a private CA (the
+// spec's unsupported "mixed mode").
+func ResolveStore(ctx context.Context, r StoreRequest) (*ResolvedStore, error) {
+	if r.IMDSTimeout == 0 {
+		r.IMDSTimeout = cloud.DefaultIMDSTimeout
+	}
+	if r.Firmware == nil {
+		r.Firmware = os.DirFS("/")
+	}
+	if r.Log == nil {
+		r.Log = slog.Default()
+	}
+	mode := strings.ToLower(strings.TrimSpace(r.UseSecretsManager))
+	switch mode {
+	case "", "auto":
+		mode = "auto"
+	case "true", "false":
+	default:
+		return nil, fmt.Errorf("%w: USE_SECRETS_MANAGER=%q: use auto, true or false", ErrUsage, r.UseSecretsManager)
+	}
+	if r.StoreSpec != "" {
+		if mode == "true" {
+			return nil, fmt.Errorf("%w: --store %s and USE_SECRETS_MANAGER=true contradict each other: use one shared store (unset JOBLET_STORE/--store, or set USE_SECRETS_MANAGER=false)", ErrUsage, r.StoreSpec)
+		}
+		kind, arg, err := secretstore.ParseStoreSpec(r.StoreSpec)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrUsage, err)
+		}
+		if kind != "dir" {
+			return nil, fmt.Errorf("%w: --store %q: unknown store kind %q (use dir:PATH)", ErrUsage, r.StoreSpec, kind)
+		}
+		st, err := secretstore.NewDirStore(arg)
+		if err != nil {
+			return nil, err
+		}
+		return &ResolvedStore{Store: st, Desc: "directory store " + arg, Mode: "dir"}, nil
+	}
+
+	var inst *cloud.Instance
+	if mode != "false" {
+		i, err := cloud.DetectEC2(ctx, r.IMDSTimeout)
+		switch {
+		case err == nil:
+			inst = &i
+			r.Log.Debug("on EC2", "instance", i.ID, "region", i.Region)
+		case mode == "auto":
+			if yes, why := cloud.LooksLikeEC2(r.Firmware); yes {
+				return nil, fmt.Errorf("this machine looks like an EC2 instance (%s) but the instance metadata service did not answer (%v), so auto mode cannot tell whether the fleet uses Secrets Manager. "+
+					"Set USE_SECRETS_MANAGER=true with EC2_REGION, or USE_SECRETS_MANAGER=false for a standalone node; on containers, raise the IMDS hop limit", why, err)
+			}
+			r.Log.Debug("not on EC2: embedded mode", "cause", err)
+			mode = "false"
+		default: // true: fine off EC2 as long as a region is given
+			r.Log.Debug("instance metadata unavailable", "cause", err)
+		}
+	}
+	if mode == "false" {
+		root := filepath.Join(r.Home, "ca")
+		st, err := secretstore.NewDirStore(root)
+		if err != nil {
+			return nil, err
+		}
+		return &ResolvedStore{Store: st, Desc: "local store " + root, Mode: "embedded"}, nil
+	}
+
+	region := r.Region
+	if region == "" && inst != nil {
+		region = inst.Region
+	}
+	if region == "" {
+		return nil, fmt.Errorf("USE_SECRETS_MANAGER=true needs an AWS region: set --region, EC2_REGION or AWS_REGION (the instance metadata service, which gives it on EC2, did not answer)")
+	}
+	st, err := awssm.Open(ctx, awssm.Options{Region: region}, r.Log)
+	if err != nil {
+		return nil, err
+	}
+	return &ResolvedStore{Store: st, Desc: st.Describe(), Mode: "secretsmanager", Instance: inst}, nil
+}

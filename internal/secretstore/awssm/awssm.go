@@ -1,0 +1,167 @@
+// Package awssm is the AWS Secrets Manager implementation of
+// secretstore.Store.
+package awssm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	sm "github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+	smtypes "github.com/aws/aws-sdk-go-v2/service/secretsmanager/types"
+
+	"github.com/ehsaniara/joblet/internal/secretstore"
+)
+
+// API is the part of the Secrets Manager client this store calls; tests
+// wrap it to count calls.
+type API interface {
+	BatchGetSecretValue(context.Context, *sm.BatchGetSecretValueInput, ...func(*sm.Options)) (*sm.BatchGetSecretValueOutput, error)
+	GetSecretValue(context.Context, *sm.GetSecretValueInput, ...func(*sm.Options)) (*sm.GetSecretValueOutput, error)
+	CreateSecret(context.Context, *sm.CreateSecretInput, ...func(*sm.Options)) (*sm.CreateSecretOutput, error)
+	PutSecretValue(context.Context, *sm.PutSecretValueInput, ...func(*sm.Options)) (*sm.PutSecretValueOutput, error)
+}
+
+var _ API = (*sm.Client)(nil)
+
+// Store keeps secrets in Secrets Manager as SecretString (PEM text), so the
+// operator's `aws secretsmanager get-secret-value ... | openssl x509` works.
+type Store struct {
+	api      API
+	endpoint string
+	log      *slog.Logger
+	// batchDenied remembers that BatchGetSecretValue is not allowed, so a
+	// process asks only once before reading secret by secret.
+	batchDenied atomic.Bool
+}
+
+var _ secretstore.Store = (*Store)(nil)
+
+// New wraps a client; endpoint names the service in error messages.
+func New(api API, endpoint string, log *slog.Logger) *Store {
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Store{api: api, endpoint: endpoint, log: log}
+}
+
+// batchLimit is BatchGetSecretValue's maximum SecretIdList length.
+const batchLimit = 20
+
+// Get reads the current versions in one BatchGetSecretValue call per 20
+// names. Where that call is denied (a least-privilege policy may allow only
+// GetSecretValue) it reads each secret with GetSecretValue instead.
+func (s *Store) Get(ctx context.Context, names []string) (map[string]string, error) {
+	out := make(map[string]string, len(names))
+	for start := 0; start < len(names); start += batchLimit {
+		chunk := names[start:min(start+batchLimit, len(names))]
+		if !s.batchDenied.Load() {
+			err := s.batchGet(ctx, chunk, out)
+			if err == nil {
+				continue
+			}
+			if !errors.Is(err, ErrAccessDenied) || !deniedAction(err, "BatchGetSecretValue") {
+				return nil, err
+			}
+			s.batchDenied.Store(true)
+			s.log.Info("secretsmanager:BatchGetSecretValue is not allowed; reading secrets one by one", "cause", err)
+		}
+		for _, name := range chunk {
+			v, ok, err := s.getOne(ctx, name)
+			if err != nil {
+				return nil, err
+			}
+			if ok {
+				out[name] = v
+			}
+		}
+	}
+	return out, nil
+}
+
+func (s *Store) batchGet(ctx context.Context, names []string, out map[string]string) error {
+	in := &sm.BatchGetSecretValueInput{SecretIdList: names}
+	for {
+		res, err := s.api.BatchGetSecretValue(ctx, in)
+		if err != nil {
+			return s.explain(err, "BatchGetSecretValue", names...)
+		}
+		for _, v := range res.SecretValues {
+			if v.SecretString == nil {
+				return fmt.Errorf("secret %s has no SecretString: joblet stores PEM text; was it written as binary?", aws.ToString(v.Name))
+			}
+			out[aws.ToString(v.Name)] = *v.SecretString
+		}
+		for _, e := range res.Errors {
+			code := aws.ToString(e.ErrorCode)
+			if code == "ResourceNotFoundException" {
+				continue // missing: absent from the map
+			}
+			return s.explain(&secretError{code: code, msg: aws.ToString(e.Message)}, "BatchGetSecretValue", aws.ToString(e.SecretId))
+		}
+		if res.NextToken == nil {
+			return nil
+		}
+		in.NextToken = res.NextToken
+	}
+}
+
+// getOne asks for AWSCURRENT explicitly: moto, and Secrets Manager during a
+// stage move, can otherwise answer with another version.
+func (s *Store) getOne(ctx context.Context, name string) (string, bool, error) {
+	res, err := s.api.GetSecretValue(ctx, &sm.GetSecretValueInput{SecretId: aws.String(name), VersionStage: aws.String("AWSCURRENT")})
+	if err != nil {
+		var nf *smtypes.ResourceNotFoundException
+		if errors.As(err, &nf) {
+			return "", false, nil
+		}
+		return "", false, s.explain(err, "GetSecretValue", name)
+	}
+	if res.SecretString == nil {
+		return "", false, fmt.Errorf("secret %s has no SecretString: joblet stores PEM text; was it written as binary?", name)
+	}
+	return *res.SecretString, true, nil
+}
+
+// Create stores a new secret with its description and tags.
+func (s *Store) Create(ctx context.Context, sec secretstore.Secret) error {
+	in := &sm.CreateSecretInput{Name: aws.String(sec.Name), SecretString: aws.String(sec.Value)}
+	if sec.Description != "" {
+		in.Description = aws.String(sec.Description)
+	}
+	for k, v := range sec.Tags {
+		in.Tags = append(in.Tags, smtypes.Tag{Key: aws.String(k), Value: aws.String(v)})
+	}
+	_, err := s.api.CreateSecret(ctx, in)
+	if err != nil {
+		var exists *smtypes.ResourceExistsException
+		if errors.As(err, &exists) {
+			return fmt.Errorf("create secret %s: %w", sec.Name, secretstore.ErrExist)
+		}
+		return s.explain(err, "CreateSecret", sec.Name)
+	}
+	return nil
+}
+
+// Put adds a version that becomes AWSCURRENT; Secrets Manager moves the
+// version it replaces to AWSPREVIOUS.
+func (s *Store) Put(ctx context.Context, name, value string) error {
+	_, err := s.api.PutSecretValue(ctx, &sm.PutSecretValueInput{SecretId: aws.String(name), SecretString: aws.String(value)})
+	if err != nil {
+		var nf *smtypes.ResourceNotFoundException
+		if errors.As(err, &nf) {
+			return fmt.Errorf("put secret %s: %w", name, secretstore.ErrNotExist)
+		}
+		return s.explain(err, "PutSecretValue", name)
+	}
+	return nil
+}
+
+// secretError is an error reported for one secret inside a batch answer.
+type secretError struct{ code, msg string }
+
+func (e *secretError) Error() string     { return e.code + ": " + e.msg }
+func (e *secretError) ErrorCode() string { return e.code }
