@@ -55,7 +55,7 @@ func TestFirstAndJoiningNodeOnEC2(t *testing.T) {
 	r = harness.MustRun(t, env2, joblet, "certs", "bootstrap", "--json")
 	var res struct {
 		Mode   string
-		NodeID string `json:"nodeId"`
+		NodeID string                          `json:"nodeId"`
 		Items  []struct{ Name, Action string } `json:"certificates"`
 	}
 	if err := json.Unmarshal([]byte(r.Stdout), &res); err != nil {

@@ -23,7 +23,9 @@ import (
 const usage = `rnx: run and inspect jobs on joblet nodes.
 
 Usage:
-  rnx [--config PATH] [--node NAME] job run CMD [ARGS...]   start a job, print its id
+  rnx [--config PATH] [--node NAME] job run [--follow] CMD [ARGS...]
+                                                           start a job, print its id
+                                                           (--follow: stream its output instead)
   rnx [...] job list                                       list jobs
   rnx [...] job status ID                                  show one job
   rnx [...] job log ID [--follow]                          print a job's output
@@ -95,7 +97,8 @@ func dispatch(args []string, cfgPath, nodeName string, timeout time.Duration, ou
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	follow := args[0] == "job" && len(args) > 1 && args[1] == "log" && hasFlag(args[2:], "follow")
+	follow := args[0] == "job" && len(args) > 2 && (args[1] == "log" && hasFlag(args[2:], "follow") ||
+		args[1] == "run" && (args[2] == "--follow" || args[2] == "-f"))
 	if !follow {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, timeout)
@@ -152,6 +155,13 @@ func jobCmd(ctx context.Context, c *client.Conn, args []string, out io.Writer) e
 	}
 	switch sub {
 	case "run":
+		// --follow before the command streams the output on the same
+		// connection, so through a load balancer it reaches the node that
+		// runs the job.
+		follow := len(rest) > 0 && (rest[0] == "--follow" || rest[0] == "-f")
+		if follow {
+			rest = rest[1:]
+		}
 		if len(rest) == 0 {
 			return fmt.Errorf("%w: job run needs a command", errUsage)
 		}
@@ -159,8 +169,11 @@ func jobCmd(ctx context.Context, c *client.Conn, args []string, out io.Writer) e
 		if err != nil {
 			return c.Explain(err)
 		}
-		fmt.Fprintln(out, j.Id)
-		return nil
+		if !follow {
+			fmt.Fprintln(out, j.Id)
+			return nil
+		}
+		return streamLogs(ctx, c, j.Id, out)
 	case "list":
 		r, err := c.Jobs.ListJobs(ctx, &pb.ListJobsRequest{})
 		if err != nil {
@@ -197,24 +210,44 @@ func jobCmd(ctx context.Context, c *client.Conn, args []string, out io.Writer) e
 		if err != nil {
 			return err
 		}
-		s, err := c.Jobs.GetJobLogs(ctx, &pb.GetJobLogsRequest{Id: id, Follow: hasFlag(rest, "follow")})
+		return printLogs(ctx, c, id, hasFlag(rest, "follow"), out)
+	}
+	return fmt.Errorf("%w: unknown job subcommand %q", errUsage, sub)
+}
+
+func printLogs(ctx context.Context, c *client.Conn, id string, follow bool, out io.Writer) error {
+	s, err := c.Jobs.GetJobLogs(ctx, &pb.GetJobLogsRequest{Id: id, Follow: follow})
+	if err != nil {
+		return c.Explain(err)
+	}
+	for {
+		chunk, err := s.Recv()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
 		if err != nil {
 			return c.Explain(err)
 		}
-		for {
-			chunk, err := s.Recv()
-			if errors.Is(err, io.EOF) {
-				return nil
-			}
-			if err != nil {
-				return c.Explain(err)
-			}
-			if _, err := out.Write(chunk.Data); err != nil {
-				return err
-			}
+		if _, err := out.Write(chunk.Data); err != nil {
+			return err
 		}
 	}
-	return fmt.Errorf("%w: unknown job subcommand %q", errUsage, sub)
+}
+
+// streamLogs follows a job it just started and fails when the job failed,
+// so `rnx job run --follow` can be used in scripts.
+func streamLogs(ctx context.Context, c *client.Conn, id string, out io.Writer) error {
+	if err := printLogs(ctx, c, id, true, out); err != nil {
+		return err
+	}
+	j, err := c.Jobs.GetJobStatus(ctx, &pb.GetJobStatusRequest{Id: id})
+	if err != nil {
+		return c.Explain(err)
+	}
+	if j.Status != "COMPLETED" {
+		return fmt.Errorf("job %s %s with exit code %d", id, strings.ToLower(j.Status), j.ExitCode)
+	}
+	return nil
 }
 
 func exitText(j *pb.Job) string {

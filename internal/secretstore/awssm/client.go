@@ -4,12 +4,12 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"os"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/config"
 	sm "github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 )
@@ -44,7 +44,8 @@ func Open(ctx context.Context, o Options, log *slog.Logger) (*Store, error) {
 	}
 	cfg, err := config.LoadDefaultConfig(ctx,
 		config.WithRegion(o.Region),
-		config.WithHTTPClient(&http.Client{Timeout: o.AttemptTimeout}),
+		// The SDK's buildable client keeps AWS_CA_BUNDLE working.
+		config.WithHTTPClient(awshttp.NewBuildableClient().WithTimeout(o.AttemptTimeout)),
 		config.WithRetryer(func() aws.Retryer {
 			return retry.NewStandard(func(so *retry.StandardOptions) {
 				so.MaxAttempts = o.MaxAttempts

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# A fleet on one machine: moto (standing in for AWS Secrets Manager), three
+# joblet nodes on 127.0.0.1 bootstrapped through it with the drop-in script,
+# HAProxy in TLS passthrough (mode tcp) in front of them on 127.0.0.2, then
+# rnx through the balancer with the config from node 1. Needs moto_server
+# and haproxy (scripts/test.sh installs haproxy); everything binds to
+# loopback and is stopped at the end.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+for tool in moto_server haproxy; do
+  command -v "$tool" >/dev/null || { echo "demo-fleet.sh: $tool is required (see README)" >&2; exit 1; }
+done
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/joblet-fleet.XXXXXX")
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() { for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null && return 0; sleep 0.1; done; echo "nothing on $1:$2" >&2; return 1; }
+
+echo "== build"
+go build -o "$work/bin/" ./cmd/joblet ./cmd/rnx
+export PATH="$work/bin:$PATH" JOBLET_BIN="$work/bin/joblet"
+
+moto_port=$(free_port)
+echo "== moto (Secrets Manager) on 127.0.0.1:$moto_port"
+moto_server -H 127.0.0.1 -p "$moto_port" >"$work/moto.log" 2>&1 & pids+=($!)
+wait_port 127.0.0.1 "$moto_port"
+export AWS_ENDPOINT_URL_SECRETS_MANAGER="http://127.0.0.1:$moto_port" AWS_ACCESS_KEY_ID=demo AWS_SECRET_ACCESS_KEY=demo \
+  AWS_EC2_METADATA_SERVICE_ENDPOINT=http://127.0.0.1:1 USE_SECRETS_MANAGER=true EC2_REGION=us-east-1
+
+lb="127.0.0.2:$(free_port)"
+backends=""
+for i in 1 2 3; do
+  port=$(free_port)
+  echo "== node $i on 127.0.0.1:$port"
+  JOBLET_HOME="$work/node$i" JOBLET_SERVER_ADDRESS=127.0.0.1 JOBLET_LISTEN_ADDRESS=127.0.0.1 JOBLET_SERVER_PORT=$port \
+    JOBLET_PUBLIC_ADDRESS="$lb" JOBLET_NODE_ID="node-$i" scripts/certs_gen_with_secretsmanager.sh
+  joblet server --config "$work/node$i/config/joblet-config.yml" 2>"$work/node$i.log" & pids+=($!)
+  wait_port 127.0.0.1 "$port"
+  backends+="  server node$i 127.0.0.1:$port check inter 1s"$'\n'
+done
+
+echo "== HAProxy (mode tcp) on $lb"
+cat >"$work/haproxy.cfg" <<CFG
+defaults
+  mode tcp
+  timeout connect 2s
+  timeout client 60s
+  timeout server 60s
+frontend joblet
+  bind $lb
+  default_backend nodes
+backend nodes
+  balance roundrobin
+$backends
+CFG
+haproxy -db -f "$work/haproxy.cfg" >"$work/haproxy.log" 2>&1 & pids+=($!)
+wait_port "${lb%:*}" "${lb##*:}"
+
+echo "== the shared secrets, as the operator sees them"
+if command -v aws >/dev/null; then
+  AWS_ENDPOINT_URL="$AWS_ENDPOINT_URL_SECRETS_MANAGER" AWS_DEFAULT_REGION=us-east-1 aws secretsmanager list-secrets \
+    --filters Key=name,Values=joblet/ --query 'SecretList[*].[Name,Description]' --output table
+fi
+export RNX_CONFIG="$work/node1/config/rnx-config.yml"
+echo "node 1's rnx-config.yml points at: $(grep -m1 'address:' "$RNX_CONFIG")"
+
+echo "== six requests through the balancer, one config"
+for _ in 1 2 3 4 5 6; do rnx info | grep 'node id'; done
+echo "== a job through the balancer"
+rnx job run --follow sh -c 'echo "hello from a fleet node"'
+echo "done"

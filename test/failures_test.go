@@ -1,0 +1,186 @@
+package test
+
+import (
+	"context"
+	"os/exec"
+	"strings"
+	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	sm "github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+
+	"github.com/ehsaniara/joblet/internal/secretstore"
+	"github.com/ehsaniara/joblet/internal/secretstore/awssm"
+	"github.com/ehsaniara/joblet/test/harness"
+)
+
+// iamUser creates a user in moto with an inline policy allowing actions
+// (none: no policy) and returns its access key. moto evaluates actions, not
+// resource ARNs, so policies here use Resource "*".
+func iamUser(t *testing.T, url, name string, actions ...string) (id, secret string) {
+	t.Helper()
+	env := harness.Env(harness.AWSEnv(url)...)
+	run := func(args ...string) string {
+		cmd := exec.Command("aws", args...)
+		cmd.Env = env
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("aws %v: %v\n%s", args, err, out)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	run("iam", "create-user", "--user-name", name)
+	if len(actions) > 0 {
+		var quoted []string
+		for _, a := range actions {
+			quoted = append(quoted, `"secretsmanager:`+a+`"`)
+		}
+		run("iam", "put-user-policy", "--user-name", name, "--policy-name", "joblet", "--policy-document",
+			`{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":[`+strings.Join(quoted, ",")+`],"Resource":"*"}]}`)
+	}
+	f := strings.Fields(run("iam", "create-access-key", "--user-name", name, "--query", "AccessKey.[AccessKeyId,SecretAccessKey]", "--output", "text"))
+	return f[0], f[1]
+}
+
+// Access control enforced by moto's IAM emulation: denied calls fail with
+// the action and secret named; a node allowed only GetSecretValue still
+// joins, reading secret by secret.
+func TestAccessDenied(t *testing.T) {
+	// 8 unauthenticated calls set up the users; IAM is enforced after.
+	m, err := harness.StartMoto("INITIAL_NO_AUTH_ACTION_COUNT=8")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Stop()
+	joblet, _ := harness.Bins(t)
+	fullID, fullKey := iamUser(t, m.URL, "operator", "BatchGetSecretValue", "GetSecretValue", "CreateSecret", "PutSecretValue", "TagResource")
+	readID, readKey := iamUser(t, m.URL, "worker", "GetSecretValue")
+	noneID, noneKey := iamUser(t, m.URL, "nobody")
+	creds := func(id, key string) []string {
+		return []string{"AWS_ACCESS_KEY_ID=" + id, "AWS_SECRET_ACCESS_KEY=" + key}
+	}
+	stored := func() map[string]string {
+		c := sm.New(sm.Options{Region: "us-east-1", BaseEndpoint: aws.String(m.URL), Credentials: credentials.NewStaticCredentialsProvider(fullID, fullKey, "")})
+		v, err := awssm.New(c, "moto", nil).Get(context.Background(), secretstore.Names{Prefix: "joblet"}.All())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+
+	home, _, env := smNode(t, m.URL, creds(noneID, noneKey)...)
+	r := harness.Run(t, env, joblet, "certs", "bootstrap")
+	if r.Code != 1 || !strings.Contains(r.Stderr, "secretsmanager:GetSecretValue on joblet/ca-cert: access denied") {
+		t.Fatalf("no permissions: %s", r)
+	}
+	noFiles(t, home)
+
+	home, _, env = smNode(t, m.URL, creds(readID, readKey)...)
+	r = harness.Run(t, env, joblet, "certs", "bootstrap")
+	if r.Code != 1 || !strings.Contains(r.Stderr, "secretsmanager:CreateSecret on joblet/ca-key: access denied") ||
+		!strings.Contains(r.Stderr, "Allow secretsmanager:CreateSecret") {
+		t.Fatalf("read-only first node: %s", r)
+	}
+	noFiles(t, home)
+	if v := stored(); len(v) != 0 {
+		t.Fatalf("a denied bootstrap left secrets: %v", v)
+	}
+
+	_, _, env = smNode(t, m.URL, creds(fullID, fullKey)...)
+	harness.MustRun(t, env, joblet, "certs", "bootstrap")
+
+	proxy := harness.StartAWSProxy(t, m.URL)
+	home, _, env = smNode(t, proxy.URL, creds(readID, readKey)...)
+	harness.MustRun(t, env, joblet, "certs", "bootstrap")
+	calls := harness.Count(proxy.Calls())
+	t.Logf("joining node without BatchGetSecretValue: %v", calls)
+	if calls["BatchGetSecretValue"] != 1 || calls["GetSecretValue"] != 10 || len(calls) != 2 {
+		t.Errorf("calls %v: want one denied batch read, then 10 GetSecretValue", calls)
+	}
+	if serverConfig(t, home).Security.CACert != stored()["joblet/ca-cert"] {
+		t.Fatal("the worker node does not use the stored CA")
+	}
+}
+
+func TestStoreUnusable(t *testing.T) {
+	moto.Reset(t)
+	joblet, _ := harness.Bins(t)
+
+	cases := []struct {
+		name   string
+		decide func(string, int) harness.Verdict
+		env    []string
+		want   []string
+		code   int
+	}{
+		{name: "unreachable", env: []string{"AWS_ENDPOINT_URL_SECRETS_MANAGER=" + harness.ClosedURL},
+			want: []string{"Secrets Manager unreachable", "cannot reach Secrets Manager at " + harness.ClosedURL, "connection refused"}, code: 1},
+		{name: "throttled", decide: func(string, int) harness.Verdict { return harness.Throttle },
+			want: []string{"secretsmanager:BatchGetSecretValue", "throttled by Secrets Manager", "retried with backoff"}, code: 1},
+		{name: "no credentials", env: []string{"AWS_ACCESS_KEY_ID=", "AWS_SECRET_ACCESS_KEY="},
+			want: []string{"no AWS credentials", "instance profile"}, code: 1},
+		{name: "no region", env: []string{"AWS_REGION=", "AWS_DEFAULT_REGION="},
+			want: []string{"needs an AWS region", "EC2_REGION"}, code: 1},
+		{name: "store and secrets manager at once", env: []string{"JOBLET_STORE=dir:/tmp/x"},
+			want: []string{"contradict"}, code: 2},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			proxy := harness.StartAWSProxy(t, moto.URL)
+			proxy.Decide = tc.decide
+			home, _, env := smNode(t, proxy.URL, tc.env...)
+			r := harness.Run(t, env, joblet, "certs", "bootstrap")
+			if r.Code != tc.code {
+				t.Fatalf("exit %d, want %d: %s", r.Code, tc.code, r)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(r.Stderr, w) {
+					t.Errorf("message lacks %q: %s", w, r.Stderr)
+				}
+			}
+			noFiles(t, home)
+			if v := readStore(t, "joblet"); len(v) != 0 {
+				t.Fatalf("store changed: %d secrets", len(v))
+			}
+			if tc.name == "throttled" {
+				if n := harness.Count(proxy.Calls())["BatchGetSecretValue"]; n != 6 {
+					t.Errorf("%d attempts, want 6 (retried with backoff)", n)
+				}
+			}
+		})
+	}
+}
+
+// Passing faults are retried: the bootstrap succeeds and the store ends
+// consistent.
+func TestTransientFaultsAreRetried(t *testing.T) {
+	moto.Reset(t)
+	joblet, _ := harness.Bins(t)
+	proxy := harness.StartAWSProxy(t, moto.URL)
+	proxy.Decide = func(action string, n int) harness.Verdict {
+		switch {
+		case action == "BatchGetSecretValue" && n < 2:
+			return harness.Throttle
+		case action == "CreateSecret" && n == 3:
+			return harness.ServerError
+		}
+		return harness.Forward
+	}
+	_, _, env := smNode(t, proxy.URL)
+	harness.MustRun(t, env, joblet, "certs", "bootstrap")
+	checkStore(t, readStore(t, "joblet"), "joblet")
+}
+
+func TestAutoOffEC2IsEmbedded(t *testing.T) {
+	moto.Reset(t)
+	joblet, _ := harness.Bins(t)
+	_, _, env := smNode(t, moto.URL, "USE_SECRETS_MANAGER=auto")
+	r := harness.MustRun(t, env, joblet, "certs", "bootstrap")
+	if !strings.Contains(r.Stdout, "embedded mode") {
+		t.Fatalf("%s", r.Stdout)
+	}
+	if v := readStore(t, "joblet"); len(v) != 0 {
+		t.Fatal("embedded mode wrote to Secrets Manager")
+	}
+}

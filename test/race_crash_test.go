@@ -1,0 +1,154 @@
+package test
+
+import (
+	"context"
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/ehsaniara/joblet/internal/secretstore"
+	"github.com/ehsaniara/joblet/internal/testutil/openssl"
+	"github.com/ehsaniara/joblet/test/harness"
+)
+
+// startTogether runs n bootstrap processes, released at the same moment,
+// and returns their homes.
+func startTogether(t *testing.T, n int, envFor func(i int) (string, []string)) []string {
+	t.Helper()
+	joblet, _ := harness.Bins(t)
+	homes := make([]string, n)
+	cmds := make([]*exec.Cmd, n)
+	outs := make([]*strings.Builder, n)
+	for i := range cmds {
+		home, env := envFor(i)
+		homes[i] = home
+		cmds[i] = exec.Command(joblet, "certs", "bootstrap")
+		cmds[i].Env = env
+		outs[i] = &strings.Builder{}
+		cmds[i].Stdout, cmds[i].Stderr = outs[i], outs[i]
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	start := make(chan struct{})
+	for i, c := range cmds {
+		wg.Add(1)
+		go func(i int, c *exec.Cmd) {
+			defer wg.Done()
+			<-start
+			errs[i] = c.Run()
+		}(i, c)
+	}
+	close(start)
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("bootstrap %d: %v\n%s", i, err, outs[i])
+		}
+	}
+	return homes
+}
+
+// verifyNodes checks with openssl that every node's server certificate
+// chains to caPEM and that the node wrote that CA.
+func verifyNodes(t *testing.T, homes []string, caPEM string) {
+	t.Helper()
+	for _, h := range homes {
+		s := serverConfig(t, h)
+		if s.Security.CACert != caPEM {
+			t.Fatalf("node %s wrote another CA", h)
+		}
+		openssl.Verify(t, []byte(caPEM), []byte(s.Security.ServerCert), "sslserver")
+	}
+}
+
+const racers = 20
+
+func TestRaceSecretsManager(t *testing.T) {
+	moto.Reset(t)
+	homes := startTogether(t, racers, func(int) (string, []string) {
+		home, _, env := smNode(t, moto.URL)
+		return home, env
+	})
+	vals := readStore(t, "joblet")
+	checkStore(t, vals, "joblet")
+	verifyNodes(t, homes, vals["joblet/ca-cert"])
+	// Secrets Manager never held a second CA: ca-key and ca-cert each have
+	// exactly one version.
+	for _, name := range []string{"joblet/ca-key", "joblet/ca-cert"} {
+		out := awsCLI(t, "secretsmanager", "list-secret-version-ids", "--secret-id", name, "--query", "length(Versions)", "--output", "text")
+		if strings.TrimSpace(out) != "1" {
+			t.Errorf("%s has %s versions, want 1", name, out)
+		}
+	}
+}
+
+func TestRaceDirectoryStore(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "shared")
+	homes := startTogether(t, racers, func(int) (string, []string) {
+		home, _, env := smNode(t, harness.ClosedURL, "USE_SECRETS_MANAGER=false", "JOBLET_STORE=dir:"+dir)
+		return home, env
+	})
+	st, _ := secretstore.NewDirStore(dir)
+	vals, err := st.Get(context.Background(), secretstore.Names{Prefix: "joblet"}.All())
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkStore(t, vals, "joblet")
+	verifyNodes(t, homes, vals["joblet/ca-cert"])
+}
+
+// A bootstrap killed (SIGKILL) right after each of its store writes in turn
+// leaves a state that the next bootstrap completes without help.
+func TestCrashAfterEachStoreWrite(t *testing.T) {
+	joblet, _ := harness.Bins(t)
+	writes := len(secretstore.Names{Prefix: "joblet"}.All())
+	for k := 0; k < writes; k++ {
+		t.Run(fmt.Sprintf("after write %d", k+1), func(t *testing.T) {
+			moto.Reset(t)
+			proxy := harness.StartAWSProxy(t, moto.URL)
+			home, _, env := smNode(t, proxy.URL)
+			cmd := exec.Command(joblet, "certs", "bootstrap")
+			cmd.Env = env
+			var killed string
+			proxy.Decide = func(action string, n int) harness.Verdict {
+				if action == "CreateSecret" && n == k {
+					return harness.ForwardThenDo
+				}
+				return harness.Forward
+			}
+			proxy.After = func(string) {
+				cmd.Process.Kill()
+				killed = "yes"
+			}
+			out, err := cmd.CombinedOutput()
+			if err == nil || killed == "" {
+				t.Fatalf("the bootstrap was not killed at write %d: %v\n%s", k+1, err, out)
+			}
+			noFiles(t, home)
+			partial := readStore(t, "joblet")
+			if len(partial) != k+1 {
+				t.Fatalf("%d secrets stored before the crash, want %d", len(partial), k+1)
+			}
+
+			// Recovery: a plain re-run on another node, then on the same one.
+			other, _, env2 := smNode(t, moto.URL)
+			r := harness.MustRun(t, env2, joblet, "certs", "bootstrap")
+			harness.MustRun(t, env, joblet, "certs", "bootstrap")
+			vals := readStore(t, "joblet")
+			checkStore(t, vals, "joblet")
+			verifyNodes(t, []string{other, home}, vals["joblet/ca-cert"])
+			// What the crashed node stored was kept, not replaced.
+			for name, v := range partial {
+				if vals[name] != v {
+					t.Errorf("%s was replaced after the crash", name)
+				}
+			}
+			if k%2 == 0 && !strings.Contains(r.Stdout, "🔧") {
+				t.Errorf("a key stored without its certificate should be reported as completed:\n%s", r.Stdout)
+			}
+		})
+	}
+}

@@ -1,0 +1,65 @@
+package test
+
+import (
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+
+	"github.com/ehsaniara/joblet/test/harness"
+)
+
+func script(name string) string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "scripts", name)
+}
+
+func runScript(t *testing.T, env []string, name string) harness.Result {
+	t.Helper()
+	cmd := exec.Command("bash", script(name))
+	cmd.Env = env
+	var out, errb strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return harness.Result{Stdout: out.String(), Stderr: errb.String(), Code: code}
+}
+
+// The drop-in scripts work as the spec's user data calls them: settings in
+// the environment only. A custom CA bundle (AWS_CA_BUNDLE, common behind
+// corporate proxies) must not stop the Secrets Manager client.
+func TestDropInScripts(t *testing.T) {
+	moto.Reset(t)
+	joblet, _ := harness.Bins(t)
+	home, _, env := smNode(t, moto.URL, "JOBLET_BIN="+joblet, "AWS_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt")
+	r := runScript(t, env, "certs_gen_with_secretsmanager.sh")
+	if r.Code != 0 || !strings.Contains(r.Stdout, "✨ CA Certificate: Generated and stored in Secrets Manager") {
+		t.Fatalf("%s", r)
+	}
+	checkStore(t, readStore(t, "joblet"), "joblet")
+	if serverConfig(t, home).Security.CACert != readStore(t, "joblet")["joblet/ca-cert"] {
+		t.Fatal("node config does not hold the shared CA")
+	}
+
+	home, _, env = smNode(t, harness.ClosedURL, "JOBLET_BIN="+joblet, "USE_SECRETS_MANAGER=")
+	r = runScript(t, env, "certs_gen_embedded.sh")
+	if r.Code != 0 || !strings.Contains(r.Stdout, "embedded mode") {
+		t.Fatalf("%s", r)
+	}
+	serverConfig(t, home)
+
+	_, _, env = smNode(t, harness.ClosedURL, "JOBLET_BIN="+joblet)
+	if r := runScript(t, env, "certs_gen_embedded.sh"); r.Code != 2 || !strings.Contains(r.Stderr, "use certs_gen_with_secretsmanager.sh") {
+		t.Fatalf("embedded script with USE_SECRETS_MANAGER=true: %s", r)
+	}
+	_, _, env = smNode(t, moto.URL, "JOBLET_BIN=/nonexistent/joblet")
+	if r := runScript(t, env, "certs_gen_with_secretsmanager.sh"); r.Code != 1 || !strings.Contains(r.Stderr, "set JOBLET_BIN") {
+		t.Fatalf("missing binary: %s", r)
+	}
+}
