@@ -128,7 +128,7 @@ func TestStoreUnusable(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			proxy := harness.StartAWSProxy(t, moto.URL)
-			proxy.Decide = tc.decide
+			proxy.OnCall(tc.decide, nil)
 			home, _, env := smNode(t, proxy.URL, tc.env...)
 			r := harness.Run(t, env, joblet, "certs", "bootstrap")
 			if r.Code != tc.code {
@@ -158,7 +158,7 @@ func TestTransientFaultsAreRetried(t *testing.T) {
 	moto.Reset(t)
 	joblet, _ := harness.Bins(t)
 	proxy := harness.StartAWSProxy(t, moto.URL)
-	proxy.Decide = func(action string, n int) harness.Verdict {
+	proxy.OnCall(func(action string, n int) harness.Verdict {
 		switch {
 		case action == "BatchGetSecretValue" && n < 2:
 			return harness.Throttle
@@ -166,7 +166,7 @@ func TestTransientFaultsAreRetried(t *testing.T) {
 			return harness.ServerError
 		}
 		return harness.Forward
-	}
+	}, nil)
 	_, _, env := smNode(t, proxy.URL)
 	harness.MustRun(t, env, joblet, "certs", "bootstrap")
 	checkStore(t, readStore(t, "joblet"), "joblet")

@@ -3,10 +3,12 @@ package test
 import (
 	"context"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/ehsaniara/joblet/internal/secretstore"
@@ -112,20 +114,31 @@ func TestCrashAfterEachStoreWrite(t *testing.T) {
 			home, _, env := smNode(t, proxy.URL)
 			cmd := exec.Command(joblet, "certs", "bootstrap")
 			cmd.Env = env
-			var killed string
-			proxy.Decide = func(action string, n int) harness.Verdict {
+			var out strings.Builder
+			cmd.Stdout, cmd.Stderr = &out, &out
+			// The proxy's handler runs on its own goroutine: share the
+			// process and the verdict through atomics.
+			var proc atomic.Pointer[os.Process]
+			var killed atomic.Bool
+			proxy.OnCall(func(action string, n int) harness.Verdict {
 				if action == "CreateSecret" && n == k {
 					return harness.ForwardThenDo
 				}
 				return harness.Forward
+			}, func(string) {
+				// Flag first: Wait may return before Kill does.
+				if p := proc.Load(); p != nil {
+					killed.Store(true)
+					p.Kill()
+				}
+			})
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
 			}
-			proxy.After = func(string) {
-				cmd.Process.Kill()
-				killed = "yes"
-			}
-			out, err := cmd.CombinedOutput()
-			if err == nil || killed == "" {
-				t.Fatalf("the bootstrap was not killed at write %d: %v\n%s", k+1, err, out)
+			proc.Store(cmd.Process)
+			err := cmd.Wait()
+			if err == nil || !killed.Load() {
+				t.Fatalf("the bootstrap was not killed at write %d: %v\n%s", k+1, err, out.String())
 			}
 			noFiles(t, home)
 			partial := readStore(t, "joblet")

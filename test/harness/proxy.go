@@ -25,14 +25,10 @@ const (
 // action (X-Amz-Target) and can fail or interrupt chosen calls.
 type AWSProxy struct {
 	URL string
-	// Decide is asked for every call with the action and how many calls of
-	// that action came before it (0 for the first).
-	Decide func(action string, n int) Verdict
-	// After runs for ForwardThenDo once moto has answered: the write is done
-	// but the client never hears of it (a crash right after the write).
-	After func(action string)
 
-	mu    sync.Mutex
+	mu     sync.Mutex
+	decide func(action string, n int) Verdict
+	after  func(action string)
 	calls []string
 	keys  map[string]bool
 }
@@ -60,7 +56,7 @@ func StartAWSProxy(t testing.TB, target string) *AWSProxy {
 				p.keys[id] = true
 			}
 		}
-		decide := p.Decide
+		decide, after := p.decide, p.after
 		p.mu.Unlock()
 		v := Forward
 		if decide != nil {
@@ -78,8 +74,8 @@ func StartAWSProxy(t testing.TB, target string) *AWSProxy {
 		case ForwardThenDo:
 			rec := httptest.NewRecorder()
 			rp.ServeHTTP(rec, r)
-			if p.After != nil {
-				p.After(action)
+			if after != nil {
+				after(action)
 			}
 			w.WriteHeader(http.StatusBadGateway)
 		default:
@@ -89,6 +85,16 @@ func StartAWSProxy(t testing.TB, target string) *AWSProxy {
 	t.Cleanup(srv.Close)
 	p.URL = srv.URL
 	return p
+}
+
+// OnCall sets how calls are treated. decide is asked for every call with
+// the action and how many calls of that action came before it (0 for the
+// first); after runs for ForwardThenDo once moto has answered: the write is
+// done but the client never hears of it (a crash right after the write).
+func (p *AWSProxy) OnCall(decide func(action string, n int) Verdict, after func(action string)) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.decide, p.after = decide, after
 }
 
 // Calls returns the actions seen so far, in order, and forgets them.
