@@ -29,8 +29,8 @@ type AWSProxy struct {
 	mu     sync.Mutex
 	decide func(action string, n int) Verdict
 	after  func(action string)
-	calls []string
-	keys  map[string]bool
+	calls  []string
+	keys   map[string]bool
 }
 
 // StartAWSProxy proxies to target (moto's URL) until the test ends.
