@@ -78,7 +78,7 @@ func checkStore(t *testing.T, vals map[string]string, prefix string) *x509.Certi
 
 // smNode is the environment of one node bootstrapping through Secrets
 // Manager at url (moto or a proxy in front of it).
-func smNode(t *testing.T, url string, extra ...string) (home string, port int, env []string) {
+func smNode(t testing.TB, url string, extra ...string) (home string, port int, env []string) {
 	home = t.TempDir()
 	port = harness.FreePort(t)
 	env = harness.Env(append(harness.AWSEnv(url), append([]string{"JOBLET_HOME=" + home, "USE_SECRETS_MANAGER=true",

@@ -1,0 +1,108 @@
+package awssm_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sync/atomic"
+	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	sm "github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+
+	"github.com/ehsaniara/joblet/internal/secretstore"
+	"github.com/ehsaniara/joblet/internal/secretstore/awssm"
+	"github.com/ehsaniara/joblet/internal/secretstore/storetest"
+	"github.com/ehsaniara/joblet/test/harness"
+)
+
+var moto *harness.Moto
+
+func TestMain(m *testing.M) {
+	var err error
+	if moto, err = harness.StartMoto(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	moto.Stop()
+	os.Exit(code)
+}
+
+func client() *sm.Client {
+	return sm.New(sm.Options{Region: "us-east-1", BaseEndpoint: aws.String(moto.URL),
+		Credentials: credentials.NewStaticCredentialsProvider("test", "test", "")})
+}
+
+// The Store contract holds against Secrets Manager as moto emulates it.
+func TestContractAgainstMoto(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) secretstore.Store {
+		moto.Reset(t)
+		return awssm.New(client(), "moto", nil)
+	}, "joblet")
+}
+
+// counting wraps the client to count calls (STYLE: a recording decorator
+// over the narrow API interface).
+type counting struct {
+	awssm.API
+	batch, get atomic.Int32
+}
+
+func (c *counting) BatchGetSecretValue(ctx context.Context, in *sm.BatchGetSecretValueInput, o ...func(*sm.Options)) (*sm.BatchGetSecretValueOutput, error) {
+	c.batch.Add(1)
+	return c.API.BatchGetSecretValue(ctx, in, o...)
+}
+
+func (c *counting) GetSecretValue(ctx context.Context, in *sm.GetSecretValueInput, o ...func(*sm.Options)) (*sm.GetSecretValueOutput, error) {
+	c.get.Add(1)
+	return c.API.GetSecretValue(ctx, in, o...)
+}
+
+// More names than one batch holds are read in batches of 20, and PutSecret
+// keeps the replaced value as AWSPREVIOUS.
+func TestBatchesAndPrevious(t *testing.T) {
+	moto.Reset(t)
+	c := &counting{API: client()}
+	st := awssm.New(c, "moto", nil)
+	ctx := context.Background()
+	var names []string
+	for i := 0; i < 25; i++ {
+		n := fmt.Sprintf("joblet/s%02d", i)
+		names = append(names, n)
+		if i%2 == 0 {
+			if err := st.Create(ctx, secretstore.Secret{Name: n, Value: "v" + n}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	got, err := st.Get(ctx, names)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 13 || got["joblet/s24"] != "vjoblet/s24" {
+		t.Fatalf("got %d secrets: %v", len(got), got)
+	}
+	if c.batch.Load() != 2 || c.get.Load() != 0 {
+		t.Fatalf("batch calls %d, get calls %d; want 2 and 0", c.batch.Load(), c.get.Load())
+	}
+	if err := st.Put(ctx, "joblet/s00", "new"); err != nil {
+		t.Fatal(err)
+	}
+	prev, err := client().GetSecretValue(ctx, &sm.GetSecretValueInput{SecretId: aws.String("joblet/s00"), VersionStage: aws.String("AWSPREVIOUS")})
+	if err != nil || aws.ToString(prev.SecretString) != "vjoblet/s00" {
+		t.Fatalf("AWSPREVIOUS: %v %v", prev, err)
+	}
+}
+
+// An unreachable endpoint is an error with its cause, never "empty".
+func TestUnreachableIsNotEmpty(t *testing.T) {
+	c := sm.New(sm.Options{Region: "us-east-1", BaseEndpoint: aws.String(harness.ClosedURL),
+		Credentials: credentials.NewStaticCredentialsProvider("test", "test", ""), RetryMaxAttempts: 1})
+	_, err := awssm.New(c, "closed", nil).Get(context.Background(), []string{"joblet/ca-cert"})
+	if !errors.Is(err, awssm.ErrUnreachable) {
+		t.Fatalf("err = %v, want ErrUnreachable", err)
+	}
+}
