@@ -14,7 +14,8 @@ import (
 )
 
 // DirStore keeps secrets as files under a root directory: <root>/<name> is
-// the current version, <root>/<name>.previous the one before. It serves the
+// the current version, <root>/<name>.previous the one before and
+// <root>/<name>.pending a staged one, mirroring Secrets Manager's labels. It serves the
 // embedded mode (a private store under JOBLET_HOME) and on-prem fleets that
 // share a disk. Directories are 0700, files 0600.
 type DirStore struct{ root string }
@@ -114,6 +115,117 @@ func (d *DirStore) Previous(name string) (string, error) {
 	}
 	b, err := os.ReadFile(p + ".previous")
 	return string(b), err
+}
+
+var suffix = map[Stage]string{Current: "", Pending: ".pending", Previous: ".previous"}
+
+func (d *DirStore) GetStage(ctx context.Context, names []string, st Stage) (map[string]string, error) {
+	out := map[string]string{}
+	for _, n := range names {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		p, err := d.path(n)
+		if err != nil {
+			return nil, err
+		}
+		b, err := os.ReadFile(p + suffix[st])
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read secret %s (%s): %w", n, st, err)
+		}
+		out[n] = string(b)
+	}
+	return out, nil
+}
+
+// staged runs f under the store lock with the path of name.
+func (d *DirStore) staged(ctx context.Context, op, name string, f func(p string) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	p, err := d.path(name)
+	if err != nil {
+		return err
+	}
+	unlock, err := d.lock()
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if err := f(p); err != nil {
+		return fmt.Errorf("%s %s: %w", op, name, err)
+	}
+	return nil
+}
+
+func (d *DirStore) PutPending(ctx context.Context, name, value string) error {
+	return d.staged(ctx, "put pending", name, func(p string) error {
+		if _, err := os.Stat(p); err != nil {
+			return err
+		}
+		return atomicfile.WriteFile(p+".pending", []byte(value), 0o600)
+	})
+}
+
+// Promote and Demote move files in an order that a crash cannot lose a
+// version from: copy first, remove last; re-running completes the move.
+func (d *DirStore) Promote(ctx context.Context, name string) error {
+	return d.staged(ctx, "promote", name, func(p string) error {
+		pending, err := os.ReadFile(p + ".pending")
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		cur, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		if string(cur) != string(pending) {
+			if err := atomicfile.WriteFile(p+".previous", cur, 0o600); err != nil {
+				return err
+			}
+			if err := atomicfile.WriteFile(p, pending, 0o600); err != nil {
+				return err
+			}
+		}
+		return removeIfExists(p + ".pending")
+	})
+}
+
+func (d *DirStore) Demote(ctx context.Context, name string) error {
+	return d.staged(ctx, "demote", name, func(p string) error {
+		prev, err := os.ReadFile(p + ".previous")
+		if err != nil {
+			return fmt.Errorf("no previous version to return to: %w", err)
+		}
+		cur, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		if err := atomicfile.WriteFile(p+".pending", cur, 0o600); err != nil {
+			return err
+		}
+		if err := atomicfile.WriteFile(p, prev, 0o600); err != nil {
+			return err
+		}
+		return removeIfExists(p + ".previous")
+	})
+}
+
+func (d *DirStore) DropPending(ctx context.Context, name string) error {
+	return d.staged(ctx, "drop pending", name, func(p string) error { return removeIfExists(p + ".pending") })
+}
+
+func removeIfExists(p string) error {
+	if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return nil
 }
 
 // lock serialises writers sharing the directory (flock on <root>/.lock).

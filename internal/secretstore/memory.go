@@ -11,12 +11,13 @@ type MemoryStore struct {
 	mu       sync.Mutex
 	current  map[string]string
 	previous map[string]string
+	pending  map[string]string
 }
 
 var _ Store = (*MemoryStore)(nil)
 
 func NewMemoryStore() *MemoryStore {
-	return &MemoryStore{current: map[string]string{}, previous: map[string]string{}}
+	return &MemoryStore{current: map[string]string{}, previous: map[string]string{}, pending: map[string]string{}}
 }
 
 func (m *MemoryStore) Get(ctx context.Context, names []string) (map[string]string, error) {
@@ -75,4 +76,84 @@ func (m *MemoryStore) Delete(name string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	delete(m.current, name)
+}
+
+func (m *MemoryStore) stage(st Stage) map[string]string {
+	switch st {
+	case Pending:
+		return m.pending
+	case Previous:
+		return m.previous
+	}
+	return m.current
+}
+
+func (m *MemoryStore) GetStage(ctx context.Context, names []string, st Stage) (map[string]string, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := map[string]string{}
+	for _, n := range names {
+		if v, ok := m.stage(st)[n]; ok {
+			out[n] = v
+		}
+	}
+	return out, nil
+}
+
+func (m *MemoryStore) PutPending(ctx context.Context, name, value string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.current[name]; !ok {
+		return fmt.Errorf("put pending %s: %w", name, ErrNotExist)
+	}
+	m.pending[name] = value
+	return nil
+}
+
+func (m *MemoryStore) Promote(ctx context.Context, name string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	p, ok := m.pending[name]
+	if !ok {
+		return nil
+	}
+	m.previous[name] = m.current[name]
+	m.current[name] = p
+	delete(m.pending, name)
+	return nil
+}
+
+func (m *MemoryStore) Demote(ctx context.Context, name string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	prev, ok := m.previous[name]
+	if !ok {
+		return fmt.Errorf("demote %s: no previous version to return to", name)
+	}
+	m.pending[name] = m.current[name]
+	m.current[name] = prev
+	delete(m.previous, name)
+	return nil
+}
+
+func (m *MemoryStore) DropPending(ctx context.Context, name string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.pending, name)
+	return nil
 }

@@ -23,11 +23,40 @@ import (
 //     one it replaces as the previous version; errors.Is(err, fs.ErrNotExist)
 //     when the secret does not exist.
 //   - Implementations are safe for concurrent use and honour ctx.
+//
+// Versions are labelled as Secrets Manager labels them: the current one
+// (AWSCURRENT), the one it replaced (AWSPREVIOUS) and a staged candidate
+// (AWSPENDING). Rotation adds a pending version and moves the labels; it
+// never edits a version in place.
+//   - GetStage reads the versions labelled stage; a name without one is
+//     absent from the map.
+//   - PutPending labels value as the pending version of an existing secret
+//     without touching the current one; writing the same value again is a
+//     no-op.
+//   - Promote makes the pending version current and the current one
+//     previous; without a pending version it does nothing.
+//   - Demote undoes Promote: current becomes pending, previous current.
+//   - DropPending removes the pending label.
 type Store interface {
 	Get(ctx context.Context, names []string) (map[string]string, error)
 	Create(ctx context.Context, s Secret) error
 	Put(ctx context.Context, name, value string) error
+
+	GetStage(ctx context.Context, names []string, stage Stage) (map[string]string, error)
+	PutPending(ctx context.Context, name, value string) error
+	Promote(ctx context.Context, name string) error
+	Demote(ctx context.Context, name string) error
+	DropPending(ctx context.Context, name string) error
 }
+
+// Stage labels a version of a secret.
+type Stage string
+
+const (
+	Current  Stage = "AWSCURRENT"
+	Pending  Stage = "AWSPENDING"
+	Previous Stage = "AWSPREVIOUS"
+)
 
 // Secret is one secret to create.
 type Secret struct {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync/atomic"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -23,6 +24,8 @@ type API interface {
 	GetSecretValue(context.Context, *sm.GetSecretValueInput, ...func(*sm.Options)) (*sm.GetSecretValueOutput, error)
 	CreateSecret(context.Context, *sm.CreateSecretInput, ...func(*sm.Options)) (*sm.CreateSecretOutput, error)
 	PutSecretValue(context.Context, *sm.PutSecretValueInput, ...func(*sm.Options)) (*sm.PutSecretValueOutput, error)
+	ListSecretVersionIds(context.Context, *sm.ListSecretVersionIdsInput, ...func(*sm.Options)) (*sm.ListSecretVersionIdsOutput, error)
+	UpdateSecretVersionStage(context.Context, *sm.UpdateSecretVersionStageInput, ...func(*sm.Options)) (*sm.UpdateSecretVersionStageOutput, error)
 }
 
 var _ API = (*sm.Client)(nil)
@@ -70,7 +73,7 @@ func (s *Store) Get(ctx context.Context, names []string) (map[string]string, err
 			s.log.Info("secretsmanager:BatchGetSecretValue is not allowed; reading secrets one by one", "cause", err)
 		}
 		for _, name := range chunk {
-			v, ok, err := s.getOne(ctx, name)
+			v, ok, err := s.getOne(ctx, name, secretstore.Current)
 			if err != nil {
 				return nil, err
 			}
@@ -90,10 +93,23 @@ func (s *Store) batchGet(ctx context.Context, names []string, out map[string]str
 			return s.explain(err, "BatchGetSecretValue", names...)
 		}
 		for _, v := range res.SecretValues {
-			if v.SecretString == nil {
-				return fmt.Errorf("secret %s has no SecretString: joblet stores PEM text; was it written as binary?", aws.ToString(v.Name))
+			name := aws.ToString(v.Name)
+			if !slices.Contains(v.VersionStages, string(secretstore.Current)) {
+				// An answer that is not AWSCURRENT (moto's default
+				// version after a stage move): ask for the current one.
+				val, ok, err := s.getOne(ctx, name, secretstore.Current)
+				if err != nil {
+					return err
+				}
+				if ok {
+					out[name] = val
+				}
+				continue
 			}
-			out[aws.ToString(v.Name)] = *v.SecretString
+			if v.SecretString == nil {
+				return fmt.Errorf("secret %s has no SecretString: joblet stores PEM text; was it written as binary?", name)
+			}
+			out[name] = *v.SecretString
 		}
 		for _, e := range res.Errors {
 			code := aws.ToString(e.ErrorCode)
@@ -102,17 +118,17 @@ func (s *Store) batchGet(ctx context.Context, names []string, out map[string]str
 			}
 			return s.explain(&secretError{code: code, msg: aws.ToString(e.Message)}, "BatchGetSecretValue", aws.ToString(e.SecretId))
 		}
-		if res.NextToken == nil {
+		if aws.ToString(res.NextToken) == "" { // moto answers "" for "no more"
 			return nil
 		}
 		in.NextToken = res.NextToken
 	}
 }
 
-// getOne asks for AWSCURRENT explicitly: moto, and Secrets Manager during a
-// stage move, can otherwise answer with another version.
-func (s *Store) getOne(ctx context.Context, name string) (string, bool, error) {
-	res, err := s.api.GetSecretValue(ctx, &sm.GetSecretValueInput{SecretId: aws.String(name), VersionStage: aws.String("AWSCURRENT")})
+// getOne asks for the stage explicitly: moto answers a request without one
+// with a stale version after a stage move.
+func (s *Store) getOne(ctx context.Context, name string, stage secretstore.Stage) (string, bool, error) {
+	res, err := s.api.GetSecretValue(ctx, &sm.GetSecretValueInput{SecretId: aws.String(name), VersionStage: aws.String(string(stage))})
 	if err != nil {
 		var nf *smtypes.ResourceNotFoundException
 		if errors.As(err, &nf) {

@@ -107,6 +107,64 @@ func Run(t *testing.T, newStore func(t *testing.T) secretstore.Store, prefix str
 		}
 	})
 
+	t.Run("staged versions: pending, promote, demote, drop", func(t *testing.T) {
+		s := newStore(t)
+		name := prefix + "/ca"
+		get := func(st secretstore.Stage) string {
+			t.Helper()
+			v, err := s.GetStage(ctx, []string{name}, st)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return v[name]
+		}
+		current := func() string {
+			t.Helper()
+			v, err := s.Get(ctx, []string{name})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return v[name]
+		}
+		if err := s.PutPending(ctx, name, "x"); !errors.Is(err, secretstore.ErrNotExist) {
+			t.Fatalf("pending on a missing secret: %v", err)
+		}
+		if err := s.Create(ctx, secretstore.Secret{Name: name, Value: "old"}); err != nil {
+			t.Fatal(err)
+		}
+		if got := get(secretstore.Pending); got != "" {
+			t.Fatalf("pending before any: %q", got)
+		}
+		for i := 0; i < 2; i++ { // the same value twice is a no-op
+			if err := s.PutPending(ctx, name, "new"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if current() != "old" || get(secretstore.Pending) != "new" {
+			t.Fatalf("after pending: current %q pending %q", current(), get(secretstore.Pending))
+		}
+		for i := 0; i < 2; i++ { // re-running promote changes nothing more
+			if err := s.Promote(ctx, name); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if current() != "new" || get(secretstore.Previous) != "old" || get(secretstore.Pending) != "" {
+			t.Fatalf("after promote: current %q previous %q pending %q", current(), get(secretstore.Previous), get(secretstore.Pending))
+		}
+		if err := s.Demote(ctx, name); err != nil {
+			t.Fatal(err)
+		}
+		if current() != "old" || get(secretstore.Pending) != "new" {
+			t.Fatalf("after demote: current %q pending %q", current(), get(secretstore.Pending))
+		}
+		if err := s.DropPending(ctx, name); err != nil {
+			t.Fatal(err)
+		}
+		if current() != "old" || get(secretstore.Pending) != "" {
+			t.Fatalf("after drop: current %q pending %q", current(), get(secretstore.Pending))
+		}
+	})
+
 	t.Run("cancelled context", func(t *testing.T) {
 		s := newStore(t)
 		cctx, cancel := context.WithCancel(ctx)
