@@ -491,6 +491,10 @@ type NodeInfo struct {
 	ServerCertSerial       string                 `protobuf:"bytes,3,opt,name=server_cert_serial,json=serverCertSerial,proto3" json:"server_cert_serial,omitempty"` // hex
 	ServerCertNotAfterUnix int64                  `protobuf:"varint,4,opt,name=server_cert_not_after_unix,json=serverCertNotAfterUnix,proto3" json:"server_cert_not_after_unix,omitempty"`
 	CallerRole             string                 `protobuf:"bytes,5,opt,name=caller_role,json=callerRole,proto3" json:"caller_role,omitempty"`
+	// SHA-256 fingerprint of the trusted CA that signed the server certificate
+	// ("" when none of the trusted CAs did), so an operator can see which
+	// nodes still serve a certificate from an outgoing CA.
+	ServerCertIssuerSha256 string `protobuf:"bytes,6,opt,name=server_cert_issuer_sha256,json=serverCertIssuerSha256,proto3" json:"server_cert_issuer_sha256,omitempty"`
 	unknownFields          protoimpl.UnknownFields
 	sizeCache              protoimpl.SizeCache
 }
@@ -560,6 +564,13 @@ func (x *NodeInfo) GetCallerRole() string {
 	return ""
 }
 
+func (x *NodeInfo) GetServerCertIssuerSha256() string {
+	if x != nil {
+		return x.ServerCertIssuerSha256
+	}
+	return ""
+}
+
 var File_joblet_proto protoreflect.FileDescriptor
 
 const file_joblet_proto_rawDesc = "" +
@@ -591,14 +602,15 @@ const file_joblet_proto_rawDesc = "" +
 	"\x04data\x18\x01 \x01(\fR\x04data\" \n" +
 	"\x0eStopJobRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"\x14\n" +
-	"\x12GetNodeInfoRequest\"\xc8\x01\n" +
+	"\x12GetNodeInfoRequest\"\x83\x02\n" +
 	"\bNodeInfo\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12,\n" +
 	"\x12server_cert_serial\x18\x03 \x01(\tR\x10serverCertSerial\x12:\n" +
 	"\x1aserver_cert_not_after_unix\x18\x04 \x01(\x03R\x16serverCertNotAfterUnix\x12\x1f\n" +
 	"\vcaller_role\x18\x05 \x01(\tR\n" +
-	"callerRole2\xbe\x02\n" +
+	"callerRole\x129\n" +
+	"\x19server_cert_issuer_sha256\x18\x06 \x01(\tR\x16serverCertIssuerSha2562\xbe\x02\n" +
 	"\n" +
 	"JobService\x122\n" +
 	"\x06RunJob\x12\x18.joblet.v1.RunJobRequest\x1a\x0e.joblet.v1.Job\x12C\n" +

@@ -60,9 +60,7 @@ func bootstrapCmd(args []string, stdout, stderr io.Writer, log *slog.Logger) err
 	fs := flag.NewFlagSet("joblet certs bootstrap", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	home := fs.String("home", jobletHome(), "joblet home; configs go to HOME/config (env JOBLET_HOME)")
-	useSM := fs.String("use-secrets-manager", envOr("USE_SECRETS_MANAGER", "auto"), "auto, true or false (env USE_SECRETS_MANAGER)")
-	storeSpec := fs.String("store", envOr("JOBLET_STORE", ""), "shared store for an on-prem fleet: dir:PATH (env JOBLET_STORE)")
-	prefix := fs.String("prefix", envOr("SECRETS_PREFIX", "joblet"), "secret name prefix (env SECRETS_PREFIX)")
+	sf := addStoreFlags(fs)
 	force := fs.String("force-regenerate", envOr("FORCE_REGENERATE", "false"), "replace the shared CA and client certificates (env FORCE_REGENERATE)")
 	keyType := fs.String("key-type", envOr("JOBLET_KEY_TYPE", string(pki.ECDSAP256)), "ecdsa-p256, rsa-2048 or rsa-4096")
 	caLife := fs.String("ca-lifetime", "1095d", "CA lifetime (days with d, or a duration)")
@@ -73,7 +71,7 @@ func bootstrapCmd(args []string, stdout, stderr io.Writer, log *slog.Logger) err
 	port := fs.String("port", envOr("JOBLET_SERVER_PORT", strconv.Itoa(config.DefaultPort)), "server port (env JOBLET_SERVER_PORT)")
 	extra := fs.String("additional-names", envOr("JOBLET_ADDITIONAL_NAMES", ""), "comma list of extra DNS names and IPs for the server certificate (env JOBLET_ADDITIONAL_NAMES)")
 	public := fs.String("public-address", envOr("JOBLET_PUBLIC_ADDRESS", ""), "HOST[:PORT] of a load balancer in front of the fleet (env JOBLET_PUBLIC_ADDRESS)")
-	region := fs.String("region", envOr("EC2_REGION", os.Getenv("AWS_REGION")), "AWS region of Secrets Manager (env EC2_REGION, then AWS_REGION; default: the instance's)")
+	refresh := fs.Duration("refresh-interval", 0, "how often the running server refreshes trust and renews from the store (default 5m)")
 	nodeID := fs.String("node-id", envOr("JOBLET_NODE_ID", ""), "node id (default: kept from the existing config, else generated)")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
 	if err := fs.Parse(args); err != nil {
@@ -83,7 +81,7 @@ func bootstrapCmd(args []string, stdout, stderr io.Writer, log *slog.Logger) err
 		return fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
 	}
 
-	o := certs.Options{Home: *home, Prefix: *prefix, Log: log, ListenAddress: *listenAddr,
+	o := certs.Options{Home: *home, Prefix: *sf.prefix, Log: log, RefreshInterval: *refresh, ListenAddress: *listenAddr,
 		ServerAddress: *serverAddr, PublicAddress: *public, NodeID: *nodeID, AdditionalNames: pki.SplitList(*extra)}
 	var err error
 	if o.Force, err = parseBool("FORCE_REGENERATE", *force); err != nil {
@@ -104,24 +102,17 @@ func bootstrapCmd(args []string, stdout, stderr io.Writer, log *slog.Logger) err
 	if o.Port, err = strconv.Atoi(*port); err != nil || o.Port <= 0 || o.Port > 65535 {
 		return fmt.Errorf("%w: port %q is not a TCP port (1-65535)", errUsage, *port)
 	}
-	if err := secretstore.ValidatePrefix(o.Prefix); err != nil {
-		return fmt.Errorf("%w: %v", errUsage, err)
-	}
 	if o.ServerAddress == "" {
 		o.ServerAddress = cloud.PrimaryIP()
 	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	rs, err := certs.ResolveStore(ctx, certs.StoreRequest{UseSecretsManager: *useSM, StoreSpec: *storeSpec,
-		Region: *region, Home: o.Home, Log: log})
+	rs, err := sf.resolve(ctx, o.Home, log)
 	if err != nil {
-		if errors.Is(err, certs.ErrUsage) {
-			return fmt.Errorf("%w: %v", errUsage, err)
-		}
 		return err
 	}
-	o.Store, o.StoreDesc, o.Mode = rs.Store, rs.Desc, rs.Mode
+	o.Store, o.StoreDesc, o.Mode, o.StoreRef = rs.Store, rs.Desc, rs.Mode, rs.Ref
 	if rs.Instance != nil {
 		o.FallbackNodeID = rs.Instance.ID
 	}
@@ -136,6 +127,30 @@ func bootstrapCmd(args []string, stdout, stderr io.Writer, log *slog.Logger) err
 	}
 	printResult(stdout, res)
 	return nil
+}
+
+// storeFlags are the flags every command that reaches the shared store takes.
+type storeFlags struct{ useSM, store, prefix, region *string }
+
+func addStoreFlags(fs *flag.FlagSet) storeFlags {
+	return storeFlags{
+		useSM:  fs.String("use-secrets-manager", envOr("USE_SECRETS_MANAGER", "auto"), "auto, true or false (env USE_SECRETS_MANAGER)"),
+		store:  fs.String("store", envOr("JOBLET_STORE", ""), "shared store for an on-prem fleet: dir:PATH (env JOBLET_STORE)"),
+		prefix: fs.String("prefix", envOr("SECRETS_PREFIX", "joblet"), "secret name prefix (env SECRETS_PREFIX)"),
+		region: fs.String("region", envOr("EC2_REGION", os.Getenv("AWS_REGION")), "AWS region of Secrets Manager (env EC2_REGION, then AWS_REGION; default: the instance's)"),
+	}
+}
+
+func (sf storeFlags) resolve(ctx context.Context, home string, log *slog.Logger) (*certs.ResolvedStore, error) {
+	if err := secretstore.ValidatePrefix(*sf.prefix); err != nil {
+		return nil, fmt.Errorf("%w: %v", errUsage, err)
+	}
+	rs, err := certs.ResolveStore(ctx, certs.StoreRequest{UseSecretsManager: *sf.useSM, StoreSpec: *sf.store,
+		Region: *sf.region, Home: home, Log: log})
+	if errors.Is(err, certs.ErrUsage) {
+		return nil, fmt.Errorf("%w: %v", errUsage, err)
+	}
+	return rs, err
 }
 
 func printResult(w io.Writer, r *certs.Result) {

@@ -15,15 +15,21 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/ehsaniara/joblet/internal/certs"
 	"github.com/ehsaniara/joblet/internal/config"
+	"github.com/ehsaniara/joblet/internal/secretstore"
 	"github.com/ehsaniara/joblet/internal/server"
 )
 
 const usage = `joblet: a job execution node driven by rnx over mutual TLS.
 
 Usage:
-  joblet server [--config PATH]       serve (default config: $JOBLET_HOME/config/joblet-config.yml)
+  joblet server [--config PATH]       serve (default config: $JOBLET_HOME/config/joblet-config.yml);
+                                      SIGHUP reloads the config and refreshes from the store
   joblet certs bootstrap [flags]      create or fetch certificates and write the configs
+  joblet certs renew [--config PATH]  re-issue this node's server certificate from the shared CA
+  joblet certs rotate-ca begin|promote|finish|abort|status [--json]
+                                      staged CA rotation without downtime (docs/ROTATION.md)
   joblet version
 
 Run 'joblet certs bootstrap -h' for its flags.
@@ -55,6 +61,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		switch args[1] {
 		case "bootstrap":
 			err = bootstrapCmd(args[2:], stdout, stderr, log)
+		case "renew":
+			err = renewCmd(args[2:], stdout, stderr, log)
+		case "rotate-ca":
+			err = rotateCmd(args[2:], stdout, stderr, log)
 		default:
 			err = fmt.Errorf("%w: unknown command `joblet certs %s`", errUsage, args[1])
 		}
@@ -96,23 +106,67 @@ func serverCmd(args []string, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	srv, err := server.New(cfg, log)
+	srv, err := server.New(cfg, server.Options{ConfigPath: *path, Refresh: storeRefresher(*path, cfg, log)}, log)
 	if err != nil {
 		return fmt.Errorf("%s: %w", *path, err)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	srv.Run(ctx)
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.ListenAndServe() }()
-	select {
-	case err := <-errc:
-		return err
-	case <-ctx.Done():
-		log.Info("shutting down")
-		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		srv.Shutdown(sctx)
+	for {
+		select {
+		case err := <-errc:
+			return err
+		case <-hup:
+			log.Info("SIGHUP: reloading")
+			if err := srv.Reload(); err != nil {
+				log.Error("reload", "err", err)
+			}
+			srv.RefreshNow()
+		case <-ctx.Done():
+			log.Info("shutting down")
+			sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			srv.Shutdown(sctx)
+			return nil
+		}
+	}
+}
+
+// storeRefresher refreshes the node from the store its config names; nil
+// for a config without one (written before stores were recorded).
+func storeRefresher(path string, cfg *config.Server, log *slog.Logger) func(context.Context) (bool, error) {
+	if cfg.Store.Kind == "" {
+		log.Warn("the server config names no store: no automatic renewal; re-run `joblet certs bootstrap` to add it")
 		return nil
+	}
+	var st secretstore.Store
+	return func(ctx context.Context) (bool, error) {
+		ctx, cancel := context.WithTimeout(ctx, time.Minute)
+		defer cancel()
+		if st == nil {
+			s, _, err := certs.OpenStore(ctx, cfg.Store, log)
+			if err != nil {
+				return false, err
+			}
+			st = s
+		}
+		res, err := certs.RefreshNode(ctx, certs.NodeRefresh{ConfigPath: path, Store: st})
+		if err != nil {
+			return false, err
+		}
+		if res.Renewed {
+			log.Info("server certificate renewed", "reason", res.Reason, "serial", res.Serial, "notAfter", res.NotAfter)
+		}
+		if res.TrustChanged {
+			log.Info("trust bundle changed", "trustedCAs", res.Trust)
+		}
+		return res.Renewed || res.TrustChanged, nil
 	}
 }
 

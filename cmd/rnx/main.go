@@ -16,8 +16,11 @@ import (
 	"time"
 
 	pb "github.com/ehsaniara/joblet/api/jobletv1"
+	"github.com/ehsaniara/joblet/internal/certs"
 	"github.com/ehsaniara/joblet/internal/client"
 	"github.com/ehsaniara/joblet/internal/config"
+	"github.com/ehsaniara/joblet/internal/pki"
+	"github.com/ehsaniara/joblet/internal/secretstore"
 )
 
 const usage = `rnx: run and inspect jobs on joblet nodes.
@@ -32,6 +35,10 @@ Usage:
   rnx [...] job stop ID                                    stop a job
   rnx [...] info                                           show the node's identity and certificate
   rnx [...] nodes                                          list the nodes in the config
+  rnx [...] config refresh [--role R] [--prefix P] [--store dir:PATH] [--region R]
+                                                           re-fetch client certificates and the trust
+                                                           bundle from the store (needs read access;
+                                                           USE_SECRETS_MANAGER as for joblet)
 
 Config: --config, else $RNX_CONFIG, ./rnx-config.yml, ~/.rnx/rnx-config.yml,
 /opt/joblet/config/rnx-config.yml. Node: --node, else the one with isDefault,
@@ -84,6 +91,9 @@ func dispatch(args []string, cfgPath, nodeName string, timeout time.Duration, ou
 	}
 	if args[0] == "nodes" {
 		return listNodes(cfg, out)
+	}
+	if args[0] == "config" {
+		return configCmd(args[1:], path, out)
 	}
 	name, node, err := cfg.Select(nodeName)
 	if err != nil {
@@ -268,4 +278,50 @@ func listNodes(cfg *config.Rnx, out io.Writer) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\n", n, cfg.Nodes[n].Address, d)
 	}
 	return tw.Flush()
+}
+
+func configCmd(args []string, path string, out io.Writer) error {
+	if len(args) == 0 || args[0] != "refresh" {
+		return fmt.Errorf("%w: config needs a subcommand: refresh", errUsage)
+	}
+	fs := flag.NewFlagSet("rnx config refresh", flag.ContinueOnError)
+	role := fs.String("role", "", "refresh only the nodes of this role")
+	prefix := fs.String("prefix", envOr("SECRETS_PREFIX", "joblet"), "secret name prefix (env SECRETS_PREFIX)")
+	storeSpec := fs.String("store", os.Getenv("JOBLET_STORE"), "a directory store: dir:PATH (env JOBLET_STORE)")
+	region := fs.String("region", envOr("EC2_REGION", os.Getenv("AWS_REGION")), "AWS region (env EC2_REGION, AWS_REGION)")
+	if err := fs.Parse(args[1:]); err != nil {
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	var only pki.Role
+	if *role != "" {
+		r, err := pki.ParseRole(*role)
+		if err != nil {
+			return fmt.Errorf("%w: %v", errUsage, err)
+		}
+		only = r
+	}
+	if err := secretstore.ValidatePrefix(*prefix); err != nil {
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	home := envOr("JOBLET_HOME", "/opt/joblet")
+	rs, err := certs.ResolveStore(ctx, certs.StoreRequest{UseSecretsManager: envOr("USE_SECRETS_MANAGER", "auto"),
+		StoreSpec: *storeSpec, Region: *region, Home: home})
+	if err != nil {
+		return err
+	}
+	updated, err := certs.RefreshClientConfig(ctx, rs.Store, *prefix, path, only)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "refreshed %s from %s: nodes %s\n", path, rs.Desc, strings.Join(updated, ", "))
+	return nil
+}
+
+func envOr(name, def string) string {
+	if v, ok := os.LookupEnv(name); ok {
+		return v
+	}
+	return def
 }

@@ -47,6 +47,11 @@ type Options struct {
 	// a random id when empty.
 	FallbackNodeID string
 
+	// StoreRef is written to the server config so the running server can
+	// refresh from the same store; RefreshInterval goes with it.
+	StoreRef        config.StoreRef
+	RefreshInterval time.Duration
+
 	Now func() time.Time
 	Log *slog.Logger
 }
@@ -83,8 +88,12 @@ const (
 type shared struct {
 	ca      pki.CA
 	caPEM   string
+	trust   []*x509.Certificate // every trusted CA: the bundle, or the CA alone
 	clients map[pki.Role]pair
 }
+
+// trustPEM is what nodes and clients trust.
+func (sh *shared) trustPEM() string { return string(pki.EncodeCerts(sh.trust...)) }
 
 type pair struct {
 	cert    *x509.Certificate
@@ -157,11 +166,15 @@ func Bootstrap(ctx context.Context, o Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	srvCfg.Security = config.Security{
-		ServerCert: string(pki.EncodeCert(issued.Cert)),
-		ServerKey:  string(keyPEM),
-		CACert:     sh.caPEM,
+	srvCfg.Security.ServerCert = string(pki.EncodeCert(issued.Cert))
+	srvCfg.Security.ServerKey = string(keyPEM)
+	srvCfg.Security.CACert = sh.trustPEM()
+	srvCfg.Security.ServerLifetime = o.ServerLifetime.String()
+	if o.RefreshInterval > 0 {
+		srvCfg.Security.RefreshInterval = o.RefreshInterval.String()
 	}
+	srvCfg.Store = o.StoreRef
+	srvCfg.Store.Prefix = o.Prefix
 	files, err := o.files(srvCfg, sh)
 	if err != nil {
 		return nil, err
@@ -296,8 +309,15 @@ func (b *bootstrapper) noteCapped(what string, is pki.Issued) {
 }
 
 func item(name, action, where string, c *x509.Certificate) Item {
+	return Item{Name: name, Action: action, Where: where, Serial: c.SerialNumber.Text(16), NotAfter: c.NotAfter.UTC(), Fingerprint: fingerprint(c)}
+}
+
+// Fingerprint is the SHA-256 of the certificate's DER, as openssl shows it.
+func Fingerprint(c *x509.Certificate) string { return fingerprint(c) }
+
+func fingerprint(c *x509.Certificate) string {
 	sum := sha256.Sum256(c.Raw)
-	return Item{Name: name, Action: action, Where: where, Serial: c.SerialNumber.Text(16), NotAfter: c.NotAfter.UTC(), Fingerprint: hex.EncodeToString(sum[:])}
+	return hex.EncodeToString(sum[:])
 }
 
 func newNodeID() string {

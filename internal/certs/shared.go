@@ -25,7 +25,7 @@ var ErrInconsistentStore = errors.New("the shared certificates in the store need
 // candidate certificate is for the same key, whichever is stored first
 // serves everyone.
 func (b *bootstrapper) ensure(ctx context.Context) (*shared, error) {
-	vals, err := b.o.Store.Get(ctx, b.names.All())
+	vals, err := b.o.Store.Get(ctx, append(b.names.All(), b.names.Bundle()))
 	if err != nil {
 		return nil, fmt.Errorf("read shared certificates from %s: %w", b.o.StoreDesc, err)
 	}
@@ -46,6 +46,9 @@ func (b *bootstrapper) ensure(ctx context.Context) (*shared, error) {
 	}
 	sh.ca = pki.CA{Cert: caPair.cert, Key: caKey}
 	sh.caPEM = caPair.certPEM
+	if sh.trust, err = trustFrom(vals[b.names.Bundle()], caPair.cert, b.names.Bundle()); err != nil {
+		return nil, err
+	}
 	b.res.Items = append(b.res.Items, item("CA Certificate", action, b.where(b.names.CACert()), caPair.cert))
 
 	for _, role := range pki.Roles {
@@ -56,7 +59,7 @@ func (b *bootstrapper) ensure(ctx context.Context) (*shared, error) {
 				b.noteCapped(string(role)+" client certificate", is)
 				return is.Cert, err
 			},
-			func(c *x509.Certificate) error { return checkClient(c, role, sh.ca.Cert, now) })
+			func(c *x509.Certificate) error { return checkClient(c, role, sh.trust, now) })
 		if err != nil {
 			return nil, err
 		}
@@ -150,7 +153,9 @@ func (b *bootstrapper) ensurePair(ctx context.Context, vals map[string]string, c
 	return pair{cert: cert, certPEM: certPEM, keyPEM: keyPEM}, action, nil
 }
 
-func checkClient(c *x509.Certificate, want pki.Role, ca *x509.Certificate, now time.Time) error {
+// checkClient: the right role, and signed by a trusted CA (during a
+// rotation a client certificate may still be from the outgoing CA).
+func checkClient(c *x509.Certificate, want pki.Role, trust []*x509.Certificate, now time.Time) error {
 	got, err := pki.RoleOf(c)
 	if err != nil {
 		return err
@@ -158,7 +163,26 @@ func checkClient(c *x509.Certificate, want pki.Role, ca *x509.Certificate, now t
 	if got != want {
 		return fmt.Errorf("it carries role %q, not %q", got, want)
 	}
-	return pki.VerifyLeaf(c, []*x509.Certificate{ca}, x509.ExtKeyUsageClientAuth, now)
+	return pki.VerifyLeaf(c, trust, x509.ExtKeyUsageClientAuth, now)
+}
+
+// trustFrom parses the stored bundle (empty: none) and makes sure the
+// current CA is in it: a node must always trust the CA it is signed by.
+func trustFrom(bundlePEM string, current *x509.Certificate, name string) ([]*x509.Certificate, error) {
+	trust := []*x509.Certificate{current}
+	if bundlePEM == "" {
+		return trust, nil
+	}
+	certs, err := pki.ParseCerts([]byte(bundlePEM))
+	if err != nil {
+		return nil, fmt.Errorf("%w: secret %s does not hold a usable certificate bundle (%v). Restore its previous version", ErrInconsistentStore, name, err)
+	}
+	for _, c := range certs {
+		if !c.Equal(current) {
+			trust = append(trust, c)
+		}
+	}
+	return trust, nil
 }
 
 // regenerate replaces the CA and every role pair (FORCE_REGENERATE). Each
@@ -176,7 +200,7 @@ func (b *bootstrapper) regenerate(ctx context.Context) (*shared, error) {
 	if err != nil {
 		return nil, err
 	}
-	sh := &shared{ca: pki.CA{Cert: caCert, Key: caKey}, caPEM: string(pki.EncodeCert(caCert)), clients: map[pki.Role]pair{}}
+	sh := &shared{ca: pki.CA{Cert: caCert, Key: caKey}, caPEM: string(pki.EncodeCert(caCert)), trust: []*x509.Certificate{caCert}, clients: map[pki.Role]pair{}}
 	caKeyPEM, err := pki.EncodeKey(caKey)
 	if err != nil {
 		return nil, err
@@ -200,8 +224,11 @@ func (b *bootstrapper) regenerate(ctx context.Context) (*shared, error) {
 		sh.clients[role] = p
 		writes = append(writes, struct{ name, value string }{b.names.ClientKey(role), p.keyPEM}, struct{ name, value string }{b.names.ClientCert(role), p.certPEM})
 	}
+	// A replaced CA is trusted alone: FORCE_REGENERATE is the immediate
+	// cut-over (for a compromised key), unlike rotate-ca.
+	writes = append(writes, struct{ name, value string }{b.names.Bundle(), sh.caPEM})
 	for _, w := range writes {
-		if err := b.putOrCreate(ctx, w.name, w.value); err != nil {
+		if err := putOrCreate(ctx, b.o.Store, b.names, w.name, w.value); err != nil {
 			return nil, err
 		}
 	}
@@ -212,12 +239,14 @@ func (b *bootstrapper) regenerate(ctx context.Context) (*shared, error) {
 	return sh, nil
 }
 
-func (b *bootstrapper) putOrCreate(ctx context.Context, name, value string) error {
-	err := b.o.Store.Put(ctx, name, value)
+// putOrCreate writes a new current version, creating the secret when it
+// does not exist yet.
+func putOrCreate(ctx context.Context, st secretstore.Store, names secretstore.Names, name, value string) error {
+	err := st.Put(ctx, name, value)
 	if errors.Is(err, secretstore.ErrNotExist) {
-		err = b.o.Store.Create(ctx, b.names.Secret(name, value))
+		err = st.Create(ctx, names.Secret(name, value))
 		if errors.Is(err, secretstore.ErrExist) {
-			err = b.o.Store.Put(ctx, name, value)
+			err = st.Put(ctx, name, value)
 		}
 	}
 	if err != nil {

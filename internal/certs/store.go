@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/ehsaniara/joblet/internal/cloud"
+	"github.com/ehsaniara/joblet/internal/config"
 	"github.com/ehsaniara/joblet/internal/secretstore"
 	"github.com/ehsaniara/joblet/internal/secretstore/awssm"
 )
@@ -37,7 +38,24 @@ type ResolvedStore struct {
 	Store    secretstore.Store
 	Desc     string
 	Mode     string          // embedded, dir, secretsmanager
+	Ref      config.StoreRef // how to open it again (the server does)
 	Instance *cloud.Instance // set when on EC2
+}
+
+// OpenStore opens the store a server config points at.
+func OpenStore(ctx context.Context, ref config.StoreRef, log *slog.Logger) (secretstore.Store, string, error) {
+	switch ref.Kind {
+	case "dir":
+		st, err := secretstore.NewDirStore(ref.Dir)
+		return st, "directory store " + ref.Dir, err
+	case "secretsmanager":
+		st, err := awssm.Open(ctx, awssm.Options{Region: ref.Region}, log)
+		if err != nil {
+			return nil, "", err
+		}
+		return st, st.Describe(), nil
+	}
+	return nil, "", fmt.Errorf("the server config has no store section (store.kind %q): re-run `joblet certs bootstrap` to add it", ref.Kind)
 }
 
 // ResolveStore applies the spec's mode table. "auto" means Secrets Manager
@@ -77,7 +95,7 @@ func ResolveStore(ctx context.Context, r StoreRequest) (*ResolvedStore, error) {
 		if err != nil {
 			return nil, err
 		}
-		return &ResolvedStore{Store: st, Desc: "directory store " + arg, Mode: "dir"}, nil
+		return &ResolvedStore{Store: st, Desc: "directory store " + arg, Mode: "dir", Ref: config.StoreRef{Kind: "dir", Dir: arg}}, nil
 	}
 
 	var inst *cloud.Instance
@@ -104,7 +122,7 @@ func ResolveStore(ctx context.Context, r StoreRequest) (*ResolvedStore, error) {
 		if err != nil {
 			return nil, err
 		}
-		return &ResolvedStore{Store: st, Desc: "local store " + root, Mode: "embedded"}, nil
+		return &ResolvedStore{Store: st, Desc: "local store " + root, Mode: "embedded", Ref: config.StoreRef{Kind: "dir", Dir: root}}, nil
 	}
 
 	region := r.Region
@@ -118,5 +136,6 @@ func ResolveStore(ctx context.Context, r StoreRequest) (*ResolvedStore, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &ResolvedStore{Store: st, Desc: st.Describe(), Mode: "secretsmanager", Instance: inst}, nil
+	return &ResolvedStore{Store: st, Desc: st.Describe(), Mode: "secretsmanager", Instance: inst,
+		Ref: config.StoreRef{Kind: "secretsmanager", Region: region}}, nil
 }

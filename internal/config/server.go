@@ -22,7 +22,17 @@ type Server struct {
 	Version  string   `yaml:"version"`
 	Server   Listen   `yaml:"server"`
 	Security Security `yaml:"security"`
+	Store    StoreRef `yaml:"store,omitempty"`
 	Jobs     Jobs     `yaml:"jobs,omitempty"`
+}
+
+// StoreRef says where the node's shared certificates live, so the running
+// server can refresh its trust and renew its certificate.
+type StoreRef struct {
+	Kind   string `yaml:"kind,omitempty"` // secretsmanager, dir
+	Prefix string `yaml:"prefix,omitempty"`
+	Region string `yaml:"region,omitempty"`
+	Dir    string `yaml:"dir,omitempty"`
 }
 
 // Listen is where and as whom the node serves.
@@ -36,7 +46,34 @@ type Listen struct {
 type Security struct {
 	ServerCert string `yaml:"serverCert"`
 	ServerKey  string `yaml:"serverKey"`
-	CACert     string `yaml:"caCert"`
+	CACert     string `yaml:"caCert"` // every trusted CA (PEM bundle)
+	// RefreshInterval is how often a running server re-reads the trust
+	// bundle from the store and renews its certificate when due.
+	RefreshInterval string `yaml:"refreshInterval,omitempty"`
+	// ServerLifetime is the lifetime of renewed server certificates.
+	ServerLifetime string `yaml:"serverLifetime,omitempty"`
+}
+
+// Defaults for Security when the config leaves them out.
+const (
+	DefaultRefreshInterval = 5 * time.Minute
+	DefaultServerLifetime  = 365 * 24 * time.Hour
+)
+
+// Durations parses RefreshInterval and ServerLifetime.
+func (s *Server) Durations() (refresh, lifetime time.Duration, err error) {
+	refresh, lifetime = DefaultRefreshInterval, DefaultServerLifetime
+	if v := s.Security.RefreshInterval; v != "" {
+		if refresh, err = time.ParseDuration(v); err != nil || refresh <= 0 {
+			return 0, 0, fmt.Errorf("security.refreshInterval %q: use a positive duration such as 5m", v)
+		}
+	}
+	if v := s.Security.ServerLifetime; v != "" {
+		if lifetime, err = time.ParseDuration(v); err != nil || lifetime <= 0 {
+			return 0, 0, fmt.Errorf("security.serverLifetime %q: use a positive duration such as 8760h", v)
+		}
+	}
+	return refresh, lifetime, nil
 }
 
 // Jobs bounds what the job runner keeps.
@@ -101,6 +138,9 @@ func (s *Server) Validate() error {
 		}
 	}
 	if _, err := s.GracePeriod(); err != nil {
+		return err
+	}
+	if _, _, err := s.Durations(); err != nil {
 		return err
 	}
 	if s.Jobs.LogBufferBytes < 0 {

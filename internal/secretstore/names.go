@@ -23,6 +23,15 @@ func (n Names) ClientKey(r pki.Role) string {
 	return n.Prefix + "/client-key-" + string(r)
 }
 
+// Bundle is the trust bundle: every CA nodes and clients trust. It exists
+// once a CA rotation has begun; without it the trust is ca-cert alone.
+func (n Names) Bundle() string { return n.Prefix + "/ca-bundle" }
+
+// Rotation names the record of the rotation away from the CA with serial
+// (hex): create-only, so concurrent or interrupted `rotate-ca begin` runs
+// agree on one new CA.
+func (n Names) Rotation(serial string) string { return n.Prefix + "/ca-rotation/" + serial }
+
 // All lists every shared secret: the CA pair, then each role's pair.
 func (n Names) All() []string {
 	out := []string{n.CACert(), n.CAKey()}
@@ -39,6 +48,8 @@ func (n Names) Description(name string) string {
 		return "Joblet Root CA Certificate - shared across all instances"
 	case n.CAKey():
 		return "Joblet Root CA Private Key - shared across all instances"
+	case n.Bundle():
+		return "Joblet trusted CA certificates - shared across all instances and clients"
 	}
 	for _, r := range pki.Roles {
 		title := map[pki.Role]string{pki.Admin: "Admin", pki.Maintainer: "Maintainer", pki.Developer: "Developer", pki.Reader: "Reader"}[r]

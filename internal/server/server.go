@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -21,15 +22,29 @@ var Version = "dev"
 
 // Server is one running node.
 type Server struct {
-	cfg  *config.Server
-	tls  *tlsSource
-	jobs *jobs.Manager
-	grpc *grpc.Server
-	log  *slog.Logger
+	cfg        *config.Server
+	opts       Options
+	tls        *tlsSource
+	jobs       *jobs.Manager
+	grpc       *grpc.Server
+	log        *slog.Logger
+	refreshNow chan struct{}
 }
 
-// New prepares a server from its config; Serve starts it.
-func New(cfg *config.Server, log *slog.Logger) (*Server, error) {
+// Options for keeping a running server's certificates current.
+type Options struct {
+	// ConfigPath is watched; when it changes the TLS material is reloaded.
+	ConfigPath string
+	FilePoll   time.Duration // default 1s
+	// Refresh, when set, brings the config file up to date with the store
+	// (trust bundle, renewal) and reports whether it changed it.
+	Refresh         func(ctx context.Context) (changed bool, err error)
+	RefreshInterval time.Duration
+}
+
+// New prepares a server from its config; Serve starts it, Run keeps its
+// certificates current.
+func New(cfg *config.Server, opts Options, log *slog.Logger) (*Server, error) {
 	creds, err := CredentialsFromConfig(cfg.Security)
 	if err != nil {
 		return nil, err
@@ -42,7 +57,12 @@ func New(cfg *config.Server, log *slog.Logger) (*Server, error) {
 	if logBytes == 0 {
 		logBytes = config.DefaultLogBufferBytes
 	}
-	s := &Server{cfg: cfg, tls: &tlsSource{}, jobs: jobs.NewManager(logBytes, grace), log: log}
+	if opts.RefreshInterval <= 0 {
+		if opts.RefreshInterval, _, err = cfg.Durations(); err != nil {
+			return nil, err
+		}
+	}
+	s := &Server{cfg: cfg, opts: opts, tls: &tlsSource{}, jobs: jobs.NewManager(logBytes, grace), log: log, refreshNow: make(chan struct{}, 1)}
 	s.tls.set(creds)
 	s.grpc = grpc.NewServer(
 		grpc.Creds(credentials.NewTLS(s.tls.config())),

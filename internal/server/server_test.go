@@ -57,7 +57,7 @@ func startNode(t *testing.T, st *secretstore.MemoryStore) *fleet {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := server.New(srvCfg, quiet)
+	s, err := server.New(srvCfg, server.Options{}, quiet)
 	if err != nil {
 		t.Fatal(err)
 	}

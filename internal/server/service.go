@@ -2,6 +2,8 @@ package server
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 
 	"google.golang.org/grpc/codes"
@@ -84,7 +86,14 @@ type nodeService struct {
 }
 
 func (n *nodeService) GetNodeInfo(ctx context.Context, _ *pb.GetNodeInfoRequest) (*pb.NodeInfo, error) {
-	leaf := n.tls.cur.Load().Leaf
-	return &pb.NodeInfo{NodeId: n.nodeID, Version: n.version, ServerCertSerial: leaf.SerialNumber.Text(16),
-		ServerCertNotAfterUnix: leaf.NotAfter.Unix(), CallerRole: string(RoleFrom(ctx))}, nil
+	c := n.tls.cur.Load()
+	issuer := ""
+	for _, ca := range c.CAList {
+		if c.Leaf.CheckSignatureFrom(ca) == nil {
+			sum := sha256.Sum256(ca.Raw)
+			issuer = hex.EncodeToString(sum[:])
+		}
+	}
+	return &pb.NodeInfo{NodeId: n.nodeID, Version: n.version, ServerCertSerial: c.Leaf.SerialNumber.Text(16),
+		ServerCertNotAfterUnix: c.Leaf.NotAfter.Unix(), CallerRole: string(RoleFrom(ctx)), ServerCertIssuerSha256: issuer}, nil
 }

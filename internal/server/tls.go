@@ -12,9 +12,12 @@ import (
 
 // Credentials are the TLS material a node serves with.
 type Credentials struct {
-	Cert tls.Certificate
-	Leaf *x509.Certificate
-	CAs  *x509.CertPool
+	Cert    tls.Certificate
+	Leaf    *x509.Certificate
+	CAs     *x509.CertPool
+	CAPEM   string // to tell whether the trust changed
+	CACount int
+	CAList  []*x509.Certificate
 }
 
 // CredentialsFromConfig parses the security section of a server config.
@@ -31,7 +34,7 @@ func CredentialsFromConfig(s config.Security) (*Credentials, error) {
 	for _, c := range cas {
 		pool.AddCert(c)
 	}
-	return &Credentials{Cert: cert, Leaf: cert.Leaf, CAs: pool}, nil
+	return &Credentials{Cert: cert, Leaf: cert.Leaf, CAs: pool, CAPEM: s.CACert, CACount: len(cas), CAList: cas}, nil
 }
 
 // tlsSource serves the current credentials to every new handshake. Swapping

@@ -1,0 +1,395 @@
+package certs
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/ehsaniara/joblet/internal/pki"
+	"github.com/ehsaniara/joblet/internal/secretstore"
+)
+
+// Phases of a CA rotation. The phase is derived from the store, never kept
+// apart from it: a pending CA means begun; two trusted CAs and no pending
+// one means promoted; otherwise stable.
+const (
+	PhaseStable   = "stable"
+	PhaseBegun    = "begun"    // new CA pending and trusted; the old one signs
+	PhasePromoted = "promoted" // new CA signs; the old one is still trusted
+)
+
+// Rotation runs the staged CA rotation against a store. Every step is
+// idempotent: re-running it after a crash, or two operators running it at
+// once, ends in the same state.
+type Rotation struct {
+	Store          secretstore.Store
+	Prefix         string
+	KeyType        pki.KeyType
+	CALifetime     time.Duration
+	ClientLifetime time.Duration
+	Now            func() time.Time
+}
+
+// CAInfo describes one CA certificate.
+type CAInfo struct {
+	Serial      string    `json:"serial"`
+	Fingerprint string    `json:"sha256"`
+	NotAfter    time.Time `json:"notAfter"`
+}
+
+// RotationStatus is the fleet's rotation state as the store holds it.
+type RotationStatus struct {
+	Phase    string            `json:"phase"`
+	Current  CAInfo            `json:"current"`
+	Pending  *CAInfo           `json:"pending,omitempty"`
+	Trusted  []CAInfo          `json:"trusted"`
+	Clients  map[string]string `json:"clientIssuers"` // role -> "current" or the issuer's serial
+	NextStep string            `json:"nextStep"`
+}
+
+func caInfo(c *x509.Certificate) CAInfo {
+	return CAInfo{Serial: c.SerialNumber.Text(16), Fingerprint: fingerprint(c), NotAfter: c.NotAfter.UTC()}
+}
+
+func (r *Rotation) defaults() secretstore.Names {
+	if r.Now == nil {
+		r.Now = time.Now
+	}
+	if r.KeyType == "" {
+		r.KeyType = pki.ECDSAP256
+	}
+	if r.CALifetime == 0 {
+		r.CALifetime = pki.DefaultCALifetime
+	}
+	if r.ClientLifetime == 0 {
+		r.ClientLifetime = pki.DefaultClientLifetime
+	}
+	if r.Prefix == "" {
+		r.Prefix = "joblet"
+	}
+	return secretstore.Names{Prefix: r.Prefix}
+}
+
+// state is what the steps read: the current CA pair, the pending one (if
+// any), the trust bundle and the role pairs.
+type state struct {
+	current, pending *pki.CA
+	trust            []*x509.Certificate
+	clients          map[pki.Role]*x509.Certificate
+	clientKeys       map[pki.Role]string
+	phase            string
+}
+
+func (r *Rotation) read(ctx context.Context) (*state, error) {
+	n := r.defaults()
+	vals, err := r.Store.Get(ctx, append(n.All(), n.Bundle()))
+	if err != nil {
+		return nil, fmt.Errorf("read the shared certificates: %w", err)
+	}
+	if vals[n.CACert()] == "" {
+		return nil, fmt.Errorf("there is no CA in the store under %q: run `joblet certs bootstrap` first", r.Prefix)
+	}
+	cur, err := parsePair(vals[n.CACert()], vals[n.CAKey()], n.CACert(), n.CAKey())
+	if err != nil {
+		return nil, err
+	}
+	s := &state{current: cur, clients: map[pki.Role]*x509.Certificate{}, clientKeys: map[pki.Role]string{}}
+	if s.trust, err = trustFrom(vals[n.Bundle()], cur.Cert, n.Bundle()); err != nil {
+		return nil, err
+	}
+	pend, err := r.Store.GetStage(ctx, []string{n.CACert(), n.CAKey()}, secretstore.Pending)
+	if err != nil {
+		return nil, fmt.Errorf("read the pending CA: %w", err)
+	}
+	if pend[n.CACert()] != "" || pend[n.CAKey()] != "" {
+		if s.pending, err = parsePair(pend[n.CACert()], pend[n.CAKey()], n.CACert()+" (AWSPENDING)", n.CAKey()+" (AWSPENDING)"); err != nil {
+			return nil, err
+		}
+	}
+	for _, role := range pki.Roles {
+		c, err := pki.ParseCert([]byte(vals[n.ClientCert(role)]))
+		if err != nil {
+			return nil, fmt.Errorf("%w: %s: %v", ErrInconsistentStore, n.ClientCert(role), err)
+		}
+		s.clients[role], s.clientKeys[role] = c, vals[n.ClientKey(role)]
+	}
+	switch {
+	case s.pending != nil:
+		s.phase = PhaseBegun
+	case len(s.trust) > 1:
+		s.phase = PhasePromoted
+	default:
+		s.phase = PhaseStable
+	}
+	return s, nil
+}
+
+func parsePair(certPEM, keyPEM, certName, keyName string) (*pki.CA, error) {
+	c, err := pki.ParseCert([]byte(certPEM))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", ErrInconsistentStore, certName, err)
+	}
+	k, err := pki.ParseKey([]byte(keyPEM))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", ErrInconsistentStore, keyName, err)
+	}
+	if err := pki.MatchesKey(c, k); err != nil {
+		return nil, fmt.Errorf("%w: %s is not the certificate of %s", ErrInconsistentStore, certName, keyName)
+	}
+	return &pki.CA{Cert: c, Key: k}, nil
+}
+
+// Status reports the phase, the CAs and what to do next.
+func (r *Rotation) Status(ctx context.Context) (*RotationStatus, error) {
+	s, err := r.read(ctx)
+	if err != nil {
+		return nil, err
+	}
+	st := &RotationStatus{Phase: s.phase, Current: caInfo(s.current.Cert), Clients: map[string]string{}}
+	if s.pending != nil {
+		p := caInfo(s.pending.Cert)
+		st.Pending = &p
+	}
+	for _, c := range s.trust {
+		st.Trusted = append(st.Trusted, caInfo(c))
+	}
+	for role, c := range s.clients {
+		if c.CheckSignatureFrom(s.current.Cert) == nil {
+			st.Clients[string(role)] = "current"
+		} else {
+			st.Clients[string(role)] = "other CA (" + hexKeyID(c.AuthorityKeyId) + ")"
+		}
+	}
+	switch s.phase {
+	case PhaseStable:
+		st.NextStep = "nothing to do; `rotate-ca begin` starts a rotation"
+	case PhaseBegun:
+		st.NextStep = "hand out refreshed client configs (`rnx config refresh`), wait for every node to refresh its trust, then `rotate-ca promote` (or `rotate-ca abort`)"
+	case PhasePromoted:
+		st.NextStep = "refresh client configs again (new client certificates), wait until every node serves a certificate from the new CA, then `rotate-ca finish` (or `rotate-ca abort`)"
+	}
+	return st, nil
+}
+
+func hexKeyID(b []byte) string {
+	var sb strings.Builder
+	for i, x := range b {
+		if i > 0 {
+			sb.WriteByte(':')
+		}
+		fmt.Fprintf(&sb, "%02x", x)
+	}
+	return sb.String()
+}
+
+// Begin stores a new CA as the pending version of ca-key and ca-cert and
+// makes every trust bundle hold both CAs. The new CA is agreed on through a
+// create-only record named after the current CA, so two operators (or a
+// re-run after a crash) end with the same one.
+func (r *Rotation) Begin(ctx context.Context) (*RotationStatus, error) {
+	n := r.defaults()
+	s, err := r.read(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if s.phase == PhasePromoted {
+		return nil, fmt.Errorf("a rotation is already promoted: run `rotate-ca finish` (or `rotate-ca abort`) before beginning another")
+	}
+	next := s.pending
+	if next == nil {
+		if next, err = r.claimNext(ctx, n, s.current.Cert); err != nil {
+			return nil, err
+		}
+	}
+	keyPEM, err := pki.EncodeKey(next.Key)
+	if err != nil {
+		return nil, err
+	}
+	// Key before certificate, as in bootstrap.
+	if err := r.Store.PutPending(ctx, n.CAKey(), string(keyPEM)); err != nil {
+		return nil, err
+	}
+	if err := r.Store.PutPending(ctx, n.CACert(), string(pki.EncodeCert(next.Cert))); err != nil {
+		return nil, err
+	}
+	if err := r.setTrust(ctx, n, s.trust, s.current.Cert, next.Cert); err != nil {
+		return nil, err
+	}
+	return r.Status(ctx)
+}
+
+// claimNext returns the CA recorded to replace current, creating it when
+// this is the first run of the rotation.
+func (r *Rotation) claimNext(ctx context.Context, n secretstore.Names, current *x509.Certificate) (*pki.CA, error) {
+	name := n.Rotation(current.SerialNumber.Text(16))
+	vals, err := r.Store.Get(ctx, []string{name})
+	if err != nil {
+		return nil, err
+	}
+	if vals[name] == "" {
+		key, err := pki.GenerateKey(r.KeyType, nil)
+		if err != nil {
+			return nil, err
+		}
+		cert, err := pki.NewCA(key, r.Now(), r.CALifetime)
+		if err != nil {
+			return nil, err
+		}
+		keyPEM, err := pki.EncodeKey(key)
+		if err != nil {
+			return nil, err
+		}
+		rec := string(keyPEM) + string(pki.EncodeCert(cert))
+		sec := n.Secret(name, rec)
+		sec.Description = "Joblet CA rotation record: the CA that replaces serial " + current.SerialNumber.Text(16)
+		sec.Tags["joblet-content"] = "private-key"
+		err = r.Store.Create(ctx, sec)
+		switch {
+		case err == nil:
+			vals[name] = rec
+		case errors.Is(err, secretstore.ErrExist):
+			if vals, err = r.Store.Get(ctx, []string{name}); err != nil {
+				return nil, err
+			}
+		default:
+			return nil, err
+		}
+	}
+	rec := vals[name]
+	i := strings.Index(rec, "-----BEGIN CERTIFICATE-----")
+	if i < 0 {
+		return nil, fmt.Errorf("%w: rotation record %s holds no certificate", ErrInconsistentStore, name)
+	}
+	return parsePair(rec[i:], rec[:i], name, name)
+}
+
+// setTrust writes the bundle of the given CAs when it differs.
+func (r *Rotation) setTrust(ctx context.Context, n secretstore.Names, have []*x509.Certificate, want ...*x509.Certificate) error {
+	pem := string(pki.EncodeCerts(want...))
+	if len(have) == len(want) && samePEMSet(pem, have) {
+		vals, err := r.Store.Get(ctx, []string{n.Bundle()})
+		if err == nil && vals[n.Bundle()] != "" {
+			return nil
+		}
+	}
+	return putOrCreate(ctx, r.Store, n, n.Bundle(), pem)
+}
+
+// Promote makes the pending CA current (the old one becomes AWSPREVIOUS and
+// stays trusted) and re-issues every role's client certificate from it,
+// for the same key. Nodes renew their server certificates on their next
+// refresh, since theirs are no longer signed by the current CA.
+func (r *Rotation) Promote(ctx context.Context) (*RotationStatus, error) {
+	n := r.defaults()
+	s, err := r.read(ctx)
+	if err != nil && !errors.Is(err, ErrInconsistentStore) {
+		return nil, err
+	}
+	if s != nil && s.phase == PhaseStable {
+		return nil, fmt.Errorf("no rotation in progress: run `rotate-ca begin` first")
+	}
+	if s == nil || s.phase == PhaseBegun {
+		// Certificate first: a crash between the two moves leaves the new
+		// certificate current with the old key pending, which read reports
+		// and a re-run completes.
+		for _, name := range []string{n.CACert(), n.CAKey()} {
+			if err := r.Store.Promote(ctx, name); err != nil {
+				return nil, err
+			}
+		}
+		if s, err = r.read(ctx); err != nil {
+			return nil, err
+		}
+	}
+	if err := r.reissueClients(ctx, n, s, s.current); err != nil {
+		return nil, err
+	}
+	return r.Status(ctx)
+}
+
+// reissueClients gives every role a certificate from ca for its existing key
+// (so two operators re-issuing at once still leave matching pairs).
+func (r *Rotation) reissueClients(ctx context.Context, n secretstore.Names, s *state, ca *pki.CA) error {
+	for _, role := range pki.Roles {
+		if s.clients[role].CheckSignatureFrom(ca.Cert) == nil {
+			continue
+		}
+		key, err := pki.ParseKey([]byte(s.clientKeys[role]))
+		if err != nil {
+			return fmt.Errorf("%w: %s: %v", ErrInconsistentStore, n.ClientKey(role), err)
+		}
+		is, err := ca.IssueClient(key.Public(), role, r.Now(), r.ClientLifetime)
+		if err != nil {
+			return err
+		}
+		if err := r.Store.Put(ctx, n.ClientCert(role), string(pki.EncodeCert(is.Cert))); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Finish removes the old CA from the trust bundle: a certificate signed only
+// by it is refused once nodes refresh.
+func (r *Rotation) Finish(ctx context.Context) (*RotationStatus, error) {
+	n := r.defaults()
+	s, err := r.read(ctx)
+	if err != nil {
+		return nil, err
+	}
+	switch s.phase {
+	case PhaseBegun:
+		return nil, fmt.Errorf("the new CA is still pending: run `rotate-ca promote` first")
+	case PhaseStable:
+		return r.Status(ctx) // already finished
+	}
+	if err := r.reissueClients(ctx, n, s, s.current); err != nil {
+		return nil, err
+	}
+	if err := r.setTrust(ctx, n, s.trust, s.current.Cert); err != nil {
+		return nil, err
+	}
+	return r.Status(ctx)
+}
+
+// Abort steps back one phase. From begun it drops the pending CA and
+// trusts the current one alone. From promoted it makes the old CA current
+// again (the new one pending, both still trusted) and re-issues client
+// certificates from it; nodes renew back on their next refresh, and a
+// second abort then drops the new CA.
+func (r *Rotation) Abort(ctx context.Context) (*RotationStatus, error) {
+	n := r.defaults()
+	s, err := r.read(ctx)
+	if err != nil {
+		return nil, err
+	}
+	switch s.phase {
+	case PhaseStable:
+		return nil, fmt.Errorf("no rotation in progress")
+	case PhaseBegun:
+		for _, name := range []string{n.CACert(), n.CAKey()} {
+			if err := r.Store.DropPending(ctx, name); err != nil {
+				return nil, err
+			}
+		}
+		if err := r.setTrust(ctx, n, s.trust, s.current.Cert); err != nil {
+			return nil, err
+		}
+		return r.Status(ctx)
+	}
+	for _, name := range []string{n.CACert(), n.CAKey()} {
+		if err := r.Store.Demote(ctx, name); err != nil {
+			return nil, err
+		}
+	}
+	if s, err = r.read(ctx); err != nil {
+		return nil, err
+	}
+	if err := r.reissueClients(ctx, n, s, s.current); err != nil {
+		return nil, err
+	}
+	return r.Status(ctx)
+}
