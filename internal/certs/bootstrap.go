@@ -52,6 +52,12 @@ type Options struct {
 	StoreRef        config.StoreRef
 	RefreshInterval time.Duration
 
+	// Retries and RetryDelay: how often to re-read a store found
+	// inconsistent before reporting it; a rotation step moving two labels
+	// can be seen half done for a moment. Default 3 times, 1s apart.
+	Retries    int
+	RetryDelay time.Duration
+
 	Now func() time.Time
 	Log *slog.Logger
 }
@@ -129,7 +135,19 @@ func Bootstrap(ctx context.Context, o Options) (*Result, error) {
 	if o.Force {
 		sh, err = b.regenerate(ctx)
 	} else {
-		sh, err = b.ensure(ctx)
+		for attempt := 0; ; attempt++ {
+			b.res.Items, b.res.Warnings = nil, nil
+			sh, err = b.ensure(ctx)
+			if err == nil || !errors.Is(err, ErrInconsistentStore) || attempt >= o.Retries {
+				break
+			}
+			o.Log.Info("the shared certificates look inconsistent; reading again", "err", err)
+			select {
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			case <-time.After(o.RetryDelay):
+			}
+		}
 	}
 	if err != nil {
 		return nil, err
@@ -221,6 +239,9 @@ func (o *Options) defaults() {
 	}
 	if o.Mode == "" {
 		o.Mode = "embedded"
+	}
+	if o.Retries == 0 && o.RetryDelay == 0 {
+		o.Retries, o.RetryDelay = 3, time.Second
 	}
 }
 

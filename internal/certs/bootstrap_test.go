@@ -25,7 +25,8 @@ var names = secretstore.Names{Prefix: "joblet"}
 
 func opts(t *testing.T, st secretstore.Store) certs.Options {
 	return certs.Options{Home: t.TempDir(), Store: st, StoreDesc: "test store", ListenAddress: "127.0.0.1",
-		ServerAddress: "10.1.2.3", Port: 50051, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+		ServerAddress: "10.1.2.3", Port: 50051, Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Retries: 2, RetryDelay: 10 * time.Millisecond}
 }
 
 func bootstrap(t *testing.T, o certs.Options) *certs.Result {

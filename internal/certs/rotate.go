@@ -81,6 +81,9 @@ type state struct {
 	clients          map[pki.Role]*x509.Certificate
 	clientKeys       map[pki.Role]string
 	phase            string
+	// halfBegun: a begin was interrupted between writing the pending key
+	// and the pending certificate; re-running begin completes it.
+	halfBegun bool
 }
 
 func (r *Rotation) read(ctx context.Context) (*state, error) {
@@ -104,7 +107,16 @@ func (r *Rotation) read(ctx context.Context) (*state, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read the pending CA: %w", err)
 	}
-	if pend[n.CACert()] != "" || pend[n.CAKey()] != "" {
+	// A pending label on the current value is left over from a promote
+	// interrupted between moving AWSCURRENT and removing AWSPENDING.
+	for _, name := range []string{n.CACert(), n.CAKey()} {
+		if pend[name] == vals[name] {
+			delete(pend, name)
+		}
+	}
+	if (pend[n.CACert()] == "") != (pend[n.CAKey()] == "") {
+		s.halfBegun = true
+	} else if pend[n.CACert()] != "" {
 		if s.pending, err = parsePair(pend[n.CACert()], pend[n.CAKey()], n.CACert()+" (AWSPENDING)", n.CAKey()+" (AWSPENDING)"); err != nil {
 			return nil, err
 		}
@@ -117,7 +129,7 @@ func (r *Rotation) read(ctx context.Context) (*state, error) {
 		s.clients[role], s.clientKeys[role] = c, vals[n.ClientKey(role)]
 	}
 	switch {
-	case s.pending != nil:
+	case s.pending != nil || s.halfBegun:
 		s.phase = PhaseBegun
 	case len(s.trust) > 1:
 		s.phase = PhasePromoted
@@ -163,12 +175,14 @@ func (r *Rotation) Status(ctx context.Context) (*RotationStatus, error) {
 			st.Clients[string(role)] = "other CA (" + hexKeyID(c.AuthorityKeyId) + ")"
 		}
 	}
-	switch s.phase {
-	case PhaseStable:
+	switch {
+	case s.halfBegun:
+		st.NextStep = "a `rotate-ca begin` was interrupted: run it again to complete it"
+	case s.phase == PhaseStable:
 		st.NextStep = "nothing to do; `rotate-ca begin` starts a rotation"
-	case PhaseBegun:
+	case s.phase == PhaseBegun:
 		st.NextStep = "hand out refreshed client configs (`rnx config refresh`), wait for every node to refresh its trust, then `rotate-ca promote` (or `rotate-ca abort`)"
-	case PhasePromoted:
+	case s.phase == PhasePromoted:
 		st.NextStep = "refresh client configs again (new client certificates), wait until every node serves a certificate from the new CA, then `rotate-ca finish` (or `rotate-ca abort`)"
 	}
 	return st, nil
@@ -291,18 +305,20 @@ func (r *Rotation) Promote(ctx context.Context) (*RotationStatus, error) {
 	if s != nil && s.phase == PhaseStable {
 		return nil, fmt.Errorf("no rotation in progress: run `rotate-ca begin` first")
 	}
-	if s == nil || s.phase == PhaseBegun {
-		// Certificate first: a crash between the two moves leaves the new
-		// certificate current with the old key pending, which read reports
-		// and a re-run completes.
-		for _, name := range []string{n.CACert(), n.CAKey()} {
-			if err := r.Store.Promote(ctx, name); err != nil {
-				return nil, err
-			}
-		}
-		if s, err = r.read(ctx); err != nil {
+	if s != nil && s.halfBegun {
+		return nil, fmt.Errorf("a `rotate-ca begin` was interrupted: run it again before promoting")
+	}
+	// Certificate first: a crash between the two moves leaves the new
+	// certificate current with the old key pending, which read reports and
+	// this re-run completes. Promoting what is already promoted only clears
+	// leftover pending labels.
+	for _, name := range []string{n.CACert(), n.CAKey()} {
+		if err := r.Store.Promote(ctx, name); err != nil {
 			return nil, err
 		}
+	}
+	if s, err = r.read(ctx); err != nil {
+		return nil, err
 	}
 	if err := r.reissueClients(ctx, n, s, s.current); err != nil {
 		return nil, err

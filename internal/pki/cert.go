@@ -26,8 +26,11 @@ const (
 )
 
 // backdate absorbs clock skew between the node that signs and the peers that
-// verify, as most CAs do.
-const backdate = 5 * time.Minute
+// verify, as most CAs do: 5 minutes, or a twentieth of a short lifetime so
+// that renewal at two thirds of it still means what it says.
+func backdate(lifetime time.Duration) time.Duration {
+	return min(5*time.Minute, lifetime/20)
+}
 
 // CA is a certificate authority able to sign.
 type CA struct {
@@ -96,7 +99,7 @@ func NewCA(key crypto.Signer, now time.Time, lifetime time.Duration) (*x509.Cert
 			OrganizationalUnit: []string{"CA"},
 			CommonName:         "Joblet-CA",
 		},
-		NotBefore:             now.Add(-backdate),
+		NotBefore:             now.Add(-backdate(lifetime)),
 		NotAfter:              now.Add(lifetime),
 		IsCA:                  true,
 		BasicConstraintsValid: true,
@@ -165,7 +168,7 @@ func (ca *CA) issue(tmpl *x509.Certificate, pub crypto.PublicKey, now time.Time,
 		return Issued{}, err
 	}
 	tmpl.SerialNumber = serial
-	tmpl.NotBefore = now.Add(-backdate)
+	tmpl.NotBefore = now.Add(-backdate(lifetime))
 	if tmpl.NotBefore.Before(ca.Cert.NotBefore) {
 		tmpl.NotBefore = ca.Cert.NotBefore
 	}

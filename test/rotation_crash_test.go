@@ -1,0 +1,152 @@
+package test
+
+import (
+	"encoding/json"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/ehsaniara/joblet/internal/pki"
+	"github.com/ehsaniara/joblet/internal/testutil/openssl"
+	"github.com/ehsaniara/joblet/test/harness"
+)
+
+var rotationSteps = []string{"begin", "promote", "finish"}
+
+func isWrite(action string) bool {
+	return action == "CreateSecret" || action == "PutSecretValue" || action == "UpdateSecretVersionStage"
+}
+
+type rotStatus struct {
+	Phase   string
+	Current struct{ Sha256 string }
+	Trusted []struct{ Sha256 string }
+	Clients map[string]string `json:"clientIssuers"`
+}
+
+func rotationStatus(t *testing.T, env []string) rotStatus {
+	t.Helper()
+	joblet, _ := harness.Bins(t)
+	var s rotStatus
+	out := harness.MustRun(t, env, joblet, "certs", "rotate-ca", "status", "--json").Stdout
+	if err := json.Unmarshal([]byte(out), &s); err != nil {
+		t.Fatal(err, out)
+	}
+	return s
+}
+
+// checkRotated asserts the end state of a completed rotation: stable, a new
+// CA alone in the trust bundle, every client certificate from it, the store
+// consistent, and a new node's server certificate verifying against it.
+func checkRotated(t *testing.T, oldCA string) {
+	t.Helper()
+	joblet, _ := harness.Bins(t)
+	_, _, env := smNode(t, moto.URL)
+	s := rotationStatus(t, env)
+	if s.Phase != "stable" || s.Current.Sha256 == oldCA || len(s.Trusted) != 1 || s.Trusted[0].Sha256 != s.Current.Sha256 {
+		t.Fatalf("end state: %+v (old CA %s)", s, oldCA)
+	}
+	for role, issuer := range s.Clients {
+		if issuer != "current" {
+			t.Fatalf("%s client certificate from %s", role, issuer)
+		}
+	}
+	vals := readStore(t, "joblet")
+	ca := checkStore(t, vals, "joblet")
+	home, _, env := smNode(t, moto.URL)
+	harness.MustRun(t, env, joblet, "certs", "bootstrap")
+	openssl.Verify(t, pki.EncodeCert(ca), []byte(serverConfig(t, home).Security.ServerCert), "sslserver")
+}
+
+// SIGKILL right after each store write of each rotation step, then re-run
+// the step and the rest of the rotation: the fleet ends consistent.
+func TestRotationCrashAtEachWrite(t *testing.T) {
+	joblet, _ := harness.Bins(t)
+	points := 0
+	for si, step := range rotationSteps {
+		for k := 0; ; k++ {
+			moto.Reset(t)
+			_, _, env := smNode(t, moto.URL)
+			harness.MustRun(t, env, joblet, "certs", "bootstrap")
+			oldCA := rotationStatus(t, env).Current.Sha256
+			for _, prev := range rotationSteps[:si] {
+				harness.MustRun(t, env, joblet, "certs", "rotate-ca", prev)
+			}
+			proxy := harness.StartAWSProxy(t, moto.URL)
+			_, _, penv := smNode(t, proxy.URL)
+			cmd := exec.Command(joblet, "certs", "rotate-ca", step)
+			cmd.Env = penv
+			var proc atomic.Pointer[os.Process]
+			var killed atomic.Bool
+			var writes atomic.Int32
+			proxy.OnCall(func(action string, _ int) harness.Verdict {
+				if isWrite(action) && int(writes.Add(1))-1 == k {
+					return harness.ForwardThenDo
+				}
+				return harness.Forward
+			}, func(string) {
+				if p := proc.Load(); p != nil {
+					killed.Store(true)
+					p.Kill()
+				}
+			})
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			proc.Store(cmd.Process)
+			cmd.Wait()
+			if !killed.Load() {
+				break // the step made fewer than k+1 writes: every point is covered
+			}
+			points++
+			t.Logf("%s: killed after write %d", step, k+1)
+			for _, rest := range rotationSteps[si:] {
+				if r := harness.Run(t, env, joblet, "certs", "rotate-ca", rest); r.Code != 0 {
+					t.Fatalf("re-running %s after a crash at write %d of %s: %s", rest, k+1, step, r)
+				}
+			}
+			checkRotated(t, oldCA)
+		}
+	}
+	t.Logf("%d crash points tested", points)
+	if points < 8 {
+		t.Fatalf("only %d crash points: the steps write more than that", points)
+	}
+}
+
+// Two operators running the same step at the same moment.
+func TestRotationConcurrentOperators(t *testing.T) {
+	moto.Reset(t)
+	joblet, _ := harness.Bins(t)
+	_, _, env := smNode(t, moto.URL)
+	harness.MustRun(t, env, joblet, "certs", "bootstrap")
+	oldCA := rotationStatus(t, env).Current.Sha256
+	for _, step := range rotationSteps {
+		var wg sync.WaitGroup
+		results := make([]harness.Result, 2)
+		for i := range results {
+			wg.Add(1)
+			go func(i int) {
+				defer wg.Done()
+				results[i] = harness.Run(t, env, joblet, "certs", "rotate-ca", step)
+			}(i)
+		}
+		wg.Wait()
+		for i, r := range results {
+			if r.Code != 0 {
+				t.Fatalf("operator %d running %s: %s", i+1, step, r)
+			}
+		}
+		if step == "begin" {
+			// One new CA: a single rotation record, one pending CA.
+			out := awsCLI(t, "secretsmanager", "list-secrets", "--filters", "Key=name,Values=joblet/ca-rotation/", "--query", "length(SecretList)", "--output", "text")
+			if strings.TrimSpace(out) != "1" {
+				t.Fatalf("%s rotation records", out)
+			}
+		}
+	}
+	checkRotated(t, oldCA)
+}
