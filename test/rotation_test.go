@@ -187,6 +187,16 @@ func TestRotationWithoutDowntime(t *testing.T) {
 	}
 	newCA := st.Current.Sha256
 	waitNodes("every node serving a certificate from the new CA", func(_ int, issuer, _ string) bool { return issuer == newCA })
+	var addrs []string
+	for _, n := range nodes {
+		addrs = append(addrs, n.addr)
+	}
+	probe := harness.MustRun(t, env, joblet, "certs", "rotate-ca", "status", "--nodes", strings.Join(addrs, ","), "--rnx-config", directConfig(t, clientCfg, lb, nodes[0].addr)).Stdout
+	for i := range nodes {
+		if !strings.Contains(probe, fmt.Sprintf("node-%d: serves a certificate from the current CA", i+1)) {
+			t.Errorf("status --nodes does not report node-%d on the current CA:\n%s", i+1, probe)
+		}
+	}
 	refresh()
 
 	// A manual renewal on every node, picked up without a restart.

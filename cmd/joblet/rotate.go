@@ -8,7 +8,11 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
+	"strings"
 	"time"
+
+	pb "github.com/ehsaniara/joblet/api/jobletv1"
+	"github.com/ehsaniara/joblet/internal/client"
 
 	"github.com/ehsaniara/joblet/internal/certs"
 	"github.com/ehsaniara/joblet/internal/config"
@@ -56,6 +60,8 @@ func rotateCmd(args []string, stdout, stderr io.Writer, log *slog.Logger) error 
 	keyType := fs.String("key-type", envOr("JOBLET_KEY_TYPE", string(pki.ECDSAP256)), "key type of the new CA")
 	caLife := fs.String("ca-lifetime", "1095d", "lifetime of the new CA")
 	asJSON := fs.Bool("json", false, "print the status as JSON")
+	probe := fs.String("nodes", "", "status: comma list of node addresses (HOST:PORT) to ask which CA signed the certificate they serve")
+	probeCfg := fs.String("rnx-config", filepath.Join(jobletHome(), "config", "rnx-config.yml"), "status: the operator rnx config used to ask the nodes")
 	if err := fs.Parse(args[1:]); err != nil {
 		return usageErr(err)
 	}
@@ -85,6 +91,11 @@ func rotateCmd(args []string, stdout, stderr io.Writer, log *slog.Logger) error 
 	if err != nil {
 		return fmt.Errorf("rotate-ca %s: %w", step, err)
 	}
+	if *probe != "" {
+		if st.Nodes, err = probeNodes(ctx, *probeCfg, pki.SplitList(*probe), st); err != nil {
+			return err
+		}
+	}
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
@@ -101,6 +112,47 @@ func rotateCmd(args []string, stdout, stderr io.Writer, log *slog.Logger) error 
 	for _, role := range pki.Roles {
 		fmt.Fprintf(stdout, "  %-10s client certificate from the %s\n", role, map[bool]string{true: "current CA", false: st.Clients[string(role)]}[st.Clients[string(role)] == "current"])
 	}
+	for _, n := range st.Nodes {
+		fmt.Fprintf(stdout, "  node %-22s %s\n", n.Address, n.Summary)
+	}
 	fmt.Fprintf(stdout, "next: %s\n", st.NextStep)
 	return nil
+}
+
+// probeNodes asks each node (directly, with the operator config's default
+// credentials) for its id and the CA that signed the certificate it serves.
+func probeNodes(ctx context.Context, cfgPath string, addrs []string, st *certs.RotationStatus) ([]certs.NodeReport, error) {
+	cfg, err := config.LoadRnx(cfgPath)
+	if err != nil {
+		return nil, fmt.Errorf("--nodes needs an operator rnx config: %w", err)
+	}
+	_, base, err := cfg.Select("")
+	if err != nil {
+		return nil, err
+	}
+	var out []certs.NodeReport
+	for _, a := range addrs {
+		n := *base
+		n.Address = strings.TrimSpace(a)
+		rep := certs.NodeReport{Address: n.Address}
+		conn, err := client.Dial(n.Address, &n)
+		if err == nil {
+			var info *pb.NodeInfo
+			info, err = conn.Info(ctx)
+			conn.Close()
+			if err == nil {
+				rep.NodeID, rep.IssuerSHA256 = info.NodeId, info.ServerCertIssuerSha256
+			}
+		}
+		switch {
+		case err != nil:
+			rep.Summary = "unreachable: " + err.Error()
+		case rep.IssuerSHA256 == st.Current.Fingerprint:
+			rep.Current, rep.Summary = true, rep.NodeID+": serves a certificate from the current CA"
+		default:
+			rep.Summary = rep.NodeID + ": still serves a certificate from another CA (" + rep.IssuerSHA256 + ")"
+		}
+		out = append(out, rep)
+	}
+	return out, nil
 }

@@ -46,8 +46,18 @@ type RotationStatus struct {
 	Current  CAInfo            `json:"current"`
 	Pending  *CAInfo           `json:"pending,omitempty"`
 	Trusted  []CAInfo          `json:"trusted"`
-	Clients  map[string]string `json:"clientIssuers"` // role -> "current" or the issuer's serial
+	Clients  map[string]string `json:"clientIssuers"` // role -> "current" or the issuer's key id
 	NextStep string            `json:"nextStep"`
+	Nodes    []NodeReport      `json:"nodes,omitempty"`
+}
+
+// NodeReport is what a node said about the certificate it serves.
+type NodeReport struct {
+	Address      string `json:"address"`
+	NodeID       string `json:"nodeId,omitempty"`
+	IssuerSHA256 string `json:"issuerSha256,omitempty"`
+	Current      bool   `json:"fromCurrentCA"`
+	Summary      string `json:"summary"`
 }
 
 func caInfo(c *x509.Certificate) CAInfo {
