@@ -3,12 +3,10 @@ package test
 import (
 	"context"
 	"fmt"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 
 	"github.com/ehsaniara/joblet/internal/secretstore"
@@ -114,31 +112,8 @@ func TestCrashAfterEachStoreWrite(t *testing.T) {
 			home, _, env := smNode(t, proxy.URL)
 			cmd := exec.Command(joblet, "certs", "bootstrap")
 			cmd.Env = env
-			var out strings.Builder
-			cmd.Stdout, cmd.Stderr = &out, &out
-			// The proxy's handler runs on its own goroutine: share the
-			// process and the verdict through atomics.
-			var proc atomic.Pointer[os.Process]
-			var killed atomic.Bool
-			proxy.OnCall(func(action string, n int) harness.Verdict {
-				if action == "CreateSecret" && n == k {
-					return harness.ForwardThenDo
-				}
-				return harness.Forward
-			}, func(string) {
-				// Flag first: Wait may return before Kill does.
-				if p := proc.Load(); p != nil {
-					killed.Store(true)
-					p.Kill()
-				}
-			})
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			proc.Store(cmd.Process)
-			err := cmd.Wait()
-			if err == nil || !killed.Load() {
-				t.Fatalf("the bootstrap was not killed at write %d: %v\n%s", k+1, err, out.String())
+			if !proxy.RunKilledAt(t, cmd, func(action string, n int) bool { return action == "CreateSecret" && n == k }) {
+				t.Fatalf("the bootstrap was not killed at write %d", k+1)
 			}
 			noFiles(t, home)
 			partial := readStore(t, "joblet")

@@ -2,11 +2,9 @@ package test
 
 import (
 	"encoding/json"
-	"os"
 	"os/exec"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 
 	"github.com/ehsaniara/joblet/internal/pki"
@@ -79,26 +77,15 @@ func TestRotationCrashAtEachWrite(t *testing.T) {
 			_, _, penv := smNode(t, proxy.URL)
 			cmd := exec.Command(joblet, "certs", "rotate-ca", step)
 			cmd.Env = penv
-			var proc atomic.Pointer[os.Process]
-			var killed atomic.Bool
-			var writes atomic.Int32
-			proxy.OnCall(func(action string, _ int) harness.Verdict {
-				if isWrite(action) && int(writes.Add(1))-1 == k {
-					return harness.ForwardThenDo
+			writes := 0 // the proxy asks one call at a time
+			killed := proxy.RunKilledAt(t, cmd, func(action string, _ int) bool {
+				if !isWrite(action) {
+					return false
 				}
-				return harness.Forward
-			}, func(string) {
-				if p := proc.Load(); p != nil {
-					killed.Store(true)
-					p.Kill()
-				}
+				writes++
+				return writes-1 == k
 			})
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			proc.Store(cmd.Process)
-			cmd.Wait()
-			if !killed.Load() {
+			if !killed {
 				break // the step made fewer than k+1 writes: every point is covered
 			}
 			points++

@@ -1,7 +1,6 @@
 package test
 
 import (
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -17,18 +16,7 @@ func script(name string) string {
 
 func runScript(t *testing.T, env []string, name string) harness.Result {
 	t.Helper()
-	cmd := exec.Command("bash", script(name))
-	cmd.Env = env
-	var out, errb strings.Builder
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatal(err)
-	}
-	return harness.Result{Stdout: out.String(), Stderr: errb.String(), Code: code}
+	return harness.Run(t, env, "bash", script(name))
 }
 
 // The drop-in scripts work as the spec's user data calls them: settings in

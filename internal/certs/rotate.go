@@ -322,12 +322,19 @@ func (r *Rotation) Promote(ctx context.Context) (*RotationStatus, error) {
 	// certificate current with the old key pending, which read reports and
 	// this re-run completes. Promoting what is already promoted only clears
 	// leftover pending labels.
+	return r.moveCA(ctx, n, r.Store.Promote)
+}
+
+// moveCA applies a label move to the CA certificate, then its key, and
+// re-issues the role client certificates from whichever CA is current after.
+func (r *Rotation) moveCA(ctx context.Context, n secretstore.Names, move func(context.Context, string) error) (*RotationStatus, error) {
 	for _, name := range []string{n.CACert(), n.CAKey()} {
-		if err := r.Store.Promote(ctx, name); err != nil {
+		if err := move(ctx, name); err != nil {
 			return nil, err
 		}
 	}
-	if s, err = r.read(ctx); err != nil {
+	s, err := r.read(ctx)
+	if err != nil {
 		return nil, err
 	}
 	if err := r.reissueClients(ctx, n, s, s.current); err != nil {
@@ -406,16 +413,5 @@ func (r *Rotation) Abort(ctx context.Context) (*RotationStatus, error) {
 		}
 		return r.Status(ctx)
 	}
-	for _, name := range []string{n.CACert(), n.CAKey()} {
-		if err := r.Store.Demote(ctx, name); err != nil {
-			return nil, err
-		}
-	}
-	if s, err = r.read(ctx); err != nil {
-		return nil, err
-	}
-	if err := r.reissueClients(ctx, n, s, s.current); err != nil {
-		return nil, err
-	}
-	return r.Status(ctx)
+	return r.moveCA(ctx, n, r.Store.Demote)
 }

@@ -41,25 +41,7 @@ func (d *DirStore) path(name string) (string, error) {
 }
 
 func (d *DirStore) Get(ctx context.Context, names []string) (map[string]string, error) {
-	out := make(map[string]string, len(names))
-	for _, n := range names {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		p, err := d.path(n)
-		if err != nil {
-			return nil, err
-		}
-		b, err := os.ReadFile(p)
-		if errors.Is(err, fs.ErrNotExist) {
-			continue
-		}
-		if err != nil {
-			return nil, fmt.Errorf("read secret %s: %w", n, err)
-		}
-		out[n] = string(b)
-	}
-	return out, nil
+	return d.GetStage(ctx, names, Current)
 }
 
 func (d *DirStore) Create(ctx context.Context, s Secret) error {

@@ -6,8 +6,11 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"os"
+	"os/exec"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 )
 
@@ -56,12 +59,14 @@ func StartAWSProxy(t testing.TB, target string) *AWSProxy {
 				p.keys[id] = true
 			}
 		}
-		decide, after := p.decide, p.after
-		p.mu.Unlock()
+		// Decisions are made under the lock, one at a time, so a decide
+		// function may keep its own counters.
 		v := Forward
-		if decide != nil {
-			v = decide(action, n)
+		if p.decide != nil {
+			v = p.decide(action, n)
 		}
+		after := p.after
+		p.mu.Unlock()
 		switch v {
 		case Throttle:
 			w.Header().Set("Content-Type", "application/x-amz-json-1.1")
@@ -87,7 +92,8 @@ func StartAWSProxy(t testing.TB, target string) *AWSProxy {
 	return p
 }
 
-// OnCall sets how calls are treated. decide is asked for every call with
+// OnCall sets how calls are treated. decide is asked, one call at a time,
+// for every call with
 // the action and how many calls of that action came before it (0 for the
 // first); after runs for ForwardThenDo once moto has answered: the write is
 // done but the client never hears of it (a crash right after the write).
@@ -120,4 +126,33 @@ func (p *AWSProxy) SawAccessKey(id string) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.keys[id]
+}
+
+// RunKilledAt runs cmd with the proxy killing it (SIGKILL) right after moto
+// has answered the call for which at returns true; the client never hears
+// the answer. It reports whether the kill happened.
+func (p *AWSProxy) RunKilledAt(t testing.TB, cmd *exec.Cmd, at func(action string, n int) bool) bool {
+	t.Helper()
+	// The proxy's handler runs on its own goroutine: share the process and
+	// the verdict through atomics.
+	var proc atomic.Pointer[os.Process]
+	var killed atomic.Bool
+	p.OnCall(func(action string, n int) Verdict {
+		if at(action, n) {
+			return ForwardThenDo
+		}
+		return Forward
+	}, func(string) {
+		if pr := proc.Load(); pr != nil {
+			killed.Store(true) // first: Wait may return before Kill does
+			pr.Kill()
+		}
+	})
+	defer p.OnCall(nil, nil)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	proc.Store(cmd.Process)
+	cmd.Wait()
+	return killed.Load()
 }
