@@ -27,6 +27,10 @@ Usage:
   joblet server [--config PATH]       serve (default config: $JOBLET_HOME/config/joblet-config.yml);
                                       SIGHUP reloads the config and refreshes from the store
   joblet certs bootstrap [flags]      create or fetch certificates and write the configs
+  joblet certs status [--json] [--warn-days N]
+                                      the CA, role and server certificates, sync with the store;
+                                      exit 0 all good, 1 expiring within N days or out of sync,
+                                      2 expired, broken or store unreachable
   joblet certs renew [--config PATH]  re-issue this node's server certificate from the shared CA
   joblet certs rotate-ca begin|promote|finish|abort|status [--json]
                                       staged CA rotation without downtime (docs/ROTATION.md)
@@ -61,6 +65,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		switch args[1] {
 		case "bootstrap":
 			err = bootstrapCmd(args[2:], stdout, stderr, log)
+		case "status":
+			err = statusCmd(args[2:], stdout, stderr, log)
 		case "renew":
 			err = renewCmd(args[2:], stdout, stderr, log)
 		case "rotate-ca":
@@ -75,9 +81,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	default:
 		err = fmt.Errorf("%w: unknown command %q", errUsage, args[0])
 	}
+	var code exitCode
 	switch {
 	case err == nil:
 		return 0
+	case errors.As(err, &code):
+		return int(code)
 	case errors.Is(err, flag.ErrHelp):
 		return 0
 	case errors.Is(err, errUsage):

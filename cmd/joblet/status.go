@@ -1,0 +1,112 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/ehsaniara/joblet/internal/certs"
+	"github.com/ehsaniara/joblet/internal/config"
+)
+
+// exitCode ends the command with a code and no message of its own.
+type exitCode int
+
+func (e exitCode) Error() string { return fmt.Sprintf("exit %d", int(e)) }
+
+func statusCmd(args []string, stdout, stderr io.Writer, log *slog.Logger) error {
+	fs := flag.NewFlagSet("joblet certs status", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	sf := addStoreFlags(fs)
+	home := fs.String("home", jobletHome(), "joblet home")
+	srvPath := fs.String("config", "", "this node's server config (default: HOME/config/joblet-config.yml when it exists)")
+	rnxPath := fs.String("rnx-config", "", "an rnx config to compare with the store (default: HOME/config/rnx-config.yml when it exists)")
+	warnDays := fs.Int("warn-days", 30, "warn about certificates expiring within this many days")
+	asJSON := fs.Bool("json", false, "print the report as JSON")
+	if err := fs.Parse(args); err != nil {
+		return usageErr(err)
+	}
+	orDefault := func(p, name string) string {
+		if p != "" {
+			return p
+		}
+		if d := filepath.Join(*home, "config", name); fileExists(d) {
+			return d
+		}
+		return ""
+	}
+	o := certs.StatusOptions{Prefix: *sf.prefix, ServerConfig: orDefault(*srvPath, "joblet-config.yml"),
+		RnxConfig: orDefault(*rnxPath, "rnx-config.yml"), WarnDays: *warnDays, Now: time.Now()}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	// A node's own config says where its store is; otherwise the flags do.
+	if cfg, err := config.LoadServer(o.ServerConfig); o.ServerConfig != "" && err == nil && cfg.Store.Kind != "" {
+		o.Prefix = cfg.Store.Prefix
+		o.Store, o.StoreDesc, o.StoreErr = certs.OpenStore(ctx, cfg.Store, log)
+	} else {
+		rs, err := sf.resolve(ctx, *home, log)
+		if errors.Is(err, errUsage) {
+			return err
+		}
+		if err != nil {
+			o.StoreErr, o.StoreDesc = err, "store"
+		} else {
+			o.Store, o.StoreDesc = rs.Store, rs.Desc
+		}
+	}
+	if o.StoreErr != nil {
+		o.Store = nil
+	}
+	rep := certs.Status(ctx, o)
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(rep); err != nil {
+			return err
+		}
+	} else {
+		printStatus(stdout, rep)
+	}
+	if rep.Level != certs.OK {
+		return exitCode(rep.Level)
+	}
+	return nil
+}
+
+func printStatus(w io.Writer, r *certs.Report) {
+	mark := map[int]string{certs.OK: "✅", certs.Attention: "⚠️ ", certs.Broken: "❌"}
+	fmt.Fprintf(w, "store: %s", r.Store)
+	if r.Phase != "" {
+		fmt.Fprintf(w, " (CA rotation: %s)", r.Phase)
+	}
+	fmt.Fprintln(w)
+	for _, c := range r.Certificates {
+		fmt.Fprintf(w, "%s %s\n     %s\n     subject %s, serial %s\n     sha256 %s\n     valid %s to %s (%d days left)\n",
+			mark[c.Level], c.Name, c.Where, c.Subject, c.Serial, c.Fingerprint,
+			c.NotBefore.Format("2006-01-02"), c.NotAfter.Format("2006-01-02"), c.DaysLeft)
+		if len(c.SANs) > 0 {
+			fmt.Fprintf(w, "     SANs %s\n", strings.Join(c.SANs, ", "))
+		}
+	}
+	if len(r.Problems) == 0 {
+		fmt.Fprintln(w, "all good")
+		return
+	}
+	fmt.Fprintln(w, "problems:")
+	for _, p := range r.Problems {
+		fmt.Fprintf(w, "  - %s\n", p)
+	}
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}
