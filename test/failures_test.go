@@ -2,7 +2,6 @@ package test
 
 import (
 	"context"
-	"os/exec"
 	"strings"
 	"testing"
 
@@ -15,32 +14,23 @@ import (
 	"github.com/ehsaniara/joblet/test/harness"
 )
 
-// iamUser creates a user in moto with an inline policy allowing actions
-// (none: no policy) and returns its access key. moto evaluates actions, not
-// resource ARNs, so policies here use Resource "*".
+// iamUser creates a user in moto allowed actions (none: no policy) and
+// returns its access key. moto evaluates actions, not resource ARNs, so
+// policies here use Resource "*".
 func iamUser(t *testing.T, url, name string, actions ...string) (id, secret string) {
 	t.Helper()
-	env := harness.Env(harness.AWSEnv(url)...)
-	run := func(args ...string) string {
-		cmd := exec.Command("aws", args...)
-		cmd.Env = env
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			t.Fatalf("aws %v: %v\n%s", args, err, out)
-		}
-		return strings.TrimSpace(string(out))
+	if len(actions) == 0 {
+		env := harness.Env(harness.AWSEnv(url)...)
+		harness.MustRun(t, env, "aws", "iam", "create-user", "--user-name", name)
+		f := strings.Fields(harness.MustRun(t, env, "aws", "iam", "create-access-key", "--user-name", name,
+			"--query", "AccessKey.[AccessKeyId,SecretAccessKey]", "--output", "text").Stdout)
+		return f[0], f[1]
 	}
-	run("iam", "create-user", "--user-name", name)
-	if len(actions) > 0 {
-		var quoted []string
-		for _, a := range actions {
-			quoted = append(quoted, `"secretsmanager:`+a+`"`)
-		}
-		run("iam", "put-user-policy", "--user-name", name, "--policy-name", "joblet", "--policy-document",
-			`{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":[`+strings.Join(quoted, ",")+`],"Resource":"*"}]}`)
+	var quoted []string
+	for _, a := range actions {
+		quoted = append(quoted, `"secretsmanager:`+a+`"`)
 	}
-	f := strings.Fields(run("iam", "create-access-key", "--user-name", name, "--query", "AccessKey.[AccessKeyId,SecretAccessKey]", "--output", "text"))
-	return f[0], f[1]
+	return iamUserPolicy(t, url, name, `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":[`+strings.Join(quoted, ",")+`],"Resource":"*"}]}`)
 }
 
 // Access control enforced by moto's IAM emulation: denied calls fail with

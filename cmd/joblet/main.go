@@ -31,6 +31,8 @@ Usage:
                                       the CA, role and server certificates, sync with the store;
                                       exit 0 all good, 1 expiring within N days or out of sync,
                                       2 expired, broken or store unreachable
+  joblet certs iam-policy --for bootstrap|node|rotation|client-<role>
+                                      a least-privilege IAM policy for that flow
   joblet certs renew [--config PATH]  re-issue this node's server certificate from the shared CA
   joblet certs rotate-ca begin|promote|finish|abort|status [--json]
                                       staged CA rotation without downtime (docs/ROTATION.md)
@@ -67,6 +69,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 			err = bootstrapCmd(args[2:], stdout, stderr, log)
 		case "status":
 			err = statusCmd(args[2:], stdout, stderr, log)
+		case "iam-policy":
+			err = iamPolicyCmd(args[2:], stdout, stderr)
 		case "renew":
 			err = renewCmd(args[2:], stdout, stderr, log)
 		case "rotate-ca":

@@ -110,3 +110,25 @@ func fileExists(p string) bool {
 	_, err := os.Stat(p)
 	return err == nil
 }
+
+func iamPolicyCmd(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("joblet certs iam-policy", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	flow := fs.String("for", "", "bootstrap, node, rotation or client-<role>")
+	prefix := fs.String("prefix", envOr("SECRETS_PREFIX", "joblet"), "secret name prefix (env SECRETS_PREFIX)")
+	region := fs.String("region", envOr("EC2_REGION", os.Getenv("AWS_REGION")), "region in the secret ARNs (default *)")
+	account := fs.String("account", "", "AWS account id in the secret ARNs (default *)")
+	if err := fs.Parse(args); err != nil {
+		return usageErr(err)
+	}
+	p, err := certs.IAMPolicy(*flow, *prefix, *region, *account)
+	if err != nil {
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	b, err := p.JSON()
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, string(b))
+	return nil
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"slices"
 	"sort"
 
 	"github.com/ehsaniara/joblet/internal/atomicfile"
@@ -22,7 +23,17 @@ func RefreshClientConfig(ctx context.Context, st secretstore.Store, prefix, path
 		return nil, err
 	}
 	n := secretstore.Names{Prefix: prefix}
-	vals, err := st.Get(ctx, append(n.All(), n.Bundle()))
+	// Only what a client may read: the CA certificate, the trust bundle and
+	// the pairs of the roles it holds. Never the CA key.
+	want := []string{n.CACert(), n.Bundle()}
+	for _, name := range cfg.NodeNames() {
+		if c, err := pki.ParseCert([]byte(cfg.Nodes[name].Cert)); err == nil {
+			if role, err := pki.RoleOf(c); err == nil && (only == "" || role == only) && !slices.Contains(want, n.ClientCert(role)) {
+				want = append(want, n.ClientCert(role), n.ClientKey(role))
+			}
+		}
+	}
+	vals, err := st.Get(ctx, want)
 	if err != nil {
 		return nil, fmt.Errorf("read client certificates from the store: %w", err)
 	}

@@ -163,4 +163,3 @@ func Status(ctx context.Context, o StatusOptions) *Report {
 	}
 	return rep
 }
-

@@ -1,6 +1,8 @@
 package harness
 
 import (
+	"bytes"
+	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -29,11 +31,12 @@ const (
 type AWSProxy struct {
 	URL string
 
-	mu     sync.Mutex
-	decide func(action string, n int) Verdict
-	after  func(action string)
-	calls  []string
-	keys   map[string]bool
+	mu       sync.Mutex
+	decide   func(action string, n int) Verdict
+	after    func(action string)
+	calls    []string
+	recorded []Call
+	keys     map[string]bool
 }
 
 // StartAWSProxy proxies to target (moto's URL) until the test ends.
@@ -54,6 +57,7 @@ func StartAWSProxy(t testing.TB, target string) *AWSProxy {
 			}
 		}
 		p.calls = append(p.calls, action)
+		p.recorded = append(p.recorded, Call{Action: action, Secrets: secretIDs(r)})
 		if _, rest, ok := strings.Cut(r.Header.Get("Authorization"), "Credential="); ok {
 			if id, _, ok := strings.Cut(rest, "/"); ok {
 				p.keys[id] = true
@@ -155,4 +159,41 @@ func (p *AWSProxy) RunKilledAt(t testing.TB, cmd *exec.Cmd, at func(action strin
 	proc.Store(cmd.Process)
 	cmd.Wait()
 	return killed.Load()
+}
+
+// Call is one recorded call: its action and the secrets it named.
+type Call struct {
+	Action  string
+	Secrets []string
+}
+
+// Recorded returns every call seen so far, with its secrets, and forgets them.
+func (p *AWSProxy) Recorded() []Call {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	c := p.recorded
+	p.recorded = nil
+	return c
+}
+
+// secretIDs reads the secrets a Secrets Manager request names, leaving the
+// body for moto.
+func secretIDs(r *http.Request) []string {
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		return nil
+	}
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	var in struct {
+		SecretId, Name string
+		SecretIdList   []string
+	}
+	json.Unmarshal(body, &in)
+	out := in.SecretIdList
+	for _, s := range []string{in.SecretId, in.Name} {
+		if s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
 }

@@ -1,0 +1,85 @@
+package certs
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	"github.com/ehsaniara/joblet/internal/pki"
+	"github.com/ehsaniara/joblet/internal/secretstore"
+)
+
+// Policy is an IAM policy document.
+type Policy struct {
+	Version   string      `json:"Version"`
+	Statement []Statement `json:"Statement"`
+}
+
+// Statement is one IAM policy statement.
+type Statement struct {
+	Sid      string   `json:"Sid"`
+	Effect   string   `json:"Effect"`
+	Action   []string `json:"Action"`
+	Resource []string `json:"Resource"`
+}
+
+// PolicyFlows are the flows iam-policy knows.
+var PolicyFlows = []string{"bootstrap", "node", "rotation", "client-admin", "client-maintainer", "client-developer", "client-reader"}
+
+// IAMPolicy returns the least-privilege policy for a flow:
+//   - bootstrap: the first node of a fleet (reads, creates the shared secrets);
+//   - node: a joining or running node (reads only what it reads);
+//   - rotation: the operator who rotates the CA or forces regeneration;
+//   - client-<role>: `rnx config refresh` for that role (its pair, the CA
+//     certificate and the trust bundle; never the CA key).
+//
+// Secret ARNs end in a hyphen and six random characters, hence "-??????".
+// BatchGetSecretValue takes no resource (it needs GetSecretValue on each
+// secret as well), hence "*".
+func IAMPolicy(flow, prefix, region, account string) (*Policy, error) {
+	if region == "" {
+		region = "*"
+	}
+	if account == "" {
+		account = "*"
+	}
+	n := secretstore.Names{Prefix: prefix}
+	arn := func(names ...string) []string {
+		out := make([]string, len(names))
+		for i, name := range names {
+			out[i] = fmt.Sprintf("arn:aws:secretsmanager:%s:%s:secret:%s-??????", region, account, name)
+		}
+		return out
+	}
+	shared := append(n.All(), n.Bundle())
+	batch := Statement{Sid: "BatchRead", Effect: "Allow", Action: []string{"secretsmanager:BatchGetSecretValue"}, Resource: []string{"*"}}
+	read := Statement{Sid: "ReadSharedCertificates", Effect: "Allow", Action: []string{"secretsmanager:GetSecretValue"}, Resource: arn(shared...)}
+	p := &Policy{Version: "2012-10-17"}
+	switch {
+	case flow == "node":
+		p.Statement = []Statement{batch, read}
+	case flow == "bootstrap":
+		p.Statement = []Statement{batch, read,
+			{Sid: "CreateSharedCertificates", Effect: "Allow", Action: []string{"secretsmanager:CreateSecret", "secretsmanager:TagResource"}, Resource: arn(n.All()...)}}
+	case flow == "rotation":
+		rot := arn(n.Prefix + "/ca-rotation/*")
+		p.Statement = []Statement{batch,
+			{Sid: "ReadCertificatesAndRotationRecords", Effect: "Allow", Action: []string{"secretsmanager:GetSecretValue", "secretsmanager:ListSecretVersionIds"}, Resource: append(arn(shared...), rot...)},
+			{Sid: "WriteVersionsAndMoveStages", Effect: "Allow", Action: []string{"secretsmanager:PutSecretValue", "secretsmanager:UpdateSecretVersionStage"}, Resource: arn(shared...)},
+			{Sid: "CreateTrustBundleAndRotationRecords", Effect: "Allow", Action: []string{"secretsmanager:CreateSecret", "secretsmanager:TagResource"}, Resource: append(arn(shared...), rot...)}}
+	case strings.HasPrefix(flow, "client-"):
+		role, err := pki.ParseRole(strings.TrimPrefix(flow, "client-"))
+		if err != nil {
+			return nil, fmt.Errorf("--for %s: %w", flow, err)
+		}
+		p.Statement = []Statement{batch,
+			{Sid: "ReadRoleCertificate", Effect: "Allow", Action: []string{"secretsmanager:GetSecretValue"},
+				Resource: arn(n.CACert(), n.Bundle(), n.ClientCert(role), n.ClientKey(role))}}
+	default:
+		return nil, fmt.Errorf("--for %q: use one of %s", flow, strings.Join(PolicyFlows, ", "))
+	}
+	return p, nil
+}
+
+// JSON renders the policy as IAM expects it.
+func (p *Policy) JSON() ([]byte, error) { return json.MarshalIndent(p, "", "  ") }
