@@ -56,59 +56,84 @@ func parseLifetime(flagName, v string) (time.Duration, error) {
 	return d, nil
 }
 
+// bootFlags are bootstrap's flags; export takes them too.
+type bootFlags struct {
+	sf                                                   storeFlags
+	home, force, keyType, caLife, clientLife, serverLife *string
+	serverAddr, listenAddr, port, extra, public, nodeID  *string
+	refresh                                              *time.Duration
+	asJSON                                               *bool
+}
+
+func addBootFlags(fs *flag.FlagSet) *bootFlags {
+	return &bootFlags{
+		home:       fs.String("home", jobletHome(), "joblet home; configs go to HOME/config (env JOBLET_HOME)"),
+		sf:         addStoreFlags(fs),
+		force:      fs.String("force-regenerate", envOr("FORCE_REGENERATE", "false"), "replace the shared CA and client certificates (env FORCE_REGENERATE)"),
+		keyType:    fs.String("key-type", envOr("JOBLET_KEY_TYPE", string(pki.ECDSAP256)), "ecdsa-p256, rsa-2048 or rsa-4096"),
+		caLife:     fs.String("ca-lifetime", "1095d", "CA lifetime (days with d, or a duration)"),
+		clientLife: fs.String("client-lifetime", "730d", "client certificate lifetime"),
+		serverLife: fs.String("server-lifetime", "365d", "server certificate lifetime"),
+		serverAddr: fs.String("server-address", envOr("JOBLET_SERVER_ADDRESS", ""), "this node's address for clients and its certificate (env JOBLET_SERVER_ADDRESS; default: the primary IP)"),
+		listenAddr: fs.String("listen-address", envOr("JOBLET_LISTEN_ADDRESS", "0.0.0.0"), "address the server listens on (env JOBLET_LISTEN_ADDRESS)"),
+		port:       fs.String("port", envOr("JOBLET_SERVER_PORT", strconv.Itoa(config.DefaultPort)), "server port (env JOBLET_SERVER_PORT)"),
+		extra:      fs.String("additional-names", envOr("JOBLET_ADDITIONAL_NAMES", ""), "comma list of extra DNS names and IPs for the server certificate (env JOBLET_ADDITIONAL_NAMES)"),
+		public:     fs.String("public-address", envOr("JOBLET_PUBLIC_ADDRESS", ""), "HOST[:PORT] of a load balancer in front of the fleet (env JOBLET_PUBLIC_ADDRESS)"),
+		refresh:    fs.Duration("refresh-interval", 0, "how often the running server refreshes trust and renews from the store (default 5m)"),
+		nodeID:     fs.String("node-id", envOr("JOBLET_NODE_ID", ""), "node id (default: kept from the existing config, else the EC2 instance id, else generated)"),
+		asJSON:     fs.Bool("json", false, "print the result as JSON"),
+	}
+}
+
+// options turns the flags into bootstrap options, without the store.
+func (f *bootFlags) options(log *slog.Logger) (certs.Options, error) {
+	o := certs.Options{Home: *f.home, Prefix: *f.sf.prefix, Log: log, RefreshInterval: *f.refresh, ListenAddress: *f.listenAddr,
+		ServerAddress: *f.serverAddr, PublicAddress: *f.public, NodeID: *f.nodeID, AdditionalNames: pki.SplitList(*f.extra)}
+	var err error
+	if o.Force, err = parseBool("FORCE_REGENERATE", *f.force); err != nil {
+		return o, err
+	}
+	if o.KeyType, err = pki.ParseKeyType(*f.keyType); err != nil {
+		return o, fmt.Errorf("%w: %v", errUsage, err)
+	}
+	if o.CALifetime, err = parseLifetime("ca-lifetime", *f.caLife); err != nil {
+		return o, err
+	}
+	if o.ClientLifetime, err = parseLifetime("client-lifetime", *f.clientLife); err != nil {
+		return o, err
+	}
+	if o.ServerLifetime, err = parseLifetime("server-lifetime", *f.serverLife); err != nil {
+		return o, err
+	}
+	if o.Port, err = strconv.Atoi(*f.port); err != nil || o.Port <= 0 || o.Port > 65535 {
+		return o, fmt.Errorf("%w: port %q is not a TCP port (1-65535)", errUsage, *f.port)
+	}
+	if err := secretstore.ValidatePrefix(o.Prefix); err != nil {
+		return o, fmt.Errorf("%w: %v", errUsage, err)
+	}
+	if o.ServerAddress == "" {
+		o.ServerAddress = cloud.PrimaryIP()
+	}
+	return o, nil
+}
+
 func bootstrapCmd(args []string, stdout, stderr io.Writer, log *slog.Logger) error {
 	fs := flag.NewFlagSet("joblet certs bootstrap", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	home := fs.String("home", jobletHome(), "joblet home; configs go to HOME/config (env JOBLET_HOME)")
-	sf := addStoreFlags(fs)
-	force := fs.String("force-regenerate", envOr("FORCE_REGENERATE", "false"), "replace the shared CA and client certificates (env FORCE_REGENERATE)")
-	keyType := fs.String("key-type", envOr("JOBLET_KEY_TYPE", string(pki.ECDSAP256)), "ecdsa-p256, rsa-2048 or rsa-4096")
-	caLife := fs.String("ca-lifetime", "1095d", "CA lifetime (days with d, or a duration)")
-	clientLife := fs.String("client-lifetime", "730d", "client certificate lifetime")
-	serverLife := fs.String("server-lifetime", "365d", "server certificate lifetime")
-	serverAddr := fs.String("server-address", envOr("JOBLET_SERVER_ADDRESS", ""), "this node's address for clients and its certificate (env JOBLET_SERVER_ADDRESS; default: the primary IP)")
-	listenAddr := fs.String("listen-address", envOr("JOBLET_LISTEN_ADDRESS", "0.0.0.0"), "address the server listens on (env JOBLET_LISTEN_ADDRESS)")
-	port := fs.String("port", envOr("JOBLET_SERVER_PORT", strconv.Itoa(config.DefaultPort)), "server port (env JOBLET_SERVER_PORT)")
-	extra := fs.String("additional-names", envOr("JOBLET_ADDITIONAL_NAMES", ""), "comma list of extra DNS names and IPs for the server certificate (env JOBLET_ADDITIONAL_NAMES)")
-	public := fs.String("public-address", envOr("JOBLET_PUBLIC_ADDRESS", ""), "HOST[:PORT] of a load balancer in front of the fleet (env JOBLET_PUBLIC_ADDRESS)")
-	refresh := fs.Duration("refresh-interval", 0, "how often the running server refreshes trust and renews from the store (default 5m)")
-	nodeID := fs.String("node-id", envOr("JOBLET_NODE_ID", ""), "node id (default: kept from the existing config, else generated)")
-	asJSON := fs.Bool("json", false, "print the result as JSON")
+	f := addBootFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return usageErr(err)
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
 	}
-
-	o := certs.Options{Home: *home, Prefix: *sf.prefix, Log: log, RefreshInterval: *refresh, ListenAddress: *listenAddr,
-		ServerAddress: *serverAddr, PublicAddress: *public, NodeID: *nodeID, AdditionalNames: pki.SplitList(*extra)}
-	var err error
-	if o.Force, err = parseBool("FORCE_REGENERATE", *force); err != nil {
+	o, err := f.options(log)
+	if err != nil {
 		return err
 	}
-	if o.KeyType, err = pki.ParseKeyType(*keyType); err != nil {
-		return fmt.Errorf("%w: %v", errUsage, err)
-	}
-	if o.CALifetime, err = parseLifetime("ca-lifetime", *caLife); err != nil {
-		return err
-	}
-	if o.ClientLifetime, err = parseLifetime("client-lifetime", *clientLife); err != nil {
-		return err
-	}
-	if o.ServerLifetime, err = parseLifetime("server-lifetime", *serverLife); err != nil {
-		return err
-	}
-	if o.Port, err = strconv.Atoi(*port); err != nil || o.Port <= 0 || o.Port > 65535 {
-		return fmt.Errorf("%w: port %q is not a TCP port (1-65535)", errUsage, *port)
-	}
-	if o.ServerAddress == "" {
-		o.ServerAddress = cloud.PrimaryIP()
-	}
-
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	rs, err := sf.resolve(ctx, o.Home, log)
+	rs, err := f.sf.resolve(ctx, o.Home, log)
 	if err != nil {
 		return err
 	}
@@ -116,11 +141,15 @@ func bootstrapCmd(args []string, stdout, stderr io.Writer, log *slog.Logger) err
 	if rs.Instance != nil {
 		o.FallbackNodeID = rs.Instance.ID
 	}
+	return runBootstrap(ctx, o, *f.asJSON, stdout)
+}
+
+func runBootstrap(ctx context.Context, o certs.Options, asJSON bool, stdout io.Writer) error {
 	res, err := certs.Bootstrap(ctx, o)
 	if err != nil {
 		return err
 	}
-	if *asJSON {
+	if asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
 		return enc.Encode(res)

@@ -33,6 +33,10 @@ Usage:
                                       2 expired, broken or store unreachable
   joblet certs iam-policy --for bootstrap|node|rotation|client-<role>
                                       a least-privilege IAM policy for that flow
+  joblet certs import --from-home DIR | --ca-cert F --ca-key F [--client ROLE=CERT,KEY]... [--force]
+                                      seed a shared store from an existing CA, keeping it
+  joblet certs export [bootstrap flags] [--replace]
+                                      write an embedded install from a shared store (off AWS)
   joblet certs renew [--config PATH]  re-issue this node's server certificate from the shared CA
   joblet certs rotate-ca begin|promote|finish|abort|status [--json]
                                       staged CA rotation without downtime (docs/ROTATION.md)
@@ -69,6 +73,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 			err = bootstrapCmd(args[2:], stdout, stderr, log)
 		case "status":
 			err = statusCmd(args[2:], stdout, stderr, log)
+		case "import":
+			err = importCmd(args[2:], stdout, stderr, log)
+		case "export":
+			err = exportCmd(args[2:], stdout, stderr, log)
 		case "iam-policy":
 			err = iamPolicyCmd(args[2:], stdout, stderr)
 		case "renew":
