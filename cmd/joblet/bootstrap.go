@@ -18,6 +18,7 @@ import (
 	"github.com/ehsaniara/joblet/internal/config"
 	"github.com/ehsaniara/joblet/internal/pki"
 	"github.com/ehsaniara/joblet/internal/secretstore"
+	"github.com/ehsaniara/joblet/internal/secretstore/awssm"
 )
 
 // envOr gives a flag its default from an environment variable, so that a
@@ -159,14 +160,36 @@ func runBootstrap(ctx context.Context, o certs.Options, asJSON bool, stdout io.W
 }
 
 // storeFlags are the flags every command that reaches the shared store takes.
-type storeFlags struct{ useSM, store, prefix, region *string }
+type storeFlags struct {
+	useSM, store, prefix, region, kmsKey, replicas *string
+	tags                                           tagFlags
+}
+
+// tagFlags collects --tag KEY=VALUE.
+type tagFlags map[string]string
+
+func (t tagFlags) String() string { return fmt.Sprint(map[string]string(t)) }
+
+func (t tagFlags) Set(v string) error {
+	k, val, ok := strings.Cut(v, "=")
+	if !ok || k == "" {
+		return fmt.Errorf("use KEY=VALUE")
+	}
+	t[k] = val
+	return nil
+}
 
 func addStoreFlags(fs *flag.FlagSet) storeFlags {
+	tags := tagFlags{}
+	fs.Var(tags, "tag", "KEY=VALUE tag for the secrets created in Secrets Manager (repeatable)")
 	return storeFlags{
-		useSM:  fs.String("use-secrets-manager", envOr("USE_SECRETS_MANAGER", "auto"), "auto, true or false (env USE_SECRETS_MANAGER)"),
-		store:  fs.String("store", envOr("JOBLET_STORE", ""), "shared store for an on-prem fleet: dir:PATH (env JOBLET_STORE)"),
-		prefix: fs.String("prefix", envOr("SECRETS_PREFIX", "joblet"), "secret name prefix (env SECRETS_PREFIX)"),
-		region: fs.String("region", envOr("EC2_REGION", os.Getenv("AWS_REGION")), "AWS region of Secrets Manager (env EC2_REGION, then AWS_REGION; default: the instance's)"),
+		tags:     tags,
+		kmsKey:   fs.String("kms-key-id", envOr("JOBLET_KMS_KEY_ID", ""), "KMS key (id, ARN or alias) that encrypts the secrets joblet creates (env JOBLET_KMS_KEY_ID)"),
+		replicas: fs.String("replica-regions", envOr("JOBLET_REPLICA_REGIONS", ""), "comma list of regions to replicate new secrets to (env JOBLET_REPLICA_REGIONS)"),
+		useSM:    fs.String("use-secrets-manager", envOr("USE_SECRETS_MANAGER", "auto"), "auto, true or false (env USE_SECRETS_MANAGER)"),
+		store:    fs.String("store", envOr("JOBLET_STORE", ""), "shared store for an on-prem fleet: dir:PATH (env JOBLET_STORE)"),
+		prefix:   fs.String("prefix", envOr("SECRETS_PREFIX", "joblet"), "secret name prefix (env SECRETS_PREFIX)"),
+		region:   fs.String("region", envOr("EC2_REGION", os.Getenv("AWS_REGION")), "AWS region of Secrets Manager (env EC2_REGION, then AWS_REGION; default: the instance's)"),
 	}
 }
 
@@ -174,8 +197,15 @@ func (sf storeFlags) resolve(ctx context.Context, home string, log *slog.Logger)
 	if err := secretstore.ValidatePrefix(*sf.prefix); err != nil {
 		return nil, fmt.Errorf("%w: %v", errUsage, err)
 	}
+	var replicas []string
+	for _, r := range pki.SplitList(*sf.replicas) {
+		if r = strings.TrimSpace(r); r != "" {
+			replicas = append(replicas, r)
+		}
+	}
 	rs, err := certs.ResolveStore(ctx, certs.StoreRequest{UseSecretsManager: *sf.useSM, StoreSpec: *sf.store,
-		Region: *sf.region, Home: home, Log: log})
+		Region: *sf.region, Home: home, Log: log,
+		SecretsManager: awssm.CreateOptions{KMSKeyID: *sf.kmsKey, ReplicaRegions: replicas, Tags: sf.tags}})
 	if errors.Is(err, certs.ErrUsage) {
 		return nil, fmt.Errorf("%w: %v", errUsage, err)
 	}

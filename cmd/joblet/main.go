@@ -37,6 +37,8 @@ Usage:
                                       seed a shared store from an existing CA, keeping it
   joblet certs export [bootstrap flags] [--replace]
                                       write an embedded install from a shared store (off AWS)
+  joblet certs replicate --replica-regions r1,r2
+                                      replicate the existing shared secrets (disaster recovery)
   joblet certs renew [--config PATH]  re-issue this node's server certificate from the shared CA
   joblet certs rotate-ca begin|promote|finish|abort|status [--json]
                                       staged CA rotation without downtime (docs/ROTATION.md)
@@ -77,6 +79,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 			err = importCmd(args[2:], stdout, stderr, log)
 		case "export":
 			err = exportCmd(args[2:], stdout, stderr, log)
+		case "replicate":
+			err = replicateCmd(args[2:], stdout, stderr, log)
 		case "iam-policy":
 			err = iamPolicyCmd(args[2:], stdout, stderr)
 		case "renew":

@@ -16,6 +16,7 @@ import (
 	"github.com/ehsaniara/joblet/internal/config"
 	"github.com/ehsaniara/joblet/internal/pki"
 	"github.com/ehsaniara/joblet/internal/secretstore"
+	"github.com/ehsaniara/joblet/internal/secretstore/awssm"
 )
 
 // roleFiles collects --client ROLE=CERT,KEY flags.
@@ -150,4 +151,40 @@ func exportCmd(args []string, stdout, stderr io.Writer, log *slog.Logger) error 
 	fmt.Fprintf(stdout, "exported the shared certificates from %s into %s\n", src.Desc, root)
 	o.Store, o.StoreDesc, o.Mode, o.StoreRef = dst, "local store "+root, "embedded", config.StoreRef{Kind: "dir", Dir: root}
 	return runBootstrap(ctx, o, *f.asJSON, stdout)
+}
+
+// replicateCmd replicates the existing shared secrets to more regions.
+func replicateCmd(args []string, stdout, stderr io.Writer, log *slog.Logger) error {
+	fs := flag.NewFlagSet("joblet certs replicate", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	sf := addStoreFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return usageErr(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	rs, err := sf.resolve(ctx, jobletHome(), log)
+	if err != nil {
+		return err
+	}
+	st, ok := rs.Store.(*awssm.Store)
+	if !ok {
+		return fmt.Errorf("%w: replicate works on Secrets Manager: set USE_SECRETS_MANAGER=true", errUsage)
+	}
+	n := secretstore.Names{Prefix: *sf.prefix}
+	vals, err := st.Get(ctx, append(n.All(), n.Bundle()))
+	if err != nil {
+		return err
+	}
+	var names []string
+	for _, name := range append(n.All(), n.Bundle()) {
+		if _, ok := vals[name]; ok {
+			names = append(names, name)
+		}
+	}
+	if err := st.Replicate(ctx, names); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "replicated %d secrets to %s\n", len(names), *sf.replicas)
+	return nil
 }

@@ -118,10 +118,12 @@ func iamPolicyCmd(args []string, stdout, stderr io.Writer) error {
 	prefix := fs.String("prefix", envOr("SECRETS_PREFIX", "joblet"), "secret name prefix (env SECRETS_PREFIX)")
 	region := fs.String("region", envOr("EC2_REGION", os.Getenv("AWS_REGION")), "region in the secret ARNs (default *)")
 	account := fs.String("account", "", "AWS account id in the secret ARNs (default *)")
+	kmsKey := fs.String("kms-key-arn", "", "ARN of the customer KMS key the secrets are encrypted with")
+	replicas := fs.Bool("replicas", false, "the secrets are created with replicas (--replica-regions)")
 	if err := fs.Parse(args); err != nil {
 		return usageErr(err)
 	}
-	p, err := certs.IAMPolicy(*flow, *prefix, *region, *account)
+	p, err := certs.IAMPolicy(*flow, certs.PolicyOptions{Prefix: *prefix, Region: *region, Account: *account, KMSKeyARN: *kmsKey, Replicas: *replicas})
 	if err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}

@@ -17,10 +17,18 @@ type Policy struct {
 
 // Statement is one IAM policy statement.
 type Statement struct {
-	Sid      string   `json:"Sid"`
-	Effect   string   `json:"Effect"`
-	Action   []string `json:"Action"`
-	Resource []string `json:"Resource"`
+	Sid       string         `json:"Sid"`
+	Effect    string         `json:"Effect"`
+	Action    []string       `json:"Action"`
+	Resource  []string       `json:"Resource"`
+	Condition map[string]any `json:"Condition,omitempty"`
+}
+
+// PolicyOptions shape the ARNs and the extras of a policy.
+type PolicyOptions struct {
+	Prefix, Region, Account string
+	KMSKeyARN               string // the customer key the secrets are encrypted with
+	Replicas                bool   // secrets are created with replicas
 }
 
 // PolicyFlows are the flows iam-policy knows.
@@ -36,7 +44,8 @@ var PolicyFlows = []string{"bootstrap", "node", "rotation", "client-admin", "cli
 // Secret ARNs end in a hyphen and six random characters, hence "-??????".
 // BatchGetSecretValue takes no resource (it needs GetSecretValue on each
 // secret as well), hence "*".
-func IAMPolicy(flow, prefix, region, account string) (*Policy, error) {
+func IAMPolicy(flow string, o PolicyOptions) (*Policy, error) {
+	prefix, region, account := o.Prefix, o.Region, o.Account
 	if region == "" {
 		region = "*"
 	}
@@ -77,6 +86,23 @@ func IAMPolicy(flow, prefix, region, account string) (*Policy, error) {
 				Resource: arn(n.CACert(), n.Bundle(), n.ClientCert(role), n.ClientKey(role))}}
 	default:
 		return nil, fmt.Errorf("--for %q: use one of %s", flow, strings.Join(PolicyFlows, ", "))
+	}
+	writes := flow == "bootstrap" || flow == "rotation"
+	if o.Replicas && writes {
+		p.Statement = append(p.Statement, Statement{Sid: "ReplicateNewSecrets", Effect: "Allow",
+			Action: []string{"secretsmanager:ReplicateSecretToRegions"}, Resource: p.Statement[len(p.Statement)-1].Resource})
+	}
+	if o.KMSKeyARN != "" {
+		actions := []string{"kms:Decrypt"}
+		if writes {
+			actions = append(actions, "kms:GenerateDataKey")
+		}
+		svc := "secretsmanager.*.amazonaws.com"
+		if o.Region != "" {
+			svc = "secretsmanager." + o.Region + ".amazonaws.com"
+		}
+		p.Statement = append(p.Statement, Statement{Sid: "UseTheSecretsKeyThroughSecretsManager", Effect: "Allow", Action: actions,
+			Resource: []string{o.KMSKeyARN}, Condition: map[string]any{"StringLike": map[string]string{"kms:ViaService": svc}}})
 	}
 	return p, nil
 }

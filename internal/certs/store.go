@@ -30,7 +30,9 @@ type StoreRequest struct {
 	IMDSTimeout       time.Duration
 	// Firmware is the root the EC2 hint reads (os.DirFS("/") in production).
 	Firmware fs.FS
-	Log      *slog.Logger
+	// SecretsManager: KMS key, replica regions and tags for new secrets.
+	SecretsManager awssm.CreateOptions
+	Log            *slog.Logger
 }
 
 // ResolvedStore is the store a bootstrap uses and why.
@@ -132,7 +134,7 @@ func ResolveStore(ctx context.Context, r StoreRequest) (*ResolvedStore, error) {
 	if region == "" {
 		return nil, fmt.Errorf("USE_SECRETS_MANAGER=true needs an AWS region: set --region, EC2_REGION or AWS_REGION (the instance metadata service, which gives it on EC2, did not answer)")
 	}
-	st, err := awssm.Open(ctx, awssm.Options{Region: region}, r.Log)
+	st, err := awssm.Open(ctx, awssm.Options{Region: region, Create: r.SecretsManager}, r.Log)
 	if err != nil {
 		return nil, err
 	}

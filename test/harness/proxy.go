@@ -36,6 +36,7 @@ type AWSProxy struct {
 	after    func(action string)
 	calls    []string
 	recorded []Call
+	regions  map[string]bool
 	keys     map[string]bool
 }
 
@@ -43,7 +44,7 @@ type AWSProxy struct {
 func StartAWSProxy(t testing.TB, target string) *AWSProxy {
 	u, _ := url.Parse(target)
 	rp := httputil.NewSingleHostReverseProxy(u)
-	p := &AWSProxy{keys: map[string]bool{}}
+	p := &AWSProxy{keys: map[string]bool{}, regions: map[string]bool{}}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		action := r.Header.Get("X-Amz-Target")
 		if i := strings.LastIndexByte(action, '.'); i >= 0 {
@@ -59,8 +60,10 @@ func StartAWSProxy(t testing.TB, target string) *AWSProxy {
 		p.calls = append(p.calls, action)
 		p.recorded = append(p.recorded, Call{Action: action, Secrets: secretIDs(r)})
 		if _, rest, ok := strings.Cut(r.Header.Get("Authorization"), "Credential="); ok {
-			if id, _, ok := strings.Cut(rest, "/"); ok {
-				p.keys[id] = true
+			// Credential=KEY/DATE/REGION/SERVICE/aws4_request
+			if f := strings.Split(rest, "/"); len(f) > 2 {
+				p.keys[f[0]] = true
+				p.regions[f[2]] = true
 			}
 		}
 		// Decisions are made under the lock, one at a time, so a decide
@@ -196,4 +199,11 @@ func secretIDs(r *http.Request) []string {
 		}
 	}
 	return out
+}
+
+// SawRegion reports whether any call was signed for region.
+func (p *AWSProxy) SawRegion(region string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.regions[region]
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"sync/atomic"
 
@@ -26,6 +27,7 @@ type API interface {
 	PutSecretValue(context.Context, *sm.PutSecretValueInput, ...func(*sm.Options)) (*sm.PutSecretValueOutput, error)
 	ListSecretVersionIds(context.Context, *sm.ListSecretVersionIdsInput, ...func(*sm.Options)) (*sm.ListSecretVersionIdsOutput, error)
 	UpdateSecretVersionStage(context.Context, *sm.UpdateSecretVersionStageInput, ...func(*sm.Options)) (*sm.UpdateSecretVersionStageOutput, error)
+	ReplicateSecretToRegions(context.Context, *sm.ReplicateSecretToRegionsInput, ...func(*sm.Options)) (*sm.ReplicateSecretToRegionsOutput, error)
 }
 
 var _ API = (*sm.Client)(nil)
@@ -36,6 +38,7 @@ type Store struct {
 	api      API
 	endpoint string
 	log      *slog.Logger
+	create   CreateOptions
 	// batchDenied remembers that BatchGetSecretValue is not allowed, so a
 	// process asks only once before reading secret by secret.
 	batchDenied atomic.Bool
@@ -43,12 +46,42 @@ type Store struct {
 
 var _ secretstore.Store = (*Store)(nil)
 
+// CreateOptions apply to every secret the store creates.
+type CreateOptions struct {
+	KMSKeyID       string            // a customer key instead of aws/secretsmanager
+	ReplicaRegions []string          // replicate each new secret there (disaster recovery)
+	Tags           map[string]string // added to joblet's own tags
+}
+
 // New wraps a client; endpoint names the service in error messages.
 func New(api API, endpoint string, log *slog.Logger) *Store {
 	if log == nil {
 		log = slog.Default()
 	}
 	return &Store{api: api, endpoint: endpoint, log: log}
+}
+
+// WithCreateOptions sets what Create adds to every new secret.
+func (s *Store) WithCreateOptions(o CreateOptions) *Store {
+	s.create = o
+	return s
+}
+
+// Replicate replicates existing secrets to the configured replica regions.
+func (s *Store) Replicate(ctx context.Context, names []string) error {
+	if len(s.create.ReplicaRegions) == 0 {
+		return fmt.Errorf("no replica regions given: use --replica-regions r1,r2")
+	}
+	for _, n := range names {
+		in := &sm.ReplicateSecretToRegionsInput{SecretId: aws.String(n)}
+		for _, r := range s.create.ReplicaRegions {
+			in.AddReplicaRegions = append(in.AddReplicaRegions, smtypes.ReplicaRegionType{Region: aws.String(r)})
+		}
+		if _, err := s.api.ReplicateSecretToRegions(ctx, in); err != nil {
+			return s.explain(err, "ReplicateSecretToRegions", n)
+		}
+	}
+	return nil
 }
 
 // batchLimit is BatchGetSecretValue's maximum SecretIdList length.
@@ -148,8 +181,21 @@ func (s *Store) Create(ctx context.Context, sec secretstore.Secret) error {
 	if sec.Description != "" {
 		in.Description = aws.String(sec.Description)
 	}
+	tags := map[string]string{}
+	for k, v := range s.create.Tags {
+		tags[k] = v
+	}
 	for k, v := range sec.Tags {
-		in.Tags = append(in.Tags, smtypes.Tag{Key: aws.String(k), Value: aws.String(v)})
+		tags[k] = v
+	}
+	for _, k := range slices.Sorted(maps.Keys(tags)) {
+		in.Tags = append(in.Tags, smtypes.Tag{Key: aws.String(k), Value: aws.String(tags[k])})
+	}
+	if s.create.KMSKeyID != "" {
+		in.KmsKeyId = aws.String(s.create.KMSKeyID)
+	}
+	for _, r := range s.create.ReplicaRegions {
+		in.AddReplicaRegions = append(in.AddReplicaRegions, smtypes.ReplicaRegionType{Region: aws.String(r)})
 	}
 	_, err := s.api.CreateSecret(ctx, in)
 	if err != nil {

@@ -24,6 +24,7 @@ type Options struct {
 	// AttemptTimeout bounds one HTTP attempt, so a black-holed endpoint
 	// cannot hold a call for the whole command deadline.
 	AttemptTimeout time.Duration
+	Create         CreateOptions
 }
 
 // Open builds a Store from the default AWS configuration: the default
@@ -60,7 +61,7 @@ func Open(ctx context.Context, o Options, log *slog.Logger) (*Store, error) {
 	if e := firstNonEmpty(os.Getenv("AWS_ENDPOINT_URL_SECRETS_MANAGER"), os.Getenv("AWS_ENDPOINT_URL")); e != "" {
 		endpoint = "Secrets Manager at " + e
 	}
-	s := New(sm.NewFromConfig(cfg), endpoint, log)
+	s := New(sm.NewFromConfig(cfg), endpoint, log).WithCreateOptions(o.Create)
 	// Fail early and clearly when no credentials can be found at all,
 	// before any secret is touched.
 	if _, err := cfg.Credentials.Retrieve(ctx); err != nil {

@@ -1,0 +1,58 @@
+package test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/ehsaniara/joblet/test/harness"
+)
+
+// --kms-key-id, --replica-regions and --tag reach every secret joblet
+// creates; a node in a replica region reads from its own region; existing
+// secrets can be replicated later.
+func TestSecretsManagerOptions(t *testing.T) {
+	moto.Reset(t)
+	joblet, _ := harness.Bins(t)
+	key := strings.TrimSpace(awsCLI(t, "kms", "create-key", "--query", "KeyMetadata.KeyId", "--output", "text"))
+	_, _, env := smNode(t, moto.URL)
+	harness.MustRun(t, env, joblet, "certs", "bootstrap", "--kms-key-id", key, "--replica-regions", "us-west-2", "--tag", "team=platform")
+	for _, name := range []string{"joblet/ca-cert", "joblet/ca-key", "joblet/client-key-reader"} {
+		d := awsCLI(t, "secretsmanager", "describe-secret", "--secret-id", name, "--query", "[KmsKeyId, ReplicationStatus[0].Region, Tags[?Key=='team'].Value | [0]]", "--output", "text")
+		if f := strings.Fields(d); len(f) != 3 || f[0] != key || f[1] != "us-west-2" || f[2] != "platform" {
+			t.Errorf("%s: kms key, replica region, tag = %q", name, d)
+		}
+	}
+
+	// A node in the replica region, told so by its instance metadata.
+	imds := harness.StartIMDS(t, "i-0000000000000099", "us-west-2")
+	proxy := harness.StartAWSProxy(t, moto.URL)
+	home, _, env2 := smNode(t, proxy.URL, "AWS_REGION=", "AWS_DEFAULT_REGION=", "AWS_EC2_METADATA_SERVICE_ENDPOINT="+imds)
+	harness.MustRun(t, env2, joblet, "certs", "bootstrap")
+	if !proxy.SawRegion("us-west-2") || proxy.SawRegion("us-east-1") {
+		t.Fatal("the node in us-west-2 did not read from its own region only")
+	}
+	if serverConfig(t, home).Security.CACert != readStore(t, "joblet")["joblet/ca-cert"] {
+		t.Fatal("the replica region served another CA")
+	}
+
+	// Existing secrets, replicated on request.
+	r := harness.MustRun(t, env, joblet, "certs", "replicate", "--replica-regions", "eu-west-1")
+	if !strings.Contains(r.Stdout, "replicated 10 secrets to eu-west-1") {
+		t.Fatalf("%s", r)
+	}
+	regions := awsCLI(t, "secretsmanager", "describe-secret", "--secret-id", "joblet/ca-cert", "--query", "ReplicationStatus[].Region", "--output", "text")
+	if !strings.Contains(regions, "eu-west-1") {
+		t.Fatalf("replicas: %s", regions)
+	}
+
+	// The policies say so.
+	p := harness.MustRun(t, env, joblet, "certs", "iam-policy", "--for", "bootstrap", "--replicas", "--kms-key-arn", "arn:aws:kms:us-east-1:1:key/"+key).Stdout
+	for _, want := range []string{"secretsmanager:ReplicateSecretToRegions", "kms:GenerateDataKey", "kms:ViaService"} {
+		if !strings.Contains(p, want) {
+			t.Errorf("bootstrap policy lacks %s", want)
+		}
+	}
+	if p := harness.MustRun(t, env, joblet, "certs", "iam-policy", "--for", "node", "--kms-key-arn", "arn:k").Stdout; strings.Contains(p, "GenerateDataKey") || !strings.Contains(p, "kms:Decrypt") {
+		t.Errorf("node policy with a KMS key:\n%s", p)
+	}
+}
