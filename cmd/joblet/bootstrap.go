@@ -59,11 +59,11 @@ func parseLifetime(flagName, v string) (time.Duration, error) {
 
 // bootFlags are bootstrap's flags; export takes them too.
 type bootFlags struct {
-	sf                                                   storeFlags
-	home, force, keyType, caLife, clientLife, serverLife *string
-	serverAddr, listenAddr, port, extra, public, nodeID  *string
-	refresh                                              *time.Duration
-	asJSON                                               *bool
+	sf                                                           storeFlags
+	home, force, keyType, caLife, clientLife, serverLife         *string
+	serverAddr, listenAddr, port, extra, public, nodeID, metrics *string
+	refresh                                                      *time.Duration
+	asJSON                                                       *bool
 }
 
 func addBootFlags(fs *flag.FlagSet) *bootFlags {
@@ -80,6 +80,7 @@ func addBootFlags(fs *flag.FlagSet) *bootFlags {
 		port:       fs.String("port", envOr("JOBLET_SERVER_PORT", strconv.Itoa(config.DefaultPort)), "server port (env JOBLET_SERVER_PORT)"),
 		extra:      fs.String("additional-names", envOr("JOBLET_ADDITIONAL_NAMES", ""), "comma list of extra DNS names and IPs for the server certificate (env JOBLET_ADDITIONAL_NAMES)"),
 		public:     fs.String("public-address", envOr("JOBLET_PUBLIC_ADDRESS", ""), "HOST[:PORT] of a load balancer in front of the fleet (env JOBLET_PUBLIC_ADDRESS)"),
+		metrics:    fs.String("metrics-address", envOr("JOBLET_METRICS_ADDRESS", ""), "HOST:PORT for /metrics and /healthz (plain HTTP; default off) (env JOBLET_METRICS_ADDRESS)"),
 		refresh:    fs.Duration("refresh-interval", 0, "how often the running server refreshes trust and renews from the store (default 5m)"),
 		nodeID:     fs.String("node-id", envOr("JOBLET_NODE_ID", ""), "node id (default: kept from the existing config, else the EC2 instance id, else generated)"),
 		asJSON:     fs.Bool("json", false, "print the result as JSON"),
@@ -88,7 +89,7 @@ func addBootFlags(fs *flag.FlagSet) *bootFlags {
 
 // options turns the flags into bootstrap options, without the store.
 func (f *bootFlags) options(log *slog.Logger) (certs.Options, error) {
-	o := certs.Options{Home: *f.home, Prefix: *f.sf.prefix, Log: log, RefreshInterval: *f.refresh, ListenAddress: *f.listenAddr,
+	o := certs.Options{Home: *f.home, Prefix: *f.sf.prefix, Log: log, RefreshInterval: *f.refresh, MetricsAddress: *f.metrics, ListenAddress: *f.listenAddr,
 		ServerAddress: *f.serverAddr, PublicAddress: *f.public, NodeID: *f.nodeID, AdditionalNames: pki.SplitList(*f.extra)}
 	var err error
 	if o.Force, err = parseBool("FORCE_REGENERATE", *f.force); err != nil {

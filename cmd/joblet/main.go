@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -141,8 +143,18 @@ func serverCmd(args []string, log *slog.Logger) error {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-	errc := make(chan error, 1)
+	errc := make(chan error, 2)
 	go func() { errc <- srv.ListenAndServe() }()
+	if addr := cfg.Metrics.Address; addr != "" {
+		ml, err := net.Listen("tcp", addr)
+		if err != nil {
+			return fmt.Errorf("metrics.address %s: %w", addr, err)
+		}
+		log.Info("metrics and health", "address", ml.Addr().String(), "paths", "/metrics /healthz")
+		hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
+		go func() { errc <- hs.Serve(ml) }()
+		defer hs.Close()
+	}
 	for {
 		select {
 		case err := <-errc:

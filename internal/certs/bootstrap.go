@@ -51,6 +51,7 @@ type Options struct {
 	// refresh from the same store; RefreshInterval goes with it.
 	StoreRef        config.StoreRef
 	RefreshInterval time.Duration
+	MetricsAddress  string // metrics.address; kept from the existing config when empty
 
 	// Retries and RetryDelay: how often to re-read a store found
 	// inconsistent before reporting it; a rotation step moving two labels
@@ -192,6 +193,9 @@ func Bootstrap(ctx context.Context, o Options) (*Result, error) {
 		srvCfg.Security.RefreshInterval = o.RefreshInterval.String()
 	}
 	srvCfg.Store = o.StoreRef
+	if o.MetricsAddress != "" {
+		srvCfg.Metrics.Address = o.MetricsAddress
+	}
 	srvCfg.Store.Prefix = o.Prefix
 	files, err := o.files(srvCfg, sh)
 	if err != nil {

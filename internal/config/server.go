@@ -24,6 +24,13 @@ type Server struct {
 	Security Security `yaml:"security"`
 	Store    StoreRef `yaml:"store,omitempty"`
 	Jobs     Jobs     `yaml:"jobs,omitempty"`
+	Metrics  Metrics  `yaml:"metrics,omitempty"`
+}
+
+// Metrics is the optional plain-HTTP listener for /metrics (Prometheus) and
+// /healthz; off when Address is empty.
+type Metrics struct {
+	Address string `yaml:"address,omitempty"`
 }
 
 // StoreRef says where the node's shared certificates live, so the running

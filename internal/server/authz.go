@@ -47,6 +47,20 @@ func RoleFrom(ctx context.Context) pki.Role {
 	return r
 }
 
+// peerRole reads the role from the verified client certificate, if any.
+func peerRole(ctx context.Context) (pki.Role, bool) {
+	p, ok := peer.FromContext(ctx)
+	if !ok {
+		return "", false
+	}
+	info, ok := p.AuthInfo.(credentials.TLSInfo)
+	if !ok || len(info.State.VerifiedChains) == 0 || len(info.State.VerifiedChains[0]) == 0 {
+		return "", false
+	}
+	r, err := pki.RoleOf(info.State.VerifiedChains[0][0])
+	return r, err == nil
+}
+
 // authorize reads the role from the verified client certificate and checks
 // it against permissions.
 func authorize(ctx context.Context, method string) (context.Context, error) {

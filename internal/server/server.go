@@ -29,6 +29,7 @@ type Server struct {
 	grpc       *grpc.Server
 	log        *slog.Logger
 	refreshNow chan struct{}
+	metrics    *metrics
 }
 
 // Options for keeping a running server's certificates current.
@@ -64,10 +65,11 @@ func New(cfg *config.Server, opts Options, log *slog.Logger) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, opts: opts, tls: &tlsSource{}, jobs: jobs.NewManager(logBytes, grace), log: log, refreshNow: make(chan struct{}, 1)}
 	s.tls.set(creds)
+	s.metrics = newMetrics(s)
 	s.grpc = grpc.NewServer(
-		grpc.Creds(credentials.NewTLS(s.tls.config())),
-		grpc.ChainUnaryInterceptor(unaryAuthz),
-		grpc.ChainStreamInterceptor(streamAuthz),
+		grpc.Creds(countingCreds{credentials.NewTLS(s.tls.config()), s.metrics.handshakes}),
+		grpc.ChainUnaryInterceptor(s.metrics.unary, unaryAuthz),
+		grpc.ChainStreamInterceptor(s.metrics.stream, streamAuthz),
 	)
 	pb.RegisterJobServiceServer(s.grpc, &jobService{jobs: s.jobs})
 	pb.RegisterNodeServiceServer(s.grpc, &nodeService{nodeID: cfg.Server.NodeID, version: Version, tls: s.tls})
