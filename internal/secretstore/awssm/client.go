@@ -65,7 +65,7 @@ func Open(ctx context.Context, o Options, log *slog.Logger) (*Store, error) {
 	// Fail early and clearly when no credentials can be found at all,
 	// before any secret is touched.
 	if _, err := cfg.Credentials.Retrieve(ctx); err != nil {
-		return nil, &StoreError{Cause: ErrNoCredentials, Action: "(credentials)", Detail: firstLine(err.Error()),
+		return nil, &StoreError{Cause: ErrNoCredentials, Detail: firstLine(err.Error()),
 			Hint: "Give the instance a role (instance profile) with the joblet Secrets Manager policy, or set AWS_PROFILE / AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY", Err: err}
 	}
 	return s, nil

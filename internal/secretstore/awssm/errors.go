@@ -33,11 +33,13 @@ type StoreError struct {
 
 func (e *StoreError) Error() string {
 	var b strings.Builder
-	b.WriteString("secretsmanager:" + e.Action)
-	if len(e.Secrets) > 0 {
-		b.WriteString(" on " + strings.Join(e.Secrets, ", "))
+	if e.Action != "" {
+		b.WriteString("secretsmanager:" + e.Action)
+		if len(e.Secrets) > 0 {
+			b.WriteString(" on " + strings.Join(e.Secrets, ", "))
+		}
+		b.WriteString(": ")
 	}
-	b.WriteString(": ")
 	if e.Cause != nil {
 		b.WriteString(e.Cause.Error() + ": ")
 	}
