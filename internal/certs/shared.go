@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"time"
 
 	"github.com/ehsaniara/joblet/internal/pki"
@@ -92,7 +93,7 @@ func (b *bootstrapper) ensurePair(ctx context.Context, vals map[string]string, c
 		if err != nil {
 			return pair{}, "", err
 		}
-		err = b.o.Store.Create(ctx, b.names.Secret(keyName, string(enc)))
+		err = b.createOrAdopt(ctx, keyName, string(enc))
 		switch {
 		case err == nil:
 			keyPEM, action = string(enc), Generated
@@ -121,7 +122,7 @@ func (b *bootstrapper) ensurePair(ctx context.Context, vals map[string]string, c
 			return pair{}, "", fmt.Errorf("issue %s: %w", certName, err)
 		}
 		enc := string(pki.EncodeCert(cert))
-		err = b.o.Store.Create(ctx, b.names.Secret(certName, enc))
+		err = b.createOrAdopt(ctx, certName, enc)
 		switch {
 		case err == nil:
 			certPEM = enc
@@ -253,4 +254,30 @@ func putOrCreate(ctx context.Context, st secretstore.Store, names secretstore.Na
 		return fmt.Errorf("replace %s: %w", name, err)
 	}
 	return nil
+}
+
+// createOrAdopt creates a secret; when the store throttles the write it
+// re-reads first (a fleet starting at once throttles creates, and another
+// node has usually created the secret meanwhile: reads have a far larger
+// quota) and reports ErrExist if it now exists, else tries again after a
+// jittered backoff, until ctx ends.
+func (b *bootstrapper) createOrAdopt(ctx context.Context, name, value string) error {
+	backoff := 100 * time.Millisecond
+	for {
+		err := b.o.Store.Create(ctx, b.names.Secret(name, value))
+		if !errors.Is(err, secretstore.ErrThrottled) {
+			return err
+		}
+		got, gerr := b.o.Store.Get(ctx, []string{name})
+		if gerr == nil && got[name] != "" {
+			return fmt.Errorf("create %s: %w", name, secretstore.ErrExist)
+		}
+		wait := backoff/2 + time.Duration(rand.Int64N(int64(backoff)))
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w (gave up at the command's deadline)", err)
+		case <-time.After(wait):
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
 }

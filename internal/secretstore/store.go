@@ -4,6 +4,7 @@ package secretstore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io/fs"
 	"regexp"
@@ -70,6 +71,9 @@ type Secret struct {
 var (
 	ErrExist    = fs.ErrExist
 	ErrNotExist = fs.ErrNotExist
+	// ErrThrottled: the store refused a write for its rate quota. Callers
+	// re-read before retrying: a concurrent writer may have done the work.
+	ErrThrottled = errors.New("throttled")
 )
 
 // Secrets Manager allows letters, digits and /_+=.@- in names; we also refuse

@@ -87,23 +87,35 @@ func (s *Store) Replicate(ctx context.Context, names []string) error {
 // batchLimit is BatchGetSecretValue's maximum SecretIdList length.
 const batchLimit = 20
 
+// batchMin is the fewest names read with BatchGetSecretValue. Its quota is
+// 100 requests/s per account and region, not adjustable, against 10,000/s
+// for GetSecretValue: a few names (a node's periodic refresh reads three)
+// cost less of the quota one by one, and leave the batch quota to joins.
+const batchMin = 4
+
 // Get reads the current versions in one BatchGetSecretValue call per 20
-// names. Where that call is denied (a least-privilege policy may allow only
-// GetSecretValue) it reads each secret with GetSecretValue instead.
+// names (from batchMin names up). Where that call is denied (a least-
+// privilege policy may allow only GetSecretValue) or throttled (its quota is
+// the first to run out when a fleet starts at once) it reads each secret
+// with GetSecretValue instead.
 func (s *Store) Get(ctx context.Context, names []string) (map[string]string, error) {
 	out := make(map[string]string, len(names))
 	for start := 0; start < len(names); start += batchLimit {
 		chunk := names[start:min(start+batchLimit, len(names))]
-		if !s.batchDenied.Load() {
+		if !s.batchDenied.Load() && len(chunk) >= batchMin {
 			err := s.batchGet(ctx, chunk, out)
 			if err == nil {
 				continue
 			}
-			if !errors.Is(err, ErrAccessDenied) || !deniedAction(err, "BatchGetSecretValue") {
+			switch {
+			case errors.Is(err, ErrThrottled):
+				s.log.Debug("BatchGetSecretValue throttled; reading secrets one by one", "cause", err)
+			case errors.Is(err, ErrAccessDenied) && deniedAction(err, "BatchGetSecretValue"):
+				s.batchDenied.Store(true)
+				s.log.Info("secretsmanager:BatchGetSecretValue is not allowed; reading secrets one by one", "cause", err)
+			default:
 				return nil, err
 			}
-			s.batchDenied.Store(true)
-			s.log.Info("secretsmanager:BatchGetSecretValue is not allowed; reading secrets one by one", "cause", err)
 		}
 		for _, name := range chunk {
 			v, ok, err := s.getOne(ctx, name, secretstore.Current)
@@ -121,7 +133,9 @@ func (s *Store) Get(ctx context.Context, names []string) (map[string]string, err
 func (s *Store) batchGet(ctx context.Context, names []string, out map[string]string) error {
 	in := &sm.BatchGetSecretValueInput{SecretIdList: names}
 	for {
-		res, err := s.api.BatchGetSecretValue(ctx, in)
+		// Two attempts only: when the batch quota is exhausted, per-secret
+		// reads (a quota a hundred times larger) serve better than waiting.
+		res, err := s.api.BatchGetSecretValue(ctx, in, func(o *sm.Options) { o.RetryMaxAttempts = 2 })
 		if err != nil {
 			return s.explain(err, "BatchGetSecretValue", names...)
 		}
@@ -197,7 +211,9 @@ func (s *Store) Create(ctx context.Context, sec secretstore.Secret) error {
 	for _, r := range s.create.ReplicaRegions {
 		in.AddReplicaRegions = append(in.AddReplicaRegions, smtypes.ReplicaRegionType{Region: aws.String(r)})
 	}
-	_, err := s.api.CreateSecret(ctx, in)
+	// Few attempts: a throttled create goes back to the caller, which
+	// re-reads first (another node may have created it) before trying again.
+	_, err := s.api.CreateSecret(ctx, in, func(o *sm.Options) { o.RetryMaxAttempts = 2 })
 	if err != nil {
 		var exists *smtypes.ResourceExistsException
 		if errors.As(err, &exists) {

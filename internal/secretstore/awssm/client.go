@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/config"
@@ -32,10 +33,10 @@ type Options struct {
 // AWS_ENDPOINT_URL_SECRETS_MANAGER).
 func Open(ctx context.Context, o Options, log *slog.Logger) (*Store, error) {
 	if o.MaxAttempts == 0 {
-		o.MaxAttempts = 6
+		o.MaxAttempts = 8
 	}
 	if o.MaxBackoff == 0 {
-		o.MaxBackoff = 2 * time.Second
+		o.MaxBackoff = 4 * time.Second
 	}
 	if o.AttemptTimeout == 0 {
 		o.AttemptTimeout = 10 * time.Second
@@ -51,6 +52,10 @@ func Open(ctx context.Context, o Options, log *slog.Logger) (*Store, error) {
 			return retry.NewStandard(func(so *retry.StandardOptions) {
 				so.MaxAttempts = o.MaxAttempts
 				so.MaxBackoff = o.MaxBackoff
+				// No client-side retry quota: under a fleet-wide burst it
+				// would fail a node after a few throttles; attempts,
+				// backoff and the command's deadline bound the retries.
+				so.RateLimiter = ratelimit.None
 			})
 		}),
 	)

@@ -9,6 +9,8 @@ import (
 
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/smithy-go"
+
+	"github.com/ehsaniara/joblet/internal/secretstore"
 )
 
 // Causes a store call can fail with; errors.Is works on every error the
@@ -17,7 +19,7 @@ var (
 	ErrNoCredentials = errors.New("no AWS credentials")
 	ErrAccessDenied  = errors.New("access denied")
 	ErrUnreachable   = errors.New("Secrets Manager unreachable")
-	ErrThrottled     = errors.New("throttled by Secrets Manager")
+	ErrThrottled     = fmt.Errorf("%w by Secrets Manager", secretstore.ErrThrottled)
 	ErrDeleted       = errors.New("secret scheduled for deletion")
 )
 
