@@ -107,3 +107,27 @@ func TestFindRnxOrder(t *testing.T) {
 		t.Errorf("RNX_CONFIG: %q", p)
 	}
 }
+
+func BenchmarkParseRnx(b *testing.B) {
+	n := &Node{Address: "h:1", Cert: strings.Repeat("C", 700), Key: strings.Repeat("K", 240), CA: strings.Repeat("A", 700)}
+	in := &Rnx{Version: RnxVersion, Nodes: map[string]*Node{"default": n, "maintainer": n, "developer": n, "reader": n}}
+	data, _ := in.Marshal()
+	for b.Loop() {
+		if _, err := ParseRnx(data); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkLoadServer(b *testing.B) {
+	in := &Server{Version: "3.0", Server: Listen{Address: "0.0.0.0", Port: 50051, NodeID: "n"},
+		Security: Security{ServerCert: strings.Repeat("C", 700), ServerKey: strings.Repeat("K", 240), CACert: strings.Repeat("A", 1400)}}
+	data, _ := in.Marshal()
+	p := filepath.Join(b.TempDir(), "c.yml")
+	os.WriteFile(p, data, 0o600)
+	for b.Loop() {
+		if _, err := LoadServer(p); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

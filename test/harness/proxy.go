@@ -14,6 +14,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // Verdict tells the proxy what to do with one request.
@@ -31,20 +32,22 @@ const (
 type AWSProxy struct {
 	URL string
 
-	mu       sync.Mutex
-	decide   func(action string, n int) Verdict
-	after    func(action string)
-	calls    []string
-	recorded []Call
-	regions  map[string]bool
-	keys     map[string]bool
+	mu        sync.Mutex
+	decide    func(action string, n int) Verdict
+	after     func(action string)
+	calls     []string
+	recorded  []Call
+	regions   map[string]bool
+	quotas    map[string]*bucket
+	throttled map[string]int
+	keys      map[string]bool
 }
 
 // StartAWSProxy proxies to target (moto's URL) until the test ends.
 func StartAWSProxy(t testing.TB, target string) *AWSProxy {
 	u, _ := url.Parse(target)
 	rp := httputil.NewSingleHostReverseProxy(u)
-	p := &AWSProxy{keys: map[string]bool{}, regions: map[string]bool{}}
+	p := &AWSProxy{keys: map[string]bool{}, regions: map[string]bool{}, throttled: map[string]int{}}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		action := r.Header.Get("X-Amz-Target")
 		if i := strings.LastIndexByte(action, '.'); i >= 0 {
@@ -69,7 +72,10 @@ func StartAWSProxy(t testing.TB, target string) *AWSProxy {
 		// Decisions are made under the lock, one at a time, so a decide
 		// function may keep its own counters.
 		v := Forward
-		if p.decide != nil {
+		if b := p.quotas[action]; b != nil && !b.take(time.Now()) {
+			v = Throttle
+			p.throttled[action]++
+		} else if p.decide != nil {
 			v = p.decide(action, n)
 		}
 		after := p.after
@@ -206,4 +212,47 @@ func (p *AWSProxy) SawRegion(region string) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.regions[region]
+}
+
+// bucket is a token bucket: rate tokens a second, holding at most one
+// second's worth, as AWS describes its API quotas.
+type bucket struct {
+	rate, tokens float64
+	last         time.Time
+}
+
+func (b *bucket) take(now time.Time) bool {
+	b.tokens = min(b.rate, b.tokens+now.Sub(b.last).Seconds()*b.rate)
+	b.last = now
+	if b.tokens < 1 {
+		return false
+	}
+	b.tokens--
+	return true
+}
+
+// SetQuotas enforces requests-per-second quotas per action (nil: none):
+// calls over a quota are answered with ThrottlingException, like AWS.
+func (p *AWSProxy) SetQuotas(perSecond map[string]float64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.quotas = nil
+	if perSecond == nil {
+		return
+	}
+	p.quotas = map[string]*bucket{}
+	now := time.Now()
+	for action, r := range perSecond {
+		p.quotas[action] = &bucket{rate: r, tokens: r, last: now}
+	}
+}
+
+// Throttled returns how many calls of each action the quotas refused, and
+// forgets them.
+func (p *AWSProxy) Throttled() map[string]int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	t := p.throttled
+	p.throttled = map[string]int{}
+	return t
 }
