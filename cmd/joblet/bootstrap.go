@@ -133,7 +133,7 @@ func bootstrapCmd(args []string, stdout, stderr io.Writer, log *slog.Logger) err
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := f.sf.context()
 	defer cancel()
 	rs, err := f.sf.resolve(ctx, o.Home, log)
 	if err != nil {
@@ -164,6 +164,12 @@ func runBootstrap(ctx context.Context, o certs.Options, asJSON bool, stdout io.W
 type storeFlags struct {
 	useSM, store, prefix, region, kmsKey, replicas *string
 	tags                                           tagFlags
+	timeout                                        *time.Duration
+}
+
+// context bounds a whole command: every store call, retry and backoff.
+func (sf storeFlags) context() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), *sf.timeout)
 }
 
 // tagFlags collects --tag KEY=VALUE.
@@ -183,8 +189,13 @@ func (t tagFlags) Set(v string) error {
 func addStoreFlags(fs *flag.FlagSet) storeFlags {
 	tags := tagFlags{}
 	fs.Var(tags, "tag", "KEY=VALUE tag for the secrets created in Secrets Manager (repeatable)")
+	timeout := 2 * time.Minute
+	if v, err := time.ParseDuration(os.Getenv("JOBLET_TIMEOUT")); err == nil && v > 0 {
+		timeout = v
+	}
 	return storeFlags{
 		tags:     tags,
+		timeout:  fs.Duration("timeout", timeout, "the longest the command may take, retries included (env JOBLET_TIMEOUT)"),
 		kmsKey:   fs.String("kms-key-id", envOr("JOBLET_KMS_KEY_ID", ""), "KMS key (id, ARN or alias) that encrypts the secrets joblet creates (env JOBLET_KMS_KEY_ID)"),
 		replicas: fs.String("replica-regions", envOr("JOBLET_REPLICA_REGIONS", ""), "comma list of regions to replicate new secrets to (env JOBLET_REPLICA_REGIONS)"),
 		useSM:    fs.String("use-secrets-manager", envOr("USE_SECRETS_MANAGER", "auto"), "auto, true or false (env USE_SECRETS_MANAGER)"),

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -84,7 +83,7 @@ func importCmd(args []string, stdout, stderr io.Writer, log *slog.Logger) error 
 	default:
 		return fmt.Errorf("%w: give --from-home DIR, or --ca-cert and --ca-key", errUsage)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := sf.context()
 	defer cancel()
 	rs, err := sf.resolve(ctx, jobletHome(), log)
 	if err != nil {
@@ -131,7 +130,7 @@ func exportCmd(args []string, stdout, stderr io.Writer, log *slog.Logger) error 
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := f.sf.context()
 	defer cancel()
 	src, err := f.sf.resolve(ctx, o.Home, log)
 	if err != nil {
@@ -161,7 +160,7 @@ func replicateCmd(args []string, stdout, stderr io.Writer, log *slog.Logger) err
 	if err := fs.Parse(args); err != nil {
 		return usageErr(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := sf.context()
 	defer cancel()
 	rs, err := sf.resolve(ctx, jobletHome(), log)
 	if err != nil {

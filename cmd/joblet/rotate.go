@@ -23,6 +23,7 @@ func renewCmd(args []string, stdout, stderr io.Writer, log *slog.Logger) error {
 	fs := flag.NewFlagSet("joblet certs renew", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	path := fs.String("config", filepath.Join(jobletHome(), "config", "joblet-config.yml"), "server config to renew")
+	timeout := fs.Duration("timeout", 2*time.Minute, "the longest the command may take, retries included")
 	if err := fs.Parse(args); err != nil {
 		return usageErr(err)
 	}
@@ -30,7 +31,7 @@ func renewCmd(args []string, stdout, stderr io.Writer, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
 	st, desc, err := certs.OpenStore(ctx, cfg.Store, log)
 	if err != nil {
@@ -73,7 +74,7 @@ func rotateCmd(args []string, stdout, stderr io.Writer, log *slog.Logger) error 
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := sf.context()
 	defer cancel()
 	rs, err := sf.resolve(ctx, *home, log)
 	if err != nil {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -45,7 +44,7 @@ func statusCmd(args []string, stdout, stderr io.Writer, log *slog.Logger) error 
 	}
 	o := certs.StatusOptions{Prefix: *sf.prefix, ServerConfig: orDefault(*srvPath, "joblet-config.yml"),
 		RnxConfig: orDefault(*rnxPath, "rnx-config.yml"), WarnDays: *warnDays, Now: time.Now()}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := sf.context()
 	defer cancel()
 	// A node's own config says where its store is; otherwise the flags do.
 	if cfg, err := config.LoadServer(o.ServerConfig); o.ServerConfig != "" && err == nil && cfg.Store.Kind != "" {

@@ -256,16 +256,16 @@ func putOrCreate(ctx context.Context, st secretstore.Store, names secretstore.Na
 	return nil
 }
 
-// createOrAdopt creates a secret; when the store throttles the write it
-// re-reads first (a fleet starting at once throttles creates, and another
-// node has usually created the secret meanwhile: reads have a far larger
-// quota) and reports ErrExist if it now exists, else tries again after a
-// jittered backoff, until ctx ends.
+// createOrAdopt creates a secret; when the write fails for now (throttled: a
+// fleet starting at once throttles creates; a 5xx; a lost answer) it
+// re-reads first (the write may have succeeded, or another node created the
+// secret meanwhile; reads have a far larger quota) and reports ErrExist if it
+// now exists, else tries again after a jittered backoff, until ctx ends.
 func (b *bootstrapper) createOrAdopt(ctx context.Context, name, value string) error {
 	backoff := 100 * time.Millisecond
 	for {
 		err := b.o.Store.Create(ctx, b.names.Secret(name, value))
-		if !errors.Is(err, secretstore.ErrThrottled) {
+		if !errors.Is(err, secretstore.ErrTemporary) {
 			return err
 		}
 		got, gerr := b.o.Store.Get(ctx, []string{name})

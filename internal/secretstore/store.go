@@ -71,10 +71,26 @@ type Secret struct {
 var (
 	ErrExist    = fs.ErrExist
 	ErrNotExist = fs.ErrNotExist
-	// ErrThrottled: the store refused a write for its rate quota. Callers
-	// re-read before retrying: a concurrent writer may have done the work.
-	ErrThrottled = errors.New("throttled")
+	// ErrTemporary: the store could not answer this time (throttling, a
+	// 5xx, a reset or cut-short answer) after the client's own retries; the
+	// same call may succeed later. Callers re-read before retrying a write:
+	// it may have succeeded, or a concurrent writer may have done the work.
+	ErrTemporary = errors.New("temporary")
+	// ErrThrottled is the ErrTemporary of a rate quota.
+	ErrThrottled = Kind("throttled", ErrTemporary)
 )
+
+// Kind is a sentinel error with its own text that is also parent for
+// errors.Is: a finer cause within a coarser class.
+func Kind(text string, parent error) error { return &kind{text, parent} }
+
+type kind struct {
+	text   string
+	parent error
+}
+
+func (k *kind) Error() string { return k.text }
+func (k *kind) Unwrap() error { return k.parent }
 
 // Secrets Manager allows letters, digits and /_+=.@- in names; we also refuse
 // empty path segments and "..", which would escape a directory store.

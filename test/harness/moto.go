@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"runtime"
 	"strconv"
 	"syscall"
 	"testing"
@@ -19,20 +21,24 @@ type Moto struct {
 	log *bytes.Buffer
 }
 
-// StartMoto starts moto_server on a free 127.0.0.1 port. extraEnv is added
-// to its environment (INITIAL_NO_AUTH_ACTION_COUNT=N turns on IAM checks
-// after N calls). moto is a required test component: missing, it fails.
+// StartMoto starts moto_server on a free 127.0.0.1 port, through
+// moto_launcher.py (beside this file), which corrects one divergence of
+// moto's Secrets Manager stage handling from AWS (see the launcher). extraEnv
+// is added to its environment (INITIAL_NO_AUTH_ACTION_COUNT=N turns on IAM
+// checks after N calls). moto is a required test component: missing, it
+// fails.
 func StartMoto(extraEnv ...string) (*Moto, error) {
-	bin, err := exec.LookPath("moto_server")
-	if err != nil {
+	if _, err := exec.LookPath("moto_server"); err != nil {
 		return nil, fmt.Errorf("moto_server is required for the Secrets Manager tests and is not installed (pip install 'moto[server]'): %w", err)
 	}
+	_, file, _, _ := runtime.Caller(0)
+	launcher := filepath.Join(filepath.Dir(file), "moto_launcher.py")
 	port, err := freePort()
 	if err != nil {
 		return nil, err
 	}
 	m := &Moto{URL: "http://127.0.0.1:" + strconv.Itoa(port), log: &bytes.Buffer{}}
-	m.cmd = exec.Command(bin, "-H", "127.0.0.1", "-p", strconv.Itoa(port))
+	m.cmd = exec.Command("python3", launcher, "-H", "127.0.0.1", "-p", strconv.Itoa(port))
 	m.cmd.Env = append(os.Environ(), extraEnv...)
 	m.cmd.Stdout, m.cmd.Stderr = m.log, m.log
 	m.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}

@@ -3,7 +3,9 @@ package harness
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -25,6 +27,10 @@ const (
 	ForwardThenDo                // pass it to moto, then run After and answer 502
 	Throttle                     // answer ThrottlingException as Secrets Manager does
 	ServerError                  // answer HTTP 500
+	Unavailable                  // answer HTTP 503
+	Slow                         // wait a second, then forward
+	Reset                        // close the connection without an answer
+	Truncate                     // forward, but cut moto's answer in half
 )
 
 // AWSProxy sits between the binary and moto: it records every call by its
@@ -89,6 +95,33 @@ func StartAWSProxy(t testing.TB, target string) *AWSProxy {
 		case ServerError:
 			w.WriteHeader(http.StatusInternalServerError)
 			io.WriteString(w, `{"__type":"InternalServiceError","message":"injected"}`)
+		case Unavailable:
+			w.WriteHeader(http.StatusServiceUnavailable)
+			io.WriteString(w, `{"__type":"ServiceUnavailable","message":"injected"}`)
+		case Slow:
+			time.Sleep(time.Second)
+			rp.ServeHTTP(w, r)
+		case Reset:
+			if hj, ok := w.(http.Hijacker); ok {
+				if conn, _, err := hj.Hijack(); err == nil {
+					if tc, ok := conn.(*net.TCPConn); ok {
+						tc.SetLinger(0) // RST, not FIN
+					}
+					conn.Close()
+				}
+			}
+		case Truncate:
+			rec := httptest.NewRecorder()
+			rp.ServeHTTP(rec, r)
+			body := rec.Body.Bytes()
+			if hj, ok := w.(http.Hijacker); ok {
+				if conn, buf, err := hj.Hijack(); err == nil {
+					fmt.Fprintf(buf, "HTTP/1.1 %d OK\r\nContent-Type: application/x-amz-json-1.1\r\nContent-Length: %d\r\n\r\n", rec.Code, len(body))
+					buf.Write(body[:len(body)/2])
+					buf.Flush()
+					conn.Close()
+				}
+			}
 		case ForwardThenDo:
 			rec := httptest.NewRecorder()
 			rp.ServeHTTP(rec, r)

@@ -9,7 +9,9 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
+	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	sm "github.com/aws/aws-sdk-go-v2/service/secretsmanager"
@@ -95,9 +97,10 @@ const batchMin = 4
 
 // Get reads the current versions in one BatchGetSecretValue call per 20
 // names (from batchMin names up). Where that call is denied (a least-
-// privilege policy may allow only GetSecretValue) or throttled (its quota is
-// the first to run out when a fleet starts at once) it reads each secret
-// with GetSecretValue instead.
+// privilege policy may allow only GetSecretValue) or fails for now
+// (throttled: its quota is the first to run out when a fleet starts at once;
+// a 5xx or a broken connection) it reads each secret with GetSecretValue,
+// which the SDK retries with backoff.
 func (s *Store) Get(ctx context.Context, names []string) (map[string]string, error) {
 	out := make(map[string]string, len(names))
 	for start := 0; start < len(names); start += batchLimit {
@@ -108,8 +111,8 @@ func (s *Store) Get(ctx context.Context, names []string) (map[string]string, err
 				continue
 			}
 			switch {
-			case errors.Is(err, ErrThrottled):
-				s.log.Debug("BatchGetSecretValue throttled; reading secrets one by one", "cause", err)
+			case errors.Is(err, secretstore.ErrTemporary) && ctx.Err() == nil:
+				s.log.Debug("BatchGetSecretValue failed for now; reading secrets one by one", "cause", err)
 			case errors.Is(err, ErrAccessDenied) && deniedAction(err, "BatchGetSecretValue"):
 				s.batchDenied.Store(true)
 				s.log.Info("secretsmanager:BatchGetSecretValue is not allowed; reading secrets one by one", "cause", err)
@@ -134,7 +137,8 @@ func (s *Store) batchGet(ctx context.Context, names []string, out map[string]str
 	in := &sm.BatchGetSecretValueInput{SecretIdList: names}
 	for {
 		// Two attempts only: when the batch quota is exhausted, per-secret
-		// reads (a quota a hundred times larger) serve better than waiting.
+		// reads (a quota a hundred times larger, and full retries) serve
+		// better than waiting.
 		res, err := s.api.BatchGetSecretValue(ctx, in, func(o *sm.Options) { o.RetryMaxAttempts = 2 })
 		if err != nil {
 			return s.explain(err, "BatchGetSecretValue", names...)
@@ -175,7 +179,14 @@ func (s *Store) batchGet(ctx context.Context, names []string, out map[string]str
 // getOne asks for the stage explicitly: moto answers a request without one
 // with a stale version after a stage move.
 func (s *Store) getOne(ctx context.Context, name string, stage secretstore.Stage) (string, bool, error) {
-	res, err := s.api.GetSecretValue(ctx, &sm.GetSecretValueInput{SecretId: aws.String(name), VersionStage: aws.String(string(stage))})
+	in := &sm.GetSecretValueInput{SecretId: aws.String(name), VersionStage: aws.String(string(stage))}
+	res, err := s.api.GetSecretValue(ctx, in)
+	// The SDK does not retry an answer cut short (it fails to decode it);
+	// a read is safe to repeat, so repeat it a few times.
+	for try := 1; err != nil && try < 4 && cutShort(err) && ctx.Err() == nil; try++ {
+		time.Sleep(time.Duration(try) * 200 * time.Millisecond)
+		res, err = s.api.GetSecretValue(ctx, in)
+	}
 	if err != nil {
 		var nf *smtypes.ResourceNotFoundException
 		if errors.As(err, &nf) {
@@ -211,8 +222,9 @@ func (s *Store) Create(ctx context.Context, sec secretstore.Secret) error {
 	for _, r := range s.create.ReplicaRegions {
 		in.AddReplicaRegions = append(in.AddReplicaRegions, smtypes.ReplicaRegionType{Region: aws.String(r)})
 	}
-	// Few attempts: a throttled create goes back to the caller, which
-	// re-reads first (another node may have created it) before trying again.
+	// Few attempts: a create that fails for now goes back to the caller,
+	// which re-reads first (it may have succeeded, or another node created
+	// it) before trying again.
 	_, err := s.api.CreateSecret(ctx, in, func(o *sm.Options) { o.RetryMaxAttempts = 2 })
 	if err != nil {
 		var exists *smtypes.ResourceExistsException
@@ -243,3 +255,9 @@ type secretError struct{ code, msg string }
 
 func (e *secretError) Error() string     { return e.code + ": " + e.msg }
 func (e *secretError) ErrorCode() string { return e.code }
+
+// cutShort reports an answer that broke off mid-body.
+func cutShort(err error) bool {
+	msg := err.Error()
+	return strings.Contains(msg, "unexpected EOF") || strings.Contains(msg, "deserialization failed")
+}

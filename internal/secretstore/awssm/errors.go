@@ -18,8 +18,9 @@ import (
 var (
 	ErrNoCredentials = errors.New("no AWS credentials")
 	ErrAccessDenied  = errors.New("access denied")
-	ErrUnreachable   = errors.New("Secrets Manager unreachable")
-	ErrThrottled     = fmt.Errorf("%w by Secrets Manager", secretstore.ErrThrottled)
+	ErrUnreachable   = secretstore.Kind("Secrets Manager unreachable", secretstore.ErrTemporary)
+	ErrServerError   = secretstore.Kind("Secrets Manager failed", secretstore.ErrTemporary)
+	ErrThrottled     = secretstore.Kind("throttled by Secrets Manager", secretstore.ErrThrottled)
 	ErrDeleted       = errors.New("secret scheduled for deletion")
 )
 
@@ -100,12 +101,16 @@ func (s *Store) explain(err error, action string, secrets ...string) error {
 		e.Cause = ErrDeleted
 		e.Hint = "Restore it with `aws secretsmanager restore-secret --secret-id NAME`, or wait until the deletion completes"
 	case errors.As(err, &nerr) || strings.Contains(msg, "connection refused") || strings.Contains(msg, "no such host") ||
-		strings.Contains(msg, "dial tcp") || errors.Is(err, context.DeadlineExceeded):
+		strings.Contains(msg, "dial tcp") || strings.Contains(msg, "connection reset") || strings.Contains(msg, "EOF") ||
+		errors.Is(err, context.DeadlineExceeded):
 		e.Cause = ErrUnreachable
 		e.Detail = "cannot reach " + s.endpoint + ": " + firstLine(msg)
 		e.Hint = "Check the region, the network path (security groups, NAT or a VPC endpoint for Secrets Manager) and AWS_ENDPOINT_URL_SECRETS_MANAGER if set"
 	case status >= 500:
+		e.Cause = ErrServerError
 		e.Hint = fmt.Sprintf("Secrets Manager answered HTTP %d after retries: re-run later", status)
+	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled):
+		e.Hint = "the command's deadline passed while retrying (raise --timeout / JOBLET_TIMEOUT)"
 	}
 	return e
 }
