@@ -38,3 +38,11 @@ unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go')
 [ -z "$unformatted" ] || fail "gofmt would change: $unformatted"
 go vet ./...
 go test -race -count=1 -timeout 20m ./... "$@"
+
+# Every fuzz target, briefly (JOBLET_FUZZTIME, default 5s each); a crash it
+# finds is saved under testdata/fuzz and fails the run.
+for pkg in ./internal/pki ./internal/config; do
+  for target in $(go test -list '^Fuzz' "$pkg" | grep '^Fuzz'); do
+    go test -run '^$' -fuzz "^${target}\$" -fuzztime "${JOBLET_FUZZTIME:-5s}" "$pkg"
+  done
+done

@@ -175,3 +175,16 @@ func TestRnxRefusesAnotherFleet(t *testing.T) {
 		t.Fatalf("%s", r)
 	}
 }
+
+// A config file with a private key that others can read is used, with a
+// warning that says how to fix it.
+func TestExposedConfigWarns(t *testing.T) {
+	_, rnx := harness.Bins(t)
+	home, env := embeddedNode(t)
+	cfg := filepath.Join(home, "config", "rnx-config.yml")
+	os.Chmod(cfg, 0o644)
+	r := harness.MustRun(t, env, rnx, "job", "list")
+	if !strings.Contains(r.Stderr, "holds a private key and is accessible to others (mode 0644): run `chmod 600 "+cfg+"`") {
+		t.Fatalf("%s", r)
+	}
+}

@@ -3,11 +3,13 @@ package test
 import (
 	"context"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/ehsaniara/joblet/internal/secretstore"
 	"github.com/ehsaniara/joblet/internal/testutil/openssl"
@@ -64,40 +66,56 @@ func verifyNodes(t *testing.T, homes []string, caPEM string) {
 	}
 }
 
-const racers = 20
+// raceSize is how many bootstraps start together and how many rounds run:
+// 20 x 1 by default, 50 x 5 with JOBLET_LONG_TESTS=1.
+func raceSize() (procs, rounds int) {
+	if os.Getenv("JOBLET_LONG_TESTS") == "1" {
+		return 50, 5
+	}
+	return 20, 1
+}
 
 func TestRaceSecretsManager(t *testing.T) {
-	moto.Reset(t)
-	homes := startTogether(t, racers, func(int) (string, []string) {
-		home, _, env := smNode(t, moto.URL)
-		return home, env
-	})
-	vals := readStore(t, "joblet")
-	checkStore(t, vals, "joblet")
-	verifyNodes(t, homes, vals["joblet/ca-cert"])
-	// Secrets Manager never held a second CA: ca-key and ca-cert each have
-	// exactly one version.
-	for _, name := range []string{"joblet/ca-key", "joblet/ca-cert"} {
-		out := awsCLI(t, "secretsmanager", "list-secret-version-ids", "--secret-id", name, "--query", "length(Versions)", "--output", "text")
-		if strings.TrimSpace(out) != "1" {
-			t.Errorf("%s has %s versions, want 1", name, out)
+	procs, rounds := raceSize()
+	for round := 1; round <= rounds; round++ {
+		moto.Reset(t)
+		start := time.Now()
+		homes := startTogether(t, procs, func(int) (string, []string) {
+			home, _, env := smNode(t, moto.URL)
+			return home, env
+		})
+		vals := readStore(t, "joblet")
+		checkStore(t, vals, "joblet")
+		verifyNodes(t, homes, vals["joblet/ca-cert"])
+		// Secrets Manager never held a second CA: ca-key and ca-cert each
+		// have exactly one version.
+		for _, name := range []string{"joblet/ca-key", "joblet/ca-cert"} {
+			out := awsCLI(t, "secretsmanager", "list-secret-version-ids", "--secret-id", name, "--query", "length(Versions)", "--output", "text")
+			if strings.TrimSpace(out) != "1" {
+				t.Errorf("%s has %s versions, want 1", name, out)
+			}
 		}
+		t.Logf("round %d: %d processes, one CA, every pair consistent, every server certificate verified (%s)", round, procs, time.Since(start).Round(time.Millisecond))
 	}
 }
 
 func TestRaceDirectoryStore(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "shared")
-	homes := startTogether(t, racers, func(int) (string, []string) {
-		home, _, env := smNode(t, harness.ClosedURL, "USE_SECRETS_MANAGER=false", "JOBLET_STORE=dir:"+dir)
-		return home, env
-	})
-	st, _ := secretstore.NewDirStore(dir)
-	vals, err := st.Get(context.Background(), secretstore.Names{Prefix: "joblet"}.All())
-	if err != nil {
-		t.Fatal(err)
+	procs, rounds := raceSize()
+	for round := 1; round <= rounds; round++ {
+		dir := filepath.Join(t.TempDir(), "shared")
+		homes := startTogether(t, procs, func(int) (string, []string) {
+			home, _, env := smNode(t, harness.ClosedURL, "USE_SECRETS_MANAGER=false", "JOBLET_STORE=dir:"+dir)
+			return home, env
+		})
+		st, _ := secretstore.NewDirStore(dir)
+		vals, err := st.Get(context.Background(), secretstore.Names{Prefix: "joblet"}.All())
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkStore(t, vals, "joblet")
+		verifyNodes(t, homes, vals["joblet/ca-cert"])
+		t.Logf("round %d: %d processes on one directory store, one CA", round, procs)
 	}
-	checkStore(t, vals, "joblet")
-	verifyNodes(t, homes, vals["joblet/ca-cert"])
 }
 
 // A bootstrap killed (SIGKILL) right after each of its store writes in turn

@@ -133,6 +133,9 @@ func serverCmd(args []string, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	if w := config.ExposedKeyWarning(*path); w != "" {
+		log.Warn(w)
+	}
 	srv, err := server.New(cfg, server.Options{ConfigPath: *path, Refresh: storeRefresher(*path, cfg, log)}, log)
 	if err != nil {
 		return fmt.Errorf("%s: %w", *path, err)

@@ -31,6 +31,9 @@ func renewCmd(args []string, stdout, stderr io.Writer, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	if w := config.ExposedKeyWarning(*path); w != "" {
+		log.Warn(w)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
 	st, desc, err := certs.OpenStore(ctx, cfg.Store, log)

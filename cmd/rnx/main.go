@@ -64,7 +64,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		return 2
 	}
-	err := dispatch(fs.Args(), *cfgPath, *nodeName, *timeout, stdout)
+	err := dispatch(fs.Args(), *cfgPath, *nodeName, *timeout, stdout, stderr)
 	switch {
 	case err == nil:
 		return 0
@@ -77,7 +77,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 }
 
-func dispatch(args []string, cfgPath, nodeName string, timeout time.Duration, out io.Writer) error {
+func dispatch(args []string, cfgPath, nodeName string, timeout time.Duration, out, errOut io.Writer) error {
 	if len(args) == 0 {
 		return fmt.Errorf("%w: no command", errUsage)
 	}
@@ -88,6 +88,9 @@ func dispatch(args []string, cfgPath, nodeName string, timeout time.Duration, ou
 	cfg, err := config.LoadRnx(path)
 	if err != nil {
 		return err
+	}
+	if w := config.ExposedKeyWarning(path); w != "" {
+		fmt.Fprintln(errOut, "rnx: warning:", w)
 	}
 	if args[0] == "nodes" {
 		return listNodes(cfg, out)

@@ -124,14 +124,33 @@ func LoadServer(path string) (*Server, error) {
 		}
 		return nil, fmt.Errorf("read server config: %w", err)
 	}
+	s, err := ParseServer(b)
+	if err != nil {
+		return nil, fmt.Errorf("server config %s: %w", path, err)
+	}
+	return s, nil
+}
+
+// ParseServer parses and validates a server config.
+func ParseServer(b []byte) (*Server, error) {
 	var s Server
 	if err := decodeStrict(b, &s); err != nil {
-		return nil, fmt.Errorf("server config %s: %w", path, err)
+		return nil, err
 	}
 	if err := s.Validate(); err != nil {
-		return nil, fmt.Errorf("server config %s: %w", path, err)
+		return nil, err
 	}
 	return &s, nil
+}
+
+// ExposedKeyWarning returns a warning when path, which holds a private key,
+// can be read or written by others than its owner; "" otherwise.
+func ExposedKeyWarning(path string) string {
+	fi, err := os.Stat(path)
+	if err != nil || fi.Mode().Perm()&0o077 == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%s holds a private key and is accessible to others (mode %04o): run `chmod 600 %s`", path, fi.Mode().Perm(), path)
 }
 
 // Validate checks the fields a server cannot start without.
