@@ -129,12 +129,9 @@ func serverCmd(args []string, log *slog.Logger) error {
 	if err := fs.Parse(args); err != nil {
 		return usageErr(err)
 	}
-	cfg, err := config.LoadServer(*path)
+	cfg, err := loadServerConfig(*path, log)
 	if err != nil {
 		return err
-	}
-	if w := config.ExposedKeyWarning(*path); w != "" {
-		log.Warn(w)
 	}
 	srv, err := server.New(cfg, server.Options{ConfigPath: *path, Refresh: storeRefresher(*path, cfg, log)}, log)
 	if err != nil {
@@ -208,6 +205,18 @@ func storeRefresher(path string, cfg *config.Server, log *slog.Logger) func(cont
 		}
 		return res.Renewed || res.TrustChanged, nil
 	}
+}
+
+// loadServerConfig reads a server config and warns when others can read it.
+func loadServerConfig(path string, log *slog.Logger) (*config.Server, error) {
+	cfg, err := config.LoadServer(path)
+	if err != nil {
+		return nil, err
+	}
+	if w := config.ExposedKeyWarning(path); w != "" {
+		log.Warn(w)
+	}
+	return cfg, nil
 }
 
 func usageErr(err error) error {

@@ -27,12 +27,9 @@ func renewCmd(args []string, stdout, stderr io.Writer, log *slog.Logger) error {
 	if err := fs.Parse(args); err != nil {
 		return usageErr(err)
 	}
-	cfg, err := config.LoadServer(*path)
+	cfg, err := loadServerConfig(*path, log)
 	if err != nil {
 		return err
-	}
-	if w := config.ExposedKeyWarning(*path); w != "" {
-		log.Warn(w)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()

@@ -3,7 +3,6 @@ package certs
 import (
 	"context"
 	"fmt"
-	"os"
 	"slices"
 	"sort"
 
@@ -75,6 +74,5 @@ func RefreshClientConfig(ctx context.Context, st secretstore.Store, prefix, path
 	if err != nil {
 		return nil, err
 	}
-	perm := os.FileMode(0o600)
-	return updated, atomicfile.WriteFile(path, b, perm)
+	return updated, atomicfile.WriteFile(path, b, 0o600)
 }

@@ -6,7 +6,6 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"fmt"
-	"os"
 	"time"
 
 	"github.com/ehsaniara/joblet/internal/atomicfile"
@@ -137,8 +136,7 @@ func RefreshNode(ctx context.Context, r NodeRefresh) (*NodeRefreshResult, error)
 	if err != nil {
 		return nil, err
 	}
-	perm := os.FileMode(0o600)
-	if err := atomicfile.WriteFile(r.ConfigPath, b, perm); err != nil {
+	if err := atomicfile.WriteFile(r.ConfigPath, b, 0o600); err != nil {
 		return nil, err
 	}
 	return res, nil

@@ -20,6 +20,16 @@ func NewMemoryStore() *MemoryStore {
 	return &MemoryStore{current: map[string]string{}, previous: map[string]string{}, pending: map[string]string{}}
 }
 
+// locked runs f under the lock once ctx is checked.
+func (m *MemoryStore) locked(ctx context.Context, f func() error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return f()
+}
+
 func (m *MemoryStore) Get(ctx context.Context, names []string) (map[string]string, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -36,31 +46,25 @@ func (m *MemoryStore) Get(ctx context.Context, names []string) (map[string]strin
 }
 
 func (m *MemoryStore) Create(ctx context.Context, s Secret) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if _, ok := m.current[s.Name]; ok {
-		return fmt.Errorf("create secret %s: %w", s.Name, ErrExist)
-	}
-	m.current[s.Name] = s.Value
-	return nil
+	return m.locked(ctx, func() error {
+		if _, ok := m.current[s.Name]; ok {
+			return fmt.Errorf("create secret %s: %w", s.Name, ErrExist)
+		}
+		m.current[s.Name] = s.Value
+		return nil
+	})
 }
 
 func (m *MemoryStore) Put(ctx context.Context, name, value string) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	old, ok := m.current[name]
-	if !ok {
-		return fmt.Errorf("put secret %s: %w", name, ErrNotExist)
-	}
-	m.previous[name] = old
-	m.current[name] = value
-	return nil
+	return m.locked(ctx, func() error {
+		old, ok := m.current[name]
+		if !ok {
+			return fmt.Errorf("put secret %s: %w", name, ErrNotExist)
+		}
+		m.previous[name] = old
+		m.current[name] = value
+		return nil
+	})
 }
 
 // Set writes a value directly, bypassing create-only: tests use it to plant
@@ -104,56 +108,44 @@ func (m *MemoryStore) GetStage(ctx context.Context, names []string, st Stage) (m
 }
 
 func (m *MemoryStore) PutPending(ctx context.Context, name, value string) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if _, ok := m.current[name]; !ok {
-		return fmt.Errorf("put pending %s: %w", name, ErrNotExist)
-	}
-	m.pending[name] = value
-	return nil
+	return m.locked(ctx, func() error {
+		if _, ok := m.current[name]; !ok {
+			return fmt.Errorf("put pending %s: %w", name, ErrNotExist)
+		}
+		m.pending[name] = value
+		return nil
+	})
 }
 
 func (m *MemoryStore) Promote(ctx context.Context, name string) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	p, ok := m.pending[name]
-	if !ok {
+	return m.locked(ctx, func() error {
+		p, ok := m.pending[name]
+		if !ok {
+			return nil
+		}
+		m.previous[name] = m.current[name]
+		m.current[name] = p
+		delete(m.pending, name)
 		return nil
-	}
-	m.previous[name] = m.current[name]
-	m.current[name] = p
-	delete(m.pending, name)
-	return nil
+	})
 }
 
 func (m *MemoryStore) Demote(ctx context.Context, name string) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	prev, ok := m.previous[name]
-	if !ok {
-		return fmt.Errorf("demote %s: no previous version to return to", name)
-	}
-	m.pending[name] = m.current[name]
-	m.current[name] = prev
-	delete(m.previous, name)
-	return nil
+	return m.locked(ctx, func() error {
+		prev, ok := m.previous[name]
+		if !ok {
+			return fmt.Errorf("demote %s: no previous version to return to", name)
+		}
+		m.pending[name] = m.current[name]
+		m.current[name] = prev
+		delete(m.previous, name)
+		return nil
+	})
 }
 
 func (m *MemoryStore) DropPending(ctx context.Context, name string) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	delete(m.pending, name)
-	return nil
+	return m.locked(ctx, func() error {
+		delete(m.pending, name)
+		return nil
+	})
 }
