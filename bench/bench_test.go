@@ -328,8 +328,8 @@ func quotaSection(t *testing.T, md *strings.Builder) {
 	fmt.Fprintf(md, "\nFit over the simulated points: T ≈ %.2f s + %.3f s per process. 10,000 nodes at the real quotas are %.0f processes here: **≈ %.1f s** to converge, all nodes succeeding (throttled calls are retried with backoff; throttled batch reads fall back to per-secret reads, whose quota is 100 times larger; a throttled create re-reads and adopts the winner's secret).\n\n",
 		a, b, equiv, a+b*equiv)
 	nodes, interval := 10000.0, (5 * time.Minute).Seconds()
-	perHour := nodes * 3600 / interval * 3
-	fmt.Fprintf(md, "**Steady state**, 10,000 nodes: each refreshes every 5 minutes with 3 GetSecretValue calls (CA certificate, CA key, trust bundle; measured below), so %.0f calls/hour = %.0f/s, %.1f%% of the GetSecretValue quota; no writes. A server certificate renews every 8 months (two thirds of a year) inside a refresh it makes anyway: no extra calls. Joins use the batch quota: at 100/s it admits 360,000 joins an hour before joins fall back to per-secret reads.\n\n",
+	perHour := nodes * 3600 / interval * 4
+	fmt.Fprintf(md, "**Steady state**, 10,000 nodes: each refreshes every 5 minutes with 4 GetSecretValue calls (CA certificate, CA key, trust bundle, CRL; measured below), so %.0f calls/hour = %.0f/s, %.1f%% of the GetSecretValue quota; no writes. A server certificate renews every 8 months (two thirds of a year) inside a refresh it makes anyway: no extra calls. Joins use the batch quota: at 100/s it admits 360,000 joins an hour before joins fall back to per-secret reads.\n\n",
 		perHour, perHour/3600, perHour/3600/awsQuotas["GetSecretValue"]*100)
 
 	// Measure what one refresh costs.

@@ -85,8 +85,8 @@ func TestAccessDenied(t *testing.T) {
 	harness.MustRun(t, env, joblet, "certs", "bootstrap")
 	calls := harness.Count(proxy.Calls())
 	t.Logf("joining node without BatchGetSecretValue: %v", calls)
-	// The ten shared secrets and the trust bundle, one by one.
-	want := len(secretstore.Names{Prefix: "joblet"}.All()) + 1
+	// The ten shared secrets, the trust bundle and the CRL, one by one.
+	want := len(secretstore.Names{Prefix: "joblet"}.All()) + 2
 	if calls["BatchGetSecretValue"] != 1 || calls["GetSecretValue"] != want || len(calls) != 2 {
 		t.Errorf("calls %v: want one denied batch read, then %d GetSecretValue", calls, want)
 	}

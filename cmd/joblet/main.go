@@ -41,6 +41,8 @@ Usage:
                                       write an embedded install from a shared store (off AWS)
   joblet certs replicate --replica-regions r1,r2
                                       replicate the existing shared secrets (disaster recovery)
+  joblet certs revoke --serial S | --cert FILE [--reason R]
+                                      add a certificate to the fleet's CRL (<prefix>/crl)
   joblet certs renew [--config PATH]  re-issue this node's server certificate from the shared CA
   joblet certs rotate-ca begin|promote|finish|abort|status [--json]
                                       staged CA rotation without downtime (docs/ROTATION.md)
@@ -81,6 +83,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 			err = importCmd(args[2:], stdout, stderr, log)
 		case "export":
 			err = exportCmd(args[2:], stdout, stderr, log)
+		case "revoke":
+			err = revokeCmd(args[2:], stdout, stderr, log)
 		case "replicate":
 			err = replicateCmd(args[2:], stdout, stderr, log)
 		case "iam-policy":

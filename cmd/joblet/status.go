@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/big"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/ehsaniara/joblet/internal/certs"
 	"github.com/ehsaniara/joblet/internal/config"
+	"github.com/ehsaniara/joblet/internal/pki"
 )
 
 // exitCode ends the command with a code and no message of its own.
@@ -95,6 +97,9 @@ func printStatus(w io.Writer, r *certs.Report) {
 			fmt.Fprintf(w, "     SANs %s\n", strings.Join(c.SANs, ", "))
 		}
 	}
+	for _, rv := range r.Revocations {
+		fmt.Fprintf(w, "🚫 revoked serial %s at %s (reason %d)\n", rv.Serial, rv.RevokedAt.Format(time.RFC3339), rv.Reason)
+	}
 	if len(r.Problems) == 0 {
 		fmt.Fprintln(w, "all good")
 		return
@@ -131,5 +136,54 @@ func iamPolicyCmd(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	fmt.Fprintln(stdout, string(b))
+	return nil
+}
+
+func revokeCmd(args []string, stdout, stderr io.Writer, log *slog.Logger) error {
+	fs := flag.NewFlagSet("joblet certs revoke", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	sf := addStoreFlags(fs)
+	serialFlag := fs.String("serial", "", "serial of the certificate to revoke (hex, as status prints it)")
+	certFile := fs.String("cert", "", "or: the certificate file (PEM)")
+	reason := fs.String("reason", "unspecified", "keyCompromise, superseded, cessationOfOperation, affiliationChanged, cACompromise or unspecified")
+	if err := fs.Parse(args); err != nil {
+		return usageErr(err)
+	}
+	code, ok := pki.RevocationReasons[*reason]
+	if !ok {
+		return fmt.Errorf("%w: unknown --reason %q", errUsage, *reason)
+	}
+	var serial *big.Int
+	switch {
+	case (*serialFlag == "") == (*certFile == ""):
+		return fmt.Errorf("%w: give one of --serial or --cert", errUsage)
+	case *serialFlag != "":
+		s, err := pki.ParseSerial(*serialFlag)
+		if err != nil {
+			return fmt.Errorf("%w: %v", errUsage, err)
+		}
+		serial = s
+	default:
+		b, err := os.ReadFile(*certFile)
+		if err != nil {
+			return err
+		}
+		c, err := pki.ParseCert(b)
+		if err != nil {
+			return fmt.Errorf("%s: %w", *certFile, err)
+		}
+		serial = c.SerialNumber
+	}
+	ctx, cancel := sf.context()
+	defer cancel()
+	rs, err := sf.resolve(ctx, jobletHome(), log)
+	if err != nil {
+		return err
+	}
+	list, err := certs.Revoke(ctx, rs.Store, *sf.prefix, serial, code, time.Now())
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "🚫 revoked serial %s in %s (%d revoked in all); nodes refuse it after their next refresh, rnx after `rnx config refresh`\n", serial.Text(16), rs.Desc, len(list))
 	return nil
 }

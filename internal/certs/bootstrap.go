@@ -96,6 +96,7 @@ type shared struct {
 	ca      pki.CA
 	caPEM   string
 	trust   []*x509.Certificate // every trusted CA: the bundle, or the CA alone
+	crlPEM  string              // the revocation list, "" for none
 	clients map[pki.Role]pair
 }
 
@@ -188,6 +189,7 @@ func Bootstrap(ctx context.Context, o Options) (*Result, error) {
 	srvCfg.Security.ServerCert = string(pki.EncodeCert(issued.Cert))
 	srvCfg.Security.ServerKey = string(keyPEM)
 	srvCfg.Security.CACert = sh.trustPEM()
+	srvCfg.Security.CRL = sh.crlPEM
 	srvCfg.Security.ServerLifetime = o.ServerLifetime.String()
 	if o.RefreshInterval > 0 {
 		srvCfg.Security.RefreshInterval = o.RefreshInterval.String()

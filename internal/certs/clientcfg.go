@@ -24,7 +24,7 @@ func RefreshClientConfig(ctx context.Context, st secretstore.Store, prefix, path
 	n := secretstore.Names{Prefix: prefix}
 	// Only what a client may read: the CA certificate, the trust bundle and
 	// the pairs of the roles it holds. Never the CA key.
-	want := []string{n.CACert(), n.Bundle()}
+	want := []string{n.CACert(), n.Bundle(), n.CRL()}
 	for _, name := range cfg.NodeNames() {
 		if c, err := pki.ParseCert([]byte(cfg.Nodes[name].Cert)); err == nil {
 			if role, err := pki.RoleOf(c); err == nil && (only == "" || role == only) && !slices.Contains(want, n.ClientCert(role)) {
@@ -45,6 +45,9 @@ func RefreshClientConfig(ctx context.Context, st secretstore.Store, prefix, path
 		return nil, err
 	}
 	trustPEM := string(pki.EncodeCerts(trust...))
+	if _, _, err := revokedIn(vals[n.CRL()], trust, n.CRL()); err != nil {
+		return nil, err
+	}
 	var updated []string
 	for _, name := range cfg.NodeNames() {
 		node := cfg.Nodes[name]
@@ -63,7 +66,7 @@ func RefreshClientConfig(ctx context.Context, st secretstore.Store, prefix, path
 		if _, err := parsePair(c, k, n.ClientCert(role), n.ClientKey(role)); err != nil {
 			return nil, err
 		}
-		node.Cert, node.Key, node.CA = c, k, trustPEM
+		node.Cert, node.Key, node.CA, node.CRL = c, k, trustPEM, vals[n.CRL()]
 		updated = append(updated, name)
 	}
 	if len(updated) == 0 {

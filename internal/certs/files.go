@@ -26,7 +26,7 @@ func (o *Options) files(srv *config.Server, sh *shared) ([]atomicfile.File, erro
 
 	node := func(r pki.Role) *config.Node {
 		p := sh.clients[r]
-		return &config.Node{Address: addr, Cert: p.certPEM, Key: p.keyPEM, CA: sh.trustPEM()}
+		return &config.Node{Address: addr, Cert: p.certPEM, Key: p.keyPEM, CA: sh.trustPEM(), CRL: sh.crlPEM}
 	}
 	operator := &config.Rnx{Version: config.RnxVersion, Nodes: map[string]*config.Node{}}
 	for _, r := range pki.Roles {

@@ -60,7 +60,7 @@ func IAMPolicy(flow string, o PolicyOptions) (*Policy, error) {
 		}
 		return out
 	}
-	shared := append(n.All(), n.Bundle())
+	shared := append(n.All(), n.Bundle(), n.CRL())
 	batch := Statement{Sid: "BatchRead", Effect: "Allow", Action: []string{"secretsmanager:BatchGetSecretValue"}, Resource: []string{"*"}}
 	read := Statement{Sid: "ReadSharedCertificates", Effect: "Allow", Action: []string{"secretsmanager:GetSecretValue"}, Resource: arn(shared...)}
 	p := &Policy{Version: "2012-10-17"}
@@ -83,7 +83,7 @@ func IAMPolicy(flow string, o PolicyOptions) (*Policy, error) {
 		}
 		p.Statement = []Statement{batch,
 			{Sid: "ReadRoleCertificate", Effect: "Allow", Action: []string{"secretsmanager:GetSecretValue"},
-				Resource: arn(n.CACert(), n.Bundle(), n.ClientCert(role), n.ClientKey(role))}}
+				Resource: arn(n.CACert(), n.Bundle(), n.CRL(), n.ClientCert(role), n.ClientKey(role))}}
 	default:
 		return nil, fmt.Errorf("--for %q: use one of %s", flow, strings.Join(PolicyFlows, ", "))
 	}

@@ -65,7 +65,7 @@ func RefreshNode(ctx context.Context, r NodeRefresh) (*NodeRefreshResult, error)
 	if cfg.Store.Prefix == "" {
 		names.Prefix = "joblet"
 	}
-	vals, err := r.Store.Get(ctx, []string{names.CACert(), names.CAKey(), names.Bundle()})
+	vals, err := r.Store.Get(ctx, []string{names.CACert(), names.CAKey(), names.Bundle(), names.CRL()})
 	if err != nil {
 		return nil, fmt.Errorf("read the CA from the store: %w", err)
 	}
@@ -90,7 +90,11 @@ func RefreshNode(ctx context.Context, r NodeRefresh) (*NodeRefreshResult, error)
 		res.Trust = append(res.Trust, fingerprint(c))
 	}
 	trustPEM := string(pki.EncodeCerts(trust...))
-	res.TrustChanged = !samePEMSet(cfg.Security.CACert, trust)
+	revoked, _, err := revokedIn(vals[names.CRL()], trust, names.CRL())
+	if err != nil {
+		return nil, err
+	}
+	res.TrustChanged = !samePEMSet(cfg.Security.CACert, trust) || cfg.Security.CRL != vals[names.CRL()]
 
 	leaf, err := pki.ParseCert([]byte(cfg.Security.ServerCert))
 	if err != nil {
@@ -98,6 +102,9 @@ func RefreshNode(ctx context.Context, r NodeRefresh) (*NodeRefreshResult, error)
 	}
 	now := r.Now()
 	due, reason := RenewalDue(leaf, caCert, now)
+	if pki.CheckNotRevoked(leaf, revoked) != nil {
+		due, reason = true, "it was revoked"
+	}
 	if r.Force {
 		due, reason = true, "renewal was requested"
 	}
@@ -132,6 +139,7 @@ func RefreshNode(ctx context.Context, r NodeRefresh) (*NodeRefreshResult, error)
 		return res, nil
 	}
 	cfg.Security.CACert = trustPEM
+	cfg.Security.CRL = vals[names.CRL()]
 	b, err := cfg.Marshal()
 	if err != nil {
 		return nil, err

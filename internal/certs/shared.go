@@ -26,7 +26,7 @@ var ErrInconsistentStore = errors.New("the shared certificates in the store need
 // candidate certificate is for the same key, whichever is stored first
 // serves everyone.
 func (b *bootstrapper) ensure(ctx context.Context) (*shared, error) {
-	vals, err := b.o.Store.Get(ctx, append(b.names.All(), b.names.Bundle()))
+	vals, err := b.o.Store.Get(ctx, append(b.names.All(), b.names.Bundle(), b.names.CRL()))
 	if err != nil {
 		return nil, fmt.Errorf("read shared certificates from %s: %w", b.o.StoreDesc, err)
 	}
@@ -50,6 +50,10 @@ func (b *bootstrapper) ensure(ctx context.Context) (*shared, error) {
 	if sh.trust, err = trustFrom(vals[b.names.Bundle()], caPair.cert, b.names.Bundle()); err != nil {
 		return nil, err
 	}
+	if _, _, err := revokedIn(vals[b.names.CRL()], sh.trust, b.names.CRL()); err != nil {
+		return nil, err
+	}
+	sh.crlPEM = vals[b.names.CRL()]
 	b.res.Items = append(b.res.Items, item("CA Certificate", action, b.where(b.names.CACert()), caPair.cert))
 
 	for _, role := range pki.Roles {

@@ -37,6 +37,7 @@ type CertReport struct {
 type Report struct {
 	Store        string       `json:"store"`
 	Phase        string       `json:"rotationPhase,omitempty"`
+	Revocations  []Revocation `json:"revocations,omitempty"`
 	Certificates []CertReport `json:"certificates"`
 	Problems     []string     `json:"problems,omitempty"`
 	Level        int          `json:"level"`
@@ -91,9 +92,10 @@ func Status(ctx context.Context, o StatusOptions) *Report {
 	var storeVals map[string]string
 	var caCert *x509.Certificate
 	var trust []*x509.Certificate
+	revoked := map[string]bool{}
 	if o.Store == nil {
 		rep.raise(Broken, fmt.Sprintf("store unreachable: %v", o.StoreErr))
-	} else if vals, err := o.Store.Get(ctx, append(n.All(), n.Bundle())); err != nil {
+	} else if vals, err := o.Store.Get(ctx, append(n.All(), n.Bundle(), n.CRL())); err != nil {
 		rep.raise(Broken, fmt.Sprintf("store unreachable: %v", err))
 	} else {
 		storeVals = vals
@@ -108,6 +110,11 @@ func Status(ctx context.Context, o StatusOptions) *Report {
 			}
 			add(cr)
 			trust, _ = trustFrom(vals[n.Bundle()], c, n.Bundle())
+			var err error
+			if revoked, rep.Revocations, err = revokedIn(vals[n.CRL()], trust, n.CRL()); err != nil {
+				rep.raise(Broken, err.Error())
+				revoked = map[string]bool{}
+			}
 		}
 		for _, role := range pki.Roles {
 			c, err := pki.ParseCert([]byte(vals[n.ClientCert(role)]))
@@ -118,6 +125,9 @@ func Status(ctx context.Context, o StatusOptions) *Report {
 			cr := grade(roleTitle(role), o.StoreDesc+" ("+n.ClientCert(role)+")", c)
 			if k, err := pki.ParseKey([]byte(vals[n.ClientKey(role)])); err != nil || pki.MatchesKey(c, k) != nil {
 				cr.Level, cr.Problems = Broken, append(cr.Problems, "does not match "+n.ClientKey(role))
+			}
+			if pki.CheckNotRevoked(c, revoked) != nil {
+				cr.Level, cr.Problems = Broken, append(cr.Problems, "is revoked: issue the role a new certificate (`rotate-ca begin`, `promote`, `finish` re-issues every role's)")
 			}
 			add(cr)
 		}
@@ -134,6 +144,10 @@ func Status(ctx context.Context, o StatusOptions) *Report {
 			rep.raise(Broken, fmt.Sprintf("security.serverCert in %s: %v", o.ServerConfig, err))
 		} else {
 			cr := grade("Server Certificate", "local ("+o.ServerConfig+")", leaf)
+			if pki.CheckNotRevoked(leaf, revoked) != nil {
+				cr.Level = max(cr.Level, Attention)
+				cr.Problems = append(cr.Problems, "is revoked (the running server renews it on its next refresh; or `joblet certs renew`)")
+			}
 			if caCert != nil {
 				if leaf.CheckSignatureFrom(caCert) != nil && cr.Level < Broken {
 					cr.Level = max(cr.Level, Attention)

@@ -51,12 +51,27 @@ func TLSConfig(n *config.Node) (*tls.Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("address %q: use HOST:PORT: %w", n.Address, err)
 	}
-	return &tls.Config{
+	tc := &tls.Config{
 		MinVersion:   tls.VersionTLS13,
 		Certificates: []tls.Certificate{cert},
 		RootCAs:      pool,
 		ServerName:   host,
-	}, nil
+	}
+	if n.CRL != "" {
+		crl, err := pki.ParseCRL([]byte(n.CRL), cas)
+		if err != nil {
+			return nil, fmt.Errorf("crl in the config: %w", err)
+		}
+		revoked := pki.RevokedSerials(crl)
+		// After the chain is verified: refuse a server the CRL lists.
+		tc.VerifyPeerCertificate = func(_ [][]byte, chains [][]*x509.Certificate) error {
+			if len(chains) > 0 && len(chains[0]) > 0 {
+				return pki.CheckNotRevoked(chains[0][0], revoked)
+			}
+			return nil
+		}
+	}
+	return tc, nil
 }
 
 // Dial connects (lazily, as gRPC does) to the node called name.
@@ -108,6 +123,8 @@ func (c *Conn) Explain(err error) error {
 
 func hintFor(msg string) string {
 	switch {
+	case strings.Contains(msg, "certificate revoked"):
+		return "the server's certificate has been revoked: the node must renew it (it does so on its next refresh; or `joblet certs renew` on the node)"
 	case strings.Contains(msg, "certificate signed by unknown authority"):
 		return "the server's certificate is not signed by this config's CA: the node belongs to another fleet (another CA or secret prefix), or this config is out of date. Get the current rnx-config.yml from a node of that fleet"
 	case strings.Contains(msg, "x509: certificate is valid for"), strings.Contains(msg, "x509: certificate is not valid for any names"):
@@ -118,7 +135,7 @@ func hintFor(msg string) string {
 		return "the server rejected this client certificate because it has expired: get a renewed rnx-config.yml"
 	case strings.Contains(msg, "remote error: tls: unknown certificate authority"),
 		strings.Contains(msg, "remote error: tls: bad certificate"):
-		return "the server rejected this client certificate: it is not signed by the CA the node trusts (or has expired). Get the current rnx-config.yml for this fleet"
+		return "the server rejected this client certificate: it is not signed by the CA the node trusts, has expired, or was revoked. Get the current rnx-config.yml for this fleet (`rnx config refresh`)"
 	case strings.Contains(msg, "remote error: tls: certificate required"):
 		return "the server requires a client certificate and none was sent"
 	case strings.Contains(msg, "remote error: tls: protocol version not supported"):

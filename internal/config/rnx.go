@@ -25,6 +25,7 @@ type Node struct {
 	Key       string `yaml:"key"`
 	CA        string `yaml:"ca"`
 	IsDefault bool   `yaml:"isDefault,omitempty"`
+	CRL       string `yaml:"crl,omitempty"` // revoked certificates (PEM), refused as servers
 }
 
 // Marshal renders the config as YAML.

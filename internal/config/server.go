@@ -54,6 +54,8 @@ type Security struct {
 	ServerCert string `yaml:"serverCert"`
 	ServerKey  string `yaml:"serverKey"`
 	CACert     string `yaml:"caCert"` // every trusted CA (PEM bundle)
+	// CRL lists revoked certificates (PEM), refused in handshakes.
+	CRL string `yaml:"crl,omitempty"`
 	// RefreshInterval is how often a running server re-reads the trust
 	// bundle from the store and renews its certificate when due.
 	RefreshInterval string `yaml:"refreshInterval,omitempty"`

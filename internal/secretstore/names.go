@@ -27,6 +27,9 @@ func (n Names) ClientKey(r pki.Role) string {
 // once a CA rotation has begun; without it the trust is ca-cert alone.
 func (n Names) Bundle() string { return n.Prefix + "/ca-bundle" }
 
+// CRL is the certificate revocation list, signed by the current CA.
+func (n Names) CRL() string { return n.Prefix + "/crl" }
+
 // Rotation names the record of the rotation away from the CA with serial
 // (hex): create-only, so concurrent or interrupted `rotate-ca begin` runs
 // agree on one new CA.
@@ -50,6 +53,8 @@ func (n Names) Description(name string) string {
 		return "Joblet Root CA Private Key - shared across all instances"
 	case n.Bundle():
 		return "Joblet trusted CA certificates - shared across all instances and clients"
+	case n.CRL():
+		return "Joblet certificate revocation list - shared across all instances and clients"
 	}
 	for _, r := range pki.Roles {
 		title := map[pki.Role]string{pki.Admin: "Admin", pki.Maintainer: "Maintainer", pki.Developer: "Developer", pki.Reader: "Reader"}[r]

@@ -73,6 +73,8 @@ func (c *jobsCollector) Collect(ch chan<- prometheus.Metric) {
 func handshakeReason(err error) string {
 	msg := err.Error()
 	switch {
+	case strings.Contains(msg, "certificate revoked"):
+		return "revoked_client_certificate"
 	case strings.Contains(msg, "didn't provide a certificate"):
 		return "no_client_certificate"
 	case strings.Contains(msg, "unknown authority"):

@@ -18,6 +18,7 @@ type Credentials struct {
 	CAPEM   string // to tell whether the trust changed
 	CACount int
 	CAList  []*x509.Certificate
+	Revoked map[string]bool // serials the CRL lists
 }
 
 // CredentialsFromConfig parses the security section of a server config.
@@ -34,7 +35,15 @@ func CredentialsFromConfig(s config.Security) (*Credentials, error) {
 	for _, c := range cas {
 		pool.AddCert(c)
 	}
-	return &Credentials{Cert: cert, Leaf: cert.Leaf, CAs: pool, CAPEM: s.CACert, CACount: len(cas), CAList: cas}, nil
+	revoked := map[string]bool{}
+	if s.CRL != "" {
+		crl, err := pki.ParseCRL([]byte(s.CRL), cas)
+		if err != nil {
+			return nil, fmt.Errorf("security.crl: %w", err)
+		}
+		revoked = pki.RevokedSerials(crl)
+	}
+	return &Credentials{Cert: cert, Leaf: cert.Leaf, CAs: pool, CAPEM: s.CACert + s.CRL, CACount: len(cas), CAList: cas, Revoked: revoked}, nil
 }
 
 // tlsSource serves the current credentials to every new handshake. Swapping
@@ -55,6 +64,13 @@ func (s *tlsSource) config() *tls.Config {
 				ClientAuth:   tls.RequireAndVerifyClientCert,
 				ClientCAs:    c.CAs,
 				NextProtos:   []string{"h2"},
+				// After the chain is verified: refuse what the CRL lists.
+				VerifyPeerCertificate: func(_ [][]byte, chains [][]*x509.Certificate) error {
+					if len(chains) > 0 && len(chains[0]) > 0 {
+						return pki.CheckNotRevoked(chains[0][0], c.Revoked)
+					}
+					return nil
+				},
 			}, nil
 		},
 	}

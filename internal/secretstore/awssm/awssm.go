@@ -91,9 +91,10 @@ const batchLimit = 20
 
 // batchMin is the fewest names read with BatchGetSecretValue. Its quota is
 // 100 requests/s per account and region, not adjustable, against 10,000/s
-// for GetSecretValue: a few names (a node's periodic refresh reads three)
-// cost less of the quota one by one, and leave the batch quota to joins.
-const batchMin = 4
+// for GetSecretValue: a few names (a node's periodic refresh reads four:
+// the CA pair, the trust bundle, the CRL) cost less of the quota one by one,
+// and leave the batch quota to joins.
+const batchMin = 5
 
 // Get reads the current versions in one BatchGetSecretValue call per 20
 // names (from batchMin names up). Where that call is denied (a least-

@@ -1,0 +1,95 @@
+package test
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ehsaniara/joblet/internal/config"
+	"github.com/ehsaniara/joblet/test/harness"
+)
+
+func TestRevocation(t *testing.T) {
+	moto.Reset(t)
+	joblet, rnx := harness.Bins(t)
+	home, _, env := smNode(t, moto.URL)
+	harness.MustRun(t, env, joblet, "certs", "bootstrap", "--refresh-interval", "1s")
+	harness.Start(t, env, joblet, "server", "--config", filepath.Join(home, "config", "joblet-config.yml"))
+	admin := harness.Env("RNX_CONFIG=" + filepath.Join(home, "config", "rnx-config.yml"))
+	reader := harness.Env("RNX_CONFIG=" + filepath.Join(home, "config", "rnx-config-reader.yml"))
+	harness.Eventually(t, 10*time.Second, "node up", func() error {
+		if r := harness.Run(t, reader, rnx, "info"); r.Code != 0 {
+			return errors.New(r.String())
+		}
+		return nil
+	})
+
+	// A role's client certificate, revoked: refused after the node's next
+	// refresh, while other roles go on.
+	rc, _ := config.LoadRnx(filepath.Join(home, "config", "rnx-config-reader.yml"))
+	certFile := filepath.Join(t.TempDir(), "reader.pem")
+	os.WriteFile(certFile, []byte(rc.Nodes["default"].Cert), 0o600)
+	r := harness.MustRun(t, env, joblet, "certs", "revoke", "--cert", certFile, "--reason", "keyCompromise")
+	if !strings.Contains(r.Stdout, "revoked serial") {
+		t.Fatalf("%s", r)
+	}
+	harness.Eventually(t, 10*time.Second, "the reader refused", func() error {
+		r := harness.Run(t, reader, rnx, "info")
+		if r.Code == 0 {
+			return errors.New("still accepted")
+		}
+		if !strings.Contains(r.Stderr, "server rejected this client certificate") {
+			return errors.New(r.String())
+		}
+		return nil
+	})
+	harness.MustRun(t, admin, rnx, "info")
+	st := harness.Run(t, env, joblet, "certs", "status")
+	if st.Code != 2 || !strings.Contains(st.Stdout, "🚫 revoked serial") || !strings.Contains(st.Stdout, "Client Certificate (reader): is revoked") {
+		t.Fatalf("status: %s", st)
+	}
+
+	// A node's server certificate, revoked: rnx refuses it once its config
+	// carries the CRL; the node renews it on its next refresh (SIGHUP here:
+	// this node refreshes hourly).
+	home2, _, env2 := smNode(t, moto.URL)
+	harness.MustRun(t, env2, joblet, "certs", "bootstrap", "--refresh-interval", "1h")
+	node2 := harness.Start(t, env2, joblet, "server", "--config", filepath.Join(home2, "config", "joblet-config.yml"))
+	cfg2 := filepath.Join(home2, "config", "rnx-config.yml")
+	admin2 := harness.Env("RNX_CONFIG=" + cfg2)
+	var serial string
+	harness.Eventually(t, 10*time.Second, "node 2 up", func() error {
+		r := harness.Run(t, admin2, rnx, "info")
+		if r.Code != 0 {
+			return errors.New(r.String())
+		}
+		for _, l := range strings.Split(r.Stdout, "\n") {
+			if strings.HasPrefix(l, "server certificate serial ") {
+				serial = strings.TrimSuffix(strings.Fields(l)[3], ",")
+			}
+		}
+		return nil
+	})
+	harness.MustRun(t, env2, joblet, "certs", "revoke", "--serial", serial)
+	harness.MustRun(t, append(env2, "RNX_CONFIG="+cfg2), rnx, "config", "refresh")
+	r = harness.Run(t, admin2, rnx, "info")
+	if r.Code != 1 || !strings.Contains(r.Stderr, "the server's certificate has been revoked") {
+		t.Fatalf("revoked server certificate: %s", r)
+	}
+	node2.Cmd.Process.Signal(syscall.SIGHUP)
+	harness.Eventually(t, 10*time.Second, "node 2 renewed its revoked certificate", func() error {
+		if r := harness.Run(t, admin2, rnx, "info"); r.Code != 0 {
+			return errors.New(r.String())
+		}
+		return nil
+	})
+	if !strings.Contains(node2.Output(), `reason="it was revoked"`) {
+		t.Fatalf("node 2 did not say why it renewed:\n%s", node2.Output())
+	}
+	// Revoking twice changes nothing.
+	harness.MustRun(t, env2, joblet, "certs", "revoke", "--serial", serial)
+}
