@@ -195,11 +195,14 @@ func (m *Manager) Logs(ctx context.Context, id string, follow bool, send func([]
 	}
 	var off int64
 	for {
-		data, next, done, more := j.out.readFrom(off)
+		data, next, done, more := j.out.readFrom(off, maxChunk)
 		off = next
 		if len(data) > 0 {
 			if err := send(data); err != nil {
 				return err
+			}
+			if next < j.out.end() {
+				continue // more is already there: no need to wait
 			}
 		}
 		if !follow || done {
@@ -212,6 +215,10 @@ func (m *Manager) Logs(ctx context.Context, id string, follow bool, send func([]
 		}
 	}
 }
+
+// maxChunk bounds one log message: many followers each holding a whole
+// log buffer in flight would multiply the memory the caps are meant to bound.
+const maxChunk = 32 << 10
 
 // Shutdown stops every running job, for a server going down.
 func (m *Manager) Shutdown(ctx context.Context) {

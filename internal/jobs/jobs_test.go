@@ -96,6 +96,10 @@ func TestOutputIsBounded(t *testing.T) {
 	if !strings.HasSuffix(got, "0123456789\n") {
 		t.Fatalf("tail %q", got[len(got)-20:])
 	}
+	j, _ := m.get(s.ID)
+	if c := cap(j.out.buf); c > 1000 {
+		t.Fatalf("the buffer holds %d bytes of capacity for a cap of 1000", c)
+	}
 }
 
 // Stop reaches the whole process group: a grandchild that ignores SIGTERM is

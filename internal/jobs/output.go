@@ -23,13 +23,19 @@ func (o *output) Write(p []byte) (int, error) {
 	defer o.mu.Unlock()
 	o.written += int64(len(p))
 	if len(p) >= o.max {
-		o.buf = append(o.buf[:0], p[len(p)-o.max:]...)
-	} else {
-		if over := len(o.buf) + len(p) - o.max; over > 0 {
-			o.buf = append(o.buf[:0], o.buf[over:]...)
-		}
-		o.buf = append(o.buf, p...)
+		p = p[len(p)-o.max:]
+		o.buf = o.buf[:0]
+	} else if over := len(o.buf) + len(p) - o.max; over > 0 {
+		o.buf = append(o.buf[:0], o.buf[over:]...)
 	}
+	if need := len(o.buf) + len(p); need > cap(o.buf) {
+		// Grow as append would, but never past the cap: append's doubling
+		// could hold twice the memory the cap promises.
+		grown := make([]byte, len(o.buf), min(o.max, max(2*cap(o.buf), need)))
+		copy(grown, o.buf)
+		o.buf = grown
+	}
+	o.buf = append(o.buf, p...)
 	close(o.wake)
 	o.wake = make(chan struct{})
 	return len(p), nil
@@ -44,18 +50,26 @@ func (o *output) close() {
 	}
 }
 
-// readFrom returns the bytes from offset off on (or from the oldest kept),
-// the offset to read from next, whether the output is complete, and a
-// channel closed when there is more.
-func (o *output) readFrom(off int64) (data []byte, next int64, done bool, more <-chan struct{}) {
+// readFrom returns at most limit bytes from offset off on (or from the
+// oldest kept), the offset to read from next, whether the output is complete
+// and was all returned, and a channel closed when there is more.
+func (o *output) readFrom(off int64, limit int) (data []byte, next int64, done bool, more <-chan struct{}) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	start := o.written - int64(len(o.buf))
 	if off < start {
 		off = start
 	}
-	data = append([]byte(nil), o.buf[off-start:]...)
-	return data, o.written, o.closed, o.wake
+	end := min(o.written, off+int64(limit))
+	data = append([]byte(nil), o.buf[off-start:end-start]...)
+	return data, end, o.closed && end == o.written, o.wake
+}
+
+// end is the offset after the last byte written.
+func (o *output) end() int64 {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.written
 }
 
 // truncated reports whether bytes were dropped from the front.
