@@ -267,11 +267,16 @@ func putOrCreate(ctx context.Context, st secretstore.Store, names secretstore.Na
 // now exists, else tries again after a jittered backoff, until ctx ends.
 func (b *bootstrapper) createOrAdopt(ctx context.Context, name, value string) error {
 	backoff := 100 * time.Millisecond
+	var last error // the last real cause, for when the deadline ends the wait
 	for {
 		err := b.o.Store.Create(ctx, b.names.Secret(name, value))
+		if ctx.Err() != nil && last != nil {
+			return fmt.Errorf("%w (gave up at the command's deadline)", last)
+		}
 		if !errors.Is(err, secretstore.ErrTemporary) {
 			return err
 		}
+		last = err
 		got, gerr := b.o.Store.Get(ctx, []string{name})
 		if gerr == nil && got[name] != "" {
 			return fmt.Errorf("create %s: %w", name, secretstore.ErrExist)

@@ -82,6 +82,11 @@ func (s *Store) explain(err error, action string, secrets ...string) error {
 	var nerr net.Error
 	msg := err.Error()
 	switch {
+	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled):
+		// The command's own deadline (an HTTP attempt's timeout is a
+		// net.Error, below).
+		e.Detail = "the command's deadline passed while waiting for Secrets Manager"
+		e.Hint = "raise --timeout / JOBLET_TIMEOUT if the store is slow or throttled"
 	case strings.Contains(msg, "get credentials") || strings.Contains(msg, "failed to refresh cached credentials") ||
 		strings.Contains(msg, "no EC2 IMDS role found") || strings.Contains(msg, "static credentials are empty"):
 		e.Cause = ErrNoCredentials
@@ -101,16 +106,13 @@ func (s *Store) explain(err error, action string, secrets ...string) error {
 		e.Cause = ErrDeleted
 		e.Hint = "Restore it with `aws secretsmanager restore-secret --secret-id NAME`, or wait until the deletion completes"
 	case errors.As(err, &nerr) || strings.Contains(msg, "connection refused") || strings.Contains(msg, "no such host") ||
-		strings.Contains(msg, "dial tcp") || strings.Contains(msg, "connection reset") || strings.Contains(msg, "EOF") ||
-		errors.Is(err, context.DeadlineExceeded):
+		strings.Contains(msg, "dial tcp") || strings.Contains(msg, "connection reset") || strings.Contains(msg, "EOF"):
 		e.Cause = ErrUnreachable
 		e.Detail = "cannot reach " + s.endpoint + ": " + firstLine(msg)
 		e.Hint = "Check the region, the network path (security groups, NAT or a VPC endpoint for Secrets Manager) and AWS_ENDPOINT_URL_SECRETS_MANAGER if set"
 	case status >= 500:
 		e.Cause = ErrServerError
 		e.Hint = fmt.Sprintf("Secrets Manager answered HTTP %d after retries: re-run later", status)
-	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled):
-		e.Hint = "the command's deadline passed while retrying (raise --timeout / JOBLET_TIMEOUT)"
 	}
 	return e
 }
