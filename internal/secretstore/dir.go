@@ -62,31 +62,18 @@ func (d *DirStore) Create(ctx context.Context, s Secret) error {
 }
 
 func (d *DirStore) Put(ctx context.Context, name, value string) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	p, err := d.path(name)
-	if err != nil {
-		return err
-	}
-	unlock, err := d.lock()
-	if err != nil {
-		return err
-	}
-	defer unlock()
-	old, err := os.ReadFile(p)
-	if err != nil {
-		return fmt.Errorf("put secret %s: %w", name, err)
-	}
-	// Previous first: a crash between the two writes leaves the old value
-	// both current and previous, never lost.
-	if err := atomicfile.WriteFile(p+".previous", old, 0o600); err != nil {
-		return fmt.Errorf("put secret %s: %w", name, err)
-	}
-	if err := atomicfile.WriteFile(p, []byte(value), 0o600); err != nil {
-		return fmt.Errorf("put secret %s: %w", name, err)
-	}
-	return nil
+	return d.staged(ctx, "put secret", name, func(p string) error {
+		old, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		// Previous first: a crash between the two writes leaves the old
+		// value both current and previous, never lost.
+		if err := atomicfile.WriteFile(p+".previous", old, 0o600); err != nil {
+			return err
+		}
+		return atomicfile.WriteFile(p, []byte(value), 0o600)
+	})
 }
 
 // Previous returns the version a Put replaced (AWSPREVIOUS in Secrets Manager).
