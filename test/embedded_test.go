@@ -113,28 +113,9 @@ func TestEmbeddedBadInput(t *testing.T) {
 		return m
 	}
 	before := snap()
-	cases := []struct {
-		env  []string
-		args []string
-		code int
-		want string
-	}{
-		{[]string{"USE_SECRETS_MANAGER=maybe"}, nil, 2, `USE_SECRETS_MANAGER="maybe": use auto, true or false`},
-		{[]string{"JOBLET_ADDITIONAL_NAMES=ok.example,bad_name"}, nil, 1, `SAN "bad_name" is not a valid DNS name`},
-		{[]string{"JOBLET_ADDITIONAL_NAMES=a.example,,b.example"}, nil, 1, "empty name in the SAN list"},
-		{[]string{"JOBLET_ADDITIONAL_NAMES=host.example:8443"}, nil, 1, `has a port`},
-		{[]string{"JOBLET_SERVER_ADDRESS=0.0.0.0"}, nil, 1, "unspecified address"},
-		{[]string{"SECRETS_PREFIX=bad prefix!"}, nil, 2, "invalid secret prefix"},
-		{[]string{"FORCE_REGENERATE=perhaps"}, nil, 2, "FORCE_REGENERATE"},
-		{nil, []string{"--key-type", "dsa"}, 2, "unknown key type"},
-		{nil, []string{"--server-lifetime", "soon"}, 2, "--server-lifetime"},
-		{[]string{"JOBLET_SERVER_PORT=70000"}, nil, 2, "not a TCP port"},
-	}
-	for _, tc := range cases {
-		r := harness.Run(t, append(append([]string{}, env...), tc.env...), joblet, append([]string{"certs", "bootstrap"}, tc.args...)...)
-		if r.Code != tc.code || !strings.Contains(r.Stderr, tc.want) {
-			t.Errorf("%v %v: want exit %d and %q, got %s", tc.env, tc.args, tc.code, tc.want, r)
-		}
+	// Every bad-settings vector, run against this installed node.
+	for _, v := range usageVectors(t, home, t.TempDir()) {
+		v.check(t, joblet)
 	}
 	after := snap()
 	if len(after) != len(before) {

@@ -2,6 +2,7 @@ package test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -11,6 +12,7 @@ import (
 
 	"github.com/ehsaniara/joblet/internal/secretstore"
 	"github.com/ehsaniara/joblet/internal/secretstore/awssm"
+	"github.com/ehsaniara/joblet/internal/testutil/reliability"
 	"github.com/ehsaniara/joblet/test/harness"
 )
 
@@ -135,6 +137,7 @@ func TestStoreUnusable(t *testing.T) {
 			if v := readStore(t, "joblet"); len(v) != 0 {
 				t.Fatalf("store changed: %d secrets", len(v))
 			}
+			reliability.Record(t, "store faults", "bootstrap, Secrets Manager "+tc.name, fmt.Sprintf("exit %d: %s; no local file, no secret", r.Code, lastLine(r.Stderr)))
 			if tc.name == "throttled" {
 				// The batch read twice, then per-secret reads retried
 				// with backoff until the attempts run out.

@@ -1,10 +1,13 @@
 package test
 
 import (
+	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/ehsaniara/joblet/internal/testutil/reliability"
 	"github.com/ehsaniara/joblet/test/harness"
 )
 
@@ -19,14 +22,18 @@ func TestTransientStoreFaults(t *testing.T) {
 		t.Run(faultNames[v], func(t *testing.T) {
 			moto.Reset(t)
 			proxy := harness.StartAWSProxy(t, moto.URL)
+			var faulted atomic.Int32
 			proxy.OnCall(func(_ string, n int) harness.Verdict {
 				if n < 2 {
+					faulted.Add(1)
 					return v
 				}
 				return harness.Forward
 			}, nil)
 			home, _, env := smNode(t, proxy.URL)
+			start := time.Now()
 			r := harness.Run(t, env, joblet, "certs", "bootstrap")
+			took := time.Since(start)
 			if r.Code != 0 {
 				t.Fatalf("%s in the first two calls of each kind: %s", faultNames[v], r)
 			}
@@ -35,6 +42,8 @@ func TestTransientStoreFaults(t *testing.T) {
 			if serverConfig(t, home).Security.CACert != stored["joblet/ca-cert"] {
 				t.Fatal("the node does not hold the stored CA")
 			}
+			reliability.Record(t, "store faults", "bootstrap with "+faultNames[v]+" on the first two calls of each action",
+				fmt.Sprintf("exit 0 in %v after %d calls, %d of them faulted; one CA, every pair consistent, the node holds it", took.Round(10*time.Millisecond), len(proxy.Calls()), faulted.Load()))
 		})
 	}
 }
@@ -54,13 +63,16 @@ func TestPersistentStoreFaults(t *testing.T) {
 			if r.Code != 1 || !strings.Contains(r.Stderr, want) {
 				t.Fatalf("want exit 1 naming %q: %s", want, r)
 			}
-			if d := time.Since(start); d > 30*time.Second {
+			d := time.Since(start)
+			if d > 30*time.Second {
 				t.Fatalf("took %v, past its 20s deadline", d)
 			}
 			noFiles(t, home)
 			if v := readStore(t, "joblet"); len(v) != 0 {
 				t.Fatalf("store changed: %d secrets", len(v))
 			}
+			reliability.Record(t, "store faults", "bootstrap with "+faultNames[v]+" on every call (JOBLET_TIMEOUT=20s)",
+				fmt.Sprintf("exit %d after %v and %d attempts: %s; no local file, no secret", r.Code, d.Round(100*time.Millisecond), len(proxy.Calls()), lastLine(r.Stderr)))
 		})
 	}
 }
@@ -89,4 +101,15 @@ func TestCommandDeadline(t *testing.T) {
 		t.Fatalf("took %v with a 4s deadline", d)
 	}
 	noFiles(t, home)
+	reliability.Record(t, "store faults", "bootstrap with every CreateSecret throttled (JOBLET_TIMEOUT=4s)",
+		fmt.Sprintf("exit %d after %v and %d calls: %s; no local file", r.Code, d.Round(100*time.Millisecond), len(proxy.Calls()), lastLine(r.Stderr)))
+}
+
+// lastLine is the final line of a command's stderr: its error.
+func lastLine(s string) string {
+	s = strings.TrimSpace(s)
+	if i := strings.LastIndex(s, "\n"); i >= 0 {
+		s = s[i+1:]
+	}
+	return s
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/ehsaniara/joblet/internal/secretstore"
 	"github.com/ehsaniara/joblet/internal/testutil/openssl"
+	"github.com/ehsaniara/joblet/internal/testutil/reliability"
 	"github.com/ehsaniara/joblet/test/harness"
 )
 
@@ -96,6 +97,8 @@ func TestRaceSecretsManager(t *testing.T) {
 			}
 		}
 		t.Logf("round %d: %d processes, one CA, every pair consistent, every server certificate verified (%s)", round, procs, time.Since(start).Round(time.Millisecond))
+		reliability.Record(t, "races", fmt.Sprintf("%d bootstraps at once against an empty Secrets Manager (round %d of %d)", procs, round, rounds),
+			fmt.Sprintf("all exit 0 in %v; one CA (ca-key and ca-cert have one version each), every pair consistent, %d server certificates verified by openssl", time.Since(start).Round(100*time.Millisecond), len(homes)))
 	}
 }
 
@@ -103,6 +106,7 @@ func TestRaceDirectoryStore(t *testing.T) {
 	procs, rounds := raceSize()
 	for round := 1; round <= rounds; round++ {
 		dir := filepath.Join(t.TempDir(), "shared")
+		start := time.Now()
 		homes := startTogether(t, procs, func(int) (string, []string) {
 			home, _, env := smNode(t, harness.ClosedURL, "USE_SECRETS_MANAGER=false", "JOBLET_STORE=dir:"+dir)
 			return home, env
@@ -115,6 +119,8 @@ func TestRaceDirectoryStore(t *testing.T) {
 		checkStore(t, vals, "joblet")
 		verifyNodes(t, homes, vals["joblet/ca-cert"])
 		t.Logf("round %d: %d processes on one directory store, one CA", round, procs)
+		reliability.Record(t, "races", fmt.Sprintf("%d bootstraps at once against an empty directory store (round %d of %d)", procs, round, rounds),
+			fmt.Sprintf("all exit 0 in %v; one CA, every pair consistent, %d server certificates verified by openssl", time.Since(start).Round(100*time.Millisecond), len(homes)))
 	}
 }
 
@@ -132,6 +138,12 @@ func TestCrashAfterEachStoreWrite(t *testing.T) {
 			cmd.Env = env
 			if !proxy.RunKilledAt(t, cmd, func(action string, n int) bool { return action == "CreateSecret" && n == k }) {
 				t.Fatalf("the bootstrap was not killed at write %d", k+1)
+			}
+			killedAt := "?"
+			for _, c := range proxy.Recorded() {
+				if c.Action == "CreateSecret" && len(c.Secrets) > 0 {
+					killedAt = "CreateSecret " + c.Secrets[0]
+				}
 			}
 			noFiles(t, home)
 			partial := readStore(t, "joblet")
@@ -155,6 +167,8 @@ func TestCrashAfterEachStoreWrite(t *testing.T) {
 			if k%2 == 0 && !strings.Contains(r.Stdout, "🔧") {
 				t.Errorf("a key stored without its certificate should be reported as completed:\n%s", r.Stdout)
 			}
+			reliability.Record(t, "crashes", fmt.Sprintf("bootstrap SIGKILLed right after store write %d of %d (%s)", k+1, writes, killedAt),
+				fmt.Sprintf("no local file; %d secrets left; plain re-runs on another node and on the crashed one exit 0, keep what was stored, one CA", len(partial)))
 		})
 	}
 }

@@ -2,6 +2,7 @@ package test
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/ehsaniara/joblet/internal/config"
+	"github.com/ehsaniara/joblet/internal/testutil/reliability"
 	"github.com/ehsaniara/joblet/test/harness"
 )
 
@@ -34,6 +36,7 @@ func TestRevocation(t *testing.T) {
 	certFile := filepath.Join(t.TempDir(), "reader.pem")
 	os.WriteFile(certFile, []byte(rc.Nodes["default"].Cert), 0o600)
 	r := harness.MustRun(t, env, joblet, "certs", "revoke", "--cert", certFile, "--reason", "keyCompromise")
+	revokedAt := time.Now()
 	if !strings.Contains(r.Stdout, "revoked serial") {
 		t.Fatalf("%s", r)
 	}
@@ -48,6 +51,8 @@ func TestRevocation(t *testing.T) {
 		return nil
 	})
 	harness.MustRun(t, admin, rnx, "info")
+	reliability.Record(t, "revocation", "revoke the reader's client certificate (node refreshes every 1 s)",
+		fmt.Sprintf("reader refused within %v, no restart; admin still served", time.Since(revokedAt).Round(100*time.Millisecond)))
 	st := harness.Run(t, env, joblet, "certs", "status")
 	if st.Code != 2 || !strings.Contains(st.Stdout, "🚫 revoked serial") || !strings.Contains(st.Stdout, "Client Certificate (reader): is revoked") {
 		t.Fatalf("status: %s", st)
@@ -90,6 +95,7 @@ func TestRevocation(t *testing.T) {
 	if !strings.Contains(node2.Output(), `reason="it was revoked"`) {
 		t.Fatalf("node 2 did not say why it renewed:\n%s", node2.Output())
 	}
+	reliability.Record(t, "revocation", "revoke a node's server certificate", "rnx with the refreshed config refuses it (\"the server's certificate has been revoked\"); the node renews on its next refresh and serves again")
 	// Revoking twice changes nothing.
 	harness.MustRun(t, env2, joblet, "certs", "revoke", "--serial", serial)
 }

@@ -2,6 +2,7 @@ package test
 
 import (
 	"encoding/json"
+	"fmt"
 	"os/exec"
 	"strings"
 	"sync"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/ehsaniara/joblet/internal/pki"
 	"github.com/ehsaniara/joblet/internal/testutil/openssl"
+	"github.com/ehsaniara/joblet/internal/testutil/reliability"
 	"github.com/ehsaniara/joblet/test/harness"
 )
 
@@ -96,6 +98,8 @@ func TestRotationCrashAtEachWrite(t *testing.T) {
 				}
 			}
 			checkRotated(t, oldCA)
+			reliability.Record(t, "crashes", fmt.Sprintf("rotate-ca %s SIGKILLed right after its store write %d", step, k+1),
+				"re-running the step and the rest exits 0; the fleet ends on the new CA, the old one leaves every trust bundle")
 		}
 	}
 	t.Logf("%d crash points tested", points)
@@ -127,6 +131,7 @@ func TestRotationConcurrentOperators(t *testing.T) {
 				t.Fatalf("operator %d running %s: %s", i+1, step, r)
 			}
 		}
+		reliability.Record(t, "races", "two operators run rotate-ca "+step+" at the same moment", "both exit 0")
 		if step == "begin" {
 			// One new CA: a single rotation record, one pending CA.
 			out := awsCLI(t, "secretsmanager", "list-secrets", "--filters", "Key=name,Values=joblet/ca-rotation/", "--query", "length(SecretList)", "--output", "text")

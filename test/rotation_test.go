@@ -14,6 +14,7 @@ import (
 
 	"github.com/ehsaniara/joblet/internal/client"
 	"github.com/ehsaniara/joblet/internal/config"
+	"github.com/ehsaniara/joblet/internal/testutil/reliability"
 	"github.com/ehsaniara/joblet/test/harness"
 )
 
@@ -223,6 +224,8 @@ func TestRotationWithoutDowntime(t *testing.T) {
 	if failed != 0 || rate < 20 {
 		t.Fatalf("%d of %d requests failed (%.1f/s): want 0 at >= 20/s", failed, total, rate)
 	}
+	reliability.Record(t, "rotation", "rotate-ca begin, promote, finish on 3 nodes behind HAProxy under load",
+		fmt.Sprintf("%d requests at %.0f/s, %d failed, no node restarted", total, rate, failed))
 	for _, n := range nodes {
 		if n.proc.Cmd.ProcessState != nil || !pids[n.proc.Cmd.Process.Pid] {
 			t.Fatal("a node restarted or exited")
@@ -249,6 +252,7 @@ func TestRotationWithoutDowntime(t *testing.T) {
 	if r.Code != 1 || !strings.Contains(r.Stderr, "server rejected this client certificate") {
 		t.Fatalf("old client certificate after finish: %s", r)
 	}
+	reliability.Record(t, "rotation", "a client certificate signed by the old CA, after finish", "refused: "+lastLine(r.Stderr))
 
 	// Contrast: FORCE_REGENERATE replaces the CA at once. Clients keep the
 	// config they have until they refresh it.

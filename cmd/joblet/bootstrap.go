@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -116,7 +115,7 @@ func (f *bootFlags) options(log *slog.Logger) (certs.Options, error) {
 	if o.ServerAddress == "" {
 		o.ServerAddress = cloud.PrimaryIP()
 	}
-	return o, nil
+	return o, o.Validate()
 }
 
 func bootstrapCmd(args []string, stdout, stderr io.Writer, log *slog.Logger) error {
@@ -215,13 +214,9 @@ func (sf storeFlags) resolve(ctx context.Context, home string, log *slog.Logger)
 			replicas = append(replicas, r)
 		}
 	}
-	rs, err := certs.ResolveStore(ctx, certs.StoreRequest{UseSecretsManager: *sf.useSM, StoreSpec: *sf.store,
+	return certs.ResolveStore(ctx, certs.StoreRequest{UseSecretsManager: *sf.useSM, StoreSpec: *sf.store,
 		Region: *sf.region, Home: home, Log: log,
 		SecretsManager: awssm.CreateOptions{KMSKeyID: *sf.kmsKey, ReplicaRegions: replicas, Tags: sf.tags}})
-	if errors.Is(err, certs.ErrUsage) {
-		return nil, fmt.Errorf("%w: %v", errUsage, err)
-	}
-	return rs, err
 }
 
 func printResult(w io.Writer, r *certs.Result) {

@@ -111,7 +111,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return int(code)
 	case errors.Is(err, flag.ErrHelp):
 		return 0
-	case errors.Is(err, errUsage):
+	case errors.Is(err, errUsage), errors.Is(err, certs.ErrUsage):
 		fmt.Fprintln(stderr, "joblet:", err)
 		return 2
 	default:

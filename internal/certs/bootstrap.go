@@ -251,6 +251,16 @@ func (o *Options) defaults() {
 	}
 }
 
+// Validate checks the operator's settings before anything is read or
+// written, so a bad value is refused with nothing touched.
+func (o *Options) Validate() error {
+	if _, err := o.serverSANs(); err != nil {
+		return err
+	}
+	_, err := o.clientAddress()
+	return err
+}
+
 // serverSANs: the defaults, this node's address, the load balancer's name
 // and the additional names; any invalid entry is an error naming it.
 func (o *Options) serverSANs() (pki.SANs, error) {
@@ -268,7 +278,7 @@ func (o *Options) serverSANs() (pki.SANs, error) {
 	names = append(names, o.AdditionalNames...)
 	sans, err := pki.ParseSANs(names)
 	if err != nil {
-		return pki.SANs{}, fmt.Errorf("server certificate names: %w", err)
+		return pki.SANs{}, fmt.Errorf("%w: server certificate names: %w", ErrUsage, err)
 	}
 	return sans, nil
 }
@@ -304,7 +314,7 @@ func splitPublic(s string) (string, int, error) {
 	}
 	port, err := strconv.Atoi(portStr)
 	if err != nil || port <= 0 || port > 65535 {
-		return "", 0, fmt.Errorf("public address %q: %q is not a TCP port", s, portStr)
+		return "", 0, fmt.Errorf("%w: public address %q: %q is not a TCP port", ErrUsage, s, portStr)
 	}
 	return host, port, nil
 }

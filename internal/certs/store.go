@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ehsaniara/joblet/internal/awsconf"
 	"github.com/ehsaniara/joblet/internal/cloud"
 	"github.com/ehsaniara/joblet/internal/config"
 	"github.com/ehsaniara/joblet/internal/secretstore"
@@ -51,13 +52,29 @@ func OpenStore(ctx context.Context, ref config.StoreRef, log *slog.Logger) (secr
 		st, err := secretstore.NewDirStore(ref.Dir)
 		return st, "directory store " + ref.Dir, err
 	case "secretsmanager":
-		st, err := awssm.Open(ctx, awssm.Options{Region: ref.Region}, log)
+		st, err := awssm.Open(ctx, awssm.Options{Options: awsconf.Options{Region: ref.Region}}, log)
 		if err != nil {
 			return nil, "", err
 		}
 		return st, st.Describe(), nil
 	}
 	return nil, "", fmt.Errorf("the server config has no store section (store.kind %q): re-run `joblet certs bootstrap` to add it", ref.Kind)
+}
+
+// secretsManagerOnly names the options given that only Secrets Manager
+// honours: accepting them in another mode would silently drop them.
+func (r StoreRequest) secretsManagerOnly() []string {
+	var given []string
+	if r.SecretsManager.KMSKeyID != "" {
+		given = append(given, "--kms-key-id/JOBLET_KMS_KEY_ID")
+	}
+	if len(r.SecretsManager.ReplicaRegions) > 0 {
+		given = append(given, "--replica-regions/JOBLET_REPLICA_REGIONS")
+	}
+	if len(r.SecretsManager.Tags) > 0 {
+		given = append(given, "--tag")
+	}
+	return given
 }
 
 // ResolveStore applies the spec's mode table. "auto" means Secrets Manager
@@ -83,6 +100,9 @@ func ResolveStore(ctx context.Context, r StoreRequest) (*ResolvedStore, error) {
 		return nil, fmt.Errorf("%w: USE_SECRETS_MANAGER=%q: use auto, true or false", ErrUsage, r.UseSecretsManager)
 	}
 	if r.StoreSpec != "" {
+		if opts := r.secretsManagerOnly(); len(opts) > 0 {
+			return nil, fmt.Errorf("%w: %s apply to Secrets Manager only, but --store %s was given: drop them, or drop --store and set USE_SECRETS_MANAGER=true", ErrUsage, strings.Join(opts, ", "), r.StoreSpec)
+		}
 		if mode == "true" {
 			return nil, fmt.Errorf("%w: --store %s and USE_SECRETS_MANAGER=true contradict each other: use one shared store (unset JOBLET_STORE/--store, or set USE_SECRETS_MANAGER=false)", ErrUsage, r.StoreSpec)
 		}
@@ -112,6 +132,9 @@ func ResolveStore(ctx context.Context, r StoreRequest) (*ResolvedStore, error) {
 				return nil, fmt.Errorf("this machine looks like an EC2 instance (%s) but the instance metadata service did not answer (%v), so auto mode cannot tell whether the fleet uses Secrets Manager. "+
 					"Set USE_SECRETS_MANAGER=true with EC2_REGION, or USE_SECRETS_MANAGER=false for a standalone node; on containers, raise the IMDS hop limit", why, err)
 			}
+			if opts := r.secretsManagerOnly(); len(opts) > 0 {
+				return nil, fmt.Errorf("%w: %s apply to Secrets Manager only, but USE_SECRETS_MANAGER=auto found no EC2 instance metadata (%v), which means embedded mode: set USE_SECRETS_MANAGER=true with a region to use Secrets Manager from here, or drop them", ErrUsage, strings.Join(opts, ", "), err)
+			}
 			r.Log.Debug("not on EC2: embedded mode", "cause", err)
 			mode = "false"
 		default: // true: fine off EC2 as long as a region is given
@@ -119,6 +142,9 @@ func ResolveStore(ctx context.Context, r StoreRequest) (*ResolvedStore, error) {
 		}
 	}
 	if mode == "false" {
+		if opts := r.secretsManagerOnly(); len(opts) > 0 { // (auto off EC2 was refused above)
+			return nil, fmt.Errorf("%w: %s apply to Secrets Manager only, but USE_SECRETS_MANAGER=false: drop them, or set USE_SECRETS_MANAGER=true", ErrUsage, strings.Join(opts, ", "))
+		}
 		root := filepath.Join(r.Home, "ca")
 		st, err := secretstore.NewDirStore(root)
 		if err != nil {
@@ -134,7 +160,7 @@ func ResolveStore(ctx context.Context, r StoreRequest) (*ResolvedStore, error) {
 	if region == "" {
 		return nil, fmt.Errorf("USE_SECRETS_MANAGER=true needs an AWS region: set --region, EC2_REGION or AWS_REGION (the instance metadata service, which gives it on EC2, did not answer)")
 	}
-	st, err := awssm.Open(ctx, awssm.Options{Region: region, Create: r.SecretsManager}, r.Log)
+	st, err := awssm.Open(ctx, awssm.Options{Options: awsconf.Options{Region: region}, Create: r.SecretsManager}, r.Log)
 	if err != nil {
 		return nil, err
 	}

@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/ehsaniara/joblet/internal/testutil/reliability"
 )
 
 // The vectors in testdata/ say their expected outcome in their names:
@@ -27,6 +29,8 @@ func TestServerConfigVectors(t *testing.T) {
 				t.Fatalf("refused: %v", err)
 			case strings.HasPrefix(name, "fail_") && err == nil:
 				t.Fatal("accepted")
+			case err != nil:
+				reliability.Record(t, "bad input", "server config file "+name, "refused: "+err.Error())
 			}
 		})
 	}
@@ -39,9 +43,11 @@ func TestExposedKeyWarning(t *testing.T) {
 		t.Fatalf("0600 warned: %s", w)
 	}
 	os.Chmod(p, 0o644)
-	if w := ExposedKeyWarning(p); !strings.Contains(w, "chmod 600") || !strings.Contains(w, "0644") {
+	w := ExposedKeyWarning(p)
+	if !strings.Contains(w, "chmod 600") || !strings.Contains(w, "0644") {
 		t.Fatalf("0644: %q", w)
 	}
+	reliability.Record(t, "bad input", "a config file with keys readable by others (0644)", "warning: "+w)
 }
 
 func FuzzParseServer(f *testing.F) {

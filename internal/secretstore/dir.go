@@ -22,9 +22,12 @@ type DirStore struct{ root string }
 
 var _ Store = (*DirStore)(nil)
 
-// NewDirStore opens (creating if needed) a directory store at root.
+// NewDirStore opens a directory store at root. The directory is created by
+// the first write, so a run refused before it writes leaves nothing behind.
 func NewDirStore(root string) (*DirStore, error) {
-	if err := os.MkdirAll(root, 0o700); err != nil {
+	if fi, err := os.Stat(root); err == nil && !fi.IsDir() {
+		return nil, fmt.Errorf("directory store %s: not a directory", root)
+	} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("directory store %s: %w", root, err)
 	}
 	return &DirStore{root: root}, nil
@@ -199,6 +202,9 @@ func removeIfExists(p string) error {
 
 // lock serialises writers sharing the directory (flock on <root>/.lock).
 func (d *DirStore) lock() (func(), error) {
+	if err := os.MkdirAll(d.root, 0o700); err != nil {
+		return nil, fmt.Errorf("directory store %s: %w", d.root, err)
+	}
 	f, err := os.OpenFile(filepath.Join(d.root, ".lock"), os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("lock directory store: %w", err)

@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	pb "github.com/ehsaniara/joblet/api/jobletv1"
+	"github.com/ehsaniara/joblet/internal/testutil/reliability"
 	"github.com/ehsaniara/joblet/internal/certs"
 	"github.com/ehsaniara/joblet/internal/client"
 	"github.com/ehsaniara/joblet/internal/config"
@@ -223,6 +224,7 @@ func TestTLSEdge(t *testing.T) {
 		if err != nil || info.CallerRole != "reader" {
 			t.Fatalf("%v %v", info, err)
 		}
+		reliability.Record(t, "TLS", "client certificate with the legacy OU viewer", "accepted as role "+info.CallerRole)
 	})
 	t.Run("unknown OU is denied", func(t *testing.T) {
 		n := base
@@ -231,6 +233,7 @@ func TestTLSEdge(t *testing.T) {
 		if status.Code(err) != codes.PermissionDenied || !strings.Contains(err.Error(), "no joblet role") {
 			t.Fatalf("%v", err)
 		}
+		reliability.Record(t, "TLS", "client certificate from the fleet's CA with an unknown OU (root)", "denied: "+status.Code(err).String()+", "+status.Convert(err).Message())
 	})
 
 	refused := map[string]struct {
@@ -276,6 +279,7 @@ func TestTLSEdge(t *testing.T) {
 			if !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("error %q does not say %q", err, tc.want)
 			}
+			reliability.Record(t, "TLS", name, "refused, rnx says: "+err.Error())
 		})
 	}
 
@@ -308,6 +312,7 @@ func TestTLSEdge(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("err %v, want %q", err, tc.want)
 			}
+			reliability.Record(t, "TLS", name+" (raw handshake)", "refused by the server: "+err.Error())
 		})
 	}
 }

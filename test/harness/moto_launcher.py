@@ -1,4 +1,6 @@
-"""Start moto_server with one correction to its Secrets Manager emulation.
+"""Start moto_server with two corrections to its emulation of AWS.
+
+1. Secrets Manager.
 
 moto 5.2.1's update_secret_version_stage moves the AWSCURRENT label but does
 not update the secret's default version. Two visible effects follow, neither
@@ -10,10 +12,23 @@ the new version. joblet asks for AWSCURRENT explicitly and relies on AWS's
 behaviour; this launcher makes moto keep its default version in step with
 the label, so the tests exercise the product against AWS's semantics.
 
+2. KMS signing. moto 5.2.1 ignores Sign's MessageType: with DIGEST it
+hashes the 32-byte digest again and signs that, so its signature verifies
+only as a signature over the digest taken as a message. AWS signs the digest
+as given, which is what a Go crypto.Signer (and so joblet's KMS CA) relies
+on: crypto/x509 hands the signer the digest of the certificate. This
+launcher signs DIGEST requests over the digest as given (a "prehashed"
+signature), as AWS does; RAW requests are left to moto.
+
 Everything else is moto_server unchanged: the arguments are moto_server's.
 """
+import contextvars
 import sys
 
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
+from moto.kms import responses as kms_responses
+from moto.kms import utils as kms_utils
 from moto.secretsmanager import models
 
 _update = models.SecretsManagerBackend.update_secret_version_stage
@@ -27,6 +42,42 @@ def update_secret_version_stage(self, secret_id, version_stage, remove_from_vers
 
 
 models.SecretsManagerBackend.update_secret_version_stage = update_secret_version_stage
+
+_digest = contextvars.ContextVar("kms_digest", default=False)
+_response_sign = kms_responses.KmsResponse.sign
+
+
+def response_sign(self):
+    token = _digest.set(self._get_param("MessageType") == "DIGEST")
+    try:
+        return _response_sign(self)
+    finally:
+        _digest.reset(token)
+
+
+_ec_sign = kms_utils.ECDSAPrivateKey.sign
+_rsa_sign = kms_utils.RSAPrivateKey.sign
+
+
+def ec_sign(self, message, signing_algorithm):
+    if not _digest.get():
+        return _ec_sign(self, message, signing_algorithm)
+    kms_utils.validate_signing_algorithm(signing_algorithm, self.valid_signing_algorithms)
+    algorithm = self._ECDSAPrivateKey__hash_algorithm(signing_algorithm)
+    return self.private_key.sign(message, ec.ECDSA(Prehashed(algorithm)))
+
+
+def rsa_sign(self, message, signing_algorithm):
+    if not _digest.get():
+        return _rsa_sign(self, message, signing_algorithm)
+    kms_utils.validate_signing_algorithm(signing_algorithm, kms_utils.SigningAlgorithm.rsa_signing_algorithms())
+    pad, algorithm = self._RSAPrivateKey__padding_and_hash_algorithm(signing_algorithm)
+    return self.private_key.sign(message, pad, Prehashed(algorithm))
+
+
+kms_responses.KmsResponse.sign = response_sign
+kms_utils.ECDSAPrivateKey.sign = ec_sign
+kms_utils.RSAPrivateKey.sign = rsa_sign
 
 if __name__ == "__main__":
     from moto.server import main

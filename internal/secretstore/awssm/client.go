@@ -5,62 +5,28 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
-	"github.com/aws/aws-sdk-go-v2/aws/retry"
-	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
-	"github.com/aws/aws-sdk-go-v2/config"
 	sm "github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+
+	"github.com/ehsaniara/joblet/internal/awsconf"
 )
 
 // Options tune the client. Zero values take the defaults.
 type Options struct {
-	Region string
-	// MaxAttempts per call, first try included; throttling, 5xx and
-	// connection errors are retried with jittered exponential backoff.
-	MaxAttempts int
-	MaxBackoff  time.Duration
-	// AttemptTimeout bounds one HTTP attempt, so a black-holed endpoint
-	// cannot hold a call for the whole command deadline.
-	AttemptTimeout time.Duration
-	Create         CreateOptions
+	awsconf.Options
+	Create CreateOptions
 }
 
-// Open builds a Store from the default AWS configuration: the default
-// credential chain and the SDK's endpoint variables (AWS_ENDPOINT_URL,
-// AWS_ENDPOINT_URL_SECRETS_MANAGER).
+// Open builds a Store from the default AWS configuration (awsconf): the
+// default credential chain and the SDK's endpoint variables
+// (AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_SECRETS_MANAGER).
 func Open(ctx context.Context, o Options, log *slog.Logger) (*Store, error) {
-	if o.MaxAttempts == 0 {
-		o.MaxAttempts = 8
-	}
-	if o.MaxBackoff == 0 {
-		o.MaxBackoff = 4 * time.Second
-	}
-	if o.AttemptTimeout == 0 {
-		o.AttemptTimeout = 10 * time.Second
-	}
 	if o.Region == "" {
 		return nil, fmt.Errorf("no AWS region for Secrets Manager: set --region, EC2_REGION or AWS_REGION (on EC2 it is read from the instance metadata)")
 	}
-	cfg, err := config.LoadDefaultConfig(ctx,
-		config.WithRegion(o.Region),
-		// The SDK's buildable client keeps AWS_CA_BUNDLE working.
-		config.WithHTTPClient(awshttp.NewBuildableClient().WithTimeout(o.AttemptTimeout)),
-		config.WithRetryer(func() aws.Retryer {
-			return retry.NewStandard(func(so *retry.StandardOptions) {
-				so.MaxAttempts = o.MaxAttempts
-				so.MaxBackoff = o.MaxBackoff
-				// No client-side retry quota: under a fleet-wide burst it
-				// would fail a node after a few throttles; attempts,
-				// backoff and the command's deadline bound the retries.
-				so.RateLimiter = ratelimit.None
-			})
-		}),
-	)
+	cfg, err := awsconf.Load(ctx, o.Options)
 	if err != nil {
-		return nil, fmt.Errorf("load AWS configuration: %w", err)
+		return nil, err
 	}
 	endpoint := "Secrets Manager in " + o.Region
 	if e := firstNonEmpty(os.Getenv("AWS_ENDPOINT_URL_SECRETS_MANAGER"), os.Getenv("AWS_ENDPOINT_URL")); e != "" {

@@ -1,0 +1,158 @@
+// Package kmssigner is a crypto.Signer whose private key never leaves AWS
+// KMS: Public comes from kms:GetPublicKey (once), each Sign is one kms:Sign
+// call over the digest crypto/x509 computed. crypto/x509 signs certificates
+// and CRLs with it as with a local key.
+package kmssigner
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/rsa"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/kms"
+	"github.com/aws/aws-sdk-go-v2/service/kms/types"
+	"github.com/aws/smithy-go"
+
+	"github.com/ehsaniara/joblet/internal/awsconf"
+)
+
+// API is the part of the KMS client the signer uses.
+type API interface {
+	GetPublicKey(ctx context.Context, in *kms.GetPublicKeyInput, opts ...func(*kms.Options)) (*kms.GetPublicKeyOutput, error)
+	Sign(ctx context.Context, in *kms.SignInput, opts ...func(*kms.Options)) (*kms.SignOutput, error)
+}
+
+// Signer signs with one asymmetric KMS key (ECC_NIST_P256, RSA_2048,
+// RSA_3072 or RSA_4096; usage SIGN_VERIFY).
+type Signer struct {
+	api     API
+	keyID   string // as given: ARN, key id or alias
+	arn     string // as KMS resolved it
+	spec    types.KeySpec
+	pub     crypto.PublicKey
+	timeout time.Duration
+}
+
+// Open builds a KMS client from the default AWS configuration (endpoint
+// override: AWS_ENDPOINT_URL_KMS) and opens the key.
+func Open(ctx context.Context, o awsconf.Options, keyID string) (*Signer, error) {
+	if o.Region == "" {
+		return nil, fmt.Errorf("no AWS region for the KMS CA key %s: set --region, EC2_REGION or AWS_REGION", keyID)
+	}
+	cfg, err := awsconf.Load(ctx, o)
+	if err != nil {
+		return nil, err
+	}
+	return New(ctx, kms.NewFromConfig(cfg), keyID)
+}
+
+// Endpoint names where KMS is, for messages.
+func Endpoint(region string) string {
+	for _, v := range []string{"AWS_ENDPOINT_URL_KMS", "AWS_ENDPOINT_URL"} {
+		if e := os.Getenv(v); e != "" {
+			return "KMS at " + e
+		}
+	}
+	return "KMS in " + region
+}
+
+// New reads the key's public half and checks that it can sign
+// certificates.
+func New(ctx context.Context, api API, keyID string) (*Signer, error) {
+	if keyID == "" {
+		return nil, errors.New("no KMS key id given")
+	}
+	out, err := api.GetPublicKey(ctx, &kms.GetPublicKeyInput{KeyId: aws.String(keyID)})
+	if err != nil {
+		return nil, explain("kms:GetPublicKey", keyID, err)
+	}
+	if out.KeyUsage != types.KeyUsageTypeSignVerify {
+		return nil, fmt.Errorf("KMS key %s has usage %s: the CA needs an asymmetric key with usage SIGN_VERIFY (ECC_NIST_P256, RSA_2048 or RSA_4096)", keyID, out.KeyUsage)
+	}
+	switch out.KeySpec {
+	case types.KeySpecEccNistP256, types.KeySpecRsa2048, types.KeySpecRsa3072, types.KeySpecRsa4096:
+	default:
+		return nil, fmt.Errorf("KMS key %s is %s: use ECC_NIST_P256, RSA_2048 or RSA_4096 (what TLS clients and openssl verify everywhere)", keyID, out.KeySpec)
+	}
+	pub, err := x509.ParsePKIXPublicKey(out.PublicKey)
+	if err != nil {
+		return nil, fmt.Errorf("KMS key %s: public key: %w", keyID, err)
+	}
+	return &Signer{api: api, keyID: keyID, arn: aws.ToString(out.KeyId), spec: out.KeySpec, pub: pub, timeout: time.Minute}, nil
+}
+
+// Public is the key's public half.
+func (s *Signer) Public() crypto.PublicKey { return s.pub }
+
+// KeyID is the key as KMS names it (its ARN).
+func (s *Signer) KeyID() string { return s.arn }
+
+// Spec is the key's type (ECC_NIST_P256, RSA_2048, ...).
+func (s *Signer) Spec() string { return string(s.spec) }
+
+// Sign signs digest, which the caller hashed with opts.HashFunc(). KMS is
+// told it is a digest (MessageType DIGEST), so it does not hash again.
+// crypto.Signer has no context: each call is bounded by its own timeout,
+// and the SDK's retries are bounded within it.
+func (s *Signer) Sign(_ io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
+	alg, err := s.algorithm(opts)
+	if err != nil {
+		return nil, err
+	}
+	if len(digest) != opts.HashFunc().Size() {
+		return nil, fmt.Errorf("kms sign: digest is %d bytes, %v needs %d", len(digest), opts.HashFunc(), opts.HashFunc().Size())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
+	defer cancel()
+	out, err := s.api.Sign(ctx, &kms.SignInput{KeyId: aws.String(s.arn), Message: digest,
+		MessageType: types.MessageTypeDigest, SigningAlgorithm: alg})
+	if err != nil {
+		return nil, explain("kms:Sign", s.arn, err)
+	}
+	return out.Signature, nil
+}
+
+// algorithm maps what crypto/x509 asks for to KMS's signing algorithm.
+func (s *Signer) algorithm(opts crypto.SignerOpts) (types.SigningAlgorithmSpec, error) {
+	h := opts.HashFunc()
+	_, pss := opts.(*rsa.PSSOptions)
+	table := map[bool]map[crypto.Hash]types.SigningAlgorithmSpec{}
+	switch s.pub.(type) {
+	case *ecdsa.PublicKey:
+		table[false] = map[crypto.Hash]types.SigningAlgorithmSpec{crypto.SHA256: types.SigningAlgorithmSpecEcdsaSha256,
+			crypto.SHA384: types.SigningAlgorithmSpecEcdsaSha384, crypto.SHA512: types.SigningAlgorithmSpecEcdsaSha512}
+	case *rsa.PublicKey:
+		table[false] = map[crypto.Hash]types.SigningAlgorithmSpec{crypto.SHA256: types.SigningAlgorithmSpecRsassaPkcs1V15Sha256,
+			crypto.SHA384: types.SigningAlgorithmSpecRsassaPkcs1V15Sha384, crypto.SHA512: types.SigningAlgorithmSpecRsassaPkcs1V15Sha512}
+		table[true] = map[crypto.Hash]types.SigningAlgorithmSpec{crypto.SHA256: types.SigningAlgorithmSpecRsassaPssSha256,
+			crypto.SHA384: types.SigningAlgorithmSpecRsassaPssSha384, crypto.SHA512: types.SigningAlgorithmSpecRsassaPssSha512}
+	}
+	if alg, ok := table[pss][h]; ok {
+		return alg, nil
+	}
+	return "", fmt.Errorf("KMS key %s (%s) cannot sign with %v (PSS %v)", s.arn, s.spec, h, pss)
+}
+
+// explain names the action, the key and what to do.
+func explain(action, keyID string, err error) error {
+	var ae smithy.APIError
+	if errors.As(err, &ae) {
+		switch ae.ErrorCode() {
+		case "AccessDeniedException":
+			return fmt.Errorf("%s on KMS key %s: access denied: grant this role %s on the key (`joblet certs iam-policy` prints the policy): %w", action, keyID, action, err)
+		case "NotFoundException":
+			return fmt.Errorf("%s: KMS key %s does not exist in this region: check --ca-kms-key-id and the region: %w", action, keyID, err)
+		case "DisabledException", "KMSInvalidStateException":
+			return fmt.Errorf("%s: KMS key %s is disabled or pending deletion: enable it (aws kms enable-key / cancel-key-deletion): %w", action, keyID, err)
+		}
+	}
+	return fmt.Errorf("%s on KMS key %s: %w", action, keyID, err)
+}

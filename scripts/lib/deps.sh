@@ -1,0 +1,29 @@
+# Sourced by scripts/test.sh and scripts/reliability.sh (from the repository
+# root): installs or checks the real components the tests use
+# (ARCHITECTURE.md, "Real components in tests"). Missing means failure.
+need() { command -v "$1" >/dev/null 2>&1; }
+fail() { echo "test.sh: $*" >&2; exit 1; }
+
+if ! need haproxy; then
+  if [ "$(id -u)" = 0 ] && need apt-get; then
+    echo "installing haproxy (Debian package)"
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy) >/dev/null \
+      || fail "could not install haproxy with apt-get"
+  else
+    fail "haproxy is missing: install the Debian package haproxy (apt-get install haproxy)"
+  fi
+fi
+need openssl || fail "openssl is missing: apt-get install openssl"
+need moto_server || fail "moto_server is missing: pip install 'moto[server]' (the machine image ships it)"
+need aws || fail "the aws CLI is missing: pip install awscli (the machine image ships it)"
+
+# The EC2 metadata mock, pinned, built from the Go module proxy into .tmp/bin.
+mock_version=v1.13.0
+export GOBIN="$PWD/.tmp/bin"
+if [ ! -x "$GOBIN/ec2-metadata-mock" ] || [ "$(cat "$GOBIN/.ec2-metadata-mock.version" 2>/dev/null)" != "$mock_version" ]; then
+  echo "installing ec2-metadata-mock $mock_version"
+  go install "github.com/aws/amazon-ec2-metadata-mock/cmd/ec2-metadata-mock@$mock_version" \
+    || fail "could not install ec2-metadata-mock $mock_version from the Go module proxy"
+  echo "$mock_version" > "$GOBIN/.ec2-metadata-mock.version"
+fi
+export EC2_METADATA_MOCK="$GOBIN/ec2-metadata-mock"
