@@ -18,13 +18,13 @@ import (
 	"google.golang.org/grpc/status"
 
 	pb "github.com/ehsaniara/joblet/api/jobletv1"
-	"github.com/ehsaniara/joblet/internal/testutil/reliability"
 	"github.com/ehsaniara/joblet/internal/certs"
 	"github.com/ehsaniara/joblet/internal/client"
 	"github.com/ehsaniara/joblet/internal/config"
 	"github.com/ehsaniara/joblet/internal/pki"
 	"github.com/ehsaniara/joblet/internal/secretstore"
 	"github.com/ehsaniara/joblet/internal/server"
+	"github.com/ehsaniara/joblet/internal/testutil/reliability"
 )
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
