@@ -139,6 +139,7 @@ func bootstrapCmd(args []string, stdout, stderr io.Writer, log *slog.Logger) err
 		return err
 	}
 	o.Store, o.StoreDesc, o.Mode, o.StoreRef = rs.Store, rs.Desc, rs.Mode, rs.Ref
+	o.CAKMSKeyID, o.OpenKMS = *f.sf.caKMS, rs.OpenKMS
 	if rs.Instance != nil {
 		o.FallbackNodeID = rs.Instance.ID
 	}
@@ -162,6 +163,7 @@ func runBootstrap(ctx context.Context, o certs.Options, asJSON bool, stdout io.W
 // storeFlags are the flags every command that reaches the shared store takes.
 type storeFlags struct {
 	useSM, store, prefix, region, kmsKey, replicas *string
+	caKMS                                          *string
 	tags                                           tagFlags
 	timeout                                        *time.Duration
 }
@@ -195,6 +197,7 @@ func addStoreFlags(fs *flag.FlagSet) storeFlags {
 	return storeFlags{
 		tags:     tags,
 		timeout:  fs.Duration("timeout", timeout, "the longest the command may take, retries included (env JOBLET_TIMEOUT)"),
+		caKMS:    fs.String("ca-kms-key-id", envOr("JOBLET_CA_KMS_KEY_ID", ""), "AWS KMS key (ARN, id or alias; asymmetric, SIGN_VERIFY) that holds the CA's private key: <prefix>/ca-key is then never written or read (env JOBLET_CA_KMS_KEY_ID)"),
 		kmsKey:   fs.String("kms-key-id", envOr("JOBLET_KMS_KEY_ID", ""), "KMS key (id, ARN or alias) that encrypts the secrets joblet creates (env JOBLET_KMS_KEY_ID)"),
 		replicas: fs.String("replica-regions", envOr("JOBLET_REPLICA_REGIONS", ""), "comma list of regions to replicate new secrets to (env JOBLET_REPLICA_REGIONS)"),
 		useSM:    fs.String("use-secrets-manager", envOr("USE_SECRETS_MANAGER", "auto"), "auto, true or false (env USE_SECRETS_MANAGER)"),
@@ -215,7 +218,7 @@ func (sf storeFlags) resolve(ctx context.Context, home string, log *slog.Logger)
 		}
 	}
 	return certs.ResolveStore(ctx, certs.StoreRequest{UseSecretsManager: *sf.useSM, StoreSpec: *sf.store,
-		Region: *sf.region, Home: home, Log: log,
+		Region: *sf.region, Home: home, Log: log, CAKMSKeyID: *sf.caKMS,
 		SecretsManager: awssm.CreateOptions{KMSKeyID: *sf.kmsKey, ReplicaRegions: replicas, Tags: sf.tags}})
 }
 
@@ -223,6 +226,9 @@ func printResult(w io.Writer, r *certs.Result) {
 	icon := map[string]string{certs.Generated: "✨", certs.Retrieved: "✅", certs.Completed: "🔧"}
 	verb := map[string]string{certs.Generated: "Generated and stored in", certs.Retrieved: "Retrieved from", certs.Completed: "Completed (certificate added for the stored key) in"}
 	fmt.Fprintf(w, "joblet certificates (%s mode, node %s)\n", r.Mode, r.NodeID)
+	if r.CAKMSKey != "" {
+		fmt.Fprintf(w, "  🔐 CA private key: in AWS KMS (%s); every certificate is signed through kms:Sign, no CA key on this node\n", r.CAKMSKey)
+	}
 	for _, it := range r.Items {
 		if it.Name == "Server Certificate" {
 			fmt.Fprintf(w, "  🆕 %s: Generated locally (instance-specific), serial %s, expires %s\n", it.Name, it.Serial, it.NotAfter.Format("2006-01-02"))

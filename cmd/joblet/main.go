@@ -197,7 +197,7 @@ func storeRefresher(path string, cfg *config.Server, log *slog.Logger) func(cont
 			}
 			st = s
 		}
-		res, err := certs.RefreshNode(ctx, certs.NodeRefresh{ConfigPath: path, Store: st})
+		res, err := certs.RefreshNode(ctx, certs.NodeRefresh{ConfigPath: path, Store: st, OpenKMS: certs.KMSOpenerFor(cfg.Store)})
 		if err != nil {
 			return false, err
 		}

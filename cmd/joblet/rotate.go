@@ -37,7 +37,7 @@ func renewCmd(args []string, stdout, stderr io.Writer, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	res, err := certs.RefreshNode(ctx, certs.NodeRefresh{ConfigPath: *path, Store: st, Force: true})
+	res, err := certs.RefreshNode(ctx, certs.NodeRefresh{ConfigPath: *path, Store: st, Force: true, OpenKMS: certs.KMSOpenerFor(cfg.Store)})
 	if err != nil {
 		return err
 	}

@@ -45,7 +45,7 @@ func statusCmd(args []string, stdout, stderr io.Writer, log *slog.Logger) error 
 		return ""
 	}
 	o := certs.StatusOptions{Prefix: *sf.prefix, ServerConfig: orDefault(*srvPath, "joblet-config.yml"),
-		RnxConfig: orDefault(*rnxPath, "rnx-config.yml"), WarnDays: *warnDays, Now: time.Now()}
+		RnxConfig: orDefault(*rnxPath, "rnx-config.yml"), WarnDays: *warnDays, Now: time.Now(), CAKMSKeyID: *sf.caKMS}
 	ctx, cancel := sf.context()
 	defer cancel()
 	// A node's own config says where its store is; otherwise the flags do.
@@ -89,6 +89,9 @@ func printStatus(w io.Writer, r *certs.Report) {
 		fmt.Fprintf(w, " (CA rotation: %s)", r.Phase)
 	}
 	fmt.Fprintln(w)
+	if r.CAKey != "" {
+		fmt.Fprintf(w, "CA key: %s\n", r.CAKey)
+	}
 	for _, c := range r.Certificates {
 		fmt.Fprintf(w, "%s %s\n     %s\n     subject %s, serial %s\n     sha256 %s\n     valid %s to %s (%d days left)\n",
 			mark[c.Level], c.Name, c.Where, c.Subject, c.Serial, c.Fingerprint,
@@ -180,7 +183,7 @@ func revokeCmd(args []string, stdout, stderr io.Writer, log *slog.Logger) error 
 	if err != nil {
 		return err
 	}
-	list, err := certs.Revoke(ctx, rs.Store, *sf.prefix, serial, code, time.Now())
+	list, err := certs.Revoke(ctx, rs.Store, *sf.prefix, serial, code, time.Now(), rs.OpenKMS)
 	if err != nil {
 		return err
 	}

@@ -53,6 +53,11 @@ type Options struct {
 	RefreshInterval time.Duration
 	MetricsAddress  string // metrics.address; kept from the existing config when empty
 
+	// CAKMSKeyID puts the CA's private key in AWS KMS (opened with OpenKMS):
+	// <prefix>/ca-key is then never read or written.
+	CAKMSKeyID string
+	OpenKMS    KMSOpener
+
 	// Retries and RetryDelay: how often to re-read a store found
 	// inconsistent before reporting it; a rotation step moving two labels
 	// can be seen half done for a moment. Default 3 times, 1s apart.
@@ -82,6 +87,9 @@ type Result struct {
 	Items    []Item   `json:"certificates"`
 	Files    []string `json:"files"`
 	Warnings []string `json:"warnings,omitempty"`
+	// CAKMSKey is the ARN of the KMS key that holds the CA's private key
+	// (KMS mode), empty when the key is in the store.
+	CAKMSKey string `json:"caKmsKey,omitempty"`
 }
 
 // Actions of an Item.
@@ -133,6 +141,15 @@ func Bootstrap(ctx context.Context, o Options) (*Result, error) {
 
 	res := &Result{Mode: o.Mode, Store: o.StoreDesc, Prefix: o.Prefix}
 	b := &bootstrapper{o: o, names: names, res: res}
+	if o.CAKMSKeyID != "" {
+		if o.OpenKMS == nil {
+			return nil, fmt.Errorf("%w: --ca-kms-key-id needs AWS (Secrets Manager mode)", ErrUsage)
+		}
+		if b.kms, err = o.OpenKMS(ctx, o.CAKMSKeyID); err != nil {
+			return nil, fmt.Errorf("open the CA's KMS key: %w", err)
+		}
+		res.CAKMSKey = b.kms.KeyID()
+	}
 	var sh *shared
 	if o.Force {
 		sh, err = b.regenerate(ctx)
@@ -195,6 +212,7 @@ func Bootstrap(ctx context.Context, o Options) (*Result, error) {
 		srvCfg.Security.RefreshInterval = o.RefreshInterval.String()
 	}
 	srvCfg.Store = o.StoreRef
+	srvCfg.Security.CAKMSKeyID = res.CAKMSKey
 	if o.MetricsAddress != "" {
 		srvCfg.Metrics.Address = o.MetricsAddress
 	}
@@ -334,6 +352,7 @@ type bootstrapper struct {
 	o     Options
 	names secretstore.Names
 	res   *Result
+	kms   KMSKey // the CA's key in KMS mode
 }
 
 func (b *bootstrapper) noteCapped(what string, is pki.Issued) {

@@ -2,6 +2,7 @@ package certs
 
 import (
 	"context"
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/rsa"
 	"crypto/x509"
@@ -20,6 +21,9 @@ type NodeRefresh struct {
 	Store      secretstore.Store
 	Force      bool // renew the server certificate even if not due
 	Now        func() time.Time
+	// OpenKMS opens the CA's KMS key when the fleet keeps it in KMS (the
+	// config's caKmsKeyId, or the store's ca-kms-key after a migration).
+	OpenKMS KMSOpener
 }
 
 // NodeRefreshResult says what changed.
@@ -65,21 +69,18 @@ func RefreshNode(ctx context.Context, r NodeRefresh) (*NodeRefreshResult, error)
 	if cfg.Store.Prefix == "" {
 		names.Prefix = "joblet"
 	}
-	vals, err := r.Store.Get(ctx, []string{names.CACert(), names.CAKey(), names.Bundle(), names.CRL()})
+	// A KMS-mode node reads the key reference, never the key secret.
+	keyName := names.CAKey()
+	if cfg.Security.CAKMSKeyID != "" {
+		keyName = names.CAKMSKey()
+	}
+	vals, err := r.Store.Get(ctx, []string{names.CACert(), keyName, names.Bundle(), names.CRL()})
 	if err != nil {
 		return nil, fmt.Errorf("read the CA from the store: %w", err)
 	}
 	caCert, err := pki.ParseCert([]byte(vals[names.CACert()]))
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s: %v", ErrInconsistentStore, names.CACert(), err)
-	}
-	caKey, err := pki.ParseKey([]byte(vals[names.CAKey()]))
-	if err != nil {
-		return nil, fmt.Errorf("%w: %s: %v", ErrInconsistentStore, names.CAKey(), err)
-	}
-	// During a stage move the two may briefly disagree: report, retry later.
-	if err := pki.MatchesKey(caCert, caKey); err != nil {
-		return nil, fmt.Errorf("%w: %s is not the certificate of %s (a rotation step may be in progress; retrying)", ErrInconsistentStore, names.CACert(), names.CAKey())
 	}
 	trust, err := trustFrom(vals[names.Bundle()], caCert, names.Bundle())
 	if err != nil {
@@ -122,7 +123,12 @@ func RefreshNode(ctx context.Context, r NodeRefresh) (*NodeRefreshResult, error)
 		if err != nil {
 			return nil, err
 		}
-		ca := pki.CA{Cert: caCert, Key: caKey}
+		signer, kmsID, err := r.signer(ctx, cfg, names, caCert, vals)
+		if err != nil {
+			return nil, err
+		}
+		cfg.Security.CAKMSKeyID = kmsID
+		ca := pki.CA{Cert: caCert, Key: signer}
 		is, err := ca.IssueServer(key.Public(), pki.SANs{DNS: leaf.DNSNames, IPs: leaf.IPAddresses}, now, lifetime)
 		if err != nil {
 			return nil, fmt.Errorf("renew the server certificate: %w", err)
@@ -148,6 +154,26 @@ func RefreshNode(ctx context.Context, r NodeRefresh) (*NodeRefreshResult, error)
 		return nil, err
 	}
 	return res, nil
+}
+
+// signer finds the current CA's key: the stored ca-key, or the KMS key the
+// config or the store's ca-kms-key names. During a stage move the CA
+// certificate and its key may briefly disagree: the error says so, and the
+// next refresh retries.
+func (r NodeRefresh) signer(ctx context.Context, cfg *config.Server, names secretstore.Names, caCert *x509.Certificate, vals map[string]string) (crypto.Signer, string, error) {
+	if cfg.Security.CAKMSKeyID != "" {
+		return caSigner(ctx, caCert, nil, []string{vals[names.CAKMSKey()], cfg.Security.CAKMSKeyID}, r.OpenKMS, names)
+	}
+	keyPEM := vals[names.CAKey()]
+	if key, err := pki.ParseKey([]byte(keyPEM)); err == nil && samePublicKey(caCert, key) {
+		return key, "", nil
+	}
+	// Not the stored key: the fleet may have moved its CA to KMS.
+	got, err := r.Store.Get(ctx, []string{names.CAKMSKey()})
+	if err != nil {
+		return nil, "", fmt.Errorf("read %s: %w", names.CAKMSKey(), err)
+	}
+	return caSigner(ctx, caCert, []string{keyPEM}, []string{got[names.CAKMSKey()]}, r.OpenKMS, names)
 }
 
 func keyTypeOf(k any) pki.KeyType {

@@ -21,13 +21,14 @@ type Revocation struct {
 // Revoke adds serial to the CRL in the store (creating it), signed by the
 // current CA. Revoking a serial already listed changes nothing. Nodes refuse
 // the certificate after their next refresh, rnx after `rnx config refresh`.
-func Revoke(ctx context.Context, st secretstore.Store, prefix string, serial *big.Int, reason int, now time.Time) ([]Revocation, error) {
+// In KMS mode the CRL is signed through open.
+func Revoke(ctx context.Context, st secretstore.Store, prefix string, serial *big.Int, reason int, now time.Time, open KMSOpener) ([]Revocation, error) {
 	n := secretstore.Names{Prefix: prefix}
-	vals, err := st.Get(ctx, []string{n.CACert(), n.CAKey(), n.Bundle(), n.CRL()})
+	vals, err := st.Get(ctx, []string{n.CACert(), n.CAKey(), n.CAKMSKey(), n.Bundle(), n.CRL()})
 	if err != nil {
 		return nil, fmt.Errorf("read the CA and the CRL: %w", err)
 	}
-	ca, err := parsePair(vals[n.CACert()], vals[n.CAKey()], n.CACert(), n.CAKey())
+	ca, err := currentCA(ctx, vals, n, open)
 	if err != nil {
 		return nil, err
 	}

@@ -26,35 +26,51 @@ var ErrInconsistentStore = errors.New("the shared certificates in the store need
 // candidate certificate is for the same key, whichever is stored first
 // serves everyone.
 func (b *bootstrapper) ensure(ctx context.Context) (*shared, error) {
-	vals, err := b.o.Store.Get(ctx, append(b.names.All(), b.names.Bundle(), b.names.CRL()))
+	read := append(b.names.All(), b.names.Bundle(), b.names.CRL())
+	if b.kms != nil {
+		// A KMS-mode node never reads the CA key secret (its IAM policy
+		// has no access to it); the key reference takes its place.
+		read = append(withoutName(read, b.names.CAKey()), b.names.CAKMSKey())
+	}
+	vals, err := b.o.Store.Get(ctx, read)
 	if err != nil {
 		return nil, fmt.Errorf("read shared certificates from %s: %w", b.o.StoreDesc, err)
 	}
 	sh := &shared{clients: map[pki.Role]pair{}}
 	now := b.o.Now()
 
-	caPair, action, err := b.ensurePair(ctx, vals, b.names.CACert(), b.names.CAKey(),
-		func(key crypto.Signer) (*x509.Certificate, error) {
-			return pki.NewCA(key, now, b.o.CALifetime)
-		},
-		func(c *x509.Certificate) error { return pki.CheckCA(c, now) })
-	if err != nil {
-		return nil, err
+	var caCert *x509.Certificate
+	var action string
+	if b.kms != nil {
+		if caCert, action, err = b.ensureKMSCA(ctx, vals); err != nil {
+			return nil, err
+		}
+		sh.ca = pki.CA{Cert: caCert, Key: b.kms}
+		sh.caPEM = string(pki.EncodeCert(caCert))
+	} else {
+		caPair, act, err := b.ensurePair(ctx, vals, b.names.CACert(), b.names.CAKey(),
+			func(key crypto.Signer) (*x509.Certificate, error) {
+				return pki.NewCA(key, now, b.o.CALifetime)
+			},
+			func(c *x509.Certificate) error { return pki.CheckCA(c, now) })
+		if err != nil {
+			return nil, b.kmsFleet(ctx, err)
+		}
+		caKey, err := pki.ParseKey([]byte(caPair.keyPEM))
+		if err != nil {
+			return nil, err
+		}
+		sh.ca = pki.CA{Cert: caPair.cert, Key: caKey}
+		sh.caPEM, caCert, action = caPair.certPEM, caPair.cert, act
 	}
-	caKey, err := pki.ParseKey([]byte(caPair.keyPEM))
-	if err != nil {
-		return nil, err
-	}
-	sh.ca = pki.CA{Cert: caPair.cert, Key: caKey}
-	sh.caPEM = caPair.certPEM
-	if sh.trust, err = trustFrom(vals[b.names.Bundle()], caPair.cert, b.names.Bundle()); err != nil {
+	if sh.trust, err = trustFrom(vals[b.names.Bundle()], caCert, b.names.Bundle()); err != nil {
 		return nil, err
 	}
 	if _, _, err := revokedIn(vals[b.names.CRL()], sh.trust, b.names.CRL()); err != nil {
 		return nil, err
 	}
 	sh.crlPEM = vals[b.names.CRL()]
-	b.res.Items = append(b.res.Items, item("CA Certificate", action, b.where(b.names.CACert()), caPair.cert))
+	b.res.Items = append(b.res.Items, item("CA Certificate", action, b.where(b.names.CACert()), caCert))
 
 	for _, role := range pki.Roles {
 		role := role
@@ -72,6 +88,108 @@ func (b *bootstrapper) ensure(ctx context.Context) (*shared, error) {
 		b.res.Items = append(b.res.Items, item(roleTitle(role), action, b.where(b.names.ClientCert(role)), p.cert))
 	}
 	return sh, nil
+}
+
+// ensureKMSCA returns the fleet's CA certificate for the KMS key this node
+// was given, creating it when the store has none: the key reference
+// (ca-kms-key) first, as the claim, then the certificate self-signed
+// through KMS. Concurrent first nodes share the key, so a node that loses
+// the race for ca-cert adopts the winner's certificate.
+func (b *bootstrapper) ensureKMSCA(ctx context.Context, vals map[string]string) (*x509.Certificate, string, error) {
+	n, now := b.names, b.o.Now()
+	action := Retrieved
+	ref, haveRef := vals[n.CAKMSKey()]
+	certPEM, haveCert := vals[n.CACert()]
+	if !haveRef {
+		if haveCert {
+			if c, err := pki.ParseCert([]byte(certPEM)); err != nil || !samePublicKey(c, b.kms) {
+				return nil, "", fmt.Errorf("%w: this fleet's CA (%s) is not signed by KMS key %s and the store names no KMS key (%s): its private key is kept in the store as %s. %s",
+					ErrCAMode, n.CACert(), b.kms.KeyID(), n.CAKMSKey(), n.CAKey(), caModes)
+			}
+		}
+		err := b.createOrAdopt(ctx, n.CAKMSKey(), b.kms.KeyID())
+		switch {
+		case err == nil:
+			ref = b.kms.KeyID()
+		case errors.Is(err, secretstore.ErrExist):
+			got, err := b.o.Store.Get(ctx, []string{n.CAKMSKey(), n.CACert()})
+			if err != nil {
+				return nil, "", fmt.Errorf("read %s after losing the race to create it: %w", n.CAKMSKey(), err)
+			}
+			ref = got[n.CAKMSKey()]
+			certPEM, haveCert = got[n.CACert()]
+		default:
+			return nil, "", fmt.Errorf("store %s: %w", n.CAKMSKey(), err)
+		}
+	}
+	if ref != b.kms.KeyID() && ref != b.o.CAKMSKeyID {
+		return nil, "", fmt.Errorf("%w: this fleet's CA key is KMS key %s (%s), but this node was given %s: set JOBLET_CA_KMS_KEY_ID=%s. %s",
+			ErrCAMode, ref, n.CAKMSKey(), b.o.CAKMSKeyID, ref, caModes)
+	}
+	if !haveCert {
+		cert, err := pki.NewCA(b.kms, now, b.o.CALifetime)
+		if err != nil {
+			return nil, "", fmt.Errorf("self-sign the CA certificate through KMS key %s: %w", b.kms.KeyID(), err)
+		}
+		enc := string(pki.EncodeCert(cert))
+		err = b.createOrAdopt(ctx, n.CACert(), enc)
+		switch {
+		case err == nil:
+			certPEM, action = enc, Generated
+		case errors.Is(err, secretstore.ErrExist):
+			got, err := b.o.Store.Get(ctx, []string{n.CACert()})
+			if err != nil {
+				return nil, "", fmt.Errorf("read %s after losing the race to create it: %w", n.CACert(), err)
+			}
+			if certPEM = got[n.CACert()]; certPEM == "" {
+				return nil, "", fmt.Errorf("%s was reported to exist but cannot be read back: restore it or wait and re-run", n.CACert())
+			}
+		default:
+			return nil, "", fmt.Errorf("store %s: %w", n.CACert(), err)
+		}
+	}
+	cert, err := pki.ParseCert([]byte(certPEM))
+	if err != nil {
+		return nil, "", fmt.Errorf("%w: secret %s does not hold a usable certificate (%v). Restore its previous version", ErrInconsistentStore, n.CACert(), err)
+	}
+	if !samePublicKey(cert, b.kms) {
+		return nil, "", fmt.Errorf("%w: %s is not the certificate of KMS key %s (a rotation step may be in progress; re-run)", ErrInconsistentStore, n.CACert(), b.kms.KeyID())
+	}
+	if err := pki.CheckCA(cert, now); err != nil {
+		return nil, "", fmt.Errorf("%w: %s: %v. Replace it with FORCE_REGENERATE=true (every client then needs the new config)", ErrInconsistentStore, n.CACert(), err)
+	}
+	return cert, action, nil
+}
+
+// kmsFleet turns a CA problem met by a node without a KMS key into the
+// explanation of the two modes when the store says the fleet's CA key is
+// in KMS (the CA certificate without ca-key, or not matching it).
+func (b *bootstrapper) kmsFleet(ctx context.Context, err error) error {
+	if !errors.Is(err, ErrInconsistentStore) {
+		return err
+	}
+	got, gerr := b.o.Store.Get(ctx, []string{b.names.CAKMSKey(), b.names.CACert(), b.names.CAKey()})
+	ref := got[b.names.CAKMSKey()]
+	if gerr != nil || ref == "" {
+		return err
+	}
+	if c, perr := pki.ParseCert([]byte(got[b.names.CACert()])); perr == nil {
+		if k, kerr := pki.ParseKey([]byte(got[b.names.CAKey()])); kerr == nil && samePublicKey(c, k) {
+			return err // the stored key is the CA's: not a mode question
+		}
+	}
+	return fmt.Errorf("%w: this fleet's CA key is in AWS KMS (%s names %s) and this node was not given it: set JOBLET_CA_KMS_KEY_ID=%s (or --ca-kms-key-id). %s",
+		ErrCAMode, b.names.CAKMSKey(), ref, ref, caModes)
+}
+
+func withoutName(names []string, drop string) []string {
+	out := make([]string, 0, len(names))
+	for _, n := range names {
+		if n != drop {
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 // ensurePair returns the stored pair certName/keyName, creating what is
@@ -197,20 +315,29 @@ func trustFrom(bundlePEM string, current *x509.Certificate, name string) ([]*x50
 // rather than a silently wrong pair.
 func (b *bootstrapper) regenerate(ctx context.Context) (*shared, error) {
 	now := b.o.Now()
-	caKey, err := pki.GenerateKey(b.o.KeyType, nil)
-	if err != nil {
-		return nil, err
+	var caKey crypto.Signer = b.kms
+	var keyWrite struct{ name, value string }
+	if b.kms != nil {
+		// The KMS key is the CA's key: a new CA certificate for it, and the
+		// reference to it. A new KMS key gives a new CA key.
+		keyWrite.name, keyWrite.value = b.names.CAKMSKey(), b.kms.KeyID()
+	} else {
+		k, err := pki.GenerateKey(b.o.KeyType, nil)
+		if err != nil {
+			return nil, err
+		}
+		enc, err := pki.EncodeKey(k)
+		if err != nil {
+			return nil, err
+		}
+		caKey, keyWrite.name, keyWrite.value = k, b.names.CAKey(), string(enc)
 	}
 	caCert, err := pki.NewCA(caKey, now, b.o.CALifetime)
 	if err != nil {
 		return nil, err
 	}
 	sh := &shared{ca: pki.CA{Cert: caCert, Key: caKey}, caPEM: string(pki.EncodeCert(caCert)), trust: []*x509.Certificate{caCert}, clients: map[pki.Role]pair{}}
-	caKeyPEM, err := pki.EncodeKey(caKey)
-	if err != nil {
-		return nil, err
-	}
-	writes := []struct{ name, value string }{{b.names.CAKey(), string(caKeyPEM)}, {b.names.CACert(), sh.caPEM}}
+	writes := []struct{ name, value string }{keyWrite, {b.names.CACert(), sh.caPEM}}
 	for _, role := range pki.Roles {
 		key, err := pki.GenerateKey(b.o.KeyType, nil)
 		if err != nil {

@@ -35,7 +35,10 @@ type CertReport struct {
 
 // Report is the whole `status` answer.
 type Report struct {
-	Store        string       `json:"store"`
+	Store string `json:"store"`
+	// CAKey says where the CA's private key is: "AWS KMS key ARN" or
+	// "store (<prefix>/ca-key)".
+	CAKey        string       `json:"caKey,omitempty"`
 	Phase        string       `json:"rotationPhase,omitempty"`
 	Revocations  []Revocation `json:"revocations,omitempty"`
 	Certificates []CertReport `json:"certificates"`
@@ -58,6 +61,47 @@ type StatusOptions struct {
 	ServerConfig, RnxConfig string
 	WarnDays                int
 	Now                     time.Time
+	// CAKMSKeyID: KMS mode even without a server config.
+	CAKMSKeyID string
+}
+
+// caKeyPlace says where the key of the current CA is, from what was read
+// (ca-key in store mode, ca-kms-key in KMS mode).
+func caKeyPlace(ctx context.Context, st secretstore.Store, n secretstore.Names, vals map[string]string, ca *x509.Certificate) string {
+	if k, err := pki.ParseKey([]byte(vals[n.CAKey()])); err == nil && samePublicKey(ca, k) {
+		return "store (" + n.CAKey() + ")"
+	}
+	ref := vals[n.CAKMSKey()]
+	if ref == "" {
+		if got, err := st.Get(ctx, []string{n.CAKMSKey()}); err == nil {
+			ref = got[n.CAKMSKey()]
+		}
+	}
+	if ref != "" {
+		return "AWS KMS key " + ref
+	}
+	return "unknown: neither " + n.CAKey() + " nor " + n.CAKMSKey() + " holds it"
+}
+
+// rotationPhase derives the phase as Rotation.Status does, from the CA
+// certificate's pending version and the trust bundle, without reading any
+// key (a node's status runs with a node's permissions).
+func rotationPhase(ctx context.Context, st secretstore.Store, n secretstore.Names, current *x509.Certificate, bundlePEM string) (string, error) {
+	pend, err := st.GetStage(ctx, []string{n.CACert()}, secretstore.Pending)
+	if err != nil {
+		return "", err
+	}
+	if p := pend[n.CACert()]; p != "" && p != string(pki.EncodeCert(current)) {
+		return PhaseBegun, nil
+	}
+	trust, err := trustFrom(bundlePEM, current, n.Bundle())
+	if err != nil {
+		return "", err
+	}
+	if len(trust) > 1 {
+		return PhasePromoted, nil
+	}
+	return PhaseStable, nil
 }
 
 // Status inspects the shared certificates in the store and this node's
@@ -93,9 +137,20 @@ func Status(ctx context.Context, o StatusOptions) *Report {
 	var caCert *x509.Certificate
 	var trust []*x509.Certificate
 	revoked := map[string]bool{}
+	// A KMS-mode node never reads ca-key (its policy does not allow it).
+	kmsID := o.CAKMSKeyID
+	if o.ServerConfig != "" && kmsID == "" {
+		if srv, err := config.LoadServer(o.ServerConfig); err == nil {
+			kmsID = srv.Security.CAKMSKeyID
+		}
+	}
+	read := append(n.All(), n.Bundle(), n.CRL())
+	if kmsID != "" {
+		read = append(withoutName(read, n.CAKey()), n.CAKMSKey())
+	}
 	if o.Store == nil {
 		rep.raise(Broken, fmt.Sprintf("store unreachable: %v", o.StoreErr))
-	} else if vals, err := o.Store.Get(ctx, append(n.All(), n.Bundle(), n.CRL())); err != nil {
+	} else if vals, err := o.Store.Get(ctx, read); err != nil {
 		rep.raise(Broken, fmt.Sprintf("store unreachable: %v", err))
 	} else {
 		storeVals = vals
@@ -109,6 +164,7 @@ func Status(ctx context.Context, o StatusOptions) *Report {
 				cr.Level, cr.Problems = Broken, append(cr.Problems, err.Error())
 			}
 			add(cr)
+			rep.CAKey = caKeyPlace(ctx, o.Store, n, vals, c)
 			trust, _ = trustFrom(vals[n.Bundle()], c, n.Bundle())
 			var err error
 			if revoked, rep.Revocations, err = revokedIn(vals[n.CRL()], trust, n.CRL()); err != nil {
@@ -131,8 +187,10 @@ func Status(ctx context.Context, o StatusOptions) *Report {
 			}
 			add(cr)
 		}
-		if st, err := (&Rotation{Store: o.Store, Prefix: o.Prefix}).Status(ctx); err == nil {
-			rep.Phase = st.Phase
+		if caCert != nil {
+			if phase, err := rotationPhase(ctx, o.Store, n, caCert, vals[n.Bundle()]); err == nil {
+				rep.Phase = phase
+			}
 		}
 	}
 

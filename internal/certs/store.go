@@ -14,6 +14,7 @@ import (
 	"github.com/ehsaniara/joblet/internal/awsconf"
 	"github.com/ehsaniara/joblet/internal/cloud"
 	"github.com/ehsaniara/joblet/internal/config"
+	"github.com/ehsaniara/joblet/internal/kmssigner"
 	"github.com/ehsaniara/joblet/internal/secretstore"
 	"github.com/ehsaniara/joblet/internal/secretstore/awssm"
 )
@@ -33,7 +34,10 @@ type StoreRequest struct {
 	Firmware fs.FS
 	// SecretsManager: KMS key, replica regions and tags for new secrets.
 	SecretsManager awssm.CreateOptions
-	Log            *slog.Logger
+	// CAKMSKeyID: the CA's private key is this AWS KMS key (needs Secrets
+	// Manager mode).
+	CAKMSKeyID string
+	Log        *slog.Logger
 }
 
 // ResolvedStore is the store a bootstrap uses and why.
@@ -43,6 +47,18 @@ type ResolvedStore struct {
 	Mode     string          // embedded, dir, secretsmanager
 	Ref      config.StoreRef // how to open it again (the server does)
 	Instance *cloud.Instance // set when on EC2
+	OpenKMS  KMSOpener       // set in Secrets Manager mode
+}
+
+// KMSOpenerFor opens KMS keys in the region of a Secrets Manager store;
+// nil for other stores (KMS mode needs AWS).
+func KMSOpenerFor(ref config.StoreRef) KMSOpener {
+	if ref.Kind != "secretsmanager" {
+		return nil
+	}
+	return func(ctx context.Context, keyID string) (KMSKey, error) {
+		return kmssigner.Open(ctx, awsconf.Options{Region: ref.Region}, keyID)
+	}
 }
 
 // OpenStore opens the store a server config points at.
@@ -73,6 +89,9 @@ func (r StoreRequest) secretsManagerOnly() []string {
 	}
 	if len(r.SecretsManager.Tags) > 0 {
 		given = append(given, "--tag")
+	}
+	if r.CAKMSKeyID != "" {
+		given = append(given, "--ca-kms-key-id/JOBLET_CA_KMS_KEY_ID")
 	}
 	return given
 }
@@ -164,6 +183,6 @@ func ResolveStore(ctx context.Context, r StoreRequest) (*ResolvedStore, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &ResolvedStore{Store: st, Desc: st.Describe(), Mode: "secretsmanager", Instance: inst,
-		Ref: config.StoreRef{Kind: "secretsmanager", Region: region}}, nil
+	ref := config.StoreRef{Kind: "secretsmanager", Region: region}
+	return &ResolvedStore{Store: st, Desc: st.Describe(), Mode: "secretsmanager", Instance: inst, Ref: ref, OpenKMS: KMSOpenerFor(ref)}, nil
 }

@@ -61,6 +61,9 @@ type Security struct {
 	RefreshInterval string `yaml:"refreshInterval,omitempty"`
 	// ServerLifetime is the lifetime of renewed server certificates.
 	ServerLifetime string `yaml:"serverLifetime,omitempty"`
+	// CAKMSKeyID is the AWS KMS key holding the CA's private key (KMS
+	// mode): renewal signs through it. Empty: the key is in the store.
+	CAKMSKeyID string `yaml:"caKmsKeyId,omitempty"`
 }
 
 // Defaults for Security when the config leaves them out.

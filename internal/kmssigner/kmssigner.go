@@ -8,6 +8,7 @@ import (
 	"context"
 	"crypto"
 	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rsa"
 	"crypto/x509"
 	"errors"
@@ -75,18 +76,34 @@ func New(ctx context.Context, api API, keyID string) (*Signer, error) {
 		return nil, explain("kms:GetPublicKey", keyID, err)
 	}
 	if out.KeyUsage != types.KeyUsageTypeSignVerify {
-		return nil, fmt.Errorf("KMS key %s has usage %s: the CA needs an asymmetric key with usage SIGN_VERIFY (ECC_NIST_P256, RSA_2048 or RSA_4096)", keyID, out.KeyUsage)
-	}
-	switch out.KeySpec {
-	case types.KeySpecEccNistP256, types.KeySpecRsa2048, types.KeySpecRsa3072, types.KeySpecRsa4096:
-	default:
-		return nil, fmt.Errorf("KMS key %s is %s: use ECC_NIST_P256, RSA_2048 or RSA_4096 (what TLS clients and openssl verify everywhere)", keyID, out.KeySpec)
+		return nil, fmt.Errorf("KMS key %s has usage %q: the CA needs an asymmetric key with usage SIGN_VERIFY (ECC_NIST_P256, RSA_2048 or RSA_4096)", keyID, out.KeyUsage)
 	}
 	pub, err := x509.ParsePKIXPublicKey(out.PublicKey)
 	if err != nil {
 		return nil, fmt.Errorf("KMS key %s: public key: %w", keyID, err)
 	}
-	return &Signer{api: api, keyID: keyID, arn: aws.ToString(out.KeyId), spec: out.KeySpec, pub: pub, timeout: time.Minute}, nil
+	// The spec follows from the public key itself (older answers carry
+	// only the deprecated CustomerMasterKeySpec).
+	var spec types.KeySpec
+	switch k := pub.(type) {
+	case *ecdsa.PublicKey:
+		if k.Curve == elliptic.P256() {
+			spec = types.KeySpecEccNistP256
+		}
+	case *rsa.PublicKey:
+		spec = map[int]types.KeySpec{2048: types.KeySpecRsa2048, 3072: types.KeySpecRsa3072, 4096: types.KeySpecRsa4096}[k.N.BitLen()]
+	}
+	if spec == "" {
+		return nil, fmt.Errorf("KMS key %s is %s: use ECC_NIST_P256, RSA_2048 or RSA_4096 (what TLS clients and openssl verify everywhere)", keyID, firstSpec(out))
+	}
+	return &Signer{api: api, keyID: keyID, arn: aws.ToString(out.KeyId), spec: spec, pub: pub, timeout: time.Minute}, nil
+}
+
+func firstSpec(out *kms.GetPublicKeyOutput) string {
+	if out.KeySpec != "" {
+		return string(out.KeySpec)
+	}
+	return string(out.CustomerMasterKeySpec) //nolint:staticcheck // deprecated field, still what some answers carry
 }
 
 // Public is the key's public half.

@@ -9,6 +9,13 @@ type Names struct{ Prefix string }
 func (n Names) CACert() string { return n.Prefix + "/ca-cert" }
 func (n Names) CAKey() string  { return n.Prefix + "/ca-key" }
 
+// CAKMSKey names the AWS KMS key that holds the CA's private key in KMS
+// mode: a reference (the key's ARN), never key material. Like ca-key it is
+// created before ca-cert (the claim of a first node) and staged with it in
+// a rotation. The CA's signer is whichever of ca-key and ca-kms-key has the
+// public key of the current ca-cert.
+func (n Names) CAKMSKey() string { return n.Prefix + "/ca-kms-key" }
+
 func (n Names) ClientCert(r pki.Role) string {
 	if r == pki.Admin {
 		return n.Prefix + "/client-cert"
@@ -51,6 +58,8 @@ func (n Names) Description(name string) string {
 		return "Joblet Root CA Certificate - shared across all instances"
 	case n.CAKey():
 		return "Joblet Root CA Private Key - shared across all instances"
+	case n.CAKMSKey():
+		return "Joblet Root CA: the AWS KMS key that holds its private key (a key ARN, not key material)"
 	case n.Bundle():
 		return "Joblet trusted CA certificates - shared across all instances and clients"
 	case n.CRL():
@@ -71,8 +80,11 @@ func (n Names) Description(name string) string {
 // Tags say what manages a secret and what it holds.
 func (n Names) Tags(name string) map[string]string {
 	kind := "certificate"
-	if name == n.CAKey() {
+	switch name {
+	case n.CAKey():
 		kind = "private-key"
+	case n.CAKMSKey():
+		kind = "kms-key-reference"
 	}
 	for _, r := range pki.Roles {
 		if name == n.ClientKey(r) {

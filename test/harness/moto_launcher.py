@@ -20,9 +20,16 @@ on: crypto/x509 hands the signer the digest of the certificate. This
 launcher signs DIGEST requests over the digest as given (a "prehashed"
 signature), as AWS does; RAW requests are left to moto.
 
+3. KMS GetPublicKey. moto answers KeyId with the bare key id and only the
+deprecated CustomerMasterKeySpec; AWS answers the key's ARN and KeySpec.
+joblet records the ARN it is given back (in <prefix>/ca-kms-key and the
+node's config), so this launcher answers as AWS does.
+
 Everything else is moto_server unchanged: the arguments are moto_server's.
 """
+import base64
 import contextvars
+import json
 import sys
 
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -75,7 +82,25 @@ def rsa_sign(self, message, signing_algorithm):
     return self.private_key.sign(message, pad, Prehashed(algorithm))
 
 
+def get_public_key(self):
+    key_id = self._get_param("KeyId")
+    self._validate_key_id(key_id)
+    key, public_key = self.kms_backend.get_public_key(key_id)
+    return json.dumps(
+        {
+            "CustomerMasterKeySpec": key.key_spec,
+            "KeySpec": key.key_spec,
+            "EncryptionAlgorithms": key.encryption_algorithms,
+            "KeyId": key.arn,
+            "KeyUsage": key.key_usage,
+            "PublicKey": base64.b64encode(public_key).decode("UTF-8"),
+            "SigningAlgorithms": key.signing_algorithms,
+        }
+    )
+
+
 kms_responses.KmsResponse.sign = response_sign
+kms_responses.KmsResponse.get_public_key = get_public_key
 kms_utils.ECDSAPrivateKey.sign = ec_sign
 kms_utils.RSAPrivateKey.sign = rsa_sign
 

@@ -1,0 +1,290 @@
+package test
+
+import (
+	"bytes"
+	"crypto"
+	"crypto/x509"
+	"encoding/base64"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ehsaniara/joblet/internal/config"
+	"github.com/ehsaniara/joblet/internal/pki"
+	"github.com/ehsaniara/joblet/internal/secretstore"
+	"github.com/ehsaniara/joblet/internal/secretstore/awssm"
+	"github.com/ehsaniara/joblet/internal/testutil/openssl"
+	"github.com/ehsaniara/joblet/internal/testutil/reliability"
+	"github.com/ehsaniara/joblet/test/harness"
+)
+
+// kmsKey creates an asymmetric signing key in moto, as an operator's
+// infrastructure code would, and returns its ARN.
+func kmsKey(t *testing.T, spec string) string {
+	t.Helper()
+	return strings.TrimSpace(awsCLI(t, "kms", "create-key", "--key-spec", spec, "--key-usage", "SIGN_VERIFY",
+		"--query", "KeyMetadata.Arn", "--output", "text"))
+}
+
+// kmsPublicKey is the key's public half as KMS gives it.
+func kmsPublicKey(t *testing.T, arn string) any {
+	t.Helper()
+	b64 := strings.TrimSpace(awsCLI(t, "kms", "get-public-key", "--key-id", arn, "--query", "PublicKey", "--output", "text"))
+	der, err := base64.StdEncoding.DecodeString(b64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := x509.ParsePKIXPublicKey(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pub
+}
+
+var kmsNames = secretstore.Names{Prefix: "joblet"}
+
+// checkKMSStore asserts a KMS-mode store: no ca-key, ca-kms-key naming the
+// key, a CA certificate for the KMS key's public half, and every role pair
+// matching and verified by openssl against it.
+func checkKMSStore(t *testing.T, arn string) map[string]string {
+	t.Helper()
+	vals := readStore(t, "joblet")
+	got, err := kmsStore(t).Get(t.Context(), []string{kmsNames.CAKMSKey()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := vals[kmsNames.CAKey()]; ok {
+		t.Fatal("KMS mode wrote joblet/ca-key")
+	}
+	if got[kmsNames.CAKMSKey()] != arn {
+		t.Fatalf("joblet/ca-kms-key = %q, want %s", got[kmsNames.CAKMSKey()], arn)
+	}
+	ca, err := pki.ParseCert([]byte(vals[kmsNames.CACert()]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pub, ok := kmsPublicKey(t, arn).(interface{ Equal(x crypto.PublicKey) bool }); !ok || !pub.Equal(ca.PublicKey) {
+		t.Fatal("the CA certificate is not for the KMS key's public key")
+	}
+	// Self-signed through KMS: openssl checks the signature too.
+	openssl.Verify(t, []byte(vals[kmsNames.CACert()]), []byte(vals[kmsNames.CACert()]), "any")
+	for _, r := range pki.Roles {
+		c, _ := pki.ParseCert([]byte(vals[kmsNames.ClientCert(r)]))
+		k, err := pki.ParseKey([]byte(vals[kmsNames.ClientKey(r)]))
+		if err != nil || pki.MatchesKey(c, k) != nil {
+			t.Fatalf("%s pair: %v", r, err)
+		}
+		openssl.Verify(t, []byte(vals[kmsNames.CACert()]), []byte(vals[kmsNames.ClientCert(r)]), "sslclient")
+	}
+	return vals
+}
+
+func kmsStore(t *testing.T) secretstore.Store {
+	return awsStore(moto.URL)
+}
+
+// First node, joining node, serving with one client config, renewal,
+// revocation and status, all with the CA key in KMS; no process reads a CA
+// private key.
+func TestKMSCA(t *testing.T) {
+	for _, spec := range []string{"ECC_NIST_P256", "RSA_2048"} {
+		t.Run(spec, func(t *testing.T) {
+			moto.Reset(t)
+			joblet, rnx := harness.Bins(t)
+			arn := kmsKey(t, spec)
+			proxy := harness.StartAWSProxy(t, moto.URL)
+			home1, _, env1 := smNode(t, proxy.URL, "JOBLET_CA_KMS_KEY_ID="+arn)
+			r := harness.MustRun(t, env1, joblet, "certs", "bootstrap", "--refresh-interval", "1s")
+			if !strings.Contains(r.Stdout, "AWS KMS") {
+				t.Errorf("bootstrap does not say where the CA key is:\n%s", r.Stdout)
+			}
+			first := harness.Count(proxy.Calls())
+			home2, _, env2 := smNode(t, proxy.URL, "JOBLET_CA_KMS_KEY_ID="+arn)
+			harness.MustRun(t, env2, joblet, "certs", "bootstrap", "--refresh-interval", "1s")
+			join := harness.Count(proxy.Calls())
+			for _, c := range proxy.Recorded() {
+				for _, s := range c.Secrets {
+					if s == kmsNames.CAKey() {
+						t.Fatalf("%s read or wrote %s", c.Action, s)
+					}
+				}
+			}
+			// First node: 1 self-signature + 4 client certificates + its
+			// server certificate; a joining node signs only its own.
+			if first["Sign"] != 6 || join["Sign"] != 1 {
+				t.Errorf("kms:Sign calls: first node %d, joining node %d; want 6 and 1", first["Sign"], join["Sign"])
+			}
+			t.Logf("%s: first node %v; joining node %v", spec, first, join)
+			vals := checkKMSStore(t, arn)
+			for _, h := range []string{home1, home2} {
+				s := serverConfig(t, h)
+				if s.Security.CAKMSKeyID != arn {
+					t.Errorf("%s: caKmsKeyId %q", h, s.Security.CAKMSKeyID)
+				}
+				openssl.Verify(t, []byte(vals[kmsNames.CACert()]), []byte(s.Security.ServerCert), "sslserver")
+			}
+
+			// One client config (node 1's) against both nodes.
+			harness.Start(t, env1, joblet, "server", "--config", filepath.Join(home1, "config", "joblet-config.yml"))
+			harness.Start(t, env2, joblet, "server", "--config", filepath.Join(home2, "config", "joblet-config.yml"))
+			cfg1 := filepath.Join(home1, "config", "rnx-config.yml")
+			addr2 := serverConfig(t, home2).Server
+			both := filepath.Join(t.TempDir(), "rnx.yml")
+			rc, _ := config.LoadRnx(cfg1)
+			n2 := *rc.Nodes["default"]
+			n2.Address, n2.IsDefault = addr2.Address+":"+itoa(addr2.Port), false
+			rc.Nodes["node2"] = &n2
+			b, _ := rc.Marshal()
+			os.WriteFile(both, b, 0o600)
+			for _, node := range []string{"default", "node2"} {
+				harness.Eventually(t, 10*time.Second, "node "+node+" serving", func() error {
+					if r := harness.Run(t, harness.Env(), rnx, "--config", both, "--node", node, "info"); r.Code != 0 {
+						return errors.New(r.String())
+					}
+					return nil
+				})
+			}
+
+			// Renewal through KMS.
+			before := serverConfig(t, home2).Security.ServerCert
+			harness.MustRun(t, env2, joblet, "certs", "renew")
+			after := serverConfig(t, home2).Security.ServerCert
+			if after == before {
+				t.Fatal("renew did not change the server certificate")
+			}
+			openssl.Verify(t, []byte(vals[kmsNames.CACert()]), []byte(after), "sslserver")
+
+			// Revocation: a CRL signed through KMS, checked by openssl, and
+			// the reader refused by the running node.
+			rdr, _ := config.LoadRnx(filepath.Join(home1, "config", "rnx-config-reader.yml"))
+			certFile := filepath.Join(t.TempDir(), "reader.pem")
+			os.WriteFile(certFile, []byte(rdr.Nodes["default"].Cert), 0o600)
+			harness.MustRun(t, env1, joblet, "certs", "revoke", "--cert", certFile)
+			crl, err := kmsStore(t).Get(t.Context(), []string{kmsNames.CRL()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			opensslCRL(t, vals[kmsNames.CACert()], crl[kmsNames.CRL()])
+			harness.Eventually(t, 10*time.Second, "the revoked reader refused", func() error {
+				r := harness.Run(t, harness.Env("RNX_CONFIG="+filepath.Join(home1, "config", "rnx-config-reader.yml")), rnx, "info")
+				if r.Code == 0 {
+					return errors.New("still accepted")
+				}
+				return nil
+			})
+
+			st := harness.Run(t, env1, joblet, "certs", "status")
+			if !strings.Contains(st.Stdout, "CA key: AWS KMS key "+arn) {
+				t.Errorf("status does not show KMS mode:\n%s", st.Stdout)
+			}
+			// Nothing on a node holds a CA private key.
+			for _, h := range []string{home1, home2} {
+				filepath.Walk(h, func(p string, fi os.FileInfo, err error) error {
+					if err == nil && !fi.IsDir() {
+						data, _ := os.ReadFile(p)
+						if bytes.Contains(data, []byte(vals[kmsNames.CACert()][:40])) && strings.Contains(p, "ca-key") {
+							t.Errorf("%s holds CA key material", p)
+						}
+					}
+					return nil
+				})
+				if _, err := os.Stat(filepath.Join(h, "ca")); err == nil {
+					t.Errorf("%s has a local CA directory", h)
+				}
+			}
+			reliability.Record(t, "KMS CA", "first node, joining node, serving, renewal and revocation with the CA key in KMS ("+spec+")",
+				"no ca-key written or read; kms:Sign "+itoa(first["Sign"])+" times for the first node, "+itoa(join["Sign"])+" for a joining node; every certificate and the CRL verified by openssl")
+		})
+	}
+}
+
+// opensslCRL checks the CRL's signature against the CA with openssl.
+func opensslCRL(t *testing.T, caPEM, crlPEM string) {
+	t.Helper()
+	dir := t.TempDir()
+	ca, crl := filepath.Join(dir, "ca.pem"), filepath.Join(dir, "crl.pem")
+	os.WriteFile(ca, []byte(caPEM), 0o600)
+	os.WriteFile(crl, []byte(crlPEM), 0o600)
+	out, err := exec.Command("openssl", "crl", "-in", crl, "-CAfile", ca, "-noout").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "verify OK") {
+		t.Fatalf("openssl crl: %v\n%s", err, out)
+	}
+}
+
+// The two modes do not mix: a node given a KMS key refuses a fleet whose CA
+// key is in the store, and a node without one refuses a KMS fleet; each
+// names the two modes and writes nothing.
+func TestKMSModeMismatchRefused(t *testing.T) {
+	moto.Reset(t)
+	joblet, _ := harness.Bins(t)
+	arn := kmsKey(t, "ECC_NIST_P256")
+
+	// A fleet with its CA key in the store, then a node given a KMS key.
+	_, _, env := smNode(t, moto.URL, "SECRETS_PREFIX=stored")
+	harness.MustRun(t, env, joblet, "certs", "bootstrap")
+	home, _, kenv := smNode(t, moto.URL, "SECRETS_PREFIX=stored", "JOBLET_CA_KMS_KEY_ID="+arn)
+	r := harness.Run(t, kenv, joblet, "certs", "bootstrap")
+	if r.Code != 1 || !strings.Contains(r.Stderr, "kept in the store as stored/ca-key") || !strings.Contains(r.Stderr, "in AWS KMS") {
+		t.Fatalf("KMS key given to a stored-key fleet: %s", r)
+	}
+	noFiles(t, home)
+	reliability.Record(t, "KMS CA", "a node given a KMS key joins a fleet whose CA key is in the store", "exit 1: "+lastLine(r.Stderr))
+
+	// A KMS fleet, then a node without the KMS key.
+	_, _, kenv = smNode(t, moto.URL, "JOBLET_CA_KMS_KEY_ID="+arn)
+	harness.MustRun(t, kenv, joblet, "certs", "bootstrap")
+	home, _, env = smNode(t, moto.URL)
+	r = harness.Run(t, env, joblet, "certs", "bootstrap")
+	if r.Code != 1 || !strings.Contains(r.Stderr, "JOBLET_CA_KMS_KEY_ID="+arn) {
+		t.Fatalf("a node without the KMS key in a KMS fleet: %s", r)
+	}
+	noFiles(t, home)
+	reliability.Record(t, "KMS CA", "a node without the KMS key joins a fleet whose CA key is in KMS", "exit 1: "+lastLine(r.Stderr))
+
+	// A node given another KMS key.
+	other := kmsKey(t, "ECC_NIST_P256")
+	home, _, env = smNode(t, moto.URL, "JOBLET_CA_KMS_KEY_ID="+other)
+	r = harness.Run(t, env, joblet, "certs", "bootstrap")
+	if r.Code != 1 || !strings.Contains(r.Stderr, "this fleet's CA key is KMS key "+arn) {
+		t.Fatalf("another KMS key: %s", r)
+	}
+	noFiles(t, home)
+
+	// A key that cannot sign certificates.
+	enc := strings.TrimSpace(awsCLI(t, "kms", "create-key", "--query", "KeyMetadata.Arn", "--output", "text"))
+	home, _, env = smNode(t, moto.URL, "SECRETS_PREFIX=enc", "JOBLET_CA_KMS_KEY_ID="+enc)
+	r = harness.Run(t, env, joblet, "certs", "bootstrap")
+	if r.Code != 1 || !strings.Contains(r.Stderr, "SIGN_VERIFY") {
+		t.Fatalf("a symmetric key: %s", r)
+	}
+	noFiles(t, home)
+	reliability.Record(t, "KMS CA", "a KMS key that cannot sign (symmetric, ENCRYPT_DECRYPT)", "exit 1: "+lastLine(r.Stderr))
+}
+
+// Concurrent first nodes in KMS mode converge on one CA certificate.
+func TestKMSRace(t *testing.T) {
+	moto.Reset(t)
+	arn := kmsKey(t, "ECC_NIST_P256")
+	procs, _ := raceSize()
+	start := time.Now()
+	homes := startTogether(t, procs, func(int) (string, []string) {
+		home, _, env := smNode(t, moto.URL, "JOBLET_CA_KMS_KEY_ID="+arn)
+		return home, env
+	})
+	vals := checkKMSStore(t, arn)
+	verifyNodes(t, homes, vals[kmsNames.CACert()])
+	out := awsCLI(t, "secretsmanager", "list-secret-version-ids", "--secret-id", kmsNames.CACert(), "--query", "length(Versions)", "--output", "text")
+	if strings.TrimSpace(out) != "1" {
+		t.Fatalf("ca-cert has %s versions, want 1", out)
+	}
+	reliability.Record(t, "races", itoa(procs)+" bootstraps at once against an empty store, CA key in KMS",
+		"all exit 0 in "+time.Since(start).Round(100*time.Millisecond).String()+"; one CA certificate (one version), no ca-key, every pair consistent, every server certificate verified by openssl")
+}
+
+
+// awsStore reads moto directly, not through the binary under test.
+func awsStore(url string) secretstore.Store { return awssm.New(smClient(url), "moto", nil) }
