@@ -285,6 +285,5 @@ func TestKMSRace(t *testing.T) {
 		"all exit 0 in "+time.Since(start).Round(100*time.Millisecond).String()+"; one CA certificate (one version), no ca-key, every pair consistent, every server certificate verified by openssl")
 }
 
-
 // awsStore reads moto directly, not through the binary under test.
 func awsStore(url string) secretstore.Store { return awssm.New(smClient(url), "moto", nil) }
