@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/ehsaniara/joblet/internal/certs"
+	"github.com/ehsaniara/joblet/internal/testutil/reliability"
 	"github.com/ehsaniara/joblet/test/harness"
 )
 
@@ -35,7 +36,8 @@ func allows(p *certs.Policy, action, name string) bool {
 
 // checkFlow asserts every recorded call of a flow is inside its policy.
 // BatchGetSecretValue needs GetSecretValue on each secret it reads too.
-func checkFlow(t *testing.T, flow string, p *certs.Policy, calls []harness.Call) {
+// KMS calls (kms:Sign, kms:GetPublicKey) must be allowed on caKMSKey.
+func checkFlow(t *testing.T, flow string, p *certs.Policy, calls []harness.Call, caKMSKey ...string) {
 	t.Helper()
 	if len(calls) == 0 {
 		t.Fatalf("%s: no calls recorded", flow)
@@ -43,6 +45,19 @@ func checkFlow(t *testing.T, flow string, p *certs.Policy, calls []harness.Call)
 	seen := map[string]bool{}
 	for _, c := range calls {
 		seen[c.Action] = true
+		if c.Action == "Sign" || c.Action == "GetPublicKey" {
+			if len(caKMSKey) == 0 || !allowsKMS(p, "kms:"+c.Action, caKMSKey[0]) {
+				t.Errorf("%s: kms:%s is not allowed by its policy", flow, c.Action)
+			}
+			continue
+		}
+		if len(caKMSKey) > 0 {
+			for _, s := range c.Secrets {
+				if strings.HasSuffix(s, "/ca-key") {
+					t.Errorf("%s: %s on %s in KMS mode", flow, c.Action, s)
+				}
+			}
+		}
 		if len(c.Secrets) == 0 && !allows(p, c.Action, "") {
 			t.Errorf("%s: %s is not allowed by its policy", flow, c.Action)
 		}
@@ -61,6 +76,20 @@ func checkFlow(t *testing.T, flow string, p *certs.Policy, calls []harness.Call)
 	t.Logf("%s: %d calls, actions %v, all inside the policy", flow, len(calls), keys(seen))
 }
 
+// allowsKMS reports whether the policy allows a KMS action on the key.
+func allowsKMS(p *certs.Policy, action, key string) bool {
+	for _, st := range p.Statement {
+		for _, a := range st.Action {
+			for _, r := range st.Resource {
+				if a == action && r == key {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
 func keys(m map[string]bool) []string {
 	var out []string
 	for k := range m {
@@ -69,10 +98,10 @@ func keys(m map[string]bool) []string {
 	return out
 }
 
-func policyFor(t *testing.T, flow string) *certs.Policy {
+func policyFor(t *testing.T, flow string, extra ...string) *certs.Policy {
 	t.Helper()
 	joblet, _ := harness.Bins(t)
-	out := harness.MustRun(t, harness.Env(), joblet, "certs", "iam-policy", "--for", flow).Stdout
+	out := harness.MustRun(t, harness.Env(), joblet, append([]string{"certs", "iam-policy", "--for", flow}, extra...)...).Stdout
 	var p certs.Policy
 	if err := json.Unmarshal([]byte(out), &p); err != nil {
 		t.Fatalf("iam-policy --for %s is not valid JSON: %v\n%s", flow, err, out)
@@ -153,4 +182,44 @@ func iamUserPolicy(t *testing.T, url, name, doc string) (id, secret string) {
 	f := strings.Fields(harness.MustRun(t, env, "aws", "iam", "create-access-key", "--user-name", name,
 		"--query", "AccessKey.[AccessKeyId,SecretAccessKey]", "--output", "text").Stdout)
 	return f[0], f[1]
+}
+
+// KMS mode: the first node's and a joining node's calls, recorded against
+// moto with IAM enforced, are inside the KMS variants of their policies:
+// kms:Sign and kms:GetPublicKey on the CA's key, and nothing on ca-key.
+func TestIAMPoliciesKMS(t *testing.T) {
+	flows := []string{"bootstrap", "node"}
+	m, err := harness.StartMoto("INITIAL_NO_AUTH_ACTION_COUNT=" + itoa(3*len(flows)+1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Stop()
+	joblet, _ := harness.Bins(t)
+	env := harness.Env(harness.AWSEnv(m.URL)...)
+	arn := strings.TrimSpace(harness.MustRun(t, env, "aws", "kms", "create-key", "--key-spec", "ECC_NIST_P256", "--key-usage", "SIGN_VERIFY",
+		"--query", "KeyMetadata.Arn", "--output", "text").Stdout)
+	policies := map[string]*certs.Policy{}
+	creds := map[string][]string{}
+	for _, f := range flows {
+		policies[f] = policyFor(t, f, "--ca-kms-key-id", arn)
+		id, key := iamUserPolicy(t, m.URL, "kms-"+f, actionsOnly(policies[f]))
+		creds[f] = []string{"AWS_ACCESS_KEY_ID=" + id, "AWS_SECRET_ACCESS_KEY=" + key, "JOBLET_CA_KMS_KEY_ID=" + arn}
+	}
+	for _, f := range flows {
+		if allows(policies[f], "GetSecretValue", "joblet/ca-key") || allows(policies[f], "CreateSecret", "joblet/ca-key") {
+			t.Errorf("the KMS-mode %s policy gives access to joblet/ca-key", f)
+		}
+	}
+	proxy := harness.StartAWSProxy(t, m.URL)
+	_, _, env = smNode(t, proxy.URL, creds["bootstrap"]...)
+	harness.MustRun(t, env, joblet, "certs", "bootstrap")
+	checkFlow(t, "bootstrap (KMS)", policies["bootstrap"], proxy.Recorded(), arn)
+
+	home, _, env := smNode(t, proxy.URL, creds["node"]...)
+	harness.MustRun(t, env, joblet, "certs", "bootstrap")
+	harness.MustRun(t, env, joblet, "certs", "renew", "--config", filepath.Join(home, "config", "joblet-config.yml"))
+	harness.MustRun(t, env, joblet, "certs", "status")
+	checkFlow(t, "node (KMS)", policies["node"], proxy.Recorded(), arn)
+	reliability.Record(t, "KMS CA", "first node and joining node (bootstrap, renew, status) holding only the KMS-mode IAM policies, enforced by moto",
+		"every call inside its policy: kms:Sign and kms:GetPublicKey on the CA key, no access to joblet/ca-key")
 }

@@ -127,10 +127,11 @@ func iamPolicyCmd(args []string, stdout, stderr io.Writer) error {
 	account := fs.String("account", "", "AWS account id in the secret ARNs (default *)")
 	kmsKey := fs.String("kms-key-arn", "", "ARN of the customer KMS key the secrets are encrypted with")
 	replicas := fs.Bool("replicas", false, "the secrets are created with replicas (--replica-regions)")
+	caKMS := fs.String("ca-kms-key-id", envOr("JOBLET_CA_KMS_KEY_ID", ""), "ARN of the KMS key that holds the CA's private key (KMS mode; give the key ARN, not an alias) (env JOBLET_CA_KMS_KEY_ID)")
 	if err := fs.Parse(args); err != nil {
 		return usageErr(err)
 	}
-	p, err := certs.IAMPolicy(*flow, certs.PolicyOptions{Prefix: *prefix, Region: *region, Account: *account, KMSKeyARN: *kmsKey, Replicas: *replicas})
+	p, err := certs.IAMPolicy(*flow, certs.PolicyOptions{Prefix: *prefix, Region: *region, Account: *account, KMSKeyARN: *kmsKey, Replicas: *replicas, CAKMSKeyARN: *caKMS})
 	if err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}

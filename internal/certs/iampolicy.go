@@ -29,6 +29,9 @@ type PolicyOptions struct {
 	Prefix, Region, Account string
 	KMSKeyARN               string // the customer key the secrets are encrypted with
 	Replicas                bool   // secrets are created with replicas
+	// CAKMSKeyARN: the fleet keeps its CA key in this KMS key. Nodes then
+	// get kms:Sign and kms:GetPublicKey on it and no access to ca-key.
+	CAKMSKeyARN string
 }
 
 // PolicyFlows are the flows iam-policy knows.
@@ -60,7 +63,12 @@ func IAMPolicy(flow string, o PolicyOptions) (*Policy, error) {
 		}
 		return out
 	}
-	shared := append(n.All(), n.Bundle(), n.CRL())
+	all := n.All()
+	if o.CAKMSKeyARN != "" {
+		// The CA key never leaves KMS: ca-kms-key (its ARN) replaces ca-key.
+		all = append(withoutName(all, n.CAKey()), n.CAKMSKey())
+	}
+	shared := append(all, n.Bundle(), n.CRL())
 	batch := Statement{Sid: "BatchRead", Effect: "Allow", Action: []string{"secretsmanager:BatchGetSecretValue"}, Resource: []string{"*"}}
 	read := Statement{Sid: "ReadSharedCertificates", Effect: "Allow", Action: []string{"secretsmanager:GetSecretValue"}, Resource: arn(shared...)}
 	p := &Policy{Version: "2012-10-17"}
@@ -69,8 +77,10 @@ func IAMPolicy(flow string, o PolicyOptions) (*Policy, error) {
 		p.Statement = []Statement{batch, read}
 	case flow == "bootstrap":
 		p.Statement = []Statement{batch, read,
-			{Sid: "CreateSharedCertificates", Effect: "Allow", Action: []string{"secretsmanager:CreateSecret", "secretsmanager:TagResource"}, Resource: arn(n.All()...)}}
+			{Sid: "CreateSharedCertificates", Effect: "Allow", Action: []string{"secretsmanager:CreateSecret", "secretsmanager:TagResource"}, Resource: arn(all...)}}
 	case flow == "rotation":
+		// The operator also moves a fleet from ca-key to a KMS CA.
+		shared = append(n.All(), n.CAKMSKey(), n.Bundle(), n.CRL())
 		rot := arn(n.Prefix + "/ca-rotation/*")
 		p.Statement = []Statement{batch,
 			{Sid: "ReadCertificatesAndRotationRecords", Effect: "Allow", Action: []string{"secretsmanager:GetSecretValue", "secretsmanager:ListSecretVersionIds"}, Resource: append(arn(shared...), rot...)},
@@ -91,6 +101,10 @@ func IAMPolicy(flow string, o PolicyOptions) (*Policy, error) {
 	if o.Replicas && writes {
 		p.Statement = append(p.Statement, Statement{Sid: "ReplicateNewSecrets", Effect: "Allow",
 			Action: []string{"secretsmanager:ReplicateSecretToRegions"}, Resource: p.Statement[len(p.Statement)-1].Resource})
+	}
+	if o.CAKMSKeyARN != "" && !strings.HasPrefix(flow, "client-") {
+		p.Statement = append(p.Statement, Statement{Sid: "SignWithTheCAKeyInKMS", Effect: "Allow",
+			Action: []string{"kms:Sign", "kms:GetPublicKey"}, Resource: []string{o.CAKMSKeyARN}})
 	}
 	if o.KMSKeyARN != "" {
 		actions := []string{"kms:Decrypt"}
