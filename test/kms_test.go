@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -287,3 +288,96 @@ func TestKMSRace(t *testing.T) {
 
 // awsStore reads moto directly, not through the binary under test.
 func awsStore(url string) secretstore.Store { return awssm.New(smClient(url), "moto", nil) }
+
+// A fleet whose CA key is in the store moves to a KMS CA through the staged
+// rotation, under load through HAProxy, with zero failed requests: begin
+// with the KMS key, promote (running nodes renew through KMS on their own,
+// learning the key from ca-kms-key), finish. A new node then joins in KMS
+// mode, and one without the KMS key is refused.
+func TestMigrationToKMSWithoutDowntime(t *testing.T) {
+	moto.Reset(t)
+	joblet, rnx := harness.Bins(t)
+	nodes, lb := rotationFleet(t)
+	env := nodes[0].env
+	arn := kmsKey(t, "ECC_NIST_P256")
+	clientCfg := filepath.Join(t.TempDir(), "rnx-config.yml")
+	b, _ := os.ReadFile(filepath.Join(nodes[0].home, "config", "rnx-config.yml"))
+	os.WriteFile(clientCfg, b, 0o600)
+	harness.Eventually(t, 15*time.Second, "fleet up", func() error { return oneRequest(clientCfg) })
+	refresh := func() {
+		harness.MustRun(t, harness.Env(append(env, "RNX_CONFIG="+clientCfg)...), rnx, "config", "refresh")
+	}
+	oldCA := rotationStatus(t, env).Current.Sha256
+	loop := startLoop(t, clientCfg, 40*time.Millisecond)
+
+	out := harness.MustRun(t, env, joblet, "certs", "rotate-ca", "begin", "--ca-kms-key-id", arn).Stdout
+	if !strings.Contains(out, "phase begun") || !strings.Contains(out, "pending CA") || !strings.Contains(out, "key: AWS KMS key "+arn) {
+		t.Fatalf("begin:\n%s", out)
+	}
+	refresh()
+	time.Sleep(3 * time.Second) // every node trusts both CAs
+	out = harness.MustRun(t, env, joblet, "certs", "rotate-ca", "promote").Stdout
+	if !strings.Contains(out, "phase promoted") || !strings.Contains(out, "current CA") || !strings.Contains(out, "key: AWS KMS key "+arn) {
+		t.Fatalf("promote:\n%s", out)
+	}
+	newCA := rotationStatus(t, env).Current.Sha256
+	harness.Eventually(t, 20*time.Second, "every node renewed through KMS", func() error {
+		for i, n := range nodes {
+			_, issuer, _, err := n.info(t, clientCfg, lb)
+			if err != nil {
+				return err
+			}
+			if issuer != newCA {
+				return errors.New("node " + itoa(i+1) + " still serves a certificate from the old CA")
+			}
+		}
+		return nil
+	})
+	refresh()
+	out = harness.MustRun(t, env, joblet, "certs", "rotate-ca", "finish").Stdout
+	if !strings.Contains(out, "phase stable") {
+		t.Fatalf("finish:\n%s", out)
+	}
+	time.Sleep(3 * time.Second)
+	refresh()
+	time.Sleep(time.Second)
+	total, failed, rate, errs := loop.finish()
+	t.Logf("migration to KMS under load: %d requests at %.1f/s, %d failed", total, rate, failed)
+	for _, e := range errs {
+		t.Log(e)
+	}
+	if failed != 0 || total == 0 {
+		t.Fatalf("%d of %d requests failed during the migration", failed, total)
+	}
+	s := rotationStatus(t, env)
+	if s.Current.Sha256 == oldCA || len(s.Trusted) != 1 {
+		t.Fatalf("end state %+v", s)
+	}
+	vals := readStore(t, "joblet")
+	ca, _ := pki.ParseCert([]byte(vals[kmsNames.CACert()]))
+	if pub := kmsPublicKey(t, arn).(interface{ Equal(x crypto.PublicKey) bool }); !pub.Equal(ca.PublicKey) {
+		t.Fatal("the current CA is not the KMS key's")
+	}
+	for i, n := range nodes {
+		cfg := serverConfig(t, n.home)
+		if cfg.Security.CAKMSKeyID != arn {
+			t.Errorf("node %d: caKmsKeyId %q after renewing through KMS", i+1, cfg.Security.CAKMSKeyID)
+		}
+		openssl.Verify(t, []byte(vals[kmsNames.CACert()]), []byte(cfg.Security.ServerCert), "sslserver")
+	}
+	for _, r := range pki.Roles {
+		openssl.Verify(t, []byte(vals[kmsNames.CACert()]), []byte(vals[kmsNames.ClientCert(r)]), "sslclient")
+	}
+	// Joining after the migration: with the KMS key, and without it.
+	home, _, kenv := smNode(t, moto.URL, "JOBLET_CA_KMS_KEY_ID="+arn)
+	harness.MustRun(t, kenv, joblet, "certs", "bootstrap")
+	openssl.Verify(t, []byte(vals[kmsNames.CACert()]), []byte(serverConfig(t, home).Security.ServerCert), "sslserver")
+	home, _, penv := smNode(t, moto.URL)
+	r := harness.Run(t, penv, joblet, "certs", "bootstrap")
+	if r.Code != 1 || !strings.Contains(r.Stderr, "JOBLET_CA_KMS_KEY_ID="+arn) {
+		t.Fatalf("a node without the KMS key after the migration: %s", r)
+	}
+	noFiles(t, home)
+	reliability.Record(t, "rotation", "move the CA key from the store to AWS KMS (rotate-ca begin --ca-kms-key-id, promote, finish) on 3 nodes behind HAProxy under load",
+		fmt.Sprintf("%d requests at %.0f/s, %d failed; running nodes renewed through KMS by themselves; new nodes join in KMS mode, others are refused", total, rate, failed))
+}

@@ -80,7 +80,10 @@ func rotateCmd(args []string, stdout, stderr io.Writer, log *slog.Logger) error 
 	if err != nil {
 		return err
 	}
-	r := &certs.Rotation{Store: rs.Store, Prefix: *sf.prefix, KeyType: kt, CALifetime: life}
+	r := &certs.Rotation{Store: rs.Store, Prefix: *sf.prefix, KeyType: kt, CALifetime: life, OpenKMS: rs.OpenKMS}
+	if step == "begin" {
+		r.CAKMSKeyID = *sf.caKMS // the new CA's KMS key
+	}
 	steps := map[string]func(context.Context) (*certs.RotationStatus, error){
 		"begin": r.Begin, "promote": r.Promote, "finish": r.Finish, "abort": r.Abort, "status": r.Status,
 	}
@@ -103,9 +106,9 @@ func rotateCmd(args []string, stdout, stderr io.Writer, log *slog.Logger) error 
 		return enc.Encode(st)
 	}
 	fmt.Fprintf(stdout, "CA rotation (%s): phase %s\n", rs.Desc, st.Phase)
-	fmt.Fprintf(stdout, "  current CA  serial %s, sha256 %s, expires %s\n", st.Current.Serial, st.Current.Fingerprint, st.Current.NotAfter.Format("2006-01-02"))
+	fmt.Fprintf(stdout, "  current CA  serial %s, sha256 %s, expires %s, key: %s\n", st.Current.Serial, st.Current.Fingerprint, st.Current.NotAfter.Format("2006-01-02"), st.CurrentKey)
 	if st.Pending != nil {
-		fmt.Fprintf(stdout, "  pending CA  serial %s, sha256 %s, expires %s\n", st.Pending.Serial, st.Pending.Fingerprint, st.Pending.NotAfter.Format("2006-01-02"))
+		fmt.Fprintf(stdout, "  pending CA  serial %s, sha256 %s, expires %s, key: %s\n", st.Pending.Serial, st.Pending.Fingerprint, st.Pending.NotAfter.Format("2006-01-02"), st.PendingKey)
 	}
 	for _, t := range st.Trusted {
 		fmt.Fprintf(stdout, "  trusted     serial %s, sha256 %s\n", t.Serial, t.Fingerprint)

@@ -2,6 +2,7 @@ package certs
 
 import (
 	"context"
+	"crypto"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -31,6 +32,11 @@ type Rotation struct {
 	CALifetime     time.Duration
 	ClientLifetime time.Duration
 	Now            func() time.Time
+	// CAKMSKeyID makes the CA that begin creates a KMS CA: its key is this
+	// AWS KMS key (a fleet moves from ca-key to KMS this way).
+	CAKMSKeyID string
+	// OpenKMS opens KMS keys: the new one, and those the store names.
+	OpenKMS KMSOpener
 }
 
 // CAInfo describes one CA certificate.
@@ -46,7 +52,10 @@ type RotationStatus struct {
 	Current  CAInfo            `json:"current"`
 	Pending  *CAInfo           `json:"pending,omitempty"`
 	Trusted  []CAInfo          `json:"trusted"`
-	Clients  map[string]string `json:"clientIssuers"` // role -> "current" or the issuer's key id
+	// CurrentKey and PendingKey say where each CA's key is.
+	CurrentKey string            `json:"currentKey"`
+	PendingKey string            `json:"pendingKey,omitempty"`
+	Clients    map[string]string `json:"clientIssuers"` // role -> "current" or the issuer's key id
 	NextStep string            `json:"nextStep"`
 	Nodes    []NodeReport      `json:"nodes,omitempty"`
 }
@@ -94,42 +103,50 @@ type state struct {
 	// halfBegun: a begin was interrupted between writing the pending key
 	// and the pending certificate; re-running begin completes it.
 	halfBegun bool
+	vals      map[string]string // the current values read
 }
 
 func (r *Rotation) read(ctx context.Context) (*state, error) {
 	n := r.defaults()
-	vals, err := r.Store.Get(ctx, append(n.All(), n.Bundle()))
+	vals, err := r.Store.Get(ctx, append(n.All(), n.CAKMSKey(), n.Bundle()))
 	if err != nil {
 		return nil, fmt.Errorf("read the shared certificates: %w", err)
 	}
-	if vals[n.CACert()] == "" {
-		return nil, fmt.Errorf("there is no CA in the store under %q: run `joblet certs bootstrap` first", r.Prefix)
-	}
-	cur, err := parsePair(vals[n.CACert()], vals[n.CAKey()], n.CACert(), n.CAKey())
+	cur, err := currentCA(ctx, vals, n, r.OpenKMS)
 	if err != nil {
 		return nil, err
 	}
-	s := &state{current: cur, clients: map[pki.Role]*x509.Certificate{}, clientKeys: map[pki.Role]string{}}
+	s := &state{current: cur, clients: map[pki.Role]*x509.Certificate{}, clientKeys: map[pki.Role]string{}, vals: vals}
 	if s.trust, err = trustFrom(vals[n.Bundle()], cur.Cert, n.Bundle()); err != nil {
 		return nil, err
 	}
-	pend, err := r.Store.GetStage(ctx, []string{n.CACert(), n.CAKey()}, secretstore.Pending)
+	keyNames := []string{n.CACert(), n.CAKey(), n.CAKMSKey()}
+	pend, err := r.Store.GetStage(ctx, keyNames, secretstore.Pending)
 	if err != nil {
 		return nil, fmt.Errorf("read the pending CA: %w", err)
 	}
 	// A pending label on the current value is left over from a promote
 	// interrupted between moving AWSCURRENT and removing AWSPENDING.
-	for _, name := range []string{n.CACert(), n.CAKey()} {
+	for _, name := range keyNames {
 		if pend[name] == vals[name] {
 			delete(pend, name)
 		}
 	}
-	if (pend[n.CACert()] == "") != (pend[n.CAKey()] == "") {
-		s.halfBegun = true
-	} else if pend[n.CACert()] != "" {
-		if s.pending, err = parsePair(pend[n.CACert()], pend[n.CAKey()], n.CACert()+" (AWSPENDING)", n.CAKey()+" (AWSPENDING)"); err != nil {
-			return nil, err
+	switch {
+	case pend[n.CACert()] != "":
+		c, err := pki.ParseCert([]byte(pend[n.CACert()]))
+		if err != nil {
+			return nil, fmt.Errorf("%w: %s (AWSPENDING): %v", ErrInconsistentStore, n.CACert(), err)
 		}
+		// The pending CA's key: a pending ca-key, or a KMS key named by
+		// ca-kms-key (pending, or current when begin created it).
+		key, _, err := caSigner(ctx, c, []string{pend[n.CAKey()]}, []string{pend[n.CAKMSKey()], vals[n.CAKMSKey()]}, r.OpenKMS, n)
+		if err != nil {
+			return nil, fmt.Errorf("the pending CA: %w", err)
+		}
+		s.pending = &pki.CA{Cert: c, Key: key}
+	case pend[n.CAKey()] != "" || pend[n.CAKMSKey()] != "":
+		s.halfBegun = true
 	}
 	for _, role := range pki.Roles {
 		c, err := pki.ParseCert([]byte(vals[n.ClientCert(role)]))
@@ -147,6 +164,14 @@ func (r *Rotation) read(ctx context.Context) (*state, error) {
 		s.phase = PhaseStable
 	}
 	return s, nil
+}
+
+// keyPlace names where a CA's key is.
+func keyPlace(ca *pki.CA, n secretstore.Names) string {
+	if k, ok := ca.Key.(KMSKey); ok {
+		return "AWS KMS key " + k.KeyID()
+	}
+	return "store (" + n.CAKey() + ")"
 }
 
 func parsePair(certPEM, keyPEM, certName, keyName string) (*pki.CA, error) {
@@ -170,10 +195,12 @@ func (r *Rotation) Status(ctx context.Context) (*RotationStatus, error) {
 	if err != nil {
 		return nil, err
 	}
-	st := &RotationStatus{Phase: s.phase, Current: caInfo(s.current.Cert), Clients: map[string]string{}}
+	n := r.defaults()
+	st := &RotationStatus{Phase: s.phase, Current: caInfo(s.current.Cert), Clients: map[string]string{}, CurrentKey: keyPlace(s.current, n)}
 	if s.pending != nil {
 		p := caInfo(s.pending.Cert)
 		st.Pending = &p
+		st.PendingKey = keyPlace(s.pending, n)
 	}
 	for _, c := range s.trust {
 		st.Trusted = append(st.Trusted, caInfo(c))
@@ -222,19 +249,38 @@ func (r *Rotation) Begin(ctx context.Context) (*RotationStatus, error) {
 	if s.phase == PhasePromoted {
 		return nil, fmt.Errorf("a rotation is already promoted: run `rotate-ca finish` (or `rotate-ca abort`) before beginning another")
 	}
+	if _, kms := s.current.Key.(KMSKey); kms && r.CAKMSKeyID == "" && s.pending == nil {
+		return nil, fmt.Errorf("%w: this fleet's CA key is in AWS KMS: the new CA needs a new KMS key too (--ca-kms-key-id NEW_KEY); moving back to a key kept in the store is not supported", ErrCAMode)
+	}
 	next := s.pending
 	if next == nil {
-		if next, err = r.claimNext(ctx, n, s.current.Cert); err != nil {
+		if next, err = r.claimNext(ctx, n, s.current); err != nil {
 			return nil, err
 		}
 	}
-	keyPEM, err := pki.EncodeKey(next.Key)
-	if err != nil {
-		return nil, err
-	}
-	// Key before certificate, as in bootstrap.
-	if err := r.Store.PutPending(ctx, n.CAKey(), string(keyPEM)); err != nil {
-		return nil, err
+	// Key (or key reference) before certificate, as in bootstrap.
+	if k, ok := next.Key.(KMSKey); ok {
+		switch cur := s.vals[n.CAKMSKey()]; {
+		case cur == "":
+			// The first KMS CA of a fleet: the reference is created
+			// current; it signs nothing until its certificate is promoted
+			// (the signer is whichever key matches the current ca-cert).
+			if err := r.Store.Create(ctx, n.Secret(n.CAKMSKey(), k.KeyID())); err != nil && !errors.Is(err, secretstore.ErrExist) {
+				return nil, err
+			}
+		case cur != k.KeyID():
+			if err := r.Store.PutPending(ctx, n.CAKMSKey(), k.KeyID()); err != nil {
+				return nil, err
+			}
+		}
+	} else {
+		keyPEM, err := pki.EncodeKey(next.Key)
+		if err != nil {
+			return nil, err
+		}
+		if err := r.Store.PutPending(ctx, n.CAKey(), string(keyPEM)); err != nil {
+			return nil, err
+		}
 	}
 	if err := r.Store.PutPending(ctx, n.CACert(), string(pki.EncodeCert(next.Cert))); err != nil {
 		return nil, err
@@ -246,30 +292,53 @@ func (r *Rotation) Begin(ctx context.Context) (*RotationStatus, error) {
 }
 
 // claimNext returns the CA recorded to replace current, creating it when
-// this is the first run of the rotation.
-func (r *Rotation) claimNext(ctx context.Context, n secretstore.Names, current *x509.Certificate) (*pki.CA, error) {
-	name := n.Rotation(current.SerialNumber.Text(16))
+// this is the first run of the rotation. The record holds the new CA's
+// certificate and its key, or for a KMS CA the line "kms-key ARN".
+func (r *Rotation) claimNext(ctx context.Context, n secretstore.Names, current *pki.CA) (*pki.CA, error) {
+	name := n.Rotation(current.Cert.SerialNumber.Text(16))
 	vals, err := r.Store.Get(ctx, []string{name})
 	if err != nil {
 		return nil, err
 	}
+	var kms KMSKey
+	if r.CAKMSKeyID != "" {
+		if r.OpenKMS == nil {
+			return nil, fmt.Errorf("%w: --ca-kms-key-id needs AWS (Secrets Manager mode)", ErrUsage)
+		}
+		if kms, err = r.OpenKMS(ctx, r.CAKMSKeyID); err != nil {
+			return nil, fmt.Errorf("open the new CA's KMS key: %w", err)
+		}
+		if samePublicKey(current.Cert, kms) {
+			return nil, fmt.Errorf("%w: KMS key %s is the current CA's key: the new CA needs another key", ErrUsage, kms.KeyID())
+		}
+	}
 	if vals[name] == "" {
-		key, err := pki.GenerateKey(r.KeyType, nil)
-		if err != nil {
-			return nil, err
+		var key crypto.Signer = kms
+		var head string
+		if kms != nil {
+			head = kmsRecordPrefix + kms.KeyID() + "\n"
+		} else {
+			k, err := pki.GenerateKey(r.KeyType, nil)
+			if err != nil {
+				return nil, err
+			}
+			keyPEM, err := pki.EncodeKey(k)
+			if err != nil {
+				return nil, err
+			}
+			key, head = k, string(keyPEM)
 		}
 		cert, err := pki.NewCA(key, r.Now(), r.CALifetime)
 		if err != nil {
 			return nil, err
 		}
-		keyPEM, err := pki.EncodeKey(key)
-		if err != nil {
-			return nil, err
-		}
-		rec := string(keyPEM) + string(pki.EncodeCert(cert))
+		rec := head + string(pki.EncodeCert(cert))
 		sec := n.Secret(name, rec)
-		sec.Description = "Joblet CA rotation record: the CA that replaces serial " + current.SerialNumber.Text(16)
+		sec.Description = "Joblet CA rotation record: the CA that replaces serial " + current.Cert.SerialNumber.Text(16)
 		sec.Tags["joblet-content"] = "private-key"
+		if kms != nil {
+			sec.Tags["joblet-content"] = "kms-key-reference"
+		}
 		err = r.Store.Create(ctx, sec)
 		switch {
 		case err == nil:
@@ -287,8 +356,29 @@ func (r *Rotation) claimNext(ctx context.Context, n secretstore.Names, current *
 	if i < 0 {
 		return nil, fmt.Errorf("%w: rotation record %s holds no certificate", ErrInconsistentStore, name)
 	}
+	if ref, ok := strings.CutPrefix(rec[:i], kmsRecordPrefix); ok {
+		ref = strings.TrimSpace(ref)
+		if kms != nil && kms.KeyID() != ref {
+			return nil, fmt.Errorf("%w: a rotation to KMS key %s was begun (%s), not to %s: run `rotate-ca abort` first to change the new CA's key", ErrUsage, ref, name, kms.KeyID())
+		}
+		c, err := pki.ParseCert([]byte(rec[i:]))
+		if err != nil {
+			return nil, fmt.Errorf("%w: %s: %v", ErrInconsistentStore, name, err)
+		}
+		key, _, err := caSigner(ctx, c, nil, []string{ref}, r.OpenKMS, n)
+		if err != nil {
+			return nil, err
+		}
+		return &pki.CA{Cert: c, Key: key}, nil
+	}
+	if kms != nil {
+		return nil, fmt.Errorf("%w: a rotation to a CA with its key in the store was begun (%s): run `rotate-ca abort` first to rotate to a KMS key", ErrUsage, name)
+	}
 	return parsePair(rec[i:], rec[:i], name, name)
 }
+
+// kmsRecordPrefix starts a rotation record whose CA key is in KMS.
+const kmsRecordPrefix = "kms-key "
 
 // setTrust writes the bundle of the given CAs when it differs.
 func (r *Rotation) setTrust(ctx context.Context, n secretstore.Names, have []*x509.Certificate, want ...*x509.Certificate) error {
@@ -322,16 +412,21 @@ func (r *Rotation) Promote(ctx context.Context) (*RotationStatus, error) {
 	// certificate current with the old key pending, which read reports and
 	// this re-run completes. Promoting what is already promoted only clears
 	// leftover pending labels.
-	return r.moveCA(ctx, n, r.Store.Promote)
+	return r.moveCA(ctx, n, r.Store.Promote, secretstore.Pending)
 }
 
-// moveCA applies a label move to the CA certificate, then its key, and
-// re-issues the role client certificates from whichever CA is current after.
-func (r *Rotation) moveCA(ctx context.Context, n secretstore.Names, move func(context.Context, string) error) (*RotationStatus, error) {
-	for _, name := range []string{n.CACert(), n.CAKey()} {
-		if err := move(ctx, name); err != nil {
-			return nil, err
-		}
+// moveCA applies a label move to the CA certificate, then brings the key
+// secrets in line with it: ca-key and ca-kms-key move only when the version
+// the move would make current is the key of the certificate now current
+// (during a move to KMS, ca-key stays as it is). Then it re-issues the role
+// client certificates from whichever CA is current. Re-running it after a
+// crash between the moves completes them.
+func (r *Rotation) moveCA(ctx context.Context, n secretstore.Names, move func(context.Context, string) error, from secretstore.Stage) (*RotationStatus, error) {
+	if err := move(ctx, n.CACert()); err != nil {
+		return nil, err
+	}
+	if err := r.alignKeys(ctx, n, move, from); err != nil {
+		return nil, err
 	}
 	s, err := r.read(ctx)
 	if err != nil {
@@ -341,6 +436,42 @@ func (r *Rotation) moveCA(ctx context.Context, n secretstore.Names, move func(co
 		return nil, err
 	}
 	return r.Status(ctx)
+}
+
+// alignKeys moves the labels of ca-key and ca-kms-key (by move, from the
+// stage from) when the version it would make current is the key of the
+// current CA certificate, and leaves them alone otherwise.
+func (r *Rotation) alignKeys(ctx context.Context, n secretstore.Names, move func(context.Context, string) error, from secretstore.Stage) error {
+	cur, err := r.Store.Get(ctx, []string{n.CACert(), n.CAKey(), n.CAKMSKey()})
+	if err != nil {
+		return err
+	}
+	cert, err := pki.ParseCert([]byte(cur[n.CACert()]))
+	if err != nil {
+		return fmt.Errorf("%w: %s: %v", ErrInconsistentStore, n.CACert(), err)
+	}
+	other, err := r.Store.GetStage(ctx, []string{n.CAKey(), n.CAKMSKey()}, from)
+	if err != nil {
+		return err
+	}
+	for _, name := range []string{n.CAKey(), n.CAKMSKey()} {
+		if other[name] == "" || other[name] == cur[name] {
+			continue
+		}
+		var keys, refs []string
+		if name == n.CAKey() {
+			keys = []string{other[name]}
+		} else {
+			refs = []string{other[name]}
+		}
+		if _, _, err := caSigner(ctx, cert, keys, refs, r.OpenKMS, n); err != nil {
+			continue // not this certificate's key: leave its labels alone
+		}
+		if err := move(ctx, name); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // reissueClients gives every role a certificate from ca for its existing key
@@ -396,6 +527,20 @@ func (r *Rotation) Finish(ctx context.Context) (*RotationStatus, error) {
 func (r *Rotation) Abort(ctx context.Context) (*RotationStatus, error) {
 	n := r.defaults()
 	s, err := r.read(ctx)
+	if errors.Is(err, ErrInconsistentStore) {
+		// An abort interrupted between demoting the certificate and its
+		// key: finish demoting the key, then carry on from there.
+		if err := r.alignKeys(ctx, n, r.Store.Demote, secretstore.Previous); err != nil {
+			return nil, err
+		}
+		if s, err = r.read(ctx); err != nil {
+			return nil, err
+		}
+		if err := r.reissueClients(ctx, n, s, s.current); err != nil {
+			return nil, err
+		}
+		return r.Status(ctx) // that abort is now complete
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -403,7 +548,10 @@ func (r *Rotation) Abort(ctx context.Context) (*RotationStatus, error) {
 	case PhaseStable:
 		return nil, fmt.Errorf("no rotation in progress")
 	case PhaseBegun:
-		for _, name := range []string{n.CACert(), n.CAKey()} {
+		for _, name := range []string{n.CACert(), n.CAKey(), n.CAKMSKey()} {
+			if s.vals[name] == "" {
+				continue // no such secret in this fleet's mode
+			}
 			if err := r.Store.DropPending(ctx, name); err != nil {
 				return nil, err
 			}
@@ -413,5 +561,5 @@ func (r *Rotation) Abort(ctx context.Context) (*RotationStatus, error) {
 		}
 		return r.Status(ctx)
 	}
-	return r.moveCA(ctx, n, r.Store.Demote)
+	return r.moveCA(ctx, n, r.Store.Demote, secretstore.Previous)
 }
