@@ -48,16 +48,16 @@ type CAInfo struct {
 
 // RotationStatus is the fleet's rotation state as the store holds it.
 type RotationStatus struct {
-	Phase    string            `json:"phase"`
-	Current  CAInfo            `json:"current"`
-	Pending  *CAInfo           `json:"pending,omitempty"`
-	Trusted  []CAInfo          `json:"trusted"`
+	Phase   string   `json:"phase"`
+	Current CAInfo   `json:"current"`
+	Pending *CAInfo  `json:"pending,omitempty"`
+	Trusted []CAInfo `json:"trusted"`
 	// CurrentKey and PendingKey say where each CA's key is.
 	CurrentKey string            `json:"currentKey"`
 	PendingKey string            `json:"pendingKey,omitempty"`
 	Clients    map[string]string `json:"clientIssuers"` // role -> "current" or the issuer's key id
-	NextStep string            `json:"nextStep"`
-	Nodes    []NodeReport      `json:"nodes,omitempty"`
+	NextStep   string            `json:"nextStep"`
+	Nodes      []NodeReport      `json:"nodes,omitempty"`
 }
 
 // NodeReport is what a node said about the certificate it serves.
