@@ -2,8 +2,12 @@ package certs_test
 
 import (
 	"context"
+	"crypto"
 	"crypto/x509"
+	"errors"
+	"fmt"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -144,4 +148,110 @@ func TestRotationAbort(t *testing.T) {
 
 func fingerprintOf(c *x509.Certificate) string {
 	return certs.Fingerprint(c)
+}
+
+// localKMS stands in for a KMS key in these store-level tests: the
+// rotation logic only sees the certs.KMSKey interface. Talking to KMS
+// itself is tested against moto (test/kms_test.go).
+type localKMS struct {
+	crypto.Signer
+	arn string
+}
+
+func (k localKMS) KeyID() string { return k.arn }
+func (k localKMS) Spec() string  { return "ECC_NIST_P256" }
+
+func kmsOpener(t *testing.T, arns ...string) certs.KMSOpener {
+	keys := map[string]certs.KMSKey{}
+	for _, a := range arns {
+		k, err := pki.GenerateKey(pki.ECDSAP256, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys[a] = localKMS{k, a}
+	}
+	return func(_ context.Context, id string) (certs.KMSKey, error) {
+		if k, ok := keys[id]; ok {
+			return k, nil
+		}
+		return nil, fmt.Errorf("no KMS key %s", id)
+	}
+}
+
+// From ca-key to a KMS CA and back out of it with abort at every phase,
+// then to a second KMS key and back: the key labels follow the certificate.
+func TestRotationToKMSAndAbort(t *testing.T) {
+	ctx := context.Background()
+	st := secretstore.NewMemoryStore()
+	o := opts(t, st)
+	bootstrap(t, o)
+	cfgPath := filepath.Join(o.Home, "config", "joblet-config.yml")
+	open := kmsOpener(t, "arn:k1", "arn:k2")
+	r := &certs.Rotation{Store: st, OpenKMS: open, CAKMSKeyID: "arn:k1"}
+	run := func(name string, f func(context.Context) (*certs.RotationStatus, error), phase, currentKey string) *certs.RotationStatus {
+		t.Helper()
+		s, err := f(ctx)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if s.Phase != phase || s.CurrentKey != currentKey {
+			t.Fatalf("%s: phase %s, key %s; want %s, %s", name, s.Phase, s.CurrentKey, phase, currentKey)
+		}
+		return s
+	}
+	stored, k1, k2 := "store (joblet/ca-key)", "AWS KMS key arn:k1", "AWS KMS key arn:k2"
+	start := run("status", r.Status, certs.PhaseStable, stored)
+	s := run("begin", r.Begin, certs.PhaseBegun, stored)
+	if s.PendingKey != k1 {
+		t.Fatalf("pending key %q", s.PendingKey)
+	}
+	run("abort from begun", r.Abort, certs.PhaseStable, stored)
+	run("begin again", r.Begin, certs.PhaseBegun, stored)
+	run("promote", r.Promote, certs.PhasePromoted, k1)
+	run("promote again", r.Promote, certs.PhasePromoted, k1)
+	back := run("abort from promoted", r.Abort, certs.PhaseBegun, stored)
+	if back.Current.Fingerprint != start.Current.Fingerprint {
+		t.Fatal("abort did not bring the old CA back")
+	}
+	run("promote", r.Promote, certs.PhasePromoted, k1)
+	// A node without KMS in its config renews through the key the store
+	// names, and remembers it.
+	res, err := certs.RefreshNode(ctx, certs.NodeRefresh{ConfigPath: cfgPath, Store: st, OpenKMS: open})
+	if err != nil || !res.Renewed {
+		t.Fatalf("refresh after promote: %+v %v", res, err)
+	}
+	if srv, _ := config.LoadServer(cfgPath); srv.Security.CAKMSKeyID != "arn:k1" {
+		t.Fatalf("caKmsKeyId %q", srv.Security.CAKMSKeyID)
+	}
+	run("finish", r.Finish, certs.PhaseStable, k1)
+
+	// A KMS fleet rotates to another KMS key, not back to a stored key.
+	if _, err := (&certs.Rotation{Store: st, OpenKMS: open}).Begin(ctx); !errors.Is(err, certs.ErrCAMode) {
+		t.Fatalf("begin without a KMS key on a KMS fleet: %v", err)
+	}
+	if _, err := (&certs.Rotation{Store: st, OpenKMS: open, CAKMSKeyID: "arn:k1"}).Begin(ctx); err == nil || !strings.Contains(err.Error(), "is the current CA's key") {
+		t.Fatalf("begin with the current KMS key: %v", err)
+	}
+	r2 := &certs.Rotation{Store: st, OpenKMS: open, CAKMSKeyID: "arn:k2"}
+	run("begin k2", r2.Begin, certs.PhaseBegun, k1)
+	run("promote k2", r2.Promote, certs.PhasePromoted, k2)
+	run("abort k2", r2.Abort, certs.PhaseBegun, k1)
+	run("abort k2 again", r2.Abort, certs.PhaseStable, k1)
+	// The node still renews through KMS in KMS mode, never reading ca-key.
+	res, err = certs.RefreshNode(ctx, certs.NodeRefresh{ConfigPath: cfgPath, Store: noCAKey{st}, OpenKMS: open, Force: true})
+	if err != nil || !res.Renewed {
+		t.Fatalf("KMS-mode refresh: %+v %v", res, err)
+	}
+}
+
+// noCAKey fails the test's reads of ca-key: a KMS-mode node must not need it.
+type noCAKey struct{ *secretstore.MemoryStore }
+
+func (s noCAKey) Get(ctx context.Context, n []string) (map[string]string, error) {
+	for _, name := range n {
+		if name == names.CAKey() {
+			return nil, fmt.Errorf("AccessDeniedException: read of %s", name)
+		}
+	}
+	return s.MemoryStore.Get(ctx, n)
 }
