@@ -95,6 +95,9 @@ func TestWriteBenchmarks(t *testing.T) {
 		floor = floorSection(t, &md)
 		bootstrapSection(t, &md, floor)
 	}
+	if want("kms") {
+		kmsSection(t, &md)
+	}
 	if want("embedded") {
 		embeddedSection(t, &md)
 	}
@@ -203,6 +206,74 @@ func bootstrapSection(t *testing.T, md *strings.Builder, f floorFigures) {
 		}
 	}
 	md.WriteString("\n")
+}
+
+// kmsSection measures what keeping the CA key in KMS costs a bootstrap:
+// the same node with the CA key in the store and in KMS, interleaved run by
+// run against the same moto, so the ratio is not the machine's noise.
+func kmsSection(t *testing.T, md *strings.Builder) {
+	joblet, _ := harness.Bins(t)
+	proxy := harness.StartAWSProxy(t, moto.URL)
+	newKey := func() string {
+		cmd := exec.Command("aws", "kms", "create-key", "--key-spec", "ECC_NIST_P256", "--key-usage", "SIGN_VERIFY", "--query", "KeyMetadata.Arn", "--output", "text")
+		cmd.Env = harness.Env(harness.AWSEnv(moto.URL)...)
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("aws kms create-key: %v", err)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	type row struct {
+		s     []sample
+		calls map[string]int
+	}
+	rows := map[string]*row{}
+	run := func(name string, env []string) {
+		proxy.Calls()
+		smp := timed(t, env, joblet, "certs", "bootstrap")
+		r := rows[name]
+		if r == nil {
+			r = &row{}
+			rows[name] = r
+		}
+		r.s, r.calls = append(r.s, smp), harness.Count(proxy.Calls())
+	}
+	var arn string
+	for i := 0; i < runs; i++ {
+		moto.Reset(t)
+		arn = newKey()
+		run("first/store", smEnv(proxy.URL, t.TempDir(), "SECRETS_PREFIX=stored"))
+		run("first/kms", smEnv(proxy.URL, t.TempDir(), "SECRETS_PREFIX=kms", "JOBLET_CA_KMS_KEY_ID="+arn))
+	}
+	for i := 0; i < runs; i++ {
+		run("joining/store", smEnv(proxy.URL, t.TempDir(), "SECRETS_PREFIX=stored"))
+		run("joining/kms", smEnv(proxy.URL, t.TempDir(), "SECRETS_PREFIX=kms", "JOBLET_CA_KMS_KEY_ID="+arn))
+	}
+	fmt.Fprintf(md, "## KMS CA\n\n%d runs each, ecdsa-p256 (KMS key `ECC_NIST_P256`), store and KMS runs interleaved. Each certificate signed through KMS is one `kms:Sign` call; opening the key is one `kms:GetPublicKey`. `x store` is the median over the same node with the CA key in the store.\n\n", runs)
+	fmt.Fprintf(md, "| node | CA key | median | p95 | CPU (median) | Secrets Manager calls | KMS calls | x store |\n|---|---|---|---|---|---|---|---|\n")
+	for _, kind := range []string{"first", "joining"} {
+		base, _ := walls(rows[kind+"/store"].s)
+		for _, where := range []string{"store", "kms"} {
+			r := rows[kind+"/"+where]
+			w, c := walls(r.s)
+			kmsCalls := r.calls["Sign"] + r.calls["GetPublicKey"]
+			label := map[string]string{"store": "Secrets Manager (`ca-key`)", "kms": "AWS KMS"}[where]
+			fmt.Fprintf(md, "| %s | %s | %s | %s | %s | %d | %d (%d Sign) | %.2f |\n", kind, label, ms(pct(w, 0.5)), ms(pct(w, 0.95)), ms(pct(c, 0.5)),
+				len(flatten(r.calls))-kmsCalls, kmsCalls, r.calls["Sign"], float64(pct(w, 0.5))/float64(pct(base, 0.5)))
+		}
+	}
+	md.WriteString("\n")
+}
+
+// flatten lists each call once per count.
+func flatten(m map[string]int) []string {
+	var out []string
+	for k, n := range m {
+		for i := 0; i < n; i++ {
+			out = append(out, k)
+		}
+	}
+	return out
 }
 
 func embeddedSection(t *testing.T, md *strings.Builder) {

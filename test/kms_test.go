@@ -381,3 +381,72 @@ func TestMigrationToKMSWithoutDowntime(t *testing.T) {
 	reliability.Record(t, "rotation", "move the CA key from the store to AWS KMS (rotate-ca begin --ca-kms-key-id, promote, finish) on 3 nodes behind HAProxy under load",
 		fmt.Sprintf("%d requests at %.0f/s, %d failed; running nodes renewed through KMS by themselves; new nodes join in KMS mode, others are refused", total, rate, failed))
 }
+
+// SIGKILL right after each store write of each step of a migration to a
+// KMS CA, then re-run the step and the rest: the fleet ends on the KMS CA.
+func TestMigrationToKMSCrashAtEachWrite(t *testing.T) {
+	joblet, _ := harness.Bins(t)
+	points := 0
+	for si, step := range rotationSteps {
+		for k := 0; ; k++ {
+			moto.Reset(t)
+			arn := kmsKey(t, "ECC_NIST_P256")
+			args := func(step string) []string {
+				a := []string{"certs", "rotate-ca", step}
+				if step == "begin" {
+					a = append(a, "--ca-kms-key-id", arn)
+				}
+				return a
+			}
+			_, _, env := smNode(t, moto.URL)
+			harness.MustRun(t, env, joblet, "certs", "bootstrap")
+			oldCA := rotationStatus(t, env).Current.Sha256
+			for _, prev := range rotationSteps[:si] {
+				harness.MustRun(t, env, joblet, args(prev)...)
+			}
+			proxy := harness.StartAWSProxy(t, moto.URL)
+			_, _, penv := smNode(t, proxy.URL)
+			cmd := exec.Command(joblet, args(step)...)
+			cmd.Env = penv
+			writes := 0
+			if !proxy.RunKilledAt(t, cmd, func(action string, _ int) bool {
+				if !isWrite(action) {
+					return false
+				}
+				writes++
+				return writes-1 == k
+			}) {
+				break
+			}
+			points++
+			for _, rest := range rotationSteps[si:] {
+				if r := harness.Run(t, env, joblet, args(rest)...); r.Code != 0 {
+					t.Fatalf("re-running %s after a crash at write %d of %s: %s", rest, k+1, step, r)
+				}
+			}
+			s := rotationStatus(t, env)
+			if s.Phase != "stable" || s.Current.Sha256 == oldCA || len(s.Trusted) != 1 {
+				t.Fatalf("after a crash at write %d of %s: %+v", k+1, step, s)
+			}
+			for role, issuer := range s.Clients {
+				if issuer != "current" {
+					t.Fatalf("%s client certificate from %s", role, issuer)
+				}
+			}
+			vals := readStore(t, "joblet")
+			ca, _ := pki.ParseCert([]byte(vals[kmsNames.CACert()]))
+			if pub := kmsPublicKey(t, arn).(interface{ Equal(x crypto.PublicKey) bool }); !pub.Equal(ca.PublicKey) {
+				t.Fatalf("after a crash at write %d of %s the current CA is not the KMS key's", k+1, step)
+			}
+			home, _, kenv := smNode(t, moto.URL, "JOBLET_CA_KMS_KEY_ID="+arn)
+			harness.MustRun(t, kenv, joblet, "certs", "bootstrap")
+			openssl.Verify(t, []byte(vals[kmsNames.CACert()]), []byte(serverConfig(t, home).Security.ServerCert), "sslserver")
+			reliability.Record(t, "crashes", fmt.Sprintf("migration to KMS: rotate-ca %s SIGKILLed right after its store write %d", step, k+1),
+				"re-running the step and the rest exits 0; the fleet ends on the KMS CA, alone in the trust bundle, a KMS-mode node joins")
+		}
+	}
+	t.Logf("%d crash points tested", points)
+	if points < 6 {
+		t.Fatalf("only %d crash points", points)
+	}
+}
