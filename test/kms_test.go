@@ -178,6 +178,14 @@ func TestKMSCA(t *testing.T) {
 				return nil
 			})
 
+			// A client refresh in KMS mode: the CRL and the (KMS) CA arrive,
+			// the admin still works.
+			harness.MustRun(t, append(append([]string{}, env1...), "RNX_CONFIG="+cfg1), rnx, "config", "refresh")
+			if rc, _ := config.LoadRnx(cfg1); rc.Nodes["default"].CRL == "" {
+				t.Error("rnx config refresh did not bring the CRL")
+			}
+			harness.MustRun(t, harness.Env("RNX_CONFIG="+cfg1), rnx, "info")
+
 			st := harness.Run(t, env1, joblet, "certs", "status")
 			if !strings.Contains(st.Stdout, "CA key: AWS KMS key "+arn) {
 				t.Errorf("status does not show KMS mode:\n%s", st.Stdout)
@@ -386,66 +394,32 @@ func TestMigrationToKMSWithoutDowntime(t *testing.T) {
 // KMS CA, then re-run the step and the rest: the fleet ends on the KMS CA.
 func TestMigrationToKMSCrashAtEachWrite(t *testing.T) {
 	joblet, _ := harness.Bins(t)
-	points := 0
-	for si, step := range rotationSteps {
-		for k := 0; ; k++ {
-			moto.Reset(t)
-			arn := kmsKey(t, "ECC_NIST_P256")
-			args := func(step string) []string {
-				a := []string{"certs", "rotate-ca", step}
-				if step == "begin" {
-					a = append(a, "--ca-kms-key-id", arn)
-				}
-				return a
-			}
-			_, _, env := smNode(t, moto.URL)
-			harness.MustRun(t, env, joblet, "certs", "bootstrap")
-			oldCA := rotationStatus(t, env).Current.Sha256
-			for _, prev := range rotationSteps[:si] {
-				harness.MustRun(t, env, joblet, args(prev)...)
-			}
-			proxy := harness.StartAWSProxy(t, moto.URL)
-			_, _, penv := smNode(t, proxy.URL)
-			cmd := exec.Command(joblet, args(step)...)
-			cmd.Env = penv
-			writes := 0
-			if !proxy.RunKilledAt(t, cmd, func(action string, _ int) bool {
-				if !isWrite(action) {
-					return false
-				}
-				writes++
-				return writes-1 == k
-			}) {
-				break
-			}
-			points++
-			for _, rest := range rotationSteps[si:] {
-				if r := harness.Run(t, env, joblet, args(rest)...); r.Code != 0 {
-					t.Fatalf("re-running %s after a crash at write %d of %s: %s", rest, k+1, step, r)
-				}
-			}
-			s := rotationStatus(t, env)
-			if s.Phase != "stable" || s.Current.Sha256 == oldCA || len(s.Trusted) != 1 {
-				t.Fatalf("after a crash at write %d of %s: %+v", k+1, step, s)
-			}
-			for role, issuer := range s.Clients {
-				if issuer != "current" {
-					t.Fatalf("%s client certificate from %s", role, issuer)
-				}
-			}
-			vals := readStore(t, "joblet")
-			ca, _ := pki.ParseCert([]byte(vals[kmsNames.CACert()]))
-			if pub := kmsPublicKey(t, arn).(interface{ Equal(x crypto.PublicKey) bool }); !pub.Equal(ca.PublicKey) {
-				t.Fatalf("after a crash at write %d of %s the current CA is not the KMS key's", k+1, step)
-			}
-			home, _, kenv := smNode(t, moto.URL, "JOBLET_CA_KMS_KEY_ID="+arn)
-			harness.MustRun(t, kenv, joblet, "certs", "bootstrap")
-			openssl.Verify(t, []byte(vals[kmsNames.CACert()]), []byte(serverConfig(t, home).Security.ServerCert), "sslserver")
-			reliability.Record(t, "crashes", fmt.Sprintf("migration to KMS: rotate-ca %s SIGKILLed right after its store write %d", step, k+1),
-				"re-running the step and the rest exits 0; the fleet ends on the KMS CA, alone in the trust bundle, a KMS-mode node joins")
+	var arn string
+	points := crashEachRotationWrite(t, func() []string {
+		arn = kmsKey(t, "ECC_NIST_P256")
+		return []string{"--ca-kms-key-id", arn}
+	}, func(oldCA, step string, k int) {
+		_, _, senv := smNode(t, moto.URL)
+		s := rotationStatus(t, senv)
+		if s.Phase != "stable" || s.Current.Sha256 == oldCA || len(s.Trusted) != 1 {
+			t.Fatalf("after a crash at write %d of %s: %+v", k+1, step, s)
 		}
-	}
-	t.Logf("%d crash points tested", points)
+		for role, issuer := range s.Clients {
+			if issuer != "current" {
+				t.Fatalf("%s client certificate from %s", role, issuer)
+			}
+		}
+		vals := readStore(t, "joblet")
+		ca, _ := pki.ParseCert([]byte(vals[kmsNames.CACert()]))
+		if pub := kmsPublicKey(t, arn).(interface{ Equal(x crypto.PublicKey) bool }); !pub.Equal(ca.PublicKey) {
+			t.Fatalf("after a crash at write %d of %s the current CA is not the KMS key's", k+1, step)
+		}
+		home, _, kenv := smNode(t, moto.URL, "JOBLET_CA_KMS_KEY_ID="+arn)
+		harness.MustRun(t, kenv, joblet, "certs", "bootstrap")
+		openssl.Verify(t, []byte(vals[kmsNames.CACert()]), []byte(serverConfig(t, home).Security.ServerCert), "sslserver")
+		reliability.Record(t, "crashes", fmt.Sprintf("migration to KMS: rotate-ca %s SIGKILLed right after its store write %d", step, k+1),
+			"re-running the step and the rest exits 0; the fleet ends on the KMS CA, alone in the trust bundle, a KMS-mode node joins")
+	})
 	if points < 6 {
 		t.Fatalf("only %d crash points", points)
 	}

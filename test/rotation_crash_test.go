@@ -64,20 +64,44 @@ func checkRotated(t *testing.T, oldCA string) {
 // SIGKILL right after each store write of each rotation step, then re-run
 // the step and the rest of the rotation: the fleet ends consistent.
 func TestRotationCrashAtEachWrite(t *testing.T) {
+	points := crashEachRotationWrite(t, func() []string { return nil }, func(oldCA, step string, k int) {
+		checkRotated(t, oldCA)
+		reliability.Record(t, "crashes", fmt.Sprintf("rotate-ca %s SIGKILLed right after its store write %d", step, k+1),
+			"re-running the step and the rest exits 0; the fleet ends on the new CA, the old one leaves every trust bundle")
+	})
+	if points < 8 {
+		t.Fatalf("only %d crash points: the steps write more than that", points)
+	}
+}
+
+// crashEachRotationWrite runs, for each rotation step and each store write
+// k it makes, a fresh fleet rotated up to that step, the step SIGKILLed
+// right after write k, then the step and the rest re-run; check judges the
+// end state. prepare runs first in each fresh store and returns the flags
+// for begin. It returns the number of crash points.
+func crashEachRotationWrite(t *testing.T, prepare func() []string, check func(oldCA, step string, k int)) int {
 	joblet, _ := harness.Bins(t)
 	points := 0
 	for si, step := range rotationSteps {
 		for k := 0; ; k++ {
 			moto.Reset(t)
+			beginFlags := prepare()
+			args := func(step string) []string {
+				a := []string{"certs", "rotate-ca", step}
+				if step == "begin" {
+					a = append(a, beginFlags...)
+				}
+				return a
+			}
 			_, _, env := smNode(t, moto.URL)
 			harness.MustRun(t, env, joblet, "certs", "bootstrap")
 			oldCA := rotationStatus(t, env).Current.Sha256
 			for _, prev := range rotationSteps[:si] {
-				harness.MustRun(t, env, joblet, "certs", "rotate-ca", prev)
+				harness.MustRun(t, env, joblet, args(prev)...)
 			}
 			proxy := harness.StartAWSProxy(t, moto.URL)
 			_, _, penv := smNode(t, proxy.URL)
-			cmd := exec.Command(joblet, "certs", "rotate-ca", step)
+			cmd := exec.Command(joblet, args(step)...)
 			cmd.Env = penv
 			writes := 0 // the proxy asks one call at a time
 			killed := proxy.RunKilledAt(t, cmd, func(action string, _ int) bool {
@@ -93,19 +117,15 @@ func TestRotationCrashAtEachWrite(t *testing.T) {
 			points++
 			t.Logf("%s: killed after write %d", step, k+1)
 			for _, rest := range rotationSteps[si:] {
-				if r := harness.Run(t, env, joblet, "certs", "rotate-ca", rest); r.Code != 0 {
+				if r := harness.Run(t, env, joblet, args(rest)...); r.Code != 0 {
 					t.Fatalf("re-running %s after a crash at write %d of %s: %s", rest, k+1, step, r)
 				}
 			}
-			checkRotated(t, oldCA)
-			reliability.Record(t, "crashes", fmt.Sprintf("rotate-ca %s SIGKILLed right after its store write %d", step, k+1),
-				"re-running the step and the rest exits 0; the fleet ends on the new CA, the old one leaves every trust bundle")
+			check(oldCA, step, k)
 		}
 	}
 	t.Logf("%d crash points tested", points)
-	if points < 8 {
-		t.Fatalf("only %d crash points: the steps write more than that", points)
-	}
+	return points
 }
 
 // Two operators running the same step at the same moment.

@@ -143,12 +143,20 @@ func Import(ctx context.Context, st secretstore.Store, prefix string, m *Materia
 // that already holds a different CA is refused unless force.
 func Export(ctx context.Context, from, to secretstore.Store, prefix string, force bool, now time.Time) error {
 	n := secretstore.Names{Prefix: prefix}
-	vals, err := from.Get(ctx, n.All())
+	vals, err := from.Get(ctx, append(n.All(), n.CAKMSKey()))
 	if err != nil {
 		return fmt.Errorf("read the shared certificates: %w", err)
 	}
 	if vals[n.CACert()] == "" {
 		return fmt.Errorf("the store holds no CA under the prefix %q: nothing to export", prefix)
+	}
+	if ref := vals[n.CAKMSKey()]; ref != "" {
+		if c, err := pki.ParseCert([]byte(vals[n.CACert()])); err == nil {
+			if k, err := pki.ParseKey([]byte(vals[n.CAKey()])); err != nil || !samePublicKey(c, k) {
+				return fmt.Errorf("%w: this fleet's CA key is in AWS KMS (%s) and cannot leave it, and an embedded install signs with a local key: "+
+					"keep the fleet on AWS, or start the embedded install with its own CA (`joblet certs bootstrap` with USE_SECRETS_MANAGER=false) and hand out its client configs", ErrCAMode, ref)
+			}
+		}
 	}
 	m := &Material{CACert: vals[n.CACert()], CAKey: vals[n.CAKey()], Clients: map[pki.Role][2]string{}}
 	for _, r := range pki.Roles {
