@@ -161,6 +161,7 @@ func TestIAMPolicies(t *testing.T) {
 	for _, step := range []string{"begin", "status", "promote", "finish", "begin", "abort"} {
 		harness.MustRun(t, env, joblet, "certs", "rotate-ca", step)
 	}
+	harness.MustRun(t, env, joblet, "certs", "reissue", "--role", "developer", "--revoke")
 	harness.MustRun(t, append(env, "FORCE_REGENERATE=true"), joblet, "certs", "bootstrap")
 	checkFlow(t, "rotation", policies["rotation"], proxy.Recorded())
 

@@ -43,6 +43,9 @@ Usage:
                                       replicate the existing shared secrets (disaster recovery)
   joblet certs revoke --serial S | --cert FILE [--reason R]
                                       add a certificate to the fleet's CRL (<prefix>/crl)
+  joblet certs reissue --role ROLE [--revoke]
+                                      give one role a new key and client certificate
+                                      from the current CA (no CA rotation)
   joblet certs renew [--config PATH]  re-issue this node's server certificate from the shared CA
   joblet certs rotate-ca begin|promote|finish|abort|status [--json]
                                       staged CA rotation without downtime (docs/ROTATION.md)
@@ -85,6 +88,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 			err = exportCmd(args[2:], stdout, stderr, log)
 		case "revoke":
 			err = revokeCmd(args[2:], stdout, stderr, log)
+		case "reissue":
+			err = reissueCmd(args[2:], stdout, stderr, log)
 		case "replicate":
 			err = replicateCmd(args[2:], stdout, stderr, log)
 		case "iam-policy":

@@ -191,3 +191,48 @@ func revokeCmd(args []string, stdout, stderr io.Writer, log *slog.Logger) error 
 	fmt.Fprintf(stdout, "🚫 revoked serial %s in %s (%d revoked in all); nodes refuse it after their next refresh, rnx after `rnx config refresh`\n", serial.Text(16), rs.Desc, len(list))
 	return nil
 }
+
+func reissueCmd(args []string, stdout, stderr io.Writer, log *slog.Logger) error {
+	fs := flag.NewFlagSet("joblet certs reissue", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	sf := addStoreFlags(fs)
+	roleFlag := fs.String("role", "", "the role whose client certificate and key are replaced: admin, maintainer, developer or reader")
+	revoke := fs.Bool("revoke", false, "also revoke the replaced certificate (reason superseded)")
+	keyType := fs.String("key-type", envOr("JOBLET_KEY_TYPE", string(pki.ECDSAP256)), "key type of the new key")
+	life := fs.String("client-lifetime", "730d", "lifetime of the new certificate")
+	if err := fs.Parse(args); err != nil {
+		return usageErr(err)
+	}
+	role, err := pki.ParseRole(*roleFlag)
+	if err != nil {
+		return fmt.Errorf("%w: --role: %v", errUsage, err)
+	}
+	kt, err := pki.ParseKeyType(*keyType)
+	if err != nil {
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	lifetime, err := parseLifetime("client-lifetime", *life)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := sf.context()
+	defer cancel()
+	rs, err := sf.resolve(ctx, jobletHome(), log)
+	if err != nil {
+		return err
+	}
+	res, err := certs.Reissue(ctx, rs.Store, *sf.prefix, role, kt, lifetime, time.Now(), rs.OpenKMS)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "🔁 %s client certificate re-issued in %s: serial %s replaces %s, expires %s; clients of that role get it with `rnx config refresh`\n",
+		role, rs.Desc, res.NewSerial, res.OldSerial, res.NotAfter.Format("2006-01-02"))
+	if *revoke {
+		old, _ := pki.ParseSerial(res.OldSerial)
+		if _, err := certs.Revoke(ctx, rs.Store, *sf.prefix, old, pki.RevocationReasons["superseded"], time.Now(), rs.OpenKMS); err != nil {
+			return fmt.Errorf("the new certificate is in place, but revoking the old one failed (re-run `joblet certs revoke --serial %s`): %w", res.OldSerial, err)
+		}
+		fmt.Fprintf(stdout, "🚫 revoked serial %s (superseded); nodes refuse it after their next refresh\n", res.OldSerial)
+	}
+	return nil
+}

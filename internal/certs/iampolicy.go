@@ -79,9 +79,10 @@ func IAMPolicy(flow string, o PolicyOptions) (*Policy, error) {
 		p.Statement = []Statement{batch, read,
 			{Sid: "CreateSharedCertificates", Effect: "Allow", Action: []string{"secretsmanager:CreateSecret", "secretsmanager:TagResource"}, Resource: arn(all...)}}
 	case flow == "rotation":
-		// The operator also moves a fleet from ca-key to a KMS CA.
+		// The operator also moves a fleet from ca-key to a KMS CA, revokes
+		// and re-issues role certificates (records under client-reissue/).
 		shared = append(n.All(), n.CAKMSKey(), n.Bundle(), n.CRL())
-		rot := arn(n.Prefix + "/ca-rotation/*")
+		rot := arn(n.Prefix+"/ca-rotation/*", n.Prefix+"/client-reissue/*")
 		p.Statement = []Statement{batch,
 			{Sid: "ReadCertificatesAndRotationRecords", Effect: "Allow", Action: []string{"secretsmanager:GetSecretValue", "secretsmanager:ListSecretVersionIds"}, Resource: append(arn(shared...), rot...)},
 			{Sid: "WriteVersionsAndMoveStages", Effect: "Allow", Action: []string{"secretsmanager:PutSecretValue", "secretsmanager:UpdateSecretVersionStage"}, Resource: arn(shared...)},

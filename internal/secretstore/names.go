@@ -42,6 +42,12 @@ func (n Names) CRL() string { return n.Prefix + "/crl" }
 // agree on one new CA.
 func (n Names) Rotation(serial string) string { return n.Prefix + "/ca-rotation/" + serial }
 
+// Reissue names the record of a role's client certificate re-issue, after
+// the certificate with serial (hex): create-only, like Rotation.
+func (n Names) Reissue(role pki.Role, serial string) string {
+	return n.Prefix + "/client-reissue/" + string(role) + "-" + serial
+}
+
 // All lists every shared secret: the CA pair, then each role's pair.
 func (n Names) All() []string {
 	out := []string{n.CACert(), n.CAKey()}

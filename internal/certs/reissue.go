@@ -1,0 +1,96 @@
+package certs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/ehsaniara/joblet/internal/pki"
+	"github.com/ehsaniara/joblet/internal/secretstore"
+)
+
+// Reissued says what Reissue replaced.
+type Reissued struct {
+	Role      string    `json:"role"`
+	OldSerial string    `json:"oldSerial"`
+	NewSerial string    `json:"newSerial"`
+	NotAfter  time.Time `json:"notAfter"`
+}
+
+// Reissue gives one role a new key and client certificate from the current
+// CA (a compromised or revoked role certificate, without rotating the CA).
+// The new pair is recorded first in a create-only secret named after the
+// old certificate's serial, so two operators, or a re-run after a crash,
+// write the same pair; then the key, then the certificate, as new versions
+// (the previous ones stay AWSPREVIOUS). Each completed run issues a new
+// certificate. Clients get it with `rnx config refresh`.
+func Reissue(ctx context.Context, st secretstore.Store, prefix string, role pki.Role, keyType pki.KeyType, lifetime time.Duration, now time.Time, open KMSOpener) (*Reissued, error) {
+	n := secretstore.Names{Prefix: prefix}
+	certName, keyName := n.ClientCert(role), n.ClientKey(role)
+	vals, err := st.Get(ctx, []string{n.CACert(), n.CAKey(), n.CAKMSKey(), certName, keyName})
+	if err != nil {
+		return nil, fmt.Errorf("read the CA and the %s pair: %w", role, err)
+	}
+	ca, err := currentCA(ctx, vals, n, open)
+	if err != nil {
+		return nil, err
+	}
+	old, err := pki.ParseCert([]byte(vals[certName]))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", ErrInconsistentStore, certName, err)
+	}
+	rec := n.Reissue(role, old.SerialNumber.Text(16))
+	got, err := st.Get(ctx, []string{rec})
+	if err != nil {
+		return nil, err
+	}
+	if got[rec] == "" {
+		key, err := pki.GenerateKey(keyType, nil)
+		if err != nil {
+			return nil, err
+		}
+		is, err := ca.IssueClient(key.Public(), role, now, lifetime)
+		if err != nil {
+			return nil, err
+		}
+		keyPEM, err := pki.EncodeKey(key)
+		if err != nil {
+			return nil, err
+		}
+		value := string(keyPEM) + string(pki.EncodeCert(is.Cert))
+		sec := n.Secret(rec, value)
+		sec.Description = "Joblet client certificate re-issue record: the " + string(role) + " pair that replaces serial " + old.SerialNumber.Text(16)
+		sec.Tags["joblet-content"] = "private-key"
+		switch err := st.Create(ctx, sec); {
+		case err == nil:
+			got[rec] = value
+		case errors.Is(err, secretstore.ErrExist):
+			if got, err = st.Get(ctx, []string{rec}); err != nil {
+				return nil, err
+			}
+		default:
+			return nil, fmt.Errorf("store %s: %w", rec, err)
+		}
+	}
+	i := strings.Index(got[rec], "-----BEGIN CERTIFICATE-----")
+	if i < 0 {
+		return nil, fmt.Errorf("%w: re-issue record %s holds no certificate", ErrInconsistentStore, rec)
+	}
+	pair, err := parsePair(got[rec][i:], got[rec][:i], rec, rec)
+	if err != nil {
+		return nil, err
+	}
+	// Key first, as everywhere: a reader between the two writes sees a
+	// mismatch it reports and re-reads, never a silently wrong pair.
+	for _, w := range []struct{ name, value string }{{keyName, got[rec][:i]}, {certName, got[rec][i:]}} {
+		if vals[w.name] == w.value {
+			continue
+		}
+		if err := st.Put(ctx, w.name, w.value); err != nil {
+			return nil, fmt.Errorf("replace %s: %w", w.name, err)
+		}
+	}
+	return &Reissued{Role: string(role), OldSerial: old.SerialNumber.Text(16), NewSerial: pair.Cert.SerialNumber.Text(16), NotAfter: pair.Cert.NotAfter.UTC()}, nil
+}
