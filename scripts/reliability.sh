@@ -31,7 +31,7 @@ failed=$(printf '%s\n' "$records" | grep -c '^RELIABILITY|FAIL|' || true)
   echo "- records: $(printf '%s\n' "$records" | wc -l), failed: $failed; \`go test\` exit status: $status"
   echo
   echo "Temporary paths read \`\$TMP\`; loopback servers \`127.0.0.1:PORT\`."
-  for cat in "store faults" "crashes" "races" "bad input" "revocation" "TLS" "rotation"; do
+  for cat in "store faults" "crashes" "races" "bad input" "revocation" "TLS" "rotation" "KMS CA"; do
     rows=$(printf '%s\n' "$records" | awk -F'|' -v c="$cat" '$3 == c')
     [ -n "$rows" ] || continue
     echo
@@ -41,7 +41,7 @@ failed=$(printf '%s\n' "$records" | grep -c '^RELIABILITY|FAIL|' || true)
     echo "|---|---|---|"
     printf '%s\n' "$rows" | sort -t'|' -k4,4V | awk -F'|' '{ printf "| %s | %s | %s |\n", $4, $5, ($2 == "ok" ? "passed" : "**FAILED**") }'
   done
-  others=$(printf '%s\n' "$records" | awk -F'|' '$3 != "store faults" && $3 != "crashes" && $3 != "races" && $3 != "bad input" && $3 != "revocation" && $3 != "TLS" && $3 != "rotation"')
+  others=$(printf '%s\n' "$records" | awk -F'|' '$3 != "store faults" && $3 != "crashes" && $3 != "races" && $3 != "bad input" && $3 != "revocation" && $3 != "TLS" && $3 != "rotation" && $3 != "KMS CA"')
   if [ -n "$others" ]; then
     echo; echo "## Other"; echo; echo "| Category | Tried | What happened | Test |"; echo "|---|---|---|---|"
     printf '%s\n' "$others" | awk -F'|' '{ printf "| %s | %s | %s | %s |\n", $3, $4, $5, ($2 == "ok" ? "passed" : "**FAILED**") }'
