@@ -11,6 +11,9 @@ unset GOBIN
 out=docs/RELIABILITY.md
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
+# The state the tests ran on (this file itself excluded: it is the output).
+commit="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+[ -z "$(git status --porcelain -- . ':!docs/RELIABILITY.md' 2>/dev/null)" ] || commit="$commit (with local changes)"
 status=0
 go test -count=1 -timeout 30m -v ./... >"$log" 2>&1 || status=$?
 
@@ -25,7 +28,7 @@ failed=$(printf '%s\n' "$records" | grep -c '^RELIABILITY|FAIL|' || true)
   echo "printed after it ran (\`internal/testutil/reliability\`), with what it observed. Do not edit by hand."
   echo
   echo "- date: $(date -u +%Y-%m-%dT%H:%MZ)"
-  echo "- commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo ' (with local changes)')"
+  echo "- commit: $commit"
   echo "- machine: $(nproc) CPUs, $(go env GOOS)/$(go env GOARCH), $(go version | awk '{print $3}')"
   echo "- races: $( [ "${JOBLET_LONG_TESTS:-}" = 1 ] && echo '50 processes x 5 rounds per store (JOBLET_LONG_TESTS=1)' || echo '20 processes x 1 round per store (JOBLET_LONG_TESTS=1 for 50 x 5)')"
   echo "- records: $(printf '%s\n' "$records" | wc -l), failed: $failed; \`go test\` exit status: $status"
