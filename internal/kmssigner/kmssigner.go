@@ -76,7 +76,7 @@ func New(ctx context.Context, api API, keyID string) (*Signer, error) {
 		return nil, explain("kms:GetPublicKey", keyID, err)
 	}
 	if out.KeyUsage != types.KeyUsageTypeSignVerify {
-		return nil, fmt.Errorf("KMS key %s has usage %q: the CA needs an asymmetric key with usage SIGN_VERIFY (ECC_NIST_P256, RSA_2048 or RSA_4096)", keyID, out.KeyUsage)
+		return nil, fmt.Errorf("KMS key %s (%s, usage %q) cannot sign certificates: the CA needs an asymmetric key with usage SIGN_VERIFY (ECC_NIST_P256, RSA_2048 or RSA_4096)", keyID, firstSpec(out), out.KeyUsage)
 	}
 	pub, err := x509.ParsePKIXPublicKey(out.PublicKey)
 	if err != nil {
