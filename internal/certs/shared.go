@@ -268,7 +268,11 @@ func (b *bootstrapper) ensurePair(ctx context.Context, vals map[string]string, c
 		return pair{}, "", fmt.Errorf("%w: secret %s does not hold a usable certificate (%v). Restore its previous version, or replace the shared certificates with FORCE_REGENERATE=true", ErrInconsistentStore, certName, err)
 	}
 	if err := pki.MatchesKey(cert, key); err != nil {
-		return pair{}, "", fmt.Errorf("%w: %s is not the certificate of %s. Restore the matching versions, or replace the shared certificates with FORCE_REGENERATE=true", ErrInconsistentStore, certName, keyName)
+		hint := ""
+		if certName != b.names.CACert() {
+			hint = " (a `joblet certs reissue` interrupted between the two writes is completed by running it again)"
+		}
+		return pair{}, "", fmt.Errorf("%w: %s is not the certificate of %s%s. Restore the matching versions, or replace the shared certificates with FORCE_REGENERATE=true", ErrInconsistentStore, certName, keyName, hint)
 	}
 	if err := check(cert); err != nil {
 		return pair{}, "", fmt.Errorf("%w: %s: %v. Replace the shared certificates with FORCE_REGENERATE=true (every client then needs the new config)", ErrInconsistentStore, certName, err)
