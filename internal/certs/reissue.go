@@ -2,9 +2,7 @@ package certs
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/ehsaniara/joblet/internal/pki"
@@ -42,49 +40,38 @@ func Reissue(ctx context.Context, st secretstore.Store, prefix string, role pki.
 		return nil, fmt.Errorf("%w: %s: %v", ErrInconsistentStore, certName, err)
 	}
 	rec := n.Reissue(role, old.SerialNumber.Text(16))
-	got, err := st.Get(ctx, []string{rec})
-	if err != nil {
-		return nil, err
-	}
-	if got[rec] == "" {
+	sec := n.Secret(rec, "")
+	sec.Description = "Joblet client certificate re-issue record: the " + string(role) + " pair that replaces serial " + old.SerialNumber.Text(16)
+	sec.Tags["joblet-content"] = "private-key"
+	value, err := claimRecord(ctx, st, sec, func() (string, error) {
 		key, err := pki.GenerateKey(keyType, nil)
 		if err != nil {
-			return nil, err
+			return "", err
 		}
 		is, err := ca.IssueClient(key.Public(), role, now, lifetime)
 		if err != nil {
-			return nil, err
+			return "", err
 		}
 		keyPEM, err := pki.EncodeKey(key)
 		if err != nil {
-			return nil, err
+			return "", err
 		}
-		value := string(keyPEM) + string(pki.EncodeCert(is.Cert))
-		sec := n.Secret(rec, value)
-		sec.Description = "Joblet client certificate re-issue record: the " + string(role) + " pair that replaces serial " + old.SerialNumber.Text(16)
-		sec.Tags["joblet-content"] = "private-key"
-		switch err := st.Create(ctx, sec); {
-		case err == nil:
-			got[rec] = value
-		case errors.Is(err, secretstore.ErrExist):
-			if got, err = st.Get(ctx, []string{rec}); err != nil {
-				return nil, err
-			}
-		default:
-			return nil, fmt.Errorf("store %s: %w", rec, err)
-		}
+		return string(keyPEM) + string(pki.EncodeCert(is.Cert)), nil
+	})
+	if err != nil {
+		return nil, err
 	}
-	i := strings.Index(got[rec], "-----BEGIN CERTIFICATE-----")
-	if i < 0 {
-		return nil, fmt.Errorf("%w: re-issue record %s holds no certificate", ErrInconsistentStore, rec)
+	keyPEM, certPEM, err := splitRecord(value, rec)
+	if err != nil {
+		return nil, err
 	}
-	pair, err := parsePair(got[rec][i:], got[rec][:i], rec, rec)
+	pair, err := parsePair(certPEM, keyPEM, rec, rec)
 	if err != nil {
 		return nil, err
 	}
 	// Key first, as everywhere: a reader between the two writes sees a
 	// mismatch it reports and re-reads, never a silently wrong pair.
-	for _, w := range []struct{ name, value string }{{keyName, got[rec][:i]}, {certName, got[rec][i:]}} {
+	for _, w := range []struct{ name, value string }{{keyName, keyPEM}, {certName, certPEM}} {
 		if vals[w.name] == w.value {
 			continue
 		}

@@ -296,15 +296,12 @@ func (r *Rotation) Begin(ctx context.Context) (*RotationStatus, error) {
 // certificate and its key, or for a KMS CA the line "kms-key ARN".
 func (r *Rotation) claimNext(ctx context.Context, n secretstore.Names, current *pki.CA) (*pki.CA, error) {
 	name := n.Rotation(current.Cert.SerialNumber.Text(16))
-	vals, err := r.Store.Get(ctx, []string{name})
-	if err != nil {
-		return nil, err
-	}
 	var kms KMSKey
 	if r.CAKMSKeyID != "" {
 		if r.OpenKMS == nil {
 			return nil, fmt.Errorf("%w: --ca-kms-key-id needs AWS (Secrets Manager mode)", ErrUsage)
 		}
+		var err error
 		if kms, err = r.OpenKMS(ctx, r.CAKMSKeyID); err != nil {
 			return nil, fmt.Errorf("open the new CA's KMS key: %w", err)
 		}
@@ -312,7 +309,13 @@ func (r *Rotation) claimNext(ctx context.Context, n secretstore.Names, current *
 			return nil, fmt.Errorf("%w: KMS key %s is the current CA's key: the new CA needs another key", ErrUsage, kms.KeyID())
 		}
 	}
-	if vals[name] == "" {
+	sec := n.Secret(name, "")
+	sec.Description = "Joblet CA rotation record: the CA that replaces serial " + current.Cert.SerialNumber.Text(16)
+	sec.Tags["joblet-content"] = "private-key"
+	if kms != nil {
+		sec.Tags["joblet-content"] = "kms-key-reference"
+	}
+	rec, err := claimRecord(ctx, r.Store, sec, func() (string, error) {
 		var key crypto.Signer = kms
 		var head string
 		if kms != nil {
@@ -320,48 +323,33 @@ func (r *Rotation) claimNext(ctx context.Context, n secretstore.Names, current *
 		} else {
 			k, err := pki.GenerateKey(r.KeyType, nil)
 			if err != nil {
-				return nil, err
+				return "", err
 			}
 			keyPEM, err := pki.EncodeKey(k)
 			if err != nil {
-				return nil, err
+				return "", err
 			}
 			key, head = k, string(keyPEM)
 		}
 		cert, err := pki.NewCA(key, r.Now(), r.CALifetime)
 		if err != nil {
-			return nil, err
+			return "", err
 		}
-		rec := head + string(pki.EncodeCert(cert))
-		sec := n.Secret(name, rec)
-		sec.Description = "Joblet CA rotation record: the CA that replaces serial " + current.Cert.SerialNumber.Text(16)
-		sec.Tags["joblet-content"] = "private-key"
-		if kms != nil {
-			sec.Tags["joblet-content"] = "kms-key-reference"
-		}
-		err = r.Store.Create(ctx, sec)
-		switch {
-		case err == nil:
-			vals[name] = rec
-		case errors.Is(err, secretstore.ErrExist):
-			if vals, err = r.Store.Get(ctx, []string{name}); err != nil {
-				return nil, err
-			}
-		default:
-			return nil, err
-		}
+		return head + string(pki.EncodeCert(cert)), nil
+	})
+	if err != nil {
+		return nil, err
 	}
-	rec := vals[name]
-	i := strings.Index(rec, "-----BEGIN CERTIFICATE-----")
-	if i < 0 {
-		return nil, fmt.Errorf("%w: rotation record %s holds no certificate", ErrInconsistentStore, name)
+	head, certPEM, err := splitRecord(rec, name)
+	if err != nil {
+		return nil, err
 	}
-	if ref, ok := strings.CutPrefix(rec[:i], kmsRecordPrefix); ok {
+	if ref, ok := strings.CutPrefix(head, kmsRecordPrefix); ok {
 		ref = strings.TrimSpace(ref)
 		if kms != nil && kms.KeyID() != ref {
 			return nil, fmt.Errorf("%w: a rotation to KMS key %s was begun (%s), not to %s: run `rotate-ca abort` first to change the new CA's key", ErrUsage, ref, name, kms.KeyID())
 		}
-		c, err := pki.ParseCert([]byte(rec[i:]))
+		c, err := pki.ParseCert([]byte(certPEM))
 		if err != nil {
 			return nil, fmt.Errorf("%w: %s: %v", ErrInconsistentStore, name, err)
 		}
@@ -374,7 +362,7 @@ func (r *Rotation) claimNext(ctx context.Context, n secretstore.Names, current *
 	if kms != nil {
 		return nil, fmt.Errorf("%w: a rotation to a CA with its key in the store was begun (%s): run `rotate-ca abort` first to rotate to a KMS key", ErrUsage, name)
 	}
-	return parsePair(rec[i:], rec[:i], name, name)
+	return parsePair(certPEM, head, name, name)
 }
 
 // kmsRecordPrefix starts a rotation record whose CA key is in KMS.
