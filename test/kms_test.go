@@ -424,3 +424,40 @@ func TestMigrationToKMSCrashAtEachWrite(t *testing.T) {
 		t.Fatalf("only %d crash points", points)
 	}
 }
+
+// KMS failing: every kms:Sign answered 503 (after the SDK's retries) ends
+// the bootstrap with the cause named and no local file; what the first node
+// stored before (its claim on ca-kms-key) is completed by the next run once
+// KMS answers again, still one CA.
+func TestKMSUnavailable(t *testing.T) {
+	moto.Reset(t)
+	joblet, _ := harness.Bins(t)
+	arn := kmsKey(t, "ECC_NIST_P256")
+	proxy := harness.StartAWSProxy(t, moto.URL)
+	proxy.OnCall(func(action string, _ int) harness.Verdict {
+		if action == "Sign" {
+			return harness.Unavailable
+		}
+		return harness.Forward
+	}, nil)
+	home, _, env := smNode(t, proxy.URL, "JOBLET_CA_KMS_KEY_ID="+arn, "JOBLET_TIMEOUT=30s")
+	start := time.Now()
+	r := harness.Run(t, env, joblet, "certs", "bootstrap")
+	took := time.Since(start)
+	if r.Code != 1 || !strings.Contains(r.Stderr, "kms:Sign on KMS key "+arn+": KMS answered HTTP 503 after retries") {
+		t.Fatalf("KMS unavailable: %s", r)
+	}
+	noFiles(t, home)
+	signs := harness.Count(proxy.Calls())["Sign"]
+	vals := readStore(t, "joblet")
+	if _, ok := vals[kmsNames.CACert()]; ok {
+		t.Fatal("a CA certificate was stored although KMS never signed")
+	}
+	// KMS is back: the same node completes the fleet.
+	proxy.OnCall(nil, nil)
+	harness.MustRun(t, env, joblet, "certs", "bootstrap")
+	stored := checkKMSStore(t, arn)
+	openssl.Verify(t, []byte(stored[kmsNames.CACert()]), []byte(serverConfig(t, home).Security.ServerCert), "sslserver")
+	reliability.Record(t, "KMS CA", "first node with every kms:Sign answered HTTP 503",
+		fmt.Sprintf("exit 1 after %v and %d Sign attempts: %s; no local file, no CA certificate stored; once KMS answers, a re-run completes the fleet (one CA)", took.Round(100*time.Millisecond), signs, lastLine(r.Stderr)))
+}

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
 	"github.com/aws/smithy-go"
@@ -169,7 +170,13 @@ func explain(action, keyID string, err error) error {
 			return fmt.Errorf("%s: KMS key %s does not exist in this region: check --ca-kms-key-id and the region: %w", action, keyID, err)
 		case "DisabledException", "KMSInvalidStateException":
 			return fmt.Errorf("%s: KMS key %s is disabled or pending deletion: enable it (aws kms enable-key / cancel-key-deletion): %w", action, keyID, err)
+		case "ThrottlingException":
+			return fmt.Errorf("%s on KMS key %s: throttled by KMS after retries with backoff: re-run later, or start fewer nodes at once: %w", action, keyID, err)
 		}
+	}
+	var re *awshttp.ResponseError
+	if errors.As(err, &re) && re.HTTPStatusCode() >= 500 {
+		return fmt.Errorf("%s on KMS key %s: KMS answered HTTP %d after retries: re-run later (a re-run completes what this one stored): %w", action, keyID, re.HTTPStatusCode(), err)
 	}
 	return fmt.Errorf("%s on KMS key %s: %w", action, keyID, err)
 }
