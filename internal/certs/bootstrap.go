@@ -5,6 +5,7 @@ package certs
 
 import (
 	"context"
+	"crypto"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
@@ -115,6 +116,7 @@ type pair struct {
 	cert    *x509.Certificate
 	certPEM string
 	keyPEM  string
+	key     crypto.Signer
 }
 
 // Bootstrap makes this node ready to serve: it reads the shared CA and role

@@ -15,7 +15,6 @@ import (
 type KMSKey interface {
 	crypto.Signer
 	KeyID() string // the key's ARN
-	Spec() string  // ECC_NIST_P256, RSA_2048, ...
 }
 
 // KMSOpener opens a KMS key by id, ARN or alias.

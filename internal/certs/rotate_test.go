@@ -159,7 +159,6 @@ type localKMS struct {
 }
 
 func (k localKMS) KeyID() string { return k.arn }
-func (k localKMS) Spec() string  { return "ECC_NIST_P256" }
 
 func kmsOpener(t *testing.T, arns ...string) certs.KMSOpener {
 	keys := map[string]certs.KMSKey{}

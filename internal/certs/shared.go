@@ -54,13 +54,9 @@ func (b *bootstrapper) ensure(ctx context.Context) (*shared, error) {
 			},
 			func(c *x509.Certificate) error { return pki.CheckCA(c, now) })
 		if err != nil {
-			return nil, b.kmsFleet(ctx, err)
+			return nil, b.kmsFleet(ctx, vals, err)
 		}
-		caKey, err := pki.ParseKey([]byte(caPair.keyPEM))
-		if err != nil {
-			return nil, err
-		}
-		sh.ca = pki.CA{Cert: caPair.cert, Key: caKey}
+		sh.ca = pki.CA{Cert: caPair.cert, Key: caPair.key}
 		sh.caPEM, caCert, action = caPair.certPEM, caPair.cert, act
 	}
 	if sh.trust, err = trustFrom(vals[b.names.Bundle()], caCert, b.names.Bundle()); err != nil {
@@ -107,19 +103,13 @@ func (b *bootstrapper) ensureKMSCA(ctx context.Context, vals map[string]string) 
 					ErrCAMode, n.CACert(), b.kms.KeyID(), n.CAKMSKey(), n.CAKey(), caModes)
 			}
 		}
-		err := b.createOrAdopt(ctx, n.CAKMSKey(), b.kms.KeyID())
-		switch {
-		case err == nil:
-			ref = b.kms.KeyID()
-		case errors.Is(err, secretstore.ErrExist):
-			got, err := b.o.Store.Get(ctx, []string{n.CAKMSKey(), n.CACert()})
-			if err != nil {
-				return nil, "", fmt.Errorf("read %s after losing the race to create it: %w", n.CAKMSKey(), err)
-			}
-			ref = got[n.CAKMSKey()]
+		got, created, err := b.claim(ctx, n.CAKMSKey(), b.kms.KeyID(), n.CACert())
+		if err != nil {
+			return nil, "", err
+		}
+		ref = got[n.CAKMSKey()]
+		if !created {
 			certPEM, haveCert = got[n.CACert()]
-		default:
-			return nil, "", fmt.Errorf("store %s: %w", n.CAKMSKey(), err)
 		}
 	}
 	if ref != b.kms.KeyID() && ref != b.o.CAKMSKeyID {
@@ -131,21 +121,12 @@ func (b *bootstrapper) ensureKMSCA(ctx context.Context, vals map[string]string) 
 		if err != nil {
 			return nil, "", fmt.Errorf("self-sign the CA certificate through KMS key %s: %w", b.kms.KeyID(), err)
 		}
-		enc := string(pki.EncodeCert(cert))
-		err = b.createOrAdopt(ctx, n.CACert(), enc)
-		switch {
-		case err == nil:
-			certPEM, action = enc, Generated
-		case errors.Is(err, secretstore.ErrExist):
-			got, err := b.o.Store.Get(ctx, []string{n.CACert()})
-			if err != nil {
-				return nil, "", fmt.Errorf("read %s after losing the race to create it: %w", n.CACert(), err)
-			}
-			if certPEM = got[n.CACert()]; certPEM == "" {
-				return nil, "", fmt.Errorf("%s was reported to exist but cannot be read back: restore it or wait and re-run", n.CACert())
-			}
-		default:
-			return nil, "", fmt.Errorf("store %s: %w", n.CACert(), err)
+		got, created, err := b.claim(ctx, n.CACert(), string(pki.EncodeCert(cert)))
+		if err != nil {
+			return nil, "", err
+		}
+		if certPEM = got[n.CACert()]; created {
+			action = Generated
 		}
 	}
 	cert, err := pki.ParseCert([]byte(certPEM))
@@ -164,17 +145,19 @@ func (b *bootstrapper) ensureKMSCA(ctx context.Context, vals map[string]string) 
 // kmsFleet turns a CA problem met by a node without a KMS key into the
 // explanation of the two modes when the store says the fleet's CA key is
 // in KMS (the CA certificate without ca-key, or not matching it).
-func (b *bootstrapper) kmsFleet(ctx context.Context, err error) error {
+// vals is what ensure read; only the reference, which a node in store mode
+// does not read otherwise, is read here.
+func (b *bootstrapper) kmsFleet(ctx context.Context, vals map[string]string, err error) error {
 	if !errors.Is(err, ErrInconsistentStore) {
 		return err
 	}
-	got, gerr := b.o.Store.Get(ctx, []string{b.names.CAKMSKey(), b.names.CACert(), b.names.CAKey()})
+	got, gerr := b.o.Store.Get(ctx, []string{b.names.CAKMSKey()})
 	ref := got[b.names.CAKMSKey()]
 	if gerr != nil || ref == "" {
 		return err
 	}
-	if c, perr := pki.ParseCert([]byte(got[b.names.CACert()])); perr == nil {
-		if k, kerr := pki.ParseKey([]byte(got[b.names.CAKey()])); kerr == nil && samePublicKey(c, k) {
+	if c, perr := pki.ParseCert([]byte(vals[b.names.CACert()])); perr == nil {
+		if k, kerr := pki.ParseKey([]byte(vals[b.names.CAKey()])); kerr == nil && samePublicKey(c, k) {
 			return err // the stored key is the CA's: not a mode question
 		}
 	}
@@ -215,23 +198,17 @@ func (b *bootstrapper) ensurePair(ctx context.Context, vals map[string]string, c
 		if err != nil {
 			return pair{}, "", err
 		}
-		err = b.createOrAdopt(ctx, keyName, string(enc))
-		switch {
-		case err == nil:
-			keyPEM, action = string(enc), Generated
-		case errors.Is(err, secretstore.ErrExist):
-			// Another node won the race: adopt its key (and its certificate
-			// if it is already there).
-			got, err := b.o.Store.Get(ctx, []string{keyName, certName})
-			if err != nil {
-				return pair{}, "", fmt.Errorf("read %s after losing the race to create it: %w", keyName, err)
-			}
-			if keyPEM, haveKey = got[keyName]; !haveKey {
-				return pair{}, "", fmt.Errorf("%s was reported to exist but cannot be read back: it may be scheduled for deletion; restore it (`aws secretsmanager restore-secret --secret-id %s`) or wait and re-run", keyName, keyName)
-			}
+		// Losing the race means adopting the winner's key (and its
+		// certificate if it is already there).
+		got, created, err := b.claim(ctx, keyName, string(enc), certName)
+		if err != nil {
+			return pair{}, "", err
+		}
+		keyPEM = got[keyName]
+		if created {
+			action = Generated
+		} else {
 			certPEM, haveCert = got[certName]
-		default:
-			return pair{}, "", fmt.Errorf("store %s: %w", keyName, err)
 		}
 	}
 	key, err := pki.ParseKey([]byte(keyPEM))
@@ -243,24 +220,13 @@ func (b *bootstrapper) ensurePair(ctx context.Context, vals map[string]string, c
 		if err != nil {
 			return pair{}, "", fmt.Errorf("issue %s: %w", certName, err)
 		}
-		enc := string(pki.EncodeCert(cert))
-		err = b.createOrAdopt(ctx, certName, enc)
-		switch {
-		case err == nil:
-			certPEM = enc
-			if action == Retrieved {
-				action = Completed
-			}
-		case errors.Is(err, secretstore.ErrExist):
-			got, err := b.o.Store.Get(ctx, []string{certName})
-			if err != nil {
-				return pair{}, "", fmt.Errorf("read %s after losing the race to create it: %w", certName, err)
-			}
-			if certPEM, haveCert = got[certName]; !haveCert {
-				return pair{}, "", fmt.Errorf("%s was reported to exist but cannot be read back: restore it or wait and re-run", certName)
-			}
-		default:
-			return pair{}, "", fmt.Errorf("store %s: %w", certName, err)
+		got, created, err := b.claim(ctx, certName, string(pki.EncodeCert(cert)))
+		if err != nil {
+			return pair{}, "", err
+		}
+		certPEM = got[certName]
+		if created && action == Retrieved {
+			action = Completed
 		}
 	}
 	cert, err := pki.ParseCert([]byte(certPEM))
@@ -277,7 +243,7 @@ func (b *bootstrapper) ensurePair(ctx context.Context, vals map[string]string, c
 	if err := check(cert); err != nil {
 		return pair{}, "", fmt.Errorf("%w: %s: %v. Replace the shared certificates with FORCE_REGENERATE=true (every client then needs the new config)", ErrInconsistentStore, certName, err)
 	}
-	return pair{cert: cert, certPEM: certPEM, keyPEM: keyPEM}, action, nil
+	return pair{cert: cert, certPEM: certPEM, keyPEM: keyPEM, key: key}, action, nil
 }
 
 // checkClient: the right role, and signed by a trusted CA (during a
@@ -389,6 +355,28 @@ func putOrCreate(ctx context.Context, st secretstore.Store, names secretstore.Na
 		return fmt.Errorf("replace %s: %w", name, err)
 	}
 	return nil
+}
+
+// claim creates name with value, create-only. When another node created it
+// first it reads back the winner's value, together with also (read in the
+// same call). created says whose value it is.
+func (b *bootstrapper) claim(ctx context.Context, name, value string, also ...string) (got map[string]string, created bool, err error) {
+	err = b.createOrAdopt(ctx, name, value)
+	switch {
+	case err == nil:
+		return map[string]string{name: value}, true, nil
+	case errors.Is(err, secretstore.ErrExist):
+		got, err := b.o.Store.Get(ctx, append([]string{name}, also...))
+		if err != nil {
+			return nil, false, fmt.Errorf("read %s after losing the race to create it: %w", name, err)
+		}
+		if got[name] == "" {
+			return nil, false, fmt.Errorf("%s was reported to exist but cannot be read back: it may be scheduled for deletion; restore it (`aws secretsmanager restore-secret --secret-id %s`) or wait and re-run", name, name)
+		}
+		return got, false, nil
+	default:
+		return nil, false, fmt.Errorf("store %s: %w", name, err)
+	}
 }
 
 // createOrAdopt creates a secret; when the write fails for now (throttled: a

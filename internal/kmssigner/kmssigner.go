@@ -36,7 +36,6 @@ type API interface {
 // RSA_3072 or RSA_4096; usage SIGN_VERIFY).
 type Signer struct {
 	api     API
-	keyID   string // as given: ARN, key id or alias
 	arn     string // as KMS resolved it
 	spec    types.KeySpec
 	pub     crypto.PublicKey
@@ -97,7 +96,7 @@ func New(ctx context.Context, api API, keyID string) (*Signer, error) {
 	if spec == "" {
 		return nil, fmt.Errorf("KMS key %s is %s: use ECC_NIST_P256, RSA_2048 or RSA_4096 (what TLS clients and openssl verify everywhere)", keyID, firstSpec(out))
 	}
-	return &Signer{api: api, keyID: keyID, arn: aws.ToString(out.KeyId), spec: spec, pub: pub, timeout: time.Minute}, nil
+	return &Signer{api: api, arn: aws.ToString(out.KeyId), spec: spec, pub: pub, timeout: time.Minute}, nil
 }
 
 func firstSpec(out *kms.GetPublicKeyOutput) string {
@@ -112,9 +111,6 @@ func (s *Signer) Public() crypto.PublicKey { return s.pub }
 
 // KeyID is the key as KMS names it (its ARN).
 func (s *Signer) KeyID() string { return s.arn }
-
-// Spec is the key's type (ECC_NIST_P256, RSA_2048, ...).
-func (s *Signer) Spec() string { return string(s.spec) }
 
 // Sign signs digest, which the caller hashed with opts.HashFunc(). KMS is
 // told it is a digest (MessageType DIGEST), so it does not hash again.
