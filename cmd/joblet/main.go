@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/ehsaniara/joblet/internal/buildinfo"
 	"github.com/ehsaniara/joblet/internal/certs"
 	"github.com/ehsaniara/joblet/internal/config"
 	"github.com/ehsaniara/joblet/internal/secretstore"
@@ -102,7 +103,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 			err = fmt.Errorf("%w: unknown command `joblet certs %s`", errUsage, args[1])
 		}
 	case "version":
-		fmt.Fprintln(stdout, server.Version)
+		fmt.Fprintln(stdout, buildinfo.String("joblet"))
 	case "-h", "--help", "help":
 		fmt.Fprint(stdout, usage)
 	default:

@@ -5,6 +5,7 @@ package server
 import (
 	"context"
 	"fmt"
+	"github.com/ehsaniara/joblet/internal/buildinfo"
 	"log/slog"
 	"net"
 	"time"
@@ -16,9 +17,6 @@ import (
 	"github.com/ehsaniara/joblet/internal/config"
 	"github.com/ehsaniara/joblet/internal/jobs"
 )
-
-// Version is reported by NodeInfo; set at build time with -ldflags.
-var Version = "dev"
 
 // Server is one running node.
 type Server struct {
@@ -72,7 +70,7 @@ func New(cfg *config.Server, opts Options, log *slog.Logger) (*Server, error) {
 		grpc.ChainStreamInterceptor(s.metrics.stream, streamAuthz),
 	)
 	pb.RegisterJobServiceServer(s.grpc, &jobService{jobs: s.jobs})
-	pb.RegisterNodeServiceServer(s.grpc, &nodeService{nodeID: cfg.Server.NodeID, version: Version, tls: s.tls})
+	pb.RegisterNodeServiceServer(s.grpc, &nodeService{nodeID: cfg.Server.NodeID, version: buildinfo.Version, tls: s.tls})
 	return s, nil
 }
 
