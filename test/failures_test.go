@@ -3,6 +3,7 @@ package test
 import (
 	"context"
 	"fmt"
+	"github.com/ehsaniara/joblet/internal/certs"
 	"strings"
 	"testing"
 
@@ -10,7 +11,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	sm "github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
-	"github.com/ehsaniara/joblet/internal/secretstore"
 	"github.com/ehsaniara/joblet/internal/secretstore/awssm"
 	"github.com/ehsaniara/joblet/internal/testutil/reliability"
 	"github.com/ehsaniara/joblet/test/harness"
@@ -54,7 +54,7 @@ func TestAccessDenied(t *testing.T) {
 	}
 	stored := func() map[string]string {
 		c := sm.New(sm.Options{Region: "us-east-1", BaseEndpoint: aws.String(m.URL), Credentials: credentials.NewStaticCredentialsProvider(fullID, fullKey, "")})
-		v, err := awssm.New(c, "moto", nil).Get(context.Background(), secretstore.Names{Prefix: "joblet"}.All())
+		v, err := awssm.New(c, "moto", nil).Get(context.Background(), certs.Names{Prefix: "joblet"}.All())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -88,7 +88,7 @@ func TestAccessDenied(t *testing.T) {
 	calls := harness.Count(proxy.Calls())
 	t.Logf("joining node without BatchGetSecretValue: %v", calls)
 	// The ten shared secrets, the trust bundle and the CRL, one by one.
-	want := len(secretstore.Names{Prefix: "joblet"}.All()) + 2
+	want := len(certs.Names{Prefix: "joblet"}.All()) + 2
 	if calls["BatchGetSecretValue"] != 1 || calls["GetSecretValue"] != want || len(calls) != 2 {
 		t.Errorf("calls %v: want one denied batch read, then %d GetSecretValue", calls, want)
 	}

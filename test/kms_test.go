@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"github.com/ehsaniara/joblet/internal/certs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -46,7 +47,7 @@ func kmsPublicKey(t *testing.T, arn string) any {
 	return pub
 }
 
-var kmsNames = secretstore.Names{Prefix: "joblet"}
+var kmsNames = certs.Names{Prefix: "joblet"}
 
 // checkKMSStore asserts a KMS-mode store: no ca-key, ca-kms-key naming the
 // key, a CA certificate for the KMS key's public half, and every role pair

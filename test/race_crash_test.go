@@ -3,6 +3,7 @@ package test
 import (
 	"context"
 	"fmt"
+	"github.com/ehsaniara/joblet/internal/certs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -112,7 +113,7 @@ func TestRaceDirectoryStore(t *testing.T) {
 			return home, env
 		})
 		st, _ := secretstore.NewDirStore(dir)
-		vals, err := st.Get(context.Background(), secretstore.Names{Prefix: "joblet"}.All())
+		vals, err := st.Get(context.Background(), certs.Names{Prefix: "joblet"}.All())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -128,7 +129,7 @@ func TestRaceDirectoryStore(t *testing.T) {
 // leaves a state that the next bootstrap completes without help.
 func TestCrashAfterEachStoreWrite(t *testing.T) {
 	joblet, _ := harness.Bins(t)
-	writes := len(secretstore.Names{Prefix: "joblet"}.All())
+	writes := len(certs.Names{Prefix: "joblet"}.All())
 	for k := 0; k < writes; k++ {
 		t.Run(fmt.Sprintf("after write %d", k+1), func(t *testing.T) {
 			moto.Reset(t)

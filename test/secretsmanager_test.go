@@ -2,6 +2,7 @@ package test
 
 import (
 	"encoding/json"
+	"github.com/ehsaniara/joblet/internal/certs"
 	"os/exec"
 	"strings"
 	"testing"
@@ -86,7 +87,7 @@ func TestFirstAndJoiningNodeOnEC2(t *testing.T) {
 
 	// The spec's own commands work on what was stored.
 	list := awsCLI(t, "secretsmanager", "list-secrets", "--filters", "Key=name,Values=joblet/", "--query", "SecretList[*].[Name,Description]", "--output", "text")
-	n := secretstore.Names{Prefix: "joblet"}
+	n := certs.Names{Prefix: "joblet"}
 	for _, name := range n.All() {
 		if !strings.Contains(list, name+"\t"+n.Description(name)) {
 			t.Errorf("list-secrets lacks %s with its description:\n%s", name, list)

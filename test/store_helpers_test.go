@@ -3,6 +3,7 @@ package test
 import (
 	"context"
 	"crypto/x509"
+	"github.com/ehsaniara/joblet/internal/certs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -30,7 +31,7 @@ func smClient(url string) *sm.Client {
 func readStore(t *testing.T, prefix string) map[string]string {
 	t.Helper()
 	st := awssm.New(smClient(moto.URL), "moto", nil)
-	v, err := st.Get(context.Background(), secretstore.Names{Prefix: prefix}.All())
+	v, err := st.Get(context.Background(), certs.Names{Prefix: prefix}.All())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,7 +43,7 @@ func readStore(t *testing.T, prefix string) map[string]string {
 // the CA.
 func checkStore(t *testing.T, vals map[string]string, prefix string) *x509.Certificate {
 	t.Helper()
-	n := secretstore.Names{Prefix: prefix}
+	n := certs.Names{Prefix: prefix}
 	if len(vals) != len(n.All()) {
 		t.Fatalf("store holds %d of %d secrets", len(vals), len(n.All()))
 	}

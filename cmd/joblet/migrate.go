@@ -170,7 +170,7 @@ func replicateCmd(args []string, stdout, stderr io.Writer, log *slog.Logger) err
 	if !ok {
 		return fmt.Errorf("%w: replicate works on Secrets Manager: set USE_SECRETS_MANAGER=true", errUsage)
 	}
-	n := secretstore.Names{Prefix: *sf.prefix}
+	n := certs.Names{Prefix: *sf.prefix}
 	vals, err := st.Get(ctx, append(n.All(), n.Bundle()))
 	if err != nil {
 		return err

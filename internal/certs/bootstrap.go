@@ -126,7 +126,7 @@ type pair struct {
 // everything succeeded.
 func Bootstrap(ctx context.Context, o Options) (*Result, error) {
 	o.defaults()
-	names := secretstore.Names{Prefix: o.Prefix}
+	names := Names{Prefix: o.Prefix}
 	if err := secretstore.ValidatePrefix(o.Prefix); err != nil {
 		return nil, err
 	}
@@ -352,7 +352,7 @@ func existingServerConfig(path string) (*config.Server, error) {
 
 type bootstrapper struct {
 	o     Options
-	names secretstore.Names
+	names Names
 	res   *Result
 	kms   KMSKey // the CA's key in KMS mode
 }

@@ -21,7 +21,7 @@ import (
 	"github.com/ehsaniara/joblet/internal/testutil/openssl"
 )
 
-var names = secretstore.Names{Prefix: "joblet"}
+var names = certs.Names{Prefix: "joblet"}
 
 func opts(t *testing.T, st secretstore.Store) certs.Options {
 	return certs.Options{Home: t.TempDir(), Store: st, StoreDesc: "test store", ListenAddress: "127.0.0.1",

@@ -8,7 +8,6 @@ import (
 	"fmt"
 
 	"github.com/ehsaniara/joblet/internal/pki"
-	"github.com/ehsaniara/joblet/internal/secretstore"
 )
 
 // KMSKey is a CA key held in AWS KMS (kmssigner.Signer in production).
@@ -38,7 +37,7 @@ func samePublicKey(cert *x509.Certificate, key crypto.Signer) bool {
 // (parsed locally) or a ca-kms-key reference (opened through KMS only when
 // no local key matches, and only when open is set). kmsID is the KMS key's
 // ARN when the signer is a KMS key.
-func caSigner(ctx context.Context, cert *x509.Certificate, keyPEMs, kmsRefs []string, open KMSOpener, n secretstore.Names) (signer crypto.Signer, kmsID string, err error) {
+func caSigner(ctx context.Context, cert *x509.Certificate, keyPEMs, kmsRefs []string, open KMSOpener, n Names) (signer crypto.Signer, kmsID string, err error) {
 	for _, k := range keyPEMs {
 		if k == "" {
 			continue
@@ -92,7 +91,7 @@ func firstNonEmpty(s []string) string {
 
 // currentCA is the current CA certificate with its signer, from values read
 // under the names ca-cert, ca-key and ca-kms-key (an operator's read).
-func currentCA(ctx context.Context, vals map[string]string, n secretstore.Names, open KMSOpener) (*pki.CA, error) {
+func currentCA(ctx context.Context, vals map[string]string, n Names, open KMSOpener) (*pki.CA, error) {
 	if vals[n.CACert()] == "" {
 		return nil, fmt.Errorf("there is no CA in the store under %q: run `joblet certs bootstrap` first", n.Prefix)
 	}

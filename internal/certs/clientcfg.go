@@ -21,7 +21,7 @@ func RefreshClientConfig(ctx context.Context, st secretstore.Store, prefix, path
 	if err != nil {
 		return nil, err
 	}
-	n := secretstore.Names{Prefix: prefix}
+	n := Names{Prefix: prefix}
 	// Only what a client may read: the CA certificate, the trust bundle and
 	// the pairs of the roles it holds. Never the CA key.
 	want := []string{n.CACert(), n.Bundle(), n.CRL()}

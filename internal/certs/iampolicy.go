@@ -6,7 +6,6 @@ import (
 	"strings"
 
 	"github.com/ehsaniara/joblet/internal/pki"
-	"github.com/ehsaniara/joblet/internal/secretstore"
 )
 
 // Policy is an IAM policy document.
@@ -55,7 +54,7 @@ func IAMPolicy(flow string, o PolicyOptions) (*Policy, error) {
 	if account == "" {
 		account = "*"
 	}
-	n := secretstore.Names{Prefix: prefix}
+	n := Names{Prefix: prefix}
 	arn := func(names ...string) []string {
 		out := make([]string, len(names))
 		for i, name := range names {

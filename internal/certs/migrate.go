@@ -25,7 +25,7 @@ type Material struct {
 // scripts threw it away) cannot keep its CA, and the error says so.
 func MaterialFromHome(home, prefix string) (*Material, error) {
 	root := filepath.Join(home, "ca")
-	n := secretstore.Names{Prefix: prefix}
+	n := Names{Prefix: prefix}
 	if _, err := os.Stat(filepath.Join(root, filepath.FromSlash(n.CAKey()))); errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("%s has no CA private key (%s): this install did not keep it (installs made by the old shell scripts threw it away), so its CA cannot move and its clients' configs cannot be kept. "+
 			"Start the shared store with a new CA instead (`USE_SECRETS_MANAGER=true joblet certs bootstrap`) and hand out the new rnx configs; or, if you kept the key elsewhere, import it with --ca-cert and --ca-key",
@@ -61,7 +61,7 @@ type ImportResult struct {
 // force (then every secret gets a new version; the old ones stay
 // AWSPREVIOUS). Everything is checked before anything is written.
 func Import(ctx context.Context, st secretstore.Store, prefix string, m *Material, force bool, now time.Time, clientLifetime time.Duration) (*ImportResult, error) {
-	n := secretstore.Names{Prefix: prefix}
+	n := Names{Prefix: prefix}
 	ca, err := parsePair(m.CACert, m.CAKey, "the CA certificate", "the CA key")
 	if err != nil {
 		return nil, err
@@ -142,7 +142,7 @@ func Import(ctx context.Context, st secretstore.Store, prefix string, m *Materia
 // (moving off AWS into an embedded install's private store). A destination
 // that already holds a different CA is refused unless force.
 func Export(ctx context.Context, from, to secretstore.Store, prefix string, force bool, now time.Time) error {
-	n := secretstore.Names{Prefix: prefix}
+	n := Names{Prefix: prefix}
 	vals, err := from.Get(ctx, append(n.All(), n.CAKMSKey()))
 	if err != nil {
 		return fmt.Errorf("read the shared certificates: %w", err)

@@ -25,7 +25,7 @@ type Reissued struct {
 // (the previous ones stay AWSPREVIOUS). Each completed run issues a new
 // certificate. Clients get it with `rnx config refresh`.
 func Reissue(ctx context.Context, st secretstore.Store, prefix string, role pki.Role, keyType pki.KeyType, lifetime time.Duration, now time.Time, open KMSOpener) (*Reissued, error) {
-	n := secretstore.Names{Prefix: prefix}
+	n := Names{Prefix: prefix}
 	certName, keyName := n.ClientCert(role), n.ClientKey(role)
 	vals, err := st.Get(ctx, []string{n.CACert(), n.CAKey(), n.CAKMSKey(), certName, keyName})
 	if err != nil {

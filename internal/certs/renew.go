@@ -65,7 +65,7 @@ func RefreshNode(ctx context.Context, r NodeRefresh) (*NodeRefreshResult, error)
 	if err != nil {
 		return nil, err
 	}
-	names := secretstore.Names{Prefix: cfg.Store.Prefix}
+	names := Names{Prefix: cfg.Store.Prefix}
 	if cfg.Store.Prefix == "" {
 		names.Prefix = "joblet"
 	}
@@ -160,7 +160,7 @@ func RefreshNode(ctx context.Context, r NodeRefresh) (*NodeRefreshResult, error)
 // config or the store's ca-kms-key names. During a stage move the CA
 // certificate and its key may briefly disagree: the error says so, and the
 // next refresh retries.
-func (r NodeRefresh) signer(ctx context.Context, cfg *config.Server, names secretstore.Names, caCert *x509.Certificate, vals map[string]string) (crypto.Signer, string, error) {
+func (r NodeRefresh) signer(ctx context.Context, cfg *config.Server, names Names, caCert *x509.Certificate, vals map[string]string) (crypto.Signer, string, error) {
 	if cfg.Security.CAKMSKeyID != "" {
 		return caSigner(ctx, caCert, nil, []string{vals[names.CAKMSKey()], cfg.Security.CAKMSKeyID}, r.OpenKMS, names)
 	}

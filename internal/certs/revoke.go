@@ -23,7 +23,7 @@ type Revocation struct {
 // the certificate after their next refresh, rnx after `rnx config refresh`.
 // In KMS mode the CRL is signed through open.
 func Revoke(ctx context.Context, st secretstore.Store, prefix string, serial *big.Int, reason int, now time.Time, open KMSOpener) ([]Revocation, error) {
-	n := secretstore.Names{Prefix: prefix}
+	n := Names{Prefix: prefix}
 	vals, err := st.Get(ctx, []string{n.CACert(), n.CAKey(), n.CAKMSKey(), n.Bundle(), n.CRL()})
 	if err != nil {
 		return nil, fmt.Errorf("read the CA and the CRL: %w", err)

@@ -73,7 +73,7 @@ func caInfo(c *x509.Certificate) CAInfo {
 	return CAInfo{Serial: c.SerialNumber.Text(16), Fingerprint: fingerprint(c), NotAfter: c.NotAfter.UTC()}
 }
 
-func (r *Rotation) defaults() secretstore.Names {
+func (r *Rotation) defaults() Names {
 	if r.Now == nil {
 		r.Now = time.Now
 	}
@@ -89,7 +89,7 @@ func (r *Rotation) defaults() secretstore.Names {
 	if r.Prefix == "" {
 		r.Prefix = "joblet"
 	}
-	return secretstore.Names{Prefix: r.Prefix}
+	return Names{Prefix: r.Prefix}
 }
 
 // state is what the steps read: the current CA pair, the pending one (if
@@ -167,7 +167,7 @@ func (r *Rotation) read(ctx context.Context) (*state, error) {
 }
 
 // keyPlace names where a CA's key is.
-func keyPlace(ca *pki.CA, n secretstore.Names) string {
+func keyPlace(ca *pki.CA, n Names) string {
 	if k, ok := ca.Key.(KMSKey); ok {
 		return "AWS KMS key " + k.KeyID()
 	}
@@ -294,7 +294,7 @@ func (r *Rotation) Begin(ctx context.Context) (*RotationStatus, error) {
 // claimNext returns the CA recorded to replace current, creating it when
 // this is the first run of the rotation. The record holds the new CA's
 // certificate and its key, or for a KMS CA the line "kms-key ARN".
-func (r *Rotation) claimNext(ctx context.Context, n secretstore.Names, current *pki.CA) (*pki.CA, error) {
+func (r *Rotation) claimNext(ctx context.Context, n Names, current *pki.CA) (*pki.CA, error) {
 	name := n.Rotation(current.Cert.SerialNumber.Text(16))
 	var kms KMSKey
 	if r.CAKMSKeyID != "" {
@@ -369,7 +369,7 @@ func (r *Rotation) claimNext(ctx context.Context, n secretstore.Names, current *
 const kmsRecordPrefix = "kms-key "
 
 // setTrust writes the bundle of the given CAs when it differs.
-func (r *Rotation) setTrust(ctx context.Context, n secretstore.Names, have []*x509.Certificate, want ...*x509.Certificate) error {
+func (r *Rotation) setTrust(ctx context.Context, n Names, have []*x509.Certificate, want ...*x509.Certificate) error {
 	pem := string(pki.EncodeCerts(want...))
 	if len(have) == len(want) && samePEMSet(pem, have) {
 		vals, err := r.Store.Get(ctx, []string{n.Bundle()})
@@ -409,7 +409,7 @@ func (r *Rotation) Promote(ctx context.Context) (*RotationStatus, error) {
 // (during a move to KMS, ca-key stays as it is). Then it re-issues the role
 // client certificates from whichever CA is current. Re-running it after a
 // crash between the moves completes them.
-func (r *Rotation) moveCA(ctx context.Context, n secretstore.Names, move func(context.Context, string) error, from secretstore.Stage) (*RotationStatus, error) {
+func (r *Rotation) moveCA(ctx context.Context, n Names, move func(context.Context, string) error, from secretstore.Stage) (*RotationStatus, error) {
 	if err := move(ctx, n.CACert()); err != nil {
 		return nil, err
 	}
@@ -429,7 +429,7 @@ func (r *Rotation) moveCA(ctx context.Context, n secretstore.Names, move func(co
 // alignKeys moves the labels of ca-key and ca-kms-key (by move, from the
 // stage from) when the version it would make current is the key of the
 // current CA certificate, and leaves them alone otherwise.
-func (r *Rotation) alignKeys(ctx context.Context, n secretstore.Names, move func(context.Context, string) error, from secretstore.Stage) error {
+func (r *Rotation) alignKeys(ctx context.Context, n Names, move func(context.Context, string) error, from secretstore.Stage) error {
 	cur, err := r.Store.Get(ctx, []string{n.CACert(), n.CAKey(), n.CAKMSKey()})
 	if err != nil {
 		return err
@@ -464,7 +464,7 @@ func (r *Rotation) alignKeys(ctx context.Context, n secretstore.Names, move func
 
 // reissueClients gives every role a certificate from ca for its existing key
 // (so two operators re-issuing at once still leave matching pairs).
-func (r *Rotation) reissueClients(ctx context.Context, n secretstore.Names, s *state, ca *pki.CA) error {
+func (r *Rotation) reissueClients(ctx context.Context, n Names, s *state, ca *pki.CA) error {
 	for _, role := range pki.Roles {
 		if s.clients[role].CheckSignatureFrom(ca.Cert) == nil {
 			continue

@@ -343,7 +343,7 @@ func (b *bootstrapper) regenerate(ctx context.Context) (*shared, error) {
 
 // putOrCreate writes a new current version, creating the secret when it
 // does not exist yet.
-func putOrCreate(ctx context.Context, st secretstore.Store, names secretstore.Names, name, value string) error {
+func putOrCreate(ctx context.Context, st secretstore.Store, names Names, name, value string) error {
 	err := st.Put(ctx, name, value)
 	if errors.Is(err, secretstore.ErrNotExist) {
 		err = st.Create(ctx, names.Secret(name, value))

@@ -67,7 +67,7 @@ type StatusOptions struct {
 
 // caKeyPlace says where the key of the current CA is, from what was read
 // (ca-key in store mode, ca-kms-key in KMS mode).
-func caKeyPlace(ctx context.Context, st secretstore.Store, n secretstore.Names, vals map[string]string, ca *x509.Certificate) string {
+func caKeyPlace(ctx context.Context, st secretstore.Store, n Names, vals map[string]string, ca *x509.Certificate) string {
 	if k, err := pki.ParseKey([]byte(vals[n.CAKey()])); err == nil && samePublicKey(ca, k) {
 		return "store (" + n.CAKey() + ")"
 	}
@@ -86,7 +86,7 @@ func caKeyPlace(ctx context.Context, st secretstore.Store, n secretstore.Names, 
 // rotationPhase derives the phase as Rotation.Status does, from the CA
 // certificate's pending version and the trust bundle, without reading any
 // key (a node's status runs with a node's permissions).
-func rotationPhase(ctx context.Context, st secretstore.Store, n secretstore.Names, current *x509.Certificate, bundlePEM string) (string, error) {
+func rotationPhase(ctx context.Context, st secretstore.Store, n Names, current *x509.Certificate, bundlePEM string) (string, error) {
 	pend, err := st.GetStage(ctx, []string{n.CACert()}, secretstore.Pending)
 	if err != nil {
 		return "", err
@@ -107,7 +107,7 @@ func rotationPhase(ctx context.Context, st secretstore.Store, n secretstore.Name
 // Status inspects the shared certificates in the store and this node's
 // files, and grades them: see OK, Attention, Broken.
 func Status(ctx context.Context, o StatusOptions) *Report {
-	n := secretstore.Names{Prefix: o.Prefix}
+	n := Names{Prefix: o.Prefix}
 	rep := &Report{Store: o.StoreDesc}
 	warn := time.Duration(o.WarnDays) * 24 * time.Hour
 	grade := func(name, where string, c *x509.Certificate) CertReport {

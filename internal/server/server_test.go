@@ -203,7 +203,7 @@ func clientCert(t *testing.T, ca pki.CA, ous []string, notBefore, notAfter time.
 }
 
 func fleetCA(t *testing.T, st *secretstore.MemoryStore) pki.CA {
-	names := secretstore.Names{Prefix: "joblet"}
+	names := certs.Names{Prefix: "joblet"}
 	v, _ := st.Get(context.Background(), []string{names.CACert(), names.CAKey()})
 	c, _ := pki.ParseCert([]byte(v[names.CACert()]))
 	k, _ := pki.ParseKey([]byte(v[names.CAKey()]))

@@ -1,6 +1,9 @@
-package secretstore
+package certs
 
-import "github.com/ehsaniara/joblet/internal/pki"
+import (
+	"github.com/ehsaniara/joblet/internal/pki"
+	"github.com/ehsaniara/joblet/internal/secretstore"
+)
 
 // Names are the secret names of one fleet under a prefix. The admin pair has
 // no suffix, as the spec and existing deployments name it.
@@ -101,6 +104,6 @@ func (n Names) Tags(name string) map[string]string {
 }
 
 // Secret builds the Secret to create for name.
-func (n Names) Secret(name, value string) Secret {
-	return Secret{Name: name, Value: value, Description: n.Description(name), Tags: n.Tags(name)}
+func (n Names) Secret(name, value string) secretstore.Secret {
+	return secretstore.Secret{Name: name, Value: value, Description: n.Description(name), Tags: n.Tags(name)}
 }
