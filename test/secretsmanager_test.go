@@ -8,7 +8,6 @@ import (
 	"testing"
 
 	"github.com/ehsaniara/joblet/internal/pki"
-	"github.com/ehsaniara/joblet/internal/secretstore"
 	"github.com/ehsaniara/joblet/internal/testutil/openssl"
 	"github.com/ehsaniara/joblet/test/harness"
 )
