@@ -147,7 +147,7 @@ func TestExport(t *testing.T) {
 	// From now on it runs without AWS and keeps the CA.
 	off := append(envE, "USE_SECRETS_MANAGER=false", "AWS_ENDPOINT_URL_SECRETS_MANAGER="+harness.ClosedURL)
 	r = harness.MustRun(t, off, joblet, "certs", "bootstrap")
-	if !strings.Contains(r.Stdout, "✅ CA Certificate: Retrieved from local store") {
+	if !strings.Contains(r.Stdout, "✅ CA Certificate: Retrieved from directory store") {
 		t.Fatalf("%s", r)
 	}
 	if serverConfig(t, homeE).Security.CACert != stored["joblet/ca-cert"] {

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ehsaniara/joblet/internal/backend"
+	"github.com/ehsaniara/joblet/internal/backend/kms"
 	"github.com/ehsaniara/joblet/internal/certs"
 	"github.com/ehsaniara/joblet/internal/cloud"
 	"github.com/ehsaniara/joblet/internal/config"
@@ -87,8 +89,10 @@ func addBootFlags(fs *flag.FlagSet) *bootFlags {
 }
 
 // options turns the flags into bootstrap options, without the store.
-func (f *bootFlags) options(log *slog.Logger) (certs.Options, error) {
-	o := certs.Options{Home: *f.home, Prefix: *f.sf.prefix, Log: log, RefreshInterval: *f.refresh, MetricsAddress: *f.metrics, ListenAddress: *f.listenAddr,
+func (f *bootFlags) options(log *slog.Logger) (bootOptions, error) {
+	o := bootOptions{}
+	o.Home, o.Prefix, o.Log = *f.home, *f.sf.prefix, log
+	o.BootstrapOptions = certs.BootstrapOptions{Home: *f.home, RefreshInterval: *f.refresh, MetricsAddress: *f.metrics, ListenAddress: *f.listenAddr,
 		ServerAddress: *f.serverAddr, PublicAddress: *f.public, NodeID: *f.nodeID, AdditionalNames: pki.SplitList(*f.extra)}
 	var err error
 	if o.Force, err = parseBool("FORCE_REGENERATE", *f.force); err != nil {
@@ -139,15 +143,21 @@ func bootstrapCmd(args []string, stdout, stderr io.Writer, log *slog.Logger) err
 		return err
 	}
 	o.Store, o.StoreDesc, o.Mode, o.StoreRef = rs.Store, rs.Desc, rs.Mode, rs.Ref
-	o.CAKMSKeyID, o.OpenKMS = *f.sf.caKMS, rs.OpenKMS
+	o.CAKMSKeyID, o.OpenKMS = *f.sf.caKMS, kms.OpenerFor(rs.Ref)
 	if rs.Instance != nil {
 		o.FallbackNodeID = rs.Instance.ID
 	}
 	return runBootstrap(ctx, o, *f.asJSON, stdout)
 }
 
-func runBootstrap(ctx context.Context, o certs.Options, asJSON bool, stdout io.Writer) error {
-	res, err := certs.Bootstrap(ctx, o)
+// bootOptions are the fleet's settings and this node's, as the flags give them.
+type bootOptions struct {
+	certs.Fleet
+	certs.BootstrapOptions
+}
+
+func runBootstrap(ctx context.Context, o bootOptions, asJSON bool, stdout io.Writer) error {
+	res, err := o.Fleet.Bootstrap(ctx, o.BootstrapOptions)
 	if err != nil {
 		return err
 	}
@@ -207,7 +217,7 @@ func addStoreFlags(fs *flag.FlagSet) storeFlags {
 	}
 }
 
-func (sf storeFlags) resolve(ctx context.Context, home string, log *slog.Logger) (*certs.ResolvedStore, error) {
+func (sf storeFlags) resolve(ctx context.Context, home string, log *slog.Logger) (*backend.ResolvedStore, error) {
 	if err := secretstore.ValidatePrefix(*sf.prefix); err != nil {
 		return nil, fmt.Errorf("%w: %v", errUsage, err)
 	}
@@ -217,7 +227,7 @@ func (sf storeFlags) resolve(ctx context.Context, home string, log *slog.Logger)
 			replicas = append(replicas, r)
 		}
 	}
-	return certs.ResolveStore(ctx, certs.StoreRequest{UseSecretsManager: *sf.useSM, StoreSpec: *sf.store,
+	return backend.ResolveStore(ctx, backend.StoreRequest{UseSecretsManager: *sf.useSM, StoreSpec: *sf.store,
 		Region: *sf.region, Home: home, Log: log, CAKMSKeyID: *sf.caKMS,
 		SecretsManager: awssm.CreateOptions{KMSKeyID: *sf.kmsKey, ReplicaRegions: replicas, Tags: sf.tags}})
 }

@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/ehsaniara/joblet/internal/backend"
+	"github.com/ehsaniara/joblet/internal/backend/kms"
 	"github.com/ehsaniara/joblet/internal/buildinfo"
 	"github.com/ehsaniara/joblet/internal/certs"
 	"github.com/ehsaniara/joblet/internal/config"
@@ -197,13 +199,13 @@ func storeRefresher(path string, cfg *config.Server, log *slog.Logger) func(cont
 		ctx, cancel := context.WithTimeout(ctx, time.Minute)
 		defer cancel()
 		if st == nil {
-			s, _, err := certs.OpenStore(ctx, cfg.Store, log)
+			s, _, err := backend.OpenStore(ctx, cfg.Store, log)
 			if err != nil {
 				return false, err
 			}
 			st = s
 		}
-		res, err := certs.RefreshNode(ctx, certs.NodeRefresh{ConfigPath: path, Store: st, OpenKMS: certs.KMSOpenerFor(cfg.Store)})
+		res, err := (&certs.Fleet{Store: st, OpenKMS: kms.OpenerFor(cfg.Store), Log: log}).RefreshNode(ctx, certs.NodeRefresh{ConfigPath: path})
 		if err != nil {
 			return false, err
 		}

@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
 
 	"github.com/ehsaniara/joblet/internal/certs"
 	"github.com/ehsaniara/joblet/internal/config"
@@ -89,7 +88,7 @@ func importCmd(args []string, stdout, stderr io.Writer, log *slog.Logger) error 
 	if err != nil {
 		return err
 	}
-	res, err := certs.Import(ctx, rs.Store, *sf.prefix, m, *force, time.Now(), pki.DefaultClientLifetime)
+	res, err := (&certs.Fleet{Store: rs.Store, StoreDesc: rs.Desc, Prefix: *sf.prefix}).Import(ctx, m, *force)
 	if err != nil {
 		return err
 	}
@@ -144,11 +143,11 @@ func exportCmd(args []string, stdout, stderr io.Writer, log *slog.Logger) error 
 	if err != nil {
 		return err
 	}
-	if err := certs.Export(ctx, src.Store, dst, o.Prefix, *replace, time.Now()); err != nil {
+	if err := (&certs.Fleet{Store: src.Store, StoreDesc: src.Desc, Prefix: o.Prefix}).Export(ctx, dst, *replace); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "exported the shared certificates from %s into %s\n", src.Desc, root)
-	o.Store, o.StoreDesc, o.Mode, o.StoreRef = dst, "local store "+root, "embedded", config.StoreRef{Kind: "dir", Dir: root}
+	o.Store, o.StoreDesc, o.Mode, o.StoreRef = dst, "directory store "+root, "embedded", config.StoreRef{Kind: "dir", Dir: root}
 	return runBootstrap(ctx, o, *f.asJSON, stdout)
 }
 

@@ -14,6 +14,8 @@ import (
 	pb "github.com/ehsaniara/joblet/api/jobletv1"
 	"github.com/ehsaniara/joblet/internal/client"
 
+	"github.com/ehsaniara/joblet/internal/backend"
+	"github.com/ehsaniara/joblet/internal/backend/kms"
 	"github.com/ehsaniara/joblet/internal/certs"
 	"github.com/ehsaniara/joblet/internal/config"
 	"github.com/ehsaniara/joblet/internal/pki"
@@ -33,11 +35,11 @@ func renewCmd(args []string, stdout, stderr io.Writer, log *slog.Logger) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
-	st, desc, err := certs.OpenStore(ctx, cfg.Store, log)
+	st, desc, err := backend.OpenStore(ctx, cfg.Store, log)
 	if err != nil {
 		return err
 	}
-	res, err := certs.RefreshNode(ctx, certs.NodeRefresh{ConfigPath: *path, Store: st, Force: true, OpenKMS: certs.KMSOpenerFor(cfg.Store)})
+	res, err := (&certs.Fleet{Store: st, StoreDesc: desc, OpenKMS: kms.OpenerFor(cfg.Store), Log: log}).RefreshNode(ctx, certs.NodeRefresh{ConfigPath: *path, Force: true})
 	if err != nil {
 		return err
 	}
@@ -80,12 +82,10 @@ func rotateCmd(args []string, stdout, stderr io.Writer, log *slog.Logger) error 
 	if err != nil {
 		return err
 	}
-	r := &certs.Rotation{Store: rs.Store, Prefix: *sf.prefix, KeyType: kt, CALifetime: life, OpenKMS: rs.OpenKMS}
-	if step == "begin" {
-		r.CAKMSKeyID = *sf.caKMS // the new CA's KMS key
-	}
+	fl := &certs.Fleet{Store: rs.Store, StoreDesc: rs.Desc, Prefix: *sf.prefix, KeyType: kt, CALifetime: life, OpenKMS: kms.OpenerFor(rs.Ref), Log: log}
 	steps := map[string]func(context.Context) (*certs.RotationStatus, error){
-		"begin": r.Begin, "promote": r.Promote, "finish": r.Finish, "abort": r.Abort, "status": r.Status,
+		"begin":   func(ctx context.Context) (*certs.RotationStatus, error) { return fl.BeginRotation(ctx, *sf.caKMS) },
+		"promote": fl.PromoteRotation, "finish": fl.FinishRotation, "abort": fl.AbortRotation, "status": fl.RotationStatus,
 	}
 	f, ok := steps[step]
 	if !ok {

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ehsaniara/joblet/internal/backend"
+	"github.com/ehsaniara/joblet/internal/backend/kms"
 	"github.com/ehsaniara/joblet/internal/certs"
 	"github.com/ehsaniara/joblet/internal/config"
 	"github.com/ehsaniara/joblet/internal/pki"
@@ -44,29 +46,30 @@ func statusCmd(args []string, stdout, stderr io.Writer, log *slog.Logger) error 
 		}
 		return ""
 	}
-	o := certs.StatusOptions{Prefix: *sf.prefix, ServerConfig: orDefault(*srvPath, "joblet-config.yml"),
-		RnxConfig: orDefault(*rnxPath, "rnx-config.yml"), WarnDays: *warnDays, Now: time.Now(), CAKMSKeyID: *sf.caKMS}
+	o := certs.StatusOptions{ServerConfig: orDefault(*srvPath, "joblet-config.yml"),
+		RnxConfig: orDefault(*rnxPath, "rnx-config.yml"), WarnDays: *warnDays, CAKMSKeyID: *sf.caKMS}
+	fl := &certs.Fleet{Prefix: *sf.prefix, Log: log}
 	ctx, cancel := sf.context()
 	defer cancel()
 	// A node's own config says where its store is; otherwise the flags do.
 	if cfg, err := config.LoadServer(o.ServerConfig); o.ServerConfig != "" && err == nil && cfg.Store.Kind != "" {
-		o.Prefix = cfg.Store.Prefix
-		o.Store, o.StoreDesc, o.StoreErr = certs.OpenStore(ctx, cfg.Store, log)
+		fl.Prefix = cfg.Store.Prefix
+		fl.Store, fl.StoreDesc, o.StoreErr = backend.OpenStore(ctx, cfg.Store, log)
 	} else {
 		rs, err := sf.resolve(ctx, *home, log)
 		if errors.Is(err, errUsage) {
 			return err
 		}
 		if err != nil {
-			o.StoreErr, o.StoreDesc = err, "store"
+			o.StoreErr, fl.StoreDesc = err, "store"
 		} else {
-			o.Store, o.StoreDesc = rs.Store, rs.Desc
+			fl.Store, fl.StoreDesc = rs.Store, rs.Desc
 		}
 	}
 	if o.StoreErr != nil {
-		o.Store = nil
+		fl.Store = nil
 	}
-	rep := certs.Status(ctx, o)
+	rep := fl.Status(ctx, o)
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
@@ -184,7 +187,7 @@ func revokeCmd(args []string, stdout, stderr io.Writer, log *slog.Logger) error 
 	if err != nil {
 		return err
 	}
-	list, err := certs.Revoke(ctx, rs.Store, *sf.prefix, serial, code, time.Now(), rs.OpenKMS)
+	list, err := (&certs.Fleet{Store: rs.Store, StoreDesc: rs.Desc, Prefix: *sf.prefix, OpenKMS: kms.OpenerFor(rs.Ref)}).Revoke(ctx, serial, code)
 	if err != nil {
 		return err
 	}
@@ -221,7 +224,8 @@ func reissueCmd(args []string, stdout, stderr io.Writer, log *slog.Logger) error
 	if err != nil {
 		return err
 	}
-	res, err := certs.Reissue(ctx, rs.Store, *sf.prefix, role, kt, lifetime, time.Now(), rs.OpenKMS)
+	fl := &certs.Fleet{Store: rs.Store, StoreDesc: rs.Desc, Prefix: *sf.prefix, KeyType: kt, ClientLifetime: lifetime, OpenKMS: kms.OpenerFor(rs.Ref)}
+	res, err := fl.Reissue(ctx, role)
 	if err != nil {
 		return err
 	}
@@ -229,7 +233,7 @@ func reissueCmd(args []string, stdout, stderr io.Writer, log *slog.Logger) error
 		role, rs.Desc, res.NewSerial, res.OldSerial, res.NotAfter.Format("2006-01-02"))
 	if *revoke {
 		old, _ := pki.ParseSerial(res.OldSerial)
-		if _, err := certs.Revoke(ctx, rs.Store, *sf.prefix, old, pki.RevocationReasons["superseded"], time.Now(), rs.OpenKMS); err != nil {
+		if _, err := fl.Revoke(ctx, old, pki.RevocationReasons["superseded"]); err != nil {
 			return fmt.Errorf("the new certificate is in place, but revoking the old one failed (re-run `joblet certs revoke --serial %s`): %w", res.OldSerial, err)
 		}
 		fmt.Fprintf(stdout, "🚫 revoked serial %s (superseded); nodes refuse it after their next refresh\n", res.OldSerial)

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	pb "github.com/ehsaniara/joblet/api/jobletv1"
+	"github.com/ehsaniara/joblet/internal/backend"
 	"github.com/ehsaniara/joblet/internal/certs"
 	"github.com/ehsaniara/joblet/internal/client"
 	"github.com/ehsaniara/joblet/internal/config"
@@ -309,12 +310,12 @@ func configCmd(args []string, path string, out io.Writer) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	home := envOr("JOBLET_HOME", "/opt/joblet")
-	rs, err := certs.ResolveStore(ctx, certs.StoreRequest{UseSecretsManager: envOr("USE_SECRETS_MANAGER", "auto"),
+	rs, err := backend.ResolveStore(ctx, backend.StoreRequest{UseSecretsManager: envOr("USE_SECRETS_MANAGER", "auto"),
 		StoreSpec: *storeSpec, Region: *region, Home: home})
 	if err != nil {
 		return err
 	}
-	updated, err := certs.RefreshClientConfig(ctx, rs.Store, *prefix, path, only)
+	updated, err := (&certs.Fleet{Store: rs.Store, StoreDesc: rs.Desc, Prefix: *prefix}).RefreshClientConfig(ctx, path, only)
 	if err != nil {
 		return err
 	}

@@ -1,18 +1,13 @@
-// Package certs is the certificate lifecycle of a joblet node: bootstrap
-// (shared CA and role certificates from a store, this node's own server
-// certificate), and the local files the server and rnx read.
 package certs
 
 import (
 	"context"
 	"crypto"
 	"crypto/rand"
-	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -25,18 +20,12 @@ import (
 	"github.com/ehsaniara/joblet/internal/secretstore"
 )
 
-// Options configure a bootstrap. Zero lifetimes take pki's defaults.
-type Options struct {
-	Home string // JOBLET_HOME; files go to Home/config
-	// Store holds the shared CA and role pairs; StoreDesc names it for humans.
-	Store     secretstore.Store
-	StoreDesc string
-	Prefix    string
-	Mode      string // "embedded", "secretsmanager", "dir": reported only
-	Force     bool   // FORCE_REGENERATE: new CA and client certificates
-
-	KeyType                                    pki.KeyType
-	CALifetime, ClientLifetime, ServerLifetime time.Duration
+// BootstrapOptions are one node's settings for a bootstrap; the fleet's
+// (store, prefix, key type, lifetimes, KMS) are the Fleet's.
+type BootstrapOptions struct {
+	Home  string // JOBLET_HOME; files go to Home/config
+	Mode  string // "embedded", "secretsmanager", "dir": reported only
+	Force bool   // FORCE_REGENERATE: new CA and client certificates
 
 	ListenAddress   string   // server.address in joblet-config.yml
 	Port            int      // server.port and the port in client addresses
@@ -54,29 +43,23 @@ type Options struct {
 	RefreshInterval time.Duration
 	MetricsAddress  string // metrics.address; kept from the existing config when empty
 
-	// CAKMSKeyID puts the CA's private key in AWS KMS (opened with OpenKMS):
-	// <prefix>/ca-key is then never read or written.
+	// CAKMSKeyID puts the CA's private key in AWS KMS (opened with the
+	// Fleet's OpenKMS): <prefix>/ca-key is then never read or written.
 	CAKMSKeyID string
-	OpenKMS    KMSOpener
 
 	// Retries and RetryDelay: how often to re-read a store found
 	// inconsistent before reporting it; a rotation step moving two labels
 	// can be seen half done for a moment. Default 3 times, 1s apart.
 	Retries    int
 	RetryDelay time.Duration
-
-	Now func() time.Time
-	Log *slog.Logger
 }
 
 // Item reports what happened to one certificate.
 type Item struct {
-	Name        string    `json:"name"`
-	Action      string    `json:"action"` // generated, retrieved, completed
-	Where       string    `json:"where"`
-	Serial      string    `json:"serial"`
-	NotAfter    time.Time `json:"notAfter"`
-	Fingerprint string    `json:"sha256"`
+	Name   string `json:"name"`
+	Action string `json:"action"` // generated, retrieved, completed
+	Where  string `json:"where"`
+	CertInfo
 }
 
 // Result is what a bootstrap did.
@@ -100,7 +83,8 @@ const (
 	Completed = "completed" // a key found without its certificate; this run added the certificate
 )
 
-// shared is the fleet-wide material read from, or written to, the store.
+// shared is the fleet-wide material a bootstrap read from, or wrote to,
+// the store.
 type shared struct {
 	ca      pki.CA
 	caPEM   string
@@ -124,10 +108,10 @@ type pair struct {
 // replacing them when Force is set), issues this node's server certificate
 // and writes the server and client configs. Nothing local changes unless
 // everything succeeded.
-func Bootstrap(ctx context.Context, o Options) (*Result, error) {
+func (fl *Fleet) Bootstrap(ctx context.Context, o BootstrapOptions) (*Result, error) {
+	f := fl.defaults()
 	o.defaults()
-	names := Names{Prefix: o.Prefix}
-	if err := secretstore.ValidatePrefix(o.Prefix); err != nil {
+	if err := secretstore.ValidatePrefix(f.Prefix); err != nil {
 		return nil, err
 	}
 	sans, err := o.serverSANs()
@@ -141,13 +125,13 @@ func Bootstrap(ctx context.Context, o Options) (*Result, error) {
 		return nil, err
 	}
 
-	res := &Result{Mode: o.Mode, Store: o.StoreDesc, Prefix: o.Prefix}
-	b := &bootstrapper{o: o, names: names, res: res}
+	res := &Result{Mode: o.Mode, Store: f.StoreDesc, Prefix: f.Prefix}
+	b := &bootstrapper{f: f, o: o, names: f.names(), res: res}
 	if o.CAKMSKeyID != "" {
-		if o.OpenKMS == nil {
+		if f.OpenKMS == nil {
 			return nil, fmt.Errorf("%w: --ca-kms-key-id needs AWS (Secrets Manager mode)", ErrUsage)
 		}
-		if b.kms, err = o.OpenKMS(ctx, o.CAKMSKeyID); err != nil {
+		if b.kms, err = f.OpenKMS(ctx, o.CAKMSKeyID); err != nil {
 			return nil, fmt.Errorf("open the CA's KMS key: %w", err)
 		}
 		res.CAKMSKey = b.kms.KeyID()
@@ -162,7 +146,7 @@ func Bootstrap(ctx context.Context, o Options) (*Result, error) {
 			if err == nil || !errors.Is(err, ErrInconsistentStore) || attempt >= o.Retries {
 				break
 			}
-			o.Log.Info("the shared certificates look inconsistent; reading again", "err", err)
+			f.Log.Info("the shared certificates look inconsistent; reading again", "err", err)
 			select {
 			case <-ctx.Done():
 				return nil, ctx.Err()
@@ -174,11 +158,11 @@ func Bootstrap(ctx context.Context, o Options) (*Result, error) {
 		return nil, err
 	}
 
-	serverKey, err := pki.GenerateKey(o.KeyType, nil)
+	serverKey, err := pki.GenerateKey(f.KeyType, nil)
 	if err != nil {
 		return nil, err
 	}
-	issued, err := sh.ca.IssueServer(serverKey.Public(), sans, o.Now(), o.ServerLifetime)
+	issued, err := sh.ca.IssueServer(serverKey.Public(), sans, f.Now(), f.ServerLifetime)
 	if err != nil {
 		return nil, fmt.Errorf("issue server certificate: %w", err)
 	}
@@ -209,7 +193,7 @@ func Bootstrap(ctx context.Context, o Options) (*Result, error) {
 	srvCfg.Security.ServerKey = string(keyPEM)
 	srvCfg.Security.CACert = sh.trustPEM()
 	srvCfg.Security.CRL = sh.crlPEM
-	srvCfg.Security.ServerLifetime = o.ServerLifetime.String()
+	srvCfg.Security.ServerLifetime = f.ServerLifetime.String()
 	if o.RefreshInterval > 0 {
 		srvCfg.Security.RefreshInterval = o.RefreshInterval.String()
 	}
@@ -218,7 +202,7 @@ func Bootstrap(ctx context.Context, o Options) (*Result, error) {
 	if o.MetricsAddress != "" {
 		srvCfg.Metrics.Address = o.MetricsAddress
 	}
-	srvCfg.Store.Prefix = o.Prefix
+	srvCfg.Store.Prefix = f.Prefix
 	files, err := o.files(srvCfg, sh)
 	if err != nil {
 		return nil, err
@@ -235,28 +219,8 @@ func Bootstrap(ctx context.Context, o Options) (*Result, error) {
 	return res, nil
 }
 
-func (o *Options) defaults() {
-	if o.Now == nil {
-		o.Now = time.Now
-	}
-	if o.Log == nil {
-		o.Log = slog.Default()
-	}
-	if o.Prefix == "" {
-		o.Prefix = "joblet"
-	}
-	if o.KeyType == "" {
-		o.KeyType = pki.ECDSAP256
-	}
-	if o.CALifetime == 0 {
-		o.CALifetime = pki.DefaultCALifetime
-	}
-	if o.ClientLifetime == 0 {
-		o.ClientLifetime = pki.DefaultClientLifetime
-	}
-	if o.ServerLifetime == 0 {
-		o.ServerLifetime = pki.DefaultServerLifetime
-	}
+// defaults fills the node settings that have one.
+func (o *BootstrapOptions) defaults() {
 	if o.Port == 0 {
 		o.Port = config.DefaultPort
 	}
@@ -273,7 +237,7 @@ func (o *Options) defaults() {
 
 // Validate checks the operator's settings before anything is read or
 // written, so a bad value is refused with nothing touched.
-func (o *Options) Validate() error {
+func (o *BootstrapOptions) Validate() error {
 	if _, err := o.serverSANs(); err != nil {
 		return err
 	}
@@ -283,7 +247,7 @@ func (o *Options) Validate() error {
 
 // serverSANs: the defaults, this node's address, the load balancer's name
 // and the additional names; any invalid entry is an error naming it.
-func (o *Options) serverSANs() (pki.SANs, error) {
+func (o *BootstrapOptions) serverSANs() (pki.SANs, error) {
 	names := append([]string{}, pki.DefaultSANNames...)
 	if o.ServerAddress != "" {
 		names = append(names, o.ServerAddress)
@@ -305,7 +269,7 @@ func (o *Options) serverSANs() (pki.SANs, error) {
 
 // clientAddress is where rnx configs point: the load balancer when there is
 // one, else this node.
-func (o *Options) clientAddress() (string, error) {
+func (o *BootstrapOptions) clientAddress() (string, error) {
 	if o.PublicAddress != "" {
 		host, port, err := splitPublic(o.PublicAddress)
 		if err != nil {
@@ -351,7 +315,8 @@ func existingServerConfig(path string) (*config.Server, error) {
 }
 
 type bootstrapper struct {
-	o     Options
+	f     Fleet // with its defaults
+	o     BootstrapOptions
 	names Names
 	res   *Result
 	kms   KMSKey // the CA's key in KMS mode
@@ -362,20 +327,12 @@ func (b *bootstrapper) noteCapped(what string, is pki.Issued) {
 		return
 	}
 	msg := fmt.Sprintf("the %s would outlive the CA: its expiry was capped at the CA's, %s", what, is.Cert.NotAfter.UTC().Format(time.RFC3339))
-	b.o.Log.Warn(msg)
+	b.f.Log.Warn(msg)
 	b.res.Warnings = append(b.res.Warnings, msg)
 }
 
 func item(name, action, where string, c *x509.Certificate) Item {
-	return Item{Name: name, Action: action, Where: where, Serial: c.SerialNumber.Text(16), NotAfter: c.NotAfter.UTC(), Fingerprint: fingerprint(c)}
-}
-
-// Fingerprint is the SHA-256 of the certificate's DER, as openssl shows it.
-func Fingerprint(c *x509.Certificate) string { return fingerprint(c) }
-
-func fingerprint(c *x509.Certificate) string {
-	sum := sha256.Sum256(c.Raw)
-	return hex.EncodeToString(sum[:])
+	return Item{Name: name, Action: action, Where: where, CertInfo: infoOf(c)}
 }
 
 func newNodeID() string {
@@ -384,9 +341,7 @@ func newNodeID() string {
 	return "node-" + hex.EncodeToString(b)
 }
 
-func (b *bootstrapper) where(name string) string {
-	return b.o.StoreDesc + " (" + name + ")"
-}
+func (b *bootstrapper) where(name string) string { return b.f.where(name) }
 
 // roleTitle is a role's name in human output.
 func roleTitle(r pki.Role) string {

@@ -23,15 +23,26 @@ import (
 
 var names = certs.Names{Prefix: "joblet"}
 
-func opts(t *testing.T, st secretstore.Store) certs.Options {
-	return certs.Options{Home: t.TempDir(), Store: st, StoreDesc: "test store", ListenAddress: "127.0.0.1",
-		ServerAddress: "10.1.2.3", Port: 50051, Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Retries: 2, RetryDelay: 10 * time.Millisecond}
+// bootOpts is a fleet and one node's settings, as the tests set them.
+type bootOpts struct {
+	certs.Fleet
+	certs.BootstrapOptions
 }
 
-func bootstrap(t *testing.T, o certs.Options) *certs.Result {
+func boot(ctx context.Context, o bootOpts) (*certs.Result, error) {
+	return o.Fleet.Bootstrap(ctx, o.BootstrapOptions)
+}
+
+func opts(t *testing.T, st secretstore.Store) bootOpts {
+	return bootOpts{
+		Fleet: certs.Fleet{Store: st, StoreDesc: "test store", Log: slog.New(slog.NewTextHandler(io.Discard, nil))},
+		BootstrapOptions: certs.BootstrapOptions{Home: t.TempDir(), ListenAddress: "127.0.0.1",
+			ServerAddress: "10.1.2.3", Port: 50051, Retries: 2, RetryDelay: 10 * time.Millisecond}}
+}
+
+func bootstrap(t *testing.T, o bootOpts) *certs.Result {
 	t.Helper()
-	res, err := certs.Bootstrap(context.Background(), o)
+	res, err := boot(context.Background(), o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -272,17 +283,17 @@ func TestBadInputChangesNothing(t *testing.T) {
 
 	bad := o
 	bad.AdditionalNames = []string{"good.example", "bad_name.example"}
-	if _, err := certs.Bootstrap(context.Background(), bad); err == nil || !strings.Contains(err.Error(), "bad_name.example") {
+	if _, err := boot(context.Background(), bad); err == nil || !strings.Contains(err.Error(), "bad_name.example") {
 		t.Fatalf("invalid SAN: %v", err)
 	}
 	bad = o
 	bad.AdditionalNames = []string{"0.0.0.0"}
-	if _, err := certs.Bootstrap(context.Background(), bad); err == nil || !strings.Contains(err.Error(), "unspecified") {
+	if _, err := boot(context.Background(), bad); err == nil || !strings.Contains(err.Error(), "unspecified") {
 		t.Fatalf("0.0.0.0: %v", err)
 	}
 	bad = o
 	bad.Prefix = "bad prefix"
-	if _, err := certs.Bootstrap(context.Background(), bad); err == nil || !strings.Contains(err.Error(), "invalid secret prefix") {
+	if _, err := boot(context.Background(), bad); err == nil || !strings.Contains(err.Error(), "invalid secret prefix") {
 		t.Fatalf("bad prefix: %v", err)
 	}
 	sameFiles(t, files, snapshot(t, o.Home))
@@ -291,7 +302,7 @@ func TestBadInputChangesNothing(t *testing.T) {
 	orig, _ := os.ReadFile(cfgPath)
 	edited := append(append([]byte{}, orig...), []byte("srever:\n  port: 1\n")...)
 	os.WriteFile(cfgPath, edited, 0o600)
-	_, err := certs.Bootstrap(context.Background(), o)
+	_, err := boot(context.Background(), o)
 	if err == nil || !strings.Contains(err.Error(), "srever") || !strings.Contains(err.Error(), "nothing was changed") {
 		t.Fatalf("hand-edited config: %v", err)
 	}
@@ -309,7 +320,7 @@ func (failingWrites) Create(context.Context, secretstore.Secret) error {
 
 func TestStoreFailureWritesNoFiles(t *testing.T) {
 	o := opts(t, failingWrites{secretstore.NewMemoryStore()})
-	_, err := certs.Bootstrap(context.Background(), o)
+	_, err := boot(context.Background(), o)
 	if err == nil || !strings.Contains(err.Error(), "AccessDenied") || !strings.Contains(err.Error(), "joblet/ca-key") {
 		t.Fatalf("err = %v", err)
 	}
@@ -361,7 +372,7 @@ func TestConcurrentBootstrapsConvergeOnOneCA(t *testing.T) {
 		wg.Add(1)
 		go func(i int) {
 			defer wg.Done()
-			results[i], errs[i] = certs.Bootstrap(context.Background(), o)
+			results[i], errs[i] = boot(context.Background(), o)
 		}(i)
 	}
 	wg.Wait()

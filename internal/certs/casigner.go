@@ -67,18 +67,17 @@ func caSigner(ctx context.Context, cert *x509.Certificate, keyPEMs, kmsRefs []st
 	switch {
 	case len(tried) > 0:
 		return nil, "", fmt.Errorf("%w: %s is not the certificate of KMS key %v (%s) nor of %s (a rotation step may be in progress; re-run)", ErrInconsistentStore, n.CACert(), tried, n.CAKMSKey(), n.CAKey())
-	case nonEmpty(kmsRefs) && open == nil:
+	case firstNonEmpty(kmsRefs) != "" && open == nil:
+		ref := firstNonEmpty(kmsRefs)
 		return nil, "", fmt.Errorf("%w: this fleet's CA key is in AWS KMS (%s names %s), and this node was not given it: set JOBLET_CA_KMS_KEY_ID=%s (or --ca-kms-key-id). %s",
-			ErrCAMode, n.CAKMSKey(), firstNonEmpty(kmsRefs), firstNonEmpty(kmsRefs), caModes)
-	case nonEmpty(keyPEMs):
+			ErrCAMode, n.CAKMSKey(), ref, ref, caModes)
+	case firstNonEmpty(keyPEMs) != "":
 		return nil, "", fmt.Errorf("%w: %s is not the certificate of %s (a rotation step may be in progress; re-run)", ErrInconsistentStore, n.CACert(), n.CAKey())
 	}
 	return nil, "", fmt.Errorf("%w: %s exists but neither %s nor %s does, so nothing can be signed with it. "+
 		"Restore the CA's key (as %s, or its KMS key ARN as %s), or start a new CA with FORCE_REGENERATE=true (every client then needs the new config)",
 		ErrInconsistentStore, n.CACert(), n.CAKey(), n.CAKMSKey(), n.CAKey(), n.CAKMSKey())
 }
-
-func nonEmpty(s []string) bool { return firstNonEmpty(s) != "" }
 
 func firstNonEmpty(s []string) string {
 	for _, v := range s {
@@ -87,21 +86,4 @@ func firstNonEmpty(s []string) string {
 		}
 	}
 	return ""
-}
-
-// currentCA is the current CA certificate with its signer, from values read
-// under the names ca-cert, ca-key and ca-kms-key (an operator's read).
-func currentCA(ctx context.Context, vals map[string]string, n Names, open KMSOpener) (*pki.CA, error) {
-	if vals[n.CACert()] == "" {
-		return nil, fmt.Errorf("there is no CA in the store under %q: run `joblet certs bootstrap` first", n.Prefix)
-	}
-	cert, err := pki.ParseCert([]byte(vals[n.CACert()]))
-	if err != nil {
-		return nil, fmt.Errorf("%w: %s: %v", ErrInconsistentStore, n.CACert(), err)
-	}
-	key, _, err := caSigner(ctx, cert, []string{vals[n.CAKey()]}, []string{vals[n.CAKMSKey()]}, open, n)
-	if err != nil {
-		return nil, err
-	}
-	return &pki.CA{Cert: cert, Key: key}, nil
 }

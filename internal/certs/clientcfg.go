@@ -9,45 +9,36 @@ import (
 	"github.com/ehsaniara/joblet/internal/atomicfile"
 	"github.com/ehsaniara/joblet/internal/config"
 	"github.com/ehsaniara/joblet/internal/pki"
-	"github.com/ehsaniara/joblet/internal/secretstore"
 )
 
 // RefreshClientConfig rewrites the rnx config at path with the current
 // client certificate of each node entry's role and the current trust
 // bundle, from the store. only, when set, limits it to that role's entries.
 // It returns the entries it updated.
-func RefreshClientConfig(ctx context.Context, st secretstore.Store, prefix, path string, only pki.Role) ([]string, error) {
+func (fl *Fleet) RefreshClientConfig(ctx context.Context, path string, only pki.Role) ([]string, error) {
+	f := fl.defaults()
 	cfg, err := config.LoadRnx(path)
 	if err != nil {
 		return nil, err
 	}
-	n := Names{Prefix: prefix}
-	// Only what a client may read: the CA certificate, the trust bundle and
-	// the pairs of the roles it holds. Never the CA key.
-	want := []string{n.CACert(), n.Bundle(), n.CRL()}
+	// Only what a client may read: the CA certificate, the trust bundle,
+	// the CRL and the pairs of the roles it holds. Never the CA key.
+	var roles []pki.Role
 	for _, name := range cfg.NodeNames() {
 		if c, err := pki.ParseCert([]byte(cfg.Nodes[name].Cert)); err == nil {
-			if role, err := pki.RoleOf(c); err == nil && (only == "" || role == only) && !slices.Contains(want, n.ClientCert(role)) {
-				want = append(want, n.ClientCert(role), n.ClientKey(role))
+			if role, err := pki.RoleOf(c); err == nil && (only == "" || role == only) && !slices.Contains(roles, role) {
+				roles = append(roles, role)
 			}
 		}
 	}
-	vals, err := st.Get(ctx, want)
-	if err != nil {
-		return nil, fmt.Errorf("read client certificates from the store: %w", err)
-	}
-	ca, err := pki.ParseCert([]byte(vals[n.CACert()]))
-	if err != nil {
-		return nil, fmt.Errorf("%w: %s: %v", ErrInconsistentStore, n.CACert(), err)
-	}
-	trust, err := trustFrom(vals[n.Bundle()], ca, n.Bundle())
+	s, err := f.readState(ctx, scope{roles: roles})
 	if err != nil {
 		return nil, err
 	}
-	trustPEM := string(pki.EncodeCerts(trust...))
-	if _, _, err := revokedIn(vals[n.CRL()], trust, n.CRL()); err != nil {
+	if err := s.trusted(); err != nil {
 		return nil, err
 	}
+	n, vals, trustPEM := s.n, s.vals, s.trustPEM()
 	var updated []string
 	for _, name := range cfg.NodeNames() {
 		node := cfg.Nodes[name]

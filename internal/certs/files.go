@@ -12,7 +12,7 @@ import (
 // "default" is admin, then one node per other role) and one
 // rnx-config-<role>.yml per role to hand out (its only node is "default").
 // Every file holds a private key, hence 0600.
-func (o *Options) files(srv *config.Server, sh *shared) ([]atomicfile.File, error) {
+func (o *BootstrapOptions) files(srv *config.Server, sh *shared) ([]atomicfile.File, error) {
 	dir := filepath.Join(o.Home, "config")
 	addr, err := o.clientAddress()
 	if err != nil {

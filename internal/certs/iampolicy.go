@@ -62,11 +62,7 @@ func IAMPolicy(flow string, o PolicyOptions) (*Policy, error) {
 		}
 		return out
 	}
-	all := n.All()
-	if o.CAKMSKeyARN != "" {
-		// The CA key never leaves KMS: ca-kms-key (its ARN) replaces ca-key.
-		all = append(withoutName(all, n.CAKey()), n.CAKMSKey())
-	}
+	all := n.Shared(o.CAKMSKeyARN != "")
 	shared := append(all, n.Bundle(), n.CRL())
 	batch := Statement{Sid: "BatchRead", Effect: "Allow", Action: []string{"secretsmanager:BatchGetSecretValue"}, Resource: []string{"*"}}
 	read := Statement{Sid: "ReadSharedCertificates", Effect: "Allow", Action: []string{"secretsmanager:GetSecretValue"}, Resource: arn(shared...)}

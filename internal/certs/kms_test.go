@@ -6,13 +6,12 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/ehsaniara/joblet/internal/certs"
 	"github.com/ehsaniara/joblet/internal/secretstore"
 )
 
-func kmsOpts(t *testing.T, st secretstore.Store, open certs.KMSOpener, arn string) certs.Options {
+func kmsOpts(t *testing.T, st secretstore.Store, open certs.KMSOpener, arn string) bootOpts {
 	o := opts(t, st)
 	o.CAKMSKeyID, o.OpenKMS = arn, open
 	return o
@@ -32,7 +31,7 @@ func TestKMSModeBootstrap(t *testing.T) {
 		wg.Add(1)
 		go func(i int) {
 			defer wg.Done()
-			results[i], errs[i] = certs.Bootstrap(ctx, kmsOpts(t, st, open, "arn:k1"))
+			results[i], errs[i] = boot(ctx, kmsOpts(t, st, open, "arn:k1"))
 		}(i)
 	}
 	wg.Wait()
@@ -67,12 +66,12 @@ func TestKMSModeBootstrap(t *testing.T) {
 		t.Fatal("FORCE_REGENERATE in KMS mode wrote ca-key")
 	}
 
-	err := certs.Export(ctx, st, secretstore.NewMemoryStore(), "joblet", false, time.Now())
+	err := (&certs.Fleet{Store: st}).Export(ctx, secretstore.NewMemoryStore(), false)
 	if !errors.Is(err, certs.ErrCAMode) || !strings.Contains(err.Error(), "cannot leave it") {
 		t.Fatalf("export of a KMS CA: %v", err)
 	}
 	// A node without the KMS key is told which one to set.
-	_, err = certs.Bootstrap(ctx, opts(t, st))
+	_, err = boot(ctx, opts(t, st))
 	if !errors.Is(err, certs.ErrCAMode) || !strings.Contains(err.Error(), "JOBLET_CA_KMS_KEY_ID=arn:k1") {
 		t.Fatalf("node without the KMS key: %v", err)
 	}

@@ -8,7 +8,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"time"
 
 	"github.com/ehsaniara/joblet/internal/pki"
 	"github.com/ehsaniara/joblet/internal/secretstore"
@@ -50,7 +49,7 @@ func MaterialFromHome(home, prefix string) (*Material, error) {
 
 // ImportResult says what Import did.
 type ImportResult struct {
-	CA        CAInfo            `json:"ca"`
+	CA        CertInfo          `json:"ca"`
 	Clients   map[string]string `json:"clients"` // role -> imported or issued
 	Unchanged bool              `json:"unchanged"`
 }
@@ -60,8 +59,9 @@ type ImportResult struct {
 // the imported CA. A store that already holds another CA is refused unless
 // force (then every secret gets a new version; the old ones stay
 // AWSPREVIOUS). Everything is checked before anything is written.
-func Import(ctx context.Context, st secretstore.Store, prefix string, m *Material, force bool, now time.Time, clientLifetime time.Duration) (*ImportResult, error) {
-	n := Names{Prefix: prefix}
+func (fl *Fleet) Import(ctx context.Context, m *Material, force bool) (*ImportResult, error) {
+	f := fl.defaults()
+	n, st, now, prefix := f.names(), f.Store, f.Now(), f.Prefix
 	ca, err := parsePair(m.CACert, m.CAKey, "the CA certificate", "the CA key")
 	if err != nil {
 		return nil, err
@@ -69,7 +69,7 @@ func Import(ctx context.Context, st secretstore.Store, prefix string, m *Materia
 	if err := pki.CheckCA(ca.Cert, now); err != nil {
 		return nil, fmt.Errorf("cannot import this CA: %w", err)
 	}
-	res := &ImportResult{CA: caInfo(ca.Cert), Clients: map[string]string{}}
+	res := &ImportResult{CA: infoOf(ca.Cert), Clients: map[string]string{}}
 	writes := []struct{ name, value string }{{n.CAKey(), m.CAKey}, {n.CACert(), m.CACert}}
 	for _, role := range pki.Roles {
 		pair, ok := m.Clients[role]
@@ -87,7 +87,7 @@ func Import(ctx context.Context, st secretstore.Store, prefix string, m *Materia
 			if err != nil {
 				return nil, err
 			}
-			is, err := ca.IssueClient(key.Public(), role, now, clientLifetime)
+			is, err := ca.IssueClient(key.Public(), role, now, f.ClientLifetime)
 			if err != nil {
 				return nil, err
 			}
@@ -114,7 +114,7 @@ func Import(ctx context.Context, st secretstore.Store, prefix string, m *Materia
 			c, _ := pki.ParseCert([]byte(cur))
 			what := "a CA that does not parse"
 			if c != nil {
-				what = fmt.Sprintf("a CA (serial %s, sha256 %s, expires %s)", c.SerialNumber.Text(16), fingerprint(c), c.NotAfter.UTC().Format("2006-01-02"))
+				what = fmt.Sprintf("a CA (serial %s, sha256 %s, expires %s)", pki.SerialHex(c.SerialNumber), pki.Fingerprint(c), c.NotAfter.UTC().Format("2006-01-02"))
 			}
 			return nil, fmt.Errorf("the store already holds %s under the prefix %q: refusing to replace it. Use another --prefix, or --force to replace it (the previous versions stay retrievable as AWSPREVIOUS)", what, prefix)
 		}
@@ -138,12 +138,13 @@ func Import(ctx context.Context, st secretstore.Store, prefix string, m *Materia
 	return res, nil
 }
 
-// Export copies the shared secrets of prefix from one store to another
-// (moving off AWS into an embedded install's private store). A destination
-// that already holds a different CA is refused unless force.
-func Export(ctx context.Context, from, to secretstore.Store, prefix string, force bool, now time.Time) error {
-	n := Names{Prefix: prefix}
-	vals, err := from.Get(ctx, append(n.All(), n.CAKMSKey()))
+// Export copies the fleet's shared secrets into the store to (moving off
+// AWS into an embedded install's private store), under the same prefix. A
+// destination that already holds a different CA is refused unless force.
+func (fl *Fleet) Export(ctx context.Context, to secretstore.Store, force bool) error {
+	f := fl.defaults()
+	n, prefix := f.names(), f.Prefix
+	vals, err := f.Store.Get(ctx, append(n.All(), n.CAKMSKey()))
 	if err != nil {
 		return fmt.Errorf("read the shared certificates: %w", err)
 	}
@@ -162,6 +163,8 @@ func Export(ctx context.Context, from, to secretstore.Store, prefix string, forc
 	for _, r := range pki.Roles {
 		m.Clients[r] = [2]string{vals[n.ClientCert(r)], vals[n.ClientKey(r)]}
 	}
-	_, err = Import(ctx, to, prefix, m, force, now, pki.DefaultClientLifetime)
+	dst := f
+	dst.Store = to
+	_, err = dst.Import(ctx, m, force)
 	return err
 }

@@ -60,6 +60,20 @@ func (n Names) All() []string {
 	return out
 }
 
+// Shared lists the shared secrets of a fleet in one CA key mode: All, with
+// the KMS key reference ca-kms-key in place of ca-key in KMS mode (the CA
+// key then never leaves KMS, and no one reads ca-key).
+func (n Names) Shared(kmsMode bool) []string {
+	if !kmsMode {
+		return n.All()
+	}
+	out := []string{n.CACert()}
+	for _, r := range pki.Roles {
+		out = append(out, n.ClientCert(r), n.ClientKey(r))
+	}
+	return append(out, n.CAKMSKey())
+}
+
 // Description is the human text stored with each secret, as the spec lists.
 func (n Names) Description(name string) string {
 	switch name {

@@ -2,11 +2,11 @@ package certs
 
 import (
 	"context"
+	"crypto/x509"
 	"fmt"
 	"time"
 
 	"github.com/ehsaniara/joblet/internal/pki"
-	"github.com/ehsaniara/joblet/internal/secretstore"
 )
 
 // Reissued says what Reissue replaced.
@@ -15,6 +15,7 @@ type Reissued struct {
 	OldSerial string    `json:"oldSerial"`
 	NewSerial string    `json:"newSerial"`
 	NotAfter  time.Time `json:"notAfter"`
+	old       *x509.Certificate
 }
 
 // Reissue gives one role a new key and client certificate from the current
@@ -24,31 +25,32 @@ type Reissued struct {
 // write the same pair; then the key, then the certificate, as new versions
 // (the previous ones stay AWSPREVIOUS). Each completed run issues a new
 // certificate. Clients get it with `rnx config refresh`.
-func Reissue(ctx context.Context, st secretstore.Store, prefix string, role pki.Role, keyType pki.KeyType, lifetime time.Duration, now time.Time, open KMSOpener) (*Reissued, error) {
-	n := Names{Prefix: prefix}
-	certName, keyName := n.ClientCert(role), n.ClientKey(role)
-	vals, err := st.Get(ctx, []string{n.CACert(), n.CAKey(), n.CAKMSKey(), certName, keyName})
-	if err != nil {
-		return nil, fmt.Errorf("read the CA and the %s pair: %w", role, err)
-	}
-	ca, err := currentCA(ctx, vals, n, open)
+func (fl *Fleet) Reissue(ctx context.Context, role pki.Role) (*Reissued, error) {
+	f := fl.defaults()
+	s, err := f.readState(ctx, scope{bothKeys: true, roles: []pki.Role{role}})
 	if err != nil {
 		return nil, err
 	}
-	old, err := pki.ParseCert([]byte(vals[certName]))
+	n, vals, st := s.n, s.vals, f.Store
+	certName, keyName := n.ClientCert(role), n.ClientKey(role)
+	ca, err := s.signer(ctx, f.OpenKMS)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s: %v", ErrInconsistentStore, certName, err)
+		return nil, err
+	}
+	old := s.clients[role]
+	if old == nil {
+		return nil, s.clientErr[role]
 	}
 	rec := n.Reissue(role, old.SerialNumber.Text(16))
 	sec := n.Secret(rec, "")
 	sec.Description = "Joblet client certificate re-issue record: the " + string(role) + " pair that replaces serial " + old.SerialNumber.Text(16)
 	sec.Tags["joblet-content"] = "private-key"
 	value, err := claimRecord(ctx, st, sec, func() (string, error) {
-		key, err := pki.GenerateKey(keyType, nil)
+		key, err := pki.GenerateKey(f.KeyType, nil)
 		if err != nil {
 			return "", err
 		}
-		is, err := ca.IssueClient(key.Public(), role, now, lifetime)
+		is, err := ca.IssueClient(key.Public(), role, f.Now(), f.ClientLifetime)
 		if err != nil {
 			return "", err
 		}
@@ -79,5 +81,5 @@ func Reissue(ctx context.Context, st secretstore.Store, prefix string, role pki.
 			return nil, fmt.Errorf("replace %s: %w", w.name, err)
 		}
 	}
-	return &Reissued{Role: string(role), OldSerial: old.SerialNumber.Text(16), NewSerial: pair.Cert.SerialNumber.Text(16), NotAfter: pair.Cert.NotAfter.UTC()}, nil
+	return &Reissued{Role: string(role), OldSerial: pki.SerialHex(old.SerialNumber), NewSerial: pki.SerialHex(pair.Cert.SerialNumber), NotAfter: pair.Cert.NotAfter.UTC(), old: old}, nil
 }

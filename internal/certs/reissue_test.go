@@ -26,7 +26,7 @@ func TestReissueConcurrentOperators(t *testing.T) {
 		wg.Add(1)
 		go func(i int) {
 			defer wg.Done()
-			res[i], errs[i] = certs.Reissue(ctx, st, "joblet", pki.Developer, pki.ECDSAP256, time.Hour, time.Now(), nil)
+			res[i], errs[i] = (&certs.Fleet{Store: st, ClientLifetime: time.Hour}).Reissue(ctx, pki.Developer)
 		}(i)
 	}
 	wg.Wait()
@@ -81,11 +81,11 @@ func TestReissueInterruptedIsCompleted(t *testing.T) {
 	ctx := context.Background()
 	st := secretstore.NewMemoryStore()
 	bootstrap(t, opts(t, st))
-	if _, err := certs.Reissue(ctx, failCertPut{st}, "joblet", pki.Developer, pki.ECDSAP256, time.Hour, time.Now(), nil); err == nil {
+	if _, err := (&certs.Fleet{Store: failCertPut{st}, ClientLifetime: time.Hour}).Reissue(ctx, pki.Developer); err == nil {
 		t.Fatal("the interrupted run reported success")
 	}
 	half, _ := st.Get(ctx, []string{names.ClientKey(pki.Developer)})
-	res, err := certs.Reissue(ctx, st, "joblet", pki.Developer, pki.ECDSAP256, time.Hour, time.Now(), nil)
+	res, err := (&certs.Fleet{Store: st, ClientLifetime: time.Hour}).Reissue(ctx, pki.Developer)
 	if err != nil {
 		t.Fatal(err)
 	}

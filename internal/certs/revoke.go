@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/ehsaniara/joblet/internal/pki"
-	"github.com/ehsaniara/joblet/internal/secretstore"
 )
 
 // Revocation is one entry of the CRL, for status and revoke's output.
@@ -16,30 +15,32 @@ type Revocation struct {
 	Serial    string    `json:"serial"`
 	RevokedAt time.Time `json:"revokedAt"`
 	Reason    int       `json:"reason"`
+	// ReasonName is the RFC 5280 name of Reason (keyCompromise, ...).
+	ReasonName string `json:"reasonName"`
 }
 
 // Revoke adds serial to the CRL in the store (creating it), signed by the
 // current CA. Revoking a serial already listed changes nothing. Nodes refuse
 // the certificate after their next refresh, rnx after `rnx config refresh`.
-// In KMS mode the CRL is signed through open.
-func Revoke(ctx context.Context, st secretstore.Store, prefix string, serial *big.Int, reason int, now time.Time, open KMSOpener) ([]Revocation, error) {
-	n := Names{Prefix: prefix}
-	vals, err := st.Get(ctx, []string{n.CACert(), n.CAKey(), n.CAKMSKey(), n.Bundle(), n.CRL()})
-	if err != nil {
-		return nil, fmt.Errorf("read the CA and the CRL: %w", err)
-	}
-	ca, err := currentCA(ctx, vals, n, open)
+// In KMS mode the CRL is signed through the Fleet's OpenKMS.
+func (fl *Fleet) Revoke(ctx context.Context, serial *big.Int, reason int) ([]Revocation, error) {
+	f := fl.defaults()
+	s, err := f.readState(ctx, scope{bothKeys: true})
 	if err != nil {
 		return nil, err
 	}
-	trust, err := trustFrom(vals[n.Bundle()], ca.Cert, n.Bundle())
+	n, vals, now := s.n, s.vals, f.Now()
+	ca, err := s.signer(ctx, f.OpenKMS)
 	if err != nil {
 		return nil, err
+	}
+	if s.trustErr != nil {
+		return nil, s.trustErr
 	}
 	var entries []x509.RevocationListEntry
 	number := big.NewInt(1)
 	if cur := vals[n.CRL()]; cur != "" {
-		crl, err := pki.ParseCRL([]byte(cur), trust)
+		crl, err := pki.ParseCRL([]byte(cur), s.trust)
 		if err != nil {
 			return nil, fmt.Errorf("%w: %s: %v", ErrInconsistentStore, n.CRL(), err)
 		}
@@ -56,7 +57,7 @@ func Revoke(ctx context.Context, st secretstore.Store, prefix string, serial *bi
 	if err != nil {
 		return nil, err
 	}
-	if err := putOrCreate(ctx, st, n, n.CRL(), string(pem)); err != nil {
+	if err := putOrCreate(ctx, f.Store, n, n.CRL(), string(pem)); err != nil {
 		return nil, err
 	}
 	return revocations(entries), nil
@@ -65,7 +66,7 @@ func Revoke(ctx context.Context, st secretstore.Store, prefix string, serial *bi
 func revocations(entries []x509.RevocationListEntry) []Revocation {
 	out := make([]Revocation, len(entries))
 	for i, e := range entries {
-		out[i] = Revocation{Serial: e.SerialNumber.Text(16), RevokedAt: e.RevocationTime.UTC(), Reason: e.ReasonCode}
+		out[i] = Revocation{Serial: pki.SerialHex(e.SerialNumber), RevokedAt: e.RevocationTime.UTC(), Reason: e.ReasonCode, ReasonName: pki.ReasonName(e.ReasonCode)}
 	}
 	return out
 }

@@ -37,8 +37,8 @@ func TestRotationPhases(t *testing.T) {
 	o := opts(t, st)
 	bootstrap(t, o)
 	cfgPath := filepath.Join(o.Home, "config", "joblet-config.yml")
-	r := &certs.Rotation{Store: st}
-	step := func(name string, f func(context.Context) (*certs.RotationStatus, error), phase string) *certs.RotationStatus {
+	r := rotation{f: &certs.Fleet{Store: st}}
+	step := func(name string, f func(context.Context) (*certs.RotationStatus, error), phase certs.Phase) *certs.RotationStatus {
 		t.Helper()
 		for i := 0; i < 2; i++ { // every step is idempotent
 			s, err := f(ctx)
@@ -60,7 +60,7 @@ func TestRotationPhases(t *testing.T) {
 		t.Fatalf("begin: %+v", begun)
 	}
 	// A node refreshes: it trusts both, keeps its certificate.
-	res, err := certs.RefreshNode(ctx, certs.NodeRefresh{ConfigPath: cfgPath, Store: st})
+	res, err := (&certs.Fleet{Store: st}).RefreshNode(ctx, certs.NodeRefresh{ConfigPath: cfgPath})
 	if err != nil || !res.TrustChanged || res.Renewed || len(res.Trust) != 2 {
 		t.Fatalf("refresh after begin: %+v %v", res, err)
 	}
@@ -80,7 +80,7 @@ func TestRotationPhases(t *testing.T) {
 			t.Errorf("%s key changed: promote re-issues certificates for the same key", role)
 		}
 	}
-	res, err = certs.RefreshNode(ctx, certs.NodeRefresh{ConfigPath: cfgPath, Store: st})
+	res, err = (&certs.Fleet{Store: st}).RefreshNode(ctx, certs.NodeRefresh{ConfigPath: cfgPath})
 	if err != nil || !res.Renewed || res.Reason != "it is not signed by the current CA" {
 		t.Fatalf("refresh after promote: %+v %v", res, err)
 	}
@@ -96,7 +96,7 @@ func TestRotationPhases(t *testing.T) {
 	if len(trust) != 1 || fingerprintOf(trust[0]) != promoted.Current.Fingerprint {
 		t.Fatal("finish should leave the new CA alone in the trust bundle")
 	}
-	res, err = certs.RefreshNode(ctx, certs.NodeRefresh{ConfigPath: cfgPath, Store: st})
+	res, err = (&certs.Fleet{Store: st}).RefreshNode(ctx, certs.NodeRefresh{ConfigPath: cfgPath})
 	if err != nil || !res.TrustChanged || res.Renewed {
 		t.Fatalf("refresh after finish: %+v %v", res, err)
 	}
@@ -115,7 +115,7 @@ func TestRotationAbort(t *testing.T) {
 	ctx := context.Background()
 	st := secretstore.NewMemoryStore()
 	bootstrap(t, opts(t, st))
-	r := &certs.Rotation{Store: st}
+	r := rotation{f: &certs.Fleet{Store: st}}
 	orig, _ := r.Status(ctx)
 
 	if _, err := r.Begin(ctx); err != nil {
@@ -147,7 +147,7 @@ func TestRotationAbort(t *testing.T) {
 }
 
 func fingerprintOf(c *x509.Certificate) string {
-	return certs.Fingerprint(c)
+	return pki.Fingerprint(c)
 }
 
 // localKMS stands in for a KMS key in these store-level tests: the
@@ -186,8 +186,8 @@ func TestRotationToKMSAndAbort(t *testing.T) {
 	bootstrap(t, o)
 	cfgPath := filepath.Join(o.Home, "config", "joblet-config.yml")
 	open := kmsOpener(t, "arn:k1", "arn:k2")
-	r := &certs.Rotation{Store: st, OpenKMS: open, CAKMSKeyID: "arn:k1"}
-	run := func(name string, f func(context.Context) (*certs.RotationStatus, error), phase, currentKey string) *certs.RotationStatus {
+	r := rotation{f: &certs.Fleet{Store: st, OpenKMS: open}, kmsKey: "arn:k1"}
+	run := func(name string, f func(context.Context) (*certs.RotationStatus, error), phase certs.Phase, currentKey string) *certs.RotationStatus {
 		t.Helper()
 		s, err := f(ctx)
 		if err != nil {
@@ -215,7 +215,7 @@ func TestRotationToKMSAndAbort(t *testing.T) {
 	run("promote", r.Promote, certs.PhasePromoted, k1)
 	// A node without KMS in its config renews through the key the store
 	// names, and remembers it.
-	res, err := certs.RefreshNode(ctx, certs.NodeRefresh{ConfigPath: cfgPath, Store: st, OpenKMS: open})
+	res, err := (&certs.Fleet{Store: st, OpenKMS: open}).RefreshNode(ctx, certs.NodeRefresh{ConfigPath: cfgPath})
 	if err != nil || !res.Renewed {
 		t.Fatalf("refresh after promote: %+v %v", res, err)
 	}
@@ -225,19 +225,19 @@ func TestRotationToKMSAndAbort(t *testing.T) {
 	run("finish", r.Finish, certs.PhaseStable, k1)
 
 	// A KMS fleet rotates to another KMS key, not back to a stored key.
-	if _, err := (&certs.Rotation{Store: st, OpenKMS: open}).Begin(ctx); !errors.Is(err, certs.ErrCAMode) {
+	if _, err := (rotation{f: &certs.Fleet{Store: st, OpenKMS: open}}).Begin(ctx); !errors.Is(err, certs.ErrCAMode) {
 		t.Fatalf("begin without a KMS key on a KMS fleet: %v", err)
 	}
-	if _, err := (&certs.Rotation{Store: st, OpenKMS: open, CAKMSKeyID: "arn:k1"}).Begin(ctx); err == nil || !strings.Contains(err.Error(), "is the current CA's key") {
+	if _, err := (rotation{f: &certs.Fleet{Store: st, OpenKMS: open}, kmsKey: "arn:k1"}).Begin(ctx); err == nil || !strings.Contains(err.Error(), "is the current CA's key") {
 		t.Fatalf("begin with the current KMS key: %v", err)
 	}
-	r2 := &certs.Rotation{Store: st, OpenKMS: open, CAKMSKeyID: "arn:k2"}
+	r2 := rotation{f: &certs.Fleet{Store: st, OpenKMS: open}, kmsKey: "arn:k2"}
 	run("begin k2", r2.Begin, certs.PhaseBegun, k1)
 	run("promote k2", r2.Promote, certs.PhasePromoted, k2)
 	run("abort k2", r2.Abort, certs.PhaseBegun, k1)
 	run("abort k2 again", r2.Abort, certs.PhaseStable, k1)
 	// The node still renews through KMS in KMS mode, never reading ca-key.
-	res, err = certs.RefreshNode(ctx, certs.NodeRefresh{ConfigPath: cfgPath, Store: noCAKey{st}, OpenKMS: open, Force: true})
+	res, err = (&certs.Fleet{Store: noCAKey{st}, OpenKMS: open}).RefreshNode(ctx, certs.NodeRefresh{ConfigPath: cfgPath, Force: true})
 	if err != nil || !res.Renewed {
 		t.Fatalf("KMS-mode refresh: %+v %v", res, err)
 	}
@@ -253,4 +253,27 @@ func (s noCAKey) Get(ctx context.Context, n []string) (map[string]string, error)
 		}
 	}
 	return s.MemoryStore.Get(ctx, n)
+}
+
+// rotation gives the Fleet's rotation steps the method-value shape the
+// step tables use; kmsKey is the new CA's KMS key for Begin.
+type rotation struct {
+	f      *certs.Fleet
+	kmsKey string
+}
+
+func (r rotation) Status(ctx context.Context) (*certs.RotationStatus, error) {
+	return r.f.RotationStatus(ctx)
+}
+func (r rotation) Begin(ctx context.Context) (*certs.RotationStatus, error) {
+	return r.f.BeginRotation(ctx, r.kmsKey)
+}
+func (r rotation) Promote(ctx context.Context) (*certs.RotationStatus, error) {
+	return r.f.PromoteRotation(ctx)
+}
+func (r rotation) Finish(ctx context.Context) (*certs.RotationStatus, error) {
+	return r.f.FinishRotation(ctx)
+}
+func (r rotation) Abort(ctx context.Context) (*certs.RotationStatus, error) {
+	return r.f.AbortRotation(ctx)
 }

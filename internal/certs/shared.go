@@ -13,11 +13,6 @@ import (
 	"github.com/ehsaniara/joblet/internal/secretstore"
 )
 
-// ErrInconsistentStore marks a stored state bootstrap will not repair on its
-// own (a certificate without its key, a pair that does not match, a corrupt
-// or expired CA): the message says what to do.
-var ErrInconsistentStore = errors.New("the shared certificates in the store need attention")
-
 // ensure reads the shared material in one store call and creates whatever
 // is missing. The key of each pair is created first and acts as the claim:
 // create-only means one node wins, the others read the winner's key. A key
@@ -26,18 +21,13 @@ var ErrInconsistentStore = errors.New("the shared certificates in the store need
 // candidate certificate is for the same key, whichever is stored first
 // serves everyone.
 func (b *bootstrapper) ensure(ctx context.Context) (*shared, error) {
-	read := append(b.names.All(), b.names.Bundle(), b.names.CRL())
-	if b.kms != nil {
-		// A KMS-mode node never reads the CA key secret (its IAM policy
-		// has no access to it); the key reference takes its place.
-		read = append(withoutName(read, b.names.CAKey()), b.names.CAKMSKey())
-	}
-	vals, err := b.o.Store.Get(ctx, read)
+	st, err := b.f.readState(ctx, scope{caKey: true, kmsMode: b.kms != nil, roles: pki.Roles})
 	if err != nil {
-		return nil, fmt.Errorf("read shared certificates from %s: %w", b.o.StoreDesc, err)
+		return nil, err
 	}
+	vals := st.vals
 	sh := &shared{clients: map[pki.Role]pair{}}
-	now := b.o.Now()
+	now := b.f.Now()
 
 	var caCert *x509.Certificate
 	var action string
@@ -50,7 +40,7 @@ func (b *bootstrapper) ensure(ctx context.Context) (*shared, error) {
 	} else {
 		caPair, act, err := b.ensurePair(ctx, vals, b.names.CACert(), b.names.CAKey(),
 			func(key crypto.Signer) (*x509.Certificate, error) {
-				return pki.NewCA(key, now, b.o.CALifetime)
+				return pki.NewCA(key, now, b.f.CALifetime)
 			},
 			func(c *x509.Certificate) error { return pki.CheckCA(c, now) })
 		if err != nil {
@@ -72,7 +62,7 @@ func (b *bootstrapper) ensure(ctx context.Context) (*shared, error) {
 		role := role
 		p, action, err := b.ensurePair(ctx, vals, b.names.ClientCert(role), b.names.ClientKey(role),
 			func(key crypto.Signer) (*x509.Certificate, error) {
-				is, err := sh.ca.IssueClient(key.Public(), role, now, b.o.ClientLifetime)
+				is, err := sh.ca.IssueClient(key.Public(), role, now, b.f.ClientLifetime)
 				b.noteCapped(string(role)+" client certificate", is)
 				return is.Cert, err
 			},
@@ -92,7 +82,7 @@ func (b *bootstrapper) ensure(ctx context.Context) (*shared, error) {
 // through KMS. Concurrent first nodes share the key, so a node that loses
 // the race for ca-cert adopts the winner's certificate.
 func (b *bootstrapper) ensureKMSCA(ctx context.Context, vals map[string]string) (*x509.Certificate, string, error) {
-	n, now := b.names, b.o.Now()
+	n, now := b.names, b.f.Now()
 	action := Retrieved
 	ref, haveRef := vals[n.CAKMSKey()]
 	certPEM, haveCert := vals[n.CACert()]
@@ -117,7 +107,7 @@ func (b *bootstrapper) ensureKMSCA(ctx context.Context, vals map[string]string) 
 			ErrCAMode, ref, n.CAKMSKey(), b.o.CAKMSKeyID, ref, caModes)
 	}
 	if !haveCert {
-		cert, err := pki.NewCA(b.kms, now, b.o.CALifetime)
+		cert, err := pki.NewCA(b.kms, now, b.f.CALifetime)
 		if err != nil {
 			return nil, "", fmt.Errorf("self-sign the CA certificate through KMS key %s: %w", b.kms.KeyID(), err)
 		}
@@ -151,7 +141,7 @@ func (b *bootstrapper) kmsFleet(ctx context.Context, vals map[string]string, err
 	if !errors.Is(err, ErrInconsistentStore) {
 		return err
 	}
-	got, gerr := b.o.Store.Get(ctx, []string{b.names.CAKMSKey()})
+	got, gerr := b.f.Store.Get(ctx, []string{b.names.CAKMSKey()})
 	ref := got[b.names.CAKMSKey()]
 	if gerr != nil || ref == "" {
 		return err
@@ -163,16 +153,6 @@ func (b *bootstrapper) kmsFleet(ctx context.Context, vals map[string]string, err
 	}
 	return fmt.Errorf("%w: this fleet's CA key is in AWS KMS (%s names %s) and this node was not given it: set JOBLET_CA_KMS_KEY_ID=%s (or --ca-kms-key-id). %s",
 		ErrCAMode, b.names.CAKMSKey(), ref, ref, caModes)
-}
-
-func withoutName(names []string, drop string) []string {
-	out := make([]string, 0, len(names))
-	for _, n := range names {
-		if n != drop {
-			out = append(out, n)
-		}
-	}
-	return out
 }
 
 // ensurePair returns the stored pair certName/keyName, creating what is
@@ -190,7 +170,7 @@ func (b *bootstrapper) ensurePair(ctx context.Context, vals map[string]string, c
 				"or start a new CA with FORCE_REGENERATE=true (every client then needs the new config)",
 				ErrInconsistentStore, certName, keyName, keyName, keyName)
 		}
-		key, err := pki.GenerateKey(b.o.KeyType, nil)
+		key, err := pki.GenerateKey(b.f.KeyType, nil)
 		if err != nil {
 			return pair{}, "", err
 		}
@@ -259,32 +239,13 @@ func checkClient(c *x509.Certificate, want pki.Role, trust []*x509.Certificate, 
 	return pki.VerifyLeaf(c, trust, x509.ExtKeyUsageClientAuth, now)
 }
 
-// trustFrom parses the stored bundle (empty: none) and makes sure the
-// current CA is in it: a node must always trust the CA it is signed by.
-func trustFrom(bundlePEM string, current *x509.Certificate, name string) ([]*x509.Certificate, error) {
-	trust := []*x509.Certificate{current}
-	if bundlePEM == "" {
-		return trust, nil
-	}
-	certs, err := pki.ParseCerts([]byte(bundlePEM))
-	if err != nil {
-		return nil, fmt.Errorf("%w: secret %s does not hold a usable certificate bundle (%v). Restore its previous version", ErrInconsistentStore, name, err)
-	}
-	for _, c := range certs {
-		if !c.Equal(current) {
-			trust = append(trust, c)
-		}
-	}
-	return trust, nil
-}
-
 // regenerate replaces the CA and every role pair (FORCE_REGENERATE). Each
 // secret gets a new version; the old one stays retrievable as the previous
 // version (AWSPREVIOUS). Keys go before certificates so a reader between two
 // writes sees a key whose certificate is missing or stale (and reports it)
 // rather than a silently wrong pair.
 func (b *bootstrapper) regenerate(ctx context.Context) (*shared, error) {
-	now := b.o.Now()
+	now := b.f.Now()
 	var caKey crypto.Signer = b.kms
 	var keyWrite struct{ name, value string }
 	if b.kms != nil {
@@ -292,7 +253,7 @@ func (b *bootstrapper) regenerate(ctx context.Context) (*shared, error) {
 		// reference to it. A new KMS key gives a new CA key.
 		keyWrite.name, keyWrite.value = b.names.CAKMSKey(), b.kms.KeyID()
 	} else {
-		k, err := pki.GenerateKey(b.o.KeyType, nil)
+		k, err := pki.GenerateKey(b.f.KeyType, nil)
 		if err != nil {
 			return nil, err
 		}
@@ -302,18 +263,18 @@ func (b *bootstrapper) regenerate(ctx context.Context) (*shared, error) {
 		}
 		caKey, keyWrite.name, keyWrite.value = k, b.names.CAKey(), string(enc)
 	}
-	caCert, err := pki.NewCA(caKey, now, b.o.CALifetime)
+	caCert, err := pki.NewCA(caKey, now, b.f.CALifetime)
 	if err != nil {
 		return nil, err
 	}
 	sh := &shared{ca: pki.CA{Cert: caCert, Key: caKey}, caPEM: string(pki.EncodeCert(caCert)), trust: []*x509.Certificate{caCert}, clients: map[pki.Role]pair{}}
 	writes := []struct{ name, value string }{keyWrite, {b.names.CACert(), sh.caPEM}}
 	for _, role := range pki.Roles {
-		key, err := pki.GenerateKey(b.o.KeyType, nil)
+		key, err := pki.GenerateKey(b.f.KeyType, nil)
 		if err != nil {
 			return nil, err
 		}
-		is, err := sh.ca.IssueClient(key.Public(), role, now, b.o.ClientLifetime)
+		is, err := sh.ca.IssueClient(key.Public(), role, now, b.f.ClientLifetime)
 		if err != nil {
 			return nil, err
 		}
@@ -330,7 +291,7 @@ func (b *bootstrapper) regenerate(ctx context.Context) (*shared, error) {
 	// cut-over (for a compromised key), unlike rotate-ca.
 	writes = append(writes, struct{ name, value string }{b.names.Bundle(), sh.caPEM})
 	for _, w := range writes {
-		if err := putOrCreate(ctx, b.o.Store, b.names, w.name, w.value); err != nil {
+		if err := putOrCreate(ctx, b.f.Store, b.names, w.name, w.value); err != nil {
 			return nil, err
 		}
 	}
@@ -366,7 +327,7 @@ func (b *bootstrapper) claim(ctx context.Context, name, value string, also ...st
 	case err == nil:
 		return map[string]string{name: value}, true, nil
 	case errors.Is(err, secretstore.ErrExist):
-		got, err := b.o.Store.Get(ctx, append([]string{name}, also...))
+		got, err := b.f.Store.Get(ctx, append([]string{name}, also...))
 		if err != nil {
 			return nil, false, fmt.Errorf("read %s after losing the race to create it: %w", name, err)
 		}
@@ -388,7 +349,7 @@ func (b *bootstrapper) createOrAdopt(ctx context.Context, name, value string) er
 	backoff := 100 * time.Millisecond
 	var last error // the last real cause, for when the deadline ends the wait
 	for {
-		err := b.o.Store.Create(ctx, b.names.Secret(name, value))
+		err := b.f.Store.Create(ctx, b.names.Secret(name, value))
 		if ctx.Err() != nil && last != nil {
 			return fmt.Errorf("%w (gave up at the command's deadline)", last)
 		}
@@ -396,7 +357,7 @@ func (b *bootstrapper) createOrAdopt(ctx context.Context, name, value string) er
 			return err
 		}
 		last = err
-		got, gerr := b.o.Store.Get(ctx, []string{name})
+		got, gerr := b.f.Store.Get(ctx, []string{name})
 		if gerr == nil && got[name] != "" {
 			return fmt.Errorf("create %s: %w", name, secretstore.ErrExist)
 		}

@@ -8,7 +8,6 @@ import (
 
 	"github.com/ehsaniara/joblet/internal/config"
 	"github.com/ehsaniara/joblet/internal/pki"
-	"github.com/ehsaniara/joblet/internal/secretstore"
 )
 
 // Health levels, ordered; they are also the exit codes of `certs status`.
@@ -20,17 +19,15 @@ const (
 
 // CertReport describes one certificate for `status`.
 type CertReport struct {
-	Name        string    `json:"name"`
-	Where       string    `json:"where"`
-	Subject     string    `json:"subject,omitempty"`
-	Serial      string    `json:"serial,omitempty"`
-	Fingerprint string    `json:"sha256,omitempty"`
-	NotBefore   time.Time `json:"notBefore,omitempty"`
-	NotAfter    time.Time `json:"notAfter,omitempty"`
-	DaysLeft    int       `json:"daysLeft"`
-	SANs        []string  `json:"sans,omitempty"`
-	Level       int       `json:"level"`
-	Problems    []string  `json:"problems,omitempty"`
+	Name    string `json:"name"`
+	Where   string `json:"where"`
+	Subject string `json:"subject,omitempty"`
+	CertInfo
+	NotBefore time.Time `json:"notBefore,omitempty"`
+	DaysLeft  int       `json:"daysLeft"`
+	SANs      []string  `json:"sans,omitempty"`
+	Level     int       `json:"level"`
+	Problems  []string  `json:"problems,omitempty"`
 }
 
 // Report is the whole `status` answer.
@@ -38,8 +35,10 @@ type Report struct {
 	Store string `json:"store"`
 	// CAKey says where the CA's private key is: "AWS KMS key ARN" or
 	// "store (<prefix>/ca-key)".
-	CAKey        string       `json:"caKey,omitempty"`
-	Phase        string       `json:"rotationPhase,omitempty"`
+	CAKey string `json:"caKey,omitempty"`
+	Phase Phase  `json:"rotationPhase,omitempty"`
+	// NextStep is set during a rotation (and for an interrupted begin).
+	NextStep     string       `json:"rotationNextStep,omitempty"`
 	Revocations  []Revocation `json:"revocations,omitempty"`
 	Certificates []CertReport `json:"certificates"`
 	Problems     []string     `json:"problems,omitempty"`
@@ -51,29 +50,78 @@ func (r *Report) raise(level int, problem string) {
 	r.Level = max(r.Level, level)
 }
 
-// StatusOptions say what to inspect.
+// StatusOptions say what to inspect besides the fleet's store.
 type StatusOptions struct {
-	Store     secretstore.Store // nil when it could not be opened (StoreErr says why)
-	StoreErr  error
-	StoreDesc string
-	Prefix    string
+	// StoreErr says why the store could not be opened (the Fleet's Store
+	// is then nil): reported as Broken.
+	StoreErr error
 	// ServerConfig and RnxConfig are this node's files ("" to skip).
 	ServerConfig, RnxConfig string
 	WarnDays                int
-	Now                     time.Time
 	// CAKMSKeyID: KMS mode even without a server config.
 	CAKMSKeyID string
 }
 
+// observed is what status read: the store's state and this node's files.
+type observed struct {
+	storeErr  error  // the store could not be read
+	state     *state // nil when storeErr
+	caKey     string // where the CA key is, for humans
+	server    *config.Server
+	serverErr error
+	rnx       *config.Rnx
+}
+
+// Status inspects the shared certificates in the store and this node's
+// files, and grades them: see OK, Attention, Broken. It reads with a node's
+// permissions: never a key a node may not read.
+func (fl *Fleet) Status(ctx context.Context, o StatusOptions) *Report {
+	f := fl.defaults()
+	obs := f.observe(ctx, o)
+	return grade(obs, f.StoreDesc, o, f.Now())
+}
+
+// observe reads what status grades.
+func (f *Fleet) observe(ctx context.Context, o StatusOptions) *observed {
+	obs := &observed{storeErr: o.StoreErr}
+	kmsID := o.CAKMSKeyID
+	if o.ServerConfig != "" {
+		obs.server, obs.serverErr = config.LoadServer(o.ServerConfig)
+		if obs.server != nil && kmsID == "" {
+			kmsID = obs.server.Security.CAKMSKeyID
+		}
+	}
+	if o.RnxConfig != "" {
+		obs.rnx, _ = config.LoadRnx(o.RnxConfig)
+	}
+	if obs.storeErr == nil && f.Store == nil {
+		obs.storeErr = fmt.Errorf("no store given")
+	}
+	if obs.storeErr != nil {
+		return obs
+	}
+	s, err := f.readState(ctx, scope{caKey: true, kmsMode: kmsID != "", roles: pki.Roles, pending: true})
+	if err != nil {
+		obs.storeErr = err
+		return obs
+	}
+	obs.state = s
+	if s.ca != nil {
+		obs.caKey = f.caKeyPlace(ctx, s)
+	}
+	return obs
+}
+
 // caKeyPlace says where the key of the current CA is, from what was read
 // (ca-key in store mode, ca-kms-key in KMS mode).
-func caKeyPlace(ctx context.Context, st secretstore.Store, n Names, vals map[string]string, ca *x509.Certificate) string {
-	if k, err := pki.ParseKey([]byte(vals[n.CAKey()])); err == nil && samePublicKey(ca, k) {
+func (f *Fleet) caKeyPlace(ctx context.Context, s *state) string {
+	n := s.n
+	if k, err := pki.ParseKey([]byte(s.vals[n.CAKey()])); err == nil && samePublicKey(s.ca, k) {
 		return "store (" + n.CAKey() + ")"
 	}
-	ref := vals[n.CAKMSKey()]
+	ref := s.vals[n.CAKMSKey()]
 	if ref == "" {
-		if got, err := st.Get(ctx, []string{n.CAKMSKey()}); err == nil {
+		if got, err := f.Store.Get(ctx, []string{n.CAKMSKey()}); err == nil {
 			ref = got[n.CAKMSKey()]
 		}
 	}
@@ -83,45 +131,21 @@ func caKeyPlace(ctx context.Context, st secretstore.Store, n Names, vals map[str
 	return "unknown: neither " + n.CAKey() + " nor " + n.CAKMSKey() + " holds it"
 }
 
-// rotationPhase derives the phase as Rotation.Status does, from the CA
-// certificate's pending version and the trust bundle, without reading any
-// key (a node's status runs with a node's permissions).
-func rotationPhase(ctx context.Context, st secretstore.Store, n Names, current *x509.Certificate, bundlePEM string) (string, error) {
-	pend, err := st.GetStage(ctx, []string{n.CACert()}, secretstore.Pending)
-	if err != nil {
-		return "", err
-	}
-	if p := pend[n.CACert()]; p != "" && p != string(pki.EncodeCert(current)) {
-		return PhaseBegun, nil
-	}
-	trust, err := trustFrom(bundlePEM, current, n.Bundle())
-	if err != nil {
-		return "", err
-	}
-	if len(trust) > 1 {
-		return PhasePromoted, nil
-	}
-	return PhaseStable, nil
-}
-
-// Status inspects the shared certificates in the store and this node's
-// files, and grades them: see OK, Attention, Broken.
-func Status(ctx context.Context, o StatusOptions) *Report {
-	n := Names{Prefix: o.Prefix}
-	rep := &Report{Store: o.StoreDesc}
+// grade turns what was observed into the report: pure, given now.
+func grade(obs *observed, storeDesc string, o StatusOptions, now time.Time) *Report {
+	rep := &Report{Store: storeDesc}
 	warn := time.Duration(o.WarnDays) * 24 * time.Hour
-	grade := func(name, where string, c *x509.Certificate) CertReport {
-		cr := CertReport{Name: name, Where: where, Subject: c.Subject.String(), Serial: c.SerialNumber.Text(16),
-			Fingerprint: fingerprint(c), NotBefore: c.NotBefore.UTC(), NotAfter: c.NotAfter.UTC(),
-			DaysLeft: int(c.NotAfter.Sub(o.Now).Hours() / 24)}
+	certReport := func(name, where string, c *x509.Certificate) CertReport {
+		cr := CertReport{Name: name, Where: where, Subject: c.Subject.String(), CertInfo: infoOf(c),
+			NotBefore: c.NotBefore.UTC(), DaysLeft: int(c.NotAfter.Sub(now).Hours() / 24)}
 		cr.SANs = append(cr.SANs, c.DNSNames...)
 		for _, ip := range c.IPAddresses {
 			cr.SANs = append(cr.SANs, ip.String())
 		}
 		switch {
-		case !o.Now.Before(c.NotAfter):
+		case !now.Before(c.NotAfter):
 			cr.Level, cr.Problems = Broken, []string{"expired on " + c.NotAfter.UTC().Format(time.RFC3339)}
-		case c.NotAfter.Sub(o.Now) < warn:
+		case c.NotAfter.Sub(now) < warn:
 			cr.Level, cr.Problems = Attention, []string{fmt.Sprintf("expires in %d days (warning at %d)", cr.DaysLeft, o.WarnDays)}
 		}
 		return cr
@@ -133,85 +157,65 @@ func Status(ctx context.Context, o StatusOptions) *Report {
 		}
 	}
 
-	var storeVals map[string]string
-	var caCert *x509.Certificate
-	var trust []*x509.Certificate
+	s := obs.state
 	revoked := map[string]bool{}
-	// A KMS-mode node never reads ca-key (its policy does not allow it).
-	kmsID := o.CAKMSKeyID
-	if o.ServerConfig != "" && kmsID == "" {
-		if srv, err := config.LoadServer(o.ServerConfig); err == nil {
-			kmsID = srv.Security.CAKMSKeyID
-		}
-	}
-	read := append(n.All(), n.Bundle(), n.CRL())
-	if kmsID != "" {
-		read = append(withoutName(read, n.CAKey()), n.CAKMSKey())
-	}
-	if o.Store == nil {
-		rep.raise(Broken, fmt.Sprintf("store unreachable: %v", o.StoreErr))
-	} else if vals, err := o.Store.Get(ctx, read); err != nil {
-		rep.raise(Broken, fmt.Sprintf("store unreachable: %v", err))
+	if obs.storeErr != nil {
+		rep.raise(Broken, fmt.Sprintf("store unreachable: %v", obs.storeErr))
 	} else {
-		storeVals = vals
-		where := o.StoreDesc + " (" + n.CACert() + ")"
-		if c, err := pki.ParseCert([]byte(vals[n.CACert()])); err != nil {
-			rep.raise(Broken, fmt.Sprintf("%s: %v", n.CACert(), err))
+		n := s.n
+		if s.caErr != nil {
+			rep.raise(Broken, s.caErr.Error())
 		} else {
-			caCert = c
-			cr := grade("CA Certificate", where, c)
-			if err := pki.CheckCA(c, o.Now); err != nil && cr.Level < Broken {
+			cr := certReport("CA Certificate", storeDesc+" ("+n.CACert()+")", s.ca)
+			if err := pki.CheckCA(s.ca, now); err != nil && cr.Level < Broken {
 				cr.Level, cr.Problems = Broken, append(cr.Problems, err.Error())
 			}
 			add(cr)
-			rep.CAKey = caKeyPlace(ctx, o.Store, n, vals, c)
-			trust, _ = trustFrom(vals[n.Bundle()], c, n.Bundle())
-			var err error
-			if revoked, rep.Revocations, err = revokedIn(vals[n.CRL()], trust, n.CRL()); err != nil {
+			rep.CAKey = obs.caKey
+			if err := s.trusted(); err != nil {
 				rep.raise(Broken, err.Error())
-				revoked = map[string]bool{}
+			}
+			revoked, rep.Revocations = s.revoked, s.revs
+			rep.Phase = s.phase
+			if s.phase != PhaseStable {
+				rep.NextStep = nextStep(s.phase, s.interrupted)
 			}
 		}
 		for _, role := range pki.Roles {
-			c, err := pki.ParseCert([]byte(vals[n.ClientCert(role)]))
-			if err != nil {
-				rep.raise(Broken, fmt.Sprintf("%s: %v", n.ClientCert(role), err))
+			c := s.clients[role]
+			if c == nil {
+				rep.raise(Broken, s.clientErr[role].Error())
 				continue
 			}
-			cr := grade(roleTitle(role), o.StoreDesc+" ("+n.ClientCert(role)+")", c)
-			if k, err := pki.ParseKey([]byte(vals[n.ClientKey(role)])); err != nil || pki.MatchesKey(c, k) != nil {
+			cr := certReport(roleTitle(role), storeDesc+" ("+n.ClientCert(role)+")", c)
+			if k, err := pki.ParseKey([]byte(s.vals[n.ClientKey(role)])); err != nil || pki.MatchesKey(c, k) != nil {
 				cr.Level, cr.Problems = Broken, append(cr.Problems, "does not match "+n.ClientKey(role))
 			}
 			if pki.CheckNotRevoked(c, revoked) != nil {
-				cr.Level, cr.Problems = Broken, append(cr.Problems, "is revoked: issue the role a new certificate (`rotate-ca begin`, `promote`, `finish` re-issues every role's)")
+				cr.Level, cr.Problems = Broken, append(cr.Problems, "is revoked: give the role a new certificate (`joblet certs reissue --role "+string(role)+"`)")
 			}
 			add(cr)
-		}
-		if caCert != nil {
-			if phase, err := rotationPhase(ctx, o.Store, n, caCert, vals[n.Bundle()]); err == nil {
-				rep.Phase = phase
-			}
 		}
 	}
 
 	if o.ServerConfig != "" {
-		srv, err := config.LoadServer(o.ServerConfig)
-		if err != nil {
-			rep.raise(Broken, err.Error())
+		srv := obs.server
+		if obs.serverErr != nil {
+			rep.raise(Broken, obs.serverErr.Error())
 		} else if leaf, err := pki.ParseCert([]byte(srv.Security.ServerCert)); err != nil {
 			rep.raise(Broken, fmt.Sprintf("security.serverCert in %s: %v", o.ServerConfig, err))
 		} else {
-			cr := grade("Server Certificate", "local ("+o.ServerConfig+")", leaf)
+			cr := certReport("Server Certificate", "local ("+o.ServerConfig+")", leaf)
 			if pki.CheckNotRevoked(leaf, revoked) != nil {
 				cr.Level = max(cr.Level, Attention)
 				cr.Problems = append(cr.Problems, "is revoked (the running server renews it on its next refresh; or `joblet certs renew`)")
 			}
-			if caCert != nil {
-				if leaf.CheckSignatureFrom(caCert) != nil && cr.Level < Broken {
+			if s != nil && s.ca != nil {
+				if leaf.CheckSignatureFrom(s.ca) != nil && cr.Level < Broken {
 					cr.Level = max(cr.Level, Attention)
 					cr.Problems = append(cr.Problems, "not signed by the store's current CA (renew: `joblet certs renew`)")
 				}
-				if !samePEMSet(srv.Security.CACert, trust) {
+				if !pki.SameCertSet(srv.Security.CACert, s.trust) {
 					cr.Level = max(cr.Level, Attention)
 					cr.Problems = append(cr.Problems, "the local trust bundle differs from the store's (the server refreshes it; or run `joblet certs renew`)")
 				}
@@ -219,17 +223,15 @@ func Status(ctx context.Context, o StatusOptions) *Report {
 			add(cr)
 		}
 	}
-	if o.RnxConfig != "" && storeVals != nil {
-		if rnx, err := config.LoadRnx(o.RnxConfig); err == nil {
-			for _, name := range rnx.NodeNames() {
-				c, err := pki.ParseCert([]byte(rnx.Nodes[name].Cert))
-				if err != nil {
-					continue
-				}
-				role, err := pki.RoleOf(c)
-				if err == nil && rnx.Nodes[name].Cert != storeVals[n.ClientCert(role)] {
-					rep.raise(Attention, fmt.Sprintf("%s: node %q holds a %s client certificate that is not the store's current one (run `rnx config refresh`)", o.RnxConfig, name, role))
-				}
+	if obs.rnx != nil && s != nil {
+		for _, name := range obs.rnx.NodeNames() {
+			c, err := pki.ParseCert([]byte(obs.rnx.Nodes[name].Cert))
+			if err != nil {
+				continue
+			}
+			role, err := pki.RoleOf(c)
+			if err == nil && obs.rnx.Nodes[name].Cert != s.vals[s.n.ClientCert(role)] {
+				rep.raise(Attention, fmt.Sprintf("%s: node %q holds the %s role's client certificate, but not the store's current one (run `rnx config refresh`)", o.RnxConfig, name, role))
 			}
 		}
 	}

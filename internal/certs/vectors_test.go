@@ -67,7 +67,7 @@ func TestStoredSecretVectors(t *testing.T) {
 			spoilt := applyVector(t, st, dir)
 			want := readWant(t, dir)
 			storeBefore, _ := st.Get(context.Background(), names.All())
-			_, err := certs.Bootstrap(context.Background(), o)
+			_, err := boot(context.Background(), o)
 			if !errors.Is(err, certs.ErrInconsistentStore) {
 				t.Fatalf("err = %v, want ErrInconsistentStore", err)
 			}

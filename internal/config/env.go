@@ -1,6 +1,9 @@
 package config
 
-import "os"
+import (
+	"errors"
+	"os"
+)
 
 // DefaultHome is $JOBLET_HOME when it is not set.
 const DefaultHome = "/opt/joblet"
@@ -21,3 +24,7 @@ func Home() string {
 	}
 	return DefaultHome
 }
+
+// ErrUsage marks settings that contradict themselves or name an unknown
+// value: the caller's input is wrong (commands exit 2 on it).
+var ErrUsage = errors.New("invalid settings")

@@ -87,3 +87,14 @@ func ParseSerial(s string) (*big.Int, error) {
 	}
 	return n, nil
 }
+
+// ReasonName is the RFC 5280 name of a revocation reason code
+// ("reason 4" is superseded), or "reason N" for a code it does not define.
+func ReasonName(code int) string {
+	for name, c := range RevocationReasons {
+		if c == code {
+			return name
+		}
+	}
+	return fmt.Sprintf("reason %d", code)
+}

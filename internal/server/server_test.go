@@ -45,8 +45,8 @@ func startNode(t *testing.T, st *secretstore.MemoryStore) *fleet {
 		st = secretstore.NewMemoryStore()
 	}
 	home := t.TempDir()
-	_, err := certs.Bootstrap(context.Background(), certs.Options{Home: home, Store: st, StoreDesc: "memory",
-		ListenAddress: "127.0.0.1", ServerAddress: "127.0.0.1", Log: quiet})
+	fl := &certs.Fleet{Store: st, StoreDesc: "memory", Log: quiet}
+	_, err := fl.Bootstrap(context.Background(), certs.BootstrapOptions{Home: home, ListenAddress: "127.0.0.1", ServerAddress: "127.0.0.1"})
 	if err != nil {
 		t.Fatal(err)
 	}

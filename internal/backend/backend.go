@@ -1,8 +1,12 @@
-package certs
+// Package backend resolves where a fleet's shared state lives, from the
+// operator's flags and environment and EC2 detection (the spec's mode
+// table): an AWS Secrets Manager store, a directory store, or an embedded
+// node's private directory store. It links no KMS code (rnx uses it); the
+// CA's KMS key is opened through backend/kms.
+package backend
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
@@ -14,14 +18,13 @@ import (
 	"github.com/ehsaniara/joblet/internal/awsconf"
 	"github.com/ehsaniara/joblet/internal/cloud"
 	"github.com/ehsaniara/joblet/internal/config"
-	"github.com/ehsaniara/joblet/internal/kmssigner"
 	"github.com/ehsaniara/joblet/internal/secretstore"
 	"github.com/ehsaniara/joblet/internal/secretstore/awssm"
 )
 
 // ErrUsage marks a request that contradicts itself or names an unknown
 // mode: the caller's input, not the environment, is wrong.
-var ErrUsage = errors.New("invalid settings")
+var ErrUsage = config.ErrUsage
 
 // StoreRequest is what the operator asked for.
 type StoreRequest struct {
@@ -47,18 +50,6 @@ type ResolvedStore struct {
 	Mode     string          // embedded, dir, secretsmanager
 	Ref      config.StoreRef // how to open it again (the server does)
 	Instance *cloud.Instance // set when on EC2
-	OpenKMS  KMSOpener       // set in Secrets Manager mode
-}
-
-// KMSOpenerFor opens KMS keys in the region of a Secrets Manager store;
-// nil for other stores (KMS mode needs AWS).
-func KMSOpenerFor(ref config.StoreRef) KMSOpener {
-	if ref.Kind != "secretsmanager" {
-		return nil
-	}
-	return func(ctx context.Context, keyID string) (KMSKey, error) {
-		return kmssigner.Open(ctx, awsconf.Options{Region: ref.Region}, keyID)
-	}
 }
 
 // OpenStore opens the store a server config points at.
@@ -169,7 +160,7 @@ func ResolveStore(ctx context.Context, r StoreRequest) (*ResolvedStore, error) {
 		if err != nil {
 			return nil, err
 		}
-		return &ResolvedStore{Store: st, Desc: "local store " + root, Mode: "embedded", Ref: config.StoreRef{Kind: "dir", Dir: root}}, nil
+		return &ResolvedStore{Store: st, Desc: "directory store " + root, Mode: "embedded", Ref: config.StoreRef{Kind: "dir", Dir: root}}, nil
 	}
 
 	region := r.Region
@@ -184,5 +175,5 @@ func ResolveStore(ctx context.Context, r StoreRequest) (*ResolvedStore, error) {
 		return nil, err
 	}
 	ref := config.StoreRef{Kind: "secretsmanager", Region: region}
-	return &ResolvedStore{Store: st, Desc: st.Describe(), Mode: "secretsmanager", Instance: inst, Ref: ref, OpenKMS: KMSOpenerFor(ref)}, nil
+	return &ResolvedStore{Store: st, Desc: st.Describe(), Mode: "secretsmanager", Instance: inst, Ref: ref}, nil
 }

@@ -1,0 +1,25 @@
+// Package kms opens a fleet's CA key in AWS KMS for the lifecycle: the one
+// place that joins certs to the KMS client, so binaries that never sign
+// (rnx) link no KMS code.
+package kms
+
+import (
+	"context"
+
+	"github.com/ehsaniara/joblet/internal/awsconf"
+	"github.com/ehsaniara/joblet/internal/certs"
+	"github.com/ehsaniara/joblet/internal/config"
+	"github.com/ehsaniara/joblet/internal/kmssigner"
+)
+
+// OpenerFor opens KMS keys in the region of a Secrets Manager store; nil
+// for other stores (a KMS CA needs AWS, and certs refuses it with the
+// reason).
+func OpenerFor(ref config.StoreRef) certs.KMSOpener {
+	if ref.Kind != "secretsmanager" {
+		return nil
+	}
+	return func(ctx context.Context, keyID string) (certs.KMSKey, error) {
+		return kmssigner.Open(ctx, awsconf.Options{Region: ref.Region}, keyID)
+	}
+}

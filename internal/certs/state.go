@@ -1,0 +1,195 @@
+package certs
+
+import (
+	"context"
+	"crypto/x509"
+	"fmt"
+
+	"github.com/ehsaniara/joblet/internal/pki"
+	"github.com/ehsaniara/joblet/internal/secretstore"
+)
+
+// Phase is the fleet's CA rotation phase. It is derived from the store by
+// phaseOf, never kept apart from it.
+type Phase string
+
+const (
+	PhaseStable   Phase = "stable"
+	PhaseBegun    Phase = "begun"    // new CA pending and trusted; the old one signs
+	PhasePromoted Phase = "promoted" // new CA signs; the old one is still trusted
+)
+
+// phaseOf derives the rotation phase from what the store holds: a pending
+// CA certificate means begun; a pending CA key (or KMS key reference)
+// without its certificate means a begin was interrupted between its two
+// writes (also begun, and interrupted says so); two trusted CAs and nothing
+// pending mean promoted; otherwise stable. pending holds only the pending
+// versions that differ from the current ones (readState drops the others:
+// a pending label left on the current value by an interrupted promote).
+func phaseOf(n Names, pending map[string]string, trusted int) (phase Phase, interrupted bool) {
+	switch {
+	case pending[n.CACert()] != "":
+		return PhaseBegun, false
+	case pending[n.CAKey()] != "" || pending[n.CAKMSKey()] != "":
+		return PhaseBegun, true
+	case trusted > 1:
+		return PhasePromoted, false
+	}
+	return PhaseStable, false
+}
+
+// scope says what one flow reads: no more than its IAM policy grants
+// (iam-policy's flows mirror these).
+type scope struct {
+	// caKey: read the current CA's key place. In KMS mode that is the key
+	// reference ca-kms-key, never ca-key (a KMS node's policy has no access
+	// to it); operators (bothKeys) read both.
+	caKey, kmsMode, bothKeys bool
+	roles                    []pki.Role // client pairs to read
+	pending                  bool       // the pending CA versions, for the phase
+}
+
+// keyNames are the CA key secrets the scope reads.
+func (sc scope) keyNames(n Names) []string {
+	switch {
+	case sc.bothKeys:
+		return []string{n.CAKey(), n.CAKMSKey()}
+	case sc.caKey && sc.kmsMode:
+		return []string{n.CAKMSKey()}
+	case sc.caKey:
+		return []string{n.CAKey()}
+	}
+	return nil
+}
+
+// state is the fleet's shared state as one read found it, parsed once.
+// A part that did not parse is nil with its error set, so status can grade
+// what is there and the other flows can refuse with the reason.
+type state struct {
+	n       Names
+	vals    map[string]string // current versions of what was read
+	pending map[string]string // pending CA versions that differ from the current ones
+
+	ca       *x509.Certificate // the current CA certificate
+	caErr    error
+	trust    []*x509.Certificate // every trusted CA: the bundle, or the CA alone
+	trustErr error
+	revoked  map[string]bool // serials (hex) the CRL lists
+	revs     []Revocation
+	crlErr   error
+	clients  map[pki.Role]*x509.Certificate
+	// clientErr says why a role's certificate could not be used.
+	clientErr map[pki.Role]error
+
+	phase       Phase
+	interrupted bool // a begin interrupted between its key and its certificate
+}
+
+// readState reads what sc covers in one store call (plus one for the
+// pending versions when asked) and parses it.
+func (f *Fleet) readState(ctx context.Context, sc scope) (*state, error) {
+	n := f.names()
+	read := append([]string{n.CACert()}, sc.keyNames(n)...)
+	for _, r := range sc.roles {
+		read = append(read, n.ClientCert(r), n.ClientKey(r))
+	}
+	read = append(read, n.Bundle(), n.CRL())
+	vals, err := f.Store.Get(ctx, read)
+	if err != nil {
+		return nil, fmt.Errorf("read the shared certificates from %s: %w", f.StoreDesc, err)
+	}
+	s := &state{n: n, vals: vals, pending: map[string]string{}, clients: map[pki.Role]*x509.Certificate{}, clientErr: map[pki.Role]error{}}
+	if sc.pending {
+		names := append([]string{n.CACert()}, sc.keyNames(n)...)
+		pend, err := f.Store.GetStage(ctx, names, secretstore.Pending)
+		if err != nil {
+			return nil, fmt.Errorf("read the pending CA from %s: %w", f.StoreDesc, err)
+		}
+		for name, v := range pend {
+			if v != vals[name] {
+				s.pending[name] = v
+			}
+		}
+	}
+	s.parse(sc.roles)
+	return s, nil
+}
+
+func (s *state) parse(roles []pki.Role) {
+	n := s.n
+	s.revoked = map[string]bool{}
+	switch pem := s.vals[n.CACert()]; {
+	case pem == "":
+		s.caErr = fmt.Errorf("there is no CA in the store under %q: run `joblet certs bootstrap` first", n.Prefix)
+	default:
+		if c, err := pki.ParseCert([]byte(pem)); err != nil {
+			s.caErr = inconsistent(n.CACert(), err)
+		} else {
+			s.ca = c
+		}
+	}
+	if s.ca != nil {
+		if s.trust, s.trustErr = trustFrom(s.vals[n.Bundle()], s.ca, n.Bundle()); s.trustErr == nil {
+			if r, revs, err := revokedIn(s.vals[n.CRL()], s.trust, n.CRL()); err != nil {
+				s.crlErr = err
+			} else {
+				s.revoked, s.revs = r, revs
+			}
+		}
+	}
+	for _, r := range roles {
+		c, err := pki.ParseCert([]byte(s.vals[n.ClientCert(r)]))
+		if err != nil {
+			s.clientErr[r] = inconsistent(n.ClientCert(r), err)
+			continue
+		}
+		s.clients[r] = c
+	}
+	s.phase, s.interrupted = phaseOf(n, s.pending, len(s.trust))
+}
+
+// trusted is the CA, the trust and the CRL, or the first error among them:
+// what every flow that serves or signs needs.
+func (s *state) trusted() error {
+	for _, err := range []error{s.caErr, s.trustErr, s.crlErr} {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// signer is the current CA with its key, found among the keys read (an
+// operator's read: ca-key and ca-kms-key).
+func (s *state) signer(ctx context.Context, open KMSOpener) (*pki.CA, error) {
+	if s.caErr != nil {
+		return nil, s.caErr
+	}
+	key, _, err := caSigner(ctx, s.ca, []string{s.vals[s.n.CAKey()]}, []string{s.vals[s.n.CAKMSKey()]}, open, s.n)
+	if err != nil {
+		return nil, err
+	}
+	return &pki.CA{Cert: s.ca, Key: key}, nil
+}
+
+// trustPEM is what nodes and clients trust.
+func (s *state) trustPEM() string { return string(pki.EncodeCerts(s.trust...)) }
+
+// trustFrom parses the stored bundle (empty: none) and makes sure the
+// current CA is in it: a node must always trust the CA it is signed by.
+func trustFrom(bundlePEM string, current *x509.Certificate, name string) ([]*x509.Certificate, error) {
+	trust := []*x509.Certificate{current}
+	if bundlePEM == "" {
+		return trust, nil
+	}
+	certs, err := pki.ParseCerts([]byte(bundlePEM))
+	if err != nil {
+		return nil, fmt.Errorf("%w: secret %s does not hold a usable certificate bundle (%v). Restore its previous version", ErrInconsistentStore, name, err)
+	}
+	for _, c := range certs {
+		if !c.Equal(current) {
+			trust = append(trust, c)
+		}
+	}
+	return trust, nil
+}
