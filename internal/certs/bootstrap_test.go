@@ -227,13 +227,13 @@ func TestForceRegenerateKeepsPrevious(t *testing.T) {
 			t.Errorf("%s: %s", name, a)
 		}
 	}
-	prev, err := st.Previous(names.CACert())
+	prev, err := st.GetStage(context.Background(), []string{names.CACert()}, secretstore.Previous)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, _ := pki.ParseCert([]byte(prev))
-	if got := item(first, "CA Certificate").Serial; c.SerialNumber.Text(16) != got {
-		t.Errorf("previous CA serial %s, want the first CA's %s", c.SerialNumber.Text(16), got)
+	c, _ := pki.ParseCert([]byte(prev[names.CACert()]))
+	if got := item(first, "CA Certificate").Serial; pki.SerialHex(c.SerialNumber) != got {
+		t.Errorf("previous CA serial %s, want the first CA's %s", pki.SerialHex(c.SerialNumber), got)
 	}
 	// A plain re-run afterwards adopts the new CA.
 	o.Force = false

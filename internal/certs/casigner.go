@@ -1,6 +1,7 @@
 package certs
 
 import (
+	"cmp"
 	"context"
 	"crypto"
 	"crypto/x509"
@@ -67,23 +68,14 @@ func caSigner(ctx context.Context, cert *x509.Certificate, keyPEMs, kmsRefs []st
 	switch {
 	case len(tried) > 0:
 		return nil, "", fmt.Errorf("%w: %s is not the certificate of KMS key %v (%s) nor of %s (a rotation step may be in progress; re-run)", ErrInconsistentStore, n.CACert(), tried, n.CAKMSKey(), n.CAKey())
-	case firstNonEmpty(kmsRefs) != "" && open == nil:
-		ref := firstNonEmpty(kmsRefs)
+	case cmp.Or(kmsRefs...) != "" && open == nil:
+		ref := cmp.Or(kmsRefs...)
 		return nil, "", fmt.Errorf("%w: this fleet's CA key is in AWS KMS (%s names %s), and this node was not given it: set JOBLET_CA_KMS_KEY_ID=%s (or --ca-kms-key-id). %s",
 			ErrCAMode, n.CAKMSKey(), ref, ref, caModes)
-	case firstNonEmpty(keyPEMs) != "":
+	case cmp.Or(keyPEMs...) != "":
 		return nil, "", fmt.Errorf("%w: %s is not the certificate of %s (a rotation step may be in progress; re-run)", ErrInconsistentStore, n.CACert(), n.CAKey())
 	}
 	return nil, "", fmt.Errorf("%w: %s exists but neither %s nor %s does, so nothing can be signed with it. "+
 		"Restore the CA's key (as %s, or its KMS key ARN as %s), or start a new CA with FORCE_REGENERATE=true (every client then needs the new config)",
 		ErrInconsistentStore, n.CACert(), n.CAKey(), n.CAKMSKey(), n.CAKey(), n.CAKMSKey())
-}
-
-func firstNonEmpty(s []string) string {
-	for _, v := range s {
-		if v != "" {
-			return v
-		}
-	}
-	return ""
 }

@@ -52,8 +52,8 @@ func TestReissueConcurrentOperators(t *testing.T) {
 	if err != nil || pki.MatchesKey(c, k) != nil {
 		t.Fatalf("the stored developer pair does not match: %v", err)
 	}
-	if c.SerialNumber.Text(16) != a.NewSerial {
-		t.Fatalf("stored serial %s, want the last re-issue's %s", c.SerialNumber.Text(16), a.NewSerial)
+	if pki.SerialHex(c.SerialNumber) != a.NewSerial {
+		t.Fatalf("stored serial %s, want the last re-issue's %s", pki.SerialHex(c.SerialNumber), a.NewSerial)
 	}
 	for name, v := range before {
 		if name != names.ClientCert(pki.Developer) && name != names.ClientKey(pki.Developer) && after[name] != v {
@@ -95,7 +95,7 @@ func TestReissueInterruptedIsCompleted(t *testing.T) {
 	}
 	c, _ := pki.ParseCert([]byte(after[names.ClientCert(pki.Developer)]))
 	k, _ := pki.ParseKey([]byte(after[names.ClientKey(pki.Developer)]))
-	if pki.MatchesKey(c, k) != nil || c.SerialNumber.Text(16) != res.NewSerial {
+	if pki.MatchesKey(c, k) != nil || pki.SerialHex(c.SerialNumber) != res.NewSerial {
 		t.Fatal("the completed pair does not match")
 	}
 	bootstrap(t, opts(t, st))

@@ -277,3 +277,38 @@ func (r rotation) Finish(ctx context.Context) (*certs.RotationStatus, error) {
 func (r rotation) Abort(ctx context.Context) (*certs.RotationStatus, error) {
 	return r.f.AbortRotation(ctx)
 }
+
+// A begin interrupted between the pending key and the pending certificate
+// reads the same in rotate-ca status and in certs status: begun, with the
+// command that completes it; re-running begin completes it.
+func TestInterruptedBeginReadsTheSameEverywhere(t *testing.T) {
+	ctx := context.Background()
+	st := secretstore.NewMemoryStore()
+	o := opts(t, st)
+	bootstrap(t, o)
+	key, err := pki.GenerateKey(pki.ECDSAP256, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyPEM, _ := pki.EncodeKey(key)
+	if err := st.PutPending(ctx, names.CAKey(), string(keyPEM)); err != nil {
+		t.Fatal(err)
+	}
+	fl := &certs.Fleet{Store: st}
+	rs, err := fl.RotationStatus(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep := fl.Status(ctx, certs.StatusOptions{WarnDays: 30})
+	if rs.Phase != certs.PhaseBegun || !rs.Interrupted || rep.Phase != rs.Phase || rep.NextStep != rs.NextStep ||
+		!strings.Contains(rs.NextStep, "interrupted") {
+		t.Fatalf("rotate-ca status: %s interrupted=%v %q; certs status: %s %q", rs.Phase, rs.Interrupted, rs.NextStep, rep.Phase, rep.NextStep)
+	}
+	if _, err := fl.PromoteRotation(ctx); err == nil || !strings.Contains(err.Error(), "interrupted") {
+		t.Fatalf("promote after an interrupted begin: %v", err)
+	}
+	done, err := fl.BeginRotation(ctx, "")
+	if err != nil || done.Phase != certs.PhaseBegun || done.Interrupted || done.Pending == nil {
+		t.Fatalf("begin again: %+v, %v", done, err)
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/ehsaniara/joblet/internal/pki"
 	"gopkg.in/yaml.v3"
 )
 
@@ -67,14 +68,11 @@ type Security struct {
 }
 
 // Defaults for Security when the config leaves them out.
-const (
-	DefaultRefreshInterval = 5 * time.Minute
-	DefaultServerLifetime  = 365 * 24 * time.Hour
-)
+const DefaultRefreshInterval = 5 * time.Minute
 
 // Durations parses RefreshInterval and ServerLifetime.
 func (s *Server) Durations() (refresh, lifetime time.Duration, err error) {
-	refresh, lifetime = DefaultRefreshInterval, DefaultServerLifetime
+	refresh, lifetime = DefaultRefreshInterval, pki.DefaultServerLifetime
 	if v := s.Security.RefreshInterval; v != "" {
 		if refresh, err = time.ParseDuration(v); err != nil || refresh <= 0 {
 			return 0, 0, fmt.Errorf("security.refreshInterval %q: use a positive duration such as 5m", v)

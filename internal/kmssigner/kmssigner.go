@@ -14,7 +14,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -53,16 +52,6 @@ func Open(ctx context.Context, o awsconf.Options, keyID string) (*Signer, error)
 		return nil, err
 	}
 	return New(ctx, kms.NewFromConfig(cfg), keyID)
-}
-
-// Endpoint names where KMS is, for messages.
-func Endpoint(region string) string {
-	for _, v := range []string{"AWS_ENDPOINT_URL_KMS", "AWS_ENDPOINT_URL"} {
-		if e := os.Getenv(v); e != "" {
-			return "KMS at " + e
-		}
-	}
-	return "KMS in " + region
 }
 
 // New reads the key's public half and checks that it can sign

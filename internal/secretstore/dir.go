@@ -33,9 +33,6 @@ func NewDirStore(root string) (*DirStore, error) {
 	return &DirStore{root: root}, nil
 }
 
-// Root is the store's directory.
-func (d *DirStore) Root() string { return d.root }
-
 func (d *DirStore) path(name string) (string, error) {
 	if err := ValidatePrefix(name); err != nil {
 		return "", fmt.Errorf("secret name %q: %w", name, err)
@@ -77,16 +74,6 @@ func (d *DirStore) Put(ctx context.Context, name, value string) error {
 		}
 		return atomicfile.WriteFile(p, []byte(value), 0o600)
 	})
-}
-
-// Previous returns the version a Put replaced (AWSPREVIOUS in Secrets Manager).
-func (d *DirStore) Previous(name string) (string, error) {
-	p, err := d.path(name)
-	if err != nil {
-		return "", err
-	}
-	b, err := os.ReadFile(p + ".previous")
-	return string(b), err
 }
 
 var suffix = map[Stage]string{Current: "", Pending: ".pending", Previous: ".previous"}

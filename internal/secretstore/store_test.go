@@ -37,8 +37,8 @@ func TestDirStoreModesAndPrevious(t *testing.T) {
 	if err := s.Put(ctx, "joblet/ca-key", "k2"); err != nil {
 		t.Fatal(err)
 	}
-	prev, err := s.Previous("joblet/ca-key")
-	if err != nil || prev != "k1" {
+	prevs, err := s.GetStage(ctx, []string{"joblet/ca-key"}, secretstore.Previous)
+	if prev := prevs["joblet/ca-key"]; err != nil || prev != "k1" {
 		t.Fatalf("previous = %q, %v; want k1", prev, err)
 	}
 	for path, want := range map[string]os.FileMode{root: 0o700, filepath.Join(root, "joblet"): 0o700,

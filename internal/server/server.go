@@ -5,10 +5,11 @@ package server
 import (
 	"context"
 	"fmt"
-	"github.com/ehsaniara/joblet/internal/buildinfo"
 	"log/slog"
 	"net"
 	"time"
+
+	"github.com/ehsaniara/joblet/internal/buildinfo"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"

@@ -1,6 +1,7 @@
 package awssm
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -29,7 +30,7 @@ func Open(ctx context.Context, o Options, log *slog.Logger) (*Store, error) {
 		return nil, err
 	}
 	endpoint := "Secrets Manager in " + o.Region
-	if e := firstNonEmpty(os.Getenv("AWS_ENDPOINT_URL_SECRETS_MANAGER"), os.Getenv("AWS_ENDPOINT_URL")); e != "" {
+	if e := cmp.Or(os.Getenv("AWS_ENDPOINT_URL_SECRETS_MANAGER"), os.Getenv("AWS_ENDPOINT_URL")); e != "" {
 		endpoint = "Secrets Manager at " + e
 	}
 	s := New(sm.NewFromConfig(cfg), endpoint, log).WithCreateOptions(o.Create)
@@ -44,12 +45,3 @@ func Open(ctx context.Context, o Options, log *slog.Logger) (*Store, error) {
 
 // Describe names the store for humans.
 func (s *Store) Describe() string { return s.endpoint }
-
-func firstNonEmpty(v ...string) string {
-	for _, s := range v {
-		if s != "" {
-			return s
-		}
-	}
-	return ""
-}

@@ -1,0 +1,69 @@
+package certs
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/ehsaniara/joblet/internal/pki"
+)
+
+// WriteText prints the status report for a terminal: one block per
+// certificate, the revocations by name, then the problems.
+func (r *Report) WriteText(w io.Writer) {
+	mark := map[int]string{OK: "✅", Attention: "⚠️ ", Broken: "❌"}
+	fmt.Fprintf(w, "store: %s", r.Store)
+	if r.Phase != "" {
+		fmt.Fprintf(w, " (CA rotation: %s)", r.Phase)
+	}
+	fmt.Fprintln(w)
+	if r.CAKey != "" {
+		fmt.Fprintf(w, "CA key: %s\n", r.CAKey)
+	}
+	if r.NextStep != "" {
+		fmt.Fprintf(w, "rotation, next: %s\n", r.NextStep)
+	}
+	for _, c := range r.Certificates {
+		fmt.Fprintf(w, "%s %s\n     %s\n     subject %s, serial %s\n     sha256 %s\n     valid %s to %s (%d days left)\n",
+			mark[c.Level], c.Name, c.Where, c.Subject, c.Serial, c.Fingerprint,
+			c.NotBefore.Format("2006-01-02"), c.NotAfter.Format("2006-01-02"), c.DaysLeft)
+		if len(c.SANs) > 0 {
+			fmt.Fprintf(w, "     SANs %s\n", strings.Join(c.SANs, ", "))
+		}
+	}
+	for _, rv := range r.Revocations {
+		fmt.Fprintf(w, "🚫 revoked serial %s at %s (%s)\n", rv.Serial, rv.RevokedAt.Format(time.RFC3339), rv.ReasonName)
+	}
+	if len(r.Problems) == 0 {
+		fmt.Fprintln(w, "all good")
+		return
+	}
+	fmt.Fprintln(w, "problems:")
+	for _, p := range r.Problems {
+		fmt.Fprintf(w, "  - %s\n", p)
+	}
+}
+
+// WriteText prints a rotation status for a terminal; store names the store.
+func (st *RotationStatus) WriteText(w io.Writer, store string) {
+	fmt.Fprintf(w, "CA rotation (%s): phase %s\n", store, st.Phase)
+	fmt.Fprintf(w, "  current CA  serial %s, sha256 %s, expires %s, key: %s\n", st.Current.Serial, st.Current.Fingerprint, st.Current.NotAfter.Format("2006-01-02"), st.CurrentKey)
+	if st.Pending != nil {
+		fmt.Fprintf(w, "  pending CA  serial %s, sha256 %s, expires %s, key: %s\n", st.Pending.Serial, st.Pending.Fingerprint, st.Pending.NotAfter.Format("2006-01-02"), st.PendingKey)
+	}
+	for _, t := range st.Trusted {
+		fmt.Fprintf(w, "  trusted     serial %s, sha256 %s\n", t.Serial, t.Fingerprint)
+	}
+	for _, role := range pki.Roles {
+		from := st.Clients[string(role)]
+		if from == "current" {
+			from = "current CA"
+		}
+		fmt.Fprintf(w, "  %-10s client certificate from the %s\n", role, from)
+	}
+	for _, n := range st.Nodes {
+		fmt.Fprintf(w, "  node %-22s %s\n", n.Address, n.Summary)
+	}
+	fmt.Fprintf(w, "next: %s\n", st.NextStep)
+}
