@@ -144,10 +144,11 @@ func (fl *Fleet) Import(ctx context.Context, m *Material, force bool) (*ImportRe
 func (fl *Fleet) Export(ctx context.Context, to secretstore.Store, force bool) error {
 	f := fl.defaults()
 	n, prefix := f.names(), f.Prefix
-	vals, err := f.Store.Get(ctx, append(n.All(), n.CAKMSKey()))
+	s, err := f.readState(ctx, scope{bothKeys: true, roles: pki.Roles})
 	if err != nil {
-		return fmt.Errorf("read the shared certificates: %w", err)
+		return err
 	}
+	vals := s.vals
 	if vals[n.CACert()] == "" {
 		return fmt.Errorf("the store holds no CA under the prefix %q: nothing to export", prefix)
 	}

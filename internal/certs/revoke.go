@@ -3,7 +3,6 @@ package certs
 import (
 	"context"
 	"crypto/x509"
-	"fmt"
 	"math/big"
 	"time"
 
@@ -42,7 +41,7 @@ func (fl *Fleet) Revoke(ctx context.Context, serial *big.Int, reason int) ([]Rev
 	if cur := vals[n.CRL()]; cur != "" {
 		crl, err := pki.ParseCRL([]byte(cur), s.trust)
 		if err != nil {
-			return nil, fmt.Errorf("%w: %s: %v", ErrInconsistentStore, n.CRL(), err)
+			return nil, inconsistent(n.CRL(), err)
 		}
 		entries = crl.RevokedCertificateEntries
 		if crl.Number != nil {
@@ -78,7 +77,7 @@ func revokedIn(crlPEM string, trust []*x509.Certificate, name string) (map[strin
 	}
 	crl, err := pki.ParseCRL([]byte(crlPEM), trust)
 	if err != nil {
-		return nil, nil, fmt.Errorf("%w: %s: %v", ErrInconsistentStore, name, err)
+		return nil, nil, inconsistent(name, err)
 	}
 	return pki.RevokedSerials(crl), revocations(crl.RevokedCertificateEntries), nil
 }

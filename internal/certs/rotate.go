@@ -96,11 +96,11 @@ func keyPlace(ca *pki.CA, n Names) string {
 func parsePair(certPEM, keyPEM, certName, keyName string) (*pki.CA, error) {
 	c, err := pki.ParseCert([]byte(certPEM))
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s: %v", ErrInconsistentStore, certName, err)
+		return nil, inconsistent(certName, err)
 	}
 	k, err := pki.ParseKey([]byte(keyPEM))
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s: %v", ErrInconsistentStore, keyName, err)
+		return nil, inconsistent(keyName, err)
 	}
 	if err := pki.MatchesKey(c, k); err != nil {
 		return nil, fmt.Errorf("%w: %s is not the certificate of %s", ErrInconsistentStore, certName, keyName)
@@ -267,7 +267,7 @@ func (f *Fleet) claimNext(ctx context.Context, n Names, current *pki.CA, kmsKeyI
 		}
 		c, err := pki.ParseCert([]byte(certPEM))
 		if err != nil {
-			return nil, fmt.Errorf("%w: %s: %v", ErrInconsistentStore, name, err)
+			return nil, inconsistent(name, err)
 		}
 		key, _, err := caSigner(ctx, c, nil, []string{ref}, f.OpenKMS, n)
 		if err != nil {
@@ -353,7 +353,7 @@ func (f *Fleet) alignKeys(ctx context.Context, n Names, move func(context.Contex
 	}
 	cert, err := pki.ParseCert([]byte(cur[n.CACert()]))
 	if err != nil {
-		return fmt.Errorf("%w: %s: %v", ErrInconsistentStore, n.CACert(), err)
+		return inconsistent(n.CACert(), err)
 	}
 	other, err := f.Store.GetStage(ctx, []string{n.CAKey(), n.CAKMSKey()}, from)
 	if err != nil {
@@ -388,7 +388,7 @@ func (f *Fleet) reissueClients(ctx context.Context, n Names, s *rotation, ca *pk
 		}
 		key, err := pki.ParseKey([]byte(s.clientKeys[role]))
 		if err != nil {
-			return fmt.Errorf("%w: %s: %v", ErrInconsistentStore, n.ClientKey(role), err)
+			return inconsistent(n.ClientKey(role), err)
 		}
 		is, err := ca.IssueClient(key.Public(), role, f.Now(), f.ClientLifetime)
 		if err != nil {
