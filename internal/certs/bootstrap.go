@@ -136,24 +136,7 @@ func (fl *Fleet) Bootstrap(ctx context.Context, o BootstrapOptions) (*Result, er
 		}
 		res.CAKMSKey = b.kms.KeyID()
 	}
-	var sh *shared
-	if o.Force {
-		sh, err = b.regenerate(ctx)
-	} else {
-		for attempt := 0; ; attempt++ {
-			b.res.Items, b.res.Warnings = nil, nil
-			sh, err = b.ensure(ctx)
-			if err == nil || !errors.Is(err, ErrInconsistentStore) || attempt >= o.Retries {
-				break
-			}
-			f.Log.Info("the shared certificates look inconsistent; reading again", "err", err)
-			select {
-			case <-ctx.Done():
-				return nil, ctx.Err()
-			case <-time.After(o.RetryDelay):
-			}
-		}
-	}
+	sh, err := b.shared(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -169,40 +152,12 @@ func (fl *Fleet) Bootstrap(ctx context.Context, o BootstrapOptions) (*Result, er
 	b.noteCapped("server certificate", issued)
 	res.Items = append(res.Items, item("Server Certificate", Generated, "local ("+serverPath+")", issued.Cert))
 
-	// Settings the operator added to an existing config survive a re-run.
-	if srvCfg == nil {
-		srvCfg = &config.Server{}
-	}
-	srvCfg.Version = config.RnxVersion
-	srvCfg.Server.Address = o.ListenAddress
-	srvCfg.Server.Port = o.Port
-	switch {
-	case o.NodeID != "":
-		srvCfg.Server.NodeID = o.NodeID
-	case srvCfg.Server.NodeID == "" && o.FallbackNodeID != "":
-		srvCfg.Server.NodeID = o.FallbackNodeID
-	case srvCfg.Server.NodeID == "":
-		srvCfg.Server.NodeID = newNodeID()
-	}
-	res.NodeID = srvCfg.Server.NodeID
 	keyPEM, err := pki.EncodeKey(serverKey)
 	if err != nil {
 		return nil, err
 	}
-	srvCfg.Security.ServerCert = string(pki.EncodeCert(issued.Cert))
-	srvCfg.Security.ServerKey = string(keyPEM)
-	srvCfg.Security.CACert = sh.trustPEM()
-	srvCfg.Security.CRL = sh.crlPEM
-	srvCfg.Security.ServerLifetime = f.ServerLifetime.String()
-	if o.RefreshInterval > 0 {
-		srvCfg.Security.RefreshInterval = o.RefreshInterval.String()
-	}
-	srvCfg.Store = o.StoreRef
-	srvCfg.Security.CAKMSKeyID = res.CAKMSKey
-	if o.MetricsAddress != "" {
-		srvCfg.Metrics.Address = o.MetricsAddress
-	}
-	srvCfg.Store.Prefix = f.Prefix
+	srvCfg = b.serverConfig(srvCfg, string(pki.EncodeCert(issued.Cert)), string(keyPEM), sh)
+	res.NodeID = srvCfg.Server.NodeID
 	files, err := o.files(srvCfg, sh)
 	if err != nil {
 		return nil, err
@@ -217,6 +172,64 @@ func (fl *Fleet) Bootstrap(ctx context.Context, o BootstrapOptions) (*Result, er
 		res.Files = append(res.Files, f.Path)
 	}
 	return res, nil
+}
+
+// shared reads (or creates, or with Force replaces) the fleet's shared
+// material. A store seen inconsistent is read again a few times: a rotation
+// step moving two labels can be seen half done for a moment.
+func (b *bootstrapper) shared(ctx context.Context) (*shared, error) {
+	if b.o.Force {
+		return b.regenerate(ctx)
+	}
+	for attempt := 0; ; attempt++ {
+		b.res.Items, b.res.Warnings = nil, nil
+		sh, err := b.ensure(ctx)
+		if err == nil || !errors.Is(err, ErrInconsistentStore) || attempt >= b.o.Retries {
+			return sh, err
+		}
+		b.f.Log.Info("the shared certificates look inconsistent; reading again", "err", err)
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(b.o.RetryDelay):
+		}
+	}
+}
+
+// serverConfig fills this node's server config (keeping the settings an
+// operator added to an existing one) with its certificate, key, trust and
+// where to refresh from.
+func (b *bootstrapper) serverConfig(srvCfg *config.Server, certPEM, keyPEM string, sh *shared) *config.Server {
+	o := b.o
+	if srvCfg == nil {
+		srvCfg = &config.Server{}
+	}
+	srvCfg.Version = config.RnxVersion
+	srvCfg.Server.Address = o.ListenAddress
+	srvCfg.Server.Port = o.Port
+	switch {
+	case o.NodeID != "":
+		srvCfg.Server.NodeID = o.NodeID
+	case srvCfg.Server.NodeID == "" && o.FallbackNodeID != "":
+		srvCfg.Server.NodeID = o.FallbackNodeID
+	case srvCfg.Server.NodeID == "":
+		srvCfg.Server.NodeID = newNodeID()
+	}
+	srvCfg.Security.ServerCert = certPEM
+	srvCfg.Security.ServerKey = keyPEM
+	srvCfg.Security.CACert = sh.trustPEM()
+	srvCfg.Security.CRL = sh.crlPEM
+	srvCfg.Security.ServerLifetime = b.f.ServerLifetime.String()
+	if o.RefreshInterval > 0 {
+		srvCfg.Security.RefreshInterval = o.RefreshInterval.String()
+	}
+	srvCfg.Store = o.StoreRef
+	srvCfg.Store.Prefix = b.f.Prefix
+	srvCfg.Security.CAKMSKeyID = b.res.CAKMSKey
+	if o.MetricsAddress != "" {
+		srvCfg.Metrics.Address = o.MetricsAddress
+	}
+	return srvCfg
 }
 
 // defaults fills the node settings that have one.

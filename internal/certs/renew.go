@@ -50,7 +50,7 @@ func (fl *Fleet) RefreshNode(ctx context.Context, r NodeRefresh) (*NodeRefreshRe
 	if err := s.trusted(); err != nil {
 		return nil, err
 	}
-	vals, caCert, trust, revoked := s.vals, s.ca, s.trust, s.revoked
+	vals, trust := s.vals, s.trust
 	res := &NodeRefreshResult{}
 	for _, c := range trust {
 		res.Trust = append(res.Trust, pki.Fingerprint(c))
@@ -62,9 +62,8 @@ func (fl *Fleet) RefreshNode(ctx context.Context, r NodeRefresh) (*NodeRefreshRe
 	if err != nil {
 		return nil, fmt.Errorf("security.serverCert in %s: %w", r.ConfigPath, err)
 	}
-	now := f.Now()
-	due, reason := pki.RenewalDue(leaf, caCert, now)
-	if pki.CheckNotRevoked(leaf, revoked) != nil {
+	due, reason := pki.RenewalDue(leaf, s.ca, f.Now())
+	if pki.CheckNotRevoked(leaf, s.revoked) != nil {
 		due, reason = true, "it was revoked"
 	}
 	if r.Force {
@@ -72,35 +71,12 @@ func (fl *Fleet) RefreshNode(ctx context.Context, r NodeRefresh) (*NodeRefreshRe
 	}
 	res.Serial, res.NotAfter = pki.SerialHex(leaf.SerialNumber), leaf.NotAfter
 	if due {
-		_, lifetime, err := cfg.Durations()
+		is, err := f.renewServer(ctx, cfg, r.ConfigPath, s, leaf)
 		if err != nil {
 			return nil, err
 		}
-		oldKey, err := pki.ParseKey([]byte(cfg.Security.ServerKey))
-		if err != nil {
-			return nil, fmt.Errorf("security.serverKey in %s: %w", r.ConfigPath, err)
-		}
-		key, err := pki.GenerateKey(pki.KeyTypeOf(oldKey), nil)
-		if err != nil {
-			return nil, err
-		}
-		signer, kmsID, err := f.nodeSigner(ctx, cfg, names, caCert, vals)
-		if err != nil {
-			return nil, err
-		}
-		cfg.Security.CAKMSKeyID = kmsID
-		ca := pki.CA{Cert: caCert, Key: signer}
-		is, err := ca.IssueServer(key.Public(), pki.SANs{DNS: leaf.DNSNames, IPs: leaf.IPAddresses}, now, lifetime)
-		if err != nil {
-			return nil, fmt.Errorf("renew the server certificate: %w", err)
-		}
-		keyPEM, err := pki.EncodeKey(key)
-		if err != nil {
-			return nil, err
-		}
-		cfg.Security.ServerCert, cfg.Security.ServerKey = string(pki.EncodeCert(is.Cert)), string(keyPEM)
 		res.Renewed, res.Reason = true, reason
-		res.Serial, res.NotAfter = pki.SerialHex(is.Cert.SerialNumber), is.Cert.NotAfter
+		res.Serial, res.NotAfter = pki.SerialHex(is.SerialNumber), is.NotAfter
 	}
 	if !res.Renewed && !res.TrustChanged {
 		return res, nil
@@ -117,7 +93,40 @@ func (fl *Fleet) RefreshNode(ctx context.Context, r NodeRefresh) (*NodeRefreshRe
 	return res, nil
 }
 
-// signer finds the current CA's key: the stored ca-key, or the KMS key the
+// renewServer issues the node a new certificate for the same names, with a
+// new key of the same type, signed by the current CA, into cfg.
+func (f *Fleet) renewServer(ctx context.Context, cfg *config.Server, path string, s *state, leaf *x509.Certificate) (*x509.Certificate, error) {
+	_, lifetime, err := cfg.Durations()
+	if err != nil {
+		return nil, err
+	}
+	oldKey, err := pki.ParseKey([]byte(cfg.Security.ServerKey))
+	if err != nil {
+		return nil, fmt.Errorf("security.serverKey in %s: %w", path, err)
+	}
+	key, err := pki.GenerateKey(pki.KeyTypeOf(oldKey), nil)
+	if err != nil {
+		return nil, err
+	}
+	signer, kmsID, err := f.nodeSigner(ctx, cfg, s.n, s.ca, s.vals)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Security.CAKMSKeyID = kmsID
+	ca := pki.CA{Cert: s.ca, Key: signer}
+	is, err := ca.IssueServer(key.Public(), pki.SANs{DNS: leaf.DNSNames, IPs: leaf.IPAddresses}, f.Now(), lifetime)
+	if err != nil {
+		return nil, fmt.Errorf("renew the server certificate: %w", err)
+	}
+	keyPEM, err := pki.EncodeKey(key)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Security.ServerCert, cfg.Security.ServerKey = string(pki.EncodeCert(is.Cert)), string(keyPEM)
+	return is.Cert, nil
+}
+
+// nodeSigner finds the current CA's key: the stored ca-key, or the KMS key the
 // config or the store's ca-kms-key names. During a stage move the CA
 // certificate and its key may briefly disagree: the error says so, and the
 // next refresh retries.
