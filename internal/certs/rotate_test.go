@@ -312,3 +312,70 @@ func TestInterruptedBeginReadsTheSameEverywhere(t *testing.T) {
 		t.Fatalf("begin again: %+v, %v", done, err)
 	}
 }
+
+// A revocation survives every step that changes which CA signs: each step
+// leaves a CRL the current trust verifies, still listing the revoked
+// serial, so node refresh keeps working and the retired CA leaves the
+// trust (issue: a rotation after any revocation broke every refresh).
+func TestRevocationSurvivesRotation(t *testing.T) {
+	ctx := context.Background()
+	for _, path := range []string{"finish", "abort", "force-regenerate"} {
+		t.Run(path, func(t *testing.T) {
+			st := secretstore.NewMemoryStore()
+			o := opts(t, st)
+			bootstrap(t, o)
+			cfgPath := filepath.Join(o.Home, "config", "joblet-config.yml")
+			fl := &certs.Fleet{Store: st}
+			vals, _ := st.Get(ctx, []string{names.ClientCert(pki.Reader)})
+			reader, err := pki.ParseCert([]byte(vals[names.ClientCert(pki.Reader)]))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := fl.Revoke(ctx, reader.SerialNumber, 1); err != nil {
+				t.Fatal(err)
+			}
+			check := func(step string, wantListed bool) {
+				t.Helper()
+				if _, err := fl.RefreshNode(ctx, certs.NodeRefresh{ConfigPath: cfgPath}); err != nil {
+					t.Fatalf("after %s: node refresh: %v", step, err)
+				}
+				got, _ := st.Get(ctx, []string{names.CACert(), names.Bundle(), names.CRL()})
+				trust, err := pki.ParseCerts([]byte(got[names.Bundle()]))
+				if err != nil {
+					t.Fatal(err)
+				}
+				crl, err := pki.ParseCRL([]byte(got[names.CRL()]), trust)
+				if err != nil {
+					t.Fatalf("after %s: the CRL does not verify against the trust: %v", step, err)
+				}
+				current, _ := pki.ParseCert([]byte(got[names.CACert()]))
+				if crl.CheckSignatureFrom(current) != nil {
+					t.Fatalf("after %s: the CRL is not signed by the current CA", step)
+				}
+				if listed := pki.RevokedSerials(crl)[reader.SerialNumber.Text(16)]; listed != wantListed {
+					t.Fatalf("after %s: revoked serial listed=%v, want %v", step, listed, wantListed)
+				}
+			}
+			steps := map[string][]func(context.Context) (*certs.RotationStatus, error){
+				"finish": {func(ctx context.Context) (*certs.RotationStatus, error) { return fl.BeginRotation(ctx, "") }, fl.PromoteRotation, fl.FinishRotation},
+				"abort":  {func(ctx context.Context) (*certs.RotationStatus, error) { return fl.BeginRotation(ctx, "") }, fl.PromoteRotation, fl.AbortRotation, fl.AbortRotation},
+			}
+			if path == "force-regenerate" {
+				o.Force = true
+				bootstrap(t, o)
+				// The new CA revoked nothing; the old CA, and all it signed, is gone.
+				check("FORCE_REGENERATE", false)
+				return
+			}
+			for i, step := range steps[path] {
+				if _, err := step(ctx); err != nil {
+					t.Fatalf("step %d: %v", i+1, err)
+				}
+				check(fmt.Sprintf("step %d", i+1), true)
+			}
+			if rs, _ := fl.RotationStatus(ctx); rs.Phase != certs.PhaseStable || len(rs.Trusted) != 1 {
+				t.Fatalf("after %s: %s with %d trusted CAs", path, rs.Phase, len(rs.Trusted))
+			}
+		})
+	}
+}

@@ -98,3 +98,17 @@ func ReasonName(code int) string {
 	}
 	return fmt.Sprintf("reason %d", code)
 }
+
+// CRLNumber reads a PEM CRL's number without checking its signature: only
+// to number a replacement after it.
+func CRLNumber(data []byte) (*big.Int, error) {
+	block, _ := pem.Decode(data)
+	if block == nil || block.Type != "X509 CRL" {
+		return nil, errors.New("not a PEM X509 CRL")
+	}
+	crl, err := x509.ParseRevocationList(block.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("parse CRL: %w", err)
+	}
+	return crl.Number, nil
+}
