@@ -1,6 +1,7 @@
 package certs
 
 import (
+	"cmp"
 	"context"
 	"crypto"
 	"crypto/rand"
@@ -46,6 +47,12 @@ type BootstrapOptions struct {
 	// CAKMSKeyID puts the CA's private key in AWS KMS (opened with the
 	// Fleet's OpenKMS): <prefix>/ca-key is then never read or written.
 	CAKMSKeyID string
+
+	// MoveNode allows a node whose config names another store, or trusts
+	// another fleet's CA, to be moved to this one (its old configs are
+	// replaced). Without it such a bootstrap is refused with both named:
+	// a re-run must never fork a node off its fleet silently.
+	MoveNode bool
 
 	// Retries and RetryDelay: how often to re-read a store found
 	// inconsistent before reporting it; a rotation step moving two labels
@@ -140,6 +147,9 @@ func (fl *Fleet) Bootstrap(ctx context.Context, o BootstrapOptions) (*Result, er
 	if err != nil {
 		return nil, err
 	}
+	if err := b.sameFleet(srvCfg, sh); err != nil {
+		return nil, err
+	}
 
 	serverKey, err := pki.GenerateKey(f.KeyType, nil)
 	if err != nil {
@@ -230,6 +240,55 @@ func (b *bootstrapper) serverConfig(srvCfg *config.Server, certPEM, keyPEM strin
 		srvCfg.Metrics.Address = o.MetricsAddress
 	}
 	return srvCfg
+}
+
+// sameFleet refuses to move an installed node to another fleet (a store
+// that does not trust the CA the node trusts) unless MoveNode, or
+// FORCE_REGENERATE, which replaces the CA on purpose. Moving the same CA to
+// another store (an import into Secrets Manager) is not a fork: the node
+// keeps its fleet, and a rotation keeps one CA in both trusts.
+func (b *bootstrapper) sameFleet(existing *config.Server, sh *shared) error {
+	if existing == nil || b.o.MoveNode || b.o.Force {
+		return nil
+	}
+	trusted, err := pki.ParseCerts([]byte(existing.Security.CACert))
+	if err != nil || len(trusted) == 0 {
+		return nil // nothing to compare with
+	}
+	for _, c := range trusted {
+		for _, t := range sh.trust {
+			if c.Equal(t) {
+				return nil
+			}
+		}
+	}
+	now := b.o.StoreRef
+	now.Prefix = b.f.Prefix
+	return fmt.Errorf("%w: this node (%s) belongs to the fleet of CA %s in %s, but this run resolved %s, which holds another CA (%s): "+
+		"refusing to move the node to another fleet silently. Re-run against the node's store (%s), or pass --move-node to join this fleet on purpose (its configs are replaced)",
+		ErrUsage, b.o.Home, pki.Fingerprint(trusted[0]), describeRef(existing.Store), describeRef(now), pki.Fingerprint(sh.ca.Cert), storeFlags(existing.Store))
+}
+
+// describeRef names a store reference for humans.
+func describeRef(r config.StoreRef) string {
+	switch r.Kind {
+	case "secretsmanager":
+		return fmt.Sprintf("Secrets Manager in %s (prefix %s)", r.Region, cmp.Or(r.Prefix, DefaultPrefix))
+	case "dir":
+		return fmt.Sprintf("the directory store %s (prefix %s)", r.Dir, cmp.Or(r.Prefix, DefaultPrefix))
+	}
+	return "an unrecorded store"
+}
+
+// storeFlags are the settings that select a store reference.
+func storeFlags(r config.StoreRef) string {
+	switch r.Kind {
+	case "secretsmanager":
+		return fmt.Sprintf("USE_SECRETS_MANAGER=true EC2_REGION=%s SECRETS_PREFIX=%s", r.Region, cmp.Or(r.Prefix, DefaultPrefix))
+	case "dir":
+		return fmt.Sprintf("--store dir:%s SECRETS_PREFIX=%s", r.Dir, cmp.Or(r.Prefix, DefaultPrefix))
+	}
+	return "its original settings"
 }
 
 // defaults fills the node settings that have one.
