@@ -315,11 +315,14 @@ func configCmd(args []string, path string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	updated, err := (&certs.Fleet{Store: rs.Store, StoreDesc: rs.Desc, Prefix: *prefix}).RefreshClientConfig(ctx, path, only)
+	cr, err := (&certs.Fleet{Store: rs.Store, StoreDesc: rs.Desc, Prefix: *prefix}).RefreshClientConfig(ctx, path, only)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "refreshed %s from %s: nodes %s\n", path, rs.Desc, strings.Join(updated, ", "))
+	for _, p := range cr.Problems {
+		fmt.Fprintln(os.Stderr, "rnx: warning:", p)
+	}
+	fmt.Fprintf(out, "refreshed %s from %s: nodes %s\n", path, rs.Desc, strings.Join(cr.Updated, ", "))
 	return nil
 }
 

@@ -26,6 +26,10 @@ type NodeRefreshResult struct {
 	Serial       string
 	NotAfter     time.Time
 	Trust        []string // SHA-256 fingerprints of the trusted CAs
+	// CRLProblem says why the store's CRL was not taken (missing, rolled
+	// back, unverifiable): the node keeps enforcing the CRL it holds, and
+	// the caller reports this loudly.
+	CRLProblem string
 }
 
 // RefreshNode reads the current CA and the trust bundle from the store,
@@ -47,23 +51,34 @@ func (fl *Fleet) RefreshNode(ctx context.Context, r NodeRefresh) (*NodeRefreshRe
 	if err != nil {
 		return nil, err
 	}
-	if err := s.trusted(); err != nil {
-		return nil, err
+	// The CA and the trust must be usable; a CRL problem does not stop the
+	// trust changes (a node must never keep a retired CA because of it).
+	if s.caErr != nil {
+		return nil, s.caErr
+	}
+	if s.trustErr != nil {
+		return nil, s.trustErr
 	}
 	vals, trust := s.vals, s.trust
+	crlPEM, crlProblem := newestCRL(cfg.Security.CRL, vals[names.CRL()], s.crlErr, names.CRL())
+	revoked := s.revoked
+	if crlPEM != vals[names.CRL()] {
+		revoked = revokedSerials(crlPEM)
+	}
 	res := &NodeRefreshResult{}
 	for _, c := range trust {
 		res.Trust = append(res.Trust, pki.Fingerprint(c))
 	}
 	trustPEM := s.trustPEM()
-	res.TrustChanged = !pki.SameCertSet(cfg.Security.CACert, trust) || cfg.Security.CRL != vals[names.CRL()]
+	res.CRLProblem = crlProblem
+	res.TrustChanged = !pki.SameCertSet(cfg.Security.CACert, trust) || cfg.Security.CRL != crlPEM
 
 	leaf, err := pki.ParseCert([]byte(cfg.Security.ServerCert))
 	if err != nil {
 		return nil, fmt.Errorf("security.serverCert in %s: %w", r.ConfigPath, err)
 	}
 	due, reason := pki.RenewalDue(leaf, s.ca, f.Now())
-	if pki.CheckNotRevoked(leaf, s.revoked) != nil {
+	if pki.CheckNotRevoked(leaf, revoked) != nil {
 		due, reason = true, "it was revoked"
 	}
 	if r.Force {
@@ -82,7 +97,7 @@ func (fl *Fleet) RefreshNode(ctx context.Context, r NodeRefresh) (*NodeRefreshRe
 		return res, nil
 	}
 	cfg.Security.CACert = trustPEM
-	cfg.Security.CRL = vals[names.CRL()]
+	cfg.Security.CRL = crlPEM
 	b, err := cfg.Marshal()
 	if err != nil {
 		return nil, err

@@ -38,14 +38,14 @@ func (fl *Fleet) Revoke(ctx context.Context, serial *big.Int, reason int) ([]Rev
 		return nil, s.trustErr
 	}
 	var entries []x509.RevocationListEntry
-	number := big.NewInt(1)
+	number := nextCRLNumber(nil, f.Now())
 	if cur := vals[n.CRL()]; cur != "" {
 		crl, err := pki.ParseCRL([]byte(cur), s.trust)
 		if err != nil {
 			return nil, inconsistent(n.CRL(), err)
 		}
 		entries = crl.RevokedCertificateEntries
-		number = nextCRLNumber(crl.Number)
+		number = nextCRLNumber(crl.Number, f.Now())
 		if pki.RevokedSerials(crl)[serial.Text(16)] {
 			return revocations(entries), nil
 		}
@@ -77,7 +77,7 @@ func (f *Fleet) resignCRL(ctx context.Context, n Names, crlPEM string, trust []*
 	if crl.CheckSignatureFrom(ca.Cert) == nil {
 		return nil
 	}
-	pem, err := ca.NewCRL(crl.RevokedCertificateEntries, nextCRLNumber(crl.Number), f.Now())
+	pem, err := ca.NewCRL(crl.RevokedCertificateEntries, nextCRLNumber(crl.Number, f.Now()), f.Now())
 	if err != nil {
 		return err
 	}
@@ -102,17 +102,8 @@ func (f *Fleet) freshCRL(ctx context.Context, ca *pki.CA) (string, error) {
 	if err != nil {
 		old = nil
 	}
-	pem, err := ca.NewCRL(nil, nextCRLNumber(old), f.Now())
+	pem, err := ca.NewCRL(nil, nextCRLNumber(old, f.Now()), f.Now())
 	return string(pem), err
-}
-
-// nextCRLNumber is the number after n (RFC 5280 5.2.3: CRL numbers only
-// increase); 1 when there is none.
-func nextCRLNumber(n *big.Int) *big.Int {
-	if n == nil {
-		return big.NewInt(1)
-	}
-	return new(big.Int).Add(n, big.NewInt(1))
 }
 
 func revocations(entries []x509.RevocationListEntry) []Revocation {

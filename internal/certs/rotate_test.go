@@ -379,3 +379,73 @@ func TestRevocationSurvivesRotation(t *testing.T) {
 		})
 	}
 }
+
+// Revocation only moves forward: deleting the CRL secret, or putting an
+// older version back, leaves the revoked serials refused by the node and by
+// a refreshed rnx config, and makes status name the problem.
+func TestCRLRollbackIsRefused(t *testing.T) {
+	ctx := context.Background()
+	st := secretstore.NewMemoryStore()
+	o := opts(t, st)
+	bootstrap(t, o)
+	cfgPath := filepath.Join(o.Home, "config", "joblet-config.yml")
+	rnxPath := filepath.Join(o.Home, "config", "rnx-config-reader.yml")
+	fl := &certs.Fleet{Store: st}
+	revokeNew := func() string {
+		t.Helper()
+		serial, _ := pki.NewSerial()
+		if _, err := fl.Revoke(ctx, serial, 1); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := fl.RefreshNode(ctx, certs.NodeRefresh{ConfigPath: cfgPath}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := fl.RefreshClientConfig(ctx, rnxPath, ""); err != nil {
+			t.Fatal(err)
+		}
+		return serial.Text(16)
+	}
+	first := revokeNew()
+	v1, _ := st.Get(ctx, []string{names.CRL()})
+	second := revokeNew()
+
+	held := func() map[string]bool {
+		cfg, err := config.LoadServer(cfgPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rnx, err := config.LoadRnx(rnxPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		crl, err := pki.ParseCRLUnverified([]byte(cfg.Security.CRL))
+		if err != nil || rnx.Nodes["default"].CRL != cfg.Security.CRL {
+			t.Fatalf("held CRLs: node %v, rnx equal=%v", err, rnx.Nodes["default"].CRL == cfg.Security.CRL)
+		}
+		return pki.RevokedSerials(crl)
+	}
+	for _, tc := range []struct {
+		name, want string
+		tamper     func()
+	}{
+		{"an older version put back", "rolled back", func() { st.Set(names.CRL(), v1[names.CRL()]) }},
+		{"the secret deleted", "missing", func() { st.Delete(names.CRL()) }},
+	} {
+		tc.tamper()
+		res, err := fl.RefreshNode(ctx, certs.NodeRefresh{ConfigPath: cfgPath})
+		if err != nil || !strings.Contains(res.CRLProblem, tc.want) {
+			t.Fatalf("%s: node refresh: %+v, %v", tc.name, res, err)
+		}
+		cr, err := fl.RefreshClientConfig(ctx, rnxPath, "")
+		if err != nil || len(cr.Problems) != 1 || !strings.Contains(cr.Problems[0], tc.want) {
+			t.Fatalf("%s: client refresh: %+v, %v", tc.name, cr, err)
+		}
+		if h := held(); !h[first] || !h[second] {
+			t.Fatalf("%s: the node or the rnx config dropped a revocation: %v", tc.name, h)
+		}
+		rep := fl.Status(ctx, certs.StatusOptions{ServerConfig: cfgPath, WarnDays: 1})
+		if rep.Level != certs.Broken || !strings.Contains(strings.Join(rep.Problems, "\n"), tc.want) {
+			t.Fatalf("%s: status level %d, problems %q", tc.name, rep.Level, rep.Problems)
+		}
+	}
+}

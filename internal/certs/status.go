@@ -238,6 +238,13 @@ func (g *grader) server(obs *observed, revoked map[string]bool) {
 		cr.Level = max(cr.Level, Attention)
 		cr.Problems = append(cr.Problems, "is revoked (the running server renews it on its next refresh; or `joblet certs renew`)")
 	}
+	if s != nil {
+		// A CRL that went missing or back in the store is a revocation
+		// someone tried to undo: the node keeps its own, and this says so.
+		if _, problem := newestCRL(srv.Security.CRL, s.vals[s.n.CRL()], s.crlErr, s.n.CRL()); problem != "" {
+			g.rep.raise(Broken, problem)
+		}
+	}
 	if s != nil && s.ca != nil {
 		if leaf.CheckSignatureFrom(s.ca) != nil && cr.Level < Broken {
 			cr.Level = max(cr.Level, Attention)
