@@ -62,8 +62,12 @@ func (s *jobService) GetJobStatus(ctx context.Context, r *pb.GetJobStatusRequest
 }
 
 func (s *jobService) GetJobLogs(r *pb.GetJobLogsRequest, stream pb.JobService_GetJobLogsServer) error {
-	err := s.jobs.Logs(stream.Context(), r.Id, r.Follow, func(b []byte) error {
-		return stream.Send(&pb.LogChunk{Data: b})
+	err := s.jobs.Logs(stream.Context(), r.Id, r.Follow, func(c jobs.Chunk) error {
+		st := pb.Stream_STREAM_STDOUT
+		if c.Stream == jobs.Stderr {
+			st = pb.Stream_STREAM_STDERR
+		}
+		return stream.Send(&pb.LogChunk{Data: c.Data, Stream: st, DroppedBytes: c.Dropped})
 	})
 	if err != nil {
 		return jobErr(err)
