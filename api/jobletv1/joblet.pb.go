@@ -137,6 +137,7 @@ type Job struct {
 	EndedUnixNano   int64                  `protobuf:"varint,7,opt,name=ended_unix_nano,json=endedUnixNano,proto3" json:"ended_unix_nano,omitempty"`     // 0 while running
 	StartedBy       string                 `protobuf:"bytes,8,opt,name=started_by,json=startedBy,proto3" json:"started_by,omitempty"`                    // role of the caller that started it
 	OutputTruncated bool                   `protobuf:"varint,9,opt,name=output_truncated,json=outputTruncated,proto3" json:"output_truncated,omitempty"` // the bounded buffer dropped its oldest bytes
+	Signal          int32                  `protobuf:"varint,10,opt,name=signal,proto3" json:"signal,omitempty"`                                         // the signal that ended the job, 0 if it exited (exit_code is then -1)
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
 }
@@ -232,6 +233,13 @@ func (x *Job) GetOutputTruncated() bool {
 		return x.OutputTruncated
 	}
 	return false
+}
+
+func (x *Job) GetSignal() int32 {
+	if x != nil {
+		return x.Signal
+	}
+	return 0
 }
 
 type ListJobsRequest struct {
@@ -647,7 +655,7 @@ const file_joblet_proto_rawDesc = "" +
 	"\fjoblet.proto\x12\tjoblet.v1\"=\n" +
 	"\rRunJobRequest\x12\x18\n" +
 	"\acommand\x18\x01 \x01(\tR\acommand\x12\x12\n" +
-	"\x04args\x18\x02 \x03(\tR\x04args\"\x96\x02\n" +
+	"\x04args\x18\x02 \x03(\tR\x04args\"\xae\x02\n" +
 	"\x03Job\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
 	"\acommand\x18\x02 \x01(\tR\acommand\x12\x12\n" +
@@ -658,7 +666,9 @@ const file_joblet_proto_rawDesc = "" +
 	"\x0fended_unix_nano\x18\a \x01(\x03R\rendedUnixNano\x12\x1d\n" +
 	"\n" +
 	"started_by\x18\b \x01(\tR\tstartedBy\x12)\n" +
-	"\x10output_truncated\x18\t \x01(\bR\x0foutputTruncated\"\x11\n" +
+	"\x10output_truncated\x18\t \x01(\bR\x0foutputTruncated\x12\x16\n" +
+	"\x06signal\x18\n" +
+	" \x01(\x05R\x06signal\"\x11\n" +
 	"\x0fListJobsRequest\"6\n" +
 	"\x10ListJobsResponse\x12\"\n" +
 	"\x04jobs\x18\x01 \x03(\v2\x0e.joblet.v1.JobR\x04jobs\"%\n" +

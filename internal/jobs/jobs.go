@@ -31,7 +31,8 @@ type Snapshot struct {
 	ID, Command     string
 	Args            []string
 	Status          string
-	ExitCode        int
+	ExitCode        int // -1 when a signal ended the job
+	Signal          int // the signal that ended the job, 0 if it exited
 	Started, Ended  time.Time
 	StartedBy       string
 	OutputTruncated bool
@@ -48,6 +49,7 @@ type job struct {
 	mu       sync.Mutex
 	status   string
 	exitCode int
+	signal   int
 	ended    time.Time
 	stopping bool
 }
@@ -98,6 +100,9 @@ func (j *job) wait() {
 	j.mu.Lock()
 	j.ended = time.Now()
 	j.exitCode = j.cmd.ProcessState.ExitCode()
+	if ws, ok := j.cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		j.signal = int(ws.Signal())
+	}
 	switch {
 	case j.stopping:
 		j.status = Stopped
@@ -114,7 +119,7 @@ func (j *job) wait() {
 func (j *job) snapshot() Snapshot {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	return Snapshot{ID: j.id, Command: j.command, Args: j.args, Status: j.status, ExitCode: j.exitCode,
+	return Snapshot{ID: j.id, Command: j.command, Args: j.args, Status: j.status, ExitCode: j.exitCode, Signal: j.signal,
 		Started: j.started, Ended: j.ended, StartedBy: j.startedBy, OutputTruncated: j.out.truncated()}
 }
 

@@ -19,7 +19,7 @@ type jobService struct {
 }
 
 func toPB(s jobs.Snapshot) *pb.Job {
-	j := &pb.Job{Id: s.ID, Command: s.Command, Args: s.Args, Status: s.Status, ExitCode: int32(s.ExitCode),
+	j := &pb.Job{Id: s.ID, Command: s.Command, Args: s.Args, Status: s.Status, ExitCode: int32(s.ExitCode), Signal: int32(s.Signal),
 		StartedUnixNano: s.Started.UnixNano(), StartedBy: s.StartedBy, OutputTruncated: s.OutputTruncated}
 	if !s.Ended.IsZero() {
 		j.EndedUnixNano = s.Ended.UnixNano()
