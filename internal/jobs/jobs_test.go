@@ -171,6 +171,30 @@ func TestDroppedOutputIsReported(t *testing.T) {
 	}
 }
 
+// Alternating one-byte writes between the streams cannot make the run
+// bookkeeping outgrow the cap: the oldest runs go instead.
+func TestAlternatingStreamsStayBounded(t *testing.T) {
+	o := newOutput(1 << 14)
+	for i := 0; i < 100000; i++ {
+		o.writer(Stream(1 + i%2)).Write([]byte{byte('a' + i%2)})
+	}
+	if len(o.segs) > o.maxSegs() || len(o.buf) > 1<<14 || len(o.buf) == 0 || !o.truncated() {
+		t.Fatalf("%d segments (max %d), %d bytes", len(o.segs), o.maxSegs(), len(o.buf))
+	}
+	var all []byte
+	for off := int64(0); off < o.end(); {
+		c, next, _, _ := o.readFrom(off, 1<<20)
+		if len(c.Data) != 1 || c.Stream != Stream(1+(c.Data[0]-'a')) {
+			t.Fatalf("chunk %+v at %d", c, off)
+		}
+		all = append(all, c.Data...)
+		off = next
+	}
+	if len(all) != len(o.buf) || all[len(all)-1] != 'b' {
+		t.Fatalf("read %d bytes of %d", len(all), len(o.buf))
+	}
+}
+
 // Stop reaches the whole process group: a grandchild that ignores SIGTERM is
 // killed after the grace period.
 func TestStopKillsProcessGroup(t *testing.T) {

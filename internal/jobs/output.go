@@ -22,7 +22,8 @@ type segment struct {
 // written, so a follower that falls behind the window skips what was dropped
 // (and learns how much) instead of reading garbage. segs records where each
 // run of one stream begins; it holds one entry per switch between streams
-// inside the window, so it is bounded by the bytes kept.
+// inside the window, and at most maxSegs: a job that switches streams more
+// often than that keeps fewer bytes.
 type output struct {
 	mu      sync.Mutex
 	max     int
@@ -78,6 +79,15 @@ func (o *output) write(s Stream, p []byte) (int, error) {
 	for drop+1 < len(o.segs) && o.segs[drop+1].start <= start {
 		drop++
 	}
+	// A job alternating tiny writes between its streams would need a
+	// segment per byte: past maxSegs, drop the oldest runs (a quarter of
+	// them at once, so the copy is amortised), so the bookkeeping stays
+	// within a sixteenth of the cap.
+	if maxSegs := o.maxSegs(); len(o.segs)-drop > maxSegs {
+		drop = len(o.segs) - maxSegs*3/4
+		cut := o.segs[drop].start - start
+		o.buf = append(o.buf[:0], o.buf[cut:]...)
+	}
 	if drop > 0 {
 		o.segs = append(o.segs[:0], o.segs[drop:]...)
 	}
@@ -85,6 +95,9 @@ func (o *output) write(s Stream, p []byte) (int, error) {
 	o.wake = make(chan struct{})
 	return n, nil
 }
+
+// maxSegs bounds the segments kept: 16 bytes each, a sixteenth of the cap.
+func (o *output) maxSegs() int { return max(16, o.max/256) }
 
 func (o *output) close() {
 	o.mu.Lock()
