@@ -87,6 +87,7 @@ func TestJobRunArguments(t *testing.T) {
 		{[]string{"-f", "sh", "-c", "echo -f --json"}, true, false, "", []string{"sh", "-c", "echo -f --json"}},
 		{[]string{"--node", "dev", "--json", "ls", "--help", "-l"}, false, true, "dev", []string{"ls", "--help", "-l"}},
 		{[]string{"--", "--weird-binary", "-x"}, false, false, "", []string{"--weird-binary", "-x"}},
+		{[]string{"--node=dev", "-f", "--timeout", "5s", "env", "--node", "x"}, true, false, "dev", []string{"env", "--node", "x"}},
 	}
 	for _, c := range cases {
 		a := &app{}
@@ -103,9 +104,16 @@ func TestJobRunArguments(t *testing.T) {
 			asJSON, _ = cmd.Flags().GetBool("json")
 			return nil
 		}
-		root.SetArgs(append([]string{"job", "run"}, c.args...))
+		// Shared flags before the verbs work as well as after them.
+		root.SetArgs(append([]string{"--config", "/x.yml", "job", "--node", "other", "run"}, c.args...))
 		if err := root.Execute(); err != nil {
 			t.Fatalf("%q: %v", c.args, err)
+		}
+		if c.node == "" {
+			c.node = "other"
+		}
+		if a.cfgPath != "/x.yml" {
+			t.Errorf("%q: config %q", c.args, a.cfgPath)
 		}
 		if strings.Join(got, "\x00") != strings.Join(c.job, "\x00") || follow != c.follow || asJSON != c.asJSON || a.nodeName != c.node {
 			t.Errorf("%q: job %q follow=%v json=%v node=%q", c.args, got, follow, asJSON, a.nodeName)
