@@ -23,7 +23,7 @@ func (c *cli) importCmd() *cobra.Command {
 	var force, asJSON bool
 	clients := roleFiles{}
 	fs.StringVar(&fromHome, "from-home", "", "an embedded install's JOBLET_HOME (its locally kept CA and role keys)")
-	fs.StringVar(&fromPrefix, "from-prefix", "joblet", "the secret prefix of that install's private store")
+	fs.StringVar(&fromPrefix, "from-prefix", certs.DefaultPrefix, "the secret prefix of that install's private store")
 	fs.StringVar(&caCert, "ca-cert", "", "CA certificate file (PEM), with --ca-key")
 	fs.StringVar(&caKey, "ca-key", "", "CA private key file (PEM)")
 	fs.Var(clients, "client", "ROLE=CERT.pem,KEY.pem: a role's existing pair (repeatable; roles not given get new pairs)")

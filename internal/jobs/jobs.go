@@ -31,7 +31,8 @@ type Snapshot struct {
 	ID, Command     string
 	Args            []string
 	Status          string
-	ExitCode        int
+	ExitCode        int // -1 when a signal ended the job
+	Signal          int // the signal that ended the job, 0 if it exited
 	Started, Ended  time.Time
 	StartedBy       string
 	OutputTruncated bool
@@ -48,6 +49,7 @@ type job struct {
 	mu       sync.Mutex
 	status   string
 	exitCode int
+	signal   int
 	ended    time.Time
 	stopping bool
 }
@@ -81,7 +83,7 @@ func (m *Manager) Run(command string, args []string, startedBy string) (Snapshot
 	cmd := exec.Command(command, args...)
 	// Own process group, so Stop reaches the job's children too.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Stdout, cmd.Stderr = j.out, j.out
+	cmd.Stdout, cmd.Stderr = j.out.writer(Stdout), j.out.writer(Stderr)
 	if err := cmd.Start(); err != nil {
 		return Snapshot{}, fmt.Errorf("start %q: %w", command, err)
 	}
@@ -98,6 +100,9 @@ func (j *job) wait() {
 	j.mu.Lock()
 	j.ended = time.Now()
 	j.exitCode = j.cmd.ProcessState.ExitCode()
+	if ws, ok := j.cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		j.signal = int(ws.Signal())
+	}
 	switch {
 	case j.stopping:
 		j.status = Stopped
@@ -114,7 +119,7 @@ func (j *job) wait() {
 func (j *job) snapshot() Snapshot {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	return Snapshot{ID: j.id, Command: j.command, Args: j.args, Status: j.status, ExitCode: j.exitCode,
+	return Snapshot{ID: j.id, Command: j.command, Args: j.args, Status: j.status, ExitCode: j.exitCode, Signal: j.signal,
 		Started: j.started, Ended: j.ended, StartedBy: j.startedBy, OutputTruncated: j.out.truncated()}
 }
 
@@ -186,19 +191,20 @@ func (m *Manager) Stop(ctx context.Context, id string) (Snapshot, error) {
 	return j.snapshot(), nil
 }
 
-// Logs calls send with the job's output; with follow it keeps sending new
-// output until the job ends or ctx is done.
-func (m *Manager) Logs(ctx context.Context, id string, follow bool, send func([]byte) error) error {
+// Logs calls send with the job's output, one stream per chunk in the order
+// written; with follow it keeps sending new output until the job ends or ctx
+// is done. A chunk's Dropped says how much output the cap dropped before it.
+func (m *Manager) Logs(ctx context.Context, id string, follow bool, send func(Chunk) error) error {
 	j, err := m.get(id)
 	if err != nil {
 		return err
 	}
 	var off int64
 	for {
-		data, next, done, more := j.out.readFrom(off, maxChunk)
+		c, next, done, more := j.out.readFrom(off, maxChunk)
 		off = next
-		if len(data) > 0 {
-			if err := send(data); err != nil {
+		if len(c.Data) > 0 {
+			if err := send(c); err != nil {
 				return err
 			}
 			if next < j.out.end() {
