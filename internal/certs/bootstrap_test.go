@@ -19,6 +19,7 @@ import (
 	"github.com/ehsaniara/joblet/internal/pki"
 	"github.com/ehsaniara/joblet/internal/secretstore"
 	"github.com/ehsaniara/joblet/internal/testutil/openssl"
+	"github.com/ehsaniara/joblet/internal/testutil/reliability"
 )
 
 var names = certs.Names{Prefix: "joblet"}
@@ -429,6 +430,8 @@ func TestRebootstrapNeverForksSilently(t *testing.T) {
 		t.Fatalf("re-bootstrap against another fleet: %v", err)
 	}
 	sameFiles(t, files, snapshot(t, o.Home))
+	reliability.Record(t, "bad input", "re-bootstrap an installed node against a store of another fleet",
+		"refused, nothing changed: "+err.Error())
 
 	// The same CA imported into another store: the node follows it.
 	moved := o

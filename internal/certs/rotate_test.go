@@ -15,6 +15,7 @@ import (
 	"github.com/ehsaniara/joblet/internal/config"
 	"github.com/ehsaniara/joblet/internal/pki"
 	"github.com/ehsaniara/joblet/internal/secretstore"
+	"github.com/ehsaniara/joblet/internal/testutil/reliability"
 )
 
 func trustOf(t *testing.T, st secretstore.Store) []*x509.Certificate {
@@ -365,6 +366,8 @@ func TestRevocationSurvivesRotation(t *testing.T) {
 				bootstrap(t, o)
 				// The new CA revoked nothing; the old CA, and all it signed, is gone.
 				check("FORCE_REGENERATE", false)
+				reliability.Record(t, "revocation", "revoke, then FORCE_REGENERATE",
+					"node refresh works; the new CA signs a new empty CRL numbered after the old one")
 				return
 			}
 			for i, step := range steps[path] {
@@ -373,9 +376,12 @@ func TestRevocationSurvivesRotation(t *testing.T) {
 				}
 				check(fmt.Sprintf("step %d", i+1), true)
 			}
-			if rs, _ := fl.RotationStatus(ctx); rs.Phase != certs.PhaseStable || len(rs.Trusted) != 1 {
+			rs, _ := fl.RotationStatus(ctx)
+			if rs.Phase != certs.PhaseStable || len(rs.Trusted) != 1 {
 				t.Fatalf("after %s: %s with %d trusted CAs", path, rs.Phase, len(rs.Trusted))
 			}
+			reliability.Record(t, "revocation", fmt.Sprintf("revoke, then %d rotation steps ending in %s", len(steps[path]), path),
+				fmt.Sprintf("node refresh worked after every step; the CRL verified against the trust, was signed by the current CA and still listed the serial; phase %s, %d trusted CA", rs.Phase, len(rs.Trusted)))
 		})
 	}
 }
@@ -447,5 +453,7 @@ func TestCRLRollbackIsRefused(t *testing.T) {
 		if rep.Level != certs.Broken || !strings.Contains(strings.Join(rep.Problems, "\n"), tc.want) {
 			t.Fatalf("%s: status level %d, problems %q", tc.name, rep.Level, rep.Problems)
 		}
+		reliability.Record(t, "revocation", "the CRL secret: "+tc.name,
+			fmt.Sprintf("node and rnx config keep both revocations; status exit %d; node refresh says: %s", rep.Level, res.CRLProblem))
 	}
 }
