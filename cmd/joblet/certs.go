@@ -108,6 +108,17 @@ func (sf *storeFlags) fleet(rs *backend.ResolvedStore, log *slog.Logger) *certs.
 	return &certs.Fleet{Store: rs.Store, StoreDesc: rs.Desc, Prefix: sf.prefix, OpenKMS: kms.OpenerFor(rs.Ref), Log: log}
 }
 
+// openFleet resolves the store the flags name (home holds an embedded
+// node's store) and returns the fleet in it: the preamble of every
+// operator command.
+func (sf *storeFlags) openFleet(ctx context.Context, home string, log *slog.Logger) (*certs.Fleet, error) {
+	rs, err := sf.open(ctx, home, log)
+	if err != nil {
+		return nil, err
+	}
+	return sf.fleet(rs, log), nil
+}
+
 // nodeFleet is the fleet a node's server config names.
 func nodeFleet(ctx context.Context, cfg *config.Server, log *slog.Logger) (*certs.Fleet, error) {
 	st, desc, err := backend.OpenStore(ctx, cfg.Store, log)

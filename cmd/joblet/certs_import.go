@@ -36,11 +36,11 @@ func (c *cli) importCmd() *cobra.Command {
 		}
 		ctx, cancel := sf.context()
 		defer cancel()
-		rs, err := sf.open(ctx, config.Home(), c.log)
+		fl, err := sf.openFleet(ctx, config.Home(), c.log)
 		if err != nil {
 			return err
 		}
-		res, err := sf.fleet(rs, c.log).Import(ctx, m, force)
+		res, err := fl.Import(ctx, m, force)
 		if err != nil {
 			return err
 		}
@@ -48,10 +48,10 @@ func (c *cli) importCmd() *cobra.Command {
 			return printJSON(c.stdout, res)
 		}
 		if res.Unchanged {
-			fmt.Fprintf(c.stdout, "✅ %s already holds this CA (sha256 %s): nothing to do\n", rs.Desc, res.CA.Fingerprint)
+			fmt.Fprintf(c.stdout, "✅ %s already holds this CA (sha256 %s): nothing to do\n", fl.StoreDesc, res.CA.Fingerprint)
 			return nil
 		}
-		fmt.Fprintf(c.stdout, "✨ CA Certificate: imported into %s, sha256 %s (unchanged: existing clients keep working)\n", rs.Desc, res.CA.Fingerprint)
+		fmt.Fprintf(c.stdout, "✨ CA Certificate: imported into %s, sha256 %s (unchanged: existing clients keep working)\n", fl.StoreDesc, res.CA.Fingerprint)
 		for _, role := range pki.Roles {
 			fmt.Fprintf(c.stdout, "   %s client certificate: %s\n", role, res.Clients[string(role)])
 		}

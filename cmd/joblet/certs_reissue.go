@@ -41,11 +41,10 @@ func (c *cli) reissueCmd() *cobra.Command {
 		}
 		ctx, cancel := sf.context()
 		defer cancel()
-		rs, err := sf.open(ctx, config.Home(), c.log)
+		fl, err := sf.openFleet(ctx, config.Home(), c.log)
 		if err != nil {
 			return err
 		}
-		fl := sf.fleet(rs, c.log)
 		fl.KeyType, fl.ClientLifetime = kt, lifetime
 		var res *certs.ReissuedRevoked
 		if revoke {
@@ -65,7 +64,7 @@ func (c *cli) reissueCmd() *cobra.Command {
 			}
 		} else {
 			fmt.Fprintf(c.stdout, "🔁 %s client certificate re-issued in %s: serial %s replaces %s, expires %s; clients of that role get it with `rnx config refresh`\n",
-				role, rs.Desc, res.NewSerial, res.OldSerial, res.NotAfter.Format("2006-01-02"))
+				role, fl.StoreDesc, res.NewSerial, res.OldSerial, res.NotAfter.Format("2006-01-02"))
 			if res.Revoked {
 				fmt.Fprintf(c.stdout, "🚫 revoked serial %s (superseded); nodes refuse it after their next refresh\n", res.OldSerial)
 			}

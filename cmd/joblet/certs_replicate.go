@@ -22,16 +22,16 @@ func (c *cli) replicateCmd() *cobra.Command {
 	cmd.RunE = func(*cobra.Command, []string) error {
 		ctx, cancel := sf.context()
 		defer cancel()
-		rs, err := sf.open(ctx, config.Home(), c.log)
+		fl, err := sf.openFleet(ctx, config.Home(), c.log)
 		if err != nil {
 			return err
 		}
-		names, err := sf.fleet(rs, c.log).Replicate(ctx)
+		names, err := fl.Replicate(ctx)
 		if err != nil {
 			return err
 		}
 		if asJSON {
-			return printJSON(c.stdout, map[string]any{"store": rs.Desc, "regions": strings.Split(sf.replicas, ","), "secrets": names})
+			return printJSON(c.stdout, map[string]any{"store": fl.StoreDesc, "regions": strings.Split(sf.replicas, ","), "secrets": names})
 		}
 		fmt.Fprintf(c.stdout, "replicated %d secrets to %s\n", len(names), sf.replicas)
 		return nil

@@ -36,18 +36,18 @@ func (c *cli) revokeCmd() *cobra.Command {
 		}
 		ctx, cancel := sf.context()
 		defer cancel()
-		rs, err := sf.open(ctx, config.Home(), c.log)
+		fl, err := sf.openFleet(ctx, config.Home(), c.log)
 		if err != nil {
 			return err
 		}
-		list, err := sf.fleet(rs, c.log).Revoke(ctx, serial, code)
+		list, err := fl.Revoke(ctx, serial, code)
 		if err != nil {
 			return err
 		}
 		if asJSON {
-			return printJSON(c.stdout, map[string]any{"serial": serial.Text(16), "reason": reason, "store": rs.Desc, "revocations": list})
+			return printJSON(c.stdout, map[string]any{"serial": serial.Text(16), "reason": reason, "store": fl.StoreDesc, "revocations": list})
 		}
-		fmt.Fprintf(c.stdout, "🚫 revoked serial %s in %s (%d revoked in all); nodes refuse it after their next refresh, rnx after `rnx config refresh`\n", serial.Text(16), rs.Desc, len(list))
+		fmt.Fprintf(c.stdout, "🚫 revoked serial %s in %s (%d revoked in all); nodes refuse it after their next refresh, rnx after `rnx config refresh`\n", serial.Text(16), fl.StoreDesc, len(list))
 		return nil
 	}
 	return cmd

@@ -91,11 +91,10 @@ func (c *cli) rotateStep(name, short string, step rotationStep) *cobra.Command {
 		}
 		ctx, cancel := sf.context()
 		defer cancel()
-		rs, err := sf.open(ctx, home, c.log)
+		fl, err := sf.openFleet(ctx, home, c.log)
 		if err != nil {
 			return err
 		}
-		fl := sf.fleet(rs, c.log)
 		fl.KeyType, fl.CALifetime = kt, life
 		st, err := step(fl, ctx, sf.caKMS)
 		if err != nil {
@@ -107,7 +106,7 @@ func (c *cli) rotateStep(name, short string, step rotationStep) *cobra.Command {
 		if asJSON {
 			return printJSON(c.stdout, st)
 		}
-		st.WriteText(c.stdout, rs.Desc)
+		st.WriteText(c.stdout, fl.StoreDesc)
 		return nil
 	}
 	return cmd

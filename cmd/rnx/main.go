@@ -208,6 +208,19 @@ func (a *app) callCtx() (context.Context, context.CancelFunc) {
 	return ctx, func() { cancel(); stop() }
 }
 
+// onNode runs one call against the selected node, within the per-call
+// deadline; the connection is closed after it.
+func (a *app) onNode(call func(ctx context.Context, conn *client.Conn) error) error {
+	conn, err := a.dial()
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	ctx, cancel := a.callCtx()
+	defer cancel()
+	return call(ctx, conn)
+}
+
 // printJSON writes v as indented JSON.
 func (a *app) printJSON(v any) error {
 	return writeJSON(a.out, v)
