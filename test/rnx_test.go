@@ -156,54 +156,66 @@ func TestRnxCLI(t *testing.T) {
 
 // followed starts `rnx job run --follow CMD...` and returns it once the job
 // id is on its stderr.
-func followed(t *testing.T, env []string, rnx string, args ...string) (*exec.Cmd, string, *bytes.Buffer) {
+// follower is an `rnx job run --follow` running in the background.
+type follower struct {
+	cmd    *exec.Cmd
+	id     string
+	pw     *io.PipeWriter
+	done   chan struct{} // the stderr reader has read everything
+	stderr bytes.Buffer  // written by the reader until done
+}
+
+func followed(t *testing.T, env []string, rnx string, args ...string) *follower {
 	t.Helper()
-	cmd := exec.Command(rnx, append([]string{"job", "run", "--follow", "--"}, args...)...)
-	cmd.Env = env
+	f := &follower{cmd: exec.Command(rnx, append([]string{"job", "run", "--follow", "--"}, args...)...), done: make(chan struct{})}
+	f.cmd.Env = env
 	pr, pw := io.Pipe()
-	cmd.Stderr = pw
-	if err := cmd.Start(); err != nil {
+	f.cmd.Stderr, f.pw = pw, pw
+	if err := f.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { cmd.Process.Kill() })
-	var rest bytes.Buffer
+	t.Cleanup(func() { f.cmd.Process.Kill() })
 	idc := make(chan string, 1)
 	go func() {
+		defer close(f.done)
 		sc := bufio.NewScanner(pr)
 		for sc.Scan() {
 			if m := startedLine.FindStringSubmatch(sc.Text()); m != nil {
 				idc <- m[1]
 			}
-			rest.WriteString(sc.Text() + "\n")
+			f.stderr.WriteString(sc.Text() + "\n")
 		}
 	}()
 	select {
-	case id := <-idc:
-		return cmd, id, &rest
+	case f.id = <-idc:
+		return f
 	case <-time.After(20 * time.Second):
 		t.Fatal("no job id on stderr")
 	}
-	return nil, "", nil
+	return nil
 }
 
-func exitCode(t *testing.T, cmd *exec.Cmd) int {
+// wait returns rnx's exit code and everything it wrote on stderr.
+func (f *follower) wait(t *testing.T) (int, string) {
 	t.Helper()
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
+	errc := make(chan error, 1)
+	go func() { errc <- f.cmd.Wait() }()
+	var err error
 	select {
-	case err := <-done:
-		var ee *exec.ExitError
-		if errors.As(err, &ee) {
-			return ee.ExitCode()
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		return 0
+	case err = <-errc:
 	case <-time.After(20 * time.Second):
 		t.Fatal("rnx did not exit")
 	}
-	return -1
+	f.pw.Close() // Wait has copied all of stderr into the pipe
+	<-f.done
+	var ee *exec.ExitError
+	switch {
+	case errors.As(err, &ee):
+		return ee.ExitCode(), f.stderr.String()
+	case err != nil:
+		t.Fatal(err)
+	}
+	return 0, f.stderr.String()
 }
 
 // Ctrl-C stops following, not the job; a stopped job's follower says so and
@@ -212,18 +224,18 @@ func TestRnxFollowInterruptAndStop(t *testing.T) {
 	_, rnx := harness.Bins(t)
 	_, env := embeddedNode(t)
 
-	cmd, id, _ := followed(t, env, rnx, "sleep", "30")
-	cmd.Process.Signal(os.Interrupt)
-	code := exitCode(t, cmd)
-	r := harness.MustRun(t, env, rnx, "job", "status", id)
+	f := followed(t, env, rnx, "sleep", "30")
+	f.cmd.Process.Signal(os.Interrupt)
+	code, _ := f.wait(t)
+	r := harness.MustRun(t, env, rnx, "job", "status", f.id)
 	if code != 130 || !strings.Contains(r.Stdout, "RUNNING") {
 		t.Fatalf("after Ctrl-C: exit %d, status:\n%s", code, r.Stdout)
 	}
 
-	cmd, id, stderr := followed(t, env, rnx, "sh", "-c", "echo ready; sleep 30")
-	harness.MustRun(t, env, rnx, "job", "stop", id)
-	if code := exitCode(t, cmd); code != 128+int(syscall.SIGTERM) || !strings.Contains(stderr.String(), "job "+id+" was stopped") {
-		t.Fatalf("follower of a stopped job: exit %d, stderr %q", code, stderr.String())
+	f = followed(t, env, rnx, "sh", "-c", "echo ready; sleep 30")
+	harness.MustRun(t, env, rnx, "job", "stop", f.id)
+	if code, stderr := f.wait(t); code != 128+int(syscall.SIGTERM) || !strings.Contains(stderr, "job "+f.id+" was stopped") {
+		t.Fatalf("follower of a stopped job: exit %d, stderr %q", code, stderr)
 	}
 }
 
