@@ -26,7 +26,7 @@ or is out of sync; 2: expired, broken or the store is unreachable.`,
 	var asJSON bool
 	fs.StringVar(&home, "home", config.Home(), "joblet home (env JOBLET_HOME)")
 	fs.StringVar(&srvPath, "config", "", "this node's server config (default: HOME/config/joblet-config.yml when it exists)")
-	fs.StringVar(&rnxPath, "rnx-config", "", "an rnx config to compare with the store (default: HOME/config/rnx-config.yml when it exists)")
+	fs.StringVar(&rnxPath, "rnx-config", "", "an rnx config to compare with the store (default: every HOME/config/rnx-config*.yml)")
 	fs.IntVar(&warnDays, "warn-days", 30, "warn about certificates expiring within this many days")
 	fs.BoolVar(&asJSON, "json", false, "print the report as JSON")
 	cmd.RunE = func(*cobra.Command, []string) error {
@@ -39,8 +39,13 @@ or is out of sync; 2: expired, broken or the store is unreachable.`,
 			}
 			return ""
 		}
-		o := certs.StatusOptions{ServerConfig: orDefault(srvPath, "joblet-config.yml"),
-			RnxConfig: orDefault(rnxPath, "rnx-config.yml"), WarnDays: warnDays, CAKMSKeyID: sf.caKMS}
+		o := certs.StatusOptions{ServerConfig: orDefault(srvPath, "joblet-config.yml"), WarnDays: warnDays, CAKMSKeyID: sf.caKMS}
+		if rnxPath != "" {
+			o.RnxConfigs = []string{rnxPath}
+		} else {
+			// The operator's copy and the per-role files a node keeps to hand out.
+			o.RnxConfigs, _ = filepath.Glob(filepath.Join(home, "config", "rnx-config*.yml"))
+		}
 		fl := &certs.Fleet{Prefix: sf.prefix, StoreDesc: "store", Log: c.log}
 		ctx, cancel := sf.context()
 		defer cancel()

@@ -457,3 +457,47 @@ func TestCRLRollbackIsRefused(t *testing.T) {
 			fmt.Sprintf("node and rnx config keep both revocations; status exit %d; node refresh says: %s", rep.Level, res.CRLProblem))
 	}
 }
+
+// Nothing stale is left looking healthy: after a rotation, every rnx
+// config a node keeps (the operator's copy and one per role) is flagged by
+// status until it is refreshed; then status is all good again.
+func TestStatusFlagsStaleClientConfigs(t *testing.T) {
+	ctx := context.Background()
+	st := secretstore.NewMemoryStore()
+	o := opts(t, st)
+	bootstrap(t, o)
+	cfgPath := filepath.Join(o.Home, "config", "joblet-config.yml")
+	rnxFiles, _ := filepath.Glob(filepath.Join(o.Home, "config", "rnx-config*.yml"))
+	if len(rnxFiles) != 5 {
+		t.Fatalf("rnx configs: %v", rnxFiles)
+	}
+	fl := &certs.Fleet{Store: st}
+	for _, step := range []func(context.Context) (*certs.RotationStatus, error){
+		func(ctx context.Context) (*certs.RotationStatus, error) { return fl.BeginRotation(ctx, "") }, fl.PromoteRotation, fl.FinishRotation} {
+		if _, err := step(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := fl.RefreshNode(ctx, certs.NodeRefresh{ConfigPath: cfgPath}); err != nil {
+		t.Fatal(err)
+	}
+	so := certs.StatusOptions{ServerConfig: cfgPath, RnxConfigs: rnxFiles, WarnDays: 1}
+	rep := fl.Status(ctx, so)
+	problems := strings.Join(rep.Problems, "\n")
+	for _, f := range rnxFiles {
+		if !strings.Contains(problems, f+": ") {
+			t.Errorf("stale %s not flagged", filepath.Base(f))
+		}
+	}
+	if rep.Level != certs.Attention {
+		t.Fatalf("status level %d after a rotation with stale client configs: %q", rep.Level, rep.Problems)
+	}
+	for _, f := range rnxFiles {
+		if _, err := fl.RefreshClientConfig(ctx, f, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if rep := fl.Status(ctx, so); rep.Level != certs.OK {
+		t.Fatalf("after refreshing every client config: level %d, %q", rep.Level, rep.Problems)
+	}
+}

@@ -55,8 +55,12 @@ type StatusOptions struct {
 	// StoreErr says why the store could not be opened (the Fleet's Store
 	// is then nil): reported as Broken.
 	StoreErr error
-	// ServerConfig and RnxConfig are this node's files ("" to skip).
-	ServerConfig, RnxConfig string
+	// ServerConfig is this node's server config ("" to skip); RnxConfigs
+	// are the rnx configs it keeps (the operator's and one per role):
+	// each is checked against the store, so none is left stale and
+	// looking healthy after a rotation or a re-issue.
+	ServerConfig string
+	RnxConfigs   []string
 	WarnDays                int
 	// CAKMSKeyID: KMS mode even without a server config.
 	CAKMSKeyID string
@@ -69,7 +73,14 @@ type observed struct {
 	caKey     string // where the CA key is, for humans
 	server    *config.Server
 	serverErr error
-	rnx       *config.Rnx
+	rnx       []rnxFile
+}
+
+// rnxFile is one rnx config status read.
+type rnxFile struct {
+	path string
+	cfg  *config.Rnx
+	err  error
 }
 
 // Status inspects the shared certificates in the store and this node's
@@ -91,8 +102,9 @@ func (f *Fleet) observe(ctx context.Context, o StatusOptions) *observed {
 			kmsID = obs.server.Security.CAKMSKeyID
 		}
 	}
-	if o.RnxConfig != "" {
-		obs.rnx, _ = config.LoadRnx(o.RnxConfig)
+	for _, p := range o.RnxConfigs {
+		rnx, err := config.LoadRnx(p)
+		obs.rnx = append(obs.rnx, rnxFile{path: p, cfg: rnx, err: err})
 	}
 	if obs.storeErr == nil && f.Store == nil {
 		obs.storeErr = fmt.Errorf("no store given")
@@ -143,8 +155,10 @@ func grade(obs *observed, storeDesc string, o StatusOptions, now time.Time) *Rep
 	if o.ServerConfig != "" {
 		g.server(obs, revoked)
 	}
-	if obs.rnx != nil && obs.state != nil {
-		g.clientConfig(obs.rnx, obs.state)
+	if obs.state != nil {
+		for _, f := range obs.rnx {
+			g.clientConfig(f, obs.state)
+		}
 	}
 	return g.rep
 }
@@ -258,17 +272,28 @@ func (g *grader) server(obs *observed, revoked map[string]bool) {
 	g.add(cr)
 }
 
-// clientConfig flags client certificates in an rnx config that are not the
-// store's current ones.
-func (g *grader) clientConfig(rnx *config.Rnx, s *state) {
-	for _, name := range rnx.NodeNames() {
-		c, err := pki.ParseCert([]byte(rnx.Nodes[name].Cert))
+// clientConfig flags an rnx config that is not what the store would give:
+// a client certificate that is not the store's current one, or a trust
+// that differs from the store's (stale after a rotation), or a file that
+// does not load.
+func (g *grader) clientConfig(f rnxFile, s *state) {
+	if f.err != nil {
+		g.rep.raise(Attention, f.err.Error())
+		return
+	}
+	for _, name := range f.cfg.NodeNames() {
+		node := f.cfg.Nodes[name]
+		c, err := pki.ParseCert([]byte(node.Cert))
 		if err != nil {
+			g.rep.raise(Attention, fmt.Sprintf("%s: node %q: %v", f.path, name, err))
 			continue
 		}
 		role, err := pki.RoleOf(c)
-		if err == nil && rnx.Nodes[name].Cert != s.vals[s.n.ClientCert(role)] {
-			g.rep.raise(Attention, fmt.Sprintf("%s: node %q holds the %s role's client certificate, but not the store's current one (run `rnx config refresh`)", g.o.RnxConfig, name, role))
+		switch {
+		case err == nil && node.Cert != s.vals[s.n.ClientCert(role)]:
+			g.rep.raise(Attention, fmt.Sprintf("%s: node %q holds the %s role's client certificate, but not the store's current one (run `rnx config refresh` with that config)", f.path, name, role))
+		case s.trust != nil && !pki.SameCertSet(node.CA, s.trust):
+			g.rep.raise(Attention, fmt.Sprintf("%s: node %q trusts other CAs than the store (run `rnx config refresh` with that config)", f.path, name))
 		}
 	}
 }
