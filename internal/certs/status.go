@@ -61,7 +61,7 @@ type StatusOptions struct {
 	// looking healthy after a rotation or a re-issue.
 	ServerConfig string
 	RnxConfigs   []string
-	WarnDays                int
+	WarnDays     int
 	// CAKMSKeyID: KMS mode even without a server config.
 	CAKMSKeyID string
 }
