@@ -86,6 +86,7 @@ func storeRefresher(path string, cfg *config.Server, log *slog.Logger) func(cont
 		return nil
 	}
 	var fl *certs.Fleet
+	cache := &certs.RefreshCache{} // a refresh at rest: one store call
 	return func(ctx context.Context) (bool, error) {
 		ctx, cancel := context.WithTimeout(ctx, time.Minute)
 		defer cancel()
@@ -96,7 +97,7 @@ func storeRefresher(path string, cfg *config.Server, log *slog.Logger) func(cont
 			}
 			fl = f
 		}
-		res, err := fl.RefreshNode(ctx, certs.NodeRefresh{ConfigPath: path})
+		res, err := fl.RefreshNode(ctx, certs.NodeRefresh{ConfigPath: path, Cache: cache})
 		if err != nil {
 			return false, err
 		}

@@ -66,12 +66,16 @@ func IAMPolicy(flow string, o PolicyOptions) (*Policy, error) {
 	shared := append(all, n.Bundle(), n.CRL())
 	batch := Statement{Sid: "BatchRead", Effect: "Allow", Action: []string{"secretsmanager:BatchGetSecretValue"}, Resource: []string{"*"}}
 	read := Statement{Sid: "ReadSharedCertificates", Effect: "Allow", Action: []string{"secretsmanager:GetSecretValue"}, Resource: arn(shared...)}
+	// A running node asks what changed before reading anything: one
+	// ListSecrets call per refresh at rest. It lists names and metadata,
+	// never a value, and takes no resource.
+	changed := Statement{Sid: "SeeWhatChanged", Effect: "Allow", Action: []string{"secretsmanager:ListSecrets"}, Resource: []string{"*"}}
 	p := &Policy{Version: "2012-10-17"}
 	switch {
 	case flow == "node":
-		p.Statement = []Statement{batch, read}
+		p.Statement = []Statement{batch, read, changed}
 	case flow == "bootstrap":
-		p.Statement = []Statement{batch, read,
+		p.Statement = []Statement{batch, read, changed,
 			{Sid: "CreateSharedCertificates", Effect: "Allow", Action: []string{"secretsmanager:CreateSecret", "secretsmanager:TagResource"}, Resource: arn(all...)}}
 	case flow == "rotation":
 		// The operator also moves a fleet from ca-key to a KMS CA, revokes

@@ -5,6 +5,7 @@ import (
 	"crypto"
 	"crypto/x509"
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/ehsaniara/joblet/internal/atomicfile"
@@ -16,6 +17,9 @@ import (
 type NodeRefresh struct {
 	ConfigPath string
 	Force      bool // renew the server certificate even if not due
+	// Cache, kept by a running node from one refresh to the next, makes a
+	// refresh where nothing changed cost one store call (nil: read all).
+	Cache *RefreshCache
 }
 
 // NodeRefreshResult says what changed.
@@ -38,6 +42,10 @@ type NodeRefreshResult struct {
 // On any error nothing is written: the node keeps serving what it has.
 // The node's config names the fleet's prefix; it wins over the Fleet's.
 func (fl *Fleet) RefreshNode(ctx context.Context, r NodeRefresh) (*NodeRefreshResult, error) {
+	raw, err := os.ReadFile(r.ConfigPath)
+	if err != nil {
+		return nil, fmt.Errorf("read the server config: %w", err)
+	}
 	cfg, err := config.LoadServer(r.ConfigPath)
 	if err != nil {
 		return nil, err
@@ -47,7 +55,21 @@ func (fl *Fleet) RefreshNode(ctx context.Context, r NodeRefresh) (*NodeRefreshRe
 		f.Prefix = cfg.Store.Prefix
 	}
 	names := f.names()
-	s, err := f.readState(ctx, scope{caKey: true, kmsMode: cfg.Security.CAKMSKeyID != ""})
+	sc := scope{caKey: true, kmsMode: cfg.Security.CAKMSKeyID != ""}
+	c := r.Cache
+	if c == nil {
+		c = &RefreshCache{}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	before, unchanged, err := c.check(ctx, &f, sc.names(names), raw, cfg, r.Force)
+	if err != nil {
+		return nil, err
+	}
+	if unchanged != nil {
+		return unchanged, nil
+	}
+	s, err := f.readState(ctx, sc)
 	if err != nil {
 		return nil, err
 	}
@@ -94,6 +116,7 @@ func (fl *Fleet) RefreshNode(ctx context.Context, r NodeRefresh) (*NodeRefreshRe
 		res.Serial, res.NotAfter = pki.SerialHex(is.SerialNumber), is.NotAfter
 	}
 	if !res.Renewed && !res.TrustChanged {
+		c.remember(before, raw, s.ca, res)
 		return res, nil
 	}
 	cfg.Security.CACert = trustPEM
@@ -105,6 +128,7 @@ func (fl *Fleet) RefreshNode(ctx context.Context, r NodeRefresh) (*NodeRefreshRe
 	if err := atomicfile.WriteFile(r.ConfigPath, b, 0o600); err != nil {
 		return nil, err
 	}
+	c.remember(before, b, s.ca, res)
 	return res, nil
 }
 

@@ -62,6 +62,15 @@ func (sc scope) keyNames(n Names) []string {
 	return nil
 }
 
+// names are the secrets the scope reads (its pending read aside).
+func (sc scope) names(n Names) []string {
+	read := append([]string{n.CACert()}, sc.keyNames(n)...)
+	for _, r := range sc.roles {
+		read = append(read, n.ClientCert(r), n.ClientKey(r))
+	}
+	return append(read, n.Bundle(), n.CRL())
+}
+
 // state is the fleet's shared state as one read found it, parsed once.
 // A part that did not parse is nil with its error set, so status can grade
 // what is there and the other flows can refuse with the reason.
@@ -89,12 +98,7 @@ type state struct {
 // pending versions when asked) and parses it.
 func (f *Fleet) readState(ctx context.Context, sc scope) (*state, error) {
 	n := f.names()
-	read := append([]string{n.CACert()}, sc.keyNames(n)...)
-	for _, r := range sc.roles {
-		read = append(read, n.ClientCert(r), n.ClientKey(r))
-	}
-	read = append(read, n.Bundle(), n.CRL())
-	vals, err := f.Store.Get(ctx, read)
+	vals, err := f.Store.Get(ctx, sc.names(n))
 	if err != nil {
 		return nil, fmt.Errorf("read the shared certificates from %s: %w", f.StoreDesc, err)
 	}

@@ -92,6 +92,15 @@ func (m *MemoryStore) stage(st Stage) map[string]string {
 	return m.current
 }
 
+// Versions identifies each current value by its hash.
+func (m *MemoryStore) Versions(ctx context.Context, names []string) (map[string]string, error) {
+	got, err := m.Get(ctx, names)
+	if err != nil {
+		return nil, err
+	}
+	return valueVersions(got), nil
+}
+
 func (m *MemoryStore) GetStage(ctx context.Context, names []string, st Stage) (map[string]string, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err

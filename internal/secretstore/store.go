@@ -4,6 +4,8 @@ package secretstore
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -38,8 +40,15 @@ import (
 //     previous; without a pending version it does nothing.
 //   - Demote undoes Promote: current becomes pending, previous current.
 //   - DropPending removes the pending label.
+//
+// Versions answers "did anything change?" without reading a value: it
+// returns an identifier of the current version of each name that exists
+// (absent when missing), which changes whenever the current value does. In
+// Secrets Manager it is one ListSecrets call however many names are asked,
+// so a node whose fleet did not change pays one call per refresh.
 type Store interface {
 	Get(ctx context.Context, names []string) (map[string]string, error)
+	Versions(ctx context.Context, names []string) (map[string]string, error)
 	Create(ctx context.Context, s Secret) error
 	Put(ctx context.Context, name, value string) error
 
@@ -78,6 +87,8 @@ var (
 	ErrTemporary = errors.New("temporary")
 	// ErrThrottled is the ErrTemporary of a rate quota.
 	ErrThrottled = Kind("throttled", ErrTemporary)
+	// ErrAccessDenied: the caller's permissions do not allow the call.
+	ErrAccessDenied = errors.New("access denied")
 )
 
 // Kind is a sentinel error with its own text that is also parent for
@@ -110,4 +121,15 @@ func ValidatePrefix(prefix string) error {
 		}
 	}
 	return nil
+}
+
+// valueVersions identifies values by their SHA-256, for stores where
+// reading a value is as cheap as asking for its version.
+func valueVersions(vals map[string]string) map[string]string {
+	out := make(map[string]string, len(vals))
+	for n, v := range vals {
+		sum := sha256.Sum256([]byte(v))
+		out[n] = hex.EncodeToString(sum[:])
+	}
+	return out
 }

@@ -30,6 +30,7 @@ type API interface {
 	ListSecretVersionIds(context.Context, *sm.ListSecretVersionIdsInput, ...func(*sm.Options)) (*sm.ListSecretVersionIdsOutput, error)
 	UpdateSecretVersionStage(context.Context, *sm.UpdateSecretVersionStageInput, ...func(*sm.Options)) (*sm.UpdateSecretVersionStageOutput, error)
 	ReplicateSecretToRegions(context.Context, *sm.ReplicateSecretToRegionsInput, ...func(*sm.Options)) (*sm.ReplicateSecretToRegionsOutput, error)
+	ListSecrets(context.Context, *sm.ListSecretsInput, ...func(*sm.Options)) (*sm.ListSecretsOutput, error)
 }
 
 var _ API = (*sm.Client)(nil)

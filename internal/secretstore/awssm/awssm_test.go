@@ -48,7 +48,12 @@ func TestContractAgainstMoto(t *testing.T) {
 // over the narrow API interface).
 type counting struct {
 	awssm.API
-	batch, get atomic.Int32
+	batch, get, list atomic.Int32
+}
+
+func (c *counting) ListSecrets(ctx context.Context, in *sm.ListSecretsInput, o ...func(*sm.Options)) (*sm.ListSecretsOutput, error) {
+	c.list.Add(1)
+	return c.API.ListSecrets(ctx, in, o...)
 }
 
 func (c *counting) BatchGetSecretValue(ctx context.Context, in *sm.BatchGetSecretValueInput, o ...func(*sm.Options)) (*sm.BatchGetSecretValueOutput, error) {
@@ -94,6 +99,29 @@ func TestBatchesAndPrevious(t *testing.T) {
 	prev, err := client().GetSecretValue(ctx, &sm.GetSecretValueInput{SecretId: aws.String("joblet/s00"), VersionStage: aws.String("AWSPREVIOUS")})
 	if err != nil || aws.ToString(prev.SecretString) != "vjoblet/s00" {
 		t.Fatalf("AWSPREVIOUS: %v %v", prev, err)
+	}
+}
+
+// What a node watches (the CA, its key, the bundle, the CRL) is checked for
+// change in one ListSecrets call that reads no value, and only the fleet's
+// prefix is listed: another fleet's secret of the same name is not taken.
+func TestVersionsIsOneCall(t *testing.T) {
+	moto.Reset(t)
+	c := &counting{API: client()}
+	st := awssm.New(c, "moto", nil)
+	ctx := context.Background()
+	watched := []string{"joblet/ca-cert", "joblet/ca-key", "joblet/ca-bundle", "joblet/crl"}
+	for _, n := range append(watched[:3:3], "jobletx/ca-cert", "joblet/ca-rotation/01") {
+		if err := st.Create(ctx, secretstore.Secret{Name: n, Value: "v"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	v, err := st.Versions(ctx, watched)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(v) != 3 || v["joblet/crl"] != "" || c.list.Load() != 1 || c.get.Load()+c.batch.Load() != 0 {
+		t.Fatalf("versions %v after %d ListSecrets, %d reads; want 3 names from 1 call and no read", v, c.list.Load(), c.get.Load()+c.batch.Load())
 	}
 }
 

@@ -17,7 +17,7 @@ import (
 // store returns, so callers and tests can branch on the cause.
 var (
 	ErrNoCredentials = errors.New("no AWS credentials")
-	ErrAccessDenied  = errors.New("access denied")
+	ErrAccessDenied  = secretstore.ErrAccessDenied
 	ErrUnreachable   = secretstore.Kind("Secrets Manager unreachable", secretstore.ErrTemporary)
 	ErrServerError   = secretstore.Kind("Secrets Manager failed", secretstore.ErrTemporary)
 	ErrThrottled     = secretstore.Kind("throttled by Secrets Manager", secretstore.ErrThrottled)

@@ -165,6 +165,36 @@ func Run(t *testing.T, newStore func(t *testing.T) secretstore.Store, prefix str
 		}
 	})
 
+	t.Run("versions change with the current value, and only then", func(t *testing.T) {
+		s := newStore(t)
+		a, b, missing := prefix+"/va", prefix+"/vb", prefix+"/vmissing"
+		for _, n := range []string{a, b} {
+			if err := s.Create(ctx, secretstore.Secret{Name: n, Value: "v1"}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		v1, err := s.Versions(ctx, []string{a, b, missing})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(v1) != 2 || v1[a] == "" || v1[b] == "" {
+			t.Fatalf("versions %v: want a and b, not the missing name", v1)
+		}
+		if err := s.Put(ctx, a, "v2"); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.PutPending(ctx, b, "next"); err != nil {
+			t.Fatal(err)
+		}
+		v2, err := s.Versions(ctx, []string{a, b, missing})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v2[a] == v1[a] || v2[b] != v1[b] {
+			t.Fatalf("after Put(a) and PutPending(b): %v, was %v (a must change, b must not)", v2, v1)
+		}
+	})
+
 	t.Run("cancelled context", func(t *testing.T) {
 		s := newStore(t)
 		cctx, cancel := context.WithCancel(ctx)

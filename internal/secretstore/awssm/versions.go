@@ -1,0 +1,66 @@
+package awssm
+
+import (
+	"context"
+	"slices"
+	"strings"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	sm "github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+	smtypes "github.com/aws/aws-sdk-go-v2/service/secretsmanager/types"
+
+	"github.com/ehsaniara/joblet/internal/secretstore"
+)
+
+// Versions returns the AWSCURRENT version id of each name that exists, from
+// one ListSecrets call filtered on the names' common prefix (more only when
+// the prefix holds more than a page of secrets). ListSecrets returns
+// metadata, never a value, and is one billed API call however many secrets
+// it describes: a node that finds every version unchanged reads nothing
+// more. It needs secretsmanager:ListSecrets (which takes no resource).
+func (s *Store) Versions(ctx context.Context, names []string) (map[string]string, error) {
+	out := map[string]string{}
+	if len(names) == 0 {
+		return out, nil
+	}
+	in := &sm.ListSecretsInput{
+		Filters:    []smtypes.Filter{{Key: smtypes.FilterNameStringTypeName, Values: []string{commonPrefix(names)}}},
+		MaxResults: aws.Int32(100),
+	}
+	for {
+		res, err := s.api.ListSecrets(ctx, in)
+		if err != nil {
+			return nil, s.explain(err, "ListSecrets", names...)
+		}
+		for _, e := range res.SecretList {
+			name := aws.ToString(e.Name)
+			if !slices.Contains(names, name) || e.DeletedDate != nil {
+				continue
+			}
+			for id, stages := range e.SecretVersionsToStages {
+				if slices.Contains(stages, string(secretstore.Current)) {
+					out[name] = id
+				}
+			}
+		}
+		if aws.ToString(res.NextToken) == "" { // moto answers "" for "no more"
+			return out, nil
+		}
+		in.NextToken = res.NextToken
+	}
+}
+
+// commonPrefix is the longest prefix of every name that ends at a "/" (the
+// fleet's prefix), so the filter matches the fleet's secrets and no other.
+func commonPrefix(names []string) string {
+	p := names[0]
+	for _, n := range names[1:] {
+		for !strings.HasPrefix(n, p) {
+			p = p[:len(p)-1]
+		}
+	}
+	if i := strings.LastIndex(p, "/"); i >= 0 {
+		return p[:i+1]
+	}
+	return p
+}
