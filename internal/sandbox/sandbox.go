@@ -67,7 +67,7 @@ type Spec struct {
 // Exit is how a process ended.
 type Exit struct {
 	Code      int    // exit status; -1 when killed by a signal
-	Signal    string // e.g. "killed", "" when it exited
+	Signal    string // e.g. "SIGKILL", "" when it exited
 	OOMKilled bool   // the kernel killed a process of the job at its memory limit
 	CPU       time.Duration
 }

@@ -208,7 +208,7 @@ func TestKillTakesDetachedProcesses(t *testing.T) {
 		t.Fatalf("after Kill, host pids %v still run `sleep 777`", left)
 	}
 	t.Logf("killed in %s: %+v", time.Since(t0), e)
-	if e.Signal != "killed" {
+	if e.Signal != "SIGKILL" {
 		t.Errorf("exit %+v, want killed", e)
 	}
 }

@@ -9,6 +9,8 @@ import (
 	"os/exec"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // initName is argv[0] of the re-executed binary that sets the sandbox up
@@ -141,7 +143,7 @@ func exitOf(err error, ps *os.ProcessState) (int, string, error) {
 		return -1, "", err
 	}
 	if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-		return -1, ws.Signal().String(), nil
+		return -1, unix.SignalName(ws.Signal()), nil
 	}
 	return ps.ExitCode(), "", nil
 }
