@@ -268,7 +268,8 @@ func (m *Manager) Logs(ctx context.Context, id string, follow bool, send func([]
 // log buffer in flight would multiply the memory the caps are meant to bound.
 const maxChunk = 32 << 10
 
-// Shutdown stops every running job, for a server going down.
+// Shutdown stops every running job, for a server going down, and removes
+// the jobs' work dirs: their records go with the process.
 func (m *Manager) Shutdown(ctx context.Context) {
 	var wg sync.WaitGroup
 	for _, s := range m.List() {
@@ -278,6 +279,7 @@ func (m *Manager) Shutdown(ctx context.Context) {
 		}
 	}
 	wg.Wait()
+	m.removeWorkDirs()
 }
 
 func newID() (string, error) {

@@ -206,3 +206,14 @@ func (m *Manager) evict() {
 		done = append(done[:oldest], done[oldest+1:]...)
 	}
 }
+
+// removeWorkDirs removes the work dirs of finished jobs.
+func (m *Manager) removeWorkDirs() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, j := range m.jobs {
+		if j.dir != "" && j.finished() {
+			_ = os.RemoveAll(j.dir)
+		}
+	}
+}
