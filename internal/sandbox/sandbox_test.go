@@ -311,3 +311,23 @@ func TestInitErrorsReachTheCaller(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// The production layout: the jobs dir sits under a masked $JOBLET_HOME on
+// the node's disk; the job still gets (only) its own directory.
+func TestWorkDirUnderHiddenHome(t *testing.T) {
+	home, err := os.MkdirTemp("/var/tmp", "joblet-home-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(home)
+	os.WriteFile(filepath.Join(home, "ca-key"), []byte("PRIVATE KEY"), 0o644)
+	s := spec(t, `pwd; echo w > f && cat f; ls -a ..; cat `+home+`/ca-key`)
+	other, _ := MakeWorkDir(filepath.Join(home, "jobs"), "other", s.UID, s.GID)
+	os.WriteFile(filepath.Join(other, "x"), []byte("other job"), 0o644)
+	s.WorkDir, _ = MakeWorkDir(filepath.Join(home, "jobs"), s.ID, s.UID, s.GID)
+	s.Hide = []string{home}
+	out, e := run(t, s)
+	if e.Code == 0 || !strings.HasPrefix(out, s.WorkDir+"\nw\n") || strings.Contains(out, "PRIVATE KEY") || strings.Contains(out, "other") {
+		t.Fatalf("exit %+v (want the failed cat's 1)\n%s", e, out)
+	}
+}

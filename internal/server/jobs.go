@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 
 	"github.com/ehsaniara/joblet/internal/config"
 	"github.com/ehsaniara/joblet/internal/jobs"
@@ -38,6 +39,8 @@ func newJobs(cfg *config.Server, configPath string, log *slog.Logger) (*jobs.Man
 	if cfg.Store.Dir != "" {
 		hide = append(hide, cfg.Store.Dir)
 	}
+	slices.Sort(hide)
+	hide = slices.Compact(hide)
 	m, err := jobs.New(jobs.Options{
 		Isolation: j.Isolation, User: j.User, Network: j.Network,
 		JobsDir: cmp.Or(j.Dir, filepath.Join(home, "jobs")), Hide: hide,
