@@ -104,6 +104,11 @@ func New(o Options) (*Manager, error) {
 		m.uid, m.gid = uid, gid
 		err = m.probe()
 	}
+	if err == nil && o.Network == sandbox.NetHost {
+		// The job shares the node's network: at least the metadata endpoint
+		// (the instance role's credentials) stays out of its reach.
+		err = sandbox.GuardHostNetwork(uid, sandbox.MetadataAddrs)
+	}
 	if err != nil {
 		m.unavailable = err
 		o.Log.Error("jobs: refusing every job: this node cannot contain them as jobs.isolation: full asks", "reason", err)

@@ -331,3 +331,48 @@ func TestWorkDirUnderHiddenHome(t *testing.T) {
 		t.Fatalf("exit %+v (want the failed cat's 1)\n%s", e, out)
 	}
 }
+
+// With network host the job shares the node's network, but the addresses
+// guarded for its user are refused. 127.0.0.2 stands in for the metadata
+// endpoint, which tests never contact.
+func TestHostNetworkGuard(t *testing.T) {
+	guarded, err := net.Listen("tcp", "127.0.0.2:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer guarded.Close()
+	open, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer open.Close()
+	for _, l := range []net.Listener{guarded, open} {
+		go func() {
+			for {
+				c, err := l.Accept()
+				if err != nil {
+					return
+				}
+				c.Close()
+			}
+		}()
+	}
+	script := fmt.Sprintf(`bash -c 'echo > /dev/tcp/127.0.0.2/%d' 2>/dev/null && echo GUARDED-REACHED; bash -c 'echo > /dev/tcp/127.0.0.1/%d' && echo open-reached`,
+		guarded.Addr().(*net.TCPAddr).Port, open.Addr().(*net.TCPAddr).Port)
+	s := spec(t, script)
+	s.Network = NetHost
+	// Unguarded first: the address is reachable, so the refusal below is the rule's.
+	if out, _ := run(t, s); !strings.Contains(out, "GUARDED-REACHED") {
+		t.Fatalf("without the guard the job should reach 127.0.0.2:\n%s", out)
+	}
+	if err := GuardHostNetwork(s.UID, []string{"127.0.0.2"}); err != nil {
+		t.Fatal(err)
+	}
+	defer UnguardHostNetwork()
+	s = spec(t, script)
+	s.Network = NetHost
+	out, _ := run(t, s)
+	if strings.Contains(out, "GUARDED-REACHED") || !strings.Contains(out, "open-reached") {
+		t.Fatalf("want the guarded address refused and the host's loopback reached:\n%s", out)
+	}
+}
