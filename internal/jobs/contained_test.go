@@ -133,3 +133,14 @@ func TestCapsRefuseWithErrLimit(t *testing.T) {
 		}
 	}
 }
+
+func TestOptionsDefaultsFollowCeilings(t *testing.T) {
+	o := Options{Max: sandbox.Limits{MemoryBytes: 128 << 20, CPUPercent: 400}}
+	o.fill()
+	if o.Default.MemoryBytes != 128<<20 || o.Default.CPUPercent != DefaultCPUPercent || o.Max.MaxProcs != DefaultMaxProcs {
+		t.Fatalf("%+v %+v", o.Default, o.Max)
+	}
+	if _, err := New(Options{Isolation: sandbox.None, Default: sandbox.Limits{CPUPercent: 300}, Max: sandbox.Limits{CPUPercent: 200}}); err == nil {
+		t.Fatal("a default above its ceiling was accepted")
+	}
+}

@@ -60,15 +60,24 @@ func (o *Options) fill() {
 	o.MaxKept = cmpOr(o.MaxKept, DefaultMaxKept)
 	o.MaxRequestBytes = cmpOr(o.MaxRequestBytes, DefaultMaxRequestBytes)
 	o.OutputBytes = cmpOr(o.OutputBytes, DefaultOutputBytes)
-	o.Default.MemoryBytes = cmpOr(o.Default.MemoryBytes, DefaultMemory)
-	o.Default.CPUPercent = cmpOr(o.Default.CPUPercent, DefaultCPUPercent)
-	o.Default.MaxProcs = cmpOr(o.Default.MaxProcs, DefaultMaxProcs)
+	// An unset default is the built-in one, or the ceiling when that is lower.
+	o.Default.MemoryBytes = cmpOr(o.Default.MemoryBytes, minSet(DefaultMemory, o.Max.MemoryBytes))
+	o.Default.CPUPercent = cmpOr(o.Default.CPUPercent, minSet(DefaultCPUPercent, o.Max.CPUPercent))
+	o.Default.MaxProcs = cmpOr(o.Default.MaxProcs, minSet(DefaultMaxProcs, o.Max.MaxProcs))
 	o.Max.MemoryBytes = cmpOr(o.Max.MemoryBytes, o.Default.MemoryBytes)
 	o.Max.CPUPercent = cmpOr(o.Max.CPUPercent, o.Default.CPUPercent)
 	o.Max.MaxProcs = cmpOr(o.Max.MaxProcs, o.Default.MaxProcs)
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
+}
+
+// minSet is the smaller of builtin and ceiling, ignoring an unset ceiling.
+func minSet[T int | int64](builtin, ceiling T) T {
+	if ceiling > 0 && ceiling < builtin {
+		return ceiling
+	}
+	return builtin
 }
 
 func cmpOr[T comparable](v, dflt T) T {

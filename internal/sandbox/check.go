@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 )
 
 // Check names what this node lacks to run spec as asked, with the fix; nil
@@ -35,7 +34,7 @@ func Check(spec Spec) error {
 	}
 	for _, n := range ns {
 		if _, err := os.Stat("/proc/self/ns/" + n); err != nil {
-			return fmt.Errorf("the kernel has no %s namespaces (%v): enable CONFIG_%s_NS or set jobs.isolation: none", n, err, strings.ToUpper(nsConfig[n]))
+			return fmt.Errorf("the kernel has no %s namespaces (%v): enable %s or set jobs.isolation: none", n, err, nsConfig[n])
 		}
 	}
 	for _, h := range spec.Hide {
@@ -46,7 +45,8 @@ func Check(spec Spec) error {
 	return checkCgroups()
 }
 
-var nsConfig = map[string]string{"pid": "pid", "mnt": "namespaces", "uts": "uts", "ipc": "ipc", "net": "net"}
+// nsConfig is the kernel option behind each namespace type.
+var nsConfig = map[string]string{"pid": "CONFIG_PID_NS", "mnt": "CONFIG_NAMESPACES", "uts": "CONFIG_UTS_NS", "ipc": "CONFIG_IPC_NS", "net": "CONFIG_NET_NS"}
 
 // Probe runs `true` with spec's isolation, user, network and hidden paths
 // in dir: the check that proves the kernel accepts everything Start asks of
