@@ -3,6 +3,8 @@ package jobs
 import (
 	"fmt"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/ehsaniara/joblet/internal/sandbox"
 )
 
@@ -15,8 +17,8 @@ func ending(e sandbox.Exit, stopped bool, lim sandbox.Limits) (status, reason st
 		// Checked before the exit code: the job's first process may survive
 		// the OOM kill of a child and exit non-zero on its own.
 		return Failed, fmt.Sprintf("killed at its memory limit (%d bytes)", lim.MemoryBytes)
-	case e.Signal != "":
-		return Failed, "killed by " + e.Signal
+	case e.Signal != 0:
+		return Failed, "killed by " + unix.SignalName(e.Signal)
 	case e.Code == 0:
 		return Completed, "exit code 0"
 	}

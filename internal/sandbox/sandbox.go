@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -66,16 +67,16 @@ type Spec struct {
 
 // Exit is how a process ended.
 type Exit struct {
-	Code      int    // exit status; -1 when killed by a signal
-	Signal    string // e.g. "SIGKILL", "" when it exited
-	OOMKilled bool   // the kernel killed a process of the job at its memory limit
+	Code      int            // exit status; -1 when killed by a signal
+	Signal    syscall.Signal // the signal that killed it; 0 when it exited
+	OOMKilled bool           // the kernel killed a process of the job at its memory limit
 	CPU       time.Duration
 }
 
 // Process is a started job.
 type Process struct {
 	spec Spec
-	wait func() (code int, sig string, err error)
+	wait func() (code int, sig syscall.Signal, err error)
 	cg   cgroup // nil with isolation none
 	pid  int
 	done chan struct{}

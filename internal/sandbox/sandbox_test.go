@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -208,7 +209,7 @@ func TestKillTakesDetachedProcesses(t *testing.T) {
 		t.Fatalf("after Kill, host pids %v still run `sleep 777`", left)
 	}
 	t.Logf("killed in %s: %+v", time.Since(t0), e)
-	if e.Signal != "SIGKILL" {
+	if e.Signal != syscall.SIGKILL {
 		t.Errorf("exit %+v, want killed", e)
 	}
 }

@@ -9,8 +9,6 @@ import (
 	"os/exec"
 	"syscall"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // initName is argv[0] of the re-executed binary that sets the sandbox up
@@ -110,7 +108,7 @@ func startContained(spec Spec, stdout, stderr io.Writer) (p *Process, err error)
 		return abort(errors.New(string(msg)))
 	}
 	p = &Process{spec: spec, cg: cg, pid: cmd.Process.Pid, done: make(chan struct{})}
-	p.wait = func() (int, string, error) { return exitOf(cmd.Wait(), cmd.ProcessState) }
+	p.wait = func() (int, syscall.Signal, error) { return exitOf(cmd.Wait(), cmd.ProcessState) }
 	return p, nil
 }
 
@@ -134,18 +132,18 @@ func startPlain(spec Spec, stdout, stderr io.Writer) (*Process, error) {
 		return nil, fmt.Errorf("start %q: %w", spec.Path, err)
 	}
 	p := &Process{spec: spec, pid: cmd.Process.Pid, done: make(chan struct{})}
-	p.wait = func() (int, string, error) { return exitOf(cmd.Wait(), cmd.ProcessState) }
+	p.wait = func() (int, syscall.Signal, error) { return exitOf(cmd.Wait(), cmd.ProcessState) }
 	return p, nil
 }
 
-func exitOf(err error, ps *os.ProcessState) (int, string, error) {
+func exitOf(err error, ps *os.ProcessState) (int, syscall.Signal, error) {
 	if ps == nil {
-		return -1, "", err
+		return -1, 0, err
 	}
 	if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-		return -1, unix.SignalName(ws.Signal()), nil
+		return -1, ws.Signal(), nil
 	}
-	return ps.ExitCode(), "", nil
+	return ps.ExitCode(), 0, nil
 }
 
 // Signal sends sig to every process of the job. A job's first process is
