@@ -24,7 +24,7 @@ func jobStart(t *testing.T, m *jobs.Manager) (first, done time.Duration) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = m.Logs(context.Background(), s.ID, true, func([]byte) error {
+	err = m.Logs(context.Background(), s.ID, true, func(jobs.Chunk) error {
 		if first == 0 {
 			first = time.Since(t0)
 		}

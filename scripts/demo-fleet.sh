@@ -13,10 +13,34 @@ done
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/joblet-fleet.XXXXXX")
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
+# On failure, show the logs (nodes, moto, HAProxy) before they are deleted.
+cleanup() {
+  local rc=$?
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  if [ "$rc" != 0 ]; then
+    for log in "$work"/*.log; do
+      [ -s "$log" ] || continue
+      echo "== $(basename "$log")" >&2
+      cat "$log" >&2
+    done
+  fi
+  rm -rf "$work"
+}
 trap cleanup EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null && return 0; sleep 0.1; done; echo "nothing on $1:$2" >&2; return 1; }
+port_taken() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
+# wait_port HOST PORT PID: until something listens there, failing at once
+# when the process PID has exited.
+wait_port() {
+  for _ in $(seq 1 100); do
+    port_taken "$1" "$2" && return 0
+    kill -0 "$3" 2>/dev/null || { echo "demo-fleet.sh: the process meant to listen on $1:$2 exited" >&2; return 1; }
+    sleep 0.1
+  done
+  echo "demo-fleet.sh: nothing listening on $1:$2 after 10s" >&2
+  return 1
+}
 
 echo "== build"
 go build -o "$work/bin/" ./cmd/joblet ./cmd/rnx
@@ -25,7 +49,7 @@ export PATH="$work/bin:$PATH" JOBLET_BIN="$work/bin/joblet"
 moto_port=$(free_port)
 echo "== moto (Secrets Manager) on 127.0.0.1:$moto_port"
 moto_server -H 127.0.0.1 -p "$moto_port" >"$work/moto.log" 2>&1 & pids+=($!)
-wait_port 127.0.0.1 "$moto_port"
+wait_port 127.0.0.1 "$moto_port" "$!"
 export AWS_ENDPOINT_URL_SECRETS_MANAGER="http://127.0.0.1:$moto_port" AWS_ACCESS_KEY_ID=demo AWS_SECRET_ACCESS_KEY=demo \
   AWS_EC2_METADATA_SERVICE_ENDPOINT=http://127.0.0.1:1 USE_SECRETS_MANAGER=true EC2_REGION=us-east-1
 
@@ -33,11 +57,15 @@ lb="127.0.0.2:$(free_port)"
 backends=""
 for i in 1 2 3; do
   port=$(free_port)
+  if port_taken 127.0.0.1 "$port"; then
+    echo "demo-fleet.sh: 127.0.0.1:$port was taken by another process as node $i was to use it: run the demo again" >&2
+    exit 1
+  fi
   echo "== node $i on 127.0.0.1:$port"
   JOBLET_HOME="$work/node$i" JOBLET_SERVER_ADDRESS=127.0.0.1 JOBLET_LISTEN_ADDRESS=127.0.0.1 JOBLET_SERVER_PORT=$port \
     JOBLET_PUBLIC_ADDRESS="$lb" JOBLET_NODE_ID="node-$i" scripts/certs_gen_with_secretsmanager.sh
   joblet server --config "$work/node$i/config/joblet-config.yml" 2>"$work/node$i.log" & pids+=($!)
-  wait_port 127.0.0.1 "$port"
+  wait_port 127.0.0.1 "$port" "$!"
   backends+="  server node$i 127.0.0.1:$port check inter 1s"$'\n'
 done
 
@@ -56,7 +84,7 @@ backend nodes
 $backends
 CFG
 haproxy -db -f "$work/haproxy.cfg" >"$work/haproxy.log" 2>&1 & pids+=($!)
-wait_port "${lb%:*}" "${lb##*:}"
+wait_port "${lb%:*}" "${lb##*:}" "$!"
 
 echo "== the shared secrets, as the operator sees them"
 if command -v aws >/dev/null; then
@@ -68,6 +96,11 @@ echo "node 1's rnx-config.yml points at: $(grep -m1 'address:' "$RNX_CONFIG")"
 
 echo "== six requests through the balancer, one config"
 for _ in 1 2 3 4 5 6; do rnx info | grep 'node id'; done
-echo "== a job through the balancer"
+echo "== a job through the balancer, followed on the same connection"
 rnx job run --follow sh -c 'echo "hello from a fleet node"'
+echo "== rnx job run --follow exits with the job's exit code"
+code=0
+rnx job run --follow -- sh -c 'echo "this job exits with 3"; exit 3' || code=$?
+echo "rnx job run --follow exited with $code"
+[ "$code" = 3 ] || { echo "demo-fleet.sh: expected exit code 3" >&2; exit 1; }
 echo "done"

@@ -47,9 +47,9 @@ func TestEmbeddedEndToEnd(t *testing.T) {
 	if len(id) != 12 {
 		t.Fatalf("job id %q", id)
 	}
-	logs := harness.MustRun(t, env, rnx, "job", "log", id, "--follow").Stdout
-	if logs != "hello from joblet\nto stderr\n" {
-		t.Fatalf("logs %q", logs)
+	logs := harness.MustRun(t, env, rnx, "job", "log", id, "--follow")
+	if logs.Stdout != "hello from joblet\n" || logs.Stderr != "to stderr\n" {
+		t.Fatalf("logs: %s", logs)
 	}
 	list := harness.MustRun(t, env, rnx, "--node=default", "job", "list").Stdout
 	if !strings.Contains(list, id) || !strings.Contains(list, "COMPLETED") {

@@ -45,14 +45,19 @@ func TestSecretsManagerOptions(t *testing.T) {
 		t.Fatalf("replicas: %s", regions)
 	}
 
-	// The policies say so.
-	p := harness.MustRun(t, env, joblet, "certs", "iam-policy", "--for", "bootstrap", "--replicas", "--kms-key-arn", "arn:aws:kms:us-east-1:1:key/"+key).Stdout
+	// The policies say so, with bootstrap's flag names.
+	p := harness.MustRun(t, env, joblet, "certs", "iam-policy", "--for", "bootstrap", "--replica-regions", "us-west-2", "--kms-key-id", "arn:aws:kms:us-east-1:1:key/"+key).Stdout
 	for _, want := range []string{"secretsmanager:ReplicateSecretToRegions", "kms:GenerateDataKey", "kms:ViaService"} {
 		if !strings.Contains(p, want) {
 			t.Errorf("bootstrap policy lacks %s", want)
 		}
 	}
-	if p := harness.MustRun(t, env, joblet, "certs", "iam-policy", "--for", "node", "--kms-key-arn", "arn:k").Stdout; strings.Contains(p, "GenerateDataKey") || !strings.Contains(p, "kms:Decrypt") {
+	if p := harness.MustRun(t, env, joblet, "certs", "iam-policy", "--for", "node", "--kms-key-id", "arn:k").Stdout; strings.Contains(p, "GenerateDataKey") || !strings.Contains(p, "kms:Decrypt") {
 		t.Errorf("node policy with a KMS key:\n%s", p)
+	}
+	// The spellings before (--replicas, --kms-key-arn) still work, with a notice.
+	old := harness.MustRun(t, env, joblet, "certs", "iam-policy", "--for", "bootstrap", "--replicas", "--kms-key-arn", "arn:aws:kms:us-east-1:1:key/"+key)
+	if old.Stdout != p || !strings.Contains(old.Stderr, "--kms-key-arn has been deprecated, use --kms-key-id") || !strings.Contains(old.Stderr, "--replicas has been deprecated") {
+		t.Errorf("deprecated spellings:\n%s", old)
 	}
 }

@@ -24,6 +24,56 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// Stream names the job's stream a chunk of output came from.
+type Stream int32
+
+const (
+	Stream_STREAM_UNSPECIFIED Stream = 0 // a node that predates the field: treat as stdout
+	Stream_STREAM_STDOUT      Stream = 1
+	Stream_STREAM_STDERR      Stream = 2
+)
+
+// Enum value maps for Stream.
+var (
+	Stream_name = map[int32]string{
+		0: "STREAM_UNSPECIFIED",
+		1: "STREAM_STDOUT",
+		2: "STREAM_STDERR",
+	}
+	Stream_value = map[string]int32{
+		"STREAM_UNSPECIFIED": 0,
+		"STREAM_STDOUT":      1,
+		"STREAM_STDERR":      2,
+	}
+)
+
+func (x Stream) Enum() *Stream {
+	p := new(Stream)
+	*p = x
+	return p
+}
+
+func (x Stream) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Stream) Descriptor() protoreflect.EnumDescriptor {
+	return file_joblet_proto_enumTypes[0].Descriptor()
+}
+
+func (Stream) Type() protoreflect.EnumType {
+	return &file_joblet_proto_enumTypes[0]
+}
+
+func (x Stream) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Stream.Descriptor instead.
+func (Stream) EnumDescriptor() ([]byte, []int) {
+	return file_joblet_proto_rawDescGZIP(), []int{0}
+}
+
 type RunJobRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Command       string                 `protobuf:"bytes,1,opt,name=command,proto3" json:"command,omitempty"`
@@ -87,6 +137,7 @@ type Job struct {
 	EndedUnixNano   int64                  `protobuf:"varint,7,opt,name=ended_unix_nano,json=endedUnixNano,proto3" json:"ended_unix_nano,omitempty"`     // 0 while running
 	StartedBy       string                 `protobuf:"bytes,8,opt,name=started_by,json=startedBy,proto3" json:"started_by,omitempty"`                    // role of the caller that started it
 	OutputTruncated bool                   `protobuf:"varint,9,opt,name=output_truncated,json=outputTruncated,proto3" json:"output_truncated,omitempty"` // the bounded buffer dropped its oldest bytes
+	Signal          int32                  `protobuf:"varint,10,opt,name=signal,proto3" json:"signal,omitempty"`                                         // the signal that ended the job, 0 if it exited (exit_code is then -1)
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
 }
@@ -182,6 +233,13 @@ func (x *Job) GetOutputTruncated() bool {
 		return x.OutputTruncated
 	}
 	return false
+}
+
+func (x *Job) GetSignal() int32 {
+	if x != nil {
+		return x.Signal
+	}
+	return 0
 }
 
 type ListJobsRequest struct {
@@ -360,9 +418,14 @@ func (x *GetJobLogsRequest) GetFollow() bool {
 	return false
 }
 
+// LogChunk is output from one of the job's streams, in the order written.
 type LogChunk struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Data          []byte                 `protobuf:"bytes,1,opt,name=data,proto3" json:"data,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Data   []byte                 `protobuf:"bytes,1,opt,name=data,proto3" json:"data,omitempty"`
+	Stream Stream                 `protobuf:"varint,2,opt,name=stream,proto3,enum=joblet.v1.Stream" json:"stream,omitempty"`
+	// Bytes of output the node dropped (its per-job buffer keeps only the
+	// newest bytes) between what the caller received before and this chunk.
+	DroppedBytes  int64 `protobuf:"varint,3,opt,name=dropped_bytes,json=droppedBytes,proto3" json:"dropped_bytes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -402,6 +465,20 @@ func (x *LogChunk) GetData() []byte {
 		return x.Data
 	}
 	return nil
+}
+
+func (x *LogChunk) GetStream() Stream {
+	if x != nil {
+		return x.Stream
+	}
+	return Stream_STREAM_UNSPECIFIED
+}
+
+func (x *LogChunk) GetDroppedBytes() int64 {
+	if x != nil {
+		return x.DroppedBytes
+	}
+	return 0
 }
 
 type StopJobRequest struct {
@@ -578,7 +655,7 @@ const file_joblet_proto_rawDesc = "" +
 	"\fjoblet.proto\x12\tjoblet.v1\"=\n" +
 	"\rRunJobRequest\x12\x18\n" +
 	"\acommand\x18\x01 \x01(\tR\acommand\x12\x12\n" +
-	"\x04args\x18\x02 \x03(\tR\x04args\"\x96\x02\n" +
+	"\x04args\x18\x02 \x03(\tR\x04args\"\xae\x02\n" +
 	"\x03Job\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
 	"\acommand\x18\x02 \x01(\tR\acommand\x12\x12\n" +
@@ -589,7 +666,9 @@ const file_joblet_proto_rawDesc = "" +
 	"\x0fended_unix_nano\x18\a \x01(\x03R\rendedUnixNano\x12\x1d\n" +
 	"\n" +
 	"started_by\x18\b \x01(\tR\tstartedBy\x12)\n" +
-	"\x10output_truncated\x18\t \x01(\bR\x0foutputTruncated\"\x11\n" +
+	"\x10output_truncated\x18\t \x01(\bR\x0foutputTruncated\x12\x16\n" +
+	"\x06signal\x18\n" +
+	" \x01(\x05R\x06signal\"\x11\n" +
 	"\x0fListJobsRequest\"6\n" +
 	"\x10ListJobsResponse\x12\"\n" +
 	"\x04jobs\x18\x01 \x03(\v2\x0e.joblet.v1.JobR\x04jobs\"%\n" +
@@ -597,9 +676,11 @@ const file_joblet_proto_rawDesc = "" +
 	"\x02id\x18\x01 \x01(\tR\x02id\";\n" +
 	"\x11GetJobLogsRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
-	"\x06follow\x18\x02 \x01(\bR\x06follow\"\x1e\n" +
+	"\x06follow\x18\x02 \x01(\bR\x06follow\"n\n" +
 	"\bLogChunk\x12\x12\n" +
-	"\x04data\x18\x01 \x01(\fR\x04data\" \n" +
+	"\x04data\x18\x01 \x01(\fR\x04data\x12)\n" +
+	"\x06stream\x18\x02 \x01(\x0e2\x11.joblet.v1.StreamR\x06stream\x12#\n" +
+	"\rdropped_bytes\x18\x03 \x01(\x03R\fdroppedBytes\" \n" +
 	"\x0eStopJobRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"\x14\n" +
 	"\x12GetNodeInfoRequest\"\x83\x02\n" +
@@ -610,7 +691,11 @@ const file_joblet_proto_rawDesc = "" +
 	"\x1aserver_cert_not_after_unix\x18\x04 \x01(\x03R\x16serverCertNotAfterUnix\x12\x1f\n" +
 	"\vcaller_role\x18\x05 \x01(\tR\n" +
 	"callerRole\x129\n" +
-	"\x19server_cert_issuer_sha256\x18\x06 \x01(\tR\x16serverCertIssuerSha2562\xbe\x02\n" +
+	"\x19server_cert_issuer_sha256\x18\x06 \x01(\tR\x16serverCertIssuerSha256*F\n" +
+	"\x06Stream\x12\x16\n" +
+	"\x12STREAM_UNSPECIFIED\x10\x00\x12\x11\n" +
+	"\rSTREAM_STDOUT\x10\x01\x12\x11\n" +
+	"\rSTREAM_STDERR\x10\x022\xbe\x02\n" +
 	"\n" +
 	"JobService\x122\n" +
 	"\x06RunJob\x12\x18.joblet.v1.RunJobRequest\x1a\x0e.joblet.v1.Job\x12C\n" +
@@ -634,38 +719,41 @@ func file_joblet_proto_rawDescGZIP() []byte {
 	return file_joblet_proto_rawDescData
 }
 
+var file_joblet_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
 var file_joblet_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
 var file_joblet_proto_goTypes = []any{
-	(*RunJobRequest)(nil),       // 0: joblet.v1.RunJobRequest
-	(*Job)(nil),                 // 1: joblet.v1.Job
-	(*ListJobsRequest)(nil),     // 2: joblet.v1.ListJobsRequest
-	(*ListJobsResponse)(nil),    // 3: joblet.v1.ListJobsResponse
-	(*GetJobStatusRequest)(nil), // 4: joblet.v1.GetJobStatusRequest
-	(*GetJobLogsRequest)(nil),   // 5: joblet.v1.GetJobLogsRequest
-	(*LogChunk)(nil),            // 6: joblet.v1.LogChunk
-	(*StopJobRequest)(nil),      // 7: joblet.v1.StopJobRequest
-	(*GetNodeInfoRequest)(nil),  // 8: joblet.v1.GetNodeInfoRequest
-	(*NodeInfo)(nil),            // 9: joblet.v1.NodeInfo
+	(Stream)(0),                 // 0: joblet.v1.Stream
+	(*RunJobRequest)(nil),       // 1: joblet.v1.RunJobRequest
+	(*Job)(nil),                 // 2: joblet.v1.Job
+	(*ListJobsRequest)(nil),     // 3: joblet.v1.ListJobsRequest
+	(*ListJobsResponse)(nil),    // 4: joblet.v1.ListJobsResponse
+	(*GetJobStatusRequest)(nil), // 5: joblet.v1.GetJobStatusRequest
+	(*GetJobLogsRequest)(nil),   // 6: joblet.v1.GetJobLogsRequest
+	(*LogChunk)(nil),            // 7: joblet.v1.LogChunk
+	(*StopJobRequest)(nil),      // 8: joblet.v1.StopJobRequest
+	(*GetNodeInfoRequest)(nil),  // 9: joblet.v1.GetNodeInfoRequest
+	(*NodeInfo)(nil),            // 10: joblet.v1.NodeInfo
 }
 var file_joblet_proto_depIdxs = []int32{
-	1, // 0: joblet.v1.ListJobsResponse.jobs:type_name -> joblet.v1.Job
-	0, // 1: joblet.v1.JobService.RunJob:input_type -> joblet.v1.RunJobRequest
-	2, // 2: joblet.v1.JobService.ListJobs:input_type -> joblet.v1.ListJobsRequest
-	4, // 3: joblet.v1.JobService.GetJobStatus:input_type -> joblet.v1.GetJobStatusRequest
-	5, // 4: joblet.v1.JobService.GetJobLogs:input_type -> joblet.v1.GetJobLogsRequest
-	7, // 5: joblet.v1.JobService.StopJob:input_type -> joblet.v1.StopJobRequest
-	8, // 6: joblet.v1.NodeService.GetNodeInfo:input_type -> joblet.v1.GetNodeInfoRequest
-	1, // 7: joblet.v1.JobService.RunJob:output_type -> joblet.v1.Job
-	3, // 8: joblet.v1.JobService.ListJobs:output_type -> joblet.v1.ListJobsResponse
-	1, // 9: joblet.v1.JobService.GetJobStatus:output_type -> joblet.v1.Job
-	6, // 10: joblet.v1.JobService.GetJobLogs:output_type -> joblet.v1.LogChunk
-	1, // 11: joblet.v1.JobService.StopJob:output_type -> joblet.v1.Job
-	9, // 12: joblet.v1.NodeService.GetNodeInfo:output_type -> joblet.v1.NodeInfo
-	7, // [7:13] is the sub-list for method output_type
-	1, // [1:7] is the sub-list for method input_type
-	1, // [1:1] is the sub-list for extension type_name
-	1, // [1:1] is the sub-list for extension extendee
-	0, // [0:1] is the sub-list for field type_name
+	2,  // 0: joblet.v1.ListJobsResponse.jobs:type_name -> joblet.v1.Job
+	0,  // 1: joblet.v1.LogChunk.stream:type_name -> joblet.v1.Stream
+	1,  // 2: joblet.v1.JobService.RunJob:input_type -> joblet.v1.RunJobRequest
+	3,  // 3: joblet.v1.JobService.ListJobs:input_type -> joblet.v1.ListJobsRequest
+	5,  // 4: joblet.v1.JobService.GetJobStatus:input_type -> joblet.v1.GetJobStatusRequest
+	6,  // 5: joblet.v1.JobService.GetJobLogs:input_type -> joblet.v1.GetJobLogsRequest
+	8,  // 6: joblet.v1.JobService.StopJob:input_type -> joblet.v1.StopJobRequest
+	9,  // 7: joblet.v1.NodeService.GetNodeInfo:input_type -> joblet.v1.GetNodeInfoRequest
+	2,  // 8: joblet.v1.JobService.RunJob:output_type -> joblet.v1.Job
+	4,  // 9: joblet.v1.JobService.ListJobs:output_type -> joblet.v1.ListJobsResponse
+	2,  // 10: joblet.v1.JobService.GetJobStatus:output_type -> joblet.v1.Job
+	7,  // 11: joblet.v1.JobService.GetJobLogs:output_type -> joblet.v1.LogChunk
+	2,  // 12: joblet.v1.JobService.StopJob:output_type -> joblet.v1.Job
+	10, // 13: joblet.v1.NodeService.GetNodeInfo:output_type -> joblet.v1.NodeInfo
+	8,  // [8:14] is the sub-list for method output_type
+	2,  // [2:8] is the sub-list for method input_type
+	2,  // [2:2] is the sub-list for extension type_name
+	2,  // [2:2] is the sub-list for extension extendee
+	0,  // [0:2] is the sub-list for field type_name
 }
 
 func init() { file_joblet_proto_init() }
@@ -678,13 +766,14 @@ func file_joblet_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_joblet_proto_rawDesc), len(file_joblet_proto_rawDesc)),
-			NumEnums:      0,
+			NumEnums:      1,
 			NumMessages:   10,
 			NumExtensions: 0,
 			NumServices:   2,
 		},
 		GoTypes:           file_joblet_proto_goTypes,
 		DependencyIndexes: file_joblet_proto_depIdxs,
+		EnumInfos:         file_joblet_proto_enumTypes,
 		MessageInfos:      file_joblet_proto_msgTypes,
 	}.Build()
 	File_joblet_proto = out.File

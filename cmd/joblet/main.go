@@ -1,239 +1,236 @@
 // Command joblet is a joblet node: `joblet server` serves jobs over mutual
 // TLS, `joblet certs ...` manages the certificates it serves with.
+//
+// This package is a thin adapter: flags → options → a library call → print.
+// One file per verb; main.go holds the root command and the exit codes.
 package main
 
 import (
-	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
-	"net/http"
 	"os"
-	"os/signal"
-	"path/filepath"
-	"syscall"
-	"time"
+	"sort"
+	"strings"
 
-	"github.com/ehsaniara/joblet/internal/backend"
-	"github.com/ehsaniara/joblet/internal/backend/kms"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
 	"github.com/ehsaniara/joblet/internal/buildinfo"
 	"github.com/ehsaniara/joblet/internal/certs"
-	"github.com/ehsaniara/joblet/internal/config"
-	"github.com/ehsaniara/joblet/internal/secretstore"
-	"github.com/ehsaniara/joblet/internal/server"
 )
-
-const usage = `joblet: a job execution node driven by rnx over mutual TLS.
-
-Usage:
-  joblet server [--config PATH]       serve (default config: $JOBLET_HOME/config/joblet-config.yml);
-                                      SIGHUP reloads the config and refreshes from the store
-  joblet certs bootstrap [flags]      create or fetch certificates and write the configs
-  joblet certs status [--json] [--warn-days N]
-                                      the CA, role and server certificates, sync with the store;
-                                      exit 0 all good, 1 expiring within N days or out of sync,
-                                      2 expired, broken or store unreachable
-  joblet certs iam-policy --for bootstrap|node|rotation|client-<role>
-                                      a least-privilege IAM policy for that flow
-  joblet certs import --from-home DIR | --ca-cert F --ca-key F [--client ROLE=CERT,KEY]... [--force]
-                                      seed a shared store from an existing CA, keeping it
-  joblet certs export [bootstrap flags] [--replace]
-                                      write an embedded install from a shared store (off AWS)
-  joblet certs replicate --replica-regions r1,r2
-                                      replicate the existing shared secrets (disaster recovery)
-  joblet certs revoke --serial S | --cert FILE [--reason R]
-                                      add a certificate to the fleet's CRL (<prefix>/crl)
-  joblet certs reissue --role ROLE [--revoke]
-                                      give one role a new key and client certificate
-                                      from the current CA (no CA rotation)
-  joblet certs renew [--config PATH]  re-issue this node's server certificate from the shared CA
-  joblet certs rotate-ca begin|promote|finish|abort|status [--json]
-                                      staged CA rotation without downtime (docs/ROTATION.md)
-  joblet version
-
-Run 'joblet certs bootstrap -h' for its flags.
-Exit codes: 0 success, 1 failure, 2 bad usage.
-`
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
-// errUsage marks errors in how the command was called (exit code 2).
-var errUsage = errors.New("usage")
+// Exit codes (documented in README.md and docs/OPERATIONS.md).
+const (
+	exitOK      = 0
+	exitFailure = 1
+	exitUsage   = 2
+)
+
+// exitCode ends the command with a code and no message of its own
+// (`certs status` uses it for its 0/1/2 monitoring codes).
+type exitCode int
+
+func (e exitCode) Error() string { return fmt.Sprintf("exit %d", int(e)) }
+
+// usageError is a mistake in how the command was called (exit 2). syntax
+// marks a command-line mistake (unknown flag, extra argument): those print
+// the command's usage line after the message.
+type usageError struct {
+	msg    string
+	syntax bool
+}
+
+func (e *usageError) Error() string { return e.msg }
+
+func usagef(format string, a ...any) error {
+	return &usageError{msg: fmt.Sprintf(format, a...)}
+}
+
+// cli carries what every command writes to.
+type cli struct {
+	stdout, stderr io.Writer
+	log            *slog.Logger
+}
 
 func run(args []string, stdout, stderr io.Writer) int {
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
-		return 2
-	}
-	var err error
-	switch args[0] {
-	case "server":
-		err = serverCmd(args[1:], log)
-	case "certs":
-		if len(args) < 2 {
-			fmt.Fprint(stderr, usage)
-			return 2
-		}
-		switch args[1] {
-		case "bootstrap":
-			err = bootstrapCmd(args[2:], stdout, stderr, log)
-		case "status":
-			err = statusCmd(args[2:], stdout, stderr, log)
-		case "import":
-			err = importCmd(args[2:], stdout, stderr, log)
-		case "export":
-			err = exportCmd(args[2:], stdout, stderr, log)
-		case "revoke":
-			err = revokeCmd(args[2:], stdout, stderr, log)
-		case "reissue":
-			err = reissueCmd(args[2:], stdout, stderr, log)
-		case "replicate":
-			err = replicateCmd(args[2:], stdout, stderr, log)
-		case "iam-policy":
-			err = iamPolicyCmd(args[2:], stdout, stderr)
-		case "renew":
-			err = renewCmd(args[2:], stdout, stderr, log)
-		case "rotate-ca":
-			err = rotateCmd(args[2:], stdout, stderr, log)
-		default:
-			err = fmt.Errorf("%w: unknown command `joblet certs %s`", errUsage, args[1])
-		}
-	case "version":
-		fmt.Fprintln(stdout, buildinfo.String("joblet"))
-	case "-h", "--help", "help":
-		fmt.Fprint(stdout, usage)
-	default:
-		err = fmt.Errorf("%w: unknown command %q", errUsage, args[0])
-	}
+	c := &cli{stdout: stdout, stderr: stderr,
+		log: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))}
+	root := c.newRoot()
+	root.SetArgs(args)
+	cmd, err := root.ExecuteC()
+	return c.exit(cmd, err)
+}
+
+// exit maps an error to the exit code and prints it.
+func (c *cli) exit(cmd *cobra.Command, err error) int {
 	var code exitCode
+	var ue *usageError
 	switch {
 	case err == nil:
-		return 0
+		return exitOK
 	case errors.As(err, &code):
 		return int(code)
-	case errors.Is(err, flag.ErrHelp):
-		return 0
-	case errors.Is(err, errUsage), errors.Is(err, certs.ErrUsage):
-		fmt.Fprintln(stderr, "joblet:", err)
-		return 2
-	default:
-		fmt.Fprintln(stderr, "joblet: error:", err)
-		return 1
-	}
-}
-
-func jobletHome() string {
-	if h := os.Getenv("JOBLET_HOME"); h != "" {
-		return h
-	}
-	return "/opt/joblet"
-}
-
-func serverCmd(args []string, log *slog.Logger) error {
-	fs := flag.NewFlagSet("joblet server", flag.ContinueOnError)
-	path := fs.String("config", filepath.Join(jobletHome(), "config", "joblet-config.yml"), "server config file")
-	if err := fs.Parse(args); err != nil {
-		return usageErr(err)
-	}
-	cfg, err := loadServerConfig(*path, log)
-	if err != nil {
-		return err
-	}
-	srv, err := server.New(cfg, server.Options{ConfigPath: *path, Refresh: storeRefresher(*path, cfg, log)}, log)
-	if err != nil {
-		return fmt.Errorf("%s: %w", *path, err)
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	srv.Run(ctx)
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	errc := make(chan error, 2)
-	go func() { errc <- srv.ListenAndServe() }()
-	if addr := cfg.Metrics.Address; addr != "" {
-		ml, err := net.Listen("tcp", addr)
-		if err != nil {
-			return fmt.Errorf("metrics.address %s: %w", addr, err)
-		}
-		log.Info("metrics and health", "address", ml.Addr().String(), "paths", "/metrics /healthz")
-		hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
-		go func() { errc <- hs.Serve(ml) }()
-		defer hs.Close()
-	}
-	for {
-		select {
-		case err := <-errc:
-			return err
-		case <-hup:
-			log.Info("SIGHUP: reloading")
-			if err := srv.Reload(); err != nil {
-				log.Error("reload", "err", err)
+	case errors.As(err, &ue):
+		fmt.Fprintln(c.stderr, "joblet:", err)
+		if ue.syntax && cmd != nil {
+			line := cmd.UseLine()
+			if cmd.HasAvailableSubCommands() {
+				line = cmd.CommandPath() + " <command>"
 			}
-			srv.RefreshNow()
-		case <-ctx.Done():
-			log.Info("shutting down")
-			sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			srv.Shutdown(sctx)
-			return nil
+			fmt.Fprintf(c.stderr, "Usage: %s\nRun '%s --help' for more.\n", line, cmd.CommandPath())
 		}
+		return exitUsage
+	case errors.Is(err, certs.ErrUsage):
+		fmt.Fprintln(c.stderr, "joblet:", err)
+		return exitUsage
+	default:
+		fmt.Fprintln(c.stderr, "joblet: error:", err)
+		return exitFailure
 	}
 }
 
-// storeRefresher refreshes the node from the store its config names; nil
-// for a config without one (written before stores were recorded).
-func storeRefresher(path string, cfg *config.Server, log *slog.Logger) func(context.Context) (bool, error) {
-	if cfg.Store.Kind == "" {
-		log.Warn("the server config names no store: no automatic renewal; re-run `joblet certs bootstrap` to add it")
+func (c *cli) newRoot() *cobra.Command {
+	var showVersion bool
+	root := &cobra.Command{
+		Use:   "joblet",
+		Short: "a job execution node driven by rnx over mutual TLS",
+		Long: `joblet: a job execution node driven by rnx over mutual TLS.
+
+Flags default from environment variables (named in each flag's help); a flag
+given on the command line overrides its variable.
+
+Exit codes: 0 success, 1 failure, 2 bad usage; ` + "`certs status`" + ` exits 0 all good,
+1 expiring soon or out of sync, 2 expired, broken or store unreachable.`,
+		Args:          subcommandArgs,
+		SilenceErrors: true,
+		SilenceUsage:  true,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if showVersion {
+				fmt.Fprintln(c.stdout, buildinfo.String("joblet"))
+				return nil
+			}
+			return needSubcommand(cmd)
+		},
+	}
+	root.Flags().BoolVar(&showVersion, "version", false, "print the version and exit")
+	root.AddCommand(c.serverCmd(), c.certsCmd(), c.versionCmd())
+	// The completion command takes its writer when it is made: stdout.
+	root.SetOut(c.stdout)
+	root.InitDefaultCompletionCmd()
+	for _, sub := range root.Commands() {
+		if sub.Name() == "completion" {
+			sub.Args = subcommandArgs
+			sub.RunE = func(cmd *cobra.Command, _ []string) error { return needSubcommand(cmd) }
+			for _, sh := range sub.Commands() {
+				sh.Args = noArgs
+			}
+		}
+	}
+	// cobra's own notices (deprecated flags) go to stderr; help goes to
+	// stdout.
+	root.SetOut(c.stderr)
+	root.SetErr(c.stderr)
+	defHelp := root.HelpFunc()
+	root.SetHelpFunc(func(cmd *cobra.Command, args []string) {
+		cmd.SetOut(c.stdout)
+		defer func() {
+			if cmd.HasParent() {
+				cmd.SetOut(nil)
+			} else {
+				cmd.SetOut(c.stderr)
+			}
+		}()
+		defHelp(cmd, args)
+	})
+	root.SetFlagErrorFunc(flagError)
+	return root
+}
+
+// subcommandArgs refuses an unknown subcommand, suggesting near names.
+func subcommandArgs(cmd *cobra.Command, args []string) error {
+	if len(args) == 0 {
 		return nil
 	}
-	var st secretstore.Store
-	return func(ctx context.Context) (bool, error) {
-		ctx, cancel := context.WithTimeout(ctx, time.Minute)
-		defer cancel()
-		if st == nil {
-			s, _, err := backend.OpenStore(ctx, cfg.Store, log)
-			if err != nil {
-				return false, err
+	msg := fmt.Sprintf("unknown command %q for %q", args[0], cmd.CommandPath())
+	if cmd.SuggestionsMinimumDistance <= 0 {
+		cmd.SuggestionsMinimumDistance = 2
+	}
+	if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
+		msg += "; did you mean " + strings.Join(s, " or ") + "?"
+	}
+	return &usageError{msg: msg, syntax: true}
+}
+
+// needSubcommand is the run of a command that only groups others.
+func needSubcommand(cmd *cobra.Command) error {
+	var names []string
+	for _, s := range cmd.Commands() {
+		if s.IsAvailableCommand() {
+			names = append(names, s.Name())
+		}
+	}
+	return &usageError{msg: fmt.Sprintf("%s needs a command: %s", cmd.CommandPath(), strings.Join(names, ", ")), syntax: true}
+}
+
+// noArgs refuses positional arguments.
+func noArgs(cmd *cobra.Command, args []string) error {
+	if len(args) > 0 {
+		return &usageError{msg: fmt.Sprintf("%s takes no arguments, got %q", cmd.CommandPath(), args[0]), syntax: true}
+	}
+	return nil
+}
+
+// flagError turns a flag parse error into a usage error, suggesting the
+// nearest flags for an unknown one.
+func flagError(cmd *cobra.Command, err error) error {
+	msg := err.Error()
+	if name, ok := strings.CutPrefix(msg, "unknown flag: --"); ok {
+		if s := similarFlags(cmd.Flags(), name); len(s) > 0 {
+			msg += "; did you mean --" + strings.Join(s, " or --") + "?"
+		}
+	}
+	return &usageError{msg: msg, syntax: true}
+}
+
+// similarFlags are the visible flags within edit distance 2 of name, or
+// that start with it or it with them.
+func similarFlags(fs *pflag.FlagSet, name string) []string {
+	var out []string
+	fs.VisitAll(func(f *pflag.Flag) {
+		if f.Hidden || f.Deprecated != "" {
+			return
+		}
+		if distance(f.Name, name) <= 2 || (len(name) >= 3 && (strings.HasPrefix(f.Name, name) || strings.HasPrefix(name, f.Name))) {
+			out = append(out, f.Name)
+		}
+	})
+	sort.Strings(out)
+	return out
+}
+
+// distance is the Levenshtein distance of a and b.
+func distance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur := make([]int, len(b)+1)
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
 			}
-			st = s
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
 		}
-		res, err := (&certs.Fleet{Store: st, OpenKMS: kms.OpenerFor(cfg.Store), Log: log}).RefreshNode(ctx, certs.NodeRefresh{ConfigPath: path})
-		if err != nil {
-			return false, err
-		}
-		if res.Renewed {
-			log.Info("server certificate renewed", "reason", res.Reason, "serial", res.Serial, "notAfter", res.NotAfter)
-		}
-		if res.TrustChanged {
-			log.Info("trust bundle changed", "trustedCAs", res.Trust)
-		}
-		return res.Renewed || res.TrustChanged, nil
+		prev = cur
 	}
-}
-
-// loadServerConfig reads a server config and warns when others can read it.
-func loadServerConfig(path string, log *slog.Logger) (*config.Server, error) {
-	cfg, err := config.LoadServer(path)
-	if err != nil {
-		return nil, err
-	}
-	if w := config.ExposedKeyWarning(path); w != "" {
-		log.Warn(w)
-	}
-	return cfg, nil
-}
-
-func usageErr(err error) error {
-	if errors.Is(err, flag.ErrHelp) {
-		return err
-	}
-	return fmt.Errorf("%w: %v", errUsage, err)
+	return prev[len(b)]
 }

@@ -1,88 +1,179 @@
 // Command rnx is the joblet client: it runs and inspects jobs on joblet
 // nodes over mutual TLS, using an rnx-config.yml.
+//
+// Each verb is a cobra command in a file of its own; this file holds the
+// root command, the flags every command shares, the lazily loaded config
+// and the mapping from errors to exit codes: 0 success, 1 failure, 2 bad
+// usage (and, for `job run --follow`, the job's own exit code).
 package main
 
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
 	"strings"
 	"syscall"
-	"text/tabwriter"
 	"time"
 
-	pb "github.com/ehsaniara/joblet/api/jobletv1"
-	"github.com/ehsaniara/joblet/internal/backend"
-	"github.com/ehsaniara/joblet/internal/certs"
+	"github.com/spf13/cobra"
+
+	"github.com/ehsaniara/joblet/internal/buildinfo"
 	"github.com/ehsaniara/joblet/internal/client"
 	"github.com/ehsaniara/joblet/internal/config"
-	"github.com/ehsaniara/joblet/internal/pki"
-	"github.com/ehsaniara/joblet/internal/secretstore"
 )
-
-const usage = `rnx: run and inspect jobs on joblet nodes.
-
-Usage:
-  rnx [--config PATH] [--node NAME] job run [--follow] CMD [ARGS...]
-                                                           start a job, print its id
-                                                           (--follow: stream its output instead)
-  rnx [...] job list                                       list jobs
-  rnx [...] job status ID                                  show one job
-  rnx [...] job log ID [--follow]                          print a job's output
-  rnx [...] job stop ID                                    stop a job
-  rnx [...] info                                           show the node's identity and certificate
-  rnx [...] nodes                                          list the nodes in the config
-  rnx [...] config refresh [--role R] [--prefix P] [--store dir:PATH] [--region R]
-                                                           re-fetch client certificates and the trust
-                                                           bundle from the store (needs read access;
-                                                           USE_SECRETS_MANAGER as for joblet)
-
-Config: --config, else $RNX_CONFIG, ./rnx-config.yml, ~/.rnx/rnx-config.yml,
-/opt/joblet/config/rnx-config.yml. Node: --node, else the one with isDefault,
-else "default". Exit codes: 0 success, 1 failure, 2 bad usage.
-`
-
-var errUsage = errors.New("usage")
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
+// app is one invocation: the shared flags, the output streams, and the
+// config, loaded only by the commands that need it.
+type app struct {
+	cfgPath, nodeName string
+	timeout           time.Duration
+	out, errOut       io.Writer
+
+	path string
+	cfg  *config.Rnx
+}
+
+// usageError is bad usage: exit 2 with the command's short usage.
+type usageError struct {
+	cmd *cobra.Command
+	msg string
+}
+
+func (e *usageError) Error() string { return e.msg }
+
+func usagef(cmd *cobra.Command, format string, a ...any) error {
+	return &usageError{cmd: cmd, msg: fmt.Sprintf(format, a...)}
+}
+
+// exitError ends rnx with code after its message was printed (the exit
+// code of a followed job, an interrupted follow).
+type exitError struct{ code int }
+
+func (e *exitError) Error() string { return fmt.Sprintf("exit %d", e.code) }
+
 func run(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("rnx", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, usage) }
-	cfgPath := fs.String("config", "", "rnx config file")
-	nodeName := fs.String("node", "", "node to talk to")
-	timeout := fs.Duration("timeout", 30*time.Second, "deadline for one call (not for log --follow)")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
-	}
-	err := dispatch(fs.Args(), *cfgPath, *nodeName, *timeout, stdout, stderr)
+	a := &app{out: stdout, errOut: stderr}
+	root := a.rootCmd()
+	root.SetArgs(args)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	cmd, err := root.ExecuteC()
+	return a.exitCode(cmd, err)
+}
+
+func (a *app) exitCode(cmd *cobra.Command, err error) int {
+	var ue *usageError
+	var ee *exitError
 	switch {
 	case err == nil:
 		return 0
-	case errors.Is(err, errUsage):
-		fmt.Fprintf(stderr, "rnx: %v\n\n%s", err, usage)
+	case errors.As(err, &ee):
+		return ee.code
+	case errors.As(err, &ue):
+		if ue.cmd != nil {
+			cmd = ue.cmd
+		}
+		fmt.Fprintf(a.errOut, "rnx: %s\n", ue.msg)
+		if cmd != nil {
+			use := cmd.UseLine()
+			if cmd.HasAvailableSubCommands() {
+				use = cmd.CommandPath() + " COMMAND"
+			}
+			fmt.Fprintf(a.errOut, "Usage: %s\nRun '%s --help' for more.\n", use, cmd.CommandPath())
+		}
 		return 2
 	default:
-		fmt.Fprintln(stderr, "rnx: error:", err)
+		fmt.Fprintln(a.errOut, "rnx: error:", err)
 		return 1
 	}
 }
 
-func dispatch(args []string, cfgPath, nodeName string, timeout time.Duration, out, errOut io.Writer) error {
-	if len(args) == 0 {
-		return fmt.Errorf("%w: no command", errUsage)
+const rootLong = `rnx runs and inspects jobs on joblet nodes over mutual TLS.
+
+Config: --config, else $RNX_CONFIG, ./rnx-config.yml, ~/.rnx/rnx-config.yml,
+/opt/joblet/config/rnx-config.yml. Node: --node, else the one with isDefault,
+else "default".
+
+Exit codes: 0 success, 1 failure, 2 bad usage; "job run --follow" exits with
+the job's own exit code (128+N for a job killed by signal N), and 130 when
+interrupted (the job keeps running).`
+
+func (a *app) rootCmd() *cobra.Command {
+	root := &cobra.Command{
+		Use:           "rnx",
+		Short:         "Run and inspect jobs on joblet nodes",
+		Long:          rootLong,
+		Version:       buildinfo.String("rnx"),
+		SilenceErrors: true,
+		SilenceUsage:  true,
+		Args:          cobra.ArbitraryArgs,
+		RunE:          group("job, info, nodes, config, version, completion"),
 	}
-	path, err := config.FindRnx(cfgPath)
+	root.SetVersionTemplate("{{.Version}}\n")
+	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error { return usagef(cmd, "%v", err) })
+	pf := root.PersistentFlags()
+	pf.StringVar(&a.cfgPath, "config", "", "rnx config file (default: $RNX_CONFIG, then the search path above)")
+	pf.StringVar(&a.nodeName, "node", "", "node to talk to, by its name in the config")
+	pf.DurationVar(&a.timeout, "timeout", 30*time.Second, "deadline for one call (not for following output)")
+	root.RegisterFlagCompletionFunc("node", func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
+		if err := a.load(); err != nil {
+			return nil, cobra.ShellCompDirectiveError
+		}
+		return a.cfg.NodeNames(), cobra.ShellCompDirectiveNoFileComp
+	})
+	root.AddCommand(a.jobCmd(), a.infoCmd(), a.nodesCmd(), a.configCmd(), a.versionCmd())
+	return root
+}
+
+// group is the RunE of a command that only holds subcommands: without one
+// it is bad usage, and a mistyped one gets cobra's suggestions.
+func group(subs string) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(args) == 0 {
+			return usagef(cmd, "%s needs a command: %s", cmd.CommandPath(), subs)
+		}
+		msg := fmt.Sprintf("unknown command %q for %q", args[0], cmd.CommandPath())
+		cmd.SuggestionsMinimumDistance = 2
+		if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
+			msg += "; did you mean " + strings.Join(s, " or ") + "?"
+		}
+		return usagef(cmd, "%s", msg)
+	}
+}
+
+// noArgs and exactArgs check positional arguments as bad usage.
+func noArgs(cmd *cobra.Command, args []string) error {
+	if len(args) > 0 {
+		return usagef(cmd, "%s takes no arguments, got %q", verb(cmd), args)
+	}
+	return nil
+}
+
+func oneID(cmd *cobra.Command, args []string) error {
+	if len(args) != 1 {
+		return usagef(cmd, "%s needs exactly one job ID, got %d arguments", verb(cmd), len(args))
+	}
+	return nil
+}
+
+// verb is a command's path without "rnx", as errors name it.
+func verb(cmd *cobra.Command) string {
+	return strings.TrimPrefix(cmd.CommandPath(), cmd.Root().Name()+" ")
+}
+
+// load finds and reads the rnx config, once.
+func (a *app) load() error {
+	if a.cfg != nil {
+		return nil
+	}
+	path, err := config.FindRnx(a.cfgPath)
 	if err != nil {
 		return err
 	}
@@ -91,241 +182,46 @@ func dispatch(args []string, cfgPath, nodeName string, timeout time.Duration, ou
 		return err
 	}
 	if w := config.ExposedKeyWarning(path); w != "" {
-		fmt.Fprintln(errOut, "rnx: warning:", w)
+		fmt.Fprintln(a.errOut, "rnx: warning:", w)
 	}
-	if args[0] == "nodes" {
-		return listNodes(cfg, out)
+	a.path, a.cfg = path, cfg
+	return nil
+}
+
+// dial connects to the selected node.
+func (a *app) dial() (*client.Conn, error) {
+	if err := a.load(); err != nil {
+		return nil, err
 	}
-	if args[0] == "config" {
-		return configCmd(args[1:], path, out)
-	}
-	name, node, err := cfg.Select(nodeName)
+	name, node, err := a.cfg.Select(a.nodeName)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	conn, err := client.Dial(name, node)
+	return client.Dial(name, node)
+}
+
+// callCtx is the context of one call: bounded by --timeout, ended early by
+// SIGINT or SIGTERM.
+func (a *app) callCtx() (context.Context, context.CancelFunc) {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	ctx, cancel := context.WithTimeout(ctx, a.timeout)
+	return ctx, func() { cancel(); stop() }
+}
+
+// onNode runs one call against the selected node, within the per-call
+// deadline; the connection is closed after it.
+func (a *app) onNode(call func(ctx context.Context, conn *client.Conn) error) error {
+	conn, err := a.dial()
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
-
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	follow := args[0] == "job" && len(args) > 2 && (args[1] == "log" && hasFlag(args[2:], "follow") ||
-		args[1] == "run" && (args[2] == "--follow" || args[2] == "-f"))
-	if !follow {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, timeout)
-		defer cancel()
-	}
-
-	switch args[0] {
-	case "info":
-		info, err := conn.Info(ctx)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(out, "node:      %s\naddress:   %s\nnode id:   %s\nversion:   %s\nrole:      %s\nserver certificate serial %s, expires %s\n",
-			name, conn.Address, info.NodeId, info.Version, info.CallerRole, info.ServerCertSerial,
-			time.Unix(info.ServerCertNotAfterUnix, 0).UTC().Format(time.RFC3339))
-		return nil
-	case "job":
-		return jobCmd(ctx, conn, args[1:], out)
-	}
-	return fmt.Errorf("%w: unknown command %q", errUsage, args[0])
-}
-
-func hasFlag(args []string, name string) bool {
-	for _, a := range args {
-		if a == "-"+name || a == "--"+name {
-			return true
-		}
-	}
-	return false
-}
-
-// positional drops flags from args.
-func positional(args []string) []string {
-	var out []string
-	for _, a := range args {
-		if !strings.HasPrefix(a, "-") {
-			out = append(out, a)
-		}
-	}
-	return out
-}
-
-func jobCmd(ctx context.Context, c *client.Conn, args []string, out io.Writer) error {
-	if len(args) == 0 {
-		return fmt.Errorf("%w: job needs a subcommand: run, list, status, log, stop", errUsage)
-	}
-	sub, rest := args[0], args[1:]
-	needID := func() (string, error) {
-		p := positional(rest)
-		if len(p) != 1 {
-			return "", fmt.Errorf("%w: job %s needs exactly one job id", errUsage, sub)
-		}
-		return p[0], nil
-	}
-	switch sub {
-	case "run":
-		// --follow before the command streams the output on the same
-		// connection, so through a load balancer it reaches the node that
-		// runs the job.
-		follow := len(rest) > 0 && (rest[0] == "--follow" || rest[0] == "-f")
-		if follow {
-			rest = rest[1:]
-		}
-		if len(rest) == 0 {
-			return fmt.Errorf("%w: job run needs a command", errUsage)
-		}
-		j, err := c.Jobs.RunJob(ctx, &pb.RunJobRequest{Command: rest[0], Args: rest[1:]})
-		if err != nil {
-			return c.Explain(err)
-		}
-		if !follow {
-			fmt.Fprintln(out, j.Id)
-			return nil
-		}
-		return streamLogs(ctx, c, j.Id, out)
-	case "list":
-		r, err := c.Jobs.ListJobs(ctx, &pb.ListJobsRequest{})
-		if err != nil {
-			return c.Explain(err)
-		}
-		tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "ID\tSTATUS\tEXIT\tSTARTED\tBY\tCOMMAND")
-		for _, j := range r.Jobs {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", j.Id, j.Status, exitText(j), time.Unix(0, j.StartedUnixNano).UTC().Format(time.RFC3339), j.StartedBy, strings.Join(append([]string{j.Command}, j.Args...), " "))
-		}
-		return tw.Flush()
-	case "status", "stop":
-		id, err := needID()
-		if err != nil {
-			return err
-		}
-		var j *pb.Job
-		if sub == "status" {
-			j, err = c.Jobs.GetJobStatus(ctx, &pb.GetJobStatusRequest{Id: id})
-		} else {
-			j, err = c.Jobs.StopJob(ctx, &pb.StopJobRequest{Id: id})
-		}
-		if err != nil {
-			return c.Explain(err)
-		}
-		fmt.Fprintf(out, "id:       %s\nstatus:   %s\nexit:     %s\ncommand:  %s\nstarted:  %s\n", j.Id, j.Status, exitText(j),
-			strings.Join(append([]string{j.Command}, j.Args...), " "), time.Unix(0, j.StartedUnixNano).UTC().Format(time.RFC3339Nano))
-		if j.EndedUnixNano != 0 {
-			fmt.Fprintf(out, "ended:    %s\n", time.Unix(0, j.EndedUnixNano).UTC().Format(time.RFC3339Nano))
-		}
-		return nil
-	case "log":
-		id, err := needID()
-		if err != nil {
-			return err
-		}
-		return printLogs(ctx, c, id, hasFlag(rest, "follow"), out)
-	}
-	return fmt.Errorf("%w: unknown job subcommand %q", errUsage, sub)
-}
-
-func printLogs(ctx context.Context, c *client.Conn, id string, follow bool, out io.Writer) error {
-	s, err := c.Jobs.GetJobLogs(ctx, &pb.GetJobLogsRequest{Id: id, Follow: follow})
-	if err != nil {
-		return c.Explain(err)
-	}
-	for {
-		chunk, err := s.Recv()
-		if errors.Is(err, io.EOF) {
-			return nil
-		}
-		if err != nil {
-			return c.Explain(err)
-		}
-		if _, err := out.Write(chunk.Data); err != nil {
-			return err
-		}
-	}
-}
-
-// streamLogs follows a job it just started and fails when the job failed,
-// so `rnx job run --follow` can be used in scripts.
-func streamLogs(ctx context.Context, c *client.Conn, id string, out io.Writer) error {
-	if err := printLogs(ctx, c, id, true, out); err != nil {
-		return err
-	}
-	j, err := c.Jobs.GetJobStatus(ctx, &pb.GetJobStatusRequest{Id: id})
-	if err != nil {
-		return c.Explain(err)
-	}
-	if j.Status != "COMPLETED" {
-		return fmt.Errorf("job %s %s with exit code %d", id, strings.ToLower(j.Status), j.ExitCode)
-	}
-	return nil
-}
-
-func exitText(j *pb.Job) string {
-	if j.EndedUnixNano == 0 {
-		return "-"
-	}
-	return fmt.Sprint(j.ExitCode)
-}
-
-func listNodes(cfg *config.Rnx, out io.Writer) error {
-	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NODE\tADDRESS\tDEFAULT")
-	for _, n := range cfg.NodeNames() {
-		d := ""
-		if cfg.Nodes[n].IsDefault {
-			d = "*"
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\n", n, cfg.Nodes[n].Address, d)
-	}
-	return tw.Flush()
-}
-
-func configCmd(args []string, path string, out io.Writer) error {
-	if len(args) == 0 || args[0] != "refresh" {
-		return fmt.Errorf("%w: config needs a subcommand: refresh", errUsage)
-	}
-	fs := flag.NewFlagSet("rnx config refresh", flag.ContinueOnError)
-	role := fs.String("role", "", "refresh only the nodes of this role")
-	prefix := fs.String("prefix", envOr("SECRETS_PREFIX", "joblet"), "secret name prefix (env SECRETS_PREFIX)")
-	storeSpec := fs.String("store", os.Getenv("JOBLET_STORE"), "a directory store: dir:PATH (env JOBLET_STORE)")
-	region := fs.String("region", envOr("EC2_REGION", os.Getenv("AWS_REGION")), "AWS region (env EC2_REGION, AWS_REGION)")
-	if err := fs.Parse(args[1:]); err != nil {
-		return fmt.Errorf("%w: %v", errUsage, err)
-	}
-	var only pki.Role
-	if *role != "" {
-		r, err := pki.ParseRole(*role)
-		if err != nil {
-			return fmt.Errorf("%w: %v", errUsage, err)
-		}
-		only = r
-	}
-	if err := secretstore.ValidatePrefix(*prefix); err != nil {
-		return fmt.Errorf("%w: %v", errUsage, err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := a.callCtx()
 	defer cancel()
-	home := envOr("JOBLET_HOME", "/opt/joblet")
-	rs, err := backend.ResolveStore(ctx, backend.StoreRequest{UseSecretsManager: envOr("USE_SECRETS_MANAGER", "auto"),
-		StoreSpec: *storeSpec, Region: *region, Home: home})
-	if err != nil {
-		return err
-	}
-	updated, err := (&certs.Fleet{Store: rs.Store, StoreDesc: rs.Desc, Prefix: *prefix}).RefreshClientConfig(ctx, path, only)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(out, "refreshed %s from %s: nodes %s\n", path, rs.Desc, strings.Join(updated, ", "))
-	return nil
+	return call(ctx, conn)
 }
 
-func envOr(name, def string) string {
-	if v, ok := os.LookupEnv(name); ok {
-		return v
-	}
-	return def
+// printJSON writes v as indented JSON.
+func (a *app) printJSON(v any) error {
+	return writeJSON(a.out, v)
 }

@@ -68,6 +68,22 @@ func OpenStore(ctx context.Context, ref config.StoreRef, log *slog.Logger) (secr
 	return nil, "", fmt.Errorf("the server config has no store section (store.kind %q): re-run `joblet certs bootstrap` to add it", ref.Kind)
 }
 
+// Reopen resolves the store an installed node's config names (ref), as a
+// re-run of bootstrap without store settings finds it: the node stays in
+// its fleet instead of auto mode deciding again (a user-data script re-run
+// on reboot must not fork a node off a shared store).
+func Reopen(ctx context.Context, ref config.StoreRef, home string, log *slog.Logger) (*ResolvedStore, error) {
+	st, desc, err := OpenStore(ctx, ref, log)
+	if err != nil {
+		return nil, err
+	}
+	mode := ref.Kind
+	if ref.Kind == "dir" && filepath.Clean(ref.Dir) == filepath.Join(home, "ca") {
+		mode = "embedded"
+	}
+	return &ResolvedStore{Store: st, Desc: desc, Mode: mode, Ref: config.StoreRef{Kind: ref.Kind, Region: ref.Region, Dir: ref.Dir}}, nil
+}
+
 // secretsManagerOnly names the options given that only Secrets Manager
 // honours: accepting them in another mode would silently drop them.
 func (r StoreRequest) secretsManagerOnly() []string {

@@ -1,6 +1,7 @@
 package certs
 
 import (
+	"cmp"
 	"context"
 	"crypto"
 	"crypto/rand"
@@ -46,6 +47,12 @@ type BootstrapOptions struct {
 	// CAKMSKeyID puts the CA's private key in AWS KMS (opened with the
 	// Fleet's OpenKMS): <prefix>/ca-key is then never read or written.
 	CAKMSKeyID string
+
+	// MoveNode allows a node whose config names another store, or trusts
+	// another fleet's CA, to be moved to this one (its old configs are
+	// replaced). Without it such a bootstrap is refused with both named:
+	// a re-run must never fork a node off its fleet silently.
+	MoveNode bool
 
 	// Retries and RetryDelay: how often to re-read a store found
 	// inconsistent before reporting it; a rotation step moving two labels
@@ -136,25 +143,11 @@ func (fl *Fleet) Bootstrap(ctx context.Context, o BootstrapOptions) (*Result, er
 		}
 		res.CAKMSKey = b.kms.KeyID()
 	}
-	var sh *shared
-	if o.Force {
-		sh, err = b.regenerate(ctx)
-	} else {
-		for attempt := 0; ; attempt++ {
-			b.res.Items, b.res.Warnings = nil, nil
-			sh, err = b.ensure(ctx)
-			if err == nil || !errors.Is(err, ErrInconsistentStore) || attempt >= o.Retries {
-				break
-			}
-			f.Log.Info("the shared certificates look inconsistent; reading again", "err", err)
-			select {
-			case <-ctx.Done():
-				return nil, ctx.Err()
-			case <-time.After(o.RetryDelay):
-			}
-		}
-	}
+	sh, err := b.shared(ctx)
 	if err != nil {
+		return nil, err
+	}
+	if err := b.sameFleet(srvCfg, sh); err != nil {
 		return nil, err
 	}
 
@@ -169,40 +162,12 @@ func (fl *Fleet) Bootstrap(ctx context.Context, o BootstrapOptions) (*Result, er
 	b.noteCapped("server certificate", issued)
 	res.Items = append(res.Items, item("Server Certificate", Generated, "local ("+serverPath+")", issued.Cert))
 
-	// Settings the operator added to an existing config survive a re-run.
-	if srvCfg == nil {
-		srvCfg = &config.Server{}
-	}
-	srvCfg.Version = config.RnxVersion
-	srvCfg.Server.Address = o.ListenAddress
-	srvCfg.Server.Port = o.Port
-	switch {
-	case o.NodeID != "":
-		srvCfg.Server.NodeID = o.NodeID
-	case srvCfg.Server.NodeID == "" && o.FallbackNodeID != "":
-		srvCfg.Server.NodeID = o.FallbackNodeID
-	case srvCfg.Server.NodeID == "":
-		srvCfg.Server.NodeID = newNodeID()
-	}
-	res.NodeID = srvCfg.Server.NodeID
 	keyPEM, err := pki.EncodeKey(serverKey)
 	if err != nil {
 		return nil, err
 	}
-	srvCfg.Security.ServerCert = string(pki.EncodeCert(issued.Cert))
-	srvCfg.Security.ServerKey = string(keyPEM)
-	srvCfg.Security.CACert = sh.trustPEM()
-	srvCfg.Security.CRL = sh.crlPEM
-	srvCfg.Security.ServerLifetime = f.ServerLifetime.String()
-	if o.RefreshInterval > 0 {
-		srvCfg.Security.RefreshInterval = o.RefreshInterval.String()
-	}
-	srvCfg.Store = o.StoreRef
-	srvCfg.Security.CAKMSKeyID = res.CAKMSKey
-	if o.MetricsAddress != "" {
-		srvCfg.Metrics.Address = o.MetricsAddress
-	}
-	srvCfg.Store.Prefix = f.Prefix
+	srvCfg = b.serverConfig(srvCfg, string(pki.EncodeCert(issued.Cert)), string(keyPEM), sh)
+	res.NodeID = srvCfg.Server.NodeID
 	files, err := o.files(srvCfg, sh)
 	if err != nil {
 		return nil, err
@@ -217,6 +182,113 @@ func (fl *Fleet) Bootstrap(ctx context.Context, o BootstrapOptions) (*Result, er
 		res.Files = append(res.Files, f.Path)
 	}
 	return res, nil
+}
+
+// shared reads (or creates, or with Force replaces) the fleet's shared
+// material. A store seen inconsistent is read again a few times: a rotation
+// step moving two labels can be seen half done for a moment.
+func (b *bootstrapper) shared(ctx context.Context) (*shared, error) {
+	if b.o.Force {
+		return b.regenerate(ctx)
+	}
+	for attempt := 0; ; attempt++ {
+		b.res.Items, b.res.Warnings = nil, nil
+		sh, err := b.ensure(ctx)
+		if err == nil || !errors.Is(err, ErrInconsistentStore) || attempt >= b.o.Retries {
+			return sh, err
+		}
+		b.f.Log.Info("the shared certificates look inconsistent; reading again", "err", err)
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(b.o.RetryDelay):
+		}
+	}
+}
+
+// serverConfig fills this node's server config (keeping the settings an
+// operator added to an existing one) with its certificate, key, trust and
+// where to refresh from.
+func (b *bootstrapper) serverConfig(srvCfg *config.Server, certPEM, keyPEM string, sh *shared) *config.Server {
+	o := b.o
+	if srvCfg == nil {
+		srvCfg = &config.Server{}
+	}
+	srvCfg.Version = config.RnxVersion
+	srvCfg.Server.Address = o.ListenAddress
+	srvCfg.Server.Port = o.Port
+	switch {
+	case o.NodeID != "":
+		srvCfg.Server.NodeID = o.NodeID
+	case srvCfg.Server.NodeID == "" && o.FallbackNodeID != "":
+		srvCfg.Server.NodeID = o.FallbackNodeID
+	case srvCfg.Server.NodeID == "":
+		srvCfg.Server.NodeID = newNodeID()
+	}
+	srvCfg.Security.ServerCert = certPEM
+	srvCfg.Security.ServerKey = keyPEM
+	srvCfg.Security.CACert = sh.trustPEM()
+	srvCfg.Security.CRL = sh.crlPEM
+	srvCfg.Security.ServerLifetime = b.f.ServerLifetime.String()
+	if o.RefreshInterval > 0 {
+		srvCfg.Security.RefreshInterval = o.RefreshInterval.String()
+	}
+	srvCfg.Store = o.StoreRef
+	srvCfg.Store.Prefix = b.f.Prefix
+	srvCfg.Security.CAKMSKeyID = b.res.CAKMSKey
+	if o.MetricsAddress != "" {
+		srvCfg.Metrics.Address = o.MetricsAddress
+	}
+	return srvCfg
+}
+
+// sameFleet refuses to move an installed node to another fleet (a store
+// that does not trust the CA the node trusts) unless MoveNode, or
+// FORCE_REGENERATE, which replaces the CA on purpose. Moving the same CA to
+// another store (an import into Secrets Manager) is not a fork: the node
+// keeps its fleet, and a rotation keeps one CA in both trusts.
+func (b *bootstrapper) sameFleet(existing *config.Server, sh *shared) error {
+	if existing == nil || b.o.MoveNode || b.o.Force {
+		return nil
+	}
+	trusted, err := pki.ParseCerts([]byte(existing.Security.CACert))
+	if err != nil || len(trusted) == 0 {
+		return nil // nothing to compare with
+	}
+	for _, c := range trusted {
+		for _, t := range sh.trust {
+			if c.Equal(t) {
+				return nil
+			}
+		}
+	}
+	now := b.o.StoreRef
+	now.Prefix = b.f.Prefix
+	return fmt.Errorf("%w: this node (%s) belongs to the fleet of CA %s in %s, but this run resolved %s, which holds another CA (%s): "+
+		"refusing to move the node to another fleet silently. Re-run against the node's store (%s), or pass --move-node to join this fleet on purpose (its configs are replaced)",
+		ErrUsage, b.o.Home, pki.Fingerprint(trusted[0]), describeRef(existing.Store), describeRef(now), pki.Fingerprint(sh.ca.Cert), storeFlags(existing.Store))
+}
+
+// describeRef names a store reference for humans.
+func describeRef(r config.StoreRef) string {
+	switch r.Kind {
+	case "secretsmanager":
+		return fmt.Sprintf("Secrets Manager in %s (prefix %s)", r.Region, cmp.Or(r.Prefix, DefaultPrefix))
+	case "dir":
+		return fmt.Sprintf("the directory store %s (prefix %s)", r.Dir, cmp.Or(r.Prefix, DefaultPrefix))
+	}
+	return "an unrecorded store"
+}
+
+// storeFlags are the settings that select a store reference.
+func storeFlags(r config.StoreRef) string {
+	switch r.Kind {
+	case "secretsmanager":
+		return fmt.Sprintf("USE_SECRETS_MANAGER=true EC2_REGION=%s SECRETS_PREFIX=%s", r.Region, cmp.Or(r.Prefix, DefaultPrefix))
+	case "dir":
+		return fmt.Sprintf("--store dir:%s SECRETS_PREFIX=%s", r.Dir, cmp.Or(r.Prefix, DefaultPrefix))
+	}
+	return "its original settings"
 }
 
 // defaults fills the node settings that have one.

@@ -19,6 +19,7 @@ import (
 	"github.com/ehsaniara/joblet/internal/pki"
 	"github.com/ehsaniara/joblet/internal/secretstore"
 	"github.com/ehsaniara/joblet/internal/testutil/openssl"
+	"github.com/ehsaniara/joblet/internal/testutil/reliability"
 )
 
 var names = certs.Names{Prefix: "joblet"}
@@ -407,4 +408,43 @@ func TestConcurrentBootstrapsConvergeOnOneCA(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// Re-bootstrapping an installed node against a store of another fleet (as
+// a user-data script without the store flags did: it silently made a new
+// private CA) is refused with both named and nothing changed; --move-node
+// does it on purpose, and the same CA in another store is not a fork.
+func TestRebootstrapNeverForksSilently(t *testing.T) {
+	ctx := context.Background()
+	o := opts(t, secretstore.NewMemoryStore())
+	o.StoreRef = config.StoreRef{Kind: "dir", Dir: "/srv/pki"}
+	bootstrap(t, o)
+	files := snapshot(t, o.Home)
+
+	other := o
+	other.Store, other.StoreDesc = secretstore.NewMemoryStore(), "another store"
+	other.StoreRef = config.StoreRef{Kind: "dir", Dir: filepath.Join(o.Home, "ca")}
+	_, err := boot(ctx, other)
+	if !errors.Is(err, certs.ErrUsage) || !strings.Contains(err.Error(), "/srv/pki") || !strings.Contains(err.Error(), "another CA") ||
+		!strings.Contains(err.Error(), "--move-node") {
+		t.Fatalf("re-bootstrap against another fleet: %v", err)
+	}
+	sameFiles(t, files, snapshot(t, o.Home))
+	reliability.Record(t, "bad input", "re-bootstrap an installed node against a store of another fleet",
+		"refused, nothing changed: "+err.Error())
+
+	// The same CA imported into another store: the node follows it.
+	moved := o
+	moved.Store, moved.StoreDesc = secretstore.NewMemoryStore(), "the store it moved to"
+	moved.StoreRef = config.StoreRef{Kind: "secretsmanager", Region: "us-east-1"}
+	vals, _ := o.Store.Get(ctx, names.All())
+	m := &certs.Material{CACert: vals[names.CACert()], CAKey: vals[names.CAKey()], Clients: map[pki.Role][2]string{}}
+	if _, err := (&certs.Fleet{Store: moved.Store}).Import(ctx, m, false); err != nil {
+		t.Fatal(err)
+	}
+	bootstrap(t, moved)
+
+	// Joining another fleet on purpose.
+	other.MoveNode = true
+	bootstrap(t, other)
 }

@@ -15,7 +15,15 @@ import (
 // client certificate of each node entry's role and the current trust
 // bundle, from the store. only, when set, limits it to that role's entries.
 // It returns the entries it updated.
-func (fl *Fleet) RefreshClientConfig(ctx context.Context, path string, only pki.Role) ([]string, error) {
+// ClientRefresh says what RefreshClientConfig did.
+type ClientRefresh struct {
+	Updated []string // the node entries rewritten, sorted
+	// Problems: why the store's CRL was not taken for some entry (missing,
+	// rolled back, unverifiable); the config keeps the CRL it had.
+	Problems []string
+}
+
+func (fl *Fleet) RefreshClientConfig(ctx context.Context, path string, only pki.Role) (*ClientRefresh, error) {
 	f := fl.defaults()
 	cfg, err := config.LoadRnx(path)
 	if err != nil {
@@ -35,9 +43,13 @@ func (fl *Fleet) RefreshClientConfig(ctx context.Context, path string, only pki.
 	if err != nil {
 		return nil, err
 	}
-	if err := s.trusted(); err != nil {
-		return nil, err
+	if s.caErr != nil {
+		return nil, s.caErr
 	}
+	if s.trustErr != nil {
+		return nil, s.trustErr
+	}
+	res := &ClientRefresh{}
 	n, vals, trustPEM := s.n, s.vals, s.trustPEM()
 	var updated []string
 	for _, name := range cfg.NodeNames() {
@@ -57,16 +69,23 @@ func (fl *Fleet) RefreshClientConfig(ctx context.Context, path string, only pki.
 		if _, err := parsePair(c, k, n.ClientCert(role), n.ClientKey(role)); err != nil {
 			return nil, err
 		}
-		node.Cert, node.Key, node.CA, node.CRL = c, k, trustPEM, vals[n.CRL()]
+		// The newest CRL this config has seen stays: a store whose CRL went
+		// missing or back must not un-revoke a server.
+		crl, problem := newestCRL(node.CRL, vals[n.CRL()], s.crlErr, n.CRL())
+		if problem != "" && !slices.Contains(res.Problems, problem) {
+			res.Problems = append(res.Problems, problem)
+		}
+		node.Cert, node.Key, node.CA, node.CRL = c, k, trustPEM, crl
 		updated = append(updated, name)
 	}
 	if len(updated) == 0 {
 		return nil, fmt.Errorf("no node in %s carries role %q", path, only)
 	}
 	sort.Strings(updated)
+	res.Updated = updated
 	b, err := cfg.Marshal()
 	if err != nil {
 		return nil, err
 	}
-	return updated, atomicfile.WriteFile(path, b, 0o600)
+	return res, atomicfile.WriteFile(path, b, 0o600)
 }

@@ -26,6 +26,10 @@ type NodeRefreshResult struct {
 	Serial       string
 	NotAfter     time.Time
 	Trust        []string // SHA-256 fingerprints of the trusted CAs
+	// CRLProblem says why the store's CRL was not taken (missing, rolled
+	// back, unverifiable): the node keeps enforcing the CRL it holds, and
+	// the caller reports this loudly.
+	CRLProblem string
 }
 
 // RefreshNode reads the current CA and the trust bundle from the store,
@@ -47,23 +51,33 @@ func (fl *Fleet) RefreshNode(ctx context.Context, r NodeRefresh) (*NodeRefreshRe
 	if err != nil {
 		return nil, err
 	}
-	if err := s.trusted(); err != nil {
-		return nil, err
+	// The CA and the trust must be usable; a CRL problem does not stop the
+	// trust changes (a node must never keep a retired CA because of it).
+	if s.caErr != nil {
+		return nil, s.caErr
 	}
-	vals, caCert, trust, revoked := s.vals, s.ca, s.trust, s.revoked
+	if s.trustErr != nil {
+		return nil, s.trustErr
+	}
+	vals, trust := s.vals, s.trust
+	crlPEM, crlProblem := newestCRL(cfg.Security.CRL, vals[names.CRL()], s.crlErr, names.CRL())
+	revoked := s.revoked
+	if crlPEM != vals[names.CRL()] {
+		revoked = revokedSerials(crlPEM)
+	}
 	res := &NodeRefreshResult{}
 	for _, c := range trust {
 		res.Trust = append(res.Trust, pki.Fingerprint(c))
 	}
 	trustPEM := s.trustPEM()
-	res.TrustChanged = !pki.SameCertSet(cfg.Security.CACert, trust) || cfg.Security.CRL != vals[names.CRL()]
+	res.CRLProblem = crlProblem
+	res.TrustChanged = !pki.SameCertSet(cfg.Security.CACert, trust) || cfg.Security.CRL != crlPEM
 
 	leaf, err := pki.ParseCert([]byte(cfg.Security.ServerCert))
 	if err != nil {
 		return nil, fmt.Errorf("security.serverCert in %s: %w", r.ConfigPath, err)
 	}
-	now := f.Now()
-	due, reason := pki.RenewalDue(leaf, caCert, now)
+	due, reason := pki.RenewalDue(leaf, s.ca, f.Now())
 	if pki.CheckNotRevoked(leaf, revoked) != nil {
 		due, reason = true, "it was revoked"
 	}
@@ -72,41 +86,18 @@ func (fl *Fleet) RefreshNode(ctx context.Context, r NodeRefresh) (*NodeRefreshRe
 	}
 	res.Serial, res.NotAfter = pki.SerialHex(leaf.SerialNumber), leaf.NotAfter
 	if due {
-		_, lifetime, err := cfg.Durations()
+		is, err := f.renewServer(ctx, cfg, r.ConfigPath, s, leaf)
 		if err != nil {
 			return nil, err
 		}
-		oldKey, err := pki.ParseKey([]byte(cfg.Security.ServerKey))
-		if err != nil {
-			return nil, fmt.Errorf("security.serverKey in %s: %w", r.ConfigPath, err)
-		}
-		key, err := pki.GenerateKey(pki.KeyTypeOf(oldKey), nil)
-		if err != nil {
-			return nil, err
-		}
-		signer, kmsID, err := f.nodeSigner(ctx, cfg, names, caCert, vals)
-		if err != nil {
-			return nil, err
-		}
-		cfg.Security.CAKMSKeyID = kmsID
-		ca := pki.CA{Cert: caCert, Key: signer}
-		is, err := ca.IssueServer(key.Public(), pki.SANs{DNS: leaf.DNSNames, IPs: leaf.IPAddresses}, now, lifetime)
-		if err != nil {
-			return nil, fmt.Errorf("renew the server certificate: %w", err)
-		}
-		keyPEM, err := pki.EncodeKey(key)
-		if err != nil {
-			return nil, err
-		}
-		cfg.Security.ServerCert, cfg.Security.ServerKey = string(pki.EncodeCert(is.Cert)), string(keyPEM)
 		res.Renewed, res.Reason = true, reason
-		res.Serial, res.NotAfter = pki.SerialHex(is.Cert.SerialNumber), is.Cert.NotAfter
+		res.Serial, res.NotAfter = pki.SerialHex(is.SerialNumber), is.NotAfter
 	}
 	if !res.Renewed && !res.TrustChanged {
 		return res, nil
 	}
 	cfg.Security.CACert = trustPEM
-	cfg.Security.CRL = vals[names.CRL()]
+	cfg.Security.CRL = crlPEM
 	b, err := cfg.Marshal()
 	if err != nil {
 		return nil, err
@@ -117,7 +108,40 @@ func (fl *Fleet) RefreshNode(ctx context.Context, r NodeRefresh) (*NodeRefreshRe
 	return res, nil
 }
 
-// signer finds the current CA's key: the stored ca-key, or the KMS key the
+// renewServer issues the node a new certificate for the same names, with a
+// new key of the same type, signed by the current CA, into cfg.
+func (f *Fleet) renewServer(ctx context.Context, cfg *config.Server, path string, s *state, leaf *x509.Certificate) (*x509.Certificate, error) {
+	_, lifetime, err := cfg.Durations()
+	if err != nil {
+		return nil, err
+	}
+	oldKey, err := pki.ParseKey([]byte(cfg.Security.ServerKey))
+	if err != nil {
+		return nil, fmt.Errorf("security.serverKey in %s: %w", path, err)
+	}
+	key, err := pki.GenerateKey(pki.KeyTypeOf(oldKey), nil)
+	if err != nil {
+		return nil, err
+	}
+	signer, kmsID, err := f.nodeSigner(ctx, cfg, s.n, s.ca, s.vals)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Security.CAKMSKeyID = kmsID
+	ca := pki.CA{Cert: s.ca, Key: signer}
+	is, err := ca.IssueServer(key.Public(), pki.SANs{DNS: leaf.DNSNames, IPs: leaf.IPAddresses}, f.Now(), lifetime)
+	if err != nil {
+		return nil, fmt.Errorf("renew the server certificate: %w", err)
+	}
+	keyPEM, err := pki.EncodeKey(key)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Security.ServerCert, cfg.Security.ServerKey = string(pki.EncodeCert(is.Cert)), string(keyPEM)
+	return is.Cert, nil
+}
+
+// nodeSigner finds the current CA's key: the stored ca-key, or the KMS key the
 // config or the store's ca-kms-key names. During a stage move the CA
 // certificate and its key may briefly disagree: the error says so, and the
 // next refresh retries.

@@ -3,6 +3,7 @@ package certs
 import (
 	"context"
 	"crypto/x509"
+	"fmt"
 	"math/big"
 	"time"
 
@@ -37,16 +38,14 @@ func (fl *Fleet) Revoke(ctx context.Context, serial *big.Int, reason int) ([]Rev
 		return nil, s.trustErr
 	}
 	var entries []x509.RevocationListEntry
-	number := big.NewInt(1)
+	number := nextCRLNumber(nil, f.Now())
 	if cur := vals[n.CRL()]; cur != "" {
 		crl, err := pki.ParseCRL([]byte(cur), s.trust)
 		if err != nil {
 			return nil, inconsistent(n.CRL(), err)
 		}
 		entries = crl.RevokedCertificateEntries
-		if crl.Number != nil {
-			number = new(big.Int).Add(crl.Number, big.NewInt(1))
-		}
+		number = nextCRLNumber(crl.Number, f.Now())
 		if pki.RevokedSerials(crl)[serial.Text(16)] {
 			return revocations(entries), nil
 		}
@@ -60,6 +59,51 @@ func (fl *Fleet) Revoke(ctx context.Context, serial *big.Int, reason int) ([]Rev
 		return nil, err
 	}
 	return revocations(entries), nil
+}
+
+// resignCRL makes sure the stored CRL (crlPEM, verified against trust) is
+// signed by ca, the CA that signs from now on, keeping every entry and
+// raising its number. Every rotation step that changes which CA signs calls
+// it: once the old CA is no longer trusted, a CRL signed by it could not be
+// verified, and nodes would stop refreshing (and keep the retired CA).
+func (f *Fleet) resignCRL(ctx context.Context, n Names, crlPEM string, trust []*x509.Certificate, ca *pki.CA) error {
+	if crlPEM == "" {
+		return nil
+	}
+	crl, err := pki.ParseCRL([]byte(crlPEM), trust)
+	if err != nil {
+		return inconsistent(n.CRL(), err)
+	}
+	if crl.CheckSignatureFrom(ca.Cert) == nil {
+		return nil
+	}
+	pem, err := ca.NewCRL(crl.RevokedCertificateEntries, nextCRLNumber(crl.Number, f.Now()), f.Now())
+	if err != nil {
+		return err
+	}
+	return putOrCreate(ctx, f.Store, n, n.CRL(), string(pem))
+}
+
+// freshCRL is an empty CRL signed by ca, numbered after the stored one, or
+// "" when the fleet has no CRL yet (FORCE_REGENERATE: the new CA revoked
+// nothing, and the old CA's certificates are no longer trusted at all).
+func (f *Fleet) freshCRL(ctx context.Context, ca *pki.CA) (string, error) {
+	n := f.names()
+	got, err := f.Store.Get(ctx, []string{n.CRL()})
+	if err != nil {
+		return "", fmt.Errorf("read %s: %w", n.CRL(), err)
+	}
+	if got[n.CRL()] == "" {
+		return "", nil
+	}
+	// Unverified on purpose: only the number is taken, so the new CRL
+	// sorts after the old one.
+	old, err := pki.CRLNumber([]byte(got[n.CRL()]))
+	if err != nil {
+		old = nil
+	}
+	pem, err := ca.NewCRL(nil, nextCRLNumber(old, f.Now()), f.Now())
+	return string(pem), err
 }
 
 func revocations(entries []x509.RevocationListEntry) []Revocation {

@@ -340,6 +340,9 @@ func (f *Fleet) moveCA(ctx context.Context, n Names, move func(context.Context, 
 	if err := f.reissueClients(ctx, n, s, s.current); err != nil {
 		return nil, err
 	}
+	if err := f.resignCRL(ctx, n, s.vals[n.CRL()], s.trust, s.current); err != nil {
+		return nil, err
+	}
 	return f.RotationStatus(ctx)
 }
 
@@ -419,6 +422,11 @@ func (fl *Fleet) FinishRotation(ctx context.Context) (*RotationStatus, error) {
 	if err := f.reissueClients(ctx, n, s, s.current); err != nil {
 		return nil, err
 	}
+	// Before the old CA leaves the trust: a CRL it signed would then be
+	// unverifiable.
+	if err := f.resignCRL(ctx, n, s.vals[n.CRL()], s.trust, s.current); err != nil {
+		return nil, err
+	}
 	if err := f.setTrust(ctx, n, s.trust, s.current.Cert); err != nil {
 		return nil, err
 	}
@@ -444,6 +452,9 @@ func (fl *Fleet) AbortRotation(ctx context.Context) (*RotationStatus, error) {
 			return nil, err
 		}
 		if err := f.reissueClients(ctx, n, s, s.current); err != nil {
+			return nil, err
+		}
+		if err := f.resignCRL(ctx, n, s.vals[n.CRL()], s.trust, s.current); err != nil {
 			return nil, err
 		}
 		return f.RotationStatus(ctx) // that abort is now complete

@@ -15,6 +15,7 @@ import (
 	"github.com/ehsaniara/joblet/internal/config"
 	"github.com/ehsaniara/joblet/internal/pki"
 	"github.com/ehsaniara/joblet/internal/secretstore"
+	"github.com/ehsaniara/joblet/internal/testutil/reliability"
 )
 
 func trustOf(t *testing.T, st secretstore.Store) []*x509.Certificate {
@@ -310,5 +311,149 @@ func TestInterruptedBeginReadsTheSameEverywhere(t *testing.T) {
 	done, err := fl.BeginRotation(ctx, "")
 	if err != nil || done.Phase != certs.PhaseBegun || done.Interrupted || done.Pending == nil {
 		t.Fatalf("begin again: %+v, %v", done, err)
+	}
+}
+
+// A revocation survives every step that changes which CA signs: each step
+// leaves a CRL the current trust verifies, still listing the revoked
+// serial, so node refresh keeps working and the retired CA leaves the
+// trust (issue: a rotation after any revocation broke every refresh).
+func TestRevocationSurvivesRotation(t *testing.T) {
+	ctx := context.Background()
+	for _, path := range []string{"finish", "abort", "force-regenerate"} {
+		t.Run(path, func(t *testing.T) {
+			st := secretstore.NewMemoryStore()
+			o := opts(t, st)
+			bootstrap(t, o)
+			cfgPath := filepath.Join(o.Home, "config", "joblet-config.yml")
+			fl := &certs.Fleet{Store: st}
+			vals, _ := st.Get(ctx, []string{names.ClientCert(pki.Reader)})
+			reader, err := pki.ParseCert([]byte(vals[names.ClientCert(pki.Reader)]))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := fl.Revoke(ctx, reader.SerialNumber, 1); err != nil {
+				t.Fatal(err)
+			}
+			check := func(step string, wantListed bool) {
+				t.Helper()
+				if _, err := fl.RefreshNode(ctx, certs.NodeRefresh{ConfigPath: cfgPath}); err != nil {
+					t.Fatalf("after %s: node refresh: %v", step, err)
+				}
+				got, _ := st.Get(ctx, []string{names.CACert(), names.Bundle(), names.CRL()})
+				trust, err := pki.ParseCerts([]byte(got[names.Bundle()]))
+				if err != nil {
+					t.Fatal(err)
+				}
+				crl, err := pki.ParseCRL([]byte(got[names.CRL()]), trust)
+				if err != nil {
+					t.Fatalf("after %s: the CRL does not verify against the trust: %v", step, err)
+				}
+				current, _ := pki.ParseCert([]byte(got[names.CACert()]))
+				if crl.CheckSignatureFrom(current) != nil {
+					t.Fatalf("after %s: the CRL is not signed by the current CA", step)
+				}
+				if listed := pki.RevokedSerials(crl)[reader.SerialNumber.Text(16)]; listed != wantListed {
+					t.Fatalf("after %s: revoked serial listed=%v, want %v", step, listed, wantListed)
+				}
+			}
+			steps := map[string][]func(context.Context) (*certs.RotationStatus, error){
+				"finish": {func(ctx context.Context) (*certs.RotationStatus, error) { return fl.BeginRotation(ctx, "") }, fl.PromoteRotation, fl.FinishRotation},
+				"abort":  {func(ctx context.Context) (*certs.RotationStatus, error) { return fl.BeginRotation(ctx, "") }, fl.PromoteRotation, fl.AbortRotation, fl.AbortRotation},
+			}
+			if path == "force-regenerate" {
+				o.Force = true
+				bootstrap(t, o)
+				// The new CA revoked nothing; the old CA, and all it signed, is gone.
+				check("FORCE_REGENERATE", false)
+				reliability.Record(t, "revocation", "revoke, then FORCE_REGENERATE",
+					"node refresh works; the new CA signs a new empty CRL numbered after the old one")
+				return
+			}
+			for i, step := range steps[path] {
+				if _, err := step(ctx); err != nil {
+					t.Fatalf("step %d: %v", i+1, err)
+				}
+				check(fmt.Sprintf("step %d", i+1), true)
+			}
+			rs, _ := fl.RotationStatus(ctx)
+			if rs.Phase != certs.PhaseStable || len(rs.Trusted) != 1 {
+				t.Fatalf("after %s: %s with %d trusted CAs", path, rs.Phase, len(rs.Trusted))
+			}
+			reliability.Record(t, "revocation", fmt.Sprintf("revoke, then %d rotation steps ending in %s", len(steps[path]), path),
+				fmt.Sprintf("node refresh worked after every step; the CRL verified against the trust, was signed by the current CA and still listed the serial; phase %s, %d trusted CA", rs.Phase, len(rs.Trusted)))
+		})
+	}
+}
+
+// Revocation only moves forward: deleting the CRL secret, or putting an
+// older version back, leaves the revoked serials refused by the node and by
+// a refreshed rnx config, and makes status name the problem.
+func TestCRLRollbackIsRefused(t *testing.T) {
+	ctx := context.Background()
+	st := secretstore.NewMemoryStore()
+	o := opts(t, st)
+	bootstrap(t, o)
+	cfgPath := filepath.Join(o.Home, "config", "joblet-config.yml")
+	rnxPath := filepath.Join(o.Home, "config", "rnx-config-reader.yml")
+	fl := &certs.Fleet{Store: st}
+	revokeNew := func() string {
+		t.Helper()
+		serial, _ := pki.NewSerial()
+		if _, err := fl.Revoke(ctx, serial, 1); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := fl.RefreshNode(ctx, certs.NodeRefresh{ConfigPath: cfgPath}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := fl.RefreshClientConfig(ctx, rnxPath, ""); err != nil {
+			t.Fatal(err)
+		}
+		return serial.Text(16)
+	}
+	first := revokeNew()
+	v1, _ := st.Get(ctx, []string{names.CRL()})
+	second := revokeNew()
+
+	held := func() map[string]bool {
+		cfg, err := config.LoadServer(cfgPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rnx, err := config.LoadRnx(rnxPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		crl, err := pki.ParseCRLUnverified([]byte(cfg.Security.CRL))
+		if err != nil || rnx.Nodes["default"].CRL != cfg.Security.CRL {
+			t.Fatalf("held CRLs: node %v, rnx equal=%v", err, rnx.Nodes["default"].CRL == cfg.Security.CRL)
+		}
+		return pki.RevokedSerials(crl)
+	}
+	for _, tc := range []struct {
+		name, want string
+		tamper     func()
+	}{
+		{"an older version put back", "rolled back", func() { st.Set(names.CRL(), v1[names.CRL()]) }},
+		{"the secret deleted", "missing", func() { st.Delete(names.CRL()) }},
+	} {
+		tc.tamper()
+		res, err := fl.RefreshNode(ctx, certs.NodeRefresh{ConfigPath: cfgPath})
+		if err != nil || !strings.Contains(res.CRLProblem, tc.want) {
+			t.Fatalf("%s: node refresh: %+v, %v", tc.name, res, err)
+		}
+		cr, err := fl.RefreshClientConfig(ctx, rnxPath, "")
+		if err != nil || len(cr.Problems) != 1 || !strings.Contains(cr.Problems[0], tc.want) {
+			t.Fatalf("%s: client refresh: %+v, %v", tc.name, cr, err)
+		}
+		if h := held(); !h[first] || !h[second] {
+			t.Fatalf("%s: the node or the rnx config dropped a revocation: %v", tc.name, h)
+		}
+		rep := fl.Status(ctx, certs.StatusOptions{ServerConfig: cfgPath, WarnDays: 1})
+		if rep.Level != certs.Broken || !strings.Contains(strings.Join(rep.Problems, "\n"), tc.want) {
+			t.Fatalf("%s: status level %d, problems %q", tc.name, rep.Level, rep.Problems)
+		}
+		reliability.Record(t, "revocation", "the CRL secret: "+tc.name,
+			fmt.Sprintf("node and rnx config keep both revocations; status exit %d; node refresh says: %s", rep.Level, res.CRLProblem))
 	}
 }

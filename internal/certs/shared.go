@@ -289,6 +289,18 @@ func (b *bootstrapper) regenerate(ctx context.Context) (*shared, error) {
 	}
 	// A replaced CA is trusted alone: FORCE_REGENERATE is the immediate
 	// cut-over (for a compromised key), unlike rotate-ca.
+	// The old CA's CRL cannot be verified once it is no longer trusted, and
+	// what it lists is refused anyway (its CA is gone): a new, empty CRL
+	// signed by the new CA, numbered after the old one. Before the bundle,
+	// so a node reading between the two writes can verify both.
+	crl, err := b.f.freshCRL(ctx, &sh.ca)
+	if err != nil {
+		return nil, err
+	}
+	if crl != "" {
+		sh.crlPEM = crl
+		writes = append(writes, struct{ name, value string }{b.names.CRL(), crl})
+	}
 	writes = append(writes, struct{ name, value string }{b.names.Bundle(), sh.caPEM})
 	for _, w := range writes {
 		if err := putOrCreate(ctx, b.f.Store, b.names, w.name, w.value); err != nil {

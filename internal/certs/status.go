@@ -133,107 +133,142 @@ func (f *Fleet) caKeyPlace(ctx context.Context, s *state) string {
 
 // grade turns what was observed into the report: pure, given now.
 func grade(obs *observed, storeDesc string, o StatusOptions, now time.Time) *Report {
-	rep := &Report{Store: storeDesc}
-	warn := time.Duration(o.WarnDays) * 24 * time.Hour
-	certReport := func(name, where string, c *x509.Certificate) CertReport {
-		cr := CertReport{Name: name, Where: where, Subject: c.Subject.String(), CertInfo: infoOf(c),
-			NotBefore: c.NotBefore.UTC(), DaysLeft: int(c.NotAfter.Sub(now).Hours() / 24)}
-		cr.SANs = append(cr.SANs, c.DNSNames...)
-		for _, ip := range c.IPAddresses {
-			cr.SANs = append(cr.SANs, ip.String())
-		}
-		switch {
-		case !now.Before(c.NotAfter):
-			cr.Level, cr.Problems = Broken, []string{"expired on " + c.NotAfter.UTC().Format(time.RFC3339)}
-		case c.NotAfter.Sub(now) < warn:
-			cr.Level, cr.Problems = Attention, []string{fmt.Sprintf("expires in %d days (warning at %d)", cr.DaysLeft, o.WarnDays)}
-		}
-		return cr
-	}
-	add := func(cr CertReport) {
-		rep.Certificates = append(rep.Certificates, cr)
-		for _, p := range cr.Problems {
-			rep.raise(cr.Level, cr.Name+": "+p)
-		}
-	}
-
-	s := obs.state
+	g := &grader{rep: &Report{Store: storeDesc}, now: now, o: o, storeDesc: storeDesc}
 	revoked := map[string]bool{}
 	if obs.storeErr != nil {
-		rep.raise(Broken, fmt.Sprintf("store unreachable: %v", obs.storeErr))
+		g.rep.raise(Broken, fmt.Sprintf("store unreachable: %v", obs.storeErr))
 	} else {
-		n := s.n
-		if s.caErr != nil {
-			rep.raise(Broken, s.caErr.Error())
-		} else {
-			cr := certReport("CA Certificate", storeDesc+" ("+n.CACert()+")", s.ca)
-			if err := pki.CheckCA(s.ca, now); err != nil && cr.Level < Broken {
-				cr.Level, cr.Problems = Broken, append(cr.Problems, err.Error())
-			}
-			add(cr)
-			rep.CAKey = obs.caKey
-			if err := s.trusted(); err != nil {
-				rep.raise(Broken, err.Error())
-			}
-			revoked, rep.Revocations = s.revoked, s.revs
-			rep.Phase = s.phase
-			if s.phase != PhaseStable {
-				rep.NextStep = nextStep(s.phase, s.interrupted)
-			}
-		}
-		for _, role := range pki.Roles {
-			c := s.clients[role]
-			if c == nil {
-				rep.raise(Broken, s.clientErr[role].Error())
-				continue
-			}
-			cr := certReport(roleTitle(role), storeDesc+" ("+n.ClientCert(role)+")", c)
-			if k, err := pki.ParseKey([]byte(s.vals[n.ClientKey(role)])); err != nil || pki.MatchesKey(c, k) != nil {
-				cr.Level, cr.Problems = Broken, append(cr.Problems, "does not match "+n.ClientKey(role))
-			}
-			if pki.CheckNotRevoked(c, revoked) != nil {
-				cr.Level, cr.Problems = Broken, append(cr.Problems, "is revoked: give the role a new certificate (`joblet certs reissue --role "+string(role)+"`)")
-			}
-			add(cr)
-		}
+		revoked = g.shared(obs.state, obs.caKey)
 	}
-
 	if o.ServerConfig != "" {
-		srv := obs.server
-		if obs.serverErr != nil {
-			rep.raise(Broken, obs.serverErr.Error())
-		} else if leaf, err := pki.ParseCert([]byte(srv.Security.ServerCert)); err != nil {
-			rep.raise(Broken, fmt.Sprintf("security.serverCert in %s: %v", o.ServerConfig, err))
-		} else {
-			cr := certReport("Server Certificate", "local ("+o.ServerConfig+")", leaf)
-			if pki.CheckNotRevoked(leaf, revoked) != nil {
-				cr.Level = max(cr.Level, Attention)
-				cr.Problems = append(cr.Problems, "is revoked (the running server renews it on its next refresh; or `joblet certs renew`)")
-			}
-			if s != nil && s.ca != nil {
-				if leaf.CheckSignatureFrom(s.ca) != nil && cr.Level < Broken {
-					cr.Level = max(cr.Level, Attention)
-					cr.Problems = append(cr.Problems, "not signed by the store's current CA (renew: `joblet certs renew`)")
-				}
-				if !pki.SameCertSet(srv.Security.CACert, s.trust) {
-					cr.Level = max(cr.Level, Attention)
-					cr.Problems = append(cr.Problems, "the local trust bundle differs from the store's (the server refreshes it; or run `joblet certs renew`)")
-				}
-			}
-			add(cr)
+		g.server(obs, revoked)
+	}
+	if obs.rnx != nil && obs.state != nil {
+		g.clientConfig(obs.rnx, obs.state)
+	}
+	return g.rep
+}
+
+type grader struct {
+	rep       *Report
+	now       time.Time
+	o         StatusOptions
+	storeDesc string
+}
+
+// cert grades one certificate's validity window.
+func (g *grader) cert(name, where string, c *x509.Certificate) CertReport {
+	now, warn := g.now, time.Duration(g.o.WarnDays)*24*time.Hour
+	cr := CertReport{Name: name, Where: where, Subject: c.Subject.String(), CertInfo: infoOf(c),
+		NotBefore: c.NotBefore.UTC(), DaysLeft: int(c.NotAfter.Sub(now).Hours() / 24)}
+	cr.SANs = append(cr.SANs, c.DNSNames...)
+	for _, ip := range c.IPAddresses {
+		cr.SANs = append(cr.SANs, ip.String())
+	}
+	switch {
+	case !now.Before(c.NotAfter):
+		cr.Level, cr.Problems = Broken, []string{"expired on " + c.NotAfter.UTC().Format(time.RFC3339)}
+	case c.NotAfter.Sub(now) < warn:
+		cr.Level, cr.Problems = Attention, []string{fmt.Sprintf("expires in %d days (warning at %d)", cr.DaysLeft, g.o.WarnDays)}
+	}
+	return cr
+}
+
+func (g *grader) add(cr CertReport) {
+	g.rep.Certificates = append(g.rep.Certificates, cr)
+	for _, p := range cr.Problems {
+		g.rep.raise(cr.Level, cr.Name+": "+p)
+	}
+}
+
+// shared grades the store's CA and role certificates and returns the
+// serials the CRL revokes.
+func (g *grader) shared(s *state, caKey string) map[string]bool {
+	n, rep := s.n, g.rep
+	if s.caErr != nil {
+		rep.raise(Broken, s.caErr.Error())
+	} else {
+		cr := g.cert("CA Certificate", g.storeDesc+" ("+n.CACert()+")", s.ca)
+		if err := pki.CheckCA(s.ca, g.now); err != nil && cr.Level < Broken {
+			cr.Level, cr.Problems = Broken, append(cr.Problems, err.Error())
+		}
+		g.add(cr)
+		rep.CAKey = caKey
+		if err := s.trusted(); err != nil {
+			rep.raise(Broken, err.Error())
+		}
+		rep.Revocations = s.revs
+		rep.Phase = s.phase
+		if s.phase != PhaseStable {
+			rep.NextStep = nextStep(s.phase, s.interrupted)
 		}
 	}
-	if obs.rnx != nil && s != nil {
-		for _, name := range obs.rnx.NodeNames() {
-			c, err := pki.ParseCert([]byte(obs.rnx.Nodes[name].Cert))
-			if err != nil {
-				continue
-			}
-			role, err := pki.RoleOf(c)
-			if err == nil && obs.rnx.Nodes[name].Cert != s.vals[s.n.ClientCert(role)] {
-				rep.raise(Attention, fmt.Sprintf("%s: node %q holds the %s role's client certificate, but not the store's current one (run `rnx config refresh`)", o.RnxConfig, name, role))
-			}
+	for _, role := range pki.Roles {
+		c := s.clients[role]
+		if c == nil {
+			rep.raise(Broken, s.clientErr[role].Error())
+			continue
+		}
+		cr := g.cert(roleTitle(role), g.storeDesc+" ("+n.ClientCert(role)+")", c)
+		if k, err := pki.ParseKey([]byte(s.vals[n.ClientKey(role)])); err != nil || pki.MatchesKey(c, k) != nil {
+			cr.Level, cr.Problems = Broken, append(cr.Problems, "does not match "+n.ClientKey(role))
+		}
+		if pki.CheckNotRevoked(c, s.revoked) != nil {
+			cr.Level, cr.Problems = Broken, append(cr.Problems, "is revoked: give the role a new certificate (`joblet certs reissue --role "+string(role)+"`)")
+		}
+		g.add(cr)
+	}
+	return s.revoked
+}
+
+// server grades this node's server certificate against the store's state.
+func (g *grader) server(obs *observed, revoked map[string]bool) {
+	srv, s, path := obs.server, obs.state, g.o.ServerConfig
+	if obs.serverErr != nil {
+		g.rep.raise(Broken, obs.serverErr.Error())
+		return
+	}
+	leaf, err := pki.ParseCert([]byte(srv.Security.ServerCert))
+	if err != nil {
+		g.rep.raise(Broken, fmt.Sprintf("security.serverCert in %s: %v", path, err))
+		return
+	}
+	cr := g.cert("Server Certificate", "local ("+path+")", leaf)
+	if pki.CheckNotRevoked(leaf, revoked) != nil {
+		cr.Level = max(cr.Level, Attention)
+		cr.Problems = append(cr.Problems, "is revoked (the running server renews it on its next refresh; or `joblet certs renew`)")
+	}
+	if s != nil {
+		// A CRL that went missing or back in the store is a revocation
+		// someone tried to undo: the node keeps its own, and this says so.
+		if _, problem := newestCRL(srv.Security.CRL, s.vals[s.n.CRL()], s.crlErr, s.n.CRL()); problem != "" {
+			g.rep.raise(Broken, problem)
 		}
 	}
-	return rep
+	if s != nil && s.ca != nil {
+		if leaf.CheckSignatureFrom(s.ca) != nil && cr.Level < Broken {
+			cr.Level = max(cr.Level, Attention)
+			cr.Problems = append(cr.Problems, "not signed by the store's current CA (renew: `joblet certs renew`)")
+		}
+		if !pki.SameCertSet(srv.Security.CACert, s.trust) {
+			cr.Level = max(cr.Level, Attention)
+			cr.Problems = append(cr.Problems, "the local trust bundle differs from the store's (the server refreshes it; or run `joblet certs renew`)")
+		}
+	}
+	g.add(cr)
+}
+
+// clientConfig flags client certificates in an rnx config that are not the
+// store's current ones.
+func (g *grader) clientConfig(rnx *config.Rnx, s *state) {
+	for _, name := range rnx.NodeNames() {
+		c, err := pki.ParseCert([]byte(rnx.Nodes[name].Cert))
+		if err != nil {
+			continue
+		}
+		role, err := pki.RoleOf(c)
+		if err == nil && rnx.Nodes[name].Cert != s.vals[s.n.ClientCert(role)] {
+			g.rep.raise(Attention, fmt.Sprintf("%s: node %q holds the %s role's client certificate, but not the store's current one (run `rnx config refresh`)", g.o.RnxConfig, name, role))
+		}
+	}
 }

@@ -196,3 +196,30 @@ func (c *Conn) Info(ctx context.Context) (*pb.NodeInfo, error) {
 	info, err := c.Node.GetNodeInfo(ctx, &pb.GetNodeInfoRequest{})
 	return info, c.Explain(err)
 }
+
+// DialNodeInfo returns a certs.NodeInfo that connects to each address directly with the
+// default node credentials of the rnx config at path (an operator config).
+func DialNodeInfo(path string) (func(ctx context.Context, address string) (nodeID, issuerSHA256 string, err error), error) {
+	cfg, err := config.LoadRnx(path)
+	if err != nil {
+		return nil, fmt.Errorf("asking the nodes needs an operator rnx config: %w", err)
+	}
+	_, base, err := cfg.Select("")
+	if err != nil {
+		return nil, err
+	}
+	return func(ctx context.Context, address string) (string, string, error) {
+		n := *base
+		n.Address = address
+		conn, err := Dial(n.Address, &n)
+		if err != nil {
+			return "", "", err
+		}
+		defer conn.Close()
+		info, err := conn.Info(ctx)
+		if err != nil {
+			return "", "", err
+		}
+		return info.NodeId, info.ServerCertIssuerSha256, nil
+	}, nil
+}

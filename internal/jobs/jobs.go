@@ -34,7 +34,8 @@ type Snapshot struct {
 	ID, Command     string
 	Args            []string
 	Status          string
-	ExitCode        int
+	ExitCode        int // -1 when a signal ended the job
+	Signal          int // the signal that ended the job, 0 if it exited
 	Started, Ended  time.Time
 	StartedBy       string
 	OutputTruncated bool
@@ -57,6 +58,7 @@ type job struct {
 	status   string
 	exitCode int
 	reason   string
+	signal   int
 	ended    time.Time
 	stopping bool
 }
@@ -122,7 +124,7 @@ func (m *Manager) Start(r Request) (Snapshot, error) {
 	j := &job{id: id, command: r.Command, args: append([]string(nil), r.Args...), startedBy: r.StartedBy,
 		limits: lim, out: newOutput(m.logBytes), done: make(chan struct{}), status: Running}
 	if j.dir, err = sandbox.MakeWorkDir(m.opts.JobsDir, id, m.uid, m.gid); err == nil {
-		j.proc, err = sandbox.Start(m.spec(id, j.dir, &r, lim), j.out, j.out)
+		j.proc, err = sandbox.Start(m.spec(id, j.dir, &r, lim), j.out.writer(Stdout), j.out.writer(Stderr))
 	}
 	if err != nil {
 		m.mu.Lock()
@@ -146,6 +148,7 @@ func (m *Manager) wait(j *job) {
 	j.mu.Lock()
 	j.ended = time.Now()
 	j.exitCode = e.Code
+	j.signal = int(e.Signal)
 	j.status, j.reason = ending(e, j.stopping, j.limits)
 	j.mu.Unlock()
 	// Before done: whoever Stop returns to may start the next job at once.
@@ -160,7 +163,7 @@ func (m *Manager) wait(j *job) {
 func (j *job) snapshot() Snapshot {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	return Snapshot{ID: j.id, Command: j.command, Args: j.args, Status: j.status, ExitCode: j.exitCode,
+	return Snapshot{ID: j.id, Command: j.command, Args: j.args, Status: j.status, ExitCode: j.exitCode, Signal: j.signal,
 		Started: j.started, Ended: j.ended, StartedBy: j.startedBy, OutputTruncated: j.out.truncated(), Reason: j.reason}
 }
 
@@ -234,19 +237,20 @@ func (m *Manager) Stop(ctx context.Context, id string) (Snapshot, error) {
 	return j.snapshot(), nil
 }
 
-// Logs calls send with the job's output; with follow it keeps sending new
-// output until the job ends or ctx is done.
-func (m *Manager) Logs(ctx context.Context, id string, follow bool, send func([]byte) error) error {
+// Logs calls send with the job's output, one stream per chunk in the order
+// written; with follow it keeps sending new output until the job ends or ctx
+// is done. A chunk's Dropped says how much output the cap dropped before it.
+func (m *Manager) Logs(ctx context.Context, id string, follow bool, send func(Chunk) error) error {
 	j, err := m.get(id)
 	if err != nil {
 		return err
 	}
 	var off int64
 	for {
-		data, next, done, more := j.out.readFrom(off, maxChunk)
+		c, next, done, more := j.out.readFrom(off, maxChunk)
 		off = next
-		if len(data) > 0 {
-			if err := send(data); err != nil {
+		if len(c.Data) > 0 {
+			if err := send(c); err != nil {
 				return err
 			}
 			if next < j.out.end() {

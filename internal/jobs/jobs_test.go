@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"strconv"
 	"strings"
@@ -31,11 +32,24 @@ func waitDone(t *testing.T, m *Manager, id string) Snapshot {
 
 func logs(t *testing.T, m *Manager, id string, follow bool) string {
 	t.Helper()
-	var b bytes.Buffer
-	if err := m.Logs(context.Background(), id, follow, func(p []byte) error { b.Write(p); return nil }); err != nil {
+	out, errOut := streams(t, m, id, follow)
+	return out + errOut
+}
+
+// streams is a job's stdout and stderr as Logs sends them.
+func streams(t *testing.T, m *Manager, id string, follow bool) (stdout, stderr string) {
+	t.Helper()
+	var b [3]bytes.Buffer
+	if err := m.Logs(context.Background(), id, follow, func(c Chunk) error {
+		if c.Stream != Stdout && c.Stream != Stderr {
+			t.Errorf("chunk without a stream: %+v", c)
+		}
+		b[c.Stream].Write(c.Data)
+		return nil
+	}); err != nil {
 		t.Fatal(err)
 	}
-	return b.String()
+	return b[Stdout].String(), b[Stderr].String()
 }
 
 func TestRunCapturesOutputAndExit(t *testing.T) {
@@ -51,8 +65,8 @@ func TestRunCapturesOutputAndExit(t *testing.T) {
 	if done.Status != Failed || done.ExitCode != 3 || done.Ended.IsZero() {
 		t.Fatalf("%+v", done)
 	}
-	if got := logs(t, m, s.ID, false); got != "out\nerr\n" {
-		t.Fatalf("logs %q", got)
+	if out, errOut := streams(t, m, s.ID, false); out != "out\n" || errOut != "err\n" {
+		t.Fatalf("stdout %q, stderr %q", out, errOut)
 	}
 	ok, _ := m.Run("true", nil, "admin")
 	if d := waitDone(t, m, ok.ID); d.Status != Completed || d.ExitCode != 0 {
@@ -99,6 +113,85 @@ func TestOutputIsBounded(t *testing.T) {
 	j, _ := m.get(s.ID)
 	if c := cap(j.out.buf); c > 1000 {
 		t.Fatalf("the buffer holds %d bytes of capacity for a cap of 1000", c)
+	}
+}
+
+// The two streams stay apart: every chunk is from one stream. (They are two
+// pipes, so the order between them is the order joblet read them in.)
+func TestStreamsStayDistinguishable(t *testing.T) {
+	m := NewManager(1<<16, time.Second)
+	s, _ := m.Run("sh", []string{"-c", "echo out1; echo err1 >&2; echo out2; echo err2 >&2"}, "admin")
+	waitDone(t, m, s.ID)
+	if out, errOut := streams(t, m, s.ID, false); out != "out1\nout2\n" || errOut != "err1\nerr2\n" {
+		t.Fatalf("stdout %q, stderr %q", out, errOut)
+	}
+	// Interleaved writes into the buffer keep their order and their stream.
+	o := newOutput(100)
+	o.writer(Stdout).Write([]byte("a"))
+	o.writer(Stderr).Write([]byte("bb"))
+	o.writer(Stdout).Write([]byte("c"))
+	var got []string
+	for off := int64(0); off < o.end(); {
+		c, next, _, _ := o.readFrom(off, 10)
+		got = append(got, fmt.Sprint(c.Stream, ":", string(c.Data)))
+		off = next
+	}
+	if strings.Join(got, " ") != "1:a 2:bb 1:c" {
+		t.Fatalf("chunks %q", got)
+	}
+}
+
+// A reader from the start of a job whose output overflowed the cap learns
+// how many bytes were dropped, on the first chunk only.
+func TestDroppedOutputIsReported(t *testing.T) {
+	m := NewManager(100, time.Second)
+	s, _ := m.Run("sh", []string{"-c", "i=0; while [ $i -lt 30 ]; do echo 0123456789; echo e >&2; i=$((i+1)); done"}, "admin")
+	waitDone(t, m, s.ID)
+	var dropped int64
+	var kept int
+	first := true
+	m.Logs(context.Background(), s.ID, false, func(c Chunk) error {
+		if !first && c.Dropped != 0 {
+			t.Errorf("a later chunk reports %d dropped", c.Dropped)
+		}
+		if c.Stream != Stdout && c.Stream != Stderr {
+			t.Errorf("chunk without a stream: %+v", c)
+		}
+		first = false
+		dropped += c.Dropped
+		kept += len(c.Data)
+		return nil
+	})
+	if kept != 100 || dropped != 30*13-100 {
+		t.Fatalf("kept %d, dropped %d; want 100 and %d", kept, dropped, 30*13-100)
+	}
+	j, _ := m.get(s.ID)
+	if n := len(j.out.segs); n > 101 {
+		t.Fatalf("%d segments kept for 100 bytes", n)
+	}
+}
+
+// Alternating one-byte writes between the streams cannot make the run
+// bookkeeping outgrow the cap: the oldest runs go instead.
+func TestAlternatingStreamsStayBounded(t *testing.T) {
+	o := newOutput(1 << 14)
+	for i := 0; i < 100000; i++ {
+		o.writer(Stream(1 + i%2)).Write([]byte{byte('a' + i%2)})
+	}
+	if len(o.segs) > o.maxSegs() || len(o.buf) > 1<<14 || len(o.buf) == 0 || !o.truncated() {
+		t.Fatalf("%d segments (max %d), %d bytes", len(o.segs), o.maxSegs(), len(o.buf))
+	}
+	var all []byte
+	for off := int64(0); off < o.end(); {
+		c, next, _, _ := o.readFrom(off, 1<<20)
+		if len(c.Data) != 1 || c.Stream != Stream(1+(c.Data[0]-'a')) {
+			t.Fatalf("chunk %+v at %d", c, off)
+		}
+		all = append(all, c.Data...)
+		off = next
+	}
+	if len(all) != len(o.buf) || all[len(all)-1] != 'b' {
+		t.Fatalf("read %d bytes of %d", len(all), len(o.buf))
 	}
 }
 

@@ -33,13 +33,9 @@ func (ca *CA) NewCRL(entries []x509.RevocationListEntry, number *big.Int, now ti
 
 // ParseCRL parses a PEM CRL and checks it was signed by one of cas.
 func ParseCRL(data []byte, cas []*x509.Certificate) (*x509.RevocationList, error) {
-	block, _ := pem.Decode(data)
-	if block == nil || block.Type != "X509 CRL" {
-		return nil, errors.New("not a PEM X509 CRL")
-	}
-	crl, err := x509.ParseRevocationList(block.Bytes)
+	crl, err := ParseCRLUnverified(data)
 	if err != nil {
-		return nil, fmt.Errorf("parse CRL: %w", err)
+		return nil, err
 	}
 	for _, ca := range cas {
 		if crl.CheckSignatureFrom(ca) == nil {
@@ -97,4 +93,28 @@ func ReasonName(code int) string {
 		}
 	}
 	return fmt.Sprintf("reason %d", code)
+}
+
+// CRLNumber reads a PEM CRL's number without checking its signature: for a
+// CRL verified when it was taken, or to number a replacement after it.
+func CRLNumber(data []byte) (*big.Int, error) {
+	crl, err := ParseCRLUnverified(data)
+	if err != nil {
+		return nil, err
+	}
+	return crl.Number, nil
+}
+
+// ParseCRLUnverified parses a PEM CRL without checking its signature: only
+// for one that was verified when it was taken.
+func ParseCRLUnverified(data []byte) (*x509.RevocationList, error) {
+	block, _ := pem.Decode(data)
+	if block == nil || block.Type != "X509 CRL" {
+		return nil, errors.New("not a PEM X509 CRL")
+	}
+	crl, err := x509.ParseRevocationList(block.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("parse CRL: %w", err)
+	}
+	return crl, nil
 }

@@ -6,7 +6,10 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/peer"
+	reflectionv1 "google.golang.org/grpc/reflection/grpc_reflection_v1"
+	reflectionv1alpha "google.golang.org/grpc/reflection/grpc_reflection_v1alpha"
 	"google.golang.org/grpc/status"
 
 	pb "github.com/ehsaniara/joblet/api/jobletv1"
@@ -27,6 +30,15 @@ var permissions = map[string][]pki.Role{
 	pb.NodeService_GetNodeInfo_FullMethodName: readers,
 	pb.JobService_RunJob_FullMethodName:       developers,
 	pb.JobService_StopJob_FullMethodName:      developers,
+
+	// The standard health and reflection services describe the node, not
+	// its jobs: every valid role may call them (an unauthenticated client
+	// still cannot complete the handshake).
+	healthpb.Health_Check_FullMethodName:                                   readers,
+	healthpb.Health_List_FullMethodName:                                    readers,
+	healthpb.Health_Watch_FullMethodName:                                   readers,
+	reflectionv1.ServerReflection_ServerReflectionInfo_FullMethodName:      readers,
+	reflectionv1alpha.ServerReflection_ServerReflectionInfo_FullMethodName: readers,
 }
 
 // Allowed reports whether role may call the full method name.

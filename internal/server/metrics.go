@@ -2,8 +2,6 @@ package server
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"io"
 	"net"
@@ -11,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ehsaniara/joblet/internal/pki"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -48,9 +47,8 @@ type caCollector struct{ s *Server }
 func (c *caCollector) Describe(ch chan<- *prometheus.Desc) { ch <- caExpiryDesc }
 func (c *caCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, ca := range c.s.tls.cur.Load().CAList {
-		sum := sha256.Sum256(ca.Raw)
 		ch <- prometheus.MustNewConstMetric(caExpiryDesc, prometheus.GaugeValue, time.Until(ca.NotAfter).Seconds(),
-			hex.EncodeToString(sum[:]), ca.Subject.String())
+			pki.Fingerprint(ca), ca.Subject.String())
 	}
 }
 
@@ -115,7 +113,7 @@ func (c countingCreds) Clone() credentials.TransportCredentials {
 	return countingCreds{c.TransportCredentials.Clone(), c.failures}
 }
 
-// countRPC records every call's method, role and code; it runs outside the
+// unary records every call's method, role and code; it runs outside the
 // authorization interceptor so denials are counted too.
 func (m *metrics) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
 	resp, err := h(ctx, req)

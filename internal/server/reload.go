@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/ehsaniara/joblet/internal/config"
+	"github.com/ehsaniara/joblet/internal/pki"
 )
 
 // Reload re-reads the config file and swaps in its TLS material: new
@@ -32,7 +33,7 @@ func (s *Server) Reload() error {
 	}
 	s.tls.set(creds)
 	s.log.Info("TLS credentials reloaded",
-		"serverCertSerial", creds.Leaf.SerialNumber.Text(16), "previousSerial", old.Leaf.SerialNumber.Text(16),
+		"serverCertSerial", pki.SerialHex(creds.Leaf.SerialNumber), "previousSerial", pki.SerialHex(old.Leaf.SerialNumber),
 		"notAfter", creds.Leaf.NotAfter, "trustedCAs", creds.CACount, "trustChanged", old.CAPEM != creds.CAPEM)
 	return nil
 }

@@ -4,15 +4,21 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"syscall"
 	"time"
-
-	"github.com/ehsaniara/joblet/internal/buildinfo"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
+
+	"github.com/ehsaniara/joblet/internal/buildinfo"
+	"github.com/ehsaniara/joblet/internal/pki"
 
 	pb "github.com/ehsaniara/joblet/api/jobletv1"
 	"github.com/ehsaniara/joblet/internal/config"
@@ -29,6 +35,7 @@ type Server struct {
 	log        *slog.Logger
 	refreshNow chan struct{}
 	metrics    *metrics
+	health     *health.Server
 }
 
 // Options for keeping a running server's certificates current.
@@ -68,31 +75,76 @@ func New(cfg *config.Server, opts Options, log *slog.Logger) (*Server, error) {
 	)
 	pb.RegisterJobServiceServer(s.grpc, &jobService{jobs: s.jobs})
 	pb.RegisterNodeServiceServer(s.grpc, &nodeService{nodeID: cfg.Server.NodeID, version: buildinfo.Version, tls: s.tls})
+	// The standard health service (NOT_SERVING until Serve, and again from
+	// Shutdown on) and server reflection, so generic tools such as grpcurl
+	// and load balancers' gRPC health checks work, behind the same mTLS
+	// and authorization as everything else.
+	s.health = health.NewServer()
+	s.setServing(healthpb.HealthCheckResponse_NOT_SERVING)
+	healthpb.RegisterHealthServer(s.grpc, s.health)
+	reflection.Register(s.grpc)
 	return s, nil
+}
+
+// setServing sets the health of the server as a whole and of each service.
+func (s *Server) setServing(st healthpb.HealthCheckResponse_ServingStatus) {
+	for name := range s.grpc.GetServiceInfo() {
+		s.health.SetServingStatus(name, st)
+	}
+	s.health.SetServingStatus("", st)
 }
 
 // Serve accepts connections on l until Shutdown.
 func (s *Server) Serve(l net.Listener) error {
 	leaf := s.tls.cur.Load().Leaf
+	s.setServing(healthpb.HealthCheckResponse_SERVING)
 	s.log.Info("joblet serving", "address", l.Addr().String(), "nodeId", s.cfg.Server.NodeID,
-		"serverCertSerial", leaf.SerialNumber.Text(16), "notAfter", leaf.NotAfter)
+		"serverCertSerial", pki.SerialHex(leaf.SerialNumber), "notAfter", leaf.NotAfter)
 	if err := s.grpc.Serve(l); err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
 	return nil
 }
 
-// ListenAndServe listens on the configured address.
-func (s *Server) ListenAndServe() error {
-	l, err := net.Listen("tcp", s.cfg.ListenAddr())
+// Listen binds the configured address. Call it before reporting the node
+// ready: a port another process holds fails here, at once, naming the
+// address and what to do.
+func (s *Server) Listen() (net.Listener, error) {
+	addr := s.cfg.ListenAddr()
+	l, err := net.Listen("tcp", addr)
 	if err != nil {
-		return fmt.Errorf("listen on %s: %w", s.cfg.ListenAddr(), err)
+		return nil, ListenError(addr, err)
+	}
+	return l, nil
+}
+
+// ListenError explains a failed bind of addr.
+func ListenError(addr string, err error) error {
+	switch {
+	case errors.Is(err, syscall.EADDRINUSE):
+		return fmt.Errorf("listen %s: address already in use: another process holds the port; set server.port in joblet-config.yml (JOBLET_SERVER_PORT at bootstrap) or stop it", addr)
+	case errors.Is(err, syscall.EADDRNOTAVAIL):
+		return fmt.Errorf("listen %s: %w: no interface of this machine has that address; set server.address in joblet-config.yml", addr, err)
+	case errors.Is(err, syscall.EACCES):
+		return fmt.Errorf("listen %s: %w: ports below 1024 need privileges; choose another server.port", addr, err)
+	}
+	return fmt.Errorf("listen %s: %w", addr, err)
+}
+
+// ListenAndServe listens on the configured address and serves; a failed
+// bind returns at once.
+func (s *Server) ListenAndServe() error {
+	l, err := s.Listen()
+	if err != nil {
+		return err
 	}
 	return s.Serve(l)
 }
 
 // Shutdown stops accepting, lets calls finish, and stops running jobs.
 func (s *Server) Shutdown(ctx context.Context) {
+	// Health checks see the node going before its connections do.
+	s.health.Shutdown()
 	done := make(chan struct{})
 	go func() { s.grpc.GracefulStop(); close(done) }()
 	go s.jobs.Shutdown(ctx)

@@ -10,11 +10,16 @@ import (
 	"log/slog"
 	"net"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	reflectionv1 "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	"google.golang.org/grpc/status"
 
 	pb "github.com/ehsaniara/joblet/api/jobletv1"
@@ -356,4 +361,92 @@ func TestJobLifecycleOverGRPC(t *testing.T) {
 	if _, err := c.Jobs.RunJob(ctx(t), &pb.RunJobRequest{Command: "/no/such/binary"}); status.Code(err) != codes.InvalidArgument {
 		t.Fatalf("bad command: %v", err)
 	}
+}
+
+func grpcConn(t *testing.T, n *config.Node) *grpc.ClientConn {
+	t.Helper()
+	tc, err := client.TLSConfig(n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc, err := grpc.NewClient(n.Address, grpc.WithTransportCredentials(credentials.NewTLS(tc)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cc.Close() })
+	return cc
+}
+
+// The standard health and reflection services answer every role, and
+// health turns NOT_SERVING when the node shuts down.
+func TestHealthAndReflection(t *testing.T) {
+	f := startNode(t, nil)
+	for _, node := range []string{"reader", "developer", "maintainer", "default"} {
+		cc := grpcConn(t, f.rnx.Nodes[node])
+		for _, svc := range []string{"", "joblet.v1.JobService"} {
+			r, err := healthpb.NewHealthClient(cc).Check(ctx(t), &healthpb.HealthCheckRequest{Service: svc})
+			if err != nil || r.Status != healthpb.HealthCheckResponse_SERVING {
+				t.Fatalf("%s: health of %q: %v %v", node, svc, r, err)
+			}
+		}
+		rs, err := reflectionv1.NewServerReflectionClient(cc).ServerReflectionInfo(ctx(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		rs.Send(&reflectionv1.ServerReflectionRequest{MessageRequest: &reflectionv1.ServerReflectionRequest_ListServices{}})
+		resp, err := rs.Recv()
+		if err != nil {
+			t.Fatalf("%s: reflection: %v", node, err)
+		}
+		var names []string
+		for _, s := range resp.GetListServicesResponse().GetService() {
+			names = append(names, s.Name)
+		}
+		if got := strings.Join(names, " "); !strings.Contains(got, "joblet.v1.JobService") || !strings.Contains(got, "grpc.health.v1.Health") {
+			t.Fatalf("%s: reflection lists %q", node, got)
+		}
+		rs.CloseSend()
+	}
+
+	w, err := healthpb.NewHealthClient(grpcConn(t, f.rnx.Nodes["reader"])).Watch(ctx(t), &healthpb.HealthCheckRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, err := w.Recv(); err != nil || r.Status != healthpb.HealthCheckResponse_SERVING {
+		t.Fatalf("watch: %v %v", r, err)
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	go f.node.Shutdown(sctx)
+	if r, err := w.Recv(); err != nil || r.Status != healthpb.HealthCheckResponse_NOT_SERVING {
+		t.Fatalf("watch during shutdown: %v %v", r, err)
+	}
+}
+
+// A port another process holds fails at once, naming the address.
+func TestListenOnTakenPort(t *testing.T) {
+	f := startNode(t, nil)
+	host, port, _ := net.SplitHostPort(f.addr)
+	f.srv.Server.Address = host
+	f.srv.Server.Port = mustAtoi(t, port)
+	s, err := server.New(f.srv, server.Options{}, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	err = s.ListenAndServe()
+	if err == nil || !strings.Contains(err.Error(), "listen "+f.addr+": address already in use") || !strings.Contains(err.Error(), "server.port") {
+		t.Fatalf("got %v", err)
+	}
+	if time.Since(start) > time.Second {
+		t.Fatalf("took %v", time.Since(start))
+	}
+}
+
+func mustAtoi(t *testing.T, s string) int {
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }

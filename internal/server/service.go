@@ -2,8 +2,6 @@ package server
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 
 	"google.golang.org/grpc/codes"
@@ -11,6 +9,7 @@ import (
 
 	pb "github.com/ehsaniara/joblet/api/jobletv1"
 	"github.com/ehsaniara/joblet/internal/jobs"
+	"github.com/ehsaniara/joblet/internal/pki"
 )
 
 type jobService struct {
@@ -19,7 +18,7 @@ type jobService struct {
 }
 
 func toPB(s jobs.Snapshot) *pb.Job {
-	j := &pb.Job{Id: s.ID, Command: s.Command, Args: s.Args, Status: s.Status, ExitCode: int32(s.ExitCode),
+	j := &pb.Job{Id: s.ID, Command: s.Command, Args: s.Args, Status: s.Status, ExitCode: int32(s.ExitCode), Signal: int32(s.Signal),
 		StartedUnixNano: s.Started.UnixNano(), StartedBy: s.StartedBy, OutputTruncated: s.OutputTruncated}
 	if !s.Ended.IsZero() {
 		j.EndedUnixNano = s.Ended.UnixNano()
@@ -70,8 +69,12 @@ func (s *jobService) GetJobStatus(ctx context.Context, r *pb.GetJobStatusRequest
 }
 
 func (s *jobService) GetJobLogs(r *pb.GetJobLogsRequest, stream pb.JobService_GetJobLogsServer) error {
-	err := s.jobs.Logs(stream.Context(), r.Id, r.Follow, func(b []byte) error {
-		return stream.Send(&pb.LogChunk{Data: b})
+	err := s.jobs.Logs(stream.Context(), r.Id, r.Follow, func(c jobs.Chunk) error {
+		st := pb.Stream_STREAM_STDOUT
+		if c.Stream == jobs.Stderr {
+			st = pb.Stream_STREAM_STDERR
+		}
+		return stream.Send(&pb.LogChunk{Data: c.Data, Stream: st, DroppedBytes: c.Dropped})
 	})
 	if err != nil {
 		return jobErr(err)
@@ -98,10 +101,9 @@ func (n *nodeService) GetNodeInfo(ctx context.Context, _ *pb.GetNodeInfoRequest)
 	issuer := ""
 	for _, ca := range c.CAList {
 		if c.Leaf.CheckSignatureFrom(ca) == nil {
-			sum := sha256.Sum256(ca.Raw)
-			issuer = hex.EncodeToString(sum[:])
+			issuer = pki.Fingerprint(ca)
 		}
 	}
-	return &pb.NodeInfo{NodeId: n.nodeID, Version: n.version, ServerCertSerial: c.Leaf.SerialNumber.Text(16),
+	return &pb.NodeInfo{NodeId: n.nodeID, Version: n.version, ServerCertSerial: pki.SerialHex(c.Leaf.SerialNumber),
 		ServerCertNotAfterUnix: c.Leaf.NotAfter.Unix(), CallerRole: string(RoleFrom(ctx)), ServerCertIssuerSha256: issuer}, nil
 }

@@ -27,3 +27,14 @@ if [ ! -x "$GOBIN/ec2-metadata-mock" ] || [ "$(cat "$GOBIN/.ec2-metadata-mock.ve
   echo "$mock_version" > "$GOBIN/.ec2-metadata-mock.version"
 fi
 export EC2_METADATA_MOCK="$GOBIN/ec2-metadata-mock"
+
+# grpcurl, pinned, the same way: a gRPC client nobody here wrote, for the
+# health and reflection tests.
+grpcurl_version=v1.9.3
+if [ ! -x "$GOBIN/grpcurl" ] || [ "$(cat "$GOBIN/.grpcurl.version" 2>/dev/null)" != "$grpcurl_version" ]; then
+  echo "installing grpcurl $grpcurl_version"
+  go install "github.com/fullstorydev/grpcurl/cmd/grpcurl@$grpcurl_version" \
+    || fail "could not install grpcurl $grpcurl_version from the Go module proxy"
+  echo "$grpcurl_version" > "$GOBIN/.grpcurl.version"
+fi
+export GRPCURL="$GOBIN/grpcurl"

@@ -56,6 +56,9 @@ type CreateOptions struct {
 }
 
 // New wraps a client; endpoint names the service in error messages.
+// Replicate is how `joblet certs replicate` reaches Secrets Manager.
+var _ secretstore.Replicator = (*Store)(nil)
+
 func New(api API, endpoint string, log *slog.Logger) *Store {
 	if log == nil {
 		log = slog.Default()

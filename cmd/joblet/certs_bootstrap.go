@@ -1,0 +1,187 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/ehsaniara/joblet/internal/backend"
+	"github.com/ehsaniara/joblet/internal/backend/kms"
+	"github.com/ehsaniara/joblet/internal/certs"
+	"github.com/ehsaniara/joblet/internal/cloud"
+	"github.com/ehsaniara/joblet/internal/config"
+	"github.com/ehsaniara/joblet/internal/pki"
+	"github.com/ehsaniara/joblet/internal/secretstore"
+)
+
+func (c *cli) bootstrapCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "bootstrap [flags]",
+		Short: "create or fetch the fleet's certificates and write this node's configs",
+		Args:  noArgs,
+	}
+	f := addBootFlags(cmd.Flags(), withDirStore|withCreate|withReplicas|withCAKMS)
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		o, err := f.options(c.log)
+		if err != nil {
+			return err
+		}
+		ctx, cancel := f.sf.context()
+		defer cancel()
+		var rs *backend.ResolvedStore
+		if ref, ok := installedStore(cmd.Flags(), o.Home); ok {
+			// Re-run on an installed node with no store settings: its own
+			// store, never a new decision of auto mode.
+			if !cmd.Flags().Changed("prefix") && os.Getenv("SECRETS_PREFIX") == "" && ref.Prefix != "" {
+				o.Prefix = ref.Prefix
+			}
+			c.log.Info("using the store this node's config names", "store", ref.Kind, "dir", ref.Dir, "region", ref.Region)
+			rs, err = backend.Reopen(ctx, ref, o.Home, c.log)
+		} else {
+			rs, err = f.sf.open(ctx, o.Home, c.log)
+		}
+		if err != nil {
+			return err
+		}
+		o.Store, o.StoreDesc, o.Mode, o.StoreRef = rs.Store, rs.Desc, rs.Mode, rs.Ref
+		o.CAKMSKeyID, o.OpenKMS = f.sf.caKMS, kms.OpenerFor(rs.Ref)
+		if rs.Instance != nil {
+			o.FallbackNodeID = rs.Instance.ID
+		}
+		return runBootstrap(ctx, o, f.asJSON, c.stdout)
+	}
+	return cmd
+}
+
+// installedStore is the store an installed node's config names, when no
+// flag or environment variable chooses one or sets a store option (those
+// go through the mode table, which checks them).
+func installedStore(fs *pflag.FlagSet, home string) (config.StoreRef, bool) {
+	for _, name := range []string{"use-secrets-manager", "store", "kms-key-id", "replica-regions", "tag", "ca-kms-key-id"} {
+		if fs.Changed(name) {
+			return config.StoreRef{}, false
+		}
+	}
+	for _, env := range []string{"USE_SECRETS_MANAGER", "JOBLET_STORE", "JOBLET_KMS_KEY_ID", "JOBLET_REPLICA_REGIONS", "JOBLET_CA_KMS_KEY_ID"} {
+		if _, set := os.LookupEnv(env); set {
+			return config.StoreRef{}, false
+		}
+	}
+	cfg, err := config.LoadServer(filepath.Join(home, "config", "joblet-config.yml"))
+	if err != nil || cfg.Store.Kind == "" {
+		return config.StoreRef{}, false
+	}
+	return cfg.Store, true
+}
+
+// bootFlags are bootstrap's flags; export takes them too.
+type bootFlags struct {
+	sf                                                           *storeFlags
+	home, force, keyType, caLife, clientLife, serverLife         string
+	serverAddr, listenAddr, port, extra, public, nodeID, metrics string
+	refresh                                                      time.Duration
+	asJSON, moveNode                                             bool
+}
+
+func addBootFlags(fs *pflag.FlagSet, set storeSet) *bootFlags {
+	f := &bootFlags{sf: addStoreFlags(fs, set)}
+	fs.StringVar(&f.home, "home", config.Home(), "joblet home; configs go to HOME/config (env JOBLET_HOME)")
+	fs.StringVar(&f.force, "force-regenerate", config.EnvOr("FORCE_REGENERATE", "false"), "replace the shared CA and client certificates: true or false (env FORCE_REGENERATE)")
+	addKeyTypeFlag(fs, &f.keyType, "key type of new keys")
+	fs.StringVar(&f.caLife, "ca-lifetime", "1095d", "CA lifetime (days with d, or a duration)")
+	fs.StringVar(&f.clientLife, "client-lifetime", "730d", "client certificate lifetime")
+	fs.StringVar(&f.serverLife, "server-lifetime", "365d", "server certificate lifetime")
+	fs.StringVar(&f.serverAddr, "server-address", config.EnvOr("JOBLET_SERVER_ADDRESS", ""), "this node's address for clients and its certificate (env JOBLET_SERVER_ADDRESS; default: the primary IP)")
+	fs.StringVar(&f.listenAddr, "listen-address", config.EnvOr("JOBLET_LISTEN_ADDRESS", "0.0.0.0"), "address the server listens on (env JOBLET_LISTEN_ADDRESS)")
+	fs.StringVar(&f.port, "port", config.EnvOr("JOBLET_SERVER_PORT", strconv.Itoa(config.DefaultPort)), "server port (env JOBLET_SERVER_PORT)")
+	fs.StringVar(&f.extra, "additional-names", config.EnvOr("JOBLET_ADDITIONAL_NAMES", ""), "comma list of extra DNS names and IPs for the server certificate (env JOBLET_ADDITIONAL_NAMES)")
+	fs.StringVar(&f.public, "public-address", config.EnvOr("JOBLET_PUBLIC_ADDRESS", ""), "HOST[:PORT] of a load balancer in front of the fleet (env JOBLET_PUBLIC_ADDRESS)")
+	fs.StringVar(&f.metrics, "metrics-address", config.EnvOr("JOBLET_METRICS_ADDRESS", ""), "HOST:PORT for /metrics and /healthz (plain HTTP; default off) (env JOBLET_METRICS_ADDRESS)")
+	fs.DurationVar(&f.refresh, "refresh-interval", 0, "how often the running server refreshes trust and renews from the store (default 5m)")
+	fs.StringVar(&f.nodeID, "node-id", config.EnvOr("JOBLET_NODE_ID", ""), "node id (env JOBLET_NODE_ID; default: kept from the existing config, else the EC2 instance id, else generated)")
+	fs.BoolVar(&f.asJSON, "json", false, "print the result as JSON")
+	fs.BoolVar(&f.moveNode, "move-node", false, "move this node to a fleet whose CA it does not trust (its configs are replaced); without it such a run is refused")
+	return f
+}
+
+// options turns the flags into bootstrap options, without the store.
+func (f *bootFlags) options(log *slog.Logger) (bootOptions, error) {
+	o := bootOptions{Fleet: certs.Fleet{Prefix: f.sf.prefix, Log: log},
+		BootstrapOptions: certs.BootstrapOptions{Home: f.home, RefreshInterval: f.refresh, MetricsAddress: f.metrics, ListenAddress: f.listenAddr,
+			ServerAddress: f.serverAddr, PublicAddress: f.public, NodeID: f.nodeID, AdditionalNames: pki.SplitList(f.extra), MoveNode: f.moveNode}}
+	var err error
+	if o.Force, err = parseBool("FORCE_REGENERATE", f.force); err != nil {
+		return o, err
+	}
+	if o.KeyType, err = parseKeyType(f.keyType); err != nil {
+		return o, err
+	}
+	if o.CALifetime, err = parseLifetime("ca-lifetime", f.caLife); err != nil {
+		return o, err
+	}
+	if o.ClientLifetime, err = parseLifetime("client-lifetime", f.clientLife); err != nil {
+		return o, err
+	}
+	if o.ServerLifetime, err = parseLifetime("server-lifetime", f.serverLife); err != nil {
+		return o, err
+	}
+	if o.Port, err = strconv.Atoi(f.port); err != nil || o.Port <= 0 || o.Port > 65535 {
+		return o, usagef("port %q is not a TCP port (1-65535)", f.port)
+	}
+	if err := secretstore.ValidatePrefix(o.Prefix); err != nil {
+		return o, usagef("%v", err)
+	}
+	if o.ServerAddress == "" {
+		o.ServerAddress = cloud.PrimaryIP()
+	}
+	return o, o.Validate()
+}
+
+// bootOptions are the fleet's settings and this node's, as the flags give them.
+type bootOptions struct {
+	certs.Fleet
+	certs.BootstrapOptions
+}
+
+func runBootstrap(ctx context.Context, o bootOptions, asJSON bool, stdout io.Writer) error {
+	res, err := o.Fleet.Bootstrap(ctx, o.BootstrapOptions)
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		return printJSON(stdout, res)
+	}
+	printResult(stdout, res)
+	return nil
+}
+
+func printResult(w io.Writer, r *certs.Result) {
+	icon := map[string]string{certs.Generated: "✨", certs.Retrieved: "✅", certs.Completed: "🔧"}
+	verb := map[string]string{certs.Generated: "Generated and stored in", certs.Retrieved: "Retrieved from", certs.Completed: "Completed (certificate added for the stored key) in"}
+	fmt.Fprintf(w, "joblet certificates (%s mode, node %s)\n", r.Mode, r.NodeID)
+	if r.CAKMSKey != "" {
+		fmt.Fprintf(w, "  🔐 CA private key: in AWS KMS (%s); every certificate is signed through kms:Sign, no CA key on this node\n", r.CAKMSKey)
+	}
+	for _, it := range r.Items {
+		if it.Name == "Server Certificate" {
+			fmt.Fprintf(w, "  🆕 %s: Generated locally (instance-specific), serial %s, expires %s\n", it.Name, it.Serial, it.NotAfter.Format("2006-01-02"))
+			continue
+		}
+		fmt.Fprintf(w, "  %s %s: %s %s, expires %s\n", icon[it.Action], it.Name, verb[it.Action], it.Where, it.NotAfter.Format("2006-01-02"))
+	}
+	for _, wn := range r.Warnings {
+		fmt.Fprintf(w, "  ⚠️  %s\n", wn)
+	}
+	fmt.Fprintln(w, "Files:")
+	for _, f := range r.Files {
+		fmt.Fprintf(w, "  %s\n", f)
+	}
+}

@@ -1,0 +1,54 @@
+package main
+
+import (
+	"fmt"
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ehsaniara/joblet/internal/config"
+	"github.com/ehsaniara/joblet/internal/secretstore"
+)
+
+// exportCmd writes an embedded install from a shared store: the shared
+// secrets go into HOME/ca (the private store), then bootstrap writes the
+// config files from it.
+func (c *cli) exportCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "export [bootstrap flags] [--replace]",
+		Short: "write an embedded install from a shared store (to run off AWS)",
+		Args:  noArgs,
+	}
+	f := addBootFlags(cmd.Flags(), withDirStore)
+	var replace bool
+	cmd.Flags().BoolVar(&replace, "replace", false, "replace a different CA already in HOME/ca")
+	cmd.RunE = func(*cobra.Command, []string) error {
+		o, err := f.options(c.log)
+		if err != nil {
+			return err
+		}
+		ctx, cancel := f.sf.context()
+		defer cancel()
+		src, err := f.sf.open(ctx, o.Home, c.log)
+		if err != nil {
+			return err
+		}
+		if src.Mode == "embedded" {
+			return usagef("export reads a shared store: set USE_SECRETS_MANAGER=true (or --store dir:PATH)")
+		}
+		root := filepath.Join(o.Home, "ca")
+		dst, err := secretstore.NewDirStore(root)
+		if err != nil {
+			return err
+		}
+		if err := f.sf.fleet(src, c.log).Export(ctx, dst, replace); err != nil {
+			return err
+		}
+		if !f.asJSON {
+			fmt.Fprintf(c.stdout, "exported the shared certificates from %s into %s\n", src.Desc, root)
+		}
+		o.Store, o.StoreDesc, o.Mode, o.StoreRef = dst, "directory store "+root, "embedded", config.StoreRef{Kind: "dir", Dir: root}
+		return runBootstrap(ctx, o, f.asJSON, c.stdout)
+	}
+	return cmd
+}

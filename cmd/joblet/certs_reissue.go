@@ -1,0 +1,78 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ehsaniara/joblet/internal/certs"
+	"github.com/ehsaniara/joblet/internal/config"
+	"github.com/ehsaniara/joblet/internal/pki"
+)
+
+func (c *cli) reissueCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "reissue --role ROLE [--revoke]",
+		Short: "give one role a new key and client certificate from the current CA (no CA rotation)",
+		Args:  noArgs,
+	}
+	fs := cmd.Flags()
+	sf := addStoreFlags(fs, withDirStore|withCreate|withReplicas)
+	var roleFlag, keyType, life string
+	var revoke, asJSON bool
+	fs.StringVar(&roleFlag, "role", "", "the role whose client certificate and key are replaced: admin, maintainer, developer or reader")
+	fs.BoolVar(&revoke, "revoke", false, "also revoke the replaced certificate (reason superseded)")
+	addKeyTypeFlag(fs, &keyType, "key type of the new key")
+	fs.StringVar(&life, "client-lifetime", "730d", "lifetime of the new certificate")
+	fs.BoolVar(&asJSON, "json", false, "print the result as JSON")
+	cmd.RunE = func(*cobra.Command, []string) error {
+		role, err := pki.ParseRole(roleFlag)
+		if err != nil {
+			return usagef("--role: %v", err)
+		}
+		kt, err := parseKeyType(keyType)
+		if err != nil {
+			return err
+		}
+		lifetime, err := parseLifetime("client-lifetime", life)
+		if err != nil {
+			return err
+		}
+		ctx, cancel := sf.context()
+		defer cancel()
+		fl, err := sf.openFleet(ctx, config.Home(), c.log)
+		if err != nil {
+			return err
+		}
+		fl.KeyType, fl.ClientLifetime = kt, lifetime
+		var res *certs.ReissuedRevoked
+		if revoke {
+			res, err = fl.ReissueRevoke(ctx, role)
+		} else {
+			var r *certs.Reissued
+			if r, err = fl.Reissue(ctx, role); r != nil {
+				res = &certs.ReissuedRevoked{Reissued: *r}
+			}
+		}
+		if res == nil {
+			return err
+		}
+		if asJSON {
+			if jerr := printJSON(c.stdout, res); jerr != nil {
+				return jerr
+			}
+		} else {
+			fmt.Fprintf(c.stdout, "🔁 %s client certificate re-issued in %s: serial %s replaces %s, expires %s; clients of that role get it with `rnx config refresh`\n",
+				role, fl.StoreDesc, res.NewSerial, res.OldSerial, res.NotAfter.Format("2006-01-02"))
+			if res.Revoked {
+				fmt.Fprintf(c.stdout, "🚫 revoked serial %s (superseded); nodes refuse it after their next refresh\n", res.OldSerial)
+			}
+		}
+		if errors.Is(err, certs.ErrRevokeAfterReissue) {
+			return fmt.Errorf("%w: re-run `joblet certs revoke --serial %s --reason superseded`", err, res.OldSerial)
+		}
+		return err
+	}
+	return cmd
+}

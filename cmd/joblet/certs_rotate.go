@@ -1,0 +1,113 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ehsaniara/joblet/internal/certs"
+	"github.com/ehsaniara/joblet/internal/client"
+	"github.com/ehsaniara/joblet/internal/config"
+	"github.com/ehsaniara/joblet/internal/pki"
+)
+
+func (c *cli) rotateCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "rotate-ca",
+		Short: "staged CA rotation without downtime: begin, promote, finish (or abort); status (docs/ROTATION.md)",
+		Args:  subcommandArgs,
+		RunE:  func(cmd *cobra.Command, _ []string) error { return needSubcommand(cmd) },
+	}
+	type step struct {
+		name, short string
+		run         rotationStep
+	}
+	for _, s := range []step{
+		{"begin", "create the next CA and trust it next to the current one", func(f *certs.Fleet, ctx context.Context, newKMSKey string) (*certs.RotationStatus, error) {
+			return f.BeginRotation(ctx, newKMSKey)
+		}},
+		{"promote", "sign with the next CA: it becomes current, role certificates are re-issued", func(f *certs.Fleet, ctx context.Context, _ string) (*certs.RotationStatus, error) {
+			return f.PromoteRotation(ctx)
+		}},
+		{"finish", "stop trusting the old CA (after every node serves a certificate from the new one)", func(f *certs.Fleet, ctx context.Context, _ string) (*certs.RotationStatus, error) {
+			return f.FinishRotation(ctx)
+		}},
+		{"abort", "step back one phase: drop a begun rotation, or make the old CA current again after promote", func(f *certs.Fleet, ctx context.Context, _ string) (*certs.RotationStatus, error) {
+			return f.AbortRotation(ctx)
+		}},
+		{"status", "the rotation's phase, the CAs, and optionally which CA each node serves from", func(f *certs.Fleet, ctx context.Context, _ string) (*certs.RotationStatus, error) {
+			return f.RotationStatus(ctx)
+		}},
+	} {
+		cmd.AddCommand(c.rotateStep(s.name, s.short, s.run))
+	}
+	return cmd
+}
+
+// rotationStep runs one step on the fleet; newKMSKey is begin's --ca-kms-key-id.
+type rotationStep func(f *certs.Fleet, ctx context.Context, newKMSKey string) (*certs.RotationStatus, error)
+
+func (c *cli) rotateStep(name, short string, step rotationStep) *cobra.Command {
+	cmd := &cobra.Command{Use: name + " [flags]", Short: short, Args: noArgs}
+	fs := cmd.Flags()
+	set := withDirStore | withCreate | withReplicas
+	if name == "begin" {
+		set |= withCAKMS
+	}
+	sf := addStoreFlags(fs, set)
+	var home, keyType, caLife, nodes, rnxCfg string
+	var asJSON bool
+	fs.StringVar(&home, "home", config.Home(), "joblet home: embedded mode's local store (env JOBLET_HOME)")
+	fs.BoolVar(&asJSON, "json", false, "print the rotation status as JSON")
+	if name == "begin" {
+		addKeyTypeFlag(fs, &keyType, "key type of the new CA")
+		fs.StringVar(&caLife, "ca-lifetime", "1095d", "lifetime of the new CA")
+	}
+	if name == "status" {
+		fs.StringVar(&nodes, "nodes", "", "comma list of node addresses (HOST:PORT) to ask which CA signed the certificate they serve")
+		fs.StringVar(&rnxCfg, "rnx-config", filepath.Join(config.Home(), "config", "rnx-config.yml"), "the operator rnx config used to ask the nodes")
+	}
+	cmd.RunE = func(*cobra.Command, []string) error {
+		var kt pki.KeyType
+		var life time.Duration
+		if name == "begin" {
+			var err error
+			if kt, err = parseKeyType(keyType); err != nil {
+				return err
+			}
+			if life, err = parseLifetime("ca-lifetime", caLife); err != nil {
+				return err
+			}
+		}
+		var info certs.NodeInfo
+		if nodes != "" {
+			var err error
+			if info, err = client.DialNodeInfo(rnxCfg); err != nil {
+				return fmt.Errorf("--nodes: %w", err)
+			}
+		}
+		ctx, cancel := sf.context()
+		defer cancel()
+		fl, err := sf.openFleet(ctx, home, c.log)
+		if err != nil {
+			return err
+		}
+		fl.KeyType, fl.CALifetime = kt, life
+		st, err := step(fl, ctx, sf.caKMS)
+		if err != nil {
+			return fmt.Errorf("rotate-ca %s: %w", name, err)
+		}
+		if info != nil {
+			st.Nodes = certs.ProbeNodes(ctx, pki.SplitList(nodes), st.Current.Fingerprint, info)
+		}
+		if asJSON {
+			return printJSON(c.stdout, st)
+		}
+		st.WriteText(c.stdout, fl.StoreDesc)
+		return nil
+	}
+	return cmd
+}

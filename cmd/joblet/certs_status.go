@@ -1,0 +1,79 @@
+package main
+
+import (
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ehsaniara/joblet/internal/backend"
+	"github.com/ehsaniara/joblet/internal/certs"
+	"github.com/ehsaniara/joblet/internal/config"
+)
+
+func (c *cli) statusCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "status [--json] [--warn-days N]",
+		Short: "the CA, role and server certificates and their sync with the store (exit 0 good, 1 attention, 2 broken)",
+		Long: `Reports the CA, the role and server certificates and whether this node is in
+sync with the store. Exit 0: all good; 1: something expires within --warn-days
+or is out of sync; 2: expired, broken or the store is unreachable.`,
+		Args: noArgs,
+	}
+	fs := cmd.Flags()
+	sf := addStoreFlags(fs, withDirStore|withCAKMS)
+	var home, srvPath, rnxPath string
+	var warnDays int
+	var asJSON bool
+	fs.StringVar(&home, "home", config.Home(), "joblet home (env JOBLET_HOME)")
+	fs.StringVar(&srvPath, "config", "", "this node's server config (default: HOME/config/joblet-config.yml when it exists)")
+	fs.StringVar(&rnxPath, "rnx-config", "", "an rnx config to compare with the store (default: HOME/config/rnx-config.yml when it exists)")
+	fs.IntVar(&warnDays, "warn-days", 30, "warn about certificates expiring within this many days")
+	fs.BoolVar(&asJSON, "json", false, "print the report as JSON")
+	cmd.RunE = func(*cobra.Command, []string) error {
+		orDefault := func(p, name string) string {
+			if p != "" {
+				return p
+			}
+			if d := filepath.Join(home, "config", name); fileExists(d) {
+				return d
+			}
+			return ""
+		}
+		o := certs.StatusOptions{ServerConfig: orDefault(srvPath, "joblet-config.yml"),
+			RnxConfig: orDefault(rnxPath, "rnx-config.yml"), WarnDays: warnDays, CAKMSKeyID: sf.caKMS}
+		fl := &certs.Fleet{Prefix: sf.prefix, StoreDesc: "store", Log: c.log}
+		ctx, cancel := sf.context()
+		defer cancel()
+		// A node's own config says where its store is; otherwise the flags do.
+		if cfg, err := config.LoadServer(o.ServerConfig); o.ServerConfig != "" && err == nil && cfg.Store.Kind != "" {
+			fl.Prefix = cfg.Store.Prefix
+			fl.Store, fl.StoreDesc, o.StoreErr = backend.OpenStore(ctx, cfg.Store, c.log)
+		} else {
+			rs, err := sf.open(ctx, home, c.log)
+			if _, bad := err.(*usageError); bad {
+				return err
+			}
+			if err != nil {
+				o.StoreErr = err
+			} else {
+				fl.Store, fl.StoreDesc = rs.Store, rs.Desc
+			}
+		}
+		if o.StoreErr != nil {
+			fl.Store = nil
+		}
+		rep := fl.Status(ctx, o)
+		if asJSON {
+			if err := printJSON(c.stdout, rep); err != nil {
+				return err
+			}
+		} else {
+			rep.WriteText(c.stdout)
+		}
+		if rep.Level != certs.OK {
+			return exitCode(rep.Level)
+		}
+		return nil
+	}
+	return cmd
+}

@@ -1,0 +1,128 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ehsaniara/joblet/internal/certs"
+	"github.com/ehsaniara/joblet/internal/config"
+	"github.com/ehsaniara/joblet/internal/server"
+)
+
+func (c *cli) serverCmd() *cobra.Command {
+	var path string
+	cmd := &cobra.Command{
+		Use:   "server [--config PATH]",
+		Short: "serve jobs over mutual TLS; SIGHUP reloads the config and refreshes from the store",
+		Args:  noArgs,
+		RunE:  func(*cobra.Command, []string) error { return serve(path, c.log) },
+	}
+	cmd.Flags().StringVar(&path, "config", filepath.Join(config.Home(), "config", "joblet-config.yml"), "server config file (default under $JOBLET_HOME)")
+	return cmd
+}
+
+func serve(path string, log *slog.Logger) error {
+	cfg, err := loadServerConfig(path, log)
+	if err != nil {
+		return err
+	}
+	srv, err := server.New(cfg, server.Options{ConfigPath: path, Refresh: storeRefresher(path, cfg, log)}, log)
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	srv.Run(ctx)
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	errc := make(chan error, 2)
+	go func() { errc <- srv.ListenAndServe() }()
+	if addr := cfg.Metrics.Address; addr != "" {
+		ml, err := net.Listen("tcp", addr)
+		if err != nil {
+			return fmt.Errorf("metrics.address %s: %w", addr, err)
+		}
+		log.Info("metrics and health", "address", ml.Addr().String(), "paths", "/metrics /healthz")
+		hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
+		go func() { errc <- hs.Serve(ml) }()
+		defer hs.Close()
+	}
+	for {
+		select {
+		case err := <-errc:
+			return err
+		case <-hup:
+			log.Info("SIGHUP: reloading")
+			if err := srv.Reload(); err != nil {
+				log.Error("reload", "err", err)
+			}
+			srv.RefreshNow()
+		case <-ctx.Done():
+			log.Info("shutting down")
+			sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			srv.Shutdown(sctx)
+			return nil
+		}
+	}
+}
+
+// storeRefresher refreshes the node from the store its config names; nil
+// for a config without one (written before stores were recorded).
+func storeRefresher(path string, cfg *config.Server, log *slog.Logger) func(context.Context) (bool, error) {
+	if cfg.Store.Kind == "" {
+		log.Warn("the server config names no store: no automatic renewal; re-run `joblet certs bootstrap` to add it")
+		return nil
+	}
+	var fl *certs.Fleet
+	return func(ctx context.Context) (bool, error) {
+		ctx, cancel := context.WithTimeout(ctx, time.Minute)
+		defer cancel()
+		if fl == nil {
+			f, err := nodeFleet(ctx, cfg, log)
+			if err != nil {
+				return false, err
+			}
+			fl = f
+		}
+		res, err := fl.RefreshNode(ctx, certs.NodeRefresh{ConfigPath: path})
+		if err != nil {
+			return false, err
+		}
+		if res.Renewed {
+			log.Info("server certificate renewed", "reason", res.Reason, "serial", res.Serial, "notAfter", res.NotAfter)
+		}
+		if res.TrustChanged {
+			log.Info("trust bundle changed", "trustedCAs", res.Trust)
+		}
+		if res.CRLProblem != "" {
+			// Loud: someone deleted or rolled back the fleet's CRL, or it
+			// cannot be verified; this node keeps enforcing the one it has.
+			log.Error("the store's CRL was not taken", "problem", res.CRLProblem)
+		}
+		return res.Renewed || res.TrustChanged, nil
+	}
+}
+
+// loadServerConfig reads a server config and warns when others can read it.
+func loadServerConfig(path string, log *slog.Logger) (*config.Server, error) {
+	cfg, err := config.LoadServer(path)
+	if err != nil {
+		return nil, err
+	}
+	if w := config.ExposedKeyWarning(path); w != "" {
+		log.Warn(w)
+	}
+	return cfg, nil
+}

@@ -1,0 +1,50 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/ehsaniara/joblet/internal/client"
+	"github.com/spf13/cobra"
+)
+
+func (a *app) infoCmd() *cobra.Command {
+	var asJSON bool
+	c := &cobra.Command{
+		Use:   "info",
+		Short: "Show the node's identity, its certificate and your role",
+		Args:  noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return a.onNode(func(ctx context.Context, conn *client.Conn) error {
+				info, err := conn.Info(ctx)
+				if err != nil {
+					return err
+				}
+				notAfter := time.Unix(info.ServerCertNotAfterUnix, 0).UTC().Format(time.RFC3339)
+				if asJSON {
+					return a.printJSON(struct {
+						Node                   string `json:"node"`
+						Address                string `json:"address"`
+						NodeID                 string `json:"nodeId"`
+						Version                string `json:"version"`
+						Role                   string `json:"role"`
+						ServerCertSerial       string `json:"serverCertSerial"`
+						ServerCertNotAfter     string `json:"serverCertNotAfter"`
+						ServerCertIssuerSha256 string `json:"serverCertIssuerSha256"`
+					}{conn.Name, conn.Address, info.NodeId, info.Version, info.CallerRole, info.ServerCertSerial, notAfter, info.ServerCertIssuerSha256})
+				}
+				issuer := info.ServerCertIssuerSha256
+				if issuer == "" {
+					issuer = "(none of the node's trusted CAs)"
+				}
+				fmt.Fprintf(a.out, "node:      %s\naddress:   %s\nnode id:   %s\nversion:   %s\nrole:      %s\n"+
+					"server certificate serial %s, expires %s\nserver certificate issuer sha256 %s\n",
+					conn.Name, conn.Address, info.NodeId, info.Version, info.CallerRole, info.ServerCertSerial, notAfter, issuer)
+				return nil
+			})
+		},
+	}
+	c.Flags().BoolVar(&asJSON, "json", false, "print the node info as JSON")
+	return c
+}

@@ -1,0 +1,114 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	pb "github.com/ehsaniara/joblet/api/jobletv1"
+)
+
+func (a *app) jobCmd() *cobra.Command {
+	c := &cobra.Command{
+		Use:   "job",
+		Short: "Run, list, inspect, follow and stop jobs",
+		Args:  cobra.ArbitraryArgs,
+		RunE:  group("run, list, status, log, stop"),
+	}
+	c.AddCommand(a.jobRunCmd(), a.jobListCmd(), a.jobStatusCmd(), a.jobLogCmd(), a.jobStopCmd())
+	return c
+}
+
+// jobJSON is a job as --json prints it: lowerCamel keys, RFC 3339 times.
+type jobJSON struct {
+	ID              string   `json:"id"`
+	Status          string   `json:"status"`   // RUNNING, COMPLETED, FAILED, STOPPED
+	ExitCode        *int32   `json:"exitCode"` // null while running
+	Signal          int32    `json:"signal,omitempty"`
+	Command         string   `json:"command"`
+	Args            []string `json:"args"`
+	Started         string   `json:"started"`
+	Ended           string   `json:"ended,omitempty"`
+	StartedBy       string   `json:"startedBy"`
+	OutputTruncated bool     `json:"outputTruncated"`
+}
+
+func toJobJSON(j *pb.Job) jobJSON {
+	out := jobJSON{ID: j.Id, Status: j.Status, Signal: j.Signal, Command: j.Command, Args: j.Args,
+		Started: timeText(j.StartedUnixNano), StartedBy: j.StartedBy, OutputTruncated: j.OutputTruncated}
+	if out.Args == nil {
+		out.Args = []string{}
+	}
+	if j.EndedUnixNano != 0 {
+		code := j.ExitCode
+		out.ExitCode = &code
+		out.Ended = timeText(j.EndedUnixNano)
+	}
+	return out
+}
+
+// timeText is the one format of a time in rnx's output: RFC 3339, UTC,
+// whole seconds.
+func timeText(unixNano int64) string {
+	return time.Unix(0, unixNano).UTC().Format(time.RFC3339)
+}
+
+func exitText(j *pb.Job) string {
+	switch {
+	case j.EndedUnixNano == 0:
+		return "-"
+	case j.Signal != 0:
+		return fmt.Sprintf("signal %d", j.Signal)
+	}
+	return fmt.Sprint(j.ExitCode)
+}
+
+// commandLine is a job's command as a shell would take it back.
+func commandLine(j *pb.Job) string {
+	words := make([]string, 0, 1+len(j.Args))
+	for _, w := range append([]string{j.Command}, j.Args...) {
+		words = append(words, shellQuote(w))
+	}
+	return strings.Join(words, " ")
+}
+
+// shellQuote quotes s for a POSIX shell when it holds anything but plain
+// characters.
+func shellQuote(s string) string {
+	if s == "" {
+		return "''"
+	}
+	plain := true
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_./:=@%+,", r)) {
+			plain = false
+			break
+		}
+	}
+	if plain {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// printJob is the human form of one job (status, stop).
+func printJob(w io.Writer, j *pb.Job) {
+	fmt.Fprintf(w, "id:          %s\nstatus:      %s\nexit:        %s\ncommand:     %s\nstarted:     %s\nstarted by:  %s\n",
+		j.Id, j.Status, exitText(j), commandLine(j), timeText(j.StartedUnixNano), j.StartedBy)
+	if j.EndedUnixNano != 0 {
+		fmt.Fprintf(w, "ended:       %s\n", timeText(j.EndedUnixNano))
+	}
+	if j.OutputTruncated {
+		fmt.Fprintln(w, "output:      truncated (the node kept only the newest output)")
+	}
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}

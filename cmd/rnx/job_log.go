@@ -1,0 +1,125 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"sync/atomic"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	pb "github.com/ehsaniara/joblet/api/jobletv1"
+	"github.com/ehsaniara/joblet/internal/client"
+)
+
+func (a *app) jobLogCmd() *cobra.Command {
+	var follow bool
+	c := &cobra.Command{
+		Use:   "log ID",
+		Short: "Print a job's output: its stdout to stdout, its stderr to stderr",
+		Args:  oneID,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			conn, err := a.dial()
+			if err != nil {
+				return err
+			}
+			defer conn.Close()
+			if follow {
+				return a.follow(conn, args[0], nil)
+			}
+			ctx, cancel := a.callCtx()
+			defer cancel()
+			return a.streamLogs(ctx, conn, args[0], false)
+		},
+	}
+	c.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing new output until the job ends")
+	return c
+}
+
+// streamLogs writes a job's output as the node sends it: the job's stdout
+// to stdout, its stderr to stderr, and a marker on stderr where the node
+// had dropped output.
+func (a *app) streamLogs(ctx context.Context, c *client.Conn, id string, follow bool) error {
+	s, err := c.Jobs.GetJobLogs(ctx, &pb.GetJobLogsRequest{Id: id, Follow: follow})
+	if err != nil {
+		return c.Explain(err)
+	}
+	for {
+		chunk, err := s.Recv()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return c.Explain(err)
+		}
+		if chunk.DroppedBytes > 0 {
+			fmt.Fprintf(a.errOut, "[joblet: earlier output dropped: the job wrote %d bytes more than the node keeps (jobs.logBufferBytes, 1 MiB by default)]\n", chunk.DroppedBytes)
+		}
+		w := a.out
+		if chunk.Stream == pb.Stream_STREAM_STDERR {
+			w = a.errOut
+		}
+		if _, err := w.Write(chunk.Data); err != nil {
+			return err
+		}
+	}
+}
+
+// interrupts catches SIGINT and SIGTERM while rnx follows a job, so they
+// end the following, never rnx before it can say how to resume.
+type interrupts struct {
+	c   chan os.Signal
+	got atomic.Value
+}
+
+func catchInterrupts() *interrupts {
+	in := &interrupts{c: make(chan os.Signal, 1)}
+	signal.Notify(in.c, syscall.SIGINT, syscall.SIGTERM)
+	return in
+}
+
+func (in *interrupts) stop() { signal.Stop(in.c) }
+
+// follow streams a job's output until it ends. SIGINT or SIGTERM ends only
+// the following, never the job: rnx says how to resume and exits 130 (143).
+// in catches them from before the job was started; nil catches them now.
+func (a *app) follow(c *client.Conn, id string, in *interrupts) error {
+	if in == nil {
+		in = catchInterrupts()
+		defer in.stop()
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case s := <-in.c:
+			in.got.Store(s)
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	err := a.streamLogs(ctx, c, id, true)
+	if s, ok := in.got.Load().(os.Signal); ok {
+		fmt.Fprintf(a.errOut, "\nrnx: stopped following; job %s keeps running. Follow again with: %s\n", id, a.resumeCommand(id))
+		return &exitError{code: 128 + int(s.(syscall.Signal))}
+	}
+	return err
+}
+
+// resumeCommand is the command that follows job id again, with the flags
+// that chose its node.
+func (a *app) resumeCommand(id string) string {
+	parts := []string{"rnx"}
+	if a.cfgPath != "" {
+		parts = append(parts, "--config", shellQuote(a.cfgPath))
+	}
+	if a.nodeName != "" {
+		parts = append(parts, "--node", shellQuote(a.nodeName))
+	}
+	return strings.Join(append(parts, "job", "log", "-f", id), " ")
+}

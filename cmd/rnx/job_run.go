@@ -1,0 +1,112 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	pb "github.com/ehsaniara/joblet/api/jobletv1"
+	"github.com/ehsaniara/joblet/internal/client"
+)
+
+func (a *app) jobRunCmd() *cobra.Command {
+	var follow, asJSON bool
+	c := &cobra.Command{
+		Use:   "run [flags] [--] COMMAND [ARG...]",
+		Short: "Start a job and print its id, or follow its output",
+		Long: `Start COMMAND with ARGs on the node and print the job's id.
+
+Flags go before COMMAND; COMMAND and everything after it are passed to the
+job as given ("--" may end rnx's flags explicitly).
+
+With --follow the job's id goes to stderr, its output is streamed (stdout to
+stdout, stderr to stderr), and rnx exits with the job's exit code: 128+N for
+a job killed by signal N, 1 for one stopped without a code of its own.
+Ctrl-C stops following, not the job (exit 130).`,
+		Example: `  rnx job run sh -c 'echo hi'
+  rnx job run --follow -- sh -c 'exit 3'; echo $?   # 3
+  rnx job run --json sleep 60`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return usagef(cmd, "job run needs a command")
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if follow && asJSON {
+				return usagef(cmd, "--json and --follow cannot be combined: --json prints the job's id, --follow its output")
+			}
+			conn, err := a.dial()
+			if err != nil {
+				return err
+			}
+			defer conn.Close()
+			var in *interrupts
+			if follow {
+				// From here on Ctrl-C ends the following, not rnx.
+				in = catchInterrupts()
+				defer in.stop()
+			}
+			ctx, cancel := a.callCtx()
+			j, err := conn.Jobs.RunJob(ctx, &pb.RunJobRequest{Command: args[0], Args: args[1:]})
+			cancel()
+			if err != nil {
+				return conn.Explain(err)
+			}
+			switch {
+			case asJSON:
+				return a.printJSON(struct {
+					ID string `json:"id"`
+				}{j.Id})
+			case !follow:
+				_, err := fmt.Fprintln(a.out, j.Id)
+				return err
+			}
+			// Following on the same connection reaches, through a load
+			// balancer, the node that runs the job.
+			fmt.Fprintf(a.errOut, "job %s started; follow again with: %s\n", j.Id, a.resumeCommand(j.Id))
+			if err := a.follow(conn, j.Id, in); err != nil {
+				return err
+			}
+			return a.jobOutcome(conn, j.Id)
+		},
+	}
+	c.Flags().SetInterspersed(false)
+	c.Flags().BoolVarP(&follow, "follow", "f", false, "stream the job's output and exit with its exit code")
+	c.Flags().BoolVar(&asJSON, "json", false, `print {"id": ...} as JSON`)
+	return c
+}
+
+// jobOutcome turns a followed job's end into rnx's exit, as `docker run`
+// does: the job's own exit code.
+func (a *app) jobOutcome(conn *client.Conn, id string) error {
+	ctx, cancel := a.callCtx()
+	defer cancel()
+	j, err := conn.Jobs.GetJobStatus(ctx, &pb.GetJobStatusRequest{Id: id})
+	if err != nil {
+		return conn.Explain(err)
+	}
+	code := 1
+	switch {
+	case j.Signal > 0:
+		code = 128 + int(j.Signal)
+	case j.ExitCode > 0:
+		code = int(j.ExitCode)
+	}
+	switch j.Status {
+	case "COMPLETED":
+		return nil
+	case "FAILED":
+		how := fmt.Sprintf("exit code %d", j.ExitCode)
+		if j.Signal > 0 {
+			how = fmt.Sprintf("killed by signal %d", j.Signal)
+		}
+		fmt.Fprintf(a.errOut, "rnx: job %s failed: %s\n", id, how)
+	case "STOPPED":
+		fmt.Fprintf(a.errOut, "rnx: job %s was stopped (rnx job stop)\n", id)
+	default:
+		return fmt.Errorf("the output of job %s ended while it is %s; follow again with: %s", id, strings.ToLower(j.Status), a.resumeCommand(id))
+	}
+	return &exitError{code: code}
+}

@@ -1,0 +1,71 @@
+package certs
+
+import (
+	"fmt"
+	"math/big"
+	"time"
+
+	"github.com/ehsaniara/joblet/internal/pki"
+)
+
+// Revocation only moves forward: a party (a node, an rnx config) keeps the
+// newest CRL it has verified. Whoever can write the one CRL secret could
+// otherwise un-revoke fleet-wide, with no signing right, by deleting it or
+// putting an older version back.
+
+// nextCRLNumber is the number of the CRL that replaces one numbered n: above
+// n, and at least the current Unix time, so a CRL re-created after the
+// stored one was lost still sorts after every CRL a node holds (RFC 5280
+// 5.2.3: CRL numbers only increase).
+func nextCRLNumber(n *big.Int, now time.Time) *big.Int {
+	next := big.NewInt(now.Unix())
+	if n != nil && n.Cmp(next) >= 0 {
+		next = new(big.Int).Add(n, big.NewInt(1))
+	}
+	return next
+}
+
+// newestCRL chooses the CRL to keep between the one a party holds (held,
+// verified when it took it) and the store's (stored, with storedErr when it
+// did not verify against the store's trust). problem, when not empty, says
+// loudly why the store's CRL was not taken: it is missing, older, or
+// unverifiable, and the party keeps enforcing what it had.
+func newestCRL(held, stored string, storedErr error, name string) (keep, problem string) {
+	if held == "" {
+		return stored, ""
+	}
+	heldNum, _ := pki.CRLNumber([]byte(held))
+	switch {
+	case storedErr != nil:
+		return held, fmt.Sprintf("%v: keeping the CRL this party holds (number %s) until the store holds one it can verify", storedErr, numText(heldNum))
+	case stored == "":
+		return held, fmt.Sprintf("%s is missing from the store, but this party holds CRL number %s: keeping it, so nothing is un-revoked. "+
+			"Restore the secret's previous version (or re-run `joblet certs revoke` for each serial)", name, numText(heldNum))
+	}
+	storedNum, _ := pki.CRLNumber([]byte(stored))
+	if heldNum != nil && (storedNum == nil || storedNum.Cmp(heldNum) < 0) {
+		return held, fmt.Sprintf("%s was rolled back: the store holds CRL number %s, this party holds the newer number %s; keeping the newer one. "+
+			"Find who wrote the secret, and restore its newest version", name, numText(storedNum), numText(heldNum))
+	}
+	if storedNum != nil && heldNum != nil && storedNum.Cmp(heldNum) == 0 && stored != held {
+		return held, fmt.Sprintf("%s holds another CRL with the same number %s as the one this party holds: keeping this party's", name, numText(heldNum))
+	}
+	return stored, ""
+}
+
+func numText(n *big.Int) string {
+	if n == nil {
+		return "(none)"
+	}
+	return n.String()
+}
+
+// revokedSerials lists what a held CRL (verified when it was taken)
+// revokes; nothing for "" or one that no longer parses.
+func revokedSerials(pemText string) map[string]bool {
+	crl, err := pki.ParseCRLUnverified([]byte(pemText))
+	if err != nil {
+		return map[string]bool{}
+	}
+	return pki.RevokedSerials(crl)
+}

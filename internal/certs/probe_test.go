@@ -1,0 +1,85 @@
+package certs_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ehsaniara/joblet/internal/certs"
+	"github.com/ehsaniara/joblet/internal/client"
+	"github.com/ehsaniara/joblet/internal/config"
+	"github.com/ehsaniara/joblet/internal/secretstore"
+	"github.com/ehsaniara/joblet/internal/server"
+)
+
+// A real node, asked over mutual TLS with the operator's rnx config, serves
+// a certificate from the current CA; a closed port is reported unreachable;
+// after rotate-ca begin+promote the node still serves from the old CA.
+func TestProbeNodes(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	st := secretstore.NewMemoryStore()
+	o := opts(t, st)
+	o.ServerAddress, o.NodeID = "127.0.0.1", "node-probe"
+	bootstrap(t, o)
+	cfg, err := config.LoadServer(filepath.Join(o.Home, "config", "joblet-config.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := server.New(cfg, server.Options{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(l)
+	defer srv.Shutdown(ctx)
+	closed, _ := net.Listen("tcp", "127.0.0.1:0")
+	closedAddr := closed.Addr().String()
+	closed.Close()
+
+	info, err := client.DialNodeInfo(filepath.Join(o.Home, "config", "rnx-config.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rot := rotation{f: &certs.Fleet{Store: st}}
+	rs, err := rot.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reps := certs.ProbeNodes(ctx, []string{l.Addr().String(), " ", closedAddr}, rs.Current.Fingerprint, info)
+	if len(reps) != 2 {
+		t.Fatalf("%d reports, want 2 (the blank address skipped): %+v", len(reps), reps)
+	}
+	if r := reps[0]; !r.Current || r.NodeID != "node-probe" || r.IssuerSHA256 != rs.Current.Fingerprint || !strings.Contains(r.Summary, "from the current CA") {
+		t.Errorf("live node: %+v", r)
+	}
+	if r := reps[1]; r.Current || !strings.HasPrefix(r.Summary, "unreachable: ") || r.Address != closedAddr {
+		t.Errorf("closed port: %+v", r)
+	}
+
+	// After a promote the node has not renewed yet: it serves from another CA.
+	if _, err := rot.Begin(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if rs, err = rot.Promote(ctx); err != nil {
+		t.Fatal(err)
+	}
+	reps = certs.ProbeNodes(ctx, []string{l.Addr().String()}, rs.Current.Fingerprint, info)
+	if r := reps[0]; r.Current || !strings.Contains(r.Summary, "still serves a certificate from another CA") {
+		t.Errorf("after promote: %+v", r)
+	}
+}
+
+func TestDialNodeInfoNeedsConfig(t *testing.T) {
+	if _, err := client.DialNodeInfo(filepath.Join(t.TempDir(), "missing.yml")); err == nil || !strings.Contains(err.Error(), "operator rnx config") {
+		t.Fatalf("err = %v", err)
+	}
+}

@@ -1,0 +1,65 @@
+package certs_test
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"testing"
+
+	"github.com/ehsaniara/joblet/internal/certs"
+	"github.com/ehsaniara/joblet/internal/pki"
+	"github.com/ehsaniara/joblet/internal/secretstore"
+)
+
+// replicating is an in-memory store that replicates by recording the names.
+type replicating struct {
+	*secretstore.MemoryStore
+	got [][]string
+}
+
+func (r *replicating) Replicate(_ context.Context, names []string) error {
+	r.got = append(r.got, names)
+	return nil
+}
+
+func TestReplicate(t *testing.T) {
+	ctx := context.Background()
+	st := &replicating{MemoryStore: secretstore.NewMemoryStore()}
+	if _, err := (&certs.Fleet{Store: st}).Replicate(ctx); err == nil {
+		t.Fatal("an empty store replicated")
+	}
+	bootstrap(t, opts(t, st))
+	names, err := (&certs.Fleet{Store: st}).Replicate(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := names0(); !slices.Equal(names, want) || len(st.got) != 1 || !slices.Equal(st.got[0], want) {
+		t.Fatalf("replicated %v (calls %v), want %v", names, st.got, want)
+	}
+	// The CRL, once created, is replicated too; other prefixes are not.
+	c, _ := pki.ParseSerial("1234")
+	if _, err := (&certs.Fleet{Store: st}).Revoke(ctx, c, 0); err != nil {
+		t.Fatal(err)
+	}
+	names, err = (&certs.Fleet{Store: st, Prefix: "joblet"}).ReplicationTargets(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(names, "joblet/crl") || len(names) != len(names0())+1 {
+		t.Fatalf("targets after a revocation: %v", names)
+	}
+	if names, _ := (&certs.Fleet{Store: st, Prefix: "other"}).ReplicationTargets(ctx); len(names) != 0 {
+		t.Fatalf("another prefix: %v", names)
+	}
+}
+
+// names0 are a fresh fleet's secrets: the CA pair and each role's pair.
+func names0() []string { return names.All() }
+
+func TestReplicateNeedsAReplicator(t *testing.T) {
+	st := secretstore.NewMemoryStore()
+	bootstrap(t, opts(t, st))
+	if _, err := (&certs.Fleet{Store: st}).Replicate(context.Background()); !errors.Is(err, certs.ErrUsage) {
+		t.Fatalf("err = %v, want ErrUsage", err)
+	}
+}

@@ -1,0 +1,39 @@
+package test
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+// The layers the design promises, checked from the module graph: rnx links
+// no KMS code (it never signs), the store layer knows nothing of
+// certificates, the lifecycle reaches no cloud SDK and no gRPC client, and
+// pki is pure.
+func TestLayers(t *testing.T) {
+	deps := func(pkg string) []string {
+		t.Helper()
+		out, err := exec.Command("go", "list", "-deps", pkg).Output()
+		if err != nil {
+			t.Fatalf("go list -deps %s: %v", pkg, err)
+		}
+		return strings.Fields(string(out))
+	}
+	for _, tc := range []struct {
+		pkg       string
+		forbidden []string
+	}{
+		{"../cmd/rnx", []string{"/internal/kmssigner", "/internal/backend/kms", "aws-sdk-go-v2/service/kms"}},
+		{"../internal/secretstore", []string{"/internal/pki", "/internal/certs"}},
+		{"../internal/certs", []string{"aws-sdk-go-v2", "/internal/kmssigner", "/internal/client", "google.golang.org/grpc", "/internal/backend"}},
+		{"../internal/pki", []string{"github.com/ehsaniara/joblet/internal/"}},
+	} {
+		for _, d := range deps(tc.pkg) {
+			for _, f := range tc.forbidden {
+				if strings.Contains(d, f) && !strings.HasSuffix(d, "/internal/pki") {
+					t.Errorf("%s depends on %s", tc.pkg, d)
+				}
+			}
+		}
+	}
+}
