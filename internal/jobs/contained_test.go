@@ -144,3 +144,19 @@ func TestOptionsDefaultsFollowCeilings(t *testing.T) {
 		t.Fatal("a default above its ceiling was accepted")
 	}
 }
+
+// SIGTERM reaches the command (the sandbox's init forwards it), so a plain
+// `sleep` stops at once instead of at the end of the grace period.
+func TestContainedStopTermsTheCommand(t *testing.T) {
+	m := contained(t, Options{Grace: 10 * time.Second})
+	s, err := m.Run("sleep", []string{"600"}, "developer")
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	t0 := time.Now()
+	st, err := m.Stop(context.Background(), s.ID)
+	if err != nil || st.Status != Stopped || time.Since(t0) > 3*time.Second {
+		t.Fatalf("%+v %v after %s", st, err, time.Since(t0))
+	}
+}

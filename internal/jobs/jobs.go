@@ -139,8 +139,9 @@ func (m *Manager) Start(r Request) (Snapshot, error) {
 	m.mu.Lock()
 	m.jobs[id] = j
 	m.mu.Unlock()
+	snap := j.snapshot() // before wait can record an end: Run reports it running
 	go m.wait(j)
-	return j.snapshot(), nil
+	return snap, nil
 }
 
 func (m *Manager) wait(j *job) {

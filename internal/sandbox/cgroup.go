@@ -21,6 +21,7 @@ import (
 // adapting it.
 type cgroup interface {
 	add(pid int) error
+	limitPids(n int) error
 	pids() []int
 	kill() error // every process in the group, bounded in time
 	oomKilled() bool

@@ -82,6 +82,10 @@ func (g *v1) add(pid int) error {
 	return nil
 }
 
+func (g *v1) limitPids(n int) error {
+	return writeFile(filepath.Join(g.dirs["pids"], "pids.max"), strconv.Itoa(n))
+}
+
 func (g *v1) pids() []int { return readPids(filepath.Join(g.dirs["pids"], "cgroup.procs")) }
 
 // kill freezes the group so nothing can fork while it is being killed,

@@ -118,6 +118,10 @@ func (g *v2) add(pid int) error {
 	return writeFile(filepath.Join(g.dir, "cgroup.procs"), strconv.Itoa(pid))
 }
 
+func (g *v2) limitPids(n int) error {
+	return writeFile(filepath.Join(g.dir, "pids.max"), strconv.Itoa(n))
+}
+
 func (g *v2) pids() []int { return readPids(filepath.Join(g.dir, "cgroup.procs")) }
 
 // kill: cgroup.kill SIGKILLs every process of the group, forks included.

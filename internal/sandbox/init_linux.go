@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"os/signal"
 	"runtime"
 	"syscall"
 
@@ -15,51 +16,117 @@ import (
 // runs /proc/self/exe with argv[0] = initName in fresh namespaces, and this
 // init function turns that process into the sandbox's init before main of
 // whichever binary imports this package (joblet, a test binary) runs.
+//
+// The init sets the sandbox up as root, drops to the job user, starts the
+// command as its child and stays PID 1 of the job's PID namespace, like
+// tini: the command is an ordinary process (SIGTERM and `kill -9 $$` act on
+// it as anywhere else, where PID 1 would ignore them), the init forwards
+// signals to it, reaps orphans, and exits with it, which makes the kernel
+// kill whatever else the job left in the namespace.
 func init() {
 	if len(os.Args) == 0 || os.Args[0] != initName {
 		return
 	}
-	// PR_SET_NO_NEW_PRIVS is per thread: set it on the thread that execs.
+	// PR_SET_NO_NEW_PRIVS is per thread and inherited through fork: set it
+	// on the thread that starts the command.
 	runtime.LockOSThread()
-	errPipe := os.NewFile(fdErr, "init-err")
-	if err := sandboxInit(); err != nil {
-		fmt.Fprintf(errPipe, "sandbox init: %v", err)
+	status := os.NewFile(fdStatus, "init-status")
+	code, sig, err := sandboxInit(status)
+	if err != nil {
+		fmt.Fprintf(status, "sandbox init: %v", err)
 		os.Exit(127)
 	}
-	// Unreachable: sandboxInit execs or fails.
-	os.Exit(127)
+	fmt.Fprintf(status, "exit %d %d\n", code, sig)
+	if sig != 0 {
+		os.Exit(128 + sig)
+	}
+	os.Exit(code)
 }
 
-func sandboxInit() error {
-	// Ours, the parent's error pipe, must not survive a successful exec.
-	unix.CloseOnExec(fdErr)
+// sandboxInit sets up, runs the command and returns its exit code and the
+// signal that killed it (0 if none).
+func sandboxInit(status *os.File) (code, sig int, err error) {
+	// Nothing of ours reaches the command: close-on-exec every inherited fd
+	// above stderr (the Go runtime's are already; the pipes are not).
+	if err := unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err != nil {
+		return 0, 0, fmt.Errorf("close inherited fds: %w", err)
+	}
 	var cfg initConfig
 	if err := json.NewDecoder(os.NewFile(fdConfig, "init-config")).Decode(&cfg); err != nil {
-		return fmt.Errorf("read config: %w", err)
+		return 0, 0, fmt.Errorf("read config: %w", err)
 	}
 	// Wait until the parent has placed us in the job's cgroup.
 	var b [1]byte
 	if n, _ := os.NewFile(fdGo, "init-go").Read(b[:]); n != 1 {
-		return fmt.Errorf("the server did not release the init (cgroup placement failed)")
+		return 0, 0, fmt.Errorf("the server did not release the init (cgroup placement failed)")
 	}
 	unix.Umask(0o022)
 	if err := setupMounts(cfg); err != nil {
-		return err
+		return 0, 0, err
 	}
 	if err := unix.Sethostname([]byte(cfg.Hostname)); err != nil {
-		return fmt.Errorf("set hostname %q (UTS namespace): %w", cfg.Hostname, err)
+		return 0, 0, fmt.Errorf("set hostname %q (UTS namespace): %w", cfg.Hostname, err)
 	}
 	if cfg.Network != NetHost {
 		if err := loopbackUp(); err != nil {
-			return fmt.Errorf("bring up lo in the job's network namespace: %w", err)
+			return 0, 0, fmt.Errorf("bring up lo in the job's network namespace: %w", err)
 		}
 	}
 	// Resolve the command as the job will, with the job's PATH (our
 	// environment is already the job's), before dropping privileges.
 	path, err := exec.LookPath(cfg.Path)
 	if err != nil {
-		return fmt.Errorf("command %q: %w", cfg.Path, err)
+		return 0, 0, fmt.Errorf("command %q: %w", cfg.Path, err)
 	}
+	if err := dropPrivileges(cfg); err != nil {
+		return 0, 0, err
+	}
+	if err := os.Chdir(cfg.WorkDir); err != nil {
+		return 0, 0, fmt.Errorf("chdir to the work dir as uid %d: %w (every directory above it must be searchable by others)", cfg.UID, err)
+	}
+	// Before the command exists, so no signal meant for it is lost.
+	sigs := make(chan os.Signal, 16)
+	signal.Notify(sigs, forwarded...)
+	child, err := syscall.ForkExec(path, append([]string{cfg.Path}, cfg.Args...),
+		&syscall.ProcAttr{Env: os.Environ(), Files: []uintptr{0, 1, 2}})
+	if err != nil {
+		return 0, 0, fmt.Errorf("exec %q: %w", path, err)
+	}
+	if _, err := status.WriteString("ok\n"); err != nil {
+		return 0, 0, err
+	}
+	go func() {
+		for s := range sigs {
+			_ = syscall.Kill(child, s.(syscall.Signal))
+		}
+	}()
+	// Reap everything (orphans are re-parented to us) until the command ends.
+	for {
+		var ws syscall.WaitStatus
+		pid, err := syscall.Wait4(-1, &ws, 0, nil)
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != nil {
+			return 0, 0, fmt.Errorf("wait for the command: %w", err)
+		}
+		if pid == child {
+			if ws.Signaled() {
+				return -1, int(ws.Signal()), nil
+			}
+			return ws.ExitStatus(), 0, nil
+		}
+	}
+}
+
+// forwarded are the signals the init passes on to the command.
+var forwarded = []os.Signal{syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGQUIT,
+	syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGWINCH, syscall.SIGCONT}
+
+// dropPrivileges becomes the job user for good: no groups, no capabilities
+// (setuid from root to non-root clears them), no way back via setuid
+// binaries or file capabilities.
+func dropPrivileges(cfg initConfig) error {
 	if cfg.UID == 0 {
 		return fmt.Errorf("refusing to run a job as uid 0")
 	}
@@ -75,17 +142,6 @@ func sandboxInit() error {
 	}
 	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
 		return fmt.Errorf("PR_SET_NO_NEW_PRIVS: %w", err)
-	}
-	if err := os.Chdir(cfg.WorkDir); err != nil {
-		return fmt.Errorf("chdir to the work dir as uid %d: %w (every directory above it must be searchable by others)", cfg.UID, err)
-	}
-	// Nothing the server had open reaches the job: close-on-exec every fd
-	// above stderr (the Go runtime's are already; the pipes are not).
-	if err := unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err != nil {
-		return fmt.Errorf("close inherited fds: %w", err)
-	}
-	if err := syscall.Exec(path, append([]string{cfg.Path}, cfg.Args...), os.Environ()); err != nil {
-		return fmt.Errorf("exec %q: %w", path, err)
 	}
 	return nil
 }

@@ -1,12 +1,15 @@
 package sandbox
 
 import (
+	"bufio"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -30,11 +33,24 @@ type initConfig struct {
 const (
 	fdConfig = 3 // read: initConfig
 	fdGo     = 4 // read: one byte once the parent has placed it in its cgroup
-	fdErr    = 5 // write: an error message, or EOF on a successful exec
+	fdStatus = 5 // write: "ok\n" once the command runs, then "exit CODE SIGNAL\n"; or an error and EOF
+)
+
+// The sandbox's init is a Go runtime with several threads, and pids.max
+// counts threads: it starts with initTasks of room on top of MaxProcs, and
+// once the command runs the init's own threads (plus initSlack for one it
+// may still start) replace that, so MaxProcs is about the job's own tasks.
+const (
+	initTasks = 64
+	initSlack = 2
 )
 
 func startContained(spec Spec, stdout, stderr io.Writer) (p *Process, err error) {
-	cg, err := newCgroup(spec.ID, spec.Limits)
+	lim := spec.Limits
+	if lim.MaxProcs > 0 {
+		lim.MaxProcs += initTasks
+	}
+	cg, err := newCgroup(spec.ID, lim)
 	if err != nil {
 		return nil, err
 	}
@@ -57,7 +73,11 @@ func startContained(spec Spec, stdout, stderr io.Writer) (p *Process, err error)
 	}
 	defer cfgW.Close()
 	defer goW.Close()
-	defer errR.Close()
+	defer func() {
+		if err != nil {
+			errR.Close()
+		}
+	}()
 
 	flags := syscall.CLONE_NEWPID | syscall.CLONE_NEWNS | syscall.CLONE_NEWUTS | syscall.CLONE_NEWIPC
 	if spec.Network != NetHost {
@@ -101,15 +121,47 @@ func startContained(spec Spec, stdout, stderr io.Writer) (p *Process, err error)
 		return abort(fmt.Errorf("sandbox: release init: %w", err))
 	}
 	goW.Close()
-	// errW is close-on-exec in the init: EOF with nothing read means the
-	// command was exec'd.
-	msg, _ := io.ReadAll(errR)
-	if len(msg) > 0 {
-		return abort(errors.New(string(msg)))
+	status := bufio.NewReader(errR)
+	if line, _ := status.ReadString('\n'); line != "ok\n" {
+		rest, _ := io.ReadAll(status)
+		msg := strings.TrimSpace(line + string(rest))
+		if msg == "" {
+			msg = "sandbox init: ended before starting the command"
+		}
+		return abort(errors.New(msg))
+	}
+	if spec.Limits.MaxProcs > 0 {
+		if err := cg.limitPids(spec.Limits.MaxProcs + threads(cmd.Process.Pid) + initSlack); err != nil {
+			return abort(err)
+		}
 	}
 	p = &Process{spec: spec, cg: cg, pid: cmd.Process.Pid, done: make(chan struct{})}
-	p.wait = func() (int, syscall.Signal, error) { return exitOf(cmd.Wait(), cmd.ProcessState) }
+	p.wait = func() (int, syscall.Signal, error) {
+		werr := cmd.Wait()
+		defer errR.Close()
+		// The command's own status, as the init saw it; absent when the
+		// init itself was killed (Kill, or the OOM killer picking it).
+		var code, sig int
+		if line, _ := status.ReadString('\n'); strings.HasPrefix(line, "exit ") {
+			if _, err := fmt.Sscanf(line, "exit %d %d", &code, &sig); err == nil {
+				return code, syscall.Signal(sig), nil
+			}
+		}
+		return exitOf(werr, cmd.ProcessState)
+	}
 	return p, nil
+}
+
+// threads is the number of threads of pid (0 if unknown).
+func threads(pid int) int {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "Threads:"); ok {
+			n, _ := strconv.Atoi(strings.TrimSpace(v))
+			return n
+		}
+	}
+	return 0
 }
 
 func nsNames(flags int) string {
@@ -146,9 +198,8 @@ func exitOf(err error, ps *os.ProcessState) (int, syscall.Signal, error) {
 	return ps.ExitCode(), 0, nil
 }
 
-// Signal sends sig to every process of the job. A job's first process is
-// PID 1 of its namespace and, like any init, ignores signals it has no
-// handler for (SIGKILL aside): Kill is what always works.
+// Signal sends sig to the job's command (as `docker stop` does): the
+// sandbox's init forwards it. Kill is what takes everything.
 func (p *Process) Signal(sig syscall.Signal) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -159,9 +210,7 @@ func (p *Process) Signal(sig syscall.Signal) {
 		_ = syscall.Kill(-p.pid, sig)
 		return
 	}
-	for _, pid := range p.cg.pids() {
-		_ = syscall.Kill(pid, sig)
-	}
+	_ = syscall.Kill(p.pid, sig)
 }
 
 // KillTimeout bounds how long Kill waits for the job to be gone.
