@@ -92,7 +92,10 @@ func startContained(spec Spec, stdout, stderr io.Writer) (p *Process, err error)
 		Stdout:      stdout,
 		Stderr:      stderr,
 		ExtraFiles:  []*os.File{cfgR, goR, errW},
-		SysProcAttr: &syscall.SysProcAttr{Cloneflags: uintptr(flags)},
+		// Jobs die with the server: their records live in its memory, so a
+		// job outliving it could be neither seen nor stopped. (Cleared by the
+		// init's setuid; it sets it again.)
+		SysProcAttr: &syscall.SysProcAttr{Cloneflags: uintptr(flags), Pdeathsig: syscall.SIGKILL},
 	}
 	err = cmd.Start()
 	cfgR.Close()
