@@ -410,3 +410,43 @@ func waitCh(p *Process) <-chan Exit {
 	go func() { c <- p.Wait() }()
 	return c
 }
+
+// A job does not outlive the process that started it (the server), even
+// when that dies by SIGKILL. The test binary runs itself as that process.
+func TestJobDiesWithTheServer(t *testing.T) {
+	if os.Getenv("SANDBOX_TEST_SERVER") != "" {
+		p, _ := start(t, spec(t, `setsid sleep 781 & sleep 782`))
+		fmt.Println("started", p.Pid())
+		time.Sleep(time.Minute)
+		return
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestJobDiesWithTheServer$")
+	cmd.Env = append(os.Environ(), "SANDBOX_TEST_SERVER=1")
+	out := &syncBuf{}
+	cmd.Stdout = out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for t0 := time.Now(); !hostRunsAll("781", "782"); time.Sleep(20 * time.Millisecond) {
+		if time.Since(t0) > 10*time.Second {
+			cmd.Process.Kill()
+			t.Fatalf("the helper's job never started: %s", out)
+		}
+	}
+	cmd.Process.Kill()
+	cmd.Wait()
+	for t0 := time.Now(); len(sleepers("781"))+len(sleepers("782")) > 0; time.Sleep(20 * time.Millisecond) {
+		if time.Since(t0) > 3*time.Second {
+			t.Fatalf("the job outlived its server: sleep 781 %v, sleep 782 %v", sleepers("781"), sleepers("782"))
+		}
+	}
+}
+
+func hostRunsAll(args ...string) bool {
+	for _, a := range args {
+		if len(sleepers(a)) == 0 {
+			return false
+		}
+	}
+	return true
+}

@@ -88,11 +88,14 @@ func startContained(spec Spec, stdout, stderr io.Writer) (p *Process, err error)
 		Args: []string{initName},
 		// The init itself already holds only the job's environment, so
 		// /proc/<pid>/environ of the init never shows the server's.
-		Env:         JobEnv(spec.Env, spec.WorkDir),
-		Stdout:      stdout,
-		Stderr:      stderr,
-		ExtraFiles:  []*os.File{cfgR, goR, errW},
-		SysProcAttr: &syscall.SysProcAttr{Cloneflags: uintptr(flags)},
+		Env:        JobEnv(spec.Env, spec.WorkDir),
+		Stdout:     stdout,
+		Stderr:     stderr,
+		ExtraFiles: []*os.File{cfgR, goR, errW},
+		// Jobs die with the server: their records live in its memory, so a
+		// job outliving it could be neither seen nor stopped. (Cleared by the
+		// init's setuid; it sets it again.)
+		SysProcAttr: &syscall.SysProcAttr{Cloneflags: uintptr(flags), Pdeathsig: syscall.SIGKILL},
 	}
 	err = cmd.Start()
 	cfgR.Close()
