@@ -113,6 +113,9 @@ func TestWriteBenchmarks(t *testing.T) {
 	if want("crypto") {
 		cryptoSection(t, &md)
 	}
+	if want("jobstart") {
+		jobStartSection(t, &md)
+	}
 	if only != "" {
 		out = filepath.Join(t.TempDir(), "partial.md")
 		defer func() { b, _ := os.ReadFile(out); t.Logf("partial run:\n%s", b) }()

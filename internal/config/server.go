@@ -92,6 +92,20 @@ type Jobs struct {
 	LogBufferBytes int `yaml:"logBufferBytes,omitempty"`
 	// StopGracePeriod is how long a stopped job has between SIGTERM and SIGKILL.
 	StopGracePeriod string `yaml:"stopGracePeriod,omitempty"`
+	// Containment and caps: see jobs.go and docs/JOBS.md.
+	Isolation       string `yaml:"isolation,omitempty"` // full (default) | none
+	User            string `yaml:"user,omitempty"`
+	Network         string `yaml:"network,omitempty"` // none (default) | host
+	Dir             string `yaml:"dir,omitempty"`     // the jobs' work dirs
+	MemoryDefault   string `yaml:"memoryDefault,omitempty"`
+	MemoryMax       string `yaml:"memoryMax,omitempty"`
+	CPUDefault      int    `yaml:"cpuDefault,omitempty"`
+	CPUMax          int    `yaml:"cpuMax,omitempty"`
+	ProcsDefault    int    `yaml:"procsDefault,omitempty"`
+	ProcsMax        int    `yaml:"procsMax,omitempty"`
+	MaxRunning      int    `yaml:"maxRunning,omitempty"`
+	MaxKept         int    `yaml:"maxKept,omitempty"`
+	MaxRequestBytes int    `yaml:"maxRequestBytes,omitempty"`
 }
 
 // Defaults for Jobs when the config leaves them out.
@@ -175,7 +189,7 @@ func (s *Server) Validate() error {
 	if s.Jobs.LogBufferBytes < 0 {
 		return fmt.Errorf("jobs.logBufferBytes must not be negative")
 	}
-	return nil
+	return s.Jobs.Validate()
 }
 
 // Marshal renders the config as YAML.

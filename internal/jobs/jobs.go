@@ -1,5 +1,6 @@
-// Package jobs runs commands as child processes, each in its own process
-// group, and keeps their state and a bounded tail of their output in memory.
+// Package jobs runs commands contained (internal/sandbox: an unprivileged
+// user, their own namespaces and cgroup), enforces the node's caps, and
+// keeps their state and a bounded tail of their output in memory.
 package jobs
 
 import (
@@ -8,18 +9,20 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"os/exec"
+	"os"
 	"sort"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/ehsaniara/joblet/internal/sandbox"
 )
 
 // Status of a job.
 const (
 	Running   = "RUNNING"
 	Completed = "COMPLETED" // exited 0
-	Failed    = "FAILED"    // exited non-zero or by a signal it was not sent by Stop
+	Failed    = "FAILED"    // exited non-zero, by a signal it was not sent by Stop, or at its memory limit
 	Stopped   = "STOPPED"   // ended by Stop
 )
 
@@ -36,19 +39,25 @@ type Snapshot struct {
 	Started, Ended  time.Time
 	StartedBy       string
 	OutputTruncated bool
+	// Reason says how the job ended: "exit code 3", "killed by SIGSEGV",
+	// "killed at its memory limit (536870912 bytes)", "stopped".
+	Reason string
 }
 
 type job struct {
 	id, command, startedBy string
 	args                   []string
 	started                time.Time
-	cmd                    *exec.Cmd
+	proc                   *sandbox.Process
+	dir                    string // the job's work dir, removed when it is evicted
+	limits                 sandbox.Limits
 	out                    *output
 	done                   chan struct{}
 
 	mu       sync.Mutex
 	status   string
 	exitCode int
+	reason   string
 	signal   int
 	ended    time.Time
 	stopping bool
@@ -56,62 +65,98 @@ type job struct {
 
 // Manager owns the jobs of one node.
 type Manager struct {
-	logBytes int
-	grace    time.Duration
+	opts        Options
+	logBytes    int
+	grace       time.Duration
+	uid, gid    int
+	hide        []string
+	unavailable error // why isolation full cannot work here; nil when it can
 
-	mu   sync.Mutex
-	jobs map[string]*job
+	mu      sync.Mutex
+	jobs    map[string]*job
+	running int
 }
 
-// NewManager keeps at most logBytes of output per job and gives a stopped
-// job grace between SIGTERM and SIGKILL.
+// NewManager is an UNCONFINED manager (isolation none, the server's user)
+// keeping at most logBytes of output per job and giving a stopped job grace
+// between SIGTERM and SIGKILL: for tests and demos; servers use New.
 func NewManager(logBytes int, grace time.Duration) *Manager {
-	return &Manager{logBytes: logBytes, grace: grace, jobs: map[string]*job{}}
+	m, _ := New(Options{Isolation: sandbox.None, OutputBytes: logBytes, Grace: grace})
+	return m
+}
+
+// Request is one job to run.
+type Request struct {
+	Command   string
+	Args, Env []string
+	Limits    sandbox.Limits // zero fields: the node's defaults
+	StartedBy string
 }
 
 // Run starts command with args on behalf of startedBy.
 func (m *Manager) Run(command string, args []string, startedBy string) (Snapshot, error) {
-	if command == "" {
+	return m.Start(Request{Command: command, Args: args, StartedBy: startedBy})
+}
+
+// Start runs r contained, or refuses it with ErrLimit or ErrUnavailable.
+func (m *Manager) Start(r Request) (Snapshot, error) {
+	if r.Command == "" {
 		return Snapshot{}, errors.New("no command given")
+	}
+	if m.unavailable != nil {
+		return Snapshot{}, fmt.Errorf("%w: %v", ErrUnavailable, m.unavailable)
+	}
+	lim, err := m.limits(r.Limits)
+	if err != nil {
+		return Snapshot{}, err
 	}
 	id, err := newID()
 	if err != nil {
 		return Snapshot{}, err
 	}
-	j := &job{id: id, command: command, args: append([]string(nil), args...), startedBy: startedBy,
-		out: newOutput(m.logBytes), done: make(chan struct{}), status: Running}
-	cmd := exec.Command(command, args...)
-	// Own process group, so Stop reaches the job's children too.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Stdout, cmd.Stderr = j.out.writer(Stdout), j.out.writer(Stderr)
-	if err := cmd.Start(); err != nil {
-		return Snapshot{}, fmt.Errorf("start %q: %w", command, err)
+	m.mu.Lock()
+	if err := m.admit(r); err != nil {
+		m.mu.Unlock()
+		return Snapshot{}, err
 	}
-	j.cmd, j.started = cmd, time.Now()
+	m.running++ // reserved now, so concurrent requests cannot pass the cap
+	m.mu.Unlock()
+	j := &job{id: id, command: r.Command, args: append([]string(nil), r.Args...), startedBy: r.StartedBy,
+		limits: lim, out: newOutput(m.logBytes), done: make(chan struct{}), status: Running}
+	if j.dir, err = sandbox.MakeWorkDir(m.opts.JobsDir, id, m.uid, m.gid); err == nil {
+		j.proc, err = sandbox.Start(m.spec(id, j.dir, &r, lim), j.out.writer(Stdout), j.out.writer(Stderr))
+	}
+	if err != nil {
+		m.mu.Lock()
+		m.running--
+		m.mu.Unlock()
+		if j.dir != "" {
+			_ = os.RemoveAll(j.dir)
+		}
+		return Snapshot{}, err
+	}
+	j.started = time.Now()
 	m.mu.Lock()
 	m.jobs[id] = j
 	m.mu.Unlock()
-	go j.wait()
-	return j.snapshot(), nil
+	snap := j.snapshot() // before wait can record an end: Run reports it running
+	go m.wait(j)
+	return snap, nil
 }
 
-func (j *job) wait() {
-	err := j.cmd.Wait()
+func (m *Manager) wait(j *job) {
+	e := j.proc.Wait()
 	j.mu.Lock()
 	j.ended = time.Now()
-	j.exitCode = j.cmd.ProcessState.ExitCode()
-	if ws, ok := j.cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-		j.signal = int(ws.Signal())
-	}
-	switch {
-	case j.stopping:
-		j.status = Stopped
-	case err == nil:
-		j.status = Completed
-	default:
-		j.status = Failed
-	}
+	j.exitCode = e.Code
+	j.signal = int(e.Signal)
+	j.status, j.reason = ending(e, j.stopping, j.limits)
 	j.mu.Unlock()
+	// Before done: whoever Stop returns to may start the next job at once.
+	m.mu.Lock()
+	m.running--
+	m.evict()
+	m.mu.Unlock()
 	j.out.close()
 	close(j.done)
 }
@@ -120,7 +165,7 @@ func (j *job) snapshot() Snapshot {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	return Snapshot{ID: j.id, Command: j.command, Args: j.args, Status: j.status, ExitCode: j.exitCode, Signal: j.signal,
-		Started: j.started, Ended: j.ended, StartedBy: j.startedBy, OutputTruncated: j.out.truncated()}
+		Started: j.started, Ended: j.ended, StartedBy: j.startedBy, OutputTruncated: j.out.truncated(), Reason: j.reason}
 }
 
 func (m *Manager) get(id string) (*job, error) {
@@ -158,8 +203,9 @@ func (m *Manager) List() []Snapshot {
 	return out
 }
 
-// Stop sends SIGTERM to the job's process group, then SIGKILL after the
-// grace period, and returns once the job has ended (or ctx is done).
+// Stop sends SIGTERM to every process of the job, then after the grace
+// period kills the whole job (its cgroup, setsid'd processes included), and
+// returns once the job has ended (or ctx is done).
 func (m *Manager) Stop(ctx context.Context, id string) (Snapshot, error) {
 	j, err := m.get(id)
 	if err != nil {
@@ -174,12 +220,13 @@ func (m *Manager) Stop(ctx context.Context, id string) (Snapshot, error) {
 	if !running {
 		return j.snapshot(), nil
 	}
-	pgid := j.cmd.Process.Pid
-	_ = syscall.Kill(-pgid, syscall.SIGTERM)
+	j.proc.Signal(syscall.SIGTERM)
 	select {
 	case <-j.done:
 	case <-time.After(m.grace):
-		_ = syscall.Kill(-pgid, syscall.SIGKILL)
+		if err := j.proc.Kill(); err != nil {
+			return j.snapshot(), err
+		}
 		select {
 		case <-j.done:
 		case <-ctx.Done():
@@ -226,7 +273,8 @@ func (m *Manager) Logs(ctx context.Context, id string, follow bool, send func(Ch
 // log buffer in flight would multiply the memory the caps are meant to bound.
 const maxChunk = 32 << 10
 
-// Shutdown stops every running job, for a server going down.
+// Shutdown stops every running job, for a server going down, and removes
+// the jobs' work dirs: their records go with the process.
 func (m *Manager) Shutdown(ctx context.Context) {
 	var wg sync.WaitGroup
 	for _, s := range m.List() {
@@ -236,6 +284,7 @@ func (m *Manager) Shutdown(ctx context.Context) {
 		}
 	}
 	wg.Wait()
+	m.removeWorkDirs()
 }
 
 func newID() (string, error) {

@@ -56,20 +56,16 @@ func New(cfg *config.Server, opts Options, log *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	grace, err := cfg.GracePeriod()
+	mgr, err := newJobs(cfg, opts.ConfigPath, log)
 	if err != nil {
 		return nil, err
-	}
-	logBytes := cfg.Jobs.LogBufferBytes
-	if logBytes == 0 {
-		logBytes = config.DefaultLogBufferBytes
 	}
 	if opts.RefreshInterval <= 0 {
 		if opts.RefreshInterval, _, err = cfg.Durations(); err != nil {
 			return nil, err
 		}
 	}
-	s := &Server{cfg: cfg, opts: opts, tls: &tlsSource{}, jobs: jobs.NewManager(logBytes, grace), log: log, refreshNow: make(chan struct{}, 1)}
+	s := &Server{cfg: cfg, opts: opts, tls: &tlsSource{}, jobs: mgr, log: log, refreshNow: make(chan struct{}, 1)}
 	s.tls.set(creds)
 	s.metrics = newMetrics(s)
 	s.grpc = grpc.NewServer(

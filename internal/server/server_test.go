@@ -59,6 +59,7 @@ func startNode(t *testing.T, st *secretstore.MemoryStore) *fleet {
 	if err != nil {
 		t.Fatal(err)
 	}
+	srvCfg.Jobs.Dir = filepath.Join(home, "jobs") // not the default under /opt/joblet
 	rnx, err := config.LoadRnx(filepath.Join(home, "config", "rnx-config.yml"))
 	if err != nil {
 		t.Fatal(err)

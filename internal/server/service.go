@@ -30,6 +30,12 @@ func jobErr(err error) error {
 	if errors.Is(err, jobs.ErrNotFound) {
 		return status.Error(codes.NotFound, err.Error())
 	}
+	if errors.Is(err, jobs.ErrLimit) {
+		return status.Error(codes.ResourceExhausted, err.Error())
+	}
+	if errors.Is(err, jobs.ErrUnavailable) {
+		return status.Error(codes.FailedPrecondition, err.Error())
+	}
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return status.FromContextError(err).Err()
 	}
@@ -38,7 +44,9 @@ func jobErr(err error) error {
 
 func (s *jobService) RunJob(ctx context.Context, r *pb.RunJobRequest) (*pb.Job, error) {
 	snap, err := s.jobs.Run(r.Command, r.Args, string(RoleFrom(ctx)))
-	if err != nil {
+	if errors.Is(err, jobs.ErrLimit) || errors.Is(err, jobs.ErrUnavailable) {
+		return nil, jobErr(err)
+	} else if err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
 	return toPB(snap), nil

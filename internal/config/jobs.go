@@ -1,0 +1,71 @@
+package config
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// Validate checks the jobs section; zero values mean the runner's defaults.
+func (j Jobs) Validate() error {
+	switch j.Isolation {
+	case "", "full", "none":
+	default:
+		return fmt.Errorf("jobs.isolation %q: use full (the default) or none (no containment, for a laptop demo only)", j.Isolation)
+	}
+	switch j.Network {
+	case "", "none", "host":
+	default:
+		return fmt.Errorf("jobs.network %q: use none (the default: loopback only) or host", j.Network)
+	}
+	if j.Dir != "" && !strings.HasPrefix(j.Dir, "/") {
+		return fmt.Errorf("jobs.dir %q: use an absolute path", j.Dir)
+	}
+	if _, _, err := j.Memory(); err != nil {
+		return err
+	}
+	for key, v := range map[string]int{"jobs.cpuDefault": j.CPUDefault, "jobs.cpuMax": j.CPUMax, "jobs.procsDefault": j.ProcsDefault,
+		"jobs.procsMax": j.ProcsMax, "jobs.maxRunning": j.MaxRunning, "jobs.maxKept": j.MaxKept, "jobs.maxRequestBytes": j.MaxRequestBytes} {
+		if v < 0 {
+			return fmt.Errorf("%s %d must not be negative (0 or absent: the default)", key, v)
+		}
+	}
+	if j.CPUMax > 0 && j.CPUDefault > j.CPUMax {
+		return fmt.Errorf("jobs.cpuDefault %d is above jobs.cpuMax %d", j.CPUDefault, j.CPUMax)
+	}
+	if j.ProcsMax > 0 && j.ProcsDefault > j.ProcsMax {
+		return fmt.Errorf("jobs.procsDefault %d is above jobs.procsMax %d", j.ProcsDefault, j.ProcsMax)
+	}
+	return nil
+}
+
+// Memory parses MemoryDefault and MemoryMax (0 when absent).
+func (j Jobs) Memory() (def, max int64, err error) {
+	if def, err = ParseBytes(j.MemoryDefault); err != nil {
+		return 0, 0, fmt.Errorf("jobs.memoryDefault: %w", err)
+	}
+	if max, err = ParseBytes(j.MemoryMax); err != nil {
+		return 0, 0, fmt.Errorf("jobs.memoryMax: %w", err)
+	}
+	if max > 0 && def > max {
+		return 0, 0, fmt.Errorf("jobs.memoryDefault %s is above jobs.memoryMax %s", j.MemoryDefault, j.MemoryMax)
+	}
+	return def, max, nil
+}
+
+// ParseBytes reads a size such as 536870912, 512M, 512Mi or 2G (binary
+// units: K, M, G, T, with or without "i"/"iB"/"B"); "" is 0.
+func ParseBytes(s string) (int64, error) {
+	if s == "" {
+		return 0, nil
+	}
+	num := strings.TrimRight(s, "KMGTiBkmgtb")
+	unit := strings.ToUpper(strings.TrimSuffix(strings.TrimSuffix(s[len(num):], "B"), "i"))
+	shift := map[string]uint{"": 0, "K": 10, "M": 20, "G": 30, "T": 40}
+	sh, ok := shift[unit]
+	n, err := strconv.ParseInt(strings.TrimSpace(num), 10, 64)
+	if !ok || err != nil || n <= 0 || n > (1<<62)>>sh {
+		return 0, fmt.Errorf("%q is not a size: use bytes or a number with K, M, G or T (e.g. 512M)", s)
+	}
+	return n << sh, nil
+}

@@ -1,0 +1,233 @@
+package jobs
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/ehsaniara/joblet/internal/sandbox"
+)
+
+// ErrLimit wraps every refusal for a cap of the node (running jobs, request
+// size, a limit above its ceiling); the message names the config key.
+var ErrLimit = errors.New("limit reached")
+
+// ErrUnavailable wraps refusals because the node cannot contain jobs as its
+// config asks; the message says what is missing and the fix.
+var ErrUnavailable = errors.New("jobs unavailable on this node")
+
+// Options configure a Manager; zero fields take the defaults below.
+type Options struct {
+	Isolation string // sandbox.Full (default) or sandbox.None
+	User      string // the job user; default sandbox.DefaultUser
+	Network   string // sandbox.NetNone (default) or sandbox.NetHost
+	// JobsDir holds one private work dir per job; default
+	// $TMPDIR/joblet-jobs. Jobs never see it, only their own directory.
+	JobsDir string
+	// Hide is masked in every job's view, on top of /root and the server's
+	// $HOME (where credentials such as ~/.aws live) and JobsDir.
+	Hide []string
+	// Default applies to a request that sets no limit; Max caps what a
+	// request may ask for (0: the default is also the ceiling).
+	Default, Max    sandbox.Limits
+	MaxRunning      int // jobs running at once
+	MaxKept         int // finished jobs kept; the oldest go with their output and work dir
+	MaxRequestBytes int // command + args + env of one request
+	OutputBytes     int // output kept per job
+	Grace           time.Duration
+	Log             *slog.Logger
+}
+
+// Defaults for Options.
+const (
+	DefaultMaxRunning      = 32
+	DefaultMaxKept         = 256
+	DefaultMaxRequestBytes = 64 << 10
+	DefaultOutputBytes     = 1 << 20
+	DefaultMemory          = 512 << 20
+	DefaultCPUPercent      = 100
+	DefaultMaxProcs        = 256
+)
+
+func (o *Options) fill() {
+	o.Isolation = cmpOr(o.Isolation, sandbox.Full)
+	o.Network = cmpOr(o.Network, sandbox.NetNone)
+	o.JobsDir = cmpOr(o.JobsDir, filepath.Join(os.TempDir(), "joblet-jobs"))
+	o.MaxRunning = cmpOr(o.MaxRunning, DefaultMaxRunning)
+	o.MaxKept = cmpOr(o.MaxKept, DefaultMaxKept)
+	o.MaxRequestBytes = cmpOr(o.MaxRequestBytes, DefaultMaxRequestBytes)
+	o.OutputBytes = cmpOr(o.OutputBytes, DefaultOutputBytes)
+	// An unset default is the built-in one, or the ceiling when that is lower.
+	o.Default.MemoryBytes = cmpOr(o.Default.MemoryBytes, minSet(DefaultMemory, o.Max.MemoryBytes))
+	o.Default.CPUPercent = cmpOr(o.Default.CPUPercent, minSet(DefaultCPUPercent, o.Max.CPUPercent))
+	o.Default.MaxProcs = cmpOr(o.Default.MaxProcs, minSet(DefaultMaxProcs, o.Max.MaxProcs))
+	o.Max.MemoryBytes = cmpOr(o.Max.MemoryBytes, o.Default.MemoryBytes)
+	o.Max.CPUPercent = cmpOr(o.Max.CPUPercent, o.Default.CPUPercent)
+	o.Max.MaxProcs = cmpOr(o.Max.MaxProcs, o.Default.MaxProcs)
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+}
+
+// minSet is the smaller of builtin and ceiling, ignoring an unset ceiling.
+func minSet[T int | int64](builtin, ceiling T) T {
+	if ceiling > 0 && ceiling < builtin {
+		return ceiling
+	}
+	return builtin
+}
+
+func cmpOr[T comparable](v, dflt T) T {
+	var zero T
+	if v == zero {
+		return dflt
+	}
+	return v
+}
+
+// New builds a Manager. Options that cannot work are an error; a node that
+// cannot provide the isolation asked for is not: the Manager then refuses
+// every job with ErrUnavailable naming what is missing (Isolation says so),
+// so the node still serves status, logs and info.
+func New(o Options) (*Manager, error) {
+	o.fill()
+	if o.Default.MemoryBytes > o.Max.MemoryBytes || o.Default.CPUPercent > o.Max.CPUPercent || o.Default.MaxProcs > o.Max.MaxProcs {
+		return nil, fmt.Errorf("jobs: a default limit is above its ceiling (memoryDefault/memoryMax, cpuDefault/cpuMax, procsDefault/procsMax)")
+	}
+	m := &Manager{opts: o, logBytes: o.OutputBytes, grace: o.Grace, jobs: map[string]*job{}}
+	if o.Isolation == sandbox.None {
+		return m, nil
+	}
+	m.hide = append([]string{"/root", o.JobsDir}, o.Hide...)
+	if h, err := os.UserHomeDir(); err == nil && h != "/" {
+		m.hide = append(m.hide, h)
+	}
+	uid, gid, note, err := sandbox.JobUser(o.User)
+	if note != "" {
+		o.Log.Warn(note)
+	}
+	if err == nil {
+		m.uid, m.gid = uid, gid
+		err = m.probe()
+	}
+	if err == nil && o.Network == sandbox.NetHost {
+		// The job shares the node's network: at least the metadata endpoint
+		// (the instance role's credentials) stays out of its reach.
+		err = sandbox.GuardHostNetwork(uid, sandbox.MetadataAddrs)
+	}
+	if err != nil {
+		m.unavailable = err
+		o.Log.Error("jobs: refusing every job: this node cannot contain them as jobs.isolation: full asks", "reason", err)
+	}
+	return m, nil
+}
+
+// probe runs `true` fully contained, once: the proof that the kernel accepts
+// every namespace, mount and cgroup a job needs.
+func (m *Manager) probe() error {
+	id := "probe-" + fmt.Sprint(os.Getpid())
+	dir, err := sandbox.MakeWorkDir(m.opts.JobsDir, id, m.uid, m.gid)
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	return sandbox.Probe(m.spec(id, dir, nil, m.opts.Default))
+}
+
+// Isolation describes the containment in force, for logs and node info.
+func (m *Manager) Isolation() string {
+	switch {
+	case m.opts.Isolation == sandbox.None:
+		return "none (jobs run as the server's user, unconfined)"
+	case m.unavailable != nil:
+		return "unavailable: " + m.unavailable.Error()
+	}
+	return fmt.Sprintf("full (uid %d, network %s, memory %d bytes, cpu %d%%, procs %d by default)",
+		m.uid, m.opts.Network, m.opts.Default.MemoryBytes, m.opts.Default.CPUPercent, m.opts.Default.MaxProcs)
+}
+
+func (m *Manager) spec(id, dir string, r *Request, lim sandbox.Limits) sandbox.Spec {
+	s := sandbox.Spec{ID: id, Isolation: m.opts.Isolation, WorkDir: dir, UID: m.uid, GID: m.gid,
+		Network: m.opts.Network, Hide: m.hide, Limits: lim}
+	if r != nil {
+		s.Path, s.Args, s.Env = r.Command, r.Args, r.Env
+	}
+	return s
+}
+
+// limits resolves a request's limits against the defaults and ceilings.
+func (m *Manager) limits(req sandbox.Limits) (sandbox.Limits, error) {
+	lim := sandbox.Limits{
+		MemoryBytes: cmpOr(req.MemoryBytes, m.opts.Default.MemoryBytes),
+		CPUPercent:  cmpOr(req.CPUPercent, m.opts.Default.CPUPercent),
+		MaxProcs:    cmpOr(req.MaxProcs, m.opts.Default.MaxProcs),
+	}
+	switch {
+	case lim.MemoryBytes > m.opts.Max.MemoryBytes:
+		return lim, fmt.Errorf("%w: memory %d bytes is above this node's ceiling %d (jobs.memoryMax in joblet-config.yml)", ErrLimit, lim.MemoryBytes, m.opts.Max.MemoryBytes)
+	case lim.CPUPercent > m.opts.Max.CPUPercent:
+		return lim, fmt.Errorf("%w: cpu %d%% is above this node's ceiling %d%% (jobs.cpuMax in joblet-config.yml)", ErrLimit, lim.CPUPercent, m.opts.Max.CPUPercent)
+	case lim.MaxProcs > m.opts.Max.MaxProcs:
+		return lim, fmt.Errorf("%w: %d processes is above this node's ceiling %d (jobs.procsMax in joblet-config.yml)", ErrLimit, lim.MaxProcs, m.opts.Max.MaxProcs)
+	}
+	return lim, nil
+}
+
+// admit checks a request against the node's caps; m.mu is held.
+func (m *Manager) admit(r Request) error {
+	size := len(r.Command)
+	for _, a := range r.Args {
+		size += len(a)
+	}
+	for _, e := range r.Env {
+		size += len(e)
+	}
+	if size > m.opts.MaxRequestBytes {
+		return fmt.Errorf("%w: the request's command, arguments and environment are %d bytes, more than %d (jobs.maxRequestBytes in joblet-config.yml)", ErrLimit, size, m.opts.MaxRequestBytes)
+	}
+	if m.running >= m.opts.MaxRunning {
+		return fmt.Errorf("%w: %d jobs are running, the most this node runs at once (jobs.maxRunning in joblet-config.yml)", ErrLimit, m.running)
+	}
+	return nil
+}
+
+// evict drops the oldest finished jobs beyond MaxKept, with their output
+// and work dir; m.mu is held.
+func (m *Manager) evict() {
+	var done []*job
+	for _, j := range m.jobs {
+		if j.finished() {
+			done = append(done, j)
+		}
+	}
+	for len(done) > m.opts.MaxKept {
+		oldest := 0
+		for i, j := range done {
+			if j.started.Before(done[oldest].started) {
+				oldest = i
+			}
+		}
+		j := done[oldest]
+		delete(m.jobs, j.id)
+		if j.dir != "" {
+			if err := os.RemoveAll(j.dir); err != nil {
+				m.opts.Log.Warn("jobs: remove an evicted job's work dir", "dir", j.dir, "err", err)
+			}
+		}
+		done = append(done[:oldest], done[oldest+1:]...)
+	}
+}
+
+// removeWorkDirs removes the work dirs of finished jobs.
+func (m *Manager) removeWorkDirs() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, j := range m.jobs {
+		if j.dir != "" && j.finished() {
+			_ = os.RemoveAll(j.dir)
+		}
+	}
+}
