@@ -35,6 +35,14 @@ echo "== bootstrap certificates (embedded mode) into $work/home"
 export JOBLET_HOME="$work/home" USE_SECRETS_MANAGER=false \
   JOBLET_SERVER_ADDRESS=127.0.0.1 JOBLET_LISTEN_ADDRESS=127.0.0.1 JOBLET_SERVER_PORT="$port"
 joblet certs bootstrap
+if [ "$(id -u)" != 0 ]; then
+  # Containing a job (its own user, namespaces, cgroup) needs root. Without
+  # it the node refuses jobs rather than run them uncontained; this demo
+  # opts out explicitly, and the node logs a warning at start. Never on a
+  # node that runs other people's commands: docs/JOBS.md.
+  echo "== not root: jobs.isolation: none for this demo (jobs run as $(id -un), uncontained; see docs/JOBS.md)"
+  printf 'jobs:\n  isolation: none\n' >>"$JOBLET_HOME/config/joblet-config.yml"
+fi
 
 echo "== start the node on 127.0.0.1:$port"
 joblet server --config "$JOBLET_HOME/config/joblet-config.yml" 2>"$work/node.log" &

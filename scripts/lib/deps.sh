@@ -13,6 +13,17 @@ if ! need haproxy; then
     fail "haproxy is missing: install the Debian package haproxy (apt-get install haproxy)"
   fi
 fi
+# nftables: the job runner refuses the EC2 metadata endpoint to the job user
+# with an nft owner rule in jobs.network host mode, and its test needs it.
+if ! need nft; then
+  if [ "$(id -u)" = 0 ] && need apt-get; then
+    echo "installing nftables (Debian package)"
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nftables) >/dev/null \
+      || fail "could not install nftables with apt-get"
+  else
+    fail "nft is missing: install the Debian package nftables (apt-get install nftables)"
+  fi
+fi
 need openssl || fail "openssl is missing: apt-get install openssl"
 need moto_server || fail "moto_server is missing: pip install 'moto[server]' (the machine image ships it)"
 need aws || fail "the aws CLI is missing: pip install awscli (the machine image ships it)"
