@@ -103,6 +103,12 @@ func (c *Conn) Explain(err error) error {
 	if st, ok := status.FromError(err); ok {
 		msg = st.Message()
 	}
+	if st, ok := status.FromError(err); ok && st.Code() == codes.Unauthenticated && strings.HasPrefix(msg, "refused: ") {
+		// The node re-checked this client's certificate against its
+		// current trust and CRL and says why it refused it: its words,
+		// not a guess from TLS text (see server.RefusedPrefix).
+		return &StatusError{Where: where, Status: st}
+	}
 	hint := hintFor(msg)
 	if hint == "" && status.Code(err) == codes.Unavailable {
 		if perr := probe(c.tls, c.Address); perr != nil {
