@@ -197,7 +197,15 @@ func (a *app) dial() (*client.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return client.Dial(name, node)
+	conn, err := client.Dial(name, node)
+	if err != nil {
+		return nil, err
+	}
+	if err := a.learnCRL(conn, name); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	return conn, nil
 }
 
 // callCtx is the context of one call: bounded by --timeout, ended early by
