@@ -97,9 +97,9 @@ func (a *app) exitCode(cmd *cobra.Command, err error) int {
 
 const rootLong = `rnx runs and inspects jobs on joblet nodes over mutual TLS.
 
-Config: --config, else $RNX_CONFIG, ./rnx-config.yml, ~/.rnx/rnx-config.yml,
-/opt/joblet/config/rnx-config.yml. Node: --node, else the one with isDefault,
-else "default".
+Config: --config, else $RNX_CONFIG, ~/.rnx/rnx-config.yml,
+/opt/joblet/config/rnx-config.yml (never the current directory's unless
+named). Node: --node, else the one with isDefault, else "default".
 
 Exit codes: 0 success, 1 failure, 2 bad usage; "job run --follow" exits with
 the job's own exit code (128+N for a job killed by signal N), and 130 when
