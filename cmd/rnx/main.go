@@ -38,6 +38,11 @@ type app struct {
 
 	path string
 	cfg  *config.Rnx
+
+	// raw turns off the escaping of control characters in job output and
+	// fields (term.go); terminal says whether a writer is a terminal.
+	raw      bool
+	terminal func(io.Writer) bool
 }
 
 // usageError is bad usage: exit 2 with the command's short usage.
@@ -59,7 +64,7 @@ type exitError struct{ code int }
 func (e *exitError) Error() string { return fmt.Sprintf("exit %d", e.code) }
 
 func run(args []string, stdout, stderr io.Writer) int {
-	a := &app{out: stdout, errOut: stderr}
+	a := &app{out: stdout, errOut: stderr, terminal: isTerminal}
 	root := a.rootCmd()
 	root.SetArgs(args)
 	root.SetOut(stdout)
