@@ -572,8 +572,13 @@ type NodeInfo struct {
 	// ("" when none of the trusted CAs did), so an operator can see which
 	// nodes still serve a certificate from an outgoing CA.
 	ServerCertIssuerSha256 string `protobuf:"bytes,6,opt,name=server_cert_issuer_sha256,json=serverCertIssuerSha256,proto3" json:"server_cert_issuer_sha256,omitempty"`
-	unknownFields          protoimpl.UnknownFields
-	sizeCache              protoimpl.SizeCache
+	// The fleet's CRL as this node holds it (PEM; empty when none). Signed by
+	// the fleet's CA, so a node cannot forge it, and numbered, so a client
+	// keeps the newest it has verified and a node cannot roll it back: rnx
+	// learns revocations from any node, without access to the store.
+	Crl           []byte `protobuf:"bytes,7,opt,name=crl,proto3" json:"crl,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *NodeInfo) Reset() {
@@ -648,6 +653,13 @@ func (x *NodeInfo) GetServerCertIssuerSha256() string {
 	return ""
 }
 
+func (x *NodeInfo) GetCrl() []byte {
+	if x != nil {
+		return x.Crl
+	}
+	return nil
+}
+
 var File_joblet_proto protoreflect.FileDescriptor
 
 const file_joblet_proto_rawDesc = "" +
@@ -683,7 +695,7 @@ const file_joblet_proto_rawDesc = "" +
 	"\rdropped_bytes\x18\x03 \x01(\x03R\fdroppedBytes\" \n" +
 	"\x0eStopJobRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"\x14\n" +
-	"\x12GetNodeInfoRequest\"\x83\x02\n" +
+	"\x12GetNodeInfoRequest\"\x95\x02\n" +
 	"\bNodeInfo\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12,\n" +
@@ -691,7 +703,8 @@ const file_joblet_proto_rawDesc = "" +
 	"\x1aserver_cert_not_after_unix\x18\x04 \x01(\x03R\x16serverCertNotAfterUnix\x12\x1f\n" +
 	"\vcaller_role\x18\x05 \x01(\tR\n" +
 	"callerRole\x129\n" +
-	"\x19server_cert_issuer_sha256\x18\x06 \x01(\tR\x16serverCertIssuerSha256*F\n" +
+	"\x19server_cert_issuer_sha256\x18\x06 \x01(\tR\x16serverCertIssuerSha256\x12\x10\n" +
+	"\x03crl\x18\a \x01(\fR\x03crl*F\n" +
 	"\x06Stream\x12\x16\n" +
 	"\x12STREAM_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rSTREAM_STDOUT\x10\x01\x12\x11\n" +

@@ -116,8 +116,12 @@ func storeRefresher(path string, cfg *config.Server, log *slog.Logger) func(cont
 	}
 }
 
-// loadServerConfig reads a server config and warns when others can read it.
+// loadServerConfig reads a server config: refused when others can write it
+// or its directories, warned about when others can read it.
 func loadServerConfig(path string, log *slog.Logger) (*config.Server, error) {
+	if err := config.CheckServerConfig(path); err != nil {
+		return nil, err
+	}
 	cfg, err := config.LoadServer(path)
 	if err != nil {
 		return nil, err

@@ -20,6 +20,7 @@ func (a *app) jobCmd() *cobra.Command {
 		RunE:  group("run, list, status, log, stop"),
 	}
 	c.AddCommand(a.jobRunCmd(), a.jobListCmd(), a.jobStatusCmd(), a.jobLogCmd(), a.jobStopCmd())
+	c.PersistentFlags().BoolVar(&a.raw, "raw", false, "print job output and fields as they are, control characters included (to a terminal they are escaped as \\xNN; to a pipe or file never)")
 	return c
 }
 
@@ -67,7 +68,8 @@ func exitText(j *pb.Job) string {
 	return fmt.Sprint(j.ExitCode)
 }
 
-// commandLine is a job's command as a shell would take it back.
+// commandLine is a job's command as a shell would take it back (before
+// app.clean escapes what a terminal must not receive).
 func commandLine(j *pb.Job) string {
 	words := make([]string, 0, 1+len(j.Args))
 	for _, w := range append([]string{j.Command}, j.Args...) {
@@ -95,10 +97,11 @@ func shellQuote(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
-// printJob is the human form of one job (status, stop).
-func printJob(w io.Writer, j *pb.Job) {
+// printJob is the human form of one job (status, stop); what the node or
+// the job chose goes through clean.
+func printJob(w io.Writer, j *pb.Job, clean func(string) string) {
 	fmt.Fprintf(w, "id:          %s\nstatus:      %s\nexit:        %s\ncommand:     %s\nstarted:     %s\nstarted by:  %s\n",
-		j.Id, j.Status, exitText(j), commandLine(j), timeText(j.StartedUnixNano), j.StartedBy)
+		clean(j.Id), clean(j.Status), exitText(j), clean(commandLine(j)), timeText(j.StartedUnixNano), clean(j.StartedBy))
 	if j.EndedUnixNano != 0 {
 		fmt.Fprintf(w, "ended:       %s\n", timeText(j.EndedUnixNano))
 	}

@@ -33,7 +33,7 @@ func (a *app) jobListCmd() *cobra.Command {
 				tw := tabwriter.NewWriter(a.out, 0, 4, 2, ' ', 0)
 				fmt.Fprintln(tw, "ID\tSTATUS\tEXIT\tSTARTED\tSTARTED BY\tCOMMAND")
 				for _, j := range r.Jobs {
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", j.Id, j.Status, exitText(j), timeText(j.StartedUnixNano), j.StartedBy, commandLine(j))
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", a.clean(j.Id), a.clean(j.Status), exitText(j), timeText(j.StartedUnixNano), a.clean(j.StartedBy), a.clean(commandLine(j)))
 				}
 				return tw.Flush()
 			})

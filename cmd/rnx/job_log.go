@@ -49,6 +49,9 @@ func (a *app) streamLogs(ctx context.Context, c *client.Conn, id string, follow 
 	if err != nil {
 		return c.Explain(err)
 	}
+	out, errOut := a.display(a.out), a.display(a.errOut)
+	defer out.Flush()
+	defer errOut.Flush()
 	for {
 		chunk, err := s.Recv()
 		if errors.Is(err, io.EOF) {
@@ -60,9 +63,9 @@ func (a *app) streamLogs(ctx context.Context, c *client.Conn, id string, follow 
 		if chunk.DroppedBytes > 0 {
 			fmt.Fprintf(a.errOut, "[joblet: earlier output dropped: the job wrote %d bytes more than the node keeps (jobs.logBufferBytes, 1 MiB by default)]\n", chunk.DroppedBytes)
 		}
-		w := a.out
+		w := out
 		if chunk.Stream == pb.Stream_STREAM_STDERR {
-			w = a.errOut
+			w = errOut
 		}
 		if _, err := w.Write(chunk.Data); err != nil {
 			return err

@@ -33,6 +33,6 @@ func (a *app) showJob(j *pb.Job, asJSON bool) error {
 	if asJSON {
 		return a.printJSON(toJobJSON(j))
 	}
-	printJob(a.out, j)
+	printJob(a.out, j, a.clean)
 	return nil
 }

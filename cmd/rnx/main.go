@@ -38,6 +38,11 @@ type app struct {
 
 	path string
 	cfg  *config.Rnx
+
+	// raw turns off the escaping of control characters in job output and
+	// fields (term.go); terminal says whether a writer is a terminal.
+	raw      bool
+	terminal func(io.Writer) bool
 }
 
 // usageError is bad usage: exit 2 with the command's short usage.
@@ -59,7 +64,7 @@ type exitError struct{ code int }
 func (e *exitError) Error() string { return fmt.Sprintf("exit %d", e.code) }
 
 func run(args []string, stdout, stderr io.Writer) int {
-	a := &app{out: stdout, errOut: stderr}
+	a := &app{out: stdout, errOut: stderr, terminal: isTerminal}
 	root := a.rootCmd()
 	root.SetArgs(args)
 	root.SetOut(stdout)
@@ -97,9 +102,9 @@ func (a *app) exitCode(cmd *cobra.Command, err error) int {
 
 const rootLong = `rnx runs and inspects jobs on joblet nodes over mutual TLS.
 
-Config: --config, else $RNX_CONFIG, ./rnx-config.yml, ~/.rnx/rnx-config.yml,
-/opt/joblet/config/rnx-config.yml. Node: --node, else the one with isDefault,
-else "default".
+Config: --config, else $RNX_CONFIG, ~/.rnx/rnx-config.yml,
+/opt/joblet/config/rnx-config.yml (never the current directory's unless
+named). Node: --node, else the one with isDefault, else "default".
 
 Exit codes: 0 success, 1 failure, 2 bad usage; "job run --follow" exits with
 the job's own exit code (128+N for a job killed by signal N), and 130 when
@@ -197,7 +202,15 @@ func (a *app) dial() (*client.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return client.Dial(name, node)
+	conn, err := client.Dial(name, node)
+	if err != nil {
+		return nil, err
+	}
+	if err := a.learnCRL(conn, name); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	return conn, nil
 }
 
 // callCtx is the context of one call: bounded by --timeout, ended early by

@@ -125,6 +125,11 @@ func (fl *Fleet) Bootstrap(ctx context.Context, o BootstrapOptions) (*Result, er
 	if err != nil {
 		return nil, err
 	}
+	// Before anything is read or written: a home others can write is not
+	// this node's to trust.
+	if err := config.CheckHome(o.Home); err != nil {
+		return nil, err
+	}
 	configDir := filepath.Join(o.Home, "config")
 	serverPath := filepath.Join(configDir, "joblet-config.yml")
 	srvCfg, err := existingServerConfig(serverPath)

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
 	pb "github.com/ehsaniara/joblet/api/jobletv1"
@@ -28,6 +29,7 @@ type Conn struct {
 	Node          pb.NodeServiceClient
 	cc            *grpc.ClientConn
 	tls           *tls.Config
+	info          *pb.NodeInfo // from Hello, reused by Info
 }
 
 // Close closes the connection.
@@ -102,6 +104,12 @@ func (c *Conn) Explain(err error) error {
 	msg := err.Error()
 	if st, ok := status.FromError(err); ok {
 		msg = st.Message()
+	}
+	if st, ok := status.FromError(err); ok && st.Code() == codes.Unauthenticated && strings.HasPrefix(msg, "refused: ") {
+		// The node re-checked this client's certificate against its
+		// current trust and CRL and says why it refused it: its words,
+		// not a guess from TLS text (see server.RefusedPrefix).
+		return &StatusError{Where: where, Status: st}
 	}
 	hint := hintFor(msg)
 	if hint == "" && status.Code(err) == codes.Unavailable {
@@ -191,10 +199,45 @@ type ExplainedError struct {
 func (e *ExplainedError) Error() string { return e.Hint + " (" + e.Err.Error() + ")" }
 func (e *ExplainedError) Unwrap() error { return e.Err }
 
-// Info fetches node info, explaining failures.
+// Info fetches node info, explaining failures; after Hello it is the
+// answer Hello got.
 func (c *Conn) Info(ctx context.Context) (*pb.NodeInfo, error) {
+	if c.info != nil {
+		return c.info, nil
+	}
 	info, err := c.Node.GetNodeInfo(ctx, &pb.GetNodeInfoRequest{})
 	return info, c.Explain(err)
+}
+
+// Hello fetches the node's info (which carries the fleet's CRL) and the
+// certificate the node served on this connection.
+func (c *Conn) Hello(ctx context.Context) (*pb.NodeInfo, *x509.Certificate, error) {
+	var p peer.Peer
+	info, err := c.Node.GetNodeInfo(ctx, &pb.GetNodeInfoRequest{}, grpc.Peer(&p))
+	if err != nil {
+		return nil, nil, c.Explain(err)
+	}
+	ti, ok := p.AuthInfo.(credentials.TLSInfo)
+	if !ok || len(ti.State.PeerCertificates) == 0 {
+		return nil, nil, fmt.Errorf("node %q (%s): no server certificate on the connection", c.Name, c.Address)
+	}
+	c.info = info
+	return info, ti.State.PeerCertificates[0], nil
+}
+
+// CheckServer refuses the connection's server certificate leaf when the
+// CRL crlPEM (verified when it was taken) lists it: the handshake checked
+// the CRL the config held then, and a newer one may just have been
+// learned.
+func (c *Conn) CheckServer(leaf *x509.Certificate, crlPEM string) error {
+	crl, err := pki.ParseCRLUnverified([]byte(crlPEM))
+	if err != nil {
+		return nil
+	}
+	if err := pki.CheckNotRevoked(leaf, pki.RevokedSerials(crl)); err != nil {
+		return &ExplainedError{Hint: fmt.Sprintf("node %q (%s): %s", c.Name, c.Address, hintFor(err.Error())), Err: err}
+	}
+	return nil
 }
 
 // DialNodeInfo returns a certs.NodeInfo that connects to each address directly with the

@@ -98,9 +98,16 @@ func TestFindRnxOrder(t *testing.T) {
 	if p, _ := FindRnx(""); p != filepath.Join(dir, ".rnx", "rnx-config.yml") {
 		t.Errorf("home config: %q", p)
 	}
+	// The current directory is never looked in.
 	os.WriteFile(filepath.Join(dir, "rnx-config.yml"), []byte("x"), 0o600)
-	if p, _ := FindRnx(""); p != "rnx-config.yml" {
-		t.Errorf("./rnx-config.yml should come before ~/.rnx: %q", p)
+	if p, _ := FindRnx(""); p != filepath.Join(dir, ".rnx", "rnx-config.yml") {
+		t.Errorf("./rnx-config.yml was preferred to ~/.rnx: %q", p)
+	}
+	os.Remove(filepath.Join(dir, ".rnx", "rnx-config.yml"))
+	_, err := FindRnx("")
+	if err == nil || !strings.Contains(err.Error(), filepath.Join(dir, ".rnx", "rnx-config.yml")) ||
+		!strings.Contains(err.Error(), "./rnx-config.yml is not read unless named: pass --config ./rnx-config.yml") {
+		t.Errorf("with only ./rnx-config.yml: %v", err)
 	}
 	t.Setenv("RNX_CONFIG", "/env.yml")
 	if p, _ := FindRnx(""); p != "/env.yml" {

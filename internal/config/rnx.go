@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 )
 
 // RnxVersion is the rnx-config.yml format version.
@@ -103,8 +104,12 @@ func (r *Rnx) NodeNames() []string {
 }
 
 // FindRnx returns the first config that exists in rnx's lookup order:
-// explicit path, $RNX_CONFIG, ./rnx-config.yml, ~/.rnx/rnx-config.yml,
-// /opt/joblet/config/rnx-config.yml.
+// explicit path, $RNX_CONFIG, ~/.rnx/rnx-config.yml,
+// /opt/joblet/config/rnx-config.yml. The current directory is not looked
+// in: a config holds credentials and says which servers to trust, and one
+// left in whatever directory rnx runs in (a checkout, a shared /tmp) must
+// not be picked up unasked. When none is found the error names where it
+// looked, and a ./rnx-config.yml it did not read.
 func FindRnx(explicit string) (string, error) {
 	if explicit != "" {
 		return explicit, nil
@@ -112,7 +117,7 @@ func FindRnx(explicit string) (string, error) {
 	if env := os.Getenv("RNX_CONFIG"); env != "" {
 		return env, nil
 	}
-	candidates := []string{"rnx-config.yml"}
+	var candidates []string
 	if home, err := os.UserHomeDir(); err == nil {
 		candidates = append(candidates, filepath.Join(home, ".rnx", "rnx-config.yml"))
 	}
@@ -124,7 +129,13 @@ func FindRnx(explicit string) (string, error) {
 			return "", fmt.Errorf("rnx config %s: %w", c, err)
 		}
 	}
-	return "", fmt.Errorf("no rnx config found (looked in %v): pass --config or set RNX_CONFIG", candidates)
+	msg := fmt.Sprintf("no rnx config found: looked at --config, $RNX_CONFIG, %s", strings.Join(candidates, ", "))
+	if _, err := os.Stat("rnx-config.yml"); err == nil {
+		msg += "; ./rnx-config.yml is not read unless named: pass --config ./rnx-config.yml or set RNX_CONFIG"
+	} else {
+		msg += ": pass --config PATH or set RNX_CONFIG"
+	}
+	return "", errors.New(msg)
 }
 
 // Address joins host and port for a client address.

@@ -65,6 +65,11 @@ type Security struct {
 	// CAKMSKeyID is the AWS KMS key holding the CA's private key (KMS
 	// mode): renewal signs through it. Empty: the key is in the store.
 	CAKMSKeyID string `yaml:"caKmsKeyId,omitempty"`
+	// Connection limits (connections.go); read when the server starts.
+	MaxConnectionAge      string `yaml:"maxConnectionAge,omitempty"`
+	MaxConnectionAgeGrace string `yaml:"maxConnectionAgeGrace,omitempty"`
+	HandshakeTimeout      string `yaml:"handshakeTimeout,omitempty"`
+	MaxPendingHandshakes  int    `yaml:"maxPendingHandshakes,omitempty"`
 }
 
 // Defaults for Security when the config leaves them out.
@@ -184,6 +189,9 @@ func (s *Server) Validate() error {
 		return err
 	}
 	if _, _, err := s.Durations(); err != nil {
+		return err
+	}
+	if _, err := s.Connections(); err != nil {
 		return err
 	}
 	if s.Jobs.LogBufferBytes < 0 {

@@ -23,6 +23,9 @@ type metrics struct {
 	reg        *prometheus.Registry
 	handshakes *prometheus.CounterVec
 	rpcs       *prometheus.CounterVec
+	// overPending counts connections closed unanswered because too many
+	// were still handshaking (security.maxPendingHandshakes).
+	overPending prometheus.Counter
 }
 
 func newMetrics(s *Server) *metrics {
@@ -31,10 +34,12 @@ func newMetrics(s *Server) *metrics {
 		Help: "TLS handshakes the node refused or lost, by reason."}, []string{"reason"})
 	m.rpcs = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "joblet_rpcs_total",
 		Help: "RPCs by method, caller role and status code."}, []string{"method", "role", "code"})
+	m.overPending = prometheus.NewCounter(prometheus.CounterOpts{Name: "joblet_connections_refused_pending_handshakes_total",
+		Help: "Connections closed at once because security.maxPendingHandshakes connections were still handshaking."})
 	expiry := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "joblet_server_certificate_expiry_seconds",
 		Help: "Seconds until the server certificate being served expires (negative: expired)."},
 		func() float64 { return time.Until(s.tls.cur.Load().Leaf.NotAfter).Seconds() })
-	m.reg.MustRegister(m.handshakes, m.rpcs, expiry, &caCollector{s}, &jobsCollector{s},
+	m.reg.MustRegister(m.handshakes, m.rpcs, m.overPending, expiry, &caCollector{s}, &jobsCollector{s},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -103,6 +108,7 @@ type countingCreds struct {
 
 func (c countingCreds) ServerHandshake(conn net.Conn) (net.Conn, credentials.AuthInfo, error) {
 	out, info, err := c.TransportCredentials.ServerHandshake(conn)
+	handshakeEnded(conn)
 	if err != nil {
 		c.failures.WithLabelValues(handshakeReason(err)).Inc()
 	}

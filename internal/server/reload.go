@@ -19,6 +19,11 @@ func (s *Server) Reload() error {
 	if s.opts.ConfigPath == "" {
 		return nil
 	}
+	// A config that became writable by others is not reloaded: whoever
+	// could write it could have made this node trust their CA.
+	if err := config.CheckServerConfig(s.opts.ConfigPath); err != nil {
+		return fmt.Errorf("reload: %w (still serving the previous certificates)", err)
+	}
 	cfg, err := config.LoadServer(s.opts.ConfigPath)
 	if err != nil {
 		return fmt.Errorf("reload: %w (still serving the previous certificates)", err)

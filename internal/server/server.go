@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
@@ -36,6 +35,7 @@ type Server struct {
 	refreshNow chan struct{}
 	metrics    *metrics
 	health     *health.Server
+	conns      config.Connections
 }
 
 // Options for keeping a running server's certificates current.
@@ -68,11 +68,11 @@ func New(cfg *config.Server, opts Options, log *slog.Logger) (*Server, error) {
 	s := &Server{cfg: cfg, opts: opts, tls: &tlsSource{}, jobs: mgr, log: log, refreshNow: make(chan struct{}, 1)}
 	s.tls.set(creds)
 	s.metrics = newMetrics(s)
-	s.grpc = grpc.NewServer(
-		grpc.Creds(countingCreds{credentials.NewTLS(s.tls.config()), s.metrics.handshakes}),
-		grpc.ChainUnaryInterceptor(s.metrics.unary, unaryAuthz),
-		grpc.ChainStreamInterceptor(s.metrics.stream, streamAuthz),
-	)
+	gopts, err := s.grpcOptions()
+	if err != nil {
+		return nil, err
+	}
+	s.grpc = grpc.NewServer(gopts...)
 	pb.RegisterJobServiceServer(s.grpc, &jobService{jobs: s.jobs})
 	pb.RegisterNodeServiceServer(s.grpc, &nodeService{nodeID: cfg.Server.NodeID, version: buildinfo.Version, tls: s.tls})
 	// The standard health service (NOT_SERVING until Serve, and again from
@@ -96,6 +96,7 @@ func (s *Server) setServing(st healthpb.HealthCheckResponse_ServingStatus) {
 
 // Serve accepts connections on l until Shutdown.
 func (s *Server) Serve(l net.Listener) error {
+	l = newPendingListener(l, s.conns.MaxPendingHandshakes, s.metrics.overPending)
 	leaf := s.tls.cur.Load().Leaf
 	s.setServing(healthpb.HealthCheckResponse_SERVING)
 	s.log.Info("joblet serving", "address", l.Addr().String(), "nodeId", s.cfg.Server.NodeID,

@@ -105,5 +105,6 @@ func (n *nodeService) GetNodeInfo(ctx context.Context, _ *pb.GetNodeInfoRequest)
 		}
 	}
 	return &pb.NodeInfo{NodeId: n.nodeID, Version: n.version, ServerCertSerial: pki.SerialHex(c.Leaf.SerialNumber),
-		ServerCertNotAfterUnix: c.Leaf.NotAfter.Unix(), CallerRole: string(RoleFrom(ctx)), ServerCertIssuerSha256: issuer}, nil
+		ServerCertNotAfterUnix: c.Leaf.NotAfter.Unix(), CallerRole: string(RoleFrom(ctx)), ServerCertIssuerSha256: issuer,
+		Crl: []byte(c.CRLPEM)}, nil
 }

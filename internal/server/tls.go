@@ -19,6 +19,14 @@ type Credentials struct {
 	CACount int
 	CAList  []*x509.Certificate
 	Revoked map[string]bool // serials the CRL lists
+	CRLPEM  string          // the CRL as the node holds it, handed to clients (NodeInfo.crl)
+
+	// replaced is closed when newer credentials take over: a running
+	// stream re-checks its caller then (see guard.go).
+	replaced chan struct{}
+	// verdicts caches each client certificate's check against these
+	// credentials (see guard.go); dropped with them.
+	verdicts verdictCache
 }
 
 // CredentialsFromConfig parses the security section of a server config.
@@ -43,7 +51,8 @@ func CredentialsFromConfig(s config.Security) (*Credentials, error) {
 		}
 		revoked = pki.RevokedSerials(crl)
 	}
-	return &Credentials{Cert: cert, Leaf: cert.Leaf, CAs: pool, CAPEM: s.CACert + s.CRL, CACount: len(cas), CAList: cas, Revoked: revoked}, nil
+	return &Credentials{Cert: cert, Leaf: cert.Leaf, CAs: pool, CAPEM: s.CACert + s.CRL, CACount: len(cas), CAList: cas, Revoked: revoked,
+		CRLPEM: s.CRL, replaced: make(chan struct{})}, nil
 }
 
 // tlsSource serves the current credentials to every new handshake. Swapping
@@ -51,7 +60,11 @@ func CredentialsFromConfig(s config.Security) (*Credentials, error) {
 // get the new ones, nothing restarts.
 type tlsSource struct{ cur atomic.Pointer[Credentials] }
 
-func (s *tlsSource) set(c *Credentials) { s.cur.Store(c) }
+func (s *tlsSource) set(c *Credentials) {
+	if old := s.cur.Swap(c); old != nil && old != c {
+		close(old.replaced)
+	}
+}
 
 func (s *tlsSource) config() *tls.Config {
 	return &tls.Config{
