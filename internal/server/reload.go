@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"time"
 
@@ -88,7 +89,7 @@ func (s *Server) Run(ctx context.Context) {
 				continue
 			}
 			backoff = time.Second
-			wait = s.opts.RefreshInterval
+			wait = jittered(s.opts.RefreshInterval)
 			if changed {
 				if err := s.Reload(); err != nil {
 					s.log.Error("reload after refresh", "err", err)
@@ -96,6 +97,21 @@ func (s *Server) Run(ctx context.Context) {
 			}
 		}
 	}()
+}
+
+// jittered spreads a fleet's refreshes: nodes started together (an
+// auto-scaling group) would otherwise poll the store in lockstep, in bursts
+// that hit its rate quota. Within ±10% of d, so the interval still bounds
+// how long a change takes to reach every node.
+func jittered(d time.Duration) time.Duration {
+	if d <= 0 {
+		return d
+	}
+	spread := int64(d) / 5
+	if spread <= 0 {
+		return d
+	}
+	return d - time.Duration(spread/2) + time.Duration(rand.Int64N(spread+1))
 }
 
 // RefreshNow asks the refresh loop to run at once (SIGHUP).
