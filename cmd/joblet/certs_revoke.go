@@ -45,9 +45,9 @@ func (c *cli) revokeCmd() *cobra.Command {
 			return err
 		}
 		if asJSON {
-			return printJSON(c.stdout, map[string]any{"serial": serial.Text(16), "reason": reason, "store": fl.StoreDesc, "revocations": list})
+			return printJSON(c.stdout, map[string]any{"serial": pki.SerialHex(serial), "reason": reason, "store": fl.StoreDesc, "revocations": list})
 		}
-		fmt.Fprintf(c.stdout, "🚫 revoked serial %s in %s (%d revoked in all); nodes refuse it after their next refresh, rnx after `rnx config refresh`\n", serial.Text(16), fl.StoreDesc, len(list))
+		fmt.Fprintf(c.stdout, "🚫 revoked serial %s in %s (%d revoked in all); nodes refuse it after their next refresh, rnx after `rnx config refresh`\n", pki.SerialHex(serial), fl.StoreDesc, len(list))
 		return nil
 	}
 	return cmd

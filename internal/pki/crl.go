@@ -63,7 +63,7 @@ var ErrRevoked = errors.New("certificate revoked")
 // CheckNotRevoked returns ErrRevoked (with the serial) if revoked lists cert.
 func CheckNotRevoked(cert *x509.Certificate, revoked map[string]bool) error {
 	if revoked[cert.SerialNumber.Text(16)] {
-		return fmt.Errorf("%w: %q, serial %s", ErrRevoked, cert.Subject.CommonName, cert.SerialNumber.Text(16))
+		return fmt.Errorf("%w: %q, serial %s", ErrRevoked, cert.Subject.CommonName, SerialHex(cert.SerialNumber))
 	}
 	return nil
 }
