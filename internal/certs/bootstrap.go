@@ -59,6 +59,12 @@ type BootstrapOptions struct {
 	// can be seen half done for a moment. Default 3 times, 1s apart.
 	Retries    int
 	RetryDelay time.Duration
+
+	// AwaitFirst is the first pause of a node that lost the fleet's first
+	// claim before it reads what the winner wrote (default 700ms: the
+	// winner's ten creates); AwaitStall how long it waits without progress
+	// before it completes the fleet itself (default 5s).
+	AwaitFirst, AwaitStall time.Duration
 }
 
 // Item reports what happened to one certificate.
@@ -309,6 +315,12 @@ func (o *BootstrapOptions) defaults() {
 	}
 	if o.Retries == 0 && o.RetryDelay == 0 {
 		o.Retries, o.RetryDelay = 3, time.Second
+	}
+	if o.AwaitFirst == 0 {
+		o.AwaitFirst = 700 * time.Millisecond
+	}
+	if o.AwaitStall == 0 {
+		o.AwaitStall = 5 * time.Second
 	}
 }
 

@@ -38,7 +38,7 @@ func opts(t *testing.T, st secretstore.Store) bootOpts {
 	return bootOpts{
 		Fleet: certs.Fleet{Store: st, StoreDesc: "test store", Log: slog.New(slog.NewTextHandler(io.Discard, nil))},
 		BootstrapOptions: certs.BootstrapOptions{Home: t.TempDir(), ListenAddress: "127.0.0.1",
-			ServerAddress: "10.1.2.3", Port: 50051, Retries: 2, RetryDelay: 10 * time.Millisecond}}
+			ServerAddress: "10.1.2.3", Port: 50051, Retries: 2, RetryDelay: 10 * time.Millisecond, AwaitFirst: 20 * time.Millisecond}}
 }
 
 func bootstrap(t *testing.T, o bootOpts) *certs.Result {

@@ -3,8 +3,10 @@ package certs_test
 import (
 	"context"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/ehsaniara/joblet/internal/certs"
 	"github.com/ehsaniara/joblet/internal/pki"
@@ -70,4 +72,58 @@ func TestRefreshIsOneCallWhenNothingChanged(t *testing.T) {
 	// A re-bootstrap rewrote the config: read again.
 	bootstrap(t, o)
 	refresh("after the config changed", 1, 1)
+}
+
+// slowStore counts every call and gives each the round trip of a remote
+// store, so a burst of first nodes overlaps the way it does against AWS.
+type slowStore struct {
+	secretstore.Store
+	creates, reads atomic.Int32
+}
+
+func (s *slowStore) pause() { time.Sleep(3 * time.Millisecond) }
+
+func (s *slowStore) Get(ctx context.Context, names []string) (map[string]string, error) {
+	s.reads.Add(1)
+	s.pause()
+	return s.Store.Get(ctx, names)
+}
+
+func (s *slowStore) Create(ctx context.Context, sec secretstore.Secret) error {
+	s.creates.Add(1)
+	s.pause()
+	return s.Store.Create(ctx, sec)
+}
+
+// A burst of first nodes against an empty store: the node that wins the
+// first claim creates the fleet; every other node makes that one create,
+// then waits and reads, instead of racing for every secret. One CA.
+func TestBurstLosersStopCreating(t *testing.T) {
+	const nodes = 20
+	st := &slowStore{Store: secretstore.NewMemoryStore()}
+	var wg sync.WaitGroup
+	errs := make([]error, nodes)
+	for i := 0; i < nodes; i++ {
+		o := opts(t, st)
+		o.AwaitFirst = 50 * time.Millisecond
+		wg.Add(1)
+		go func(i int) { defer wg.Done(); _, errs[i] = boot(context.Background(), o) }(i)
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("node %d: %v", i, err)
+		}
+	}
+	// The winner's secrets, and at most one lost claim per other node (a
+	// node that starts after the fleet is complete creates nothing).
+	most := int32(len(names.All()) + nodes - 1)
+	if c := st.creates.Load(); c > most || c < int32(len(names.All())) {
+		t.Fatalf("%d creates for %d nodes, want %d to %d: losers kept racing", c, nodes, len(names.All()), most)
+	}
+	perNode := float64(st.creates.Load()+st.reads.Load()) / nodes
+	if perNode > 5 {
+		t.Fatalf("%.1f store calls per node (%d creates, %d reads)", perNode, st.creates.Load(), st.reads.Load())
+	}
+	t.Logf("%d nodes at once: %.2f store calls per node (%d creates, %d reads)", nodes, perNode, st.creates.Load(), st.reads.Load())
 }

@@ -6,7 +6,8 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"math/rand/v2"
+	"maps"
+	mathrand "math/rand/v2"
 	"time"
 
 	"github.com/ehsaniara/joblet/internal/pki"
@@ -26,6 +27,17 @@ func (b *bootstrapper) ensure(ctx context.Context) (*shared, error) {
 		return nil, err
 	}
 	vals := st.vals
+	// A fleet half there: another node may be creating it right now. Wait
+	// while it makes progress rather than race it; a store where nothing
+	// moves within the first pause was left by a crash, and this node
+	// completes it.
+	if have := b.present(vals); have > 0 && have < len(b.names.Shared(b.kms != nil)) {
+		fresh, err := b.awaitFleet(ctx, have, b.o.AwaitFirst)
+		if err != nil {
+			return nil, err
+		}
+		maps.Copy(vals, fresh)
+	}
 	sh := &shared{clients: map[pki.Role]pair{}}
 	now := b.f.Now()
 
@@ -93,7 +105,7 @@ func (b *bootstrapper) ensureKMSCA(ctx context.Context, vals map[string]string) 
 					ErrCAMode, n.CACert(), b.kms.KeyID(), n.CAKMSKey(), n.CAKey(), caModes)
 			}
 		}
-		got, created, err := b.claim(ctx, n.CAKMSKey(), b.kms.KeyID(), n.CACert())
+		got, created, err := b.claimFirst(ctx, vals, n.CAKMSKey(), b.kms.KeyID())
 		if err != nil {
 			return nil, "", err
 		}
@@ -179,8 +191,15 @@ func (b *bootstrapper) ensurePair(ctx context.Context, vals map[string]string, c
 			return pair{}, "", err
 		}
 		// Losing the race means adopting the winner's key (and its
-		// certificate if it is already there).
-		got, created, err := b.claim(ctx, keyName, string(enc), certName)
+		// certificate if it is already there). Losing the fleet's first
+		// claim (the CA key) means waiting for the winner to finish.
+		var got map[string]string
+		var created bool
+		if keyName == b.names.CAKey() {
+			got, created, err = b.claimFirst(ctx, vals, keyName, string(enc))
+		} else {
+			got, created, err = b.claim(ctx, keyName, string(enc), certName)
+		}
 		if err != nil {
 			return pair{}, "", err
 		}
@@ -330,6 +349,75 @@ func putOrCreate(ctx context.Context, st secretstore.Store, names Names, name, v
 	return nil
 }
 
+// claimFirst makes the fleet's first claim (the CA key, or the KMS key
+// reference), create-only. A node that loses it does not race the winner
+// for every other secret (most of those creates would fail, and under
+// Secrets Manager's write quota they are what throttles an auto-scaling
+// burst): it waits for the winner to finish, then adopts what it wrote.
+// vals is updated in place with what it read.
+func (b *bootstrapper) claimFirst(ctx context.Context, vals map[string]string, name, value string) (map[string]string, bool, error) {
+	switch err := b.createOrAdopt(ctx, name, value); {
+	case err == nil:
+		return map[string]string{name: value}, true, nil
+	case errors.Is(err, secretstore.ErrExist):
+		fresh, err := b.awaitFleet(ctx, -1, b.o.AwaitStall)
+		if err != nil {
+			return nil, false, err
+		}
+		maps.Copy(vals, fresh)
+		if fresh[name] == "" {
+			return nil, false, fmt.Errorf("%s was reported to exist but cannot be read back: it may be scheduled for deletion; restore it (`aws secretsmanager restore-secret --secret-id %s`) or wait and re-run", name, name)
+		}
+		return fresh, false, nil
+	default:
+		return nil, false, fmt.Errorf("store %s: %w", name, err)
+	}
+}
+
+// awaitFleet waits for the node that won the first claim to create the
+// rest of the fleet, reading everything in one call per try with a growing
+// pause, until every shared secret is there, or until nothing new has
+// appeared for stall (the winner crashed: this node then completes what is
+// missing, as after any crash). seen is how many were there already.
+func (b *bootstrapper) awaitFleet(ctx context.Context, seen int, stall time.Duration) (map[string]string, error) {
+	want := b.names.Shared(b.kms != nil)
+	sc := scope{caKey: true, kmsMode: b.kms != nil, roles: pki.Roles}
+	pause, progress := b.o.AwaitFirst, time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(pause/2 + time.Duration(mathrand.Int64N(int64(pause)))):
+		}
+		s, err := b.f.readState(ctx, sc)
+		if err != nil {
+			return nil, err
+		}
+		have := b.present(s.vals)
+		switch {
+		case have == len(want):
+			return s.vals, nil
+		case have > seen:
+			seen, progress = have, time.Now()
+		case time.Since(progress) >= stall:
+			b.f.Log.Info("the node that created the fleet stopped before finishing; completing what is missing", "have", have, "of", len(want))
+			return s.vals, nil
+		}
+		pause = min(pause*3/2, 3*time.Second)
+	}
+}
+
+// present counts the fleet's shared secrets in vals.
+func (b *bootstrapper) present(vals map[string]string) int {
+	have := 0
+	for _, n := range b.names.Shared(b.kms != nil) {
+		if vals[n] != "" {
+			have++
+		}
+	}
+	return have
+}
+
 // claim creates name with value, create-only. When another node created it
 // first it reads back the winner's value, together with also (read in the
 // same call). created says whose value it is.
@@ -373,7 +461,7 @@ func (b *bootstrapper) createOrAdopt(ctx context.Context, name, value string) er
 		if gerr == nil && got[name] != "" {
 			return fmt.Errorf("create %s: %w", name, secretstore.ErrExist)
 		}
-		wait := backoff/2 + time.Duration(rand.Int64N(int64(backoff)))
+		wait := backoff/2 + time.Duration(mathrand.Int64N(int64(backoff)))
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("%w (gave up at the command's deadline)", err)
