@@ -4,13 +4,22 @@
 need() { command -v "$1" >/dev/null 2>&1; }
 fail() { echo "test.sh: $*" >&2; exit 1; }
 
-if ! need haproxy; then
+# Debian packages, installed with apt-get when run as root and missing:
+# haproxy (an NLB in TLS passthrough), systemd-analyze (verifies the unit;
+# Debian package systemd), dpkg-deb (checks the .deb) and rpm (checks the
+# .rpm's file list) for TestPackage.
+missing=""
+for pair in haproxy:haproxy systemd-analyze:systemd dpkg-deb:dpkg rpm:rpm; do
+  need "${pair%%:*}" || missing="$missing ${pair#*:}"
+done
+if [ -n "$missing" ]; then
   if [ "$(id -u)" = 0 ] && need apt-get; then
-    echo "installing haproxy (Debian package)"
-    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy) >/dev/null \
-      || fail "could not install haproxy with apt-get"
+    echo "installing$missing (Debian packages)"
+    # shellcheck disable=SC2086 # one word per package
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing) >/dev/null \
+      || fail "could not install$missing with apt-get"
   else
-    fail "haproxy is missing: install the Debian package haproxy (apt-get install haproxy)"
+    fail "missing Debian packages:$missing: install them (apt-get install$missing)"
   fi
 fi
 # nftables: the job runner refuses the EC2 metadata endpoint to the job user
@@ -49,3 +58,8 @@ if [ ! -x "$GOBIN/grpcurl" ] || [ "$(cat "$GOBIN/.grpcurl.version" 2>/dev/null)"
   echo "$grpcurl_version" > "$GOBIN/.grpcurl.version"
 fi
 export GRPCURL="$GOBIN/grpcurl"
+
+# nfpm, pinned, the same way: scripts/package.sh builds the packages with
+# it (TestPackage); installed here so that a failure shows before the tests.
+# shellcheck source=scripts/lib/nfpm.sh
+. scripts/lib/nfpm.sh
