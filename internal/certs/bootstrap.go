@@ -154,11 +154,13 @@ func (fl *Fleet) Bootstrap(ctx context.Context, o BootstrapOptions) (*Result, er
 		}
 		res.CAKMSKey = b.kms.KeyID()
 	}
-	sh, err := b.shared(ctx)
-	if err != nil {
+	// Before anything is created: a store of another fleet (or an empty
+	// one) is not this installed node's, and is refused with nothing written.
+	if err := b.sameFleet(ctx, srvCfg); err != nil {
 		return nil, err
 	}
-	if err := b.sameFleet(srvCfg, sh); err != nil {
+	sh, err := b.shared(ctx)
+	if err != nil {
 		return nil, err
 	}
 
@@ -258,7 +260,7 @@ func (b *bootstrapper) serverConfig(srvCfg *config.Server, certPEM, keyPEM strin
 // FORCE_REGENERATE, which replaces the CA on purpose. Moving the same CA to
 // another store (an import into Secrets Manager) is not a fork: the node
 // keeps its fleet, and a rotation keeps one CA in both trusts.
-func (b *bootstrapper) sameFleet(existing *config.Server, sh *shared) error {
+func (b *bootstrapper) sameFleet(ctx context.Context, existing *config.Server) error {
 	if existing == nil || b.o.MoveNode || b.o.Force {
 		return nil
 	}
@@ -266,18 +268,48 @@ func (b *bootstrapper) sameFleet(existing *config.Server, sh *shared) error {
 	if err != nil || len(trusted) == 0 {
 		return nil // nothing to compare with
 	}
-	for _, c := range trusted {
-		for _, t := range sh.trust {
-			if c.Equal(t) {
-				return nil
+	// Read only, what this bootstrap reads anyway.
+	kmsMode := b.kms != nil
+	s, err := b.f.readState(ctx, scope{caKey: true, kmsMode: kmsMode})
+	if err != nil {
+		return err
+	}
+	keyName := s.n.CAKey()
+	if kmsMode {
+		keyName = s.n.CAKMSKey()
+	}
+	holds := "no fleet at all (it would create a new CA)"
+	if s.vals[s.n.CACert()] != "" || s.vals[keyName] != "" {
+		// Only a whole, valid CA of its own makes a store another fleet;
+		// anything broken is reported by the bootstrap itself, naming the
+		// secret and the fix.
+		if s.ca == nil || pki.CheckCA(s.ca, b.f.Now()) != nil || !b.caKeyMatches(s, keyName) {
+			return nil
+		}
+		for _, c := range trusted {
+			for _, t := range s.trust {
+				if c.Equal(t) {
+					return nil
+				}
 			}
 		}
+		holds = "another CA (" + pki.Fingerprint(s.ca) + ")"
 	}
 	now := b.o.StoreRef
 	now.Prefix = b.f.Prefix
-	return fmt.Errorf("%w: this node (%s) belongs to the fleet of CA %s in %s, but this run resolved %s, which holds another CA (%s): "+
-		"refusing to move the node to another fleet silently. Re-run against the node's store (%s), or pass --move-node to join this fleet on purpose (its configs are replaced)",
-		ErrUsage, b.o.Home, pki.Fingerprint(trusted[0]), describeRef(existing.Store), describeRef(now), pki.Fingerprint(sh.ca.Cert), storeFlags(existing.Store))
+	return fmt.Errorf("%w: this node (%s) belongs to the fleet of CA %s in %s, but this run resolved %s, which holds %s: "+
+		"refusing to move the node to another fleet silently; nothing was written. Re-run against the node's store (%s), or pass --move-node to join this fleet on purpose (its configs are replaced)",
+		ErrUsage, b.o.Home, pki.Fingerprint(trusted[0]), describeRef(existing.Store), describeRef(now), holds, storeFlags(existing.Store))
+}
+
+// caKeyMatches reports whether the store's CA certificate is for the key
+// the store (or, in KMS mode, this node's KMS key) holds.
+func (b *bootstrapper) caKeyMatches(s *state, keyName string) bool {
+	if b.kms != nil {
+		return samePublicKey(s.ca, b.kms)
+	}
+	k, err := pki.ParseKey([]byte(s.vals[keyName]))
+	return err == nil && samePublicKey(s.ca, k)
 }
 
 // describeRef names a store reference for humans.

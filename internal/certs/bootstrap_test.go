@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -421,13 +422,31 @@ func TestRebootstrapNeverForksSilently(t *testing.T) {
 	bootstrap(t, o)
 	files := snapshot(t, o.Home)
 
+	// An empty store (auto mode deciding "embedded" on a re-run): nothing
+	// is created in it, nothing local changes.
 	other := o
 	other.Store, other.StoreDesc = secretstore.NewMemoryStore(), "another store"
 	other.StoreRef = config.StoreRef{Kind: "dir", Dir: filepath.Join(o.Home, "ca")}
 	_, err := boot(ctx, other)
+	if !errors.Is(err, certs.ErrUsage) || !strings.Contains(err.Error(), "no fleet at all") || !strings.Contains(err.Error(), "--move-node") {
+		t.Fatalf("re-bootstrap against an empty store: %v", err)
+	}
+	if got, _ := other.Store.Get(ctx, names.All()); len(got) != 0 {
+		t.Fatalf("the refused run wrote %d secrets into the other store", len(got))
+	}
+	sameFiles(t, files, snapshot(t, o.Home))
+
+	// A store holding another fleet.
+	stranger := opts(t, other.Store)
+	bootstrap(t, stranger)
+	before, _ := other.Store.Get(ctx, names.All())
+	_, err = boot(ctx, other)
 	if !errors.Is(err, certs.ErrUsage) || !strings.Contains(err.Error(), "/srv/pki") || !strings.Contains(err.Error(), "another CA") ||
 		!strings.Contains(err.Error(), "--move-node") {
 		t.Fatalf("re-bootstrap against another fleet: %v", err)
+	}
+	if after, _ := other.Store.Get(ctx, names.All()); !maps.Equal(before, after) {
+		t.Fatal("the refused run changed the other fleet's store")
 	}
 	sameFiles(t, files, snapshot(t, o.Home))
 	reliability.Record(t, "bad input", "re-bootstrap an installed node against a store of another fleet",

@@ -71,7 +71,7 @@ func (fl *Fleet) RefreshClientConfig(ctx context.Context, path string, only pki.
 		}
 		// The newest CRL this config has seen stays: a store whose CRL went
 		// missing or back must not un-revoke a server.
-		crl, problem := newestCRL(node.CRL, vals[n.CRL()], s.crlErr, n.CRL())
+		crl, problem := newestCRL(node.CRL, vals[n.CRL()], s.crlErr, n.CRL(), s.trust)
 		if problem != "" && !slices.Contains(res.Problems, problem) {
 			res.Problems = append(res.Problems, problem)
 		}

@@ -1,8 +1,10 @@
 package certs
 
 import (
+	"crypto/x509"
 	"fmt"
 	"math/big"
+	"strings"
 	"time"
 
 	"github.com/ehsaniara/joblet/internal/pki"
@@ -28,9 +30,11 @@ func nextCRLNumber(n *big.Int, now time.Time) *big.Int {
 // newestCRL chooses the CRL to keep between the one a party holds (held,
 // verified when it took it) and the store's (stored, with storedErr when it
 // did not verify against the store's trust). problem, when not empty, says
-// loudly why the store's CRL was not taken: it is missing, older, or
-// unverifiable, and the party keeps enforcing what it had.
-func newestCRL(held, stored string, storedErr error, name string) (keep, problem string) {
+// loudly why the store's CRL was not taken: it is missing, older,
+// unverifiable, or newer but without a serial the held one lists while the
+// CA that signed the held one is still trusted (a rollback followed by a
+// revoke), and the party keeps enforcing what it had.
+func newestCRL(held, stored string, storedErr error, name string, trust []*x509.Certificate) (keep, problem string) {
 	if held == "" {
 		return stored, ""
 	}
@@ -50,7 +54,36 @@ func newestCRL(held, stored string, storedErr error, name string) (keep, problem
 	if storedNum != nil && heldNum != nil && storedNum.Cmp(heldNum) == 0 && stored != held {
 		return held, fmt.Sprintf("%s holds another CRL with the same number %s as the one this party holds: keeping this party's", name, numText(heldNum))
 	}
+	if dropped := droppedSerials(held, stored, trust); len(dropped) > 0 {
+		return held, fmt.Sprintf("%s (number %s) no longer lists %s, which the CRL this party holds revokes: keeping this party's. "+
+			"Someone put back an older CRL and revoked on top of it: revoke %s again (`joblet certs revoke --serial`)",
+			name, numText(storedNum), strings.Join(dropped, ", "), strings.Join(dropped, ", "))
+	}
 	return stored, ""
+}
+
+// droppedSerials are the serials held lists and stored does not, when a
+// CA still in trust signed held (a retired CA's revocations go with it).
+func droppedSerials(held, stored string, trust []*x509.Certificate) []string {
+	h, err := pki.ParseCRLUnverified([]byte(held))
+	if err != nil {
+		return nil
+	}
+	signedByTrusted := false
+	for _, c := range trust {
+		signedByTrusted = signedByTrusted || h.CheckSignatureFrom(c) == nil
+	}
+	if !signedByTrusted {
+		return nil
+	}
+	now := revokedSerials(stored)
+	var out []string
+	for _, e := range h.RevokedCertificateEntries {
+		if !now[e.SerialNumber.Text(16)] {
+			out = append(out, pki.SerialHex(e.SerialNumber))
+		}
+	}
+	return out
 }
 
 func numText(n *big.Int) string {

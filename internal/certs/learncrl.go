@@ -39,6 +39,11 @@ func AdoptCRL(cfg *config.Rnx, from string, crlPEM []byte) ([]string, error) {
 		if held, err := pki.CRLNumber([]byte(n.CRL)); n.CRL != "" && err == nil && held != nil && held.Cmp(offered) >= 0 {
 			continue
 		}
+		// A newer CRL that drops what this config's CRL revokes (a
+		// rollback, then a revoke on top of it) would un-revoke: keep ours.
+		if cas, err := pki.ParseCerts([]byte(n.CA)); n.CRL != "" && err == nil && len(droppedSerials(n.CRL, string(crlPEM), cas)) > 0 {
+			continue
+		}
 		n.CRL = string(crlPEM)
 		updated = append(updated, name)
 	}

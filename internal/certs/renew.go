@@ -82,7 +82,7 @@ func (fl *Fleet) RefreshNode(ctx context.Context, r NodeRefresh) (*NodeRefreshRe
 		return nil, s.trustErr
 	}
 	vals, trust := s.vals, s.trust
-	crlPEM, crlProblem := newestCRL(cfg.Security.CRL, vals[names.CRL()], s.crlErr, names.CRL())
+	crlPEM, crlProblem := newestCRL(cfg.Security.CRL, vals[names.CRL()], s.crlErr, names.CRL(), s.trust)
 	revoked := s.revoked
 	if crlPEM != vals[names.CRL()] {
 		revoked = revokedSerials(crlPEM)

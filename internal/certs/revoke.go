@@ -5,9 +5,11 @@ import (
 	"crypto/x509"
 	"fmt"
 	"math/big"
+	mathrand "math/rand/v2"
 	"time"
 
 	"github.com/ehsaniara/joblet/internal/pki"
+	"github.com/ehsaniara/joblet/internal/secretstore"
 )
 
 // Revocation is one entry of the CRL, for status and revoke's output.
@@ -21,10 +23,41 @@ type Revocation struct {
 
 // Revoke adds serial to the CRL in the store (creating it), signed by the
 // current CA. Revoking a serial already listed changes nothing. Nodes refuse
-// the certificate after their next refresh, rnx after `rnx config refresh`.
-// In KMS mode the CRL is signed through the Fleet's OpenKMS.
+// the certificate after their next refresh (open connections included); rnx
+// on its next command to a node that refreshed, or after `rnx config
+// refresh`. In KMS mode the CRL is signed through the Fleet's OpenKMS.
+//
+// Writing a secret is last-writer-wins, so a revoke running at the same
+// time can replace the CRL with one built from what it read before this
+// one wrote: Revoke reads back after a short pause and writes again until
+// its serial stays listed.
 func (fl *Fleet) Revoke(ctx context.Context, serial *big.Int, reason int) ([]Revocation, error) {
 	f := fl.defaults()
+	for attempt := 1; ; attempt++ {
+		list, err := f.revokeOnce(ctx, serial, reason)
+		if err != nil {
+			return nil, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(time.Duration(50+mathrand.IntN(100)) * time.Millisecond):
+		}
+		s, err := f.readState(ctx, scope{})
+		if err != nil {
+			return nil, err
+		}
+		if s.crlErr == nil && s.revoked[serial.Text(16)] {
+			return list, nil
+		}
+		if attempt == 10 {
+			return nil, fmt.Errorf("serial %s was written to %s but another writer kept replacing the CRL without it: run the revoke again", pki.SerialHex(serial), s.n.CRL())
+		}
+	}
+}
+
+// revokeOnce writes the CRL with serial added, unless it is listed.
+func (f *Fleet) revokeOnce(ctx context.Context, serial *big.Int, reason int) ([]Revocation, error) {
 	s, err := f.readState(ctx, scope{bothKeys: true})
 	if err != nil {
 		return nil, err
@@ -38,20 +71,31 @@ func (fl *Fleet) Revoke(ctx context.Context, serial *big.Int, reason int) ([]Rev
 		return nil, s.trustErr
 	}
 	var entries []x509.RevocationListEntry
-	number := nextCRLNumber(nil, f.Now())
+	var number *big.Int
 	if cur := vals[n.CRL()]; cur != "" {
 		crl, err := pki.ParseCRL([]byte(cur), s.trust)
 		if err != nil {
 			return nil, inconsistent(n.CRL(), err)
 		}
-		entries = crl.RevokedCertificateEntries
-		number = nextCRLNumber(crl.Number, f.Now())
-		if pki.RevokedSerials(crl)[serial.Text(16)] {
+		entries, number = crl.RevokedCertificateEntries, crl.Number
+	}
+	// A CRL put back to an older version (a rollback) must not make this
+	// revoke drop what the newer one listed: the version it replaced, when
+	// it verifies and is newer, is merged in.
+	if prev, err := f.Store.GetStage(ctx, []string{n.CRL()}, secretstore.Previous); err == nil && prev[n.CRL()] != "" {
+		if old, err := pki.ParseCRL([]byte(prev[n.CRL()]), s.trust); err == nil && old.Number != nil && (number == nil || old.Number.Cmp(number) > 0) {
+			f.Log.Warn("the store's CRL is older than the version it replaced: merging that version's revocations back", "secret", n.CRL(), "current", numText(number), "previous", old.Number)
+			entries = mergeEntries(entries, old.RevokedCertificateEntries)
+			number = old.Number
+		}
+	}
+	for _, e := range entries {
+		if e.SerialNumber.Cmp(serial) == 0 {
 			return revocations(entries), nil
 		}
 	}
 	entries = append(entries, x509.RevocationListEntry{SerialNumber: serial, RevocationTime: now, ReasonCode: reason})
-	pem, err := ca.NewCRL(entries, number, now)
+	pem, err := ca.NewCRL(entries, nextCRLNumber(number, now), now)
 	if err != nil {
 		return nil, err
 	}
@@ -59,6 +103,20 @@ func (fl *Fleet) Revoke(ctx context.Context, serial *big.Int, reason int) ([]Rev
 		return nil, err
 	}
 	return revocations(entries), nil
+}
+
+// mergeEntries is a with every entry of b whose serial a lacks.
+func mergeEntries(a, b []x509.RevocationListEntry) []x509.RevocationListEntry {
+	have := map[string]bool{}
+	for _, e := range a {
+		have[e.SerialNumber.Text(16)] = true
+	}
+	for _, e := range b {
+		if !have[e.SerialNumber.Text(16)] {
+			a = append(a, e)
+		}
+	}
+	return a
 }
 
 // resignCRL makes sure the stored CRL (crlPEM, verified against trust) is

@@ -6,8 +6,10 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"math/big"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -500,4 +502,100 @@ func TestStatusFlagsStaleClientConfigs(t *testing.T) {
 	if rep := fl.Status(ctx, so); rep.Level != certs.OK {
 		t.Fatalf("after refreshing every client config: level %d, %q", rep.Level, rep.Problems)
 	}
+}
+
+// Revokes run at the same time all stay on the CRL (a secret write is
+// last-writer-wins: each revoke reads back and writes again until its
+// serial stays listed).
+func TestConcurrentRevokesAllStay(t *testing.T) {
+	ctx := context.Background()
+	st := secretstore.NewMemoryStore()
+	bootstrap(t, opts(t, st))
+	const n = 6
+	serials := make([]*big.Int, n)
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i := range serials {
+		serials[i], _ = pki.NewSerial()
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			_, errs[i] = (&certs.Fleet{Store: st}).Revoke(ctx, serials[i], 1)
+		}(i)
+	}
+	wg.Wait()
+	got, _ := st.Get(ctx, []string{names.CRL()})
+	crl, err := pki.ParseCRLUnverified([]byte(got[names.CRL()]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	listed := pki.RevokedSerials(crl)
+	for i, s := range serials {
+		if errs[i] != nil || !listed[s.Text(16)] {
+			t.Errorf("revoke %d: err %v, listed %v", i, errs[i], listed[s.Text(16)])
+		}
+	}
+	reliability.Record(t, "revocation", fmt.Sprintf("%d revokes at once", n), fmt.Sprintf("the CRL lists %d of %d", len(listed), n))
+}
+
+// Putting an older CRL back and revoking on top of it does not un-revoke:
+// the revoke merges the newer version it replaced, and a node that held
+// the newer CRL refuses one that drops a serial it revokes.
+func TestRollbackThenRevokeKeepsRevocations(t *testing.T) {
+	ctx := context.Background()
+	st := secretstore.NewMemoryStore()
+	o := opts(t, st)
+	bootstrap(t, o)
+	cfgPath := filepath.Join(o.Home, "config", "joblet-config.yml")
+	fl := &certs.Fleet{Store: st}
+	revoke := func() *big.Int {
+		s, _ := pki.NewSerial()
+		if _, err := fl.Revoke(ctx, s, 1); err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	a := revoke()
+	v1, _ := st.Get(ctx, []string{names.CRL()})
+	b := revoke()
+	if _, err := fl.RefreshNode(ctx, certs.NodeRefresh{ConfigPath: cfgPath}); err != nil {
+		t.Fatal(err)
+	}
+	// The attacker's rollback (a Put of the old value: the newer one becomes previous).
+	if err := st.Put(ctx, names.CRL(), v1[names.CRL()]); err != nil {
+		t.Fatal(err)
+	}
+	c := revoke()
+	got, _ := st.Get(ctx, []string{names.CRL()})
+	crl, _ := pki.ParseCRLUnverified([]byte(got[names.CRL()]))
+	listed := pki.RevokedSerials(crl)
+	if !listed[a.Text(16)] || !listed[b.Text(16)] || !listed[c.Text(16)] {
+		t.Fatalf("after rollback and revoke the CRL lists %v; want a, b and c", listed)
+	}
+
+	// Worse: the rolled-back value written twice, so the previous version
+	// is lost too. The node keeps the CRL it holds, and says why.
+	if _, err := fl.RefreshNode(ctx, certs.NodeRefresh{ConfigPath: cfgPath}); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 2; i++ {
+		if err := st.Put(ctx, names.CRL(), v1[names.CRL()]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d := revoke()
+	res, err := fl.RefreshNode(ctx, certs.NodeRefresh{ConfigPath: cfgPath})
+	// Within one second the new CRL's number may not even be higher ("rolled
+	// back"); later it is ("no longer lists"): kept either way.
+	if err != nil || !(strings.Contains(res.CRLProblem, "no longer lists") || strings.Contains(res.CRLProblem, "rolled back")) {
+		t.Fatalf("node refresh after a lost rollback: %+v, %v", res, err)
+	}
+	cfg, _ := config.LoadServer(cfgPath)
+	held, _ := pki.ParseCRLUnverified([]byte(cfg.Security.CRL))
+	if h := pki.RevokedSerials(held); !h[b.Text(16)] || !h[c.Text(16)] {
+		t.Fatalf("the node dropped a revocation: %v", h)
+	}
+	reliability.Record(t, "revocation", "put an older CRL back, then revoke on top of it (and again with the newer version lost)",
+		"the revoke merged the newer version back (a, b, c listed); with that version lost, the node kept its CRL and said: "+res.CRLProblem)
+	_ = d
 }

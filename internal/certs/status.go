@@ -255,7 +255,7 @@ func (g *grader) server(obs *observed, revoked map[string]bool) {
 	if s != nil {
 		// A CRL that went missing or back in the store is a revocation
 		// someone tried to undo: the node keeps its own, and this says so.
-		if _, problem := newestCRL(srv.Security.CRL, s.vals[s.n.CRL()], s.crlErr, s.n.CRL()); problem != "" {
+		if _, problem := newestCRL(srv.Security.CRL, s.vals[s.n.CRL()], s.crlErr, s.n.CRL(), s.trust); problem != "" {
 			g.rep.raise(Broken, problem)
 		}
 	}
