@@ -27,6 +27,9 @@ func (c *cli) reissueCmd() *cobra.Command {
 	fs.StringVar(&life, "client-lifetime", "730d", "lifetime of the new certificate")
 	fs.BoolVar(&asJSON, "json", false, "print the result as JSON")
 	cmd.RunE = func(*cobra.Command, []string) error {
+		if roleFlag == "" {
+			return usagef("--role is required: admin, maintainer, developer or reader")
+		}
 		role, err := pki.ParseRole(roleFlag)
 		if err != nil {
 			return usagef("--role: %v", err)

@@ -47,7 +47,7 @@ func (c *cli) revokeCmd() *cobra.Command {
 		if asJSON {
 			return printJSON(c.stdout, map[string]any{"serial": pki.SerialHex(serial), "reason": reason, "store": fl.StoreDesc, "revocations": list})
 		}
-		fmt.Fprintf(c.stdout, "🚫 revoked serial %s in %s (%d revoked in all); nodes refuse it after their next refresh, rnx after `rnx config refresh`\n", pki.SerialHex(serial), fl.StoreDesc, len(list))
+		fmt.Fprintf(c.stdout, "🚫 revoked serial %s in %s (%d revoked in all); nodes refuse it after their next refresh (open connections too), rnx on its next command to a refreshed node\n", pki.SerialHex(serial), fl.StoreDesc, len(list))
 		return nil
 	}
 	return cmd

@@ -113,5 +113,6 @@ func printJob(w io.Writer, j *pb.Job, clean func(string) string) {
 func writeJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false) // a job's "a > b && c" reads as written
 	return enc.Encode(v)
 }

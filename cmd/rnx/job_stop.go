@@ -13,7 +13,7 @@ func (a *app) jobStopCmd() *cobra.Command {
 	var asJSON bool
 	c := &cobra.Command{
 		Use:   "stop ID",
-		Short: "Stop a job (SIGTERM to its process group, SIGKILL after the node's grace period)",
+		Short: "Stop a job (SIGTERM, then its whole cgroup killed after the node's grace period)",
 		Args:  oneID,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return a.onNode(func(ctx context.Context, conn *client.Conn) error {

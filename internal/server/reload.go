@@ -101,8 +101,8 @@ func (s *Server) Run(ctx context.Context) {
 
 // jittered spreads a fleet's refreshes: nodes started together (an
 // auto-scaling group) would otherwise poll the store in lockstep, in bursts
-// that hit its rate quota. Within ±10% of d, so the interval still bounds
-// how long a change takes to reach every node.
+// that hit its rate quota. Within ±10% of d: a change reaches every node
+// within 1.1 intervals.
 func jittered(d time.Duration) time.Duration {
 	if d <= 0 {
 		return d

@@ -148,10 +148,17 @@ func (s *Server) Shutdown(ctx context.Context) {
 	s.health.Shutdown()
 	done := make(chan struct{})
 	go func() { s.grpc.GracefulStop(); close(done) }()
-	go s.jobs.Shutdown(ctx)
+	// Jobs are stopped alongside (a follower's stream ends when its job
+	// does), and waited for: their work directories go with them.
+	jobsDone := make(chan struct{})
+	go func() { s.jobs.Shutdown(ctx); close(jobsDone) }()
 	select {
 	case <-done:
 	case <-ctx.Done():
 		s.grpc.Stop()
+	}
+	select {
+	case <-jobsDone:
+	case <-ctx.Done():
 	}
 }
