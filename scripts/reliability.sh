@@ -34,7 +34,7 @@ failed=$(printf '%s\n' "$records" | grep -c '^RELIABILITY|FAIL|' || true)
   echo "- records: $(printf '%s\n' "$records" | wc -l), failed: $failed; \`go test\` exit status: $status"
   echo
   echo "Temporary paths read \`\$TMP\`; loopback servers \`127.0.0.1:PORT\`."
-  for cat in "store faults" "crashes" "races" "bad input" "revocation" "TLS" "rotation" "KMS CA"; do
+  for cat in "store faults" "crashes" "races" "bad input" "revocation" "TLS" "rotation" "KMS CA" "jobs"; do
     rows=$(printf '%s\n' "$records" | awk -F'|' -v c="$cat" '$3 == c')
     [ -n "$rows" ] || continue
     echo

@@ -16,6 +16,9 @@ import (
 //   - /proc is a fresh procfs of the job's PID namespace: the job sees and
 //     can signal only its own processes;
 //   - /tmp and /dev/shm are private tmpfs mounts;
+//   - /dev holds only what programs expect (null, zero, full, random,
+//     urandom, tty, a private pts instance): no host device (fuse, tun,
+//     kvm, disks) is reachable, whatever its mode on the host;
 //   - every Hide path is masked (an empty tmpfs, or /dev/null for a file);
 //   - the work dir is the one writable place of the node's disk, mounted at
 //     its own path even when a Hide path (the jobs dir) covers it.
@@ -41,10 +44,8 @@ func setupMounts(cfg initConfig) error {
 	if err := tmpfs("/tmp", "mode=1777,size=25%"); err != nil {
 		return err
 	}
-	if _, err := os.Stat("/dev/shm"); err == nil {
-		if err := tmpfs("/dev/shm", "mode=1777,size=25%"); err != nil {
-			return err
-		}
+	if err := minimalDev(); err != nil {
+		return err
 	}
 	for _, p := range cfg.Hide {
 		if err := hide(p); err != nil {
@@ -87,6 +88,66 @@ func hide(p string) error {
 	}
 	if err := unix.Mount("/dev/null", p, "", unix.MS_BIND, ""); err != nil {
 		return fmt.Errorf("hide %s (bind /dev/null over it): %w", p, err)
+	}
+	return nil
+}
+
+// devNodes are the host device nodes a job gets: harmless, and what
+// programs open without asking.
+var devNodes = []string{"null", "zero", "full", "random", "urandom", "tty"}
+
+// minimalDev replaces /dev with a tmpfs holding devNodes (bound from the
+// host's), a private devpts instance, /dev/shm and the usual symlinks.
+func minimalDev() error {
+	// Detached clones of the host's nodes, taken before /dev is covered.
+	clones := map[string]int{}
+	defer func() {
+		for _, fd := range clones {
+			unix.Close(fd)
+		}
+	}()
+	for _, n := range devNodes {
+		fd, err := unix.OpenTree(unix.AT_FDCWD, "/dev/"+n, unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC)
+		if err != nil {
+			return fmt.Errorf("keep /dev/%s for the job (open_tree): %w", n, err)
+		}
+		clones[n] = fd
+	}
+	// nodev: nothing created on it is a device; the bound nodes are
+	// mounts of their own.
+	if err := unix.Mount("tmpfs", "/dev", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "mode=0755,size=64k"); err != nil {
+		return fmt.Errorf("mount a private /dev: %w", err)
+	}
+	for n, fd := range clones {
+		p := "/dev/" + n
+		if err := os.WriteFile(p, nil, 0o666); err != nil {
+			return fmt.Errorf("mount point %s: %w", p, err)
+		}
+		if err := unix.MoveMount(fd, "", unix.AT_FDCWD, p, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
+			return fmt.Errorf("mount %s (move_mount): %w", p, err)
+		}
+	}
+	for _, d := range []string{"/dev/pts", "/dev/shm"} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			return fmt.Errorf("%s: %w", d, err)
+		}
+	}
+	if err := unix.Mount("devpts", "/dev/pts", "devpts", unix.MS_NOSUID|unix.MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620"); err != nil {
+		return fmt.Errorf("mount a private /dev/pts: %w", err)
+	}
+	if err := tmpfs("/dev/shm", "mode=1777,size=25%"); err != nil {
+		return err
+	}
+	for link, target := range map[string]string{"ptmx": "pts/ptmx", "fd": "/proc/self/fd", "stdin": "/proc/self/fd/0",
+		"stdout": "/proc/self/fd/1", "stderr": "/proc/self/fd/2"} {
+		if err := os.Symlink(target, "/dev/"+link); err != nil {
+			return fmt.Errorf("/dev/%s: %w", link, err)
+		}
+	}
+	// Read-only from here: the job cannot add anything to its /dev.
+	ro := &unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY}
+	if err := unix.MountSetattr(unix.AT_FDCWD, "/dev", 0, ro); err != nil {
+		return fmt.Errorf("make /dev read-only: %w", err)
 	}
 	return nil
 }

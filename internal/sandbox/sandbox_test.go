@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/ehsaniara/joblet/internal/testutil/reliability"
 )
 
 // These tests run real namespaces and cgroups: CI runs as root, and a
@@ -449,4 +451,28 @@ func hostRunsAll(args ...string) bool {
 		}
 	}
 	return true
+}
+
+// The job's /dev holds only the harmless nodes programs expect: a host
+// device (a disk, fuse, tun, kvm) is not there whatever its mode on the
+// host, and the job cannot add one; /dev/null still works.
+func TestMinimalDev(t *testing.T) {
+	out, e := run(t, spec(t, `ls -A /dev | tr '\n' ' '; echo; echo x >/dev/null && echo NULL-OK; head -c 4 /dev/urandom | wc -c; touch /dev/evil 2>/dev/null && echo ADDED; true`))
+	if e.Code != 0 {
+		t.Fatalf("exit %+v\n%s", e, out)
+	}
+	lines := strings.Split(out, "\n")
+	got := strings.Fields(lines[0])
+	want := map[string]bool{"null": true, "zero": true, "full": true, "random": true, "urandom": true, "tty": true,
+		"pts": true, "shm": true, "ptmx": true, "fd": true, "stdin": true, "stdout": true, "stderr": true}
+	for _, n := range got {
+		if !want[n] {
+			t.Errorf("the job's /dev holds %s", n)
+		}
+	}
+	if len(got) != len(want) || !strings.Contains(out, "NULL-OK") || !strings.Contains(out, "\n4\n") || strings.Contains(out, "ADDED") {
+		t.Fatalf("the job's /dev: %q", out)
+	}
+	host, _ := os.ReadDir("/dev")
+	reliability.Record(t, "jobs", "a job lists and uses /dev", fmt.Sprintf("%d entries (the host's /dev has %d): %s; /dev/null and /dev/urandom work; nothing can be added", len(got), len(host), lines[0]))
 }
