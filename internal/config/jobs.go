@@ -25,10 +25,15 @@ func (j Jobs) Validate() error {
 		return err
 	}
 	for key, v := range map[string]int{"jobs.cpuDefault": j.CPUDefault, "jobs.cpuMax": j.CPUMax, "jobs.procsDefault": j.ProcsDefault,
-		"jobs.procsMax": j.ProcsMax, "jobs.maxRunning": j.MaxRunning, "jobs.maxKept": j.MaxKept, "jobs.maxRequestBytes": j.MaxRequestBytes} {
+		"jobs.procsMax": j.ProcsMax, "jobs.maxRunning": j.MaxRunning, "jobs.maxKept": j.MaxKept, "jobs.maxRequestBytes": j.MaxRequestBytes, "jobs.listPageMax": j.ListPageMax} {
 		if v < 0 {
 			return fmt.Errorf("%s %d must not be negative (0 or absent: the default)", key, v)
 		}
+	}
+	// A job's record carries its command and arguments, and must fit one
+	// gRPC reply (4 MiB) with room to spare.
+	if j.MaxRequestBytes > MaxRequestBytesCeiling {
+		return fmt.Errorf("jobs.maxRequestBytes %d is above %d: a job's record must fit one gRPC reply; pass large inputs as files, not arguments", j.MaxRequestBytes, MaxRequestBytesCeiling)
 	}
 	if j.CPUMax > 0 && j.CPUDefault > j.CPUMax {
 		return fmt.Errorf("jobs.cpuDefault %d is above jobs.cpuMax %d", j.CPUDefault, j.CPUMax)
@@ -38,6 +43,9 @@ func (j Jobs) Validate() error {
 	}
 	return nil
 }
+
+// MaxRequestBytesCeiling is the most jobs.maxRequestBytes may be.
+const MaxRequestBytesCeiling = 1 << 20
 
 // Memory parses MemoryDefault and MemoryMax (0 when absent).
 func (j Jobs) Memory() (def, max int64, err error) {
