@@ -43,3 +43,11 @@ func TestJobsValidate(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestSizeText(t *testing.T) {
+	for n, want := range map[int64]string{512 << 20: "512 MiB", 1 << 30: "1 GiB", 1536 << 10: "1536 KiB", 1000: "1000 bytes", 3 << 40: "3 TiB"} {
+		if got := SizeText(n); got != want {
+			t.Errorf("SizeText(%d) = %q, want %q", n, got, want)
+		}
+	}
+}

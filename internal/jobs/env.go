@@ -38,17 +38,3 @@ func isName(s string) bool {
 	}
 	return s != ""
 }
-
-// SizeText is n bytes in the largest binary unit that divides it exactly
-// ("512 MiB", "1536 KiB", "1000 bytes"), as a person would set it.
-func SizeText(n int64) string {
-	for _, u := range []struct {
-		shift uint
-		name  string
-	}{{40, "TiB"}, {30, "GiB"}, {20, "MiB"}, {10, "KiB"}} {
-		if n > 0 && n%(1<<u.shift) == 0 {
-			return fmt.Sprintf("%d %s", n>>u.shift, u.name)
-		}
-	}
-	return fmt.Sprintf("%d bytes", n)
-}

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/ehsaniara/joblet/internal/config"
 	"github.com/ehsaniara/joblet/internal/sandbox"
 )
 
@@ -147,7 +148,7 @@ func (m *Manager) Isolation() string {
 	}
 	d, x := m.opts.Default, m.opts.Max
 	return fmt.Sprintf("full (uid %d, network %s; per job memory %s, cpu %d%%, procs %d by default, at most %s, %d%%, %d)",
-		m.uid, m.opts.Network, SizeText(d.MemoryBytes), d.CPUPercent, d.MaxProcs, SizeText(x.MemoryBytes), x.CPUPercent, x.MaxProcs)
+		m.uid, m.opts.Network, config.SizeText(d.MemoryBytes), d.CPUPercent, d.MaxProcs, config.SizeText(x.MemoryBytes), x.CPUPercent, x.MaxProcs)
 }
 
 func (m *Manager) spec(id, dir string, r *Request, lim sandbox.Limits) sandbox.Spec {
@@ -171,7 +172,7 @@ func (m *Manager) limits(req sandbox.Limits) (sandbox.Limits, error) {
 	}
 	switch {
 	case lim.MemoryBytes > m.opts.Max.MemoryBytes:
-		return lim, fmt.Errorf("%w: memory %s is above this node's ceiling %s (jobs.memoryMax in joblet-config.yml)", ErrLimit, SizeText(lim.MemoryBytes), SizeText(m.opts.Max.MemoryBytes))
+		return lim, fmt.Errorf("%w: memory %s is above this node's ceiling %s (jobs.memoryMax in joblet-config.yml)", ErrLimit, config.SizeText(lim.MemoryBytes), config.SizeText(m.opts.Max.MemoryBytes))
 	case lim.CPUPercent > m.opts.Max.CPUPercent:
 		return lim, fmt.Errorf("%w: cpu %d%% is above this node's ceiling %d%% (jobs.cpuMax in joblet-config.yml)", ErrLimit, lim.CPUPercent, m.opts.Max.CPUPercent)
 	case lim.MaxProcs > m.opts.Max.MaxProcs:
