@@ -112,7 +112,7 @@ func (a *app) jobOutcome(conn *client.Conn, id string) error {
 	case "FAILED":
 		how := fmt.Sprintf("exit code %d", j.ExitCode)
 		switch {
-		case j.Reason != "": // "killed at its memory limit (64 MiB)"
+		case strings.HasPrefix(j.Reason, "killed at "): // "killed at its memory limit (64 MiB)": says more than the signal
 			how = a.clean(j.Reason)
 		case j.Signal > 0:
 			how = fmt.Sprintf("killed by signal %d", j.Signal)
