@@ -75,11 +75,25 @@ func (Stream) EnumDescriptor() ([]byte, []int) {
 }
 
 type RunJobRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Command       string                 `protobuf:"bytes,1,opt,name=command,proto3" json:"command,omitempty"`
-	Args          []string               `protobuf:"bytes,2,rep,name=args,proto3" json:"args,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Command string                 `protobuf:"bytes,1,opt,name=command,proto3" json:"command,omitempty"`
+	Args    []string               `protobuf:"bytes,2,rep,name=args,proto3" json:"args,omitempty"`
+	// The job's environment, KEY=VALUE each: with PATH, HOME and LANG
+	// defaults for what it leaves out, nothing else (never the server's). A
+	// KEY given here replaces the default of that name; a KEY given twice or
+	// not a shell name ([A-Za-z_][A-Za-z0-9_]*) is refused (InvalidArgument).
+	// Never returned by the API: it is where a job's secrets go.
+	Env []string `protobuf:"bytes,3,rep,name=env,proto3" json:"env,omitempty"`
+	// Per-job limits; 0 takes the node's default (jobs.memoryDefault,
+	// cpuDefault, procsDefault). Above the node's ceiling (jobs.memoryMax,
+	// cpuMax, procsMax) the request is refused with ResourceExhausted naming
+	// the key, never clamped: a job silently given less would fail later
+	// for a reason its owner cannot see. Negative values: InvalidArgument.
+	MaxMemoryBytes int64 `protobuf:"varint,4,opt,name=max_memory_bytes,json=maxMemoryBytes,proto3" json:"max_memory_bytes,omitempty"`
+	MaxCpuPercent  int32 `protobuf:"varint,5,opt,name=max_cpu_percent,json=maxCpuPercent,proto3" json:"max_cpu_percent,omitempty"` // of one core: 200 is two cores
+	MaxProcs       int32 `protobuf:"varint,6,opt,name=max_procs,json=maxProcs,proto3" json:"max_procs,omitempty"`                  // processes and threads
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *RunJobRequest) Reset() {
@@ -126,6 +140,34 @@ func (x *RunJobRequest) GetArgs() []string {
 	return nil
 }
 
+func (x *RunJobRequest) GetEnv() []string {
+	if x != nil {
+		return x.Env
+	}
+	return nil
+}
+
+func (x *RunJobRequest) GetMaxMemoryBytes() int64 {
+	if x != nil {
+		return x.MaxMemoryBytes
+	}
+	return 0
+}
+
+func (x *RunJobRequest) GetMaxCpuPercent() int32 {
+	if x != nil {
+		return x.MaxCpuPercent
+	}
+	return 0
+}
+
+func (x *RunJobRequest) GetMaxProcs() int32 {
+	if x != nil {
+		return x.MaxProcs
+	}
+	return 0
+}
+
 type Job struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
 	Id              string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -138,8 +180,18 @@ type Job struct {
 	StartedBy       string                 `protobuf:"bytes,8,opt,name=started_by,json=startedBy,proto3" json:"started_by,omitempty"`                    // role of the caller that started it
 	OutputTruncated bool                   `protobuf:"varint,9,opt,name=output_truncated,json=outputTruncated,proto3" json:"output_truncated,omitempty"` // the bounded buffer dropped its oldest bytes
 	Signal          int32                  `protobuf:"varint,10,opt,name=signal,proto3" json:"signal,omitempty"`                                         // the signal that ended the job, 0 if it exited (exit_code is then -1)
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// How the job ended ("" while running): "exit code 3", "killed by
+	// SIGSEGV", "killed at its memory limit (512 MiB)", "stopped".
+	Reason string `protobuf:"bytes,11,opt,name=reason,proto3" json:"reason,omitempty"`
+	// The limits in force for this job (its request's, or the node's defaults).
+	MaxMemoryBytes int64 `protobuf:"varint,12,opt,name=max_memory_bytes,json=maxMemoryBytes,proto3" json:"max_memory_bytes,omitempty"`
+	MaxCpuPercent  int32 `protobuf:"varint,13,opt,name=max_cpu_percent,json=maxCpuPercent,proto3" json:"max_cpu_percent,omitempty"`
+	MaxProcs       int32 `protobuf:"varint,14,opt,name=max_procs,json=maxProcs,proto3" json:"max_procs,omitempty"`
+	// The caller's role may see this job's status but not its arguments
+	// (args is then empty): see the roles table in docs/JOBS.md.
+	ArgsHidden    bool `protobuf:"varint,15,opt,name=args_hidden,json=argsHidden,proto3" json:"args_hidden,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Job) Reset() {
@@ -242,8 +294,49 @@ func (x *Job) GetSignal() int32 {
 	return 0
 }
 
+func (x *Job) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *Job) GetMaxMemoryBytes() int64 {
+	if x != nil {
+		return x.MaxMemoryBytes
+	}
+	return 0
+}
+
+func (x *Job) GetMaxCpuPercent() int32 {
+	if x != nil {
+		return x.MaxCpuPercent
+	}
+	return 0
+}
+
+func (x *Job) GetMaxProcs() int32 {
+	if x != nil {
+		return x.MaxProcs
+	}
+	return 0
+}
+
+func (x *Job) GetArgsHidden() bool {
+	if x != nil {
+		return x.ArgsHidden
+	}
+	return false
+}
+
+// ListJobs pages, oldest first (start time, then id), so no reply can
+// exceed gRPC's message size: at most page_size jobs, and never more than
+// the node's maximum (jobs.listPageMax) or about 1 MiB. A client that sends
+// no page_size gets the first page of the node's maximum size.
 type ListJobsRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
+	PageSize      int32                  `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`   // 0: the node's maximum
+	PageToken     string                 `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"` // next_page_token of the previous reply; "" for the first page
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -278,9 +371,24 @@ func (*ListJobsRequest) Descriptor() ([]byte, []int) {
 	return file_joblet_proto_rawDescGZIP(), []int{2}
 }
 
+func (x *ListJobsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListJobsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
 type ListJobsResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Jobs          []*Job                 `protobuf:"bytes,1,rep,name=jobs,proto3" json:"jobs,omitempty"`
+	NextPageToken string                 `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"` // "" on the last page
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -320,6 +428,13 @@ func (x *ListJobsResponse) GetJobs() []*Job {
 		return x.Jobs
 	}
 	return nil
+}
+
+func (x *ListJobsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
 }
 
 type GetJobStatusRequest struct {
@@ -576,7 +691,10 @@ type NodeInfo struct {
 	// the fleet's CA, so a node cannot forge it, and numbered, so a client
 	// keeps the newest it has verified and a node cannot roll it back: rnx
 	// learns revocations from any node, without access to the store.
-	Crl           []byte `protobuf:"bytes,7,opt,name=crl,proto3" json:"crl,omitempty"`
+	Crl []byte `protobuf:"bytes,7,opt,name=crl,proto3" json:"crl,omitempty"`
+	// The containment jobs get on this node: "full (uid 999, network none,
+	// ...)", "none (...)", or "unavailable: <why>" (jobs are then refused).
+	JobIsolation  string `protobuf:"bytes,8,opt,name=job_isolation,json=jobIsolation,proto3" json:"job_isolation,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -660,14 +778,25 @@ func (x *NodeInfo) GetCrl() []byte {
 	return nil
 }
 
+func (x *NodeInfo) GetJobIsolation() string {
+	if x != nil {
+		return x.JobIsolation
+	}
+	return ""
+}
+
 var File_joblet_proto protoreflect.FileDescriptor
 
 const file_joblet_proto_rawDesc = "" +
 	"\n" +
-	"\fjoblet.proto\x12\tjoblet.v1\"=\n" +
+	"\fjoblet.proto\x12\tjoblet.v1\"\xbe\x01\n" +
 	"\rRunJobRequest\x12\x18\n" +
 	"\acommand\x18\x01 \x01(\tR\acommand\x12\x12\n" +
-	"\x04args\x18\x02 \x03(\tR\x04args\"\xae\x02\n" +
+	"\x04args\x18\x02 \x03(\tR\x04args\x12\x10\n" +
+	"\x03env\x18\x03 \x03(\tR\x03env\x12(\n" +
+	"\x10max_memory_bytes\x18\x04 \x01(\x03R\x0emaxMemoryBytes\x12&\n" +
+	"\x0fmax_cpu_percent\x18\x05 \x01(\x05R\rmaxCpuPercent\x12\x1b\n" +
+	"\tmax_procs\x18\x06 \x01(\x05R\bmaxProcs\"\xd6\x03\n" +
 	"\x03Job\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
 	"\acommand\x18\x02 \x01(\tR\acommand\x12\x12\n" +
@@ -680,10 +809,20 @@ const file_joblet_proto_rawDesc = "" +
 	"started_by\x18\b \x01(\tR\tstartedBy\x12)\n" +
 	"\x10output_truncated\x18\t \x01(\bR\x0foutputTruncated\x12\x16\n" +
 	"\x06signal\x18\n" +
-	" \x01(\x05R\x06signal\"\x11\n" +
-	"\x0fListJobsRequest\"6\n" +
+	" \x01(\x05R\x06signal\x12\x16\n" +
+	"\x06reason\x18\v \x01(\tR\x06reason\x12(\n" +
+	"\x10max_memory_bytes\x18\f \x01(\x03R\x0emaxMemoryBytes\x12&\n" +
+	"\x0fmax_cpu_percent\x18\r \x01(\x05R\rmaxCpuPercent\x12\x1b\n" +
+	"\tmax_procs\x18\x0e \x01(\x05R\bmaxProcs\x12\x1f\n" +
+	"\vargs_hidden\x18\x0f \x01(\bR\n" +
+	"argsHidden\"M\n" +
+	"\x0fListJobsRequest\x12\x1b\n" +
+	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x02 \x01(\tR\tpageToken\"^\n" +
 	"\x10ListJobsResponse\x12\"\n" +
-	"\x04jobs\x18\x01 \x03(\v2\x0e.joblet.v1.JobR\x04jobs\"%\n" +
+	"\x04jobs\x18\x01 \x03(\v2\x0e.joblet.v1.JobR\x04jobs\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"%\n" +
 	"\x13GetJobStatusRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\";\n" +
 	"\x11GetJobLogsRequest\x12\x0e\n" +
@@ -695,7 +834,7 @@ const file_joblet_proto_rawDesc = "" +
 	"\rdropped_bytes\x18\x03 \x01(\x03R\fdroppedBytes\" \n" +
 	"\x0eStopJobRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"\x14\n" +
-	"\x12GetNodeInfoRequest\"\x95\x02\n" +
+	"\x12GetNodeInfoRequest\"\xba\x02\n" +
 	"\bNodeInfo\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12,\n" +
@@ -704,7 +843,8 @@ const file_joblet_proto_rawDesc = "" +
 	"\vcaller_role\x18\x05 \x01(\tR\n" +
 	"callerRole\x129\n" +
 	"\x19server_cert_issuer_sha256\x18\x06 \x01(\tR\x16serverCertIssuerSha256\x12\x10\n" +
-	"\x03crl\x18\a \x01(\fR\x03crl*F\n" +
+	"\x03crl\x18\a \x01(\fR\x03crl\x12#\n" +
+	"\rjob_isolation\x18\b \x01(\tR\fjobIsolation*F\n" +
 	"\x06Stream\x12\x16\n" +
 	"\x12STREAM_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rSTREAM_STDOUT\x10\x01\x12\x11\n" +

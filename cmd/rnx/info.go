@@ -13,7 +13,7 @@ func (a *app) infoCmd() *cobra.Command {
 	var asJSON bool
 	c := &cobra.Command{
 		Use:   "info",
-		Short: "Show the node's identity, its certificate and your role",
+		Short: "Show the node's identity, its certificate, your role and how it contains jobs",
 		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return a.onNode(func(ctx context.Context, conn *client.Conn) error {
@@ -32,19 +32,30 @@ func (a *app) infoCmd() *cobra.Command {
 						ServerCertSerial       string `json:"serverCertSerial"`
 						ServerCertNotAfter     string `json:"serverCertNotAfter"`
 						ServerCertIssuerSha256 string `json:"serverCertIssuerSha256"`
-					}{conn.Name, conn.Address, info.NodeId, info.Version, info.CallerRole, info.ServerCertSerial, notAfter, info.ServerCertIssuerSha256})
+						JobIsolation           string `json:"jobIsolation"`
+					}{conn.Name, conn.Address, info.NodeId, info.Version, info.CallerRole, info.ServerCertSerial, notAfter, info.ServerCertIssuerSha256,
+						isolation(info.JobIsolation)})
 				}
 				issuer := info.ServerCertIssuerSha256
 				if issuer == "" {
 					issuer = "(none of the node's trusted CAs)"
 				}
-				fmt.Fprintf(a.out, "node:      %s\naddress:   %s\nnode id:   %s\nversion:   %s\nrole:      %s\n"+
+				fmt.Fprintf(a.out, "node:      %s\naddress:   %s\nnode id:   %s\nversion:   %s\nrole:      %s\njobs:      %s\n"+
 					"server certificate serial %s, expires %s\nserver certificate issuer sha256 %s\n",
-					conn.Name, conn.Address, info.NodeId, info.Version, info.CallerRole, info.ServerCertSerial, notAfter, issuer)
+					conn.Name, conn.Address, info.NodeId, info.Version, info.CallerRole, a.clean(isolation(info.JobIsolation)), info.ServerCertSerial, notAfter, issuer)
 				return nil
 			})
 		},
 	}
 	c.Flags().BoolVar(&asJSON, "json", false, "print the node info as JSON")
 	return c
+}
+
+// isolation is the node's job containment as it reports it; a node that
+// predates the field says nothing, which must not read as "none".
+func isolation(s string) string {
+	if s == "" {
+		return "unknown (the node predates reporting it)"
+	}
+	return s
 }

@@ -36,13 +36,25 @@ type jobJSON struct {
 	Ended           string   `json:"ended,omitempty"`
 	StartedBy       string   `json:"startedBy"`
 	OutputTruncated bool     `json:"outputTruncated"`
+	Reason          string   `json:"reason,omitempty"`     // how it ended
+	ArgsHidden      bool     `json:"argsHidden,omitempty"` // your role may not see its arguments
+	Limits          *limits  `json:"limits,omitempty"`     // in force; absent from a node that predates them
+}
+
+type limits struct {
+	MemoryBytes int64 `json:"memoryBytes"`
+	CPUPercent  int32 `json:"cpuPercent"`
+	Procs       int32 `json:"procs"`
 }
 
 func toJobJSON(j *pb.Job) jobJSON {
 	out := jobJSON{ID: j.Id, Status: j.Status, Signal: j.Signal, Command: j.Command, Args: j.Args,
-		Started: timeText(j.StartedUnixNano), StartedBy: j.StartedBy, OutputTruncated: j.OutputTruncated}
+		Started: timeText(j.StartedUnixNano), StartedBy: j.StartedBy, OutputTruncated: j.OutputTruncated, Reason: j.Reason, ArgsHidden: j.ArgsHidden}
 	if out.Args == nil {
 		out.Args = []string{}
+	}
+	if limitsText(j) != "" {
+		out.Limits = &limits{MemoryBytes: j.MaxMemoryBytes, CPUPercent: j.MaxCpuPercent, Procs: j.MaxProcs}
 	}
 	if j.EndedUnixNano != 0 {
 		code := j.ExitCode
@@ -75,6 +87,9 @@ func commandLine(j *pb.Job) string {
 	for _, w := range append([]string{j.Command}, j.Args...) {
 		words = append(words, shellQuote(w))
 	}
+	if j.ArgsHidden {
+		words = append(words, "(arguments hidden from your role)")
+	}
 	return strings.Join(words, " ")
 }
 
@@ -104,6 +119,12 @@ func printJob(w io.Writer, j *pb.Job, clean func(string) string) {
 		clean(j.Id), clean(j.Status), exitText(j), clean(commandLine(j)), timeText(j.StartedUnixNano), clean(j.StartedBy))
 	if j.EndedUnixNano != 0 {
 		fmt.Fprintf(w, "ended:       %s\n", timeText(j.EndedUnixNano))
+	}
+	if j.Reason != "" {
+		fmt.Fprintf(w, "reason:      %s\n", clean(j.Reason))
+	}
+	if l := limitsText(j); l != "" {
+		fmt.Fprintf(w, "limits:      %s\n", l)
 	}
 	if j.OutputTruncated {
 		fmt.Fprintln(w, "output:      truncated (the node kept only the newest output)")

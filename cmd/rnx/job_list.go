@@ -13,16 +13,25 @@ import (
 
 func (a *app) jobListCmd() *cobra.Command {
 	var asJSON bool
+	var limit int
 	c := &cobra.Command{
 		Use:   "list",
 		Short: "List the node's jobs, oldest first",
-		Args:  noArgs,
+		Long: `List the node's jobs, oldest first (start time, then id).
+
+The node answers in pages (at most its jobs.listPageMax jobs each); rnx asks
+for every page unless --limit stops it after the first N jobs.`,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if limit < 0 {
+				return usagef(cmd, "--limit %d: give the number of jobs to show, or 0 for all", limit)
+			}
 			return a.onNode(func(ctx context.Context, conn *client.Conn) error {
-				r, err := conn.Jobs.ListJobs(ctx, &pb.ListJobsRequest{})
+				all, err := listJobs(ctx, conn, limit)
 				if err != nil {
-					return conn.Explain(err)
+					return err
 				}
+				r := &pb.ListJobsResponse{Jobs: all}
 				if asJSON {
 					jobs := make([]jobJSON, 0, len(r.Jobs))
 					for _, j := range r.Jobs {
@@ -40,5 +49,33 @@ func (a *app) jobListCmd() *cobra.Command {
 		},
 	}
 	c.Flags().BoolVar(&asJSON, "json", false, "print a JSON array of jobs")
+	c.Flags().IntVar(&limit, "limit", 0, "show only the first (oldest) N jobs; 0: all")
 	return c
+}
+
+// listJobs fetches the node's jobs page by page, at most limit (0: all).
+// A node that predates paging answers everything at once with no token.
+func listJobs(ctx context.Context, conn *client.Conn, limit int) ([]*pb.Job, error) {
+	var all []*pb.Job
+	req := &pb.ListJobsRequest{}
+	for {
+		if limit > 0 {
+			req.PageSize = int32(min(limit-len(all), 1<<20))
+		}
+		r, err := conn.Jobs.ListJobs(ctx, req)
+		if err != nil {
+			return nil, conn.Explain(err)
+		}
+		all = append(all, r.Jobs...)
+		if limit > 0 && len(all) >= limit {
+			return all[:limit], nil
+		}
+		if r.NextPageToken == "" {
+			return all, nil
+		}
+		if r.NextPageToken == req.PageToken || len(r.Jobs) == 0 {
+			return nil, fmt.Errorf("node %s answered ListJobs with the same page again (token %q): a bug on the node; list with --limit meanwhile", conn.Name, r.NextPageToken)
+		}
+		req.PageToken = r.NextPageToken
+	}
 }

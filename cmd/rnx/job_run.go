@@ -12,6 +12,7 @@ import (
 
 func (a *app) jobRunCmd() *cobra.Command {
 	var follow, asJSON bool
+	var opts runOptions
 	c := &cobra.Command{
 		Use:   "run [flags] [--] COMMAND [ARG...]",
 		Short: "Start a job and print its id, or follow its output",
@@ -23,10 +24,16 @@ job as given ("--" may end rnx's flags explicitly).
 With --follow the job's id goes to stderr, its output is streamed (stdout to
 stdout, stderr to stderr), and rnx exits with the job's exit code: 128+N for
 a job killed by signal N, 1 for one stopped without a code of its own.
-Ctrl-C stops following, not the job (exit 130).`,
+Ctrl-C stops following, not the job (exit 130).
+
+The job's environment is only what --env gives plus PATH, HOME and LANG.
+--max-memory, --max-cpu and --max-procs set its limits; without them it gets
+the node's defaults, and above the node's ceilings it is refused (rnx info
+shows both).`,
 		Example: `  rnx job run sh -c 'echo hi'
   rnx job run --follow -- sh -c 'exit 3'; echo $?   # 3
-  rnx job run --json sleep 60`,
+  rnx job run --json sleep 60
+  rnx job run --max-memory 512M --max-cpu 50 --max-procs 100 --env MODE=fast -- python3 train.py`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 0 {
 				return usagef(cmd, "job run needs a command")
@@ -36,6 +43,10 @@ Ctrl-C stops following, not the job (exit 130).`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if follow && asJSON {
 				return usagef(cmd, "--json and --follow cannot be combined: --json prints the job's id, --follow its output")
+			}
+			req, err := opts.request(cmd, args)
+			if err != nil {
+				return err
 			}
 			conn, err := a.dial()
 			if err != nil {
@@ -49,7 +60,7 @@ Ctrl-C stops following, not the job (exit 130).`,
 				defer in.stop()
 			}
 			ctx, cancel := a.callCtx()
-			j, err := conn.Jobs.RunJob(ctx, &pb.RunJobRequest{Command: args[0], Args: args[1:]})
+			j, err := conn.Jobs.RunJob(ctx, req)
 			cancel()
 			if err != nil {
 				return conn.Explain(err)
@@ -75,6 +86,7 @@ Ctrl-C stops following, not the job (exit 130).`,
 	c.Flags().SetInterspersed(false)
 	c.Flags().BoolVarP(&follow, "follow", "f", false, "stream the job's output and exit with its exit code")
 	c.Flags().BoolVar(&asJSON, "json", false, `print {"id": ...} as JSON`)
+	opts.flags(c)
 	return c
 }
 
@@ -99,7 +111,10 @@ func (a *app) jobOutcome(conn *client.Conn, id string) error {
 		return nil
 	case "FAILED":
 		how := fmt.Sprintf("exit code %d", j.ExitCode)
-		if j.Signal > 0 {
+		switch {
+		case strings.HasPrefix(j.Reason, "killed at "): // "killed at its memory limit (64 MiB)": says more than the signal
+			how = a.clean(j.Reason)
+		case j.Signal > 0:
 			how = fmt.Sprintf("killed by signal %d", j.Signal)
 		}
 		fmt.Fprintf(a.errOut, "rnx: job %s failed: %s\n", id, how)

@@ -25,10 +25,15 @@ func (j Jobs) Validate() error {
 		return err
 	}
 	for key, v := range map[string]int{"jobs.cpuDefault": j.CPUDefault, "jobs.cpuMax": j.CPUMax, "jobs.procsDefault": j.ProcsDefault,
-		"jobs.procsMax": j.ProcsMax, "jobs.maxRunning": j.MaxRunning, "jobs.maxKept": j.MaxKept, "jobs.maxRequestBytes": j.MaxRequestBytes} {
+		"jobs.procsMax": j.ProcsMax, "jobs.maxRunning": j.MaxRunning, "jobs.maxKept": j.MaxKept, "jobs.maxRequestBytes": j.MaxRequestBytes, "jobs.listPageMax": j.ListPageMax} {
 		if v < 0 {
 			return fmt.Errorf("%s %d must not be negative (0 or absent: the default)", key, v)
 		}
+	}
+	// A job's record carries its command and arguments, and must fit one
+	// gRPC reply (4 MiB) with room to spare.
+	if j.MaxRequestBytes > MaxRequestBytesCeiling {
+		return fmt.Errorf("jobs.maxRequestBytes %d is above %d: a job's record must fit one gRPC reply; pass large inputs as files, not arguments", j.MaxRequestBytes, MaxRequestBytesCeiling)
 	}
 	if j.CPUMax > 0 && j.CPUDefault > j.CPUMax {
 		return fmt.Errorf("jobs.cpuDefault %d is above jobs.cpuMax %d", j.CPUDefault, j.CPUMax)
@@ -38,6 +43,9 @@ func (j Jobs) Validate() error {
 	}
 	return nil
 }
+
+// MaxRequestBytesCeiling is the most jobs.maxRequestBytes may be.
+const MaxRequestBytesCeiling = 1 << 20
 
 // Memory parses MemoryDefault and MemoryMax (0 when absent).
 func (j Jobs) Memory() (def, max int64, err error) {
@@ -68,4 +76,18 @@ func ParseBytes(s string) (int64, error) {
 		return 0, fmt.Errorf("%q is not a size: use bytes or a number with K, M, G or T (e.g. 512M)", s)
 	}
 	return n << sh, nil
+}
+
+// SizeText is n bytes in the largest binary unit that divides it exactly
+// ("512 MiB", "1536 KiB", "1000 bytes"), as a person would set it: ParseBytes reads it back.
+func SizeText(n int64) string {
+	for _, u := range []struct {
+		shift uint
+		name  string
+	}{{40, "TiB"}, {30, "GiB"}, {20, "MiB"}, {10, "KiB"}} {
+		if n > 0 && n%(1<<u.shift) == 0 {
+			return fmt.Sprintf("%d %s", n>>u.shift, u.name)
+		}
+	}
+	return fmt.Sprintf("%d bytes", n)
 }

@@ -31,13 +31,23 @@ func TestJobsValidate(t *testing.T) {
 		{Jobs{ProcsDefault: 10, ProcsMax: 5}, "jobs.procsDefault"},
 		{Jobs{MaxRunning: -1}, "jobs.maxRunning"},
 		{Jobs{Dir: "jobs"}, "jobs.dir"},
+		{Jobs{ListPageMax: -1}, "jobs.listPageMax"},
+		{Jobs{MaxRequestBytes: 2 << 20}, "jobs.maxRequestBytes 2097152 is above 1048576"},
 	} {
 		if err := tc.j.Validate(); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%+v: %v, want %q", tc.j, err, tc.want)
 		}
 	}
-	ok := Jobs{Isolation: "none", Network: "host", MemoryDefault: "256M", MemoryMax: "1G", CPUDefault: 50, CPUMax: 200, MaxRunning: 4}
+	ok := Jobs{Isolation: "none", Network: "host", MemoryDefault: "256M", MemoryMax: "1G", CPUDefault: 50, CPUMax: 200, MaxRunning: 4, ListPageMax: 10, MaxRequestBytes: 1 << 20}
 	if err := ok.Validate(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestSizeText(t *testing.T) {
+	for n, want := range map[int64]string{512 << 20: "512 MiB", 1 << 30: "1 GiB", 1536 << 10: "1536 KiB", 1000: "1000 bytes", 3 << 40: "3 TiB"} {
+		if got := SizeText(n); got != want {
+			t.Errorf("SizeText(%d) = %q, want %q", n, got, want)
+		}
 	}
 }

@@ -111,6 +111,7 @@ type Jobs struct {
 	MaxRunning      int    `yaml:"maxRunning,omitempty"`
 	MaxKept         int    `yaml:"maxKept,omitempty"`
 	MaxRequestBytes int    `yaml:"maxRequestBytes,omitempty"`
+	ListPageMax     int    `yaml:"listPageMax,omitempty"` // jobs per ListJobs reply
 }
 
 // Defaults for Jobs when the config leaves them out.

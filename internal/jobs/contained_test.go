@@ -86,7 +86,7 @@ func TestContainedMemoryLimitIsTheReason(t *testing.T) {
 		t.Fatal(err)
 	}
 	d := waitDone(t, m, s.ID)
-	if d.Status != Failed || d.Reason != "killed at its memory limit (67108864 bytes)" {
+	if d.Status != Failed || d.Reason != "killed at its memory limit (64 MiB)" {
 		t.Fatalf("%+v", d)
 	}
 }

@@ -5,6 +5,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/ehsaniara/joblet/internal/config"
 	"github.com/ehsaniara/joblet/internal/sandbox"
 )
 
@@ -16,7 +17,7 @@ func ending(e sandbox.Exit, stopped bool, lim sandbox.Limits) (status, reason st
 	case e.OOMKilled:
 		// Checked before the exit code: the job's first process may survive
 		// the OOM kill of a child and exit non-zero on its own.
-		return Failed, fmt.Sprintf("killed at its memory limit (%d bytes)", lim.MemoryBytes)
+		return Failed, fmt.Sprintf("killed at its memory limit (%s)", config.SizeText(lim.MemoryBytes))
 	case e.Signal != 0:
 		return Failed, "killed by " + unix.SignalName(e.Signal)
 	case e.Code == 0:

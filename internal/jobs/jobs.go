@@ -40,8 +40,9 @@ type Snapshot struct {
 	StartedBy       string
 	OutputTruncated bool
 	// Reason says how the job ended: "exit code 3", "killed by SIGSEGV",
-	// "killed at its memory limit (536870912 bytes)", "stopped".
+	// "killed at its memory limit (512 MiB)", "stopped".
 	Reason string
+	Limits sandbox.Limits // in force: the request's, or the node's defaults
 }
 
 type job struct {
@@ -106,6 +107,9 @@ func (m *Manager) Start(r Request) (Snapshot, error) {
 	if m.unavailable != nil {
 		return Snapshot{}, fmt.Errorf("%w: %v", ErrUnavailable, m.unavailable)
 	}
+	if err := checkEnv(r.Env); err != nil {
+		return Snapshot{}, err
+	}
 	lim, err := m.limits(r.Limits)
 	if err != nil {
 		return Snapshot{}, err
@@ -165,7 +169,8 @@ func (j *job) snapshot() Snapshot {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	return Snapshot{ID: j.id, Command: j.command, Args: j.args, Status: j.status, ExitCode: j.exitCode, Signal: j.signal,
-		Started: j.started, Ended: j.ended, StartedBy: j.startedBy, OutputTruncated: j.out.truncated(), Reason: j.reason}
+		Started: j.started, Ended: j.ended, StartedBy: j.startedBy, OutputTruncated: j.out.truncated(), Reason: j.reason,
+		Limits: j.limits}
 }
 
 func (m *Manager) get(id string) (*job, error) {
@@ -187,7 +192,8 @@ func (m *Manager) Status(id string) (Snapshot, error) {
 	return j.snapshot(), nil
 }
 
-// List returns every job, oldest first.
+// List returns every job, oldest first: by start time, then id, an order
+// that stays put while jobs come and go (ListJobs pages resume from it).
 func (m *Manager) List() []Snapshot {
 	m.mu.Lock()
 	all := make([]*job, 0, len(m.jobs))
@@ -199,8 +205,16 @@ func (m *Manager) List() []Snapshot {
 	for i, j := range all {
 		out[i] = j.snapshot()
 	}
-	sort.Slice(out, func(a, b int) bool { return out[a].Started.Before(out[b].Started) })
+	sort.Slice(out, func(a, b int) bool { return Before(out[a], out[b]) })
 	return out
+}
+
+// Before is List's order: start time, then id.
+func Before(a, b Snapshot) bool {
+	if !a.Started.Equal(b.Started) {
+		return a.Started.Before(b.Started)
+	}
+	return a.ID < b.ID
 }
 
 // Stop sends SIGTERM to every process of the job, then after the grace

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/ehsaniara/joblet/internal/config"
 	"github.com/ehsaniara/joblet/internal/sandbox"
 )
 
@@ -145,8 +146,9 @@ func (m *Manager) Isolation() string {
 	case m.unavailable != nil:
 		return "unavailable: " + m.unavailable.Error()
 	}
-	return fmt.Sprintf("full (uid %d, network %s, memory %d bytes, cpu %d%%, procs %d by default)",
-		m.uid, m.opts.Network, m.opts.Default.MemoryBytes, m.opts.Default.CPUPercent, m.opts.Default.MaxProcs)
+	d, x := m.opts.Default, m.opts.Max
+	return fmt.Sprintf("full (uid %d, network %s; per job memory %s, cpu %d%%, procs %d by default, at most %s, %d%%, %d)",
+		m.uid, m.opts.Network, config.SizeText(d.MemoryBytes), d.CPUPercent, d.MaxProcs, config.SizeText(x.MemoryBytes), x.CPUPercent, x.MaxProcs)
 }
 
 func (m *Manager) spec(id, dir string, r *Request, lim sandbox.Limits) sandbox.Spec {
@@ -160,6 +162,9 @@ func (m *Manager) spec(id, dir string, r *Request, lim sandbox.Limits) sandbox.S
 
 // limits resolves a request's limits against the defaults and ceilings.
 func (m *Manager) limits(req sandbox.Limits) (sandbox.Limits, error) {
+	if req.MemoryBytes < 0 || req.CPUPercent < 0 || req.MaxProcs < 0 {
+		return sandbox.Limits{}, fmt.Errorf("a negative limit (memory %d, cpu %d, procs %d): give a positive value, or 0 for the node's default", req.MemoryBytes, req.CPUPercent, req.MaxProcs)
+	}
 	lim := sandbox.Limits{
 		MemoryBytes: cmpOr(req.MemoryBytes, m.opts.Default.MemoryBytes),
 		CPUPercent:  cmpOr(req.CPUPercent, m.opts.Default.CPUPercent),
@@ -167,7 +172,7 @@ func (m *Manager) limits(req sandbox.Limits) (sandbox.Limits, error) {
 	}
 	switch {
 	case lim.MemoryBytes > m.opts.Max.MemoryBytes:
-		return lim, fmt.Errorf("%w: memory %d bytes is above this node's ceiling %d (jobs.memoryMax in joblet-config.yml)", ErrLimit, lim.MemoryBytes, m.opts.Max.MemoryBytes)
+		return lim, fmt.Errorf("%w: memory %s is above this node's ceiling %s (jobs.memoryMax in joblet-config.yml)", ErrLimit, config.SizeText(lim.MemoryBytes), config.SizeText(m.opts.Max.MemoryBytes))
 	case lim.CPUPercent > m.opts.Max.CPUPercent:
 		return lim, fmt.Errorf("%w: cpu %d%% is above this node's ceiling %d%% (jobs.cpuMax in joblet-config.yml)", ErrLimit, lim.CPUPercent, m.opts.Max.CPUPercent)
 	case lim.MaxProcs > m.opts.Max.MaxProcs:

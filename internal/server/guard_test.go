@@ -89,7 +89,8 @@ func TestOpenConnectionRefusedAfterRevocation(t *testing.T) {
 	f, fl := refreshingNode(t)
 	admin := dial(t, "default", f.rnx.Nodes["default"])
 	dev := dial(t, "developer", f.rnx.Nodes["developer"])
-	job, err := admin.Jobs.RunJob(ctx(t), &pb.RunJobRequest{Command: "sleep", Args: []string{"30"}})
+	// The developer's own job: it may follow only those (docs/JOBS.md).
+	job, err := dev.Jobs.RunJob(ctx(t), &pb.RunJobRequest{Command: "sleep", Args: []string{"30"}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -43,8 +43,9 @@ type fleet struct {
 	node  *server.Server
 }
 
-// startNode bootstraps a node into a temp home and serves it on 127.0.0.1.
-func startNode(t *testing.T, st *secretstore.MemoryStore) *fleet {
+// startNode bootstraps a node into a temp home and serves it on 127.0.0.1,
+// its config changed first by mods.
+func startNode(t *testing.T, st *secretstore.MemoryStore, mods ...func(*config.Server)) *fleet {
 	t.Helper()
 	if st == nil {
 		st = secretstore.NewMemoryStore()
@@ -60,6 +61,9 @@ func startNode(t *testing.T, st *secretstore.MemoryStore) *fleet {
 		t.Fatal(err)
 	}
 	srvCfg.Jobs.Dir = filepath.Join(home, "jobs") // not the default under /opt/joblet
+	for _, mod := range mods {
+		mod(srvCfg)
+	}
 	rnx, err := config.LoadRnx(filepath.Join(home, "config", "rnx-config.yml"))
 	if err != nil {
 		t.Fatal(err)
@@ -100,13 +104,23 @@ func ctx(t *testing.T) context.Context {
 	return c
 }
 
-// Every role against every RPC, over real mutual TLS.
+// Every role against every RPC, over real mutual TLS, on jobs its own role
+// started where it can start jobs (the per-job rules for other roles' jobs
+// are TestJobRoles).
 func TestAuthorizationMatrix(t *testing.T) {
 	f := startNode(t, nil)
 	admin := dial(t, "default", f.rnx.Nodes["default"])
-	seed, err := admin.Jobs.RunJob(ctx(t), &pb.RunJobRequest{Command: "sleep", Args: []string{"30"}})
-	if err != nil {
-		t.Fatal(err)
+	var owner *client.Conn // who starts the jobs the call under test acts on
+	seedOf := map[*client.Conn]string{}
+	seed := func() string {
+		if seedOf[owner] == "" {
+			j, err := owner.Jobs.RunJob(ctx(t), &pb.RunJobRequest{Command: "sleep", Args: []string{"30"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			seedOf[owner] = j.Id
+		}
+		return seedOf[owner]
 	}
 	calls := map[string]func(c *client.Conn) error{
 		"RunJob": func(c *client.Conn) error {
@@ -118,11 +132,11 @@ func TestAuthorizationMatrix(t *testing.T) {
 			return err
 		},
 		"GetJobStatus": func(c *client.Conn) error {
-			_, err := c.Jobs.GetJobStatus(ctx(t), &pb.GetJobStatusRequest{Id: seed.Id})
+			_, err := c.Jobs.GetJobStatus(ctx(t), &pb.GetJobStatusRequest{Id: seed()})
 			return err
 		},
 		"GetJobLogs": func(c *client.Conn) error {
-			s, err := c.Jobs.GetJobLogs(ctx(t), &pb.GetJobLogsRequest{Id: seed.Id})
+			s, err := c.Jobs.GetJobLogs(ctx(t), &pb.GetJobLogsRequest{Id: seed()})
 			if err != nil {
 				return err
 			}
@@ -135,7 +149,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 			}
 		},
 		"StopJob": func(c *client.Conn) error {
-			j, err := admin.Jobs.RunJob(ctx(t), &pb.RunJobRequest{Command: "sleep", Args: []string{"30"}})
+			j, err := owner.Jobs.RunJob(ctx(t), &pb.RunJobRequest{Command: "sleep", Args: []string{"30"}})
 			if err != nil {
 				return err
 			}
@@ -152,7 +166,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 		pki.Admin:      {"RunJob", "ListJobs", "GetJobStatus", "GetJobLogs", "StopJob", "GetNodeInfo"},
 		pki.Maintainer: {"RunJob", "ListJobs", "GetJobStatus", "GetJobLogs", "StopJob", "GetNodeInfo"},
 		pki.Developer:  {"RunJob", "ListJobs", "GetJobStatus", "GetJobLogs", "StopJob", "GetNodeInfo"},
-		pki.Reader:     {"ListJobs", "GetJobStatus", "GetJobLogs", "GetNodeInfo"},
+		pki.Reader:     {"ListJobs", "GetJobStatus", "GetNodeInfo"},
 	}
 	nodeOf := map[pki.Role]string{pki.Admin: "default", pki.Maintainer: "maintainer", pki.Developer: "developer", pki.Reader: "reader"}
 	// Every RPC in the service descriptors is in the matrix.
@@ -168,6 +182,10 @@ func TestAuthorizationMatrix(t *testing.T) {
 	}
 	for role, ok := range allowed {
 		c := dial(t, nodeOf[role], f.rnx.Nodes[nodeOf[role]])
+		owner = c
+		if role == pki.Reader {
+			owner = admin
+		}
 		for rpc, call := range calls {
 			want := false
 			for _, a := range ok {
@@ -188,7 +206,9 @@ func TestAuthorizationMatrix(t *testing.T) {
 	if err != nil || info.CallerRole != "reader" || info.NodeId != f.srv.Server.NodeID {
 		t.Fatalf("info %+v %v", info, err)
 	}
-	admin.Jobs.StopJob(ctx(t), &pb.StopJobRequest{Id: seed.Id})
+	for _, id := range seedOf {
+		admin.Jobs.StopJob(ctx(t), &pb.StopJobRequest{Id: id})
+	}
 }
 
 // clientCert signs a client certificate with arbitrary OUs (bypassing

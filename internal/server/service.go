@@ -10,16 +10,19 @@ import (
 	pb "github.com/ehsaniara/joblet/api/jobletv1"
 	"github.com/ehsaniara/joblet/internal/jobs"
 	"github.com/ehsaniara/joblet/internal/pki"
+	"github.com/ehsaniara/joblet/internal/sandbox"
 )
 
 type jobService struct {
 	pb.UnimplementedJobServiceServer
-	jobs *jobs.Manager
+	jobs    *jobs.Manager
+	pageMax int // jobs.listPageMax
 }
 
 func toPB(s jobs.Snapshot) *pb.Job {
 	j := &pb.Job{Id: s.ID, Command: s.Command, Args: s.Args, Status: s.Status, ExitCode: int32(s.ExitCode), Signal: int32(s.Signal),
-		StartedUnixNano: s.Started.UnixNano(), StartedBy: s.StartedBy, OutputTruncated: s.OutputTruncated}
+		StartedUnixNano: s.Started.UnixNano(), StartedBy: s.StartedBy, OutputTruncated: s.OutputTruncated, Reason: s.Reason,
+		MaxMemoryBytes: s.Limits.MemoryBytes, MaxCpuPercent: int32(s.Limits.CPUPercent), MaxProcs: int32(s.Limits.MaxProcs)}
 	if !s.Ended.IsZero() {
 		j.EndedUnixNano = s.Ended.UnixNano()
 	}
@@ -43,21 +46,31 @@ func jobErr(err error) error {
 }
 
 func (s *jobService) RunJob(ctx context.Context, r *pb.RunJobRequest) (*pb.Job, error) {
-	snap, err := s.jobs.Run(r.Command, r.Args, string(RoleFrom(ctx)))
+	role := RoleFrom(ctx)
+	snap, err := s.jobs.Start(jobs.Request{Command: r.Command, Args: r.Args, Env: r.Env, StartedBy: string(role),
+		Limits: sandbox.Limits{MemoryBytes: r.MaxMemoryBytes, CPUPercent: int(r.MaxCpuPercent), MaxProcs: int(r.MaxProcs)}})
 	if errors.Is(err, jobs.ErrLimit) || errors.Is(err, jobs.ErrUnavailable) {
 		return nil, jobErr(err)
 	} else if err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
-	return toPB(snap), nil
+	return view(role, snap), nil
 }
 
-func (s *jobService) ListJobs(ctx context.Context, _ *pb.ListJobsRequest) (*pb.ListJobsResponse, error) {
-	var out pb.ListJobsResponse
-	for _, j := range s.jobs.List() {
-		out.Jobs = append(out.Jobs, toPB(j))
+func (s *jobService) ListJobs(ctx context.Context, r *pb.ListJobsRequest) (*pb.ListJobsResponse, error) {
+	size := s.pageMax
+	if r.PageSize < 0 {
+		return nil, status.Errorf(codes.InvalidArgument, "page_size %d is negative: give 0 (the node's maximum, %d) or more", r.PageSize, s.pageMax)
 	}
-	return &out, nil
+	if r.PageSize > 0 && int(r.PageSize) < size {
+		size = int(r.PageSize)
+	}
+	role := RoleFrom(ctx)
+	list, next, err := page(s.jobs.List(), r.PageToken, size, func(j jobs.Snapshot) *pb.Job { return view(role, j) })
+	if err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
+	return &pb.ListJobsResponse{Jobs: list, NextPageToken: next}, nil
 }
 
 func (s *jobService) GetJobStatus(ctx context.Context, r *pb.GetJobStatusRequest) (*pb.Job, error) {
@@ -65,11 +78,18 @@ func (s *jobService) GetJobStatus(ctx context.Context, r *pb.GetJobStatusRequest
 	if err != nil {
 		return nil, jobErr(err)
 	}
-	return toPB(snap), nil
+	return view(RoleFrom(ctx), snap), nil
 }
 
 func (s *jobService) GetJobLogs(r *pb.GetJobLogsRequest, stream pb.JobService_GetJobLogsServer) error {
-	err := s.jobs.Logs(stream.Context(), r.Id, r.Follow, func(c jobs.Chunk) error {
+	snap, err := s.jobs.Status(r.Id)
+	if err != nil {
+		return jobErr(err)
+	}
+	if role := RoleFrom(stream.Context()); !jobAccess(role, snap.StartedBy).output {
+		return denied(role, snap, "read the output of")
+	}
+	err = s.jobs.Logs(stream.Context(), r.Id, r.Follow, func(c jobs.Chunk) error {
 		st := pb.Stream_STREAM_STDOUT
 		if c.Stream == jobs.Stderr {
 			st = pb.Stream_STREAM_STDERR
@@ -83,17 +103,25 @@ func (s *jobService) GetJobLogs(r *pb.GetJobLogsRequest, stream pb.JobService_Ge
 }
 
 func (s *jobService) StopJob(ctx context.Context, r *pb.StopJobRequest) (*pb.Job, error) {
-	snap, err := s.jobs.Stop(ctx, r.Id)
+	role := RoleFrom(ctx)
+	snap, err := s.jobs.Status(r.Id)
 	if err != nil {
 		return nil, jobErr(err)
 	}
-	return toPB(snap), nil
+	if !jobAccess(role, snap.StartedBy).stop {
+		return nil, denied(role, snap, "stop")
+	}
+	if snap, err = s.jobs.Stop(ctx, r.Id); err != nil {
+		return nil, jobErr(err)
+	}
+	return view(role, snap), nil
 }
 
 type nodeService struct {
 	pb.UnimplementedNodeServiceServer
 	nodeID, version string
 	tls             *tlsSource
+	jobs            *jobs.Manager
 }
 
 func (n *nodeService) GetNodeInfo(ctx context.Context, _ *pb.GetNodeInfoRequest) (*pb.NodeInfo, error) {
@@ -106,5 +134,5 @@ func (n *nodeService) GetNodeInfo(ctx context.Context, _ *pb.GetNodeInfoRequest)
 	}
 	return &pb.NodeInfo{NodeId: n.nodeID, Version: n.version, ServerCertSerial: pki.SerialHex(c.Leaf.SerialNumber),
 		ServerCertNotAfterUnix: c.Leaf.NotAfter.Unix(), CallerRole: string(RoleFrom(ctx)), ServerCertIssuerSha256: issuer,
-		Crl: []byte(c.CRLPEM)}, nil
+		Crl: []byte(c.CRLPEM), JobIsolation: n.jobs.Isolation()}, nil
 }

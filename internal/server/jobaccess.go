@@ -1,0 +1,58 @@
+package server
+
+import (
+	"fmt"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	pb "github.com/ehsaniara/joblet/api/jobletv1"
+	"github.com/ehsaniara/joblet/internal/jobs"
+	"github.com/ehsaniara/joblet/internal/pki"
+)
+
+// access is what a role may do with one job, on top of the per-RPC table
+// in authz.go (which already keeps readers from RunJob, StopJob and
+// GetJobLogs).
+//
+// Client certificates are issued per role, not per person (every
+// developer of a fleet holds the same "developer-client" certificate), so
+// a job's owner is the role that started it. Arguments and output are where
+// a job's secrets show (a token on the command line, a config it prints),
+// so only the owning role and the node's operators see them:
+//
+//   - admin, maintainer: everything, for every job (they operate the node:
+//     they must be able to see and stop whatever runs on it);
+//   - developer: arguments, output and stop of jobs started by developer;
+//     of others' jobs the status only (id, command, state, reason, limits);
+//   - reader: the status of every job, no arguments, no output.
+type access struct {
+	args, output, stop bool
+}
+
+func jobAccess(role pki.Role, startedBy string) access {
+	switch role {
+	case pki.Admin, pki.Maintainer:
+		return access{args: true, output: true, stop: true}
+	case pki.Developer:
+		own := startedBy == string(pki.Developer)
+		return access{args: own, output: own, stop: own}
+	}
+	return access{}
+}
+
+// view is the job as role may see it.
+func view(role pki.Role, s jobs.Snapshot) *pb.Job {
+	j := toPB(s)
+	if !jobAccess(role, s.StartedBy).args {
+		j.Args, j.ArgsHidden = nil, true
+	}
+	return j
+}
+
+// denied is the refusal of one operation on one job, with the rule.
+func denied(role pki.Role, s jobs.Snapshot, what string) error {
+	return status.Error(codes.PermissionDenied, fmt.Sprintf(
+		"role %q may not %s job %s: it was started by %q, and a %s may %s only jobs its own role started (roles table: docs/JOBS.md)",
+		role, what, s.ID, s.StartedBy, role, what))
+}
