@@ -322,13 +322,13 @@ func TestInterruptedBeginReadsTheSameEverywhere(t *testing.T) {
 // trust (issue: a rotation after any revocation broke every refresh).
 func TestRevocationSurvivesRotation(t *testing.T) {
 	ctx := context.Background()
-	for _, path := range []string{"finish", "abort", "force-regenerate"} {
+	for _, path := range []string{"finish", "abort", "force-regenerate", "kms-migration"} {
 		t.Run(path, func(t *testing.T) {
 			st := secretstore.NewMemoryStore()
 			o := opts(t, st)
 			bootstrap(t, o)
 			cfgPath := filepath.Join(o.Home, "config", "joblet-config.yml")
-			fl := &certs.Fleet{Store: st}
+			fl := &certs.Fleet{Store: st, OpenKMS: kmsOpener(t, "arn:k1")}
 			vals, _ := st.Get(ctx, []string{names.ClientCert(pki.Reader)})
 			reader, err := pki.ParseCert([]byte(vals[names.ClientCert(pki.Reader)]))
 			if err != nil {
@@ -362,6 +362,8 @@ func TestRevocationSurvivesRotation(t *testing.T) {
 			steps := map[string][]func(context.Context) (*certs.RotationStatus, error){
 				"finish": {func(ctx context.Context) (*certs.RotationStatus, error) { return fl.BeginRotation(ctx, "") }, fl.PromoteRotation, fl.FinishRotation},
 				"abort":  {func(ctx context.Context) (*certs.RotationStatus, error) { return fl.BeginRotation(ctx, "") }, fl.PromoteRotation, fl.AbortRotation, fl.AbortRotation},
+				// The CA moves into KMS: the CRL ends signed through KMS.
+				"kms-migration": {func(ctx context.Context) (*certs.RotationStatus, error) { return fl.BeginRotation(ctx, "arn:k1") }, fl.PromoteRotation, fl.FinishRotation},
 			}
 			if path == "force-regenerate" {
 				o.Force = true
