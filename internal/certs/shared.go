@@ -32,7 +32,7 @@ func (b *bootstrapper) ensure(ctx context.Context) (*shared, error) {
 	// moves within the first pause was left by a crash, and this node
 	// completes it.
 	if have := b.present(vals); have > 0 && have < len(b.names.Shared(b.kms != nil)) {
-		fresh, err := b.awaitFleet(ctx, have, b.o.AwaitFirst)
+		fresh, err := b.awaitFleet(ctx, have, b.o.AwaitFirst/2)
 		if err != nil {
 			return nil, err
 		}
@@ -375,19 +375,34 @@ func (b *bootstrapper) claimFirst(ctx context.Context, vals map[string]string, n
 }
 
 // awaitFleet waits for the node that won the first claim to create the
-// rest of the fleet, reading everything in one call per try with a growing
-// pause, until every shared secret is there, or until nothing new has
+// rest of the fleet, with a growing pause between tries. A try reads the
+// whole state (one batch call) first, every fourth time, and once the last
+// secret a creating node writes is there; the tries between read that one
+// secret only, so a burst of waiting nodes under Secrets Manager's quotas
+// spends the large GetSecretValue quota, one call each, not the batch one.
+// It returns when every shared secret is there, or when nothing new has
 // appeared for stall (the winner crashed: this node then completes what is
 // missing, as after any crash). seen is how many were there already.
 func (b *bootstrapper) awaitFleet(ctx context.Context, seen int, stall time.Duration) (map[string]string, error) {
-	want := b.names.Shared(b.kms != nil)
+	want := len(b.names.Shared(b.kms != nil))
+	last := b.names.ClientCert(pki.Roles[len(pki.Roles)-1])
 	sc := scope{caKey: true, kmsMode: b.kms != nil, roles: pki.Roles}
 	pause, progress := b.o.AwaitFirst, time.Now()
-	for {
+	for try := 1; ; try++ {
 		select {
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		case <-time.After(pause/2 + time.Duration(mathrand.Int64N(int64(pause)))):
+		}
+		pause = min(pause*3/2, 3*time.Second)
+		if try > 1 && try%4 != 0 {
+			got, err := b.f.Store.Get(ctx, []string{last})
+			if err != nil {
+				return nil, err
+			}
+			if got[last] == "" {
+				continue
+			}
 		}
 		s, err := b.f.readState(ctx, sc)
 		if err != nil {
@@ -395,15 +410,14 @@ func (b *bootstrapper) awaitFleet(ctx context.Context, seen int, stall time.Dura
 		}
 		have := b.present(s.vals)
 		switch {
-		case have == len(want):
+		case have == want:
 			return s.vals, nil
 		case have > seen:
 			seen, progress = have, time.Now()
 		case time.Since(progress) >= stall:
-			b.f.Log.Info("the node that created the fleet stopped before finishing; completing what is missing", "have", have, "of", len(want))
+			b.f.Log.Info("the node that created the fleet stopped before finishing; completing what is missing", "have", have, "of", want)
 			return s.vals, nil
 		}
-		pause = min(pause*3/2, 3*time.Second)
 	}
 }
 
