@@ -397,6 +397,9 @@ func (b *bootstrapper) awaitFleet(ctx context.Context, seen int, stall time.Dura
 		pause = min(pause*3/2, 3*time.Second)
 		if try > 1 && try%4 != 0 {
 			got, err := b.f.Store.Get(ctx, []string{last})
+			if errors.Is(err, secretstore.ErrTemporary) {
+				continue // throttled while a burst waits: try again after the next pause
+			}
 			if err != nil {
 				return nil, err
 			}
@@ -405,6 +408,13 @@ func (b *bootstrapper) awaitFleet(ctx context.Context, seen int, stall time.Dura
 			}
 		}
 		s, err := b.f.readState(ctx, sc)
+		if errors.Is(err, secretstore.ErrTemporary) {
+			// A whole burst reads at once when the fleet appears: a read
+			// throttled after the client's retries waits for the next try
+			// (the command's deadline still bounds the whole wait).
+			b.f.Log.Debug("reading the fleet was throttled; trying again", "err", err)
+			continue
+		}
 		if err != nil {
 			return nil, err
 		}
