@@ -33,16 +33,20 @@ type Revocation struct {
 // its serial stays listed.
 func (fl *Fleet) Revoke(ctx context.Context, serial *big.Int, reason int) ([]Revocation, error) {
 	f := fl.defaults()
+	settle := 50 * time.Millisecond
 	for attempt := 1; ; attempt++ {
 		list, err := f.revokeOnce(ctx, serial, reason)
 		if err != nil {
 			return nil, err
 		}
+		// A random, growing pause: writers that collided once do not
+		// collide again in step.
 		select {
 		case <-ctx.Done():
 			return nil, ctx.Err()
-		case <-time.After(time.Duration(50+mathrand.IntN(100)) * time.Millisecond):
+		case <-time.After(settle/2 + time.Duration(mathrand.Int64N(int64(settle)))):
 		}
+		settle = min(settle*3/2, time.Second)
 		s, err := f.readState(ctx, scope{})
 		if err != nil {
 			return nil, err
@@ -50,7 +54,7 @@ func (fl *Fleet) Revoke(ctx context.Context, serial *big.Int, reason int) ([]Rev
 		if s.crlErr == nil && s.revoked[serial.Text(16)] {
 			return list, nil
 		}
-		if attempt == 10 {
+		if attempt == 30 {
 			return nil, fmt.Errorf("serial %s was written to %s but another writer kept replacing the CRL without it: run the revoke again", pki.SerialHex(serial), s.n.CRL())
 		}
 	}
