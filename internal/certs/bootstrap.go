@@ -270,10 +270,11 @@ func (b *bootstrapper) sameFleet(ctx context.Context, existing *config.Server) e
 	}
 	// Read only, what this bootstrap reads anyway.
 	kmsMode := b.kms != nil
-	s, err := b.f.readState(ctx, scope{caKey: true, kmsMode: kmsMode})
+	s, err := b.f.readState(ctx, b.scope())
 	if err != nil {
 		return err
 	}
+	b.read = s
 	keyName := s.n.CAKey()
 	if kmsMode {
 		keyName = s.n.CAKMSKey()
@@ -300,6 +301,11 @@ func (b *bootstrapper) sameFleet(ctx context.Context, existing *config.Server) e
 	return fmt.Errorf("%w: this node (%s) belongs to the fleet of CA %s in %s, but this run resolved %s, which holds %s: "+
 		"refusing to move the node to another fleet silently; nothing was written. Re-run against the node's store (%s), or pass --move-node to join this fleet on purpose (its configs are replaced)",
 		ErrUsage, b.o.Home, pki.Fingerprint(trusted[0]), describeRef(existing.Store), describeRef(now), holds, storeFlags(existing.Store))
+}
+
+// scope is what a bootstrap reads: the CA, its key's place, every role.
+func (b *bootstrapper) scope() scope {
+	return scope{caKey: true, kmsMode: b.kms != nil, roles: pki.Roles}
 }
 
 // caKeyMatches reports whether the store's CA certificate is for the key
@@ -441,6 +447,9 @@ type bootstrapper struct {
 	names Names
 	res   *Result
 	kms   KMSKey // the CA's key in KMS mode
+	// read is what the fleet check read before the first attempt: that
+	// attempt uses it instead of reading the store again.
+	read *state
 }
 
 func (b *bootstrapper) noteCapped(what string, is pki.Issued) {

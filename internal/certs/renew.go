@@ -5,7 +5,6 @@ import (
 	"crypto"
 	"crypto/x509"
 	"fmt"
-	"os"
 	"time"
 
 	"github.com/ehsaniara/joblet/internal/atomicfile"
@@ -42,11 +41,7 @@ type NodeRefreshResult struct {
 // On any error nothing is written: the node keeps serving what it has.
 // The node's config names the fleet's prefix; it wins over the Fleet's.
 func (fl *Fleet) RefreshNode(ctx context.Context, r NodeRefresh) (*NodeRefreshResult, error) {
-	raw, err := os.ReadFile(r.ConfigPath)
-	if err != nil {
-		return nil, fmt.Errorf("read the server config: %w", err)
-	}
-	cfg, err := config.LoadServer(r.ConfigPath)
+	cfg, raw, err := config.ReadServer(r.ConfigPath)
 	if err != nil {
 		return nil, err
 	}

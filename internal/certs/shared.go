@@ -22,9 +22,12 @@ import (
 // candidate certificate is for the same key, whichever is stored first
 // serves everyone.
 func (b *bootstrapper) ensure(ctx context.Context) (*shared, error) {
-	st, err := b.f.readState(ctx, scope{caKey: true, kmsMode: b.kms != nil, roles: pki.Roles})
-	if err != nil {
-		return nil, err
+	st, err := b.read, error(nil)
+	b.read = nil // a retry reads again: the store may have moved
+	if st == nil {
+		if st, err = b.f.readState(ctx, b.scope()); err != nil {
+			return nil, err
+		}
 	}
 	vals := st.vals
 	// A fleet half there: another node may be creating it right now. Wait
@@ -386,7 +389,7 @@ func (b *bootstrapper) claimFirst(ctx context.Context, vals map[string]string, n
 func (b *bootstrapper) awaitFleet(ctx context.Context, seen int, stall time.Duration) (map[string]string, error) {
 	want := len(b.names.Shared(b.kms != nil))
 	last := b.names.ClientCert(pki.Roles[len(pki.Roles)-1])
-	sc := scope{caKey: true, kmsMode: b.kms != nil, roles: pki.Roles}
+	sc := b.scope()
 	pause, progress := b.o.AwaitFirst, time.Now()
 	for try := 1; ; try++ {
 		select {

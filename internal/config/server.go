@@ -140,18 +140,26 @@ func (s *Server) GracePeriod() (time.Duration, error) {
 // LoadServer reads and validates a server config. A missing file wraps
 // fs.ErrNotExist.
 func LoadServer(path string) (*Server, error) {
+	s, _, err := ReadServer(path)
+	return s, err
+}
+
+// ReadServer is LoadServer that also returns the bytes it parsed, for a
+// caller that must know whether the file changed (one read, so the two
+// cannot disagree).
+func ReadServer(path string) (*Server, []byte, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("server config %s not found: run `joblet certs bootstrap` first: %w", path, err)
+			return nil, nil, fmt.Errorf("server config %s not found: run `joblet certs bootstrap` first: %w", path, err)
 		}
-		return nil, fmt.Errorf("read server config: %w", err)
+		return nil, nil, fmt.Errorf("read server config: %w", err)
 	}
 	s, err := ParseServer(b)
 	if err != nil {
-		return nil, fmt.Errorf("server config %s: %w", path, err)
+		return nil, nil, fmt.Errorf("server config %s: %w", path, err)
 	}
-	return s, nil
+	return s, b, nil
 }
 
 // ParseServer parses and validates a server config.
