@@ -79,7 +79,7 @@ func TestEmbeddedEndToEnd(t *testing.T) {
 	cfgBefore, _ := os.ReadFile(filepath.Join(home, "config", "rnx-config.yml"))
 	json.Unmarshal([]byte(harness.MustRun(t, env, joblet, "certs", "bootstrap", "--json").Stdout), &first)
 	json.Unmarshal([]byte(harness.MustRun(t, env, joblet, "certs", "bootstrap", "--json").Stdout), &second)
-	if len(first.Items) != 6 || first.NodeID == "" || first.NodeID != second.NodeID {
+	if len(first.Items) != 7 || first.NodeID == "" || first.NodeID != second.NodeID {
 		t.Fatalf("json: %+v %+v", first, second)
 	}
 	for i, it := range first.Items {

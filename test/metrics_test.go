@@ -80,7 +80,7 @@ func TestMetricsAndHealth(t *testing.T) {
 	harness.Run(t, harness.Env(), rnx, "--config", foreignFleet, "info")
 
 	m := scrape(t, "http://"+metricsAddr+"/metrics")
-	leaf, _ := pki.ParseCert([]byte(serverConfig(t, home).Security.ServerCert))
+	leaf, _ := pki.ParseLeaf([]byte(serverConfig(t, home).Security.ServerCert))
 	want := time.Until(leaf.NotAfter).Seconds()
 	if got := m["joblet_server_certificate_expiry_seconds"]; math.Abs(got-want) > 60 {
 		t.Errorf("expiry gauge %.0f, the certificate says %.0f", got, want)

@@ -683,9 +683,10 @@ type NodeInfo struct {
 	ServerCertSerial       string                 `protobuf:"bytes,3,opt,name=server_cert_serial,json=serverCertSerial,proto3" json:"server_cert_serial,omitempty"` // hex
 	ServerCertNotAfterUnix int64                  `protobuf:"varint,4,opt,name=server_cert_not_after_unix,json=serverCertNotAfterUnix,proto3" json:"server_cert_not_after_unix,omitempty"`
 	CallerRole             string                 `protobuf:"bytes,5,opt,name=caller_role,json=callerRole,proto3" json:"caller_role,omitempty"`
-	// SHA-256 fingerprint of the trusted CA that signed the server certificate
-	// ("" when none of the trusted CAs did), so an operator can see which
-	// nodes still serve a certificate from an outgoing CA.
+	// SHA-256 fingerprint of the trusted root CA the server certificate chains
+	// to, directly or through the fleet's node-issuing CA ("" when none of the
+	// trusted CAs does), so an operator can see which nodes still serve a
+	// certificate from an outgoing CA.
 	ServerCertIssuerSha256 string `protobuf:"bytes,6,opt,name=server_cert_issuer_sha256,json=serverCertIssuerSha256,proto3" json:"server_cert_issuer_sha256,omitempty"`
 	// The fleet's CRL as this node holds it (PEM; empty when none). Signed by
 	// the fleet's CA, so a node cannot forge it, and numbered, so a client

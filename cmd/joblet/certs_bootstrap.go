@@ -98,7 +98,7 @@ func addBootFlags(fs *pflag.FlagSet, set storeSet) *bootFlags {
 	addKeyTypeFlag(fs, &f.keyType, "key type of new keys")
 	fs.StringVar(&f.caLife, "ca-lifetime", "1095d", "CA lifetime (days with d, or a duration)")
 	fs.StringVar(&f.clientLife, "client-lifetime", "730d", "client certificate lifetime")
-	fs.StringVar(&f.serverLife, "server-lifetime", "365d", "server certificate lifetime")
+	fs.StringVar(&f.serverLife, "server-lifetime", "", "server certificate lifetime (default 7d with a shared store, where the running node renews it at two thirds; 365d embedded)")
 	fs.StringVar(&f.serverAddr, "server-address", config.EnvOr("JOBLET_SERVER_ADDRESS", ""), "this node's address for clients and its certificate (env JOBLET_SERVER_ADDRESS; default: the primary IP)")
 	fs.StringVar(&f.listenAddr, "listen-address", config.EnvOr("JOBLET_LISTEN_ADDRESS", "0.0.0.0"), "address the server listens on (env JOBLET_LISTEN_ADDRESS)")
 	fs.StringVar(&f.port, "port", config.EnvOr("JOBLET_SERVER_PORT", strconv.Itoa(config.DefaultPort)), "server port (env JOBLET_SERVER_PORT)")
@@ -130,8 +130,10 @@ func (f *bootFlags) options(log *slog.Logger) (bootOptions, error) {
 	if o.ClientLifetime, err = parseLifetime("client-lifetime", f.clientLife); err != nil {
 		return o, err
 	}
-	if o.ServerLifetime, err = parseLifetime("server-lifetime", f.serverLife); err != nil {
-		return o, err
+	if f.serverLife != "" {
+		if o.ServerLifetime, err = parseLifetime("server-lifetime", f.serverLife); err != nil {
+			return o, err
+		}
 	}
 	if o.Port, err = strconv.Atoi(f.port); err != nil || o.Port <= 0 || o.Port > 65535 {
 		return o, usagef("port %q is not a TCP port (1-65535)", f.port)
@@ -166,9 +168,13 @@ func runBootstrap(ctx context.Context, o bootOptions, asJSON bool, stdout io.Wri
 func printResult(w io.Writer, r *certs.Result) {
 	icon := map[string]string{certs.Generated: "✨", certs.Retrieved: "✅", certs.Completed: "🔧"}
 	verb := map[string]string{certs.Generated: "Generated and stored in", certs.Retrieved: "Retrieved from", certs.Completed: "Completed (certificate added for the stored key) in"}
-	fmt.Fprintf(w, "joblet certificates (%s mode, node %s)\n", r.Mode, r.NodeID)
+	if r.NodeID == "" {
+		fmt.Fprintf(w, "joblet certificates (%s mode, operator)\n", r.Mode)
+	} else {
+		fmt.Fprintf(w, "joblet certificates (%s mode, node %s)\n", r.Mode, r.NodeID)
+	}
 	if r.CAKMSKey != "" {
-		fmt.Fprintf(w, "  🔐 CA private key: in AWS KMS (%s); every certificate is signed through kms:Sign, no CA key on this node\n", r.CAKMSKey)
+		fmt.Fprintf(w, "  🔐 CA private key: in AWS KMS (%s); the root signs through kms:Sign, no CA key on this machine\n", r.CAKMSKey)
 	}
 	for _, it := range r.Items {
 		if it.Name == "Server Certificate" {

@@ -4,10 +4,14 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/ehsaniara/joblet/internal/atomicfile"
 
 	"github.com/ehsaniara/joblet/internal/backend"
 	"github.com/ehsaniara/joblet/internal/certs"
@@ -21,14 +25,15 @@ func (a *app) configCmd() *cobra.Command {
 		Use:   "config",
 		Short: "Manage the rnx config",
 		Args:  cobra.ArbitraryArgs,
-		RunE:  group("refresh"),
+		RunE:  group("init, refresh"),
 	}
-	c.AddCommand(a.configRefreshCmd())
+	c.AddCommand(a.configInitCmd(), a.configRefreshCmd())
 	return c
 }
 
 func (a *app) configRefreshCmd() *cobra.Command {
-	var role, prefix, storeSpec, region string
+	var role string
+	var st storeArgs
 	c := &cobra.Command{
 		Use:   "refresh",
 		Short: "Re-fetch client certificates and the trust bundle from the store",
@@ -44,7 +49,7 @@ from the store (needs read access; USE_SECRETS_MANAGER as for joblet).`,
 				}
 				only = r
 			}
-			if err := secretstore.ValidatePrefix(prefix); err != nil {
+			if err := secretstore.ValidatePrefix(st.prefix); err != nil {
 				return usagef(cmd, "%v", err)
 			}
 			if err := a.load(); err != nil {
@@ -52,12 +57,10 @@ from the store (needs read access; USE_SECRETS_MANAGER as for joblet).`,
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 			defer cancel()
-			rs, err := backend.ResolveStore(ctx, backend.StoreRequest{UseSecretsManager: config.EnvOr("USE_SECRETS_MANAGER", "auto"),
-				StoreSpec: storeSpec, Region: region, Home: config.Home()})
+			fl, err := st.fleet(ctx)
 			if err != nil {
 				return err
 			}
-			fl := &certs.Fleet{Store: rs.Store, StoreDesc: rs.Desc, Prefix: prefix}
 			res, err := fl.RefreshClientConfig(ctx, a.path, only)
 			if err != nil {
 				return err
@@ -66,14 +69,112 @@ from the store (needs read access; USE_SECRETS_MANAGER as for joblet).`,
 				// The config keeps the CRL it had: say why, loudly.
 				fmt.Fprintln(a.errOut, "rnx: warning:", p)
 			}
-			fmt.Fprintf(a.out, "refreshed %s from %s: nodes %s\n", a.path, rs.Desc, strings.Join(res.Updated, ", "))
+			fmt.Fprintf(a.out, "refreshed %s from %s: nodes %s\n", a.path, fl.StoreDesc, strings.Join(res.Updated, ", "))
 			return nil
 		},
 	}
 	f := c.Flags()
 	f.StringVar(&role, "role", "", "refresh only the nodes of this role")
-	f.StringVar(&prefix, "prefix", config.EnvOr("SECRETS_PREFIX", certs.DefaultPrefix), "secret name prefix (env SECRETS_PREFIX)")
-	f.StringVar(&storeSpec, "store", os.Getenv("JOBLET_STORE"), "a directory store: dir:PATH (env JOBLET_STORE)")
-	f.StringVar(&region, "region", config.EnvOr("EC2_REGION", os.Getenv("AWS_REGION")), "AWS region (env EC2_REGION, AWS_REGION)")
+	st.add(f)
+	return c
+}
+
+// storeArgs say where a client's store is (USE_SECRETS_MANAGER as for
+// joblet): what config init and refresh read from.
+type storeArgs struct{ prefix, storeSpec, region string }
+
+func (s *storeArgs) add(f *pflag.FlagSet) {
+	f.StringVar(&s.prefix, "prefix", config.EnvOr("SECRETS_PREFIX", certs.DefaultPrefix), "secret name prefix (env SECRETS_PREFIX)")
+	f.StringVar(&s.storeSpec, "store", os.Getenv("JOBLET_STORE"), "a directory store: dir:PATH (env JOBLET_STORE)")
+	f.StringVar(&s.region, "region", config.EnvOr("EC2_REGION", os.Getenv("AWS_REGION")), "AWS region (env EC2_REGION, AWS_REGION)")
+}
+
+// fleet opens the store the args name, with what a client may read.
+func (s *storeArgs) fleet(ctx context.Context) (*certs.Fleet, error) {
+	rs, err := backend.ResolveStore(ctx, backend.StoreRequest{UseSecretsManager: config.EnvOr("USE_SECRETS_MANAGER", "auto"),
+		StoreSpec: s.storeSpec, Region: s.region, Home: config.Home()})
+	if err != nil {
+		return nil, err
+	}
+	return &certs.Fleet{Store: rs.Store, StoreDesc: rs.Desc, Prefix: s.prefix}, nil
+}
+
+func (a *app) configInitCmd() *cobra.Command {
+	var role, address, name string
+	var force bool
+	var st storeArgs
+	c := &cobra.Command{
+		Use:   "init --role ROLE --address HOST:PORT [--name NAME]",
+		Short: "Create (or add a node to) an rnx config from the store, for one role",
+		Long: `Get a client config from the fleet's store, with what the client-<role>
+policy allows (joblet certs iam-policy --for client-ROLE): the CA certificate,
+the trust bundle, the CRL and that role's certificate and key. No node is
+needed. The config goes to --config, else $RNX_CONFIG, else ~/.rnx/rnx-config.yml;
+an existing file gets the node entry added (an entry of the same name is
+refused unless --force).`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			r, err := pki.ParseRole(role)
+			if err != nil {
+				return usagef(cmd, "--role: %v", err)
+			}
+			if address == "" {
+				return usagef(cmd, "--address is required: HOST:PORT of the fleet's load balancer or of a node")
+			}
+			if err := secretstore.ValidatePrefix(st.prefix); err != nil {
+				return usagef(cmd, "%v", err)
+			}
+			path := a.cfgPath
+			if path == "" {
+				path = os.Getenv("RNX_CONFIG")
+			}
+			if path == "" {
+				home, err := os.UserHomeDir()
+				if err != nil {
+					return fmt.Errorf("no home directory for ~/.rnx/rnx-config.yml: pass --config PATH (%w)", err)
+				}
+				path = filepath.Join(home, ".rnx", "rnx-config.yml")
+			}
+			cfg := &config.Rnx{Version: config.RnxVersion, Nodes: map[string]*config.Node{}}
+			if _, err := os.Stat(path); err == nil {
+				if cfg, err = config.LoadRnx(path); err != nil {
+					return err
+				}
+				if cfg.Nodes[name] != nil && !force {
+					return usagef(cmd, "%s already has a node %q: pick another --name, or pass --force to replace it", path, name)
+				}
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			fl, err := st.fleet(ctx)
+			if err != nil {
+				return err
+			}
+			node, err := fl.ClientNode(ctx, r, address)
+			if err != nil {
+				return err
+			}
+			node.IsDefault = len(cfg.Nodes) == 0 || (cfg.Nodes[name] != nil && cfg.Nodes[name].IsDefault)
+			cfg.Nodes[name] = node
+			b, err := cfg.Marshal()
+			if err != nil {
+				return err
+			}
+			if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+				return err
+			}
+			if err := atomicfile.WriteFile(path, b, 0o600); err != nil {
+				return err
+			}
+			fmt.Fprintf(a.out, "wrote node %q (%s role, %s) to %s from %s\n", name, r, address, path, fl.StoreDesc)
+			return nil
+		},
+	}
+	f := c.Flags()
+	f.StringVar(&role, "role", "", "the role: admin, maintainer, developer or reader")
+	f.StringVar(&address, "address", "", "HOST:PORT of the fleet's load balancer or of a node")
+	f.StringVar(&name, "name", "default", "the node entry's name in the config")
+	f.BoolVar(&force, "force", false, "replace a node entry of the same name")
+	st.add(f)
 	return c
 }

@@ -62,7 +62,9 @@ func TestBadUsageIsExit2WithShortUsage(t *testing.T) {
 		{[]string{"job", "lsit"}, `unknown command "lsit" for "rnx job"; did you mean list?`, "Run 'rnx job --help'"},
 		{[]string{"job"}, "rnx job needs a command: run, list, status, log, stop", "Usage: rnx job COMMAND"},
 		{[]string{}, "rnx needs a command", "Run 'rnx --help'"},
-		{[]string{"config"}, "rnx config needs a command: refresh", "Usage: rnx config COMMAND"},
+		{[]string{"config"}, "rnx config needs a command: init, refresh", "Usage: rnx config COMMAND"},
+		{[]string{"config", "init", "--role", "boss", "--address", "lb:1"}, "boss", "Run 'rnx config init --help'"},
+		{[]string{"config", "init", "--role", "reader"}, "--address is required", "Run 'rnx config init --help'"},
 		{[]string{"config", "refresh", "--role", "boss"}, "boss", "Run 'rnx config refresh --help'"},
 	}
 	for _, c := range cases {

@@ -78,7 +78,7 @@ func Reopen(ctx context.Context, ref config.StoreRef, home string, log *slog.Log
 		return nil, err
 	}
 	mode := ref.Kind
-	if ref.Kind == "dir" && filepath.Clean(ref.Dir) == filepath.Join(home, "ca") {
+	if ref.EmbeddedIn(home) {
 		mode = "embedded"
 	}
 	return &ResolvedStore{Store: st, Desc: desc, Mode: mode, Ref: config.StoreRef{Kind: ref.Kind, Region: ref.Region, Dir: ref.Dir}}, nil

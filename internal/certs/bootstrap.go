@@ -1,6 +1,7 @@
 package certs
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"crypto"
@@ -13,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/ehsaniara/joblet/internal/atomicfile"
@@ -99,15 +101,37 @@ const (
 // shared is the fleet-wide material a bootstrap read from, or wrote to,
 // the store.
 type shared struct {
-	ca      pki.CA
-	caPEM   string
-	trust   []*x509.Certificate // every trusted CA: the bundle, or the CA alone
-	crlPEM  string              // the revocation list, "" for none
+	ca    pki.CA // the root; its Key is nil on a joining node
+	caPEM string
+	// issuer signs this node's server certificate: the node-issuing CA, or
+	// the root in a fleet made before it.
+	issuer pki.CA
+	trust  []*x509.Certificate // every trusted CA: the bundle, or the CA alone
+	crlPEM string              // the revocation list, "" for none
+	// clients are the role pairs to write client configs with: only for
+	// the node that created the fleet (or replaced it), an embedded node,
+	// or a fleet from before the node-issuing CA. nil: no client configs.
 	clients map[pki.Role]pair
 }
 
 // trustPEM is what nodes and clients trust.
 func (sh *shared) trustPEM() string { return string(pki.EncodeCerts(sh.trust...)) }
+
+// chainPEM is a server certificate followed by the node-issuing CA that
+// signed it (none when the root did), as TLS sends it: peers trust the
+// root only.
+func (sh *shared) chainPEM(leaf *x509.Certificate) string {
+	return serverChainPEM(leaf, &sh.issuer, sh.ca.Cert)
+}
+
+// serverChainPEM is leaf, then issuer's certificate unless issuer is the
+// root itself.
+func serverChainPEM(leaf *x509.Certificate, issuer *pki.CA, root *x509.Certificate) string {
+	if issuer.Cert.Equal(root) {
+		return string(pki.EncodeCert(leaf))
+	}
+	return string(pki.EncodeCerts(leaf, issuer.Cert))
+}
 
 type pair struct {
 	cert    *x509.Certificate
@@ -144,15 +168,14 @@ func (fl *Fleet) Bootstrap(ctx context.Context, o BootstrapOptions) (*Result, er
 	}
 
 	res := &Result{Mode: o.Mode, Store: f.StoreDesc, Prefix: f.Prefix}
-	b := &bootstrapper{f: f, o: o, names: f.names(), res: res}
-	if o.CAKMSKeyID != "" {
-		if f.OpenKMS == nil {
-			return nil, fmt.Errorf("%w: --ca-kms-key-id needs AWS (Secrets Manager mode)", ErrUsage)
-		}
-		if b.kms, err = f.OpenKMS(ctx, o.CAKMSKeyID); err != nil {
-			return nil, fmt.Errorf("open the CA's KMS key: %w", err)
-		}
-		res.CAKMSKey = b.kms.KeyID()
+	if fl.ServerLifetime == 0 && o.Mode != "embedded" {
+		// Renewal is automatic in a shared store: server certificates
+		// live days, not a year (pki.DefaultFleetServerLifetime).
+		f.ServerLifetime = pki.DefaultFleetServerLifetime
+	}
+	b := &bootstrapper{f: f, o: o, names: f.names(), res: res, operator: o.Mode == "embedded"}
+	if o.CAKMSKeyID != "" && f.OpenKMS == nil {
+		return nil, fmt.Errorf("%w: --ca-kms-key-id needs AWS (Secrets Manager mode)", ErrUsage)
 	}
 	// Before anything is created: a store of another fleet (or an empty
 	// one) is not this installed node's, and is refused with nothing written.
@@ -168,7 +191,7 @@ func (fl *Fleet) Bootstrap(ctx context.Context, o BootstrapOptions) (*Result, er
 	if err != nil {
 		return nil, err
 	}
-	issued, err := sh.ca.IssueServer(serverKey.Public(), sans, f.Now(), f.ServerLifetime)
+	issued, err := sh.issuer.IssueServer(serverKey.Public(), sans, f.Now(), f.ServerLifetime)
 	if err != nil {
 		return nil, fmt.Errorf("issue server certificate: %w", err)
 	}
@@ -179,11 +202,14 @@ func (fl *Fleet) Bootstrap(ctx context.Context, o BootstrapOptions) (*Result, er
 	if err != nil {
 		return nil, err
 	}
-	srvCfg = b.serverConfig(srvCfg, string(pki.EncodeCert(issued.Cert)), string(keyPEM), sh)
+	srvCfg = b.serverConfig(srvCfg, sh.chainPEM(issued.Cert), string(keyPEM), sh)
 	res.NodeID = srvCfg.Server.NodeID
 	files, err := o.files(srvCfg, sh)
 	if err != nil {
 		return nil, err
+	}
+	if sh.clients == nil {
+		b.warnHeldClientKeys(configDir)
 	}
 	if err := os.MkdirAll(configDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create %s: %w", configDir, err)
@@ -202,6 +228,9 @@ func (fl *Fleet) Bootstrap(ctx context.Context, o BootstrapOptions) (*Result, er
 // step moving two labels can be seen half done for a moment.
 func (b *bootstrapper) shared(ctx context.Context) (*shared, error) {
 	if b.o.Force {
+		if err := b.openKMS(ctx); err != nil {
+			return nil, err
+		}
 		return b.regenerate(ctx)
 	}
 	for attempt := 0; ; attempt++ {
@@ -268,28 +297,26 @@ func (b *bootstrapper) sameFleet(ctx context.Context, existing *config.Server) e
 	if err != nil || len(trusted) == 0 {
 		return nil // nothing to compare with
 	}
-	// Read only, what this bootstrap reads anyway.
-	kmsMode := b.kms != nil
-	s, err := b.f.readState(ctx, b.scope())
+	// Read only, what this bootstrap reads first anyway (the join's read).
+	s, err := b.f.readState(ctx, nodeScope)
+	if errors.Is(err, secretstore.ErrAccessDenied) {
+		return nil // a policy from before the node-issuing CA: the bootstrap's own read decides
+	}
 	if err != nil {
 		return err
 	}
 	b.read = s
-	keyName := s.n.CAKey()
-	if kmsMode {
-		keyName = s.n.CAKMSKey()
-	}
 	holds := "no fleet at all (it would create a new CA)"
-	if s.vals[s.n.CACert()] != "" || s.vals[keyName] != "" {
+	if s.vals[s.n.CACert()] != "" {
 		// Only a whole, valid CA of its own makes a store another fleet;
 		// anything broken is reported by the bootstrap itself, naming the
 		// secret and the fix.
-		if s.ca == nil || pki.CheckCA(s.ca, b.f.Now()) != nil || !b.caKeyMatches(s, keyName) {
+		if s.ca == nil || pki.CheckCA(s.ca, b.f.Now()) != nil || s.nodeCAErr != nil {
 			return nil
 		}
 		for _, c := range trusted {
 			for _, t := range s.trust {
-				if c.Equal(t) {
+				if sameCA(c, t) {
 					return nil
 				}
 			}
@@ -303,19 +330,45 @@ func (b *bootstrapper) sameFleet(ctx context.Context, existing *config.Server) e
 		ErrUsage, b.o.Home, pki.Fingerprint(trusted[0]), describeRef(existing.Store), describeRef(now), holds, storeFlags(existing.Store))
 }
 
-// scope is what a bootstrap reads: the CA, its key's place, every role.
-func (b *bootstrapper) scope() scope {
-	return scope{caKey: true, kmsMode: b.kms != nil, roles: pki.Roles}
+// sameCA reports whether two CA certificates are the same CA: the same
+// subject and key (a root re-issued to allow the node-issuing CA under it
+// is the same CA).
+func sameCA(a, b *x509.Certificate) bool {
+	return a.Equal(b) || (bytes.Equal(a.RawSubject, b.RawSubject) && bytes.Equal(a.RawSubjectPublicKeyInfo, b.RawSubjectPublicKeyInfo))
 }
 
-// caKeyMatches reports whether the store's CA certificate is for the key
-// the store (or, in KMS mode, this node's KMS key) holds.
-func (b *bootstrapper) caKeyMatches(s *state, keyName string) bool {
-	if b.kms != nil {
-		return samePublicKey(s.ca, b.kms)
+// scope is what a bootstrap reads on its full path (creating a fleet, or
+// one from before the node-issuing CA): the CA, its key's place, the
+// node-issuing pair, every role.
+func (b *bootstrapper) scope() scope {
+	return scope{caKey: true, kmsMode: b.o.CAKMSKeyID != "", nodeCA: true, roles: pki.Roles}
+}
+
+// openKMS opens the CA's KMS key (KMS mode), once: only the full path
+// signs with the root, so a joining node needs no KMS access.
+func (b *bootstrapper) openKMS(ctx context.Context) error {
+	if b.o.CAKMSKeyID == "" || b.kms != nil {
+		return nil
 	}
-	k, err := pki.ParseKey([]byte(s.vals[keyName]))
-	return err == nil && samePublicKey(s.ca, k)
+	k, err := b.f.OpenKMS(ctx, b.o.CAKMSKeyID)
+	if err != nil {
+		return fmt.Errorf("open the CA's KMS key: %w", err)
+	}
+	b.kms, b.res.CAKMSKey = k, k.KeyID()
+	return nil
+}
+
+// warnHeldClientKeys warns when a node that joined (and needs no client
+// key) still has client configs from before: they hold role keys, and a
+// stolen node would give them away.
+func (b *bootstrapper) warnHeldClientKeys(dir string) {
+	held, _ := filepath.Glob(filepath.Join(dir, "rnx-config*.yml"))
+	if len(held) == 0 {
+		return
+	}
+	msg := fmt.Sprintf("%s hold role client keys that a node does not need (a joining node writes none): move them to the operator's machine and delete them here; clients get configs with `rnx config init`", strings.Join(held, ", "))
+	b.f.Log.Warn(msg)
+	b.res.Warnings = append(b.res.Warnings, msg)
 }
 
 // describeRef names a store reference for humans.
@@ -446,9 +499,12 @@ type bootstrapper struct {
 	o     BootstrapOptions
 	names Names
 	res   *Result
-	kms   KMSKey // the CA's key in KMS mode
-	// read is what the fleet check read before the first attempt: that
-	// attempt uses it instead of reading the store again.
+	kms   KMSKey // the CA's key in KMS mode, opened on the full path
+	// operator: this run is the fleet's operator (an embedded node, or
+	// Init): it never just joins, and it keeps the role keys.
+	operator bool
+	// read is what the fleet check read before the first attempt (the
+	// join's read): that attempt uses it instead of reading the store again.
 	read *state
 }
 

@@ -198,7 +198,7 @@ func TestPublicAddressAndPort(t *testing.T) {
 	if srv.Server.Port != 50123 {
 		t.Errorf("listen port %d", srv.Server.Port)
 	}
-	cert, _ := pki.ParseCert([]byte(srv.Security.ServerCert))
+	cert, _ := pki.ParseLeaf([]byte(srv.Security.ServerCert))
 	if err := cert.VerifyHostname("joblet.example.com"); err != nil {
 		t.Error(err)
 	}
@@ -404,8 +404,8 @@ func TestConcurrentBootstrapsConvergeOnOneCA(t *testing.T) {
 		if s.Security.CACert != vals[names.CACert()] {
 			t.Fatal("a node wrote a CA other than the stored one")
 		}
-		leaf, _ := pki.ParseCert([]byte(s.Security.ServerCert))
-		if err := pki.VerifyLeaf(leaf, []*x509.Certificate{caCert}, x509.ExtKeyUsageServerAuth, time.Now()); err != nil {
+		leaf, chain, _ := pki.ParseChain([]byte(s.Security.ServerCert))
+		if err := pki.VerifyLeaf(leaf, []*x509.Certificate{caCert}, x509.ExtKeyUsageServerAuth, time.Now(), chain...); err != nil {
 			t.Fatal(err)
 		}
 	}

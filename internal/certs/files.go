@@ -8,10 +8,11 @@ import (
 	"github.com/ehsaniara/joblet/internal/pki"
 )
 
-// files renders joblet-config.yml, the operator's rnx-config.yml (node
-// "default" is admin, then one node per other role) and one
-// rnx-config-<role>.yml per role to hand out (its only node is "default").
-// Every file holds a private key, hence 0600.
+// files renders joblet-config.yml and, on a node that keeps them (the one
+// that created the fleet, an embedded node, a fleet from before the
+// node-issuing CA), the client configs (clientFiles). A node that joined
+// (sh.clients nil) gets its server config only. Every file holds a private
+// key, hence 0600.
 func (o *BootstrapOptions) files(srv *config.Server, sh *shared) ([]atomicfile.File, error) {
 	dir := filepath.Join(o.Home, "config")
 	addr, err := o.clientAddress()
@@ -23,7 +24,17 @@ func (o *BootstrapOptions) files(srv *config.Server, sh *shared) ([]atomicfile.F
 		return nil, err
 	}
 	files := []atomicfile.File{{Path: filepath.Join(dir, "joblet-config.yml"), Data: srvYAML, Perm: 0o600}}
+	if sh.clients == nil {
+		return files, nil
+	}
+	clients, err := clientFiles(dir, addr, sh)
+	return append(files, clients...), err
+}
 
+// clientFiles renders the operator's rnx-config.yml (node "default" is
+// admin, then one node per other role) and one rnx-config-<role>.yml per
+// role to hand out (its only node is "default"), for clients of addr.
+func clientFiles(dir, addr string, sh *shared) ([]atomicfile.File, error) {
 	node := func(r pki.Role) *config.Node {
 		p := sh.clients[r]
 		return &config.Node{Address: addr, Cert: p.certPEM, Key: p.keyPEM, CA: sh.trustPEM(), CRL: sh.crlPEM}
@@ -42,7 +53,7 @@ func (o *BootstrapOptions) files(srv *config.Server, sh *shared) ([]atomicfile.F
 	if err != nil {
 		return nil, err
 	}
-	files = append(files, atomicfile.File{Path: filepath.Join(dir, "rnx-config.yml"), Data: b, Perm: 0o600})
+	files := []atomicfile.File{{Path: filepath.Join(dir, "rnx-config.yml"), Data: b, Perm: 0o600}}
 	for _, r := range pki.Roles {
 		n := node(r)
 		n.IsDefault = true

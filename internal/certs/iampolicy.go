@@ -28,17 +28,34 @@ type PolicyOptions struct {
 	Prefix, Region, Account string
 	KMSKeyARN               string // the customer key the secrets are encrypted with
 	Replicas                bool   // secrets are created with replicas
-	// CAKMSKeyARN: the fleet keeps its CA key in this KMS key. Nodes then
-	// get kms:Sign and kms:GetPublicKey on it and no access to ca-key.
+	// CAKMSKeyARN: the fleet keeps its CA key in this KMS key. The flows
+	// that sign with the root (bootstrap, rotation, node-transition) then
+	// get kms:Sign and kms:GetPublicKey on it and no access to ca-key; a
+	// node gets nothing of it (it signs with the node-issuing CA).
 	CAKMSKeyARN string
+	// BindToInstance denies the node's and first node's Secrets Manager
+	// calls made with instance-role credentials from anywhere but the
+	// instance they were issued to (aws:ec2InstanceSourceVPC and
+	// aws:ec2InstanceSourcePrivateIPv4 against the request's VPC and
+	// address). These keys are only compared on calls through a Secrets
+	// Manager VPC interface endpoint: use it with one.
+	BindToInstance bool
+	// VPCEndpoint (vpce-...) denies those calls unless they come through
+	// this VPC endpoint (aws:SourceVpce).
+	VPCEndpoint string
 }
 
 // PolicyFlows are the flows iam-policy knows.
-var PolicyFlows = []string{"bootstrap", "node", "rotation", "client-admin", "client-maintainer", "client-developer", "client-reader"}
+var PolicyFlows = []string{"bootstrap", "node", "node-transition", "rotation", "client-admin", "client-maintainer", "client-developer", "client-reader"}
 
 // IAMPolicy returns the least-privilege policy for a flow:
 //   - bootstrap: the first node of a fleet (reads, creates the shared secrets);
-//   - node: a joining or running node (reads only what it reads);
+//   - node: a joining or running node: the root certificate, the
+//     node-issuing pair, the trust bundle and the CRL; no root key, no
+//     client key;
+//   - node-transition: a node of a fleet moving to the node-issuing CA
+//     (`joblet certs node-ca`), until it renewed from it: node, plus the
+//     root's key (ca-key, or kms:Sign on the root's KMS key);
 //   - rotation: the operator who rotates the CA or forces regeneration;
 //   - client-<role>: `rnx config refresh` for that role (its pair, the CA
 //     certificate and the trust bundle; never the CA key).
@@ -66,6 +83,7 @@ func IAMPolicy(flow string, o PolicyOptions) (*Policy, error) {
 	shared := append(all, n.Bundle(), n.CRL())
 	batch := Statement{Sid: "BatchRead", Effect: "Allow", Action: []string{"secretsmanager:BatchGetSecretValue"}, Resource: []string{"*"}}
 	read := Statement{Sid: "ReadSharedCertificates", Effect: "Allow", Action: []string{"secretsmanager:GetSecretValue"}, Resource: arn(shared...)}
+	nodeRead := Statement{Sid: "ReadWhatANodeServesWith", Effect: "Allow", Action: []string{"secretsmanager:GetSecretValue"}, Resource: arn(n.Node()...)}
 	// A running node asks what changed before reading anything: one
 	// ListSecrets call per refresh at rest. It lists names and metadata,
 	// never a value, and takes no resource.
@@ -73,7 +91,14 @@ func IAMPolicy(flow string, o PolicyOptions) (*Policy, error) {
 	p := &Policy{Version: "2012-10-17"}
 	switch {
 	case flow == "node":
-		p.Statement = []Statement{batch, read, changed}
+		p.Statement = []Statement{batch, nodeRead, changed}
+	case flow == "node-transition":
+		rootKey := n.CAKey()
+		if o.CAKMSKeyARN != "" {
+			rootKey = n.CAKMSKey()
+		}
+		nodeRead.Resource = arn(append(n.Node(), rootKey)...)
+		p.Statement = []Statement{batch, nodeRead, changed}
 	case flow == "bootstrap":
 		p.Statement = []Statement{batch, read, changed,
 			{Sid: "CreateSharedCertificates", Effect: "Allow", Action: []string{"secretsmanager:CreateSecret", "secretsmanager:TagResource"}, Resource: arn(all...)}}
@@ -102,7 +127,7 @@ func IAMPolicy(flow string, o PolicyOptions) (*Policy, error) {
 		p.Statement = append(p.Statement, Statement{Sid: "ReplicateNewSecrets", Effect: "Allow",
 			Action: []string{"secretsmanager:ReplicateSecretToRegions"}, Resource: p.Statement[len(p.Statement)-1].Resource})
 	}
-	if o.CAKMSKeyARN != "" && !strings.HasPrefix(flow, "client-") {
+	if o.CAKMSKeyARN != "" && (flow == "bootstrap" || flow == "rotation" || flow == "node-transition") {
 		p.Statement = append(p.Statement, Statement{Sid: "SignWithTheCAKeyInKMS", Effect: "Allow",
 			Action: []string{"kms:Sign", "kms:GetPublicKey"}, Resource: []string{o.CAKMSKeyARN}})
 	}
@@ -118,7 +143,40 @@ func IAMPolicy(flow string, o PolicyOptions) (*Policy, error) {
 		p.Statement = append(p.Statement, Statement{Sid: "UseTheSecretsKeyThroughSecretsManager", Effect: "Allow", Action: actions,
 			Resource: []string{o.KMSKeyARN}, Condition: map[string]any{"StringLike": map[string]string{"kms:ViaService": svc}}})
 	}
+	if flow == "bootstrap" || strings.HasPrefix(flow, "node") {
+		p.Statement = append(p.Statement, o.instanceBinding()...)
+	}
 	return p, nil
+}
+
+// instanceBinding are the Deny statements that make the instance role's
+// credentials useless off their instance (BindToInstance) or outside a VPC
+// endpoint (VPCEndpoint), after AWS's data perimeter examples. They apply
+// to Secrets Manager only, so other services the role may use (reached
+// without an endpoint, where the keys are absent) are not cut off.
+func (o PolicyOptions) instanceBinding() []Statement {
+	var out []Statement
+	sm := []string{"secretsmanager:*"}
+	onInstance := map[string]any{"Null": map[string]string{"ec2:SourceInstanceARN": "false"}, "BoolIfExists": map[string]string{"aws:ViaAWSService": "false"}}
+	with := func(op, key, value string) map[string]any {
+		c := map[string]any{op: map[string]string{key: value}}
+		for k, v := range onInstance {
+			c[k] = v
+		}
+		return c
+	}
+	if o.BindToInstance {
+		out = append(out,
+			Statement{Sid: "DenyInstanceCredentialsFromAnotherVPC", Effect: "Deny", Action: sm, Resource: []string{"*"},
+				Condition: with("StringNotEquals", "aws:ec2InstanceSourceVPC", "${aws:SourceVpc}")},
+			Statement{Sid: "DenyInstanceCredentialsFromAnotherAddress", Effect: "Deny", Action: sm, Resource: []string{"*"},
+				Condition: with("StringNotEquals", "aws:ec2InstanceSourcePrivateIPv4", "${aws:VpcSourceIp}")})
+	}
+	if o.VPCEndpoint != "" {
+		out = append(out, Statement{Sid: "DenyOutsideTheVPCEndpoint", Effect: "Deny", Action: sm, Resource: []string{"*"},
+			Condition: map[string]any{"StringNotEquals": map[string]string{"aws:SourceVpce": o.VPCEndpoint}}})
+	}
+	return out
 }
 
 // JSON renders the policy as IAM expects it.

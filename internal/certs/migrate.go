@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/ehsaniara/joblet/internal/pki"
 	"github.com/ehsaniara/joblet/internal/secretstore"
@@ -16,7 +17,10 @@ import (
 // Material is a CA and the role pairs to move between stores, as PEM.
 type Material struct {
 	CACert, CAKey string
-	Clients       map[pki.Role][2]string // role -> {cert, key}
+	// NodeCA is the node-issuing pair {cert, key}; empty: a new one is
+	// issued when the CA allows it (a CA made before it does not).
+	NodeCA  [2]string
+	Clients map[pki.Role][2]string // role -> {cert, key}
 }
 
 // MaterialFromHome reads what an embedded install keeps in its private
@@ -38,7 +42,7 @@ func MaterialFromHome(home, prefix string) (*Material, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := &Material{CACert: vals[n.CACert()], CAKey: vals[n.CAKey()], Clients: map[pki.Role][2]string{}}
+	m := &Material{CACert: vals[n.CACert()], CAKey: vals[n.CAKey()], NodeCA: [2]string{vals[n.NodeCACert()], vals[n.NodeCAKey()]}, Clients: map[pki.Role][2]string{}}
 	for _, r := range pki.Roles {
 		if c, k := vals[n.ClientCert(r)], vals[n.ClientKey(r)]; c != "" && k != "" {
 			m.Clients[r] = [2]string{c, k}
@@ -71,6 +75,13 @@ func (fl *Fleet) Import(ctx context.Context, m *Material, force bool) (*ImportRe
 	}
 	res := &ImportResult{CA: infoOf(ca.Cert), Clients: map[string]string{}}
 	writes := []struct{ name, value string }{{n.CAKey(), m.CAKey}, {n.CACert(), m.CACert}}
+	if pki.AllowsIntermediates(ca.Cert) {
+		pair, err := importNodeCA(m.NodeCA, ca, now, f.CALifetime)
+		if err != nil {
+			return nil, err
+		}
+		writes = append(writes, struct{ name, value string }{n.NodeCAKey(), pair[1]}, struct{ name, value string }{n.NodeCACert(), pair[0]})
+	}
 	for _, role := range pki.Roles {
 		pair, ok := m.Clients[role]
 		if ok {
@@ -144,7 +155,7 @@ func (fl *Fleet) Import(ctx context.Context, m *Material, force bool) (*ImportRe
 func (fl *Fleet) Export(ctx context.Context, to secretstore.Store, force bool) error {
 	f := fl.defaults()
 	n, prefix := f.names(), f.Prefix
-	s, err := f.readState(ctx, scope{bothKeys: true, roles: pki.Roles})
+	s, err := f.readState(ctx, scope{bothKeys: true, nodeCA: true, roles: pki.Roles})
 	if err != nil {
 		return err
 	}
@@ -160,7 +171,7 @@ func (fl *Fleet) Export(ctx context.Context, to secretstore.Store, force bool) e
 			}
 		}
 	}
-	m := &Material{CACert: vals[n.CACert()], CAKey: vals[n.CAKey()], Clients: map[pki.Role][2]string{}}
+	m := &Material{CACert: vals[n.CACert()], CAKey: vals[n.CAKey()], NodeCA: [2]string{vals[n.NodeCACert()], vals[n.NodeCAKey()]}, Clients: map[pki.Role][2]string{}}
 	for _, r := range pki.Roles {
 		m.Clients[r] = [2]string{vals[n.ClientCert(r)], vals[n.ClientKey(r)]}
 	}
@@ -168,4 +179,31 @@ func (fl *Fleet) Export(ctx context.Context, to secretstore.Store, force bool) e
 	dst.Store = to
 	_, err = dst.Import(ctx, m, force)
 	return err
+}
+
+// importNodeCA checks the node-issuing pair to import against ca, or
+// issues a new one when there is none (or it is not ca's): {cert, key}.
+func importNodeCA(pair [2]string, ca *pki.CA, now time.Time, lifetime time.Duration) ([2]string, error) {
+	if pair[0] != "" && pair[1] != "" {
+		nca, err := parsePair(pair[0], pair[1], "the node-issuing CA certificate", "the node-issuing CA key")
+		if err != nil {
+			return pair, err
+		}
+		if pki.CheckNodeCA(nca.Cert, ca.Cert, now) == nil {
+			return pair, nil
+		}
+	}
+	key, err := pki.GenerateKey(pki.KeyTypeOf(ca.Key), nil)
+	if err != nil {
+		return pair, err
+	}
+	is, err := ca.IssueNodeCA(key.Public(), now, lifetime)
+	if err != nil {
+		return pair, err
+	}
+	kp, err := pki.EncodeKey(key)
+	if err != nil {
+		return pair, err
+	}
+	return [2]string{string(pki.EncodeCert(is.Cert)), string(kp)}, nil
 }

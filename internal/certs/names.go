@@ -19,6 +19,20 @@ func (n Names) CAKey() string  { return n.Prefix + "/ca-key" }
 // public key of the current ca-cert.
 func (n Names) CAKMSKey() string { return n.Prefix + "/ca-kms-key" }
 
+// NodeCACert and NodeCAKey are the node-issuing CA: signed by the root
+// (ca-cert), limited to server certificates. Nodes sign their own server
+// certificates with it and read nothing else of the fleet's keys. Its key
+// is kept in the store in both CA key modes, so a node needs no KMS access.
+func (n Names) NodeCACert() string { return n.Prefix + "/node-ca-cert" }
+func (n Names) NodeCAKey() string  { return n.Prefix + "/node-ca-key" }
+
+// Node lists what a node reads to serve and renew: the root certificate,
+// the node-issuing pair, the trust bundle and the CRL. No root key, no
+// client key: the node policy grants these and nothing else.
+func (n Names) Node() []string {
+	return []string{n.CACert(), n.NodeCACert(), n.NodeCAKey(), n.Bundle(), n.CRL()}
+}
+
 func (n Names) ClientCert(r pki.Role) string {
 	if r == pki.Admin {
 		return n.Prefix + "/client-cert"
@@ -51,9 +65,10 @@ func (n Names) Reissue(role pki.Role, serial string) string {
 	return n.Prefix + "/client-reissue/" + string(role) + "-" + serial
 }
 
-// All lists every shared secret: the CA pair, then each role's pair.
+// All lists every shared secret: the CA pair, the node-issuing pair, then
+// each role's pair (the order a first node creates them in).
 func (n Names) All() []string {
-	out := []string{n.CACert(), n.CAKey()}
+	out := []string{n.CACert(), n.CAKey(), n.NodeCACert(), n.NodeCAKey()}
 	for _, r := range pki.Roles {
 		out = append(out, n.ClientCert(r), n.ClientKey(r))
 	}
@@ -67,7 +82,7 @@ func (n Names) Shared(kmsMode bool) []string {
 	if !kmsMode {
 		return n.All()
 	}
-	out := []string{n.CACert()}
+	out := []string{n.CACert(), n.NodeCACert(), n.NodeCAKey()}
 	for _, r := range pki.Roles {
 		out = append(out, n.ClientCert(r), n.ClientKey(r))
 	}
@@ -81,6 +96,10 @@ func (n Names) Description(name string) string {
 		return "Joblet Root CA Certificate - shared across all instances"
 	case n.CAKey():
 		return "Joblet Root CA Private Key - shared across all instances"
+	case n.NodeCACert():
+		return "Joblet Node-issuing CA Certificate (server certificates only) - read by every instance"
+	case n.NodeCAKey():
+		return "Joblet Node-issuing CA Private Key (server certificates only) - read by every instance"
 	case n.CAKMSKey():
 		return "Joblet Root CA: the AWS KMS key that holds its private key (a key ARN, not key material)"
 	case n.Bundle():
@@ -104,7 +123,7 @@ func (n Names) Description(name string) string {
 func (n Names) Tags(name string) map[string]string {
 	kind := "certificate"
 	switch name {
-	case n.CAKey():
+	case n.CAKey(), n.NodeCAKey():
 		kind = "private-key"
 	case n.CAKMSKey():
 		kind = "kms-key-reference"

@@ -25,7 +25,7 @@ type RefreshCache struct {
 	mu       sync.Mutex
 	versions map[string]string // of the watched secrets, taken before the last full read
 	config   [32]byte          // the server config as the last refresh left it
-	ca       *x509.Certificate // the current CA that read found
+	ca       *x509.Certificate // the CA the node's certificate is due from, as that read found it
 	last     NodeRefreshResult // what that refresh reported
 	// noVersions: the store refused Versions (a policy without
 	// secretsmanager:ListSecrets); every refresh reads in full.
@@ -54,7 +54,7 @@ func (c *RefreshCache) check(ctx context.Context, f *Fleet, watched []string, ra
 	if c.versions == nil || c.ca == nil || !maps.Equal(v, c.versions) || sha256.Sum256(raw) != c.config {
 		return v, nil, nil
 	}
-	leaf, err := pki.ParseCert([]byte(cfg.Security.ServerCert))
+	leaf, _, err := pki.ParseChain([]byte(cfg.Security.ServerCert))
 	if err != nil {
 		return v, nil, nil
 	}

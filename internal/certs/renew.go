@@ -4,12 +4,14 @@ import (
 	"context"
 	"crypto"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"time"
 
 	"github.com/ehsaniara/joblet/internal/atomicfile"
 	"github.com/ehsaniara/joblet/internal/config"
 	"github.com/ehsaniara/joblet/internal/pki"
+	"github.com/ehsaniara/joblet/internal/secretstore"
 )
 
 // NodeRefresh says which node config to bring up to date with the store.
@@ -50,7 +52,20 @@ func (fl *Fleet) RefreshNode(ctx context.Context, r NodeRefresh) (*NodeRefreshRe
 		f.Prefix = cfg.Store.Prefix
 	}
 	names := f.names()
-	sc := scope{caKey: true, kmsMode: cfg.Security.CAKMSKeyID != ""}
+	// A node serving a certificate from the node-issuing CA reads what
+	// the node policy allows (nodeScope). One serving a certificate signed
+	// by the root itself (a fleet from before the node-issuing CA) also
+	// reads the root's key, as before, until the fleet has a node-issuing
+	// CA to renew from.
+	oldLeaf, chain, err := pki.ParseChain([]byte(cfg.Security.ServerCert))
+	if err != nil {
+		return nil, fmt.Errorf("security.serverCert in %s: %w", r.ConfigPath, err)
+	}
+	rootSigned := len(chain) == 0
+	sc := nodeScope
+	if rootSigned {
+		sc.caKey, sc.kmsMode = true, cfg.Security.CAKMSKeyID != ""
+	}
 	c := r.Cache
 	if c == nil {
 		c = &RefreshCache{}
@@ -64,7 +79,7 @@ func (fl *Fleet) RefreshNode(ctx context.Context, r NodeRefresh) (*NodeRefreshRe
 	if unchanged != nil {
 		return unchanged, nil
 	}
-	s, err := f.readState(ctx, sc)
+	s, err := f.readNode(ctx, sc, rootSigned)
 	if err != nil {
 		return nil, err
 	}
@@ -75,6 +90,10 @@ func (fl *Fleet) RefreshNode(ctx context.Context, r NodeRefresh) (*NodeRefreshRe
 	}
 	if s.trustErr != nil {
 		return nil, s.trustErr
+	}
+	issuer, err := nodeIssuer(s, rootSigned)
+	if err != nil {
+		return nil, err
 	}
 	vals, trust := s.vals, s.trust
 	crlPEM, crlProblem := newestCRL(cfg.Security.CRL, vals[names.CRL()], s.crlErr, names.CRL(), s.trust)
@@ -90,11 +109,20 @@ func (fl *Fleet) RefreshNode(ctx context.Context, r NodeRefresh) (*NodeRefreshRe
 	res.CRLProblem = crlProblem
 	res.TrustChanged = !pki.SameCertSet(cfg.Security.CACert, trust) || cfg.Security.CRL != crlPEM
 
-	leaf, err := pki.ParseCert([]byte(cfg.Security.ServerCert))
-	if err != nil {
-		return nil, fmt.Errorf("security.serverCert in %s: %w", r.ConfigPath, err)
+	leaf := oldLeaf
+	issuerCert := s.ca
+	if issuer != nil {
+		issuerCert = issuer.Cert
 	}
-	due, reason := pki.RenewalDue(leaf, s.ca, f.Now())
+	due, reason := pki.RenewalDue(leaf, issuerCert, f.Now())
+	switch {
+	case issuer != nil && rootSigned:
+		due, reason = true, "the fleet has a node-issuing CA to renew from"
+	case issuer != nil && !chain[0].Equal(issuer.Cert) && !due:
+		// Re-signed by a new root in a rotation step (same key): the
+		// chain this node serves must end at the current root.
+		due, reason = true, "the node-issuing CA was re-issued"
+	}
 	if pki.CheckNotRevoked(leaf, revoked) != nil {
 		due, reason = true, "it was revoked"
 	}
@@ -103,7 +131,7 @@ func (fl *Fleet) RefreshNode(ctx context.Context, r NodeRefresh) (*NodeRefreshRe
 	}
 	res.Serial, res.NotAfter = pki.SerialHex(leaf.SerialNumber), leaf.NotAfter
 	if due {
-		is, err := f.renewServer(ctx, cfg, r.ConfigPath, s, leaf)
+		is, err := f.renewServer(ctx, cfg, r.ConfigPath, s, leaf, issuer)
 		if err != nil {
 			return nil, err
 		}
@@ -111,7 +139,7 @@ func (fl *Fleet) RefreshNode(ctx context.Context, r NodeRefresh) (*NodeRefreshRe
 		res.Serial, res.NotAfter = pki.SerialHex(is.SerialNumber), is.NotAfter
 	}
 	if !res.Renewed && !res.TrustChanged {
-		c.remember(before, raw, s.ca, res)
+		c.remember(before, raw, issuerCert, res)
 		return res, nil
 	}
 	cfg.Security.CACert = trustPEM
@@ -123,13 +151,49 @@ func (fl *Fleet) RefreshNode(ctx context.Context, r NodeRefresh) (*NodeRefreshRe
 	if err := atomicfile.WriteFile(r.ConfigPath, b, 0o600); err != nil {
 		return nil, err
 	}
-	c.remember(before, b, s.ca, res)
+	c.remember(before, b, issuerCert, res)
 	return res, nil
 }
 
+// readNode reads what a node refresh needs with sc. A node still serving a
+// certificate signed by the root may run under the node policy from before
+// the node-issuing CA (no node-CA access) or, once the operator tightened
+// it, the new one (no root key): a read refused for access is tried again
+// with what each of those allows.
+func (f *Fleet) readNode(ctx context.Context, sc scope, rootSigned bool) (*state, error) {
+	s, err := f.readState(ctx, sc)
+	if !rootSigned || !errors.Is(err, secretstore.ErrAccessDenied) {
+		return s, err
+	}
+	for _, alt := range []scope{nodeScope, {caKey: true, kmsMode: sc.kmsMode}} {
+		if s, aerr := f.readState(ctx, alt); aerr == nil {
+			return s, nil
+		}
+	}
+	return nil, err
+}
+
+// nodeIssuer is the CA a node renews its server certificate from: the
+// fleet's node-issuing CA, or nil for the root itself in a fleet from
+// before it (a node serving a certificate from a node-issuing CA never
+// goes back to the root).
+func nodeIssuer(s *state, rootSigned bool) (*pki.CA, error) {
+	switch {
+	case s.nodeCAErr != nil:
+		return nil, s.nodeCAErr
+	case s.nodeCA != nil:
+		return s.nodeCA, nil
+	case !rootSigned:
+		return nil, fmt.Errorf("%w: this node's certificate comes from a node-issuing CA, but the store has none (%s): restore its previous version, or re-create it with `joblet certs node-ca`",
+			ErrInconsistentStore, s.n.NodeCACert())
+	}
+	return nil, nil
+}
+
 // renewServer issues the node a new certificate for the same names, with a
-// new key of the same type, signed by the current CA, into cfg.
-func (f *Fleet) renewServer(ctx context.Context, cfg *config.Server, path string, s *state, leaf *x509.Certificate) (*x509.Certificate, error) {
+// new key of the same type, into cfg: signed by issuer (the node-issuing
+// CA), or by the root when issuer is nil (a fleet from before it).
+func (f *Fleet) renewServer(ctx context.Context, cfg *config.Server, path string, s *state, leaf *x509.Certificate, issuer *pki.CA) (*x509.Certificate, error) {
 	_, lifetime, err := cfg.Durations()
 	if err != nil {
 		return nil, err
@@ -142,13 +206,15 @@ func (f *Fleet) renewServer(ctx context.Context, cfg *config.Server, path string
 	if err != nil {
 		return nil, err
 	}
-	signer, kmsID, err := f.nodeSigner(ctx, cfg, s.n, s.ca, s.vals)
-	if err != nil {
-		return nil, err
+	if issuer == nil {
+		signer, kmsID, err := f.nodeSigner(ctx, cfg, s.n, s.ca, s.vals)
+		if err != nil {
+			return nil, err
+		}
+		cfg.Security.CAKMSKeyID = kmsID
+		issuer = &pki.CA{Cert: s.ca, Key: signer}
 	}
-	cfg.Security.CAKMSKeyID = kmsID
-	ca := pki.CA{Cert: s.ca, Key: signer}
-	is, err := ca.IssueServer(key.Public(), pki.SANs{DNS: leaf.DNSNames, IPs: leaf.IPAddresses}, f.Now(), lifetime)
+	is, err := issuer.IssueServer(key.Public(), pki.SANs{DNS: leaf.DNSNames, IPs: leaf.IPAddresses}, f.Now(), lifetime)
 	if err != nil {
 		return nil, fmt.Errorf("renew the server certificate: %w", err)
 	}
@@ -156,7 +222,7 @@ func (f *Fleet) renewServer(ctx context.Context, cfg *config.Server, path string
 	if err != nil {
 		return nil, err
 	}
-	cfg.Security.ServerCert, cfg.Security.ServerKey = string(pki.EncodeCert(is.Cert)), string(keyPEM)
+	cfg.Security.ServerCert, cfg.Security.ServerKey = serverChainPEM(is.Cert, issuer, s.ca), string(keyPEM)
 	return is.Cert, nil
 }
 

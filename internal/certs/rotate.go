@@ -47,7 +47,7 @@ type rotation struct {
 }
 
 // operatorScope is what the rotation steps read.
-var operatorScope = scope{bothKeys: true, roles: pki.Roles, pending: true}
+var operatorScope = scope{bothKeys: true, nodeCA: true, roles: pki.Roles, pending: true}
 
 func (f *Fleet) readRotation(ctx context.Context) (*rotation, error) {
 	s, err := f.readState(ctx, operatorScope)
@@ -340,6 +340,9 @@ func (f *Fleet) moveCA(ctx context.Context, n Names, move func(context.Context, 
 	if err := f.reissueClients(ctx, n, s, s.current); err != nil {
 		return nil, err
 	}
+	if err := f.reissueNodeCA(ctx, n, s, s.current); err != nil {
+		return nil, err
+	}
 	if err := f.resignCRL(ctx, n, s.vals[n.CRL()], s.trust, s.current); err != nil {
 		return nil, err
 	}
@@ -422,6 +425,9 @@ func (fl *Fleet) FinishRotation(ctx context.Context) (*RotationStatus, error) {
 	if err := f.reissueClients(ctx, n, s, s.current); err != nil {
 		return nil, err
 	}
+	if err := f.reissueNodeCA(ctx, n, s, s.current); err != nil {
+		return nil, err
+	}
 	// Before the old CA leaves the trust: a CRL it signed would then be
 	// unverifiable.
 	if err := f.resignCRL(ctx, n, s.vals[n.CRL()], s.trust, s.current); err != nil {
@@ -452,6 +458,9 @@ func (fl *Fleet) AbortRotation(ctx context.Context) (*RotationStatus, error) {
 			return nil, err
 		}
 		if err := f.reissueClients(ctx, n, s, s.current); err != nil {
+			return nil, err
+		}
+		if err := f.reissueNodeCA(ctx, n, s, s.current); err != nil {
 			return nil, err
 		}
 		if err := f.resignCRL(ctx, n, s.vals[n.CRL()], s.trust, s.current); err != nil {

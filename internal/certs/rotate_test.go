@@ -84,13 +84,13 @@ func TestRotationPhases(t *testing.T) {
 		}
 	}
 	res, err = (&certs.Fleet{Store: st}).RefreshNode(ctx, certs.NodeRefresh{ConfigPath: cfgPath})
-	if err != nil || !res.Renewed || res.Reason != "it is not signed by the current CA" {
+	if err != nil || !res.Renewed || res.Reason != "the node-issuing CA was re-issued" {
 		t.Fatalf("refresh after promote: %+v %v", res, err)
 	}
 	// A node bootstrapping mid-rotation accepts the old client certificates
 	// (they chain to a trusted CA) and trusts both.
 	mid := bootstrap(t, opts(t, st))
-	if len(mid.Items) != 6 {
+	if len(mid.Items) != 7 {
 		t.Fatalf("%+v", mid)
 	}
 
@@ -104,8 +104,8 @@ func TestRotationPhases(t *testing.T) {
 		t.Fatalf("refresh after finish: %+v %v", res, err)
 	}
 	srv, _ := config.LoadServer(cfgPath)
-	leaf, _ := pki.ParseCert([]byte(srv.Security.ServerCert))
-	if err := pki.VerifyLeaf(leaf, trust, x509.ExtKeyUsageServerAuth, time.Now()); err != nil {
+	leaf, chain, _ := pki.ParseChain([]byte(srv.Security.ServerCert))
+	if err := pki.VerifyLeaf(leaf, trust, x509.ExtKeyUsageServerAuth, time.Now(), chain...); err != nil {
 		t.Fatal(err)
 	}
 	old, _ := pki.ParseCert([]byte(oldClients[names.ClientCert(pki.Admin)]))
@@ -216,14 +216,14 @@ func TestRotationToKMSAndAbort(t *testing.T) {
 		t.Fatal("abort did not bring the old CA back")
 	}
 	run("promote", r.Promote, certs.PhasePromoted, k1)
-	// A node without KMS in its config renews through the key the store
-	// names, and remembers it.
-	res, err := (&certs.Fleet{Store: st, OpenKMS: open}).RefreshNode(ctx, certs.NodeRefresh{ConfigPath: cfgPath})
+	// A node renews from the node-issuing CA, re-issued under the KMS
+	// root at promote: it needs no KMS access at all (no opener here).
+	res, err := (&certs.Fleet{Store: st}).RefreshNode(ctx, certs.NodeRefresh{ConfigPath: cfgPath})
 	if err != nil || !res.Renewed {
 		t.Fatalf("refresh after promote: %+v %v", res, err)
 	}
-	if srv, _ := config.LoadServer(cfgPath); srv.Security.CAKMSKeyID != "arn:k1" {
-		t.Fatalf("caKmsKeyId %q", srv.Security.CAKMSKeyID)
+	if srv, _ := config.LoadServer(cfgPath); srv.Security.CAKMSKeyID != "" {
+		t.Fatalf("caKmsKeyId %q: a node signing with the node-issuing CA needs no KMS key", srv.Security.CAKMSKeyID)
 	}
 	run("finish", r.Finish, certs.PhaseStable, k1)
 

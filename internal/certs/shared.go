@@ -14,27 +14,76 @@ import (
 	"github.com/ehsaniara/joblet/internal/secretstore"
 )
 
-// ensure reads the shared material in one store call and creates whatever
-// is missing. The key of each pair is created first and acts as the claim:
-// create-only means one node wins, the others read the winner's key. A key
-// found without its certificate (the winner crashed, or is still working)
-// is completed by issuing the certificate for that key; since every
-// candidate certificate is for the same key, whichever is stored first
-// serves everyone.
-func (b *bootstrapper) ensure(ctx context.Context) (*shared, error) {
-	st, err := b.read, error(nil)
+// join makes this node a member of a fleet that has a node-issuing CA,
+// reading only what a node may read (nodeScope, one store call): the
+// root certificate, the node-issuing pair, the trust and the CRL. ok is
+// false when the store holds no such fleet (empty, half made, or made
+// before the node-issuing CA): the full path then creates, completes or
+// serves it as before.
+func (b *bootstrapper) join(ctx context.Context) (sh *shared, ok bool, err error) {
+	st := b.read
 	b.read = nil // a retry reads again: the store may have moved
 	if st == nil {
-		if st, err = b.f.readState(ctx, b.scope()); err != nil {
-			return nil, err
+		st, err = b.f.readState(ctx, nodeScope)
+		if errors.Is(err, secretstore.ErrAccessDenied) {
+			// A node policy from before the node-issuing CA: the full
+			// path reads what that policy allowed.
+			return nil, false, nil
 		}
+		if err != nil {
+			return nil, false, err
+		}
+	}
+	n := b.names
+	if st.vals[n.CACert()] == "" || st.vals[n.NodeCACert()] == "" || st.vals[n.NodeCAKey()] == "" {
+		return nil, false, nil
+	}
+	if err := st.trusted(); err != nil {
+		return nil, true, err
+	}
+	if err := pki.CheckCA(st.ca, b.f.Now()); err != nil {
+		return nil, true, fmt.Errorf("%w: %s: %v. Rotate the CA (`joblet certs rotate-ca`), or replace it with FORCE_REGENERATE=true", ErrInconsistentStore, n.CACert(), err)
+	}
+	if st.nodeCAErr != nil {
+		return nil, true, st.nodeCAErr
+	}
+	sh = &shared{ca: pki.CA{Cert: st.ca}, caPEM: st.vals[n.CACert()], issuer: *st.nodeCA, trust: st.trust, crlPEM: st.vals[n.CRL()]}
+	b.res.Items = append(b.res.Items,
+		item("CA Certificate", Retrieved, b.where(n.CACert()), st.ca),
+		item("Node-issuing CA", Retrieved, b.where(n.NodeCACert()), st.nodeCA.Cert))
+	return sh, true, nil
+}
+
+// ensure makes the fleet's shared material available to this node: it
+// joins a fleet that has a node-issuing CA (an operator, or an embedded
+// node, which is its own operator, always takes the full path), and
+// otherwise reads the
+// whole state in one store call and creates whatever is missing. The key
+// of each pair is created first and acts as the claim: create-only means
+// one node wins, the others read the winner's key. A key found without its
+// certificate (the winner crashed, or is still working) is completed by
+// issuing the certificate for that key; since every candidate certificate
+// is for the same key, whichever is stored first serves everyone.
+func (b *bootstrapper) ensure(ctx context.Context) (*shared, error) {
+	if !b.operator {
+		if sh, ok, err := b.join(ctx); ok || err != nil {
+			return sh, err
+		}
+	}
+	b.read = nil
+	if err := b.openKMS(ctx); err != nil {
+		return nil, err
+	}
+	st, err := b.f.readState(ctx, b.scope())
+	if err != nil {
+		return nil, err
 	}
 	vals := st.vals
 	// A fleet half there: another node may be creating it right now. Wait
 	// while it makes progress rather than race it; a store where nothing
 	// moves within the first pause was left by a crash, and this node
 	// completes it.
-	if have := b.present(vals); have > 0 && have < len(b.names.Shared(b.kms != nil)) {
+	if have, want := b.present(vals); have > 0 && have < want {
 		fresh, err := b.awaitFleet(ctx, have, b.o.AwaitFirst/2)
 		if err != nil {
 			return nil, err
@@ -72,6 +121,9 @@ func (b *bootstrapper) ensure(ctx context.Context) (*shared, error) {
 	}
 	sh.crlPEM = vals[b.names.CRL()]
 	b.res.Items = append(b.res.Items, item("CA Certificate", action, b.where(b.names.CACert()), caCert))
+	if err := b.ensureNodeCA(ctx, vals, sh); err != nil {
+		return nil, err
+	}
 
 	for _, role := range pki.Roles {
 		role := role
@@ -88,7 +140,48 @@ func (b *bootstrapper) ensure(ctx context.Context) (*shared, error) {
 		sh.clients[role] = p
 		b.res.Items = append(b.res.Items, item(roleTitle(role), action, b.where(b.names.ClientCert(role)), p.cert))
 	}
+	// Role keys go to client configs only on the node that created the
+	// fleet, an embedded node (its own operator), or in a fleet from before
+	// the node-issuing CA (whose nodes all held them). A node that joined
+	// a burst after waiting for its creator keeps none.
+	if action != Generated && !b.operator && !sh.issuer.Cert.Equal(sh.ca.Cert) {
+		sh.clients = nil
+	}
 	return sh, nil
+}
+
+// ensureNodeCA sets the issuer of this node's server certificate: the
+// node-issuing pair, created (key first, as every pair) when missing, or,
+// in a fleet whose CA was made before node-issuing CAs (pathlen 0: nothing
+// can chain through a CA under it), the root itself, with a warning.
+func (b *bootstrapper) ensureNodeCA(ctx context.Context, vals map[string]string, sh *shared) error {
+	n, now := b.names, b.f.Now()
+	if !pki.AllowsIntermediates(sh.ca.Cert) {
+		sh.issuer = sh.ca
+		msg := fmt.Sprintf("this fleet's CA was made before node-issuing CAs: every node signs with the root key and holds the role keys. Move the fleet to split issuing power with `joblet certs node-ca` (docs/OPERATIONS.md, %q)", "Split issuing power")
+		b.f.Log.Warn(msg)
+		b.res.Warnings = append(b.res.Warnings, msg)
+		return nil
+	}
+	p, action, err := b.ensurePair(ctx, vals, n.NodeCACert(), n.NodeCAKey(),
+		func(key crypto.Signer) (*x509.Certificate, error) {
+			is, err := sh.ca.IssueNodeCA(key.Public(), now, b.f.CALifetime)
+			return is.Cert, err
+		},
+		func(c *x509.Certificate) error {
+			for _, root := range sh.trust {
+				if pki.CheckNodeCA(c, root, now) == nil {
+					return nil
+				}
+			}
+			return pki.CheckNodeCA(c, sh.ca.Cert, now)
+		})
+	if err != nil {
+		return err
+	}
+	sh.issuer = pki.CA{Cert: p.cert, Key: p.key}
+	b.res.Items = append(b.res.Items, item("Node-issuing CA", action, b.where(n.NodeCACert()), p.cert))
+	return nil
 }
 
 // ensureKMSCA returns the fleet's CA certificate for the KMS key this node
@@ -291,6 +384,20 @@ func (b *bootstrapper) regenerate(ctx context.Context) (*shared, error) {
 	}
 	sh := &shared{ca: pki.CA{Cert: caCert, Key: caKey}, caPEM: string(pki.EncodeCert(caCert)), trust: []*x509.Certificate{caCert}, clients: map[pki.Role]pair{}}
 	writes := []struct{ name, value string }{keyWrite, {b.names.CACert(), sh.caPEM}}
+	nodeKey, err := pki.GenerateKey(b.f.KeyType, nil)
+	if err != nil {
+		return nil, err
+	}
+	nodeCA, err := sh.ca.IssueNodeCA(nodeKey.Public(), now, b.f.CALifetime)
+	if err != nil {
+		return nil, err
+	}
+	nodeKeyPEM, err := pki.EncodeKey(nodeKey)
+	if err != nil {
+		return nil, err
+	}
+	sh.issuer = pki.CA{Cert: nodeCA.Cert, Key: nodeKey}
+	writes = append(writes, struct{ name, value string }{b.names.NodeCAKey(), string(nodeKeyPEM)}, struct{ name, value string }{b.names.NodeCACert(), string(pki.EncodeCert(nodeCA.Cert))})
 	for _, role := range pki.Roles {
 		key, err := pki.GenerateKey(b.f.KeyType, nil)
 		if err != nil {
@@ -329,7 +436,8 @@ func (b *bootstrapper) regenerate(ctx context.Context) (*shared, error) {
 			return nil, err
 		}
 	}
-	b.res.Items = append(b.res.Items, item("CA Certificate", Generated, b.where(b.names.CACert()), caCert))
+	b.res.Items = append(b.res.Items, item("CA Certificate", Generated, b.where(b.names.CACert()), caCert),
+		item("Node-issuing CA", Generated, b.where(b.names.NodeCACert()), nodeCA.Cert))
 	for _, role := range pki.Roles {
 		b.res.Items = append(b.res.Items, item(roleTitle(role), Generated, b.where(b.names.ClientCert(role)), sh.clients[role].cert))
 	}
@@ -387,7 +495,6 @@ func (b *bootstrapper) claimFirst(ctx context.Context, vals map[string]string, n
 // appeared for stall (the winner crashed: this node then completes what is
 // missing, as after any crash). seen is how many were there already.
 func (b *bootstrapper) awaitFleet(ctx context.Context, seen int, stall time.Duration) (map[string]string, error) {
-	want := len(b.names.Shared(b.kms != nil))
 	last := b.names.ClientCert(pki.Roles[len(pki.Roles)-1])
 	sc := b.scope()
 	pause, progress := b.o.AwaitFirst, time.Now()
@@ -421,7 +528,7 @@ func (b *bootstrapper) awaitFleet(ctx context.Context, seen int, stall time.Dura
 		if err != nil {
 			return nil, err
 		}
-		have := b.present(s.vals)
+		have, want := b.present(s.vals)
 		switch {
 		case have == want:
 			return s.vals, nil
@@ -434,15 +541,24 @@ func (b *bootstrapper) awaitFleet(ctx context.Context, seen int, stall time.Dura
 	}
 }
 
-// present counts the fleet's shared secrets in vals.
-func (b *bootstrapper) present(vals map[string]string) int {
-	have := 0
-	for _, n := range b.names.Shared(b.kms != nil) {
+// present counts the fleet's shared secrets in vals, and how many a
+// complete fleet has: a fleet whose CA allows no CA under it (made before
+// the node-issuing CA) is complete without the node-issuing pair.
+func (b *bootstrapper) present(vals map[string]string) (have, want int) {
+	legacy := false
+	if c, err := pki.ParseCert([]byte(vals[b.names.CACert()])); err == nil {
+		legacy = !pki.AllowsIntermediates(c)
+	}
+	for _, n := range b.names.Shared(b.o.CAKMSKeyID != "") {
+		if legacy && (n == b.names.NodeCACert() || n == b.names.NodeCAKey()) {
+			continue
+		}
+		want++
 		if vals[n] != "" {
 			have++
 		}
 	}
-	return have
+	return have, want
 }
 
 // claim creates name with value, create-only. When another node created it

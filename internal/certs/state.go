@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/x509"
 	"fmt"
+	"time"
 
 	"github.com/ehsaniara/joblet/internal/pki"
 	"github.com/ehsaniara/joblet/internal/secretstore"
@@ -45,9 +46,15 @@ type scope struct {
 	// reference ca-kms-key, never ca-key (a KMS node's policy has no access
 	// to it); operators (bothKeys) read both.
 	caKey, kmsMode, bothKeys bool
-	roles                    []pki.Role // client pairs to read
-	pending                  bool       // the pending CA versions, for the phase
+	// nodeCA: read the node-issuing pair (what a node signs with).
+	nodeCA  bool
+	roles   []pki.Role // client pairs to read
+	pending bool       // the pending CA versions, for the phase
 }
+
+// nodeScope is what a node reads to serve and renew (Names.Node): the
+// root certificate, the node-issuing pair, the trust and the CRL.
+var nodeScope = scope{nodeCA: true}
 
 // keyNames are the CA key secrets the scope reads.
 func (sc scope) keyNames(n Names) []string {
@@ -65,6 +72,9 @@ func (sc scope) keyNames(n Names) []string {
 // names are the secrets the scope reads (its pending read aside).
 func (sc scope) names(n Names) []string {
 	read := append([]string{n.CACert()}, sc.keyNames(n)...)
+	if sc.nodeCA {
+		read = append(read, n.NodeCACert(), n.NodeCAKey())
+	}
 	for _, r := range sc.roles {
 		read = append(read, n.ClientCert(r), n.ClientKey(r))
 	}
@@ -76,6 +86,7 @@ func (sc scope) names(n Names) []string {
 // what is there and the other flows can refuse with the reason.
 type state struct {
 	n       Names
+	now     time.Time
 	vals    map[string]string // current versions of what was read
 	pending map[string]string // pending CA versions that differ from the current ones
 
@@ -86,7 +97,12 @@ type state struct {
 	revoked  map[string]bool // serials (hex) the CRL lists
 	revs     []Revocation
 	crlErr   error
-	clients  map[pki.Role]*x509.Certificate
+	// nodeCA is the node-issuing pair when the store holds a usable one
+	// under the current CA; nodeCAErr says why not (nil when there is
+	// none: a fleet from before it, which nodes sign for with the root).
+	nodeCA    *pki.CA
+	nodeCAErr error
+	clients   map[pki.Role]*x509.Certificate
 	// clientErr says why a role's certificate could not be used.
 	clientErr map[pki.Role]error
 
@@ -102,7 +118,7 @@ func (f *Fleet) readState(ctx context.Context, sc scope) (*state, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read the shared certificates from %s: %w", f.StoreDesc, err)
 	}
-	s := &state{n: n, vals: vals, pending: map[string]string{}, clients: map[pki.Role]*x509.Certificate{}, clientErr: map[pki.Role]error{}}
+	s := &state{n: n, now: f.Now(), vals: vals, pending: map[string]string{}, clients: map[pki.Role]*x509.Certificate{}, clientErr: map[pki.Role]error{}}
 	if sc.pending {
 		names := append([]string{n.CACert()}, sc.keyNames(n)...)
 		pend, err := f.Store.GetStage(ctx, names, secretstore.Pending)
@@ -141,6 +157,9 @@ func (s *state) parse(roles []pki.Role) {
 			}
 		}
 	}
+	if s.ca != nil && (s.vals[n.NodeCACert()] != "" || s.vals[n.NodeCAKey()] != "") {
+		s.nodeCA, s.nodeCAErr = parseNodeCA(n, s.vals, s.ca, s.trust, s.now)
+	}
 	for _, r := range roles {
 		c, err := pki.ParseCert([]byte(s.vals[n.ClientCert(r)]))
 		if err != nil {
@@ -150,6 +169,28 @@ func (s *state) parse(roles []pki.Role) {
 		s.clients[r] = c
 	}
 	s.phase, s.interrupted = phaseOf(n, s.pending, len(s.trust))
+}
+
+// parseNodeCA checks the stored node-issuing pair: a matching pair, signed
+// by a trusted CA and constrained (pki.CheckNodeCA). During a rotation's
+// promote the pair may still be the old CA's for a moment: that is fine
+// while the old CA is trusted.
+func parseNodeCA(n Names, vals map[string]string, ca *x509.Certificate, trust []*x509.Certificate, now time.Time) (*pki.CA, error) {
+	nca, err := parsePair(vals[n.NodeCACert()], vals[n.NodeCAKey()], n.NodeCACert(), n.NodeCAKey())
+	if err != nil {
+		return nil, fmt.Errorf("%w. Re-issue it with `joblet certs node-ca` (it keeps the key and re-signs the certificate)", err)
+	}
+	var cerr error
+	for _, root := range append([]*x509.Certificate{ca}, trust...) {
+		if !pki.AllowsIntermediates(root) {
+			cerr = fmt.Errorf("the CA %s was made before node-issuing CAs and allows no CA under it (pathlen 0); run `joblet certs node-ca`, which re-issues it first", pki.Fingerprint(root))
+			continue
+		}
+		if cerr = pki.CheckNodeCA(nca.Cert, root, now); cerr == nil {
+			return nca, nil
+		}
+	}
+	return nil, fmt.Errorf("%w: %s: %v. Re-issue it with `joblet certs node-ca`", ErrInconsistentStore, n.NodeCACert(), cerr)
 }
 
 // trusted is the CA, the trust and the CRL, or the first error among them:

@@ -4,6 +4,8 @@ import (
 	"context"
 	"crypto/x509"
 	"fmt"
+	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/ehsaniara/joblet/internal/config"
@@ -28,6 +30,10 @@ type CertReport struct {
 	SANs      []string  `json:"sans,omitempty"`
 	Level     int       `json:"level"`
 	Problems  []string  `json:"problems,omitempty"`
+	// IssuedBy, for a server certificate: "root CA" (a fleet from before
+	// the node-issuing CA, or a node not yet renewed from it) or the
+	// node-issuing CA's fingerprint.
+	IssuedBy string `json:"issuedBy,omitempty"`
 }
 
 // Report is the whole `status` answer.
@@ -74,6 +80,9 @@ type observed struct {
 	server    *config.Server
 	serverErr error
 	rnx       []rnxFile
+	// node: read with a node's permissions (a node serving from the
+	// node-issuing CA): the root's key place and the roles are not read.
+	node bool
 }
 
 // rnxFile is one rnx config status read.
@@ -112,17 +121,32 @@ func (f *Fleet) observe(ctx context.Context, o StatusOptions) *observed {
 	if obs.storeErr != nil {
 		return obs
 	}
-	s, err := f.readState(ctx, scope{caKey: true, kmsMode: kmsID != "", roles: pki.Roles, pending: true})
+	// A node that serves from the node-issuing CA reads what the node
+	// policy allows; an operator (no server config, an embedded node, or
+	// a fleet from before the node-issuing CA) reads the root's key place
+	// and every role as well.
+	sc := scope{caKey: true, kmsMode: kmsID != "", nodeCA: true, roles: pki.Roles, pending: true}
+	if srv := obs.server; srv != nil && srv.Store.Kind != "" && !srv.Store.EmbeddedIn(homeOf(o.ServerConfig)) {
+		if _, chain, err := pki.ParseChain([]byte(obs.server.Security.ServerCert)); err == nil && len(chain) > 0 {
+			sc = nodeScope
+			sc.pending = true
+			obs.node = true
+		}
+	}
+	s, err := f.readState(ctx, sc)
 	if err != nil {
 		obs.storeErr = err
 		return obs
 	}
 	obs.state = s
-	if s.ca != nil {
+	if s.ca != nil && !obs.node {
 		obs.caKey = f.caKeyPlace(ctx, s)
 	}
 	return obs
 }
+
+// homeOf is the joblet home of a server config at HOME/config/joblet-config.yml.
+func homeOf(serverConfig string) string { return filepath.Dir(filepath.Dir(serverConfig)) }
 
 // caKeyPlace says where the key of the current CA is, from what was read
 // (ca-key in store mode, ca-kms-key in KMS mode).
@@ -150,15 +174,22 @@ func grade(obs *observed, storeDesc string, o StatusOptions, now time.Time) *Rep
 	if obs.storeErr != nil {
 		g.rep.raise(Broken, fmt.Sprintf("store unreachable: %v", obs.storeErr))
 	} else {
-		revoked = g.shared(obs.state, obs.caKey)
+		revoked = g.shared(obs.state, obs.caKey, !obs.node)
 	}
 	if o.ServerConfig != "" {
 		g.server(obs, revoked)
 	}
 	if obs.state != nil {
 		for _, f := range obs.rnx {
-			g.clientConfig(f, obs.state)
+			g.clientConfig(f, obs.state, !obs.node)
 		}
+	}
+	if obs.node && len(obs.rnx) > 0 {
+		var paths []string
+		for _, f := range obs.rnx {
+			paths = append(paths, f.path)
+		}
+		g.rep.raise(Attention, fmt.Sprintf("this node holds role client keys it does not need (%s): a stolen node would give them away. Move them to the operator's machine and delete them here; clients get configs with `rnx config init`", strings.Join(paths, ", ")))
 	}
 	return g.rep
 }
@@ -195,9 +226,9 @@ func (g *grader) add(cr CertReport) {
 	}
 }
 
-// shared grades the store's CA and role certificates and returns the
-// serials the CRL revokes.
-func (g *grader) shared(s *state, caKey string) map[string]bool {
+// shared grades the store's CA, node-issuing CA and (roles) role
+// certificates and returns the serials the CRL revokes.
+func (g *grader) shared(s *state, caKey string, roles bool) map[string]bool {
 	n, rep := s.n, g.rep
 	if s.caErr != nil {
 		rep.raise(Broken, s.caErr.Error())
@@ -217,7 +248,13 @@ func (g *grader) shared(s *state, caKey string) map[string]bool {
 			rep.NextStep = nextStep(s.phase, s.interrupted)
 		}
 	}
+	if s.ca != nil {
+		g.nodeCA(s)
+	}
 	for _, role := range pki.Roles {
+		if !roles {
+			break
+		}
 		c := s.clients[role]
 		if c == nil {
 			rep.raise(Broken, s.clientErr[role].Error())
@@ -235,6 +272,28 @@ func (g *grader) shared(s *state, caKey string) map[string]bool {
 	return s.revoked
 }
 
+// nodeCA grades the node-issuing CA: present and constrained under the
+// current CA, or missing in a fleet from before it (every node then holds
+// the root key: attention, with the way out).
+func (g *grader) nodeCA(s *state) {
+	n := s.n
+	switch {
+	case s.nodeCAErr != nil:
+		g.rep.raise(Broken, s.nodeCAErr.Error())
+	case s.nodeCA != nil:
+		cr := g.cert("Node-issuing CA", g.storeDesc+" ("+n.NodeCACert()+")", s.nodeCA.Cert)
+		if s.nodeCA.Cert.CheckSignatureFrom(s.ca) != nil {
+			cr.Level = max(cr.Level, Attention)
+			cr.Problems = append(cr.Problems, "signed by a previous CA still trusted (`joblet certs node-ca` re-issues it from the current one)")
+		}
+		g.add(cr)
+	case !pki.AllowsIntermediates(s.ca):
+		g.rep.raise(Attention, "this fleet's CA was made before node-issuing CAs: every node signs with the root key (a stolen node can issue an admin certificate). Move it with `joblet certs node-ca` (docs/OPERATIONS.md, \"Split issuing power\")")
+	default:
+		g.rep.raise(Broken, fmt.Sprintf("the store has no node-issuing CA (%s, %s): nodes cannot join. Run `joblet certs node-ca` (or `joblet certs init`) with the operator's permissions", n.NodeCACert(), n.NodeCAKey()))
+	}
+}
+
 // server grades this node's server certificate against the store's state.
 func (g *grader) server(obs *observed, revoked map[string]bool) {
 	srv, s, path := obs.server, obs.state, g.o.ServerConfig
@@ -242,7 +301,7 @@ func (g *grader) server(obs *observed, revoked map[string]bool) {
 		g.rep.raise(Broken, obs.serverErr.Error())
 		return
 	}
-	leaf, err := pki.ParseCert([]byte(srv.Security.ServerCert))
+	leaf, chain, err := pki.ParseChain([]byte(srv.Security.ServerCert))
 	if err != nil {
 		g.rep.raise(Broken, fmt.Sprintf("security.serverCert in %s: %v", path, err))
 		return
@@ -260,9 +319,20 @@ func (g *grader) server(obs *observed, revoked map[string]bool) {
 		}
 	}
 	if s != nil && s.ca != nil {
-		if leaf.CheckSignatureFrom(s.ca) != nil && cr.Level < Broken {
+		switch {
+		case s.nodeCA != nil && len(chain) == 0:
+			cr.Level = max(cr.Level, Attention)
+			cr.Problems = append(cr.Problems, "signed by the root directly, not by the fleet's node-issuing CA (the server renews from it on its next refresh; or `joblet certs renew`)")
+		case s.nodeCA != nil && leaf.CheckSignatureFrom(s.nodeCA.Cert) != nil && cr.Level < Broken:
+			cr.Level = max(cr.Level, Attention)
+			cr.Problems = append(cr.Problems, "not signed by the store's current node-issuing CA (renew: `joblet certs renew`)")
+		case s.nodeCA == nil && leaf.CheckSignatureFrom(s.ca) != nil && cr.Level < Broken:
 			cr.Level = max(cr.Level, Attention)
 			cr.Problems = append(cr.Problems, "not signed by the store's current CA (renew: `joblet certs renew`)")
+		}
+		cr.IssuedBy = "root CA"
+		if len(chain) > 0 {
+			cr.IssuedBy = "node-issuing CA " + pki.Fingerprint(chain[0])
 		}
 		if !pki.SameCertSet(srv.Security.CACert, s.trust) {
 			cr.Level = max(cr.Level, Attention)
@@ -276,7 +346,7 @@ func (g *grader) server(obs *observed, revoked map[string]bool) {
 // a client certificate that is not the store's current one, or a trust
 // that differs from the store's (stale after a rotation), or a file that
 // does not load.
-func (g *grader) clientConfig(f rnxFile, s *state) {
+func (g *grader) clientConfig(f rnxFile, s *state, roles bool) {
 	if f.err != nil {
 		g.rep.raise(Attention, f.err.Error())
 		return
@@ -290,7 +360,7 @@ func (g *grader) clientConfig(f rnxFile, s *state) {
 		}
 		role, err := pki.RoleOf(c)
 		switch {
-		case err == nil && node.Cert != s.vals[s.n.ClientCert(role)]:
+		case err == nil && roles && node.Cert != s.vals[s.n.ClientCert(role)]:
 			g.rep.raise(Attention, fmt.Sprintf("%s: node %q holds the %s role's client certificate, but not the store's current one (run `rnx config refresh` with that config)", f.path, name, role))
 		case s.trust != nil && !pki.SameCertSet(node.CA, s.trust):
 			g.rep.raise(Attention, fmt.Sprintf("%s: node %q trusts other CAs than the store (run `rnx config refresh` with that config)", f.path, name))

@@ -262,6 +262,32 @@ func writeVectors(t *testing.T) {
 	}
 	vector("refuse_client-cert-developer_from_another_ca", map[string]string{names.ClientCert(pki.Developer): string(pki.EncodeCert(foreign.Cert)), names.ClientKey(pki.Developer): ckPEM},
 		names.ClientCert(pki.Developer), "does not verify against the CA")
+	// A node-issuing CA that could sign clients (no usage limit), for the
+	// stored node-issuing key: refused, never used.
+	nodeKey, err := pki.ParseKey([]byte(base[names.NodeCAKey()]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	serial, _ := pki.NewSerial()
+	loose := &x509.Certificate{SerialNumber: serial, Subject: pkix.Name{Organization: []string{"Joblet"}, CommonName: pki.NodeCACommonName},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(century - 24*time.Hour), IsCA: true, BasicConstraintsValid: true,
+		MaxPathLen: 0, MaxPathLenZero: true, KeyUsage: x509.KeyUsageCertSign, AuthorityKeyId: caCert.SubjectKeyId}
+	der, err := x509.CreateCertificate(rand.Reader, loose, caCert, nodeKey.Public(), caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	looseCert, _ := x509.ParseCertificate(der)
+	vector("refuse_node-ca-cert_without_usage_limit", map[string]string{names.NodeCACert(): string(pki.EncodeCert(looseCert))},
+		names.NodeCACert(), "not limited to server authentication")
+
+	// A node-issuing CA of another root, with its key.
+	onk, onkPEM := newKey()
+	otherNode, err := otherCA.IssueNodeCA(onk.Public(), time.Now(), century)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vector("refuse_node-ca-cert_from_another_ca", map[string]string{names.NodeCACert(): string(pki.EncodeCert(otherNode.Cert)), names.NodeCAKey(): onkPEM},
+		names.NodeCACert(), "not signed by the fleet's CA")
 	t.Logf("wrote %s", vectorDir)
 }
 

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"strconv"
 	"time"
 
@@ -41,6 +42,13 @@ type StoreRef struct {
 	Prefix string `yaml:"prefix,omitempty"`
 	Region string `yaml:"region,omitempty"`
 	Dir    string `yaml:"dir,omitempty"`
+}
+
+// EmbeddedIn reports whether the store is the embedded one of the node
+// whose home is home: a directory store under home/ca, where the node is
+// its own operator.
+func (r StoreRef) EmbeddedIn(home string) bool {
+	return r.Kind == "dir" && filepath.Clean(r.Dir) == filepath.Join(home, "ca")
 }
 
 // Listen is where and as whom the node serves.

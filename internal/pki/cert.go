@@ -23,6 +23,10 @@ const (
 	DefaultCALifetime     = 3 * 365 * 24 * time.Hour
 	DefaultClientLifetime = 2 * 365 * 24 * time.Hour
 	DefaultServerLifetime = 365 * 24 * time.Hour
+	// DefaultFleetServerLifetime is a server certificate's lifetime in a
+	// shared store, where a running node renews it on its own at two
+	// thirds (after about 4.7 days), so a stolen server key is worth days.
+	DefaultFleetServerLifetime = 7 * 24 * time.Hour
 )
 
 // backdate absorbs clock skew between the node that signs and the peers that
@@ -103,14 +107,52 @@ func NewCA(key crypto.Signer, now time.Time, lifetime time.Duration) (*x509.Cert
 		NotAfter:              now.Add(lifetime),
 		IsCA:                  true,
 		BasicConstraintsValid: true,
-		// pathlen 0: this CA signs leaves only, never another CA.
-		MaxPathLen:     0,
-		MaxPathLenZero: true,
+		// No path length limit: the root signs the node-issuing CA (which
+		// has pathlen 0) and, in a rotation, its successor is cross-signed
+		// by it, so it sits two CAs above a server certificate. Every CA
+		// under it is constrained; the root's key never leaves the
+		// operator's flows.
+		MaxPathLen:     -1,
 		KeyUsage:       x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
 		SubjectKeyId:   ski,
 		AuthorityKeyId: ski,
 	}
 	return sign(tmpl, tmpl, key.Public(), key)
+}
+
+// NodeCACommonName names the node-issuing CA.
+const NodeCACommonName = "Joblet-Node-CA"
+
+// IssueNodeCA signs the node-issuing CA for pub: the CA nodes sign their
+// own server certificates with. It is constrained so that holding its key
+// gives no client power: extended key usage serverAuth only (verifiers,
+// Go's and openssl's, refuse a client certificate chaining through it),
+// pathlen 0 (it signs leaves, never another CA), and no CRL signing (the
+// CRL is the root's). Its lifetime is capped at the root's.
+func (ca *CA) IssueNodeCA(pub crypto.PublicKey, now time.Time, lifetime time.Duration) (Issued, error) {
+	tmpl := &x509.Certificate{
+		Subject: pkix.Name{
+			Organization:       []string{Organization},
+			OrganizationalUnit: []string{"node-CA"},
+			CommonName:         NodeCACommonName,
+		},
+		IsCA:           true,
+		MaxPathLen:     0,
+		MaxPathLenZero: true,
+		ExtKeyUsage:    []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	is, err := ca.issue(tmpl, pub, now, lifetime)
+	if err != nil {
+		return Issued{}, fmt.Errorf("issue the node-issuing CA: %w", err)
+	}
+	return is, nil
+}
+
+// AllowsIntermediates reports whether a root CA may have a CA under it:
+// roots made before the node-issuing CA existed carry pathlen 0, and no
+// verifier accepts a chain through a CA under them.
+func AllowsIntermediates(root *x509.Certificate) bool {
+	return !(root.MaxPathLen == 0 && root.MaxPathLenZero)
 }
 
 // IssueServer signs a server certificate for pub with the given SANs.
@@ -182,6 +224,9 @@ func (ca *CA) issue(tmpl *x509.Certificate, pub crypto.PublicKey, now time.Time,
 	}
 	tmpl.BasicConstraintsValid = true
 	tmpl.KeyUsage = x509.KeyUsageDigitalSignature
+	if tmpl.IsCA {
+		tmpl.KeyUsage = x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature
+	}
 	if _, isRSA := pub.(*rsa.PublicKey); isRSA {
 		// RSA key exchange in TLS 1.2 needs keyEncipherment.
 		tmpl.KeyUsage |= x509.KeyUsageKeyEncipherment
@@ -207,4 +252,33 @@ func sign(tmpl, parent *x509.Certificate, pub crypto.PublicKey, signer crypto.Si
 type SANs struct {
 	DNS []string
 	IPs []net.IP
+}
+
+// ReissueCA re-signs a root CA certificate with its own key, keeping its
+// subject, key identifier and validity, with no path length limit: how a
+// root made with pathlen 0 comes to allow the node-issuing CA under it.
+// It is the same CA (same name and key): everything it signed stays valid
+// under either certificate.
+func ReissueCA(old *x509.Certificate, key crypto.Signer) (*x509.Certificate, error) {
+	if err := MatchesKey(old, key); err != nil {
+		return nil, fmt.Errorf("re-issue the CA: %w", err)
+	}
+	serial, err := NewSerial()
+	if err != nil {
+		return nil, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          serial,
+		Subject:               old.Subject,
+		RawSubject:            old.RawSubject, // byte for byte: the same name
+		NotBefore:             old.NotBefore,
+		NotAfter:              old.NotAfter,
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+		MaxPathLen:            -1,
+		KeyUsage:              old.KeyUsage,
+		SubjectKeyId:          old.SubjectKeyId,
+		AuthorityKeyId:        old.SubjectKeyId,
+	}
+	return sign(tmpl, tmpl, key.Public(), key)
 }

@@ -35,7 +35,7 @@ func TestCertificatesPerKeyType(t *testing.T) {
 		t.Run(string(kt), func(t *testing.T) {
 			ca := newCA(t, kt, pki.DefaultCALifetime)
 			c := ca.Cert
-			if !c.IsCA || !c.MaxPathLenZero || c.MaxPathLen != 0 {
+			if !c.IsCA || c.MaxPathLenZero || c.MaxPathLen != -1 || !pki.AllowsIntermediates(c) {
 				t.Errorf("CA: IsCA=%v pathlen=%d zero=%v", c.IsCA, c.MaxPathLen, c.MaxPathLenZero)
 			}
 			if c.KeyUsage&x509.KeyUsageCertSign == 0 || c.KeyUsage&x509.KeyUsageCRLSign == 0 {
@@ -49,7 +49,10 @@ func TestCertificatesPerKeyType(t *testing.T) {
 			}
 			caPEM := pki.EncodeCert(c)
 			text := openssl.Text(t, caPEM)
-			for _, want := range []string{"CA:TRUE, pathlen:0", "Certificate Sign, CRL Sign", "Subject Key Identifier", "Authority Key Identifier"} {
+			if strings.Contains(text, "pathlen") {
+				t.Errorf("the root carries a path length limit: the node-issuing CA could not sit under it:\n%s", text)
+			}
+			for _, want := range []string{"CA:TRUE", "Certificate Sign, CRL Sign", "Subject Key Identifier", "Authority Key Identifier"} {
 				if !strings.Contains(text, want) {
 					t.Errorf("openssl does not show %q in the CA:\n%s", want, text)
 				}

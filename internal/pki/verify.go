@@ -42,15 +42,56 @@ func CheckValidity(cert *x509.Certificate, now time.Time) error {
 	return nil
 }
 
-// VerifyLeaf checks that leaf chains to one of roots for usage at now.
-func VerifyLeaf(leaf *x509.Certificate, roots []*x509.Certificate, usage x509.ExtKeyUsage, now time.Time) error {
-	pool := x509.NewCertPool()
+// VerifyLeaf checks that leaf chains to one of roots for usage at now,
+// through intermediates if given (a server's node-issuing CA).
+func VerifyLeaf(leaf *x509.Certificate, roots []*x509.Certificate, usage x509.ExtKeyUsage, now time.Time, intermediates ...*x509.Certificate) error {
+	pool, inter := x509.NewCertPool(), x509.NewCertPool()
 	for _, r := range roots {
 		pool.AddCert(r)
 	}
-	_, err := leaf.Verify(x509.VerifyOptions{Roots: pool, CurrentTime: now, KeyUsages: []x509.ExtKeyUsage{usage}})
+	for _, c := range intermediates {
+		inter.AddCert(c)
+	}
+	_, err := leaf.Verify(x509.VerifyOptions{Roots: pool, Intermediates: inter, CurrentTime: now, KeyUsages: []x509.ExtKeyUsage{usage}})
 	if err != nil {
 		return fmt.Errorf("certificate %q does not verify against the CA: %w", leaf.Subject.CommonName, err)
 	}
 	return nil
+}
+
+// CheckNodeCA reports why cert cannot serve as the node-issuing CA under
+// root at now, or nil: a CA signed by root, limited to serverAuth and to
+// leaves (pathlen 0). A node-issuing CA without these limits would let a
+// node's key sign a client certificate: it is refused, not used.
+func CheckNodeCA(cert, root *x509.Certificate, now time.Time) error {
+	if err := CheckCA(cert, now); err != nil {
+		return err
+	}
+	if err := cert.CheckSignatureFrom(root); err != nil {
+		return fmt.Errorf("the node-issuing CA is not signed by the fleet's CA (%s): %w", Fingerprint(root), err)
+	}
+	if !cert.MaxPathLenZero || cert.MaxPathLen != 0 {
+		return errors.New("the node-issuing CA may sign other CAs (no pathlen 0)")
+	}
+	if len(cert.ExtKeyUsage) != 1 || cert.ExtKeyUsage[0] != x509.ExtKeyUsageServerAuth || len(cert.UnknownExtKeyUsage) != 0 {
+		return errors.New("the node-issuing CA is not limited to server authentication (extended key usage must be serverAuth only)")
+	}
+	return nil
+}
+
+// ParseChain parses a certificate followed by the CAs that issued it (a
+// server's certificate and its node-issuing CA), leaf first.
+func ParseChain(data []byte) (leaf *x509.Certificate, intermediates []*x509.Certificate, err error) {
+	certs, err := ParseCerts(data)
+	if err != nil {
+		return nil, nil, err
+	}
+	return certs[0], certs[1:], nil
+}
+
+// ParseLeaf parses the first certificate of a chain (a server's
+// certificate, followed by the CA that issued it).
+func ParseLeaf(data []byte) (*x509.Certificate, error) {
+	leaf, _, err := ParseChain(data)
+	return leaf, err
 }

@@ -126,12 +126,7 @@ type nodeService struct {
 
 func (n *nodeService) GetNodeInfo(ctx context.Context, _ *pb.GetNodeInfoRequest) (*pb.NodeInfo, error) {
 	c := n.tls.cur.Load()
-	issuer := ""
-	for _, ca := range c.CAList {
-		if c.Leaf.CheckSignatureFrom(ca) == nil {
-			issuer = pki.Fingerprint(ca)
-		}
-	}
+	issuer := c.anchorSHA256()
 	return &pb.NodeInfo{NodeId: n.nodeID, Version: n.version, ServerCertSerial: pki.SerialHex(c.Leaf.SerialNumber),
 		ServerCertNotAfterUnix: c.Leaf.NotAfter.Unix(), CallerRole: string(RoleFrom(ctx)), ServerCertIssuerSha256: issuer,
 		Crl: []byte(c.CRLPEM), JobIsolation: n.jobs.Isolation()}, nil

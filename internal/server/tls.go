@@ -55,6 +55,24 @@ func CredentialsFromConfig(s config.Security) (*Credentials, error) {
 		CRLPEM: s.CRL, replaced: make(chan struct{})}, nil
 }
 
+// anchorSHA256 is the fingerprint of the trusted CA the served certificate
+// chains to: the root that signed it, or the root that signed the
+// node-issuing CA that signed it; "" when none of the trusted CAs does.
+func (c *Credentials) anchorSHA256() string {
+	signer := c.Leaf
+	for _, der := range c.Cert.Certificate[1:] {
+		if inter, err := x509.ParseCertificate(der); err == nil && signer.CheckSignatureFrom(inter) == nil {
+			signer = inter
+		}
+	}
+	for _, ca := range c.CAList {
+		if signer.CheckSignatureFrom(ca) == nil {
+			return pki.Fingerprint(ca)
+		}
+	}
+	return ""
+}
+
 // tlsSource serves the current credentials to every new handshake. Swapping
 // them is a pointer store: established connections keep theirs, new ones
 // get the new ones, nothing restarts.

@@ -3,6 +3,8 @@
 package openssl
 
 import (
+	"bytes"
+	"encoding/pem"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -30,8 +32,9 @@ func write(t testing.TB, dir, name string, data []byte) string {
 	return p
 }
 
-// Verify runs `openssl verify -x509_strict -purpose PURPOSE -CAfile ca leaf`
-// and fails the test unless openssl says OK. purpose: sslserver, sslclient.
+// Verify runs `openssl verify -x509_strict -purpose PURPOSE -CAfile ca
+// [-untrusted chain] leaf` and fails the test unless openssl says OK.
+// purpose: sslserver, sslclient.
 func Verify(t testing.TB, caPEM, leafPEM []byte, purpose string) {
 	t.Helper()
 	out, err := run(t, caPEM, leafPEM, purpose)
@@ -50,13 +53,21 @@ func VerifyFails(t testing.TB, caPEM, leafPEM []byte, purpose string) string {
 	return out
 }
 
+// run verifies leafPEM: a certificate, or a chain (leaf first, then the
+// CAs that issued it, as a server sends it), whose CAs go to -untrusted.
 func run(t testing.TB, caPEM, leafPEM []byte, purpose string) (string, error) {
 	t.Helper()
 	bin := Require(t)
 	dir := t.TempDir()
 	ca := write(t, dir, "ca.pem", caPEM)
+	args := []string{"verify", "-x509_strict", "-purpose", purpose, "-CAfile", ca}
+	leafBlock, rest := pem.Decode(leafPEM)
+	if leafBlock != nil && len(bytes.TrimSpace(rest)) > 0 {
+		args = append(args, "-untrusted", write(t, dir, "chain.pem", rest))
+		leafPEM = pem.EncodeToMemory(leafBlock)
+	}
 	leaf := write(t, dir, "leaf.pem", leafPEM)
-	out, err := exec.Command(bin, "verify", "-x509_strict", "-purpose", purpose, "-CAfile", ca, leaf).CombinedOutput()
+	out, err := exec.Command(bin, append(args, leaf)...).CombinedOutput()
 	return string(out), err
 }
 

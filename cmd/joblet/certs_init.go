@@ -1,0 +1,72 @@
+package main
+
+import (
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ehsaniara/joblet/internal/backend/kms"
+	"github.com/ehsaniara/joblet/internal/certs"
+	"github.com/ehsaniara/joblet/internal/config"
+)
+
+func (c *cli) initCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "init --address HOST:PORT [--out DIR]",
+		Short: "create the fleet in the store from an operator's machine and write the client configs (nodes then only join)",
+		Long: `Creates the fleet's CA, node-issuing CA and role certificates in the store
+(or completes, or reads, the ones there), with the operator's permissions
+(iam-policy --for bootstrap), and writes rnx-config.yml (every role) and
+rnx-config-<role>.yml into --out. No server certificate is issued: nodes
+join with ` + "`joblet certs bootstrap`" + ` under the node policy and hold only their
+own key. An existing client config with other content is refused, never
+overwritten.`,
+		Args: noArgs,
+	}
+	fs := cmd.Flags()
+	sf := addStoreFlags(fs, withDirStore|withCreate|withReplicas|withCAKMS)
+	var out, address, keyType, caLife, clientLife string
+	var asJSON bool
+	fs.StringVar(&out, "out", filepath.Join(config.Home(), "config"), "directory for the client configs")
+	fs.StringVar(&address, "address", config.EnvOr("JOBLET_PUBLIC_ADDRESS", ""), "HOST:PORT the client configs point at: the fleet's load balancer, or a node (env JOBLET_PUBLIC_ADDRESS)")
+	addKeyTypeFlag(fs, &keyType, "key type of new keys")
+	fs.StringVar(&caLife, "ca-lifetime", "1095d", "CA lifetime (days with d, or a duration)")
+	fs.StringVar(&clientLife, "client-lifetime", "730d", "client certificate lifetime")
+	fs.BoolVar(&asJSON, "json", false, "print the result as JSON")
+	cmd.RunE = func(*cobra.Command, []string) error {
+		if address == "" {
+			return usagef("--address is required: HOST:PORT of the fleet's load balancer or of a node")
+		}
+		kt, err := parseKeyType(keyType)
+		if err != nil {
+			return err
+		}
+		caLifetime, err := parseLifetime("ca-lifetime", caLife)
+		if err != nil {
+			return err
+		}
+		clientLifetime, err := parseLifetime("client-lifetime", clientLife)
+		if err != nil {
+			return err
+		}
+		ctx, cancel := sf.context()
+		defer cancel()
+		rs, err := sf.open(ctx, config.Home(), c.log)
+		if err != nil {
+			return err
+		}
+		fl := sf.fleet(rs, c.log)
+		fl.KeyType, fl.CALifetime, fl.ClientLifetime, fl.OpenKMS = kt, caLifetime, clientLifetime, kms.OpenerFor(rs.Ref)
+		res, err := fl.Init(ctx, certs.InitOptions{Dir: out, Address: address, CAKMSKeyID: sf.caKMS})
+		if err != nil {
+			return err
+		}
+		res.Mode = rs.Mode
+		if asJSON {
+			return printJSON(c.stdout, res)
+		}
+		printResult(c.stdout, res)
+		return nil
+	}
+	return cmd
+}

@@ -1,0 +1,60 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ehsaniara/joblet/internal/certs"
+	"github.com/ehsaniara/joblet/internal/config"
+)
+
+func (c *cli) nodeCACmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "node-ca [--json]",
+		Short: "move the fleet to split issuing power: nodes sign with a node-issuing CA, not the root (one step per run)",
+		Long: `Moves a fleet to split issuing power, one step per run, with the operator's
+permissions (the root's key; iam-policy --for rotation):
+
+  1. A root made before node-issuing CAs allows no CA under it: it is re-issued
+     for the same key and name (everything it signed stays valid). Every client
+     config then needs one ` + "`rnx config refresh`" + ` before step 2.
+  2. The node-issuing CA is created. Nodes renew from it on their next refresh;
+     ` + "`joblet certs status`" + ` on a node says whether it still serves a
+     certificate signed by the root. Then tighten the node policy
+     (` + "`joblet certs iam-policy --for node`" + `).
+
+Re-running when all is done changes nothing. See docs/OPERATIONS.md.`,
+		Args: noArgs,
+	}
+	fs := cmd.Flags()
+	sf := addStoreFlags(fs, withDirStore|withCreate|withReplicas)
+	var asJSON bool
+	fs.BoolVar(&asJSON, "json", false, "print the result as JSON")
+	cmd.RunE = func(*cobra.Command, []string) error {
+		ctx, cancel := sf.context()
+		defer cancel()
+		fl, err := sf.openFleet(ctx, config.Home(), c.log)
+		if err != nil {
+			return err
+		}
+		res, err := fl.NodeCA(ctx)
+		if err != nil {
+			return err
+		}
+		if asJSON {
+			return printJSON(c.stdout, res)
+		}
+		switch res.Step {
+		case certs.StepRootReissued:
+			fmt.Fprintf(c.stdout, "🔏 step 1 of 2: the root CA was re-issued for the same key so a CA may sit under it (serial %s, sha256 %s)\n", res.Root.Serial, res.Root.Fingerprint)
+		case certs.StepNodeCACreated:
+			fmt.Fprintf(c.stdout, "🔏 step 2 of 2: node-issuing CA created in %s (serial %s, expires %s)\n", fl.StoreDesc, res.NodeCA.Serial, res.NodeCA.NotAfter.Format("2006-01-02"))
+		case certs.StepNodeCAReissued:
+			fmt.Fprintf(c.stdout, "🔏 node-issuing CA re-issued from the current root (serial %s, expires %s)\n", res.NodeCA.Serial, res.NodeCA.NotAfter.Format("2006-01-02"))
+		}
+		fmt.Fprintln(c.stdout, "next:", res.Next)
+		return nil
+	}
+	return cmd
+}
