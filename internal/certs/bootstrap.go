@@ -208,8 +208,13 @@ func (fl *Fleet) Bootstrap(ctx context.Context, o BootstrapOptions) (*Result, er
 	if err != nil {
 		return nil, err
 	}
-	if sh.clients == nil {
+	switch {
+	case sh.clients == nil:
 		b.warnHeldClientKeys(configDir)
+	case !b.operator && sh.issuer.Cert != sh.ca.Cert:
+		msg := fmt.Sprintf("this node created the fleet, and its client configs in %s hold the role keys: copy them to the operator's machine and delete them here (a node needs none). To keep them off nodes altogether, create fleets with `joblet certs init` from the operator's machine", configDir)
+		b.f.Log.Warn(msg)
+		res.Warnings = append(res.Warnings, msg)
 	}
 	if err := os.MkdirAll(configDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create %s: %w", configDir, err)
@@ -503,6 +508,9 @@ type bootstrapper struct {
 	// operator: this run is the fleet's operator (an embedded node, or
 	// Init): it never just joins, and it keeps the role keys.
 	operator bool
+	// empty: the join's read found nothing at all; the full path that
+	// follows does not read again.
+	empty bool
 	// read is what the fleet check read before the first attempt (the
 	// join's read): that attempt uses it instead of reading the store again.
 	read *state

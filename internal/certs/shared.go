@@ -35,6 +35,13 @@ func (b *bootstrapper) join(ctx context.Context) (sh *shared, ok bool, err error
 		}
 	}
 	n := b.names
+	if len(st.vals) == 0 {
+		// An empty store: the full path starts from nothing without
+		// reading again (its first create is the claim that tells a
+		// node whether another is creating the fleet already).
+		b.empty = true
+		return nil, false, nil
+	}
 	if st.vals[n.CACert()] == "" || st.vals[n.NodeCACert()] == "" || st.vals[n.NodeCAKey()] == "" {
 		return nil, false, nil
 	}
@@ -74,11 +81,16 @@ func (b *bootstrapper) ensure(ctx context.Context) (*shared, error) {
 	if err := b.openKMS(ctx); err != nil {
 		return nil, err
 	}
-	st, err := b.f.readState(ctx, b.scope())
-	if err != nil {
-		return nil, err
+	vals := map[string]string{}
+	if !b.empty {
+		st, err := b.f.readState(ctx, b.scope())
+		if err != nil {
+			return nil, err
+		}
+		vals = st.vals
 	}
-	vals := st.vals
+	b.empty = false // a retry reads again
+	var err error
 	// A fleet half there: another node may be creating it right now. Wait
 	// while it makes progress rather than race it; a store where nothing
 	// moves within the first pause was left by a crash, and this node

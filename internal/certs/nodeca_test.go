@@ -1,0 +1,261 @@
+package certs_test
+
+import (
+	"context"
+	"crypto/x509"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ehsaniara/joblet/internal/certs"
+	"github.com/ehsaniara/joblet/internal/config"
+	"github.com/ehsaniara/joblet/internal/pki"
+	"github.com/ehsaniara/joblet/internal/secretstore"
+)
+
+// nodePolicyStore refuses, as the node IAM policy does, every read outside
+// what a node may read (Names.Node) and every write; it records what was
+// asked.
+type nodePolicyStore struct {
+	*secretstore.MemoryStore
+	mu    sync.Mutex
+	asked []string
+}
+
+func (s *nodePolicyStore) check(op string, names []string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, n := range names {
+		s.asked = append(s.asked, op+" "+n)
+		if !slices.Contains(names_.Node(), n) {
+			return fmt.Errorf("%s on %s: %w", op, n, secretstore.ErrAccessDenied)
+		}
+	}
+	return nil
+}
+
+var names_ = certs.Names{Prefix: "joblet"}
+
+func (s *nodePolicyStore) Get(ctx context.Context, n []string) (map[string]string, error) {
+	if err := s.check("get", n); err != nil {
+		return nil, err
+	}
+	return s.MemoryStore.Get(ctx, n)
+}
+
+func (s *nodePolicyStore) GetStage(ctx context.Context, n []string, st secretstore.Stage) (map[string]string, error) {
+	if err := s.check("get-stage", n); err != nil {
+		return nil, err
+	}
+	return s.MemoryStore.GetStage(ctx, n, st)
+}
+
+func (s *nodePolicyStore) Create(ctx context.Context, sec secretstore.Secret) error {
+	return s.check("create", []string{"(write) " + sec.Name})
+}
+
+func (s *nodePolicyStore) Put(ctx context.Context, name, v string) error {
+	return s.check("put", []string{"(write) " + name})
+}
+
+// privateKeys counts the PEM private keys in every file under dir.
+func privateKeys(t *testing.T, dir string) (int, []string) {
+	t.Helper()
+	n, files := 0, []string(nil)
+	for p, b := range snapshot(t, dir) {
+		files = append(files, filepath.Base(p))
+		n += strings.Count(string(b), "PRIVATE KEY-----\n") / 2
+	}
+	slices.Sort(files)
+	return n, files
+}
+
+// A node that joins a fleet, under the node policy, serves and renews
+// with one private key on disk, its own, and reads nothing else: not the
+// root's key, not a client key.
+func TestJoiningNodeHoldsOneKey(t *testing.T) {
+	ctx := context.Background()
+	mem := secretstore.NewMemoryStore()
+	first := opts(t, mem)
+	first.Mode = "dir"
+	res := bootstrap(t, first)
+	if actions(res)["Node-issuing CA"] != certs.Generated {
+		t.Fatalf("the first node did not create the node-issuing CA: %v", actions(res))
+	}
+	// The node that created the fleet keeps the client configs (the
+	// spec's "copy it from the first node"), and says it should not.
+	if len(res.Files) != 6 || len(res.Warnings) != 1 || !strings.Contains(res.Warnings[0], "hold the role keys") {
+		t.Fatalf("creator files %v, warnings %q", res.Files, res.Warnings)
+	}
+
+	st := &nodePolicyStore{MemoryStore: mem}
+	join := opts(t, st)
+	join.Mode, join.StoreRef = "dir", config.StoreRef{Kind: "dir", Dir: "/shared/pki"}
+	res = bootstrap(t, join)
+	if got := actions(res); got["Node-issuing CA"] != certs.Retrieved || got["Server Certificate"] != certs.Generated || len(got) != 3 {
+		t.Fatalf("joining node: %v", got)
+	}
+	keys, files := privateKeys(t, join.Home)
+	if keys != 1 || len(files) != 1 || files[0] != "joblet-config.yml" {
+		t.Fatalf("a joined node holds %d private keys in %v; want 1 (its own) in joblet-config.yml", keys, files)
+	}
+	cfgPath := filepath.Join(join.Home, "config", "joblet-config.yml")
+	srv, err := config.LoadServer(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, chain, err := pki.ParseChain([]byte(srv.Security.ServerCert))
+	if err != nil || len(chain) != 1 || chain[0].Subject.CommonName != pki.NodeCACommonName {
+		t.Fatalf("served chain: %d intermediates, %v", len(chain), err)
+	}
+	roots, _ := pki.ParseCerts([]byte(srv.Security.CACert))
+	if err := pki.VerifyLeaf(leaf, roots, x509.ExtKeyUsageServerAuth, time.Now(), chain...); err != nil {
+		t.Fatal(err)
+	}
+	if leaf.NotAfter.Sub(leaf.NotBefore) > 8*24*time.Hour {
+		t.Errorf("a fleet node's server certificate lives %v, want days", leaf.NotAfter.Sub(leaf.NotBefore))
+	}
+
+	// Renewal, forced and when due, under the same policy.
+	fl := &certs.Fleet{Store: st}
+	r, err := fl.RefreshNode(ctx, certs.NodeRefresh{ConfigPath: cfgPath, Force: true})
+	if err != nil || !r.Renewed {
+		t.Fatalf("forced renewal under the node policy: %+v %v", r, err)
+	}
+	late := &certs.Fleet{Store: st, Now: func() time.Time { return time.Now().Add(5 * 24 * time.Hour) }}
+	if r, err = late.RefreshNode(ctx, certs.NodeRefresh{ConfigPath: cfgPath}); err != nil || !r.Renewed || !strings.Contains(r.Reason, "two thirds") {
+		t.Fatalf("renewal at two thirds: %+v %v", r, err)
+	}
+	rep := fl.Status(ctx, certs.StatusOptions{ServerConfig: cfgPath, WarnDays: 1})
+	for _, a := range st.asked {
+		if strings.Contains(a, "(write)") || strings.HasSuffix(a, "/ca-key") || strings.Contains(a, "client-") {
+			t.Errorf("the node asked for %s", a)
+		}
+	}
+	if rep.Level != certs.OK {
+		t.Fatalf("status on a joined node: %v", rep.Problems)
+	}
+	t.Logf("a joined node made %d reads, all inside the node policy; holds %d private key", len(st.asked), keys)
+}
+
+// Nodes of a burst against an empty store: one creates the fleet and keeps
+// the client configs; every other node ends with its own key only.
+func TestBurstLeavesRoleKeysOnTheCreatorOnly(t *testing.T) {
+	st := secretstore.NewMemoryStore()
+	const n = 6
+	homes := make([]string, n)
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := range n {
+		o := opts(t, st)
+		o.Mode = "dir"
+		homes[i] = o.Home
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := boot(context.Background(), o)
+			errs <- err
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	holders := 0
+	for _, h := range homes {
+		keys, _ := privateKeys(t, h)
+		switch keys {
+		case 1:
+		case 1 + 8: // the operator copy and one file per role
+			holders++
+		default:
+			t.Errorf("%s holds %d private keys", h, keys)
+		}
+	}
+	if holders != 1 {
+		t.Fatalf("%d nodes hold role keys, want exactly the creator", holders)
+	}
+}
+
+// A fleet made before the node-issuing CA (testdata/legacy: a pathlen 0
+// root, no node-issuing pair) keeps working as it did, and `certs node-ca`
+// moves it in two steps: the root re-issued for the same key (nothing
+// breaks: an old config still verifies a node), then the node-issuing CA,
+// which nodes renew from; after that a node needs no root key.
+func TestLegacyFleetMovesToNodeCA(t *testing.T) {
+	ctx := context.Background()
+	mem := secretstore.NewMemoryStore()
+	for k, v := range readVectorSecrets(t, "testdata/legacy") {
+		mem.Set(k, v)
+	}
+	o := opts(t, mem)
+	o.Mode = "dir"
+	res := bootstrap(t, o)
+	if _, ok := actions(res)["Node-issuing CA"]; ok || len(res.Warnings) == 0 || !strings.Contains(res.Warnings[0], "joblet certs node-ca") {
+		t.Fatalf("legacy bootstrap: %v %q", actions(res), res.Warnings)
+	}
+	cfgPath := filepath.Join(o.Home, "config", "joblet-config.yml")
+	srv, _ := config.LoadServer(cfgPath)
+	if _, chain, _ := pki.ParseChain([]byte(srv.Security.ServerCert)); len(chain) != 0 {
+		t.Fatal("a legacy fleet's node serves a chain")
+	}
+	oldRnx, err := config.LoadRnx(filepath.Join(o.Home, "config", "rnx-config.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldTrust, _ := pki.ParseCerts([]byte(oldRnx.Nodes["default"].CA))
+	fl := &certs.Fleet{Store: mem}
+	rep := fl.Status(ctx, certs.StatusOptions{ServerConfig: cfgPath, WarnDays: 1})
+	if !strings.Contains(strings.Join(rep.Problems, "\n"), "made before node-issuing CAs") {
+		t.Errorf("status says nothing of the legacy root: %q", rep.Problems)
+	}
+
+	step := func(want string) *certs.NodeCAResult {
+		t.Helper()
+		r, err := fl.NodeCA(ctx)
+		if err != nil || r.Step != want {
+			t.Fatalf("node-ca: %+v %v, want step %s", r, err, want)
+		}
+		return r
+	}
+	step(certs.StepRootReissued)
+	r, err := fl.RefreshNode(ctx, certs.NodeRefresh{ConfigPath: cfgPath})
+	if err != nil || !r.TrustChanged || r.Renewed {
+		t.Fatalf("refresh after the root re-issue: %+v %v", r, err)
+	}
+	srv, _ = config.LoadServer(cfgPath)
+	leaf, _ := pki.ParseLeaf([]byte(srv.Security.ServerCert))
+	if err := pki.VerifyLeaf(leaf, oldTrust, x509.ExtKeyUsageServerAuth, time.Now()); err != nil {
+		t.Fatalf("a config from before the re-issue no longer verifies the node: %v", err)
+	}
+	client, _ := pki.ParseCert([]byte(oldRnx.Nodes["default"].Cert))
+	newTrust, _ := pki.ParseCerts([]byte(srv.Security.CACert))
+	if err := pki.VerifyLeaf(client, newTrust, x509.ExtKeyUsageClientAuth, time.Now()); err != nil {
+		t.Fatalf("the node refuses a client certificate from before the re-issue: %v", err)
+	}
+
+	created := step(certs.StepNodeCACreated)
+	// The node now renews from the node-issuing CA, reading only what the
+	// tightened node policy allows.
+	st := &nodePolicyStore{MemoryStore: mem}
+	r, err = (&certs.Fleet{Store: st}).RefreshNode(ctx, certs.NodeRefresh{ConfigPath: cfgPath})
+	if err != nil || !r.Renewed || r.Reason != "the fleet has a node-issuing CA to renew from" {
+		t.Fatalf("refresh after the node-issuing CA: %+v %v", r, err)
+	}
+	srv, _ = config.LoadServer(cfgPath)
+	leaf, chain, _ := pki.ParseChain([]byte(srv.Security.ServerCert))
+	if len(chain) != 1 || pki.Fingerprint(chain[0]) != created.NodeCA.Fingerprint {
+		t.Fatal("the node does not serve the node-issuing CA's chain")
+	}
+	if err := pki.VerifyLeaf(leaf, newTrust, x509.ExtKeyUsageServerAuth, time.Now(), chain...); err != nil {
+		t.Fatal(err)
+	}
+	step(certs.StepNothing)
+}
