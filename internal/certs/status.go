@@ -307,6 +307,16 @@ func (g *grader) server(obs *observed, revoked map[string]bool) {
 		return
 	}
 	cr := g.cert("Server Certificate", "local ("+path+")", leaf)
+	// A server certificate renews itself (at two thirds of its life, days
+	// in a fleet): --warn-days is for what people renew. It needs
+	// attention once its renewal is overdue.
+	if cr.Level == Attention {
+		cr.Level, cr.Problems = OK, nil
+	}
+	if renewAt := leaf.NotBefore.Add(leaf.NotAfter.Sub(leaf.NotBefore) * 2 / 3); !g.now.Before(renewAt) && g.now.Before(leaf.NotAfter) {
+		cr.Level = Attention
+		cr.Problems = append(cr.Problems, fmt.Sprintf("past two thirds of its lifetime (expires in %d days) and not renewed: the running server renews it on its refresh; check that it runs and reaches the store (its log), or run `joblet certs renew`", cr.DaysLeft))
+	}
 	if pki.CheckNotRevoked(leaf, revoked) != nil {
 		cr.Level = max(cr.Level, Attention)
 		cr.Problems = append(cr.Problems, "is revoked (the running server renews it on its next refresh; or `joblet certs renew`)")
