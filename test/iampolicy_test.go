@@ -143,7 +143,7 @@ func TestIAMPolicies(t *testing.T) {
 	}
 	proxy := harness.StartAWSProxy(t, m.URL)
 
-	_, _, env := smNode(t, proxy.URL, creds["bootstrap"]...)
+	first, _, env := smNode(t, proxy.URL, creds["bootstrap"]...)
 	harness.MustRun(t, env, joblet, "certs", "bootstrap")
 	checkFlow(t, "bootstrap", policies["bootstrap"], proxy.Recorded())
 
@@ -154,8 +154,11 @@ func TestIAMPolicies(t *testing.T) {
 	checkFlow(t, "node", policies["node"], proxy.Recorded())
 
 	_, _, env = smNode(t, proxy.URL, creds["client-reader"]...)
-	harness.MustRun(t, append(env, "RNX_CONFIG="+filepath.Join(home, "config", "rnx-config-reader.yml")), rnx, "config", "refresh")
+	harness.MustRun(t, append(env, "RNX_CONFIG="+filepath.Join(first, "config", "rnx-config-reader.yml")), rnx, "config", "refresh")
+	got := filepath.Join(t.TempDir(), "rnx-config.yml")
+	harness.MustRun(t, append(env, "RNX_CONFIG="+got), rnx, "config", "init", "--role", "reader", "--address", "lb.example.com:50051")
 	checkFlow(t, "client-reader", policies["client-reader"], proxy.Recorded())
+
 
 	_, _, env = smNode(t, proxy.URL, creds["rotation"]...)
 	for _, step := range []string{"begin", "status", "promote", "finish", "begin", "abort"} {
@@ -171,6 +174,11 @@ func TestIAMPolicies(t *testing.T) {
 	}
 	if allows(policies["node"], "PutSecretValue", "joblet/ca-cert") || allows(policies["node"], "CreateSecret", "joblet/ca-cert") {
 		t.Error("the node policy allows writing")
+	}
+	for _, secret := range []string{"joblet/ca-key", "joblet/client-key", "joblet/client-key-admin", "joblet/client-key-reader"} {
+		if allows(policies["node"], "GetSecretValue", secret) {
+			t.Errorf("the node policy allows reading %s", secret)
+		}
 	}
 }
 
@@ -220,7 +228,10 @@ func TestIAMPoliciesKMS(t *testing.T) {
 	harness.MustRun(t, env, joblet, "certs", "bootstrap")
 	harness.MustRun(t, env, joblet, "certs", "renew", "--config", filepath.Join(home, "config", "joblet-config.yml"))
 	harness.MustRun(t, env, joblet, "certs", "status")
-	checkFlow(t, "node (KMS)", policies["node"], proxy.Recorded(), arn)
+	checkFlow(t, "node (KMS)", policies["node"], proxy.Recorded())
+	if allowsKMS(policies["node"], "kms:Sign", arn) {
+		t.Error("the KMS-mode node policy allows kms:Sign on the root's key")
+	}
 	reliability.Record(t, "KMS CA", "first node and joining node (bootstrap, renew, status) holding only the KMS-mode IAM policies, enforced by moto",
-		"every call inside its policy: kms:Sign and kms:GetPublicKey on the CA key, no access to joblet/ca-key")
+		"every call inside its policy: the first node signs with kms:Sign on the root's key; a joining node makes no KMS call and reads no root key")
 }

@@ -82,10 +82,13 @@ func TestRevocation(t *testing.T) {
 	// A node's server certificate, revoked: rnx refuses it once its config
 	// carries the CRL; the node renews it on its next refresh (SIGHUP here:
 	// this node refreshes hourly).
-	home2, _, env2 := smNode(t, moto.URL)
+	home2, port2, env2 := smNode(t, moto.URL)
 	harness.MustRun(t, env2, joblet, "certs", "bootstrap", "--refresh-interval", "1h")
 	node2 := harness.Start(t, env2, joblet, "server", "--config", filepath.Join(home2, "config", "joblet-config.yml"))
-	cfg2 := filepath.Join(home2, "config", "rnx-config.yml")
+	// A joined node keeps no client config: the operator gets one from
+	// the store.
+	cfg2 := filepath.Join(t.TempDir(), "rnx-config.yml")
+	harness.MustRun(t, append(env2, "RNX_CONFIG="+cfg2), rnx, "config", "init", "--role", "admin", "--address", fmt.Sprintf("127.0.0.1:%d", port2))
 	admin2 := harness.Env("RNX_CONFIG=" + cfg2)
 	var serial string
 	harness.Eventually(t, 10*time.Second, "node 2 up", func() error {

@@ -46,8 +46,8 @@ func TestFirstAndJoiningNodeOnEC2(t *testing.T) {
 	}
 	first := harness.Count(proxy.Calls())
 	t.Logf("first node Secrets Manager calls: %v", first)
-	if first["CreateSecret"] != 10 || first["BatchGetSecretValue"] != 1 || len(first) != 2 {
-		t.Errorf("first node calls %v, want 1 BatchGetSecretValue and 10 CreateSecret", first)
+	if want := len(certs.Names{Prefix: "joblet"}.All()); first["CreateSecret"] != want || first["BatchGetSecretValue"] != 1 || len(first) != 2 {
+		t.Errorf("first node calls %v, want 1 BatchGetSecretValue and %d CreateSecret", first, want)
 	}
 
 	imds2 := harness.StartIMDS(t, "i-0000000000000002", "us-east-1")

@@ -19,15 +19,17 @@ func TestStatusExitCodes(t *testing.T) {
 		!strings.Contains(r.Stdout, "CA rotation: stable") {
 		t.Fatalf("healthy node: %s", r)
 	}
-	if r := harness.Run(t, env, joblet, "certs", "status", "--json"); r.Code != 0 || !strings.Contains(r.Stdout, `"daysLeft": 364`) {
+	// A fleet node's server certificate lives 7 days and renews itself:
+	// --warn-days does not flag it, an overdue renewal does (unit tests).
+	if r := harness.Run(t, env, joblet, "certs", "status", "--json"); r.Code != 0 || !strings.Contains(r.Stdout, `"daysLeft": 6`) || !strings.Contains(r.Stdout, `"issuedBy": "node-issuing CA`) {
 		t.Fatalf("json: %s", r)
 	}
 
-	// Expiring within the warning window.
-	_, _, soon := smNode(t, moto.URL)
-	harness.MustRun(t, soon, joblet, "certs", "bootstrap", "--server-lifetime", "10d")
+	// Expiring within the warning window: what people renew (a CA).
+	_, _, soon := smNode(t, moto.URL, "SECRETS_PREFIX=soon")
+	harness.MustRun(t, soon, joblet, "certs", "bootstrap", "--ca-lifetime", "20d")
 	r = harness.Run(t, soon, joblet, "certs", "status", "--warn-days", "30")
-	if r.Code != 1 || !strings.Contains(r.Stdout, "Server Certificate: expires in 9 days (warning at 30)") {
+	if r.Code != 1 || !strings.Contains(r.Stdout, "CA Certificate: expires in 19 days (warning at 30)") {
 		t.Fatalf("expiring: %s", r)
 	}
 
@@ -35,7 +37,7 @@ func TestStatusExitCodes(t *testing.T) {
 	_, _, other := smNode(t, moto.URL)
 	harness.MustRun(t, append(other, "FORCE_REGENERATE=true"), joblet, "certs", "bootstrap")
 	r = harness.Run(t, env, joblet, "certs", "status")
-	if r.Code != 1 || !strings.Contains(r.Stdout, "not signed by the store's current CA") || !strings.Contains(r.Stdout, "run `rnx config refresh`") {
+	if r.Code != 1 || !strings.Contains(r.Stdout, "not signed by the store's current node-issuing CA") || !strings.Contains(r.Stdout, "run `rnx config refresh`") {
 		t.Fatalf("out of sync: %s", r)
 	}
 

@@ -31,9 +31,15 @@ func (r *Report) WriteText(w io.Writer) {
 		if len(c.SANs) > 0 {
 			fmt.Fprintf(w, "     SANs %s\n", strings.Join(c.SANs, ", "))
 		}
+		if c.IssuedBy != "" {
+			fmt.Fprintf(w, "     issued by the %s\n", c.IssuedBy)
+		}
 	}
 	for _, rv := range r.Revocations {
 		fmt.Fprintf(w, "🚫 revoked serial %s at %s (%s)\n", rv.Serial, rv.RevokedAt.Format(time.RFC3339), rv.ReasonName)
+	}
+	for _, n := range r.Notices {
+		fmt.Fprintf(w, "note: %s\n", n)
 	}
 	if len(r.Problems) == 0 {
 		fmt.Fprintln(w, "all good")

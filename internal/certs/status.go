@@ -48,7 +48,9 @@ type Report struct {
 	Revocations  []Revocation `json:"revocations,omitempty"`
 	Certificates []CertReport `json:"certificates"`
 	Problems     []string     `json:"problems,omitempty"`
-	Level        int          `json:"level"`
+	// Notices are worth an operator's eye but change no level.
+	Notices []string `json:"notices,omitempty"`
+	Level   int      `json:"level"`
 }
 
 func (r *Report) raise(level int, problem string) {
@@ -83,6 +85,8 @@ type observed struct {
 	// node: read with a node's permissions (a node serving from the
 	// node-issuing CA): the root's key place and the roles are not read.
 	node bool
+	// fleetNode: a node of a shared store serving from the node-issuing CA.
+	fleetNode bool
 }
 
 // rnxFile is one rnx config status read.
@@ -128,9 +132,14 @@ func (f *Fleet) observe(ctx context.Context, o StatusOptions) *observed {
 	sc := scope{caKey: true, kmsMode: kmsID != "", nodeCA: true, roles: pki.Roles, pending: true}
 	if srv := obs.server; srv != nil && srv.Store.Kind != "" && !srv.Store.EmbeddedIn(homeOf(o.ServerConfig)) {
 		if _, chain, err := pki.ParseChain([]byte(obs.server.Security.ServerCert)); err == nil && len(chain) > 0 {
-			sc = nodeScope
-			sc.pending = true
-			obs.node = true
+			obs.fleetNode = true
+			// A node that holds client configs (the one that created
+			// the fleet) checks them as an operator would.
+			if len(obs.rnx) == 0 {
+				sc = nodeScope
+				sc.pending = true
+				obs.node = true
+			}
 		}
 	}
 	s, err := f.readState(ctx, sc)
@@ -184,12 +193,14 @@ func grade(obs *observed, storeDesc string, o StatusOptions, now time.Time) *Rep
 			g.clientConfig(f, obs.state, !obs.node)
 		}
 	}
-	if obs.node && len(obs.rnx) > 0 {
+	if obs.fleetNode && len(obs.rnx) > 0 {
 		var paths []string
 		for _, f := range obs.rnx {
 			paths = append(paths, f.path)
 		}
-		g.rep.raise(Attention, fmt.Sprintf("this node holds role client keys it does not need (%s): a stolen node would give them away. Move them to the operator's machine and delete them here; clients get configs with `rnx config init`", strings.Join(paths, ", ")))
+		// A notice, not a level: the node that created the fleet keeps
+		// them by design (the spec's flow), and exit codes feed alerts.
+		g.rep.Notices = append(g.rep.Notices, fmt.Sprintf("this node holds role client keys a node does not need (%s): a stolen node would give them away. Move them to the operator's machine and delete them here; clients get configs with `rnx config init`", strings.Join(paths, ", ")))
 	}
 	return g.rep
 }
