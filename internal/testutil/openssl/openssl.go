@@ -103,3 +103,54 @@ func KeyMatchesCert(t testing.TB, keyPEM, certPEM []byte) {
 		t.Fatalf("openssl: the key's public key differs from the certificate's")
 	}
 }
+
+// VerifyChain is Verify for a leaf presented with intermediates (a PEM
+// chain, leaf first, as a TLS peer sends it): `openssl verify -untrusted`.
+func VerifyChain(t testing.TB, caPEM, chainPEM []byte, purpose string) {
+	t.Helper()
+	out, err := runChain(t, caPEM, chainPEM, purpose)
+	if err != nil || !strings.Contains(out, ": OK") {
+		t.Fatalf("openssl verify -untrusted (%s) failed: %v\n%s", purpose, err, out)
+	}
+}
+
+// VerifyChainFails asserts openssl rejects the chain against ca.
+func VerifyChainFails(t testing.TB, caPEM, chainPEM []byte, purpose string) string {
+	t.Helper()
+	out, err := runChain(t, caPEM, chainPEM, purpose)
+	if err == nil {
+		t.Fatalf("openssl verify -untrusted (%s) accepted a chain it should refuse:\n%s", purpose, out)
+	}
+	return out
+}
+
+func runChain(t testing.TB, caPEM, chainPEM []byte, purpose string) (string, error) {
+	t.Helper()
+	bin := Require(t)
+	dir := t.TempDir()
+	var blocks [][]byte
+	for rest := chainPEM; ; {
+		i := strings.Index(string(rest), "-----END CERTIFICATE-----")
+		if i < 0 {
+			break
+		}
+		end := i + len("-----END CERTIFICATE-----")
+		blocks = append(blocks, rest[:end])
+		rest = rest[end:]
+	}
+	if len(blocks) == 0 {
+		t.Fatal("openssl: no certificate in the chain")
+	}
+	ca := write(t, dir, "ca.pem", caPEM)
+	leaf := write(t, dir, "leaf.pem", blocks[0])
+	args := []string{"verify", "-x509_strict", "-purpose", purpose, "-CAfile", ca}
+	if len(blocks) > 1 {
+		var inter []byte
+		for _, b := range blocks[1:] {
+			inter = append(append(inter, b...), '\n')
+		}
+		args = append(args, "-untrusted", write(t, dir, "inter.pem", inter))
+	}
+	out, err := exec.Command(bin, append(args, leaf)...).CombinedOutput()
+	return string(out), err
+}
