@@ -47,7 +47,7 @@ type rotation struct {
 }
 
 // operatorScope is what the rotation steps read.
-var operatorScope = scope{bothKeys: true, nodeCA: true, roles: pki.Roles, pending: true}
+var operatorScope = scope{bothKeys: true, nodeCA: true, roles: pki.Roles, pending: true, allPending: true}
 
 func (f *Fleet) readRotation(ctx context.Context) (*rotation, error) {
 	s, err := f.readState(ctx, operatorScope)
@@ -199,6 +199,11 @@ func (fl *Fleet) BeginRotation(ctx context.Context, newKMSKeyID string) (*Rotati
 		}
 	}
 	if err := f.Store.PutPending(ctx, n.CACert(), string(pki.EncodeCert(next.Cert))); err != nil {
+		return nil, err
+	}
+	// Before the bundle, the last write: a begin is complete only with
+	// them (state.begunComplete).
+	if err := f.prepareBridge(ctx, s, next); err != nil {
 		return nil, err
 	}
 	if err := f.setTrust(ctx, n, s.trust, s.current.Cert, next.Cert); err != nil {
@@ -386,10 +391,18 @@ func (f *Fleet) alignKeys(ctx context.Context, n Names, move func(context.Contex
 }
 
 // reissueClients gives every role a certificate from ca for its existing key
-// (so two operators re-issuing at once still leave matching pairs).
+// (so two operators re-issuing at once still leave matching pairs): the one
+// begin prepared when it is there (clients refreshed since hold it), else a
+// new one.
 func (f *Fleet) reissueClients(ctx context.Context, n Names, s *rotation, ca *pki.CA) error {
 	for _, role := range pki.Roles {
 		if s.clients[role].CheckSignatureFrom(ca.Cert) == nil {
+			continue
+		}
+		if s.pendingClient(role, ca.Cert) != nil {
+			if err := f.Store.Promote(ctx, n.ClientCert(role)); err != nil {
+				return err
+			}
 			continue
 		}
 		key, err := pki.ParseKey([]byte(s.clientKeys[role]))
@@ -475,7 +488,13 @@ func (fl *Fleet) AbortRotation(ctx context.Context) (*RotationStatus, error) {
 	case PhaseStable:
 		return nil, fmt.Errorf("no rotation in progress")
 	case PhaseBegun:
-		for _, name := range []string{n.CACert(), n.CAKey(), n.CAKMSKey()} {
+		drop := []string{n.CACert(), n.CAKey(), n.CAKMSKey()}
+		for _, role := range pki.Roles {
+			if s.state.pending[n.ClientCert(role)] != "" {
+				drop = append(drop, n.ClientCert(role))
+			}
+		}
+		for _, name := range drop {
 			if s.vals[name] == "" {
 				continue // no such secret in this fleet's mode
 			}
@@ -488,5 +507,18 @@ func (fl *Fleet) AbortRotation(ctx context.Context) (*RotationStatus, error) {
 		}
 		return f.RotationStatus(ctx)
 	}
-	return f.moveCA(ctx, n, f.Store.Demote, secretstore.Previous)
+	st, err := f.moveCA(ctx, n, f.Store.Demote, secretstore.Previous)
+	if err != nil {
+		return nil, err
+	}
+	// Back in the begun phase: prepare it as begin does, so one refresh
+	// is still enough.
+	r, err := f.readRotation(ctx)
+	if err != nil || r.pending == nil {
+		return st, err
+	}
+	if err := f.prepareBridge(ctx, r, r.pending); err != nil {
+		return nil, err
+	}
+	return f.RotationStatus(ctx)
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -462,9 +463,11 @@ func TestCRLRollbackIsRefused(t *testing.T) {
 	}
 }
 
-// Nothing stale is left looking healthy: after a rotation, every rnx
-// config a node keeps (the operator's copy and one per role) is flagged by
-// status until it is refreshed; then status is all good again.
+// Nothing stale is left looking healthy: during a rotation every rnx config
+// a node keeps (the operator's copy and one per role) is flagged as working
+// until finish only, after it as no longer working (Broken), until it is
+// refreshed; then status is all good again. A config refreshed once during
+// the rotation is all good in every phase.
 func TestStatusFlagsStaleClientConfigs(t *testing.T) {
 	ctx := context.Background()
 	st := secretstore.NewMemoryStore()
@@ -476,26 +479,44 @@ func TestStatusFlagsStaleClientConfigs(t *testing.T) {
 		t.Fatalf("rnx configs: %v", rnxFiles)
 	}
 	fl := &certs.Fleet{Store: st}
-	for _, step := range []func(context.Context) (*certs.RotationStatus, error){
+	once := filepath.Join(t.TempDir(), "once.yml")
+	b, _ := os.ReadFile(rnxFiles[0])
+	os.WriteFile(once, b, 0o600)
+	for i, step := range []func(context.Context) (*certs.RotationStatus, error){
 		func(ctx context.Context) (*certs.RotationStatus, error) { return fl.BeginRotation(ctx, "") }, fl.PromoteRotation, fl.FinishRotation} {
 		if _, err := step(ctx); err != nil {
 			t.Fatal(err)
 		}
-	}
-	if _, err := fl.RefreshNode(ctx, certs.NodeRefresh{ConfigPath: cfgPath}); err != nil {
-		t.Fatal(err)
-	}
-	so := certs.StatusOptions{ServerConfig: cfgPath, RnxConfigs: rnxFiles, WarnDays: 1}
-	rep := fl.Status(ctx, so)
-	problems := strings.Join(rep.Problems, "\n")
-	for _, f := range rnxFiles {
-		if !strings.Contains(problems, f+": ") {
-			t.Errorf("stale %s not flagged", filepath.Base(f))
+		if i == 0 {
+			if _, err := fl.RefreshClientConfig(ctx, once, ""); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := fl.RefreshNode(ctx, certs.NodeRefresh{ConfigPath: cfgPath}); err != nil {
+			t.Fatal(err)
+		}
+		want, text := certs.Attention, "works until `rotate-ca finish` only"
+		if i == 2 {
+			want, text = certs.Broken, "no longer works"
+		}
+		rep := fl.Status(ctx, certs.StatusOptions{ServerConfig: cfgPath, RnxConfigs: rnxFiles, WarnDays: 1})
+		problems := strings.Join(rep.Problems, "\n")
+		for _, f := range rnxFiles {
+			if !strings.Contains(problems, f+`: node "default": `+text) {
+				t.Errorf("step %d: stale %s not flagged with %q:\n%s", i+1, filepath.Base(f), text, problems)
+			}
+		}
+		if rep.Level != want {
+			t.Fatalf("step %d: status level %d with stale client configs, want %d: %q", i+1, rep.Level, want, rep.Problems)
+		}
+		// Refreshed once after begin: good in every phase; after finish
+		// it says the config still trusts the retired CA.
+		rep = fl.Status(ctx, certs.StatusOptions{ServerConfig: cfgPath, RnxConfigs: []string{once}, WarnDays: 1})
+		if ok := rep.Level == certs.OK; i < 2 && !ok || i == 2 && (ok || !strings.Contains(strings.Join(rep.Problems, ""), "works, but still trusts a CA the fleet retired")) {
+			t.Fatalf("step %d: a config refreshed once after begin: level %d, %q", i+1, rep.Level, rep.Problems)
 		}
 	}
-	if rep.Level != certs.Attention {
-		t.Fatalf("status level %d after a rotation with stale client configs: %q", rep.Level, rep.Problems)
-	}
+	so := certs.StatusOptions{ServerConfig: cfgPath, RnxConfigs: rnxFiles, WarnDays: 1}
 	for _, f := range rnxFiles {
 		if _, err := fl.RefreshClientConfig(ctx, f, ""); err != nil {
 			t.Fatal(err)

@@ -64,7 +64,7 @@ func CrossSign(sub *x509.Certificate, by *CA, now time.Time) (*x509.Certificate,
 // IsCrossOf reports whether cross is a certificate for ca's key issued by
 // issuer (a CrossSign of ca by issuer).
 func IsCrossOf(cross, ca, issuer *x509.Certificate) bool {
-	return cross.IsCA && samePublic(cross, ca) && cross.CheckSignatureFrom(issuer) == nil
+	return cross.IsCA && SameKey(cross, ca) && cross.CheckSignatureFrom(issuer) == nil
 }
 
 // Anchors reports whether root lets a chain hold below intermediates CA
@@ -100,7 +100,8 @@ func SplitChain(pemChain []byte) (leaf *x509.Certificate, intermediates []*x509.
 	return certs[0], certs[1:], nil
 }
 
-func samePublic(a, b *x509.Certificate) bool {
+// SameKey reports whether two certificates are for the same public key.
+func SameKey(a, b *x509.Certificate) bool {
 	pa, ok := a.PublicKey.(interface{ Equal(crypto.PublicKey) bool })
 	return ok && pa.Equal(b.PublicKey)
 }
