@@ -19,9 +19,9 @@ import (
 // through begin and promote and is refused after finish; configs refreshed
 // once, right after begin or right after promote, work in every phase and
 // after finish. beginFlags go to `rotate-ca begin` (a KMS key, say).
-func rotateWithOneRefresh(t *testing.T, beginFlags ...string) {
+func rotateWithOneRefresh(t *testing.T, nodeEnv []string, beginFlags ...string) {
 	joblet, rnx := harness.Bins(t)
-	nodes, lb := rotationFleet(t)
+	nodes, lb := rotationFleet(t, nodeEnv...)
 	env := nodes[0].env
 	orig, _ := os.ReadFile(filepath.Join(nodes[0].home, "config", "rnx-config.yml"))
 	copyCfg := func(name string) string {
@@ -136,5 +136,18 @@ func stockClients(t *testing.T, cfgPath, addr, what string) {
 
 func TestRotationOneRefresh(t *testing.T) {
 	moto.Reset(t)
-	rotateWithOneRefresh(t)
+	rotateWithOneRefresh(t, nil)
+}
+
+// The same with a CA key held in AWS KMS: moving a fleet's CA into KMS,
+// and rotating a KMS-held CA to another KMS key.
+func TestRotationOneRefreshKMS(t *testing.T) {
+	t.Run("store to KMS", func(t *testing.T) {
+		moto.Reset(t)
+		rotateWithOneRefresh(t, nil, "--ca-kms-key-id", kmsKey(t, "ECC_NIST_P256"))
+	})
+	t.Run("KMS to KMS", func(t *testing.T) {
+		moto.Reset(t)
+		rotateWithOneRefresh(t, []string{"JOBLET_CA_KMS_KEY_ID=" + kmsKey(t, "ECC_NIST_P256")}, "--ca-kms-key-id", kmsKey(t, "ECC_NIST_P256"))
+	})
 }
