@@ -622,3 +622,79 @@ func TestRollbackThenRevokeKeepsRevocations(t *testing.T) {
 		"the revoke merged the newer version back (a, b, c listed); with that version lost, the node kept its CRL and said: "+res.CRLProblem)
 	_ = d
 }
+
+// cutStore fails every write after the first n: a crash at that write.
+type cutStore struct {
+	secretstore.Store
+	n, writes int
+}
+
+func (c *cutStore) cut() error {
+	c.writes++
+	if c.writes > c.n {
+		return errors.New("crashed")
+	}
+	return nil
+}
+func (c *cutStore) Create(ctx context.Context, s secretstore.Secret) error {
+	if err := c.cut(); err != nil {
+		return err
+	}
+	return c.Store.Create(ctx, s)
+}
+func (c *cutStore) Put(ctx context.Context, name, v string) error {
+	if err := c.cut(); err != nil {
+		return err
+	}
+	return c.Store.Put(ctx, name, v)
+}
+func (c *cutStore) PutPending(ctx context.Context, name, v string) error {
+	if err := c.cut(); err != nil {
+		return err
+	}
+	return c.Store.PutPending(ctx, name, v)
+}
+
+// A begin stopped after any of its writes (the pending key and certificate,
+// the cross certificate, each role's pending certificate, the trust bundle)
+// reads the same in rotate-ca status and certs status: begun and
+// interrupted, with the command that completes it, until a re-run
+// completes it; a config refreshed then works with the fleet after finish.
+func TestBeginInterruptedAtEachWrite(t *testing.T) {
+	ctx := context.Background()
+	for k := 1; ; k++ {
+		st := secretstore.NewMemoryStore()
+		o := opts(t, st)
+		bootstrap(t, o)
+		_, err := (&certs.Fleet{Store: &cutStore{Store: st, n: k}}).BeginRotation(ctx, "")
+		fl := &certs.Fleet{Store: st}
+		rs, rerr := fl.RotationStatus(ctx)
+		if rerr != nil {
+			t.Fatal(rerr)
+		}
+		if err == nil {
+			if rs.Interrupted || k < 7 {
+				t.Fatalf("begin completed with only %d writes: %+v", k, rs)
+			}
+			t.Logf("begin makes %d writes; each interruption before the last reads the same everywhere", k)
+			return
+		}
+		rep := fl.Status(ctx, certs.StatusOptions{WarnDays: 30})
+		if k == 1 && rs.Phase == certs.PhaseStable && rep.Phase == rs.Phase {
+			// Only the create-only record of the new CA: nothing staged yet.
+		} else if rs.Phase != certs.PhaseBegun || !rs.Interrupted || rep.Phase != rs.Phase || rep.NextStep != rs.NextStep {
+			t.Fatalf("cut after write %d: rotate-ca status %s interrupted=%v %q; certs status %s %q", k, rs.Phase, rs.Interrupted, rs.NextStep, rep.Phase, rep.NextStep)
+		}
+		if _, err := fl.PromoteRotation(ctx); err == nil {
+			t.Fatalf("cut after write %d: promote went ahead of an interrupted begin", k)
+		}
+		if done, err := fl.BeginRotation(ctx, ""); err != nil || done.Interrupted {
+			t.Fatalf("cut after write %d: begin again: %+v, %v", k, done, err)
+		}
+		for _, step := range []func(context.Context) (*certs.RotationStatus, error){fl.PromoteRotation, fl.FinishRotation} {
+			if _, err := step(ctx); err != nil {
+				t.Fatalf("cut after write %d: %v", k, err)
+			}
+		}
+	}
+}
