@@ -143,9 +143,9 @@ func nextStep(p Phase, interrupted bool) string {
 	case interrupted:
 		return "a `rotate-ca begin` was interrupted: run it again to complete it"
 	case p == PhaseBegun:
-		return "hand out refreshed client configs (`rnx config refresh`), wait for every node to refresh its trust, then `rotate-ca promote` (or `rotate-ca abort`)"
+		return "wait one refresh interval for every node to trust both CAs, then `rotate-ca promote` (or `rotate-ca abort`); every client refreshes once (`rnx config refresh`) any time before finish (docs/ROTATION.md)"
 	case p == PhasePromoted:
-		return "refresh client configs again (new client certificates), wait until every node serves a certificate from the new CA, then `rotate-ca finish` (or `rotate-ca abort`)"
+		return "when every node serves a certificate from the new CA and every client has refreshed once (`rnx config refresh`), `rotate-ca finish --nodes ...` (or `rotate-ca abort`)"
 	}
 	return "nothing to do; `rotate-ca begin` starts a rotation"
 }
