@@ -181,15 +181,7 @@ func (f *Fleet) prepareBridge(ctx context.Context, r *rotation, next *pki.CA) er
 		if r.pendingClient(role, next.Cert) != nil {
 			continue
 		}
-		key, err := pki.ParseKey([]byte(r.clientKeys[role]))
-		if err != nil {
-			return inconsistent(n.ClientKey(role), err)
-		}
-		is, err := next.IssueClient(key.Public(), role, f.Now(), f.ClientLifetime)
-		if err != nil {
-			return fmt.Errorf("issue the %s client certificate from the new CA: %w", role, err)
-		}
-		if err := f.Store.PutPending(ctx, n.ClientCert(role), string(pki.EncodeCert(is.Cert))); err != nil {
+		if err := f.issueClient(ctx, r, role, next, f.Store.PutPending); err != nil {
 			return err
 		}
 	}

@@ -405,19 +405,26 @@ func (f *Fleet) reissueClients(ctx context.Context, n Names, s *rotation, ca *pk
 			}
 			continue
 		}
-		key, err := pki.ParseKey([]byte(s.clientKeys[role]))
-		if err != nil {
-			return inconsistent(n.ClientKey(role), err)
-		}
-		is, err := ca.IssueClient(key.Public(), role, f.Now(), f.ClientLifetime)
-		if err != nil {
-			return err
-		}
-		if err := f.Store.Put(ctx, n.ClientCert(role), string(pki.EncodeCert(is.Cert))); err != nil {
+		if err := f.issueClient(ctx, s, role, ca, f.Store.Put); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// issueClient issues role a certificate from ca for the role's stored key
+// and writes it with write (Put: current; PutPending: pending).
+func (f *Fleet) issueClient(ctx context.Context, s *rotation, role pki.Role, ca *pki.CA, write func(context.Context, string, string) error) error {
+	n := s.n
+	key, err := pki.ParseKey([]byte(s.clientKeys[role]))
+	if err != nil {
+		return inconsistent(n.ClientKey(role), err)
+	}
+	is, err := ca.IssueClient(key.Public(), role, f.Now(), f.ClientLifetime)
+	if err != nil {
+		return fmt.Errorf("issue the %s client certificate: %w", role, err)
+	}
+	return write(ctx, n.ClientCert(role), string(pki.EncodeCert(is.Cert)))
 }
 
 // Finish removes the old CA from the trust bundle: a certificate signed only

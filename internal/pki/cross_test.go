@@ -67,7 +67,7 @@ func TestCrossSignBridgesOldTrust(t *testing.T) {
 			if err := goVerify(chain, x509.ExtKeyUsageServerAuth, roots...); err != nil {
 				t.Errorf("%d intermediates, trusting %s: Go: %v", n, name, err)
 			}
-			openssl.VerifyChain(t, pki.EncodeCerts(roots...), pki.EncodeCerts(chain...), "sslserver")
+			openssl.Verify(t, pki.EncodeCerts(roots...), pki.EncodeCerts(chain...), "sslserver")
 		}
 		// Without the bridge an old trust refuses it: the cross is what works.
 		if err := goVerify(chain[:len(chain)-1], x509.ExtKeyUsageServerAuth, old.Cert); err == nil {
@@ -81,7 +81,7 @@ func TestCrossSignBridgesOldTrust(t *testing.T) {
 	if !ok || goVerify(chain, x509.ExtKeyUsageClientAuth, old.Cert) != nil {
 		t.Fatal("a client certificate of the new CA with the cross does not verify against the old CA")
 	}
-	openssl.VerifyChain(t, pki.EncodeCert(old.Cert), pki.EncodeCerts(chain...), "sslclient")
+	openssl.Verify(t, pki.EncodeCert(old.Cert), pki.EncodeCerts(chain...), "sslclient")
 	// A cross certificate for another CA does not bridge.
 	other := newCA(t, pki.ECDSAP256, pki.DefaultCALifetime)
 	if _, ok := pki.BridgeChain(cl.Cert, nil, cross, other.Cert); ok {
