@@ -33,7 +33,7 @@ func (fl *Fleet) RefreshClientConfig(ctx context.Context, path string, only pki.
 	// the CRL and the pairs of the roles it holds. Never the CA key.
 	var roles []pki.Role
 	for _, name := range cfg.NodeNames() {
-		if c, _, err := pki.SplitChain([]byte(cfg.Nodes[name].Cert)); err == nil {
+		if c, _, err := pki.ParseChain([]byte(cfg.Nodes[name].Cert)); err == nil {
 			if role, err := pki.RoleOf(c); err == nil && (only == "" || role == only) && !slices.Contains(roles, role) {
 				roles = append(roles, role)
 			}
@@ -56,7 +56,7 @@ func (fl *Fleet) RefreshClientConfig(ctx context.Context, path string, only pki.
 	var updated []string
 	for _, name := range cfg.NodeNames() {
 		node := cfg.Nodes[name]
-		cert, _, err := pki.SplitChain([]byte(node.Cert))
+		cert, _, err := pki.ParseChain([]byte(node.Cert))
 		if err != nil {
 			return nil, fmt.Errorf("node %q in %s: %w", name, path, err)
 		}

@@ -90,16 +90,6 @@ func BridgeChain(leaf *x509.Certificate, intermediates []*x509.Certificate, cros
 	return append(chain, cross), true
 }
 
-// SplitChain parses a PEM chain: the leaf first, then its intermediates in
-// order, as TLS presents them.
-func SplitChain(pemChain []byte) (leaf *x509.Certificate, intermediates []*x509.Certificate, err error) {
-	certs, err := ParseCerts(pemChain)
-	if err != nil {
-		return nil, nil, err
-	}
-	return certs[0], certs[1:], nil
-}
-
 // SameKey reports whether two certificates are for the same public key.
 func SameKey(a, b *x509.Certificate) bool {
 	pa, ok := a.PublicKey.(interface{ Equal(crypto.PublicKey) bool })
