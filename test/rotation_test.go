@@ -115,12 +115,12 @@ func (n fleetNode) info(t *testing.T, cfgPath, lb string) (nodeID, issuer, seria
 	return i.NodeId, i.ServerCertIssuerSha256, i.ServerCertSerial, nil
 }
 
-func rotationFleet(t *testing.T) (nodes []fleetNode, lb string) {
+func rotationFleet(t *testing.T, extra ...string) (nodes []fleetNode, lb string) {
 	joblet, _ := harness.Bins(t)
 	lb = fmt.Sprintf("127.0.0.2:%d", harness.FreePort(t))
 	var backends []string
 	for i := 1; i <= 3; i++ {
-		home, port, env := smNode(t, moto.URL, "JOBLET_PUBLIC_ADDRESS="+lb, fmt.Sprintf("JOBLET_NODE_ID=node-%d", i))
+		home, port, env := smNode(t, moto.URL, append([]string{"JOBLET_PUBLIC_ADDRESS=" + lb, fmt.Sprintf("JOBLET_NODE_ID=node-%d", i)}, extra...)...)
 		harness.MustRun(t, env, joblet, "certs", "bootstrap", "--refresh-interval", "1s")
 		n := fleetNode{home: home, addr: fmt.Sprintf("127.0.0.1:%d", port), env: env}
 		n.proc = harness.Start(t, env, joblet, "server", "--config", n.config())

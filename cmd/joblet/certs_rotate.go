@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -59,16 +60,19 @@ func (c *cli) rotateStep(name, short string, step rotationStep) *cobra.Command {
 	}
 	sf := addStoreFlags(fs, set)
 	var home, keyType, caLife, nodes, rnxCfg string
-	var asJSON bool
+	var asJSON, force bool
 	fs.StringVar(&home, "home", config.Home(), "joblet home: embedded mode's local store (env JOBLET_HOME)")
 	fs.BoolVar(&asJSON, "json", false, "print the rotation status as JSON")
 	if name == "begin" {
 		addKeyTypeFlag(fs, &keyType, "key type of the new CA")
 		fs.StringVar(&caLife, "ca-lifetime", "1095d", "lifetime of the new CA")
 	}
-	if name == "status" {
-		fs.StringVar(&nodes, "nodes", "", "comma list of node addresses (HOST:PORT) to ask which CA signed the certificate they serve")
+	if name == "status" || name == "finish" {
+		fs.StringVar(&nodes, "nodes", os.Getenv("JOBLET_NODES"), "comma list of node addresses (HOST:PORT) to ask which CA signed the certificate they serve (env JOBLET_NODES)")
 		fs.StringVar(&rnxCfg, "rnx-config", filepath.Join(config.Home(), "config", "rnx-config.yml"), "the operator rnx config used to ask the nodes")
+	}
+	if name == "finish" {
+		fs.BoolVar(&force, "force", false, "finish even while nodes still serve a certificate from the old CA, or without asking any (--nodes)")
 	}
 	cmd.RunE = func(*cobra.Command, []string) error {
 		var kt pki.KeyType
@@ -96,6 +100,11 @@ func (c *cli) rotateStep(name, short string, step rotationStep) *cobra.Command {
 			return err
 		}
 		fl.KeyType, fl.CALifetime = kt, life
+		if name == "finish" {
+			if err := c.finishGate(ctx, fl, nodes, info, force); err != nil {
+				return err
+			}
+		}
 		st, err := step(fl, ctx, sf.caKMS)
 		if err != nil {
 			return fmt.Errorf("rotate-ca %s: %w", name, err)
@@ -110,4 +119,35 @@ func (c *cli) rotateStep(name, short string, step rotationStep) *cobra.Command {
 		return nil
 	}
 	return cmd
+}
+
+// finishGate asks the nodes which CA their certificate comes from before a
+// finish, and refuses (without --force) while one still serves the old
+// CA's: once the old CA leaves the trust, clients refreshed after finish
+// could not verify it. Without --nodes it cannot know, and says so.
+func (c *cli) finishGate(ctx context.Context, fl *certs.Fleet, nodes string, info certs.NodeInfo, force bool) error {
+	if info == nil {
+		if !force {
+			fmt.Fprintln(c.stderr, "joblet: warning: rotate-ca finish cannot check which CA the nodes serve from without --nodes (or JOBLET_NODES); check with `rotate-ca status --nodes` first")
+		}
+		return nil
+	}
+	st, err := fl.RotationStatus(ctx)
+	if err != nil {
+		return fmt.Errorf("rotate-ca finish: %w", err)
+	}
+	if st.Phase != certs.PhasePromoted {
+		return nil // the step itself says what is wrong, or that it is done
+	}
+	warnings, err := certs.FinishGate(certs.ProbeNodes(ctx, pki.SplitList(nodes), st.Current.Fingerprint, info))
+	for _, w := range warnings {
+		fmt.Fprintln(c.stderr, "joblet: warning:", w)
+	}
+	if err != nil && !force {
+		return fmt.Errorf("rotate-ca finish: %w", err)
+	}
+	if err != nil {
+		fmt.Fprintln(c.stderr, "joblet: warning: --force:", err)
+	}
+	return nil
 }

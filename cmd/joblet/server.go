@@ -107,12 +107,15 @@ func storeRefresher(path string, cfg *config.Server, log *slog.Logger) func(cont
 		if res.TrustChanged {
 			log.Info("trust bundle changed", "trustedCAs", res.Trust)
 		}
+		if res.ChainChanged {
+			log.Info("certificate chain changed (a CA rotation's cross certificate added or dropped)", "serial", res.Serial)
+		}
 		if res.CRLProblem != "" {
 			// Loud: someone deleted or rolled back the fleet's CRL, or it
 			// cannot be verified; this node keeps enforcing the one it has.
 			log.Error("the store's CRL was not taken", "problem", res.CRLProblem)
 		}
-		return res.Renewed || res.TrustChanged, nil
+		return res.Renewed || res.TrustChanged || res.ChainChanged, nil
 	}
 }
 

@@ -33,13 +33,15 @@ func (fl *Fleet) RefreshClientConfig(ctx context.Context, path string, only pki.
 	// the CRL and the pairs of the roles it holds. Never the CA key.
 	var roles []pki.Role
 	for _, name := range cfg.NodeNames() {
-		if c, err := pki.ParseCert([]byte(cfg.Nodes[name].Cert)); err == nil {
+		if c, _, err := pki.ParseChain([]byte(cfg.Nodes[name].Cert)); err == nil {
 			if role, err := pki.RoleOf(c); err == nil && (only == "" || role == only) && !slices.Contains(roles, role) {
 				roles = append(roles, role)
 			}
 		}
 	}
-	s, err := f.readState(ctx, scope{roles: roles})
+	// pending: in the begun phase a refresh hands out the role's pending
+	// certificate (see cross.go).
+	s, err := f.readState(ctx, scope{roles: roles, pending: true})
 	if err != nil {
 		return nil, err
 	}
@@ -54,7 +56,7 @@ func (fl *Fleet) RefreshClientConfig(ctx context.Context, path string, only pki.
 	var updated []string
 	for _, name := range cfg.NodeNames() {
 		node := cfg.Nodes[name]
-		cert, err := pki.ParseCert([]byte(node.Cert))
+		cert, _, err := pki.ParseChain([]byte(node.Cert))
 		if err != nil {
 			return nil, fmt.Errorf("node %q in %s: %w", name, path, err)
 		}
@@ -65,8 +67,8 @@ func (fl *Fleet) RefreshClientConfig(ctx context.Context, path string, only pki.
 		if only != "" && role != only {
 			continue
 		}
-		c, k := vals[n.ClientCert(role)], vals[n.ClientKey(role)]
-		if _, err := parsePair(c, k, n.ClientCert(role), n.ClientKey(role)); err != nil {
+		c, k, err := s.clientMaterial(role)
+		if err != nil {
 			return nil, err
 		}
 		// The newest CRL this config has seen stays: a store whose CRL went

@@ -80,7 +80,7 @@ func IAMPolicy(flow string, o PolicyOptions) (*Policy, error) {
 		return out
 	}
 	all := n.Shared(o.CAKMSKeyARN != "")
-	shared := append(all, n.Bundle(), n.CRL())
+	shared := append(all, n.Bundle(), n.CRL(), n.CACross())
 	batch := Statement{Sid: "BatchRead", Effect: "Allow", Action: []string{"secretsmanager:BatchGetSecretValue"}, Resource: []string{"*"}}
 	read := Statement{Sid: "ReadSharedCertificates", Effect: "Allow", Action: []string{"secretsmanager:GetSecretValue"}, Resource: arn(shared...)}
 	nodeRead := Statement{Sid: "ReadWhatANodeServesWith", Effect: "Allow", Action: []string{"secretsmanager:GetSecretValue"}, Resource: arn(n.Node()...)}
@@ -105,7 +105,7 @@ func IAMPolicy(flow string, o PolicyOptions) (*Policy, error) {
 	case flow == "rotation":
 		// The operator also moves a fleet from ca-key to a KMS CA, revokes
 		// and re-issues role certificates (records under client-reissue/).
-		shared = append(n.All(), n.CAKMSKey(), n.Bundle(), n.CRL())
+		shared = append(n.All(), n.CAKMSKey(), n.Bundle(), n.CRL(), n.CACross())
 		rot := arn(n.Prefix+"/ca-rotation/*", n.Prefix+"/client-reissue/*")
 		p.Statement = []Statement{batch,
 			{Sid: "ReadCertificatesAndRotationRecords", Effect: "Allow", Action: []string{"secretsmanager:GetSecretValue", "secretsmanager:ListSecretVersionIds"}, Resource: append(arn(shared...), rot...)},
@@ -118,7 +118,7 @@ func IAMPolicy(flow string, o PolicyOptions) (*Policy, error) {
 		}
 		p.Statement = []Statement{batch,
 			{Sid: "ReadRoleCertificate", Effect: "Allow", Action: []string{"secretsmanager:GetSecretValue"},
-				Resource: arn(n.CACert(), n.Bundle(), n.CRL(), n.ClientCert(role), n.ClientKey(role))}}
+				Resource: arn(n.CACert(), n.Bundle(), n.CRL(), n.CACross(), n.ClientCert(role), n.ClientKey(role))}}
 	default:
 		return nil, fmt.Errorf("--for %q: use one of %s", flow, strings.Join(PolicyFlows, ", "))
 	}

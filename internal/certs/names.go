@@ -30,7 +30,7 @@ func (n Names) NodeCAKey() string  { return n.Prefix + "/node-ca-key" }
 // the node-issuing pair, the trust bundle and the CRL. No root key, no
 // client key: the node policy grants these and nothing else.
 func (n Names) Node() []string {
-	return []string{n.CACert(), n.NodeCACert(), n.NodeCAKey(), n.Bundle(), n.CRL()}
+	return []string{n.CACert(), n.NodeCACert(), n.NodeCAKey(), n.Bundle(), n.CRL(), n.CACross()}
 }
 
 func (n Names) ClientCert(r pki.Role) string {
@@ -53,6 +53,11 @@ func (n Names) Bundle() string { return n.Prefix + "/ca-bundle" }
 
 // CRL is the certificate revocation list, signed by the current CA.
 func (n Names) CRL() string { return n.Prefix + "/crl" }
+
+// CACross is the CA of a rotation cross-signed by the CA it replaces
+// (written by `rotate-ca begin`): presented after a certificate of the new
+// CA, it lets configs that trust only the old CA verify it (see cross.go).
+func (n Names) CACross() string { return n.Prefix + "/ca-cross" }
 
 // Rotation names the record of the rotation away from the CA with serial
 // (hex): create-only, so concurrent or interrupted `rotate-ca begin` runs
@@ -106,6 +111,8 @@ func (n Names) Description(name string) string {
 		return "Joblet trusted CA certificates - shared across all instances and clients"
 	case n.CRL():
 		return "Joblet certificate revocation list - shared across all instances and clients"
+	case n.CACross():
+		return "Joblet next Root CA cross-signed by the current one - shared across all instances and clients during a CA rotation"
 	}
 	for _, r := range pki.Roles {
 		title := map[pki.Role]string{pki.Admin: "Admin", pki.Maintainer: "Maintainer", pki.Developer: "Developer", pki.Reader: "Reader"}[r]

@@ -83,3 +83,17 @@ func TestDialNodeInfoNeedsConfig(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+// finish refuses while a node that answered serves another CA's
+// certificate; a node that did not answer is a warning, not a veto.
+func TestFinishGate(t *testing.T) {
+	cur := certs.NodeReport{Address: "a:1", IssuerSHA256: "new", Current: true, Summary: "n1: serves a certificate from the current CA"}
+	old := certs.NodeReport{Address: "b:1", IssuerSHA256: "old", Summary: "n2: still serves a certificate from another CA (old)"}
+	gone := certs.NodeReport{Address: "c:1", Summary: "unreachable: connection refused"}
+	if w, err := certs.FinishGate([]certs.NodeReport{cur, gone}); err != nil || len(w) != 1 || !strings.Contains(w[0], "c:1") {
+		t.Fatalf("current and unreachable: %q, %v", w, err)
+	}
+	if _, err := certs.FinishGate([]certs.NodeReport{cur, old}); err == nil || !strings.Contains(err.Error(), "1 of 2 nodes") || !strings.Contains(err.Error(), "b:1") || !strings.Contains(err.Error(), "--force") {
+		t.Fatalf("one node behind: %v", err)
+	}
+}

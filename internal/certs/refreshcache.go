@@ -62,7 +62,7 @@ func (c *RefreshCache) check(ctx context.Context, f *Fleet, watched []string, ra
 		return v, nil, nil
 	}
 	res := c.last
-	res.TrustChanged, res.Renewed, res.Reason = false, false, ""
+	res.TrustChanged, res.Renewed, res.ChainChanged, res.Reason = false, false, false, ""
 	res.Trust = append([]string(nil), c.last.Trust...)
 	return nil, &res, nil
 }

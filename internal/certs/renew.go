@@ -27,6 +27,9 @@ type NodeRefresh struct {
 type NodeRefreshResult struct {
 	TrustChanged bool
 	Renewed      bool
+	// ChainChanged: the chain served with the certificate changed (a
+	// rotation's cross certificate added or dropped, see cross.go).
+	ChainChanged bool
 	Reason       string // why the certificate was renewed
 	Serial       string
 	NotAfter     time.Time
@@ -57,7 +60,9 @@ func (fl *Fleet) RefreshNode(ctx context.Context, r NodeRefresh) (*NodeRefreshRe
 	// by the root itself (a fleet from before the node-issuing CA) also
 	// reads the root's key, as before, until the fleet has a node-issuing
 	// CA to renew from.
-	oldLeaf, chain, err := pki.ParseChain([]byte(cfg.Security.ServerCert))
+	// Without a rotation's cross certificate (see cross.go): it says
+	// nothing about who issued the leaf.
+	oldLeaf, chain, err := issuedChain(cfg.Security.ServerCert, cfg.Security.CACert)
 	if err != nil {
 		return nil, fmt.Errorf("security.serverCert in %s: %w", r.ConfigPath, err)
 	}
@@ -138,7 +143,13 @@ func (fl *Fleet) RefreshNode(ctx context.Context, r NodeRefresh) (*NodeRefreshRe
 		res.Renewed, res.Reason = true, reason
 		res.Serial, res.NotAfter = pki.SerialHex(is.SerialNumber), is.NotAfter
 	}
-	if !res.Renewed && !res.TrustChanged {
+	chainPEM, err := s.serverChain(cfg.Security.ServerCert)
+	if err != nil {
+		return nil, fmt.Errorf("security.serverCert in %s: %w", r.ConfigPath, err)
+	}
+	res.ChainChanged = chainPEM != cfg.Security.ServerCert
+	cfg.Security.ServerCert = chainPEM
+	if !res.Renewed && !res.TrustChanged && !res.ChainChanged {
 		c.remember(before, raw, issuerCert, res)
 		return res, nil
 	}

@@ -47,7 +47,7 @@ type rotation struct {
 }
 
 // operatorScope is what the rotation steps read.
-var operatorScope = scope{bothKeys: true, nodeCA: true, roles: pki.Roles, pending: true}
+var operatorScope = scope{bothKeys: true, nodeCA: true, roles: pki.Roles, pending: true, allPending: true}
 
 func (f *Fleet) readRotation(ctx context.Context) (*rotation, error) {
 	s, err := f.readState(ctx, operatorScope)
@@ -143,9 +143,9 @@ func nextStep(p Phase, interrupted bool) string {
 	case interrupted:
 		return "a `rotate-ca begin` was interrupted: run it again to complete it"
 	case p == PhaseBegun:
-		return "hand out refreshed client configs (`rnx config refresh`), wait for every node to refresh its trust, then `rotate-ca promote` (or `rotate-ca abort`)"
+		return "wait one refresh interval for every node to trust both CAs, then `rotate-ca promote` (or `rotate-ca abort`); every client refreshes once (`rnx config refresh`) any time before finish (docs/ROTATION.md)"
 	case p == PhasePromoted:
-		return "refresh client configs again (new client certificates), wait until every node serves a certificate from the new CA, then `rotate-ca finish` (or `rotate-ca abort`)"
+		return "when every node serves a certificate from the new CA and every client has refreshed once (`rnx config refresh`), `rotate-ca finish --nodes ...` (or `rotate-ca abort`)"
 	}
 	return "nothing to do; `rotate-ca begin` starts a rotation"
 }
@@ -199,6 +199,11 @@ func (fl *Fleet) BeginRotation(ctx context.Context, newKMSKeyID string) (*Rotati
 		}
 	}
 	if err := f.Store.PutPending(ctx, n.CACert(), string(pki.EncodeCert(next.Cert))); err != nil {
+		return nil, err
+	}
+	// Before the bundle, the last write: a begin is complete only with
+	// them (state.begunComplete).
+	if err := f.prepareBridge(ctx, s, next); err != nil {
 		return nil, err
 	}
 	if err := f.setTrust(ctx, n, s.trust, s.current.Cert, next.Cert); err != nil {
@@ -386,25 +391,40 @@ func (f *Fleet) alignKeys(ctx context.Context, n Names, move func(context.Contex
 }
 
 // reissueClients gives every role a certificate from ca for its existing key
-// (so two operators re-issuing at once still leave matching pairs).
+// (so two operators re-issuing at once still leave matching pairs): the one
+// begin prepared when it is there (clients refreshed since hold it), else a
+// new one.
 func (f *Fleet) reissueClients(ctx context.Context, n Names, s *rotation, ca *pki.CA) error {
 	for _, role := range pki.Roles {
 		if s.clients[role].CheckSignatureFrom(ca.Cert) == nil {
 			continue
 		}
-		key, err := pki.ParseKey([]byte(s.clientKeys[role]))
-		if err != nil {
-			return inconsistent(n.ClientKey(role), err)
+		if s.pendingClient(role, ca.Cert) != nil {
+			if err := f.Store.Promote(ctx, n.ClientCert(role)); err != nil {
+				return err
+			}
+			continue
 		}
-		is, err := ca.IssueClient(key.Public(), role, f.Now(), f.ClientLifetime)
-		if err != nil {
-			return err
-		}
-		if err := f.Store.Put(ctx, n.ClientCert(role), string(pki.EncodeCert(is.Cert))); err != nil {
+		if err := f.issueClient(ctx, s, role, ca, f.Store.Put); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// issueClient issues role a certificate from ca for the role's stored key
+// and writes it with write (Put: current; PutPending: pending).
+func (f *Fleet) issueClient(ctx context.Context, s *rotation, role pki.Role, ca *pki.CA, write func(context.Context, string, string) error) error {
+	n := s.n
+	key, err := pki.ParseKey([]byte(s.clientKeys[role]))
+	if err != nil {
+		return inconsistent(n.ClientKey(role), err)
+	}
+	is, err := ca.IssueClient(key.Public(), role, f.Now(), f.ClientLifetime)
+	if err != nil {
+		return fmt.Errorf("issue the %s client certificate: %w", role, err)
+	}
+	return write(ctx, n.ClientCert(role), string(pki.EncodeCert(is.Cert)))
 }
 
 // Finish removes the old CA from the trust bundle: a certificate signed only
@@ -475,7 +495,13 @@ func (fl *Fleet) AbortRotation(ctx context.Context) (*RotationStatus, error) {
 	case PhaseStable:
 		return nil, fmt.Errorf("no rotation in progress")
 	case PhaseBegun:
-		for _, name := range []string{n.CACert(), n.CAKey(), n.CAKMSKey()} {
+		drop := []string{n.CACert(), n.CAKey(), n.CAKMSKey()}
+		for _, role := range pki.Roles {
+			if s.state.pending[n.ClientCert(role)] != "" {
+				drop = append(drop, n.ClientCert(role))
+			}
+		}
+		for _, name := range drop {
 			if s.vals[name] == "" {
 				continue // no such secret in this fleet's mode
 			}
@@ -488,5 +514,18 @@ func (fl *Fleet) AbortRotation(ctx context.Context) (*RotationStatus, error) {
 		}
 		return f.RotationStatus(ctx)
 	}
-	return f.moveCA(ctx, n, f.Store.Demote, secretstore.Previous)
+	st, err := f.moveCA(ctx, n, f.Store.Demote, secretstore.Previous)
+	if err != nil {
+		return nil, err
+	}
+	// Back in the begun phase: prepare it as begin does, so one refresh
+	// is still enough.
+	r, err := f.readRotation(ctx)
+	if err != nil || r.pending == nil {
+		return st, err
+	}
+	if err := f.prepareBridge(ctx, r, r.pending); err != nil {
+		return nil, err
+	}
+	return f.RotationStatus(ctx)
 }

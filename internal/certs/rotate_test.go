@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -462,9 +463,11 @@ func TestCRLRollbackIsRefused(t *testing.T) {
 	}
 }
 
-// Nothing stale is left looking healthy: after a rotation, every rnx
-// config a node keeps (the operator's copy and one per role) is flagged by
-// status until it is refreshed; then status is all good again.
+// Nothing stale is left looking healthy: during a rotation every rnx config
+// a node keeps (the operator's copy and one per role) is flagged as working
+// until finish only, after it as no longer working (Broken), until it is
+// refreshed; then status is all good again. A config refreshed once during
+// the rotation is all good in every phase.
 func TestStatusFlagsStaleClientConfigs(t *testing.T) {
 	ctx := context.Background()
 	st := secretstore.NewMemoryStore()
@@ -476,26 +479,44 @@ func TestStatusFlagsStaleClientConfigs(t *testing.T) {
 		t.Fatalf("rnx configs: %v", rnxFiles)
 	}
 	fl := &certs.Fleet{Store: st}
-	for _, step := range []func(context.Context) (*certs.RotationStatus, error){
+	once := filepath.Join(t.TempDir(), "once.yml")
+	b, _ := os.ReadFile(rnxFiles[0])
+	os.WriteFile(once, b, 0o600)
+	for i, step := range []func(context.Context) (*certs.RotationStatus, error){
 		func(ctx context.Context) (*certs.RotationStatus, error) { return fl.BeginRotation(ctx, "") }, fl.PromoteRotation, fl.FinishRotation} {
 		if _, err := step(ctx); err != nil {
 			t.Fatal(err)
 		}
-	}
-	if _, err := fl.RefreshNode(ctx, certs.NodeRefresh{ConfigPath: cfgPath}); err != nil {
-		t.Fatal(err)
-	}
-	so := certs.StatusOptions{ServerConfig: cfgPath, RnxConfigs: rnxFiles, WarnDays: 1}
-	rep := fl.Status(ctx, so)
-	problems := strings.Join(rep.Problems, "\n")
-	for _, f := range rnxFiles {
-		if !strings.Contains(problems, f+": ") {
-			t.Errorf("stale %s not flagged", filepath.Base(f))
+		if i == 0 {
+			if _, err := fl.RefreshClientConfig(ctx, once, ""); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := fl.RefreshNode(ctx, certs.NodeRefresh{ConfigPath: cfgPath}); err != nil {
+			t.Fatal(err)
+		}
+		want, text := certs.Attention, "works until `rotate-ca finish` only"
+		if i == 2 {
+			want, text = certs.Broken, "no longer works"
+		}
+		rep := fl.Status(ctx, certs.StatusOptions{ServerConfig: cfgPath, RnxConfigs: rnxFiles, WarnDays: 1})
+		problems := strings.Join(rep.Problems, "\n")
+		for _, f := range rnxFiles {
+			if !strings.Contains(problems, f+`: node "default": `+text) {
+				t.Errorf("step %d: stale %s not flagged with %q:\n%s", i+1, filepath.Base(f), text, problems)
+			}
+		}
+		if rep.Level != want {
+			t.Fatalf("step %d: status level %d with stale client configs, want %d: %q", i+1, rep.Level, want, rep.Problems)
+		}
+		// Refreshed once after begin: good in every phase; after finish
+		// it says the config still trusts the retired CA.
+		rep = fl.Status(ctx, certs.StatusOptions{ServerConfig: cfgPath, RnxConfigs: []string{once}, WarnDays: 1})
+		if ok := rep.Level == certs.OK; i < 2 && !ok || i == 2 && (ok || !strings.Contains(strings.Join(rep.Problems, ""), "works, but still trusts a CA the fleet retired")) {
+			t.Fatalf("step %d: a config refreshed once after begin: level %d, %q", i+1, rep.Level, rep.Problems)
 		}
 	}
-	if rep.Level != certs.Attention {
-		t.Fatalf("status level %d after a rotation with stale client configs: %q", rep.Level, rep.Problems)
-	}
+	so := certs.StatusOptions{ServerConfig: cfgPath, RnxConfigs: rnxFiles, WarnDays: 1}
 	for _, f := range rnxFiles {
 		if _, err := fl.RefreshClientConfig(ctx, f, ""); err != nil {
 			t.Fatal(err)
@@ -600,4 +621,80 @@ func TestRollbackThenRevokeKeepsRevocations(t *testing.T) {
 	reliability.Record(t, "revocation", "put an older CRL back, then revoke on top of it (and again with the newer version lost)",
 		"the revoke merged the newer version back (a, b, c listed); with that version lost, the node kept its CRL and said: "+res.CRLProblem)
 	_ = d
+}
+
+// cutStore fails every write after the first n: a crash at that write.
+type cutStore struct {
+	secretstore.Store
+	n, writes int
+}
+
+func (c *cutStore) cut() error {
+	c.writes++
+	if c.writes > c.n {
+		return errors.New("crashed")
+	}
+	return nil
+}
+func (c *cutStore) Create(ctx context.Context, s secretstore.Secret) error {
+	if err := c.cut(); err != nil {
+		return err
+	}
+	return c.Store.Create(ctx, s)
+}
+func (c *cutStore) Put(ctx context.Context, name, v string) error {
+	if err := c.cut(); err != nil {
+		return err
+	}
+	return c.Store.Put(ctx, name, v)
+}
+func (c *cutStore) PutPending(ctx context.Context, name, v string) error {
+	if err := c.cut(); err != nil {
+		return err
+	}
+	return c.Store.PutPending(ctx, name, v)
+}
+
+// A begin stopped after any of its writes (the pending key and certificate,
+// the cross certificate, each role's pending certificate, the trust bundle)
+// reads the same in rotate-ca status and certs status: begun and
+// interrupted, with the command that completes it, until a re-run
+// completes it; a config refreshed then works with the fleet after finish.
+func TestBeginInterruptedAtEachWrite(t *testing.T) {
+	ctx := context.Background()
+	for k := 1; ; k++ {
+		st := secretstore.NewMemoryStore()
+		o := opts(t, st)
+		bootstrap(t, o)
+		_, err := (&certs.Fleet{Store: &cutStore{Store: st, n: k}}).BeginRotation(ctx, "")
+		fl := &certs.Fleet{Store: st}
+		rs, rerr := fl.RotationStatus(ctx)
+		if rerr != nil {
+			t.Fatal(rerr)
+		}
+		if err == nil {
+			if rs.Interrupted || k < 7 {
+				t.Fatalf("begin completed with only %d writes: %+v", k, rs)
+			}
+			t.Logf("begin makes %d writes; each interruption before the last reads the same everywhere", k)
+			return
+		}
+		rep := fl.Status(ctx, certs.StatusOptions{WarnDays: 30})
+		if k == 1 && rs.Phase == certs.PhaseStable && rep.Phase == rs.Phase {
+			// Only the create-only record of the new CA: nothing staged yet.
+		} else if rs.Phase != certs.PhaseBegun || !rs.Interrupted || rep.Phase != rs.Phase || rep.NextStep != rs.NextStep {
+			t.Fatalf("cut after write %d: rotate-ca status %s interrupted=%v %q; certs status %s %q", k, rs.Phase, rs.Interrupted, rs.NextStep, rep.Phase, rep.NextStep)
+		}
+		if _, err := fl.PromoteRotation(ctx); err == nil {
+			t.Fatalf("cut after write %d: promote went ahead of an interrupted begin", k)
+		}
+		if done, err := fl.BeginRotation(ctx, ""); err != nil || done.Interrupted {
+			t.Fatalf("cut after write %d: begin again: %+v, %v", k, done, err)
+		}
+		for _, step := range []func(context.Context) (*certs.RotationStatus, error){fl.PromoteRotation, fl.FinishRotation} {
+			if _, err := step(ctx); err != nil {
+				t.Fatalf("cut after write %d: %v", k, err)
+			}
+		}
+	}
 }

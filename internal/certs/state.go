@@ -23,7 +23,8 @@ const (
 // phaseOf derives the rotation phase from what the store holds: a pending
 // CA certificate means begun; a pending CA key (or KMS key reference)
 // without its certificate means a begin was interrupted between its two
-// writes (also begun, and interrupted says so); two trusted CAs and nothing
+// writes (also begun, and interrupted says so; state.parse adds the later
+// writes a begin makes, see begunComplete); two trusted CAs and nothing
 // pending mean promoted; otherwise stable. pending holds only the pending
 // versions that differ from the current ones (readState drops the others:
 // a pending label left on the current value by an interrupted promote).
@@ -50,6 +51,9 @@ type scope struct {
 	nodeCA  bool
 	roles   []pki.Role // client pairs to read
 	pending bool       // the pending CA versions, for the phase
+	// allPending: the roles' pending certificates even when no CA is
+	// pending (a promote interrupted after moving the CA's label).
+	allPending bool
 }
 
 // nodeScope is what a node reads to serve and renew (Names.Node): the
@@ -78,7 +82,7 @@ func (sc scope) names(n Names) []string {
 	for _, r := range sc.roles {
 		read = append(read, n.ClientCert(r), n.ClientKey(r))
 	}
-	return append(read, n.Bundle(), n.CRL())
+	return append(read, n.Bundle(), n.CRL(), n.CACross())
 }
 
 // state is the fleet's shared state as one read found it, parsed once.
@@ -106,8 +110,12 @@ type state struct {
 	// clientErr says why a role's certificate could not be used.
 	clientErr map[pki.Role]error
 
+	// cross is the rotation's cross certificate (ca-cross), nil when
+	// there is none or it does not parse.
+	cross *x509.Certificate
+
 	phase       Phase
-	interrupted bool // a begin interrupted between its key and its certificate
+	interrupted bool // a begin that did not complete (see begunComplete)
 }
 
 // readState reads what sc covers in one store call (plus one for the
@@ -121,18 +129,38 @@ func (f *Fleet) readState(ctx context.Context, sc scope) (*state, error) {
 	s := &state{n: n, now: f.Now(), vals: vals, pending: map[string]string{}, clients: map[pki.Role]*x509.Certificate{}, clientErr: map[pki.Role]error{}}
 	if sc.pending {
 		names := append([]string{n.CACert()}, sc.keyNames(n)...)
-		pend, err := f.Store.GetStage(ctx, names, secretstore.Pending)
-		if err != nil {
-			return nil, fmt.Errorf("read the pending CA from %s: %w", f.StoreDesc, err)
+		if err := f.readPending(ctx, s, names); err != nil {
+			return nil, err
 		}
-		for name, v := range pend {
-			if v != vals[name] {
-				s.pending[name] = v
+		// The role certificates a begin prepared (see cross.go): only
+		// while a CA is pending, so a fleet at rest pays nothing for them.
+		if (s.pending[n.CACert()] != "" || sc.allPending) && len(sc.roles) > 0 {
+			var clients []string
+			for _, r := range sc.roles {
+				clients = append(clients, n.ClientCert(r))
+			}
+			if err := f.readPending(ctx, s, clients); err != nil {
+				return nil, err
 			}
 		}
 	}
 	s.parse(sc.roles)
 	return s, nil
+}
+
+// readPending adds to s.pending the pending versions of names that differ
+// from the current ones.
+func (f *Fleet) readPending(ctx context.Context, s *state, names []string) error {
+	pend, err := f.Store.GetStage(ctx, names, secretstore.Pending)
+	if err != nil {
+		return fmt.Errorf("read the pending versions from %s: %w", f.StoreDesc, err)
+	}
+	for name, v := range pend {
+		if v != s.vals[name] {
+			s.pending[name] = v
+		}
+	}
+	return nil
 }
 
 func (s *state) parse(roles []pki.Role) {
@@ -168,7 +196,13 @@ func (s *state) parse(roles []pki.Role) {
 		}
 		s.clients[r] = c
 	}
+	if c, err := pki.ParseCert([]byte(s.vals[n.CACross()])); err == nil {
+		s.cross = c
+	}
 	s.phase, s.interrupted = phaseOf(n, s.pending, len(s.trust))
+	if s.phase == PhaseBegun && !s.interrupted {
+		s.interrupted = !s.begunComplete(roles)
+	}
 }
 
 // parseNodeCA checks the stored node-issuing pair: a matching pair, signed

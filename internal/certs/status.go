@@ -131,7 +131,7 @@ func (f *Fleet) observe(ctx context.Context, o StatusOptions) *observed {
 	// and every role as well.
 	sc := scope{caKey: true, kmsMode: kmsID != "", nodeCA: true, roles: pki.Roles, pending: true}
 	if srv := obs.server; srv != nil && srv.Store.Kind != "" && !srv.Store.EmbeddedIn(homeOf(o.ServerConfig)) {
-		if _, chain, err := pki.ParseChain([]byte(obs.server.Security.ServerCert)); err == nil && len(chain) > 0 {
+		if _, chain, err := issuedChain(obs.server.Security.ServerCert, obs.server.Security.CACert); err == nil && len(chain) > 0 {
 			obs.fleetNode = true
 			// A node that holds client configs (the one that created
 			// the fleet) checks them as an operator would.
@@ -312,7 +312,7 @@ func (g *grader) server(obs *observed, revoked map[string]bool) {
 		g.rep.raise(Broken, obs.serverErr.Error())
 		return
 	}
-	leaf, chain, err := pki.ParseChain([]byte(srv.Security.ServerCert))
+	leaf, chain, err := issuedChain(srv.Security.ServerCert, srv.Security.CACert)
 	if err != nil {
 		g.rep.raise(Broken, fmt.Sprintf("security.serverCert in %s: %v", path, err))
 		return
@@ -363,10 +363,11 @@ func (g *grader) server(obs *observed, revoked map[string]bool) {
 	g.add(cr)
 }
 
-// clientConfig flags an rnx config that is not what the store would give:
-// a client certificate that is not the store's current one, or a trust
-// that differs from the store's (stale after a rotation), or a file that
-// does not load.
+// clientConfig flags an rnx config that does not work with the fleet as the
+// store has it (Broken), will stop working at `rotate-ca finish`
+// (Attention), or is not what a refresh would give (Attention), or a file
+// that does not load: none is left stale and looking healthy. roles says
+// whether the roles' certificates were read (not by a node: it may not).
 func (g *grader) clientConfig(f rnxFile, s *state, roles bool) {
 	if f.err != nil {
 		g.rep.raise(Attention, f.err.Error())
@@ -374,17 +375,114 @@ func (g *grader) clientConfig(f rnxFile, s *state, roles bool) {
 	}
 	for _, name := range f.cfg.NodeNames() {
 		node := f.cfg.Nodes[name]
-		c, err := pki.ParseCert([]byte(node.Cert))
+		where := fmt.Sprintf("%s: node %q", f.path, name)
+		chain, err := pki.ParseCerts([]byte(node.Cert))
 		if err != nil {
-			g.rep.raise(Attention, fmt.Sprintf("%s: node %q: %v", f.path, name, err))
+			g.rep.raise(Attention, fmt.Sprintf("%s: %v", where, err))
 			continue
 		}
-		role, err := pki.RoleOf(c)
-		switch {
-		case err == nil && roles && node.Cert != s.vals[s.n.ClientCert(role)]:
-			g.rep.raise(Attention, fmt.Sprintf("%s: node %q holds the %s role's client certificate, but not the store's current one (run `rnx config refresh` with that config)", f.path, name, role))
-		case s.trust != nil && !pki.SameCertSet(node.CA, s.trust):
-			g.rep.raise(Attention, fmt.Sprintf("%s: node %q trusts other CAs than the store (run `rnx config refresh` with that config)", f.path, name))
+		role, err := pki.RoleOf(chain[0])
+		if err != nil {
+			g.rep.raise(Attention, fmt.Sprintf("%s: %v", where, err))
+			continue
+		}
+		level, problem := s.gradeClient(chain, node.CA, role, roles, g.now)
+		if level > OK {
+			g.rep.raise(level, where+": "+problem)
 		}
 	}
+}
+
+// gradeClient says whether a config's client chain and trust (caPEM) work
+// with the fleet now, will after the rotation's finish, and (when the
+// roles' certificates were read) are what a refresh would give.
+func (s *state) gradeClient(chain []*x509.Certificate, caPEM string, role pki.Role, roles bool, now time.Time) (int, string) {
+	const refresh = "run `rnx config refresh` with that config"
+	if s.ca == nil || s.trust == nil {
+		return OK, ""
+	}
+	trusts, _ := pki.ParseCerts([]byte(caPEM))
+	if err := verifyChain(chain, s.trust, now); err != nil {
+		return Broken, fmt.Sprintf("no longer works: its %s client certificate is not from a CA the fleet trusts (%v); %s", role, err, refresh)
+	}
+	if !s.verifiesServer(trusts, s.ca) {
+		return Broken, "no longer works: it does not trust the CA the nodes' certificates come from; " + refresh
+	}
+	if final := s.finalCA(); final != nil {
+		if verifyChain(chain, []*x509.Certificate{final}, now) != nil || !containsCert(trusts, final) {
+			return Attention, "works until `rotate-ca finish` only (its client certificate or its trust is the old CA's); " + refresh + " before then"
+		}
+	}
+	// The leaf decides: a cross certificate after it that no longer
+	// bridges anything is harmless.
+	want, _, err := s.clientMaterial(role)
+	if w, werr := pki.ParseCerts([]byte(want)); roles && err == nil && werr == nil && !w[0].Equal(chain[0]) {
+		return Attention, fmt.Sprintf("holds the %s role's client certificate, but not the one the store hands out now; %s", role, refresh)
+	}
+	switch {
+	case pki.SameCertSet(caPEM, s.trust), s.phase != PhaseStable:
+		// During a rotation a refreshed config trusts both CAs, as the
+		// store does.
+		return OK, ""
+	case !containsAll(trusts, s.trust):
+		return Attention, "trusts other CAs than the store; " + refresh
+	}
+	return Attention, "works, but still trusts a CA the fleet retired (a rotation finished since its last refresh); " + refresh + " to stop trusting it"
+}
+
+func containsAll(set, want []*x509.Certificate) bool {
+	for _, c := range want {
+		if !containsCert(set, c) {
+			return false
+		}
+	}
+	return true
+}
+
+// finalCA is the CA that stays trusted after the rotation's finish (the
+// pending one while begun, the current one once promoted), nil when stable.
+func (s *state) finalCA() *x509.Certificate {
+	switch s.phase {
+	case PhaseBegun:
+		return s.pendingCA()
+	case PhasePromoted:
+		return s.ca
+	}
+	return nil
+}
+
+// verifiesServer says whether a config trusting trusts verifies what nodes
+// serve from ca: ca itself, or the cross certificate to a CA it trusts.
+func (s *state) verifiesServer(trusts []*x509.Certificate, ca *x509.Certificate) bool {
+	if containsCert(trusts, ca) {
+		return true
+	}
+	for _, t := range trusts {
+		if s.cross != nil && pki.IsCrossOf(s.cross, ca, t) && containsCert(s.trust, t) {
+			return true
+		}
+	}
+	return false
+}
+
+func containsCert(set []*x509.Certificate, c *x509.Certificate) bool {
+	for _, x := range set {
+		if x.Equal(c) {
+			return true
+		}
+	}
+	return false
+}
+
+// verifyChain verifies a presented client chain (leaf first) against roots.
+func verifyChain(chain, roots []*x509.Certificate, now time.Time) error {
+	rp, ip := x509.NewCertPool(), x509.NewCertPool()
+	for _, r := range roots {
+		rp.AddCert(r)
+	}
+	for _, c := range chain[1:] {
+		ip.AddCert(c)
+	}
+	_, err := chain[0].Verify(x509.VerifyOptions{Roots: rp, Intermediates: ip, CurrentTime: now, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
+	return err
 }

@@ -145,7 +145,9 @@ func hintFor(msg string) string {
 		strings.Contains(msg, "remote error: tls: bad certificate"):
 		return "the server rejected this client certificate: it is not signed by the CA the node trusts, has expired, or was revoked. Get the current rnx-config.yml for this fleet (`rnx config refresh`)"
 	case strings.Contains(msg, "remote error: tls: certificate required"):
-		return "the server requires a client certificate and none was sent"
+		// A TLS 1.3 server names the CAs it accepts; a Go client sends no
+		// certificate when its own is from none of them.
+		return "the server rejected this client certificate: it requires one from a CA it trusts and this config has none (no certificate, or one from another CA). Get the current rnx-config.yml for this fleet (`rnx config refresh`)"
 	case strings.Contains(msg, "remote error: tls: protocol version not supported"):
 		return "the server and this client share no TLS version (joblet requires TLS 1.3)"
 	case strings.Contains(msg, "connection refused"):

@@ -98,20 +98,21 @@ func NewCA(key crypto.Signer, now time.Time, lifetime time.Duration) (*x509.Cert
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber: serial,
-		Subject: pkix.Name{
-			Organization:       []string{Organization},
-			OrganizationalUnit: []string{"CA"},
-			CommonName:         "Joblet-CA",
-		},
+		// Each CA's name is its own (the key id in serialNumber): during a
+		// rotation two CAs are trusted at once, and verifiers (openssl,
+		// TLS 1.3's certificate_authorities) tell issuers apart by name. A
+		// cross-signed CA whose name equaled its issuer's would read as
+		// self-signed to openssl.
+		Subject:               caName(ski),
 		NotBefore:             now.Add(-backdate(lifetime)),
 		NotAfter:              now.Add(lifetime),
 		IsCA:                  true,
 		BasicConstraintsValid: true,
 		// No path length limit: the root signs the node-issuing CA (which
 		// has pathlen 0) and, in a rotation, its successor is cross-signed
-		// by it, so it sits two CAs above a server certificate. Every CA
-		// under it is constrained; the root's key never leaves the
-		// operator's flows.
+		// by it, so it sits two CAs above a server certificate. A pathlen 0
+		// root cannot anchor that: Go counts every intermediate against it
+		// (RFC 5280 would exempt a self-issued one; Go does not).
 		MaxPathLen:     -1,
 		KeyUsage:       x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
 		SubjectKeyId:   ski,

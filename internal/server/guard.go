@@ -95,12 +95,16 @@ func check(chain []*x509.Certificate, creds *Credentials, now time.Time) error {
 			until = c.NotAfter
 		}
 	}
-	err := checkNow(leaf, creds, now)
+	err := checkNow(leaf, chain[1:], creds, now)
 	creds.verdicts.put(leaf.Raw, verdict{err: err, until: until})
 	return err
 }
 
-func checkNow(leaf *x509.Certificate, creds *Credentials, now time.Time) error {
+// checkNow verifies leaf again with the certificates it came with as
+// intermediates: a client of a rotation's new CA presents the cross
+// certificate that makes it verify against a node that trusts only the old
+// CA (see certs/cross.go).
+func checkNow(leaf *x509.Certificate, with []*x509.Certificate, creds *Credentials, now time.Time) error {
 	who := fmt.Sprintf("client certificate %q (serial %s)", leaf.Subject.CommonName, pki.SerialHex(leaf.SerialNumber))
 	if !now.Before(leaf.NotAfter) {
 		return fmt.Errorf("%s expired at %s: get a renewed rnx-config.yml (`rnx config refresh`)", who, leaf.NotAfter.UTC().Format(time.RFC3339))
@@ -108,7 +112,11 @@ func checkNow(leaf *x509.Certificate, creds *Credentials, now time.Time) error {
 	if creds.Revoked[leaf.SerialNumber.Text(16)] {
 		return fmt.Errorf("%s has been revoked: this node's current CRL lists it; have the role re-issued (`joblet certs reissue --role ROLE`), then `rnx config refresh`", who)
 	}
-	_, err := leaf.Verify(x509.VerifyOptions{Roots: creds.CAs, CurrentTime: now, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
+	inter := x509.NewCertPool()
+	for _, c := range with {
+		inter.AddCert(c)
+	}
+	_, err := leaf.Verify(x509.VerifyOptions{Roots: creds.CAs, Intermediates: inter, CurrentTime: now, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
 	if err != nil {
 		// Not the x509 text: "signed by unknown authority" would read, to
 		// rnx, as a verdict on the server's certificate.

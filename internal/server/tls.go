@@ -58,19 +58,29 @@ func CredentialsFromConfig(s config.Security) (*Credentials, error) {
 // anchorSHA256 is the fingerprint of the trusted CA the served certificate
 // chains to: the root that signed it, or the root that signed the
 // node-issuing CA that signed it; "" when none of the trusted CAs does.
+//
+// The walk stops at the first trusted CA: during a CA rotation the chain
+// goes on past the new root to its cross certificate from the old one
+// (certs/cross.go), and the node's certificate is the new root's.
 func (c *Credentials) anchorSHA256() string {
+	trustedSigner := func(cert *x509.Certificate) string {
+		for _, ca := range c.CAList {
+			if cert.CheckSignatureFrom(ca) == nil {
+				return pki.Fingerprint(ca)
+			}
+		}
+		return ""
+	}
 	signer := c.Leaf
 	for _, der := range c.Cert.Certificate[1:] {
+		if fp := trustedSigner(signer); fp != "" {
+			return fp
+		}
 		if inter, err := x509.ParseCertificate(der); err == nil && signer.CheckSignatureFrom(inter) == nil {
 			signer = inter
 		}
 	}
-	for _, ca := range c.CAList {
-		if signer.CheckSignatureFrom(ca) == nil {
-			return pki.Fingerprint(ca)
-		}
-	}
-	return ""
+	return trustedSigner(signer)
 }
 
 // tlsSource serves the current credentials to every new handshake. Swapping
