@@ -87,8 +87,9 @@ func TestAccessDenied(t *testing.T) {
 	harness.MustRun(t, env, joblet, "certs", "bootstrap")
 	calls := harness.Count(proxy.Calls())
 	t.Logf("joining node without BatchGetSecretValue: %v", calls)
-	// The ten shared secrets, the trust bundle and the CRL, one by one.
-	want := len(certs.Names{Prefix: "joblet"}.All()) + 2
+	// What a node reads (the root certificate, the node-issuing pair, the
+	// trust bundle, the CRL, the rotation's cross certificate), one by one.
+	want := len(certs.Names{Prefix: "joblet"}.Node())
 	if calls["BatchGetSecretValue"] != 1 || calls["GetSecretValue"] != want || len(calls) != 2 {
 		t.Errorf("calls %v: want one denied batch read, then %d GetSecretValue", calls, want)
 	}

@@ -68,9 +68,15 @@ func TestFleetBehindHAProxy(t *testing.T) {
 	if out := harness.MustRun(t, env, rnx, "job", "run", "--follow", "sh", "-c", "echo via-lb").Stdout; out != "via-lb\n" {
 		t.Fatalf("job through the balancer printed %q", out)
 	}
-	// Every role's config works through the balancer.
+	// Every role's config (from node 1, which created the fleet: the
+	// others joined and hold none) works through the balancer.
+	for _, h := range homes[1:] {
+		if keys, files := privateKeysIn(t, h); keys != 1 {
+			t.Errorf("a joined node holds %d private keys (%v)", keys, files)
+		}
+	}
 	for _, role := range []string{"maintainer", "developer", "reader"} {
-		harness.MustRun(t, harness.Env("RNX_CONFIG="+filepath.Join(homes[2], "config", "rnx-config-"+role+".yml")), rnx, "job", "list")
+		harness.MustRun(t, harness.Env("RNX_CONFIG="+filepath.Join(homes[0], "config", "rnx-config-"+role+".yml")), rnx, "job", "list")
 	}
 
 	// A node of another fleet (another prefix, so another CA) is refused by

@@ -115,17 +115,18 @@ func TestKMSCA(t *testing.T) {
 					}
 				}
 			}
-			// First node: 1 self-signature + 4 client certificates + its
-			// server certificate; a joining node signs only its own.
-			if first["Sign"] != 6 || join["Sign"] != 1 {
-				t.Errorf("kms:Sign calls: first node %d, joining node %d; want 6 and 1", first["Sign"], join["Sign"])
+			// First node: the root's self-signature, the node-issuing CA
+			// and 4 client certificates; its own server certificate and a
+			// joining node's come from the node-issuing CA: no KMS call.
+			if first["Sign"] != 6 || join["Sign"] != 0 || join["GetPublicKey"] != 0 {
+				t.Errorf("kms calls: first node %d Sign, joining node %v; want 6 and none", first["Sign"], join)
 			}
 			t.Logf("%s: first node %v; joining node %v", spec, first, join)
 			vals := checkKMSStore(t, arn)
-			for _, h := range []string{home1, home2} {
+			for h, want := range map[string]string{home1: arn, home2: ""} {
 				s := serverConfig(t, h)
-				if s.Security.CAKMSKeyID != arn {
-					t.Errorf("%s: caKmsKeyId %q", h, s.Security.CAKMSKeyID)
+				if s.Security.CAKMSKeyID != want {
+					t.Errorf("%s: caKmsKeyId %q, want %q (only the node that created the fleet signed with the root)", h, s.Security.CAKMSKeyID, want)
 				}
 				openssl.Verify(t, []byte(vals[kmsNames.CACert()]), []byte(s.Security.ServerCert), "sslserver")
 			}
@@ -233,40 +234,62 @@ func TestKMSModeMismatchRefused(t *testing.T) {
 	joblet, _ := harness.Bins(t)
 	arn := kmsKey(t, "ECC_NIST_P256")
 
-	// A fleet with its CA key in the store, then a node given a KMS key.
+	// The modes matter where the root signs: the operator's flows (here
+	// certs init, which creates or completes a fleet) and a first node.
+	// A joining node signs with the node-issuing CA and ignores the
+	// setting, saying so.
+	operator := func(env []string) (harness.Result, string) {
+		out := filepath.Join(t.TempDir(), "configs")
+		return harness.Run(t, env, joblet, "certs", "init", "--address", "lb.example.com:50051", "--out", out), out
+	}
+	noConfigs := func(dir string) {
+		t.Helper()
+		if _, err := os.Stat(dir); err == nil {
+			t.Fatalf("a refused init wrote %s", dir)
+		}
+	}
+
+	// A fleet with its CA key in the store, then the operator given a KMS key.
 	_, _, env := smNode(t, moto.URL, "SECRETS_PREFIX=stored")
 	harness.MustRun(t, env, joblet, "certs", "bootstrap")
-	home, _, kenv := smNode(t, moto.URL, "SECRETS_PREFIX=stored", "JOBLET_CA_KMS_KEY_ID="+arn)
-	r := harness.Run(t, kenv, joblet, "certs", "bootstrap")
+	_, _, kenv := smNode(t, moto.URL, "SECRETS_PREFIX=stored", "JOBLET_CA_KMS_KEY_ID="+arn)
+	r, out := operator(kenv)
 	if r.Code != 1 || !strings.Contains(r.Stderr, "kept in the store as stored/ca-key") || !strings.Contains(r.Stderr, "in AWS KMS") {
 		t.Fatalf("KMS key given to a stored-key fleet: %s", r)
 	}
-	noFiles(t, home)
-	reliability.Record(t, "KMS CA", "a node given a KMS key joins a fleet whose CA key is in the store", "exit 1: "+lastLine(r.Stderr))
+	noConfigs(out)
+	reliability.Record(t, "KMS CA", "the operator (certs init) given a KMS key for a fleet whose CA key is in the store", "exit 1: "+lastLine(r.Stderr))
+	jhome, _, jenv := smNode(t, moto.URL, "SECRETS_PREFIX=stored", "JOBLET_CA_KMS_KEY_ID="+arn)
+	if r := harness.MustRun(t, jenv, joblet, "certs", "bootstrap"); !strings.Contains(r.Stdout, "it is not used here") {
+		t.Fatalf("a joining node given a KMS key: %s", r)
+	}
+	if serverConfig(t, jhome).Security.CAKMSKeyID != "" {
+		t.Fatal("a joining node recorded a KMS key it does not use")
+	}
 
-	// A KMS fleet, then a node without the KMS key.
+	// A KMS fleet, then the operator without the KMS key.
 	_, _, kenv = smNode(t, moto.URL, "JOBLET_CA_KMS_KEY_ID="+arn)
 	harness.MustRun(t, kenv, joblet, "certs", "bootstrap")
-	home, _, env = smNode(t, moto.URL)
-	r = harness.Run(t, env, joblet, "certs", "bootstrap")
+	_, _, env = smNode(t, moto.URL)
+	r, out = operator(env)
 	if r.Code != 1 || !strings.Contains(r.Stderr, "JOBLET_CA_KMS_KEY_ID="+arn) {
-		t.Fatalf("a node without the KMS key in a KMS fleet: %s", r)
+		t.Fatalf("the operator without the KMS key in a KMS fleet: %s", r)
 	}
-	noFiles(t, home)
-	reliability.Record(t, "KMS CA", "a node without the KMS key joins a fleet whose CA key is in KMS", "exit 1: "+lastLine(r.Stderr))
+	noConfigs(out)
+	reliability.Record(t, "KMS CA", "the operator (certs init) without the KMS key, in a fleet whose CA key is in KMS", "exit 1: "+lastLine(r.Stderr))
 
-	// A node given another KMS key.
+	// The operator given another KMS key.
 	other := kmsKey(t, "ECC_NIST_P256")
-	home, _, env = smNode(t, moto.URL, "JOBLET_CA_KMS_KEY_ID="+other)
-	r = harness.Run(t, env, joblet, "certs", "bootstrap")
+	_, _, env = smNode(t, moto.URL, "JOBLET_CA_KMS_KEY_ID="+other)
+	r, out = operator(env)
 	if r.Code != 1 || !strings.Contains(r.Stderr, "this fleet's CA key is KMS key "+arn) {
 		t.Fatalf("another KMS key: %s", r)
 	}
-	noFiles(t, home)
+	noConfigs(out)
 
 	// A key that cannot sign certificates.
 	enc := strings.TrimSpace(awsCLI(t, "kms", "create-key", "--query", "KeyMetadata.Arn", "--output", "text"))
-	home, _, env = smNode(t, moto.URL, "SECRETS_PREFIX=enc", "JOBLET_CA_KMS_KEY_ID="+enc)
+	home, _, env := smNode(t, moto.URL, "SECRETS_PREFIX=enc", "JOBLET_CA_KMS_KEY_ID="+enc)
 	r = harness.Run(t, env, joblet, "certs", "bootstrap")
 	if r.Code != 1 || !strings.Contains(r.Stderr, "SIGN_VERIFY") {
 		t.Fatalf("a symmetric key: %s", r)
@@ -369,8 +392,10 @@ func TestMigrationToKMSWithoutDowntime(t *testing.T) {
 	}
 	for i, n := range nodes {
 		cfg := serverConfig(t, n.home)
-		if cfg.Security.CAKMSKeyID != arn {
-			t.Errorf("node %d: caKmsKeyId %q after renewing through KMS", i+1, cfg.Security.CAKMSKeyID)
+		// Nodes renewed from the node-issuing CA, re-signed by the KMS
+		// root at promote: they never needed the KMS key.
+		if _, chain, _ := pki.ParseChain([]byte(cfg.Security.ServerCert)); len(chain) == 0 || chain[0].CheckSignatureFrom(ca) != nil {
+			t.Errorf("node %d does not serve from a node-issuing CA under the KMS root", i+1)
 		}
 		openssl.Verify(t, []byte(vals[kmsNames.CACert()]), []byte(cfg.Security.ServerCert), "sslserver")
 	}
@@ -382,13 +407,10 @@ func TestMigrationToKMSWithoutDowntime(t *testing.T) {
 	harness.MustRun(t, kenv, joblet, "certs", "bootstrap")
 	openssl.Verify(t, []byte(vals[kmsNames.CACert()]), []byte(serverConfig(t, home).Security.ServerCert), "sslserver")
 	home, _, penv := smNode(t, moto.URL)
-	r := harness.Run(t, penv, joblet, "certs", "bootstrap")
-	if r.Code != 1 || !strings.Contains(r.Stderr, "JOBLET_CA_KMS_KEY_ID="+arn) {
-		t.Fatalf("a node without the KMS key after the migration: %s", r)
-	}
-	noFiles(t, home)
+	harness.MustRun(t, penv, joblet, "certs", "bootstrap")
+	openssl.Verify(t, []byte(vals[kmsNames.CACert()]), []byte(serverConfig(t, home).Security.ServerCert), "sslserver")
 	reliability.Record(t, "rotation", "move the CA key from the store to AWS KMS (rotate-ca begin --ca-kms-key-id, promote, finish) on 3 nodes behind HAProxy under load",
-		fmt.Sprintf("%d requests at %.0f/s, %d failed; running nodes renewed through KMS by themselves; new nodes join in KMS mode, others are refused", total, rate, failed))
+		fmt.Sprintf("%d requests at %.0f/s, %d failed; running nodes renewed from the node-issuing CA re-signed by the KMS root; new nodes join with or without the KMS key (they need none)", total, rate, failed))
 }
 
 // SIGKILL right after each store write of each step of a migration to a

@@ -70,14 +70,17 @@ func (n Names) Reissue(role pki.Role, serial string) string {
 	return n.Prefix + "/client-reissue/" + string(role) + "-" + serial
 }
 
-// All lists every shared secret: the CA pair, the node-issuing pair, then
-// each role's pair (the order a first node creates them in).
+// All lists every shared secret in the order a first node creates them:
+// the CA pair, each role's pair, then the node-issuing pair. The
+// node-issuing pair comes last because it is what a joining node reads to
+// join: a fleet whose creator crashed before it is completed by the next
+// node that may create (a joining node cannot see the role pairs).
 func (n Names) All() []string {
-	out := []string{n.CACert(), n.CAKey(), n.NodeCACert(), n.NodeCAKey()}
+	out := []string{n.CACert(), n.CAKey()}
 	for _, r := range pki.Roles {
 		out = append(out, n.ClientCert(r), n.ClientKey(r))
 	}
-	return out
+	return append(out, n.NodeCACert(), n.NodeCAKey())
 }
 
 // Shared lists the shared secrets of a fleet in one CA key mode: All, with
@@ -87,11 +90,11 @@ func (n Names) Shared(kmsMode bool) []string {
 	if !kmsMode {
 		return n.All()
 	}
-	out := []string{n.CACert(), n.NodeCACert(), n.NodeCAKey()}
+	out := []string{n.CACert()}
 	for _, r := range pki.Roles {
 		out = append(out, n.ClientCert(r), n.ClientKey(r))
 	}
-	return append(out, n.CAKMSKey())
+	return append(out, n.NodeCACert(), n.NodeCAKey(), n.CAKMSKey())
 }
 
 // Description is the human text stored with each secret, as the spec lists.

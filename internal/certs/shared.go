@@ -54,6 +54,11 @@ func (b *bootstrapper) join(ctx context.Context) (sh *shared, ok bool, err error
 	if st.nodeCAErr != nil {
 		return nil, true, st.nodeCAErr
 	}
+	if b.o.CAKMSKeyID != "" {
+		msg := "JOBLET_CA_KMS_KEY_ID (--ca-kms-key-id) is set, but a joining node signs nothing with the root's key (it signs with the node-issuing CA): it is not used here, and the node needs no KMS access"
+		b.f.Log.Info(msg)
+		b.res.Warnings = append(b.res.Warnings, msg)
+	}
 	sh = &shared{ca: pki.CA{Cert: st.ca}, caPEM: st.vals[n.CACert()], issuer: *st.nodeCA, trust: st.trust, crlPEM: st.vals[n.CRL()]}
 	b.res.Items = append(b.res.Items,
 		item("CA Certificate", Retrieved, b.where(n.CACert()), st.ca),
@@ -133,9 +138,6 @@ func (b *bootstrapper) ensure(ctx context.Context) (*shared, error) {
 	}
 	sh.crlPEM = vals[b.names.CRL()]
 	b.res.Items = append(b.res.Items, item("CA Certificate", action, b.where(b.names.CACert()), caCert))
-	if err := b.ensureNodeCA(ctx, vals, sh); err != nil {
-		return nil, err
-	}
 
 	for _, role := range pki.Roles {
 		role := role
@@ -151,6 +153,11 @@ func (b *bootstrapper) ensure(ctx context.Context) (*shared, error) {
 		}
 		sh.clients[role] = p
 		b.res.Items = append(b.res.Items, item(roleTitle(role), action, b.where(b.names.ClientCert(role)), p.cert))
+	}
+	// Last: the node-issuing pair is what a joining node joins with, so
+	// the fleet it finds is whole.
+	if err := b.ensureNodeCA(ctx, vals, sh); err != nil {
+		return nil, err
 	}
 	// Role keys go to client configs only on the node that created the
 	// fleet, an embedded node (its own operator), or in a fleet from before
@@ -500,14 +507,14 @@ func (b *bootstrapper) claimFirst(ctx context.Context, vals map[string]string, n
 // awaitFleet waits for the node that won the first claim to create the
 // rest of the fleet, with a growing pause between tries. A try reads the
 // whole state (one batch call) first, every fourth time, and once the last
-// secret a creating node writes is there; the tries between read that one
+// secret a creating node writes (the node-issuing CA) is there; the tries between read that one
 // secret only, so a burst of waiting nodes under Secrets Manager's quotas
 // spends the large GetSecretValue quota, one call each, not the batch one.
 // It returns when every shared secret is there, or when nothing new has
 // appeared for stall (the winner crashed: this node then completes what is
 // missing, as after any crash). seen is how many were there already.
 func (b *bootstrapper) awaitFleet(ctx context.Context, seen int, stall time.Duration) (map[string]string, error) {
-	last := b.names.ClientCert(pki.Roles[len(pki.Roles)-1])
+	last := b.names.NodeCACert() // the last secret a creating node writes
 	sc := b.scope()
 	pause, progress := b.o.AwaitFirst, time.Now()
 	for try := 1; ; try++ {
