@@ -159,7 +159,6 @@ func TestIAMPolicies(t *testing.T) {
 	harness.MustRun(t, append(env, "RNX_CONFIG="+got), rnx, "config", "init", "--role", "reader", "--address", "lb.example.com:50051")
 	checkFlow(t, "client-reader", policies["client-reader"], proxy.Recorded())
 
-
 	_, _, env = smNode(t, proxy.URL, creds["rotation"]...)
 	for _, step := range []string{"begin", "status", "promote", "finish", "begin", "abort"} {
 		harness.MustRun(t, env, joblet, "certs", "rotate-ca", step)
