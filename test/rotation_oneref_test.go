@@ -67,11 +67,21 @@ func rotateWithOneRefresh(t *testing.T, nodeEnv []string, beginFlags ...string) 
 	stockClients(t, never, lb, "never refreshed, after promote")
 	stockClients(t, afterBegin, lb, "refreshed after begin, after promote")
 
+	// While the never-refreshed client still runs, the nodes have seen
+	// client certificates of the outgoing CA: finish refuses and says so.
+	probe := directConfig(t, afterPromote, lb, nodes[0].addr)
+	r := harness.Run(t, env, joblet, "certs", "rotate-ca", "finish", "--nodes", strings.Join(addrs, ","), "--rnx-config", probe)
+	if r.Code != 1 || !strings.Contains(r.Stderr, "clients still present certificates of the outgoing CA") {
+		t.Fatalf("finish while an old-CA client runs: %s", r)
+	}
+	reliability.Record(t, "rotation", "rotate-ca finish --nodes while a client still presents an old-CA certificate", "refused: "+lastLine(r.Stderr))
+
 	total, failed, rate, errs := loops["never refreshed"].finish()
 	logLoop(t, "never refreshed, through begin and promote", total, failed, rate, errs)
 	delete(loops, "never refreshed")
+	time.Sleep(2 * time.Second) // out of the window below
 
-	out := harness.MustRun(t, env, joblet, "certs", "rotate-ca", "finish", "--nodes", strings.Join(addrs, ","), "--rnx-config", directConfig(t, afterPromote, lb, nodes[0].addr)).Stdout
+	out := harness.MustRun(t, env, joblet, "certs", "rotate-ca", "finish", "--nodes", strings.Join(addrs, ","), "--rnx-config", probe, "--client-window", "1s").Stdout
 	if !strings.Contains(out, "phase stable") {
 		t.Fatalf("finish:\n%s", out)
 	}

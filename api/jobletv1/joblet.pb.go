@@ -695,7 +695,12 @@ type NodeInfo struct {
 	Crl []byte `protobuf:"bytes,7,opt,name=crl,proto3" json:"crl,omitempty"`
 	// The containment jobs get on this node: "full (uid 999, network none,
 	// ...)", "none (...)", or "unavailable: <why>" (jobs are then refused).
-	JobIsolation  string `protobuf:"bytes,8,opt,name=job_isolation,json=jobIsolation,proto3" json:"job_isolation,omitempty"`
+	JobIsolation string `protobuf:"bytes,8,opt,name=job_isolation,json=jobIsolation,proto3" json:"job_isolation,omitempty"`
+	// The client certificates this node verified since it started, by the
+	// key id of the CA that issued them: during a CA rotation, an operator
+	// (rotate-ca status --nodes, rotate-ca finish) sees whether clients still
+	// present certificates of the outgoing CA.
+	ClientIssuers []*ClientIssuer `protobuf:"bytes,9,rep,name=client_issuers,json=clientIssuers,proto3" json:"client_issuers,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -786,6 +791,73 @@ func (x *NodeInfo) GetJobIsolation() string {
 	return ""
 }
 
+func (x *NodeInfo) GetClientIssuers() []*ClientIssuer {
+	if x != nil {
+		return x.ClientIssuers
+	}
+	return nil
+}
+
+type ClientIssuer struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	KeyId         string                 `protobuf:"bytes,1,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"` // hex, the issuing CA's subject key id
+	Handshakes    int64                  `protobuf:"varint,2,opt,name=handshakes,proto3" json:"handshakes,omitempty"`
+	LastSeenUnix  int64                  `protobuf:"varint,3,opt,name=last_seen_unix,json=lastSeenUnix,proto3" json:"last_seen_unix,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClientIssuer) Reset() {
+	*x = ClientIssuer{}
+	mi := &file_joblet_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClientIssuer) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClientIssuer) ProtoMessage() {}
+
+func (x *ClientIssuer) ProtoReflect() protoreflect.Message {
+	mi := &file_joblet_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClientIssuer.ProtoReflect.Descriptor instead.
+func (*ClientIssuer) Descriptor() ([]byte, []int) {
+	return file_joblet_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *ClientIssuer) GetKeyId() string {
+	if x != nil {
+		return x.KeyId
+	}
+	return ""
+}
+
+func (x *ClientIssuer) GetHandshakes() int64 {
+	if x != nil {
+		return x.Handshakes
+	}
+	return 0
+}
+
+func (x *ClientIssuer) GetLastSeenUnix() int64 {
+	if x != nil {
+		return x.LastSeenUnix
+	}
+	return 0
+}
+
 var File_joblet_proto protoreflect.FileDescriptor
 
 const file_joblet_proto_rawDesc = "" +
@@ -835,7 +907,7 @@ const file_joblet_proto_rawDesc = "" +
 	"\rdropped_bytes\x18\x03 \x01(\x03R\fdroppedBytes\" \n" +
 	"\x0eStopJobRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"\x14\n" +
-	"\x12GetNodeInfoRequest\"\xba\x02\n" +
+	"\x12GetNodeInfoRequest\"\xfa\x02\n" +
 	"\bNodeInfo\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12,\n" +
@@ -845,7 +917,14 @@ const file_joblet_proto_rawDesc = "" +
 	"callerRole\x129\n" +
 	"\x19server_cert_issuer_sha256\x18\x06 \x01(\tR\x16serverCertIssuerSha256\x12\x10\n" +
 	"\x03crl\x18\a \x01(\fR\x03crl\x12#\n" +
-	"\rjob_isolation\x18\b \x01(\tR\fjobIsolation*F\n" +
+	"\rjob_isolation\x18\b \x01(\tR\fjobIsolation\x12>\n" +
+	"\x0eclient_issuers\x18\t \x03(\v2\x17.joblet.v1.ClientIssuerR\rclientIssuers\"k\n" +
+	"\fClientIssuer\x12\x15\n" +
+	"\x06key_id\x18\x01 \x01(\tR\x05keyId\x12\x1e\n" +
+	"\n" +
+	"handshakes\x18\x02 \x01(\x03R\n" +
+	"handshakes\x12$\n" +
+	"\x0elast_seen_unix\x18\x03 \x01(\x03R\flastSeenUnix*F\n" +
 	"\x06Stream\x12\x16\n" +
 	"\x12STREAM_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rSTREAM_STDOUT\x10\x01\x12\x11\n" +
@@ -874,7 +953,7 @@ func file_joblet_proto_rawDescGZIP() []byte {
 }
 
 var file_joblet_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_joblet_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_joblet_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_joblet_proto_goTypes = []any{
 	(Stream)(0),                 // 0: joblet.v1.Stream
 	(*RunJobRequest)(nil),       // 1: joblet.v1.RunJobRequest
@@ -887,27 +966,29 @@ var file_joblet_proto_goTypes = []any{
 	(*StopJobRequest)(nil),      // 8: joblet.v1.StopJobRequest
 	(*GetNodeInfoRequest)(nil),  // 9: joblet.v1.GetNodeInfoRequest
 	(*NodeInfo)(nil),            // 10: joblet.v1.NodeInfo
+	(*ClientIssuer)(nil),        // 11: joblet.v1.ClientIssuer
 }
 var file_joblet_proto_depIdxs = []int32{
 	2,  // 0: joblet.v1.ListJobsResponse.jobs:type_name -> joblet.v1.Job
 	0,  // 1: joblet.v1.LogChunk.stream:type_name -> joblet.v1.Stream
-	1,  // 2: joblet.v1.JobService.RunJob:input_type -> joblet.v1.RunJobRequest
-	3,  // 3: joblet.v1.JobService.ListJobs:input_type -> joblet.v1.ListJobsRequest
-	5,  // 4: joblet.v1.JobService.GetJobStatus:input_type -> joblet.v1.GetJobStatusRequest
-	6,  // 5: joblet.v1.JobService.GetJobLogs:input_type -> joblet.v1.GetJobLogsRequest
-	8,  // 6: joblet.v1.JobService.StopJob:input_type -> joblet.v1.StopJobRequest
-	9,  // 7: joblet.v1.NodeService.GetNodeInfo:input_type -> joblet.v1.GetNodeInfoRequest
-	2,  // 8: joblet.v1.JobService.RunJob:output_type -> joblet.v1.Job
-	4,  // 9: joblet.v1.JobService.ListJobs:output_type -> joblet.v1.ListJobsResponse
-	2,  // 10: joblet.v1.JobService.GetJobStatus:output_type -> joblet.v1.Job
-	7,  // 11: joblet.v1.JobService.GetJobLogs:output_type -> joblet.v1.LogChunk
-	2,  // 12: joblet.v1.JobService.StopJob:output_type -> joblet.v1.Job
-	10, // 13: joblet.v1.NodeService.GetNodeInfo:output_type -> joblet.v1.NodeInfo
-	8,  // [8:14] is the sub-list for method output_type
-	2,  // [2:8] is the sub-list for method input_type
-	2,  // [2:2] is the sub-list for extension type_name
-	2,  // [2:2] is the sub-list for extension extendee
-	0,  // [0:2] is the sub-list for field type_name
+	11, // 2: joblet.v1.NodeInfo.client_issuers:type_name -> joblet.v1.ClientIssuer
+	1,  // 3: joblet.v1.JobService.RunJob:input_type -> joblet.v1.RunJobRequest
+	3,  // 4: joblet.v1.JobService.ListJobs:input_type -> joblet.v1.ListJobsRequest
+	5,  // 5: joblet.v1.JobService.GetJobStatus:input_type -> joblet.v1.GetJobStatusRequest
+	6,  // 6: joblet.v1.JobService.GetJobLogs:input_type -> joblet.v1.GetJobLogsRequest
+	8,  // 7: joblet.v1.JobService.StopJob:input_type -> joblet.v1.StopJobRequest
+	9,  // 8: joblet.v1.NodeService.GetNodeInfo:input_type -> joblet.v1.GetNodeInfoRequest
+	2,  // 9: joblet.v1.JobService.RunJob:output_type -> joblet.v1.Job
+	4,  // 10: joblet.v1.JobService.ListJobs:output_type -> joblet.v1.ListJobsResponse
+	2,  // 11: joblet.v1.JobService.GetJobStatus:output_type -> joblet.v1.Job
+	7,  // 12: joblet.v1.JobService.GetJobLogs:output_type -> joblet.v1.LogChunk
+	2,  // 13: joblet.v1.JobService.StopJob:output_type -> joblet.v1.Job
+	10, // 14: joblet.v1.NodeService.GetNodeInfo:output_type -> joblet.v1.NodeInfo
+	9,  // [9:15] is the sub-list for method output_type
+	3,  // [3:9] is the sub-list for method input_type
+	3,  // [3:3] is the sub-list for extension type_name
+	3,  // [3:3] is the sub-list for extension extendee
+	0,  // [0:3] is the sub-list for field type_name
 }
 
 func init() { file_joblet_proto_init() }
@@ -921,7 +1002,7 @@ func file_joblet_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_joblet_proto_rawDesc), len(file_joblet_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   10,
+			NumMessages:   11,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

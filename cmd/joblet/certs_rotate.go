@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -61,6 +62,7 @@ func (c *cli) rotateStep(name, short string, step rotationStep) *cobra.Command {
 	sf := addStoreFlags(fs, set)
 	var home, keyType, caLife, nodes, rnxCfg string
 	var asJSON, force bool
+	window := time.Hour
 	fs.StringVar(&home, "home", config.Home(), "joblet home: embedded mode's local store (env JOBLET_HOME)")
 	fs.BoolVar(&asJSON, "json", false, "print the rotation status as JSON")
 	if name == "begin" {
@@ -70,9 +72,10 @@ func (c *cli) rotateStep(name, short string, step rotationStep) *cobra.Command {
 	if name == "status" || name == "finish" {
 		fs.StringVar(&nodes, "nodes", os.Getenv("JOBLET_NODES"), "comma list of node addresses (HOST:PORT) to ask which CA signed the certificate they serve (env JOBLET_NODES)")
 		fs.StringVar(&rnxCfg, "rnx-config", filepath.Join(config.Home(), "config", "rnx-config.yml"), "the operator rnx config used to ask the nodes")
+		fs.DurationVar(&window, "client-window", window, "with --nodes: count the client certificates of the outgoing CA the nodes verified within this long")
 	}
 	if name == "finish" {
-		fs.BoolVar(&force, "force", false, "finish even while nodes still serve a certificate from the old CA, or without asking any (--nodes)")
+		fs.BoolVar(&force, "force", false, "finish even while nodes still serve a certificate from the old CA or see clients with one, or without asking any (--nodes)")
 	}
 	cmd.RunE = func(*cobra.Command, []string) error {
 		var kt pki.KeyType
@@ -101,7 +104,7 @@ func (c *cli) rotateStep(name, short string, step rotationStep) *cobra.Command {
 		}
 		fl.KeyType, fl.CALifetime = kt, life
 		if name == "finish" {
-			if err := c.finishGate(ctx, fl, nodes, info, force); err != nil {
+			if err := c.finishGate(ctx, fl, nodes, rnxCfg, info, force, time.Now().Add(-window)); err != nil {
 				return err
 			}
 		}
@@ -110,7 +113,10 @@ func (c *cli) rotateStep(name, short string, step rotationStep) *cobra.Command {
 			return fmt.Errorf("rotate-ca %s: %w", name, err)
 		}
 		if info != nil {
-			st.Nodes = certs.ProbeNodes(ctx, pki.SplitList(nodes), st.Current.Fingerprint, info)
+			st.Nodes = certs.ProbeNodes(ctx, pki.SplitList(nodes), st.Current.Fingerprint, info, st.Outgoing(), time.Now().Add(-window))
+			if probeIsOutgoing(rnxCfg, st.Outgoing()) {
+				fmt.Fprintf(c.stderr, "joblet: warning: the client certificate in %s is from the outgoing CA: the nodes count its own handshakes among the outgoing CA's clients; refresh it (`rnx --config %s config refresh`)\n", rnxCfg, rnxCfg)
+			}
 		}
 		if asJSON {
 			return printJSON(c.stdout, st)
@@ -125,7 +131,7 @@ func (c *cli) rotateStep(name, short string, step rotationStep) *cobra.Command {
 // finish, and refuses (without --force) while one still serves the old
 // CA's: once the old CA leaves the trust, clients refreshed after finish
 // could not verify it. Without --nodes it cannot know, and says so.
-func (c *cli) finishGate(ctx context.Context, fl *certs.Fleet, nodes string, info certs.NodeInfo, force bool) error {
+func (c *cli) finishGate(ctx context.Context, fl *certs.Fleet, nodes, rnxCfg string, info certs.NodeInfo, force bool, since time.Time) error {
 	if info == nil {
 		if !force {
 			fmt.Fprintln(c.stderr, "joblet: warning: rotate-ca finish cannot check which CA the nodes serve from without --nodes (or JOBLET_NODES); check with `rotate-ca status --nodes` first")
@@ -139,7 +145,10 @@ func (c *cli) finishGate(ctx context.Context, fl *certs.Fleet, nodes string, inf
 	if st.Phase != certs.PhasePromoted {
 		return nil // the step itself says what is wrong, or that it is done
 	}
-	warnings, err := certs.FinishGate(certs.ProbeNodes(ctx, pki.SplitList(nodes), st.Current.Fingerprint, info))
+	if probeIsOutgoing(rnxCfg, st.Outgoing()) && !force {
+		return fmt.Errorf("rotate-ca finish: the client certificate in %s (used to ask the nodes) is from the outgoing CA, so the nodes count its own handshakes as an old client: refresh it first (`rnx --config %s config refresh`)", rnxCfg, rnxCfg)
+	}
+	warnings, err := certs.FinishGate(certs.ProbeNodes(ctx, pki.SplitList(nodes), st.Current.Fingerprint, info, st.Outgoing(), since))
 	for _, w := range warnings {
 		fmt.Fprintln(c.stderr, "joblet: warning:", w)
 	}
@@ -150,4 +159,19 @@ func (c *cli) finishGate(ctx context.Context, fl *certs.Fleet, nodes string, inf
 		fmt.Fprintln(c.stderr, "joblet: warning: --force:", err)
 	}
 	return nil
+}
+
+// probeIsOutgoing reports whether the rnx config that asks the nodes holds
+// a client certificate issued by one of the outgoing CAs (key ids).
+func probeIsOutgoing(rnxCfg string, outgoing []string) bool {
+	cfg, err := config.LoadRnx(rnxCfg)
+	if err != nil {
+		return false
+	}
+	_, n, err := cfg.Select("")
+	if err != nil {
+		return false
+	}
+	c, err := pki.ParseLeaf([]byte(n.Cert))
+	return err == nil && slices.Contains(outgoing, pki.KeyIDHex(c.AuthorityKeyId))
 }

@@ -98,8 +98,11 @@ type CertInfo struct {
 	Serial      string    `json:"serial"`
 	Fingerprint string    `json:"sha256"`
 	NotAfter    time.Time `json:"notAfter"`
+	// KeyID is the subject key id (hex): a CA's, as the certificates it
+	// issued name it.
+	KeyID string `json:"keyId,omitempty"`
 }
 
 func infoOf(c *x509.Certificate) CertInfo {
-	return CertInfo{Serial: pki.SerialHex(c.SerialNumber), Fingerprint: pki.Fingerprint(c), NotAfter: c.NotAfter.UTC()}
+	return CertInfo{Serial: pki.SerialHex(c.SerialNumber), Fingerprint: pki.Fingerprint(c), NotAfter: c.NotAfter.UTC(), KeyID: pki.KeyIDHex(c.SubjectKeyId)}
 }

@@ -2,24 +2,46 @@ package certs
 
 import (
 	"context"
+	"fmt"
 	"strings"
+	"time"
 )
 
-// NodeInfo asks the node at address (client.DialNodeInfo in production) for its id and the SHA-256 fingerprint
-// of the CA that signed the certificate it serves.
-type NodeInfo func(ctx context.Context, address string) (nodeID, issuerSHA256 string, err error)
+// NodeFacts is what a node says about itself (its NodeInfo).
+type NodeFacts struct {
+	NodeID string
+	// IssuerSHA256 is the fingerprint of the trusted root the certificate
+	// it serves chains to.
+	IssuerSHA256 string
+	// ClientIssuers are the client certificates it verified since it
+	// started, by the key id (pki.KeyIDHex) of the CA that issued them.
+	ClientIssuers map[string]ClientsSeen
+}
+
+// ClientsSeen counts a node's verified client certificates of one CA.
+type ClientsSeen struct {
+	Handshakes int64
+	LastSeen   time.Time
+}
+
+// NodeInfo asks the node at address what it serves and has seen
+// (client.DialNodeInfo in production).
+type NodeInfo func(ctx context.Context, address string) (NodeFacts, error)
 
 // ProbeNodes asks each node which CA signed the certificate it serves and
-// reports whether that is currentCA (a fingerprint, as CertInfo.Fingerprint).
-// An unreachable node is reported, not an error.
-func ProbeNodes(ctx context.Context, addrs []string, currentCA string, info NodeInfo) []NodeReport {
+// reports whether that is currentCA (a fingerprint, as CertInfo.Fingerprint),
+// and whether it saw client certificates of the CAs with the key ids in
+// outgoing (the CAs a finish stops trusting) since since. An unreachable
+// node is reported, not an error.
+func ProbeNodes(ctx context.Context, addrs []string, currentCA string, info NodeInfo, outgoing []string, since time.Time) []NodeReport {
 	var out []NodeReport
 	for _, a := range addrs {
 		rep := NodeReport{Address: strings.TrimSpace(a)}
 		if rep.Address == "" {
 			continue
 		}
-		id, issuer, err := info(ctx, rep.Address)
+		facts, err := info(ctx, rep.Address)
+		id, issuer := facts.NodeID, facts.IssuerSHA256
 		rep.NodeID, rep.IssuerSHA256 = id, issuer
 		switch {
 		case err != nil:
@@ -28,6 +50,17 @@ func ProbeNodes(ctx context.Context, addrs []string, currentCA string, info Node
 			rep.Current, rep.Summary = true, id+": serves a certificate from the current CA"
 		default:
 			rep.Summary = id + ": still serves a certificate from another CA (" + issuer + ")"
+		}
+		for _, kid := range outgoing {
+			if seen, ok := facts.ClientIssuers[kid]; ok && !seen.LastSeen.Before(since) {
+				rep.OldCAClients += seen.Handshakes
+				if seen.LastSeen.After(rep.OldCALastSeen) {
+					rep.OldCALastSeen = seen.LastSeen
+				}
+			}
+		}
+		if rep.OldCAClients > 0 {
+			rep.Summary += fmt.Sprintf("; verified %d client certificates of the outgoing CA, the last at %s", rep.OldCAClients, rep.OldCALastSeen.UTC().Format(time.RFC3339))
 		}
 		out = append(out, rep)
 	}

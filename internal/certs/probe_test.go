@@ -54,7 +54,7 @@ func TestProbeNodes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	reps := certs.ProbeNodes(ctx, []string{l.Addr().String(), " ", closedAddr}, rs.Current.Fingerprint, info)
+	reps := certs.ProbeNodes(ctx, []string{l.Addr().String(), " ", closedAddr}, rs.Current.Fingerprint, info, rs.Outgoing(), time.Time{})
 	if len(reps) != 2 {
 		t.Fatalf("%d reports, want 2 (the blank address skipped): %+v", len(reps), reps)
 	}
@@ -72,9 +72,18 @@ func TestProbeNodes(t *testing.T) {
 	if rs, err = rot.Promote(ctx); err != nil {
 		t.Fatal(err)
 	}
-	reps = certs.ProbeNodes(ctx, []string{l.Addr().String()}, rs.Current.Fingerprint, info)
-	if r := reps[0]; r.Current || !strings.Contains(r.Summary, "still serves a certificate from another CA") {
+	if len(rs.Outgoing()) != 1 || rs.Outgoing()[0] == rs.Current.KeyID {
+		t.Fatalf("outgoing CAs after promote: %v", rs.Outgoing())
+	}
+	// The probe's own config still holds the old CA's client certificate:
+	// the node counts it among the outgoing CA's clients.
+	reps = certs.ProbeNodes(ctx, []string{l.Addr().String()}, rs.Current.Fingerprint, info, rs.Outgoing(), time.Now().Add(-time.Minute))
+	if r := reps[0]; r.Current || !strings.Contains(r.Summary, "still serves a certificate from another CA") || r.OldCAClients < 1 ||
+		!strings.Contains(r.Summary, "client certificates of the outgoing CA") {
 		t.Errorf("after promote: %+v", r)
+	}
+	if reps = certs.ProbeNodes(ctx, []string{l.Addr().String()}, rs.Current.Fingerprint, info, rs.Outgoing(), time.Now().Add(time.Minute)); reps[0].OldCAClients != 0 {
+		t.Errorf("handshakes before the window counted: %+v", reps[0])
 	}
 }
 
@@ -95,5 +104,10 @@ func TestFinishGate(t *testing.T) {
 	}
 	if _, err := certs.FinishGate([]certs.NodeReport{cur, old}); err == nil || !strings.Contains(err.Error(), "1 of 2 nodes") || !strings.Contains(err.Error(), "b:1") || !strings.Contains(err.Error(), "--force") {
 		t.Fatalf("one node behind: %v", err)
+	}
+	seen := cur
+	seen.Address, seen.OldCAClients, seen.OldCALastSeen = "d:1", 3, time.Now()
+	if _, err := certs.FinishGate([]certs.NodeReport{cur, seen}); err == nil || !strings.Contains(err.Error(), "clients still present certificates of the outgoing CA") || !strings.Contains(err.Error(), "d:1 (3,") {
+		t.Fatalf("a node seeing old-CA clients: %v", err)
 	}
 }

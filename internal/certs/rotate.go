@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/ehsaniara/joblet/internal/pki"
 	"github.com/ehsaniara/joblet/internal/secretstore"
@@ -35,7 +36,11 @@ type NodeReport struct {
 	NodeID       string `json:"nodeId,omitempty"`
 	IssuerSHA256 string `json:"issuerSha256,omitempty"`
 	Current      bool   `json:"fromCurrentCA"`
-	Summary      string `json:"summary"`
+	// OldCAClients: client certificates of the outgoing CA the node
+	// verified within the window asked for, and the last time it did.
+	OldCAClients  int64     `json:"oldCaClientHandshakes,omitempty"`
+	OldCALastSeen time.Time `json:"oldCaClientLastSeen,omitzero"`
+	Summary       string    `json:"summary"`
 }
 
 // rotation is what the steps work on: the state an operator reads (both

@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	pb "github.com/ehsaniara/joblet/api/jobletv1"
+	"github.com/ehsaniara/joblet/internal/certs"
 	"github.com/ehsaniara/joblet/internal/config"
 	"github.com/ehsaniara/joblet/internal/pki"
 )
@@ -244,7 +245,7 @@ func (c *Conn) CheckServer(leaf *x509.Certificate, crlPEM string) error {
 
 // DialNodeInfo returns a certs.NodeInfo that connects to each address directly with the
 // default node credentials of the rnx config at path (an operator config).
-func DialNodeInfo(path string) (func(ctx context.Context, address string) (nodeID, issuerSHA256 string, err error), error) {
+func DialNodeInfo(path string) (certs.NodeInfo, error) {
 	cfg, err := config.LoadRnx(path)
 	if err != nil {
 		return nil, fmt.Errorf("asking the nodes needs an operator rnx config: %w", err)
@@ -253,18 +254,22 @@ func DialNodeInfo(path string) (func(ctx context.Context, address string) (nodeI
 	if err != nil {
 		return nil, err
 	}
-	return func(ctx context.Context, address string) (string, string, error) {
+	return func(ctx context.Context, address string) (certs.NodeFacts, error) {
 		n := *base
 		n.Address = address
 		conn, err := Dial(n.Address, &n)
 		if err != nil {
-			return "", "", err
+			return certs.NodeFacts{}, err
 		}
 		defer conn.Close()
 		info, err := conn.Info(ctx)
 		if err != nil {
-			return "", "", err
+			return certs.NodeFacts{}, err
 		}
-		return info.NodeId, info.ServerCertIssuerSha256, nil
+		f := certs.NodeFacts{NodeID: info.NodeId, IssuerSHA256: info.ServerCertIssuerSha256, ClientIssuers: map[string]certs.ClientsSeen{}}
+		for _, ci := range info.ClientIssuers {
+			f.ClientIssuers[ci.KeyId] = certs.ClientsSeen{Handshakes: ci.Handshakes, LastSeen: time.Unix(ci.LastSeenUnix, 0)}
+		}
+		return f, nil
 	}, nil
 }

@@ -39,7 +39,7 @@ func newMetrics(s *Server) *metrics {
 	expiry := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "joblet_server_certificate_expiry_seconds",
 		Help: "Seconds until the server certificate being served expires (negative: expired)."},
 		func() float64 { return time.Until(s.tls.cur.Load().Leaf.NotAfter).Seconds() })
-	m.reg.MustRegister(m.handshakes, m.rpcs, m.overPending, expiry, &caCollector{s}, &jobsCollector{s},
+	m.reg.MustRegister(m.handshakes, m.rpcs, m.overPending, expiry, &caCollector{s}, &jobsCollector{s}, &s.tls.issuers,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -129,5 +129,5 @@ func (n *nodeService) GetNodeInfo(ctx context.Context, _ *pb.GetNodeInfoRequest)
 	issuer := c.anchorSHA256()
 	return &pb.NodeInfo{NodeId: n.nodeID, Version: n.version, ServerCertSerial: pki.SerialHex(c.Leaf.SerialNumber),
 		ServerCertNotAfterUnix: c.Leaf.NotAfter.Unix(), CallerRole: string(RoleFrom(ctx)), ServerCertIssuerSha256: issuer,
-		Crl: []byte(c.CRLPEM), JobIsolation: n.jobs.Isolation()}, nil
+		Crl: []byte(c.CRLPEM), JobIsolation: n.jobs.Isolation(), ClientIssuers: n.tls.issuers.list()}, nil
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"fmt"
 	"sync/atomic"
+	"time"
 
 	"github.com/ehsaniara/joblet/internal/config"
 	"github.com/ehsaniara/joblet/internal/pki"
@@ -86,7 +87,11 @@ func (c *Credentials) anchorSHA256() string {
 // tlsSource serves the current credentials to every new handshake. Swapping
 // them is a pointer store: established connections keep theirs, new ones
 // get the new ones, nothing restarts.
-type tlsSource struct{ cur atomic.Pointer[Credentials] }
+type tlsSource struct {
+	cur atomic.Pointer[Credentials]
+	// issuers counts the verified client certificates by issuing CA.
+	issuers clientIssuers
+}
 
 func (s *tlsSource) set(c *Credentials) {
 	if old := s.cur.Swap(c); old != nil && old != c {
@@ -108,7 +113,10 @@ func (s *tlsSource) config() *tls.Config {
 				// After the chain is verified: refuse what the CRL lists.
 				VerifyPeerCertificate: func(_ [][]byte, chains [][]*x509.Certificate) error {
 					if len(chains) > 0 && len(chains[0]) > 0 {
-						return pki.CheckNotRevoked(chains[0][0], c.Revoked)
+						if err := pki.CheckNotRevoked(chains[0][0], c.Revoked); err != nil {
+							return err
+						}
+						s.issuers.note(chains[0][0].AuthorityKeyId, time.Now())
 					}
 					return nil
 				},
