@@ -17,7 +17,7 @@ import (
 func (a *app) learnCRL(conn *client.Conn, name string) error {
 	ctx, cancel := a.callCtx()
 	defer cancel()
-	info, leaf, err := conn.Hello(ctx)
+	info, chains, err := conn.Hello(ctx)
 	if err != nil {
 		return err
 	}
@@ -35,5 +35,5 @@ func (a *app) learnCRL(conn *client.Conn, name string) error {
 	if _, err := certs.AdoptCRLFile(a.path, name, info.Crl); err != nil {
 		fmt.Fprintf(a.errOut, "rnx: warning: %v (enforced for this run only)\n", err)
 	}
-	return conn.CheckServer(leaf, a.cfg.Nodes[name].CRL)
+	return conn.CheckServer(chains, a.cfg.Nodes[name].CRL)
 }

@@ -169,7 +169,7 @@ func (f *Fleet) prepareBridge(ctx context.Context, r *rotation, next *pki.CA) er
 			"currentCA", pki.Fingerprint(r.current.Cert))
 		return nil
 	}
-	if r.cross == nil || !pki.IsCrossOf(r.cross, next.Cert, r.current.Cert) || pki.CheckValidity(r.cross, f.Now()) != nil {
+	if r.cross == nil || !pki.IsCrossOf(r.cross, next.Cert, r.current.Cert) || pki.CheckValidity(r.cross, f.Now()) != nil || r.revoked[r.cross.SerialNumber.Text(16)] {
 		cross, err := pki.CrossSign(next.Cert, r.current, f.Now())
 		if err != nil {
 			return fmt.Errorf("cross-sign the new CA with the current one: %w", err)

@@ -464,6 +464,10 @@ func (fl *Fleet) FinishRotation(ctx context.Context) (*RotationStatus, error) {
 	return f.RotationStatus(ctx)
 }
 
+// reasonCessationOfOperation is RFC 5280's reason for a certificate no
+// longer needed: an aborted rotation's cross certificate.
+const reasonCessationOfOperation = 5
+
 // Abort steps back one phase. From begun it drops the pending CA and
 // trusts the current one alone. From promoted it makes the old CA current
 // again (the new one pending, both still trusted) and re-issues client
@@ -500,6 +504,14 @@ func (fl *Fleet) AbortRotation(ctx context.Context) (*RotationStatus, error) {
 	case PhaseStable:
 		return nil, fmt.Errorf("no rotation in progress")
 	case PhaseBegun:
+		// The cross certificate makes the pending CA's certificates valid
+		// under the current CA: revoked first, or whoever holds the
+		// aborted CA's key (perhaps why it was aborted) stays admin.
+		if s.cross != nil && s.pending != nil && pki.IsCrossOf(s.cross, s.pending.Cert, s.current.Cert) && !s.revoked[s.cross.SerialNumber.Text(16)] {
+			if _, err := f.Revoke(ctx, s.cross.SerialNumber, reasonCessationOfOperation); err != nil {
+				return nil, fmt.Errorf("revoke the aborted CA's cross certificate (%s): %w", n.CACross(), err)
+			}
+		}
 		drop := []string{n.CACert(), n.CAKey(), n.CAKMSKey()}
 		for _, role := range pki.Roles {
 			if s.state.pending[n.ClientCert(role)] != "" {

@@ -69,7 +69,7 @@ func TLSConfig(n *config.Node) (*tls.Config, error) {
 		// After the chain is verified: refuse a server the CRL lists.
 		tc.VerifyPeerCertificate = func(_ [][]byte, chains [][]*x509.Certificate) error {
 			if len(chains) > 0 && len(chains[0]) > 0 {
-				return pki.CheckNotRevoked(chains[0][0], revoked)
+				return pki.CheckChainsNotRevoked(chains, revoked)
 			}
 			return nil
 		}
@@ -213,31 +213,31 @@ func (c *Conn) Info(ctx context.Context) (*pb.NodeInfo, error) {
 }
 
 // Hello fetches the node's info (which carries the fleet's CRL) and the
-// certificate the node served on this connection.
-func (c *Conn) Hello(ctx context.Context) (*pb.NodeInfo, *x509.Certificate, error) {
+// verified chains of the certificate the node served on this connection.
+func (c *Conn) Hello(ctx context.Context) (*pb.NodeInfo, [][]*x509.Certificate, error) {
 	var p peer.Peer
 	info, err := c.Node.GetNodeInfo(ctx, &pb.GetNodeInfoRequest{}, grpc.Peer(&p))
 	if err != nil {
 		return nil, nil, c.Explain(err)
 	}
 	ti, ok := p.AuthInfo.(credentials.TLSInfo)
-	if !ok || len(ti.State.PeerCertificates) == 0 {
-		return nil, nil, fmt.Errorf("node %q (%s): no server certificate on the connection", c.Name, c.Address)
+	if !ok || len(ti.State.VerifiedChains) == 0 {
+		return nil, nil, fmt.Errorf("node %q (%s): no verified server certificate on the connection", c.Name, c.Address)
 	}
 	c.info = info
-	return info, ti.State.PeerCertificates[0], nil
+	return info, ti.State.VerifiedChains, nil
 }
 
-// CheckServer refuses the connection's server certificate leaf when the
-// CRL crlPEM (verified when it was taken) lists it: the handshake checked
-// the CRL the config held then, and a newer one may just have been
-// learned.
-func (c *Conn) CheckServer(leaf *x509.Certificate, crlPEM string) error {
+// CheckServer refuses the connection's server certificate when the CRL
+// crlPEM (verified when it was taken) lists it or a CA in its chains (the
+// node-issuing CA): the handshake checked the CRL the config held then,
+// and a newer one may just have been learned.
+func (c *Conn) CheckServer(chains [][]*x509.Certificate, crlPEM string) error {
 	crl, err := pki.ParseCRLUnverified([]byte(crlPEM))
 	if err != nil {
 		return nil
 	}
-	if err := pki.CheckNotRevoked(leaf, pki.RevokedSerials(crl)); err != nil {
+	if err := pki.CheckChainsNotRevoked(chains, pki.RevokedSerials(crl)); err != nil {
 		return &ExplainedError{Hint: fmt.Sprintf("node %q (%s): %s", c.Name, c.Address, hintFor(err.Error())), Err: err}
 	}
 	return nil

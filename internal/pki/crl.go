@@ -68,6 +68,30 @@ func CheckNotRevoked(cert *x509.Certificate, revoked map[string]bool) error {
 	return nil
 }
 
+// CheckChainsNotRevoked refuses verified chains (leaf first, trust anchor
+// last) in which revoked lists any certificate but the anchor: a revoked
+// intermediate (a node-issuing CA, a rotation's cross certificate) takes
+// down everything under it, not only its own serial.
+func CheckChainsNotRevoked(chains [][]*x509.Certificate, revoked map[string]bool) error {
+	if len(revoked) == 0 {
+		return nil
+	}
+	for _, chain := range chains {
+		for i, c := range chain {
+			if i == len(chain)-1 && i > 0 {
+				break // the anchor: trusted, not revocable by its own CRL
+			}
+			if err := CheckNotRevoked(c, revoked); err != nil {
+				if i > 0 {
+					return fmt.Errorf("%w (a CA in the chain of %q)", err, chain[0].Subject.CommonName)
+				}
+				return err
+			}
+		}
+	}
+	return nil
+}
+
 // ParseSerial reads a serial in hex (as joblet and openssl print it, with or
 // without colons).
 func ParseSerial(s string) (*big.Int, error) {

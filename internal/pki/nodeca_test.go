@@ -195,3 +195,24 @@ func firstLine(out, containing string) string {
 	}
 	return strings.TrimSpace(out)
 }
+
+// A revoked intermediate refuses every chain through it; the anchor is
+// not checked against its own CRL.
+func TestCheckChainsNotRevoked(t *testing.T) {
+	now := time.Now()
+	root := newCA(t, pki.ECDSAP256, pki.DefaultCALifetime)
+	nk, _ := pki.GenerateKey(pki.ECDSAP256, nil)
+	is, _ := root.IssueNodeCA(nk.Public(), now, time.Hour)
+	nodeCA := &pki.CA{Cert: is.Cert, Key: nk}
+	sans, _ := pki.ParseSANs([]string{"localhost"})
+	leaf, _ := nodeCA.IssueServer(nk.Public(), sans, now, time.Hour)
+	chain := [][]*x509.Certificate{{leaf.Cert, nodeCA.Cert, root.Cert}}
+	for what, c := range map[string]*x509.Certificate{"leaf": leaf.Cert, "node-issuing CA": nodeCA.Cert} {
+		if err := pki.CheckChainsNotRevoked(chain, map[string]bool{c.SerialNumber.Text(16): true}); err == nil {
+			t.Errorf("a revoked %s passed", what)
+		}
+	}
+	if err := pki.CheckChainsNotRevoked(chain, map[string]bool{root.Cert.SerialNumber.Text(16): true}); err != nil {
+		t.Errorf("the anchor was checked: %v", err)
+	}
+}

@@ -116,12 +116,15 @@ func checkNow(leaf *x509.Certificate, with []*x509.Certificate, creds *Credentia
 	for _, c := range with {
 		inter.AddCert(c)
 	}
-	_, err := leaf.Verify(x509.VerifyOptions{Roots: creds.CAs, Intermediates: inter, CurrentTime: now, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
+	chains, err := leaf.Verify(x509.VerifyOptions{Roots: creds.CAs, Intermediates: inter, CurrentTime: now, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
 	if err != nil {
 		// Not the x509 text: "signed by unknown authority" would read, to
 		// rnx, as a verdict on the server's certificate.
 		return fmt.Errorf("%s, issued by %q, no longer chains to a CA this node trusts: the fleet's trust changed; get the current rnx-config.yml (`rnx config refresh`)",
 			who, leaf.Issuer.CommonName)
+	}
+	if err := pki.CheckChainsNotRevoked(chains, creds.Revoked); err != nil {
+		return fmt.Errorf("%s chains through a revoked CA certificate (%v): get the current rnx-config.yml (`rnx config refresh`)", who, err)
 	}
 	return nil
 }

@@ -113,7 +113,7 @@ func (s *tlsSource) config() *tls.Config {
 				// After the chain is verified: refuse what the CRL lists.
 				VerifyPeerCertificate: func(_ [][]byte, chains [][]*x509.Certificate) error {
 					if len(chains) > 0 && len(chains[0]) > 0 {
-						if err := pki.CheckNotRevoked(chains[0][0], c.Revoked); err != nil {
+						if err := pki.CheckChainsNotRevoked(chains, c.Revoked); err != nil {
 							return err
 						}
 						s.issuers.note(chains[0][0].AuthorityKeyId, time.Now())
