@@ -349,6 +349,14 @@ func (b *bootstrapper) scope() scope {
 	return scope{caKey: true, kmsMode: b.o.CAKMSKeyID != "", nodeCA: true, roles: pki.Roles}
 }
 
+// legacyScope is scope() as a node's policy from before the node-issuing
+// CA allows it (no node-ca-*, no ca-cross).
+func (b *bootstrapper) legacyScope() scope {
+	sc := b.scope()
+	sc.before13 = true
+	return sc
+}
+
 // openKMS opens the CA's KMS key (KMS mode), once: only the full path
 // signs with the root, so a joining node needs no KMS access.
 func (b *bootstrapper) openKMS(ctx context.Context) error {

@@ -241,6 +241,16 @@ func TestLegacyFleetMovesToNodeCA(t *testing.T) {
 		t.Fatalf("the node refuses a client certificate from before the re-issue: %v", err)
 	}
 
+	// A node bootstrapping between the steps (clients are refreshing) does
+	// not start the node-issuing CA early: it signs with the root, as the
+	// fleet's nodes still do, and says why.
+	mid := opts(t, mem)
+	mid.Mode = "dir"
+	midRes := bootstrap(t, mid)
+	if got, _ := mem.Get(ctx, []string{names.NodeCACert(), names.NodeCAKey()}); len(got) != 0 || !strings.Contains(strings.Join(midRes.Warnings, "\n"), "no node-issuing CA yet") {
+		t.Fatalf("a bootstrap between the steps: store %v, warnings %q", got, midRes.Warnings)
+	}
+
 	created := step(certs.StepNodeCACreated)
 	// The node now renews from the node-issuing CA, reading only what the
 	// tightened node policy allows.
@@ -258,4 +268,60 @@ func TestLegacyFleetMovesToNodeCA(t *testing.T) {
 		t.Fatal(err)
 	}
 	step(certs.StepNothing)
+}
+
+// oldPolicyStore allows what the node policy allowed before the
+// node-issuing CA: the CA pair, every role's pair, the bundle and the CRL.
+type oldPolicyStore struct{ *secretstore.MemoryStore }
+
+func (s oldPolicyStore) allowed(names []string) error {
+	ok := append(append([]string{}, names_.CACert(), names_.CAKey(), names_.Bundle(), names_.CRL()), func() []string {
+		var out []string
+		for _, r := range pki.Roles {
+			out = append(out, names_.ClientCert(r), names_.ClientKey(r))
+		}
+		return out
+	}()...)
+	for _, n := range names {
+		if !slices.Contains(ok, n) {
+			return fmt.Errorf("read %s: %w", n, secretstore.ErrAccessDenied)
+		}
+	}
+	return nil
+}
+
+func (s oldPolicyStore) Get(ctx context.Context, n []string) (map[string]string, error) {
+	if err := s.allowed(n); err != nil {
+		return nil, err
+	}
+	return s.MemoryStore.Get(ctx, n)
+}
+
+func (s oldPolicyStore) GetStage(ctx context.Context, n []string, st secretstore.Stage) (map[string]string, error) {
+	if err := s.allowed(n); err != nil {
+		return nil, err
+	}
+	return s.MemoryStore.GetStage(ctx, n, st)
+}
+
+// An upgraded node of a fleet from before the node-issuing CA, still on
+// its old IAM policy, joins, refreshes and reports as before.
+func TestUpgradedNodeOnItsOldPolicy(t *testing.T) {
+	ctx := context.Background()
+	mem := secretstore.NewMemoryStore()
+	for k, v := range readVectorSecrets(t, "testdata/legacy") {
+		mem.Set(k, v)
+	}
+	st := oldPolicyStore{mem}
+	o := opts(t, st)
+	o.Mode, o.StoreRef = "dir", config.StoreRef{Kind: "dir", Dir: "/shared/pki"}
+	bootstrap(t, o)
+	cfgPath := filepath.Join(o.Home, "config", "joblet-config.yml")
+	fl := &certs.Fleet{Store: st}
+	if r, err := fl.RefreshNode(ctx, certs.NodeRefresh{ConfigPath: cfgPath, Force: true}); err != nil || !r.Renewed {
+		t.Fatalf("refresh on the old policy: %+v %v", r, err)
+	}
+	if rep := fl.Status(ctx, certs.StatusOptions{ServerConfig: cfgPath, WarnDays: 1}); rep.Level == certs.Broken {
+		t.Fatalf("status on the old policy: %q", rep.Problems)
+	}
 }

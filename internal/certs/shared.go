@@ -89,6 +89,17 @@ func (b *bootstrapper) ensure(ctx context.Context) (*shared, error) {
 	vals := map[string]string{}
 	if !b.empty {
 		st, err := b.f.readState(ctx, b.scope())
+		if errors.Is(err, secretstore.ErrAccessDenied) && !b.operator {
+			// An upgraded node on the policy from before the node-issuing
+			// CA (it may read the root's key and the role pairs, not
+			// node-ca-* or ca-cross) joins as it did; a node on the node
+			// policy cannot complete a fleet, and is told who can.
+			if st, err = b.f.readState(ctx, b.legacyScope()); errors.Is(err, secretstore.ErrAccessDenied) {
+				return nil, fmt.Errorf("%w: the fleet in %s has no node-issuing CA yet (%s), or its first node is still creating it, and this node may read only what a node reads. "+
+					"Create or complete it with the operator's permissions (`joblet certs init`, or `joblet certs node-ca` for a fleet from before node-issuing CAs), or re-run in a minute if a first node is starting now",
+					err, b.f.StoreDesc, b.names.NodeCACert())
+			}
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -156,7 +167,7 @@ func (b *bootstrapper) ensure(ctx context.Context) (*shared, error) {
 	}
 	// Last: the node-issuing pair is what a joining node joins with, so
 	// the fleet it finds is whole.
-	if err := b.ensureNodeCA(ctx, vals, sh); err != nil {
+	if err := b.ensureNodeCA(ctx, vals, sh, action == Generated); err != nil {
 		return nil, err
 	}
 	// Role keys go to client configs only on the node that created the
@@ -173,14 +184,25 @@ func (b *bootstrapper) ensure(ctx context.Context) (*shared, error) {
 // node-issuing pair, created (key first, as every pair) when missing, or,
 // in a fleet whose CA was made before node-issuing CAs (pathlen 0: nothing
 // can chain through a CA under it), the root itself, with a warning.
-func (b *bootstrapper) ensureNodeCA(ctx context.Context, vals map[string]string, sh *shared) error {
+func (b *bootstrapper) ensureNodeCA(ctx context.Context, vals map[string]string, sh *shared, createdCA bool) error {
 	n, now := b.names, b.f.Now()
-	if !pki.AllowsIntermediates(sh.ca.Cert) {
+	legacy := func(why string) error {
 		sh.issuer = sh.ca
-		msg := fmt.Sprintf("this fleet's CA was made before node-issuing CAs: every node signs with the root key and holds the role keys. Move the fleet to split issuing power with `joblet certs node-ca` (docs/OPERATIONS.md, %q)", "Split issuing power")
+		msg := why + fmt.Sprintf(": every node signs with the root key and holds the role keys. Move the fleet to split issuing power with `joblet certs node-ca` (docs/OPERATIONS.md, %q)", "Split issuing power")
 		b.f.Log.Warn(msg)
 		b.res.Warnings = append(b.res.Warnings, msg)
 		return nil
+	}
+	if !pki.AllowsIntermediates(sh.ca.Cert) {
+		return legacy("this fleet's CA was made before node-issuing CAs")
+	}
+	// A fleet between the two steps of `certs node-ca` (root re-issued,
+	// written to ca-bundle; clients refreshing) must not get a node-issuing
+	// CA early: only the operator starts it there. A fleet whose first node
+	// crashed before it (no ca-bundle yet) is completed by the next node,
+	// as any pair.
+	if vals[n.NodeCAKey()] == "" && vals[n.NodeCACert()] == "" && !createdCA && !b.operator && vals[n.Bundle()] != "" {
+		return legacy("this fleet has no node-issuing CA yet")
 	}
 	p, action, err := b.ensurePair(ctx, vals, n.NodeCACert(), n.NodeCAKey(),
 		func(key crypto.Signer) (*x509.Certificate, error) {

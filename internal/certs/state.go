@@ -54,7 +54,15 @@ type scope struct {
 	// allPending: the roles' pending certificates even when no CA is
 	// pending (a promote interrupted after moving the CA's label).
 	allPending bool
+	// before13 reads what policies from before the node-issuing CA and the
+	// cross certificate granted (no node-ca-*, no ca-cross): how an
+	// upgraded node on its old IAM policy keeps working until moved.
+	before13 bool
 }
+
+// legacyNodeScope is what a node read before the node-issuing CA: the
+// root certificate and key (or its KMS reference), the trust, the CRL.
+func legacyNodeScope(kmsMode bool) scope { return scope{caKey: true, kmsMode: kmsMode, before13: true} }
 
 // nodeScope is what a node reads to serve and renew (Names.Node): the
 // root certificate, the node-issuing pair, the trust and the CRL.
@@ -76,11 +84,14 @@ func (sc scope) keyNames(n Names) []string {
 // names are the secrets the scope reads (its pending read aside).
 func (sc scope) names(n Names) []string {
 	read := append([]string{n.CACert()}, sc.keyNames(n)...)
-	if sc.nodeCA {
+	if sc.nodeCA && !sc.before13 {
 		read = append(read, n.NodeCACert(), n.NodeCAKey())
 	}
 	for _, r := range sc.roles {
 		read = append(read, n.ClientCert(r), n.ClientKey(r))
+	}
+	if sc.before13 {
+		return append(read, n.Bundle(), n.CRL())
 	}
 	return append(read, n.Bundle(), n.CRL(), n.CACross())
 }

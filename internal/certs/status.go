@@ -2,6 +2,7 @@ package certs
 
 import (
 	"context"
+	"errors"
 	"crypto/x509"
 	"fmt"
 	"path/filepath"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/ehsaniara/joblet/internal/config"
 	"github.com/ehsaniara/joblet/internal/pki"
+	"github.com/ehsaniara/joblet/internal/secretstore"
 )
 
 // Health levels, ordered; they are also the exit codes of `certs status`.
@@ -143,6 +145,11 @@ func (f *Fleet) observe(ctx context.Context, o StatusOptions) *observed {
 		}
 	}
 	s, err := f.readState(ctx, sc)
+	if errors.Is(err, secretstore.ErrAccessDenied) {
+		// An upgraded node on its policy from before the node-issuing CA.
+		sc.before13 = true
+		s, err = f.readState(ctx, sc)
+	}
 	if err != nil {
 		obs.storeErr = err
 		return obs
@@ -301,7 +308,8 @@ func (g *grader) nodeCA(s *state) {
 	case !pki.AllowsIntermediates(s.ca):
 		g.rep.raise(Attention, "this fleet's CA was made before node-issuing CAs: every node signs with the root key (a stolen node can issue an admin certificate). Move it with `joblet certs node-ca` (docs/OPERATIONS.md, \"Split issuing power\")")
 	default:
-		g.rep.raise(Broken, fmt.Sprintf("the store has no node-issuing CA (%s, %s): nodes cannot join. Run `joblet certs node-ca` (or `joblet certs init`) with the operator's permissions", n.NodeCACert(), n.NodeCAKey()))
+		g.rep.raise(Attention, fmt.Sprintf("the store has no node-issuing CA (%s, %s) although the root allows one: nodes still sign with the root's key, and nodes on the node policy cannot join. "+
+			"If `joblet certs node-ca` re-issued the root, have every client config refreshed (`rnx config refresh`), then run it again; otherwise run `joblet certs node-ca` (or `joblet certs init`) with the operator's permissions", n.NodeCACert(), n.NodeCAKey()))
 	}
 }
 
@@ -454,8 +462,13 @@ func (s *state) finalCA() *x509.Certificate {
 // verifiesServer says whether a config trusting trusts verifies what nodes
 // serve from ca: ca itself, or the cross certificate to a CA it trusts.
 func (s *state) verifiesServer(trusts []*x509.Certificate, ca *x509.Certificate) bool {
-	if containsCert(trusts, ca) {
-		return true
+	for _, t := range trusts {
+		// The same CA under another certificate (a root re-issued by
+		// `certs node-ca`) anchors the same chains, except a chain through
+		// the node-issuing CA when that certificate allows no CA under it.
+		if t.Equal(ca) || (sameCA(t, ca) && (s.nodeCA == nil || pki.AllowsIntermediates(t))) {
+			return true
+		}
 	}
 	for _, t := range trusts {
 		if s.cross != nil && pki.IsCrossOf(s.cross, ca, t) && containsCert(s.trust, t) {
