@@ -1,7 +1,6 @@
 package main
 
 import (
-	"path/filepath"
 
 	"github.com/spf13/cobra"
 
@@ -27,7 +26,7 @@ overwritten.`,
 	sf := addStoreFlags(fs, withDirStore|withCreate|withReplicas|withCAKMS)
 	var out, address, keyType, caLife, clientLife string
 	var asJSON bool
-	fs.StringVar(&out, "out", filepath.Join(config.Home(), "config"), "directory for the client configs")
+	fs.StringVar(&out, "out", "joblet-configs", "directory for the client configs (not a node's config directory: a node needs no role key)")
 	fs.StringVar(&address, "address", config.EnvOr("JOBLET_PUBLIC_ADDRESS", ""), "HOST:PORT the client configs point at: the fleet's load balancer, or a node (env JOBLET_PUBLIC_ADDRESS)")
 	addKeyTypeFlag(fs, &keyType, "key type of new keys")
 	fs.StringVar(&caLife, "ca-lifetime", "1095d", "CA lifetime (days with d, or a duration)")

@@ -24,13 +24,16 @@ permissions (the root's key; iam-policy --for rotation):
      certificate signed by the root. Then tighten the node policy
      (` + "`joblet certs iam-policy --for node`" + `).
 
-Re-running when all is done changes nothing. See docs/OPERATIONS.md.`,
+Re-running when all is done changes nothing. After a node was stolen,
+--rekey gives the node-issuing CA a new key; once nodes renewed, revoke the old
+one (the command prints the serial). See docs/OPERATIONS.md.`,
 		Args: noArgs,
 	}
 	fs := cmd.Flags()
 	sf := addStoreFlags(fs, withDirStore|withCreate|withReplicas)
-	var asJSON bool
+	var asJSON, rekey bool
 	fs.BoolVar(&asJSON, "json", false, "print the result as JSON")
+	fs.BoolVar(&rekey, "rekey", false, "give the node-issuing CA a new key (after a node was stolen), then revoke the old one once nodes renewed")
 	cmd.RunE = func(*cobra.Command, []string) error {
 		ctx, cancel := sf.context()
 		defer cancel()
@@ -38,7 +41,11 @@ Re-running when all is done changes nothing. See docs/OPERATIONS.md.`,
 		if err != nil {
 			return err
 		}
-		res, err := fl.NodeCA(ctx)
+		nodeCA := fl.NodeCA
+		if rekey {
+			nodeCA = fl.RekeyNodeCA
+		}
+		res, err := nodeCA(ctx)
 		if err != nil {
 			return err
 		}
@@ -50,6 +57,8 @@ Re-running when all is done changes nothing. See docs/OPERATIONS.md.`,
 			fmt.Fprintf(c.stdout, "🔏 step 1 of 2: the root CA was re-issued for the same key so a CA may sit under it (serial %s, sha256 %s)\n", res.Root.Serial, res.Root.Fingerprint)
 		case certs.StepNodeCACreated:
 			fmt.Fprintf(c.stdout, "🔏 step 2 of 2: node-issuing CA created in %s (serial %s, expires %s)\n", fl.StoreDesc, res.NodeCA.Serial, res.NodeCA.NotAfter.Format("2006-01-02"))
+		case certs.StepNodeCARekeyed:
+			fmt.Fprintf(c.stdout, "🔑 node-issuing CA re-keyed (serial %s, expires %s); it replaces serial %s\n", res.NodeCA.Serial, res.NodeCA.NotAfter.Format("2006-01-02"), res.Replaced.Serial)
 		case certs.StepNodeCAReissued:
 			fmt.Fprintf(c.stdout, "🔏 node-issuing CA re-issued from the current root (serial %s, expires %s)\n", res.NodeCA.Serial, res.NodeCA.NotAfter.Format("2006-01-02"))
 		}

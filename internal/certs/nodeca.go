@@ -23,7 +23,57 @@ type NodeCAResult struct {
 	Step   string    `json:"step"`
 	Root   CertInfo  `json:"root"`
 	NodeCA *CertInfo `json:"nodeCa,omitempty"`
-	Next   string    `json:"next"`
+	// Replaced is the node-issuing CA a rekey replaced: to revoke once
+	// every node serves from the new one.
+	Replaced *CertInfo `json:"replaced,omitempty"`
+	Next     string    `json:"next"`
+}
+
+// StepNodeCARekeyed: a new key and certificate for the node-issuing CA.
+const StepNodeCARekeyed = "node-ca-rekeyed"
+
+// RekeyNodeCA gives the node-issuing CA a new key (after a node was
+// stolen: its holder has the old key, which signs server certificates
+// every client accepts). The key goes first, then its certificate; nodes
+// renew from it on their next refresh; then revoking the old certificate's
+// serial makes every chain through it refused, by nodes and by rnx. A
+// re-run after a crash between the two writes completes the pair.
+func (fl *Fleet) RekeyNodeCA(ctx context.Context) (*NodeCAResult, error) {
+	f := fl.defaults()
+	s, err := f.readState(ctx, scope{bothKeys: true, nodeCA: true})
+	if err != nil {
+		return nil, err
+	}
+	if err := s.trusted(); err != nil {
+		return nil, err
+	}
+	root, err := s.signer(ctx, f.OpenKMS)
+	if err != nil {
+		return nil, err
+	}
+	n := s.n
+	old, err := pki.ParseCert([]byte(s.vals[n.NodeCACert()]))
+	if err != nil || !pki.AllowsIntermediates(root.Cert) {
+		return nil, fmt.Errorf("%w: the fleet has no node-issuing CA to re-key: run `joblet certs node-ca` first", ErrUsage)
+	}
+	k, err := pki.GenerateKey(f.KeyType, nil)
+	if err != nil {
+		return nil, err
+	}
+	enc, err := pki.EncodeKey(k)
+	if err != nil {
+		return nil, err
+	}
+	if err := putOrCreate(ctx, f.Store, n, n.NodeCAKey(), string(enc)); err != nil {
+		return nil, err
+	}
+	nca, err := f.ensureNodeCAFrom(ctx, n, map[string]string{n.NodeCAKey(): string(enc)}, root)
+	if err != nil {
+		return nil, err
+	}
+	info, replaced := infoOf(nca.Cert), infoOf(old)
+	return &NodeCAResult{Step: StepNodeCARekeyed, Root: infoOf(root.Cert), NodeCA: &info, Replaced: &replaced,
+		Next: fmt.Sprintf("nodes renew from the new node-issuing CA on their next refresh (or now: `joblet certs renew` on each; `joblet certs status` on a node shows its issuer). Then revoke the old one, which refuses every chain through it: `joblet certs revoke --serial %s --reason keyCompromise`", replaced.Serial)}, nil
 }
 
 // NodeCA moves a fleet to split issuing power, one step per run, with the

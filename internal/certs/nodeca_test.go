@@ -2,6 +2,7 @@ package certs_test
 
 import (
 	"context"
+	"crypto"
 	"crypto/x509"
 	"fmt"
 	"path/filepath"
@@ -323,5 +324,109 @@ func TestUpgradedNodeOnItsOldPolicy(t *testing.T) {
 	}
 	if rep := fl.Status(ctx, certs.StatusOptions{ServerConfig: cfgPath, WarnDays: 1}); rep.Level == certs.Broken {
 		t.Fatalf("status on the old policy: %q", rep.Problems)
+	}
+}
+
+// After a node is stolen, the node-issuing CA gets a new key; nodes renew
+// from it, and revoking the old one refuses every chain through it.
+func TestRekeyNodeCA(t *testing.T) {
+	ctx := context.Background()
+	st := secretstore.NewMemoryStore()
+	o := opts(t, st)
+	bootstrap(t, o)
+	cfgPath := filepath.Join(o.Home, "config", "joblet-config.yml")
+	before, _ := config.LoadServer(cfgPath)
+	_, oldChain, _ := pki.ParseChain([]byte(before.Security.ServerCert))
+	fl := &certs.Fleet{Store: st}
+	res, err := fl.RekeyNodeCA(ctx)
+	if err != nil || res.Replaced.Serial != pki.SerialHex(oldChain[0].SerialNumber) {
+		t.Fatalf("rekey: %+v %v", res, err)
+	}
+	if r, err := fl.RefreshNode(ctx, certs.NodeRefresh{ConfigPath: cfgPath}); err != nil || !r.Renewed {
+		t.Fatalf("refresh after the rekey: %+v %v", r, err)
+	}
+	after, _ := config.LoadServer(cfgPath)
+	leaf, chain, _ := pki.ParseChain([]byte(after.Security.ServerCert))
+	if chain[0].Equal(oldChain[0]) || pki.MatchesKey(chain[0], mustKey(t, st)) != nil {
+		t.Fatal("the node does not serve from the new node-issuing CA")
+	}
+	serial, _ := pki.ParseSerial(res.Replaced.Serial)
+	if _, err := fl.Revoke(ctx, serial, 1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fl.RefreshNode(ctx, certs.NodeRefresh{ConfigPath: cfgPath}); err != nil {
+		t.Fatal(err)
+	}
+	after, _ = config.LoadServer(cfgPath)
+	roots, _ := pki.ParseCerts([]byte(after.Security.CACert))
+	creds := mustCreds(t, after)
+	oldLeaf, _, _ := pki.ParseChain([]byte(before.Security.ServerCert))
+	for what, c := range map[string][]*x509.Certificate{"old": {oldLeaf, oldChain[0]}, "new": {leaf, chain[0]}} {
+		inter := x509.NewCertPool()
+		inter.AddCert(c[1])
+		pool := x509.NewCertPool()
+		for _, r := range roots {
+			pool.AddCert(r)
+		}
+		chains, err := c[0].Verify(x509.VerifyOptions{Roots: pool, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}})
+		if err == nil {
+			err = pki.CheckChainsNotRevoked(chains, creds)
+		}
+		if (what == "old") != (err != nil) {
+			t.Errorf("%s chain: %v", what, err)
+		}
+	}
+}
+
+func mustKey(t *testing.T, st secretstore.Store) crypto.Signer {
+	t.Helper()
+	got, _ := st.Get(context.Background(), []string{names.NodeCAKey()})
+	k, err := pki.ParseKey([]byte(got[names.NodeCAKey()]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+// mustCreds is the revoked serials of a server config's CRL.
+func mustCreds(t *testing.T, srv *config.Server) map[string]bool {
+	t.Helper()
+	cas, _ := pki.ParseCerts([]byte(srv.Security.CACert))
+	crl, err := pki.ParseCRL([]byte(srv.Security.CRL), cas)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pki.RevokedSerials(crl)
+}
+
+// A CA added to the trust bundle by a store write, not by a rotation, is
+// reported as broken, not shown as a rotation in progress.
+func TestStatusFlagsAForeignCAInTheBundle(t *testing.T) {
+	ctx := context.Background()
+	st := secretstore.NewMemoryStore()
+	bootstrap(t, opts(t, st))
+	fl := &certs.Fleet{Store: st}
+	if rep := fl.Status(ctx, certs.StatusOptions{}); rep.Level != certs.OK {
+		t.Fatalf("before: %q", rep.Problems)
+	}
+	k, _ := pki.GenerateKey(pki.ECDSAP256, nil)
+	foreign, _ := pki.NewCA(k, time.Now(), time.Hour*24)
+	cur, _ := st.Get(ctx, []string{names.CACert()})
+	st.Set(names.Bundle(), cur[names.CACert()]+string(pki.EncodeCert(foreign)))
+	rep := fl.Status(ctx, certs.StatusOptions{})
+	if rep.Level != certs.Broken || !strings.Contains(strings.Join(rep.Problems, "\n"), "never held as its current, pending or previous version") {
+		t.Fatalf("a foreign CA in the bundle: level %d, %q", rep.Level, rep.Problems)
+	}
+	// A rotation's CAs are not flagged, in any phase.
+	st2 := secretstore.NewMemoryStore()
+	bootstrap(t, opts(t, st2))
+	r := rotation{f: &certs.Fleet{Store: st2}}
+	for _, step := range []func(context.Context) (*certs.RotationStatus, error){r.Begin, r.Promote, r.Finish} {
+		if _, err := step(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if rep := r.f.Status(ctx, certs.StatusOptions{}); strings.Contains(strings.Join(rep.Problems, "\n"), "never held") {
+			t.Fatalf("a rotation flagged: %q", rep.Problems)
+		}
 	}
 }

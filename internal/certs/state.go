@@ -106,6 +106,7 @@ type state struct {
 	pending map[string]string // pending CA versions that differ from the current ones
 
 	ca       *x509.Certificate // the current CA certificate
+	previous *x509.Certificate // ca-cert's previous version, when status read it
 	caErr    error
 	trust    []*x509.Certificate // every trusted CA: the bundle, or the CA alone
 	trustErr error

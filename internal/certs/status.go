@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -155,6 +156,10 @@ func (f *Fleet) observe(ctx context.Context, o StatusOptions) *observed {
 		return obs
 	}
 	obs.state = s
+	// The previous CA, which a promoted rotation still trusts (bundle).
+	if prev, err := f.Store.GetStage(ctx, []string{s.n.CACert()}, secretstore.Previous); err == nil {
+		s.previous, _ = pki.ParseCert([]byte(prev[s.n.CACert()]))
+	}
 	if s.ca != nil && !obs.node {
 		obs.caKey = f.caKeyPlace(ctx, s)
 	}
@@ -268,6 +273,7 @@ func (g *grader) shared(s *state, caKey string, roles bool) map[string]bool {
 	}
 	if s.ca != nil {
 		g.nodeCA(s)
+		g.bundle(s)
 	}
 	for _, role := range pki.Roles {
 		if !roles {
@@ -288,6 +294,26 @@ func (g *grader) shared(s *state, caKey string, roles bool) map[string]bool {
 		g.add(cr)
 	}
 	return s.revoked
+}
+
+// bundle flags a trusted CA that the fleet's ca-cert never held (as its
+// current, pending or previous version): the trust bundle is the one
+// shared secret a node trusts as it is, so a CA added to it by a store
+// write (and not by a rotation) is reported, not shown as a rotation.
+func (g *grader) bundle(s *state) {
+	known := []*x509.Certificate{s.ca}
+	if p := s.pendingCA(); p != nil {
+		known = append(known, p)
+	}
+	if s.previous != nil {
+		known = append(known, s.previous)
+	}
+	for _, t := range s.trust {
+		if !slices.ContainsFunc(known, func(k *x509.Certificate) bool { return sameCA(k, t) }) {
+			g.rep.raise(Broken, fmt.Sprintf("%s trusts a CA that %s never held as its current, pending or previous version (%q, sha256 %s): nodes accept what it signs. If no rotation put it there, someone wrote to the store: restore the bundle's previous version and find out who",
+				s.n.Bundle(), s.n.CACert(), t.Subject.CommonName, pki.Fingerprint(t)))
+		}
+	}
 }
 
 // nodeCA grades the node-issuing CA: present and constrained under the

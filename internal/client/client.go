@@ -135,7 +135,9 @@ func hintFor(msg string) string {
 	case strings.Contains(msg, "certificate revoked"):
 		return "the server's certificate has been revoked: the node must renew it (it does so on its next refresh; or `joblet certs renew` on the node)"
 	case strings.Contains(msg, "certificate signed by unknown authority"):
-		return "the server's certificate is not signed by this config's CA: the node belongs to another fleet (another CA or secret prefix), or this config is out of date. Get the current rnx-config.yml from a node of that fleet"
+		return "the server's certificate is not signed by this config's CA: the node belongs to another fleet (another CA or secret prefix), or this config is out of date: `rnx config refresh` (or a new one with `rnx config init`)"
+	case strings.Contains(msg, "too many intermediates for path length constraint"):
+		return "this config trusts the fleet's root as it was before the node-issuing CA (a certificate that allows no CA under it): `rnx config refresh` gives it the re-issued root"
 	case strings.Contains(msg, "x509: certificate is valid for"), strings.Contains(msg, "x509: certificate is not valid for any names"):
 		return "the server's certificate does not name the address in this config: add the name to the node's certificate (JOBLET_ADDITIONAL_NAMES or --public-address) and re-run `joblet certs bootstrap`, or use an address it names"
 	case strings.Contains(msg, "x509: certificate has expired or is not yet valid"):
