@@ -25,7 +25,7 @@ func (b *bootstrapper) ensure(ctx context.Context) (*shared, error) {
 	st, err := b.read, error(nil)
 	b.read = nil // a retry reads again: the store may have moved
 	if st == nil {
-		if st, err = b.f.readState(ctx, b.scope()); err != nil {
+		if st, err = b.readPatiently(ctx); err != nil {
 			return nil, err
 		}
 	}
@@ -454,7 +454,7 @@ func (b *bootstrapper) claim(ctx context.Context, name, value string, also ...st
 	case err == nil:
 		return map[string]string{name: value}, true, nil
 	case errors.Is(err, secretstore.ErrExist):
-		got, err := b.f.Store.Get(ctx, append([]string{name}, also...))
+		got, err := getPatiently(ctx, b.f.Store, append([]string{name}, also...))
 		if err != nil {
 			return nil, false, fmt.Errorf("read %s after losing the race to create it: %w", name, err)
 		}
@@ -495,5 +495,48 @@ func (b *bootstrapper) createOrAdopt(ctx context.Context, name, value string) er
 		case <-time.After(wait):
 		}
 		backoff = min(backoff*2, 5*time.Second)
+	}
+}
+
+// readPatiently reads the fleet's state; a read that fails for now
+// (throttled: a burst of joining nodes reads the finished fleet at once) is
+// tried again after a jittered, growing pause, until the command's
+// deadline. Anything else fails at once.
+func (b *bootstrapper) readPatiently(ctx context.Context) (*state, error) {
+	var st *state
+	err := patiently(ctx, func() (err error) {
+		st, err = b.f.readState(ctx, b.scope())
+		return err
+	})
+	return st, err
+}
+
+// getPatiently is Store.Get, patient as readPatiently is.
+func getPatiently(ctx context.Context, s secretstore.Store, names []string) (map[string]string, error) {
+	var got map[string]string
+	err := patiently(ctx, func() (err error) {
+		got, err = s.Get(ctx, names)
+		return err
+	})
+	return got, err
+}
+
+// patiently runs read until it succeeds, fails other than for now, or ctx
+// ends (then the last error says why it waited). The pause starts at
+// 250 ms and grows to 4 s, each drawn from half to one and a half of it, so
+// nodes throttled together do not come back together.
+func patiently(ctx context.Context, read func() error) error {
+	pause := 250 * time.Millisecond
+	for {
+		err := read()
+		if err == nil || !errors.Is(err, secretstore.ErrTemporary) || ctx.Err() != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w (gave up at the command's deadline)", err)
+		case <-time.After(pause/2 + time.Duration(mathrand.Int64N(int64(pause)))):
+		}
+		pause = min(pause*2, 4*time.Second)
 	}
 }
