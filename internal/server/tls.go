@@ -20,6 +20,11 @@ type Credentials struct {
 	CAList  []*x509.Certificate
 	Revoked map[string]bool // serials the CRL lists
 	CRLPEM  string          // the CRL as the node holds it, handed to clients (NodeInfo.crl)
+	// IssuerSHA256 is the fingerprint of the trusted CA that signed Leaf
+	// (NodeInfo.server_cert_issuer_sha256), found once here: a signature
+	// check on every GetNodeInfo cost the node 40% of its calls.
+	IssuerSHA256 string
+	crl          []byte // CRLPEM, converted once for NodeInfo
 
 	// replaced is closed when newer credentials take over: a running
 	// stream re-checks its caller then (see guard.go).
@@ -51,8 +56,14 @@ func CredentialsFromConfig(s config.Security) (*Credentials, error) {
 		}
 		revoked = pki.RevokedSerials(crl)
 	}
+	issuer := ""
+	for _, ca := range cas {
+		if cert.Leaf.CheckSignatureFrom(ca) == nil {
+			issuer = pki.Fingerprint(ca)
+		}
+	}
 	return &Credentials{Cert: cert, Leaf: cert.Leaf, CAs: pool, CAPEM: s.CACert + s.CRL, CACount: len(cas), CAList: cas, Revoked: revoked,
-		CRLPEM: s.CRL, replaced: make(chan struct{})}, nil
+		CRLPEM: s.CRL, crl: []byte(s.CRL), IssuerSHA256: issuer, replaced: make(chan struct{})}, nil
 }
 
 // tlsSource serves the current credentials to every new handshake. Swapping
