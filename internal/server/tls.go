@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"math/big"
 	"sync/atomic"
 
 	"github.com/ehsaniara/joblet/internal/config"
@@ -25,6 +26,10 @@ type Credentials struct {
 	// check on every GetNodeInfo cost the node 40% of its calls.
 	IssuerSHA256 string
 	crl          []byte // CRLPEM, converted once for NodeInfo
+	// CRLNumber is the number of that CRL (nil without one), crlNumber
+	// as it travels in metadata (crlgate.go).
+	CRLNumber *big.Int
+	crlNumber string
 
 	// replaced is closed when newer credentials take over: a running
 	// stream re-checks its caller then (see guard.go).
@@ -49,12 +54,14 @@ func CredentialsFromConfig(s config.Security) (*Credentials, error) {
 		pool.AddCert(c)
 	}
 	revoked := map[string]bool{}
+	var number *big.Int
 	if s.CRL != "" {
 		crl, err := pki.ParseCRL([]byte(s.CRL), cas)
 		if err != nil {
 			return nil, fmt.Errorf("security.crl: %w", err)
 		}
 		revoked = pki.RevokedSerials(crl)
+		number = crl.Number
 	}
 	issuer := ""
 	for _, ca := range cas {
@@ -63,7 +70,7 @@ func CredentialsFromConfig(s config.Security) (*Credentials, error) {
 		}
 	}
 	return &Credentials{Cert: cert, Leaf: cert.Leaf, CAs: pool, CAPEM: s.CACert + s.CRL, CACount: len(cas), CAList: cas, Revoked: revoked,
-		CRLPEM: s.CRL, crl: []byte(s.CRL), IssuerSHA256: issuer, replaced: make(chan struct{})}, nil
+		CRLPEM: s.CRL, crl: []byte(s.CRL), CRLNumber: number, crlNumber: crlNumberText(number), IssuerSHA256: issuer, replaced: make(chan struct{})}, nil
 }
 
 // tlsSource serves the current credentials to every new handshake. Swapping
