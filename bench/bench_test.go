@@ -8,6 +8,7 @@ package bench
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"math"
 	"os"
@@ -443,6 +444,12 @@ type latency struct {
 
 // load runs conc clients, each with its own connection, calling Info for d.
 func load(t *testing.T, node *config.Node, conc int, d time.Duration) latency {
+	return loadWith(t, node, conc, d, false)
+}
+
+// loadWith is load; with crlNumber the clients dial as rnx does, each call
+// carrying the number of the CRL the entry holds (the node's own here).
+func loadWith(t *testing.T, node *config.Node, conc int, d time.Duration, crlNumber bool) latency {
 	var mu sync.Mutex
 	var all []time.Duration
 	var wg sync.WaitGroup
@@ -452,6 +459,9 @@ func load(t *testing.T, node *config.Node, conc int, d time.Duration) latency {
 		go func() {
 			defer wg.Done()
 			c, err := client.Dial("bench", node)
+			if crlNumber {
+				c, err = client.DialLearning("bench", node, func([]byte, *x509.Certificate) error { return nil })
+			}
 			if err != nil {
 				t.Error(err)
 				return
