@@ -142,8 +142,8 @@ var memory struct {
 
 func servingSection(t *testing.T, md *strings.Builder) {
 	fmt.Fprintf(md, "## Serving\n\nOne `joblet server` process; clients in the benchmark process on the same 2 cores. Every joblet figure is measured in the same run, on the same certificates, as its floor: a bare `crypto/tls` mutual-TLS server for handshakes, a bare gRPC server (the same TLS, a `GetNodeInfo` answering a prepared `NodeInfo` of the size joblet's is, no interceptors) for calls; both are `bench/floorserver`. `x floor` is joblet's figure over the floor's (goal: at least 0.80 for calls).\n\n")
-	fmt.Fprintf(md, "A handshake here is one new connection: the mTLS handshake, the HTTP/2 preface and the server's first frame; resumed ones use a TLS 1.3 session ticket. Floor and joblet alternate, 1.5 s each, twice.\n\n")
-	fmt.Fprintf(md, "| server key | bare TLS full/s | joblet full/s | x floor | bare TLS resumed/s | joblet resumed/s | x floor |\n|---|---|---|---|---|---|---|\n")
+	fmt.Fprintf(md, "A handshake here is one new connection: the mTLS handshake, the HTTP/2 preface and the server's first frame; resumed ones use a TLS 1.3 session ticket. The bare TLS server, joblet and the bare gRPC server take turns, 1.5 s each, twice; `x TLS` and `x gRPC` are joblet's rate over each floor's (the bare gRPC server sets up an HTTP/2 transport per connection, as joblet does).\n\n")
+	fmt.Fprintf(md, "| server key | full: bare TLS/s | bare gRPC/s | joblet/s | x TLS | x gRPC | resumed: bare TLS/s | bare gRPC/s | joblet/s | x TLS | x gRPC |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
 	var ecdsa *node
 	for _, kt := range []pki.KeyType{pki.ECDSAP256, pki.RSA2048} {
 		n := startNode(t, kt)
@@ -152,10 +152,11 @@ func servingSection(t *testing.T, md *strings.Builder) {
 			memory.idle = memKiB(t, n.proc.Cmd.Process.Pid, "VmHWM")
 		}
 		floor, fp := startFloor(t, n, "tls")
-		var res [2][2]float64 // [floor, joblet][full, resumed]
+		floorGRPC, gp := startFloor(t, n, "grpc")
+		var res [3][2]float64 // [TLS floor, joblet, gRPC floor][full, resumed]
 		note := ""
 		for round := 0; round < 2; round++ {
-			for i, target := range []*config.Node{floor, n.cfg} {
+			for i, target := range []*config.Node{floor, n.cfg, floorGRPC} {
 				for j, resume := range []bool{false, true} {
 					r, did := handshakes(t, target, resume, 1500*time.Millisecond)
 					res[i][j] += r / 2
@@ -166,7 +167,10 @@ func servingSection(t *testing.T, md *strings.Builder) {
 			}
 		}
 		fp.Cmd.Process.Signal(os.Interrupt)
-		fmt.Fprintf(md, "| %s | %.0f | %.0f | %.2f | %.0f | %.0f%s | %.2f |\n", kt, res[0][0], res[1][0], res[1][0]/res[0][0], res[0][1], res[1][1], note, res[1][1]/res[0][1])
+		gp.Cmd.Process.Signal(os.Interrupt)
+		fmt.Fprintf(md, "| %s | %.0f | %.0f | %.0f | %.2f | %.2f | %.0f | %.0f | %.0f%s | %.2f | %.2f |\n", kt,
+			res[0][0], res[2][0], res[1][0], res[1][0]/res[0][0], res[1][0]/res[2][0],
+			res[0][1], res[2][1], res[1][1], note, res[1][1]/res[0][1], res[1][1]/res[2][1])
 	}
 
 	floor, fp := startFloor(t, ecdsa, "grpc")

@@ -37,6 +37,9 @@ type Credentials struct {
 	// verdicts caches each client certificate's check against these
 	// credentials (see guard.go); dropped with them.
 	verdicts verdictCache
+	// serverTLS is what every handshake under these credentials uses,
+	// made once (not one tls.Config per connection).
+	serverTLS *tls.Config
 }
 
 // CredentialsFromConfig parses the security section of a server config.
@@ -69,8 +72,23 @@ func CredentialsFromConfig(s config.Security) (*Credentials, error) {
 			issuer = pki.Fingerprint(ca)
 		}
 	}
-	return &Credentials{Cert: cert, Leaf: cert.Leaf, CAs: pool, CAPEM: s.CACert + s.CRL, CACount: len(cas), CAList: cas, Revoked: revoked,
-		CRLPEM: s.CRL, crl: []byte(s.CRL), CRLNumber: number, crlNumber: crlNumberText(number), IssuerSHA256: issuer, replaced: make(chan struct{})}, nil
+	c := &Credentials{Cert: cert, Leaf: cert.Leaf, CAs: pool, CAPEM: s.CACert + s.CRL, CACount: len(cas), CAList: cas, Revoked: revoked,
+		CRLPEM: s.CRL, crl: []byte(s.CRL), CRLNumber: number, crlNumber: crlNumberText(number), IssuerSHA256: issuer, replaced: make(chan struct{})}
+	c.serverTLS = &tls.Config{
+		MinVersion:   tls.VersionTLS13,
+		Certificates: []tls.Certificate{c.Cert},
+		ClientAuth:   tls.RequireAndVerifyClientCert,
+		ClientCAs:    c.CAs,
+		NextProtos:   []string{"h2"},
+		// After the chain is verified: refuse what the CRL lists.
+		VerifyPeerCertificate: func(_ [][]byte, chains [][]*x509.Certificate) error {
+			if len(chains) > 0 && len(chains[0]) > 0 {
+				return pki.CheckNotRevoked(chains[0][0], c.Revoked)
+			}
+			return nil
+		},
+	}
+	return c, nil
 }
 
 // tlsSource serves the current credentials to every new handshake. Swapping
@@ -87,22 +105,11 @@ func (s *tlsSource) set(c *Credentials) {
 func (s *tlsSource) config() *tls.Config {
 	return &tls.Config{
 		MinVersion: tls.VersionTLS13,
+		// The current credentials' config, made when they were loaded.
+		// It sets no ticket keys, so session tickets keep this outer
+		// config's keys across reloads, as before.
 		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
-			c := s.cur.Load()
-			return &tls.Config{
-				MinVersion:   tls.VersionTLS13,
-				Certificates: []tls.Certificate{c.Cert},
-				ClientAuth:   tls.RequireAndVerifyClientCert,
-				ClientCAs:    c.CAs,
-				NextProtos:   []string{"h2"},
-				// After the chain is verified: refuse what the CRL lists.
-				VerifyPeerCertificate: func(_ [][]byte, chains [][]*x509.Certificate) error {
-					if len(chains) > 0 && len(chains[0]) > 0 {
-						return pki.CheckNotRevoked(chains[0][0], c.Revoked)
-					}
-					return nil
-				},
-			}, nil
+			return s.cur.Load().serverTLS, nil
 		},
 	}
 }
