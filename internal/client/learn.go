@@ -129,64 +129,82 @@ func (c *Conn) learnStream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.
 
 // learningStream settles the protocol on its first receive: a refusal for
 // a newer CRL opens the stream again (without the number) and sends it
-// what was sent on the refused one.
+// what was sent on the refused one. That suits streams whose client sends
+// before it receives (every stream rnx opens is a server stream: one
+// request, then the answers); mu keeps a sender and a receiver apart.
 type learningStream struct {
 	grpc.ClientStream
-	c       *Conn
-	ctx     context.Context
-	again   func() (grpc.ClientStream, error)
+	c     *Conn
+	ctx   context.Context
+	again func() (grpc.ClientStream, error)
+
+	mu      sync.Mutex
 	sent    []any
 	closed  bool
 	settled bool
 }
 
 func (s *learningStream) SendMsg(m any) error {
+	s.mu.Lock()
 	if !s.settled {
 		s.sent = append(s.sent, m)
 	}
-	return s.ClientStream.SendMsg(m)
+	cs := s.ClientStream
+	s.mu.Unlock()
+	return cs.SendMsg(m)
 }
 
 func (s *learningStream) CloseSend() error {
+	s.mu.Lock()
 	s.closed = true
-	return s.ClientStream.CloseSend()
+	cs := s.ClientStream
+	s.mu.Unlock()
+	return cs.CloseSend()
 }
 
 func (s *learningStream) RecvMsg(m any) error {
-	err := s.ClientStream.RecvMsg(m)
-	if s.settled {
+	s.mu.Lock()
+	cs, settled := s.ClientStream, s.settled
+	s.mu.Unlock()
+	err := cs.RecvMsg(m)
+	if settled {
 		return err
 	}
-	s.settled = true
-	if crl := newerCRL(err, s.ClientStream.Trailer()); crl != nil {
-		p, _ := peer.FromContext(s.ClientStream.Context())
-		if err := s.c.learner.learn(crl, serverLeaf(p)); err != nil {
+	crl := newerCRL(err, cs.Trailer())
+	if crl == nil {
+		s.mu.Lock()
+		s.settled, s.sent = true, nil
+		s.mu.Unlock()
+		if err == nil {
+			if h, herr := cs.Header(); herr == nil {
+				if lerr := s.c.oldNode(s.ctx, h); lerr != nil {
+					return lerr
+				}
+			}
+		}
+		return err
+	}
+	p, _ := peer.FromContext(cs.Context())
+	if err := s.c.learner.learn(crl, serverLeaf(p)); err != nil {
+		return err
+	}
+	ns, err := s.again()
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	sent, closed := s.sent, s.closed
+	s.ClientStream, s.sent, s.settled = ns, nil, true
+	s.mu.Unlock()
+	for _, m := range sent {
+		if err := ns.SendMsg(m); err != nil {
 			return err
 		}
-		ns, err := s.again()
-		if err != nil {
+	}
+	if closed {
+		if err := ns.CloseSend(); err != nil {
 			return err
 		}
-		for _, sent := range s.sent {
-			if err := ns.SendMsg(sent); err != nil {
-				return err
-			}
-		}
-		if s.closed {
-			if err := ns.CloseSend(); err != nil {
-				return err
-			}
-		}
-		s.ClientStream, s.sent = ns, nil
-		return ns.RecvMsg(m)
 	}
-	s.sent = nil
-	if err == nil {
-		if h, herr := s.ClientStream.Header(); herr == nil {
-			if lerr := s.c.oldNode(s.ctx, h); lerr != nil {
-				return lerr
-			}
-		}
-	}
-	return err
+	return ns.RecvMsg(m)
 }
