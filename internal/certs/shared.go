@@ -498,10 +498,12 @@ func (b *bootstrapper) createOrAdopt(ctx context.Context, name, value string) er
 	}
 }
 
-// readPatiently reads the fleet's state; a read that fails for now
-// (throttled: a burst of joining nodes reads the finished fleet at once) is
-// tried again after a jittered, growing pause, until the command's
-// deadline. Anything else fails at once.
+// readPatiently reads the fleet's state; a read throttled even after the
+// client's own retries (a burst of joining nodes reads the finished fleet
+// at once) is tried again after a jittered, growing pause, for up to
+// patience after the first such failure and within the command's deadline.
+// Anything else, an unreachable store included, fails at once: only a
+// throttle says that waiting helps.
 func (b *bootstrapper) readPatiently(ctx context.Context) (*state, error) {
 	var st *state
 	err := patiently(ctx, func() (err error) {
@@ -521,15 +523,26 @@ func getPatiently(ctx context.Context, s secretstore.Store, names []string) (map
 	return got, err
 }
 
-// patiently runs read until it succeeds, fails other than for now, or ctx
-// ends (then the last error says why it waited). The pause starts at
-// 250 ms and grows to 4 s, each drawn from half to one and a half of it, so
-// nodes throttled together do not come back together.
+// patience bounds how long a throttled read is tried again: long enough
+// for a burst to pass, short of the command's default deadline (2 min)
+// even when each read spends its client's retries (up to about 20 s).
+const patience = 20 * time.Second
+
+// patiently runs read until it succeeds, fails other than throttled, or
+// patience or ctx runs out (then the last error says why). The pause
+// starts at 250 ms and grows to 4 s, each drawn from half to one and a half
+// of it, so nodes throttled together do not come back together.
 func patiently(ctx context.Context, read func() error) error {
 	pause := 250 * time.Millisecond
+	var first time.Time
 	for {
 		err := read()
-		if err == nil || !errors.Is(err, secretstore.ErrTemporary) || ctx.Err() != nil {
+		if err == nil || !errors.Is(err, secretstore.ErrThrottled) || ctx.Err() != nil {
+			return err
+		}
+		if first.IsZero() {
+			first = time.Now()
+		} else if time.Since(first) >= patience {
 			return err
 		}
 		select {

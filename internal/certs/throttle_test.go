@@ -100,3 +100,29 @@ func TestThrottledBurstLosersConverge(t *testing.T) {
 	}
 	t.Logf("%d nodes, one read in 3 throttled: %.2f calls per node (%d creates, %d reads, %d throttled)", nodes, perNode, st.creates.Load(), st.reads.Load(), st.throttled.Load())
 }
+
+// A store that cannot be reached is not waited for: only a throttle says
+// that waiting helps (the client already retried the connection).
+func TestUnreachableStoreFailsAtOnce(t *testing.T) {
+	mem := secretstore.NewMemoryStore()
+	bootstrap(t, opts(t, mem))
+	unreachable := secretstore.Kind("unreachable", secretstore.ErrTemporary)
+	st := &failingStore{Store: mem, err: unreachable}
+	if _, err := boot(context.Background(), opts(t, st)); !errors.Is(err, unreachable) {
+		t.Fatalf("want the unreachable store as the cause, got %v", err)
+	}
+	if r := st.reads.Load(); r != 1 {
+		t.Fatalf("%d reads of an unreachable store, want 1", r)
+	}
+}
+
+type failingStore struct {
+	secretstore.Store
+	err   error
+	reads atomic.Int32
+}
+
+func (s *failingStore) Get(context.Context, []string) (map[string]string, error) {
+	s.reads.Add(1)
+	return nil, s.err
+}
