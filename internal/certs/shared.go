@@ -500,10 +500,9 @@ func (b *bootstrapper) createOrAdopt(ctx context.Context, name, value string) er
 
 // readPatiently reads the fleet's state; a read throttled even after the
 // client's own retries (a burst of joining nodes reads the finished fleet
-// at once) is tried again after a jittered, growing pause, for up to
-// patience after the first such failure and within the command's deadline.
-// Anything else, an unreachable store included, fails at once: only a
-// throttle says that waiting helps.
+// at once) is tried again after a jittered pause, up to patientReads reads
+// in all and within the command's deadline. Anything else, an unreachable
+// store included, fails at once: only a throttle says that waiting helps.
 func (b *bootstrapper) readPatiently(ctx context.Context) (*state, error) {
 	var st *state
 	err := patiently(ctx, func() (err error) {
@@ -523,26 +522,21 @@ func getPatiently(ctx context.Context, s secretstore.Store, names []string) (map
 	return got, err
 }
 
-// patience bounds how long a throttled read is tried again: long enough
-// for a burst to pass, short of the command's default deadline (2 min)
-// even when each read spends its client's retries (up to about 20 s).
-const patience = 20 * time.Second
+// patientReads bounds the reads of one patient read: a burst passes
+// within a few (each already spends its client's retries, up to about
+// 20 s when the store keeps throttling), and a store that throttles for
+// good fails the command well inside its default deadline (2 min).
+const patientReads = 3
 
 // patiently runs read until it succeeds, fails other than throttled, or
-// patience or ctx runs out (then the last error says why). The pause
-// starts at 250 ms and grows to 4 s, each drawn from half to one and a half
-// of it, so nodes throttled together do not come back together.
+// patientReads reads or ctx run out (then the last error says why). The
+// pauses are drawn from half to one and a half of 500 ms, then 1 s, so
+// nodes throttled together do not come back together.
 func patiently(ctx context.Context, read func() error) error {
-	pause := 250 * time.Millisecond
-	var first time.Time
-	for {
+	pause := 500 * time.Millisecond
+	for n := 1; ; n++ {
 		err := read()
-		if err == nil || !errors.Is(err, secretstore.ErrThrottled) || ctx.Err() != nil {
-			return err
-		}
-		if first.IsZero() {
-			first = time.Now()
-		} else if time.Since(first) >= patience {
+		if err == nil || !errors.Is(err, secretstore.ErrThrottled) || ctx.Err() != nil || n == patientReads {
 			return err
 		}
 		select {
@@ -550,6 +544,6 @@ func patiently(ctx context.Context, read func() error) error {
 			return fmt.Errorf("%w (gave up at the command's deadline)", err)
 		case <-time.After(pause/2 + time.Duration(mathrand.Int64N(int64(pause)))):
 		}
-		pause = min(pause*2, 4*time.Second)
+		pause *= 2
 	}
 }
