@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -175,20 +176,35 @@ func servingSection(t *testing.T, md *strings.Builder) {
 
 	floor, fp := startFloor(t, ecdsa, "grpc")
 	memory.idleFloor = memKiB(t, fp.Cmd.Process.Pid, "VmHWM")
-	fmt.Fprintf(md, "\nCalls: `GetNodeInfo` (what `rnx info` asks) over one mTLS connection per client, ECDSA server, 2 s each of floor, joblet, joblet with the CRL number (twice), joblet, floor (new connections each time, their handshakes included).\n\n")
+	fmt.Fprintf(md, "\nCalls: `GetNodeInfo` (what `rnx info` asks) over one mTLS connection per client, ECDSA server: 6 rounds of 1 s each of the floor, joblet and joblet with the CRL number, in a rotating order (new connections each time, their handshakes included). Rates are the mean over the rounds, p50 and p99 the worst round's; `x floor` is the median of the ratios taken round by round (min–max in brackets).\n\n")
 	fmt.Fprintf(md, "The last two columns: joblet called as rnx calls it, every call carrying the number of the CRL the client holds (the CRL gate: a node with a newer CRL hands it over before running the call; here the client holds the node's own, so every call runs).\n\n")
 	fmt.Fprintf(md, "| clients | bare gRPC calls/s | p50 | p99 | joblet calls/s | p50 | p99 | x floor | joblet, with the CRL number, calls/s | x floor |\n|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, conc := range []int{1, 16, 64} {
-		// Floor, joblet, joblet, floor: a drift of the machine's speed
-		// weighs on both alike.
+		// Rounds of 1 s each for the floor, joblet and joblet with the
+		// CRL number, in a rotating order; the ratio is taken round by
+		// round (each against the floor of its own round) and its median
+		// quoted, so a drift of the shared machine's speed weighs on
+		// both sides of every ratio alike.
 		var f, j, r []latency
-		f = append(f, load(t, floor, conc, 2*time.Second))
-		j = append(j, load(t, ecdsa.cfg, conc, 2*time.Second))
-		r = append(r, loadWith(t, ecdsa.cfg, conc, 2*time.Second, true), loadWith(t, ecdsa.cfg, conc, 2*time.Second, true))
-		j = append(j, load(t, ecdsa.cfg, conc, 2*time.Second))
-		f = append(f, load(t, floor, conc, 2*time.Second))
+		var jr, rr []float64
+		for round := 0; round < callRounds; round++ {
+			var got [3]latency
+			for k := 0; k < 3; k++ {
+				switch i := (k + round) % 3; i {
+				case 0:
+					got[i] = load(t, floor, conc, time.Second)
+				case 1:
+					got[i] = load(t, ecdsa.cfg, conc, time.Second)
+				case 2:
+					got[i] = loadWith(t, ecdsa.cfg, conc, time.Second, true)
+				}
+			}
+			f, j, r = append(f, got[0]), append(j, got[1]), append(r, got[2])
+			jr, rr = append(jr, got[1].rps/got[0].rps), append(rr, got[2].rps/got[0].rps)
+		}
 		fl, jl, rl := merge(f), merge(j), merge(r)
-		fmt.Fprintf(md, "| %d | %.0f | %s | %s | %.0f | %s | %s | %.2f | %.0f | %.2f |\n", conc, fl.rps, ms(fl.p50), ms(fl.p99), jl.rps, ms(jl.p50), ms(jl.p99), jl.rps/fl.rps, rl.rps, rl.rps/fl.rps)
+		fmt.Fprintf(md, "| %d | %.0f | %s | %s | %.0f | %s | %s | %.2f (%.2f–%.2f) | %.0f | %.2f (%.2f–%.2f) |\n", conc, fl.rps, ms(fl.p50), ms(fl.p99), jl.rps, ms(jl.p50), ms(jl.p99),
+			median(jr), slices.Min(jr), slices.Max(jr), rl.rps, median(rr), slices.Min(rr), slices.Max(rr))
 	}
 	memory.busy = memKiB(t, ecdsa.proc.Cmd.Process.Pid, "VmHWM")
 	memory.busyFloor = memKiB(t, fp.Cmd.Process.Pid, "VmHWM")
@@ -204,6 +220,17 @@ func servingSection(t *testing.T, md *strings.Builder) {
 		fmt.Fprintf(md, "| %d | %s | %s | %.0f |\n", conc, ms(l.p50), ms(l.p99), l.rps)
 	}
 	md.WriteString("\nCalls per second at 64 clients is the saturation figure: both cores are busy (server, clients and, through the balancer, HAProxy).\n\n")
+}
+
+const callRounds = 6
+
+func median(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
 // merge averages the rates of equal-length runs and takes the worse
