@@ -8,6 +8,7 @@ package bench
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"math"
 	"os"
@@ -15,7 +16,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -109,6 +109,12 @@ func TestWriteBenchmarks(t *testing.T) {
 	}
 	if want("serving") {
 		servingSection(t, &md)
+	}
+	if want("rnx") {
+		rnxSection(t, &md)
+	}
+	if want("serving") || want("rnx") {
+		memorySection(t, &md)
 	}
 	if want("crypto") {
 		cryptoSection(t, &md)
@@ -438,6 +444,12 @@ type latency struct {
 
 // load runs conc clients, each with its own connection, calling Info for d.
 func load(t *testing.T, node *config.Node, conc int, d time.Duration) latency {
+	return loadWith(t, node, conc, d, false)
+}
+
+// loadWith is load; with crlNumber the clients dial as rnx does, each call
+// carrying the number of the CRL the entry holds (the node's own here).
+func loadWith(t *testing.T, node *config.Node, conc int, d time.Duration, crlNumber bool) latency {
 	var mu sync.Mutex
 	var all []time.Duration
 	var wg sync.WaitGroup
@@ -447,6 +459,9 @@ func load(t *testing.T, node *config.Node, conc int, d time.Duration) latency {
 		go func() {
 			defer wg.Done()
 			c, err := client.Dial("bench", node)
+			if crlNumber {
+				c, err = client.DialLearning("bench", node, func([]byte, [][]*x509.Certificate) error { return nil })
+			}
 			if err != nil {
 				t.Error(err)
 				return
@@ -503,53 +518,6 @@ func handshakes(t *testing.T, node *config.Node, resume bool, d time.Duration) (
 		n++
 	}
 	return float64(n) / time.Since(start).Seconds(), resumed
-}
-
-func servingSection(t *testing.T, md *strings.Builder) {
-	joblet, _ := harness.Bins(t)
-	fmt.Fprintf(md, "## Serving\n\nOne `joblet server` process; clients in the benchmark process on the same 2 cores. A handshake here is one new connection: the mTLS handshake, the HTTP/2 preface and the server's first frame; resumed ones use a TLS 1.3 session ticket.\n\n| server key | full mTLS handshakes/s | resumed handshakes/s |\n|---|---|---|\n")
-	var ecdsaHome string
-	var ecdsaPort int
-	for _, kt := range []pki.KeyType{pki.ECDSAP256, pki.RSA2048} {
-		home, port := t.TempDir(), harness.FreePort(t)
-		env := harness.Env("JOBLET_HOME="+home, "USE_SECRETS_MANAGER=false", "JOBLET_SERVER_ADDRESS=127.0.0.1", "JOBLET_LISTEN_ADDRESS=127.0.0.1",
-			"JOBLET_SERVER_PORT="+strconv.Itoa(port), "JOBLET_ADDITIONAL_NAMES=127.0.0.2") // the balancer's address
-		timed(t, env, joblet, "certs", "bootstrap", "--key-type", string(kt))
-		harness.Start(t, env, joblet, "server", "--config", filepath.Join(home, "config", "joblet-config.yml"))
-		cfg, _ := config.LoadRnx(filepath.Join(home, "config", "rnx-config.yml"))
-		node := cfg.Nodes["default"]
-		harness.Eventually(t, 10*time.Second, "node up", func() error {
-			_, err := tls.Dial("tcp", node.Address, &tls.Config{InsecureSkipVerify: true})
-			return err
-		})
-		full, _ := handshakes(t, node, false, 3*time.Second)
-		res, did := handshakes(t, node, true, 3*time.Second)
-		note := ""
-		if !did {
-			note = " (no resumption)"
-		}
-		fmt.Fprintf(md, "| %s | %.0f | %.0f%s |\n", kt, full, res, note)
-		if kt == pki.ECDSAP256 {
-			ecdsaHome, ecdsaPort = home, port
-		}
-	}
-	lb := fmt.Sprintf("127.0.0.2:%d", harness.FreePort(t))
-	harness.StartHAProxy(t, lb, []string{fmt.Sprintf("127.0.0.1:%d", ecdsaPort)})
-	cfg, _ := config.LoadRnx(filepath.Join(ecdsaHome, "config", "rnx-config.yml"))
-	direct := *cfg.Nodes["default"]
-	viaLB := direct
-	viaLB.Address = lb
-	fmt.Fprintf(md, "\n`rnx info` (GetNodeInfo over one mTLS connection per client, ECDSA server), 3 s per cell.\n\n| path | clients | p50 | p99 | requests/s |\n|---|---|---|---|---|\n")
-	for _, path := range []struct {
-		name string
-		node *config.Node
-	}{{"direct", &direct}, {"through HAProxy", &viaLB}} {
-		for _, conc := range []int{1, 16, 64} {
-			l := load(t, path.node, conc, 3*time.Second)
-			fmt.Fprintf(md, "| %s | %d | %s | %s | %.0f |\n", path.name, conc, ms(l.p50), ms(l.p99), l.rps)
-		}
-	}
-	md.WriteString("\nRequests per second at 64 clients is the saturation figure: both cores are busy (server, clients and, through the balancer, HAProxy).\n\n")
 }
 
 func cryptoSection(t *testing.T, md *strings.Builder) {

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # One command for every benchmark: starts its own moto and HAProxy on
 # loopback, measures bootstrap, detection, fleet convergence, a quota-limited
-# burst, serving and crypto side by side with their baselines, and writes
-# BENCHMARKS.md. About five minutes on a 2-core machine.
+# burst, serving (against a bare TLS and a bare gRPC server), one rnx command
+# (against a minimal client), memory and crypto side by side with their
+# baselines, and writes BENCHMARKS.md. About five minutes on a 2-core machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 for tool in moto_server haproxy openssl; do

@@ -202,12 +202,9 @@ func (a *app) dial() (*client.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	conn, err := client.Dial(name, node)
+	var conn *client.Conn
+	conn, err = client.DialLearning(name, node, a.learnCRL(&conn, name))
 	if err != nil {
-		return nil, err
-	}
-	if err := a.learnCRL(conn, name); err != nil {
-		conn.Close()
 		return nil, err
 	}
 	return conn, nil

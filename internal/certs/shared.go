@@ -24,7 +24,7 @@ func (b *bootstrapper) join(ctx context.Context) (sh *shared, ok bool, err error
 	st := b.read
 	b.read = nil // a retry reads again: the store may have moved
 	if st == nil {
-		st, err = b.f.readState(ctx, nodeScope)
+		st, err = b.readPatiently(ctx, nodeScope)
 		if errors.Is(err, secretstore.ErrAccessDenied) {
 			// A node policy from before the node-issuing CA: the full
 			// path reads what that policy allowed.
@@ -88,7 +88,7 @@ func (b *bootstrapper) ensure(ctx context.Context) (*shared, error) {
 	}
 	vals := map[string]string{}
 	if !b.empty {
-		st, err := b.f.readState(ctx, b.scope())
+		st, err := b.readPatiently(ctx, b.scope())
 		if errors.Is(err, secretstore.ErrAccessDenied) && !b.operator {
 			// An upgraded node on the policy from before the node-issuing
 			// CA (it may read the root's key and the role pairs, not
@@ -611,7 +611,7 @@ func (b *bootstrapper) claim(ctx context.Context, name, value string, also ...st
 	case err == nil:
 		return map[string]string{name: value}, true, nil
 	case errors.Is(err, secretstore.ErrExist):
-		got, err := b.f.Store.Get(ctx, append([]string{name}, also...))
+		got, err := getPatiently(ctx, b.f.Store, append([]string{name}, also...))
 		if err != nil {
 			return nil, false, fmt.Errorf("read %s after losing the race to create it: %w", name, err)
 		}
@@ -652,5 +652,55 @@ func (b *bootstrapper) createOrAdopt(ctx context.Context, name, value string) er
 		case <-time.After(wait):
 		}
 		backoff = min(backoff*2, 5*time.Second)
+	}
+}
+
+// readPatiently reads the fleet's state; a read throttled even after the
+// client's own retries (a burst of joining nodes reads the finished fleet
+// at once) is tried again after a jittered pause, up to patientReads reads
+// in all and within the command's deadline. Anything else, an unreachable
+// store included, fails at once: only a throttle says that waiting helps.
+func (b *bootstrapper) readPatiently(ctx context.Context, sc scope) (*state, error) {
+	var st *state
+	err := patiently(ctx, func() (err error) {
+		st, err = b.f.readState(ctx, sc)
+		return err
+	})
+	return st, err
+}
+
+// getPatiently is Store.Get, patient as readPatiently is.
+func getPatiently(ctx context.Context, s secretstore.Store, names []string) (map[string]string, error) {
+	var got map[string]string
+	err := patiently(ctx, func() (err error) {
+		got, err = s.Get(ctx, names)
+		return err
+	})
+	return got, err
+}
+
+// patientReads bounds the reads of one patient read: a burst passes
+// within a few (each already spends its client's retries, up to about
+// 20 s when the store keeps throttling), and a store that throttles for
+// good fails the command well inside its default deadline (2 min).
+const patientReads = 3
+
+// patiently runs read until it succeeds, fails other than throttled, or
+// patientReads reads or ctx run out (then the last error says why). The
+// pauses are drawn from half to one and a half of 500 ms, then 1 s, so
+// nodes throttled together do not come back together.
+func patiently(ctx context.Context, read func() error) error {
+	pause := 500 * time.Millisecond
+	for n := 1; ; n++ {
+		err := read()
+		if err == nil || !errors.Is(err, secretstore.ErrThrottled) || ctx.Err() != nil || n == patientReads {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w (gave up at the command's deadline)", err)
+		case <-time.After(pause/2 + time.Duration(mathrand.Int64N(int64(pause)))):
+		}
+		pause *= 2
 	}
 }

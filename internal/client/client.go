@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"net"
 	"strings"
@@ -31,6 +32,7 @@ type Conn struct {
 	cc            *grpc.ClientConn
 	tls           *tls.Config
 	info          *pb.NodeInfo // from Hello, reused by Info
+	learner       *learner     // DialLearning's
 }
 
 // Close closes the connection.
@@ -78,16 +80,32 @@ func TLSConfig(n *config.Node) (*tls.Config, error) {
 }
 
 // Dial connects (lazily, as gRPC does) to the node called name.
-func Dial(name string, n *config.Node) (*Conn, error) {
+func Dial(name string, n *config.Node) (*Conn, error) { return dial(name, n, nil) }
+
+// DialLearning is Dial for a client that keeps its CRL current from the
+// nodes it calls (learn.go): n is the config entry, whose CRL learn may
+// replace; the next call then carries the new number.
+func DialLearning(name string, n *config.Node, learn Learn) (*Conn, error) {
+	return dial(name, n, learn)
+}
+
+func dial(name string, n *config.Node, learn Learn) (*Conn, error) {
 	tc, err := TLSConfig(n)
 	if err != nil {
 		return nil, fmt.Errorf("node %q: %w", name, err)
 	}
-	cc, err := grpc.NewClient(n.Address, grpc.WithTransportCredentials(credentials.NewTLS(tc)))
+	c := &Conn{Name: name, Address: n.Address, tls: tc}
+	opts := []grpc.DialOption{grpc.WithTransportCredentials(credentials.NewTLS(tc))}
+	if learn != nil {
+		c.learner = &learner{node: n, learn: learn}
+		opts = append(opts, grpc.WithChainUnaryInterceptor(c.learnUnary), grpc.WithChainStreamInterceptor(c.learnStream))
+	}
+	cc, err := grpc.NewClient(n.Address, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("node %q: %w", name, err)
 	}
-	return &Conn{Name: name, Address: n.Address, tls: tc, Jobs: pb.NewJobServiceClient(cc), Node: pb.NewNodeServiceClient(cc), cc: cc}, nil
+	c.Jobs, c.Node, c.cc = pb.NewJobServiceClient(cc), pb.NewNodeServiceClient(cc), cc
+	return c, nil
 }
 
 // Explain rewrites a failed call's error so it says why in a user's words.
@@ -98,8 +116,9 @@ func Dial(name string, n *config.Node) (*Conn, error) {
 // node once with a plain handshake to learn the real cause. The probe runs
 // on this failure path only.
 func (c *Conn) Explain(err error) error {
-	if err == nil {
-		return nil
+	var done *ExplainedError
+	if err == nil || errors.As(err, &done) {
+		return err
 	}
 	where := fmt.Sprintf("node %q (%s)", c.Name, c.Address)
 	msg := err.Error()

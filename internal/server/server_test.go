@@ -45,7 +45,7 @@ type fleet struct {
 
 // startNode bootstraps a node into a temp home and serves it on 127.0.0.1,
 // its config changed first by mods.
-func startNode(t *testing.T, st *secretstore.MemoryStore, mods ...func(*config.Server)) *fleet {
+func startNode(t testing.TB, st *secretstore.MemoryStore, mods ...func(*config.Server)) *fleet {
 	t.Helper()
 	if st == nil {
 		st = secretstore.NewMemoryStore()
@@ -88,7 +88,7 @@ func startNode(t *testing.T, st *secretstore.MemoryStore, mods ...func(*config.S
 	return &fleet{home: home, store: st, addr: l.Addr().String(), rnx: rnx, srv: srvCfg, node: s}
 }
 
-func dial(t *testing.T, name string, n *config.Node) *client.Conn {
+func dial(t testing.TB, name string, n *config.Node) *client.Conn {
 	t.Helper()
 	c, err := client.Dial(name, n)
 	if err != nil {

@@ -121,13 +121,14 @@ type nodeService struct {
 	pb.UnimplementedNodeServiceServer
 	nodeID, version string
 	tls             *tlsSource
-	jobs            *jobs.Manager
+	// isolation is the jobs' isolation as NodeInfo says it; fixed when
+	// the node starts, so it is written once, not on every call.
+	isolation string
 }
 
 func (n *nodeService) GetNodeInfo(ctx context.Context, _ *pb.GetNodeInfoRequest) (*pb.NodeInfo, error) {
 	c := n.tls.cur.Load()
-	issuer := c.anchorSHA256()
 	return &pb.NodeInfo{NodeId: n.nodeID, Version: n.version, ServerCertSerial: pki.SerialHex(c.Leaf.SerialNumber),
-		ServerCertNotAfterUnix: c.Leaf.NotAfter.Unix(), CallerRole: string(RoleFrom(ctx)), ServerCertIssuerSha256: issuer,
-		Crl: []byte(c.CRLPEM), JobIsolation: n.jobs.Isolation(), ClientIssuers: n.tls.issuers.list()}, nil
+		ServerCertNotAfterUnix: c.Leaf.NotAfter.Unix(), CallerRole: string(RoleFrom(ctx)), ServerCertIssuerSha256: c.IssuerSHA256,
+		Crl: c.crl, JobIsolation: n.isolation, ClientIssuers: n.tls.issuers.list()}, nil
 }

@@ -1,0 +1,211 @@
+package client
+
+import (
+	"context"
+	"crypto/x509"
+	"strings"
+	"sync"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
+
+	pb "github.com/ehsaniara/joblet/api/jobletv1"
+	"github.com/ehsaniara/joblet/internal/config"
+	"github.com/ehsaniara/joblet/internal/pki"
+)
+
+// Learn is given a CRL a node handed out, newer than the one the config
+// entry holds, with the verified chains of the certificate that node
+// served on the connection. It keeps what it trusts of the CRL (in the
+// entry, so the next call carries the new number) and returns an error to
+// refuse the node (its certificate, or a CA of its chain, is listed).
+type Learn func(crl []byte, server [][]*x509.Certificate) error
+
+// learner keeps a connection's CRL current by the metadata protocol of
+// internal/server/crlgate.go: every call carries the number of the CRL the
+// entry holds; a node with a newer one refuses the call before running it
+// and hands its CRL over, which learn takes before the call is made again.
+// A node that does not answer with its number (one from before the
+// protocol) is asked with GetNodeInfo once, after the first call, as rnx
+// used to ask every node before every command.
+type learner struct {
+	node  *config.Node
+	learn Learn
+
+	mu               sync.Mutex
+	heldPEM, heldNum string
+	askedOld         bool
+}
+
+// held is the number of the CRL the entry holds now, as it travels.
+func (l *learner) held() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.heldNum == "" || l.heldPEM != l.node.CRL {
+		l.heldPEM, l.heldNum = l.node.CRL, "none"
+		if n, err := pki.CRLNumber([]byte(l.node.CRL)); l.node.CRL != "" && err == nil && n != nil {
+			l.heldNum = n.Text(16)
+		}
+	}
+	return l.heldNum
+}
+
+// newerCRL is the CRL a node refused a call with for being newer, or nil.
+func newerCRL(err error, trailer metadata.MD) []byte {
+	st, ok := status.FromError(err)
+	if !ok || st.Code() != codes.FailedPrecondition || !strings.HasPrefix(st.Message(), pb.CRLNewerPrefix) {
+		return nil
+	}
+	if v := trailer.Get(pb.CRLTrailerKey); len(v) > 0 && v[0] != "" {
+		return []byte(v[0])
+	}
+	return nil
+}
+
+func serverChains(p *peer.Peer) [][]*x509.Certificate {
+	if p == nil {
+		return nil
+	}
+	if ti, ok := p.AuthInfo.(credentials.TLSInfo); ok {
+		return ti.State.VerifiedChains
+	}
+	return nil
+}
+
+// oldNode asks a node that does not speak the protocol for its CRL, once.
+func (c *Conn) oldNode(ctx context.Context, header metadata.MD) error {
+	if len(header.Get(pb.CRLNumberKey)) > 0 {
+		return nil
+	}
+	c.learner.mu.Lock()
+	asked := c.learner.askedOld
+	c.learner.askedOld = true
+	c.learner.mu.Unlock()
+	if asked {
+		return nil
+	}
+	info, chains, err := c.Hello(ctx)
+	if err != nil || len(info.Crl) == 0 {
+		return err
+	}
+	return c.learner.learn(info.Crl, chains)
+}
+
+func (c *Conn) learnUnary(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+	c.learner.mu.Lock()
+	old := c.learner.askedOld
+	c.learner.mu.Unlock()
+	if old && method == pb.NodeService_GetNodeInfo_FullMethodName {
+		return invoker(ctx, method, req, reply, cc, opts...) // the old node's Hello
+	}
+	var header, trailer metadata.MD
+	var p peer.Peer
+	err := invoker(metadata.AppendToOutgoingContext(ctx, pb.CRLNumberKey, c.learner.held()), method, req, reply, cc,
+		append(opts, grpc.Header(&header), grpc.Trailer(&trailer), grpc.Peer(&p))...)
+	if crl := newerCRL(err, trailer); crl != nil {
+		if err := c.learner.learn(crl, serverChains(&p)); err != nil {
+			return err
+		}
+		// Without the number: whatever learn kept, the node runs it now.
+		return invoker(ctx, method, req, reply, cc, opts...)
+	}
+	if err == nil {
+		return c.oldNode(ctx, header)
+	}
+	return err
+}
+
+func (c *Conn) learnStream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+	s, err := streamer(metadata.AppendToOutgoingContext(ctx, pb.CRLNumberKey, c.learner.held()), desc, cc, method, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return &learningStream{ClientStream: s, c: c, ctx: ctx,
+		again: func() (grpc.ClientStream, error) { return streamer(ctx, desc, cc, method, opts...) }}, nil
+}
+
+// learningStream settles the protocol on its first receive: a refusal for
+// a newer CRL opens the stream again (without the number) and sends it
+// what was sent on the refused one. That suits streams whose client sends
+// before it receives (every stream rnx opens is a server stream: one
+// request, then the answers); mu keeps a sender and a receiver apart.
+type learningStream struct {
+	grpc.ClientStream
+	c     *Conn
+	ctx   context.Context
+	again func() (grpc.ClientStream, error)
+
+	mu      sync.Mutex
+	sent    []any
+	closed  bool
+	settled bool
+}
+
+func (s *learningStream) SendMsg(m any) error {
+	s.mu.Lock()
+	if !s.settled {
+		s.sent = append(s.sent, m)
+	}
+	cs := s.ClientStream
+	s.mu.Unlock()
+	return cs.SendMsg(m)
+}
+
+func (s *learningStream) CloseSend() error {
+	s.mu.Lock()
+	s.closed = true
+	cs := s.ClientStream
+	s.mu.Unlock()
+	return cs.CloseSend()
+}
+
+func (s *learningStream) RecvMsg(m any) error {
+	s.mu.Lock()
+	cs, settled := s.ClientStream, s.settled
+	s.mu.Unlock()
+	err := cs.RecvMsg(m)
+	if settled {
+		return err
+	}
+	crl := newerCRL(err, cs.Trailer())
+	if crl == nil {
+		s.mu.Lock()
+		s.settled, s.sent = true, nil
+		s.mu.Unlock()
+		if err == nil {
+			if h, herr := cs.Header(); herr == nil {
+				if lerr := s.c.oldNode(s.ctx, h); lerr != nil {
+					return lerr
+				}
+			}
+		}
+		return err
+	}
+	p, _ := peer.FromContext(cs.Context())
+	if err := s.c.learner.learn(crl, serverChains(p)); err != nil {
+		return err
+	}
+	ns, err := s.again()
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	sent, closed := s.sent, s.closed
+	s.ClientStream, s.sent, s.settled = ns, nil, true
+	s.mu.Unlock()
+	for _, m := range sent {
+		if err := ns.SendMsg(m); err != nil {
+			return err
+		}
+	}
+	if closed {
+		if err := ns.CloseSend(); err != nil {
+			return err
+		}
+	}
+	return ns.RecvMsg(m)
+}

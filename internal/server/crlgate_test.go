@@ -1,0 +1,120 @@
+package server_test
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"math/big"
+	"strings"
+	"testing"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	pb "github.com/ehsaniara/joblet/api/jobletv1"
+	"github.com/ehsaniara/joblet/internal/certs"
+	"github.com/ehsaniara/joblet/internal/client"
+	"github.com/ehsaniara/joblet/internal/secretstore"
+)
+
+// A client learns a node's newer CRL from the call it makes anyway: the
+// node refuses the call before running it, hands its CRL over, and the
+// client calls again. Once the client holds that CRL no call is refused;
+// a client that refuses the node gets its refusal and nothing ran; a call
+// without the number (an older rnx, grpcurl) is never touched.
+func TestNewerCRLIsLearnedBeforeTheCall(t *testing.T) {
+	st := secretstore.NewMemoryStore()
+	startNode(t, st) // the fleet
+	fl := &certs.Fleet{Store: st, Log: quiet}
+	if _, err := fl.Revoke(context.Background(), big.NewInt(0x1234), 1); err != nil {
+		t.Fatal(err)
+	}
+	f := startNode(t, st) // a node holding the fleet's CRL
+	if f.srv.Security.CRL == "" {
+		t.Fatal("the bootstrapped node holds no CRL")
+	}
+	entry := *f.rnx.Nodes["default"]
+	entry.CRL = "" // a config from before the fleet's first CRL
+	var learned int
+	var served [][]*x509.Certificate
+	conn, err := client.DialLearning("default", &entry, func(crl []byte, chains [][]*x509.Certificate) error {
+		learned++
+		served = chains
+		entry.CRL = string(crl)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.Jobs.ListJobs(ctx(t), &pb.ListJobsRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	if learned != 1 || entry.CRL != f.srv.Security.CRL || served == nil {
+		t.Fatalf("learned %d times (want 1), CRL taken: %v, server certificate given: %v", learned, entry.CRL == f.srv.Security.CRL, served != nil)
+	}
+	if _, err := conn.Node.GetNodeInfo(ctx(t), &pb.GetNodeInfoRequest{}); err != nil || learned != 1 {
+		t.Fatalf("a call with the node's own CRL: %v, learned %d times (want still 1)", err, learned)
+	}
+
+	// A client that refuses the node: the call it asked for never ran.
+	stale := *f.rnx.Nodes["default"]
+	stale.CRL = ""
+	refuse := errors.New("this node is revoked")
+	bad, err := client.DialLearning("default", &stale, func([]byte, [][]*x509.Certificate) error { return refuse })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bad.Close()
+	if _, err := bad.Jobs.RunJob(ctx(t), &pb.RunJobRequest{Command: "true"}); !errors.Is(err, refuse) {
+		t.Fatalf("want the client's refusal, got %v", err)
+	}
+	if list, err := conn.Jobs.ListJobs(ctx(t), &pb.ListJobsRequest{}); err != nil || len(list.Jobs) != 0 {
+		t.Fatalf("a refused call ran: %v %v", list, err)
+	}
+
+	// A client that keeps its older CRL (it cannot verify the node's) is
+	// refused once per call, then served: never a loop.
+	keeps := 0
+	ignoring, err := client.DialLearning("default", &stale, func([]byte, [][]*x509.Certificate) error { keeps++; return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ignoring.Close()
+	for i := 0; i < 2; i++ {
+		if _, err := ignoring.Jobs.ListJobs(ctx(t), &pb.ListJobsRequest{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if keeps != 2 {
+		t.Fatalf("offered the CRL %d times over 2 calls, want 2", keeps)
+	}
+
+	// A stream (job log) is refused at its first receive, then opened
+	// again with the same request: the node answers for that job.
+	streamEntry := *f.rnx.Nodes["default"]
+	streamEntry.CRL = ""
+	streamLearned := 0
+	sc, err := client.DialLearning("default", &streamEntry, func(crl []byte, _ [][]*x509.Certificate) error {
+		streamLearned++
+		streamEntry.CRL = string(crl)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sc.Close()
+	logs, err := sc.Jobs.GetJobLogs(ctx(t), &pb.GetJobLogsRequest{Id: "no-such-job"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := logs.Recv(); status.Code(err) != codes.NotFound || !strings.Contains(err.Error(), "no-such-job") || streamLearned != 1 {
+		t.Fatalf("stream after learning: %v (want NotFound naming the job), learned %d times", err, streamLearned)
+	}
+
+	// Without the number: served as before.
+	plain := dial(t, "default", &stale)
+	if _, err := plain.Jobs.ListJobs(ctx(t), &pb.ListJobsRequest{}); err != nil {
+		t.Fatal(err)
+	}
+}
