@@ -40,14 +40,7 @@ const StepNodeCARekeyed = "node-ca-rekeyed"
 // re-run after a crash between the two writes completes the pair.
 func (fl *Fleet) RekeyNodeCA(ctx context.Context) (*NodeCAResult, error) {
 	f := fl.defaults()
-	s, err := f.readState(ctx, scope{bothKeys: true, nodeCA: true})
-	if err != nil {
-		return nil, err
-	}
-	if err := s.trusted(); err != nil {
-		return nil, err
-	}
-	root, err := s.signer(ctx, f.OpenKMS)
+	s, root, err := f.readWithRoot(ctx, false)
 	if err != nil {
 		return nil, err
 	}
@@ -96,14 +89,7 @@ func (fl *Fleet) RekeyNodeCA(ctx context.Context) (*NodeCAResult, error) {
 // changes nothing.
 func (fl *Fleet) NodeCA(ctx context.Context) (*NodeCAResult, error) {
 	f := fl.defaults()
-	s, err := f.readState(ctx, scope{bothKeys: true, nodeCA: true, pending: true})
-	if err != nil {
-		return nil, err
-	}
-	if err := s.trusted(); err != nil {
-		return nil, err
-	}
-	root, err := s.signer(ctx, f.OpenKMS)
+	s, root, err := f.readWithRoot(ctx, true)
 	if err != nil {
 		return nil, err
 	}
@@ -210,4 +196,22 @@ func (f *Fleet) reissueNodeCA(ctx context.Context, n Names, s *rotation, ca *pki
 	}
 	_, err := f.ensureNodeCAFrom(ctx, n, s.vals, ca)
 	return err
+}
+
+// readWithRoot reads what the node-issuing CA's flows need (the root's key
+// places, the node-issuing pair, with the pending versions when asked)
+// and opens the root's signer.
+func (f *Fleet) readWithRoot(ctx context.Context, pending bool) (*state, *pki.CA, error) {
+	s, err := f.readState(ctx, scope{bothKeys: true, nodeCA: true, pending: pending})
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := s.trusted(); err != nil {
+		return nil, nil, err
+	}
+	root, err := s.signer(ctx, f.OpenKMS)
+	if err != nil {
+		return nil, nil, err
+	}
+	return s, root, nil
 }
