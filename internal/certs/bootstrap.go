@@ -519,6 +519,9 @@ type bootstrapper struct {
 	// empty: the join's read found nothing at all; the full path that
 	// follows does not read again.
 	empty bool
+	// creating: the join's read found a new fleet without its
+	// node-issuing CA yet; the full path waits for it first.
+	creating bool
 	// read is what the fleet check read before the first attempt (the
 	// join's read): that attempt uses it instead of reading the store again.
 	read *state

@@ -43,6 +43,10 @@ func (b *bootstrapper) join(ctx context.Context) (sh *shared, ok bool, err error
 		return nil, false, nil
 	}
 	if st.vals[n.CACert()] == "" || st.vals[n.NodeCACert()] == "" || st.vals[n.NodeCAKey()] == "" {
+		// A new fleet's CA without its node-issuing CA (written last) and
+		// no trust bundle yet: a first node is most likely creating it
+		// now. The full path waits for it without reading it all first.
+		b.creating = st.ca != nil && pki.AllowsIntermediates(st.ca) && st.vals[n.Bundle()] == ""
 		return nil, false, nil
 	}
 	if err := st.trusted(); err != nil {
@@ -87,7 +91,16 @@ func (b *bootstrapper) ensure(ctx context.Context) (*shared, error) {
 		return nil, err
 	}
 	vals := map[string]string{}
-	if !b.empty {
+	if b.creating {
+		// Wait for the node creating the fleet (each try reads one secret
+		// until the last is there), then adopt what it wrote.
+		b.creating = false
+		fresh, err := b.awaitFleet(ctx, -1, b.o.AwaitFirst/2)
+		if err != nil {
+			return nil, err
+		}
+		maps.Copy(vals, fresh)
+	} else if !b.empty {
 		st, err := b.readPatiently(ctx, b.scope())
 		if errors.Is(err, secretstore.ErrAccessDenied) && !b.operator {
 			// An upgraded node on the policy from before the node-issuing
