@@ -25,6 +25,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	sm "github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
+	"github.com/ehsaniara/joblet/internal/certs"
 	"github.com/ehsaniara/joblet/internal/client"
 	"github.com/ehsaniara/joblet/internal/config"
 	"github.com/ehsaniara/joblet/internal/pki"
@@ -374,7 +375,7 @@ func convergenceSection(t *testing.T, md *strings.Builder) {
 		calls := proxy.Calls()
 		fmt.Fprintf(md, "| %d | %s | %d (%s) | %.1f | %d | %s |\n", n, d.Round(time.Millisecond), len(calls), countStr(harness.Count(calls)), float64(len(calls))/float64(n), failed, oneCA(t))
 	}
-	md.WriteString("\nThe first node makes 11 calls, every other node about one batch read plus the creates it loses (each answered `ResourceExistsException`) and the re-reads that follow: the cost per node stays flat, so the fleet's total grows linearly with N.\n\n")
+	md.WriteString(fmt.Sprintf("\nThe first node makes %d calls (a batch read and a create per shared secret). Every other node makes a batch read of what a node reads; one that finds the store empty also loses the first claim (one create answered `ResourceExistsException`) and reads the fleet once the first node has made it: three calls, or fewer for a node that arrives when the fleet is whole. The cost per node stays flat, so the fleet's total grows linearly with N.\n\n", 1+len(certs.Names{Prefix: "joblet"}.All())))
 }
 
 // AWS's published per-account, per-region quotas (requests per second).
