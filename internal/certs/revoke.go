@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/big"
 	mathrand "math/rand/v2"
+	"slices"
 	"time"
 
 	"github.com/ehsaniara/joblet/internal/pki"
@@ -86,19 +87,27 @@ func (f *Fleet) revokeOnce(ctx context.Context, serial *big.Int, reason int) ([]
 	// A CRL put back to an older version (a rollback) must not make this
 	// revoke drop what the newer one listed: the version it replaced, when
 	// it verifies and is newer, is merged in.
+	// Two revokes that read the same version write the same next number,
+	// and the last write hides the other's serial in the previous version:
+	// merged back too. Revocations only move forward, so the union of two
+	// CRLs the trusted CAs signed is always right.
 	if prev, err := f.Store.GetStage(ctx, []string{n.CRL()}, secretstore.Previous); err == nil && prev[n.CRL()] != "" {
-		if old, err := pki.ParseCRL([]byte(prev[n.CRL()]), s.trust); err == nil && old.Number != nil && (number == nil || old.Number.Cmp(number) > 0) {
-			f.Log.Warn("the store's CRL is older than the version it replaced: merging that version's revocations back", "secret", n.CRL(), "current", numText(number), "previous", old.Number)
+		if old, err := pki.ParseCRL([]byte(prev[n.CRL()]), s.trust); err == nil && old.Number != nil {
+			if number == nil || old.Number.Cmp(number) > 0 {
+				f.Log.Warn("the store's CRL is older than the version it replaced: merging that version's revocations back", "secret", n.CRL(), "current", numText(number), "previous", old.Number)
+				number = old.Number
+			}
 			entries = mergeEntries(entries, old.RevokedCertificateEntries)
-			number = old.Number
 		}
 	}
-	for _, e := range entries {
-		if e.SerialNumber.Cmp(serial) == 0 {
-			return revocations(entries), nil
-		}
+	// Listed in the current CRL: nothing to write. Listed only in the
+	// version it replaced: written again (merged), or it stays lost.
+	if s.revoked[serial.Text(16)] {
+		return revocations(entries), nil
 	}
-	entries = append(entries, x509.RevocationListEntry{SerialNumber: serial, RevocationTime: now, ReasonCode: reason})
+	if !slices.ContainsFunc(entries, func(e x509.RevocationListEntry) bool { return e.SerialNumber.Cmp(serial) == 0 }) {
+		entries = append(entries, x509.RevocationListEntry{SerialNumber: serial, RevocationTime: now, ReasonCode: reason})
+	}
 	pem, err := ca.NewCRL(entries, nextCRLNumber(number, now), now)
 	if err != nil {
 		return nil, err
