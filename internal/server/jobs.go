@@ -48,6 +48,7 @@ func newJobs(cfg *config.Server, configPath string, log *slog.Logger) (*jobs.Man
 		Max:        sandbox.Limits{MemoryBytes: memMax, CPUPercent: j.CPUMax, MaxProcs: j.ProcsMax},
 		MaxRunning: j.MaxRunning, MaxKept: j.MaxKept, MaxRequestBytes: j.MaxRequestBytes,
 		OutputBytes: cmp.Or(j.LogBufferBytes, config.DefaultLogBufferBytes), Grace: grace, Log: log,
+		Node: cfg.Server.NodeID,
 	})
 	if err != nil {
 		return nil, err
