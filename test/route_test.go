@@ -20,7 +20,7 @@ import (
 // jobs started through the balancer are each found again through it by
 // status, log and stop, 30 of 30; `job list --fleet` through it shows all
 // 30 with their nodes; a node named in the directory (--nodes) is dialed
-// directly. `job log -f` exits as `job run --follow`: 5 for a job that
+// directly; through a flow-hash balancer too. `job log -f` exits as `job run --follow`: 5 for a job that
 // exits 5, non-zero with a message when the node dies mid-stream.
 func TestJobsReachableThroughBalancer(t *testing.T) {
 	moto.Reset(t)
@@ -112,6 +112,30 @@ func TestJobsReachableThroughBalancer(t *testing.T) {
 	t.Logf("through the balancer, failures of %d each: %v", n, failed)
 	if len(failed) != 0 {
 		t.Fatalf("failures: %v (want none of %d each)", failed, n)
+	}
+
+	// Through a flow-hash balancer (the node chosen by a hash of the
+	// source port, as an NLB does): each job is found again, and the fleet
+	// listed, within the bounded connections.
+	nlb := fmt.Sprintf("127.0.0.2:%d", harness.FreePort(t)) // a name the certificates carry
+	harness.StartHAProxyBalance(t, nlb, backends, "hash src_port")
+	hashed := harness.Env("RNX_CONFIG=" + directConfig(t, cfg, lb, nlb))
+	answered := map[string]bool{}
+	for i := 0; i < 12; i++ {
+		if m := nodeIDLine.FindStringSubmatch(harness.MustRun(t, hashed, rnx, "info").Stdout); m != nil {
+			answered[m[1]] = true
+		}
+	}
+	if len(answered) < 2 {
+		t.Fatalf("the flow-hash balancer sent 12 connections to %v: not balancing", answered)
+	}
+	for _, id := range ids[:9] {
+		if r := harness.Run(t, hashed, rnx, "job", "status", id); r.Code != 0 || !strings.Contains(r.Stdout, "STOPPED") {
+			t.Fatalf("status through a flow-hash balancer: %s", r)
+		}
+	}
+	if r := harness.Run(t, hashed, rnx, "job", "list", "--fleet"); r.Code != 0 || strings.Count(r.Stdout, " STOPPED ") != n {
+		t.Fatalf("list --fleet through a flow-hash balancer: %s", r)
 	}
 
 	// The directory names node-2: it is dialed directly, even with a
