@@ -14,8 +14,8 @@ import (
 	"github.com/ehsaniara/joblet/internal/atomicfile"
 
 	"github.com/ehsaniara/joblet/internal/backend"
-	"github.com/ehsaniara/joblet/internal/client"
 	"github.com/ehsaniara/joblet/internal/certs"
+	"github.com/ehsaniara/joblet/internal/client"
 	"github.com/ehsaniara/joblet/internal/config"
 	"github.com/ehsaniara/joblet/internal/pki"
 	"github.com/ehsaniara/joblet/internal/secretstore"
