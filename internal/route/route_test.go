@@ -167,7 +167,7 @@ func TestSweepFindsEachNodeOnce(t *testing.T) {
 	if strings.Join(ids, ",") != "node-a,node-b" || len(problems) != 1 || !strings.Contains(problems[0].Error(), "127.0.0.1:1") {
 		t.Fatalf("swept %v, problems %v", ids, problems)
 	}
-	if got := connsA.Load(); got != 5 {
-		t.Fatalf("the entry was asked %d times, want 5 (1, then 4 bringing nothing new)", got)
+	if got := connsA.Load(); got != 11 {
+		t.Fatalf("the entry was asked %d times, want 11 (1, then 10 bringing nothing new)", got)
 	}
 }
