@@ -342,12 +342,8 @@ func sameCA(a, b *x509.Certificate) bool {
 	return a.Equal(b) || (bytes.Equal(a.RawSubject, b.RawSubject) && bytes.Equal(a.RawSubjectPublicKeyInfo, b.RawSubjectPublicKeyInfo))
 }
 
-// scope is what a bootstrap reads on its full path (creating a fleet, or
-// one from before the node-issuing CA): the CA, its key's place, the
-// node-issuing pair, every role.
-func (b *bootstrapper) scope() scope {
-	return scope{caKey: true, kmsMode: b.o.CAKMSKeyID != "", nodeCA: true, roles: pki.Roles}
-}
+// scope is what a bootstrap reads on its full path (bootstrapScope).
+func (b *bootstrapper) scope() scope { return bootstrapScope(b.o.CAKMSKeyID != "") }
 
 // legacyScope is scope() as a node's policy from before the node-issuing
 // CA allows it (no node-ca-*, no ca-cross).

@@ -63,3 +63,32 @@ func TestReplicateNeedsAReplicator(t *testing.T) {
 		t.Fatalf("err = %v, want ErrUsage", err)
 	}
 }
+
+// A replica made in the middle of a rotation holds everything a node reads
+// there: the cross certificate a begin writes included.
+func TestReplicateMidRotationHoldsWhatANodeReads(t *testing.T) {
+	ctx := context.Background()
+	st := &replicating{MemoryStore: secretstore.NewMemoryStore()}
+	bootstrap(t, opts(t, st))
+	fl := &certs.Fleet{Store: st}
+	if _, err := fl.BeginRotation(ctx, ""); err != nil {
+		t.Fatal(err)
+	}
+	names, err := fl.Replicate(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := certs.Names{Prefix: certs.DefaultPrefix}
+	vals, err := st.Get(ctx, n.Node())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if vals[n.CACross()] == "" {
+		t.Fatalf("begin wrote no %s: %v", n.CACross(), vals)
+	}
+	for name := range vals {
+		if !slices.Contains(names, name) {
+			t.Errorf("a node reads %s, which was not replicated (replicated %v)", name, names)
+		}
+	}
+}

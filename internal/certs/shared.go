@@ -603,7 +603,7 @@ func (b *bootstrapper) present(vals map[string]string) (have, want int) {
 	if c, err := pki.ParseCert([]byte(vals[b.names.CACert()])); err == nil {
 		legacy = !pki.AllowsIntermediates(c)
 	}
-	for _, n := range b.names.Shared(b.o.CAKMSKeyID != "") {
+	for _, n := range b.scope().shared(b.names) {
 		if legacy && (n == b.names.NodeCACert() || n == b.names.NodeCAKey()) {
 			continue
 		}
