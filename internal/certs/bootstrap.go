@@ -26,9 +26,12 @@ import (
 // BootstrapOptions are one node's settings for a bootstrap; the fleet's
 // (store, prefix, key type, lifetimes, KMS) are the Fleet's.
 type BootstrapOptions struct {
-	Home  string // JOBLET_HOME; files go to Home/config
-	Mode  string // "embedded", "secretsmanager", "dir": reported only
-	Force bool   // FORCE_REGENERATE: new CA and client certificates
+	Home string // JOBLET_HOME; files go to Home/config
+	// Mode decides the server certificate's lifetime (a shared store's
+	// renew automatically: days) and whether this node is its fleet's
+	// operator (embedded: it never just joins, and keeps the role keys).
+	Mode  config.StoreMode
+	Force bool // FORCE_REGENERATE: new CA and client certificates
 
 	ListenAddress   string   // server.address in joblet-config.yml
 	Port            int      // server.port and the port in client addresses
@@ -79,13 +82,13 @@ type Item struct {
 
 // Result is what a bootstrap did.
 type Result struct {
-	Mode     string   `json:"mode"`
-	Store    string   `json:"store"`
-	Prefix   string   `json:"prefix"`
-	NodeID   string   `json:"nodeId"`
-	Items    []Item   `json:"certificates"`
-	Files    []string `json:"files"`
-	Warnings []string `json:"warnings,omitempty"`
+	Mode     config.StoreMode `json:"mode"`
+	Store    string           `json:"store"`
+	Prefix   string           `json:"prefix"`
+	NodeID   string           `json:"nodeId"`
+	Items    []Item           `json:"certificates"`
+	Files    []string         `json:"files"`
+	Warnings []string         `json:"warnings,omitempty"`
 	// CAKMSKey is the ARN of the KMS key that holds the CA's private key
 	// (KMS mode), empty when the key is in the store.
 	CAKMSKey string `json:"caKmsKey,omitempty"`
@@ -168,12 +171,12 @@ func (fl *Fleet) Bootstrap(ctx context.Context, o BootstrapOptions) (*Result, er
 	}
 
 	res := &Result{Mode: o.Mode, Store: f.StoreDesc, Prefix: f.Prefix}
-	if fl.ServerLifetime == 0 && o.Mode != "embedded" {
+	if fl.ServerLifetime == 0 && o.Mode != config.ModeEmbedded {
 		// Renewal is automatic in a shared store: server certificates
 		// live days, not a year (pki.DefaultFleetServerLifetime).
 		f.ServerLifetime = pki.DefaultFleetServerLifetime
 	}
-	b := &bootstrapper{f: f, o: o, names: f.names(), res: res, operator: o.Mode == "embedded"}
+	b := &bootstrapper{f: f, o: o, names: f.names(), res: res, operator: o.Mode == config.ModeEmbedded}
 	if o.CAKMSKeyID != "" && f.OpenKMS == nil {
 		return nil, fmt.Errorf("%w: --ca-kms-key-id needs AWS (Secrets Manager mode)", ErrUsage)
 	}
@@ -383,9 +386,9 @@ func (b *bootstrapper) warnHeldClientKeys(dir string) {
 // describeRef names a store reference for humans.
 func describeRef(r config.StoreRef) string {
 	switch r.Kind {
-	case "secretsmanager":
+	case config.ModeSecretsManager:
 		return fmt.Sprintf("Secrets Manager in %s (prefix %s)", r.Region, cmp.Or(r.Prefix, DefaultPrefix))
-	case "dir":
+	case config.ModeDir:
 		return fmt.Sprintf("the directory store %s (prefix %s)", r.Dir, cmp.Or(r.Prefix, DefaultPrefix))
 	}
 	return "an unrecorded store"
@@ -394,9 +397,9 @@ func describeRef(r config.StoreRef) string {
 // storeFlags are the settings that select a store reference.
 func storeFlags(r config.StoreRef) string {
 	switch r.Kind {
-	case "secretsmanager":
+	case config.ModeSecretsManager:
 		return fmt.Sprintf("USE_SECRETS_MANAGER=true EC2_REGION=%s SECRETS_PREFIX=%s", r.Region, cmp.Or(r.Prefix, DefaultPrefix))
-	case "dir":
+	case config.ModeDir:
 		return fmt.Sprintf("--store dir:%s SECRETS_PREFIX=%s", r.Dir, cmp.Or(r.Prefix, DefaultPrefix))
 	}
 	return "its original settings"
@@ -411,7 +414,7 @@ func (o *BootstrapOptions) defaults() {
 		o.ListenAddress = "0.0.0.0"
 	}
 	if o.Mode == "" {
-		o.Mode = "embedded"
+		o.Mode = config.ModeEmbedded
 	}
 	if o.Retries == 0 && o.RetryDelay == 0 {
 		o.Retries, o.RetryDelay = 3, time.Second

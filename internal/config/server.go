@@ -35,20 +35,36 @@ type Metrics struct {
 	Address string `yaml:"address,omitempty"`
 }
 
+// StoreMode is how a node's fleet state is kept: in which store, and
+// whose store it is. It decides more than a description: a shared store
+// gives server certificates short lifetimes (they renew automatically),
+// and an embedded node is its own fleet's operator.
+type StoreMode string
+
+const (
+	// ModeSecretsManager: AWS Secrets Manager, shared by the fleet.
+	ModeSecretsManager StoreMode = "secretsmanager"
+	// ModeDir: a directory store shared by the fleet (--store dir:PATH).
+	ModeDir StoreMode = "dir"
+	// ModeEmbedded: this node's private directory store (HOME/ca); it is
+	// recorded as ModeDir in a StoreRef (see EmbeddedIn).
+	ModeEmbedded StoreMode = "embedded"
+)
+
 // StoreRef says where the node's shared certificates live, so the running
 // server can refresh its trust and renew its certificate.
 type StoreRef struct {
-	Kind   string `yaml:"kind,omitempty"` // secretsmanager, dir
-	Prefix string `yaml:"prefix,omitempty"`
-	Region string `yaml:"region,omitempty"`
-	Dir    string `yaml:"dir,omitempty"`
+	Kind   StoreMode `yaml:"kind,omitempty"` // ModeSecretsManager or ModeDir
+	Prefix string    `yaml:"prefix,omitempty"`
+	Region string    `yaml:"region,omitempty"`
+	Dir    string    `yaml:"dir,omitempty"`
 }
 
 // EmbeddedIn reports whether the store is the embedded one of the node
 // whose home is home: a directory store under home/ca, where the node is
 // its own operator.
 func (r StoreRef) EmbeddedIn(home string) bool {
-	return r.Kind == "dir" && filepath.Clean(r.Dir) == filepath.Join(home, "ca")
+	return r.Kind == ModeDir && filepath.Clean(r.Dir) == filepath.Join(home, "ca")
 }
 
 // Listen is where and as whom the node serves.
