@@ -18,15 +18,17 @@ import (
 // the cap is reached it closes a pending connection to make room, chosen
 // so that a flood pays for itself:
 //
-//   - from the source holding the most pending connections (an address; an
-//     IPv6 /64), so one attacker's sockets go before another's single
-//     handshake. Behind a TCP-passthrough balancer every connection has the
-//     balancer's address and this rule picks it: what remains is the next;
-//   - within it, the oldest that has sent nothing yet (a real client sends
-//     its ClientHello at once), else the oldest.
+//   - one that has sent nothing yet (a real client sends its ClientHello at
+//     once), from the source holding the most such connections (an address;
+//     an IPv6 /64), its oldest: one attacker's silent sockets go before
+//     another's, and before anyone's handshake in progress. Behind a
+//     TCP-passthrough balancer every connection has the balancer's address,
+//     and this is the oldest silent connection;
+//   - when every pending connection has spoken, the oldest of the source
+//     holding the most.
 //
 // A real client's handshake is then lost only if, while it runs, the cap's
-// worth of connections arrive from its own source that have all spoken.
+// worth of connections arrive that have all spoken, from its own source.
 type pendingListener struct {
 	net.Listener
 	max     int
@@ -36,11 +38,18 @@ type pendingListener struct {
 	mu     sync.Mutex
 	n      int
 	seq    uint64
-	source map[netip.Prefix][]*pendingConn // oldest first
+	source map[netip.Prefix]*source
+}
+
+// source is what one source has pending, oldest first, and how many of
+// those have not been seen to speak.
+type source struct {
+	conns  []*pendingConn
+	silent int
 }
 
 func newPendingListener(l net.Listener, max int, dropped prometheus.Counter, open *reclaimer) *pendingListener {
-	return &pendingListener{Listener: l, max: max, dropped: dropped, open: open, source: map[netip.Prefix][]*pendingConn{}}
+	return &pendingListener{Listener: l, max: max, dropped: dropped, open: open, source: map[netip.Prefix]*source{}}
 }
 
 // Accept returns every connection; when max were already pending, one of
@@ -60,31 +69,61 @@ func (l *pendingListener) Accept() (net.Conn, error) {
 	}
 	l.seq++
 	c.seq = l.seq
-	l.source[c.src] = append(l.source[c.src], c)
+	src := l.source[c.src]
+	if src == nil {
+		src = &source{}
+		l.source[c.src] = src
+	}
+	src.conns = append(src.conns, c)
+	src.silent++
 	l.n++
 	l.mu.Unlock()
 	if victim != nil {
 		l.dropped.Inc()
+		// A reset, not a FIN: no TIME_WAIT left on the node per dropped
+		// socket (a flood through one balancer would otherwise use up the
+		// 4-tuples the balancer needs to reach the node).
+		if tc, ok := victim.Conn.(*net.TCPConn); ok {
+			tc.SetLinger(0)
+		}
 		victim.Conn.Close() // its handshake fails and its goroutine returns
 	}
 	return c, nil
 }
 
-// victimLocked picks the connection to close: the biggest source (ties: the
-// one whose oldest is oldest), its oldest silent connection, else its oldest.
+// victimLocked picks the connection to close (see pendingListener). A
+// connection counts as silent until its handshake reads from it; the one
+// picked is checked for bytes waiting in its socket (its goroutine may not
+// have run yet), and if it has spoken the pick is made again.
 func (l *pendingListener) victimLocked() *pendingConn {
-	var conns []*pendingConn
-	for _, cs := range l.source {
-		if len(cs) > len(conns) || len(cs) == len(conns) && cs[0].seq < conns[0].seq {
-			conns = cs
+	for {
+		var src *source
+		for _, s := range l.source {
+			if s.silent > 0 && (src == nil || s.silent > src.silent || s.silent == src.silent && s.conns[0].seq < src.conns[0].seq) {
+				src = s
+			}
+		}
+		if src == nil {
+			break
+		}
+		for _, c := range src.conns {
+			if c.spokeLocked() {
+				continue
+			}
+			if !c.waiting() {
+				return c
+			}
+			c.markSpokeLocked()
+			break
 		}
 	}
-	for _, c := range conns {
-		if !c.spoke() {
-			return c
+	var src *source
+	for _, s := range l.source {
+		if src == nil || len(s.conns) > len(src.conns) || len(s.conns) == len(src.conns) && s.conns[0].seq < src.conns[0].seq {
+			src = s
 		}
 	}
-	return conns[0]
+	return src.conns[0]
 }
 
 // removeLocked forgets c (once).
@@ -93,17 +132,18 @@ func (l *pendingListener) removeLocked(c *pendingConn) {
 		return
 	}
 	c.gone = true
-	cs := l.source[c.src]
-	for i, x := range cs {
+	src := l.source[c.src]
+	for i, x := range src.conns {
 		if x == c {
-			cs = append(cs[:i:i], cs[i+1:]...)
+			src.conns = append(src.conns[:i:i], src.conns[i+1:]...)
 			break
 		}
 	}
-	if len(cs) == 0 {
+	if !c.spokeLocked() {
+		src.silent--
+	}
+	if len(src.conns) == 0 {
 		delete(l.source, c.src)
-	} else {
-		l.source[c.src] = cs
 	}
 	l.n--
 }
@@ -140,23 +180,35 @@ type pendingConn struct {
 	seq    uint64
 	gone   bool // guarded by l.mu
 	read   atomic.Bool
+	spoke  bool // guarded by l.mu: counted out of its source's silent ones
 	closed sync.Once
 }
 
 func (c *pendingConn) Read(b []byte) (int, error) {
 	n, err := c.Conn.Read(b)
-	if n > 0 {
-		c.read.Store(true)
+	if n > 0 && !c.read.Load() && c.read.CompareAndSwap(false, true) {
+		c.l.mu.Lock()
+		c.markSpokeLocked()
+		c.l.mu.Unlock()
 	}
 	return n, err
 }
 
-// spoke reports whether the peer has sent anything: read by the handshake
-// already, or waiting in the socket (its goroutine may not have run yet).
-func (c *pendingConn) spoke() bool {
-	if c.read.Load() {
-		return true
+func (c *pendingConn) spokeLocked() bool { return c.spoke }
+
+// markSpokeLocked counts c out of its source's silent connections.
+func (c *pendingConn) markSpokeLocked() {
+	if c.spoke {
+		return
 	}
+	c.spoke = true
+	if !c.gone {
+		c.l.source[c.src].silent--
+	}
+}
+
+// waiting reports whether the peer's bytes wait in the socket, unread.
+func (c *pendingConn) waiting() bool {
 	sc, ok := c.Conn.(syscall.Conn)
 	if !ok {
 		return false

@@ -31,8 +31,8 @@ func closedByNode(c net.Conn, wait time.Duration) bool {
 	return err != nil
 }
 
-// A full set of pending handshakes makes room for each newcomer: the
-// biggest source's oldest silent connection goes, then its oldest; another
+// A full set of pending handshakes makes room for each newcomer: the oldest
+// silent connection of the source with the most silent ones goes; another
 // source's connection, and one that spoke, are kept while there is a
 // choice. Nothing is refused.
 func TestPendingListenerDropsOldest(t *testing.T) {
@@ -42,7 +42,7 @@ func TestPendingListenerDropsOldest(t *testing.T) {
 	}
 	defer raw.Close()
 	dropped := prometheus.NewCounter(prometheus.CounterOpts{Name: "d"})
-	l := newPendingListener(raw, 4, dropped, newReclaimer())
+	l := newPendingListener(raw, 5, dropped, newReclaimer())
 	addr := raw.Addr().String()
 	// accept takes the next connection the way gRPC's loop would.
 	accept := func(c net.Conn) net.Conn {
@@ -57,7 +57,7 @@ func TestPendingListenerDropsOldest(t *testing.T) {
 	// Source .3 holds one silent connection, the oldest of all.
 	other := dialFrom(t, "127.0.0.3", addr)
 	accept(other)
-	// Source .2: one silent, one that sent a byte, one silent.
+	// Source .2: one silent, one that sent a byte, two silent.
 	a := dialFrom(t, "127.0.0.2", addr)
 	accept(a)
 	b := dialFrom(t, "127.0.0.2", addr)
@@ -65,8 +65,9 @@ func TestPendingListenerDropsOldest(t *testing.T) {
 	accept(b)
 	c := dialFrom(t, "127.0.0.2", addr)
 	accept(c)
-	if l.pending() != 4 {
-		t.Fatalf("pending %d, want 4", l.pending())
+	accept(dialFrom(t, "127.0.0.2", addr))
+	if l.pending() != 5 {
+		t.Fatalf("pending %d, want 5", l.pending())
 	}
 	// Full: a newcomer from .4 takes .2's oldest silent one (a), not .3's.
 	accept(dialFrom(t, "127.0.0.4", addr))
@@ -84,7 +85,8 @@ func TestPendingListenerDropsOldest(t *testing.T) {
 			t.Fatalf("%s was closed while a bigger source or a silent connection was there", kept.LocalAddr())
 		}
 	}
-	// Every source now holds one: the oldest silent of all (.3's) goes.
+	// Every source now holds one silent connection: the source whose
+	// oldest is oldest (.3) loses it.
 	accept(dialFrom(t, "127.0.0.6", addr))
 	if !closedByNode(other, 2*time.Second) {
 		t.Fatal("the oldest silent connection was kept when all sources were even")
@@ -92,8 +94,8 @@ func TestPendingListenerDropsOldest(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(dropped)
 	mfs, _ := reg.Gather()
-	if got := mfs[0].GetMetric()[0].GetCounter().GetValue(); got != 3 || l.pending() != 4 {
-		t.Fatalf("dropped %v, pending %d; want 3 and 4", got, l.pending())
+	if got := mfs[0].GetMetric()[0].GetCounter().GetValue(); got != 3 || l.pending() != 5 {
+		t.Fatalf("dropped %v, pending %d; want 3 and 5", got, l.pending())
 	}
 }
 
