@@ -94,6 +94,10 @@ type Security struct {
 	MaxConnectionAgeGrace string `yaml:"maxConnectionAgeGrace,omitempty"`
 	HandshakeTimeout      string `yaml:"handshakeTimeout,omitempty"`
 	MaxPendingHandshakes  int    `yaml:"maxPendingHandshakes,omitempty"`
+	MaxConnectionIdle     string `yaml:"maxConnectionIdle,omitempty"`
+	KeepaliveTime         string `yaml:"keepaliveTime,omitempty"`
+	MaxStreamsPerConn     int    `yaml:"maxStreamsPerConnection,omitempty"`
+	MaxStreamsPerRole     int    `yaml:"maxStreamsPerRole,omitempty"`
 }
 
 // Defaults for Security when the config leaves them out.
