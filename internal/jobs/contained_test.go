@@ -8,8 +8,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/ehsaniara/joblet/internal/sandbox"
 )
 
 // contained is a Manager with full isolation; this node must provide it
@@ -80,7 +78,7 @@ func hostRuns(cmdline string) bool {
 }
 
 func TestContainedMemoryLimitIsTheReason(t *testing.T) {
-	m := contained(t, Options{Default: sandbox.Limits{MemoryBytes: 64 << 20}})
+	m := contained(t, Options{Default: Limits{MemoryBytes: 64 << 20}})
 	s, err := m.Run("sh", []string{"-c", "x=aaaaaaaaaaaaaaaa; while :; do x=$x$x; done"}, "developer")
 	if err != nil {
 		t.Fatal(err)
@@ -92,7 +90,7 @@ func TestContainedMemoryLimitIsTheReason(t *testing.T) {
 }
 
 func TestCapsRefuseWithErrLimit(t *testing.T) {
-	m := contained(t, Options{MaxRunning: 1, MaxKept: 1, MaxRequestBytes: 100, Max: sandbox.Limits{MemoryBytes: 1 << 30}})
+	m := contained(t, Options{MaxRunning: 1, MaxKept: 1, MaxRequestBytes: 100, Max: Limits{MemoryBytes: 1 << 30}})
 	long, err := m.Run("sleep", []string{"600"}, "developer")
 	if err != nil {
 		t.Fatal(err)
@@ -103,9 +101,9 @@ func TestCapsRefuseWithErrLimit(t *testing.T) {
 	}{
 		"running": {Request{Command: "true"}, "jobs.maxRunning"},
 		"size":    {Request{Command: "echo", Args: []string{strings.Repeat("x", 101)}}, "jobs.maxRequestBytes"},
-		"memory":  {Request{Command: "true", Limits: sandbox.Limits{MemoryBytes: 2 << 30}}, "jobs.memoryMax"},
-		"cpu":     {Request{Command: "true", Limits: sandbox.Limits{CPUPercent: 101}}, "jobs.cpuMax"},
-		"procs":   {Request{Command: "true", Limits: sandbox.Limits{MaxProcs: 100000}}, "jobs.procsMax"},
+		"memory":  {Request{Command: "true", Limits: Limits{MemoryBytes: 2 << 30}}, "jobs.memoryMax"},
+		"cpu":     {Request{Command: "true", Limits: Limits{CPUPercent: 101}}, "jobs.cpuMax"},
+		"procs":   {Request{Command: "true", Limits: Limits{MaxProcs: 100000}}, "jobs.procsMax"},
 	} {
 		if _, err := m.Start(tc.r); !errors.Is(err, ErrLimit) || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: %v, want ErrLimit naming %s", name, err, tc.want)
@@ -135,12 +133,12 @@ func TestCapsRefuseWithErrLimit(t *testing.T) {
 }
 
 func TestOptionsDefaultsFollowCeilings(t *testing.T) {
-	o := Options{Max: sandbox.Limits{MemoryBytes: 128 << 20, CPUPercent: 400}}
+	o := Options{Max: Limits{MemoryBytes: 128 << 20, CPUPercent: 400}}
 	o.fill()
 	if o.Default.MemoryBytes != 128<<20 || o.Default.CPUPercent != DefaultCPUPercent || o.Max.MaxProcs != DefaultMaxProcs {
 		t.Fatalf("%+v %+v", o.Default, o.Max)
 	}
-	if _, err := New(Options{Isolation: sandbox.None, Default: sandbox.Limits{CPUPercent: 300}, Max: sandbox.Limits{CPUPercent: 200}}); err == nil {
+	if _, err := New(Options{Isolation: IsolationNone, Default: Limits{CPUPercent: 300}, Max: Limits{CPUPercent: 200}}); err == nil {
 		t.Fatal("a default above its ceiling was accepted")
 	}
 }

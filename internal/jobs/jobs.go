@@ -42,7 +42,7 @@ type Snapshot struct {
 	// Reason says how the job ended: "exit code 3", "killed by SIGSEGV",
 	// "killed at its memory limit (512 MiB)", "stopped".
 	Reason string
-	Limits sandbox.Limits // in force: the request's, or the node's defaults
+	Limits Limits // in force: the request's, or the node's defaults
 }
 
 type job struct {
@@ -51,7 +51,7 @@ type job struct {
 	started                time.Time
 	proc                   *sandbox.Process
 	dir                    string // the job's work dir, removed when it is evicted
-	limits                 sandbox.Limits
+	limits                 Limits
 	out                    *output
 	done                   chan struct{}
 
@@ -78,19 +78,11 @@ type Manager struct {
 	running int
 }
 
-// NewManager is an UNCONFINED manager (isolation none, the server's user)
-// keeping at most logBytes of output per job and giving a stopped job grace
-// between SIGTERM and SIGKILL: for tests and demos; servers use New.
-func NewManager(logBytes int, grace time.Duration) *Manager {
-	m, _ := New(Options{Isolation: sandbox.None, OutputBytes: logBytes, Grace: grace})
-	return m
-}
-
 // Request is one job to run.
 type Request struct {
 	Command   string
 	Args, Env []string
-	Limits    sandbox.Limits // zero fields: the node's defaults
+	Limits    Limits // zero fields: the node's defaults
 	StartedBy string
 }
 
