@@ -27,6 +27,7 @@ type initConfig struct {
 	Hostname string
 	Network  string
 	Hide     []string
+	Disk     int64 // bytes of the job's files; 0: tmpfs's default
 }
 
 // The init's extra files, in ExtraFiles order.
@@ -49,6 +50,11 @@ func startContained(spec Spec, stdout, stderr io.Writer) (p *Process, err error)
 	lim := spec.Limits
 	if lim.MaxProcs > 0 {
 		lim.MaxProcs += initTasks
+	}
+	if lim.MemoryBytes > 0 {
+		// The job's files live in a tmpfs whose pages its memory cgroup is
+		// charged for: room for both, so a full disk is ENOSPC, not an OOM kill.
+		lim.MemoryBytes += lim.DiskBytes
 	}
 	cg, err := newCgroup(spec.ID, lim)
 	if err != nil {
@@ -110,7 +116,7 @@ func startContained(spec Spec, stdout, stderr io.Writer) (p *Process, err error)
 		return nil, e
 	}
 	cfg := initConfig{Path: spec.Path, Args: spec.Args, WorkDir: spec.WorkDir, UID: spec.UID, GID: spec.GID,
-		Hostname: "job-" + spec.ID, Network: spec.Network, Hide: spec.Hide}
+		Hostname: "job-" + spec.ID, Network: spec.Network, Hide: spec.Hide, Disk: spec.Limits.DiskBytes}
 	if err := json.NewEncoder(cfgW).Encode(cfg); err != nil {
 		return abort(fmt.Errorf("sandbox: send config to init: %w", err))
 	}
