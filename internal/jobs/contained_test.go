@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -104,6 +105,7 @@ func TestCapsRefuseWithErrLimit(t *testing.T) {
 		"memory":  {Request{Command: "true", Limits: Limits{MemoryBytes: 2 << 30}}, "jobs.memoryMax"},
 		"cpu":     {Request{Command: "true", Limits: Limits{CPUPercent: 101}}, "jobs.cpuMax"},
 		"procs":   {Request{Command: "true", Limits: Limits{MaxProcs: 100000}}, "jobs.procsMax"},
+		"disk":    {Request{Command: "true", Limits: Limits{DiskBytes: DefaultDisk + 1}}, "jobs.diskMax"},
 	} {
 		if _, err := m.Start(tc.r); !errors.Is(err, ErrLimit) || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: %v, want ErrLimit naming %s", name, err, tc.want)
@@ -156,5 +158,30 @@ func TestContainedStopTermsTheCommand(t *testing.T) {
 	st, err := m.Stop(context.Background(), s.ID)
 	if err != nil || st.Status != Stopped || time.Since(t0) > 3*time.Second {
 		t.Fatalf("%+v %v after %s", st, err, time.Since(t0))
+	}
+}
+
+// A job's disk limit, from the request or the node's default, is where its
+// writes stop with ENOSPC; the job goes on and says so.
+func TestContainedDiskLimitIsENOSPC(t *testing.T) {
+	m := contained(t, Options{Default: Limits{DiskBytes: 8 << 20}, Max: Limits{DiskBytes: 64 << 20}})
+	for _, tc := range []struct {
+		lim  Limits
+		want int64 // KiB
+	}{{Limits{}, 8 << 10}, {Limits{DiskBytes: 16 << 20}, 16 << 10}} {
+		s, err := m.Start(Request{Command: "sh", Args: []string{"-c", "head -c 100M /dev/zero > big; echo rc=$?; du -sk big | cut -f1"}, Limits: tc.lim})
+		if err != nil {
+			t.Fatal(err)
+		}
+		d := waitDone(t, m, s.ID)
+		out, errOut := streams(t, m, s.ID, false)
+		if d.Status != Completed || d.Limits.DiskBytes == 0 || !strings.Contains(errOut, "No space left on device") || !strings.Contains(out, "rc=1") {
+			t.Fatalf("%+v\n%s%s", d, out, errOut)
+		}
+		// The file is the limit, less the tmpfs's own few blocks.
+		f := strings.Fields(out)
+		if kib, _ := strconv.ParseInt(f[len(f)-1], 10, 64); kib > tc.want || kib < tc.want*9/10 {
+			t.Errorf("limit %+v: the job wrote %d KiB, want about %d", tc.lim, kib, tc.want)
+		}
 	}
 }

@@ -71,7 +71,9 @@ type Manager struct {
 	grace       time.Duration
 	uid, gid    int
 	hide        []string
-	unavailable error // why isolation full cannot work here; nil when it can
+	unavailable error    // why isolation full cannot work here; nil when it can
+	runDir      string   // this Manager's work dirs (sweep.go)
+	runLock     *os.File // held while the process lives
 
 	mu      sync.Mutex
 	jobs    map[string]*job
@@ -119,7 +121,7 @@ func (m *Manager) Start(r Request) (Snapshot, error) {
 	m.mu.Unlock()
 	j := &job{id: id, command: r.Command, args: append([]string(nil), r.Args...), startedBy: r.StartedBy,
 		limits: lim, out: newOutput(m.logBytes), done: make(chan struct{}), status: Running}
-	if j.dir, err = sandbox.MakeWorkDir(m.opts.JobsDir, id, m.uid, m.gid); err == nil {
+	if j.dir, err = sandbox.MakeWorkDir(m.runDir, id, m.uid, m.gid); err == nil {
 		j.proc, err = sandbox.Start(m.spec(id, j.dir, &r, lim), j.out.writer(Stdout), j.out.writer(Stderr))
 	}
 	if err != nil {
@@ -291,6 +293,7 @@ func (m *Manager) Shutdown(ctx context.Context) {
 	}
 	wg.Wait()
 	m.removeWorkDirs()
+	m.releaseRun()
 }
 
 func newID() (string, error) {

@@ -20,7 +20,8 @@ type Limits struct {
 	CPUPercent  int // of one core: 50 is half a core, 200 two cores
 	MaxProcs    int
 	// DiskBytes bounds the job's files: its work dir, /tmp and /dev/shm
-	// share one tmpfs of this size, charged to the job's memory cgroup.
+	// share one tmpfs of this size. Its pages are charged to the job's
+	// memory cgroup: files count toward MemoryBytes as well.
 	DiskBytes int64
 }
 
@@ -122,6 +123,11 @@ func New(o Options) (*Manager, error) {
 		return nil, fmt.Errorf("jobs: a default limit is above its ceiling (memoryDefault/memoryMax, cpuDefault/cpuMax, procsDefault/procsMax, diskDefault/diskMax)")
 	}
 	m := &Manager{opts: o, logBytes: o.OutputBytes, grace: o.Grace, jobs: map[string]*job{}}
+	if err := m.claimRun(); err != nil {
+		m.unavailable = err
+		o.Log.Error("jobs: refusing every job: no work dir for them", "reason", err)
+		return m, nil
+	}
 	if o.Isolation == sandbox.None {
 		return m, nil
 	}
@@ -153,7 +159,7 @@ func New(o Options) (*Manager, error) {
 // every namespace, mount and cgroup a job needs.
 func (m *Manager) probe() error {
 	id := "probe-" + fmt.Sprint(os.Getpid())
-	dir, err := sandbox.MakeWorkDir(m.opts.JobsDir, id, m.uid, m.gid)
+	dir, err := sandbox.MakeWorkDir(m.runDir, id, m.uid, m.gid)
 	if err != nil {
 		return err
 	}

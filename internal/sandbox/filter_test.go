@@ -171,7 +171,7 @@ func TestDiskLimitIsENOSPC(t *testing.T) {
 dd if=/dev/zero of=/tmp/more bs=1M count=8 2>&1 | grep -o 'No space left on device'
 dd if=/dev/zero of=/dev/shm/more bs=1M count=8 2>&1 | grep -o 'No space left on device'
 rm big; dd if=/dev/zero of=/tmp/again bs=1M count=8 2>/dev/null && echo freed-ok; du -sk . | cut -f1`)
-	s.Limits = Limits{MemoryBytes: 64 << 20, DiskBytes: limit}
+	s.Limits = Limits{MemoryBytes: 4 * limit, DiskBytes: limit} // files are charged to memory too
 	before := freeBytes(t, s.WorkDir)
 	out, e := run(t, s)
 	after := freeBytes(t, s.WorkDir)

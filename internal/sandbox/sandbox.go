@@ -46,9 +46,9 @@ type Limits struct {
 	MaxProcs    int
 	// DiskBytes sizes the one tmpfs that holds everything the job can
 	// write (its work dir, /tmp, /dev/shm): past it, writes fail with
-	// ENOSPC. Its pages count against the job's memory cgroup, whose limit
-	// is MemoryBytes + DiskBytes so files never take the processes' share.
-	// Zero: tmpfs's own default size (half the node's RAM).
+	// ENOSPC. Its pages are charged to the job's memory cgroup, so files
+	// count toward MemoryBytes too and the node's RAM per job stays
+	// MemoryBytes. Zero: tmpfs's own default size (half the node's RAM).
 	DiskBytes int64
 }
 

@@ -51,11 +51,6 @@ func startContained(spec Spec, stdout, stderr io.Writer) (p *Process, err error)
 	if lim.MaxProcs > 0 {
 		lim.MaxProcs += initTasks
 	}
-	if lim.MemoryBytes > 0 {
-		// The job's files live in a tmpfs whose pages its memory cgroup is
-		// charged for: room for both, so a full disk is ENOSPC, not an OOM kill.
-		lim.MemoryBytes += lim.DiskBytes
-	}
 	cg, err := newCgroup(spec.ID, lim)
 	if err != nil {
 		return nil, err
