@@ -132,6 +132,8 @@ type Jobs struct {
 	Dir             string `yaml:"dir,omitempty"`     // the jobs' work dirs
 	MemoryDefault   string `yaml:"memoryDefault,omitempty"`
 	MemoryMax       string `yaml:"memoryMax,omitempty"`
+	DiskDefault     string `yaml:"diskDefault,omitempty"` // a job's files (work dir, /tmp): a tmpfs of this size
+	DiskMax         string `yaml:"diskMax,omitempty"`
 	CPUDefault      int    `yaml:"cpuDefault,omitempty"`
 	CPUMax          int    `yaml:"cpuMax,omitempty"`
 	ProcsDefault    int    `yaml:"procsDefault,omitempty"`

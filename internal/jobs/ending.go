@@ -10,7 +10,7 @@ import (
 )
 
 // ending is a job's final status and the reason shown with it.
-func ending(e sandbox.Exit, stopped bool, lim sandbox.Limits) (status, reason string) {
+func ending(e sandbox.Exit, stopped bool, lim Limits) (status, reason string) {
 	switch {
 	case stopped:
 		return Stopped, "stopped"

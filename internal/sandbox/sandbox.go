@@ -44,6 +44,12 @@ type Limits struct {
 	MemoryBytes int64
 	CPUPercent  int // of one core: 50 is half a core, 200 two cores
 	MaxProcs    int
+	// DiskBytes sizes the one tmpfs that holds everything the job can
+	// write (its work dir, /tmp, /dev/shm): past it, writes fail with
+	// ENOSPC. Its pages are charged to the job's memory cgroup, so files
+	// count toward MemoryBytes too and the node's RAM per job stays
+	// MemoryBytes. Zero: tmpfs's own default size (half the node's RAM).
+	DiskBytes int64
 }
 
 // Spec is what to run and how to contain it.
