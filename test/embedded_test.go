@@ -44,7 +44,7 @@ func TestEmbeddedEndToEnd(t *testing.T) {
 	home, env := embeddedNode(t)
 
 	id := strings.TrimSpace(harness.MustRun(t, env, rnx, "job", "run", "sh", "-c", "echo hello from joblet; echo to stderr >&2").Stdout)
-	if len(id) != 12 {
+	if !jobIDShape.MatchString(id) {
 		t.Fatalf("job id %q", id)
 	}
 	logs := harness.MustRun(t, env, rnx, "job", "log", id, "--follow")

@@ -24,7 +24,10 @@ import (
 	"github.com/ehsaniara/joblet/test/harness"
 )
 
-var startedLine = regexp.MustCompile(`job ([0-9a-f]{12}) started; follow again with: rnx job log -f ([0-9a-f]{12})`)
+var startedLine = regexp.MustCompile(`job ([A-Za-z0-9_-]+) started on node [A-Za-z0-9_-]+; follow again with: rnx job log -f ([A-Za-z0-9_-]+)`)
+
+// jobIDShape is a job ID: its node, then 12 hex digits (internal/jobid).
+var jobIDShape = regexp.MustCompile(`^[A-Za-z0-9_-]+_[0-9a-f]{12}$`)
 
 // The rnx CLI against a real node: --follow's exit code and job id, --json,
 // stdout and stderr kept apart, argument quoting, the dropped-output
@@ -111,7 +114,7 @@ func TestRnxCLI(t *testing.T) {
 
 	// --json on the other commands.
 	var ran struct{ ID string }
-	if err := json.Unmarshal([]byte(harness.MustRun(t, env, rnx, "job", "run", "--json", "sleep", "30").Stdout), &ran); err != nil || len(ran.ID) != 12 {
+	if err := json.Unmarshal([]byte(harness.MustRun(t, env, rnx, "job", "run", "--json", "sleep", "30").Stdout), &ran); err != nil || !jobIDShape.MatchString(ran.ID) {
 		t.Fatalf("run --json: %+v %v", ran, err)
 	}
 	var stopped map[string]any

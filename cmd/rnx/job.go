@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	pb "github.com/ehsaniara/joblet/api/jobletv1"
+	"github.com/ehsaniara/joblet/internal/jobid"
 )
 
 func (a *app) jobCmd() *cobra.Command {
@@ -27,8 +28,9 @@ func (a *app) jobCmd() *cobra.Command {
 // jobJSON is a job as --json prints it: lowerCamel keys, RFC 3339 times.
 type jobJSON struct {
 	ID              string   `json:"id"`
-	Status          string   `json:"status"`   // RUNNING, COMPLETED, FAILED, STOPPED
-	ExitCode        *int32   `json:"exitCode"` // null while running
+	Node            string   `json:"node,omitempty"` // the node running it (as its ID names it)
+	Status          string   `json:"status"`         // RUNNING, COMPLETED, FAILED, STOPPED
+	ExitCode        *int32   `json:"exitCode"`       // null while running
 	Signal          int32    `json:"signal,omitempty"`
 	Command         string   `json:"command"`
 	Args            []string `json:"args"`
@@ -53,6 +55,7 @@ func toJobJSON(j *pb.Job) jobJSON {
 	if out.Args == nil {
 		out.Args = []string{}
 	}
+	out.Node, _ = jobid.Node(j.Id)
 	if limitsText(j) != "" {
 		out.Limits = &limits{MemoryBytes: j.MaxMemoryBytes, CPUPercent: j.MaxCpuPercent, Procs: j.MaxProcs}
 	}
@@ -117,6 +120,9 @@ func shellQuote(s string) string {
 func printJob(w io.Writer, j *pb.Job, clean func(string) string) {
 	fmt.Fprintf(w, "id:          %s\nstatus:      %s\nexit:        %s\ncommand:     %s\nstarted:     %s\nstarted by:  %s\n",
 		clean(j.Id), clean(j.Status), exitText(j), clean(commandLine(j)), timeText(j.StartedUnixNano), clean(j.StartedBy))
+	if node, _ := jobid.Node(j.Id); node != "" {
+		fmt.Fprintf(w, "node:        %s\n", node)
+	}
 	if j.EndedUnixNano != 0 {
 		fmt.Fprintf(w, "ended:       %s\n", timeText(j.EndedUnixNano))
 	}

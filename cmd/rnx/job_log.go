@@ -12,6 +12,8 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	pb "github.com/ehsaniara/joblet/api/jobletv1"
 	"github.com/ehsaniara/joblet/internal/client"
@@ -22,22 +24,36 @@ func (a *app) jobLogCmd() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "log ID",
 		Short: "Print a job's output: its stdout to stdout, its stderr to stderr",
-		Args:  oneID,
+		Long: `Print a job's output: its stdout to stdout, its stderr to stderr. The
+job's node is found from its ID, through a load balancer or directly (see
+rnx --help).
+
+With -f, keep printing until the job ends and exit as "job run --follow"
+does: with the job's own exit code (128+N for a job killed by signal N), 1
+with a message when the output is cut (the node died or restarted), 130
+when interrupted (the job keeps running).`,
+		Args: oneID,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			conn, err := a.dial()
+			id := args[0]
+			if !follow {
+				return a.onJob(id, func(ctx context.Context, conn *client.Conn) error {
+					return a.streamLogs(ctx, conn, id, false)
+				})
+			}
+			ctx, cancel := a.callCtx()
+			conn, err := a.reach(ctx, id)
+			cancel()
 			if err != nil {
 				return err
 			}
 			defer conn.Close()
-			if follow {
-				return a.follow(conn, args[0], nil)
+			if err := a.follow(conn, id, nil); err != nil {
+				return notFound(id, err)
 			}
-			ctx, cancel := a.callCtx()
-			defer cancel()
-			return a.streamLogs(ctx, conn, args[0], false)
+			return a.jobOutcome(conn, id)
 		},
 	}
-	c.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing new output until the job ends")
+	c.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing new output until the job ends; exit with the job's exit code")
 	return c
 }
 
@@ -110,6 +126,15 @@ func (a *app) follow(c *client.Conn, id string, in *interrupts) error {
 	if s, ok := in.got.Load().(os.Signal); ok {
 		fmt.Fprintf(a.errOut, "\nrnx: stopped following; job %s keeps running. Follow again with: %s\n", id, a.resumeCommand(id))
 		return &exitError{code: 128 + int(s.(syscall.Signal))}
+	}
+	return cutOff(id, err)
+}
+
+// cutOff says what a lost connection means to a follower: the job's end
+// is unknown, which no script may take for success.
+func cutOff(id string, err error) error {
+	if status.Code(err) == codes.Unavailable {
+		return fmt.Errorf("the output of job %s was cut: the connection to its node was lost (the node may have died or restarted), so how the job ended is unknown; `rnx job status %s` tells once the node is back: %w", id, id, err)
 	}
 	return err
 }

@@ -8,6 +8,7 @@ import (
 
 	pb "github.com/ehsaniara/joblet/api/jobletv1"
 	"github.com/ehsaniara/joblet/internal/client"
+	"github.com/ehsaniara/joblet/internal/jobid"
 )
 
 func (a *app) jobRunCmd() *cobra.Command {
@@ -48,7 +49,9 @@ shows both).`,
 			if err != nil {
 				return err
 			}
-			conn, err := a.dial()
+			// Pinned: following after a lost connection must not
+			// resume through the balancer on another node.
+			conn, err := a.dialPinned()
 			if err != nil {
 				return err
 			}
@@ -65,18 +68,23 @@ shows both).`,
 			if err != nil {
 				return conn.Explain(err)
 			}
+			node, _ := jobid.Node(j.Id)
 			switch {
 			case asJSON:
 				return a.printJSON(struct {
-					ID string `json:"id"`
-				}{j.Id})
+					ID   string `json:"id"`
+					Node string `json:"node,omitempty"` // the node running it, as its ID names it
+				}{j.Id, node})
 			case !follow:
+				if node != "" {
+					fmt.Fprintf(a.errOut, "job %s started on node %s\n", j.Id, node)
+				}
 				_, err := fmt.Fprintln(a.out, j.Id)
 				return err
 			}
 			// Following on the same connection reaches, through a load
 			// balancer, the node that runs the job.
-			fmt.Fprintf(a.errOut, "job %s started; follow again with: %s\n", j.Id, a.resumeCommand(j.Id))
+			fmt.Fprintf(a.errOut, "job %s started%s; follow again with: %s\n", j.Id, onNodeText(node), a.resumeCommand(j.Id))
 			if err := a.follow(conn, j.Id, in); err != nil {
 				return err
 			}
@@ -97,7 +105,7 @@ func (a *app) jobOutcome(conn *client.Conn, id string) error {
 	defer cancel()
 	j, err := conn.Jobs.GetJobStatus(ctx, &pb.GetJobStatusRequest{Id: id})
 	if err != nil {
-		return conn.Explain(err)
+		return cutOff(id, conn.Explain(err))
 	}
 	code := 1
 	switch {
@@ -124,4 +132,12 @@ func (a *app) jobOutcome(conn *client.Conn, id string) error {
 		return fmt.Errorf("the output of job %s ended while it is %s; follow again with: %s", id, strings.ToLower(j.Status), a.resumeCommand(id))
 	}
 	return &exitError{code: code}
+}
+
+// onNodeText is " on node N", or "" for a node that predates IDs naming it.
+func onNodeText(node string) string {
+	if node == "" {
+		return ""
+	}
+	return " on node " + node
 }

@@ -16,7 +16,7 @@ func (a *app) jobStatusCmd() *cobra.Command {
 		Short: "Show one job",
 		Args:  oneID,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return a.onNode(func(ctx context.Context, conn *client.Conn) error {
+			return a.onJob(args[0], func(ctx context.Context, conn *client.Conn) error {
 				j, err := conn.Jobs.GetJobStatus(ctx, &pb.GetJobStatusRequest{Id: args[0]})
 				if err != nil {
 					return conn.Explain(err)

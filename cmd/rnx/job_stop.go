@@ -16,7 +16,7 @@ func (a *app) jobStopCmd() *cobra.Command {
 		Short: "Stop a job (SIGTERM, then its whole cgroup killed after the node's grace period)",
 		Args:  oneID,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return a.onNode(func(ctx context.Context, conn *client.Conn) error {
+			return a.onJob(args[0], func(ctx context.Context, conn *client.Conn) error {
 				j, err := conn.Jobs.StopJob(ctx, &pb.StopJobRequest{Id: args[0]})
 				if err != nil {
 					return conn.Explain(err)

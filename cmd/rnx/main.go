@@ -23,6 +23,9 @@ import (
 	"github.com/ehsaniara/joblet/internal/buildinfo"
 	"github.com/ehsaniara/joblet/internal/client"
 	"github.com/ehsaniara/joblet/internal/config"
+	"github.com/ehsaniara/joblet/internal/jobid"
+	"github.com/ehsaniara/joblet/internal/nodedir"
+	"github.com/ehsaniara/joblet/internal/route"
 )
 
 func main() {
@@ -34,7 +37,11 @@ func main() {
 type app struct {
 	cfgPath, nodeName string
 	timeout           time.Duration
-	out, errOut       io.Writer
+	// nodes is the node list of the node directory (--nodes,
+	// JOBLET_NODES); routeAttempts bounds a search through a balancer.
+	nodes         string
+	routeAttempts int
+	out, errOut   io.Writer
 
 	path string
 	cfg  *config.Rnx
@@ -106,9 +113,13 @@ Config: --config, else $RNX_CONFIG, ~/.rnx/rnx-config.yml,
 /opt/joblet/config/rnx-config.yml (never the current directory's unless
 named). Node: --node, else the one with isDefault, else "default".
 
-Exit codes: 0 success, 1 failure, 2 bad usage; "job run --follow" exits with
-the job's own exit code (128+N for a job killed by signal N), and 130 when
-interrupted (the job keeps running).`
+Job commands reach a job's node from its ID (NODE_0123456789ab), through a
+load balancer or directly when the node directory names it: the config's
+entries of the selected node's fleet, and --nodes / JOBLET_NODES.
+
+Exit codes: 0 success, 1 failure, 2 bad usage; "job run --follow" and
+"job log -f" exit with the job's own exit code (128+N for a job killed by
+signal N), and 130 when interrupted (the job keeps running).`
 
 func (a *app) rootCmd() *cobra.Command {
 	root := &cobra.Command{
@@ -127,6 +138,8 @@ func (a *app) rootCmd() *cobra.Command {
 	pf.StringVar(&a.cfgPath, "config", "", "rnx config file (default: $RNX_CONFIG, then the search path above)")
 	pf.StringVar(&a.nodeName, "node", "", "node to talk to, by its name in the config")
 	pf.DurationVar(&a.timeout, "timeout", 30*time.Second, "deadline for one call (not for following output)")
+	pf.StringVar(&a.nodes, "nodes", os.Getenv(nodedir.Env), "the node directory's list beside the config's entries: NODE_ID=HOST:PORT or HOST:PORT, comma-separated; job commands dial a job's node directly when it names it (env JOBLET_NODES)")
+	pf.IntVar(&a.routeAttempts, "route-attempts", route.DefaultAttempts, "new connections a job command tries through a load balancer to reach the job's node")
 	root.RegisterFlagCompletionFunc("node", func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
 		if err := a.load(); err != nil {
 			return nil, cobra.ShellCompDirectiveError
@@ -164,6 +177,9 @@ func noArgs(cmd *cobra.Command, args []string) error {
 func oneID(cmd *cobra.Command, args []string) error {
 	if len(args) != 1 {
 		return usagef(cmd, "%s needs exactly one job ID, got %d arguments", verb(cmd), len(args))
+	}
+	if _, ok := jobid.Node(args[0]); !ok {
+		return usagef(cmd, "%q is not a job ID: IDs are NODE_ then 12 hex digits, as `rnx job run` prints them", args[0])
 	}
 	return nil
 }

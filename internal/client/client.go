@@ -89,7 +89,7 @@ func DialLearning(name string, n *config.Node, learn Learn) (*Conn, error) {
 	return dial(name, n, learn)
 }
 
-func dial(name string, n *config.Node, learn Learn) (*Conn, error) {
+func dial(name string, n *config.Node, learn Learn, extra ...grpc.DialOption) (*Conn, error) {
 	tc, err := TLSConfig(n)
 	if err != nil {
 		return nil, fmt.Errorf("node %q: %w", name, err)
@@ -100,6 +100,7 @@ func dial(name string, n *config.Node, learn Learn) (*Conn, error) {
 		c.learner = &learner{node: n, learn: learn}
 		opts = append(opts, grpc.WithChainUnaryInterceptor(c.learnUnary), grpc.WithChainStreamInterceptor(c.learnStream))
 	}
+	opts = append(opts, extra...)
 	cc, err := grpc.NewClient(n.Address, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("node %q: %w", name, err)

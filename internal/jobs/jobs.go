@@ -5,8 +5,6 @@ package jobs
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -15,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/ehsaniara/joblet/internal/jobid"
 	"github.com/ehsaniara/joblet/internal/sandbox"
 )
 
@@ -108,7 +107,7 @@ func (m *Manager) Start(r Request) (Snapshot, error) {
 	if err != nil {
 		return Snapshot{}, err
 	}
-	id, err := newID()
+	id, err := jobid.New(m.opts.Node)
 	if err != nil {
 		return Snapshot{}, err
 	}
@@ -294,12 +293,4 @@ func (m *Manager) Shutdown(ctx context.Context) {
 	wg.Wait()
 	m.removeWorkDirs()
 	m.releaseRun()
-}
-
-func newID() (string, error) {
-	b := make([]byte, 6)
-	if _, err := rand.Read(b); err != nil {
-		return "", fmt.Errorf("job id: %w", err)
-	}
-	return hex.EncodeToString(b), nil
 }

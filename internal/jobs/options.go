@@ -61,6 +61,9 @@ type Options struct {
 	OutputBytes     int // output kept per job
 	Grace           time.Duration
 	Log             *slog.Logger
+	// Node is the node's id, which starts every job ID (internal/jobid)
+	// so a client finds the job's node from its ID.
+	Node string
 }
 
 // Defaults for Options.

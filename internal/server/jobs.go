@@ -51,6 +51,7 @@ func newJobs(cfg *config.Server, configPath string, log *slog.Logger) (*jobs.Man
 		Max:        jobs.Limits{MemoryBytes: memMax, CPUPercent: j.CPUMax, MaxProcs: j.ProcsMax, DiskBytes: diskMax},
 		MaxRunning: j.MaxRunning, MaxKept: j.MaxKept, MaxRequestBytes: j.MaxRequestBytes,
 		OutputBytes: cmp.Or(j.LogBufferBytes, config.DefaultLogBufferBytes), Grace: grace, Log: log,
+		Node: cfg.Server.NodeID,
 	})
 	if err != nil {
 		return nil, err

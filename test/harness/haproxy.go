@@ -14,6 +14,14 @@ import (
 // fronts a joblet fleet: bind is HOST:PORT, backends are HOST:PORT.
 func StartHAProxy(t testing.TB, bind string, backends []string) {
 	t.Helper()
+	StartHAProxyBalance(t, bind, backends, "roundrobin")
+}
+
+// StartHAProxyBalance is StartHAProxy with another balance algorithm:
+// "hash src_port" picks the node by a hash of the connection's source
+// port, as a flow-hash balancer (an NLB) does for one client.
+func StartHAProxyBalance(t testing.TB, bind string, backends []string, balance string) {
+	t.Helper()
 	bin, err := exec.LookPath("haproxy")
 	if err != nil {
 		t.Fatalf("haproxy is required for the load balancer tests and is not installed (apt-get install haproxy; scripts/test.sh does it): %v", err)
@@ -29,8 +37,8 @@ frontend joblet
   bind %s
   default_backend nodes
 backend nodes
-  balance roundrobin
-`, bind)
+  balance %s
+`, bind, balance)
 	for i, b := range backends {
 		cfg += fmt.Sprintf("  server node%d %s check inter 500ms\n", i+1, b)
 	}
