@@ -88,6 +88,7 @@ type bootFlags struct {
 	sf                                                           *storeFlags
 	home, force, keyType, caLife, clientLife, serverLife         string
 	serverAddr, listenAddr, port, extra, public, nodeID, metrics string
+	settings                                                     string
 	refresh                                                      time.Duration
 	asJSON, moveNode, reconfigure                                bool
 }
@@ -109,6 +110,7 @@ func addBootFlags(fs *pflag.FlagSet, set storeSet) *bootFlags {
 	fs.DurationVar(&f.refresh, "refresh-interval", 0, "how often the running server refreshes trust and renews from the store (default 5m)")
 	fs.StringVar(&f.nodeID, "node-id", config.EnvOr("JOBLET_NODE_ID", ""), "node id (env JOBLET_NODE_ID; default: kept from the existing config, else the EC2 instance id, else generated)")
 	fs.BoolVar(&f.asJSON, "json", false, "print the result as JSON")
+	settingsFlag(fs, &f.settings)
 	fs.BoolVar(&f.reconfigure, "reconfigure", false, "allow a re-run to move this node's listen address or port, or drop a name from its server certificate; without it such a run is refused (settings not given are kept from the node's config)")
 	fs.BoolVar(&f.moveNode, "move-node", false, "move this node to a fleet whose CA it does not trust (its configs are replaced); without it such a run is refused")
 	return f
@@ -116,6 +118,11 @@ func addBootFlags(fs *pflag.FlagSet, set storeSet) *bootFlags {
 
 // options turns the flags into bootstrap options, without the store.
 func (f *bootFlags) options(log *slog.Logger) (bootOptions, error) {
+	if f.settings != "" {
+		if err := applySettings(f.fs, f.settings); err != nil {
+			return bootOptions{}, err
+		}
+	}
 	o := bootOptions{Fleet: certs.Fleet{Prefix: f.sf.prefix, Log: log},
 		BootstrapOptions: certs.BootstrapOptions{Home: f.home, RefreshInterval: f.refresh, MetricsAddress: f.metrics,
 			ServerAddress: f.serverAddr, NodeID: f.nodeID, MoveNode: f.moveNode, Reconfigure: f.reconfigure}}
