@@ -42,6 +42,17 @@ type BootstrapOptions struct {
 	// FallbackNodeID names a node that has no id yet (the EC2 instance id);
 	// a random id when empty.
 	FallbackNodeID string
+	// FallbackServerAddress is ServerAddress when neither this run nor the
+	// node's config gives one (the primary IP).
+	FallbackServerAddress string
+
+	// Given marks the node settings this run gives even when empty (an
+	// explicit empty value clears one); a non-empty field is given anyway.
+	// The others are kept from the node's config (keep.go). Reconfigure
+	// allows a given change that moves the node's address or port or drops
+	// a name from its certificate; without it such a re-run is refused.
+	Given       NodeSetting
+	Reconfigure bool
 
 	// StoreRef is written to the server config so the running server can
 	// refresh from the same store; RefreshInterval goes with it.
@@ -150,12 +161,7 @@ type pair struct {
 // everything succeeded.
 func (fl *Fleet) Bootstrap(ctx context.Context, o BootstrapOptions) (*Result, error) {
 	f := fl.defaults()
-	o.defaults()
 	if err := secretstore.ValidatePrefix(f.Prefix); err != nil {
-		return nil, err
-	}
-	sans, err := o.serverSANs()
-	if err != nil {
 		return nil, err
 	}
 	// Before anything is read or written: a home others can write is not
@@ -169,9 +175,21 @@ func (fl *Fleet) Bootstrap(ctx context.Context, o BootstrapOptions) (*Result, er
 	if err != nil {
 		return nil, err
 	}
+	lifetime := fl.ServerLifetime
+	if err := o.keep(srvCfg, &lifetime); err != nil {
+		return nil, err
+	}
+	if lifetime != 0 {
+		f.ServerLifetime = lifetime
+	}
+	o.defaults()
+	sans, err := o.serverSANs()
+	if err != nil {
+		return nil, err
+	}
 
 	res := &Result{Mode: o.Mode, Store: f.StoreDesc, Prefix: f.Prefix}
-	if fl.ServerLifetime == 0 && o.Mode != config.ModeEmbedded {
+	if lifetime == 0 && o.Mode != config.ModeEmbedded {
 		// Renewal is automatic in a shared store: server certificates
 		// live days, not a year (pki.DefaultFleetServerLifetime).
 		f.ServerLifetime = pki.DefaultFleetServerLifetime
@@ -267,6 +285,11 @@ func (b *bootstrapper) serverConfig(srvCfg *config.Server, certPEM, keyPEM strin
 	srvCfg.Version = config.RnxVersion
 	srvCfg.Server.Address = o.ListenAddress
 	srvCfg.Server.Port = o.Port
+	srvCfg.Server.ServerAddress, srvCfg.Server.PublicAddress = o.ServerAddress, o.PublicAddress
+	srvCfg.Server.AdditionalNames = nil
+	for _, n := range o.AdditionalNames {
+		srvCfg.Server.AdditionalNames = append(srvCfg.Server.AdditionalNames, strings.TrimSpace(n))
+	}
 	switch {
 	case o.NodeID != "":
 		srvCfg.Server.NodeID = o.NodeID
@@ -409,6 +432,9 @@ func storeFlags(r config.StoreRef) string {
 func (o *BootstrapOptions) defaults() {
 	if o.Port == 0 {
 		o.Port = config.DefaultPort
+	}
+	if o.ServerAddress == "" && o.Given&GivenServerAddress == 0 {
+		o.ServerAddress = o.FallbackServerAddress
 	}
 	if o.ListenAddress == "" {
 		o.ListenAddress = "0.0.0.0"

@@ -207,7 +207,12 @@ func TestPublicAddressAndPort(t *testing.T) {
 	if got := rnx.Nodes["default"].Address; got != "joblet.example.com:443" {
 		t.Errorf("client address %q, want the load balancer", got)
 	}
+	// Moving the balancer drops its old name: refused unless on purpose.
 	o.PublicAddress = "lb.example.com"
+	if _, err := o.Fleet.Bootstrap(context.Background(), o.BootstrapOptions); err == nil || !strings.Contains(err.Error(), "joblet.example.com") {
+		t.Fatalf("a re-run dropping the balancer's name: %v, want it refused naming it", err)
+	}
+	o.Reconfigure = true
 	bootstrap(t, o)
 	rnx, _ = config.LoadRnx(filepath.Join(o.Home, "config", "rnx-config.yml"))
 	if got := rnx.Nodes["reader"].Address; got != "lb.example.com:50123" {

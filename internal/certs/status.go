@@ -367,6 +367,13 @@ func (g *grader) server(obs *observed, revoked map[string]bool) {
 		cr.Level = max(cr.Level, Attention)
 		cr.Problems = append(cr.Problems, "is revoked (the running server renews it on its next refresh; or `joblet certs renew`)")
 	}
+	if missing := MissingNames(srv); len(missing) > 0 {
+		// Clients and balancers that reach the node by such a name fail
+		// the handshake; renewal copies the certificate's names, so only
+		// a bootstrap (which keeps the configured ones) adds them back.
+		cr.Level = max(cr.Level, Attention)
+		cr.Problems = append(cr.Problems, fmt.Sprintf("lacks %s, configured in %s (server.serverAddress, publicAddress, additionalNames): clients that reach the node by it fail the handshake; re-run `joblet certs bootstrap`, which keeps the configured names", strings.Join(missing, ", "), path))
+	}
 	if s != nil {
 		// A CRL that went missing or back in the store is a revocation
 		// someone tried to undo: the node keeps its own, and this says so.

@@ -72,6 +72,13 @@ type Listen struct {
 	Address string `yaml:"address"`
 	Port    int    `yaml:"port"`
 	NodeID  string `yaml:"nodeId"`
+	// The names bootstrap put in the server certificate (besides the
+	// defaults), recorded so that a re-run keeps them when it is not given
+	// them again: this node's address, a load balancer's HOST[:PORT] and
+	// the additional names.
+	ServerAddress   string   `yaml:"serverAddress,omitempty"`
+	PublicAddress   string   `yaml:"publicAddress,omitempty"`
+	AdditionalNames []string `yaml:"additionalNames,omitempty"`
 }
 
 // Security holds the node's TLS material as PEM.
