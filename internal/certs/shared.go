@@ -14,49 +14,63 @@ import (
 	"github.com/ehsaniara/joblet/internal/secretstore"
 )
 
+// fleetFound is what the join's read found in a store it could not join
+// from: what the full path that follows does first.
+type fleetFound int
+
+const (
+	// foundSome: read the whole state (a fleet half made or made before
+	// the node-issuing CA, or a policy from before it).
+	foundSome fleetFound = iota
+	// foundEmpty: nothing at all; the full path starts from nothing
+	// without reading again (its first create is the claim that tells a
+	// node whether another is creating the fleet already).
+	foundEmpty
+	// foundCreating: a new fleet's CA without its node-issuing CA yet;
+	// the full path waits for the node creating it.
+	foundCreating
+)
+
 // join makes this node a member of a fleet that has a node-issuing CA,
 // reading only what a node may read (nodeScope, one store call): the
-// root certificate, the node-issuing pair, the trust and the CRL. ok is
-// false when the store holds no such fleet (empty, half made, or made
-// before the node-issuing CA): the full path then creates, completes or
-// serves it as before.
-func (b *bootstrapper) join(ctx context.Context) (sh *shared, ok bool, err error) {
-	st := b.read
-	b.read = nil // a retry reads again: the store may have moved
+// root certificate, the node-issuing pair, the trust and the CRL. st, when
+// not nil, is that read already made (the fleet check's). It returns the
+// shared material, or an error, when the store holds such a fleet;
+// otherwise neither, and what it found for the full path, which then
+// creates, completes or serves the fleet as before.
+func (b *bootstrapper) join(ctx context.Context, st *state) (sh *shared, found fleetFound, err error) {
 	if st == nil {
 		st, err = b.readPatiently(ctx, nodeScope)
 		if errors.Is(err, secretstore.ErrAccessDenied) {
 			// A node policy from before the node-issuing CA: the full
 			// path reads what that policy allowed.
-			return nil, false, nil
+			return nil, foundSome, nil
 		}
 		if err != nil {
-			return nil, false, err
+			return nil, foundSome, err
 		}
 	}
 	n := b.names
 	if len(st.vals) == 0 {
-		// An empty store: the full path starts from nothing without
-		// reading again (its first create is the claim that tells a
-		// node whether another is creating the fleet already).
-		b.empty = true
-		return nil, false, nil
+		return nil, foundEmpty, nil
 	}
 	if st.vals[n.CACert()] == "" || st.vals[n.NodeCACert()] == "" || st.vals[n.NodeCAKey()] == "" {
 		// A new fleet's CA without its node-issuing CA (written last) and
 		// no trust bundle yet: a first node is most likely creating it
 		// now. The full path waits for it without reading it all first.
-		b.creating = st.ca != nil && pki.AllowsIntermediates(st.ca) && st.vals[n.Bundle()] == ""
-		return nil, false, nil
+		if st.ca != nil && pki.AllowsIntermediates(st.ca) && st.vals[n.Bundle()] == "" {
+			return nil, foundCreating, nil
+		}
+		return nil, foundSome, nil
 	}
 	if err := st.trusted(); err != nil {
-		return nil, true, err
+		return nil, foundSome, err
 	}
 	if err := pki.CheckCA(st.ca, b.f.Now()); err != nil {
-		return nil, true, fmt.Errorf("%w: %s: %v. Rotate the CA (`joblet certs rotate-ca`), or replace it with FORCE_REGENERATE=true", ErrInconsistentStore, n.CACert(), err)
+		return nil, foundSome, fmt.Errorf("%w: %s: %v. Rotate the CA (`joblet certs rotate-ca`), or replace it with FORCE_REGENERATE=true", ErrInconsistentStore, n.CACert(), err)
 	}
 	if st.nodeCAErr != nil {
-		return nil, true, st.nodeCAErr
+		return nil, foundSome, st.nodeCAErr
 	}
 	if b.o.CAKMSKeyID != "" {
 		msg := "JOBLET_CA_KMS_KEY_ID (--ca-kms-key-id) is set, but a joining node signs nothing with the root's key (it signs with the node-issuing CA): it is not used here, and the node needs no KMS access"
@@ -67,7 +81,7 @@ func (b *bootstrapper) join(ctx context.Context) (sh *shared, ok bool, err error
 	b.res.Items = append(b.res.Items,
 		item("CA Certificate", Retrieved, b.where(n.CACert()), st.ca),
 		item("Node-issuing CA", Retrieved, b.where(n.NodeCACert()), st.nodeCA.Cert))
-	return sh, true, nil
+	return sh, foundSome, nil
 }
 
 // ensure makes the fleet's shared material available to this node: it
@@ -79,28 +93,31 @@ func (b *bootstrapper) join(ctx context.Context) (sh *shared, ok bool, err error
 // one node wins, the others read the winner's key. A key found without its
 // certificate (the winner crashed, or is still working) is completed by
 // issuing the certificate for that key; since every candidate certificate
-// is for the same key, whichever is stored first serves everyone.
-func (b *bootstrapper) ensure(ctx context.Context) (*shared, error) {
+// is for the same key, whichever is stored first serves everyone. first,
+// when not nil, is the join's read, made already (see join).
+func (b *bootstrapper) ensure(ctx context.Context, first *state) (*shared, error) {
+	found := foundSome
 	if !b.operator {
-		if sh, ok, err := b.join(ctx); ok || err != nil {
+		sh, f, err := b.join(ctx, first)
+		if sh != nil || err != nil {
 			return sh, err
 		}
+		found = f
 	}
-	b.read = nil
 	if err := b.openKMS(ctx); err != nil {
 		return nil, err
 	}
 	vals := map[string]string{}
-	if b.creating {
+	switch found {
+	case foundCreating:
 		// Wait for the node creating the fleet (each try reads one secret
 		// until the last is there), then adopt what it wrote.
-		b.creating = false
 		fresh, err := b.awaitFleet(ctx, -1, b.o.AwaitFirst/2)
 		if err != nil {
 			return nil, err
 		}
 		maps.Copy(vals, fresh)
-	} else if !b.empty {
+	case foundSome:
 		st, err := b.readPatiently(ctx, b.scope())
 		if errors.Is(err, secretstore.ErrAccessDenied) && !b.operator {
 			// An upgraded node on the policy from before the node-issuing
@@ -118,7 +135,6 @@ func (b *bootstrapper) ensure(ctx context.Context) (*shared, error) {
 		}
 		vals = st.vals
 	}
-	b.empty = false // a retry reads again
 	var err error
 	// A fleet half there: another node may be creating it right now. Wait
 	// while it makes progress rather than race it; a store where nothing
