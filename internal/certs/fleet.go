@@ -21,7 +21,7 @@ import (
 )
 
 // DefaultPrefix is the secret prefix when SECRETS_PREFIX is not set.
-const DefaultPrefix = "joblet"
+const DefaultPrefix = config.DefaultPrefix
 
 // ErrUsage marks a request that contradicts itself or names an unknown
 // mode: the caller's input, not the environment, is wrong (exit code 2).
