@@ -200,10 +200,11 @@ func (fl *Fleet) Bootstrap(ctx context.Context, o BootstrapOptions) (*Result, er
 	}
 	// Before anything is created: a store of another fleet (or an empty
 	// one) is not this installed node's, and is refused with nothing written.
-	if err := b.sameFleet(ctx, srvCfg); err != nil {
+	first, err := b.sameFleet(ctx, srvCfg)
+	if err != nil {
 		return nil, err
 	}
-	sh, err := b.shared(ctx)
+	sh, err := b.shared(ctx, first)
 	if err != nil {
 		return nil, err
 	}
@@ -251,8 +252,10 @@ func (fl *Fleet) Bootstrap(ctx context.Context, o BootstrapOptions) (*Result, er
 
 // shared reads (or creates, or with Force replaces) the fleet's shared
 // material. A store seen inconsistent is read again a few times: a rotation
-// step moving two labels can be seen half done for a moment.
-func (b *bootstrapper) shared(ctx context.Context) (*shared, error) {
+// step moving two labels can be seen half done for a moment. first, when
+// not nil, is what the fleet check read: the first attempt uses it instead
+// of reading the store again; a retry reads afresh.
+func (b *bootstrapper) shared(ctx context.Context, first *state) (*shared, error) {
 	if b.o.Force {
 		if err := b.openKMS(ctx); err != nil {
 			return nil, err
@@ -261,7 +264,8 @@ func (b *bootstrapper) shared(ctx context.Context) (*shared, error) {
 	}
 	for attempt := 0; ; attempt++ {
 		b.res.Items, b.res.Warnings = nil, nil
-		sh, err := b.ensure(ctx)
+		sh, err := b.ensure(ctx, first)
+		first = nil // the store may have moved
 		if err == nil || !errors.Is(err, ErrInconsistentStore) || attempt >= b.o.Retries {
 			return sh, err
 		}
@@ -319,36 +323,36 @@ func (b *bootstrapper) serverConfig(srvCfg *config.Server, certPEM, keyPEM strin
 // that does not trust the CA the node trusts) unless MoveNode, or
 // FORCE_REGENERATE, which replaces the CA on purpose. Moving the same CA to
 // another store (an import into Secrets Manager) is not a fork: the node
-// keeps its fleet, and a rotation keeps one CA in both trusts.
-func (b *bootstrapper) sameFleet(ctx context.Context, existing *config.Server) error {
+// keeps its fleet, and a rotation keeps one CA in both trusts. It returns
+// what it read (the join's read, nodeScope), for the bootstrap to use.
+func (b *bootstrapper) sameFleet(ctx context.Context, existing *config.Server) (*state, error) {
 	if existing == nil || b.o.MoveNode || b.o.Force {
-		return nil
+		return nil, nil
 	}
 	trusted, err := pki.ParseCerts([]byte(existing.Security.CACert))
 	if err != nil || len(trusted) == 0 {
-		return nil // nothing to compare with
+		return nil, nil // nothing to compare with
 	}
 	// Read only, what this bootstrap reads first anyway (the join's read).
 	s, err := b.f.readState(ctx, nodeScope)
 	if errors.Is(err, secretstore.ErrAccessDenied) {
-		return nil // a policy from before the node-issuing CA: the bootstrap's own read decides
+		return nil, nil // a policy from before the node-issuing CA: the bootstrap's own read decides
 	}
 	if err != nil {
-		return err
+		return nil, err
 	}
-	b.read = s
 	holds := "no fleet at all (it would create a new CA)"
 	if s.vals[s.n.CACert()] != "" {
 		// Only a whole, valid CA of its own makes a store another fleet;
 		// anything broken is reported by the bootstrap itself, naming the
 		// secret and the fix.
 		if s.ca == nil || pki.CheckCA(s.ca, b.f.Now()) != nil || s.nodeCAErr != nil {
-			return nil
+			return s, nil
 		}
 		for _, c := range trusted {
 			for _, t := range s.trust {
 				if sameCA(c, t) {
-					return nil
+					return s, nil
 				}
 			}
 		}
@@ -356,7 +360,7 @@ func (b *bootstrapper) sameFleet(ctx context.Context, existing *config.Server) e
 	}
 	now := b.o.StoreRef
 	now.Prefix = b.f.Prefix
-	return fmt.Errorf("%w: this node (%s) belongs to the fleet of CA %s in %s, but this run resolved %s, which holds %s: "+
+	return nil, fmt.Errorf("%w: this node (%s) belongs to the fleet of CA %s in %s, but this run resolved %s, which holds %s: "+
 		"refusing to move the node to another fleet silently; nothing was written. Re-run against the node's store (%s), or pass --move-node to join this fleet on purpose (its configs are replaced)",
 		ErrUsage, b.o.Home, pki.Fingerprint(trusted[0]), describeRef(existing.Store), describeRef(now), holds, storeFlags(existing.Store))
 }
@@ -541,15 +545,6 @@ type bootstrapper struct {
 	// operator: this run is the fleet's operator (an embedded node, or
 	// Init): it never just joins, and it keeps the role keys.
 	operator bool
-	// empty: the join's read found nothing at all; the full path that
-	// follows does not read again.
-	empty bool
-	// creating: the join's read found a new fleet without its
-	// node-issuing CA yet; the full path waits for it first.
-	creating bool
-	// read is what the fleet check read before the first attempt (the
-	// join's read): that attempt uses it instead of reading the store again.
-	read *state
 }
 
 func (b *bootstrapper) noteCapped(what string, is pki.Issued) {

@@ -43,7 +43,7 @@ func (fl *Fleet) Init(ctx context.Context, o InitOptions) (*Result, error) {
 	// operator's machine in any mode); this run is the operator's.
 	res := &Result{Store: f.StoreDesc, Prefix: f.Prefix}
 	b := &bootstrapper{f: f, o: bo, names: f.names(), res: res, operator: true}
-	sh, err := b.shared(ctx)
+	sh, err := b.shared(ctx, nil)
 	if err != nil {
 		return nil, err
 	}

@@ -65,15 +65,15 @@ func refreshingNode(t *testing.T) (*fleet, *certs.Fleet) {
 	return f, fl
 }
 
-// refusedWithin calls call until it fails, and returns the failure and how
-// long that took; it fails the test past limit or on another error.
-func refusedWithin(t *testing.T, limit time.Duration, call func() error) (error, time.Duration) {
+// refusedWithin calls call until it fails, and returns how long that took
+// and the failure; it fails the test past limit or on another error.
+func refusedWithin(t *testing.T, limit time.Duration, call func() error) (time.Duration, error) {
 	t.Helper()
 	start := time.Now()
 	for {
 		err := call()
 		if err != nil {
-			return err, time.Since(start)
+			return time.Since(start), err
 		}
 		if time.Since(start) > limit {
 			t.Fatalf("still served %v later", limit)
@@ -116,7 +116,7 @@ func TestOpenConnectionRefusedAfterRevocation(t *testing.T) {
 	if _, err := fl.Revoke(context.Background(), cert.SerialNumber, 1); err != nil {
 		t.Fatal(err)
 	}
-	err, took := refusedWithin(t, refreshEvery+3*time.Second, func() error {
+	took, err := refusedWithin(t, refreshEvery+3*time.Second, func() error {
 		_, err := dev.Jobs.ListJobs(ctx(t), &pb.ListJobsRequest{})
 		return err
 	})
@@ -165,7 +165,7 @@ func TestOpenConnectionRefusedAfterTrustRemoval(t *testing.T) {
 	if _, err := fl.FinishRotation(bg); err != nil {
 		t.Fatal(err)
 	}
-	err, took := refusedWithin(t, refreshEvery+3*time.Second, func() error {
+	took, err := refusedWithin(t, refreshEvery+3*time.Second, func() error {
 		_, err := old.Info(ctx(t))
 		return err
 	})
@@ -187,7 +187,7 @@ func TestOpenConnectionRefusedAfterExpiry(t *testing.T) {
 	if _, err := c.Info(ctx(t)); err != nil {
 		t.Fatal(err)
 	}
-	err, _ := refusedWithin(t, 5*time.Second, func() error {
+	_, err := refusedWithin(t, 5*time.Second, func() error {
 		_, err := c.Info(ctx(t))
 		return err
 	})
