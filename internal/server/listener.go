@@ -106,16 +106,20 @@ func (l *pendingListener) victimLocked() *pendingConn {
 		if src == nil {
 			break
 		}
+		var next *pendingConn
 		for _, c := range src.conns {
-			if c.spokeLocked() {
-				continue
+			if !c.spokeLocked() {
+				next = c
+				break
 			}
-			if !c.waiting() {
-				return c
-			}
-			c.markSpokeLocked()
+		}
+		if next == nil { // cannot happen: silent counts the unmarked
 			break
 		}
+		if !next.waiting() {
+			return next
+		}
+		next.markSpokeLocked()
 	}
 	var src *source
 	for _, s := range l.source {
