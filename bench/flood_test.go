@@ -43,6 +43,7 @@ type floodCell struct {
 	p50, p99        time.Duration
 	closedPerSecond float64
 	nodeCPU         float64 // cores
+	nodeRSS         int     // KiB, at the end
 }
 
 func runFloodCell(t *testing.T, rnx, cfg, target string, sources []string, pid int) floodCell {
@@ -88,6 +89,7 @@ func runFloodCell(t *testing.T, rnx, cfg, target string, sources []string, pid i
 	if f != nil {
 		c.closedPerSecond = float64(f.Opened.Load()-opened0) / took
 	}
+	c.nodeRSS = memKiB(t, pid, "VmRSS")
 	slices.Sort(lat)
 	if len(lat) > 0 {
 		c.p50, c.p99 = lat[len(lat)/2], lat[int(0.99*float64(len(lat)-1))]
@@ -114,9 +116,9 @@ func floodSection(t *testing.T, md *strings.Builder) {
 		t.Fatal(err)
 	}
 	pid := n.proc.Cmd.Process.Pid
-	fmt.Fprintf(md, "## Connection floods\n\n`rnx info` (whole processes, %d calls, %d at a time) against one ECDSA node, directly and through HAProxy (TCP passthrough: every connection reaches the node from HAProxy's address), unloaded and while %d silent TCP connections are held against the same address and reopened as soon as they are closed, from one address (127.0.0.2) or from 50 (127.0.0.2-51); security.maxPendingHandshakes at its default (%d). Attacker, HAProxy, node and clients share the 2 cores. `closed/s` is how many silent connections the node (or HAProxy after it) closed per second, each reopened at once; `node CPU` is the joblet process's, in cores, during the calls.\n\n",
+	fmt.Fprintf(md, "## Connection floods\n\n`rnx info` (whole processes, %d calls, %d at a time) against one ECDSA node, directly and through HAProxy (TCP passthrough: every connection reaches the node from HAProxy's address), unloaded and while %d silent TCP connections are held against the same address and reopened as soon as they are closed, from one address (127.0.0.2) or from 50 (127.0.0.2-51); security.maxPendingHandshakes at its default (%d). Attacker, HAProxy, node and clients share the 2 cores. `closed/s` is how many silent connections the node (or HAProxy after it) closed per second, each reopened at once; `node CPU` is the joblet process's, in cores, during the calls; `node RSS` its resident set at the end of the calls.\n\n",
 		floodCalls, floodClients, floodConns, 128)
-	fmt.Fprintf(md, "| path | flood | failed | p50 | p99 | x unloaded p50 | closed/s | node CPU |\n|---|---|---|---|---|---|---|---|\n")
+	fmt.Fprintf(md, "| path | flood | failed | p50 | p99 | x unloaded p50 | closed/s | node CPU | node RSS |\n|---|---|---|---|---|---|---|---|---|\n")
 	for _, path := range []struct{ name, cfg, target string }{{"direct", n.rnx, node}, {"through HAProxy", viaLB, lb}} {
 		var unloaded floodCell
 		for _, fl := range []struct {
@@ -127,9 +129,9 @@ func floodSection(t *testing.T, md *strings.Builder) {
 			if fl.sources == nil {
 				unloaded = c
 			}
-			fmt.Fprintf(md, "| %s | %s | %d of %d | %s | %s | %.1f | %.0f | %.2f |\n", path.name, fl.name, c.failed, floodCalls,
-				ms(c.p50), ms(c.p99), float64(c.p50)/float64(unloaded.p50), c.closedPerSecond, c.nodeCPU)
+			fmt.Fprintf(md, "| %s | %s | %d of %d | %s | %s | %.1f | %.0f | %.2f | %s |\n", path.name, fl.name, c.failed, floodCalls,
+				ms(c.p50), ms(c.p99), float64(c.p50)/float64(unloaded.p50), c.closedPerSecond, c.nodeCPU, mib(c.nodeRSS))
 		}
 	}
-	md.WriteString("\nUnder a flood a call's connection waits in the kernel's accept queue behind the flood's (the node accepts every connection to judge it), which is most of the added latency; once accepted, a client's handshake is never the one closed while a silent connection is pending (docs/OPERATIONS.md, \"Which pending connection is closed\").\n\n")
+	md.WriteString("\nUnder a flood a call's connection waits in the kernel's accept queue behind the flood's (the node accepts every connection to judge it), which is most of the added latency (the queue holds the flood's connections past maxPendingHandshakes: a larger cap shortens it, for some memory per pending connection); once accepted, a client's handshake is never the one closed while a silent connection is pending (docs/OPERATIONS.md, \"Which pending connection is closed\").\n\n")
 }
