@@ -27,8 +27,10 @@ import (
 //   - when every pending connection has spoken, the oldest of the source
 //     holding the most.
 //
-// A real client's handshake is then lost only if, while it runs, the cap's
-// worth of connections arrive that have all spoken, from its own source.
+// A real client's handshake in progress is then closed only when no pending
+// connection is silent (a flood that sends a few bytes and stalls) and its
+// source holds the most: through a balancer, when the cap's worth of such
+// connections arrived after it. The handshake timeout bounds those.
 type pendingListener struct {
 	net.Listener
 	max     int
