@@ -22,7 +22,6 @@ const (
 // while 3,000 silent connections from sources are held against target and
 // refilled; it returns the failures and the calls' latencies.
 func underFlood(t *testing.T, rnx, cfg, target string, sources []string) (failed []string, lat []time.Duration, reopened int64) {
-	harness.RaiseNoFile(t, 2*floodConns)
 	f := harness.StartFlood(target, sources, floodConns)
 	defer f.Stop()
 	f.WaitOpened(t, floodConns)
@@ -56,6 +55,7 @@ func underFlood(t *testing.T, rnx, cfg, target string, sources []string) (failed
 // against that address and reopened as they are closed. At least 99% of
 // the calls succeed.
 func connFlood(t *testing.T, viaHAProxy bool, sources []string) {
+	harness.RaiseNoFile(t, 2*floodConns) // before the node and HAProxy start: they inherit it
 	_, rnx := harness.Bins(t)
 	home, _ := embeddedNode(t)
 	cfg := filepath.Join(home, "config", "rnx-config.yml")
