@@ -27,8 +27,10 @@ import (
 //   - when every pending connection has spoken, the oldest of the source
 //     holding the most.
 //
-// A real client's handshake is then lost only if, while it runs, the cap's
-// worth of connections arrive that have all spoken, from its own source.
+// A real client's handshake in progress is then closed only when no pending
+// connection is silent (a flood that sends a few bytes and stalls) and its
+// source holds the most: through a balancer, when the cap's worth of such
+// connections arrived after it. The handshake timeout bounds those.
 type pendingListener struct {
 	net.Listener
 	max     int
@@ -106,16 +108,20 @@ func (l *pendingListener) victimLocked() *pendingConn {
 		if src == nil {
 			break
 		}
+		var next *pendingConn
 		for _, c := range src.conns {
-			if c.spokeLocked() {
-				continue
+			if !c.spokeLocked() {
+				next = c
+				break
 			}
-			if !c.waiting() {
-				return c
-			}
-			c.markSpokeLocked()
+		}
+		if next == nil { // cannot happen: silent counts the unmarked
 			break
 		}
+		if !next.waiting() {
+			return next
+		}
+		next.markSpokeLocked()
 	}
 	var src *source
 	for _, s := range l.source {

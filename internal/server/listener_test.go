@@ -125,3 +125,34 @@ func TestPendingListenerForgetsFinished(t *testing.T) {
 	}
 	first.Close()
 }
+
+// When every pending connection has spoken, the oldest of the source
+// holding the most goes.
+func TestPendingListenerAllSpoke(t *testing.T) {
+	raw, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	l := newPendingListener(raw, 3, prometheus.NewCounter(prometheus.CounterOpts{Name: "d"}), newReclaimer())
+	addr := raw.Addr().String()
+	var conns []net.Conn
+	for _, from := range []string{"127.0.0.3", "127.0.0.2", "127.0.0.2", "127.0.0.4"} {
+		c := dialFrom(t, from, addr)
+		c.Write([]byte{0x16})
+		conns = append(conns, c)
+		sc, err := l.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer sc.Close()
+	}
+	if !closedByNode(conns[1], 2*time.Second) {
+		t.Fatal("the biggest source's oldest was kept")
+	}
+	for _, kept := range []net.Conn{conns[0], conns[2], conns[3]} {
+		if closedByNode(kept, 100*time.Millisecond) {
+			t.Fatalf("%s was closed instead of the biggest source's oldest", kept.LocalAddr())
+		}
+	}
+}
