@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/ehsaniara/joblet/internal/jobs"
+	_ "github.com/ehsaniara/joblet/internal/sandbox" // the mechanism full isolation runs in
 )
 
 const jobStarts = 50

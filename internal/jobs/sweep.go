@@ -9,8 +9,6 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
-
-	"github.com/ehsaniara/joblet/internal/sandbox"
 )
 
 // A Manager keeps its jobs' work dirs in a directory of its own below
@@ -127,7 +125,7 @@ func (m *Manager) removeLeft(path string, run bool) {
 	var groups []string
 	var gerr error
 	if m.opts.Isolation != IsolationNone && len(ids) > 0 {
-		groups, gerr = sandbox.RemoveGroups(ids)
+		groups, gerr = m.rt.RemoveGroups(ids)
 	}
 	err := errors.Join(gerr, os.RemoveAll(path))
 	m.opts.Log.Warn("jobs: removed what a server that ended without cleaning up left behind (killed, or the machine went down)",
