@@ -16,6 +16,9 @@ import (
 
 	"github.com/ehsaniara/joblet/internal/certs"
 	"github.com/ehsaniara/joblet/internal/config"
+	// The mechanism jobs run in: it registers itself with the job runner,
+	// and its init is the sandbox's re-exec hook, so this binary must link it.
+	_ "github.com/ehsaniara/joblet/internal/sandbox"
 	"github.com/ehsaniara/joblet/internal/server"
 )
 

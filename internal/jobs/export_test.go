@@ -3,6 +3,9 @@ package jobs
 import (
 	"os"
 	"time"
+
+	// The mechanism these tests run jobs in (and its re-exec hook).
+	_ "github.com/ehsaniara/joblet/internal/sandbox"
 )
 
 // NewManager is an UNCONFINED manager (isolation none, the server's user)

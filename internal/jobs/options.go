@@ -9,12 +9,12 @@ import (
 	"time"
 
 	"github.com/ehsaniara/joblet/internal/config"
-	"github.com/ehsaniara/joblet/internal/sandbox"
+	"github.com/ehsaniara/joblet/internal/containment"
 )
 
 // Limits bound one job. In a Request a zero field takes the node's default;
 // in Options.Max a zero field makes the default the ceiling. The server's
-// API speaks these, not the sandbox's: internal/server links no mechanism.
+// API speaks these, not the mechanism's (internal/containment).
 type Limits struct {
 	MemoryBytes int64
 	CPUPercent  int // of one core: 50 is half a core, 200 two cores
@@ -27,10 +27,10 @@ type Limits struct {
 
 // Isolation and network modes (jobs.isolation, jobs.network).
 const (
-	IsolationFull = sandbox.Full
-	IsolationNone = sandbox.None
-	NetworkNone   = sandbox.NetNone
-	NetworkHost   = sandbox.NetHost
+	IsolationFull = containment.Full
+	IsolationNone = containment.None
+	NetworkNone   = containment.NetNone
+	NetworkHost   = containment.NetHost
 )
 
 // ErrLimit wraps every refusal for a cap of the node (running jobs, request
@@ -44,7 +44,7 @@ var ErrUnavailable = errors.New("jobs unavailable on this node")
 // Options configure a Manager; zero fields take the defaults below.
 type Options struct {
 	Isolation string // IsolationFull (default) or IsolationNone
-	User      string // the job user; default sandbox.DefaultUser
+	User      string // the job user; default joblet-job (internal/sandbox)
 	Network   string // NetworkNone (default) or NetworkHost
 	// JobsDir holds one private work dir per job; default
 	// $TMPDIR/joblet-jobs. Jobs never see it, only their own directory.
@@ -79,8 +79,8 @@ const (
 )
 
 func (o *Options) fill() {
-	o.Isolation = cmpOr(o.Isolation, sandbox.Full)
-	o.Network = cmpOr(o.Network, sandbox.NetNone)
+	o.Isolation = cmpOr(o.Isolation, IsolationFull)
+	o.Network = cmpOr(o.Network, NetworkNone)
 	o.JobsDir = cmpOr(o.JobsDir, filepath.Join(os.TempDir(), "joblet-jobs"))
 	o.MaxRunning = cmpOr(o.MaxRunning, DefaultMaxRunning)
 	o.MaxKept = cmpOr(o.MaxKept, DefaultMaxKept)
@@ -125,20 +125,26 @@ func New(o Options) (*Manager, error) {
 	if d, x := o.Default, o.Max; d.MemoryBytes > x.MemoryBytes || d.CPUPercent > x.CPUPercent || d.MaxProcs > x.MaxProcs || d.DiskBytes > x.DiskBytes {
 		return nil, fmt.Errorf("jobs: a default limit is above its ceiling (memoryDefault/memoryMax, cpuDefault/cpuMax, procsDefault/procsMax, diskDefault/diskMax)")
 	}
-	m := &Manager{opts: o, logBytes: o.OutputBytes, grace: o.Grace, jobs: map[string]*job{}}
+	m := &Manager{opts: o, logBytes: o.OutputBytes, grace: o.Grace, jobs: map[string]*job{}, rt: containment.Registered()}
+	if m.rt == nil {
+		// A wiring mistake, not the node's: say so and serve the rest.
+		m.unavailable = errors.New("this binary links no sandbox: the program must import internal/sandbox")
+		o.Log.Error("jobs: refusing every job", "reason", m.unavailable)
+		return m, nil
+	}
 	if err := m.claimRun(); err != nil {
 		m.unavailable = err
 		o.Log.Error("jobs: refusing every job: no work dir for them", "reason", err)
 		return m, nil
 	}
-	if o.Isolation == sandbox.None {
+	if o.Isolation == IsolationNone {
 		return m, nil
 	}
 	m.hide = append([]string{"/root", o.JobsDir}, o.Hide...)
 	if h, err := os.UserHomeDir(); err == nil && h != "/" {
 		m.hide = append(m.hide, h)
 	}
-	uid, gid, note, err := sandbox.JobUser(o.User)
+	uid, gid, note, err := m.rt.JobUser(o.User)
 	if note != "" {
 		o.Log.Warn(note)
 	}
@@ -146,10 +152,10 @@ func New(o Options) (*Manager, error) {
 		m.uid, m.gid = uid, gid
 		err = m.probe()
 	}
-	if err == nil && o.Network == sandbox.NetHost {
+	if err == nil && o.Network == NetworkHost {
 		// The job shares the node's network: at least the metadata endpoint
 		// (the instance role's credentials) stays out of its reach.
-		err = sandbox.GuardHostNetwork(uid, sandbox.MetadataAddrs)
+		err = m.rt.GuardHostNetwork(uid)
 	}
 	if err != nil {
 		m.unavailable = err
@@ -162,18 +168,18 @@ func New(o Options) (*Manager, error) {
 // every namespace, mount and cgroup a job needs.
 func (m *Manager) probe() error {
 	id := "probe-" + fmt.Sprint(os.Getpid())
-	dir, err := sandbox.MakeWorkDir(m.runDir, id, m.uid, m.gid)
+	dir, err := m.rt.MakeWorkDir(m.runDir, id, m.uid, m.gid)
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	return sandbox.Probe(m.spec(id, dir, nil, m.opts.Default))
+	return m.rt.Probe(m.spec(id, dir, nil, m.opts.Default))
 }
 
 // Isolation describes the containment in force, for logs and node info.
 func (m *Manager) Isolation() string {
 	switch {
-	case m.opts.Isolation == sandbox.None:
+	case m.opts.Isolation == IsolationNone:
 		return "none (jobs run as the server's user, unconfined)"
 	case m.unavailable != nil:
 		return "unavailable: " + m.unavailable.Error()
@@ -184,9 +190,9 @@ func (m *Manager) Isolation() string {
 		config.SizeText(x.MemoryBytes), x.CPUPercent, x.MaxProcs, config.SizeText(x.DiskBytes))
 }
 
-func (m *Manager) spec(id, dir string, r *Request, lim Limits) sandbox.Spec {
-	s := sandbox.Spec{ID: id, Isolation: m.opts.Isolation, WorkDir: dir, UID: m.uid, GID: m.gid,
-		Network: m.opts.Network, Hide: m.hide, Limits: sandbox.Limits{MemoryBytes: lim.MemoryBytes,
+func (m *Manager) spec(id, dir string, r *Request, lim Limits) containment.Spec {
+	s := containment.Spec{ID: id, Isolation: m.opts.Isolation, WorkDir: dir, UID: m.uid, GID: m.gid,
+		Network: m.opts.Network, Hide: m.hide, Limits: containment.Limits{MemoryBytes: lim.MemoryBytes,
 			CPUPercent: lim.CPUPercent, MaxProcs: lim.MaxProcs, DiskBytes: lim.DiskBytes}}
 	if r != nil {
 		s.Path, s.Args, s.Env = r.Command, r.Args, r.Env

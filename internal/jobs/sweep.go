@@ -7,10 +7,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
-
-	"github.com/ehsaniara/joblet/internal/sandbox"
 )
 
 // A Manager keeps its jobs' work dirs in a directory of its own below
@@ -83,20 +82,25 @@ func (m *Manager) sweep() {
 	for _, e := range entries {
 		name := e.Name()
 		path := filepath.Join(m.opts.JobsDir, name)
+		// Only names joblet makes: jobs.dir may be set to a directory that
+		// holds something else too, which is never touched.
+		base, _ := strings.CutSuffix(name, ".new")
+		base, locked := strings.CutSuffix(base, ".lock")
 		switch {
+		case !runName.MatchString(base) && !(legacyName.MatchString(name) && e.IsDir()):
+			// not joblet's
 		case strings.HasSuffix(name, ".lock.new"):
 			if lock, err := lockFile(path, false); err == nil {
 				os.Remove(path) // a server killed between creating and naming its lock
 				lock.Close()
 			}
-		case strings.HasSuffix(name, ".lock"):
+		case locked:
 			lock, err := lockFile(path, false)
 			if err != nil {
 				continue // a live server's run (or gone meanwhile)
 			}
-			run := strings.TrimSuffix(path, ".lock")
-			if have[filepath.Base(run)] {
-				m.removeLeft(run, true)
+			if have[base] {
+				m.removeLeft(filepath.Join(m.opts.JobsDir, base), true)
 			}
 			// The lock goes last: a run dir is never without its lock
 			// while a sweep may still count on it.
@@ -106,12 +110,19 @@ func (m *Manager) sweep() {
 			// a run with its lock: handled (or in use) above
 		default:
 			// A run dir whose lock is gone was being removed by a sweep
-			// that ended midway; any other dir is a job's work dir from a
+			// that ended midway; a job id is a job's work dir from a
 			// server before runs existed.
-			m.removeLeft(path, strings.HasPrefix(name, runPrefix))
+			m.removeLeft(path, runName.MatchString(name))
 		}
 	}
 }
+
+// The names sweep removes: runs, and the work dirs of jobs (12 hex digits)
+// and of the start-up probe from before runs existed.
+var (
+	runName    = regexp.MustCompile(`^` + runPrefix + `[0-9a-f]{12}$`)
+	legacyName = regexp.MustCompile(`^([0-9a-f]{12}|probe-[0-9]+)$`)
+)
 
 // removeLeft removes a dead server's run (jobs: its entries are job work
 // dirs) or one work dir, with the cgroups of those jobs, and logs it.
@@ -127,7 +138,7 @@ func (m *Manager) removeLeft(path string, run bool) {
 	var groups []string
 	var gerr error
 	if m.opts.Isolation != IsolationNone && len(ids) > 0 {
-		groups, gerr = sandbox.RemoveGroups(ids)
+		groups, gerr = m.rt.RemoveGroups(ids)
 	}
 	err := errors.Join(gerr, os.RemoveAll(path))
 	m.opts.Log.Warn("jobs: removed what a server that ended without cleaning up left behind (killed, or the machine went down)",

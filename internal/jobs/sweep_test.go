@@ -117,6 +117,19 @@ func TestRestartSweepsWhatAKilledServerLeft(t *testing.T) {
 		t.Fatalf("the killed server's job %s left no cgroup: nothing to prove", id)
 	}
 
+	// A work dir from before runs existed goes too; what joblet did not
+	// make stays, whatever it is called.
+	legacy, foreign := filepath.Join(jobsDir, "0123456789ab"), []string{filepath.Join(jobsDir, "keep-me"), filepath.Join(jobsDir, "run-notours"), filepath.Join(jobsDir, "0123456789ab-x")}
+	for _, d := range append(foreign, legacy) {
+		if err := os.Mkdir(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(jobsDir, "notes.lock"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	foreign = append(foreign, filepath.Join(jobsDir, "notes.lock"))
+
 	log := &syncLog{}
 	restarted, err := New(Options{JobsDir: jobsDir, Log: slog.New(slog.NewTextHandler(log, nil))})
 	if err != nil {
@@ -132,6 +145,14 @@ func TestRestartSweepsWhatAKilledServerLeft(t *testing.T) {
 	for _, want := range append([]string{"removed what a server that ended without cleaning up left", filepath.Dir(dir)}, left...) {
 		if !strings.Contains(log.String(), want) {
 			t.Errorf("the log does not say %q:\n%s", want, log.String())
+		}
+	}
+	if _, err := os.Stat(legacy); !os.IsNotExist(err) {
+		t.Errorf("a work dir from before runs existed remains: %v", err)
+	}
+	for _, f := range foreign {
+		if _, err := os.Stat(f); err != nil {
+			t.Errorf("the sweep removed %s, which joblet did not make: %v", f, err)
 		}
 	}
 	// The live server's job is untouched.

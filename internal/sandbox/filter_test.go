@@ -170,7 +170,8 @@ func TestDiskLimitIsENOSPC(t *testing.T) {
 	s := spec(t, `dd if=/dev/zero of=big bs=1M count=1024 2>&1 | grep -o 'No space left on device'; echo dd=$?
 dd if=/dev/zero of=/tmp/more bs=1M count=8 2>&1 | grep -o 'No space left on device'
 dd if=/dev/zero of=/dev/shm/more bs=1M count=8 2>&1 | grep -o 'No space left on device'
-rm big; dd if=/dev/zero of=/tmp/again bs=1M count=8 2>/dev/null && echo freed-ok; du -sk . | cut -f1`)
+rm big; dd if=/dev/zero of=/tmp/again bs=1M count=8 2>/dev/null && echo freed-ok
+i=0; while true > f$i; do i=$((i+1)); done 2>/dev/null; echo files=$i`)
 	s.Limits = Limits{MemoryBytes: 4 * limit, DiskBytes: limit} // files are charged to memory too
 	before := freeBytes(t, s.WorkDir)
 	out, e := run(t, s)
@@ -180,6 +181,11 @@ rm big; dd if=/dev/zero of=/tmp/again bs=1M count=8 2>/dev/null && echo freed-ok
 	}
 	if n := strings.Count(out, "No space left on device"); n != 3 || !strings.Contains(out, "freed-ok") {
 		t.Fatalf("want ENOSPC in the work dir, /tmp and /dev/shm, and room again once the file is removed:\n%s", out)
+	}
+	// Files are bounded too (one inode per page of the limit), not only bytes.
+	var files int
+	if _, err := fmt.Sscanf(out[strings.Index(out, "files="):], "files=%d", &files); err != nil || files > limit/4096 || files < limit/4096-100 {
+		t.Errorf("the job created %d empty files (%v), want its inode bound %d less the few it had", files, err, limit/4096)
 	}
 	if drop := before - after; drop > limit {
 		t.Fatalf("the node's free space dropped by %d bytes during the job, more than its disk limit %d", drop, limit)

@@ -74,22 +74,25 @@ func setupMounts(cfg initConfig) error {
 type jobFS struct{ fd int }
 
 func jobFiles(cfg initConfig) (jobFS, error) {
-	size := "50%" // tmpfs's own default, bounded by the memory cgroup
+	opts := map[string]string{"size": "50%", "mode": "0755"} // 50%: tmpfs's default, bounded by the memory cgroup
 	if cfg.Disk > 0 {
-		size = strconv.FormatInt(cfg.Disk, 10)
+		opts["size"] = strconv.FormatInt(cfg.Disk, 10)
+		// One inode per page of the limit: empty files cost kernel memory
+		// that cgroup v1 may not charge to the job.
+		opts["nr_inodes"] = strconv.FormatInt(max(cfg.Disk/4096, 1024), 10)
 	}
 	fs, err := unix.Fsopen("tmpfs", unix.FSOPEN_CLOEXEC)
 	if err != nil {
 		return jobFS{}, fmt.Errorf("the job's files: fsopen tmpfs (needs Linux ≥ 5.2): %w", err)
 	}
 	defer unix.Close(fs)
-	for k, v := range map[string]string{"size": size, "mode": "0755"} {
+	for k, v := range opts {
 		if err := unix.FsconfigSetString(fs, k, v); err != nil {
 			return jobFS{}, fmt.Errorf("the job's files: tmpfs %s=%s: %w", k, v, err)
 		}
 	}
 	if err := unix.FsconfigCreate(fs); err != nil {
-		return jobFS{}, fmt.Errorf("the job's files: create the tmpfs (size %s): %w", size, err)
+		return jobFS{}, fmt.Errorf("the job's files: create the tmpfs (size %s): %w", opts["size"], err)
 	}
 	fd, err := unix.Fsmount(fs, unix.FSMOUNT_CLOEXEC, unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV)
 	if err != nil {

@@ -127,7 +127,7 @@ func emptyBoundingSet() error {
 	}
 	for c := 0; c <= last; c++ {
 		if err := unix.Prctl(unix.PR_CAPBSET_DROP, uintptr(c), 0, 0, 0); err != nil {
-			return fmt.Errorf("drop capability %d from the bounding set: %w", c, err)
+			return fmt.Errorf("drop capability %d from the job's bounding set: %w (the server needs CAP_SETPCAP; packaging/joblet.service keeps it)", c, err)
 		}
 	}
 	return nil
