@@ -123,6 +123,9 @@ func TestWriteBenchmarks(t *testing.T) {
 	if want("jobstart") {
 		jobStartSection(t, &md)
 	}
+	if want("flood") {
+		floodSection(t, &md)
+	}
 	if only != "" {
 		out = filepath.Join(t.TempDir(), "partial.md")
 		defer func() { b, _ := os.ReadFile(out); t.Logf("partial run:\n%s", b) }()

@@ -13,5 +13,7 @@ if [ ! -x "$bin" ]; then
   echo "certs_gen_with_secretsmanager.sh: the joblet binary is not at $bin: install it or set JOBLET_BIN" >&2
   exit 1
 fi
-export USE_SECRETS_MANAGER="${USE_SECRETS_MANAGER:-auto}"
+# USE_SECRETS_MANAGER defaults to auto in joblet itself: not exported here,
+# so that --settings FILE and a re-run on an installed node (which keeps its
+# store) decide when the environment does not.
 exec "$bin" certs bootstrap "$@"

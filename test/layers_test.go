@@ -9,7 +9,8 @@ import (
 // The layers the design promises, checked from the module graph: rnx links
 // no KMS code (it never signs), the store layer knows nothing of
 // certificates, the lifecycle reaches no cloud SDK and no gRPC client, and
-// pki is pure.
+// pki is pure; the package that dials nodes knows nothing of the lifecycle
+// or the store; the server knows jobs, not the sandbox that contains them.
 func TestLayers(t *testing.T) {
 	deps := func(pkg string) []string {
 		t.Helper()
@@ -27,6 +28,9 @@ func TestLayers(t *testing.T) {
 		{"../internal/secretstore", []string{"/internal/pki", "/internal/certs"}},
 		{"../internal/certs", []string{"aws-sdk-go-v2", "/internal/kmssigner", "/internal/client", "google.golang.org/grpc", "/internal/backend"}},
 		{"../internal/pki", []string{"github.com/ehsaniara/joblet/internal/"}},
+		{"../internal/client", []string{"/internal/certs", "/internal/secretstore"}},
+		{"../internal/server", []string{"/internal/sandbox"}},
+		{"../internal/jobs", []string{"/internal/sandbox"}},
 	} {
 		for _, d := range deps(tc.pkg) {
 			for _, f := range tc.forbidden {

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"sort"
 	"strconv"
@@ -66,6 +67,9 @@ func TestPackage(t *testing.T) {
 	r := ns.run(t, userDataEnv(t, fake, port, "JOBLET_PACKAGE="+deb1, "JOBLET_PKI="+pki, "JOBLET_SERVER_ADDRESS=127.0.0.1"), "bash", script)
 	if r.Code != 0 || !strings.Contains(r.Stdout, "Setting up joblet ("+v1+")") {
 		t.Fatalf("on-prem user data: %s", r)
+	}
+	if !strings.Contains(r.Stdout, "joblet certs bootstrap --settings /etc/default/joblet") {
+		t.Errorf("the postinst message does not name the settings file for bootstrap: %s", r.Stdout)
 	}
 	if got := readFile(t, calls); got != "enable --now joblet\n" {
 		t.Fatalf("the user data asked systemctl for %q, want \"enable --now joblet\"", got)
@@ -177,32 +181,51 @@ func buildPackage(t *testing.T, dist, version string) (deb, rpm string) {
 
 // An entry the packages must hold: type and permissions as ls shows them,
 // owned by root:root.
-type pkgEntry struct{ path, mode string }
+type pkgEntry struct{ path, mode, packager string }
 
 var packaged = []pkgEntry{
-	{"/usr/bin/joblet", "-rwxr-xr-x"},
-	{"/usr/bin/rnx", "-rwxr-xr-x"},
-	{"/lib/systemd/system/joblet.service", "-rw-r--r--"},
-	{"/etc/default/joblet", "-rw-r--r--"},
-	{"/usr/share/joblet/certs_gen_with_secretsmanager.sh", "-rwxr-xr-x"},
-	{"/usr/share/joblet/certs_gen_embedded.sh", "-rwxr-xr-x"},
-	{"/usr/share/doc/joblet/INSTALL.md", "-rw-r--r--"},
-	{"/opt/joblet", "drwx------"},
-	{"/opt/joblet/config", "drwx------"},
+	{"/usr/bin/joblet", "-rwxr-xr-x", ""},
+	{"/usr/bin/rnx", "-rwxr-xr-x", ""},
+	{"/lib/systemd/system/joblet.service", "-rw-r--r--", ""},
+	{"/etc/default/joblet", "-rw-r--r--", ""},
+	{"/usr/share/joblet/certs_gen_with_secretsmanager.sh", "-rwxr-xr-x", ""},
+	{"/usr/share/joblet/certs_gen_embedded.sh", "-rwxr-xr-x", ""},
+	{"/usr/share/doc/joblet/INSTALL.md", "-rw-r--r--", ""},
+	{"/opt/joblet", "drwx------", ""},
+	{"/opt/joblet/config", "drwx------", ""},
+	{"/usr/share/bash-completion/completions/joblet", "-rw-r--r--", ""},
+	{"/usr/share/bash-completion/completions/rnx", "-rw-r--r--", ""},
+	{"/usr/share/fish/vendor_completions.d/joblet.fish", "-rw-r--r--", ""},
+	{"/usr/share/fish/vendor_completions.d/rnx.fish", "-rw-r--r--", ""},
+	{"/usr/share/zsh/vendor-completions/_joblet", "-rw-r--r--", "deb"},
+	{"/usr/share/zsh/vendor-completions/_rnx", "-rw-r--r--", "deb"},
+	{"/usr/share/zsh/site-functions/_joblet", "-rw-r--r--", "rpm"},
+	{"/usr/share/zsh/site-functions/_rnx", "-rw-r--r--", "rpm"},
+	{"/usr/share/man/man1/joblet.1.gz", "-rw-r--r--", ""},
+	{"/usr/share/man/man1/rnx.1.gz", "-rw-r--r--", ""},
+	{"/usr/share/man/man1/joblet-certs-bootstrap.1.gz", "-rw-r--r--", ""},
+	{"/usr/share/man/man1/rnx-job-run.1.gz", "-rw-r--r--", ""},
 }
 
 // checkEntries compares a package's listing (path -> "mode owner/group")
 // with packaged; other directories (parents such as /usr/bin) are allowed,
 // other files are not.
-func checkEntries(t *testing.T, what string, got map[string]string) {
+func checkEntries(t *testing.T, what, packager string, got map[string]string) {
 	t.Helper()
 	for _, e := range packaged {
+		if e.packager != "" && e.packager != packager {
+			continue
+		}
 		if want := e.mode + " root/root"; got[e.path] != want {
 			t.Errorf("%s: %s is %q, want %q", what, e.path, got[e.path], want)
 		}
 		delete(got, e.path)
 	}
 	for p, m := range got {
+		// A man page per command: the list follows the commands.
+		if strings.HasPrefix(p, "/usr/share/man/man1/") && strings.HasSuffix(p, ".1.gz") && m == "-rw-r--r-- root/root" {
+			continue
+		}
 		if !strings.HasPrefix(m, "d") {
 			t.Errorf("%s: unexpected file %s (%s): add it to the test's list, or remove it from packaging/nfpm.yaml", what, p, m)
 		}
@@ -234,7 +257,8 @@ func checkDeb(t *testing.T, deb, version string) {
 		got[strings.TrimSuffix(strings.TrimPrefix(f[len(f)-1], "."), "/")] = f[0] + " " + f[1]
 	}
 	delete(got, "")
-	checkEntries(t, "the .deb", got)
+	checkEntries(t, "the .deb", "deb", got)
+	checkGeneratedDocs(t, deb)
 }
 
 func checkRPM(t *testing.T, rpm, version string) {
@@ -260,7 +284,7 @@ func checkRPM(t *testing.T, rpm, version string) {
 		}
 		got[f[len(f)-1]] = f[0] + " " + f[2] + "/" + f[3]
 	}
-	checkEntries(t, "the .rpm", got)
+	checkEntries(t, "the .rpm", "rpm", got)
 }
 
 // checkDocumented returns packaging/userdata/NAME after checking that
@@ -633,4 +657,59 @@ func readFile(t *testing.T, path string) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// checkGeneratedDocs unpacks the .deb and checks what the CLI library
+// generated: completion scripts bash, zsh and fish load, and man pages that
+// show the commands' real flags.
+func checkGeneratedDocs(t *testing.T, deb string) {
+	t.Helper()
+	dir := t.TempDir()
+	harness.MustRun(t, harness.Env(), "dpkg-deb", "-x", deb, dir)
+	for _, cmd := range []string{"joblet", "rnx"} {
+		bashFile := filepath.Join(dir, "usr/share/bash-completion/completions", cmd)
+		if r := harness.Run(t, harness.Env(), "bash", "-c", "source "+bashFile+" && complete -p "+cmd); r.Code != 0 || !strings.Contains(r.Stdout, cmd) {
+			t.Errorf("bash completion for %s does not load: %s", cmd, r)
+		}
+		if z := readFile(t, filepath.Join(dir, "usr/share/zsh/vendor-completions", "_"+cmd)); !strings.HasPrefix(z, "#compdef "+cmd) {
+			t.Errorf("zsh completion for %s starts %.40q", cmd, z)
+		}
+		if f := readFile(t, filepath.Join(dir, "usr/share/fish/vendor_completions.d", cmd+".fish")); !strings.Contains(f, "complete -c "+cmd) {
+			t.Errorf("fish completion for %s lacks complete -c %s", cmd, cmd)
+		}
+	}
+	for page, flags := range map[string][]string{
+		"joblet-certs-bootstrap.1.gz": {"--settings", "--reconfigure", "JOBLET_LISTEN_ADDRESS"},
+		"rnx-job-run.1.gz":            {"--follow", "--max-memory"},
+	} {
+		r := harness.MustRun(t, harness.Env(), "sh", "-c", "gzip -dc "+filepath.Join(dir, "usr/share/man/man1", page))
+		for _, f := range flags {
+			if !strings.Contains(strings.ReplaceAll(r.Stdout, `\-`, "-"), f) {
+				t.Errorf("man page %s does not document %s", page, f)
+			}
+		}
+	}
+}
+
+// Every setting the README's bootstrap table names has its line in
+// packaging/joblet.default (the package's /etc/default/joblet), commented
+// or not, except FORCE_REGENERATE, which the file must not set.
+func TestSettingsFileHasEverySetting(t *testing.T) {
+	readme := readFile(t, repoFile("README.md"))
+	_, table, _ := strings.Cut(readme, "| flag | environment | default |")
+	table, _, _ = strings.Cut(table, "\n\n")
+	vars := regexp.MustCompile("`((?:JOBLET|AWS|EC2|USE|SECRETS)_[A-Z_]+)`").FindAllStringSubmatch(table, -1)
+	if len(vars) < 10 {
+		t.Fatalf("found %d variables in README.md's bootstrap table", len(vars))
+	}
+	file := readFile(t, repoFile("packaging", "joblet.default"))
+	for _, v := range append(vars, []string{"", "JOBLET_TIMEOUT"}) {
+		name := v[1]
+		if name == "FORCE_REGENERATE" {
+			continue
+		}
+		if !regexp.MustCompile(`(?m)^#?` + name + `=`).MatchString(file) {
+			t.Errorf("packaging/joblet.default has no line for %s", name)
+		}
+	}
 }

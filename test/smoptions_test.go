@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ehsaniara/joblet/internal/certs"
 	"github.com/ehsaniara/joblet/test/harness"
 )
 
@@ -59,5 +60,25 @@ func TestSecretsManagerOptions(t *testing.T) {
 	old := harness.MustRun(t, env, joblet, "certs", "iam-policy", "--for", "bootstrap", "--replicas", "--kms-key-arn", "arn:aws:kms:us-east-1:1:key/"+key)
 	if old.Stdout != p || !strings.Contains(old.Stderr, "--kms-key-arn has been deprecated, use --kms-key-id") || !strings.Contains(old.Stderr, "--replicas has been deprecated") {
 		t.Errorf("deprecated spellings:\n%s", old)
+	}
+}
+
+// A replica region made in the middle of a CA rotation holds everything a
+// node reads there, the rotation's cross certificate included, with the
+// primary region's values.
+func TestReplicateMidRotation(t *testing.T) {
+	moto.Reset(t)
+	joblet, _ := harness.Bins(t)
+	_, _, env := smNode(t, moto.URL)
+	harness.MustRun(t, env, joblet, "certs", "bootstrap")
+	harness.MustRun(t, env, joblet, "certs", "rotate-ca", "begin")
+	harness.MustRun(t, env, joblet, "certs", "revoke", "--serial", "1234")
+	harness.MustRun(t, env, joblet, "certs", "replicate", "--replica-regions", "eu-west-1")
+	for _, name := range (certs.Names{Prefix: "joblet"}).Node() {
+		primary := strings.TrimSpace(awsCLI(t, "secretsmanager", "get-secret-value", "--secret-id", name, "--query", "SecretString", "--output", "text"))
+		replica := strings.TrimSpace(awsCLI(t, "secretsmanager", "get-secret-value", "--region", "eu-west-1", "--secret-id", name, "--query", "SecretString", "--output", "text"))
+		if primary == "" || replica != primary {
+			t.Errorf("%s: the replica in eu-west-1 holds %q, the primary %q", name, replica, primary)
+		}
 	}
 }

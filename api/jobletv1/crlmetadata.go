@@ -1,5 +1,7 @@
 package jobletv1
 
+import "math/big"
+
 // Metadata by which a client learns a node's newer CRL without a call of
 // its own (the node's side: internal/server/crlgate.go; the client's:
 // internal/client/learn.go). Written by hand, not generated.
@@ -14,3 +16,21 @@ const (
 	// (FailedPrecondition).
 	CRLNewerPrefix = "newer CRL: "
 )
+
+// FormatCRLNumber is how a CRL number travels in CRLNumberKey: hex, or
+// "none" for a client without a CRL.
+func FormatCRLNumber(n *big.Int) string {
+	if n == nil {
+		return "none"
+	}
+	return n.Text(16)
+}
+
+// ParseCRLNumber reads a number as FormatCRLNumber writes it; "none" is
+// nil. ok is false for anything else.
+func ParseCRLNumber(s string) (n *big.Int, ok bool) {
+	if s == "none" {
+		return nil, true
+	}
+	return new(big.Int).SetString(s, 16)
+}

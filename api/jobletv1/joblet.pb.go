@@ -85,15 +85,18 @@ type RunJobRequest struct {
 	// Never returned by the API: it is where a job's secrets go.
 	Env []string `protobuf:"bytes,3,rep,name=env,proto3" json:"env,omitempty"`
 	// Per-job limits; 0 takes the node's default (jobs.memoryDefault,
-	// cpuDefault, procsDefault). Above the node's ceiling (jobs.memoryMax,
-	// cpuMax, procsMax) the request is refused with ResourceExhausted naming
+	// cpuDefault, procsDefault, diskDefault). Above the node's ceiling
+	// (jobs.memoryMax, cpuMax, procsMax, diskMax) the request is refused with ResourceExhausted naming
 	// the key, never clamped: a job silently given less would fail later
 	// for a reason its owner cannot see. Negative values: InvalidArgument.
 	MaxMemoryBytes int64 `protobuf:"varint,4,opt,name=max_memory_bytes,json=maxMemoryBytes,proto3" json:"max_memory_bytes,omitempty"`
 	MaxCpuPercent  int32 `protobuf:"varint,5,opt,name=max_cpu_percent,json=maxCpuPercent,proto3" json:"max_cpu_percent,omitempty"` // of one core: 200 is two cores
 	MaxProcs       int32 `protobuf:"varint,6,opt,name=max_procs,json=maxProcs,proto3" json:"max_procs,omitempty"`                  // processes and threads
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// The job's files (work dir, /tmp, /dev/shm together): writing past it
+	// fails with ENOSPC inside the job; the node's disk is never written.
+	MaxDiskBytes  int64 `protobuf:"varint,7,opt,name=max_disk_bytes,json=maxDiskBytes,proto3" json:"max_disk_bytes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RunJobRequest) Reset() {
@@ -168,6 +171,13 @@ func (x *RunJobRequest) GetMaxProcs() int32 {
 	return 0
 }
 
+func (x *RunJobRequest) GetMaxDiskBytes() int64 {
+	if x != nil {
+		return x.MaxDiskBytes
+	}
+	return 0
+}
+
 type Job struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
 	Id              string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -189,7 +199,8 @@ type Job struct {
 	MaxProcs       int32 `protobuf:"varint,14,opt,name=max_procs,json=maxProcs,proto3" json:"max_procs,omitempty"`
 	// The caller's role may see this job's status but not its arguments
 	// (args is then empty): see the roles table in docs/JOBS.md.
-	ArgsHidden    bool `protobuf:"varint,15,opt,name=args_hidden,json=argsHidden,proto3" json:"args_hidden,omitempty"`
+	ArgsHidden    bool  `protobuf:"varint,15,opt,name=args_hidden,json=argsHidden,proto3" json:"args_hidden,omitempty"`
+	MaxDiskBytes  int64 `protobuf:"varint,16,opt,name=max_disk_bytes,json=maxDiskBytes,proto3" json:"max_disk_bytes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -327,6 +338,13 @@ func (x *Job) GetArgsHidden() bool {
 		return x.ArgsHidden
 	}
 	return false
+}
+
+func (x *Job) GetMaxDiskBytes() int64 {
+	if x != nil {
+		return x.MaxDiskBytes
+	}
+	return 0
 }
 
 // ListJobs pages, oldest first (start time, then id), so no reply can
@@ -862,14 +880,15 @@ var File_joblet_proto protoreflect.FileDescriptor
 
 const file_joblet_proto_rawDesc = "" +
 	"\n" +
-	"\fjoblet.proto\x12\tjoblet.v1\"\xbe\x01\n" +
+	"\fjoblet.proto\x12\tjoblet.v1\"\xe4\x01\n" +
 	"\rRunJobRequest\x12\x18\n" +
 	"\acommand\x18\x01 \x01(\tR\acommand\x12\x12\n" +
 	"\x04args\x18\x02 \x03(\tR\x04args\x12\x10\n" +
 	"\x03env\x18\x03 \x03(\tR\x03env\x12(\n" +
 	"\x10max_memory_bytes\x18\x04 \x01(\x03R\x0emaxMemoryBytes\x12&\n" +
 	"\x0fmax_cpu_percent\x18\x05 \x01(\x05R\rmaxCpuPercent\x12\x1b\n" +
-	"\tmax_procs\x18\x06 \x01(\x05R\bmaxProcs\"\xd6\x03\n" +
+	"\tmax_procs\x18\x06 \x01(\x05R\bmaxProcs\x12$\n" +
+	"\x0emax_disk_bytes\x18\a \x01(\x03R\fmaxDiskBytes\"\xfc\x03\n" +
 	"\x03Job\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
 	"\acommand\x18\x02 \x01(\tR\acommand\x12\x12\n" +
@@ -888,7 +907,8 @@ const file_joblet_proto_rawDesc = "" +
 	"\x0fmax_cpu_percent\x18\r \x01(\x05R\rmaxCpuPercent\x12\x1b\n" +
 	"\tmax_procs\x18\x0e \x01(\x05R\bmaxProcs\x12\x1f\n" +
 	"\vargs_hidden\x18\x0f \x01(\bR\n" +
-	"argsHidden\"M\n" +
+	"argsHidden\x12$\n" +
+	"\x0emax_disk_bytes\x18\x10 \x01(\x03R\fmaxDiskBytes\"M\n" +
 	"\x0fListJobsRequest\x12\x1b\n" +
 	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +

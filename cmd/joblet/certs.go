@@ -62,7 +62,7 @@ func addStoreFlags(fs *pflag.FlagSet, set storeSet) *storeFlags {
 	}
 	fs.StringVar(&sf.useSM, "use-secrets-manager", config.EnvOr("USE_SECRETS_MANAGER", "auto"), "auto, true or false (env USE_SECRETS_MANAGER)")
 	fs.StringVar(&sf.region, "region", config.EnvOr("EC2_REGION", os.Getenv("AWS_REGION")), "AWS region of Secrets Manager (env EC2_REGION, then AWS_REGION; default: the instance's)")
-	fs.StringVar(&sf.prefix, "prefix", config.EnvOr("SECRETS_PREFIX", certs.DefaultPrefix), "secret name prefix (env SECRETS_PREFIX)")
+	config.PrefixFlag(fs, &sf.prefix)
 	fs.DurationVar(&sf.timeout, "timeout", sf.timeout, "the longest the command may take, retries included (env JOBLET_TIMEOUT)")
 	if set&withDirStore != 0 {
 		fs.StringVar(&sf.store, "store", config.EnvOr("JOBLET_STORE", ""), "shared store for an on-prem fleet: dir:PATH (env JOBLET_STORE)")

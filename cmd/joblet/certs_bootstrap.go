@@ -84,15 +84,17 @@ func installedStore(fs *pflag.FlagSet, home string) (config.StoreRef, bool) {
 
 // bootFlags are bootstrap's flags; export takes them too.
 type bootFlags struct {
+	fs                                                           *pflag.FlagSet
 	sf                                                           *storeFlags
 	home, force, keyType, caLife, clientLife, serverLife         string
 	serverAddr, listenAddr, port, extra, public, nodeID, metrics string
+	settings                                                     string
 	refresh                                                      time.Duration
-	asJSON, moveNode                                             bool
+	asJSON, moveNode, reconfigure                                bool
 }
 
 func addBootFlags(fs *pflag.FlagSet, set storeSet) *bootFlags {
-	f := &bootFlags{sf: addStoreFlags(fs, set)}
+	f := &bootFlags{fs: fs, sf: addStoreFlags(fs, set)}
 	fs.StringVar(&f.home, "home", config.Home(), "joblet home; configs go to HOME/config (env JOBLET_HOME)")
 	fs.StringVar(&f.force, "force-regenerate", config.EnvOr("FORCE_REGENERATE", "false"), "replace the shared CA and client certificates: true or false (env FORCE_REGENERATE)")
 	addKeyTypeFlag(fs, &f.keyType, "key type of new keys")
@@ -108,15 +110,33 @@ func addBootFlags(fs *pflag.FlagSet, set storeSet) *bootFlags {
 	fs.DurationVar(&f.refresh, "refresh-interval", 0, "how often the running server refreshes trust and renews from the store (default 5m)")
 	fs.StringVar(&f.nodeID, "node-id", config.EnvOr("JOBLET_NODE_ID", ""), "node id (env JOBLET_NODE_ID; default: kept from the existing config, else the EC2 instance id, else generated)")
 	fs.BoolVar(&f.asJSON, "json", false, "print the result as JSON")
+	settingsFlag(fs, &f.settings)
+	fs.BoolVar(&f.reconfigure, "reconfigure", false, "allow a re-run to move this node's listen address or port, or drop a name from its server certificate; without it such a run is refused (settings not given are kept from the node's config)")
 	fs.BoolVar(&f.moveNode, "move-node", false, "move this node to a fleet whose CA it does not trust (its configs are replaced); without it such a run is refused")
 	return f
 }
 
 // options turns the flags into bootstrap options, without the store.
 func (f *bootFlags) options(log *slog.Logger) (bootOptions, error) {
+	if f.settings != "" {
+		if err := applySettings(f.fs, f.settings); err != nil {
+			return bootOptions{}, err
+		}
+	}
 	o := bootOptions{Fleet: certs.Fleet{Prefix: f.sf.prefix, Log: log},
-		BootstrapOptions: certs.BootstrapOptions{Home: f.home, RefreshInterval: f.refresh, MetricsAddress: f.metrics, ListenAddress: f.listenAddr,
-			ServerAddress: f.serverAddr, PublicAddress: f.public, NodeID: f.nodeID, AdditionalNames: pki.SplitList(f.extra), MoveNode: f.moveNode}}
+		BootstrapOptions: certs.BootstrapOptions{Home: f.home, RefreshInterval: f.refresh, MetricsAddress: f.metrics,
+			ServerAddress: f.serverAddr, NodeID: f.nodeID, MoveNode: f.moveNode, Reconfigure: f.reconfigure}}
+	// The node's own settings: given (a flag, its variable, the settings
+	// file) or kept from the node's existing config (certs keep.go).
+	if f.given("listen-address", "JOBLET_LISTEN_ADDRESS") {
+		o.ListenAddress, o.Given = f.listenAddr, o.Given|certs.GivenListenAddress
+	}
+	if f.given("public-address", "JOBLET_PUBLIC_ADDRESS") {
+		o.PublicAddress, o.Given = f.public, o.Given|certs.GivenPublicAddress
+	}
+	if f.given("additional-names", "JOBLET_ADDITIONAL_NAMES") {
+		o.AdditionalNames, o.Given = append([]string{}, pki.SplitList(f.extra)...), o.Given|certs.GivenAdditionalNames
+	}
 	var err error
 	if o.Force, err = parseBool("FORCE_REGENERATE", f.force); err != nil {
 		return o, err
@@ -135,16 +155,26 @@ func (f *bootFlags) options(log *slog.Logger) (bootOptions, error) {
 			return o, err
 		}
 	}
-	if o.Port, err = strconv.Atoi(f.port); err != nil || o.Port <= 0 || o.Port > 65535 {
+	if port, err := strconv.Atoi(f.port); err != nil || port <= 0 || port > 65535 {
 		return o, usagef("port %q is not a TCP port (1-65535)", f.port)
+	} else if f.given("port", "JOBLET_SERVER_PORT") {
+		o.Port, o.Given = port, o.Given|certs.GivenPort
 	}
 	if err := secretstore.ValidatePrefix(o.Prefix); err != nil {
 		return o, usagef("%v", err)
 	}
-	if o.ServerAddress == "" {
-		o.ServerAddress = cloud.PrimaryIP()
-	}
+	o.FallbackServerAddress = cloud.PrimaryIP()
 	return o, o.Validate()
+}
+
+// given reports whether the run gives a setting: its flag, or its
+// environment variable (the settings file, read into the environment).
+func (f *bootFlags) given(flag, env string) bool {
+	if f.fs.Changed(flag) {
+		return true
+	}
+	_, set := os.LookupEnv(env)
+	return set
 }
 
 // bootOptions are the fleet's settings and this node's, as the flags give them.

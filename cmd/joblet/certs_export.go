@@ -33,7 +33,7 @@ func (c *cli) exportCmd() *cobra.Command {
 		if err != nil {
 			return err
 		}
-		if src.Mode == "embedded" {
+		if src.Mode == config.ModeEmbedded {
 			return usagef("export reads a shared store: set USE_SECRETS_MANAGER=true (or --store dir:PATH)")
 		}
 		root := filepath.Join(o.Home, "ca")
@@ -47,7 +47,7 @@ func (c *cli) exportCmd() *cobra.Command {
 		if !f.asJSON {
 			fmt.Fprintf(c.stdout, "exported the shared certificates from %s into %s\n", src.Desc, root)
 		}
-		o.Store, o.StoreDesc, o.Mode, o.StoreRef = dst, "directory store "+root, "embedded", config.StoreRef{Kind: "dir", Dir: root}
+		o.Store, o.StoreDesc, o.Mode, o.StoreRef = dst, "directory store "+root, config.ModeEmbedded, config.StoreRef{Kind: config.ModeDir, Dir: root}
 		return runBootstrap(ctx, o, f.asJSON, c.stdout)
 	}
 	return cmd

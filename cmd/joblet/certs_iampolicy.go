@@ -33,7 +33,7 @@ instance-role credentials useless off its instance or outside a VPC endpoint.`,
 	var replicasOld, bind bool
 	var vpce string
 	fs.StringVar(&flow, "for", "", "the flow: "+strings.Join(certs.PolicyFlows, ", "))
-	fs.StringVar(&prefix, "prefix", config.EnvOr("SECRETS_PREFIX", certs.DefaultPrefix), "secret name prefix (env SECRETS_PREFIX)")
+	config.PrefixFlag(fs, &prefix)
 	fs.StringVar(&region, "region", config.EnvOr("EC2_REGION", os.Getenv("AWS_REGION")), "region in the secret ARNs (env EC2_REGION, then AWS_REGION; default *)")
 	fs.StringVar(&account, "account", "", "AWS account id in the secret ARNs (default *)")
 	fs.StringVar(&kmsKey, "kms-key-id", "", "ARN of the customer KMS key the secrets are encrypted with (as given to bootstrap's --kms-key-id, but as an ARN)")

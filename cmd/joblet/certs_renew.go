@@ -45,7 +45,7 @@ func (c *cli) renewCmd() *cobra.Command {
 		if err != nil {
 			return err
 		}
-		res, err := fl.RefreshNode(ctx, certs.NodeRefresh{ConfigPath: path, Force: true})
+		res, err := fl.RefreshNode(ctx, certs.NodeRefresh{ConfigPath: path, Force: true, Config: cfg})
 		if err != nil {
 			return err
 		}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/ehsaniara/joblet/internal/buildinfo"
 	"github.com/ehsaniara/joblet/internal/certs"
+	"github.com/ehsaniara/joblet/internal/clidoc"
 )
 
 func main() {
@@ -119,7 +120,7 @@ Exit codes: 0 success, 1 failure, 2 bad usage; ` + "`certs status`" + ` exits 0 
 		},
 	}
 	root.Flags().BoolVar(&showVersion, "version", false, "print the version and exit")
-	root.AddCommand(c.serverCmd(), c.certsCmd(), c.versionCmd())
+	root.AddCommand(c.serverCmd(), c.certsCmd(), c.versionCmd(), clidoc.ManCommand(buildinfo.String("joblet")))
 	// The completion command takes its writer when it is made: stdout.
 	root.SetOut(c.stdout)
 	root.InitDefaultCompletionCmd()

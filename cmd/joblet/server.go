@@ -16,6 +16,9 @@ import (
 
 	"github.com/ehsaniara/joblet/internal/certs"
 	"github.com/ehsaniara/joblet/internal/config"
+	// The mechanism jobs run in: it registers itself with the job runner,
+	// and its init is the sandbox's re-exec hook, so this binary must link it.
+	_ "github.com/ehsaniara/joblet/internal/sandbox"
 	"github.com/ehsaniara/joblet/internal/server"
 )
 
@@ -86,18 +89,26 @@ func storeRefresher(path string, cfg *config.Server, log *slog.Logger) func(cont
 		return nil
 	}
 	var fl *certs.Fleet
+	var opened config.StoreRef     // what fl was opened from
 	cache := &certs.RefreshCache{} // a refresh at rest: one store call
 	return func(ctx context.Context) (bool, error) {
 		ctx, cancel := context.WithTimeout(ctx, time.Minute)
 		defer cancel()
-		if fl == nil {
+		// One read of the config gives the refresh both its store and its
+		// prefix: a config that now names another store (a re-bootstrap
+		// with --move-node) is refreshed from that store, not the old one.
+		cfg, raw, err := config.ReadServer(path)
+		if err != nil {
+			return false, err
+		}
+		if fl == nil || cfg.Store != opened {
 			f, err := nodeFleet(ctx, cfg, log)
 			if err != nil {
 				return false, err
 			}
-			fl = f
+			fl, opened = f, cfg.Store
 		}
-		res, err := fl.RefreshNode(ctx, certs.NodeRefresh{ConfigPath: path, Cache: cache})
+		res, err := fl.RefreshNode(ctx, certs.NodeRefresh{ConfigPath: path, Cache: cache, Config: cfg, Raw: raw})
 		if err != nil {
 			return false, err
 		}

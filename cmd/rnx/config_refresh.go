@@ -85,7 +85,7 @@ from the store (needs read access; USE_SECRETS_MANAGER as for joblet).`,
 type storeArgs struct{ prefix, storeSpec, region string }
 
 func (s *storeArgs) add(f *pflag.FlagSet) {
-	f.StringVar(&s.prefix, "prefix", config.EnvOr("SECRETS_PREFIX", certs.DefaultPrefix), "secret name prefix (env SECRETS_PREFIX)")
+	config.PrefixFlag(f, &s.prefix)
 	f.StringVar(&s.storeSpec, "store", os.Getenv("JOBLET_STORE"), "a directory store: dir:PATH (env JOBLET_STORE)")
 	f.StringVar(&s.region, "region", config.EnvOr("EC2_REGION", os.Getenv("AWS_REGION")), "AWS region (env EC2_REGION, AWS_REGION)")
 }

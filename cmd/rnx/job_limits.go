@@ -17,6 +17,7 @@ type runOptions struct {
 	maxMemory string
 	maxCPU    int
 	maxProcs  int
+	maxDisk   string
 }
 
 func (o *runOptions) flags(c *cobra.Command) {
@@ -25,6 +26,7 @@ func (o *runOptions) flags(c *cobra.Command) {
 	c.Flags().StringVar(&o.maxMemory, "max-memory", "", "the job's memory limit, e.g. 512M or 2G (default and ceiling: the node's jobs.memoryDefault / memoryMax)")
 	c.Flags().IntVar(&o.maxCPU, "max-cpu", 0, "the job's CPU limit in percent of one core, e.g. 50 or 200 (default and ceiling: jobs.cpuDefault / cpuMax)")
 	c.Flags().IntVar(&o.maxProcs, "max-procs", 0, "the most processes and threads the job may have (default and ceiling: jobs.procsDefault / procsMax)")
+	c.Flags().StringVar(&o.maxDisk, "max-disk", "", "the job's files (work dir, /tmp), e.g. 256M or 1G: writing past it fails with ENOSPC (default and ceiling: jobs.diskDefault / diskMax)")
 }
 
 // request checks the flags before anything reaches the node, so a typo is a
@@ -40,10 +42,14 @@ func (o *runOptions) request(cmd *cobra.Command, args []string) (*pb.RunJobReque
 	if err != nil {
 		return nil, usagef(cmd, "--max-memory: %v", err)
 	}
+	disk, err := config.ParseBytes(o.maxDisk)
+	if err != nil {
+		return nil, usagef(cmd, "--max-disk: %v", err)
+	}
 	if o.maxCPU < 0 || o.maxProcs < 0 || o.maxCPU > 1<<20 || o.maxProcs > 1<<30 {
 		return nil, usagef(cmd, "--max-cpu and --max-procs take a positive number")
 	}
-	r.MaxMemoryBytes, r.MaxCpuPercent, r.MaxProcs = mem, int32(o.maxCPU), int32(o.maxProcs)
+	r.MaxMemoryBytes, r.MaxCpuPercent, r.MaxProcs, r.MaxDiskBytes = mem, int32(o.maxCPU), int32(o.maxProcs), disk
 	return r, nil
 }
 
@@ -52,5 +58,9 @@ func limitsText(j *pb.Job) string {
 	if j.MaxMemoryBytes == 0 && j.MaxCpuPercent == 0 && j.MaxProcs == 0 {
 		return ""
 	}
-	return fmt.Sprintf("memory %s, cpu %d%%, procs %d", config.SizeText(j.MaxMemoryBytes), j.MaxCpuPercent, j.MaxProcs)
+	s := fmt.Sprintf("memory %s, cpu %d%%, procs %d", config.SizeText(j.MaxMemoryBytes), j.MaxCpuPercent, j.MaxProcs)
+	if j.MaxDiskBytes > 0 { // absent from a node that predates the disk limit
+		s += ", disk " + config.SizeText(j.MaxDiskBytes)
+	}
+	return s
 }

@@ -28,13 +28,13 @@ a job killed by signal N, 1 for one stopped without a code of its own.
 Ctrl-C stops following, not the job (exit 130).
 
 The job's environment is only what --env gives plus PATH, HOME and LANG.
---max-memory, --max-cpu and --max-procs set its limits; without them it gets
+--max-memory, --max-cpu, --max-procs and --max-disk set its limits; without them it gets
 the node's defaults, and above the node's ceilings it is refused (rnx info
 shows both).`,
 		Example: `  rnx job run sh -c 'echo hi'
   rnx job run --follow -- sh -c 'exit 3'; echo $?   # 3
   rnx job run --json sleep 60
-  rnx job run --max-memory 512M --max-cpu 50 --max-procs 100 --env MODE=fast -- python3 train.py`,
+  rnx job run --max-memory 512M --max-cpu 50 --max-procs 100 --max-disk 1G --env MODE=fast -- python3 train.py`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 0 {
 				return usagef(cmd, "job run needs a command")

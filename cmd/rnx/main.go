@@ -21,6 +21,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ehsaniara/joblet/internal/buildinfo"
+	"github.com/ehsaniara/joblet/internal/clidoc"
 	"github.com/ehsaniara/joblet/internal/client"
 	"github.com/ehsaniara/joblet/internal/config"
 	"github.com/ehsaniara/joblet/internal/jobid"
@@ -146,7 +147,7 @@ func (a *app) rootCmd() *cobra.Command {
 		}
 		return a.cfg.NodeNames(), cobra.ShellCompDirectiveNoFileComp
 	})
-	root.AddCommand(a.jobCmd(), a.infoCmd(), a.nodesCmd(), a.configCmd(), a.versionCmd())
+	root.AddCommand(a.jobCmd(), a.infoCmd(), a.nodesCmd(), a.configCmd(), a.versionCmd(), clidoc.ManCommand(buildinfo.String("rnx")))
 	return root
 }
 

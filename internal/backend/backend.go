@@ -47,7 +47,7 @@ type StoreRequest struct {
 type ResolvedStore struct {
 	Store    secretstore.Store
 	Desc     string
-	Mode     string          // embedded, dir, secretsmanager
+	Mode     config.StoreMode
 	Ref      config.StoreRef // how to open it again (the server does)
 	Instance *cloud.Instance // set when on EC2
 }
@@ -55,10 +55,10 @@ type ResolvedStore struct {
 // OpenStore opens the store a server config points at.
 func OpenStore(ctx context.Context, ref config.StoreRef, log *slog.Logger) (secretstore.Store, string, error) {
 	switch ref.Kind {
-	case "dir":
+	case config.ModeDir:
 		st, err := secretstore.NewDirStore(ref.Dir)
 		return st, "directory store " + ref.Dir, err
-	case "secretsmanager":
+	case config.ModeSecretsManager:
 		st, err := awssm.Open(ctx, awssm.Options{Options: awsconf.Options{Region: ref.Region}}, log)
 		if err != nil {
 			return nil, "", err
@@ -79,7 +79,7 @@ func Reopen(ctx context.Context, ref config.StoreRef, home string, log *slog.Log
 	}
 	mode := ref.Kind
 	if ref.EmbeddedIn(home) {
-		mode = "embedded"
+		mode = config.ModeEmbedded
 	}
 	return &ResolvedStore{Store: st, Desc: desc, Mode: mode, Ref: config.StoreRef{Kind: ref.Kind, Region: ref.Region, Dir: ref.Dir}}, nil
 }
@@ -136,14 +136,14 @@ func ResolveStore(ctx context.Context, r StoreRequest) (*ResolvedStore, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%w: %v", ErrUsage, err)
 		}
-		if kind != "dir" {
+		if config.StoreMode(kind) != config.ModeDir {
 			return nil, fmt.Errorf("%w: --store %q: unknown store kind %q (use dir:PATH)", ErrUsage, r.StoreSpec, kind)
 		}
 		st, err := secretstore.NewDirStore(arg)
 		if err != nil {
 			return nil, err
 		}
-		return &ResolvedStore{Store: st, Desc: "directory store " + arg, Mode: "dir", Ref: config.StoreRef{Kind: "dir", Dir: arg}}, nil
+		return &ResolvedStore{Store: st, Desc: "directory store " + arg, Mode: config.ModeDir, Ref: config.StoreRef{Kind: config.ModeDir, Dir: arg}}, nil
 	}
 
 	var inst *cloud.Instance
@@ -176,7 +176,7 @@ func ResolveStore(ctx context.Context, r StoreRequest) (*ResolvedStore, error) {
 		if err != nil {
 			return nil, err
 		}
-		return &ResolvedStore{Store: st, Desc: "directory store " + root, Mode: "embedded", Ref: config.StoreRef{Kind: "dir", Dir: root}}, nil
+		return &ResolvedStore{Store: st, Desc: "directory store " + root, Mode: config.ModeEmbedded, Ref: config.StoreRef{Kind: config.ModeDir, Dir: root}}, nil
 	}
 
 	region := r.Region
@@ -190,6 +190,6 @@ func ResolveStore(ctx context.Context, r StoreRequest) (*ResolvedStore, error) {
 	if err != nil {
 		return nil, err
 	}
-	ref := config.StoreRef{Kind: "secretsmanager", Region: region}
-	return &ResolvedStore{Store: st, Desc: st.Describe(), Mode: "secretsmanager", Instance: inst, Ref: ref}, nil
+	ref := config.StoreRef{Kind: config.ModeSecretsManager, Region: region}
+	return &ResolvedStore{Store: st, Desc: st.Describe(), Mode: config.ModeSecretsManager, Instance: inst, Ref: ref}, nil
 }

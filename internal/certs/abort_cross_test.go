@@ -11,6 +11,7 @@ import (
 	"github.com/ehsaniara/joblet/internal/config"
 	"github.com/ehsaniara/joblet/internal/pki"
 	"github.com/ehsaniara/joblet/internal/secretstore"
+	"github.com/ehsaniara/joblet/internal/secretstore/storetest"
 	"github.com/ehsaniara/joblet/internal/server"
 )
 
@@ -20,7 +21,7 @@ import (
 // chain through a revoked CA, not only a revoked leaf.
 func TestAbortRevokesTheCrossCertificate(t *testing.T) {
 	ctx := context.Background()
-	st := secretstore.NewMemoryStore()
+	st := storetest.NewMemoryStore()
 	o := opts(t, st)
 	bootstrap(t, o)
 	cfgPath := filepath.Join(o.Home, "config", "joblet-config.yml")

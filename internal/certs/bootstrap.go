@@ -26,9 +26,12 @@ import (
 // BootstrapOptions are one node's settings for a bootstrap; the fleet's
 // (store, prefix, key type, lifetimes, KMS) are the Fleet's.
 type BootstrapOptions struct {
-	Home  string // JOBLET_HOME; files go to Home/config
-	Mode  string // "embedded", "secretsmanager", "dir": reported only
-	Force bool   // FORCE_REGENERATE: new CA and client certificates
+	Home string // JOBLET_HOME; files go to Home/config
+	// Mode decides the server certificate's lifetime (a shared store's
+	// renew automatically: days) and whether this node is its fleet's
+	// operator (embedded: it never just joins, and keeps the role keys).
+	Mode  config.StoreMode
+	Force bool // FORCE_REGENERATE: new CA and client certificates
 
 	ListenAddress   string   // server.address in joblet-config.yml
 	Port            int      // server.port and the port in client addresses
@@ -39,6 +42,17 @@ type BootstrapOptions struct {
 	// FallbackNodeID names a node that has no id yet (the EC2 instance id);
 	// a random id when empty.
 	FallbackNodeID string
+	// FallbackServerAddress is ServerAddress when neither this run nor the
+	// node's config gives one (the primary IP).
+	FallbackServerAddress string
+
+	// Given marks the node settings this run gives even when empty (an
+	// explicit empty value clears one); a non-empty field is given anyway.
+	// The others are kept from the node's config (keep.go). Reconfigure
+	// allows a given change that moves the node's address or port or drops
+	// a name from its certificate; without it such a re-run is refused.
+	Given       NodeSetting
+	Reconfigure bool
 
 	// StoreRef is written to the server config so the running server can
 	// refresh from the same store; RefreshInterval goes with it.
@@ -79,13 +93,13 @@ type Item struct {
 
 // Result is what a bootstrap did.
 type Result struct {
-	Mode     string   `json:"mode"`
-	Store    string   `json:"store"`
-	Prefix   string   `json:"prefix"`
-	NodeID   string   `json:"nodeId"`
-	Items    []Item   `json:"certificates"`
-	Files    []string `json:"files"`
-	Warnings []string `json:"warnings,omitempty"`
+	Mode     config.StoreMode `json:"mode"`
+	Store    string           `json:"store"`
+	Prefix   string           `json:"prefix"`
+	NodeID   string           `json:"nodeId"`
+	Items    []Item           `json:"certificates"`
+	Files    []string         `json:"files"`
+	Warnings []string         `json:"warnings,omitempty"`
 	// CAKMSKey is the ARN of the KMS key that holds the CA's private key
 	// (KMS mode), empty when the key is in the store.
 	CAKMSKey string `json:"caKmsKey,omitempty"`
@@ -147,12 +161,7 @@ type pair struct {
 // everything succeeded.
 func (fl *Fleet) Bootstrap(ctx context.Context, o BootstrapOptions) (*Result, error) {
 	f := fl.defaults()
-	o.defaults()
 	if err := secretstore.ValidatePrefix(f.Prefix); err != nil {
-		return nil, err
-	}
-	sans, err := o.serverSANs()
-	if err != nil {
 		return nil, err
 	}
 	// Before anything is read or written: a home others can write is not
@@ -166,23 +175,36 @@ func (fl *Fleet) Bootstrap(ctx context.Context, o BootstrapOptions) (*Result, er
 	if err != nil {
 		return nil, err
 	}
+	lifetime := fl.ServerLifetime
+	if err := o.keep(srvCfg, &lifetime); err != nil {
+		return nil, err
+	}
+	if lifetime != 0 {
+		f.ServerLifetime = lifetime
+	}
+	o.defaults()
+	sans, err := o.serverSANs()
+	if err != nil {
+		return nil, err
+	}
 
 	res := &Result{Mode: o.Mode, Store: f.StoreDesc, Prefix: f.Prefix}
-	if fl.ServerLifetime == 0 && o.Mode != "embedded" {
+	if lifetime == 0 && o.Mode != config.ModeEmbedded {
 		// Renewal is automatic in a shared store: server certificates
 		// live days, not a year (pki.DefaultFleetServerLifetime).
 		f.ServerLifetime = pki.DefaultFleetServerLifetime
 	}
-	b := &bootstrapper{f: f, o: o, names: f.names(), res: res, operator: o.Mode == "embedded"}
+	b := &bootstrapper{f: f, o: o, names: f.names(), res: res, operator: o.Mode == config.ModeEmbedded}
 	if o.CAKMSKeyID != "" && f.OpenKMS == nil {
 		return nil, fmt.Errorf("%w: --ca-kms-key-id needs AWS (Secrets Manager mode)", ErrUsage)
 	}
 	// Before anything is created: a store of another fleet (or an empty
 	// one) is not this installed node's, and is refused with nothing written.
-	if err := b.sameFleet(ctx, srvCfg); err != nil {
+	first, err := b.sameFleet(ctx, srvCfg)
+	if err != nil {
 		return nil, err
 	}
-	sh, err := b.shared(ctx)
+	sh, err := b.shared(ctx, first)
 	if err != nil {
 		return nil, err
 	}
@@ -230,8 +252,10 @@ func (fl *Fleet) Bootstrap(ctx context.Context, o BootstrapOptions) (*Result, er
 
 // shared reads (or creates, or with Force replaces) the fleet's shared
 // material. A store seen inconsistent is read again a few times: a rotation
-// step moving two labels can be seen half done for a moment.
-func (b *bootstrapper) shared(ctx context.Context) (*shared, error) {
+// step moving two labels can be seen half done for a moment. first, when
+// not nil, is what the fleet check read: the first attempt uses it instead
+// of reading the store again; a retry reads afresh.
+func (b *bootstrapper) shared(ctx context.Context, first *state) (*shared, error) {
 	if b.o.Force {
 		if err := b.openKMS(ctx); err != nil {
 			return nil, err
@@ -240,7 +264,8 @@ func (b *bootstrapper) shared(ctx context.Context) (*shared, error) {
 	}
 	for attempt := 0; ; attempt++ {
 		b.res.Items, b.res.Warnings = nil, nil
-		sh, err := b.ensure(ctx)
+		sh, err := b.ensure(ctx, first)
+		first = nil // the store may have moved
 		if err == nil || !errors.Is(err, ErrInconsistentStore) || attempt >= b.o.Retries {
 			return sh, err
 		}
@@ -264,6 +289,11 @@ func (b *bootstrapper) serverConfig(srvCfg *config.Server, certPEM, keyPEM strin
 	srvCfg.Version = config.RnxVersion
 	srvCfg.Server.Address = o.ListenAddress
 	srvCfg.Server.Port = o.Port
+	srvCfg.Server.ServerAddress, srvCfg.Server.PublicAddress = o.ServerAddress, o.PublicAddress
+	srvCfg.Server.AdditionalNames = nil
+	for _, n := range o.AdditionalNames {
+		srvCfg.Server.AdditionalNames = append(srvCfg.Server.AdditionalNames, strings.TrimSpace(n))
+	}
 	switch {
 	case o.NodeID != "":
 		srvCfg.Server.NodeID = o.NodeID
@@ -293,36 +323,36 @@ func (b *bootstrapper) serverConfig(srvCfg *config.Server, certPEM, keyPEM strin
 // that does not trust the CA the node trusts) unless MoveNode, or
 // FORCE_REGENERATE, which replaces the CA on purpose. Moving the same CA to
 // another store (an import into Secrets Manager) is not a fork: the node
-// keeps its fleet, and a rotation keeps one CA in both trusts.
-func (b *bootstrapper) sameFleet(ctx context.Context, existing *config.Server) error {
+// keeps its fleet, and a rotation keeps one CA in both trusts. It returns
+// what it read (the join's read, nodeScope), for the bootstrap to use.
+func (b *bootstrapper) sameFleet(ctx context.Context, existing *config.Server) (*state, error) {
 	if existing == nil || b.o.MoveNode || b.o.Force {
-		return nil
+		return nil, nil
 	}
 	trusted, err := pki.ParseCerts([]byte(existing.Security.CACert))
 	if err != nil || len(trusted) == 0 {
-		return nil // nothing to compare with
+		return nil, nil // nothing to compare with
 	}
 	// Read only, what this bootstrap reads first anyway (the join's read).
 	s, err := b.f.readState(ctx, nodeScope)
 	if errors.Is(err, secretstore.ErrAccessDenied) {
-		return nil // a policy from before the node-issuing CA: the bootstrap's own read decides
+		return nil, nil // a policy from before the node-issuing CA: the bootstrap's own read decides
 	}
 	if err != nil {
-		return err
+		return nil, err
 	}
-	b.read = s
 	holds := "no fleet at all (it would create a new CA)"
 	if s.vals[s.n.CACert()] != "" {
 		// Only a whole, valid CA of its own makes a store another fleet;
 		// anything broken is reported by the bootstrap itself, naming the
 		// secret and the fix.
 		if s.ca == nil || pki.CheckCA(s.ca, b.f.Now()) != nil || s.nodeCAErr != nil {
-			return nil
+			return s, nil
 		}
 		for _, c := range trusted {
 			for _, t := range s.trust {
 				if sameCA(c, t) {
-					return nil
+					return s, nil
 				}
 			}
 		}
@@ -330,7 +360,7 @@ func (b *bootstrapper) sameFleet(ctx context.Context, existing *config.Server) e
 	}
 	now := b.o.StoreRef
 	now.Prefix = b.f.Prefix
-	return fmt.Errorf("%w: this node (%s) belongs to the fleet of CA %s in %s, but this run resolved %s, which holds %s: "+
+	return nil, fmt.Errorf("%w: this node (%s) belongs to the fleet of CA %s in %s, but this run resolved %s, which holds %s: "+
 		"refusing to move the node to another fleet silently; nothing was written. Re-run against the node's store (%s), or pass --move-node to join this fleet on purpose (its configs are replaced)",
 		ErrUsage, b.o.Home, pki.Fingerprint(trusted[0]), describeRef(existing.Store), describeRef(now), holds, storeFlags(existing.Store))
 }
@@ -342,12 +372,8 @@ func sameCA(a, b *x509.Certificate) bool {
 	return a.Equal(b) || (bytes.Equal(a.RawSubject, b.RawSubject) && bytes.Equal(a.RawSubjectPublicKeyInfo, b.RawSubjectPublicKeyInfo))
 }
 
-// scope is what a bootstrap reads on its full path (creating a fleet, or
-// one from before the node-issuing CA): the CA, its key's place, the
-// node-issuing pair, every role.
-func (b *bootstrapper) scope() scope {
-	return scope{caKey: true, kmsMode: b.o.CAKMSKeyID != "", nodeCA: true, roles: pki.Roles}
-}
+// scope is what a bootstrap reads on its full path (bootstrapScope).
+func (b *bootstrapper) scope() scope { return bootstrapScope(b.o.CAKMSKeyID != "") }
 
 // legacyScope is scope() as a node's policy from before the node-issuing
 // CA allows it (no node-ca-*, no ca-cross).
@@ -387,9 +413,9 @@ func (b *bootstrapper) warnHeldClientKeys(dir string) {
 // describeRef names a store reference for humans.
 func describeRef(r config.StoreRef) string {
 	switch r.Kind {
-	case "secretsmanager":
+	case config.ModeSecretsManager:
 		return fmt.Sprintf("Secrets Manager in %s (prefix %s)", r.Region, cmp.Or(r.Prefix, DefaultPrefix))
-	case "dir":
+	case config.ModeDir:
 		return fmt.Sprintf("the directory store %s (prefix %s)", r.Dir, cmp.Or(r.Prefix, DefaultPrefix))
 	}
 	return "an unrecorded store"
@@ -398,9 +424,9 @@ func describeRef(r config.StoreRef) string {
 // storeFlags are the settings that select a store reference.
 func storeFlags(r config.StoreRef) string {
 	switch r.Kind {
-	case "secretsmanager":
+	case config.ModeSecretsManager:
 		return fmt.Sprintf("USE_SECRETS_MANAGER=true EC2_REGION=%s SECRETS_PREFIX=%s", r.Region, cmp.Or(r.Prefix, DefaultPrefix))
-	case "dir":
+	case config.ModeDir:
 		return fmt.Sprintf("--store dir:%s SECRETS_PREFIX=%s", r.Dir, cmp.Or(r.Prefix, DefaultPrefix))
 	}
 	return "its original settings"
@@ -411,11 +437,14 @@ func (o *BootstrapOptions) defaults() {
 	if o.Port == 0 {
 		o.Port = config.DefaultPort
 	}
+	if o.ServerAddress == "" && o.Given&GivenServerAddress == 0 {
+		o.ServerAddress = o.FallbackServerAddress
+	}
 	if o.ListenAddress == "" {
 		o.ListenAddress = "0.0.0.0"
 	}
 	if o.Mode == "" {
-		o.Mode = "embedded"
+		o.Mode = config.ModeEmbedded
 	}
 	if o.Retries == 0 && o.RetryDelay == 0 {
 		o.Retries, o.RetryDelay = 3, time.Second
@@ -516,15 +545,6 @@ type bootstrapper struct {
 	// operator: this run is the fleet's operator (an embedded node, or
 	// Init): it never just joins, and it keeps the role keys.
 	operator bool
-	// empty: the join's read found nothing at all; the full path that
-	// follows does not read again.
-	empty bool
-	// creating: the join's read found a new fleet without its
-	// node-issuing CA yet; the full path waits for it first.
-	creating bool
-	// read is what the fleet check read before the first attempt (the
-	// join's read): that attempt uses it instead of reading the store again.
-	read *state
 }
 
 func (b *bootstrapper) noteCapped(what string, is pki.Issued) {

@@ -19,6 +19,7 @@ import (
 	"github.com/ehsaniara/joblet/internal/config"
 	"github.com/ehsaniara/joblet/internal/pki"
 	"github.com/ehsaniara/joblet/internal/secretstore"
+	"github.com/ehsaniara/joblet/internal/secretstore/storetest"
 	"github.com/ehsaniara/joblet/internal/testutil/openssl"
 	"github.com/ehsaniara/joblet/internal/testutil/reliability"
 )
@@ -95,7 +96,7 @@ func sameFiles(t *testing.T, before, after map[string][]byte) {
 }
 
 func TestFirstRunThenRerunKeepsSharedMaterial(t *testing.T) {
-	st := secretstore.NewMemoryStore()
+	st := storetest.NewMemoryStore()
 	o := opts(t, st)
 	first := bootstrap(t, o)
 	for name, a := range actions(first) {
@@ -142,7 +143,7 @@ func TestFirstRunThenRerunKeepsSharedMaterial(t *testing.T) {
 // The files verify with openssl: server certificate for serverAuth, every
 // client certificate for clientAuth, and each key matches its certificate.
 func TestWrittenFilesVerifyWithOpenSSL(t *testing.T) {
-	o := opts(t, secretstore.NewMemoryStore())
+	o := opts(t, storetest.NewMemoryStore())
 	o.AdditionalNames = []string{"node1.internal", "2001:db8::7"}
 	o.KeyType = pki.RSA2048
 	bootstrap(t, o)
@@ -190,7 +191,7 @@ func TestWrittenFilesVerifyWithOpenSSL(t *testing.T) {
 }
 
 func TestPublicAddressAndPort(t *testing.T) {
-	o := opts(t, secretstore.NewMemoryStore())
+	o := opts(t, storetest.NewMemoryStore())
 	o.PublicAddress = "joblet.example.com:443"
 	o.Port = 50123
 	bootstrap(t, o)
@@ -206,7 +207,12 @@ func TestPublicAddressAndPort(t *testing.T) {
 	if got := rnx.Nodes["default"].Address; got != "joblet.example.com:443" {
 		t.Errorf("client address %q, want the load balancer", got)
 	}
+	// Moving the balancer drops its old name: refused unless on purpose.
 	o.PublicAddress = "lb.example.com"
+	if _, err := o.Fleet.Bootstrap(context.Background(), o.BootstrapOptions); err == nil || !strings.Contains(err.Error(), "joblet.example.com") {
+		t.Fatalf("a re-run dropping the balancer's name: %v, want it refused naming it", err)
+	}
+	o.Reconfigure = true
 	bootstrap(t, o)
 	rnx, _ = config.LoadRnx(filepath.Join(o.Home, "config", "rnx-config.yml"))
 	if got := rnx.Nodes["reader"].Address; got != "lb.example.com:50123" {
@@ -257,7 +263,7 @@ func item(r *certs.Result, name string) certs.Item {
 // A key stored without its certificate (a node crashed between the two
 // writes) is completed by the next bootstrap.
 func TestKeyWithoutCertIsCompleted(t *testing.T) {
-	st := secretstore.NewMemoryStore()
+	st := storetest.NewMemoryStore()
 	o := opts(t, st)
 	first := bootstrap(t, o)
 	st.Delete(names.CACert())
@@ -277,7 +283,7 @@ func TestKeyWithoutCertIsCompleted(t *testing.T) {
 // States bootstrap must report, not repair: each fails with a message naming
 // the secret and the fix, and leaves files and store as they were.
 func TestBadInputChangesNothing(t *testing.T) {
-	st := secretstore.NewMemoryStore()
+	st := storetest.NewMemoryStore()
 	o := opts(t, st)
 	bootstrap(t, o)
 	files := snapshot(t, o.Home)
@@ -321,7 +327,7 @@ func (failingWrites) Create(context.Context, secretstore.Secret) error {
 }
 
 func TestStoreFailureWritesNoFiles(t *testing.T) {
-	o := opts(t, failingWrites{secretstore.NewMemoryStore()})
+	o := opts(t, failingWrites{storetest.NewMemoryStore()})
 	_, err := boot(context.Background(), o)
 	if err == nil || !strings.Contains(err.Error(), "AccessDenied") || !strings.Contains(err.Error(), "joblet/ca-key") {
 		t.Fatalf("err = %v", err)
@@ -332,7 +338,7 @@ func TestStoreFailureWritesNoFiles(t *testing.T) {
 }
 
 func TestConfigSettingsSurviveRerun(t *testing.T) {
-	o := opts(t, secretstore.NewMemoryStore())
+	o := opts(t, storetest.NewMemoryStore())
 	bootstrap(t, o)
 	p := filepath.Join(o.Home, "config", "joblet-config.yml")
 	s, _ := config.LoadServer(p)
@@ -347,7 +353,7 @@ func TestConfigSettingsSurviveRerun(t *testing.T) {
 }
 
 func TestCappedLifetimeWarns(t *testing.T) {
-	o := opts(t, secretstore.NewMemoryStore())
+	o := opts(t, storetest.NewMemoryStore())
 	o.CALifetime = 10 * 24 * time.Hour
 	res := bootstrap(t, o)
 	if len(res.Warnings) != 5 { // four client certificates and the server's
@@ -417,7 +423,7 @@ func TestConcurrentBootstrapsConvergeOnOneCA(t *testing.T) {
 // does it on purpose, and the same CA in another store is not a fork.
 func TestRebootstrapNeverForksSilently(t *testing.T) {
 	ctx := context.Background()
-	o := opts(t, secretstore.NewMemoryStore())
+	o := opts(t, storetest.NewMemoryStore())
 	o.StoreRef = config.StoreRef{Kind: "dir", Dir: "/srv/pki"}
 	bootstrap(t, o)
 	files := snapshot(t, o.Home)
@@ -425,7 +431,7 @@ func TestRebootstrapNeverForksSilently(t *testing.T) {
 	// An empty store (auto mode deciding "embedded" on a re-run): nothing
 	// is created in it, nothing local changes.
 	other := o
-	other.Store, other.StoreDesc = secretstore.NewMemoryStore(), "another store"
+	other.Store, other.StoreDesc = storetest.NewMemoryStore(), "another store"
 	other.StoreRef = config.StoreRef{Kind: "dir", Dir: filepath.Join(o.Home, "ca")}
 	_, err := boot(ctx, other)
 	if !errors.Is(err, certs.ErrUsage) || !strings.Contains(err.Error(), "no fleet at all") || !strings.Contains(err.Error(), "--move-node") {
@@ -454,7 +460,7 @@ func TestRebootstrapNeverForksSilently(t *testing.T) {
 
 	// The same CA imported into another store: the node follows it.
 	moved := o
-	moved.Store, moved.StoreDesc = secretstore.NewMemoryStore(), "the store it moved to"
+	moved.Store, moved.StoreDesc = storetest.NewMemoryStore(), "the store it moved to"
 	moved.StoreRef = config.StoreRef{Kind: "secretsmanager", Region: "us-east-1"}
 	vals, _ := o.Store.Get(ctx, names.All())
 	m := &certs.Material{CACert: vals[names.CACert()], CAKey: vals[names.CAKey()], Clients: map[pki.Role][2]string{}}

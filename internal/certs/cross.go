@@ -43,8 +43,8 @@ func (s *state) bridge(chain []*x509.Certificate) []*x509.Certificate {
 	return chain
 }
 
-// bridges says whether the store's cross certificate bridges the pending CA
-// to a trusted one, for a chain with inter intermediates.
+// crossFor says whether the store's cross certificate is ca's, signed by
+// a trusted CA that can anchor it under a chain with inter intermediates.
 func (s *state) crossFor(ca *x509.Certificate, inter int) bool {
 	if s.cross == nil || ca == nil {
 		return false

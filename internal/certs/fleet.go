@@ -21,7 +21,7 @@ import (
 )
 
 // DefaultPrefix is the secret prefix when SECRETS_PREFIX is not set.
-const DefaultPrefix = "joblet"
+const DefaultPrefix = config.DefaultPrefix
 
 // ErrUsage marks a request that contradicts itself or names an unknown
 // mode: the caller's input, not the environment, is wrong (exit code 2).
@@ -40,6 +40,12 @@ func inconsistent(name string, err error) error {
 // Fleet is one fleet's shared state in one store. The zero values of the
 // optional fields take the defaults (defaults, below), so a Fleet is
 // usable with Store alone.
+//
+// Receivers: an exported method's receiver is the caller's value, named
+// fl, and it starts with f := fl.defaults() (or calls other exported
+// methods); unexported methods run on that copy and name it f. So an f
+// always has its defaults, and fl is read only to call exported methods or
+// to tell a field the caller left unset (Bootstrap's ServerLifetime).
 type Fleet struct {
 	Store     secretstore.Store
 	StoreDesc string // for humans: "Secrets Manager (us-east-1)", "directory store /srv/pki"

@@ -79,11 +79,13 @@ func IAMPolicy(flow string, o PolicyOptions) (*Policy, error) {
 		}
 		return out
 	}
-	all := n.Shared(o.CAKMSKeyARN != "")
-	shared := append(all, n.Bundle(), n.CRL(), n.CACross())
+	// Every list below is what a scope of state.go reads: a policy grants
+	// what the flow's reads need, no more.
+	boot := bootstrapScope(o.CAKMSKeyARN != "")
+	all, shared := boot.shared(n), boot.names(n)
 	batch := Statement{Sid: "BatchRead", Effect: "Allow", Action: []string{"secretsmanager:BatchGetSecretValue"}, Resource: []string{"*"}}
 	read := Statement{Sid: "ReadSharedCertificates", Effect: "Allow", Action: []string{"secretsmanager:GetSecretValue"}, Resource: arn(shared...)}
-	nodeRead := Statement{Sid: "ReadWhatANodeServesWith", Effect: "Allow", Action: []string{"secretsmanager:GetSecretValue"}, Resource: arn(n.Node()...)}
+	nodeRead := Statement{Sid: "ReadWhatANodeServesWith", Effect: "Allow", Action: []string{"secretsmanager:GetSecretValue"}, Resource: arn(nodeScope.names(n)...)}
 	// A running node asks what changed before reading anything: one
 	// ListSecrets call per refresh at rest. It lists names and metadata,
 	// never a value, and takes no resource.
@@ -93,11 +95,8 @@ func IAMPolicy(flow string, o PolicyOptions) (*Policy, error) {
 	case flow == "node":
 		p.Statement = []Statement{batch, nodeRead, changed}
 	case flow == "node-transition":
-		rootKey := n.CAKey()
-		if o.CAKMSKeyARN != "" {
-			rootKey = n.CAKMSKey()
-		}
-		nodeRead.Resource = arn(append(n.Node(), rootKey)...)
+		rootKey := scope{caKey: true, kmsMode: o.CAKMSKeyARN != ""}.keyNames(n)
+		nodeRead.Resource = arn(append(nodeScope.names(n), rootKey...)...)
 		p.Statement = []Statement{batch, nodeRead, changed}
 	case flow == "bootstrap":
 		p.Statement = []Statement{batch, read, changed,
@@ -105,7 +104,7 @@ func IAMPolicy(flow string, o PolicyOptions) (*Policy, error) {
 	case flow == "rotation":
 		// The operator also moves a fleet from ca-key to a KMS CA, revokes
 		// and re-issues role certificates (records under client-reissue/).
-		shared = append(n.All(), n.CAKMSKey(), n.Bundle(), n.CRL(), n.CACross())
+		shared = wholeScope.names(n)
 		rot := arn(n.Prefix+"/ca-rotation/*", n.Prefix+"/client-reissue/*")
 		p.Statement = []Statement{batch,
 			{Sid: "ReadCertificatesAndRotationRecords", Effect: "Allow", Action: []string{"secretsmanager:GetSecretValue", "secretsmanager:ListSecretVersionIds"}, Resource: append(arn(shared...), rot...)},
@@ -118,7 +117,7 @@ func IAMPolicy(flow string, o PolicyOptions) (*Policy, error) {
 		}
 		p.Statement = []Statement{batch,
 			{Sid: "ReadRoleCertificate", Effect: "Allow", Action: []string{"secretsmanager:GetSecretValue"},
-				Resource: arn(n.CACert(), n.Bundle(), n.CRL(), n.CACross(), n.ClientCert(role), n.ClientKey(role))}}
+				Resource: arn(append(scope{}.names(n), scope{roles: []pki.Role{role}}.roleNames(n)...)...)}}
 	default:
 		return nil, fmt.Errorf("--for %q: use one of %s", flow, strings.Join(PolicyFlows, ", "))
 	}

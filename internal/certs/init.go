@@ -37,11 +37,13 @@ func (fl *Fleet) Init(ctx context.Context, o InitOptions) (*Result, error) {
 	if o.CAKMSKeyID != "" && f.OpenKMS == nil {
 		return nil, fmt.Errorf("%w: --ca-kms-key-id needs AWS (Secrets Manager mode)", ErrUsage)
 	}
-	bo := BootstrapOptions{Mode: "operator", CAKMSKeyID: o.CAKMSKeyID}
+	bo := BootstrapOptions{CAKMSKeyID: o.CAKMSKeyID}
 	bo.defaults()
-	res := &Result{Mode: bo.Mode, Store: f.StoreDesc, Prefix: f.Prefix}
+	// The store's mode is the caller's to report (Init runs from an
+	// operator's machine in any mode); this run is the operator's.
+	res := &Result{Store: f.StoreDesc, Prefix: f.Prefix}
 	b := &bootstrapper{f: f, o: bo, names: f.names(), res: res, operator: true}
-	sh, err := b.shared(ctx)
+	sh, err := b.shared(ctx, nil)
 	if err != nil {
 		return nil, err
 	}

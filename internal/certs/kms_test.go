@@ -9,6 +9,7 @@ import (
 
 	"github.com/ehsaniara/joblet/internal/certs"
 	"github.com/ehsaniara/joblet/internal/secretstore"
+	"github.com/ehsaniara/joblet/internal/secretstore/storetest"
 )
 
 func kmsOpts(t *testing.T, st secretstore.Store, open certs.KMSOpener, arn string) bootOpts {
@@ -22,7 +23,7 @@ func kmsOpts(t *testing.T, st secretstore.Store, open certs.KMSOpener, arn strin
 // keeps it so, and export refuses to take a KMS CA off AWS.
 func TestKMSModeBootstrap(t *testing.T) {
 	ctx := context.Background()
-	st := secretstore.NewMemoryStore()
+	st := storetest.NewMemoryStore()
 	open := kmsOpener(t, "arn:k1")
 	var wg sync.WaitGroup
 	results := make([]*certs.Result, 8)
@@ -66,7 +67,7 @@ func TestKMSModeBootstrap(t *testing.T) {
 		t.Fatal("FORCE_REGENERATE in KMS mode wrote ca-key")
 	}
 
-	err := (&certs.Fleet{Store: st}).Export(ctx, secretstore.NewMemoryStore(), false)
+	err := (&certs.Fleet{Store: st}).Export(ctx, storetest.NewMemoryStore(), false)
 	if !errors.Is(err, certs.ErrCAMode) || !strings.Contains(err.Error(), "cannot leave it") {
 		t.Fatalf("export of a KMS CA: %v", err)
 	}

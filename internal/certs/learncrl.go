@@ -36,12 +36,11 @@ func AdoptCRL(cfg *config.Rnx, from string, crlPEM []byte) ([]string, error) {
 		if verifiesFor(n, crlPEM) != nil {
 			continue // another fleet's entry
 		}
-		if held, err := pki.CRLNumber([]byte(n.CRL)); n.CRL != "" && err == nil && held != nil && held.Cmp(offered) >= 0 {
-			continue
-		}
-		// A newer CRL that drops what this config's CRL revokes (a
-		// rollback, then a revoke on top of it) would un-revoke: keep ours.
-		if cas, err := pki.ParseCerts([]byte(n.CA)); n.CRL != "" && err == nil && len(droppedSerials(n.CRL, string(crlPEM), cas)) > 0 {
+		// The one rule (acceptCRL): newer, and dropping nothing this
+		// config's CRL revokes (a rollback, then a revoke on top of it,
+		// would un-revoke). verifiesFor parsed the entry's trust.
+		cas, _ := pki.ParseCerts([]byte(n.CA))
+		if n.CRL == string(crlPEM) || !acceptCRL(n.CRL, string(crlPEM), cas).taken() {
 			continue
 		}
 		n.CRL = string(crlPEM)

@@ -11,17 +11,17 @@ import (
 
 	"github.com/ehsaniara/joblet/internal/certs"
 	"github.com/ehsaniara/joblet/internal/config"
-	"github.com/ehsaniara/joblet/internal/secretstore"
+	"github.com/ehsaniara/joblet/internal/secretstore/storetest"
 )
 
 // A node's CRL is taken only when the config's trust verifies it and it is
 // newer than the one held; the file keeps its mode.
 func TestAdoptCRL(t *testing.T) {
 	ctx := context.Background()
-	st := secretstore.NewMemoryStore()
+	st := storetest.NewMemoryStore()
 	o := opts(t, st)
 	bootstrap(t, o)
-	other := opts(t, secretstore.NewMemoryStore()) // another fleet
+	other := opts(t, storetest.NewMemoryStore()) // another fleet
 	bootstrap(t, other)
 	path := filepath.Join(o.Home, "config", "rnx-config.yml")
 	os.Chmod(path, 0o640)

@@ -155,7 +155,7 @@ func (fl *Fleet) Import(ctx context.Context, m *Material, force bool) (*ImportRe
 func (fl *Fleet) Export(ctx context.Context, to secretstore.Store, force bool) error {
 	f := fl.defaults()
 	n, prefix := f.names(), f.Prefix
-	s, err := f.readState(ctx, scope{bothKeys: true, nodeCA: true, roles: pki.Roles})
+	s, err := f.readState(ctx, wholeScope)
 	if err != nil {
 		return err
 	}

@@ -29,9 +29,7 @@ func (n Names) NodeCAKey() string  { return n.Prefix + "/node-ca-key" }
 // Node lists what a node reads to serve and renew: the root certificate,
 // the node-issuing pair, the trust bundle and the CRL. No root key, no
 // client key: the node policy grants these and nothing else.
-func (n Names) Node() []string {
-	return []string{n.CACert(), n.NodeCACert(), n.NodeCAKey(), n.Bundle(), n.CRL(), n.CACross()}
-}
+func (n Names) Node() []string { return nodeScope.names(n) }
 
 func (n Names) ClientCert(r pki.Role) string {
 	if r == pki.Admin {
@@ -81,20 +79,6 @@ func (n Names) All() []string {
 		out = append(out, n.ClientCert(r), n.ClientKey(r))
 	}
 	return append(out, n.NodeCACert(), n.NodeCAKey())
-}
-
-// Shared lists the shared secrets of a fleet in one CA key mode: All, with
-// the KMS key reference ca-kms-key in place of ca-key in KMS mode (the CA
-// key then never leaves KMS, and no one reads ca-key).
-func (n Names) Shared(kmsMode bool) []string {
-	if !kmsMode {
-		return n.All()
-	}
-	out := []string{n.CACert()}
-	for _, r := range pki.Roles {
-		out = append(out, n.ClientCert(r), n.ClientKey(r))
-	}
-	return append(out, n.NodeCACert(), n.NodeCAKey(), n.CAKMSKey())
 }
 
 // Description is the human text stored with each secret, as the spec lists.

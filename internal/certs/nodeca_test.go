@@ -16,13 +16,14 @@ import (
 	"github.com/ehsaniara/joblet/internal/config"
 	"github.com/ehsaniara/joblet/internal/pki"
 	"github.com/ehsaniara/joblet/internal/secretstore"
+	"github.com/ehsaniara/joblet/internal/secretstore/storetest"
 )
 
 // nodePolicyStore refuses, as the node IAM policy does, every read outside
 // what a node may read (Names.Node) and every write; it records what was
 // asked.
 type nodePolicyStore struct {
-	*secretstore.MemoryStore
+	*storetest.MemoryStore
 	mu    sync.Mutex
 	asked []string
 }
@@ -80,7 +81,7 @@ func privateKeys(t *testing.T, dir string) (int, []string) {
 // root's key, not a client key.
 func TestJoiningNodeHoldsOneKey(t *testing.T) {
 	ctx := context.Background()
-	mem := secretstore.NewMemoryStore()
+	mem := storetest.NewMemoryStore()
 	first := opts(t, mem)
 	first.Mode = "dir"
 	res := bootstrap(t, first)
@@ -146,7 +147,7 @@ func TestJoiningNodeHoldsOneKey(t *testing.T) {
 // Nodes of a burst against an empty store: one creates the fleet and keeps
 // the client configs; every other node ends with its own key only.
 func TestBurstLeavesRoleKeysOnTheCreatorOnly(t *testing.T) {
-	st := secretstore.NewMemoryStore()
+	st := storetest.NewMemoryStore()
 	const n = 6
 	homes := make([]string, n)
 	var wg sync.WaitGroup
@@ -192,7 +193,7 @@ func TestBurstLeavesRoleKeysOnTheCreatorOnly(t *testing.T) {
 // which nodes renew from; after that a node needs no root key.
 func TestLegacyFleetMovesToNodeCA(t *testing.T) {
 	ctx := context.Background()
-	mem := secretstore.NewMemoryStore()
+	mem := storetest.NewMemoryStore()
 	for k, v := range readVectorSecrets(t, "testdata/legacy") {
 		mem.Set(k, v)
 	}
@@ -273,7 +274,7 @@ func TestLegacyFleetMovesToNodeCA(t *testing.T) {
 
 // oldPolicyStore allows what the node policy allowed before the
 // node-issuing CA: the CA pair, every role's pair, the bundle and the CRL.
-type oldPolicyStore struct{ *secretstore.MemoryStore }
+type oldPolicyStore struct{ *storetest.MemoryStore }
 
 func (s oldPolicyStore) allowed(names []string) error {
 	ok := append(append([]string{}, names_.CACert(), names_.CAKey(), names_.Bundle(), names_.CRL()), func() []string {
@@ -309,7 +310,7 @@ func (s oldPolicyStore) GetStage(ctx context.Context, n []string, st secretstore
 // its old IAM policy, joins, refreshes and reports as before.
 func TestUpgradedNodeOnItsOldPolicy(t *testing.T) {
 	ctx := context.Background()
-	mem := secretstore.NewMemoryStore()
+	mem := storetest.NewMemoryStore()
 	for k, v := range readVectorSecrets(t, "testdata/legacy") {
 		mem.Set(k, v)
 	}
@@ -331,7 +332,7 @@ func TestUpgradedNodeOnItsOldPolicy(t *testing.T) {
 // from it, and revoking the old one refuses every chain through it.
 func TestRekeyNodeCA(t *testing.T) {
 	ctx := context.Background()
-	st := secretstore.NewMemoryStore()
+	st := storetest.NewMemoryStore()
 	o := opts(t, st)
 	bootstrap(t, o)
 	cfgPath := filepath.Join(o.Home, "config", "joblet-config.yml")
@@ -403,7 +404,7 @@ func mustCreds(t *testing.T, srv *config.Server) map[string]bool {
 // reported as broken, not shown as a rotation in progress.
 func TestStatusFlagsAForeignCAInTheBundle(t *testing.T) {
 	ctx := context.Background()
-	st := secretstore.NewMemoryStore()
+	st := storetest.NewMemoryStore()
 	bootstrap(t, opts(t, st))
 	fl := &certs.Fleet{Store: st}
 	if rep := fl.Status(ctx, certs.StatusOptions{}); rep.Level != certs.OK {
@@ -418,7 +419,7 @@ func TestStatusFlagsAForeignCAInTheBundle(t *testing.T) {
 		t.Fatalf("a foreign CA in the bundle: level %d, %q", rep.Level, rep.Problems)
 	}
 	// A rotation's CAs are not flagged, in any phase.
-	st2 := secretstore.NewMemoryStore()
+	st2 := storetest.NewMemoryStore()
 	bootstrap(t, opts(t, st2))
 	r := rotation{f: &certs.Fleet{Store: st2}}
 	for _, step := range []func(context.Context) (*certs.RotationStatus, error){r.Begin, r.Promote, r.Finish} {

@@ -5,28 +5,17 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/ehsaniara/joblet/internal/nodefacts"
 )
 
-// NodeFacts is what a node says about itself (its NodeInfo).
-type NodeFacts struct {
-	NodeID string
-	// IssuerSHA256 is the fingerprint of the trusted root the certificate
-	// it serves chains to.
-	IssuerSHA256 string
-	// ClientIssuers are the client certificates it verified since it
-	// started, by the key id (pki.KeyIDHex) of the CA that issued them.
-	ClientIssuers map[string]ClientsSeen
-}
-
-// ClientsSeen counts a node's verified client certificates of one CA.
-type ClientsSeen struct {
-	Handshakes int64
-	LastSeen   time.Time
-}
-
-// NodeInfo asks the node at address what it serves and has seen
-// (client.DialNodeInfo in production).
-type NodeInfo func(ctx context.Context, address string) (NodeFacts, error)
+// NodeFacts, ClientsSeen and NodeInfo are the node's answers, defined
+// with the package that dials nodes as well (nodefacts).
+type (
+	NodeFacts   = nodefacts.Facts
+	ClientsSeen = nodefacts.ClientsSeen
+	NodeInfo    = nodefacts.Asker
+)
 
 // ProbeNodes asks each node which CA signed the certificate it serves and
 // reports whether that is currentCA (a fingerprint, as CertInfo.Fingerprint),

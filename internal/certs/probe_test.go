@@ -13,7 +13,7 @@ import (
 	"github.com/ehsaniara/joblet/internal/certs"
 	"github.com/ehsaniara/joblet/internal/client"
 	"github.com/ehsaniara/joblet/internal/config"
-	"github.com/ehsaniara/joblet/internal/secretstore"
+	"github.com/ehsaniara/joblet/internal/secretstore/storetest"
 	"github.com/ehsaniara/joblet/internal/server"
 )
 
@@ -23,7 +23,7 @@ import (
 func TestProbeNodes(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	st := secretstore.NewMemoryStore()
+	st := storetest.NewMemoryStore()
 	o := opts(t, st)
 	o.ServerAddress, o.NodeID = "127.0.0.1", "node-probe"
 	bootstrap(t, o)

@@ -11,6 +11,7 @@ import (
 	"github.com/ehsaniara/joblet/internal/certs"
 	"github.com/ehsaniara/joblet/internal/pki"
 	"github.com/ehsaniara/joblet/internal/secretstore"
+	"github.com/ehsaniara/joblet/internal/secretstore/storetest"
 )
 
 // countingStore counts the store calls a flow makes.
@@ -34,7 +35,7 @@ func (c *countingStore) Versions(ctx context.Context, names []string) (map[strin
 // own config changed.
 func TestRefreshIsOneCallWhenNothingChanged(t *testing.T) {
 	ctx := context.Background()
-	mem := secretstore.NewMemoryStore()
+	mem := storetest.NewMemoryStore()
 	o := opts(t, mem)
 	bootstrap(t, o)
 	cfgPath := filepath.Join(o.Home, "config", "joblet-config.yml")
@@ -100,7 +101,7 @@ func (s *slowStore) Create(ctx context.Context, sec secretstore.Secret) error {
 // then waits and reads, instead of racing for every secret. One CA.
 func TestBurstLosersStopCreating(t *testing.T) {
 	const nodes = 20
-	st := &slowStore{Store: secretstore.NewMemoryStore()}
+	st := &slowStore{Store: storetest.NewMemoryStore()}
 	var wg sync.WaitGroup
 	errs := make([]error, nodes)
 	for i := 0; i < nodes; i++ {

@@ -9,11 +9,12 @@ import (
 	"github.com/ehsaniara/joblet/internal/certs"
 	"github.com/ehsaniara/joblet/internal/pki"
 	"github.com/ehsaniara/joblet/internal/secretstore"
+	"github.com/ehsaniara/joblet/internal/secretstore/storetest"
 )
 
 func TestReissueRevoke(t *testing.T) {
 	ctx := context.Background()
-	st := secretstore.NewMemoryStore()
+	st := storetest.NewMemoryStore()
 	bootstrap(t, opts(t, st))
 	res, err := (&certs.Fleet{Store: st, ClientLifetime: time.Hour}).ReissueRevoke(ctx, pki.Reader)
 	if err != nil {
@@ -30,7 +31,7 @@ func TestReissueRevoke(t *testing.T) {
 
 // failingPut is a store whose writes of one name fail.
 type failingPut struct {
-	*secretstore.MemoryStore
+	*storetest.MemoryStore
 	name string
 }
 
@@ -51,7 +52,7 @@ func (f failingPut) Create(ctx context.Context, s secretstore.Secret) error {
 // The re-issue stands when the revocation fails; the error says so.
 func TestReissueRevokeRevocationFails(t *testing.T) {
 	ctx := context.Background()
-	mem := secretstore.NewMemoryStore()
+	mem := storetest.NewMemoryStore()
 	bootstrap(t, opts(t, mem))
 	st := failingPut{MemoryStore: mem, name: names.CRL()}
 	res, err := (&certs.Fleet{Store: st, ClientLifetime: time.Hour}).ReissueRevoke(ctx, pki.Developer)

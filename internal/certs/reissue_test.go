@@ -9,14 +9,14 @@ import (
 
 	"github.com/ehsaniara/joblet/internal/certs"
 	"github.com/ehsaniara/joblet/internal/pki"
-	"github.com/ehsaniara/joblet/internal/secretstore"
+	"github.com/ehsaniara/joblet/internal/secretstore/storetest"
 )
 
 // Two operators re-issuing one role at once write the same pair; the other
 // roles and the CA do not change.
 func TestReissueConcurrentOperators(t *testing.T) {
 	ctx := context.Background()
-	st := secretstore.NewMemoryStore()
+	st := storetest.NewMemoryStore()
 	bootstrap(t, opts(t, st))
 	before, _ := st.Get(ctx, names.All())
 	var wg sync.WaitGroup
@@ -66,7 +66,7 @@ func TestReissueConcurrentOperators(t *testing.T) {
 
 // failCertPut fails writing the developer's certificate: a run that
 // stopped after its record and its key.
-type failCertPut struct{ *secretstore.MemoryStore }
+type failCertPut struct{ *storetest.MemoryStore }
 
 func (f failCertPut) Put(ctx context.Context, name, value string) error {
 	if name == names.ClientCert(pki.Developer) {
@@ -79,7 +79,7 @@ func (f failCertPut) Put(ctx context.Context, name, value string) error {
 // run with the same pair (from its record), not a third one.
 func TestReissueInterruptedIsCompleted(t *testing.T) {
 	ctx := context.Background()
-	st := secretstore.NewMemoryStore()
+	st := storetest.NewMemoryStore()
 	bootstrap(t, opts(t, st))
 	if _, err := (&certs.Fleet{Store: failCertPut{st}, ClientLifetime: time.Hour}).Reissue(ctx, pki.Developer); err == nil {
 		t.Fatal("the interrupted run reported success")

@@ -21,6 +21,12 @@ type NodeRefresh struct {
 	// Cache, kept by a running node from one refresh to the next, makes a
 	// refresh where nothing changed cost one store call (nil: read all).
 	Cache *RefreshCache
+	// Config and Raw are the node's config as the caller read it from
+	// ConfigPath (Raw its bytes), the read it opened the Fleet's store
+	// from: the refresh then takes its prefix from that same read, never
+	// from a newer one than its store's. nil: read ConfigPath.
+	Config *config.Server
+	Raw    []byte
 }
 
 // NodeRefreshResult says what changed.
@@ -46,9 +52,12 @@ type NodeRefreshResult struct {
 // On any error nothing is written: the node keeps serving what it has.
 // The node's config names the fleet's prefix; it wins over the Fleet's.
 func (fl *Fleet) RefreshNode(ctx context.Context, r NodeRefresh) (*NodeRefreshResult, error) {
-	cfg, raw, err := config.ReadServer(r.ConfigPath)
-	if err != nil {
-		return nil, err
+	cfg, raw := r.Config, r.Raw
+	if cfg == nil {
+		var err error
+		if cfg, raw, err = config.ReadServer(r.ConfigPath); err != nil {
+			return nil, err
+		}
 	}
 	f := fl.defaults()
 	if cfg.Store.Prefix != "" {

@@ -7,17 +7,18 @@ import (
 	"github.com/ehsaniara/joblet/internal/secretstore"
 )
 
-// ReplicationTargets lists the fleet's shared secrets that exist in st, in a
-// fixed order: the CA pair, each role's pair, the trust bundle, the KMS CA
-// key reference and the CRL (the last three only once created).
+// ReplicationTargets lists the fleet's shared secrets that exist in the
+// store: every secret any flow reads (wholeScope), so a replica region has
+// whatever a node or an operator reads there, the cross certificate of a
+// rotation included; in the order of scope.names.
 func (fl *Fleet) ReplicationTargets(ctx context.Context) ([]string, error) {
 	f := fl.defaults()
-	n, st := f.names(), f.Store
-	all := append(n.All(), n.Bundle(), n.CAKMSKey(), n.CRL())
-	vals, err := st.Get(ctx, all)
+	n := f.names()
+	s, err := f.readState(ctx, wholeScope)
 	if err != nil {
 		return nil, err
 	}
+	all, vals := wholeScope.names(n), s.vals
 	var names []string
 	for _, name := range all {
 		if _, ok := vals[name]; ok {

@@ -8,12 +8,12 @@ import (
 
 	"github.com/ehsaniara/joblet/internal/certs"
 	"github.com/ehsaniara/joblet/internal/pki"
-	"github.com/ehsaniara/joblet/internal/secretstore"
+	"github.com/ehsaniara/joblet/internal/secretstore/storetest"
 )
 
 // replicating is an in-memory store that replicates by recording the names.
 type replicating struct {
-	*secretstore.MemoryStore
+	*storetest.MemoryStore
 	got [][]string
 }
 
@@ -24,7 +24,7 @@ func (r *replicating) Replicate(_ context.Context, names []string) error {
 
 func TestReplicate(t *testing.T) {
 	ctx := context.Background()
-	st := &replicating{MemoryStore: secretstore.NewMemoryStore()}
+	st := &replicating{MemoryStore: storetest.NewMemoryStore()}
 	if _, err := (&certs.Fleet{Store: st}).Replicate(ctx); err == nil {
 		t.Fatal("an empty store replicated")
 	}
@@ -57,9 +57,38 @@ func TestReplicate(t *testing.T) {
 func names0() []string { return names.All() }
 
 func TestReplicateNeedsAReplicator(t *testing.T) {
-	st := secretstore.NewMemoryStore()
+	st := storetest.NewMemoryStore()
 	bootstrap(t, opts(t, st))
 	if _, err := (&certs.Fleet{Store: st}).Replicate(context.Background()); !errors.Is(err, certs.ErrUsage) {
 		t.Fatalf("err = %v, want ErrUsage", err)
+	}
+}
+
+// A replica made in the middle of a rotation holds everything a node reads
+// there: the cross certificate a begin writes included.
+func TestReplicateMidRotationHoldsWhatANodeReads(t *testing.T) {
+	ctx := context.Background()
+	st := &replicating{MemoryStore: storetest.NewMemoryStore()}
+	bootstrap(t, opts(t, st))
+	fl := &certs.Fleet{Store: st}
+	if _, err := fl.BeginRotation(ctx, ""); err != nil {
+		t.Fatal(err)
+	}
+	names, err := fl.Replicate(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := certs.Names{Prefix: certs.DefaultPrefix}
+	vals, err := st.Get(ctx, n.Node())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if vals[n.CACross()] == "" {
+		t.Fatalf("begin wrote no %s: %v", n.CACross(), vals)
+	}
+	for name := range vals {
+		if !slices.Contains(names, name) {
+			t.Errorf("a node reads %s, which was not replicated (replicated %v)", name, names)
+		}
 	}
 }

@@ -84,20 +84,22 @@ func (f *Fleet) revokeOnce(ctx context.Context, serial *big.Int, reason int) ([]
 		}
 		entries, number = crl.RevokedCertificateEntries, crl.Number
 	}
-	// A CRL put back to an older version (a rollback) must not make this
-	// revoke drop what the newer one listed: the version it replaced, when
-	// it verifies and is newer, is merged in.
-	// Two revokes that read the same version write the same next number,
-	// and the last write hides the other's serial in the previous version:
-	// merged back too. Revocations only move forward, so the union of two
-	// CRLs the trusted CAs signed is always right.
+	// The version the current one replaced, when it verifies, is held to
+	// the rule every party applies (acceptCRL): where the current version
+	// could not replace it (a rollback put back an older CRL; or two
+	// revokes read one version and wrote the same next number, the last
+	// write hiding the other's serial), its entries are merged back.
+	// Revocations only move forward, so the union of two CRLs the trusted
+	// CAs signed is always right.
 	if prev, err := f.Store.GetStage(ctx, []string{n.CRL()}, secretstore.Previous); err == nil && prev[n.CRL()] != "" {
 		if old, err := pki.ParseCRL([]byte(prev[n.CRL()]), s.trust); err == nil && old.Number != nil {
-			if number == nil || old.Number.Cmp(number) > 0 {
-				f.Log.Warn("the store's CRL is older than the version it replaced: merging that version's revocations back", "secret", n.CRL(), "current", numText(number), "previous", old.Number)
-				number = old.Number
+			if o := acceptCRL(prev[n.CRL()], vals[n.CRL()], s.trust); !o.taken() {
+				if o.rolledBack {
+					f.Log.Warn("the store's CRL is older than the version it replaced: merging that version's revocations back", "secret", n.CRL(), "current", numText(number), "previous", numText(old.Number))
+					number = old.Number
+				}
+				entries = mergeEntries(entries, old.RevokedCertificateEntries)
 			}
-			entries = mergeEntries(entries, old.RevokedCertificateEntries)
 		}
 	}
 	// Listed in the current CRL: nothing to write. Listed only in the

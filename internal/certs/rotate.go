@@ -52,7 +52,11 @@ type rotation struct {
 }
 
 // operatorScope is what the rotation steps read.
-var operatorScope = scope{bothKeys: true, nodeCA: true, roles: pki.Roles, pending: true, allPending: true}
+var operatorScope = func() scope {
+	sc := wholeScope
+	sc.pending, sc.allPending = true, true
+	return sc
+}()
 
 func (f *Fleet) readRotation(ctx context.Context) (*rotation, error) {
 	s, err := f.readState(ctx, operatorScope)

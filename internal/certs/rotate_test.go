@@ -18,6 +18,7 @@ import (
 	"github.com/ehsaniara/joblet/internal/config"
 	"github.com/ehsaniara/joblet/internal/pki"
 	"github.com/ehsaniara/joblet/internal/secretstore"
+	"github.com/ehsaniara/joblet/internal/secretstore/storetest"
 	"github.com/ehsaniara/joblet/internal/testutil/reliability"
 )
 
@@ -37,7 +38,7 @@ func trustOf(t *testing.T, st secretstore.Store) []*x509.Certificate {
 
 func TestRotationPhases(t *testing.T) {
 	ctx := context.Background()
-	st := secretstore.NewMemoryStore()
+	st := storetest.NewMemoryStore()
 	o := opts(t, st)
 	bootstrap(t, o)
 	cfgPath := filepath.Join(o.Home, "config", "joblet-config.yml")
@@ -117,7 +118,7 @@ func TestRotationPhases(t *testing.T) {
 
 func TestRotationAbort(t *testing.T) {
 	ctx := context.Background()
-	st := secretstore.NewMemoryStore()
+	st := storetest.NewMemoryStore()
 	bootstrap(t, opts(t, st))
 	r := rotation{f: &certs.Fleet{Store: st}}
 	orig, _ := r.Status(ctx)
@@ -185,7 +186,7 @@ func kmsOpener(t *testing.T, arns ...string) certs.KMSOpener {
 // then to a second KMS key and back: the key labels follow the certificate.
 func TestRotationToKMSAndAbort(t *testing.T) {
 	ctx := context.Background()
-	st := secretstore.NewMemoryStore()
+	st := storetest.NewMemoryStore()
 	o := opts(t, st)
 	bootstrap(t, o)
 	cfgPath := filepath.Join(o.Home, "config", "joblet-config.yml")
@@ -248,7 +249,7 @@ func TestRotationToKMSAndAbort(t *testing.T) {
 }
 
 // noCAKey fails the test's reads of ca-key: a KMS-mode node must not need it.
-type noCAKey struct{ *secretstore.MemoryStore }
+type noCAKey struct{ *storetest.MemoryStore }
 
 func (s noCAKey) Get(ctx context.Context, n []string) (map[string]string, error) {
 	for _, name := range n {
@@ -287,7 +288,7 @@ func (r rotation) Abort(ctx context.Context) (*certs.RotationStatus, error) {
 // command that completes it; re-running begin completes it.
 func TestInterruptedBeginReadsTheSameEverywhere(t *testing.T) {
 	ctx := context.Background()
-	st := secretstore.NewMemoryStore()
+	st := storetest.NewMemoryStore()
 	o := opts(t, st)
 	bootstrap(t, o)
 	key, err := pki.GenerateKey(pki.ECDSAP256, nil)
@@ -325,7 +326,7 @@ func TestRevocationSurvivesRotation(t *testing.T) {
 	ctx := context.Background()
 	for _, path := range []string{"finish", "abort", "force-regenerate", "kms-migration"} {
 		t.Run(path, func(t *testing.T) {
-			st := secretstore.NewMemoryStore()
+			st := storetest.NewMemoryStore()
 			o := opts(t, st)
 			bootstrap(t, o)
 			cfgPath := filepath.Join(o.Home, "config", "joblet-config.yml")
@@ -396,7 +397,7 @@ func TestRevocationSurvivesRotation(t *testing.T) {
 // a refreshed rnx config, and makes status name the problem.
 func TestCRLRollbackIsRefused(t *testing.T) {
 	ctx := context.Background()
-	st := secretstore.NewMemoryStore()
+	st := storetest.NewMemoryStore()
 	o := opts(t, st)
 	bootstrap(t, o)
 	cfgPath := filepath.Join(o.Home, "config", "joblet-config.yml")
@@ -470,7 +471,7 @@ func TestCRLRollbackIsRefused(t *testing.T) {
 // the rotation is all good in every phase.
 func TestStatusFlagsStaleClientConfigs(t *testing.T) {
 	ctx := context.Background()
-	st := secretstore.NewMemoryStore()
+	st := storetest.NewMemoryStore()
 	o := opts(t, st)
 	bootstrap(t, o)
 	cfgPath := filepath.Join(o.Home, "config", "joblet-config.yml")
@@ -532,7 +533,7 @@ func TestStatusFlagsStaleClientConfigs(t *testing.T) {
 // serial stays listed).
 func TestConcurrentRevokesAllStay(t *testing.T) {
 	ctx := context.Background()
-	st := secretstore.NewMemoryStore()
+	st := storetest.NewMemoryStore()
 	bootstrap(t, opts(t, st))
 	const n = 6
 	serials := make([]*big.Int, n)
@@ -566,7 +567,7 @@ func TestConcurrentRevokesAllStay(t *testing.T) {
 // the newer CRL refuses one that drops a serial it revokes.
 func TestRollbackThenRevokeKeepsRevocations(t *testing.T) {
 	ctx := context.Background()
-	st := secretstore.NewMemoryStore()
+	st := storetest.NewMemoryStore()
 	o := opts(t, st)
 	bootstrap(t, o)
 	cfgPath := filepath.Join(o.Home, "config", "joblet-config.yml")
@@ -663,7 +664,7 @@ func (c *cutStore) PutPending(ctx context.Context, name, v string) error {
 func TestBeginInterruptedAtEachWrite(t *testing.T) {
 	ctx := context.Background()
 	for k := 1; ; k++ {
-		st := secretstore.NewMemoryStore()
+		st := storetest.NewMemoryStore()
 		o := opts(t, st)
 		bootstrap(t, o)
 		_, err := (&certs.Fleet{Store: &cutStore{Store: st, n: k}}).BeginRotation(ctx, "")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/x509"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/ehsaniara/joblet/internal/pki"
@@ -68,6 +69,17 @@ func legacyNodeScope(kmsMode bool) scope { return scope{caKey: true, kmsMode: km
 // root certificate, the node-issuing pair, the trust and the CRL.
 var nodeScope = scope{nodeCA: true}
 
+// bootstrapScope is what a bootstrap reads on its full path (creating a
+// fleet, or one from before the node-issuing CA): the CA, its key's place,
+// the node-issuing pair, every role.
+func bootstrapScope(kmsMode bool) scope {
+	return scope{caKey: true, kmsMode: kmsMode, nodeCA: true, roles: pki.Roles}
+}
+
+// wholeScope is every shared secret of a fleet, both CA key places
+// included: what an operator reads, replicates and exports.
+var wholeScope = scope{bothKeys: true, nodeCA: true, roles: pki.Roles}
+
 // keyNames are the CA key secrets the scope reads.
 func (sc scope) keyNames(n Names) []string {
 	switch {
@@ -81,19 +93,51 @@ func (sc scope) keyNames(n Names) []string {
 	return nil
 }
 
-// names are the secrets the scope reads (its pending read aside).
+// names are the secrets the scope reads (its pending read aside): every
+// list of secrets a flow reads, replicates, exports or is granted is
+// derived from here. The order is the one a first node creates them in
+// (Names.All, the KMS key reference in the CA key's place after them),
+// then what the fleet adds later: the trust bundle, the CRL, the cross
+// certificate.
 func (sc scope) names(n Names) []string {
-	read := append([]string{n.CACert()}, sc.keyNames(n)...)
+	return append(sc.shared(n), sc.fleetWide(n)...)
+}
+
+// shared are the scope's secrets a first node creates: the CA, its key's
+// place, the role pairs and the node-issuing pair.
+func (sc scope) shared(n Names) []string {
+	keys := sc.keyNames(n)
+	read := []string{n.CACert()}
+	if slices.Contains(keys, n.CAKey()) {
+		read = append(read, n.CAKey())
+	}
+	read = append(read, sc.roleNames(n)...)
 	if sc.nodeCA && !sc.before13 {
 		read = append(read, n.NodeCACert(), n.NodeCAKey())
 	}
+	if slices.Contains(keys, n.CAKMSKey()) {
+		read = append(read, n.CAKMSKey())
+	}
+	return read
+}
+
+// roleNames are the client pairs the scope reads.
+func (sc scope) roleNames(n Names) []string {
+	var out []string
 	for _, r := range sc.roles {
-		read = append(read, n.ClientCert(r), n.ClientKey(r))
+		out = append(out, n.ClientCert(r), n.ClientKey(r))
 	}
+	return out
+}
+
+// fleetWide are the secrets every scope reads that the fleet's life adds
+// (a revoke, a rotation): the trust bundle, the CRL and, unless the scope
+// is a policy's from before the node-issuing CA, the cross certificate.
+func (sc scope) fleetWide(n Names) []string {
 	if sc.before13 {
-		return append(read, n.Bundle(), n.CRL())
+		return []string{n.Bundle(), n.CRL()}
 	}
-	return append(read, n.Bundle(), n.CRL(), n.CACross())
+	return []string{n.Bundle(), n.CRL(), n.CACross()}
 }
 
 // state is the fleet's shared state as one read found it, parsed once.

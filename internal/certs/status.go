@@ -132,7 +132,8 @@ func (f *Fleet) observe(ctx context.Context, o StatusOptions) *observed {
 	// policy allows; an operator (no server config, an embedded node, or
 	// a fleet from before the node-issuing CA) reads the root's key place
 	// and every role as well.
-	sc := scope{caKey: true, kmsMode: kmsID != "", nodeCA: true, roles: pki.Roles, pending: true}
+	sc := bootstrapScope(kmsID != "")
+	sc.pending = true
 	if srv := obs.server; srv != nil && srv.Store.Kind != "" && !srv.Store.EmbeddedIn(homeOf(o.ServerConfig)) {
 		if _, chain, err := issuedChain(obs.server.Security.ServerCert, obs.server.Security.CACert); err == nil && len(chain) > 0 {
 			obs.fleetNode = true
@@ -365,6 +366,13 @@ func (g *grader) server(obs *observed, revoked map[string]bool) {
 	if pki.CheckNotRevoked(leaf, revoked) != nil {
 		cr.Level = max(cr.Level, Attention)
 		cr.Problems = append(cr.Problems, "is revoked (the running server renews it on its next refresh; or `joblet certs renew`)")
+	}
+	if missing := MissingNames(srv); len(missing) > 0 {
+		// Clients and balancers that reach the node by such a name fail
+		// the handshake; renewal copies the certificate's names, so only
+		// a bootstrap (which keeps the configured ones) adds them back.
+		cr.Level = max(cr.Level, Attention)
+		cr.Problems = append(cr.Problems, fmt.Sprintf("lacks %s, configured in %s (server.serverAddress, publicAddress, additionalNames): clients that reach the node by it fail the handshake; re-run `joblet certs bootstrap`, which keeps the configured names", strings.Join(missing, ", "), path))
 	}
 	if s != nil {
 		// A CRL that went missing or back in the store is a revocation

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/ehsaniara/joblet/internal/secretstore"
+	"github.com/ehsaniara/joblet/internal/secretstore/storetest"
 )
 
 // throttlingStore answers ErrThrottled (as the awssm store does once the
@@ -38,7 +39,7 @@ func (s *throttlingStore) Create(ctx context.Context, sec secretstore.Secret) er
 // reading the fleet at once) waits and reads again instead of failing: one
 // read per throttle plus the one that answers, and no create.
 func TestThrottledJoinReadsAgain(t *testing.T) {
-	mem := secretstore.NewMemoryStore()
+	mem := storetest.NewMemoryStore()
 	bootstrap(t, opts(t, mem))
 	st := &throttlingStore{Store: mem, decide: func(n int32) bool { return n <= 2 }}
 	bootstrap(t, opts(t, st))
@@ -51,7 +52,7 @@ func TestThrottledJoinReadsAgain(t *testing.T) {
 // throttle, after 3 reads: it does not hammer a throttled store, and ends
 // well inside the command's deadline.
 func TestThrottledJoinGivesUp(t *testing.T) {
-	mem := secretstore.NewMemoryStore()
+	mem := storetest.NewMemoryStore()
 	bootstrap(t, opts(t, mem))
 	st := &throttlingStore{Store: mem, decide: func(int32) bool { return true }}
 	_, err := boot(context.Background(), opts(t, st))
@@ -69,7 +70,7 @@ func TestThrottledJoinGivesUp(t *testing.T) {
 // reads and the throttled ones read again).
 func TestThrottledBurstLosersConverge(t *testing.T) {
 	const nodes = 20
-	mem := secretstore.NewMemoryStore()
+	mem := storetest.NewMemoryStore()
 	stores := make([]*throttlingStore, nodes)
 	var wg sync.WaitGroup
 	errs := make([]error, nodes)
@@ -108,7 +109,7 @@ func TestThrottledBurstLosersConverge(t *testing.T) {
 // A store that cannot be reached is not waited for: only a throttle says
 // that waiting helps (the client already retried the connection).
 func TestUnreachableStoreFailsAtOnce(t *testing.T) {
-	mem := secretstore.NewMemoryStore()
+	mem := storetest.NewMemoryStore()
 	bootstrap(t, opts(t, mem))
 	unreachable := secretstore.Kind("unreachable", secretstore.ErrTemporary)
 	st := &failingStore{Store: mem, err: unreachable}

@@ -16,7 +16,7 @@ import (
 
 	"github.com/ehsaniara/joblet/internal/certs"
 	"github.com/ehsaniara/joblet/internal/pki"
-	"github.com/ehsaniara/joblet/internal/secretstore"
+	"github.com/ehsaniara/joblet/internal/secretstore/storetest"
 	"github.com/ehsaniara/joblet/internal/testutil/reliability"
 )
 
@@ -55,7 +55,7 @@ func TestStoredSecretVectors(t *testing.T) {
 		ran++
 		t.Run(d.Name(), func(t *testing.T) {
 			dir := filepath.Join(vectorDir, d.Name())
-			st := secretstore.NewMemoryStore()
+			st := storetest.NewMemoryStore()
 			for k, v := range base {
 				st.Set(k, v)
 			}
@@ -122,7 +122,7 @@ func readVectorSecrets(t *testing.T, dir string) map[string]string {
 }
 
 // applyVector spoils the store as the vector says and names what it spoilt.
-func applyVector(t *testing.T, st *secretstore.MemoryStore, dir string) []string {
+func applyVector(t *testing.T, st *storetest.MemoryStore, dir string) []string {
 	t.Helper()
 	var spoilt []string
 	for k, v := range readVectorSecrets(t, dir) {
@@ -165,7 +165,7 @@ func writeVectors(t *testing.T) {
 	t.Helper()
 	const century = 100 * 365 * 24 * time.Hour
 	os.RemoveAll(vectorDir)
-	st := secretstore.NewMemoryStore()
+	st := storetest.NewMemoryStore()
 	o := opts(t, st)
 	o.CALifetime, o.ClientLifetime, o.ServerLifetime = century, century, 24*time.Hour
 	bootstrap(t, o)

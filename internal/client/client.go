@@ -19,8 +19,8 @@ import (
 	"google.golang.org/grpc/status"
 
 	pb "github.com/ehsaniara/joblet/api/jobletv1"
-	"github.com/ehsaniara/joblet/internal/certs"
 	"github.com/ehsaniara/joblet/internal/config"
+	"github.com/ehsaniara/joblet/internal/nodefacts"
 	"github.com/ehsaniara/joblet/internal/pki"
 )
 
@@ -275,9 +275,9 @@ func (c *Conn) CheckServer(chains [][]*x509.Certificate, crlPEM string) error {
 	return nil
 }
 
-// DialNodeInfo returns a certs.NodeInfo that connects to each address directly with the
+// DialNodeInfo returns a nodefacts.Asker that connects to each address directly with the
 // default node credentials of the rnx config at path (an operator config).
-func DialNodeInfo(path string) (certs.NodeInfo, error) {
+func DialNodeInfo(path string) (nodefacts.Asker, error) {
 	cfg, err := config.LoadRnx(path)
 	if err != nil {
 		return nil, fmt.Errorf("asking the nodes needs an operator rnx config: %w", err)
@@ -286,21 +286,21 @@ func DialNodeInfo(path string) (certs.NodeInfo, error) {
 	if err != nil {
 		return nil, err
 	}
-	return func(ctx context.Context, address string) (certs.NodeFacts, error) {
+	return func(ctx context.Context, address string) (nodefacts.Facts, error) {
 		n := *base
 		n.Address = address
 		conn, err := Dial(n.Address, &n)
 		if err != nil {
-			return certs.NodeFacts{}, err
+			return nodefacts.Facts{}, err
 		}
 		defer conn.Close()
 		info, err := conn.Info(ctx)
 		if err != nil {
-			return certs.NodeFacts{}, err
+			return nodefacts.Facts{}, err
 		}
-		f := certs.NodeFacts{NodeID: info.NodeId, IssuerSHA256: info.ServerCertIssuerSha256, ClientIssuers: map[string]certs.ClientsSeen{}}
+		f := nodefacts.Facts{NodeID: info.NodeId, IssuerSHA256: info.ServerCertIssuerSha256, ClientIssuers: map[string]nodefacts.ClientsSeen{}}
 		for _, ci := range info.ClientIssuers {
-			f.ClientIssuers[ci.KeyId] = certs.ClientsSeen{Handshakes: ci.Handshakes, LastSeen: time.Unix(ci.LastSeenUnix, 0)}
+			f.ClientIssuers[ci.KeyId] = nodefacts.ClientsSeen{Handshakes: ci.Handshakes, LastSeen: time.Unix(ci.LastSeenUnix, 0)}
 		}
 		return f, nil
 	}, nil

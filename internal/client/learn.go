@@ -46,9 +46,9 @@ func (l *learner) held() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.heldNum == "" || l.heldPEM != l.node.CRL {
-		l.heldPEM, l.heldNum = l.node.CRL, "none"
-		if n, err := pki.CRLNumber([]byte(l.node.CRL)); l.node.CRL != "" && err == nil && n != nil {
-			l.heldNum = n.Text(16)
+		l.heldPEM, l.heldNum = l.node.CRL, pb.FormatCRLNumber(nil)
+		if n, err := pki.CRLNumber([]byte(l.node.CRL)); l.node.CRL != "" && err == nil {
+			l.heldNum = pb.FormatCRLNumber(n)
 		}
 	}
 	return l.heldNum

@@ -3,12 +3,14 @@ package config
 import (
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 )
 
 func TestServerRoundTrip(t *testing.T) {
-	in := &Server{Version: "3.0", Server: Listen{Address: "::1", Port: 50051, NodeID: "n1"},
+	in := &Server{Version: "3.0", Server: Listen{Address: "::1", Port: 50051, NodeID: "n1",
+		ServerAddress: "10.0.0.5", PublicAddress: "lb.example:443", AdditionalNames: []string{"n1.internal", "10.1.1.1"}},
 		Security: Security{ServerCert: "C\n", ServerKey: "K\n", CACert: "A\nB\n"},
 		Jobs:     Jobs{LogBufferBytes: 42, StopGracePeriod: "2s"}}
 	b, err := in.Marshal()
@@ -21,7 +23,7 @@ func TestServerRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if *out != *in {
+	if !reflect.DeepEqual(out, in) {
 		t.Fatalf("round trip: %+v != %+v", out, in)
 	}
 	if out.ListenAddr() != "[::1]:50051" {

@@ -24,6 +24,9 @@ func (j Jobs) Validate() error {
 	if _, _, err := j.Memory(); err != nil {
 		return err
 	}
+	if _, _, err := j.Disk(); err != nil {
+		return err
+	}
 	for key, v := range map[string]int{"jobs.cpuDefault": j.CPUDefault, "jobs.cpuMax": j.CPUMax, "jobs.procsDefault": j.ProcsDefault,
 		"jobs.procsMax": j.ProcsMax, "jobs.maxRunning": j.MaxRunning, "jobs.maxKept": j.MaxKept, "jobs.maxRequestBytes": j.MaxRequestBytes, "jobs.listPageMax": j.ListPageMax} {
 		if v < 0 {
@@ -49,14 +52,24 @@ const MaxRequestBytesCeiling = 1 << 20
 
 // Memory parses MemoryDefault and MemoryMax (0 when absent).
 func (j Jobs) Memory() (def, max int64, err error) {
-	if def, err = ParseBytes(j.MemoryDefault); err != nil {
-		return 0, 0, fmt.Errorf("jobs.memoryDefault: %w", err)
+	return sizePair("jobs.memoryDefault", j.MemoryDefault, "jobs.memoryMax", j.MemoryMax)
+}
+
+// Disk parses DiskDefault and DiskMax (0 when absent).
+func (j Jobs) Disk() (def, max int64, err error) {
+	return sizePair("jobs.diskDefault", j.DiskDefault, "jobs.diskMax", j.DiskMax)
+}
+
+// sizePair parses a default and its ceiling, keyed for the messages.
+func sizePair(defKey, defText, maxKey, maxText string) (def, max int64, err error) {
+	if def, err = ParseBytes(defText); err != nil {
+		return 0, 0, fmt.Errorf("%s: %w", defKey, err)
 	}
-	if max, err = ParseBytes(j.MemoryMax); err != nil {
-		return 0, 0, fmt.Errorf("jobs.memoryMax: %w", err)
+	if max, err = ParseBytes(maxText); err != nil {
+		return 0, 0, fmt.Errorf("%s: %w", maxKey, err)
 	}
 	if max > 0 && def > max {
-		return 0, 0, fmt.Errorf("jobs.memoryDefault %s is above jobs.memoryMax %s", j.MemoryDefault, j.MemoryMax)
+		return 0, 0, fmt.Errorf("%s %s is above %s %s", defKey, defText, maxKey, maxText)
 	}
 	return def, max, nil
 }

@@ -27,6 +27,8 @@ func TestJobsValidate(t *testing.T) {
 		{Jobs{Network: "bridge"}, "jobs.network"},
 		{Jobs{MemoryDefault: "2G", MemoryMax: "1G"}, "jobs.memoryDefault 2G is above jobs.memoryMax 1G"},
 		{Jobs{MemoryMax: "lots"}, "jobs.memoryMax"},
+		{Jobs{DiskDefault: "2G", DiskMax: "1G"}, "jobs.diskDefault 2G is above jobs.diskMax 1G"},
+		{Jobs{DiskDefault: "-1"}, "jobs.diskDefault"},
 		{Jobs{CPUDefault: 200, CPUMax: 100}, "jobs.cpuDefault 200 is above jobs.cpuMax 100"},
 		{Jobs{ProcsDefault: 10, ProcsMax: 5}, "jobs.procsDefault"},
 		{Jobs{MaxRunning: -1}, "jobs.maxRunning"},

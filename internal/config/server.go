@@ -35,20 +35,36 @@ type Metrics struct {
 	Address string `yaml:"address,omitempty"`
 }
 
+// StoreMode is how a node's fleet state is kept: in which store, and
+// whose store it is. It decides more than a description: a shared store
+// gives server certificates short lifetimes (they renew automatically),
+// and an embedded node is its own fleet's operator.
+type StoreMode string
+
+const (
+	// ModeSecretsManager: AWS Secrets Manager, shared by the fleet.
+	ModeSecretsManager StoreMode = "secretsmanager"
+	// ModeDir: a directory store shared by the fleet (--store dir:PATH).
+	ModeDir StoreMode = "dir"
+	// ModeEmbedded: this node's private directory store (HOME/ca); it is
+	// recorded as ModeDir in a StoreRef (see EmbeddedIn).
+	ModeEmbedded StoreMode = "embedded"
+)
+
 // StoreRef says where the node's shared certificates live, so the running
 // server can refresh its trust and renew its certificate.
 type StoreRef struct {
-	Kind   string `yaml:"kind,omitempty"` // secretsmanager, dir
-	Prefix string `yaml:"prefix,omitempty"`
-	Region string `yaml:"region,omitempty"`
-	Dir    string `yaml:"dir,omitempty"`
+	Kind   StoreMode `yaml:"kind,omitempty"` // ModeSecretsManager or ModeDir
+	Prefix string    `yaml:"prefix,omitempty"`
+	Region string    `yaml:"region,omitempty"`
+	Dir    string    `yaml:"dir,omitempty"`
 }
 
 // EmbeddedIn reports whether the store is the embedded one of the node
 // whose home is home: a directory store under home/ca, where the node is
 // its own operator.
 func (r StoreRef) EmbeddedIn(home string) bool {
-	return r.Kind == "dir" && filepath.Clean(r.Dir) == filepath.Join(home, "ca")
+	return r.Kind == ModeDir && filepath.Clean(r.Dir) == filepath.Join(home, "ca")
 }
 
 // Listen is where and as whom the node serves.
@@ -56,6 +72,13 @@ type Listen struct {
 	Address string `yaml:"address"`
 	Port    int    `yaml:"port"`
 	NodeID  string `yaml:"nodeId"`
+	// The names bootstrap put in the server certificate (besides the
+	// defaults), recorded so that a re-run keeps them when it is not given
+	// them again: this node's address, a load balancer's HOST[:PORT] and
+	// the additional names.
+	ServerAddress   string   `yaml:"serverAddress,omitempty"`
+	PublicAddress   string   `yaml:"publicAddress,omitempty"`
+	AdditionalNames []string `yaml:"additionalNames,omitempty"`
 }
 
 // Security holds the node's TLS material as PEM.
@@ -78,6 +101,10 @@ type Security struct {
 	MaxConnectionAgeGrace string `yaml:"maxConnectionAgeGrace,omitempty"`
 	HandshakeTimeout      string `yaml:"handshakeTimeout,omitempty"`
 	MaxPendingHandshakes  int    `yaml:"maxPendingHandshakes,omitempty"`
+	MaxConnectionIdle     string `yaml:"maxConnectionIdle,omitempty"`
+	KeepaliveTime         string `yaml:"keepaliveTime,omitempty"`
+	MaxStreamsPerConn     int    `yaml:"maxStreamsPerConnection,omitempty"`
+	MaxStreamsPerRole     int    `yaml:"maxStreamsPerRole,omitempty"`
 }
 
 // Defaults for Security when the config leaves them out.
@@ -112,6 +139,8 @@ type Jobs struct {
 	Dir             string `yaml:"dir,omitempty"`     // the jobs' work dirs
 	MemoryDefault   string `yaml:"memoryDefault,omitempty"`
 	MemoryMax       string `yaml:"memoryMax,omitempty"`
+	DiskDefault     string `yaml:"diskDefault,omitempty"` // a job's files (work dir, /tmp): a tmpfs of this size
+	DiskMax         string `yaml:"diskMax,omitempty"`
 	CPUDefault      int    `yaml:"cpuDefault,omitempty"`
 	CPUMax          int    `yaml:"cpuMax,omitempty"`
 	ProcsDefault    int    `yaml:"procsDefault,omitempty"`

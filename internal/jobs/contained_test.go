@@ -5,11 +5,10 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/ehsaniara/joblet/internal/sandbox"
 )
 
 // contained is a Manager with full isolation; this node must provide it
@@ -80,7 +79,7 @@ func hostRuns(cmdline string) bool {
 }
 
 func TestContainedMemoryLimitIsTheReason(t *testing.T) {
-	m := contained(t, Options{Default: sandbox.Limits{MemoryBytes: 64 << 20}})
+	m := contained(t, Options{Default: Limits{MemoryBytes: 64 << 20}})
 	s, err := m.Run("sh", []string{"-c", "x=aaaaaaaaaaaaaaaa; while :; do x=$x$x; done"}, "developer")
 	if err != nil {
 		t.Fatal(err)
@@ -92,7 +91,7 @@ func TestContainedMemoryLimitIsTheReason(t *testing.T) {
 }
 
 func TestCapsRefuseWithErrLimit(t *testing.T) {
-	m := contained(t, Options{MaxRunning: 1, MaxKept: 1, MaxRequestBytes: 100, Max: sandbox.Limits{MemoryBytes: 1 << 30}})
+	m := contained(t, Options{MaxRunning: 1, MaxKept: 1, MaxRequestBytes: 100, Max: Limits{MemoryBytes: 1 << 30}})
 	long, err := m.Run("sleep", []string{"600"}, "developer")
 	if err != nil {
 		t.Fatal(err)
@@ -103,9 +102,10 @@ func TestCapsRefuseWithErrLimit(t *testing.T) {
 	}{
 		"running": {Request{Command: "true"}, "jobs.maxRunning"},
 		"size":    {Request{Command: "echo", Args: []string{strings.Repeat("x", 101)}}, "jobs.maxRequestBytes"},
-		"memory":  {Request{Command: "true", Limits: sandbox.Limits{MemoryBytes: 2 << 30}}, "jobs.memoryMax"},
-		"cpu":     {Request{Command: "true", Limits: sandbox.Limits{CPUPercent: 101}}, "jobs.cpuMax"},
-		"procs":   {Request{Command: "true", Limits: sandbox.Limits{MaxProcs: 100000}}, "jobs.procsMax"},
+		"memory":  {Request{Command: "true", Limits: Limits{MemoryBytes: 2 << 30}}, "jobs.memoryMax"},
+		"cpu":     {Request{Command: "true", Limits: Limits{CPUPercent: 101}}, "jobs.cpuMax"},
+		"procs":   {Request{Command: "true", Limits: Limits{MaxProcs: 100000}}, "jobs.procsMax"},
+		"disk":    {Request{Command: "true", Limits: Limits{DiskBytes: DefaultDisk + 1}}, "jobs.diskMax"},
 	} {
 		if _, err := m.Start(tc.r); !errors.Is(err, ErrLimit) || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: %v, want ErrLimit naming %s", name, err, tc.want)
@@ -135,12 +135,12 @@ func TestCapsRefuseWithErrLimit(t *testing.T) {
 }
 
 func TestOptionsDefaultsFollowCeilings(t *testing.T) {
-	o := Options{Max: sandbox.Limits{MemoryBytes: 128 << 20, CPUPercent: 400}}
+	o := Options{Max: Limits{MemoryBytes: 128 << 20, CPUPercent: 400}}
 	o.fill()
 	if o.Default.MemoryBytes != 128<<20 || o.Default.CPUPercent != DefaultCPUPercent || o.Max.MaxProcs != DefaultMaxProcs {
 		t.Fatalf("%+v %+v", o.Default, o.Max)
 	}
-	if _, err := New(Options{Isolation: sandbox.None, Default: sandbox.Limits{CPUPercent: 300}, Max: sandbox.Limits{CPUPercent: 200}}); err == nil {
+	if _, err := New(Options{Isolation: IsolationNone, Default: Limits{CPUPercent: 300}, Max: Limits{CPUPercent: 200}}); err == nil {
 		t.Fatal("a default above its ceiling was accepted")
 	}
 }
@@ -158,5 +158,30 @@ func TestContainedStopTermsTheCommand(t *testing.T) {
 	st, err := m.Stop(context.Background(), s.ID)
 	if err != nil || st.Status != Stopped || time.Since(t0) > 3*time.Second {
 		t.Fatalf("%+v %v after %s", st, err, time.Since(t0))
+	}
+}
+
+// A job's disk limit, from the request or the node's default, is where its
+// writes stop with ENOSPC; the job goes on and says so.
+func TestContainedDiskLimitIsENOSPC(t *testing.T) {
+	m := contained(t, Options{Default: Limits{DiskBytes: 8 << 20}, Max: Limits{DiskBytes: 64 << 20}})
+	for _, tc := range []struct {
+		lim  Limits
+		want int64 // KiB
+	}{{Limits{}, 8 << 10}, {Limits{DiskBytes: 16 << 20}, 16 << 10}} {
+		s, err := m.Start(Request{Command: "sh", Args: []string{"-c", "head -c 100M /dev/zero > big; echo rc=$?; du -sk big | cut -f1"}, Limits: tc.lim})
+		if err != nil {
+			t.Fatal(err)
+		}
+		d := waitDone(t, m, s.ID)
+		out, errOut := streams(t, m, s.ID, false)
+		if d.Status != Completed || d.Limits.DiskBytes == 0 || !strings.Contains(errOut, "No space left on device") || !strings.Contains(out, "rc=1") {
+			t.Fatalf("%+v\n%s%s", d, out, errOut)
+		}
+		// The file is the limit, less the tmpfs's own few blocks.
+		f := strings.Fields(out)
+		if kib, _ := strconv.ParseInt(f[len(f)-1], 10, 64); kib > tc.want || kib < tc.want*9/10 {
+			t.Errorf("limit %+v: the job wrote %d KiB, want about %d", tc.lim, kib, tc.want)
+		}
 	}
 }

@@ -6,11 +6,11 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ehsaniara/joblet/internal/config"
-	"github.com/ehsaniara/joblet/internal/sandbox"
+	"github.com/ehsaniara/joblet/internal/containment"
 )
 
 // ending is a job's final status and the reason shown with it.
-func ending(e sandbox.Exit, stopped bool, lim sandbox.Limits) (status, reason string) {
+func ending(e containment.Exit, stopped bool, lim Limits) (status, reason string) {
 	switch {
 	case stopped:
 		return Stopped, "stopped"

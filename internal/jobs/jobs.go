@@ -1,6 +1,7 @@
-// Package jobs runs commands contained (internal/sandbox: an unprivileged
-// user, their own namespaces and cgroup), enforces the node's caps, and
-// keeps their state and a bounded tail of their output in memory.
+// Package jobs runs commands contained (an unprivileged user, their own
+// namespaces, cgroup and files, a syscall filter: the containment.Runtime
+// internal/sandbox registers), enforces the node's caps, and keeps their
+// state and a bounded tail of their output in memory.
 package jobs
 
 import (
@@ -13,8 +14,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/ehsaniara/joblet/internal/containment"
 	"github.com/ehsaniara/joblet/internal/jobid"
-	"github.com/ehsaniara/joblet/internal/sandbox"
 )
 
 // Status of a job.
@@ -41,16 +42,16 @@ type Snapshot struct {
 	// Reason says how the job ended: "exit code 3", "killed by SIGSEGV",
 	// "killed at its memory limit (512 MiB)", "stopped".
 	Reason string
-	Limits sandbox.Limits // in force: the request's, or the node's defaults
+	Limits Limits // in force: the request's, or the node's defaults
 }
 
 type job struct {
 	id, command, startedBy string
 	args                   []string
 	started                time.Time
-	proc                   *sandbox.Process
+	proc                   containment.Process
 	dir                    string // the job's work dir, removed when it is evicted
-	limits                 sandbox.Limits
+	limits                 Limits
 	out                    *output
 	done                   chan struct{}
 
@@ -70,26 +71,21 @@ type Manager struct {
 	grace       time.Duration
 	uid, gid    int
 	hide        []string
-	unavailable error // why isolation full cannot work here; nil when it can
+	unavailable error               // why isolation full cannot work here; nil when it can
+	runDir      string              // this Manager's work dirs (sweep.go)
+	runLock     *os.File            // held while the process lives
+	rt          containment.Runtime // internal/sandbox, when the binary links it
 
 	mu      sync.Mutex
 	jobs    map[string]*job
 	running int
 }
 
-// NewManager is an UNCONFINED manager (isolation none, the server's user)
-// keeping at most logBytes of output per job and giving a stopped job grace
-// between SIGTERM and SIGKILL: for tests and demos; servers use New.
-func NewManager(logBytes int, grace time.Duration) *Manager {
-	m, _ := New(Options{Isolation: sandbox.None, OutputBytes: logBytes, Grace: grace})
-	return m
-}
-
 // Request is one job to run.
 type Request struct {
 	Command   string
 	Args, Env []string
-	Limits    sandbox.Limits // zero fields: the node's defaults
+	Limits    Limits // zero fields: the node's defaults
 	StartedBy string
 }
 
@@ -126,8 +122,8 @@ func (m *Manager) Start(r Request) (Snapshot, error) {
 	m.mu.Unlock()
 	j := &job{id: id, command: r.Command, args: append([]string(nil), r.Args...), startedBy: r.StartedBy,
 		limits: lim, out: newOutput(m.logBytes), done: make(chan struct{}), status: Running}
-	if j.dir, err = sandbox.MakeWorkDir(m.opts.JobsDir, id, m.uid, m.gid); err == nil {
-		j.proc, err = sandbox.Start(m.spec(id, j.dir, &r, lim), j.out.writer(Stdout), j.out.writer(Stderr))
+	if j.dir, err = m.rt.MakeWorkDir(m.runDir, id, m.uid, m.gid); err == nil {
+		j.proc, err = m.rt.Start(m.spec(id, j.dir, &r, lim), j.out.writer(Stdout), j.out.writer(Stderr))
 	}
 	if err != nil {
 		m.mu.Lock()
@@ -298,4 +294,5 @@ func (m *Manager) Shutdown(ctx context.Context) {
 	}
 	wg.Wait()
 	m.removeWorkDirs()
+	m.releaseRun()
 }

@@ -9,7 +9,28 @@ import (
 	"time"
 
 	"github.com/ehsaniara/joblet/internal/config"
-	"github.com/ehsaniara/joblet/internal/sandbox"
+	"github.com/ehsaniara/joblet/internal/containment"
+)
+
+// Limits bound one job. In a Request a zero field takes the node's default;
+// in Options.Max a zero field makes the default the ceiling. The server's
+// API speaks these, not the mechanism's (internal/containment).
+type Limits struct {
+	MemoryBytes int64
+	CPUPercent  int // of one core: 50 is half a core, 200 two cores
+	MaxProcs    int
+	// DiskBytes bounds the job's files: its work dir, /tmp and /dev/shm
+	// share one tmpfs of this size. Its pages are charged to the job's
+	// memory cgroup: files count toward MemoryBytes as well.
+	DiskBytes int64
+}
+
+// Isolation and network modes (jobs.isolation, jobs.network).
+const (
+	IsolationFull = containment.Full
+	IsolationNone = containment.None
+	NetworkNone   = containment.NetNone
+	NetworkHost   = containment.NetHost
 )
 
 // ErrLimit wraps every refusal for a cap of the node (running jobs, request
@@ -22,9 +43,9 @@ var ErrUnavailable = errors.New("jobs unavailable on this node")
 
 // Options configure a Manager; zero fields take the defaults below.
 type Options struct {
-	Isolation string // sandbox.Full (default) or sandbox.None
-	User      string // the job user; default sandbox.DefaultUser
-	Network   string // sandbox.NetNone (default) or sandbox.NetHost
+	Isolation string // IsolationFull (default) or IsolationNone
+	User      string // the job user; default joblet-job (internal/sandbox)
+	Network   string // NetworkNone (default) or NetworkHost
 	// JobsDir holds one private work dir per job; default
 	// $TMPDIR/joblet-jobs. Jobs never see it, only their own directory.
 	JobsDir string
@@ -33,7 +54,7 @@ type Options struct {
 	Hide []string
 	// Default applies to a request that sets no limit; Max caps what a
 	// request may ask for (0: the default is also the ceiling).
-	Default, Max    sandbox.Limits
+	Default, Max    Limits
 	MaxRunning      int // jobs running at once
 	MaxKept         int // finished jobs kept; the oldest go with their output and work dir
 	MaxRequestBytes int // command + args + env of one request
@@ -54,11 +75,12 @@ const (
 	DefaultMemory          = 512 << 20
 	DefaultCPUPercent      = 100
 	DefaultMaxProcs        = 256
+	DefaultDisk            = 256 << 20
 )
 
 func (o *Options) fill() {
-	o.Isolation = cmpOr(o.Isolation, sandbox.Full)
-	o.Network = cmpOr(o.Network, sandbox.NetNone)
+	o.Isolation = cmpOr(o.Isolation, IsolationFull)
+	o.Network = cmpOr(o.Network, NetworkNone)
 	o.JobsDir = cmpOr(o.JobsDir, filepath.Join(os.TempDir(), "joblet-jobs"))
 	o.MaxRunning = cmpOr(o.MaxRunning, DefaultMaxRunning)
 	o.MaxKept = cmpOr(o.MaxKept, DefaultMaxKept)
@@ -68,9 +90,11 @@ func (o *Options) fill() {
 	o.Default.MemoryBytes = cmpOr(o.Default.MemoryBytes, minSet(DefaultMemory, o.Max.MemoryBytes))
 	o.Default.CPUPercent = cmpOr(o.Default.CPUPercent, minSet(DefaultCPUPercent, o.Max.CPUPercent))
 	o.Default.MaxProcs = cmpOr(o.Default.MaxProcs, minSet(DefaultMaxProcs, o.Max.MaxProcs))
+	o.Default.DiskBytes = cmpOr(o.Default.DiskBytes, minSet(DefaultDisk, o.Max.DiskBytes))
 	o.Max.MemoryBytes = cmpOr(o.Max.MemoryBytes, o.Default.MemoryBytes)
 	o.Max.CPUPercent = cmpOr(o.Max.CPUPercent, o.Default.CPUPercent)
 	o.Max.MaxProcs = cmpOr(o.Max.MaxProcs, o.Default.MaxProcs)
+	o.Max.DiskBytes = cmpOr(o.Max.DiskBytes, o.Default.DiskBytes)
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
@@ -98,18 +122,29 @@ func cmpOr[T comparable](v, dflt T) T {
 // so the node still serves status, logs and info.
 func New(o Options) (*Manager, error) {
 	o.fill()
-	if o.Default.MemoryBytes > o.Max.MemoryBytes || o.Default.CPUPercent > o.Max.CPUPercent || o.Default.MaxProcs > o.Max.MaxProcs {
-		return nil, fmt.Errorf("jobs: a default limit is above its ceiling (memoryDefault/memoryMax, cpuDefault/cpuMax, procsDefault/procsMax)")
+	if d, x := o.Default, o.Max; d.MemoryBytes > x.MemoryBytes || d.CPUPercent > x.CPUPercent || d.MaxProcs > x.MaxProcs || d.DiskBytes > x.DiskBytes {
+		return nil, fmt.Errorf("jobs: a default limit is above its ceiling (memoryDefault/memoryMax, cpuDefault/cpuMax, procsDefault/procsMax, diskDefault/diskMax)")
 	}
-	m := &Manager{opts: o, logBytes: o.OutputBytes, grace: o.Grace, jobs: map[string]*job{}}
-	if o.Isolation == sandbox.None {
+	m := &Manager{opts: o, logBytes: o.OutputBytes, grace: o.Grace, jobs: map[string]*job{}, rt: containment.Registered()}
+	if m.rt == nil {
+		// A wiring mistake, not the node's: say so and serve the rest.
+		m.unavailable = errors.New("this binary links no sandbox: the program must import internal/sandbox")
+		o.Log.Error("jobs: refusing every job", "reason", m.unavailable)
+		return m, nil
+	}
+	if err := m.claimRun(); err != nil {
+		m.unavailable = err
+		o.Log.Error("jobs: refusing every job: no work dir for them", "reason", err)
+		return m, nil
+	}
+	if o.Isolation == IsolationNone {
 		return m, nil
 	}
 	m.hide = append([]string{"/root", o.JobsDir}, o.Hide...)
 	if h, err := os.UserHomeDir(); err == nil && h != "/" {
 		m.hide = append(m.hide, h)
 	}
-	uid, gid, note, err := sandbox.JobUser(o.User)
+	uid, gid, note, err := m.rt.JobUser(o.User)
 	if note != "" {
 		o.Log.Warn(note)
 	}
@@ -117,10 +152,10 @@ func New(o Options) (*Manager, error) {
 		m.uid, m.gid = uid, gid
 		err = m.probe()
 	}
-	if err == nil && o.Network == sandbox.NetHost {
+	if err == nil && o.Network == NetworkHost {
 		// The job shares the node's network: at least the metadata endpoint
 		// (the instance role's credentials) stays out of its reach.
-		err = sandbox.GuardHostNetwork(uid, sandbox.MetadataAddrs)
+		err = m.rt.GuardHostNetwork(uid)
 	}
 	if err != nil {
 		m.unavailable = err
@@ -133,30 +168,32 @@ func New(o Options) (*Manager, error) {
 // every namespace, mount and cgroup a job needs.
 func (m *Manager) probe() error {
 	id := "probe-" + fmt.Sprint(os.Getpid())
-	dir, err := sandbox.MakeWorkDir(m.opts.JobsDir, id, m.uid, m.gid)
+	dir, err := m.rt.MakeWorkDir(m.runDir, id, m.uid, m.gid)
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	return sandbox.Probe(m.spec(id, dir, nil, m.opts.Default))
+	return m.rt.Probe(m.spec(id, dir, nil, m.opts.Default))
 }
 
 // Isolation describes the containment in force, for logs and node info.
 func (m *Manager) Isolation() string {
 	switch {
-	case m.opts.Isolation == sandbox.None:
+	case m.opts.Isolation == IsolationNone:
 		return "none (jobs run as the server's user, unconfined)"
 	case m.unavailable != nil:
 		return "unavailable: " + m.unavailable.Error()
 	}
 	d, x := m.opts.Default, m.opts.Max
-	return fmt.Sprintf("full (uid %d, network %s; per job memory %s, cpu %d%%, procs %d by default, at most %s, %d%%, %d)",
-		m.uid, m.opts.Network, config.SizeText(d.MemoryBytes), d.CPUPercent, d.MaxProcs, config.SizeText(x.MemoryBytes), x.CPUPercent, x.MaxProcs)
+	return fmt.Sprintf("full (uid %d, network %s, syscall filter; per job memory %s, cpu %d%%, procs %d, disk %s by default, at most %s, %d%%, %d, %s)",
+		m.uid, m.opts.Network, config.SizeText(d.MemoryBytes), d.CPUPercent, d.MaxProcs, config.SizeText(d.DiskBytes),
+		config.SizeText(x.MemoryBytes), x.CPUPercent, x.MaxProcs, config.SizeText(x.DiskBytes))
 }
 
-func (m *Manager) spec(id, dir string, r *Request, lim sandbox.Limits) sandbox.Spec {
-	s := sandbox.Spec{ID: id, Isolation: m.opts.Isolation, WorkDir: dir, UID: m.uid, GID: m.gid,
-		Network: m.opts.Network, Hide: m.hide, Limits: lim}
+func (m *Manager) spec(id, dir string, r *Request, lim Limits) containment.Spec {
+	s := containment.Spec{ID: id, Isolation: m.opts.Isolation, WorkDir: dir, UID: m.uid, GID: m.gid,
+		Network: m.opts.Network, Hide: m.hide, Limits: containment.Limits{MemoryBytes: lim.MemoryBytes,
+			CPUPercent: lim.CPUPercent, MaxProcs: lim.MaxProcs, DiskBytes: lim.DiskBytes}}
 	if r != nil {
 		s.Path, s.Args, s.Env = r.Command, r.Args, r.Env
 	}
@@ -164,14 +201,15 @@ func (m *Manager) spec(id, dir string, r *Request, lim sandbox.Limits) sandbox.S
 }
 
 // limits resolves a request's limits against the defaults and ceilings.
-func (m *Manager) limits(req sandbox.Limits) (sandbox.Limits, error) {
-	if req.MemoryBytes < 0 || req.CPUPercent < 0 || req.MaxProcs < 0 {
-		return sandbox.Limits{}, fmt.Errorf("a negative limit (memory %d, cpu %d, procs %d): give a positive value, or 0 for the node's default", req.MemoryBytes, req.CPUPercent, req.MaxProcs)
+func (m *Manager) limits(req Limits) (Limits, error) {
+	if req.MemoryBytes < 0 || req.CPUPercent < 0 || req.MaxProcs < 0 || req.DiskBytes < 0 {
+		return Limits{}, fmt.Errorf("a negative limit (memory %d, cpu %d, procs %d, disk %d): give a positive value, or 0 for the node's default", req.MemoryBytes, req.CPUPercent, req.MaxProcs, req.DiskBytes)
 	}
-	lim := sandbox.Limits{
+	lim := Limits{
 		MemoryBytes: cmpOr(req.MemoryBytes, m.opts.Default.MemoryBytes),
 		CPUPercent:  cmpOr(req.CPUPercent, m.opts.Default.CPUPercent),
 		MaxProcs:    cmpOr(req.MaxProcs, m.opts.Default.MaxProcs),
+		DiskBytes:   cmpOr(req.DiskBytes, m.opts.Default.DiskBytes),
 	}
 	switch {
 	case lim.MemoryBytes > m.opts.Max.MemoryBytes:
@@ -180,6 +218,8 @@ func (m *Manager) limits(req sandbox.Limits) (sandbox.Limits, error) {
 		return lim, fmt.Errorf("%w: cpu %d%% is above this node's ceiling %d%% (jobs.cpuMax in joblet-config.yml)", ErrLimit, lim.CPUPercent, m.opts.Max.CPUPercent)
 	case lim.MaxProcs > m.opts.Max.MaxProcs:
 		return lim, fmt.Errorf("%w: %d processes is above this node's ceiling %d (jobs.procsMax in joblet-config.yml)", ErrLimit, lim.MaxProcs, m.opts.Max.MaxProcs)
+	case lim.DiskBytes > m.opts.Max.DiskBytes:
+		return lim, fmt.Errorf("%w: disk %s is above this node's ceiling %s (jobs.diskMax in joblet-config.yml)", ErrLimit, config.SizeText(lim.DiskBytes), config.SizeText(m.opts.Max.DiskBytes))
 	}
 	return lim, nil
 }

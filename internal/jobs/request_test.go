@@ -4,8 +4,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/ehsaniara/joblet/internal/sandbox"
 )
 
 func TestEnvIsCheckedAndReachesTheJob(t *testing.T) {
@@ -36,19 +34,19 @@ func TestEnvIsCheckedAndReachesTheJob(t *testing.T) {
 }
 
 func TestSnapshotCarriesTheLimitsInForce(t *testing.T) {
-	m, err := New(Options{Isolation: sandbox.None, Max: sandbox.Limits{MemoryBytes: 1 << 30, CPUPercent: 200, MaxProcs: 500}})
+	m, err := New(Options{Isolation: IsolationNone, Max: Limits{MemoryBytes: 1 << 30, CPUPercent: 200, MaxProcs: 500}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := m.Start(Request{Command: "true", Limits: sandbox.Limits{MemoryBytes: 64 << 20, MaxProcs: 50}})
+	s, err := m.Start(Request{Command: "true", Limits: Limits{MemoryBytes: 64 << 20, MaxProcs: 50}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := sandbox.Limits{MemoryBytes: 64 << 20, CPUPercent: DefaultCPUPercent, MaxProcs: 50}
+	want := Limits{MemoryBytes: 64 << 20, CPUPercent: DefaultCPUPercent, MaxProcs: 50, DiskBytes: DefaultDisk}
 	if s.Limits != want {
 		t.Fatalf("limits %+v, want %+v", s.Limits, want)
 	}
-	if _, err := m.Start(Request{Command: "true", Limits: sandbox.Limits{CPUPercent: -1}}); err == nil || !strings.Contains(err.Error(), "negative") {
+	if _, err := m.Start(Request{Command: "true", Limits: Limits{CPUPercent: -1}}); err == nil || !strings.Contains(err.Error(), "negative") {
 		t.Fatalf("negative limit: %v", err)
 	}
 }

@@ -88,12 +88,10 @@ func New(ctx context.Context, api API, keyID string) (*Signer, error) {
 	return &Signer{api: api, arn: aws.ToString(out.KeyId), spec: spec, pub: pub, timeout: time.Minute}, nil
 }
 
-func firstSpec(out *kms.GetPublicKeyOutput) string {
-	if out.KeySpec != "" {
-		return string(out.KeySpec)
-	}
-	return string(out.CustomerMasterKeySpec) //nolint:staticcheck // deprecated field, still what some answers carry
-}
+// firstSpec is the key's spec as KMS answers it. AWS sets KeySpec (the
+// deprecated CustomerMasterKeySpec is not read: the project's moto launcher
+// answers KeySpec as AWS does).
+func firstSpec(out *kms.GetPublicKeyOutput) string { return string(out.KeySpec) }
 
 // Public is the key's public half.
 func (s *Signer) Public() crypto.PublicKey { return s.pub }

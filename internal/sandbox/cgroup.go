@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -191,4 +192,49 @@ func keyed(path, key string) int64 {
 		}
 	}
 	return 0
+}
+
+// RemoveGroups kills what is left in the groups of the jobs ids (a server
+// that ended without cleaning up: SIGKILL, OOM kill, power loss) and
+// removes the groups; it returns the groups it removed. Groups are looked
+// for below this process's own cgroup, where a server started the same way
+// (the same systemd unit) created them.
+func RemoveGroups(ids []string) (removed []string, err error) {
+	l, err := readLayout()
+	if err != nil {
+		return nil, err
+	}
+	var hs []hierarchy
+	if l.pure {
+		hs = append(hs, *l.v2)
+	} else {
+		for _, h := range l.v1 {
+			hs = append(hs, h)
+		}
+	}
+	seen := map[string]bool{}
+	var errs []error
+	for _, id := range ids {
+		for _, h := range hs {
+			dir := h.jobDir(id)
+			if seen[dir] {
+				continue // co-mounted controllers share a directory
+			}
+			seen[dir] = true
+			if _, err := os.Stat(dir); err != nil {
+				continue
+			}
+			// A job dies with its server (its init has a parent-death
+			// signal), so this is normally empty: kill stragglers anyway.
+			for _, pid := range readPids(filepath.Join(dir, "cgroup.procs")) {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
+			if err := removeDir(dir); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			removed = append(removed, dir)
+		}
+	}
+	return removed, errors.Join(errs...)
 }

@@ -60,8 +60,3 @@ func GuardHostNetwork(uid int, addrs []string) error {
 	}
 	return nil
 }
-
-// UnguardHostNetwork removes the nftables rules (tests; a node keeps them).
-func UnguardHostNetwork() error {
-	return exec.Command("nft", "delete", "table", "inet", nftTable).Run()
-}

@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"syscall"
 
+	seccomp "github.com/elastic/go-seccomp-bpf"
 	"golang.org/x/sys/unix"
 )
 
@@ -60,6 +61,11 @@ func sandboxInit(status *os.File) (code, sig int, err error) {
 	if n, _ := os.NewFile(fdGo, "init-go").Read(b[:]); n != 1 {
 		return 0, 0, fmt.Errorf("the server did not release the init (cgroup placement failed)")
 	}
+	// Assembled while nothing waits on it; loaded just before the command.
+	filter, err := jobFilter()
+	if err != nil {
+		return 0, 0, err
+	}
 	unix.Umask(0o022)
 	if err := setupMounts(cfg); err != nil {
 		return 0, 0, err
@@ -78,6 +84,9 @@ func sandboxInit(status *os.File) (code, sig int, err error) {
 	if err != nil {
 		return 0, 0, fmt.Errorf("command %q: %w", cfg.Path, err)
 	}
+	if err := emptyBoundingSet(); err != nil {
+		return 0, 0, err
+	}
 	if err := dropPrivileges(cfg); err != nil {
 		return 0, 0, err
 	}
@@ -87,6 +96,11 @@ func sandboxInit(status *os.File) (code, sig int, err error) {
 	// Before the command exists, so no signal meant for it is lost.
 	sigs := make(chan os.Signal, 16)
 	signal.Notify(sigs, forwarded...)
+	// Last: every thread of the init is filtered too (TSYNC), and all it
+	// does from here (fork, exec, wait, kill, write) the filter allows.
+	if err := seccomp.LoadFilter(filter); err != nil {
+		return 0, 0, fmt.Errorf("load the syscall filter: %w", err)
+	}
 	child, err := syscall.ForkExec(path, append([]string{cfg.Path}, cfg.Args...),
 		&syscall.ProcAttr{Env: os.Environ(), Files: []uintptr{0, 1, 2}})
 	if err != nil {

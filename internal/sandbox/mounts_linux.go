@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
 
 	"golang.org/x/sys/unix"
 )
@@ -15,25 +16,25 @@ import (
 //     but nothing of the node can be changed;
 //   - /proc is a fresh procfs of the job's PID namespace: the job sees and
 //     can signal only its own processes;
-//   - /tmp and /dev/shm are private tmpfs mounts;
+//   - the work dir (HOME), /tmp and /dev/shm are directories of one private
+//     tmpfs of the job's disk size (see jobFiles): nothing a job writes
+//     reaches the node's disk, and past the size a write fails with ENOSPC;
 //   - /dev holds only what programs expect (null, zero, full, random,
 //     urandom, tty, a private pts instance): no host device (fuse, tun,
 //     kvm, disks) is reachable, whatever its mode on the host;
 //   - every Hide path is masked (an empty tmpfs, or /dev/null for a file);
-//   - the work dir is the one writable place of the node's disk, mounted at
-//     its own path even when a Hide path (the jobs dir) covers it.
+//   - the work dir is mounted at its own path even when a Hide path (the
+//     jobs dir) covers it.
 func setupMounts(cfg initConfig) error {
 	// Nothing done here may propagate back to the host's mounts.
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
 		return fmt.Errorf("make / private (mount namespace): %w", err)
 	}
-	// A detached copy of the work dir taken while it is still reachable and
-	// writable: the read-only remount and the masks below do not touch it.
-	work, err := unix.OpenTree(unix.AT_FDCWD, cfg.WorkDir, unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC)
+	files, err := jobFiles(cfg)
 	if err != nil {
-		return fmt.Errorf("open_tree %s (needs Linux ≥ 5.2): %w", cfg.WorkDir, err)
+		return err
 	}
-	defer unix.Close(work)
+	defer files.close()
 	ro := &unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY | unix.MOUNT_ATTR_NOSUID}
 	if err := unix.MountSetattr(unix.AT_FDCWD, "/", unix.AT_RECURSIVE, ro); err != nil {
 		return fmt.Errorf("remount / read-only (mount_setattr, Linux ≥ 5.12): %w", err)
@@ -41,10 +42,10 @@ func setupMounts(cfg initConfig) error {
 	if err := unix.Mount("proc", "/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
 		return fmt.Errorf("mount a fresh /proc for the job's PID namespace: %w", err)
 	}
-	if err := tmpfs("/tmp", "mode=1777,size=25%"); err != nil {
+	if err := files.place("tmp", "/tmp"); err != nil {
 		return err
 	}
-	if err := minimalDev(); err != nil {
+	if err := minimalDev(files); err != nil {
 		return err
 	}
 	for _, p := range cfg.Hide {
@@ -55,18 +56,83 @@ func setupMounts(cfg initConfig) error {
 	if err := os.MkdirAll(cfg.WorkDir, 0o755); err != nil {
 		return fmt.Errorf("work dir mount point %s: %w", cfg.WorkDir, err)
 	}
-	if err := unix.MoveMount(work, "", unix.AT_FDCWD, cfg.WorkDir, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
-		return fmt.Errorf("mount the work dir at %s (move_mount): %w", cfg.WorkDir, err)
+	return files.place("home", cfg.WorkDir)
+}
+
+// jobFS is the job's files: one detached tmpfs (fsopen/fsmount, so it is
+// never reachable at a path of its own) holding home, tmp and shm, each
+// mounted where the job sees it. Its size is the job's disk limit, and its
+// pages are charged to the job's memory cgroup; it goes with the job's
+// mount namespace when the job ends, so nothing is left to clean up, even
+// after the server is killed.
+//
+// Chosen over the alternatives for the job's disk: a loop-mounted image
+// needs /dev/loop*, which the packaged unit's PrivateDevices=yes removes;
+// project quotas need the node's filesystem mounted with prjquota (XFS, or
+// ext4 with the feature), which the root filesystem is not; a cgroup
+// cannot bound bytes on disk.
+type jobFS struct{ fd int }
+
+func jobFiles(cfg initConfig) (jobFS, error) {
+	opts := map[string]string{"size": "50%", "mode": "0755"} // 50%: tmpfs's default, bounded by the memory cgroup
+	if cfg.Disk > 0 {
+		opts["size"] = strconv.FormatInt(cfg.Disk, 10)
+		// One inode per page of the limit: empty files cost kernel memory
+		// that cgroup v1 may not charge to the job.
+		opts["nr_inodes"] = strconv.FormatInt(max(cfg.Disk/4096, 1024), 10)
+	}
+	fs, err := unix.Fsopen("tmpfs", unix.FSOPEN_CLOEXEC)
+	if err != nil {
+		return jobFS{}, fmt.Errorf("the job's files: fsopen tmpfs (needs Linux ≥ 5.2): %w", err)
+	}
+	defer unix.Close(fs)
+	for k, v := range opts {
+		if err := unix.FsconfigSetString(fs, k, v); err != nil {
+			return jobFS{}, fmt.Errorf("the job's files: tmpfs %s=%s: %w", k, v, err)
+		}
+	}
+	if err := unix.FsconfigCreate(fs); err != nil {
+		return jobFS{}, fmt.Errorf("the job's files: create the tmpfs (size %s): %w", opts["size"], err)
+	}
+	fd, err := unix.Fsmount(fs, unix.FSMOUNT_CLOEXEC, unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV)
+	if err != nil {
+		return jobFS{}, fmt.Errorf("the job's files: fsmount: %w", err)
+	}
+	j := jobFS{fd: fd}
+	for _, d := range []struct {
+		name     string
+		mode     uint32
+		uid, gid int
+	}{{"home", 0o700, cfg.UID, cfg.GID}, {"tmp", 0o1777, 0, 0}, {"shm", 0o1777, 0, 0}} {
+		err := unix.Mkdirat(fd, d.name, d.mode)
+		if err == nil {
+			err = unix.Fchownat(fd, d.name, d.uid, d.gid, 0)
+		}
+		if err == nil {
+			err = unix.Fchmodat(fd, d.name, d.mode, 0) // past the umask
+		}
+		if err != nil {
+			j.close()
+			return jobFS{}, fmt.Errorf("the job's files: %s: %w", d.name, err)
+		}
+	}
+	return j, nil
+}
+
+// place mounts the directory dir of the job's files at the path at.
+func (j jobFS) place(dir, at string) error {
+	sub, err := unix.OpenTree(j.fd, dir, unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC)
+	if err != nil {
+		return fmt.Errorf("the job's files: open_tree %s: %w", dir, err)
+	}
+	defer unix.Close(sub)
+	if err := unix.MoveMount(sub, "", unix.AT_FDCWD, at, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
+		return fmt.Errorf("mount the job's %s at %s (move_mount): %w", dir, at, err)
 	}
 	return nil
 }
 
-func tmpfs(at, opts string) error {
-	if err := unix.Mount("tmpfs", at, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, opts); err != nil {
-		return fmt.Errorf("mount a private tmpfs on %s: %w", at, err)
-	}
-	return nil
-}
+func (j jobFS) close() { unix.Close(j.fd) }
 
 // hide masks p. A path that does not exist in the job's view (e.g. under
 // the private /tmp) is already invisible.
@@ -97,8 +163,9 @@ func hide(p string) error {
 var devNodes = []string{"null", "zero", "full", "random", "urandom", "tty"}
 
 // minimalDev replaces /dev with a tmpfs holding devNodes (bound from the
-// host's), a private devpts instance, /dev/shm and the usual symlinks.
-func minimalDev() error {
+// host's), a private devpts instance, /dev/shm (the job's files' shm) and
+// the usual symlinks.
+func minimalDev(files jobFS) error {
 	// Detached clones of the host's nodes, taken before /dev is covered.
 	clones := map[string]int{}
 	defer func() {
@@ -135,7 +202,7 @@ func minimalDev() error {
 	if err := unix.Mount("devpts", "/dev/pts", "devpts", unix.MS_NOSUID|unix.MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620"); err != nil {
 		return fmt.Errorf("mount a private /dev/pts: %w", err)
 	}
-	if err := tmpfs("/dev/shm", "mode=1777,size=25%"); err != nil {
+	if err := files.place("shm", "/dev/shm"); err != nil {
 		return err
 	}
 	for link, target := range map[string]string{"ptmx": "pts/ptmx", "fd": "/proc/self/fd", "stdin": "/proc/self/fd/0",

@@ -15,63 +15,27 @@ import (
 	"strings"
 	"sync"
 	"syscall"
-	"time"
-)
 
-// Isolation modes.
-const (
-	// Full is every containment this package offers; the default.
-	Full = "full"
-	// None runs the command as a plain child in its own process group, as
-	// the server's user: an explicit opt-out for a laptop demo.
-	None = "none"
-)
-
-// Network modes.
-const (
-	// NetNone gives the job its own network namespace with only loopback
-	// up: it reaches neither the node's services nor the metadata endpoint.
-	NetNone = "none"
-	// NetHost shares the node's network namespace.
-	NetHost = "host"
+	"github.com/ehsaniara/joblet/internal/containment"
 )
 
 // MinimalPath is the PATH every job gets unless its request sets one.
 const MinimalPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
-// Limits bound one job; a zero field means no limit.
-type Limits struct {
-	MemoryBytes int64
-	CPUPercent  int // of one core: 50 is half a core, 200 two cores
-	MaxProcs    int
-}
+// The contract's vocabulary (internal/containment), under this package's
+// names: the package's own code and tests speak them.
+const (
+	Full    = containment.Full
+	None    = containment.None
+	NetNone = containment.NetNone
+	NetHost = containment.NetHost
+)
 
-// Spec is what to run and how to contain it.
-type Spec struct {
-	ID        string // names the cgroup and the hostname (job-<ID>)
-	Isolation string // Full (default) or None
-	Path      string // the command, looked up in Env's PATH
-	Args      []string
-	// Env is the job's whole environment: nothing of the caller's is added
-	// except the PATH, HOME and LANG defaults (see JobEnv).
-	Env     []string
-	WorkDir string // the job's own writable directory, HOME; must exist
-	UID     int
-	GID     int
-	Network string // NetNone (default) or NetHost
-	// Hide lists paths the job must not see: directories become empty
-	// read-only tmpfs mounts, files read as /dev/null.
-	Hide   []string
-	Limits Limits
-}
-
-// Exit is how a process ended.
-type Exit struct {
-	Code      int            // exit status; -1 when killed by a signal
-	Signal    syscall.Signal // the signal that killed it; 0 when it exited
-	OOMKilled bool           // the kernel killed a process of the job at its memory limit
-	CPU       time.Duration
-}
+type (
+	Limits = containment.Limits
+	Spec   = containment.Spec
+	Exit   = containment.Exit
+)
 
 // Process is a started job.
 type Process struct {

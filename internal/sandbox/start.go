@@ -27,6 +27,7 @@ type initConfig struct {
 	Hostname string
 	Network  string
 	Hide     []string
+	Disk     int64 // bytes of the job's files; 0: tmpfs's default
 }
 
 // The init's extra files, in ExtraFiles order.
@@ -110,7 +111,7 @@ func startContained(spec Spec, stdout, stderr io.Writer) (p *Process, err error)
 		return nil, e
 	}
 	cfg := initConfig{Path: spec.Path, Args: spec.Args, WorkDir: spec.WorkDir, UID: spec.UID, GID: spec.GID,
-		Hostname: "job-" + spec.ID, Network: spec.Network, Hide: spec.Hide}
+		Hostname: "job-" + spec.ID, Network: spec.Network, Hide: spec.Hide, Disk: spec.Limits.DiskBytes}
 	if err := json.NewEncoder(cfgW).Encode(cfg); err != nil {
 		return abort(fmt.Errorf("sandbox: send config to init: %w", err))
 	}

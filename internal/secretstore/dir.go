@@ -51,7 +51,7 @@ func (d *DirStore) Versions(ctx context.Context, names []string) (map[string]str
 	if err != nil {
 		return nil, err
 	}
-	return valueVersions(got), nil
+	return ValueVersions(got), nil
 }
 
 func (d *DirStore) Create(ctx context.Context, s Secret) error {

@@ -123,9 +123,9 @@ func ValidatePrefix(prefix string) error {
 	return nil
 }
 
-// valueVersions identifies values by their SHA-256, for stores where
+// ValueVersions identifies values by their SHA-256, for stores where
 // reading a value is as cheap as asking for its version.
-func valueVersions(vals map[string]string) map[string]string {
+func ValueVersions(vals map[string]string) map[string]string {
 	out := make(map[string]string, len(vals))
 	for n, v := range vals {
 		sum := sha256.Sum256([]byte(v))

@@ -11,7 +11,7 @@ import (
 )
 
 func TestMemoryStoreContract(t *testing.T) {
-	storetest.Run(t, func(t *testing.T) secretstore.Store { return secretstore.NewMemoryStore() }, "joblet")
+	storetest.Run(t, func(t *testing.T) secretstore.Store { return storetest.NewMemoryStore() }, "joblet")
 }
 
 func TestDirStoreContract(t *testing.T) {

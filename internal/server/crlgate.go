@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"math/big"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -24,23 +23,6 @@ import (
 // CRL before anything it asked of the node is done, at the cost of one
 // metadata field per call instead of a GetNodeInfo per command.
 
-// crlNumberText is how a CRL number travels: hex, or "none".
-func crlNumberText(n *big.Int) string {
-	if n == nil {
-		return "none"
-	}
-	return n.Text(16)
-}
-
-// parseCRLNumber reads a number as crlNumberText writes it; none is nil.
-func parseCRLNumber(s string) (*big.Int, bool) {
-	if s == "none" {
-		return nil, true
-	}
-	n, ok := new(big.Int).SetString(s, 16)
-	return n, ok
-}
-
 // behind reports whether the client that sent md holds an older CRL than
 // creds; asked says whether it sent a number at all.
 func behind(md metadata.MD, creds *Credentials) (asked, older bool) {
@@ -48,7 +30,7 @@ func behind(md metadata.MD, creds *Credentials) (asked, older bool) {
 	if len(v) == 0 {
 		return false, false
 	}
-	held, ok := parseCRLNumber(v[0])
+	held, ok := pb.ParseCRLNumber(v[0])
 	if !ok || creds.CRLNumber == nil {
 		return true, false
 	}

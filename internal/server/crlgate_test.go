@@ -14,7 +14,7 @@ import (
 	pb "github.com/ehsaniara/joblet/api/jobletv1"
 	"github.com/ehsaniara/joblet/internal/certs"
 	"github.com/ehsaniara/joblet/internal/client"
-	"github.com/ehsaniara/joblet/internal/secretstore"
+	"github.com/ehsaniara/joblet/internal/secretstore/storetest"
 )
 
 // A client learns a node's newer CRL from the call it makes anyway: the
@@ -23,7 +23,7 @@ import (
 // a client that refuses the node gets its refusal and nothing ran; a call
 // without the number (an older rnx, grpcurl) is never touched.
 func TestNewerCRLIsLearnedBeforeTheCall(t *testing.T) {
-	st := secretstore.NewMemoryStore()
+	st := storetest.NewMemoryStore()
 	startNode(t, st) // the fleet
 	fl := &certs.Fleet{Store: st, Log: quiet}
 	if _, err := fl.Revoke(context.Background(), big.NewInt(0x1234), 1); err != nil {

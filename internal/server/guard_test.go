@@ -65,15 +65,15 @@ func refreshingNode(t *testing.T) (*fleet, *certs.Fleet) {
 	return f, fl
 }
 
-// refusedWithin calls call until it fails, and returns the failure and how
-// long that took; it fails the test past limit or on another error.
-func refusedWithin(t *testing.T, limit time.Duration, call func() error) (error, time.Duration) {
+// refusedWithin calls call until it fails, and returns how long that took
+// and the failure; it fails the test past limit or on another error.
+func refusedWithin(t *testing.T, limit time.Duration, call func() error) (time.Duration, error) {
 	t.Helper()
 	start := time.Now()
 	for {
 		err := call()
 		if err != nil {
-			return err, time.Since(start)
+			return time.Since(start), err
 		}
 		if time.Since(start) > limit {
 			t.Fatalf("still served %v later", limit)
@@ -116,7 +116,7 @@ func TestOpenConnectionRefusedAfterRevocation(t *testing.T) {
 	if _, err := fl.Revoke(context.Background(), cert.SerialNumber, 1); err != nil {
 		t.Fatal(err)
 	}
-	err, took := refusedWithin(t, refreshEvery+3*time.Second, func() error {
+	took, err := refusedWithin(t, refreshEvery+3*time.Second, func() error {
 		_, err := dev.Jobs.ListJobs(ctx(t), &pb.ListJobsRequest{})
 		return err
 	})
@@ -165,7 +165,7 @@ func TestOpenConnectionRefusedAfterTrustRemoval(t *testing.T) {
 	if _, err := fl.FinishRotation(bg); err != nil {
 		t.Fatal(err)
 	}
-	err, took := refusedWithin(t, refreshEvery+3*time.Second, func() error {
+	took, err := refusedWithin(t, refreshEvery+3*time.Second, func() error {
 		_, err := old.Info(ctx(t))
 		return err
 	})
@@ -187,7 +187,7 @@ func TestOpenConnectionRefusedAfterExpiry(t *testing.T) {
 	if _, err := c.Info(ctx(t)); err != nil {
 		t.Fatal(err)
 	}
-	err, _ := refusedWithin(t, 5*time.Second, func() error {
+	_, err := refusedWithin(t, 5*time.Second, func() error {
 		_, err := c.Info(ctx(t))
 		return err
 	})
@@ -199,8 +199,9 @@ func TestOpenConnectionRefusedAfterExpiry(t *testing.T) {
 }
 
 // The connection limits: a silent socket is closed after the handshake
-// timeout, sockets past the cap of pending handshakes are closed at once,
-// and a real client is served once they are gone.
+// timeout; past the cap of pending handshakes a new socket makes the node
+// close the oldest silent one (never the newcomer); a real client from
+// another address is served while the silent ones keep coming.
 func TestHandshakeLimits(t *testing.T) {
 	f := startNode(t, nil)
 	f.srv.Security.HandshakeTimeout = "1s"
@@ -222,33 +223,51 @@ func TestHandshakeLimits(t *testing.T) {
 		c.Read(make([]byte, 1))
 		return time.Since(start)
 	}
-	var idle []net.Conn
-	for range 3 {
-		c, err := net.Dial("tcp", l.Addr().String())
+	silent := func() net.Conn {
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}}
+		c, err := d.Dial("tcp", l.Addr().String())
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer c.Close()
-		idle = append(idle, c)
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	var idle []net.Conn
+	for range 3 {
+		idle = append(idle, silent())
 	}
 	time.Sleep(100 * time.Millisecond) // accepted
-	over, err := net.Dial("tcp", l.Addr().String())
-	if err != nil {
-		t.Fatal(err)
+	over := silent()
+	if d := closedAfter(idle[0]); d > 500*time.Millisecond {
+		t.Fatalf("the oldest silent socket was held %v after a 4th came past the cap", d)
 	}
-	if d := closedAfter(over); d > 500*time.Millisecond {
-		t.Fatalf("a socket past the cap was held %v", d)
+	if d := closedAfter(over); d > 2500*time.Millisecond || d < 500*time.Millisecond {
+		t.Fatalf("the newest silent socket was held %v (handshake timeout 1s)", d)
 	}
-	if d := closedAfter(idle[0]); d > 2500*time.Millisecond {
-		t.Fatalf("a silent socket was held %v (handshake timeout 1s)", d)
-	}
+	// Silent sockets keep coming, 3 at a time, while a real client calls.
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}}
+			if c, err := d.Dial("tcp", l.Addr().String()); err == nil {
+				defer c.Close()
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}()
 	n := *f.rnx.Nodes["default"]
 	n.Address = l.Addr().String()
 	if _, err := dial(t, "default", &n).Info(ctx(t)); err != nil {
-		t.Fatalf("a real client after the silent ones: %v", err)
+		t.Fatalf("a real client among the silent ones: %v", err)
 	}
-	reliability.Record(t, "TLS", "3 silent TCP connections (security.maxPendingHandshakes 3, handshakeTimeout 1s), then a 4th, then a real client",
-		"the 4th closed at once, the silent ones after the handshake timeout; the real client served")
+	reliability.Record(t, "TLS", "silent TCP connections past security.maxPendingHandshakes (3, handshakeTimeout 1s) from one address, and a real client from another",
+		"each newcomer closes the oldest silent one; the newest held until the handshake timeout; the real client served")
 }
 
 // The connection settings are validated with the key in the message.
@@ -261,6 +280,10 @@ func TestConnectionSettings(t *testing.T) {
 		{config.Security{MaxConnectionAgeGrace: "soon"}, "security.maxConnectionAgeGrace"},
 		{config.Security{HandshakeTimeout: "-1s"}, "security.handshakeTimeout"},
 		{config.Security{MaxPendingHandshakes: -1}, "security.maxPendingHandshakes"},
+		{config.Security{MaxConnectionIdle: "0"}, "security.maxConnectionIdle"},
+		{config.Security{KeepaliveTime: "1s"}, "security.keepaliveTime"},
+		{config.Security{MaxStreamsPerConn: -5}, "security.maxStreamsPerConnection"},
+		{config.Security{MaxStreamsPerRole: 1 << 30}, "security.maxStreamsPerRole"},
 	} {
 		s := config.Server{Security: tc.sec}
 		if _, err := s.Connections(); err == nil || !strings.Contains(err.Error(), tc.want) {
@@ -269,7 +292,9 @@ func TestConnectionSettings(t *testing.T) {
 	}
 	var s config.Server
 	c, err := s.Connections()
-	if err != nil || c.MaxAge != config.DefaultMaxConnectionAge || c.HandshakeTimeout != config.DefaultHandshakeTimeout || c.MaxPendingHandshakes != config.DefaultMaxPendingHandshakes {
+	if err != nil || c.MaxAge != config.DefaultMaxConnectionAge || c.HandshakeTimeout != config.DefaultHandshakeTimeout || c.MaxPendingHandshakes != config.DefaultMaxPendingHandshakes ||
+		c.MaxIdle != config.DefaultMaxConnectionIdle || c.KeepaliveTime != config.DefaultKeepaliveTime ||
+		c.MaxStreamsPerConn != config.DefaultMaxStreamsPerConn || c.MaxStreamsPerRole != config.DefaultMaxStreamsPerRole {
 		t.Fatalf("defaults: %+v %v", c, err)
 	}
 }

@@ -9,7 +9,6 @@ import (
 
 	"github.com/ehsaniara/joblet/internal/config"
 	"github.com/ehsaniara/joblet/internal/jobs"
-	"github.com/ehsaniara/joblet/internal/sandbox"
 )
 
 // newJobs builds the job runner from the config's jobs section. Jobs never
@@ -23,6 +22,10 @@ func newJobs(cfg *config.Server, configPath string, log *slog.Logger) (*jobs.Man
 		return nil, err
 	}
 	memDef, memMax, err := j.Memory()
+	if err != nil {
+		return nil, err
+	}
+	diskDef, diskMax, err := j.Disk()
 	if err != nil {
 		return nil, err
 	}
@@ -44,8 +47,8 @@ func newJobs(cfg *config.Server, configPath string, log *slog.Logger) (*jobs.Man
 	m, err := jobs.New(jobs.Options{
 		Isolation: j.Isolation, User: j.User, Network: j.Network,
 		JobsDir: cmp.Or(j.Dir, filepath.Join(home, "jobs")), Hide: hide,
-		Default:    sandbox.Limits{MemoryBytes: memDef, CPUPercent: j.CPUDefault, MaxProcs: j.ProcsDefault},
-		Max:        sandbox.Limits{MemoryBytes: memMax, CPUPercent: j.CPUMax, MaxProcs: j.ProcsMax},
+		Default:    jobs.Limits{MemoryBytes: memDef, CPUPercent: j.CPUDefault, MaxProcs: j.ProcsDefault, DiskBytes: diskDef},
+		Max:        jobs.Limits{MemoryBytes: memMax, CPUPercent: j.CPUMax, MaxProcs: j.ProcsMax, DiskBytes: diskMax},
 		MaxRunning: j.MaxRunning, MaxKept: j.MaxKept, MaxRequestBytes: j.MaxRequestBytes,
 		OutputBytes: cmp.Or(j.LogBufferBytes, config.DefaultLogBufferBytes), Grace: grace, Log: log,
 		Node: cfg.Server.NodeID,
@@ -53,7 +56,7 @@ func newJobs(cfg *config.Server, configPath string, log *slog.Logger) (*jobs.Man
 	if err != nil {
 		return nil, err
 	}
-	if j.Isolation == sandbox.None {
+	if j.Isolation == jobs.IsolationNone {
 		log.Warn("JOBS ARE NOT CONTAINED: jobs.isolation is none, so every job runs as the server's user and can read its keys; use it only on a laptop demo",
 			"isolation", m.Isolation())
 	} else {

@@ -15,14 +15,14 @@ import (
 
 // RunJob's environment and limits, and the reason and limits in Job.
 func TestRunJobEnvAndLimits(t *testing.T) {
-	f := startNode(t, nil, func(c *config.Server) { c.Jobs.MemoryMax = "256M" })
+	f := startNode(t, nil, func(c *config.Server) { c.Jobs.MemoryMax, c.Jobs.DiskDefault, c.Jobs.DiskMax = "256M", "32M", "64M" })
 	c := dial(t, "developer", f.rnx.Nodes["developer"])
 	j, err := c.Jobs.RunJob(ctx(t), &pb.RunJobRequest{Command: "sh", Args: []string{"-c", "echo $FOO; x=aaaaaaaaaaaaaaaa; while :; do x=$x$x; done"},
 		Env: []string{"FOO=bar"}, MaxMemoryBytes: 64 << 20, MaxProcs: 20})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if j.MaxMemoryBytes != 64<<20 || j.MaxProcs != 20 || j.MaxCpuPercent != 100 {
+	if j.MaxMemoryBytes != 64<<20 || j.MaxProcs != 20 || j.MaxCpuPercent != 100 || j.MaxDiskBytes != 32<<20 {
 		t.Errorf("limits in force %+v", j)
 	}
 	var st *pb.Job
@@ -42,7 +42,11 @@ func TestRunJobEnvAndLimits(t *testing.T) {
 	if status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), "jobs.memoryMax") || !strings.Contains(err.Error(), "256 MiB") {
 		t.Errorf("above the ceiling: %v", err)
 	}
-	for _, bad := range []*pb.RunJobRequest{{Command: "true", Env: []string{"NOVALUE"}}, {Command: "true", MaxProcs: -1}} {
+	_, err = c.Jobs.RunJob(ctx(t), &pb.RunJobRequest{Command: "true", MaxDiskBytes: 128 << 20})
+	if status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), "jobs.diskMax") || !strings.Contains(err.Error(), "64 MiB") {
+		t.Errorf("disk above the ceiling: %v", err)
+	}
+	for _, bad := range []*pb.RunJobRequest{{Command: "true", Env: []string{"NOVALUE"}}, {Command: "true", MaxProcs: -1}, {Command: "true", MaxDiskBytes: -1}} {
 		if _, err := c.Jobs.RunJob(ctx(t), bad); status.Code(err) != codes.InvalidArgument {
 			t.Errorf("%v: %v, want InvalidArgument", bad, err)
 		}

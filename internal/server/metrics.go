@@ -23,9 +23,11 @@ type metrics struct {
 	reg        *prometheus.Registry
 	handshakes *prometheus.CounterVec
 	rpcs       *prometheus.CounterVec
-	// overPending counts connections closed unanswered because too many
-	// were still handshaking (security.maxPendingHandshakes).
-	overPending prometheus.Counter
+	// pendingDropped counts pending handshakes closed to make room for a
+	// newer connection (security.maxPendingHandshakes, listener.go).
+	pendingDropped prometheus.Counter
+	// streams is the streaming calls each role holds (streams.go).
+	streams *prometheus.GaugeVec
 }
 
 func newMetrics(s *Server) *metrics {
@@ -34,12 +36,14 @@ func newMetrics(s *Server) *metrics {
 		Help: "TLS handshakes the node refused or lost, by reason."}, []string{"reason"})
 	m.rpcs = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "joblet_rpcs_total",
 		Help: "RPCs by method, caller role and status code."}, []string{"method", "role", "code"})
-	m.overPending = prometheus.NewCounter(prometheus.CounterOpts{Name: "joblet_connections_refused_pending_handshakes_total",
-		Help: "Connections closed at once because security.maxPendingHandshakes connections were still handshaking."})
+	m.pendingDropped = prometheus.NewCounter(prometheus.CounterOpts{Name: "joblet_pending_handshakes_dropped_total",
+		Help: "Connections closed before their handshake completed to make room for a newer one (security.maxPendingHandshakes)."})
+	m.streams = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "joblet_streams",
+		Help: "Streaming calls (log follows, health watches, reflection) open, by role; capped by security.maxStreamsPerRole."}, []string{"role"})
 	expiry := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "joblet_server_certificate_expiry_seconds",
 		Help: "Seconds until the server certificate being served expires (negative: expired)."},
 		func() float64 { return time.Until(s.tls.cur.Load().Leaf.NotAfter).Seconds() })
-	m.reg.MustRegister(m.handshakes, m.rpcs, m.overPending, expiry, &caCollector{s}, &jobsCollector{s}, &s.tls.issuers,
+	m.reg.MustRegister(m.handshakes, m.rpcs, m.pendingDropped, m.streams, expiry, &caCollector{s}, &jobsCollector{s}, &s.tls.issuers,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -6,6 +6,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/keepalive"
+
+	"github.com/ehsaniara/joblet/internal/config"
 )
 
 // grpcOptions are the gRPC server's options: mutual TLS from the current
@@ -19,14 +21,23 @@ func (s *Server) grpcOptions() ([]grpc.ServerOption, error) {
 		return nil, err
 	}
 	s.conns = conns
+	s.streams = newStreamLimit(conns.MaxStreamsPerRole, s.metrics.streams, s.reclaim)
 	g := &guard{tls: s.tls, now: time.Now}
 	return []grpc.ServerOption{
 		grpc.Creds(countingCreds{credentials.NewTLS(s.tls.config()), s.metrics.handshakes}),
 		grpc.ChainUnaryInterceptor(s.metrics.unary, g.unary, unaryAuthz, s.crlGateUnary),
-		grpc.ChainStreamInterceptor(s.metrics.stream, g.stream, streamAuthz, s.crlGateStream),
+		grpc.ChainStreamInterceptor(s.metrics.stream, g.stream, streamAuthz, s.streams.stream, s.crlGateStream),
 		// The handshake check happens once per connection; a maximum age
 		// makes every client handshake again, against the current trust.
-		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionAge: conns.MaxAge, MaxConnectionAgeGrace: conns.MaxAgeGrace}),
+		// An idle connection is closed; a silent one is pinged, and closed
+		// when its client has gone (its streams with it).
+		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionAge: conns.MaxAge, MaxConnectionAgeGrace: conns.MaxAgeGrace,
+			MaxConnectionIdle: conns.MaxIdle, Time: conns.KeepaliveTime, Timeout: config.KeepaliveTimeout}),
+		// A client pinging more often than this is closed (gRPC's
+		// ENHANCE_YOUR_CALM); one with no call open may ping too.
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: config.KeepaliveMinTime, PermitWithoutStream: true}),
+		// Per connection; a gRPC client's call past it waits for a slot.
+		grpc.MaxConcurrentStreams(uint32(conns.MaxStreamsPerConn)),
 		// gRPC's default is 120 s: a silent socket would hold its slot
 		// (security.maxPendingHandshakes) that long.
 		grpc.ConnectionTimeout(conns.HandshakeTimeout),

@@ -37,6 +37,8 @@ type Server struct {
 	metrics    *metrics
 	health     *health.Server
 	conns      config.Connections
+	streams    *streamLimit
+	reclaim    *reclaimer
 }
 
 // Options for keeping a running server's certificates current.
@@ -66,7 +68,7 @@ func New(cfg *config.Server, opts Options, log *slog.Logger) (*Server, error) {
 			return nil, err
 		}
 	}
-	s := &Server{cfg: cfg, opts: opts, tls: &tlsSource{}, jobs: mgr, log: log, refreshNow: make(chan struct{}, 1)}
+	s := &Server{cfg: cfg, opts: opts, tls: &tlsSource{}, jobs: mgr, log: log, refreshNow: make(chan struct{}, 1), reclaim: newReclaimer()}
 	s.tls.set(creds)
 	s.metrics = newMetrics(s)
 	gopts, err := s.grpcOptions()
@@ -97,7 +99,10 @@ func (s *Server) setServing(st healthpb.HealthCheckResponse_ServingStatus) {
 
 // Serve accepts connections on l until Shutdown.
 func (s *Server) Serve(l net.Listener) error {
-	l = newPendingListener(l, s.conns.MaxPendingHandshakes, s.metrics.overPending)
+	l = newPendingListener(l, s.conns.MaxPendingHandshakes, s.metrics.pendingDropped, s.reclaim)
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	go s.reclaim.run(ctx, s.log)
 	leaf := s.tls.cur.Load().Leaf
 	s.setServing(healthpb.HealthCheckResponse_SERVING)
 	s.log.Info("joblet serving", "address", l.Addr().String(), "nodeId", s.cfg.Server.NodeID,

@@ -27,7 +27,7 @@ import (
 	"github.com/ehsaniara/joblet/internal/client"
 	"github.com/ehsaniara/joblet/internal/config"
 	"github.com/ehsaniara/joblet/internal/pki"
-	"github.com/ehsaniara/joblet/internal/secretstore"
+	"github.com/ehsaniara/joblet/internal/secretstore/storetest"
 	"github.com/ehsaniara/joblet/internal/server"
 	"github.com/ehsaniara/joblet/internal/testutil/reliability"
 )
@@ -36,7 +36,7 @@ var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
 type fleet struct {
 	home  string
-	store *secretstore.MemoryStore
+	store *storetest.MemoryStore
 	addr  string
 	rnx   *config.Rnx
 	srv   *config.Server
@@ -45,10 +45,10 @@ type fleet struct {
 
 // startNode bootstraps a node into a temp home and serves it on 127.0.0.1,
 // its config changed first by mods.
-func startNode(t testing.TB, st *secretstore.MemoryStore, mods ...func(*config.Server)) *fleet {
+func startNode(t testing.TB, st *storetest.MemoryStore, mods ...func(*config.Server)) *fleet {
 	t.Helper()
 	if st == nil {
-		st = secretstore.NewMemoryStore()
+		st = storetest.NewMemoryStore()
 	}
 	home := t.TempDir()
 	fl := &certs.Fleet{Store: st, StoreDesc: "memory", Log: quiet}
@@ -228,7 +228,7 @@ func clientCert(t *testing.T, ca pki.CA, ous []string, notBefore, notAfter time.
 	return string(pki.EncodeCert(c)), string(k)
 }
 
-func fleetCA(t *testing.T, st *secretstore.MemoryStore) pki.CA {
+func fleetCA(t *testing.T, st *storetest.MemoryStore) pki.CA {
 	names := certs.Names{Prefix: "joblet"}
 	v, _ := st.Get(context.Background(), []string{names.CACert(), names.CAKey()})
 	c, _ := pki.ParseCert([]byte(v[names.CACert()]))

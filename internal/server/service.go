@@ -10,7 +10,6 @@ import (
 	pb "github.com/ehsaniara/joblet/api/jobletv1"
 	"github.com/ehsaniara/joblet/internal/jobs"
 	"github.com/ehsaniara/joblet/internal/pki"
-	"github.com/ehsaniara/joblet/internal/sandbox"
 )
 
 type jobService struct {
@@ -22,7 +21,8 @@ type jobService struct {
 func toPB(s jobs.Snapshot) *pb.Job {
 	j := &pb.Job{Id: s.ID, Command: s.Command, Args: s.Args, Status: s.Status, ExitCode: int32(s.ExitCode), Signal: int32(s.Signal),
 		StartedUnixNano: s.Started.UnixNano(), StartedBy: s.StartedBy, OutputTruncated: s.OutputTruncated, Reason: s.Reason,
-		MaxMemoryBytes: s.Limits.MemoryBytes, MaxCpuPercent: int32(s.Limits.CPUPercent), MaxProcs: int32(s.Limits.MaxProcs)}
+		MaxMemoryBytes: s.Limits.MemoryBytes, MaxCpuPercent: int32(s.Limits.CPUPercent), MaxProcs: int32(s.Limits.MaxProcs),
+		MaxDiskBytes: s.Limits.DiskBytes}
 	if !s.Ended.IsZero() {
 		j.EndedUnixNano = s.Ended.UnixNano()
 	}
@@ -48,7 +48,7 @@ func jobErr(err error) error {
 func (s *jobService) RunJob(ctx context.Context, r *pb.RunJobRequest) (*pb.Job, error) {
 	role := RoleFrom(ctx)
 	snap, err := s.jobs.Start(jobs.Request{Command: r.Command, Args: r.Args, Env: r.Env, StartedBy: string(role),
-		Limits: sandbox.Limits{MemoryBytes: r.MaxMemoryBytes, CPUPercent: int(r.MaxCpuPercent), MaxProcs: int(r.MaxProcs)}})
+		Limits: jobs.Limits{MemoryBytes: r.MaxMemoryBytes, CPUPercent: int(r.MaxCpuPercent), MaxProcs: int(r.MaxProcs), DiskBytes: r.MaxDiskBytes}})
 	if errors.Is(err, jobs.ErrLimit) || errors.Is(err, jobs.ErrUnavailable) {
 		return nil, jobErr(err)
 	} else if err != nil {

@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	pb "github.com/ehsaniara/joblet/api/jobletv1"
 	"github.com/ehsaniara/joblet/internal/config"
 	"github.com/ehsaniara/joblet/internal/pki"
 )
@@ -71,7 +72,7 @@ func CredentialsFromConfig(s config.Security) (*Credentials, error) {
 		number = crl.Number
 	}
 	c := &Credentials{Cert: cert, Leaf: cert.Leaf, CAs: pool, CAPEM: s.CACert + s.CRL, CACount: len(cas), CAList: cas, Revoked: revoked,
-		CRLPEM: s.CRL, crl: []byte(s.CRL), CRLNumber: number, crlNumber: crlNumberText(number), replaced: make(chan struct{})}
+		CRLPEM: s.CRL, crl: []byte(s.CRL), CRLNumber: number, crlNumber: pb.FormatCRLNumber(number), replaced: make(chan struct{})}
 	c.IssuerSHA256 = c.anchorSHA256() // once, not per call: a signature check
 	c.serverTLS = &tls.Config{
 		MinVersion:   tls.VersionTLS13,

@@ -26,6 +26,6 @@ if [ -d /run/systemd/system ]; then
   fi
 fi
 if [ ! -f /opt/joblet/config/joblet-config.yml ]; then
-  echo "joblet: not configured yet: run 'joblet certs bootstrap' (settings in /etc/default/joblet), then 'systemctl enable --now joblet'; see /usr/share/doc/joblet/INSTALL.md"
+  echo "joblet: not configured yet: put the node's settings in /etc/default/joblet, run 'joblet certs bootstrap --settings /etc/default/joblet' (the service reads the same file), then 'systemctl enable --now joblet'; see /usr/share/doc/joblet/INSTALL.md"
 fi
 exit 0

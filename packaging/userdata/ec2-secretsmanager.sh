@@ -18,18 +18,13 @@ case "$pkg" in
   *) echo "user data: $pkg is neither a .deb nor a .rpm" >&2; exit 1 ;;
 esac
 
-# The fleet's settings, in the file that both bootstrap (below) and the
-# service read. The region and the node id come from the instance.
+# The fleet's settings, in the file that both bootstrap (below, with
+# --settings) and the service read. The region and the node id come from the instance.
 cat >> /etc/default/joblet <<'SETTINGS'
 USE_SECRETS_MANAGER=true
 SECRETS_PREFIX=joblet
 SETTINGS
 # Behind an NLB, every node names it (a SAN, and the address in the client
 # configs): echo 'JOBLET_PUBLIC_ADDRESS=joblet.internal.example:443' >> /etc/default/joblet
-set -a
-# shellcheck source=/dev/null
-. /etc/default/joblet
-set +a
-
-/usr/share/joblet/certs_gen_with_secretsmanager.sh
+/usr/share/joblet/certs_gen_with_secretsmanager.sh --settings /etc/default/joblet
 systemctl enable --now joblet

@@ -16,8 +16,8 @@ case "$pkg" in
   *) echo "user data: $pkg is neither a .deb nor a .rpm" >&2; exit 1 ;;
 esac
 
-# The fleet's settings, in the file that both bootstrap (below) and the
-# service read. The address in this node's certificate and in the client
+# The fleet's settings, in the file that both bootstrap (below, with
+# --settings) and the service read. The address in this node's certificate and in the client
 # configs defaults to the primary IP; set JOBLET_SERVER_ADDRESS to override.
 cat >> /etc/default/joblet <<SETTINGS
 USE_SECRETS_MANAGER=false
@@ -26,10 +26,5 @@ SETTINGS
 if [ -n "${JOBLET_SERVER_ADDRESS:-}" ]; then
   echo "JOBLET_SERVER_ADDRESS=$JOBLET_SERVER_ADDRESS" >> /etc/default/joblet
 fi
-set -a
-# shellcheck source=/dev/null
-. /etc/default/joblet
-set +a
-
-joblet certs bootstrap
+joblet certs bootstrap --settings /etc/default/joblet
 systemctl enable --now joblet

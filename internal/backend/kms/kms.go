@@ -16,7 +16,7 @@ import (
 // for other stores (a KMS CA needs AWS, and certs refuses it with the
 // reason).
 func OpenerFor(ref config.StoreRef) certs.KMSOpener {
-	if ref.Kind != "secretsmanager" {
+	if ref.Kind != config.ModeSecretsManager {
 		return nil
 	}
 	return func(ctx context.Context, keyID string) (certs.KMSKey, error) {

@@ -1,12 +1,15 @@
-package secretstore
+package storetest
 
 import (
 	"context"
 	"fmt"
 	"sync"
+
+	"github.com/ehsaniara/joblet/internal/secretstore"
 )
 
-// MemoryStore is an in-process Store for unit tests.
+// MemoryStore is an in-process secretstore.Store for unit tests: it lives
+// here, in a package only tests import, so no binary can be given one.
 type MemoryStore struct {
 	mu       sync.Mutex
 	current  map[string]string
@@ -14,7 +17,7 @@ type MemoryStore struct {
 	pending  map[string]string
 }
 
-var _ Store = (*MemoryStore)(nil)
+var _ secretstore.Store = (*MemoryStore)(nil)
 
 func NewMemoryStore() *MemoryStore {
 	return &MemoryStore{current: map[string]string{}, previous: map[string]string{}, pending: map[string]string{}}
@@ -45,10 +48,10 @@ func (m *MemoryStore) Get(ctx context.Context, names []string) (map[string]strin
 	return out, nil
 }
 
-func (m *MemoryStore) Create(ctx context.Context, s Secret) error {
+func (m *MemoryStore) Create(ctx context.Context, s secretstore.Secret) error {
 	return m.locked(ctx, func() error {
 		if _, ok := m.current[s.Name]; ok {
-			return fmt.Errorf("create secret %s: %w", s.Name, ErrExist)
+			return fmt.Errorf("create secret %s: %w", s.Name, secretstore.ErrExist)
 		}
 		m.current[s.Name] = s.Value
 		return nil
@@ -59,7 +62,7 @@ func (m *MemoryStore) Put(ctx context.Context, name, value string) error {
 	return m.locked(ctx, func() error {
 		old, ok := m.current[name]
 		if !ok {
-			return fmt.Errorf("put secret %s: %w", name, ErrNotExist)
+			return fmt.Errorf("put secret %s: %w", name, secretstore.ErrNotExist)
 		}
 		m.previous[name] = old
 		m.current[name] = value
@@ -82,11 +85,11 @@ func (m *MemoryStore) Delete(name string) {
 	delete(m.current, name)
 }
 
-func (m *MemoryStore) stage(st Stage) map[string]string {
+func (m *MemoryStore) stage(st secretstore.Stage) map[string]string {
 	switch st {
-	case Pending:
+	case secretstore.Pending:
 		return m.pending
-	case Previous:
+	case secretstore.Previous:
 		return m.previous
 	}
 	return m.current
@@ -98,10 +101,10 @@ func (m *MemoryStore) Versions(ctx context.Context, names []string) (map[string]
 	if err != nil {
 		return nil, err
 	}
-	return valueVersions(got), nil
+	return secretstore.ValueVersions(got), nil
 }
 
-func (m *MemoryStore) GetStage(ctx context.Context, names []string, st Stage) (map[string]string, error) {
+func (m *MemoryStore) GetStage(ctx context.Context, names []string, st secretstore.Stage) (map[string]string, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -119,7 +122,7 @@ func (m *MemoryStore) GetStage(ctx context.Context, names []string, st Stage) (m
 func (m *MemoryStore) PutPending(ctx context.Context, name, value string) error {
 	return m.locked(ctx, func() error {
 		if _, ok := m.current[name]; !ok {
-			return fmt.Errorf("put pending %s: %w", name, ErrNotExist)
+			return fmt.Errorf("put pending %s: %w", name, secretstore.ErrNotExist)
 		}
 		m.pending[name] = value
 		return nil

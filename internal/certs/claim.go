@@ -1,0 +1,93 @@
+package certs
+
+// Claims: create-only writes that decide which node's value the fleet
+// keeps.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	mathrand "math/rand/v2"
+	"time"
+
+	"github.com/ehsaniara/joblet/internal/secretstore"
+)
+
+// claimFirst makes the fleet's first claim (the CA key, or the KMS key
+// reference), create-only. A node that loses it does not race the winner
+// for every other secret (most of those creates would fail, and under
+// Secrets Manager's write quota they are what throttles an auto-scaling
+// burst): it waits for the winner to finish, then adopts what it wrote.
+// vals is updated in place with what it read.
+func (b *bootstrapper) claimFirst(ctx context.Context, vals map[string]string, name, value string) (map[string]string, bool, error) {
+	switch err := b.createOrAdopt(ctx, name, value); {
+	case err == nil:
+		return map[string]string{name: value}, true, nil
+	case errors.Is(err, secretstore.ErrExist):
+		fresh, err := b.awaitFleet(ctx, -1, b.o.AwaitStall)
+		if err != nil {
+			return nil, false, err
+		}
+		maps.Copy(vals, fresh)
+		if fresh[name] == "" {
+			return nil, false, fmt.Errorf("%s was reported to exist but cannot be read back: it may be scheduled for deletion; restore it (`aws secretsmanager restore-secret --secret-id %s`) or wait and re-run", name, name)
+		}
+		return fresh, false, nil
+	default:
+		return nil, false, fmt.Errorf("store %s: %w", name, err)
+	}
+}
+
+// claim creates name with value, create-only. When another node created it
+// first it reads back the winner's value, together with also (read in the
+// same call). created says whose value it is.
+func (b *bootstrapper) claim(ctx context.Context, name, value string, also ...string) (got map[string]string, created bool, err error) {
+	err = b.createOrAdopt(ctx, name, value)
+	switch {
+	case err == nil:
+		return map[string]string{name: value}, true, nil
+	case errors.Is(err, secretstore.ErrExist):
+		got, err := getPatiently(ctx, b.f.Store, append([]string{name}, also...))
+		if err != nil {
+			return nil, false, fmt.Errorf("read %s after losing the race to create it: %w", name, err)
+		}
+		if got[name] == "" {
+			return nil, false, fmt.Errorf("%s was reported to exist but cannot be read back: it may be scheduled for deletion; restore it (`aws secretsmanager restore-secret --secret-id %s`) or wait and re-run", name, name)
+		}
+		return got, false, nil
+	default:
+		return nil, false, fmt.Errorf("store %s: %w", name, err)
+	}
+}
+
+// createOrAdopt creates a secret; when the write fails for now (throttled: a
+// fleet starting at once throttles creates; a 5xx; a lost answer) it
+// re-reads first (the write may have succeeded, or another node created the
+// secret meanwhile; reads have a far larger quota) and reports ErrExist if it
+// now exists, else tries again after a jittered backoff, until ctx ends.
+func (b *bootstrapper) createOrAdopt(ctx context.Context, name, value string) error {
+	backoff := 100 * time.Millisecond
+	var last error // the last real cause, for when the deadline ends the wait
+	for {
+		err := b.f.Store.Create(ctx, b.names.Secret(name, value))
+		if ctx.Err() != nil && last != nil {
+			return fmt.Errorf("%w (gave up at the command's deadline)", last)
+		}
+		if !errors.Is(err, secretstore.ErrTemporary) {
+			return err
+		}
+		last = err
+		got, gerr := b.f.Store.Get(ctx, []string{name})
+		if gerr == nil && got[name] != "" {
+			return fmt.Errorf("create %s: %w", name, secretstore.ErrExist)
+		}
+		wait := backoff/2 + time.Duration(mathrand.Int64N(int64(backoff)))
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w (gave up at the command's deadline)", err)
+		case <-time.After(wait):
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
+}

@@ -1,0 +1,205 @@
+package sandbox
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// probeName is argv[0] under which this test binary, copied where a job can
+// run it, makes the calls the job's syscall filter refuses and prints each
+// one's errno: the Go test helper the util-linux tools cannot replace
+// (util-linux mount checks for root before it calls mount(2)).
+const probeName = "joblet-syscall-probe"
+
+func init() {
+	if filepath.Base(os.Args[0]) != probeName {
+		return
+	}
+	sleeper := exec.Command("sleep", "60")
+	if err := sleeper.Start(); err != nil {
+		fmt.Println("start sleep:", err)
+		os.Exit(2)
+	}
+	defer sleeper.Process.Kill()
+	dir, _ := os.MkdirTemp("", "m")
+	attr := &syscall.ProcAttr{Sys: &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWUSER}}
+	for _, c := range []struct {
+		name string
+		call func() error
+	}{
+		{"unshare-user", func() error { return unix.Unshare(unix.CLONE_NEWUSER) }},
+		{"clone-user", func() error { _, err := syscall.ForkExec("/bin/true", []string{"true"}, attr); return err }},
+		{"unshare-mount", func() error { return unix.Unshare(unix.CLONE_NEWNS) }},
+		{"mount", func() error { return unix.Mount("none", dir, "tmpfs", 0, "") }},
+		{"ptrace-other", func() error { return unix.PtraceAttach(sleeper.Process.Pid) }},
+		{"keyctl", func() error {
+			_, err := unix.AddKey("user", "joblet-probe", []byte("x"), unix.KEY_SPEC_PROCESS_KEYRING)
+			return err
+		}},
+		{"bpf", func() error { return errno(unix.Syscall(unix.SYS_BPF, unix.BPF_MAP_CREATE, 0, 0)) }},
+		{"perf_event_open", func() error {
+			attr := unix.PerfEventAttr{Type: unix.PERF_TYPE_SOFTWARE, Config: unix.PERF_COUNT_SW_CPU_CLOCK}
+			attr.Size = uint32(unsafe.Sizeof(attr))
+			_, err := unix.PerfEventOpen(&attr, 0, -1, -1, 0)
+			return err
+		}},
+		{"init_module", func() error { return errno(unix.Syscall(unix.SYS_INIT_MODULE, 0, 0, 0)) }},
+		{"setns", func() error { return errno(unix.Syscall(unix.SYS_SETNS, 0, 0, 0)) }},
+	} {
+		err := c.call()
+		fmt.Printf("%s=%v\n", c.name, errName(err))
+	}
+	os.Exit(0)
+}
+
+func errno(_, _ uintptr, e syscall.Errno) error {
+	if e == 0 {
+		return nil
+	}
+	return e
+}
+
+func errName(err error) string {
+	var e syscall.Errno
+	if errors.As(err, &e) {
+		return unix.ErrnoName(e)
+	}
+	return fmt.Sprint(err)
+}
+
+// probeBinary copies this test binary where a job can run it: outside /tmp
+// (the job's own) and readable by the job user.
+func probeBinary(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("/var/tmp", "joblet-probe-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, err := os.Open(self)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	bin := filepath.Join(dir, probeName)
+	out, err := os.OpenFile(bin, os.O_CREATE|os.O_WRONLY, 0o755)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		t.Fatal(err)
+	}
+	if err := out.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return bin
+}
+
+// In a job, every call Docker's default profile refuses an unprivileged
+// container fails with EPERM, and so does ptrace of another process; the
+// capability bounding set is empty. The util-linux and strace binaries
+// show it as a user would meet it.
+func TestSyscallFilterRefusesWithEPERM(t *testing.T) {
+	for _, tool := range []string{"unshare", "strace"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Fatalf("%s is missing (scripts/lib/deps.sh installs it): %v", tool, err)
+		}
+	}
+	bin := probeBinary(t)
+	s := spec(t, bin+`; echo ---; grep CapBnd /proc/self/status; unshare -U true; echo unshare=$?; unshare -Ur true; echo unshare-root=$?
+sleep 60 & strace -p $! -e trace=none 2>&1 | grep -m1 attach; kill $!; echo ok`)
+	out, e := run(t, s)
+	if e.Code != 0 {
+		t.Fatalf("exit %+v\n%s", e, out)
+	}
+	probes, tools, _ := strings.Cut(out, "---\n")
+	for _, name := range []string{"unshare-user", "clone-user", "unshare-mount", "mount", "ptrace-other", "keyctl", "bpf", "perf_event_open", "init_module", "setns"} {
+		if !strings.Contains(probes, name+"=EPERM\n") {
+			t.Errorf("%s is not refused with EPERM:\n%s", name, probes)
+		}
+	}
+	for _, want := range []string{"CapBnd:\t0000000000000000\n", "unshare=1\n", "unshare-root=1\n", "strace: attach: ptrace("} {
+		if !strings.Contains(tools, want) {
+			t.Errorf("job output lacks %q:\n%s", want, tools)
+		}
+	}
+	if strings.Count(tools, "Operation not permitted") < 3 {
+		t.Errorf("want unshare -U, unshare -Ur and strace -p refused with EPERM (Operation not permitted):\n%s", tools)
+	}
+}
+
+// The filter leaves what jobs do alone: threads, forks, pipes, sockets on
+// loopback, and a clone without namespace flags (the Go runtime's, sh's).
+func TestSyscallFilterKeepsOrdinaryWork(t *testing.T) {
+	s := spec(t, `python3 -c '
+import os, socket, threading
+t = threading.Thread(target=lambda: None); t.start(); t.join()
+r, w = os.pipe(); pid = os.fork()
+if pid == 0: os.write(w, b"x"); os._exit(0)
+os.waitpid(pid, 0); assert os.read(r, 1) == b"x"
+l = socket.socket(); l.bind(("127.0.0.1", 0)); l.listen(); c = socket.create_connection(l.getsockname()); c.close()
+print("fine")'`)
+	out, e := run(t, s)
+	if e.Code != 0 || !strings.Contains(out, "fine") {
+		t.Fatalf("exit %+v\n%s", e, out)
+	}
+}
+
+// A job writing past its disk limit gets ENOSPC, wherever it writes (work
+// dir, /tmp, /dev/shm share the limit), is not OOM-killed for it, and the
+// node's disk holds none of it.
+func TestDiskLimitIsENOSPC(t *testing.T) {
+	const limit = 64 << 20
+	s := spec(t, `dd if=/dev/zero of=big bs=1M count=1024 2>&1 | grep -o 'No space left on device'; echo dd=$?
+dd if=/dev/zero of=/tmp/more bs=1M count=8 2>&1 | grep -o 'No space left on device'
+dd if=/dev/zero of=/dev/shm/more bs=1M count=8 2>&1 | grep -o 'No space left on device'
+rm big; dd if=/dev/zero of=/tmp/again bs=1M count=8 2>/dev/null && echo freed-ok
+i=0; while true > f$i; do i=$((i+1)); done 2>/dev/null; echo files=$i`)
+	s.Limits = Limits{MemoryBytes: 4 * limit, DiskBytes: limit} // files are charged to memory too
+	before := freeBytes(t, s.WorkDir)
+	out, e := run(t, s)
+	after := freeBytes(t, s.WorkDir)
+	if e.Code != 0 || e.OOMKilled {
+		t.Fatalf("exit %+v\n%s", e, out)
+	}
+	if n := strings.Count(out, "No space left on device"); n != 3 || !strings.Contains(out, "freed-ok") {
+		t.Fatalf("want ENOSPC in the work dir, /tmp and /dev/shm, and room again once the file is removed:\n%s", out)
+	}
+	// Files are bounded too (one inode per page of the limit), not only bytes.
+	var files int
+	if _, err := fmt.Sscanf(out[strings.Index(out, "files="):], "files=%d", &files); err != nil || files > limit/4096 || files < limit/4096-100 {
+		t.Errorf("the job created %d empty files (%v), want its inode bound %d less the few it had", files, err, limit/4096)
+	}
+	if drop := before - after; drop > limit {
+		t.Fatalf("the node's free space dropped by %d bytes during the job, more than its disk limit %d", drop, limit)
+	}
+	if entries, err := os.ReadDir(s.WorkDir); err != nil || len(entries) != 0 {
+		t.Fatalf("the host's work dir %s holds %v (%v): the job's files must stay in its tmpfs", s.WorkDir, entries, err)
+	}
+}
+
+func freeBytes(t *testing.T, path string) int64 {
+	t.Helper()
+	var st unix.Statfs_t
+	if err := unix.Statfs(path, &st); err != nil {
+		t.Fatal(err)
+	}
+	return int64(st.Bavail) * st.Bsize
+}

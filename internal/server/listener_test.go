@@ -1,0 +1,158 @@
+package server
+
+import (
+	"net"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// dialFrom connects to addr from the loopback address from (127.0.0.x).
+func dialFrom(t *testing.T, from, addr string) net.Conn {
+	t.Helper()
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}, Timeout: 5 * time.Second}
+	c, err := d.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// closedByNode reports whether the node closed c (EOF or reset) within
+// wait.
+func closedByNode(c net.Conn, wait time.Duration) bool {
+	c.SetReadDeadline(time.Now().Add(wait))
+	_, err := c.Read(make([]byte, 1))
+	if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		return false
+	}
+	return err != nil
+}
+
+// A full set of pending handshakes makes room for each newcomer: the oldest
+// silent connection of the source with the most silent ones goes; another
+// source's connection, and one that spoke, are kept while there is a
+// choice. Nothing is refused.
+func TestPendingListenerDropsOldest(t *testing.T) {
+	raw, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	dropped := prometheus.NewCounter(prometheus.CounterOpts{Name: "d"})
+	l := newPendingListener(raw, 5, dropped, newReclaimer())
+	addr := raw.Addr().String()
+	// accept takes the next connection the way gRPC's loop would.
+	accept := func(c net.Conn) net.Conn {
+		t.Helper()
+		sc, err := l.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { sc.Close() })
+		return sc
+	}
+	// Source .3 holds one silent connection, the oldest of all.
+	other := dialFrom(t, "127.0.0.3", addr)
+	accept(other)
+	// Source .2: one silent, one that sent a byte, two silent.
+	a := dialFrom(t, "127.0.0.2", addr)
+	accept(a)
+	b := dialFrom(t, "127.0.0.2", addr)
+	b.Write([]byte{0x16})
+	accept(b)
+	c := dialFrom(t, "127.0.0.2", addr)
+	accept(c)
+	accept(dialFrom(t, "127.0.0.2", addr))
+	if l.pending() != 5 {
+		t.Fatalf("pending %d, want 5", l.pending())
+	}
+	// Full: a newcomer from .4 takes .2's oldest silent one (a), not .3's.
+	accept(dialFrom(t, "127.0.0.4", addr))
+	if !closedByNode(a, 2*time.Second) {
+		t.Fatal("the biggest source's oldest silent connection was kept")
+	}
+	// Next: .2's other silent one (c), though b is older: b spoke (its
+	// byte is still waiting in the socket, unread).
+	accept(dialFrom(t, "127.0.0.5", addr))
+	if !closedByNode(c, 2*time.Second) {
+		t.Fatal("a silent connection was kept over one that spoke")
+	}
+	for _, kept := range []net.Conn{other, b} {
+		if closedByNode(kept, 100*time.Millisecond) {
+			t.Fatalf("%s was closed while a bigger source or a silent connection was there", kept.LocalAddr())
+		}
+	}
+	// Every source now holds one silent connection: the source whose
+	// oldest is oldest (.3) loses it.
+	accept(dialFrom(t, "127.0.0.6", addr))
+	if !closedByNode(other, 2*time.Second) {
+		t.Fatal("the oldest silent connection was kept when all sources were even")
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(dropped)
+	mfs, _ := reg.Gather()
+	if got := mfs[0].GetMetric()[0].GetCounter().GetValue(); got != 3 || l.pending() != 5 {
+		t.Fatalf("dropped %v, pending %d; want 3 and 5", got, l.pending())
+	}
+}
+
+// A connection whose handshake ended, or that was closed, no longer counts;
+// the same source fills only its own share of victims.
+func TestPendingListenerForgetsFinished(t *testing.T) {
+	raw, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	rec := newReclaimer()
+	l := newPendingListener(raw, 2, prometheus.NewCounter(prometheus.CounterOpts{Name: "d"}), rec)
+	addr := raw.Addr().String()
+	dialFrom(t, "127.0.0.2", addr)
+	dialFrom(t, "127.0.0.2", addr)
+	first, _ := l.Accept()
+	second, _ := l.Accept()
+	handshakeEnded(first)
+	second.Close()
+	second.Close() // twice: counted once
+	if l.pending() != 0 {
+		t.Fatalf("pending %d after a handshake ended and a close, want 0", l.pending())
+	}
+	if rec.cur != 1 {
+		t.Fatalf("open connections %d, want 1 (the one whose handshake ended)", rec.cur)
+	}
+	first.Close()
+}
+
+// When every pending connection has spoken, the oldest of the source
+// holding the most goes.
+func TestPendingListenerAllSpoke(t *testing.T) {
+	raw, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	l := newPendingListener(raw, 3, prometheus.NewCounter(prometheus.CounterOpts{Name: "d"}), newReclaimer())
+	addr := raw.Addr().String()
+	var conns []net.Conn
+	for _, from := range []string{"127.0.0.3", "127.0.0.2", "127.0.0.2", "127.0.0.4"} {
+		c := dialFrom(t, from, addr)
+		c.Write([]byte{0x16})
+		conns = append(conns, c)
+		sc, err := l.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer sc.Close()
+	}
+	if !closedByNode(conns[1], 2*time.Second) {
+		t.Fatal("the biggest source's oldest was kept")
+	}
+	for _, kept := range []net.Conn{conns[0], conns[2], conns[3]} {
+		if closedByNode(kept, 100*time.Millisecond) {
+			t.Fatalf("%s was closed instead of the biggest source's oldest", kept.LocalAddr())
+		}
+	}
+}

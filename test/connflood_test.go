@@ -1,0 +1,92 @@
+package test
+
+import (
+	"fmt"
+	"path/filepath"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ehsaniara/joblet/internal/testutil/reliability"
+	"github.com/ehsaniara/joblet/test/harness"
+)
+
+const (
+	floodConns = 3000
+	floodCalls = 100
+)
+
+// underFlood runs rnx info floodCalls times against cfg (10 at a time)
+// while 3,000 silent connections from sources are held against target and
+// refilled; it returns the failures and the calls' latencies.
+func underFlood(t *testing.T, rnx, cfg, target string, sources []string) (failed []string, lat []time.Duration, reopened int64) {
+	f := harness.StartFlood(target, sources, floodConns)
+	defer f.Stop()
+	f.WaitOpened(t, floodConns)
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	next := atomic.Int64{}
+	for w := 0; w < 10; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for next.Add(1) <= floodCalls {
+				start := time.Now()
+				r := harness.Run(t, harness.Env(), rnx, "--config", cfg, "info")
+				mu.Lock()
+				if r.Code != 0 {
+					failed = append(failed, r.String())
+				} else {
+					lat = append(lat, time.Since(start))
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return failed, lat, f.Opened.Load() - floodConns
+}
+
+// connFlood: a node and rnx info calls to it, directly or through HAProxy
+// in front of it (TCP passthrough: every connection reaches the node from
+// HAProxy's address), while 3,000 silent connections from sources are held
+// against that address and reopened as they are closed. At least 99% of
+// the calls succeed.
+func connFlood(t *testing.T, viaHAProxy bool, sources []string) {
+	harness.RaiseNoFile(t, 2*floodConns) // before the node and HAProxy start: they inherit it
+	_, rnx := harness.Bins(t)
+	home, _ := embeddedNode(t)
+	cfg := filepath.Join(home, "config", "rnx-config.yml")
+	node := fmt.Sprintf("127.0.0.1:%d", serverConfig(t, home).Server.Port)
+	how, target := "directly", node
+	if viaHAProxy {
+		lb := fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t))
+		harness.StartHAProxy(t, lb, []string{node})
+		how, target, cfg = "through HAProxy", lb, directConfig(t, cfg, node, lb)
+	}
+	failed, lat, reopened := underFlood(t, rnx, cfg, target, sources)
+	slices.Sort(lat)
+	p := func(q float64) time.Duration {
+		if len(lat) == 0 {
+			return 0
+		}
+		return lat[int(q*float64(len(lat)-1))].Round(time.Millisecond)
+	}
+	t.Logf("%s, 3,000 silent connections from %d addresses (%d reopened after being closed): %d of %d rnx info failed; p50 %s p99 %s",
+		how, len(sources), reopened, len(failed), floodCalls, p(0.5), p(0.99))
+	if reopened == 0 {
+		t.Errorf("no silent connection was ever closed: the flood did not reach the cap")
+	}
+	if len(failed)*100 > floodCalls {
+		t.Errorf("%d of %d rnx info calls failed (at most 1%%), first: %s", len(failed), floodCalls, failed[0])
+	}
+	reliability.Record(t, "Load", fmt.Sprintf("%d rnx info calls %s while 3,000 silent connections from %d addresses are held and refilled", floodCalls, how, len(sources)),
+		fmt.Sprintf("%d failed; p50 %s, p99 %s", len(failed), p(0.5), p(0.99)))
+}
+
+func TestConnFloodFromOneAddress(t *testing.T)      { connFlood(t, false, harness.FloodSources(1)) }
+func TestConnFloodFromFiftyAddresses(t *testing.T)  { connFlood(t, false, harness.FloodSources(50)) }
+func TestConnFloodThroughHAProxy(t *testing.T)      { connFlood(t, true, harness.FloodSources(1)) }
+func TestConnFloodFiftyThroughHAProxy(t *testing.T) { connFlood(t, true, harness.FloodSources(50)) }
