@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -18,17 +19,14 @@ import (
 func TestNodeDirectoryFromEC2(t *testing.T) {
 	moto.Reset(t)
 	env := harness.Env(harness.AWSEnv(moto.URL)...)
-	run := func(tag string) []string {
-		args := []string{"ec2", "run-instances", "--image-id", "ami-12c6146b", "--count", "2", "--query", "Instances[].InstanceId", "--output", "text"}
-		if tag != "" {
-			args = append(args, "--tag-specifications", "ResourceType=instance,Tags=[{Key=joblet-fleet,Value="+tag+"}]")
-		}
-		return strings.Fields(harness.MustRun(t, env, "aws", args...).Stdout)
+	run := func(tag string, count int) []string {
+		return strings.Fields(harness.MustRun(t, env, "aws", "ec2", "run-instances", "--image-id", "ami-12c6146b", "--count", strconv.Itoa(count),
+			"--query", "Instances[].InstanceId", "--output", "text",
+			"--tag-specifications", "ResourceType=instance,Tags=[{Key=joblet-fleet,Value="+tag+"}]").Stdout)
 	}
-	fleet, other, untagged := run("prod"), run("staging"), run("")
-	stopped := run("prod")
-	harness.MustRun(t, env, "aws", "ec2", "stop-instances", "--instance-ids", stopped[0])
-	t.Logf("prod %v, staging %v, untagged %v, prod with one stopped %v", fleet, other, untagged, stopped)
+	prod, other := run("prod", 3), run("staging", 1)
+	harness.MustRun(t, env, "aws", "ec2", "stop-instances", "--instance-ids", prod[0])
+	t.Logf("prod %v (the first stopped), staging %v", prod, other)
 
 	doc, err := os.ReadFile(filepath.Join("..", "docs", "JOBS.md"))
 	if err != nil {
@@ -55,7 +53,7 @@ func TestNodeDirectoryFromEC2(t *testing.T) {
 		}
 		names = append(names, n.Name)
 	}
-	want := append(append([]string{}, fleet...), stopped[1])
+	want := append([]string{}, prod[1:]...)
 	sort.Strings(names)
 	sort.Strings(want)
 	if strings.Join(names, ",") != strings.Join(want, ",") {
