@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"math/big"
 	"net"
 	"strings"
@@ -117,5 +118,12 @@ func TestRefusedClientCertificateReasons(t *testing.T) {
 	}
 	if err := DeadCert(entry(t, ca, ca, now, time.Hour, addr), now); err != nil {
 		t.Errorf("a good certificate: %v", err)
+	}
+	// What `rnx config refresh` checks of what it fetched.
+	if err := DeadCert(expired, now); !errors.Is(err, ErrDeadCert) || !strings.Contains(err.Error(), "expired at") || !strings.Contains(err.Error(), "joblet certs reissue --role reader") {
+		t.Errorf("DeadCert of an expired certificate: %v", err)
+	}
+	if err := DeadCert(revoked, now); !errors.Is(err, ErrDeadCert) || !strings.Contains(err.Error(), "was revoked on") {
+		t.Errorf("DeadCert of a revoked certificate: %v", err)
 	}
 }
