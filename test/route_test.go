@@ -65,14 +65,17 @@ func TestJobsReachableThroughBalancer(t *testing.T) {
 	}
 
 	failed := map[string]int{}
+	var statusTook time.Duration
 	for i, id := range ids {
 		node, _, _ := strings.Cut(id, "_")
-		if r := harness.Run(t, env, rnx, "job", "status", id); r.Code != 0 || !strings.Contains(r.Stdout, "RUNNING") || !strings.Contains(r.Stdout, "node:        "+node) {
+		start := time.Now()
+		r := harness.Run(t, env, rnx, "job", "status", id)
+		statusTook += time.Since(start)
+		if r.Code != 0 || !strings.Contains(r.Stdout, "RUNNING") || !strings.Contains(r.Stdout, "node:        "+node) {
 			failed["status"]++
 			t.Logf("status %s: %s", id, r)
 		}
 		// The job writes at once, but under load maybe not before we ask.
-		var r harness.Result
 		for deadline := time.Now().Add(20 * time.Second); ; {
 			if r = harness.Run(t, env, rnx, "job", "log", id); r.Code != 0 || r.Stdout == fmt.Sprintf("out-%d\n", i) || time.Now().After(deadline) {
 				break
@@ -85,7 +88,20 @@ func TestJobsReachableThroughBalancer(t *testing.T) {
 		}
 	}
 
+	// A figure, not an assertion: what finding the node costs a command.
+	var directTook time.Duration
+	for _, id := range ids[:9] {
+		node, _, _ := strings.Cut(id, "_")
+		start := time.Now()
+		harness.Run(t, harness.Env(), rnx, "--config", directConfig(t, cfg, lb, backends[node[len(node)-1]-'1']), "job", "status", id)
+		directTook += time.Since(start)
+	}
+	t.Logf("rnx job status: %v on average through the balancer (the node found by new connections), %v directly",
+		(statusTook / n).Round(time.Millisecond), (directTook / 9).Round(time.Millisecond))
+
+	listStart := time.Now()
 	list := harness.Run(t, env, rnx, "job", "list", "--fleet")
+	listTook := time.Since(listStart)
 	if list.Code != 0 {
 		t.Fatalf("job list --fleet through the balancer: %s", list)
 	}
@@ -99,6 +115,7 @@ func TestJobsReachableThroughBalancer(t *testing.T) {
 			}
 		}
 	}
+	t.Logf("rnx job list --fleet through the balancer: %v", listTook.Round(time.Millisecond))
 	if listed != n || !strings.Contains(list.Stderr, "jobs of 3 node(s): node-1, node-2, node-3") {
 		t.Fatalf("job list --fleet shows %d of the %d jobs with their nodes:\n%s", listed, n, list)
 	}
