@@ -189,8 +189,9 @@ func (r *Router) Reach(ctx context.Context, id string) (*Node, error) {
 			n.Conn.Close()
 			t.by[n.ID]++
 			// An address that answered as one other node every time
-			// is that node, not a balancer: stop asking it.
-			if giveUpOnOne && len(t.by) == 1 && t.failed == 0 && t.tries >= min(8, max) {
+			// is that node, not a balancer: stop asking it. 16 tries:
+			// a random pick among 2 nodes does that once in 65,536.
+			if giveUpOnOne && len(t.by) == 1 && t.failed == 0 && t.tries >= min(16, max) {
 				break
 			}
 		}
@@ -235,8 +236,8 @@ func (r *Router) Reach(ctx context.Context, id string) (*Node, error) {
 // (at least 10). Through round-robin that finds every healthy node; through
 // a balancer that picks at random, the last node of N is missed with odds
 // (1-1/N)^(10(N-1)): at most 1 in 1,000 (N=2) while the bound holds. A
-// fleet that must be exact lists its nodes in the directory. It returns one connection per node id,
-// by id, and what failed.
+// fleet that must be exact lists its nodes in the directory. It returns
+// one connection per node id, by id, and what failed.
 func (r *Router) Sweep(ctx context.Context) ([]*Node, []error) {
 	found := map[string]*Node{}
 	var problems []error

@@ -110,7 +110,7 @@ func ctx(t *testing.T) context.Context {
 }
 
 // The entry answers as another node every time: the search gives up on it
-// after 8 connections (it is that node, not a balancer) and says who
+// after 16 connections (it is that node, not a balancer) and says who
 // answered; the directory then finds the job's node with one connection,
 // named or not.
 func TestReachBoundedAndThroughTheDirectory(t *testing.T) {
@@ -122,11 +122,11 @@ func TestReachBoundedAndThroughTheDirectory(t *testing.T) {
 
 	_, err := f.router(t, addrA, "").Reach(ctx(t), id)
 	var nf *NotFoundError
-	if !errors.As(err, &nf) || !strings.Contains(err.Error(), addrA+": 8 connection(s) answered by node-a ×8") || !strings.Contains(err.Error(), "--nodes node-b=HOST:PORT") {
+	if !errors.As(err, &nf) || !strings.Contains(err.Error(), addrA+": 16 connection(s) answered by node-a ×16") || !strings.Contains(err.Error(), "--nodes node-b=HOST:PORT") {
 		t.Fatalf("Reach without the node in the directory: %v", err)
 	}
-	if got := connsA.Load(); got != 8 {
-		t.Fatalf("node-a accepted %d connections, want 8", got)
+	if got := connsA.Load(); got != 16 {
+		t.Fatalf("node-a accepted %d connections, want 16", got)
 	}
 
 	for _, list := range []string{"node-b=" + addrB, addrB} {
