@@ -7,9 +7,11 @@ fail() { echo "test.sh: $*" >&2; exit 1; }
 # Debian packages, installed with apt-get when run as root and missing:
 # haproxy (an NLB in TLS passthrough), systemd-analyze (verifies the unit;
 # Debian package systemd), dpkg-deb (checks the .deb) and rpm (checks the
-# .rpm's file list) for TestPackage.
+# .rpm's file list) for TestPackage; systemd-nspawn (Debian package
+# systemd-container) and debootstrap, which boot real systemd over a Debian
+# root for TestSystemdPackage.
 missing=""
-for pair in haproxy:haproxy systemd-analyze:systemd dpkg-deb:dpkg rpm:rpm; do
+for pair in haproxy:haproxy systemd-analyze:systemd dpkg-deb:dpkg rpm:rpm systemd-nspawn:systemd-container debootstrap:debootstrap; do
   need "${pair%%:*}" || missing="$missing ${pair#*:}"
 done
 if [ -n "$missing" ]; then
