@@ -45,11 +45,21 @@ func TestRevocation(t *testing.T) {
 		if r.Code == 0 {
 			return errors.New("still accepted")
 		}
-		if !strings.Contains(r.Stderr, "server rejected this client certificate") {
+		if !strings.Contains(r.Stderr, "server rejected this client certificate (role reader, serial ") || !strings.Contains(r.Stderr, ") as revoked") || !strings.Contains(r.Stderr, "joblet certs reissue --role reader") {
 			return errors.New(r.String())
 		}
 		return nil
 	})
+	// Refreshing fetches the same revoked certificate: it fails and says
+	// what does help.
+	refresh := harness.Run(t, append(append([]string{}, env...), "RNX_CONFIG="+filepath.Join(home, "config", "rnx-config-reader.yml")), rnx, "config", "refresh")
+	if refresh.Code != 1 || !strings.Contains(refresh.Stderr, "was revoked") || !strings.Contains(refresh.Stderr, "(keyCompromise)") || !strings.Contains(refresh.Stderr, "joblet certs reissue --role reader") {
+		t.Fatalf("config refresh of a revoked role: %s", refresh)
+	}
+	// Now the config's CRL lists it: rnx says so without a guess.
+	if r := harness.Run(t, reader, rnx, "info"); r.Code != 1 || !strings.Contains(r.Stderr, "was revoked on") {
+		t.Fatalf("rnx with a config whose CRL lists its certificate: %s", r)
+	}
 	harness.MustRun(t, admin, rnx, "info")
 	reliability.Record(t, "revocation", "revoke the reader's client certificate (node refreshes every 1 s)",
 		fmt.Sprintf("reader refused within %v, no restart; admin still served", time.Since(revokedAt).Round(100*time.Millisecond)))

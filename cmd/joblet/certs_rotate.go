@@ -13,6 +13,7 @@ import (
 	"github.com/ehsaniara/joblet/internal/certs"
 	"github.com/ehsaniara/joblet/internal/client"
 	"github.com/ehsaniara/joblet/internal/config"
+	"github.com/ehsaniara/joblet/internal/nodedir"
 	"github.com/ehsaniara/joblet/internal/pki"
 )
 
@@ -70,7 +71,7 @@ func (c *cli) rotateStep(name, short string, step rotationStep) *cobra.Command {
 		fs.StringVar(&caLife, "ca-lifetime", "1095d", "lifetime of the new CA")
 	}
 	if name == "status" || name == "finish" {
-		fs.StringVar(&nodes, "nodes", os.Getenv("JOBLET_NODES"), "comma list of node addresses (HOST:PORT) to ask which CA signed the certificate they serve (env JOBLET_NODES)")
+		fs.StringVar(&nodes, "nodes", os.Getenv(nodedir.Env), "the node directory's list (docs/JOBS.md): node addresses, HOST:PORT or NODE_ID=HOST:PORT, comma-separated, to ask which CA signed the certificate they serve (env JOBLET_NODES)")
 		fs.StringVar(&rnxCfg, "rnx-config", filepath.Join(config.Home(), "config", "rnx-config.yml"), "the operator rnx config used to ask the nodes")
 		fs.DurationVar(&window, "client-window", window, "with --nodes: count the client certificates of the outgoing CA the nodes verified within this long")
 	}
@@ -90,8 +91,13 @@ func (c *cli) rotateStep(name, short string, step rotationStep) *cobra.Command {
 			}
 		}
 		var info certs.NodeInfo
+		var addrs []string // the node directory's (internal/nodedir)
 		if nodes != "" {
-			var err error
+			dir, err := nodedir.FromList(nodes)
+			if err != nil {
+				return fmt.Errorf("--nodes: %w", err)
+			}
+			addrs = dir.Addresses()
 			if info, err = client.DialNodeInfo(rnxCfg); err != nil {
 				return fmt.Errorf("--nodes: %w", err)
 			}
@@ -104,7 +110,7 @@ func (c *cli) rotateStep(name, short string, step rotationStep) *cobra.Command {
 		}
 		fl.KeyType, fl.CALifetime = kt, life
 		if name == "finish" {
-			if err := c.finishGate(ctx, fl, nodes, rnxCfg, info, force, time.Now().Add(-window)); err != nil {
+			if err := c.finishGate(ctx, fl, addrs, rnxCfg, info, force, time.Now().Add(-window)); err != nil {
 				return err
 			}
 		}
@@ -113,7 +119,7 @@ func (c *cli) rotateStep(name, short string, step rotationStep) *cobra.Command {
 			return fmt.Errorf("rotate-ca %s: %w", name, err)
 		}
 		if info != nil {
-			st.Nodes = certs.ProbeNodes(ctx, pki.SplitList(nodes), st.Current.Fingerprint, info, st.Outgoing(), time.Now().Add(-window))
+			st.Nodes = certs.ProbeNodes(ctx, addrs, st.Current.Fingerprint, info, st.Outgoing(), time.Now().Add(-window))
 			if probeIsOutgoing(rnxCfg, st.Outgoing()) {
 				fmt.Fprintf(c.stderr, "joblet: warning: the client certificate in %s is from the outgoing CA: the nodes count its own handshakes among the outgoing CA's clients; refresh it (`rnx --config %s config refresh`)\n", rnxCfg, rnxCfg)
 			}
@@ -131,7 +137,7 @@ func (c *cli) rotateStep(name, short string, step rotationStep) *cobra.Command {
 // finish, and refuses (without --force) while one still serves the old
 // CA's: once the old CA leaves the trust, clients refreshed after finish
 // could not verify it. Without --nodes it cannot know, and says so.
-func (c *cli) finishGate(ctx context.Context, fl *certs.Fleet, nodes, rnxCfg string, info certs.NodeInfo, force bool, since time.Time) error {
+func (c *cli) finishGate(ctx context.Context, fl *certs.Fleet, nodes []string, rnxCfg string, info certs.NodeInfo, force bool, since time.Time) error {
 	if info == nil {
 		if !force {
 			fmt.Fprintln(c.stderr, "joblet: warning: rotate-ca finish cannot check which CA the nodes serve from without --nodes (or JOBLET_NODES); check with `rotate-ca status --nodes` first")
@@ -148,7 +154,7 @@ func (c *cli) finishGate(ctx context.Context, fl *certs.Fleet, nodes, rnxCfg str
 	if probeIsOutgoing(rnxCfg, st.Outgoing()) && !force {
 		return fmt.Errorf("rotate-ca finish: the client certificate in %s (used to ask the nodes) is from the outgoing CA, so the nodes count its own handshakes as an old client: refresh it first (`rnx --config %s config refresh`)", rnxCfg, rnxCfg)
 	}
-	warnings, err := certs.FinishGate(certs.ProbeNodes(ctx, pki.SplitList(nodes), st.Current.Fingerprint, info, st.Outgoing(), since))
+	warnings, err := certs.FinishGate(certs.ProbeNodes(ctx, nodes, st.Current.Fingerprint, info, st.Outgoing(), since))
 	for _, w := range warnings {
 		fmt.Fprintln(c.stderr, "joblet: warning:", w)
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/ehsaniara/joblet/internal/backend"
 	"github.com/ehsaniara/joblet/internal/certs"
+	"github.com/ehsaniara/joblet/internal/client"
 	"github.com/ehsaniara/joblet/internal/config"
 	"github.com/ehsaniara/joblet/internal/pki"
 	"github.com/ehsaniara/joblet/internal/secretstore"
@@ -70,7 +71,7 @@ from the store (needs read access; USE_SECRETS_MANAGER as for joblet).`,
 				fmt.Fprintln(a.errOut, "rnx: warning:", p)
 			}
 			fmt.Fprintf(a.out, "refreshed %s from %s: nodes %s\n", a.path, fl.StoreDesc, strings.Join(res.Updated, ", "))
-			return nil
+			return deadAfterRefresh(a.path, res.Updated)
 		},
 	}
 	f := c.Flags()
@@ -177,4 +178,27 @@ refused unless --force).`,
 	f.BoolVar(&force, "force", false, "replace a node entry of the same name")
 	st.add(f)
 	return c
+}
+
+// deadAfterRefresh fails a refresh that fetched a certificate no node
+// accepts: the store's certificate for the role expired or was revoked
+// (the refreshed CRL lists it). The trust and CRL were still worth
+// writing; the fix is the operator's re-issue, which the error names.
+func deadAfterRefresh(path string, updated []string) error {
+	cfg, err := config.LoadRnx(path)
+	if err != nil {
+		return err
+	}
+	var dead []string
+	for _, name := range updated {
+		if n := cfg.Nodes[name]; n != nil {
+			if err := client.DeadCert(n, time.Now()); err != nil {
+				dead = append(dead, fmt.Sprintf("node %q: %v", name, err))
+			}
+		}
+	}
+	if len(dead) == 0 {
+		return nil
+	}
+	return fmt.Errorf("the store's certificate is unusable, so no node will accept this config: %s", strings.Join(dead, "; "))
 }

@@ -28,8 +28,8 @@ for every page unless --limit stops it after the first N jobs.
 
 Through a load balancer that is the jobs of whichever node answers: --fleet
 lists every node's, found from the node directory (the config's entries of
-this fleet, --nodes, JOBLET_NODES) and through each balancer entry by new
-connections until no new node answers (see docs/JOBS.md). Nodes that fail
+this fleet, --nodes, JOBLET_NODES) and through the selected entry (a
+balancer) by new connections until no new node answers (docs/JOBS.md). Nodes that fail
 are named on stderr and make the exit code 1.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {

@@ -31,6 +31,7 @@ type Conn struct {
 	Node          pb.NodeServiceClient
 	cc            *grpc.ClientConn
 	tls           *tls.Config
+	node          *config.Node // the entry dialed: its certificate and CRL explain refusals
 	info          *pb.NodeInfo // from Hello, reused by Info
 	learner       *learner     // DialLearning's
 }
@@ -94,7 +95,7 @@ func dial(name string, n *config.Node, learn Learn, extra ...grpc.DialOption) (*
 	if err != nil {
 		return nil, fmt.Errorf("node %q: %w", name, err)
 	}
-	c := &Conn{Name: name, Address: n.Address, tls: tc}
+	c := &Conn{Name: name, Address: n.Address, tls: tc, node: n}
 	opts := []grpc.DialOption{grpc.WithTransportCredentials(credentials.NewTLS(tc))}
 	if learn != nil {
 		c.learner = &learner{node: n, learn: learn}
@@ -132,10 +133,10 @@ func (c *Conn) Explain(err error) error {
 		// not a guess from TLS text (see server.RefusedPrefix).
 		return &StatusError{Where: where, Status: st}
 	}
-	hint := hintFor(msg)
+	hint := c.hint(msg)
 	if hint == "" && status.Code(err) == codes.Unavailable {
 		if perr := probe(c.tls, c.Address); perr != nil {
-			hint = hintFor(perr.Error())
+			hint = c.hint(perr.Error())
 			if hint != "" {
 				err = fmt.Errorf("%w; probe: %v", err, perr)
 			}
@@ -148,6 +149,15 @@ func (c *Conn) Explain(err error) error {
 		return fmt.Errorf("%s: %w", where, err)
 	}
 	return &ExplainedError{Hint: where + ": " + hint, Err: err}
+}
+
+// hint is what a failure's text means: the client certificate's own
+// reason first (reason.go), else the general one.
+func (c *Conn) hint(msg string) string {
+	if h := c.clientHint(msg); h != "" {
+		return h
+	}
+	return hintFor(msg)
 }
 
 func hintFor(msg string) string {

@@ -9,7 +9,8 @@
 // add itself or redirect a name. A directory is small data held by the
 // client; a fleet of many nodes keeps it in whatever already lists them (an
 // auto-scaling group's instances, DNS, the deploy tool) and passes it as
-// JOBLET_NODES.
+// JOBLET_NODES: docs/JOBS.md has the EC2 one-liner (a node's id is its
+// instance id there), which TestNodeDirectoryFromEC2 runs against moto.
 package nodedir
 
 import (
