@@ -1,10 +1,15 @@
 package certs
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"slices"
 	"strings"
+	"sync"
 	"time"
+
+	"github.com/ehsaniara/joblet/internal/pki"
 )
 
 // NodeFacts is what a node says about itself (its NodeInfo).
@@ -16,6 +21,10 @@ type NodeFacts struct {
 	// ClientIssuers are the client certificates it verified since it
 	// started, by the key id (pki.KeyIDHex) of the CA that issued them.
 	ClientIssuers map[string]ClientsSeen
+	// AcceptedCAs are the subjects (DER) of the CAs the node accepts client
+	// certificates from, as its TLS handshake lists them: its trust as of
+	// that handshake. nil when unknown.
+	AcceptedCAs [][]byte
 }
 
 // ClientsSeen counts a node's verified client certificates of one CA.
@@ -27,6 +36,41 @@ type ClientsSeen struct {
 // NodeInfo asks the node at address what it serves and has seen
 // (client.DialNodeInfo in production).
 type NodeInfo func(ctx context.Context, address string) (NodeFacts, error)
+
+// ProbeRotation is ProbeNodes for a rotation's state: the current CA, the
+// outgoing ones, and whether each node already trusts the pending CA (the
+// precondition of `promote`).
+func ProbeRotation(ctx context.Context, addrs []string, st *RotationStatus, info NodeInfo, since time.Time) []NodeReport {
+	var pendingSubject []byte
+	if st.Pending != nil {
+		if kid, err := pki.ParseKeyIDHex(st.Pending.KeyID); err == nil && len(kid) > 0 {
+			pendingSubject, _ = pki.CASubject(kid)
+		}
+	}
+	var facts sync.Map // address -> NodeFacts, for the pending-CA check
+	reps := ProbeNodes(ctx, addrs, st.Current.Fingerprint, func(ctx context.Context, a string) (NodeFacts, error) {
+		f, err := info(ctx, a)
+		facts.Store(a, f)
+		return f, err
+	}, st.Outgoing(), since)
+	if pendingSubject == nil {
+		return reps
+	}
+	for i := range reps {
+		v, ok := facts.Load(reps[i].Address)
+		if !ok || v.(NodeFacts).AcceptedCAs == nil {
+			continue
+		}
+		trusts := slices.ContainsFunc(v.(NodeFacts).AcceptedCAs, func(s []byte) bool { return bytes.Equal(s, pendingSubject) })
+		reps[i].TrustsPendingCA = &trusts
+		if trusts {
+			reps[i].Summary += "; trusts the pending CA"
+		} else {
+			reps[i].Summary += "; does not trust the pending CA yet (it does after its next refresh from the store: wait before `promote`)"
+		}
+	}
+	return reps
+}
 
 // ProbeNodes asks each node which CA signed the certificate it serves and
 // reports whether that is currentCA (a fingerprint, as CertInfo.Fingerprint),

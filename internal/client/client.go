@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net"
 	"strings"
+	"sync"
 	"time"
 
 	"google.golang.org/grpc"
@@ -94,6 +95,10 @@ func dial(name string, n *config.Node, learn Learn) (*Conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("node %q: %w", name, err)
 	}
+	return dialTLS(name, n, learn, tc)
+}
+
+func dialTLS(name string, n *config.Node, learn Learn, tc *tls.Config) (*Conn, error) {
 	c := &Conn{Name: name, Address: n.Address, tls: tc}
 	opts := []grpc.DialOption{grpc.WithTransportCredentials(credentials.NewTLS(tc))}
 	if learn != nil {
@@ -278,7 +283,24 @@ func DialNodeInfo(path string) (certs.NodeInfo, error) {
 	return func(ctx context.Context, address string) (certs.NodeFacts, error) {
 		n := *base
 		n.Address = address
-		conn, err := Dial(n.Address, &n)
+		tc, err := TLSConfig(&n)
+		if err != nil {
+			return certs.NodeFacts{}, err
+		}
+		// The CAs the node accepts client certificates from, as its
+		// handshake lists them (TLS 1.3 certificate_authorities): its
+		// trust, without a new RPC field.
+		var mu sync.Mutex
+		var accepted [][]byte
+		own := tc.Certificates[0]
+		tc.Certificates = nil
+		tc.GetClientCertificate = func(cri *tls.CertificateRequestInfo) (*tls.Certificate, error) {
+			mu.Lock()
+			accepted = cri.AcceptableCAs
+			mu.Unlock()
+			return &own, nil
+		}
+		conn, err := dialTLS(n.Address, &n, nil, tc)
 		if err != nil {
 			return certs.NodeFacts{}, err
 		}
@@ -287,7 +309,9 @@ func DialNodeInfo(path string) (certs.NodeInfo, error) {
 		if err != nil {
 			return certs.NodeFacts{}, err
 		}
-		f := certs.NodeFacts{NodeID: info.NodeId, IssuerSHA256: info.ServerCertIssuerSha256, ClientIssuers: map[string]certs.ClientsSeen{}}
+		mu.Lock()
+		f := certs.NodeFacts{NodeID: info.NodeId, IssuerSHA256: info.ServerCertIssuerSha256, ClientIssuers: map[string]certs.ClientsSeen{}, AcceptedCAs: accepted}
+		mu.Unlock()
 		for _, ci := range info.ClientIssuers {
 			f.ClientIssuers[ci.KeyId] = certs.ClientsSeen{Handshakes: ci.Handshakes, LastSeen: time.Unix(ci.LastSeenUnix, 0)}
 		}
