@@ -81,6 +81,20 @@ func TestSystemdPackage(t *testing.T) {
 		t.Fatalf("after dpkg -i the service is %q, want inactive (the package starts nothing)", s)
 	}
 
+	// Started before bootstrap (the operator's first mistake), the service
+	// fails at once, naming the missing config, and is retried (Restart=,
+	// bounded by StartLimitBurst=) until stopped.
+	m.run(t, "systemctl", "start", "joblet")
+	harness.Eventually(t, 20*time.Second, "the service failing before bootstrap", func() error {
+		sub := strings.TrimSpace(m.mustRun(t, "systemctl", "show", "-P", "SubState", "joblet").Stdout)
+		j := m.mustRun(t, "journalctl", "-u", "joblet", "--no-pager", "-o", "cat").Stdout
+		if (sub != "auto-restart" && sub != "failed") || !strings.Contains(j, "/opt/joblet/config/joblet-config.yml") || !strings.Contains(j, "joblet certs bootstrap") {
+			return fmt.Errorf("state %s, journal:\n%s", sub, j)
+		}
+		return nil
+	})
+	m.mustRun(t, "systemctl", "stop", "joblet")
+
 	// The operator's settings, bootstrap as INSTALL.md shows it, then the
 	// service.
 	m.appendSettings(t, "USE_SECRETS_MANAGER=false", "JOBLET_SERVER_ADDRESS=127.0.0.1")
