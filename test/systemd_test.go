@@ -548,7 +548,7 @@ func bootMachine(t *testing.T, root, dist string) *machine {
 	}
 	go func() { m.nspawn.Wait(); close(m.done) }()
 	t.Cleanup(func() { m.stop(t) })
-	harness.Eventually(t, 30*time.Second, "the container's systemd (PID 1)", func() error {
+	harness.Eventually(t, time.Minute, "the container's systemd (PID 1)", func() error {
 		select {
 		case <-m.done:
 			return fmt.Errorf("systemd-nspawn exited: %s", m.out)
@@ -560,7 +560,7 @@ func bootMachine(t *testing.T, root, dist string) *machine {
 		}
 		return nil
 	})
-	harness.Eventually(t, 60*time.Second, "the container's boot", func() error {
+	harness.Eventually(t, 2*time.Minute, "the container's boot", func() error {
 		r := m.run(t, "systemctl", "is-system-running")
 		switch s := strings.TrimSpace(r.Stdout); s {
 		case "running":
