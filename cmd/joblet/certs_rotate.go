@@ -119,7 +119,7 @@ func (c *cli) rotateStep(name, short string, step rotationStep) *cobra.Command {
 			return fmt.Errorf("rotate-ca %s: %w", name, err)
 		}
 		if info != nil {
-			st.Nodes = certs.ProbeNodes(ctx, addrs, st.Current.Fingerprint, info, st.Outgoing(), time.Now().Add(-window))
+			st.Nodes = certs.ProbeRotation(ctx, addrs, st, info, time.Now().Add(-window))
 			if probeIsOutgoing(rnxCfg, st.Outgoing()) {
 				fmt.Fprintf(c.stderr, "joblet: warning: the client certificate in %s is from the outgoing CA: the nodes count its own handshakes among the outgoing CA's clients; refresh it (`rnx --config %s config refresh`)\n", rnxCfg, rnxCfg)
 			}
@@ -154,7 +154,7 @@ func (c *cli) finishGate(ctx context.Context, fl *certs.Fleet, nodes []string, r
 	if probeIsOutgoing(rnxCfg, st.Outgoing()) && !force {
 		return fmt.Errorf("rotate-ca finish: the client certificate in %s (used to ask the nodes) is from the outgoing CA, so the nodes count its own handshakes as an old client: refresh it first (`rnx --config %s config refresh`)", rnxCfg, rnxCfg)
 	}
-	warnings, err := certs.FinishGate(certs.ProbeNodes(ctx, nodes, st.Current.Fingerprint, info, st.Outgoing(), since))
+	warnings, err := certs.FinishGate(certs.ProbeRotation(ctx, nodes, st, info, since))
 	for _, w := range warnings {
 		fmt.Fprintln(c.stderr, "joblet: warning:", w)
 	}

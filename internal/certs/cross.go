@@ -217,12 +217,18 @@ func FinishGate(nodes []NodeReport) (warnings []string, err error) {
 }
 
 // Outgoing are the key ids of the CAs a finish stops trusting: every
-// trusted CA but the current one (the cross certificate shares the
-// current CA's key, so it is not among them).
+// trusted CA but the one the rotation keeps, the pending CA while there is
+// one (begun: clients refreshed since hold its certificates, and count as
+// new), else the current one (the cross certificate shares that CA's key,
+// so it is not among them).
 func (st *RotationStatus) Outgoing() []string {
+	keep := st.Current.KeyID
+	if st.Pending != nil && st.Pending.KeyID != "" {
+		keep = st.Pending.KeyID
+	}
 	var out []string
 	for _, t := range st.Trusted {
-		if t.KeyID != st.Current.KeyID && t.KeyID != "" {
+		if t.KeyID != keep && t.KeyID != "" {
 			out = append(out, t.KeyID)
 		}
 	}

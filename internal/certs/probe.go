@@ -1,12 +1,16 @@
 package certs
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/ehsaniara/joblet/internal/nodefacts"
+	"github.com/ehsaniara/joblet/internal/pki"
 )
 
 // NodeFacts, ClientsSeen and NodeInfo are the node's answers, defined
@@ -16,6 +20,41 @@ type (
 	ClientsSeen = nodefacts.ClientsSeen
 	NodeInfo    = nodefacts.Asker
 )
+
+// ProbeRotation is ProbeNodes for a rotation's state: the current CA, the
+// outgoing ones, and whether each node already trusts the pending CA (the
+// precondition of `promote`).
+func ProbeRotation(ctx context.Context, addrs []string, st *RotationStatus, info NodeInfo, since time.Time) []NodeReport {
+	var pendingSubject []byte
+	if st.Pending != nil {
+		if kid, err := pki.ParseKeyIDHex(st.Pending.KeyID); err == nil && len(kid) > 0 {
+			pendingSubject, _ = pki.CASubject(kid)
+		}
+	}
+	var facts sync.Map // address -> NodeFacts, for the pending-CA check
+	reps := ProbeNodes(ctx, addrs, st.Current.Fingerprint, func(ctx context.Context, a string) (NodeFacts, error) {
+		f, err := info(ctx, a)
+		facts.Store(a, f)
+		return f, err
+	}, st.Outgoing(), since)
+	if pendingSubject == nil {
+		return reps
+	}
+	for i := range reps {
+		v, ok := facts.Load(reps[i].Address)
+		if !ok || v.(NodeFacts).AcceptedCAs == nil {
+			continue
+		}
+		trusts := slices.ContainsFunc(v.(NodeFacts).AcceptedCAs, func(s []byte) bool { return bytes.Equal(s, pendingSubject) })
+		reps[i].TrustsPendingCA = &trusts
+		if trusts {
+			reps[i].Summary += "; trusts the pending CA"
+		} else {
+			reps[i].Summary += "; does not trust the pending CA yet (it does after its next refresh from the store: wait before `promote`)"
+		}
+	}
+	return reps
+}
 
 // ProbeNodes asks each node which CA signed the certificate it serves and
 // reports whether that is currentCA (a fingerprint, as CertInfo.Fingerprint),

@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -109,5 +110,75 @@ func TestFinishGate(t *testing.T) {
 	seen.Address, seen.OldCAClients, seen.OldCALastSeen = "d:1", 3, time.Now()
 	if _, err := certs.FinishGate([]certs.NodeReport{cur, seen}); err == nil || !strings.Contains(err.Error(), "clients still present certificates of the outgoing CA") || !strings.Contains(err.Error(), "d:1 (3,") {
 		t.Fatalf("a node seeing old-CA clients: %v", err)
+	}
+}
+
+// In the begun phase the CA a finish will stop trusting is the current
+// one: a config refreshed after begin (a certificate of the pending CA,
+// reaching a node that trusts only the old CA through the cross
+// certificate) counts as new, not as a client of the outgoing CA; the probe
+// says whether each node already trusts the pending CA.
+func TestProbeBegunPhase(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	st := storetest.NewMemoryStore()
+	o := opts(t, st)
+	o.ServerAddress, o.NodeID = "127.0.0.1", "node-begun"
+	bootstrap(t, o)
+	cfgPath := filepath.Join(o.Home, "config", "joblet-config.yml")
+	cfg, err := config.LoadServer(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := server.New(cfg, server.Options{ConfigPath: cfgPath}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(l)
+	defer srv.Shutdown(ctx)
+	addr := []string{l.Addr().String()}
+
+	rot := rotation{f: &certs.Fleet{Store: st}}
+	rs, err := rot.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out := rs.Outgoing(); len(out) != 1 || out[0] != rs.Current.KeyID || rs.Pending == nil {
+		t.Fatalf("outgoing CAs in the begun phase: %v, want the current CA %s only", out, rs.Current.KeyID)
+	}
+	// A config refreshed after begin: the pending CA's client certificate.
+	refreshed := filepath.Join(t.TempDir(), "rnx-config.yml")
+	b, _ := os.ReadFile(filepath.Join(o.Home, "config", "rnx-config.yml"))
+	os.WriteFile(refreshed, b, 0o600)
+	if _, err := rot.f.RefreshClientConfig(ctx, refreshed, ""); err != nil {
+		t.Fatal(err)
+	}
+	var since time.Time // every handshake: none of the old CA's yet
+	info, err := client.DialNodeInfo(refreshed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reps := certs.ProbeRotation(ctx, addr, rs, info, since)
+	if r := reps[0]; r.OldCAClients != 0 || r.TrustsPendingCA == nil || *r.TrustsPendingCA || !strings.Contains(r.Summary, "does not trust the pending CA yet") {
+		t.Fatalf("before the node refreshed: %+v", r)
+	}
+	// The node takes the new trust (a re-run of bootstrap, then a reload).
+	bootstrap(t, o)
+	if err := srv.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	reps = certs.ProbeRotation(ctx, addr, rs, info, since)
+	if r := reps[0]; r.OldCAClients != 0 || r.TrustsPendingCA == nil || !*r.TrustsPendingCA || !strings.Contains(r.Summary, "trusts the pending CA") {
+		t.Fatalf("after the node refreshed: %+v", r)
+	}
+	// A client still on the old CA is one of the outgoing CA.
+	old, _ := client.DialNodeInfo(filepath.Join(o.Home, "config", "rnx-config.yml"))
+	old(ctx, addr[0])
+	if r := certs.ProbeRotation(ctx, addr, rs, info, since)[0]; r.OldCAClients < 1 {
+		t.Fatalf("an old-CA client not counted: %+v", r)
 	}
 }

@@ -40,7 +40,10 @@ type NodeReport struct {
 	// verified within the window asked for, and the last time it did.
 	OldCAClients  int64     `json:"oldCaClientHandshakes,omitempty"`
 	OldCALastSeen time.Time `json:"oldCaClientLastSeen,omitzero"`
-	Summary       string    `json:"summary"`
+	// TrustsPendingCA: during a rotation's begun phase, whether the node
+	// already accepts the pending CA (nil when not asked or unknown).
+	TrustsPendingCA *bool  `json:"trustsPendingCa,omitempty"`
+	Summary         string `json:"summary"`
 }
 
 // rotation is what the steps work on: the state an operator reads (both

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net"
 	"strings"
+	"sync"
 	"time"
 
 	"google.golang.org/grpc"
@@ -95,6 +96,10 @@ func dial(name string, n *config.Node, learn Learn, extra ...grpc.DialOption) (*
 	if err != nil {
 		return nil, fmt.Errorf("node %q: %w", name, err)
 	}
+	return dialTLS(name, n, learn, tc, extra...)
+}
+
+func dialTLS(name string, n *config.Node, learn Learn, tc *tls.Config, extra ...grpc.DialOption) (*Conn, error) {
 	c := &Conn{Name: name, Address: n.Address, tls: tc, node: n}
 	opts := []grpc.DialOption{grpc.WithTransportCredentials(credentials.NewTLS(tc))}
 	if learn != nil {
@@ -289,7 +294,24 @@ func DialNodeInfo(path string) (nodefacts.Asker, error) {
 	return func(ctx context.Context, address string) (nodefacts.Facts, error) {
 		n := *base
 		n.Address = address
-		conn, err := Dial(n.Address, &n)
+		tc, err := TLSConfig(&n)
+		if err != nil {
+			return nodefacts.Facts{}, err
+		}
+		// The CAs the node accepts client certificates from, as its
+		// handshake lists them (TLS 1.3 certificate_authorities): its
+		// trust, without a new RPC field.
+		var mu sync.Mutex
+		var accepted [][]byte
+		own := tc.Certificates[0]
+		tc.Certificates = nil
+		tc.GetClientCertificate = func(cri *tls.CertificateRequestInfo) (*tls.Certificate, error) {
+			mu.Lock()
+			accepted = cri.AcceptableCAs
+			mu.Unlock()
+			return &own, nil
+		}
+		conn, err := dialTLS(n.Address, &n, nil, tc)
 		if err != nil {
 			return nodefacts.Facts{}, err
 		}
@@ -298,7 +320,9 @@ func DialNodeInfo(path string) (nodefacts.Asker, error) {
 		if err != nil {
 			return nodefacts.Facts{}, err
 		}
-		f := nodefacts.Facts{NodeID: info.NodeId, IssuerSHA256: info.ServerCertIssuerSha256, ClientIssuers: map[string]nodefacts.ClientsSeen{}}
+		mu.Lock()
+		f := nodefacts.Facts{NodeID: info.NodeId, IssuerSHA256: info.ServerCertIssuerSha256, ClientIssuers: map[string]nodefacts.ClientsSeen{}, AcceptedCAs: accepted}
+		mu.Unlock()
 		for _, ci := range info.ClientIssuers {
 			f.ClientIssuers[ci.KeyId] = nodefacts.ClientsSeen{Handshakes: ci.Handshakes, LastSeen: time.Unix(ci.LastSeenUnix, 0)}
 		}

@@ -18,6 +18,10 @@ type Facts struct {
 	// ClientIssuers are the client certificates it verified since it
 	// started, by the key id (pki.KeyIDHex) of the CA that issued them.
 	ClientIssuers map[string]ClientsSeen
+	// AcceptedCAs are the subjects (DER) of the CAs the node accepts client
+	// certificates from, as its TLS handshake lists them: its trust as of
+	// that handshake. nil when unknown.
+	AcceptedCAs [][]byte
 }
 
 // ClientsSeen counts a node's verified client certificates of one CA.

@@ -5,9 +5,11 @@ import (
 	"crypto"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/asn1"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -19,6 +21,18 @@ func caName(ski []byte) pkix.Name {
 		CommonName:         "Joblet-CA",
 		SerialNumber:       hex.EncodeToString(ski[:min(8, len(ski))]),
 	}
+}
+
+// CASubject is the DER subject of the CA whose subject key id is ski, as
+// NewCA names it: what a TLS 1.3 server lists among the CAs it accepts
+// client certificates from (certificate_authorities) when it trusts that CA.
+func CASubject(ski []byte) ([]byte, error) {
+	return asn1.Marshal(caName(ski).ToRDNSequence())
+}
+
+// ParseKeyIDHex is the inverse of KeyIDHex.
+func ParseKeyIDHex(s string) ([]byte, error) {
+	return hex.DecodeString(strings.ReplaceAll(s, ":", ""))
 }
 
 // CrossSign issues, with by, a second certificate for the CA sub: the same

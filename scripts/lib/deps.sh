@@ -7,10 +7,12 @@ fail() { echo "test.sh: $*" >&2; exit 1; }
 # Debian packages, installed with apt-get when run as root and missing:
 # haproxy (an NLB in TLS passthrough), systemd-analyze (verifies the unit;
 # Debian package systemd), dpkg-deb (checks the .deb) and rpm (checks the
-# .rpm's file list) for TestPackage, strace (a job's ptrace of another
-# process is refused) and unshare (util-linux: a job's user namespace is).
+# .rpm's file list) for TestPackage; strace (a job's ptrace of another
+# process is refused) and unshare (util-linux: a job's user namespace is);
+# systemd-nspawn (Debian package systemd-container) and debootstrap, which
+# boot real systemd over a Debian root for TestSystemdPackage.
 missing=""
-for pair in haproxy:haproxy systemd-analyze:systemd dpkg-deb:dpkg rpm:rpm strace:strace unshare:util-linux; do
+for pair in haproxy:haproxy systemd-analyze:systemd dpkg-deb:dpkg rpm:rpm strace:strace unshare:util-linux systemd-nspawn:systemd-container debootstrap:debootstrap; do
   need "${pair%%:*}" || missing="$missing ${pair#*:}"
 done
 if [ -n "$missing" ]; then
