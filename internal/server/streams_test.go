@@ -8,6 +8,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/connectivity"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 
@@ -71,4 +72,27 @@ func TestStreamsPerRole(t *testing.T) {
 	again("one of its streams ended")
 	second.Close()
 	again("a connection holding one closed")
+}
+
+// security.maxConnectionIdle: a connection without a call that long is
+// closed by the node (GOAWAY); one holding a stream is not.
+func TestMaxConnectionIdle(t *testing.T) {
+	f := startNode(t, nil, func(s *config.Server) { s.Security.MaxConnectionIdle = "300ms" })
+	idle, busy := grpcConn(t, f.rnx.Nodes["reader"]), grpcConn(t, f.rnx.Nodes["reader"])
+	if _, err := healthpb.NewHealthClient(idle).Check(ctx(t), &healthpb.HealthCheckRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := watch(ctx(t), healthpb.NewHealthClient(busy)); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for idle.GetState() == connectivity.Ready {
+		if time.Now().After(deadline) {
+			t.Fatal("an idle connection still open 10 s after security.maxConnectionIdle 300ms")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if s := busy.GetState(); s != connectivity.Ready {
+		t.Fatalf("a connection holding a stream went %v", s)
+	}
 }
