@@ -156,3 +156,28 @@ func TestPendingListenerAllSpoke(t *testing.T) {
 		}
 	}
 }
+
+// A source is an IPv4 address or an IPv6 /64; an IPv4-mapped IPv6 address
+// is its IPv4 address.
+func TestSourceOf(t *testing.T) {
+	for _, tc := range []struct{ a, b string }{
+		{"[2001:db8:1:2::1]:1000", "[2001:db8:1:2:ffff::9]:2000"},
+		{"[::ffff:10.0.0.1]:1", "10.0.0.1:2"},
+	} {
+		a, _ := net.ResolveTCPAddr("tcp", tc.a)
+		b, _ := net.ResolveTCPAddr("tcp", tc.b)
+		if sourceOf(a) != sourceOf(b) {
+			t.Errorf("%s and %s are different sources (%v, %v)", tc.a, tc.b, sourceOf(a), sourceOf(b))
+		}
+	}
+	for _, tc := range []struct{ a, b string }{
+		{"[2001:db8:1:2::1]:1000", "[2001:db8:1:3::1]:1000"},
+		{"10.0.0.1:1", "10.0.0.2:1"},
+	} {
+		a, _ := net.ResolveTCPAddr("tcp", tc.a)
+		b, _ := net.ResolveTCPAddr("tcp", tc.b)
+		if sourceOf(a) == sourceOf(b) {
+			t.Errorf("%s and %s are one source (%v)", tc.a, tc.b, sourceOf(a))
+		}
+	}
+}
