@@ -251,9 +251,8 @@ func (b *bootstrapper) kmsFleet(ctx context.Context, vals map[string]string, err
 	if !errors.Is(err, ErrInconsistentStore) {
 		return err
 	}
-	got, gerr := b.f.Store.Get(ctx, []string{b.names.CAKMSKey()})
-	ref := got[b.names.CAKMSKey()]
-	if gerr != nil || ref == "" {
+	ref, rerr := b.f.readKMSRef(ctx)
+	if rerr != nil || ref == "" {
 		return err
 	}
 	if c, perr := pki.ParseCert([]byte(vals[b.names.CACert()])); perr == nil {

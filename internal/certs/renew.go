@@ -259,9 +259,9 @@ func (f *Fleet) nodeSigner(ctx context.Context, cfg *config.Server, names Names,
 		return key, "", nil
 	}
 	// Not the stored key: the fleet may have moved its CA to KMS.
-	got, err := f.Store.Get(ctx, []string{names.CAKMSKey()})
+	ref, err := f.readKMSRef(ctx)
 	if err != nil {
-		return nil, "", fmt.Errorf("read %s: %w", names.CAKMSKey(), err)
+		return nil, "", err
 	}
-	return caSigner(ctx, caCert, []string{keyPEM}, []string{got[names.CAKMSKey()]}, f.OpenKMS, names)
+	return caSigner(ctx, caCert, []string{keyPEM}, []string{ref}, f.OpenKMS, names)
 }

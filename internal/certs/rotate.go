@@ -215,7 +215,7 @@ func (fl *Fleet) BeginRotation(ctx context.Context, newKMSKeyID string) (*Rotati
 	if err := f.prepareBridge(ctx, s, next); err != nil {
 		return nil, err
 	}
-	if err := f.setTrust(ctx, n, s.trust, s.current.Cert, next.Cert); err != nil {
+	if err := f.setTrust(ctx, n, s.state, s.current.Cert, next.Cert); err != nil {
 		return nil, err
 	}
 	return f.RotationStatus(ctx)
@@ -298,14 +298,12 @@ func (f *Fleet) claimNext(ctx context.Context, n Names, current *pki.CA, kmsKeyI
 // kmsRecordPrefix starts a rotation record whose CA key is in KMS.
 const kmsRecordPrefix = "kms-key "
 
-// setTrust writes the bundle of the given CAs when it differs.
-func (f *Fleet) setTrust(ctx context.Context, n Names, have []*x509.Certificate, want ...*x509.Certificate) error {
+// setTrust writes the bundle of the given CAs when it differs from what s
+// read (or s read no bundle: the trust was the CA alone).
+func (f *Fleet) setTrust(ctx context.Context, n Names, s *state, want ...*x509.Certificate) error {
 	pem := string(pki.EncodeCerts(want...))
-	if len(have) == len(want) && pki.SameCertSet(pem, have) {
-		vals, err := f.Store.Get(ctx, []string{n.Bundle()})
-		if err == nil && vals[n.Bundle()] != "" {
-			return nil
-		}
+	if len(s.trust) == len(want) && pki.SameCertSet(pem, s.trust) && s.vals[n.Bundle()] != "" {
+		return nil
 	}
 	return putOrCreate(ctx, f.Store, n, n.Bundle(), pem)
 }
@@ -367,17 +365,13 @@ func (f *Fleet) moveCA(ctx context.Context, n Names, move func(context.Context, 
 // stage from) when the version it would make current is the key of the
 // current CA certificate, and leaves them alone otherwise.
 func (f *Fleet) alignKeys(ctx context.Context, n Names, move func(context.Context, string) error, from secretstore.Stage) error {
-	cur, err := f.Store.Get(ctx, []string{n.CACert(), n.CAKey(), n.CAKMSKey()})
+	cur, other, err := f.readKeysAt(ctx, from)
 	if err != nil {
 		return err
 	}
 	cert, err := pki.ParseCert([]byte(cur[n.CACert()]))
 	if err != nil {
 		return inconsistent(n.CACert(), err)
-	}
-	other, err := f.Store.GetStage(ctx, []string{n.CAKey(), n.CAKMSKey()}, from)
-	if err != nil {
-		return err
 	}
 	for _, name := range []string{n.CAKey(), n.CAKMSKey()} {
 		if other[name] == "" || other[name] == cur[name] {
@@ -462,7 +456,7 @@ func (fl *Fleet) FinishRotation(ctx context.Context) (*RotationStatus, error) {
 	if err := f.resignCRL(ctx, n, s.vals[n.CRL()], s.trust, s.current); err != nil {
 		return nil, err
 	}
-	if err := f.setTrust(ctx, n, s.trust, s.current.Cert); err != nil {
+	if err := f.setTrust(ctx, n, s.state, s.current.Cert); err != nil {
 		return nil, err
 	}
 	return f.RotationStatus(ctx)
@@ -530,7 +524,7 @@ func (fl *Fleet) AbortRotation(ctx context.Context) (*RotationStatus, error) {
 				return nil, err
 			}
 		}
-		if err := f.setTrust(ctx, n, s.trust, s.current.Cert); err != nil {
+		if err := f.setTrust(ctx, n, s.state, s.current.Cert); err != nil {
 			return nil, err
 		}
 		return f.RotationStatus(ctx)

@@ -59,6 +59,11 @@ type scope struct {
 	// cross certificate granted (no node-ca-*, no ca-cross): how an
 	// upgraded node on its old IAM policy keeps working until moved.
 	before13 bool
+	// previousCA and previousCRL: the previous versions of ca-cert (the CA
+	// a promoted rotation still trusts, for status) and of the CRL (what
+	// the last write replaced, for a revoke's merge). Best effort: a store
+	// that refuses them leaves them empty.
+	previousCA, previousCRL bool
 }
 
 // legacyNodeScope is what a node read before the node-issuing CA: the
@@ -150,13 +155,16 @@ type state struct {
 	pending map[string]string // pending CA versions that differ from the current ones
 
 	ca       *x509.Certificate // the current CA certificate
-	previous *x509.Certificate // ca-cert's previous version, when status read it
-	caErr    error
-	trust    []*x509.Certificate // every trusted CA: the bundle, or the CA alone
-	trustErr error
-	revoked  map[string]bool // serials (hex) the CRL lists
-	revs     []Revocation
-	crlErr   error
+	previous *x509.Certificate // ca-cert's previous version, when the scope asked (previousCA)
+	// previousCRL is the CRL's previous version (PEM), when the scope
+	// asked; not verified.
+	previousCRL string
+	caErr       error
+	trust       []*x509.Certificate // every trusted CA: the bundle, or the CA alone
+	trustErr    error
+	revoked     map[string]bool // serials (hex) the CRL lists
+	revs        []Revocation
+	crlErr      error
 	// nodeCA is the node-issuing pair when the store holds a usable one
 	// under the current CA; nodeCAErr says why not (nil when there is
 	// none: a fleet from before it, which nodes sign for with the root).
@@ -201,7 +209,52 @@ func (f *Fleet) readState(ctx context.Context, sc scope) (*state, error) {
 		}
 	}
 	s.parse(sc.roles)
+	if sc.previousCA {
+		if prev, err := f.Store.GetStage(ctx, []string{n.CACert()}, secretstore.Previous); err == nil {
+			s.previous, _ = pki.ParseCert([]byte(prev[n.CACert()]))
+		}
+	}
+	if sc.previousCRL {
+		if prev, err := f.Store.GetStage(ctx, []string{n.CRL()}, secretstore.Previous); err == nil {
+			s.previousCRL = prev[n.CRL()]
+		}
+	}
 	return s, nil
+}
+
+// readKMSRef reads the KMS key reference (ca-kms-key) alone: how a node or
+// an operator whose scope read ca-key learns that the fleet's CA key is in
+// KMS. Its policy may not grant it: the caller says what a refusal means.
+func (f *Fleet) readKMSRef(ctx context.Context) (string, error) {
+	n := f.names()
+	got, err := f.Store.Get(ctx, []string{n.CAKMSKey()})
+	if err != nil {
+		return "", fmt.Errorf("read %s: %w", n.CAKMSKey(), err)
+	}
+	return got[n.CAKMSKey()], nil
+}
+
+// readCreated reports whether the last secret a node creating the fleet
+// writes (the node-issuing CA certificate) is there: one secret, read by
+// the nodes waiting for it (await.go), where a whole read costs more.
+func (f *Fleet) readCreated(ctx context.Context) (bool, error) {
+	last := f.names().NodeCACert()
+	got, err := f.Store.Get(ctx, []string{last})
+	return got[last] != "", err
+}
+
+// readKeysAt reads the current CA certificate and both CA key places, and
+// the key places' versions at stage from: what a rotation step compares
+// right after moving the certificate's label (alignKeys).
+func (f *Fleet) readKeysAt(ctx context.Context, from secretstore.Stage) (cur, other map[string]string, err error) {
+	n := f.names()
+	if cur, err = f.Store.Get(ctx, []string{n.CACert(), n.CAKey(), n.CAKMSKey()}); err != nil {
+		return nil, nil, err
+	}
+	if other, err = f.Store.GetStage(ctx, []string{n.CAKey(), n.CAKMSKey()}, from); err != nil {
+		return nil, nil, err
+	}
+	return cur, other, nil
 }
 
 // readPending adds to s.pending the pending versions of names that differ

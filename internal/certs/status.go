@@ -133,7 +133,7 @@ func (f *Fleet) observe(ctx context.Context, o StatusOptions) *observed {
 	// a fleet from before the node-issuing CA) reads the root's key place
 	// and every role as well.
 	sc := bootstrapScope(kmsID != "")
-	sc.pending = true
+	sc.pending, sc.previousCA = true, true
 	if srv := obs.server; srv != nil && srv.Store.Kind != "" && !srv.Store.EmbeddedIn(homeOf(o.ServerConfig)) {
 		if _, chain, err := issuedChain(obs.server.Security.ServerCert, obs.server.Security.CACert); err == nil && len(chain) > 0 {
 			obs.fleetNode = true
@@ -141,7 +141,7 @@ func (f *Fleet) observe(ctx context.Context, o StatusOptions) *observed {
 			// the fleet) checks them as an operator would.
 			if len(obs.rnx) == 0 {
 				sc = nodeScope
-				sc.pending = true
+				sc.pending, sc.previousCA = true, true
 				obs.node = true
 			}
 		}
@@ -157,10 +157,6 @@ func (f *Fleet) observe(ctx context.Context, o StatusOptions) *observed {
 		return obs
 	}
 	obs.state = s
-	// The previous CA, which a promoted rotation still trusts (bundle).
-	if prev, err := f.Store.GetStage(ctx, []string{s.n.CACert()}, secretstore.Previous); err == nil {
-		s.previous, _ = pki.ParseCert([]byte(prev[s.n.CACert()]))
-	}
 	if s.ca != nil && !obs.node {
 		obs.caKey = f.caKeyPlace(ctx, s)
 	}
@@ -179,9 +175,7 @@ func (f *Fleet) caKeyPlace(ctx context.Context, s *state) string {
 	}
 	ref := s.vals[n.CAKMSKey()]
 	if ref == "" {
-		if got, err := f.Store.Get(ctx, []string{n.CAKMSKey()}); err == nil {
-			ref = got[n.CAKMSKey()]
-		}
+		ref, _ = f.readKMSRef(ctx)
 	}
 	if ref != "" {
 		return "AWS KMS key " + ref
