@@ -352,14 +352,6 @@ func sameCA(a, b *x509.Certificate) bool {
 // scope is what a bootstrap reads on its full path (bootstrapScope).
 func (b *bootstrapper) scope() scope { return bootstrapScope(b.o.CAKMSKeyID != "") }
 
-// legacyScope is scope() as a node's policy from before the node-issuing
-// CA allows it (no node-ca-*, no ca-cross).
-func (b *bootstrapper) legacyScope() scope {
-	sc := b.scope()
-	sc.before13 = true
-	return sc
-}
-
 // openKMS opens the CA's KMS key (KMS mode), once: only the full path
 // signs with the root, so a joining node needs no KMS access.
 func (b *bootstrapper) openKMS(ctx context.Context) error {

@@ -50,17 +50,17 @@ func (b *bootstrapper) ensure(ctx context.Context, first *state) (*shared, error
 		}
 		maps.Copy(vals, fresh)
 	case foundSome:
-		st, err := b.readPatiently(ctx, b.scope())
+		// An upgraded node on the policy from before the node-issuing CA
+		// (it may read the root's key and the role pairs, not node-ca-* or
+		// ca-cross) joins as it did (orBefore13); a node on the node policy
+		// cannot complete a fleet, and is told who can.
+		sc := b.scope()
+		sc.orBefore13 = !b.operator
+		st, err := b.readPatiently(ctx, sc)
 		if errors.Is(err, secretstore.ErrAccessDenied) && !b.operator {
-			// An upgraded node on the policy from before the node-issuing
-			// CA (it may read the root's key and the role pairs, not
-			// node-ca-* or ca-cross) joins as it did; a node on the node
-			// policy cannot complete a fleet, and is told who can.
-			if st, err = b.f.readState(ctx, b.legacyScope()); errors.Is(err, secretstore.ErrAccessDenied) {
-				return nil, fmt.Errorf("%w: the fleet in %s has no node-issuing CA yet (%s), or its first node is still creating it, and this node may read only what a node reads. "+
-					"Create or complete it with the operator's permissions (`joblet certs init`, or `joblet certs node-ca` for a fleet from before node-issuing CAs), or re-run in a minute if a first node is starting now",
-					err, b.f.StoreDesc, b.names.NodeCACert())
-			}
+			return nil, fmt.Errorf("%w: the fleet in %s has no node-issuing CA yet (%s), or its first node is still creating it, and this node may read only what a node reads. "+
+				"Create or complete it with the operator's permissions (`joblet certs init`, or `joblet certs node-ca` for a fleet from before node-issuing CAs), or re-run in a minute if a first node is starting now",
+				err, b.f.StoreDesc, b.names.NodeCACert())
 		}
 		if err != nil {
 			return nil, err

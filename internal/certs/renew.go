@@ -185,7 +185,7 @@ func (f *Fleet) readNode(ctx context.Context, sc scope, rootSigned bool) (*state
 	if !rootSigned || !errors.Is(err, secretstore.ErrAccessDenied) {
 		return s, err
 	}
-	for _, alt := range []scope{nodeScope, legacyNodeScope(sc.kmsMode)} {
+	for _, alt := range []scope{nodeScope, sc.asBefore13()} {
 		if s, aerr := f.readState(ctx, alt); aerr == nil {
 			return s, nil
 		}

@@ -3,6 +3,7 @@ package certs
 import (
 	"context"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -59,6 +60,9 @@ type scope struct {
 	// cross certificate granted (no node-ca-*, no ca-cross): how an
 	// upgraded node on its old IAM policy keeps working until moved.
 	before13 bool
+	// orBefore13: a read refused for access is read again as before13
+	// (readState): the one fallback for a node still on such a policy.
+	orBefore13 bool
 	// previousCA and previousCRL: the previous versions of ca-cert (the CA
 	// a promoted rotation still trusts, for status) and of the CRL (what
 	// the last write replaced, for a revoke's merge). Best effort: a store
@@ -66,9 +70,13 @@ type scope struct {
 	previousCA, previousCRL bool
 }
 
-// legacyNodeScope is what a node read before the node-issuing CA: the
-// root certificate and key (or its KMS reference), the trust, the CRL.
-func legacyNodeScope(kmsMode bool) scope { return scope{caKey: true, kmsMode: kmsMode, before13: true} }
+// asBefore13 is sc as a policy from before the node-issuing CA grants it
+// (no node-ca-*, no ca-cross): for a node, the root certificate and key
+// (or its KMS reference), the trust, the CRL.
+func (sc scope) asBefore13() scope {
+	sc.before13, sc.orBefore13 = true, false
+	return sc
+}
 
 // nodeScope is what a node reads to serve and renew (Names.Node): the
 // root certificate, the node-issuing pair, the trust and the CRL.
@@ -183,10 +191,15 @@ type state struct {
 }
 
 // readState reads what sc covers in one store call (plus one for the
-// pending versions when asked) and parses it.
+// pending versions when asked) and parses it. With sc.orBefore13, a read
+// refused for access is made again with what a policy from before the
+// node-issuing CA grants (asBefore13); its error, if any, is returned.
 func (f *Fleet) readState(ctx context.Context, sc scope) (*state, error) {
 	n := f.names()
 	vals, err := f.Store.Get(ctx, sc.names(n))
+	if sc.orBefore13 && !sc.before13 && errors.Is(err, secretstore.ErrAccessDenied) {
+		return f.readState(ctx, sc.asBefore13())
+	}
 	if err != nil {
 		return nil, fmt.Errorf("read the shared certificates from %s: %w", f.StoreDesc, err)
 	}

@@ -3,7 +3,6 @@ package certs
 import (
 	"context"
 	"crypto/x509"
-	"errors"
 	"fmt"
 	"path/filepath"
 	"slices"
@@ -12,7 +11,6 @@ import (
 
 	"github.com/ehsaniara/joblet/internal/config"
 	"github.com/ehsaniara/joblet/internal/pki"
-	"github.com/ehsaniara/joblet/internal/secretstore"
 )
 
 // Health levels, ordered; they are also the exit codes of `certs status`.
@@ -146,12 +144,8 @@ func (f *Fleet) observe(ctx context.Context, o StatusOptions) *observed {
 			}
 		}
 	}
+	sc.orBefore13 = true // an upgraded node on its policy from before the node-issuing CA
 	s, err := f.readState(ctx, sc)
-	if errors.Is(err, secretstore.ErrAccessDenied) {
-		// An upgraded node on its policy from before the node-issuing CA.
-		sc.before13 = true
-		s, err = f.readState(ctx, sc)
-	}
 	if err != nil {
 		obs.storeErr = err
 		return obs
