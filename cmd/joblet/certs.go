@@ -105,7 +105,7 @@ func (sf *storeFlags) open(ctx context.Context, home string, log *slog.Logger) (
 // fleet is the fleet the flags name, in the resolved store; its CA key is
 // opened through KMS where the store is Secrets Manager.
 func (sf *storeFlags) fleet(rs *backend.ResolvedStore, log *slog.Logger) *certs.Fleet {
-	return &certs.Fleet{Store: rs.Store, StoreDesc: rs.Desc, Prefix: sf.prefix, OpenKMS: kms.OpenerFor(rs.Ref), Log: log}
+	return &certs.Fleet{Store: rs.Store, StoreDesc: rs.Desc, Prefix: sf.prefix, OpenKMS: kms.OpenerFor(rs.Ref), KMSRegion: rs.Ref.Region, Log: log}
 }
 
 // openFleet resolves the store the flags name (home holds an embedded
@@ -125,7 +125,7 @@ func nodeFleet(ctx context.Context, cfg *config.Server, log *slog.Logger) (*cert
 	if err != nil {
 		return nil, err
 	}
-	return &certs.Fleet{Store: st, StoreDesc: desc, Prefix: cfg.Store.Prefix, OpenKMS: kms.OpenerFor(cfg.Store), Log: log}, nil
+	return &certs.Fleet{Store: st, StoreDesc: desc, Prefix: cfg.Store.Prefix, OpenKMS: kms.OpenerFor(cfg.Store), KMSRegion: cfg.Store.Region, Log: log}, nil
 }
 
 // tagFlags collects --tag KEY=VALUE.

@@ -212,9 +212,9 @@ func (b *bootstrapper) ensureKMSCA(ctx context.Context, vals map[string]string) 
 			certPEM, haveCert = got[n.CACert()]
 		}
 	}
-	if ref != b.kms.KeyID() && ref != b.o.CAKMSKeyID {
+	if ref != b.kms.KeyID() && ref != b.key.KeyID {
 		return nil, "", fmt.Errorf("%w: this fleet's CA key is KMS key %s (%s), but this node was given %s: set JOBLET_CA_KMS_KEY_ID=%s. %s",
-			ErrCAMode, ref, n.CAKMSKey(), b.o.CAKMSKeyID, ref, caModes)
+			ErrCAMode, ref, n.CAKMSKey(), b.key.KeyID, ref, caModes)
 	}
 	if !haveCert {
 		cert, err := pki.NewCA(b.kms, now, b.f.CALifetime)

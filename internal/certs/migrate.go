@@ -39,7 +39,7 @@ func MaterialFromHome(home, prefix string) (*Material, error) {
 		return nil, err
 	}
 	local := (&Fleet{Store: st, Prefix: prefix}).defaults()
-	s, err := local.readState(context.Background(), bootstrapScope(false))
+	s, err := local.readState(context.Background(), bootstrapScope(CAKeyRef{}))
 	if err != nil {
 		return nil, err
 	}

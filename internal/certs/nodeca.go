@@ -209,7 +209,7 @@ func (f *Fleet) readWithRoot(ctx context.Context, pending bool) (*state, *pki.CA
 	if err := s.trusted(); err != nil {
 		return nil, nil, err
 	}
-	root, err := s.signer(ctx, f.OpenKMS)
+	root, err := s.signer(ctx, f)
 	if err != nil {
 		return nil, nil, err
 	}

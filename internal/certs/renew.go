@@ -78,7 +78,7 @@ func (fl *Fleet) RefreshNode(ctx context.Context, r NodeRefresh) (*NodeRefreshRe
 	rootSigned := len(chain) == 0
 	sc := nodeScope
 	if rootSigned {
-		sc.caKey, sc.kmsMode = true, cfg.Security.CAKMSKeyID != ""
+		sc.caKey, sc.key = true, f.kmsKey(cfg.Security.CAKMSKeyID)
 	}
 	c := r.Cache
 	if c == nil {
@@ -252,7 +252,7 @@ func (f *Fleet) renewServer(ctx context.Context, cfg *config.Server, path string
 // next refresh retries.
 func (f *Fleet) nodeSigner(ctx context.Context, cfg *config.Server, names Names, caCert *x509.Certificate, vals map[string]string) (crypto.Signer, string, error) {
 	if cfg.Security.CAKMSKeyID != "" {
-		return caSigner(ctx, caCert, nil, []string{vals[names.CAKMSKey()], cfg.Security.CAKMSKeyID}, f.OpenKMS, names)
+		return f.caSigner(ctx, caCert, nil, []string{vals[names.CAKMSKey()], cfg.Security.CAKMSKeyID})
 	}
 	keyPEM := vals[names.CAKey()]
 	if key, err := pki.ParseKey([]byte(keyPEM)); err == nil && samePublicKey(caCert, key) {
@@ -263,5 +263,5 @@ func (f *Fleet) nodeSigner(ctx context.Context, cfg *config.Server, names Names,
 	if err != nil {
 		return nil, "", err
 	}
-	return caSigner(ctx, caCert, []string{keyPEM}, []string{ref}, f.OpenKMS, names)
+	return f.caSigner(ctx, caCert, []string{keyPEM}, []string{ref})
 }

@@ -67,7 +67,7 @@ func (f *Fleet) revokeOnce(ctx context.Context, serial *big.Int, reason int) ([]
 		return nil, err
 	}
 	n, vals, now := s.n, s.vals, f.Now()
-	ca, err := s.signer(ctx, f.OpenKMS)
+	ca, err := s.signer(ctx, f)
 	if err != nil {
 		return nil, err
 	}

@@ -64,7 +64,7 @@ func (f *Fleet) readRotation(ctx context.Context) (*rotation, error) {
 		return nil, err
 	}
 	n := s.n
-	cur, err := s.signer(ctx, f.OpenKMS)
+	cur, err := s.signer(ctx, f)
 	if err != nil {
 		return nil, err
 	}
@@ -79,7 +79,7 @@ func (f *Fleet) readRotation(ctx context.Context) (*rotation, error) {
 		}
 		// The pending CA's key: a pending ca-key, or a KMS key named by
 		// ca-kms-key (pending, or current when begin created it).
-		key, _, err := caSigner(ctx, c, []string{s.pending[n.CAKey()]}, []string{s.pending[n.CAKMSKey()], s.vals[n.CAKMSKey()]}, f.OpenKMS, n)
+		key, _, err := f.caSigner(ctx, c, []string{s.pending[n.CAKey()]}, []string{s.pending[n.CAKMSKey()], s.vals[n.CAKMSKey()]})
 		if err != nil {
 			return nil, fmt.Errorf("the pending CA: %w", err)
 		}
@@ -232,7 +232,7 @@ func (f *Fleet) claimNext(ctx context.Context, n Names, current *pki.CA, kmsKeyI
 			return nil, fmt.Errorf("%w: --ca-kms-key-id needs AWS (Secrets Manager mode)", ErrUsage)
 		}
 		var err error
-		if kms, err = f.OpenKMS(ctx, kmsKeyID); err != nil {
+		if kms, err = f.OpenKMS(ctx, f.kmsKey(kmsKeyID)); err != nil {
 			return nil, fmt.Errorf("open the new CA's KMS key: %w", err)
 		}
 		if samePublicKey(current.Cert, kms) {
@@ -283,7 +283,7 @@ func (f *Fleet) claimNext(ctx context.Context, n Names, current *pki.CA, kmsKeyI
 		if err != nil {
 			return nil, inconsistent(name, err)
 		}
-		key, _, err := caSigner(ctx, c, nil, []string{ref}, f.OpenKMS, n)
+		key, _, err := f.caSigner(ctx, c, nil, []string{ref})
 		if err != nil {
 			return nil, err
 		}
@@ -383,7 +383,7 @@ func (f *Fleet) alignKeys(ctx context.Context, n Names, move func(context.Contex
 		} else {
 			refs = []string{other[name]}
 		}
-		if _, _, err := caSigner(ctx, cert, keys, refs, f.OpenKMS, n); err != nil {
+		if _, _, err := f.caSigner(ctx, cert, keys, refs); err != nil {
 			continue // not this certificate's key: leave its labels alone
 		}
 		if err := move(ctx, name); err != nil {

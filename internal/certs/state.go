@@ -45,10 +45,11 @@ func phaseOf(n Names, pending map[string]string, trusted int) (phase Phase, inte
 // scope says what one flow reads: no more than its IAM policy grants
 // (iam-policy's flows mirror these).
 type scope struct {
-	// caKey: read the current CA's key place. In KMS mode that is the key
-	// reference ca-kms-key, never ca-key (a KMS node's policy has no access
-	// to it); operators (bothKeys) read both.
-	caKey, kmsMode, bothKeys bool
+	// caKey: read the current CA's key place, as key says: in KMS that is
+	// the key reference ca-kms-key, never ca-key (a KMS node's policy has
+	// no access to it); operators (bothKeys) read both.
+	caKey, bothKeys bool
+	key             CAKeyRef
 	// nodeCA: read the node-issuing pair (what a node signs with).
 	nodeCA  bool
 	roles   []pki.Role // client pairs to read
@@ -85,8 +86,8 @@ var nodeScope = scope{nodeCA: true}
 // bootstrapScope is what a bootstrap reads on its full path (creating a
 // fleet, or one from before the node-issuing CA): the CA, its key's place,
 // the node-issuing pair, every role.
-func bootstrapScope(kmsMode bool) scope {
-	return scope{caKey: true, kmsMode: kmsMode, nodeCA: true, roles: pki.Roles}
+func bootstrapScope(key CAKeyRef) scope {
+	return scope{caKey: true, key: key, nodeCA: true, roles: pki.Roles}
 }
 
 // wholeScope is every shared secret of a fleet, both CA key places
@@ -98,7 +99,7 @@ func (sc scope) keyNames(n Names) []string {
 	switch {
 	case sc.bothKeys:
 		return []string{n.CAKey(), n.CAKMSKey()}
-	case sc.caKey && sc.kmsMode:
+	case sc.caKey && sc.key.InKMS():
 		return []string{n.CAKMSKey()}
 	case sc.caKey:
 		return []string{n.CAKey()}
@@ -362,11 +363,11 @@ func (s *state) trusted() error {
 
 // signer is the current CA with its key, found among the keys read (an
 // operator's read: ca-key and ca-kms-key).
-func (s *state) signer(ctx context.Context, open KMSOpener) (*pki.CA, error) {
+func (s *state) signer(ctx context.Context, f *Fleet) (*pki.CA, error) {
 	if s.caErr != nil {
 		return nil, s.caErr
 	}
-	key, _, err := caSigner(ctx, s.ca, []string{s.vals[s.n.CAKey()]}, []string{s.vals[s.n.CAKMSKey()]}, open, s.n)
+	key, _, err := f.caSigner(ctx, s.ca, []string{s.vals[s.n.CAKey()]}, []string{s.vals[s.n.CAKMSKey()]})
 	if err != nil {
 		return nil, err
 	}

@@ -130,7 +130,7 @@ func (f *Fleet) observe(ctx context.Context, o StatusOptions) *observed {
 	// policy allows; an operator (no server config, an embedded node, or
 	// a fleet from before the node-issuing CA) reads the root's key place
 	// and every role as well.
-	sc := bootstrapScope(kmsID != "")
+	sc := bootstrapScope(f.kmsKey(kmsID))
 	sc.pending, sc.previousCA = true, true
 	if srv := obs.server; srv != nil && srv.Store.Kind != "" && !srv.Store.EmbeddedIn(homeOf(o.ServerConfig)) {
 		if _, chain, err := issuedChain(obs.server.Security.ServerCert, obs.server.Security.CACert); err == nil && len(chain) > 0 {
