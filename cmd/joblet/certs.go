@@ -20,7 +20,6 @@ import (
 	"github.com/ehsaniara/joblet/internal/certs"
 	"github.com/ehsaniara/joblet/internal/config"
 	"github.com/ehsaniara/joblet/internal/pki"
-	"github.com/ehsaniara/joblet/internal/secretstore"
 	"github.com/ehsaniara/joblet/internal/secretstore/awssm"
 )
 
@@ -62,7 +61,7 @@ func addStoreFlags(fs *pflag.FlagSet, set storeSet) *storeFlags {
 	}
 	fs.StringVar(&sf.useSM, "use-secrets-manager", config.EnvOr("USE_SECRETS_MANAGER", "auto"), "auto, true or false (env USE_SECRETS_MANAGER)")
 	fs.StringVar(&sf.region, "region", config.EnvOr("EC2_REGION", os.Getenv("AWS_REGION")), "AWS region of Secrets Manager (env EC2_REGION, then AWS_REGION; default: the instance's)")
-	config.PrefixFlag(fs, &sf.prefix)
+	backend.PrefixFlag(fs, &sf.prefix)
 	fs.DurationVar(&sf.timeout, "timeout", sf.timeout, "the longest the command may take, retries included (env JOBLET_TIMEOUT)")
 	if set&withDirStore != 0 {
 		fs.StringVar(&sf.store, "store", config.EnvOr("JOBLET_STORE", ""), "shared store for an on-prem fleet: dir:PATH (env JOBLET_STORE)")
@@ -88,9 +87,6 @@ func (sf *storeFlags) context() (context.Context, context.CancelFunc) {
 // open checks the flags and resolves the store they name (home holds the
 // embedded mode's local store).
 func (sf *storeFlags) open(ctx context.Context, home string, log *slog.Logger) (*backend.ResolvedStore, error) {
-	if err := secretstore.ValidatePrefix(sf.prefix); err != nil {
-		return nil, usagef("%v", err)
-	}
 	var replicas []string
 	for _, r := range pki.SplitList(sf.replicas) {
 		if r = strings.TrimSpace(r); r != "" {

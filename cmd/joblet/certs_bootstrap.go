@@ -19,7 +19,6 @@ import (
 	"github.com/ehsaniara/joblet/internal/cloud"
 	"github.com/ehsaniara/joblet/internal/config"
 	"github.com/ehsaniara/joblet/internal/pki"
-	"github.com/ehsaniara/joblet/internal/secretstore"
 )
 
 func (c *cli) bootstrapCmd() *cobra.Command {
@@ -137,9 +136,6 @@ func (f *bootFlags) options(log *slog.Logger) (bootOptions, error) {
 	}
 	if o.Port, err = strconv.Atoi(f.port); err != nil || o.Port <= 0 || o.Port > 65535 {
 		return o, usagef("port %q is not a TCP port (1-65535)", f.port)
-	}
-	if err := secretstore.ValidatePrefix(o.Prefix); err != nil {
-		return o, usagef("%v", err)
 	}
 	if o.ServerAddress == "" {
 		o.ServerAddress = cloud.PrimaryIP()
