@@ -159,7 +159,7 @@ func nextStep(p Phase, interrupted bool) string {
 	return "nothing to do; `rotate-ca begin` starts a rotation"
 }
 
-// Begin stores a new CA as the pending version of ca-key and ca-cert and
+// BeginRotation stores a new CA as the pending version of ca-key and ca-cert and
 // makes every trust bundle hold both CAs. The new CA is agreed on through a
 // create-only record named after the current CA, so two operators (or a
 // re-run after a crash) end with the same one. newKMSKeyID, when set, makes
@@ -308,7 +308,7 @@ func (f *Fleet) setTrust(ctx context.Context, n Names, s *state, want ...*x509.C
 	return putOrCreate(ctx, f.Store, n, n.Bundle(), pem)
 }
 
-// Promote makes the pending CA current (the old one becomes AWSPREVIOUS and
+// PromoteRotation makes the pending CA current (the old one becomes AWSPREVIOUS and
 // stays trusted) and re-issues every role's client certificate from it,
 // for the same key. Nodes renew their server certificates on their next
 // refresh, since theirs are no longer signed by the current CA.
@@ -430,7 +430,7 @@ func (f *Fleet) issueClient(ctx context.Context, s *rotation, role pki.Role, ca 
 	return write(ctx, n.ClientCert(role), string(pki.EncodeCert(is.Cert)))
 }
 
-// Finish removes the old CA from the trust bundle: a certificate signed only
+// FinishRotation removes the old CA from the trust bundle: a certificate signed only
 // by it is refused once nodes refresh.
 func (fl *Fleet) FinishRotation(ctx context.Context) (*RotationStatus, error) {
 	f := fl.defaults()
@@ -466,7 +466,7 @@ func (fl *Fleet) FinishRotation(ctx context.Context) (*RotationStatus, error) {
 // longer needed: an aborted rotation's cross certificate.
 const reasonCessationOfOperation = 5
 
-// Abort steps back one phase. From begun it drops the pending CA and
+// AbortRotation steps back one phase. From begun it drops the pending CA and
 // trusts the current one alone. From promoted it makes the old CA current
 // again (the new one pending, both still trusted) and re-issues client
 // certificates from it; nodes renew back on their next refresh, and a
