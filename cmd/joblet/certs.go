@@ -20,7 +20,6 @@ import (
 	"github.com/ehsaniara/joblet/internal/certs"
 	"github.com/ehsaniara/joblet/internal/config"
 	"github.com/ehsaniara/joblet/internal/pki"
-	"github.com/ehsaniara/joblet/internal/secretstore"
 	"github.com/ehsaniara/joblet/internal/secretstore/awssm"
 )
 
@@ -62,7 +61,7 @@ func addStoreFlags(fs *pflag.FlagSet, set storeSet) *storeFlags {
 	}
 	fs.StringVar(&sf.useSM, "use-secrets-manager", config.EnvOr("USE_SECRETS_MANAGER", "auto"), "auto, true or false (env USE_SECRETS_MANAGER)")
 	fs.StringVar(&sf.region, "region", config.EnvOr("EC2_REGION", os.Getenv("AWS_REGION")), "AWS region of Secrets Manager (env EC2_REGION, then AWS_REGION; default: the instance's)")
-	config.PrefixFlag(fs, &sf.prefix)
+	backend.PrefixFlag(fs, &sf.prefix)
 	fs.DurationVar(&sf.timeout, "timeout", sf.timeout, "the longest the command may take, retries included (env JOBLET_TIMEOUT)")
 	if set&withDirStore != 0 {
 		fs.StringVar(&sf.store, "store", config.EnvOr("JOBLET_STORE", ""), "shared store for an on-prem fleet: dir:PATH (env JOBLET_STORE)")
@@ -88,9 +87,6 @@ func (sf *storeFlags) context() (context.Context, context.CancelFunc) {
 // open checks the flags and resolves the store they name (home holds the
 // embedded mode's local store).
 func (sf *storeFlags) open(ctx context.Context, home string, log *slog.Logger) (*backend.ResolvedStore, error) {
-	if err := secretstore.ValidatePrefix(sf.prefix); err != nil {
-		return nil, usagef("%v", err)
-	}
 	var replicas []string
 	for _, r := range pki.SplitList(sf.replicas) {
 		if r = strings.TrimSpace(r); r != "" {
@@ -105,7 +101,7 @@ func (sf *storeFlags) open(ctx context.Context, home string, log *slog.Logger) (
 // fleet is the fleet the flags name, in the resolved store; its CA key is
 // opened through KMS where the store is Secrets Manager.
 func (sf *storeFlags) fleet(rs *backend.ResolvedStore, log *slog.Logger) *certs.Fleet {
-	return &certs.Fleet{Store: rs.Store, StoreDesc: rs.Desc, Prefix: sf.prefix, OpenKMS: kms.OpenerFor(rs.Ref), Log: log}
+	return &certs.Fleet{Store: rs.Store, StoreDesc: rs.Desc, Prefix: sf.prefix, OpenKMS: kms.OpenerFor(rs.Ref), KMSRegion: rs.Ref.Region, Log: log}
 }
 
 // openFleet resolves the store the flags name (home holds an embedded
@@ -125,7 +121,7 @@ func nodeFleet(ctx context.Context, cfg *config.Server, log *slog.Logger) (*cert
 	if err != nil {
 		return nil, err
 	}
-	return &certs.Fleet{Store: st, StoreDesc: desc, Prefix: cfg.Store.Prefix, OpenKMS: kms.OpenerFor(cfg.Store), Log: log}, nil
+	return &certs.Fleet{Store: st, StoreDesc: desc, Prefix: cfg.Store.Prefix, OpenKMS: kms.OpenerFor(cfg.Store), KMSRegion: cfg.Store.Region, Log: log}, nil
 }
 
 // tagFlags collects --tag KEY=VALUE.

@@ -19,7 +19,6 @@ import (
 	"github.com/ehsaniara/joblet/internal/cloud"
 	"github.com/ehsaniara/joblet/internal/config"
 	"github.com/ehsaniara/joblet/internal/pki"
-	"github.com/ehsaniara/joblet/internal/secretstore"
 )
 
 func (c *cli) bootstrapCmd() *cobra.Command {
@@ -52,7 +51,7 @@ func (c *cli) bootstrapCmd() *cobra.Command {
 			return err
 		}
 		o.Store, o.StoreDesc, o.Mode, o.StoreRef = rs.Store, rs.Desc, rs.Mode, rs.Ref
-		o.CAKMSKeyID, o.OpenKMS = f.sf.caKMS, kms.OpenerFor(rs.Ref)
+		o.CAKMSKeyID, o.OpenKMS, o.KMSRegion = f.sf.caKMS, kms.OpenerFor(rs.Ref), rs.Ref.Region
 		if rs.Instance != nil {
 			o.FallbackNodeID = rs.Instance.ID
 		}
@@ -159,9 +158,6 @@ func (f *bootFlags) options(log *slog.Logger) (bootOptions, error) {
 		return o, usagef("port %q is not a TCP port (1-65535)", f.port)
 	} else if f.given("port", "JOBLET_SERVER_PORT") {
 		o.Port, o.Given = port, o.Given|certs.GivenPort
-	}
-	if err := secretstore.ValidatePrefix(o.Prefix); err != nil {
-		return o, usagef("%v", err)
 	}
 	o.FallbackServerAddress = cloud.PrimaryIP()
 	return o, o.Validate()

@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/ehsaniara/joblet/internal/backend"
 	"github.com/ehsaniara/joblet/internal/certs"
 	"github.com/ehsaniara/joblet/internal/config"
 )
@@ -33,7 +34,7 @@ instance-role credentials useless off its instance or outside a VPC endpoint.`,
 	var replicasOld, bind bool
 	var vpce string
 	fs.StringVar(&flow, "for", "", "the flow: "+strings.Join(certs.PolicyFlows, ", "))
-	config.PrefixFlag(fs, &prefix)
+	backend.PrefixFlag(fs, &prefix)
 	fs.StringVar(&region, "region", config.EnvOr("EC2_REGION", os.Getenv("AWS_REGION")), "region in the secret ARNs (env EC2_REGION, then AWS_REGION; default *)")
 	fs.StringVar(&account, "account", "", "AWS account id in the secret ARNs (default *)")
 	fs.StringVar(&kmsKey, "kms-key-id", "", "ARN of the customer KMS key the secrets are encrypted with (as given to bootstrap's --kms-key-id, but as an ARN)")

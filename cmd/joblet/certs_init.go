@@ -3,7 +3,6 @@ package main
 import (
 	"github.com/spf13/cobra"
 
-	"github.com/ehsaniara/joblet/internal/backend/kms"
 	"github.com/ehsaniara/joblet/internal/certs"
 	"github.com/ehsaniara/joblet/internal/config"
 )
@@ -54,7 +53,7 @@ overwritten.`,
 			return err
 		}
 		fl := sf.fleet(rs, c.log)
-		fl.KeyType, fl.CALifetime, fl.ClientLifetime, fl.OpenKMS = kt, caLifetime, clientLifetime, kms.OpenerFor(rs.Ref)
+		fl.KeyType, fl.CALifetime, fl.ClientLifetime = kt, caLifetime, clientLifetime
 		res, err := fl.Init(ctx, certs.InitOptions{Dir: out, Address: address, CAKMSKeyID: sf.caKMS})
 		if err != nil {
 			return err

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -120,7 +119,7 @@ func (c *cli) rotateStep(name, short string, step rotationStep) *cobra.Command {
 		}
 		if info != nil {
 			st.Nodes = certs.ProbeRotation(ctx, addrs, st, info, time.Now().Add(-window))
-			if probeIsOutgoing(rnxCfg, st.Outgoing()) {
+			if certs.ProbeIsOutgoing(rnxCfg, st.Outgoing()) {
 				fmt.Fprintf(c.stderr, "joblet: warning: the client certificate in %s is from the outgoing CA: the nodes count its own handshakes among the outgoing CA's clients; refresh it (`rnx --config %s config refresh`)\n", rnxCfg, rnxCfg)
 			}
 		}
@@ -133,51 +132,21 @@ func (c *cli) rotateStep(name, short string, step rotationStep) *cobra.Command {
 	return cmd
 }
 
-// finishGate asks the nodes which CA their certificate comes from before a
-// finish, and refuses (without --force) while one still serves the old
-// CA's: once the old CA leaves the trust, clients refreshed after finish
-// could not verify it. Without --nodes it cannot know, and says so.
+// finishGate runs the finish gate (certs.CheckFinish) and shows what it
+// says: refused without --force, a warning with it.
 func (c *cli) finishGate(ctx context.Context, fl *certs.Fleet, nodes []string, rnxCfg string, info certs.NodeInfo, force bool, since time.Time) error {
-	if info == nil {
-		if !force {
-			fmt.Fprintln(c.stderr, "joblet: warning: rotate-ca finish cannot check which CA the nodes serve from without --nodes (or JOBLET_NODES); check with `rotate-ca status --nodes` first")
-		}
-		return nil
-	}
-	st, err := fl.RotationStatus(ctx)
+	warnings, refused, err := fl.CheckFinish(ctx, certs.FinishCheck{Nodes: nodes, Info: info, RnxConfig: rnxCfg, Since: since, Force: force})
 	if err != nil {
 		return fmt.Errorf("rotate-ca finish: %w", err)
 	}
-	if st.Phase != certs.PhasePromoted {
-		return nil // the step itself says what is wrong, or that it is done
-	}
-	if probeIsOutgoing(rnxCfg, st.Outgoing()) && !force {
-		return fmt.Errorf("rotate-ca finish: the client certificate in %s (used to ask the nodes) is from the outgoing CA, so the nodes count its own handshakes as an old client: refresh it first (`rnx --config %s config refresh`)", rnxCfg, rnxCfg)
-	}
-	warnings, err := certs.FinishGate(certs.ProbeRotation(ctx, nodes, st, info, since))
 	for _, w := range warnings {
 		fmt.Fprintln(c.stderr, "joblet: warning:", w)
 	}
-	if err != nil && !force {
-		return fmt.Errorf("rotate-ca finish: %w", err)
+	if refused != nil && !force {
+		return fmt.Errorf("rotate-ca finish: %w", refused)
 	}
-	if err != nil {
-		fmt.Fprintln(c.stderr, "joblet: warning: --force:", err)
+	if refused != nil {
+		fmt.Fprintln(c.stderr, "joblet: warning: --force:", refused)
 	}
 	return nil
-}
-
-// probeIsOutgoing reports whether the rnx config that asks the nodes holds
-// a client certificate issued by one of the outgoing CAs (key ids).
-func probeIsOutgoing(rnxCfg string, outgoing []string) bool {
-	cfg, err := config.LoadRnx(rnxCfg)
-	if err != nil {
-		return false
-	}
-	_, n, err := cfg.Select("")
-	if err != nil {
-		return false
-	}
-	c, err := pki.ParseLeaf([]byte(n.Cert))
-	return err == nil && slices.Contains(outgoing, pki.KeyIDHex(c.AuthorityKeyId))
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/ehsaniara/joblet/internal/backend"
 	"github.com/ehsaniara/joblet/internal/buildinfo"
 	"github.com/ehsaniara/joblet/internal/certs"
 	"github.com/ehsaniara/joblet/internal/clidoc"
@@ -111,6 +112,12 @@ Exit codes: 0 success, 1 failure, 2 bad usage; ` + "`certs status`" + ` exits 0 
 		Args:          subcommandArgs,
 		SilenceErrors: true,
 		SilenceUsage:  true,
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			if err := backend.CheckPrefixFlag(cmd.Flags()); err != nil {
+				return usagef("%v", err)
+			}
+			return nil
+		},
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if showVersion {
 				fmt.Fprintln(c.stdout, buildinfo.String("joblet"))

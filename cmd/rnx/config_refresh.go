@@ -18,7 +18,6 @@ import (
 	"github.com/ehsaniara/joblet/internal/client"
 	"github.com/ehsaniara/joblet/internal/config"
 	"github.com/ehsaniara/joblet/internal/pki"
-	"github.com/ehsaniara/joblet/internal/secretstore"
 )
 
 func (a *app) configCmd() *cobra.Command {
@@ -49,9 +48,6 @@ from the store (needs read access; USE_SECRETS_MANAGER as for joblet).`,
 					return usagef(cmd, "%v", err)
 				}
 				only = r
-			}
-			if err := secretstore.ValidatePrefix(st.prefix); err != nil {
-				return usagef(cmd, "%v", err)
 			}
 			if err := a.load(); err != nil {
 				return err
@@ -85,7 +81,7 @@ from the store (needs read access; USE_SECRETS_MANAGER as for joblet).`,
 type storeArgs struct{ prefix, storeSpec, region string }
 
 func (s *storeArgs) add(f *pflag.FlagSet) {
-	config.PrefixFlag(f, &s.prefix)
+	backend.PrefixFlag(f, &s.prefix)
 	f.StringVar(&s.storeSpec, "store", os.Getenv("JOBLET_STORE"), "a directory store: dir:PATH (env JOBLET_STORE)")
 	f.StringVar(&s.region, "region", config.EnvOr("EC2_REGION", os.Getenv("AWS_REGION")), "AWS region (env EC2_REGION, AWS_REGION)")
 }
@@ -121,9 +117,6 @@ refused unless --force).`,
 			}
 			if address == "" {
 				return usagef(cmd, "--address is required: HOST:PORT of the fleet's load balancer or of a node")
-			}
-			if err := secretstore.ValidatePrefix(st.prefix); err != nil {
-				return usagef(cmd, "%v", err)
 			}
 			path := a.cfgPath
 			if path == "" {

@@ -20,6 +20,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/ehsaniara/joblet/internal/backend"
 	"github.com/ehsaniara/joblet/internal/buildinfo"
 	"github.com/ehsaniara/joblet/internal/clidoc"
 	"github.com/ehsaniara/joblet/internal/client"
@@ -132,6 +133,12 @@ func (a *app) rootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		Args:          cobra.ArbitraryArgs,
 		RunE:          group("job, info, nodes, config, version, completion"),
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			if err := backend.CheckPrefixFlag(cmd.Flags()); err != nil {
+				return usagef(cmd, "%v", err)
+			}
+			return nil
+		},
 	}
 	root.SetVersionTemplate("{{.Version}}\n")
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error { return usagef(cmd, "%v", err) })

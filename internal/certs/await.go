@@ -23,7 +23,6 @@ import (
 // appeared for stall (the winner crashed: this node then completes what is
 // missing, as after any crash). seen is how many were there already.
 func (b *bootstrapper) awaitFleet(ctx context.Context, seen int, stall time.Duration) (map[string]string, error) {
-	last := b.names.NodeCACert() // the last secret a creating node writes
 	sc := b.scope()
 	pause, progress := b.o.AwaitFirst, time.Now()
 	for try := 1; ; try++ {
@@ -34,14 +33,14 @@ func (b *bootstrapper) awaitFleet(ctx context.Context, seen int, stall time.Dura
 		}
 		pause = min(pause*3/2, 3*time.Second)
 		if try > 1 && try%4 != 0 {
-			got, err := b.f.Store.Get(ctx, []string{last})
+			created, err := b.f.readCreated(ctx)
 			if errors.Is(err, secretstore.ErrTemporary) {
 				continue // throttled while a burst waits: try again after the next pause
 			}
 			if err != nil {
 				return nil, err
 			}
-			if got[last] == "" {
+			if !created {
 				continue
 			}
 		}
@@ -103,11 +102,11 @@ func (b *bootstrapper) readPatiently(ctx context.Context, sc scope) (*state, err
 	return st, err
 }
 
-// getPatiently is Store.Get, patient as readPatiently is.
+// getPatiently is readBack, patient as readPatiently is.
 func getPatiently(ctx context.Context, s secretstore.Store, names []string) (map[string]string, error) {
 	var got map[string]string
 	err := patiently(ctx, func() (err error) {
-		got, err = s.Get(ctx, names)
+		got, err = readBack(ctx, s, names...)
 		return err
 	})
 	return got, err

@@ -194,8 +194,8 @@ func (fl *Fleet) Bootstrap(ctx context.Context, o BootstrapOptions) (*Result, er
 		// live days, not a year (pki.DefaultFleetServerLifetime).
 		f.ServerLifetime = pki.DefaultFleetServerLifetime
 	}
-	b := &bootstrapper{f: f, o: o, names: f.names(), res: res, operator: o.Mode == config.ModeEmbedded}
-	if o.CAKMSKeyID != "" && f.OpenKMS == nil {
+	b := &bootstrapper{f: f, o: o, names: f.names(), res: res, operator: o.Mode == config.ModeEmbedded, key: f.kmsKey(o.CAKMSKeyID)}
+	if b.key.InKMS() && f.OpenKMS == nil {
 		return nil, fmt.Errorf("%w: --ca-kms-key-id needs AWS (Secrets Manager mode)", ErrUsage)
 	}
 	// Before anything is created: a store of another fleet (or an empty
@@ -373,23 +373,15 @@ func sameCA(a, b *x509.Certificate) bool {
 }
 
 // scope is what a bootstrap reads on its full path (bootstrapScope).
-func (b *bootstrapper) scope() scope { return bootstrapScope(b.o.CAKMSKeyID != "") }
-
-// legacyScope is scope() as a node's policy from before the node-issuing
-// CA allows it (no node-ca-*, no ca-cross).
-func (b *bootstrapper) legacyScope() scope {
-	sc := b.scope()
-	sc.before13 = true
-	return sc
-}
+func (b *bootstrapper) scope() scope { return bootstrapScope(b.key) }
 
 // openKMS opens the CA's KMS key (KMS mode), once: only the full path
 // signs with the root, so a joining node needs no KMS access.
 func (b *bootstrapper) openKMS(ctx context.Context) error {
-	if b.o.CAKMSKeyID == "" || b.kms != nil {
+	if !b.key.InKMS() || b.kms != nil {
 		return nil
 	}
-	k, err := b.f.OpenKMS(ctx, b.o.CAKMSKeyID)
+	k, err := b.f.OpenKMS(ctx, b.key)
 	if err != nil {
 		return fmt.Errorf("open the CA's KMS key: %w", err)
 	}
@@ -541,7 +533,8 @@ type bootstrapper struct {
 	o     BootstrapOptions
 	names Names
 	res   *Result
-	kms   KMSKey // the CA's key in KMS mode, opened on the full path
+	key   CAKeyRef // where the root key lives, from CAKMSKeyID
+	kms   KMSKey   // the CA's key in KMS mode, opened on the full path
 	// operator: this run is the fleet's operator (an embedded node, or
 	// Init): it never just joins, and it keeps the role keys.
 	operator bool

@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/ehsaniara/joblet/internal/pki"
 )
@@ -17,8 +18,34 @@ type KMSKey interface {
 	KeyID() string // the key's ARN
 }
 
-// KMSOpener opens a KMS key by id, ARN or alias.
-type KMSOpener func(ctx context.Context, keyID string) (KMSKey, error)
+// CAKeyRef is where a fleet's root key lives, one value from the flag to
+// the KMS call: the store (<prefix>/ca-key) when KeyID is empty, else the
+// AWS KMS key KeyID (an ARN, id or alias as given; <prefix>/ca-kms-key and
+// a node's config record its ARN) in Region.
+type CAKeyRef struct {
+	KeyID  string
+	Region string // the KMS key's region (Fleet.kmsKey: an ARN's own, else the Fleet's KMSRegion)
+}
+
+// InKMS reports whether the root key is in AWS KMS.
+func (r CAKeyRef) InKMS() bool { return r.KeyID != "" }
+
+// KMSOpener opens the KMS key a reference names, in its region.
+type KMSOpener func(ctx context.Context, key CAKeyRef) (KMSKey, error)
+
+// kmsKey is the reference to the KMS key id (an ARN, id or alias; "" for
+// the store): an ARN names its own region, anything else is in the
+// Fleet's KMSRegion.
+func (f *Fleet) kmsKey(id string) CAKeyRef {
+	if id == "" {
+		return CAKeyRef{}
+	}
+	region := f.KMSRegion
+	if p := strings.SplitN(id, ":", 6); len(p) == 6 && p[0] == "arn" && p[2] == "kms" && p[3] != "" {
+		region = p[3]
+	}
+	return CAKeyRef{KeyID: id, Region: region}
+}
 
 // ErrCAMode marks a request that mixes the two places a CA key can live:
 // the store (<prefix>/ca-key) or AWS KMS (<prefix>/ca-kms-key).
@@ -35,10 +62,11 @@ func samePublicKey(cert *x509.Certificate, key crypto.Signer) bool {
 }
 
 // caSigner finds the signer of cert among the stored keys: a ca-key PEM
-// (parsed locally) or a ca-kms-key reference (opened through KMS only when
-// no local key matches, and only when open is set). kmsID is the KMS key's
-// ARN when the signer is a KMS key.
-func caSigner(ctx context.Context, cert *x509.Certificate, keyPEMs, kmsRefs []string, open KMSOpener, n Names) (signer crypto.Signer, kmsID string, err error) {
+// (parsed locally) or a ca-kms-key reference (opened through f's OpenKMS
+// only when no local key matches, and only when it is set). kmsID is the
+// KMS key's ARN when the signer is a KMS key.
+func (f *Fleet) caSigner(ctx context.Context, cert *x509.Certificate, keyPEMs, kmsRefs []string) (signer crypto.Signer, kmsID string, err error) {
+	n, open := f.names(), f.OpenKMS
 	for _, k := range keyPEMs {
 		if k == "" {
 			continue
@@ -56,7 +84,7 @@ func caSigner(ctx context.Context, cert *x509.Certificate, keyPEMs, kmsRefs []st
 		if ref == "" || open == nil {
 			continue
 		}
-		key, err := open(ctx, ref)
+		key, err := open(ctx, f.kmsKey(ref))
 		if err != nil {
 			return nil, "", err
 		}

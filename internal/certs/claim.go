@@ -14,6 +14,13 @@ import (
 	"github.com/ehsaniara/joblet/internal/secretstore"
 )
 
+// readBack is a claim's own read of what it claims (and what goes with
+// it): whether the create-only write it made, or lost, left a value, and
+// whose. Every other read of the store goes through state.go.
+func readBack(ctx context.Context, st secretstore.Store, names ...string) (map[string]string, error) {
+	return st.Get(ctx, names)
+}
+
 // claimFirst makes the fleet's first claim (the CA key, or the KMS key
 // reference), create-only. A node that loses it does not race the winner
 // for every other secret (most of those creates would fail, and under
@@ -78,7 +85,7 @@ func (b *bootstrapper) createOrAdopt(ctx context.Context, name, value string) er
 			return err
 		}
 		last = err
-		got, gerr := b.f.Store.Get(ctx, []string{name})
+		got, gerr := readBack(ctx, b.f.Store, name)
 		if gerr == nil && got[name] != "" {
 			return fmt.Errorf("create %s: %w", name, secretstore.ErrExist)
 		}

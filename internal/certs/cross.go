@@ -4,8 +4,6 @@ import (
 	"context"
 	"crypto/x509"
 	"fmt"
-	"strings"
-	"time"
 
 	"github.com/ehsaniara/joblet/internal/pki"
 )
@@ -187,52 +185,6 @@ func (f *Fleet) prepareBridge(ctx context.Context, r *rotation, next *pki.CA) er
 		}
 	}
 	return nil
-}
-
-// FinishGate refuses a finish while a node that answered still serves a
-// certificate from another CA than the current one: once the old CA leaves
-// the trust, a client refreshed after finish could not verify it. Nodes
-// that did not answer are named in warnings, not counted.
-func FinishGate(nodes []NodeReport) (warnings []string, err error) {
-	var behind, clients []string
-	for _, nd := range nodes {
-		switch {
-		case nd.IssuerSHA256 == "" && !nd.Current:
-			warnings = append(warnings, "could not ask "+nd.Address+": "+nd.Summary)
-		case !nd.Current:
-			behind = append(behind, nd.Address+" ("+nd.Summary+")")
-		case nd.OldCAClients > 0:
-			clients = append(clients, fmt.Sprintf("%s (%d, the last at %s)", nd.Address, nd.OldCAClients, nd.OldCALastSeen.UTC().Format(time.RFC3339)))
-		}
-	}
-	if len(behind) > 0 {
-		return warnings, fmt.Errorf("%d of %d nodes still serve a certificate from another CA than the current one: %s. Wait for their next refresh (or run `joblet certs renew` on them), check with `rotate-ca status --nodes`, or pass --force",
-			len(behind), len(nodes), strings.Join(behind, "; "))
-	}
-	if len(clients) > 0 {
-		return warnings, fmt.Errorf("clients still present certificates of the outgoing CA, which finish makes every node refuse: %s. Have them run `rnx config refresh` once, check with `rotate-ca status --nodes` (--client-window sets how far back counts), or pass --force",
-			strings.Join(clients, "; "))
-	}
-	return warnings, nil
-}
-
-// Outgoing are the key ids of the CAs a finish stops trusting: every
-// trusted CA but the one the rotation keeps, the pending CA while there is
-// one (begun: clients refreshed since hold its certificates, and count as
-// new), else the current one (the cross certificate shares that CA's key,
-// so it is not among them).
-func (st *RotationStatus) Outgoing() []string {
-	keep := st.Current.KeyID
-	if st.Pending != nil && st.Pending.KeyID != "" {
-		keep = st.Pending.KeyID
-	}
-	var out []string
-	for _, t := range st.Trusted {
-		if t.KeyID != keep && t.KeyID != "" {
-			out = append(out, t.KeyID)
-		}
-	}
-	return out
 }
 
 // issuedChain parses a node's served chain (leaf first) without the cross

@@ -50,17 +50,17 @@ func (b *bootstrapper) ensure(ctx context.Context, first *state) (*shared, error
 		}
 		maps.Copy(vals, fresh)
 	case foundSome:
-		st, err := b.readPatiently(ctx, b.scope())
+		// An upgraded node on the policy from before the node-issuing CA
+		// (it may read the root's key and the role pairs, not node-ca-* or
+		// ca-cross) joins as it did (orBefore13); a node on the node policy
+		// cannot complete a fleet, and is told who can.
+		sc := b.scope()
+		sc.orBefore13 = !b.operator
+		st, err := b.readPatiently(ctx, sc)
 		if errors.Is(err, secretstore.ErrAccessDenied) && !b.operator {
-			// An upgraded node on the policy from before the node-issuing
-			// CA (it may read the root's key and the role pairs, not
-			// node-ca-* or ca-cross) joins as it did; a node on the node
-			// policy cannot complete a fleet, and is told who can.
-			if st, err = b.f.readState(ctx, b.legacyScope()); errors.Is(err, secretstore.ErrAccessDenied) {
-				return nil, fmt.Errorf("%w: the fleet in %s has no node-issuing CA yet (%s), or its first node is still creating it, and this node may read only what a node reads. "+
-					"Create or complete it with the operator's permissions (`joblet certs init`, or `joblet certs node-ca` for a fleet from before node-issuing CAs), or re-run in a minute if a first node is starting now",
-					err, b.f.StoreDesc, b.names.NodeCACert())
-			}
+			return nil, fmt.Errorf("%w: the fleet in %s has no node-issuing CA yet (%s), or its first node is still creating it, and this node may read only what a node reads. "+
+				"Create or complete it with the operator's permissions (`joblet certs init`, or `joblet certs node-ca` for a fleet from before node-issuing CAs), or re-run in a minute if a first node is starting now",
+				err, b.f.StoreDesc, b.names.NodeCACert())
 		}
 		if err != nil {
 			return nil, err
@@ -212,9 +212,9 @@ func (b *bootstrapper) ensureKMSCA(ctx context.Context, vals map[string]string) 
 			certPEM, haveCert = got[n.CACert()]
 		}
 	}
-	if ref != b.kms.KeyID() && ref != b.o.CAKMSKeyID {
+	if ref != b.kms.KeyID() && ref != b.key.KeyID {
 		return nil, "", fmt.Errorf("%w: this fleet's CA key is KMS key %s (%s), but this node was given %s: set JOBLET_CA_KMS_KEY_ID=%s. %s",
-			ErrCAMode, ref, n.CAKMSKey(), b.o.CAKMSKeyID, ref, caModes)
+			ErrCAMode, ref, n.CAKMSKey(), b.key.KeyID, ref, caModes)
 	}
 	if !haveCert {
 		cert, err := pki.NewCA(b.kms, now, b.f.CALifetime)
@@ -251,9 +251,8 @@ func (b *bootstrapper) kmsFleet(ctx context.Context, vals map[string]string, err
 	if !errors.Is(err, ErrInconsistentStore) {
 		return err
 	}
-	got, gerr := b.f.Store.Get(ctx, []string{b.names.CAKMSKey()})
-	ref := got[b.names.CAKMSKey()]
-	if gerr != nil || ref == "" {
+	ref, rerr := b.f.readKMSRef(ctx)
+	if rerr != nil || ref == "" {
 		return err
 	}
 	if c, perr := pki.ParseCert([]byte(vals[b.names.CACert()])); perr == nil {

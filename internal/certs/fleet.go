@@ -57,6 +57,10 @@ type Fleet struct {
 	// OpenKMS opens a CA key held in AWS KMS; nil where KMS cannot be
 	// reached (off AWS), and then a KMS fleet is refused with the reason.
 	OpenKMS KMSOpener
+	// KMSRegion is the region of a KMS key named without one (a key id or
+	// alias): the command sets the Secrets Manager store's. A key ARN's
+	// own region always wins (CAKeyRef).
+	KMSRegion string
 
 	Now func() time.Time
 	Log *slog.Logger

@@ -81,7 +81,8 @@ func IAMPolicy(flow string, o PolicyOptions) (*Policy, error) {
 	}
 	// Every list below is what a scope of state.go reads: a policy grants
 	// what the flow's reads need, no more.
-	boot := bootstrapScope(o.CAKMSKeyARN != "")
+	caKey := CAKeyRef{KeyID: o.CAKMSKeyARN}
+	boot := bootstrapScope(caKey)
 	all, shared := boot.shared(n), boot.names(n)
 	batch := Statement{Sid: "BatchRead", Effect: "Allow", Action: []string{"secretsmanager:BatchGetSecretValue"}, Resource: []string{"*"}}
 	read := Statement{Sid: "ReadSharedCertificates", Effect: "Allow", Action: []string{"secretsmanager:GetSecretValue"}, Resource: arn(shared...)}
@@ -95,7 +96,7 @@ func IAMPolicy(flow string, o PolicyOptions) (*Policy, error) {
 	case flow == "node":
 		p.Statement = []Statement{batch, nodeRead, changed}
 	case flow == "node-transition":
-		rootKey := scope{caKey: true, kmsMode: o.CAKMSKeyARN != ""}.keyNames(n)
+		rootKey := scope{caKey: true, key: caKey}.keyNames(n)
 		nodeRead.Resource = arn(append(nodeScope.names(n), rootKey...)...)
 		p.Statement = []Statement{batch, nodeRead, changed}
 	case flow == "bootstrap":

@@ -34,7 +34,8 @@ func (fl *Fleet) Init(ctx context.Context, o InitOptions) (*Result, error) {
 	if _, _, err := net.SplitHostPort(o.Address); err != nil || o.Address == "" {
 		return nil, fmt.Errorf("%w: --address %q: give HOST:PORT of the fleet's load balancer or of a node (the client configs point there)", ErrUsage, o.Address)
 	}
-	if o.CAKMSKeyID != "" && f.OpenKMS == nil {
+	key := f.kmsKey(o.CAKMSKeyID)
+	if key.InKMS() && f.OpenKMS == nil {
 		return nil, fmt.Errorf("%w: --ca-kms-key-id needs AWS (Secrets Manager mode)", ErrUsage)
 	}
 	bo := BootstrapOptions{CAKMSKeyID: o.CAKMSKeyID}
@@ -42,7 +43,7 @@ func (fl *Fleet) Init(ctx context.Context, o InitOptions) (*Result, error) {
 	// The store's mode is the caller's to report (Init runs from an
 	// operator's machine in any mode); this run is the operator's.
 	res := &Result{Store: f.StoreDesc, Prefix: f.Prefix}
-	b := &bootstrapper{f: f, o: bo, names: f.names(), res: res, operator: true}
+	b := &bootstrapper{f: f, o: bo, names: f.names(), res: res, operator: true, key: key}
 	sh, err := b.shared(ctx, nil)
 	if err != nil {
 		return nil, err

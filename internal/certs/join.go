@@ -70,7 +70,7 @@ func (b *bootstrapper) join(ctx context.Context, st *state) (sh *shared, found f
 	if st.nodeCAErr != nil {
 		return nil, foundSome, st.nodeCAErr
 	}
-	if b.o.CAKMSKeyID != "" {
+	if b.key.InKMS() {
 		msg := "JOBLET_CA_KMS_KEY_ID (--ca-kms-key-id) is set, but a joining node signs nothing with the root's key (it signs with the node-issuing CA): it is not used here, and the node needs no KMS access"
 		b.f.Log.Info(msg)
 		b.res.Warnings = append(b.res.Warnings, msg)

@@ -38,10 +38,12 @@ func MaterialFromHome(home, prefix string) (*Material, error) {
 	if err != nil {
 		return nil, err
 	}
-	vals, err := st.Get(context.Background(), n.All())
+	local := (&Fleet{Store: st, Prefix: prefix}).defaults()
+	s, err := local.readState(context.Background(), bootstrapScope(CAKeyRef{}))
 	if err != nil {
 		return nil, err
 	}
+	vals := s.vals
 	m := &Material{CACert: vals[n.CACert()], CAKey: vals[n.CAKey()], NodeCA: [2]string{vals[n.NodeCACert()], vals[n.NodeCAKey()]}, Clients: map[pki.Role][2]string{}}
 	for _, r := range pki.Roles {
 		if c, k := vals[n.ClientCert(r)], vals[n.ClientKey(r)]; c != "" && k != "" {
@@ -112,11 +114,11 @@ func (fl *Fleet) Import(ctx context.Context, m *Material, force bool) (*ImportRe
 		writes = append(writes, struct{ name, value string }{n.ClientKey(role), pair[1]}, struct{ name, value string }{n.ClientCert(role), pair[0]})
 	}
 
-	existing, err := st.Get(ctx, []string{n.CACert()})
+	existing, err := f.readState(ctx, scope{})
 	if err != nil {
 		return nil, fmt.Errorf("read the store before importing: %w", err)
 	}
-	if cur := existing[n.CACert()]; cur != "" {
+	if cur := existing.vals[n.CACert()]; cur != "" {
 		if cur == m.CACert {
 			res.Unchanged = true
 			return res, nil
@@ -135,7 +137,7 @@ func (fl *Fleet) Import(ctx context.Context, m *Material, force bool) (*ImportRe
 			err = putOrCreate(ctx, st, n, w.name, w.value)
 		} else if err = st.Create(ctx, n.Secret(w.name, w.value)); errors.Is(err, secretstore.ErrExist) {
 			// A re-run after an interrupted import: the same value is fine.
-			got, gerr := st.Get(ctx, []string{w.name})
+			got, gerr := readBack(ctx, st, w.name)
 			if gerr == nil && got[w.name] == w.value {
 				err = nil
 			} else if gerr == nil {

@@ -160,7 +160,7 @@ func (f *Fleet) ensureNodeCAFrom(ctx context.Context, n Names, vals map[string]s
 		case err == nil:
 			keyPEM = string(enc)
 		case errors.Is(err, secretstore.ErrExist):
-			got, err := f.Store.Get(ctx, []string{n.NodeCAKey(), n.NodeCACert()})
+			got, err := readBack(ctx, f.Store, n.NodeCAKey(), n.NodeCACert())
 			if err != nil {
 				return nil, err
 			}
@@ -209,7 +209,7 @@ func (f *Fleet) readWithRoot(ctx context.Context, pending bool) (*state, *pki.CA
 	if err := s.trusted(); err != nil {
 		return nil, nil, err
 	}
-	root, err := s.signer(ctx, f.OpenKMS)
+	root, err := s.signer(ctx, f)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -14,7 +14,7 @@ import (
 // it first decides the value: concurrent callers, and a re-run after a
 // crash, all get the same one.
 func claimRecord(ctx context.Context, st secretstore.Store, sec secretstore.Secret, build func() (string, error)) (string, error) {
-	got, err := st.Get(ctx, []string{sec.Name})
+	got, err := readBack(ctx, st, sec.Name)
 	if err != nil {
 		return "", err
 	}
@@ -28,7 +28,7 @@ func claimRecord(ctx context.Context, st secretstore.Store, sec secretstore.Secr
 	case err == nil:
 		return sec.Value, nil
 	case errors.Is(err, secretstore.ErrExist):
-		if got, err = st.Get(ctx, []string{sec.Name}); err != nil {
+		if got, err = readBack(ctx, st, sec.Name); err != nil {
 			return "", err
 		}
 		return got[sec.Name], nil

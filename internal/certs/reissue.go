@@ -33,7 +33,7 @@ func (fl *Fleet) Reissue(ctx context.Context, role pki.Role) (*Reissued, error) 
 	}
 	n, vals, st := s.n, s.vals, f.Store
 	certName, keyName := n.ClientCert(role), n.ClientKey(role)
-	ca, err := s.signer(ctx, f.OpenKMS)
+	ca, err := s.signer(ctx, &f)
 	if err != nil {
 		return nil, err
 	}

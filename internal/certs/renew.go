@@ -78,7 +78,7 @@ func (fl *Fleet) RefreshNode(ctx context.Context, r NodeRefresh) (*NodeRefreshRe
 	rootSigned := len(chain) == 0
 	sc := nodeScope
 	if rootSigned {
-		sc.caKey, sc.kmsMode = true, cfg.Security.CAKMSKeyID != ""
+		sc.caKey, sc.key = true, f.kmsKey(cfg.Security.CAKMSKeyID)
 	}
 	c := r.Cache
 	if c == nil {
@@ -185,7 +185,7 @@ func (f *Fleet) readNode(ctx context.Context, sc scope, rootSigned bool) (*state
 	if !rootSigned || !errors.Is(err, secretstore.ErrAccessDenied) {
 		return s, err
 	}
-	for _, alt := range []scope{nodeScope, legacyNodeScope(sc.kmsMode)} {
+	for _, alt := range []scope{nodeScope, sc.asBefore13()} {
 		if s, aerr := f.readState(ctx, alt); aerr == nil {
 			return s, nil
 		}
@@ -252,16 +252,16 @@ func (f *Fleet) renewServer(ctx context.Context, cfg *config.Server, path string
 // next refresh retries.
 func (f *Fleet) nodeSigner(ctx context.Context, cfg *config.Server, names Names, caCert *x509.Certificate, vals map[string]string) (crypto.Signer, string, error) {
 	if cfg.Security.CAKMSKeyID != "" {
-		return caSigner(ctx, caCert, nil, []string{vals[names.CAKMSKey()], cfg.Security.CAKMSKeyID}, f.OpenKMS, names)
+		return f.caSigner(ctx, caCert, nil, []string{vals[names.CAKMSKey()], cfg.Security.CAKMSKeyID})
 	}
 	keyPEM := vals[names.CAKey()]
 	if key, err := pki.ParseKey([]byte(keyPEM)); err == nil && samePublicKey(caCert, key) {
 		return key, "", nil
 	}
 	// Not the stored key: the fleet may have moved its CA to KMS.
-	got, err := f.Store.Get(ctx, []string{names.CAKMSKey()})
+	ref, err := f.readKMSRef(ctx)
 	if err != nil {
-		return nil, "", fmt.Errorf("read %s: %w", names.CAKMSKey(), err)
+		return nil, "", err
 	}
-	return caSigner(ctx, caCert, []string{keyPEM}, []string{got[names.CAKMSKey()]}, f.OpenKMS, names)
+	return f.caSigner(ctx, caCert, []string{keyPEM}, []string{ref})
 }

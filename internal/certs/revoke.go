@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/ehsaniara/joblet/internal/pki"
-	"github.com/ehsaniara/joblet/internal/secretstore"
 )
 
 // Revocation is one entry of the CRL, for status and revoke's output.
@@ -63,12 +62,12 @@ func (fl *Fleet) Revoke(ctx context.Context, serial *big.Int, reason int) ([]Rev
 
 // revokeOnce writes the CRL with serial added, unless it is listed.
 func (f *Fleet) revokeOnce(ctx context.Context, serial *big.Int, reason int) ([]Revocation, error) {
-	s, err := f.readState(ctx, scope{bothKeys: true})
+	s, err := f.readState(ctx, scope{bothKeys: true, previousCRL: true})
 	if err != nil {
 		return nil, err
 	}
 	n, vals, now := s.n, s.vals, f.Now()
-	ca, err := s.signer(ctx, f.OpenKMS)
+	ca, err := s.signer(ctx, f)
 	if err != nil {
 		return nil, err
 	}
@@ -91,9 +90,9 @@ func (f *Fleet) revokeOnce(ctx context.Context, serial *big.Int, reason int) ([]
 	// write hiding the other's serial), its entries are merged back.
 	// Revocations only move forward, so the union of two CRLs the trusted
 	// CAs signed is always right.
-	if prev, err := f.Store.GetStage(ctx, []string{n.CRL()}, secretstore.Previous); err == nil && prev[n.CRL()] != "" {
-		if old, err := pki.ParseCRL([]byte(prev[n.CRL()]), s.trust); err == nil && old.Number != nil {
-			if o := acceptCRL(prev[n.CRL()], vals[n.CRL()], s.trust); !o.taken() {
+	if prev := s.previousCRL; prev != "" {
+		if old, err := pki.ParseCRL([]byte(prev), s.trust); err == nil && old.Number != nil {
+			if o := acceptCRL(prev, vals[n.CRL()], s.trust); !o.taken() {
 				if o.rolledBack {
 					f.Log.Warn("the store's CRL is older than the version it replaced: merging that version's revocations back", "secret", n.CRL(), "current", numText(number), "previous", numText(old.Number))
 					number = old.Number
@@ -161,17 +160,17 @@ func (f *Fleet) resignCRL(ctx context.Context, n Names, crlPEM string, trust []*
 // "" when the fleet has no CRL yet (FORCE_REGENERATE: the new CA revoked
 // nothing, and the old CA's certificates are no longer trusted at all).
 func (f *Fleet) freshCRL(ctx context.Context, ca *pki.CA) (string, error) {
-	n := f.names()
-	got, err := f.Store.Get(ctx, []string{n.CRL()})
+	s, err := f.readState(ctx, scope{})
 	if err != nil {
-		return "", fmt.Errorf("read %s: %w", n.CRL(), err)
+		return "", err
 	}
-	if got[n.CRL()] == "" {
+	stored := s.vals[s.n.CRL()]
+	if stored == "" {
 		return "", nil
 	}
 	// Unverified on purpose: only the number is taken, so the new CRL
 	// sorts after the old one.
-	old, err := pki.CRLNumber([]byte(got[n.CRL()]))
+	old, err := pki.CRLNumber([]byte(stored))
 	if err != nil {
 		old = nil
 	}

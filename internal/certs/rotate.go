@@ -67,7 +67,7 @@ func (f *Fleet) readRotation(ctx context.Context) (*rotation, error) {
 		return nil, err
 	}
 	n := s.n
-	cur, err := s.signer(ctx, f.OpenKMS)
+	cur, err := s.signer(ctx, f)
 	if err != nil {
 		return nil, err
 	}
@@ -82,7 +82,7 @@ func (f *Fleet) readRotation(ctx context.Context) (*rotation, error) {
 		}
 		// The pending CA's key: a pending ca-key, or a KMS key named by
 		// ca-kms-key (pending, or current when begin created it).
-		key, _, err := caSigner(ctx, c, []string{s.pending[n.CAKey()]}, []string{s.pending[n.CAKMSKey()], s.vals[n.CAKMSKey()]}, f.OpenKMS, n)
+		key, _, err := f.caSigner(ctx, c, []string{s.pending[n.CAKey()]}, []string{s.pending[n.CAKMSKey()], s.vals[n.CAKMSKey()]})
 		if err != nil {
 			return nil, fmt.Errorf("the pending CA: %w", err)
 		}
@@ -162,7 +162,7 @@ func nextStep(p Phase, interrupted bool) string {
 	return "nothing to do; `rotate-ca begin` starts a rotation"
 }
 
-// Begin stores a new CA as the pending version of ca-key and ca-cert and
+// BeginRotation stores a new CA as the pending version of ca-key and ca-cert and
 // makes every trust bundle hold both CAs. The new CA is agreed on through a
 // create-only record named after the current CA, so two operators (or a
 // re-run after a crash) end with the same one. newKMSKeyID, when set, makes
@@ -218,7 +218,7 @@ func (fl *Fleet) BeginRotation(ctx context.Context, newKMSKeyID string) (*Rotati
 	if err := f.prepareBridge(ctx, s, next); err != nil {
 		return nil, err
 	}
-	if err := f.setTrust(ctx, n, s.trust, s.current.Cert, next.Cert); err != nil {
+	if err := f.setTrust(ctx, n, s.state, s.current.Cert, next.Cert); err != nil {
 		return nil, err
 	}
 	return f.RotationStatus(ctx)
@@ -235,7 +235,7 @@ func (f *Fleet) claimNext(ctx context.Context, n Names, current *pki.CA, kmsKeyI
 			return nil, fmt.Errorf("%w: --ca-kms-key-id needs AWS (Secrets Manager mode)", ErrUsage)
 		}
 		var err error
-		if kms, err = f.OpenKMS(ctx, kmsKeyID); err != nil {
+		if kms, err = f.OpenKMS(ctx, f.kmsKey(kmsKeyID)); err != nil {
 			return nil, fmt.Errorf("open the new CA's KMS key: %w", err)
 		}
 		if samePublicKey(current.Cert, kms) {
@@ -286,7 +286,7 @@ func (f *Fleet) claimNext(ctx context.Context, n Names, current *pki.CA, kmsKeyI
 		if err != nil {
 			return nil, inconsistent(name, err)
 		}
-		key, _, err := caSigner(ctx, c, nil, []string{ref}, f.OpenKMS, n)
+		key, _, err := f.caSigner(ctx, c, nil, []string{ref})
 		if err != nil {
 			return nil, err
 		}
@@ -301,19 +301,17 @@ func (f *Fleet) claimNext(ctx context.Context, n Names, current *pki.CA, kmsKeyI
 // kmsRecordPrefix starts a rotation record whose CA key is in KMS.
 const kmsRecordPrefix = "kms-key "
 
-// setTrust writes the bundle of the given CAs when it differs.
-func (f *Fleet) setTrust(ctx context.Context, n Names, have []*x509.Certificate, want ...*x509.Certificate) error {
+// setTrust writes the bundle of the given CAs when it differs from what s
+// read (or s read no bundle: the trust was the CA alone).
+func (f *Fleet) setTrust(ctx context.Context, n Names, s *state, want ...*x509.Certificate) error {
 	pem := string(pki.EncodeCerts(want...))
-	if len(have) == len(want) && pki.SameCertSet(pem, have) {
-		vals, err := f.Store.Get(ctx, []string{n.Bundle()})
-		if err == nil && vals[n.Bundle()] != "" {
-			return nil
-		}
+	if len(s.trust) == len(want) && pki.SameCertSet(pem, s.trust) && s.vals[n.Bundle()] != "" {
+		return nil
 	}
 	return putOrCreate(ctx, f.Store, n, n.Bundle(), pem)
 }
 
-// Promote makes the pending CA current (the old one becomes AWSPREVIOUS and
+// PromoteRotation makes the pending CA current (the old one becomes AWSPREVIOUS and
 // stays trusted) and re-issues every role's client certificate from it,
 // for the same key. Nodes renew their server certificates on their next
 // refresh, since theirs are no longer signed by the current CA.
@@ -370,17 +368,13 @@ func (f *Fleet) moveCA(ctx context.Context, n Names, move func(context.Context, 
 // stage from) when the version it would make current is the key of the
 // current CA certificate, and leaves them alone otherwise.
 func (f *Fleet) alignKeys(ctx context.Context, n Names, move func(context.Context, string) error, from secretstore.Stage) error {
-	cur, err := f.Store.Get(ctx, []string{n.CACert(), n.CAKey(), n.CAKMSKey()})
+	cur, other, err := f.readKeysAt(ctx, from)
 	if err != nil {
 		return err
 	}
 	cert, err := pki.ParseCert([]byte(cur[n.CACert()]))
 	if err != nil {
 		return inconsistent(n.CACert(), err)
-	}
-	other, err := f.Store.GetStage(ctx, []string{n.CAKey(), n.CAKMSKey()}, from)
-	if err != nil {
-		return err
 	}
 	for _, name := range []string{n.CAKey(), n.CAKMSKey()} {
 		if other[name] == "" || other[name] == cur[name] {
@@ -392,7 +386,7 @@ func (f *Fleet) alignKeys(ctx context.Context, n Names, move func(context.Contex
 		} else {
 			refs = []string{other[name]}
 		}
-		if _, _, err := caSigner(ctx, cert, keys, refs, f.OpenKMS, n); err != nil {
+		if _, _, err := f.caSigner(ctx, cert, keys, refs); err != nil {
 			continue // not this certificate's key: leave its labels alone
 		}
 		if err := move(ctx, name); err != nil {
@@ -439,7 +433,7 @@ func (f *Fleet) issueClient(ctx context.Context, s *rotation, role pki.Role, ca 
 	return write(ctx, n.ClientCert(role), string(pki.EncodeCert(is.Cert)))
 }
 
-// Finish removes the old CA from the trust bundle: a certificate signed only
+// FinishRotation removes the old CA from the trust bundle: a certificate signed only
 // by it is refused once nodes refresh.
 func (fl *Fleet) FinishRotation(ctx context.Context) (*RotationStatus, error) {
 	f := fl.defaults()
@@ -465,7 +459,7 @@ func (fl *Fleet) FinishRotation(ctx context.Context) (*RotationStatus, error) {
 	if err := f.resignCRL(ctx, n, s.vals[n.CRL()], s.trust, s.current); err != nil {
 		return nil, err
 	}
-	if err := f.setTrust(ctx, n, s.trust, s.current.Cert); err != nil {
+	if err := f.setTrust(ctx, n, s.state, s.current.Cert); err != nil {
 		return nil, err
 	}
 	return f.RotationStatus(ctx)
@@ -475,7 +469,7 @@ func (fl *Fleet) FinishRotation(ctx context.Context) (*RotationStatus, error) {
 // longer needed: an aborted rotation's cross certificate.
 const reasonCessationOfOperation = 5
 
-// Abort steps back one phase. From begun it drops the pending CA and
+// AbortRotation steps back one phase. From begun it drops the pending CA and
 // trusts the current one alone. From promoted it makes the old CA current
 // again (the new one pending, both still trusted) and re-issues client
 // certificates from it; nodes renew back on their next refresh, and a
@@ -533,7 +527,7 @@ func (fl *Fleet) AbortRotation(ctx context.Context) (*RotationStatus, error) {
 				return nil, err
 			}
 		}
-		if err := f.setTrust(ctx, n, s.trust, s.current.Cert); err != nil {
+		if err := f.setTrust(ctx, n, s.state, s.current.Cert); err != nil {
 			return nil, err
 		}
 		return f.RotationStatus(ctx)

@@ -174,11 +174,11 @@ func kmsOpener(t *testing.T, arns ...string) certs.KMSOpener {
 		}
 		keys[a] = localKMS{k, a}
 	}
-	return func(_ context.Context, id string) (certs.KMSKey, error) {
-		if k, ok := keys[id]; ok {
+	return func(_ context.Context, key certs.CAKeyRef) (certs.KMSKey, error) {
+		if k, ok := keys[key.KeyID]; ok {
 			return k, nil
 		}
-		return nil, fmt.Errorf("no KMS key %s", id)
+		return nil, fmt.Errorf("no KMS key %s", key.KeyID)
 	}
 }
 

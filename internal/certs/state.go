@@ -3,6 +3,7 @@ package certs
 import (
 	"context"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -44,10 +45,11 @@ func phaseOf(n Names, pending map[string]string, trusted int) (phase Phase, inte
 // scope says what one flow reads: no more than its IAM policy grants
 // (iam-policy's flows mirror these).
 type scope struct {
-	// caKey: read the current CA's key place. In KMS mode that is the key
-	// reference ca-kms-key, never ca-key (a KMS node's policy has no access
-	// to it); operators (bothKeys) read both.
-	caKey, kmsMode, bothKeys bool
+	// caKey: read the current CA's key place, as key says: in KMS that is
+	// the key reference ca-kms-key, never ca-key (a KMS node's policy has
+	// no access to it); operators (bothKeys) read both.
+	caKey, bothKeys bool
+	key             CAKeyRef
 	// nodeCA: read the node-issuing pair (what a node signs with).
 	nodeCA  bool
 	roles   []pki.Role // client pairs to read
@@ -59,11 +61,23 @@ type scope struct {
 	// cross certificate granted (no node-ca-*, no ca-cross): how an
 	// upgraded node on its old IAM policy keeps working until moved.
 	before13 bool
+	// orBefore13: a read refused for access is read again as before13
+	// (readState): the one fallback for a node still on such a policy.
+	orBefore13 bool
+	// previousCA and previousCRL: the previous versions of ca-cert (the CA
+	// a promoted rotation still trusts, for status) and of the CRL (what
+	// the last write replaced, for a revoke's merge). Best effort: a store
+	// that refuses them leaves them empty.
+	previousCA, previousCRL bool
 }
 
-// legacyNodeScope is what a node read before the node-issuing CA: the
-// root certificate and key (or its KMS reference), the trust, the CRL.
-func legacyNodeScope(kmsMode bool) scope { return scope{caKey: true, kmsMode: kmsMode, before13: true} }
+// asBefore13 is sc as a policy from before the node-issuing CA grants it
+// (no node-ca-*, no ca-cross): for a node, the root certificate and key
+// (or its KMS reference), the trust, the CRL.
+func (sc scope) asBefore13() scope {
+	sc.before13, sc.orBefore13 = true, false
+	return sc
+}
 
 // nodeScope is what a node reads to serve and renew (Names.Node): the
 // root certificate, the node-issuing pair, the trust and the CRL.
@@ -72,8 +86,8 @@ var nodeScope = scope{nodeCA: true}
 // bootstrapScope is what a bootstrap reads on its full path (creating a
 // fleet, or one from before the node-issuing CA): the CA, its key's place,
 // the node-issuing pair, every role.
-func bootstrapScope(kmsMode bool) scope {
-	return scope{caKey: true, kmsMode: kmsMode, nodeCA: true, roles: pki.Roles}
+func bootstrapScope(key CAKeyRef) scope {
+	return scope{caKey: true, key: key, nodeCA: true, roles: pki.Roles}
 }
 
 // wholeScope is every shared secret of a fleet, both CA key places
@@ -85,7 +99,7 @@ func (sc scope) keyNames(n Names) []string {
 	switch {
 	case sc.bothKeys:
 		return []string{n.CAKey(), n.CAKMSKey()}
-	case sc.caKey && sc.kmsMode:
+	case sc.caKey && sc.key.InKMS():
 		return []string{n.CAKMSKey()}
 	case sc.caKey:
 		return []string{n.CAKey()}
@@ -150,13 +164,16 @@ type state struct {
 	pending map[string]string // pending CA versions that differ from the current ones
 
 	ca       *x509.Certificate // the current CA certificate
-	previous *x509.Certificate // ca-cert's previous version, when status read it
-	caErr    error
-	trust    []*x509.Certificate // every trusted CA: the bundle, or the CA alone
-	trustErr error
-	revoked  map[string]bool // serials (hex) the CRL lists
-	revs     []Revocation
-	crlErr   error
+	previous *x509.Certificate // ca-cert's previous version, when the scope asked (previousCA)
+	// previousCRL is the CRL's previous version (PEM), when the scope
+	// asked; not verified.
+	previousCRL string
+	caErr       error
+	trust       []*x509.Certificate // every trusted CA: the bundle, or the CA alone
+	trustErr    error
+	revoked     map[string]bool // serials (hex) the CRL lists
+	revs        []Revocation
+	crlErr      error
 	// nodeCA is the node-issuing pair when the store holds a usable one
 	// under the current CA; nodeCAErr says why not (nil when there is
 	// none: a fleet from before it, which nodes sign for with the root).
@@ -175,10 +192,15 @@ type state struct {
 }
 
 // readState reads what sc covers in one store call (plus one for the
-// pending versions when asked) and parses it.
+// pending versions when asked) and parses it. With sc.orBefore13, a read
+// refused for access is made again with what a policy from before the
+// node-issuing CA grants (asBefore13); its error, if any, is returned.
 func (f *Fleet) readState(ctx context.Context, sc scope) (*state, error) {
 	n := f.names()
 	vals, err := f.Store.Get(ctx, sc.names(n))
+	if sc.orBefore13 && !sc.before13 && errors.Is(err, secretstore.ErrAccessDenied) {
+		return f.readState(ctx, sc.asBefore13())
+	}
 	if err != nil {
 		return nil, fmt.Errorf("read the shared certificates from %s: %w", f.StoreDesc, err)
 	}
@@ -201,7 +223,52 @@ func (f *Fleet) readState(ctx context.Context, sc scope) (*state, error) {
 		}
 	}
 	s.parse(sc.roles)
+	if sc.previousCA {
+		if prev, err := f.Store.GetStage(ctx, []string{n.CACert()}, secretstore.Previous); err == nil {
+			s.previous, _ = pki.ParseCert([]byte(prev[n.CACert()]))
+		}
+	}
+	if sc.previousCRL {
+		if prev, err := f.Store.GetStage(ctx, []string{n.CRL()}, secretstore.Previous); err == nil {
+			s.previousCRL = prev[n.CRL()]
+		}
+	}
 	return s, nil
+}
+
+// readKMSRef reads the KMS key reference (ca-kms-key) alone: how a node or
+// an operator whose scope read ca-key learns that the fleet's CA key is in
+// KMS. Its policy may not grant it: the caller says what a refusal means.
+func (f *Fleet) readKMSRef(ctx context.Context) (string, error) {
+	n := f.names()
+	got, err := f.Store.Get(ctx, []string{n.CAKMSKey()})
+	if err != nil {
+		return "", fmt.Errorf("read %s: %w", n.CAKMSKey(), err)
+	}
+	return got[n.CAKMSKey()], nil
+}
+
+// readCreated reports whether the last secret a node creating the fleet
+// writes (the node-issuing CA certificate) is there: one secret, read by
+// the nodes waiting for it (await.go), where a whole read costs more.
+func (f *Fleet) readCreated(ctx context.Context) (bool, error) {
+	last := f.names().NodeCACert()
+	got, err := f.Store.Get(ctx, []string{last})
+	return got[last] != "", err
+}
+
+// readKeysAt reads the current CA certificate and both CA key places, and
+// the key places' versions at stage from: what a rotation step compares
+// right after moving the certificate's label (alignKeys).
+func (f *Fleet) readKeysAt(ctx context.Context, from secretstore.Stage) (cur, other map[string]string, err error) {
+	n := f.names()
+	if cur, err = f.Store.Get(ctx, []string{n.CACert(), n.CAKey(), n.CAKMSKey()}); err != nil {
+		return nil, nil, err
+	}
+	if other, err = f.Store.GetStage(ctx, []string{n.CAKey(), n.CAKMSKey()}, from); err != nil {
+		return nil, nil, err
+	}
+	return cur, other, nil
 }
 
 // readPending adds to s.pending the pending versions of names that differ
@@ -296,11 +363,11 @@ func (s *state) trusted() error {
 
 // signer is the current CA with its key, found among the keys read (an
 // operator's read: ca-key and ca-kms-key).
-func (s *state) signer(ctx context.Context, open KMSOpener) (*pki.CA, error) {
+func (s *state) signer(ctx context.Context, f *Fleet) (*pki.CA, error) {
 	if s.caErr != nil {
 		return nil, s.caErr
 	}
-	key, _, err := caSigner(ctx, s.ca, []string{s.vals[s.n.CAKey()]}, []string{s.vals[s.n.CAKMSKey()]}, open, s.n)
+	key, _, err := f.caSigner(ctx, s.ca, []string{s.vals[s.n.CAKey()]}, []string{s.vals[s.n.CAKMSKey()]})
 	if err != nil {
 		return nil, err
 	}

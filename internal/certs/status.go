@@ -3,7 +3,6 @@ package certs
 import (
 	"context"
 	"crypto/x509"
-	"errors"
 	"fmt"
 	"path/filepath"
 	"slices"
@@ -12,7 +11,6 @@ import (
 
 	"github.com/ehsaniara/joblet/internal/config"
 	"github.com/ehsaniara/joblet/internal/pki"
-	"github.com/ehsaniara/joblet/internal/secretstore"
 )
 
 // Health levels, ordered; they are also the exit codes of `certs status`.
@@ -132,8 +130,8 @@ func (f *Fleet) observe(ctx context.Context, o StatusOptions) *observed {
 	// policy allows; an operator (no server config, an embedded node, or
 	// a fleet from before the node-issuing CA) reads the root's key place
 	// and every role as well.
-	sc := bootstrapScope(kmsID != "")
-	sc.pending = true
+	sc := bootstrapScope(f.kmsKey(kmsID))
+	sc.pending, sc.previousCA = true, true
 	if srv := obs.server; srv != nil && srv.Store.Kind != "" && !srv.Store.EmbeddedIn(homeOf(o.ServerConfig)) {
 		if _, chain, err := issuedChain(obs.server.Security.ServerCert, obs.server.Security.CACert); err == nil && len(chain) > 0 {
 			obs.fleetNode = true
@@ -141,26 +139,18 @@ func (f *Fleet) observe(ctx context.Context, o StatusOptions) *observed {
 			// the fleet) checks them as an operator would.
 			if len(obs.rnx) == 0 {
 				sc = nodeScope
-				sc.pending = true
+				sc.pending, sc.previousCA = true, true
 				obs.node = true
 			}
 		}
 	}
+	sc.orBefore13 = true // an upgraded node on its policy from before the node-issuing CA
 	s, err := f.readState(ctx, sc)
-	if errors.Is(err, secretstore.ErrAccessDenied) {
-		// An upgraded node on its policy from before the node-issuing CA.
-		sc.before13 = true
-		s, err = f.readState(ctx, sc)
-	}
 	if err != nil {
 		obs.storeErr = err
 		return obs
 	}
 	obs.state = s
-	// The previous CA, which a promoted rotation still trusts (bundle).
-	if prev, err := f.Store.GetStage(ctx, []string{s.n.CACert()}, secretstore.Previous); err == nil {
-		s.previous, _ = pki.ParseCert([]byte(prev[s.n.CACert()]))
-	}
 	if s.ca != nil && !obs.node {
 		obs.caKey = f.caKeyPlace(ctx, s)
 	}
@@ -179,9 +169,7 @@ func (f *Fleet) caKeyPlace(ctx context.Context, s *state) string {
 	}
 	ref := s.vals[n.CAKMSKey()]
 	if ref == "" {
-		if got, err := f.Store.Get(ctx, []string{n.CAKMSKey()}); err == nil {
-			ref = got[n.CAKMSKey()]
-		}
+		ref, _ = f.readKMSRef(ctx)
 	}
 	if ref != "" {
 		return "AWS KMS key " + ref

@@ -28,3 +28,6 @@ func Home() string {
 // ErrUsage marks settings that contradict themselves or name an unknown
 // value: the caller's input is wrong (commands exit 2 on it).
 var ErrUsage = errors.New("invalid settings")
+
+// DefaultPrefix is the secret prefix when SECRETS_PREFIX is not set.
+const DefaultPrefix = "joblet"
