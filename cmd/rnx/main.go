@@ -123,7 +123,9 @@ func (a *app) rootCmd() *cobra.Command {
 		RunE:          group("job, info, nodes, config, version, completion"),
 	}
 	root.SetVersionTemplate("{{.Version}}\n")
-	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error { return usagef(cmd, "%v", err) })
+	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
+		return usagef(cmd, "%v%s", err, clidoc.FlagSuggestion(cmd.Flags(), err))
+	})
 	pf := root.PersistentFlags()
 	pf.StringVar(&a.cfgPath, "config", "", "rnx config file (default: $RNX_CONFIG, then the search path above)")
 	pf.StringVar(&a.nodeName, "node", "", "node to talk to, by its name in the config")
