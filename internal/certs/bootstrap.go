@@ -96,6 +96,8 @@ type Result struct {
 	NodeID   string   `json:"nodeId"`
 	Items    []Item   `json:"certificates"`
 	Files    []string `json:"files"`
+	// Warnings are reported here only, not logged as well: the command
+	// prints them once (text or --json).
 	Warnings []string `json:"warnings,omitempty"`
 	// CAKMSKey is the ARN of the KMS key that holds the CA's private key
 	// (KMS mode), empty when the key is in the store.
@@ -231,7 +233,6 @@ func (fl *Fleet) Bootstrap(ctx context.Context, o BootstrapOptions) (*Result, er
 		b.warnHeldClientKeys(configDir)
 	case !b.operator && sh.issuer.Cert != sh.ca.Cert:
 		msg := fmt.Sprintf("this node created the fleet, and its client configs in %s hold the role keys: copy them to the operator's machine and delete them here (a node needs none). To keep them off nodes altogether, create fleets with `joblet certs init` from the operator's machine", configDir)
-		b.f.Log.Warn(msg)
 		res.Warnings = append(res.Warnings, msg)
 	}
 	if err := os.MkdirAll(configDir, 0o700); err != nil {
@@ -403,7 +404,6 @@ func (b *bootstrapper) warnHeldClientKeys(dir string) {
 		return
 	}
 	msg := fmt.Sprintf("%s hold role client keys that a node does not need (a joining node writes none): move them to the operator's machine and delete them here; clients get configs with `rnx config init`", strings.Join(held, ", "))
-	b.f.Log.Warn(msg)
 	b.res.Warnings = append(b.res.Warnings, msg)
 }
 
@@ -558,7 +558,6 @@ func (b *bootstrapper) noteCapped(what string, is pki.Issued) {
 		return
 	}
 	msg := fmt.Sprintf("the %s would outlive the CA: its expiry was capped at the CA's, %s", what, is.Cert.NotAfter.UTC().Format(time.RFC3339))
-	b.f.Log.Warn(msg)
 	b.res.Warnings = append(b.res.Warnings, msg)
 }
 
