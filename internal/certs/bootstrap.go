@@ -90,12 +90,12 @@ type Item struct {
 
 // Result is what a bootstrap did.
 type Result struct {
-	Mode     string   `json:"mode"`
-	Store    string   `json:"store"`
-	Prefix   string   `json:"prefix"`
-	NodeID   string   `json:"nodeId"`
-	Items    []Item   `json:"certificates"`
-	Files    []string `json:"files"`
+	Mode   string   `json:"mode"`
+	Store  string   `json:"store"`
+	Prefix string   `json:"prefix"`
+	NodeID string   `json:"nodeId"`
+	Items  []Item   `json:"certificates"`
+	Files  []string `json:"files"`
 	// Warnings are reported here only, not logged as well: the command
 	// prints them once (text or --json).
 	Warnings []string `json:"warnings,omitempty"`
