@@ -88,16 +88,15 @@ type Item struct {
 	CertInfo
 }
 
-// Result is what a bootstrap did.
+// Result is what a bootstrap did. Its Warnings are reported there only,
+// not logged as well: the command prints them once (text or --json).
 type Result struct {
-	Mode   string   `json:"mode"`
-	Store  string   `json:"store"`
-	Prefix string   `json:"prefix"`
-	NodeID string   `json:"nodeId"`
-	Items  []Item   `json:"certificates"`
-	Files  []string `json:"files"`
-	// Warnings are reported here only, not logged as well: the command
-	// prints them once (text or --json).
+	Mode     string   `json:"mode"`
+	Store    string   `json:"store"`
+	Prefix   string   `json:"prefix"`
+	NodeID   string   `json:"nodeId"`
+	Items    []Item   `json:"certificates"`
+	Files    []string `json:"files"`
 	Warnings []string `json:"warnings,omitempty"`
 	// CAKMSKey is the ARN of the KMS key that holds the CA's private key
 	// (KMS mode), empty when the key is in the store.
