@@ -154,6 +154,13 @@ func TestRnxCLI(t *testing.T) {
 	if out := harness.MustRun(t, env, rnx, "info").Stdout; !strings.Contains(out, "server certificate issuer sha256 "+hex.EncodeToString(sum[:])) {
 		t.Fatalf("info:\n%s", out)
 	}
+	// A command that does not exist exits 127, one that cannot be run 126,
+	// as in a shell and with docker run.
+	for cmd, want := range map[string]int{"no-such-command-here": 127, "/etc/passwd": 126} {
+		if r := harness.Run(t, env, rnx, "job", "run", "--follow", "--", cmd); r.Code != want {
+			t.Errorf("job run --follow %s: exit %d, want %d: %s", cmd, r.Code, want, r.Stderr)
+		}
+	}
 	// ... and when this client's own certificate expires.
 	own, _ := pki.ParseLeaf([]byte(cfg.Nodes["default"].Cert))
 	if want := own.NotAfter.UTC().Format(time.RFC3339); info["clientCertNotAfter"] != want ||
