@@ -137,6 +137,7 @@ func (a *app) rootCmd() *cobra.Command {
 		return a.cfg.NodeNames(), cobra.ShellCompDirectiveNoFileComp
 	})
 	root.AddCommand(a.jobCmd(), a.infoCmd(), a.nodesCmd(), a.configCmd(), a.versionCmd(), clidoc.ManCommand(buildinfo.String("rnx")))
+	root.SetHelpFunc(helpWithUsedFlags(root.HelpFunc()))
 	return root
 }
 

@@ -153,3 +153,33 @@ func TestShellQuote(t *testing.T) {
 		}
 	}
 }
+
+// Help lists only the global flags a command uses.
+func TestHelpListsUsedFlagsOnly(t *testing.T) {
+	for _, c := range []struct {
+		args       []string
+		has, hasNt []string
+	}{
+		{[]string{"version", "--help"}, nil, []string{"--timeout", "--node", "--config"}},
+		{[]string{"nodes", "--help"}, []string{"--config", "--json"}, []string{"--timeout", "--node"}},
+		{[]string{"config", "refresh", "--help"}, []string{"--config", "--role"}, []string{"--timeout", "--node"}},
+		{[]string{"help", "completion", "bash"}, nil, []string{"--timeout", "--node"}},
+		{[]string{"info", "--help"}, []string{"--config", "--node", "--timeout"}, nil},
+		{[]string{"job", "run", "--help"}, []string{"--config", "--node", "--timeout", "--follow"}, nil},
+	} {
+		code, out, _ := rnx(t, c.args...)
+		if code != 0 {
+			t.Fatalf("rnx %q: exit %d", c.args, code)
+		}
+		for _, f := range c.has {
+			if !strings.Contains(out, f+" ") {
+				t.Errorf("rnx %q does not list %s:\n%s", c.args, f, out)
+			}
+		}
+		for _, f := range c.hasNt {
+			if strings.Contains(out, f+" ") {
+				t.Errorf("rnx %q lists %s, which it does not use:\n%s", c.args, f, out)
+			}
+		}
+	}
+}
