@@ -28,8 +28,13 @@ cleanup() {
 trap cleanup EXIT
 
 echo "== build"
-go build -o "$work/bin/" ./cmd/joblet ./cmd/rnx
+# The binaries name the commit they were built from: -buildvcs=true even where
+# GOFLAGS=-buildvcs=false, and the commit stamped as package.sh does (Go does
+# not stamp from a git worktree).
+go build -buildvcs=true -ldflags "-X github.com/ehsaniara/joblet/internal/buildinfo.Commit=$(git rev-parse --short=12 HEAD 2>/dev/null || true)" \
+  -o "$work/bin/" ./cmd/joblet ./cmd/rnx
 export PATH="$work/bin:$PATH"
+joblet version
 
 echo "== bootstrap certificates (embedded mode) into $work/home"
 export JOBLET_HOME="$work/home" USE_SECRETS_MANAGER=false \

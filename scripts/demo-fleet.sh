@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# A fleet on one machine: moto (standing in for AWS Secrets Manager), three
+# A fleet on one machine: moto (standing in for AWS Secrets Manager, started
+# through the launcher the tests use, test/harness/moto_launcher.py, which
+# corrects where moto differs from AWS), three
 # joblet nodes on 127.0.0.1 bootstrapped through it with the drop-in script,
 # HAProxy in TLS passthrough (mode tcp) in front of them on 127.0.0.2, then
 # rnx through the balancer with the config from node 1. Needs moto_server
@@ -7,7 +9,7 @@
 # loopback and is stopped at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-for tool in moto_server haproxy; do
+for tool in moto_server python3 haproxy; do
   command -v "$tool" >/dev/null || { echo "demo-fleet.sh: $tool is required (see README)" >&2; exit 1; }
 done
 
@@ -43,12 +45,17 @@ wait_port() {
 }
 
 echo "== build"
-go build -o "$work/bin/" ./cmd/joblet ./cmd/rnx
+# The binaries name the commit they were built from: -buildvcs=true even where
+# GOFLAGS=-buildvcs=false, and the commit stamped as package.sh does (Go does
+# not stamp from a git worktree).
+go build -buildvcs=true -ldflags "-X github.com/ehsaniara/joblet/internal/buildinfo.Commit=$(git rev-parse --short=12 HEAD 2>/dev/null || true)" \
+  -o "$work/bin/" ./cmd/joblet ./cmd/rnx
+"$work/bin/joblet" version
 export PATH="$work/bin:$PATH" JOBLET_BIN="$work/bin/joblet"
 
 moto_port=$(free_port)
 echo "== moto (Secrets Manager) on 127.0.0.1:$moto_port"
-moto_server -H 127.0.0.1 -p "$moto_port" >"$work/moto.log" 2>&1 & pids+=($!)
+python3 test/harness/moto_launcher.py -H 127.0.0.1 -p "$moto_port" >"$work/moto.log" 2>&1 & pids+=($!)
 wait_port 127.0.0.1 "$moto_port" "$!"
 export AWS_ENDPOINT_URL_SECRETS_MANAGER="http://127.0.0.1:$moto_port" AWS_ACCESS_KEY_ID=demo AWS_SECRET_ACCESS_KEY=demo \
   AWS_EC2_METADATA_SERVICE_ENDPOINT=http://127.0.0.1:1 USE_SECRETS_MANAGER=true EC2_REGION=us-east-1

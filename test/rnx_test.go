@@ -125,9 +125,18 @@ func TestRnxCLI(t *testing.T) {
 		Name      string `json:"name"`
 		Address   string `json:"address"`
 		IsDefault bool   `json:"isDefault"`
+		Role      string `json:"role"`
 	}
 	if err := json.Unmarshal([]byte(harness.MustRun(t, env, rnx, "nodes", "--json").Stdout), &nodes); err != nil || len(nodes) < 4 {
 		t.Fatalf("nodes --json: %+v %v", nodes, err)
+	}
+	for _, n := range nodes {
+		if want := map[string]string{"default": "admin"}[n.Name]; n.Role != n.Name && n.Role != want {
+			t.Errorf("nodes --json: entry %s has role %q", n.Name, n.Role)
+		}
+	}
+	if out := harness.MustRun(t, env, rnx, "nodes").Stdout; !strings.Contains(out, "ROLE") || !regexp.MustCompile(`(?m)^reader\s+\S+\s+reader\s*$`).MatchString(out) {
+		t.Errorf("nodes: no role column:\n%s", out)
 	}
 	// info shows the fingerprint of the CA that signed the server
 	// certificate (docs/ROTATION.md relies on it).
@@ -147,6 +156,19 @@ func TestRnxCLI(t *testing.T) {
 	}
 	if out := harness.MustRun(t, env, rnx, "info").Stdout; !strings.Contains(out, "server certificate issuer sha256 "+hex.EncodeToString(sum[:])) {
 		t.Fatalf("info:\n%s", out)
+	}
+	// A command that does not exist exits 127, one that cannot be run 126,
+	// as in a shell and with docker run.
+	for cmd, want := range map[string]int{"no-such-command-here": 127, "/etc/passwd": 126} {
+		if r := harness.Run(t, env, rnx, "job", "run", "--follow", "--", cmd); r.Code != want {
+			t.Errorf("job run --follow %s: exit %d, want %d: %s", cmd, r.Code, want, r.Stderr)
+		}
+	}
+	// ... and when this client's own certificate expires.
+	own, _ := pki.ParseLeaf([]byte(cfg.Nodes["default"].Cert))
+	if want := own.NotAfter.UTC().Format(time.RFC3339); info["clientCertNotAfter"] != want ||
+		!strings.Contains(harness.MustRun(t, env, rnx, "info").Stdout, "client certificate serial "+pki.SerialHex(own.SerialNumber)+", expires "+want) {
+		t.Errorf("info does not show the client certificate's expiry %s: %v", want, info)
 	}
 
 	if r := harness.MustRun(t, env, rnx, "completion", "bash"); !strings.Contains(r.Stdout, "# bash completion V2 for rnx") || !strings.Contains(r.Stdout, "complete -o default -F __start_rnx rnx") {

@@ -90,7 +90,8 @@ func TestDemoEmbeddedTakenPort(t *testing.T) {
 func TestDemoFleet(t *testing.T) {
 	r := runScript(t, harness.Env(), "demo-fleet.sh")
 	if r.Code != 0 || strings.Count(r.Stdout, "node id:") != 6 || !strings.Contains(r.Stdout, "hello from a fleet node") ||
-		!strings.Contains(r.Stdout, "rnx job run --follow exited with 3") {
+		!strings.Contains(r.Stdout, "rnx job run --follow exited with 3") || !strings.Contains(r.Stdout, "joblet dev (commit ") ||
+		strings.Contains(r.Stdout, "commit unknown") {
 		t.Fatalf("%s", r)
 	}
 }

@@ -204,10 +204,10 @@ func printResult(w io.Writer, r *certs.Result) {
 	}
 	for _, it := range r.Items {
 		if it.Name == "Server Certificate" {
-			fmt.Fprintf(w, "  🆕 %s: Generated locally (instance-specific), serial %s, expires %s\n", it.Name, it.Serial, it.NotAfter.Format("2006-01-02"))
+			fmt.Fprintf(w, "  🆕 %s: Generated locally (instance-specific), serial %s, expires %s\n", it.Name, it.Serial, pki.ExpiryText(it.NotAfter, time.Now()))
 			continue
 		}
-		fmt.Fprintf(w, "  %s %s: %s %s, expires %s\n", icon[it.Action], it.Name, verb[it.Action], it.Where, it.NotAfter.Format("2006-01-02"))
+		fmt.Fprintf(w, "  %s %s: %s %s, expires %s\n", icon[it.Action], it.Name, verb[it.Action], it.Where, pki.ExpiryText(it.NotAfter, time.Now()))
 	}
 	for _, wn := range r.Warnings {
 		fmt.Fprintf(w, "  ⚠️  %s\n", wn)

@@ -2,11 +2,13 @@ package main
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/ehsaniara/joblet/internal/certs"
 	"github.com/ehsaniara/joblet/internal/config"
+	"github.com/ehsaniara/joblet/internal/pki"
 )
 
 func (c *cli) nodeCACmd() *cobra.Command {
@@ -56,11 +58,11 @@ one (the command prints the serial). See docs/OPERATIONS.md.`,
 		case certs.StepRootReissued:
 			fmt.Fprintf(c.stdout, "🔏 step 1 of 2: the root CA was re-issued for the same key so a CA may sit under it (serial %s, sha256 %s)\n", res.Root.Serial, res.Root.Fingerprint)
 		case certs.StepNodeCACreated:
-			fmt.Fprintf(c.stdout, "🔏 step 2 of 2: node-issuing CA created in %s (serial %s, expires %s)\n", fl.StoreDesc, res.NodeCA.Serial, res.NodeCA.NotAfter.Format("2006-01-02"))
+			fmt.Fprintf(c.stdout, "🔏 step 2 of 2: node-issuing CA created in %s (serial %s, expires %s)\n", fl.StoreDesc, res.NodeCA.Serial, pki.ExpiryText(res.NodeCA.NotAfter, time.Now()))
 		case certs.StepNodeCARekeyed:
-			fmt.Fprintf(c.stdout, "🔑 node-issuing CA re-keyed (serial %s, expires %s); it replaces serial %s\n", res.NodeCA.Serial, res.NodeCA.NotAfter.Format("2006-01-02"), res.Replaced.Serial)
+			fmt.Fprintf(c.stdout, "🔑 node-issuing CA re-keyed (serial %s, expires %s); it replaces serial %s\n", res.NodeCA.Serial, pki.ExpiryText(res.NodeCA.NotAfter, time.Now()), res.Replaced.Serial)
 		case certs.StepNodeCAReissued:
-			fmt.Fprintf(c.stdout, "🔏 node-issuing CA re-issued from the current root (serial %s, expires %s)\n", res.NodeCA.Serial, res.NodeCA.NotAfter.Format("2006-01-02"))
+			fmt.Fprintf(c.stdout, "🔏 node-issuing CA re-issued from the current root (serial %s, expires %s)\n", res.NodeCA.Serial, pki.ExpiryText(res.NodeCA.NotAfter, time.Now()))
 		}
 		fmt.Fprintln(c.stdout, "next:", res.Next)
 		return nil

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -67,7 +68,7 @@ func (c *cli) reissueCmd() *cobra.Command {
 			}
 		} else {
 			fmt.Fprintf(c.stdout, "🔁 %s client certificate re-issued in %s: serial %s replaces %s, expires %s; clients of that role get it with `rnx config refresh`\n",
-				role, fl.StoreDesc, res.NewSerial, res.OldSerial, res.NotAfter.Format("2006-01-02"))
+				role, fl.StoreDesc, res.NewSerial, res.OldSerial, pki.ExpiryText(res.NotAfter, time.Now()))
 			if res.Revoked {
 				fmt.Fprintf(c.stdout, "🚫 revoked serial %s (superseded); nodes refuse it after their next refresh\n", res.OldSerial)
 			}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/ehsaniara/joblet/internal/certs"
 	"github.com/ehsaniara/joblet/internal/config"
+	"github.com/ehsaniara/joblet/internal/pki"
 )
 
 // renewed is renew's --json output.
@@ -52,7 +53,7 @@ func (c *cli) renewCmd() *cobra.Command {
 		if asJSON {
 			return printJSON(c.stdout, renewed{Config: path, Store: fl.StoreDesc, Serial: res.Serial, NotAfter: res.NotAfter.UTC(), TrustChanged: res.TrustChanged, Trust: res.Trust})
 		}
-		fmt.Fprintf(c.stdout, "🆕 Server Certificate: renewed from the CA in %s, serial %s, expires %s\n", fl.StoreDesc, res.Serial, res.NotAfter.UTC().Format("2006-01-02"))
+		fmt.Fprintf(c.stdout, "🆕 Server Certificate: renewed from the CA in %s, serial %s, expires %s\n", fl.StoreDesc, res.Serial, pki.ExpiryText(res.NotAfter, time.Now()))
 		if res.TrustChanged {
 			fmt.Fprintf(c.stdout, "   trust bundle updated: %d CA(s)\n", len(res.Trust))
 		}

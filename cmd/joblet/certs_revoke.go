@@ -1,9 +1,13 @@
 package main
 
 import (
+	"crypto/x509"
 	"fmt"
 	"math/big"
 	"os"
+	"slices"
+	"strconv"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -13,24 +17,26 @@ import (
 
 func (c *cli) revokeCmd() *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "revoke --serial S | --cert FILE [--reason R]",
+		Use:   "revoke --serial S | --cert FILE | --config RNX-CONFIG [--node NAME] [--reason R]",
 		Short: "add a certificate to the fleet's CRL (<prefix>/crl)",
 		Args:  noArgs,
 	}
 	fs := cmd.Flags()
 	sf := addStoreFlags(fs, withDirStore|withCreate|withReplicas)
-	var serialFlag, certFile, reason string
+	var serialFlag, certFile, rnxFile, nodeName, reason string
 	var asJSON bool
 	fs.StringVar(&serialFlag, "serial", "", "serial of the certificate to revoke (hex, as status prints it)")
 	fs.StringVar(&certFile, "cert", "", "or: the certificate file (PEM)")
-	fs.StringVar(&reason, "reason", "unspecified", "keyCompromise, superseded, cessationOfOperation, affiliationChanged, cACompromise or unspecified")
+	fs.StringVar(&rnxFile, "config", "", "or: a client config (rnx-config.yml): revoke the certificate of its entry --node (default: the one rnx uses)")
+	fs.StringVar(&nodeName, "node", "", "with --config: the entry whose certificate to revoke")
+	fs.StringVar(&reason, "reason", "unspecified", "why, by RFC 5280 name or number: "+reasonList())
 	fs.BoolVar(&asJSON, "json", false, "print the revocation and the CRL's entries as JSON")
 	cmd.RunE = func(*cobra.Command, []string) error {
-		code, ok := pki.RevocationReasons[reason]
-		if !ok {
-			return usagef("unknown --reason %q", reason)
+		code, err := parseReason(reason)
+		if err != nil {
+			return err
 		}
-		serial, err := serialOf(serialFlag, certFile)
+		serial, crt, err := revokeTarget(serialFlag, certFile, rnxFile, nodeName)
 		if err != nil {
 			return err
 		}
@@ -44,13 +50,91 @@ func (c *cli) revokeCmd() *cobra.Command {
 		if err != nil {
 			return err
 		}
+		who := cutOff(crt)
 		if asJSON {
-			return printJSON(c.stdout, map[string]any{"serial": pki.SerialHex(serial), "reason": reason, "store": fl.StoreDesc, "revocations": list})
+			return printJSON(c.stdout, map[string]any{"serial": pki.SerialHex(serial), "reason": pki.ReasonName(code), "store": fl.StoreDesc, "revocations": list, "cutOff": who})
 		}
-		fmt.Fprintf(c.stdout, "🚫 revoked serial %s in %s (%d revoked in all); nodes refuse it after their next refresh (open connections too), rnx on its next command to a refreshed node\n", pki.SerialHex(serial), fl.StoreDesc, len(list))
+		fmt.Fprintf(c.stdout, "🚫 revoked serial %s (%s) in %s (%d revoked in all)\n", pki.SerialHex(serial), pki.ReasonName(code), fl.StoreDesc, len(list))
+		fmt.Fprintf(c.stdout, "   cut off: %s\n", who)
+		fmt.Fprintln(c.stdout, "   nodes refuse it after their next refresh from the store (security.refreshInterval, 5m by default), open connections too; at once with `systemctl reload joblet` (SIGHUP) on each node. rnx learns it on its next command to a refreshed node")
 		return nil
 	}
 	return cmd
+}
+
+// revokeTarget is the serial to revoke and, when known, its certificate:
+// --serial, --cert FILE, or the certificate of an rnx config's entry.
+func revokeTarget(serial, certFile, rnxFile, node string) (*big.Int, *x509.Certificate, error) {
+	given := 0
+	for _, v := range []string{serial, certFile, rnxFile} {
+		if v != "" {
+			given++
+		}
+	}
+	if given != 1 {
+		return nil, nil, usagef("give one of --serial, --cert or --config")
+	}
+	if node != "" && rnxFile == "" {
+		return nil, nil, usagef("--node selects an entry of --config")
+	}
+	if rnxFile == "" {
+		s, err := serialOf(serial, certFile)
+		if err != nil || certFile == "" {
+			return s, nil, err
+		}
+		b, _ := os.ReadFile(certFile)
+		crt, _ := pki.ParseCert(b)
+		return s, crt, nil
+	}
+	cfg, err := config.LoadRnx(rnxFile)
+	if err != nil {
+		return nil, nil, err
+	}
+	name, n, err := cfg.Select(node)
+	if err != nil {
+		return nil, nil, usagef("%s: %v (entries: %s)", rnxFile, err, strings.Join(cfg.NodeNames(), ", "))
+	}
+	crt, err := pki.ParseLeaf([]byte(n.Cert))
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s, entry %q: %w", rnxFile, name, err)
+	}
+	return crt.SerialNumber, crt, nil
+}
+
+// cutOff says who loses access when crt is revoked: a role's certificate
+// is shared by every config made from it.
+func cutOff(crt *x509.Certificate) string {
+	if crt == nil {
+		return "whoever holds the certificate with this serial (`joblet certs status` and `rnx info` show serials)"
+	}
+	if role, err := pki.RoleOf(crt); err == nil && crt.ExtKeyUsage != nil && slices.Contains(crt.ExtKeyUsage, x509.ExtKeyUsageClientAuth) {
+		return fmt.Sprintf("every client config holding this %s certificate (%s): each copy of the role's config made from it. If it is the role's current certificate, give the role a new one with `joblet certs reissue --role %s` (its users then run `rnx config refresh`)", role, crt.Subject.CommonName, role)
+	}
+	return fmt.Sprintf("the holder of %s (a server certificate: the node renews it on its next refresh)", crt.Subject.String())
+}
+
+// parseReason takes an RFC 5280 reason by name or number.
+func parseReason(v string) (int, error) {
+	if code, ok := pki.RevocationReasons[v]; ok {
+		return code, nil
+	}
+	for name, code := range pki.RevocationReasons {
+		if strings.EqualFold(name, v) || strconv.Itoa(code) == v {
+			return code, nil
+		}
+	}
+	return 0, usagef("unknown --reason %q: use one of %s", v, reasonList())
+}
+
+// reasonList is every reason, in code order, with its number.
+func reasonList() string {
+	names := make([]string, len(pki.RevocationReasons))
+	for name, code := range pki.RevocationReasons {
+		if code < len(names) {
+			names[code] = fmt.Sprintf("%s (%d)", name, code)
+		}
+	}
+	return strings.Join(names, ", ")
 }
 
 // serialOf is the serial given, or the serial of the certificate file given.

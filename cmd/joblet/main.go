@@ -11,11 +11,9 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"sort"
 	"strings"
 
 	"github.com/spf13/cobra"
-	"github.com/spf13/pflag"
 
 	"github.com/ehsaniara/joblet/internal/backend"
 	"github.com/ehsaniara/joblet/internal/buildinfo"
@@ -197,48 +195,5 @@ func noArgs(cmd *cobra.Command, args []string) error {
 // flagError turns a flag parse error into a usage error, suggesting the
 // nearest flags for an unknown one.
 func flagError(cmd *cobra.Command, err error) error {
-	msg := err.Error()
-	if name, ok := strings.CutPrefix(msg, "unknown flag: --"); ok {
-		if s := similarFlags(cmd.Flags(), name); len(s) > 0 {
-			msg += "; did you mean --" + strings.Join(s, " or --") + "?"
-		}
-	}
-	return &usageError{msg: msg, syntax: true}
-}
-
-// similarFlags are the visible flags within edit distance 2 of name, or
-// that start with it or it with them.
-func similarFlags(fs *pflag.FlagSet, name string) []string {
-	var out []string
-	fs.VisitAll(func(f *pflag.Flag) {
-		if f.Hidden || f.Deprecated != "" {
-			return
-		}
-		if distance(f.Name, name) <= 2 || (len(name) >= 3 && (strings.HasPrefix(f.Name, name) || strings.HasPrefix(name, f.Name))) {
-			out = append(out, f.Name)
-		}
-	})
-	sort.Strings(out)
-	return out
-}
-
-// distance is the Levenshtein distance of a and b.
-func distance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur := make([]int, len(b)+1)
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev = cur
-	}
-	return prev[len(b)]
+	return &usageError{msg: err.Error() + clidoc.FlagSuggestion(cmd.Flags(), err), syntax: true}
 }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/ehsaniara/joblet/internal/client"
+	"github.com/ehsaniara/joblet/internal/pki"
 	"github.com/spf13/cobra"
 )
 
@@ -22,6 +23,13 @@ func (a *app) infoCmd() *cobra.Command {
 					return err
 				}
 				notAfter := time.Unix(info.ServerCertNotAfterUnix, 0).UTC().Format(time.RFC3339)
+				// This client's own certificate: when it stops working.
+				var clientSerial, clientNotAfter string
+				if n := a.cfg.Nodes[conn.Name]; n != nil {
+					if c, err := pki.ParseLeaf([]byte(n.Cert)); err == nil {
+						clientSerial, clientNotAfter = pki.SerialHex(c.SerialNumber), c.NotAfter.UTC().Format(time.RFC3339)
+					}
+				}
 				if asJSON {
 					return a.printJSON(struct {
 						Node                   string `json:"node"`
@@ -33,8 +41,10 @@ func (a *app) infoCmd() *cobra.Command {
 						ServerCertNotAfter     string `json:"serverCertNotAfter"`
 						ServerCertIssuerSha256 string `json:"serverCertIssuerSha256"`
 						JobIsolation           string `json:"jobIsolation"`
+						ClientCertSerial       string `json:"clientCertSerial,omitempty"`
+						ClientCertNotAfter     string `json:"clientCertNotAfter,omitempty"`
 					}{conn.Name, conn.Address, info.NodeId, info.Version, info.CallerRole, info.ServerCertSerial, notAfter, info.ServerCertIssuerSha256,
-						isolation(info.JobIsolation)})
+						isolation(info.JobIsolation), clientSerial, clientNotAfter})
 				}
 				issuer := info.ServerCertIssuerSha256
 				if issuer == "" {
@@ -43,6 +53,9 @@ func (a *app) infoCmd() *cobra.Command {
 				fmt.Fprintf(a.out, "node:      %s\naddress:   %s\nnode id:   %s\nversion:   %s\nrole:      %s\njobs:      %s\n"+
 					"server certificate serial %s, expires %s\nserver certificate issuer sha256 %s\n",
 					conn.Name, conn.Address, info.NodeId, info.Version, info.CallerRole, a.clean(isolation(info.JobIsolation)), info.ServerCertSerial, notAfter, issuer)
+				if clientNotAfter != "" {
+					fmt.Fprintf(a.out, "client certificate serial %s, expires %s (`rnx config refresh` after the operator re-issues it)\n", clientSerial, clientNotAfter)
+				}
 				return nil
 			})
 		},

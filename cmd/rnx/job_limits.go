@@ -38,6 +38,11 @@ func (o *runOptions) request(cmd *cobra.Command, args []string) (*pb.RunJobReque
 			return nil, usagef(cmd, "--env %q: give KEY=VALUE", kv)
 		}
 	}
+	// The node's own rule, checked here: a bad name is a usage error,
+	// not a request the node refuses.
+	if err := config.CheckJobEnv(o.env); err != nil {
+		return nil, usagef(cmd, "--env: %v", err)
+	}
 	mem, err := config.ParseBytes(o.maxMemory)
 	if err != nil {
 		return nil, usagef(cmd, "--max-memory: %v", err)

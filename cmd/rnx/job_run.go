@@ -65,6 +65,11 @@ shows both).`,
 			ctx, cancel := a.callCtx()
 			j, err := conn.Jobs.RunJob(ctx, req)
 			cancel()
+			if code := commandExitCode(err); code != 0 {
+				// Like a shell: 127 no such command, 126 not executable.
+				fmt.Fprintln(a.errOut, "rnx: error:", conn.Explain(err))
+				return &exitError{code: code}
+			}
 			if err != nil {
 				return conn.Explain(err)
 			}

@@ -141,7 +141,9 @@ func (a *app) rootCmd() *cobra.Command {
 		},
 	}
 	root.SetVersionTemplate("{{.Version}}\n")
-	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error { return usagef(cmd, "%v", err) })
+	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
+		return usagef(cmd, "%v%s", err, clidoc.FlagSuggestion(cmd.Flags(), err))
+	})
 	pf := root.PersistentFlags()
 	pf.StringVar(&a.cfgPath, "config", "", "rnx config file (default: $RNX_CONFIG, then the search path above)")
 	pf.StringVar(&a.nodeName, "node", "", "node to talk to, by its name in the config")
@@ -155,6 +157,7 @@ func (a *app) rootCmd() *cobra.Command {
 		return a.cfg.NodeNames(), cobra.ShellCompDirectiveNoFileComp
 	})
 	root.AddCommand(a.jobCmd(), a.infoCmd(), a.nodesCmd(), a.configCmd(), a.versionCmd(), clidoc.ManCommand(buildinfo.String("rnx")))
+	root.SetHelpFunc(helpWithUsedFlags(root.HelpFunc()))
 	return root
 }
 

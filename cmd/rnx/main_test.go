@@ -55,6 +55,10 @@ func TestBadUsageIsExit2WithShortUsage(t *testing.T) {
 		{[]string{"job", "run", "--json", "--follow", "true"}, "--json and --follow cannot be combined", "Run 'rnx job run --help'"},
 		{[]string{"job", "run", "--max-memory", "lots", "true"}, `--max-memory: "lots" is not a size`, "Run 'rnx job run --help'"},
 		{[]string{"job", "run", "--env", "FOO", "true"}, `--env "FOO": give KEY=VALUE`, "Run 'rnx job run --help'"},
+		{[]string{"job", "run", "--env", "1FOO=x", "true"}, `--env: environment name "1FOO" is not a shell name`, "Run 'rnx job run --help'"},
+		{[]string{"job", "run", "-e", "A=1", "-e", "A=2", "true"}, "--env: environment variable A is given twice", "Run 'rnx job run --help'"},
+		{[]string{"job", "run", "--folow", "true"}, "unknown flag: --folow; did you mean --follow?", "Run 'rnx job run --help'"},
+		{[]string{"info", "--jsn"}, "unknown flag: --jsn; did you mean --json?", "Run 'rnx info --help'"},
 		{[]string{"job", "run", "--max-cpu", "-5", "true"}, "--max-cpu and --max-procs take a positive number", "Run 'rnx job run --help'"},
 		{[]string{"job", "list", "--limit", "-1"}, "--limit -1", "Run 'rnx job list --help'"},
 		{[]string{"--timeout", "soon", "info"}, `invalid argument "soon"`, "Run 'rnx info --help'"},
@@ -146,6 +150,36 @@ func TestShellQuote(t *testing.T) {
 		"it's": `'it'\''s'`, "$HOME": "'$HOME'", "a=b,c:d/e.f@g%h+i": "a=b,c:d/e.f@g%h+i", "x;y": "'x;y'"} {
 		if got := shellQuote(in); got != want {
 			t.Errorf("shellQuote(%q) = %s, want %s", in, got, want)
+		}
+	}
+}
+
+// Help lists only the global flags a command uses.
+func TestHelpListsUsedFlagsOnly(t *testing.T) {
+	for _, c := range []struct {
+		args       []string
+		has, hasNt []string
+	}{
+		{[]string{"version", "--help"}, nil, []string{"--timeout", "--node", "--config"}},
+		{[]string{"nodes", "--help"}, []string{"--config", "--json"}, []string{"--timeout", "--node"}},
+		{[]string{"config", "refresh", "--help"}, []string{"--config", "--role"}, []string{"--timeout", "--node"}},
+		{[]string{"help", "completion", "bash"}, nil, []string{"--timeout", "--node"}},
+		{[]string{"info", "--help"}, []string{"--config", "--node", "--timeout"}, nil},
+		{[]string{"job", "run", "--help"}, []string{"--config", "--node", "--timeout", "--follow"}, nil},
+	} {
+		code, out, _ := rnx(t, c.args...)
+		if code != 0 {
+			t.Fatalf("rnx %q: exit %d", c.args, code)
+		}
+		for _, f := range c.has {
+			if !strings.Contains(out, f+" ") {
+				t.Errorf("rnx %q does not list %s:\n%s", c.args, f, out)
+			}
+		}
+		for _, f := range c.hasNt {
+			if strings.Contains(out, f+" ") {
+				t.Errorf("rnx %q lists %s, which it does not use:\n%s", c.args, f, out)
+			}
 		}
 	}
 }

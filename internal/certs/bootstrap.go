@@ -91,7 +91,8 @@ type Item struct {
 	CertInfo
 }
 
-// Result is what a bootstrap did.
+// Result is what a bootstrap did. Its Warnings are reported there only,
+// not logged as well: the command prints them once (text or --json).
 type Result struct {
 	Mode     config.StoreMode `json:"mode"`
 	Store    string           `json:"store"`
@@ -235,7 +236,6 @@ func (fl *Fleet) Bootstrap(ctx context.Context, o BootstrapOptions) (*Result, er
 		b.warnHeldClientKeys(configDir)
 	case !b.operator && sh.issuer.Cert != sh.ca.Cert:
 		msg := fmt.Sprintf("this node created the fleet, and its client configs in %s hold the role keys: copy them to the operator's machine and delete them here (a node needs none). To keep them off nodes altogether, create fleets with `joblet certs init` from the operator's machine", configDir)
-		b.f.Log.Warn(msg)
 		res.Warnings = append(res.Warnings, msg)
 	}
 	if err := os.MkdirAll(configDir, 0o700); err != nil {
@@ -398,7 +398,6 @@ func (b *bootstrapper) warnHeldClientKeys(dir string) {
 		return
 	}
 	msg := fmt.Sprintf("%s hold role client keys that a node does not need (a joining node writes none): move them to the operator's machine and delete them here; clients get configs with `rnx config init`", strings.Join(held, ", "))
-	b.f.Log.Warn(msg)
 	b.res.Warnings = append(b.res.Warnings, msg)
 }
 
@@ -545,7 +544,6 @@ func (b *bootstrapper) noteCapped(what string, is pki.Issued) {
 		return
 	}
 	msg := fmt.Sprintf("the %s would outlive the CA: its expiry was capped at the CA's, %s", what, is.Cert.NotAfter.UTC().Format(time.RFC3339))
-	b.f.Log.Warn(msg)
 	b.res.Warnings = append(b.res.Warnings, msg)
 }
 

@@ -150,7 +150,6 @@ func (b *bootstrapper) ensureNodeCA(ctx context.Context, vals map[string]string,
 	legacy := func(why string) error {
 		sh.issuer = sh.ca
 		msg := why + fmt.Sprintf(": every node signs with the root key and holds the role keys. Move the fleet to split issuing power with `joblet certs node-ca` (docs/OPERATIONS.md, %q)", "Split issuing power")
-		b.f.Log.Warn(msg)
 		b.res.Warnings = append(b.res.Warnings, msg)
 		return nil
 	}

@@ -27,7 +27,7 @@ func (r *Report) WriteText(w io.Writer) {
 	for _, c := range r.Certificates {
 		fmt.Fprintf(w, "%s %s\n     %s\n     subject %s, serial %s\n     sha256 %s\n     valid %s to %s (%d days left)\n",
 			mark[c.Level], c.Name, c.Where, c.Subject, c.Serial, c.Fingerprint,
-			c.NotBefore.Format("2006-01-02"), c.NotAfter.Format("2006-01-02"), c.DaysLeft)
+			c.NotBefore.Format("2006-01-02"), pki.ExpiryText(c.NotAfter, time.Now()), c.DaysLeft)
 		if len(c.SANs) > 0 {
 			fmt.Fprintf(w, "     SANs %s\n", strings.Join(c.SANs, ", "))
 		}
@@ -54,9 +54,9 @@ func (r *Report) WriteText(w io.Writer) {
 // WriteText prints a rotation status for a terminal; store names the store.
 func (st *RotationStatus) WriteText(w io.Writer, store string) {
 	fmt.Fprintf(w, "CA rotation (%s): phase %s\n", store, st.Phase)
-	fmt.Fprintf(w, "  current CA  serial %s, sha256 %s, expires %s, key: %s\n", st.Current.Serial, st.Current.Fingerprint, st.Current.NotAfter.Format("2006-01-02"), st.CurrentKey)
+	fmt.Fprintf(w, "  current CA  serial %s, sha256 %s, expires %s, key: %s\n", st.Current.Serial, st.Current.Fingerprint, pki.ExpiryText(st.Current.NotAfter, time.Now()), st.CurrentKey)
 	if st.Pending != nil {
-		fmt.Fprintf(w, "  pending CA  serial %s, sha256 %s, expires %s, key: %s\n", st.Pending.Serial, st.Pending.Fingerprint, st.Pending.NotAfter.Format("2006-01-02"), st.PendingKey)
+		fmt.Fprintf(w, "  pending CA  serial %s, sha256 %s, expires %s, key: %s\n", st.Pending.Serial, st.Pending.Fingerprint, pki.ExpiryText(st.Pending.NotAfter, time.Now()), st.PendingKey)
 	}
 	for _, t := range st.Trusted {
 		fmt.Fprintf(w, "  trusted     serial %s, sha256 %s\n", t.Serial, t.Fingerprint)

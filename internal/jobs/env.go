@@ -1,40 +1,9 @@
 package jobs
 
-import (
-	"fmt"
-	"strings"
-)
+import "github.com/ehsaniara/joblet/internal/config"
 
 // checkEnv refuses an environment whose meaning would depend on the program
-// reading it: a name given twice (glibc's getenv takes the first, most
-// shells the last) or not a name a shell can use. A request's PATH, HOME or
-// LANG replaces the default of that name (sandbox.JobEnv): a job may need
-// its own PATH, and inside its sandbox nothing rides on these values.
-func checkEnv(env []string) error {
-	seen := make(map[string]bool, len(env))
-	for _, kv := range env {
-		k, _, ok := strings.Cut(kv, "=")
-		switch {
-		case !ok:
-			return fmt.Errorf("environment entry %q has no '=': give KEY=VALUE", kv)
-		case !isName(k):
-			return fmt.Errorf("environment name %q is not a shell name: use letters, digits and '_', not starting with a digit", k)
-		case strings.ContainsRune(kv, 0):
-			return fmt.Errorf("environment variable %s holds a NUL byte, which no process can receive", k)
-		case seen[k]:
-			return fmt.Errorf("environment variable %s is given twice: give it once", k)
-		}
-		seen[k] = true
-	}
-	return nil
-}
-
-func isName(s string) bool {
-	for i, r := range s {
-		letter := r == '_' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z'
-		if !letter && (i == 0 || r < '0' || r > '9') {
-			return false
-		}
-	}
-	return s != ""
-}
+// reading it (config.CheckJobEnv, which rnx applies too). A request's PATH,
+// HOME or LANG replaces the default of that name (sandbox.JobEnv): a job may
+// need its own PATH, and inside its sandbox nothing rides on these values.
+func checkEnv(env []string) error { return config.CheckJobEnv(env) }

@@ -91,3 +91,14 @@ func RenewalDue(cert, current *x509.Certificate, now time.Time) (bool, string) {
 	}
 	return false, ""
 }
+
+// ExpiryText is a certificate's expiry for people: the date, with the time
+// (UTC) when it is less than a week from now, where a date alone would hide
+// whether it expires this morning or tonight (server certificates live days
+// in a fleet, and tests and demos use hours).
+func ExpiryText(notAfter, now time.Time) string {
+	if notAfter.Sub(now) < 7*24*time.Hour {
+		return notAfter.UTC().Format("2006-01-02 15:04:05 UTC")
+	}
+	return notAfter.UTC().Format("2006-01-02")
+}
