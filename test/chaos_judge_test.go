@@ -377,13 +377,22 @@ func (c *chaosRun) deadline(since time.Time, n *chaosNode, at time.Time) time.Ti
 	return u.Add(c.bound)
 }
 
-// allDown says whether every node was down at one moment of [from, to].
+// backInRotation is how long after a node listens again the balancer may
+// still count it out: HAProxy marks a server up after rise (2) checks
+// every 500ms; the rest is slack for a loaded machine.
+const backInRotation = 3 * time.Second
+
+// allDown says whether every node was down (or not yet back in the
+// balancer's rotation) at one moment of [from, to].
 func (c *chaosRun) allDown(from, to time.Time) bool {
 	var ivs [][]chaosInterval
 	for _, n := range c.nodes {
 		n.mu.Lock()
 		var mine []chaosInterval
 		for _, d := range n.down {
+			if !d.to.IsZero() {
+				d.to = d.to.Add(backInRotation)
+			}
 			if d.overlaps(from, to) {
 				mine = append(mine, d)
 			}
@@ -466,7 +475,7 @@ func (c *chaosRun) judge() *chaosReport {
 			}
 			if c.allDown(call.start, call.end) {
 				tl.excused++
-				tl.reasons["no node could serve: every node was down"]++
+				tl.reasons["no node could serve: every node was down (SIGKILLed, or listening again for less than the balancer's 3 s to take it back)"]++
 				continue
 			}
 			stale := false

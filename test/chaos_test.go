@@ -58,16 +58,15 @@ func TestChaos(t *testing.T) {
 	c.run()
 	c.converge()
 	rep := c.judge()
+	for _, v := range rep.violations {
+		t.Errorf("violation: %s: %s", v.invariant, v.detail)
+	}
+	t.Log(rep.summary(c))
 	if p := os.Getenv("JOBLET_CHAOS_REPORT"); p != "" {
 		if err := os.WriteFile(p, []byte(rep.markdown(c)), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
-	for _, v := range rep.violations {
-		t.Errorf("violation: %s: %s", v.invariant, v.detail)
-	}
-	t.Log(rep.summary(c))
-	fmt.Printf("violations: %d\n", len(rep.violations))
 }
 
 // chaosInterval is a stretch of time something lasted; an end of zero is

@@ -12,9 +12,10 @@ import (
 // ReadAttempts is how many connections a read (info, job list) tries: a
 // node killed or restarting behind a TCP balancer answers a new connection
 // with a reset until the balancer's health check takes it out (HAProxy:
-// fall 3 x inter), so the waits between tries (250ms, 500ms, 1s) outlast
-// that.
-const ReadAttempts = 4
+// fall 3 x inter, 1.5 s in the tests), and a fleet restarting at once is
+// back in the balancer's rotation a few checks after it listens, so the
+// waits between tries (250ms, 500ms, 1s, 2s) outlast both.
+const ReadAttempts = 5
 
 // Retryable says whether a failed read is worth a new connection: the
 // connection broke or nothing listened (codes.Unavailable), and the failure
