@@ -122,6 +122,14 @@ func (c *chaosRun) sampleStore() {
 		lineage, labelled, crosses, crlNumber = map[string]*x509.Certificate{}, map[string]map[string]bool{}, map[string]*x509.Certificate{}, nil
 	}
 	c.samples++
+	// The proxy's record, drained so it stays small over a long run.
+	calls := c.proxy.Calls()
+	c.proxy.Recorded()
+	c.mu.Lock()
+	for _, a := range calls {
+		c.storeCall[a]++
+	}
+	c.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	s := smClient(moto.URL)
@@ -431,6 +439,10 @@ func (c *chaosRun) allDown(from, to time.Time) bool {
 type classTally struct {
 	calls, ok, failed, excused, violations int
 	reasons                                map[string]int
+	// revoked and retired configs: served (within the bound) after they
+	// were cut off, and the latest such call after the cut.
+	servedAfterCut int
+	latest         time.Duration
 }
 
 type chaosReport struct {
@@ -508,9 +520,11 @@ func (c *chaosRun) judge() *chaosReport {
 				continue
 			}
 			n := nodeBy[call.addr]
-			if cl.since.IsZero() || n == nil {
+			if cl.since.IsZero() || n == nil || call.start.Before(cl.since) {
 				continue
 			}
+			tl.servedAfterCut++
+			tl.latest = max(tl.latest, call.start.Sub(cl.since))
 			if d := c.deadline(cl.since, n, call.start); call.start.After(d) {
 				inv := invRevoked
 				if call.class == "retired" {
@@ -640,7 +654,13 @@ func (rep *chaosReport) markdown(c *chaosRun) string {
 		p("| %s | %d | %d | %d | %d | %d |", cl, tl.calls, tl.ok, tl.failed, tl.excused, tl.violations)
 	}
 	p("")
-	p("For revoked and retired configs a failure is the expected outcome; a success counts only after the bound.")
+	p("For revoked and retired configs a failure is the expected outcome; a success is a violation only after the bound.")
+	for _, cl := range []string{"revoked", "retired"} {
+		if tl := rep.tallies[cl]; tl != nil {
+			p("%s configs were served %d times after they were cut off, the latest call %v after the cut (the bound: %v, pushed by store faults and restarts).",
+				strings.ToUpper(cl[:1])+cl[1:], tl.servedAfterCut, tl.latest.Round(100*time.Millisecond), c.bound)
+		}
+	}
 	p("Valid calls made during a connection flood: %d, of which %d failed (the flood tests promise 99%%).", rep.floodCalls, rep.floodFails)
 	p("")
 	p("Why a failed call was excused (never a violation):")
@@ -666,7 +686,7 @@ func (rep *chaosReport) markdown(c *chaosRun) string {
 		p("| %s | %d |", inv, rep.count(inv))
 	}
 	p("")
-	p("Store samples (read from moto directly): %d.", c.samples)
+	p("Store samples (read from moto directly every 2 s): %d. Store calls through the fault proxy: %s.", c.samples, countsText(c.storeCall))
 	p("")
 	p("Convergence:")
 	p("")
@@ -694,6 +714,37 @@ func (rep *chaosReport) markdown(c *chaosRun) string {
 		}
 	}
 	p("")
+	p("<details><summary>Timeline (%d events)</summary>", len(c.timeline))
+	p("")
+	p("```")
+	for _, e := range c.timeline {
+		p("%s", e)
+	}
+	p("```")
+	p("")
+	p("</details>")
+	p("")
 	p("violations: %d", len(rep.violations))
 	return b.String()
+}
+
+// countsText is "A 3, B 1", by count then name.
+func countsText(m map[string]int) string {
+	var keys []string
+	total := 0
+	for k, n := range m {
+		keys = append(keys, k)
+		total += n
+	}
+	sort.Slice(keys, func(i, j int) bool {
+		if m[keys[i]] != m[keys[j]] {
+			return m[keys[i]] > m[keys[j]]
+		}
+		return keys[i] < keys[j]
+	})
+	var parts []string
+	for _, k := range keys {
+		parts = append(parts, fmt.Sprintf("%s %d", k, m[k]))
+	}
+	return fmt.Sprintf("%d (%s)", total, strings.Join(parts, ", "))
 }

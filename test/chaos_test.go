@@ -160,6 +160,7 @@ type chaosRun struct {
 	samples   int
 	storeBad  []chaosViolation // found by the sampler
 	revokedSN []string         // serials whose revocation succeeded
+	storeCall map[string]int   // store calls through the proxy, by action
 	converged []string
 
 	// faultMode is the store fault the proxy applies now ("" none).
@@ -176,7 +177,7 @@ func newChaos(t *testing.T, seed uint64, dur time.Duration) *chaosRun {
 		// interval), plus this machine's slack: a loaded 2-core machine
 		// takes seconds to start a process and handshake.
 		bound:  interval*11/10 + interval + 15*time.Second,
-		counts: map[string]int{}, faultRng: rand.New(rand.NewPCG(seed, 99))}
+		counts: map[string]int{}, storeCall: map[string]int{}, faultRng: rand.New(rand.NewPCG(seed, 99))}
 }
 
 func (c *chaosRun) rng(stream uint64) *rand.Rand { return rand.New(rand.NewPCG(c.seed, stream)) }
