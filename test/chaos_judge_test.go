@@ -623,7 +623,7 @@ func (rep *chaosReport) markdown(c *chaosRun) string {
 	p("- machine: %d CPUs, %s/%s, %s", runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, runtime.Version())
 	p("- seed: %d; duration: %v (faults for the whole duration, then convergence)", c.seed, c.dur)
 	p("- fleet: %d nodes (Secrets Manager on moto, every store call through the fault proxy) behind HAProxy (TCP passthrough, roundrobin); the fleet made by `joblet certs init`, nodes joined with `certs bootstrap`", len(c.nodes))
-	p("- nodes' `security.refreshInterval`: %v; bound for a revocation or a retired CA: %v (the documented one interval +10%%, one retry after a failed refresh, and %v for this machine's load), counted from the later of the step's success and the node's last start, and pushed past every store fault that overlaps it", c.interval, c.bound, c.bound-c.interval*11/10-c.interval)
+	p("- nodes' `security.refreshInterval`: %v; bound for a revocation or a retired CA: %v. The documented one: a node refuses a revoked certificate within one refresh interval (OPERATIONS.md, \"How long a revocation takes\"), spread +10%% per node (\"What a fleet at rest costs\"), and drops a CA `finish` removed within one interval (ROTATION.md); plus one retry after a failed refresh (its backoff is capped at the interval, ROTATION.md \"How nodes keep current\") and %v for this machine's load. It is counted from the later of the step's success and the node's last start, and pushed past every store fault that overlaps it (a node keeps what it has while the store fails)", c.interval, c.bound, c.bound-c.interval*11/10-c.interval)
 	p("- clients: the real `rnx` binary; valid configs (admin, maintainer, developer, reader) through the balancer, `rnx info` and `rnx job list`, refreshed (`rnx config refresh`) after every rotation step but finish and after every re-issue; a never-refreshed config per rotation (promised service until finish, retired after it); revoked configs; revoked and retired configs call every node directly")
 	p("")
 	p("## Faults injected")
@@ -657,7 +657,7 @@ func (rep *chaosReport) markdown(c *chaosRun) string {
 	p("For revoked and retired configs a failure is the expected outcome; a success is a violation only after the bound.")
 	for _, cl := range []string{"revoked", "retired"} {
 		if tl := rep.tallies[cl]; tl != nil {
-			p("%s configs were served %d times after they were cut off, the latest call %v after the cut (the bound: %v, pushed by store faults and restarts).",
+			p("%s configs were served %d time(s) after they were cut off, the latest call %v after the cut (the bound: %v, pushed by store faults and restarts).",
 				strings.ToUpper(cl[:1])+cl[1:], tl.servedAfterCut, tl.latest.Round(100*time.Millisecond), c.bound)
 		}
 	}
