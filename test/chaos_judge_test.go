@@ -685,7 +685,11 @@ func (rep *chaosReport) markdown(c *chaosRun) string {
 	p("")
 	p("For revoked and retired configs a failure is the expected outcome; a success is a violation only after the bound.")
 	for _, cl := range []string{"revoked", "retired"} {
-		if tl := rep.tallies[cl]; tl != nil {
+		switch tl := rep.tallies[cl]; {
+		case tl == nil:
+		case tl.servedAfterCut == 0:
+			p("%s configs were never served after they were cut off.", strings.ToUpper(cl[:1])+cl[1:])
+		default:
 			p("%s configs were served %d time(s) after they were cut off, the latest call %v after the cut (the bound: %v, pushed by store faults and restarts).",
 				strings.ToUpper(cl[:1])+cl[1:], tl.servedAfterCut, tl.latest.Round(100*time.Millisecond), c.bound)
 		}
