@@ -245,17 +245,15 @@ func (a *app) callCtx() (context.Context, context.CancelFunc) {
 	return ctx, func() { cancel(); stop() }
 }
 
-// onNode runs one call against the selected node, within the per-call
-// deadline; the connection is closed after it.
+// onNode runs one read against the selected node, within the per-call
+// deadline; the connection is closed after it. A read that lost its
+// connection, or found nothing listening, is made again on a new one
+// (client.Retry: through a balancer, most likely another node). Only reads
+// come here: a job start is never retried.
 func (a *app) onNode(call func(ctx context.Context, conn *client.Conn) error) error {
-	conn, err := a.dial()
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
 	ctx, cancel := a.callCtx()
 	defer cancel()
-	return call(ctx, conn)
+	return client.Retry(ctx, client.ReadAttempts, a.dial, func(conn *client.Conn) error { return call(ctx, conn) })
 }
 
 // printJSON writes v as indented JSON.

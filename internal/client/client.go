@@ -153,7 +153,7 @@ func (c *Conn) Explain(err error) error {
 		}
 		return fmt.Errorf("%s: %w", where, err)
 	}
-	return &ExplainedError{Hint: where + ": " + hint, Err: err}
+	return &ExplainedError{Hint: where + ": " + hint, Err: err, transient: transient(msg)}
 }
 
 // hint is what a failure's text means: the client certificate's own
@@ -164,6 +164,10 @@ func (c *Conn) hint(msg string) string {
 	}
 	return hintFor(msg)
 }
+
+// transient is a failure a new connection may not meet: nothing listened
+// (a node restarting).
+func transient(msg string) bool { return strings.Contains(msg, "connection refused") }
 
 func hintFor(msg string) string {
 	switch {
@@ -234,6 +238,8 @@ func (e *StatusError) GRPCStatus() *status.Status { return e.Status }
 type ExplainedError struct {
 	Hint string
 	Err  error
+	// transient: another connection may succeed (Retryable).
+	transient bool
 }
 
 func (e *ExplainedError) Error() string { return e.Hint + " (" + e.Err.Error() + ")" }

@@ -32,11 +32,14 @@ func (s *Store) GetStage(ctx context.Context, names []string, stage secretstore.
 
 // PutPending adds value as a version labelled AWSPENDING only. Its
 // ClientRequestToken (the version id) is derived from the value, so writing
-// the same value again is a no-op for Secrets Manager.
+// the same value again is a no-op for Secrets Manager: labels included. A
+// version that lost AWSPENDING (DropPending: a rotation aborted, then begun
+// again with the CA its record names) gets the label back here.
 func (s *Store) PutPending(ctx context.Context, name, value string) error {
 	sum := sha256.Sum256([]byte(value))
+	id := "joblet-" + hex.EncodeToString(sum[:16])
 	_, err := s.api.PutSecretValue(ctx, &sm.PutSecretValueInput{SecretId: aws.String(name), SecretString: aws.String(value),
-		VersionStages: []string{string(secretstore.Pending)}, ClientRequestToken: aws.String("joblet-" + hex.EncodeToString(sum[:16]))})
+		VersionStages: []string{string(secretstore.Pending)}, ClientRequestToken: aws.String(id)})
 	if err != nil {
 		var nf *smtypes.ResourceNotFoundException
 		if errors.As(err, &nf) {
@@ -44,7 +47,12 @@ func (s *Store) PutPending(ctx context.Context, name, value string) error {
 		}
 		return s.explain(err, "PutSecretValue", name)
 	}
-	return nil
+	return s.retryMove(ctx, name, func(v map[secretstore.Stage]string) error {
+		if v[secretstore.Pending] == id {
+			return nil
+		}
+		return s.move(ctx, name, secretstore.Pending, v[secretstore.Pending], id)
+	})
 }
 
 // versions maps each stage label of name to its version id.

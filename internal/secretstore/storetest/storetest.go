@@ -163,6 +163,14 @@ func Run(t *testing.T, newStore func(t *testing.T) secretstore.Store, prefix str
 		if current() != "old" || get(secretstore.Pending) != "" {
 			t.Fatalf("after drop: current %q pending %q", current(), get(secretstore.Pending))
 		}
+		// The same value pending again after a drop (a rotation aborted,
+		// then begun again with the CA its record names) is pending.
+		if err := s.PutPending(ctx, name, "new"); err != nil {
+			t.Fatal(err)
+		}
+		if current() != "old" || get(secretstore.Pending) != "new" {
+			t.Fatalf("pending again after drop: current %q pending %q", current(), get(secretstore.Pending))
+		}
 	})
 
 	t.Run("versions change with the current value, and only then", func(t *testing.T) {
