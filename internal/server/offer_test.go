@@ -210,3 +210,45 @@ func TestOfferFloodDoesNotStarveARealPush(t *testing.T) {
 		t.Fatalf("the operator's push during the flood: %v %v", res, err)
 	}
 }
+
+// A client holding a newer CRL than the node carries it: the node answers
+// the call with its older number, the client offers its CRL once, and the
+// certificate it revokes is refused from its next call on. The client's
+// own call is served either way.
+func TestClientCarriesItsNewerCRL(t *testing.T) {
+	o := newOfferFleet(t)
+	certPEM, keyPEM := clientCert(t, o.ca, []string{string(pki.Admin)}, time.Now().Add(-time.Minute), time.Now().Add(time.Hour))
+	leaf, _ := pki.ParseCert([]byte(certPEM))
+	victimEntry := *o.rnx.Nodes["default"]
+	victimEntry.Cert, victimEntry.Key = certPEM, keyPEM
+	victim := dial(t, "default", &victimEntry)
+	if _, err := victim.Node.GetNodeInfo(ctx(t), &pb.GetNodeInfoRequest{}); err != nil {
+		t.Fatalf("before: %v", err)
+	}
+
+	carrierEntry := *o.rnx.Nodes["default"]
+	carrierEntry.CRL = string(o.crl(t, o.ca, 1, leaf.SerialNumber))
+	learned := 0
+	carrier, err := client.DialLearning("default", &carrierEntry, func([]byte, [][]*x509.Certificate) error { learned++; return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer carrier.Close()
+	for i := 0; i < 3; i++ {
+		if _, err := carrier.Jobs.ListJobs(ctx(t), &pb.ListJobsRequest{}); err != nil {
+			t.Fatalf("the carrier's own call %d: %v", i, err)
+		}
+	}
+	if learned != 0 {
+		t.Fatalf("the carrier learned %d CRLs from a node holding an older one", learned)
+	}
+	if o.nodeCRL(t) != carrierEntry.CRL {
+		t.Fatal("the node did not take the client's newer CRL")
+	}
+	if _, err := victim.Node.GetNodeInfo(ctx(t), &pb.GetNodeInfoRequest{}); err == nil {
+		t.Fatal("the revoked certificate's next call was served")
+	}
+	if n := strings.Count(o.log.String(), "CRL taken from a caller"); n != 1 {
+		t.Fatalf("the node took a CRL %d times (want 1: carried once)", n)
+	}
+}
