@@ -24,7 +24,8 @@ func (c *cli) revokeCmd() *cobra.Command {
 	fs.StringVar(&serialFlag, "serial", "", "serial of the certificate to revoke (hex, as status prints it)")
 	fs.StringVar(&certFile, "cert", "", "or: the certificate file (PEM)")
 	fs.StringVar(&reason, "reason", "unspecified", "keyCompromise, superseded, cessationOfOperation, affiliationChanged, cACompromise or unspecified")
-	fs.BoolVar(&asJSON, "json", false, "print the revocation and the CRL's entries as JSON")
+	fs.BoolVar(&asJSON, "json", false, "print the revocation, the CRL's entries and the push as JSON")
+	pf := addPushFlags(fs)
 	cmd.RunE = func(*cobra.Command, []string) error {
 		code, ok := pki.RevocationReasons[reason]
 		if !ok {
@@ -45,9 +46,11 @@ func (c *cli) revokeCmd() *cobra.Command {
 			return err
 		}
 		if asJSON {
-			return printJSON(c.stdout, map[string]any{"serial": pki.SerialHex(serial), "reason": reason, "store": fl.StoreDesc, "revocations": list})
+			return printJSON(c.stdout, map[string]any{"serial": pki.SerialHex(serial), "reason": reason, "store": fl.StoreDesc, "revocations": list,
+				"push": c.pushCRL(fl, pf, true)})
 		}
-		fmt.Fprintf(c.stdout, "🚫 revoked serial %s in %s (%d revoked in all); nodes refuse it after their next refresh (open connections too), rnx on its next command to a refreshed node\n", pki.SerialHex(serial), fl.StoreDesc, len(list))
+		fmt.Fprintf(c.stdout, "🚫 revoked serial %s in %s (%d revoked in all)\n", pki.SerialHex(serial), fl.StoreDesc, len(list))
+		c.pushCRL(fl, pf, false)
 		return nil
 	}
 	return cmd
