@@ -188,5 +188,10 @@ func TestNodeTakesNewerCRLFromAClient(t *testing.T) {
 	if !strings.Contains(node.Output(), "CRL taken from a caller") {
 		t.Fatalf("the node did not log taking the CRL:\n%s", node.Output())
 	}
+	// Kept in its config file: a reload or restart holds it too.
+	crl, err := pki.ParseCRLUnverified([]byte(serverConfig(t, home).Security.CRL))
+	if want, _ := pki.ParseSerial(serial); err != nil || !pki.RevokedSerials(crl)[want.Text(16)] {
+		t.Fatalf("the node's config file does not hold the CRL it took: %v", err)
+	}
 	t.Logf("refused: %s", strings.TrimSpace(r.Stderr))
 }

@@ -127,7 +127,11 @@ func offer(ctx context.Context, n nodedir.Node, cfg *config.Rnx, selected string
 	}
 	entry := *base
 	entry.Address = n.Address
-	conn, err := client.Dial(name, &entry)
+	dialName := n.Name
+	if dialName == "" {
+		dialName = n.Address
+	}
+	conn, err := client.Dial(dialName, &entry)
 	if err != nil {
 		r.Why = err.Error()
 		return r
@@ -149,7 +153,8 @@ func offer(ctx context.Context, n nodedir.Node, cfg *config.Rnx, selected string
 		// reach is asked again; anything else is its answer.
 		code := status.Code(err)
 		if a == attempts || (code != codes.ResourceExhausted && code != codes.Unavailable) {
-			r.Why = conn.Explain(err).Error()
+			// The report names the node already.
+			r.Why = strings.TrimPrefix(conn.Explain(err).Error(), fmt.Sprintf("node %q (%s): ", dialName, n.Address))
 			if code == codes.Unimplemented {
 				r.Why = "the node's joblet predates CRL push (it takes the CRL at its next refresh): " + r.Why
 			}
