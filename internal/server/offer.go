@@ -118,29 +118,35 @@ func (s *Server) offerCRL(ctx context.Context, req *pb.OfferCRLRequest) (*pb.Off
 	id, who := caller(ctx)
 	cur := s.tls.cur.Load()
 	if len(req.Crl) > MaxOfferedCRL {
+		s.metrics.crlOffers.WithLabelValues("refused").Inc()
 		return nil, s.refuseOffer(codes.InvalidArgument, who, fmt.Sprintf("the offered CRL is %d bytes, above the %d a node takes", len(req.Crl), MaxOfferedCRL))
 	}
 	if string(req.Crl) == cur.CRLPEM {
+		s.metrics.crlOffers.WithLabelValues("held").Inc()
 		return &pb.OfferCRLResponse{Taken: true, CrlNumber: cur.crlNumber}, nil
 	}
 	number, err := certs.OfferedCRLNewer(cur.CRLNumber, req.Crl)
 	if errors.Is(err, certs.ErrCRLNotNewer) {
 		// Cheap, and not an attack on the node: a carrier with an older
 		// CRL learns the node's number (and takes its CRL by the gate).
+		s.metrics.crlOffers.WithLabelValues("not_newer").Inc()
 		s.refuseOffer(codes.OK, who, err.Error())
 		return &pb.OfferCRLResponse{CrlNumber: cur.crlNumber, Reason: err.Error()}, nil
 	}
 	if err != nil {
+		s.metrics.crlOffers.WithLabelValues("refused").Inc()
 		return nil, s.refuseOffer(codes.InvalidArgument, who, err.Error())
 	}
 	if !s.offers.allow(id) {
+		s.metrics.crlOffers.WithLabelValues("rate_limited").Inc()
 		return nil, s.refuseOffer(codes.ResourceExhausted, who, "too many CRL offers: retry in a second")
 	}
 	if err := certs.TakeOfferedCRL(cur.CRLPEM, req.Crl, cur.CAList); err != nil {
-		code := codes.InvalidArgument
+		code, outcome := codes.InvalidArgument, "refused"
 		if errors.Is(err, certs.ErrCRLNotNewer) {
-			code = codes.OK
+			code, outcome = codes.OK, "not_newer"
 		}
+		s.metrics.crlOffers.WithLabelValues(outcome).Inc()
 		s.refuseOffer(code, who, err.Error())
 		if code == codes.OK {
 			return &pb.OfferCRLResponse{CrlNumber: cur.crlNumber, Reason: err.Error()}, nil
@@ -150,6 +156,7 @@ func (s *Server) offerCRL(ctx context.Context, req *pb.OfferCRLRequest) (*pb.Off
 	if err := s.installCRL(ctx, req.Crl, who); err != nil {
 		return nil, err
 	}
+	s.metrics.crlOffers.WithLabelValues("taken").Inc()
 	now := s.tls.cur.Load()
 	return &pb.OfferCRLResponse{Taken: now.CRLNumber != nil && now.CRLNumber.Cmp(number) >= 0, CrlNumber: now.crlNumber}, nil
 }

@@ -8,6 +8,7 @@ import (
 	"encoding/pem"
 	"log/slog"
 	"math/big"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -175,6 +176,14 @@ func TestOfferedCRLIsVerifiedLikeTheStores(t *testing.T) {
 	}
 	if !strings.Contains(o.log.String(), "CRL taken from a caller") {
 		t.Errorf("the taken CRL was not logged:\n%s", o.log.String())
+	}
+	rec := httptest.NewRecorder()
+	o.node.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	for _, want := range []string{`joblet_crl_offers_total{outcome="refused"} 5`, `joblet_crl_offers_total{outcome="not_newer"} 2`,
+		`joblet_crl_offers_total{outcome="taken"} 1`, `joblet_crl_offers_total{outcome="held"} 1`} {
+		if !strings.Contains(rec.Body.String(), want) {
+			t.Errorf("metrics lack %s", want)
+		}
 	}
 }
 
