@@ -34,10 +34,11 @@ import (
 //   - the number, parsed without the signature: an offer numbered at or
 //     below the held CRL is answered at once and costs no token, so a
 //     caller replaying old CRLs neither burns CPU nor delays a real push;
-//   - then a token per signature check: each caller (its certificate) has
-//     its own small bucket, and all callers share a larger one, so one
-//     stolen certificate sending forged high-numbered CRLs exhausts its own
-//     bucket, not the operator's. An offer past either gets
+//   - then a token per signature check: each caller (its certificate from
+//     its source: an IPv4 address, an IPv6 /64) has its own small bucket,
+//     and all callers share a larger one, so a stolen certificate sending
+//     forged high-numbered CRLs exhausts its own bucket, not the
+//     operator's, even a copy of the operator's own role certificate. An offer past either gets
 //     RESOURCE_EXHAUSTED and is retried by its sender (push retries; rnx
 //     carries again on its next call; the store's poll is the safety net).
 
@@ -49,8 +50,8 @@ const MaxOfferedCRL = 256 << 10
 const (
 	offerCallerRate  = 2 // signature checks per second, per caller
 	offerCallerBurst = 4
-	offerNodeRate    = 20 // for all callers together
-	offerNodeBurst   = 40
+	offerNodeRate    = 50 // for all callers together: well under 1% of a core
+	offerNodeBurst   = 100
 	offerCallers     = 1024 // callers remembered; beyond, the map restarts
 )
 
@@ -99,8 +100,8 @@ func (g *offerGate) logRefusal() (bool, int) {
 	return true, n
 }
 
-// caller identifies the client certificate of a call, with its role and
-// serial for the log.
+// caller identifies the client certificate and source of a call, with
+// its role and serial for the log.
 func caller(ctx context.Context) (id [32]byte, who string) {
 	p, ok := peer.FromContext(ctx)
 	if !ok {
@@ -111,7 +112,14 @@ func caller(ctx context.Context) (id [32]byte, who string) {
 		return id, "unknown"
 	}
 	leaf := ti.State.PeerCertificates[0]
-	return sha256.Sum256(leaf.Raw), fmt.Sprintf("%s %s (%s)", RoleFrom(ctx), pki.SerialHex(leaf.SerialNumber), p.Addr)
+	// A role's certificate is shared by its users: with the source in
+	// the key, someone holding a stolen copy elsewhere does not spend the
+	// operator's tokens.
+	h := sha256.New()
+	h.Write(leaf.Raw)
+	h.Write([]byte(sourceOf(p.Addr).String()))
+	copy(id[:], h.Sum(nil))
+	return id, fmt.Sprintf("%s %s (%s)", RoleFrom(ctx), pki.SerialHex(leaf.SerialNumber), p.Addr)
 }
 
 func (s *Server) offerCRL(ctx context.Context, req *pb.OfferCRLRequest) (*pb.OfferCRLResponse, error) {
