@@ -816,6 +816,114 @@ func (x *NodeInfo) GetClientIssuers() []*ClientIssuer {
 	return nil
 }
 
+type OfferCRLRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Crl           []byte                 `protobuf:"bytes,1,opt,name=crl,proto3" json:"crl,omitempty"` // PEM
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OfferCRLRequest) Reset() {
+	*x = OfferCRLRequest{}
+	mi := &file_joblet_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OfferCRLRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OfferCRLRequest) ProtoMessage() {}
+
+func (x *OfferCRLRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_joblet_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OfferCRLRequest.ProtoReflect.Descriptor instead.
+func (*OfferCRLRequest) Descriptor() ([]byte, []int) {
+	return file_joblet_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *OfferCRLRequest) GetCrl() []byte {
+	if x != nil {
+		return x.Crl
+	}
+	return nil
+}
+
+type OfferCRLResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// taken: the node now enforces the offered CRL (or already held it).
+	Taken bool `protobuf:"varint,1,opt,name=taken,proto3" json:"taken,omitempty"`
+	// The number of the CRL the node holds after the offer (hex, or "none",
+	// as joblet-crl-number carries it).
+	CrlNumber string `protobuf:"bytes,2,opt,name=crl_number,json=crlNumber,proto3" json:"crl_number,omitempty"`
+	// Why the offer was not taken ("" when it was).
+	Reason        string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OfferCRLResponse) Reset() {
+	*x = OfferCRLResponse{}
+	mi := &file_joblet_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OfferCRLResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OfferCRLResponse) ProtoMessage() {}
+
+func (x *OfferCRLResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_joblet_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OfferCRLResponse.ProtoReflect.Descriptor instead.
+func (*OfferCRLResponse) Descriptor() ([]byte, []int) {
+	return file_joblet_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *OfferCRLResponse) GetTaken() bool {
+	if x != nil {
+		return x.Taken
+	}
+	return false
+}
+
+func (x *OfferCRLResponse) GetCrlNumber() string {
+	if x != nil {
+		return x.CrlNumber
+	}
+	return ""
+}
+
+func (x *OfferCRLResponse) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
 type ClientIssuer struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	KeyId         string                 `protobuf:"bytes,1,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"` // hex, the issuing CA's subject key id
@@ -827,7 +935,7 @@ type ClientIssuer struct {
 
 func (x *ClientIssuer) Reset() {
 	*x = ClientIssuer{}
-	mi := &file_joblet_proto_msgTypes[10]
+	mi := &file_joblet_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -839,7 +947,7 @@ func (x *ClientIssuer) String() string {
 func (*ClientIssuer) ProtoMessage() {}
 
 func (x *ClientIssuer) ProtoReflect() protoreflect.Message {
-	mi := &file_joblet_proto_msgTypes[10]
+	mi := &file_joblet_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -852,7 +960,7 @@ func (x *ClientIssuer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClientIssuer.ProtoReflect.Descriptor instead.
 func (*ClientIssuer) Descriptor() ([]byte, []int) {
-	return file_joblet_proto_rawDescGZIP(), []int{10}
+	return file_joblet_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ClientIssuer) GetKeyId() string {
@@ -938,7 +1046,14 @@ const file_joblet_proto_rawDesc = "" +
 	"\x19server_cert_issuer_sha256\x18\x06 \x01(\tR\x16serverCertIssuerSha256\x12\x10\n" +
 	"\x03crl\x18\a \x01(\fR\x03crl\x12#\n" +
 	"\rjob_isolation\x18\b \x01(\tR\fjobIsolation\x12>\n" +
-	"\x0eclient_issuers\x18\t \x03(\v2\x17.joblet.v1.ClientIssuerR\rclientIssuers\"k\n" +
+	"\x0eclient_issuers\x18\t \x03(\v2\x17.joblet.v1.ClientIssuerR\rclientIssuers\"#\n" +
+	"\x0fOfferCRLRequest\x12\x10\n" +
+	"\x03crl\x18\x01 \x01(\fR\x03crl\"_\n" +
+	"\x10OfferCRLResponse\x12\x14\n" +
+	"\x05taken\x18\x01 \x01(\bR\x05taken\x12\x1d\n" +
+	"\n" +
+	"crl_number\x18\x02 \x01(\tR\tcrlNumber\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\"k\n" +
 	"\fClientIssuer\x12\x15\n" +
 	"\x06key_id\x18\x01 \x01(\tR\x05keyId\x12\x1e\n" +
 	"\n" +
@@ -956,9 +1071,10 @@ const file_joblet_proto_rawDesc = "" +
 	"\fGetJobStatus\x12\x1e.joblet.v1.GetJobStatusRequest\x1a\x0e.joblet.v1.Job\x12A\n" +
 	"\n" +
 	"GetJobLogs\x12\x1c.joblet.v1.GetJobLogsRequest\x1a\x13.joblet.v1.LogChunk0\x01\x124\n" +
-	"\aStopJob\x12\x19.joblet.v1.StopJobRequest\x1a\x0e.joblet.v1.Job2P\n" +
+	"\aStopJob\x12\x19.joblet.v1.StopJobRequest\x1a\x0e.joblet.v1.Job2\x95\x01\n" +
 	"\vNodeService\x12A\n" +
-	"\vGetNodeInfo\x12\x1d.joblet.v1.GetNodeInfoRequest\x1a\x13.joblet.v1.NodeInfoB*Z(github.com/ehsaniara/joblet/api/jobletv1b\x06proto3"
+	"\vGetNodeInfo\x12\x1d.joblet.v1.GetNodeInfoRequest\x1a\x13.joblet.v1.NodeInfo\x12C\n" +
+	"\bOfferCRL\x12\x1a.joblet.v1.OfferCRLRequest\x1a\x1b.joblet.v1.OfferCRLResponseB*Z(github.com/ehsaniara/joblet/api/jobletv1b\x06proto3"
 
 var (
 	file_joblet_proto_rawDescOnce sync.Once
@@ -973,7 +1089,7 @@ func file_joblet_proto_rawDescGZIP() []byte {
 }
 
 var file_joblet_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_joblet_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_joblet_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_joblet_proto_goTypes = []any{
 	(Stream)(0),                 // 0: joblet.v1.Stream
 	(*RunJobRequest)(nil),       // 1: joblet.v1.RunJobRequest
@@ -986,26 +1102,30 @@ var file_joblet_proto_goTypes = []any{
 	(*StopJobRequest)(nil),      // 8: joblet.v1.StopJobRequest
 	(*GetNodeInfoRequest)(nil),  // 9: joblet.v1.GetNodeInfoRequest
 	(*NodeInfo)(nil),            // 10: joblet.v1.NodeInfo
-	(*ClientIssuer)(nil),        // 11: joblet.v1.ClientIssuer
+	(*OfferCRLRequest)(nil),     // 11: joblet.v1.OfferCRLRequest
+	(*OfferCRLResponse)(nil),    // 12: joblet.v1.OfferCRLResponse
+	(*ClientIssuer)(nil),        // 13: joblet.v1.ClientIssuer
 }
 var file_joblet_proto_depIdxs = []int32{
 	2,  // 0: joblet.v1.ListJobsResponse.jobs:type_name -> joblet.v1.Job
 	0,  // 1: joblet.v1.LogChunk.stream:type_name -> joblet.v1.Stream
-	11, // 2: joblet.v1.NodeInfo.client_issuers:type_name -> joblet.v1.ClientIssuer
+	13, // 2: joblet.v1.NodeInfo.client_issuers:type_name -> joblet.v1.ClientIssuer
 	1,  // 3: joblet.v1.JobService.RunJob:input_type -> joblet.v1.RunJobRequest
 	3,  // 4: joblet.v1.JobService.ListJobs:input_type -> joblet.v1.ListJobsRequest
 	5,  // 5: joblet.v1.JobService.GetJobStatus:input_type -> joblet.v1.GetJobStatusRequest
 	6,  // 6: joblet.v1.JobService.GetJobLogs:input_type -> joblet.v1.GetJobLogsRequest
 	8,  // 7: joblet.v1.JobService.StopJob:input_type -> joblet.v1.StopJobRequest
 	9,  // 8: joblet.v1.NodeService.GetNodeInfo:input_type -> joblet.v1.GetNodeInfoRequest
-	2,  // 9: joblet.v1.JobService.RunJob:output_type -> joblet.v1.Job
-	4,  // 10: joblet.v1.JobService.ListJobs:output_type -> joblet.v1.ListJobsResponse
-	2,  // 11: joblet.v1.JobService.GetJobStatus:output_type -> joblet.v1.Job
-	7,  // 12: joblet.v1.JobService.GetJobLogs:output_type -> joblet.v1.LogChunk
-	2,  // 13: joblet.v1.JobService.StopJob:output_type -> joblet.v1.Job
-	10, // 14: joblet.v1.NodeService.GetNodeInfo:output_type -> joblet.v1.NodeInfo
-	9,  // [9:15] is the sub-list for method output_type
-	3,  // [3:9] is the sub-list for method input_type
+	11, // 9: joblet.v1.NodeService.OfferCRL:input_type -> joblet.v1.OfferCRLRequest
+	2,  // 10: joblet.v1.JobService.RunJob:output_type -> joblet.v1.Job
+	4,  // 11: joblet.v1.JobService.ListJobs:output_type -> joblet.v1.ListJobsResponse
+	2,  // 12: joblet.v1.JobService.GetJobStatus:output_type -> joblet.v1.Job
+	7,  // 13: joblet.v1.JobService.GetJobLogs:output_type -> joblet.v1.LogChunk
+	2,  // 14: joblet.v1.JobService.StopJob:output_type -> joblet.v1.Job
+	10, // 15: joblet.v1.NodeService.GetNodeInfo:output_type -> joblet.v1.NodeInfo
+	12, // 16: joblet.v1.NodeService.OfferCRL:output_type -> joblet.v1.OfferCRLResponse
+	10, // [10:17] is the sub-list for method output_type
+	3,  // [3:10] is the sub-list for method input_type
 	3,  // [3:3] is the sub-list for extension type_name
 	3,  // [3:3] is the sub-list for extension extendee
 	0,  // [0:3] is the sub-list for field type_name
@@ -1022,7 +1142,7 @@ func file_joblet_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_joblet_proto_rawDesc), len(file_joblet_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   11,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

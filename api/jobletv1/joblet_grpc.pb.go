@@ -285,6 +285,7 @@ var JobService_ServiceDesc = grpc.ServiceDesc{
 
 const (
 	NodeService_GetNodeInfo_FullMethodName = "/joblet.v1.NodeService/GetNodeInfo"
+	NodeService_OfferCRL_FullMethodName    = "/joblet.v1.NodeService/OfferCRL"
 )
 
 // NodeServiceClient is the client API for NodeService service.
@@ -292,6 +293,13 @@ const (
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 type NodeServiceClient interface {
 	GetNodeInfo(ctx context.Context, in *GetNodeInfoRequest, opts ...grpc.CallOption) (*NodeInfo, error)
+	// OfferCRL hands the node a CRL (any authenticated role may): the node
+	// takes it only when a CA it trusts signed it, it is numbered above the
+	// one the node holds and it drops no serial that one lists, exactly as
+	// from the store; the carrier chooses nothing else. Offers are size-capped
+	// and rate-limited (RESOURCE_EXHAUSTED); an older or equal number is
+	// answered without a signature check. See internal/server/offer.go.
+	OfferCRL(ctx context.Context, in *OfferCRLRequest, opts ...grpc.CallOption) (*OfferCRLResponse, error)
 }
 
 type nodeServiceClient struct {
@@ -312,11 +320,28 @@ func (c *nodeServiceClient) GetNodeInfo(ctx context.Context, in *GetNodeInfoRequ
 	return out, nil
 }
 
+func (c *nodeServiceClient) OfferCRL(ctx context.Context, in *OfferCRLRequest, opts ...grpc.CallOption) (*OfferCRLResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(OfferCRLResponse)
+	err := c.cc.Invoke(ctx, NodeService_OfferCRL_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // NodeServiceServer is the server API for NodeService service.
 // All implementations must embed UnimplementedNodeServiceServer
 // for forward compatibility.
 type NodeServiceServer interface {
 	GetNodeInfo(context.Context, *GetNodeInfoRequest) (*NodeInfo, error)
+	// OfferCRL hands the node a CRL (any authenticated role may): the node
+	// takes it only when a CA it trusts signed it, it is numbered above the
+	// one the node holds and it drops no serial that one lists, exactly as
+	// from the store; the carrier chooses nothing else. Offers are size-capped
+	// and rate-limited (RESOURCE_EXHAUSTED); an older or equal number is
+	// answered without a signature check. See internal/server/offer.go.
+	OfferCRL(context.Context, *OfferCRLRequest) (*OfferCRLResponse, error)
 	mustEmbedUnimplementedNodeServiceServer()
 }
 
@@ -329,6 +354,9 @@ type UnimplementedNodeServiceServer struct{}
 
 func (UnimplementedNodeServiceServer) GetNodeInfo(context.Context, *GetNodeInfoRequest) (*NodeInfo, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetNodeInfo not implemented")
+}
+func (UnimplementedNodeServiceServer) OfferCRL(context.Context, *OfferCRLRequest) (*OfferCRLResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method OfferCRL not implemented")
 }
 func (UnimplementedNodeServiceServer) mustEmbedUnimplementedNodeServiceServer() {}
 func (UnimplementedNodeServiceServer) testEmbeddedByValue()                     {}
@@ -369,6 +397,24 @@ func _NodeService_GetNodeInfo_Handler(srv interface{}, ctx context.Context, dec 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _NodeService_OfferCRL_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(OfferCRLRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(NodeServiceServer).OfferCRL(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: NodeService_OfferCRL_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(NodeServiceServer).OfferCRL(ctx, req.(*OfferCRLRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // NodeService_ServiceDesc is the grpc.ServiceDesc for NodeService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -379,6 +425,10 @@ var NodeService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetNodeInfo",
 			Handler:    _NodeService_GetNodeInfo_Handler,
+		},
+		{
+			MethodName: "OfferCRL",
+			Handler:    _NodeService_OfferCRL_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -10,6 +10,7 @@ import (
 	"github.com/ehsaniara/joblet/internal/certs"
 	"github.com/ehsaniara/joblet/internal/config"
 	"github.com/ehsaniara/joblet/internal/pki"
+	"github.com/ehsaniara/joblet/internal/push"
 )
 
 func (c *cli) reissueCmd() *cobra.Command {
@@ -27,6 +28,7 @@ func (c *cli) reissueCmd() *cobra.Command {
 	addKeyTypeFlag(fs, &keyType, "key type of the new key")
 	fs.StringVar(&life, "client-lifetime", "730d", "lifetime of the new certificate")
 	fs.BoolVar(&asJSON, "json", false, "print the result as JSON")
+	pf := addPushFlags(fs)
 	cmd.RunE = func(*cobra.Command, []string) error {
 		if roleFlag == "" {
 			return usagef("--role is required: admin, maintainer, developer or reader")
@@ -63,14 +65,22 @@ func (c *cli) reissueCmd() *cobra.Command {
 			return err
 		}
 		if asJSON {
-			if jerr := printJSON(c.stdout, res); jerr != nil {
+			out := struct {
+				*certs.ReissuedRevoked
+				Push *push.Report `json:"push,omitempty"`
+			}{ReissuedRevoked: res}
+			if res.Revoked {
+				out.Push = c.pushCRL(fl, pf, true)
+			}
+			if jerr := printJSON(c.stdout, out); jerr != nil {
 				return jerr
 			}
 		} else {
 			fmt.Fprintf(c.stdout, "🔁 %s client certificate re-issued in %s: serial %s replaces %s, expires %s; clients of that role get it with `rnx config refresh`\n",
 				role, fl.StoreDesc, res.NewSerial, res.OldSerial, pki.ExpiryText(res.NotAfter, time.Now()))
 			if res.Revoked {
-				fmt.Fprintf(c.stdout, "🚫 revoked serial %s (superseded); nodes refuse it after their next refresh\n", res.OldSerial)
+				fmt.Fprintf(c.stdout, "🚫 revoked serial %s (superseded)\n", res.OldSerial)
+				c.pushCRL(fl, pf, false)
 			}
 		}
 		if errors.Is(err, certs.ErrRevokeAfterReissue) {

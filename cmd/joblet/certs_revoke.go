@@ -30,7 +30,8 @@ func (c *cli) revokeCmd() *cobra.Command {
 	fs.StringVar(&rnxFile, "config", "", "or: a client config (rnx-config.yml): revoke the certificate of its entry --node (default: the one rnx uses)")
 	fs.StringVar(&nodeName, "node", "", "with --config: the entry whose certificate to revoke")
 	fs.StringVar(&reason, "reason", "unspecified", "why, by RFC 5280 name or number: "+reasonList())
-	fs.BoolVar(&asJSON, "json", false, "print the revocation and the CRL's entries as JSON")
+	fs.BoolVar(&asJSON, "json", false, "print the revocation, the CRL's entries and the push as JSON")
+	pf := addPushFlags(fs)
 	cmd.RunE = func(*cobra.Command, []string) error {
 		code, err := parseReason(reason)
 		if err != nil {
@@ -52,11 +53,12 @@ func (c *cli) revokeCmd() *cobra.Command {
 		}
 		who := cutOff(crt)
 		if asJSON {
-			return printJSON(c.stdout, map[string]any{"serial": pki.SerialHex(serial), "reason": pki.ReasonName(code), "store": fl.StoreDesc, "revocations": list, "cutOff": who})
+			return printJSON(c.stdout, map[string]any{"serial": pki.SerialHex(serial), "reason": pki.ReasonName(code), "store": fl.StoreDesc, "revocations": list, "cutOff": who,
+				"push": c.pushCRL(fl, pf, true)})
 		}
 		fmt.Fprintf(c.stdout, "🚫 revoked serial %s (%s) in %s (%d revoked in all)\n", pki.SerialHex(serial), pki.ReasonName(code), fl.StoreDesc, len(list))
 		fmt.Fprintf(c.stdout, "   cut off: %s\n", who)
-		fmt.Fprintln(c.stdout, "   nodes refuse it after their next refresh from the store (security.refreshInterval, 5m by default), open connections too; at once with `systemctl reload joblet` (SIGHUP) on each node. rnx learns it on its next command to a refreshed node")
+		c.pushCRL(fl, pf, false)
 		return nil
 	}
 	return cmd

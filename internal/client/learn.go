@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"strings"
 	"sync"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -39,6 +40,9 @@ type learner struct {
 	mu               sync.Mutex
 	heldPEM, heldNum string
 	askedOld         bool
+	// carried is the number of the CRL last handed to this node because
+	// it answered with an older one (carry), so it is offered once.
+	carried string
 }
 
 // held is the number of the CRL the entry holds now, as it travels.
@@ -113,11 +117,53 @@ func (c *Conn) learnUnary(ctx context.Context, method string, req, reply any, cc
 		// Without the number: whatever learn kept, the node runs it now.
 		return invoker(ctx, method, req, reply, cc, opts...)
 	}
+	c.carry(ctx, method, header)
 	if err == nil {
 		return c.oldNode(ctx, header)
 	}
 	return err
 }
+
+// carry hands the node the CRL the entry holds when the node answered with
+// an older number (its header): once per CRL and connection, best effort,
+// never failing the caller's call. The node verifies it as it would from
+// the store (internal/server/offer.go), and refuses what it revokes from
+// its next call on. A node too busy to check it (RESOURCE_EXHAUSTED) or
+// out of reach is offered it again on a later call.
+func (c *Conn) carry(ctx context.Context, method string, header metadata.MD) {
+	v := header.Get(pb.CRLNumberKey)
+	if len(v) == 0 || method == pb.NodeService_OfferCRL_FullMethodName {
+		return
+	}
+	nodeNum, ok := pb.ParseCRLNumber(v[0])
+	heldNum := c.learner.held()
+	held, _ := pb.ParseCRLNumber(heldNum)
+	if !ok || held == nil || (nodeNum != nil && nodeNum.Cmp(held) >= 0) {
+		return
+	}
+	l := c.learner
+	l.mu.Lock()
+	if l.carried == heldNum {
+		l.mu.Unlock()
+		return
+	}
+	l.carried = heldNum
+	crl := l.heldPEM
+	l.mu.Unlock()
+	octx, cancel := context.WithTimeout(context.WithoutCancel(ctx), carryTimeout)
+	defer cancel()
+	_, err := c.Node.OfferCRL(octx, &pb.OfferCRLRequest{Crl: []byte(crl)})
+	if code := status.Code(err); code == codes.ResourceExhausted || code == codes.Unavailable || code == codes.DeadlineExceeded {
+		l.mu.Lock()
+		if l.carried == heldNum {
+			l.carried = ""
+		}
+		l.mu.Unlock()
+	}
+}
+
+// carryTimeout bounds what carrying a CRL adds to a user's command.
+const carryTimeout = 5 * time.Second
 
 func (c *Conn) learnStream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
 	s, err := streamer(metadata.AppendToOutgoingContext(ctx, pb.CRLNumberKey, c.learner.held()), desc, cc, method, opts...)
@@ -178,6 +224,7 @@ func (s *learningStream) RecvMsg(m any) error {
 		s.mu.Unlock()
 		if err == nil {
 			if h, herr := cs.Header(); herr == nil {
+				s.c.carry(s.ctx, "", h)
 				if lerr := s.c.oldNode(s.ctx, h); lerr != nil {
 					return lerr
 				}

@@ -31,8 +31,10 @@ var permissions = map[string][]pki.Role{
 	pb.JobService_GetJobStatus_FullMethodName: readers,
 	pb.JobService_GetJobLogs_FullMethodName:   developers,
 	pb.NodeService_GetNodeInfo_FullMethodName: readers,
-	pb.JobService_RunJob_FullMethodName:       developers,
-	pb.JobService_StopJob_FullMethodName:      developers,
+	// A CRL is root-signed: whoever carries it chooses nothing (offer.go).
+	pb.NodeService_OfferCRL_FullMethodName: readers,
+	pb.JobService_RunJob_FullMethodName:    developers,
+	pb.JobService_StopJob_FullMethodName:   developers,
 
 	// The standard health and reflection services describe the node, not
 	// its jobs: every valid role may call them (an unauthenticated client

@@ -28,6 +28,8 @@ type metrics struct {
 	pendingDropped prometheus.Counter
 	// streams is the streaming calls each role holds (streams.go).
 	streams *prometheus.GaugeVec
+	// crlOffers counts CRLs handed to the node by callers (offer.go).
+	crlOffers *prometheus.CounterVec
 }
 
 func newMetrics(s *Server) *metrics {
@@ -40,10 +42,12 @@ func newMetrics(s *Server) *metrics {
 		Help: "Connections closed before their handshake completed to make room for a newer one (security.maxPendingHandshakes)."})
 	m.streams = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "joblet_streams",
 		Help: "Streaming calls (log follows, health watches, reflection) open, by role; capped by security.maxStreamsPerRole."}, []string{"role"})
+	m.crlOffers = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "joblet_crl_offers_total",
+		Help: "CRLs callers handed the node (OfferCRL), by outcome: taken, held (the node had it), not_newer, refused (size, parse, signature, a dropped serial), rate_limited."}, []string{"outcome"})
 	expiry := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "joblet_server_certificate_expiry_seconds",
 		Help: "Seconds until the server certificate being served expires (negative: expired)."},
 		func() float64 { return time.Until(s.tls.cur.Load().Leaf.NotAfter).Seconds() })
-	m.reg.MustRegister(m.handshakes, m.rpcs, m.pendingDropped, m.streams, expiry, &caCollector{s}, &jobsCollector{s}, &s.tls.issuers,
+	m.reg.MustRegister(m.handshakes, m.rpcs, m.pendingDropped, m.streams, m.crlOffers, expiry, &caCollector{s}, &jobsCollector{s}, &s.tls.issuers,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -81,7 +81,14 @@ func (s *Server) Run(ctx context.Context) {
 			case <-time.After(wait):
 			case <-s.refreshNow:
 			}
+			s.state <- struct{}{}
 			changed, err := s.opts.Refresh(ctx)
+			if err == nil && changed {
+				if rerr := s.Reload(); rerr != nil {
+					s.log.Error("reload after refresh", "err", rerr)
+				}
+			}
+			<-s.state
 			if err != nil {
 				s.log.Warn("refresh from the store failed; retrying", "in", backoff, "err", err)
 				wait = backoff
@@ -90,11 +97,6 @@ func (s *Server) Run(ctx context.Context) {
 			}
 			backoff = time.Second
 			wait = jittered(s.opts.RefreshInterval)
-			if changed {
-				if err := s.Reload(); err != nil {
-					s.log.Error("reload after refresh", "err", err)
-				}
-			}
 		}
 	}()
 }

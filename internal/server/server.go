@@ -39,6 +39,10 @@ type Server struct {
 	conns      config.Connections
 	streams    *streamLimit
 	reclaim    *reclaimer
+	offers     *offerGate
+	// state is held (a one-slot semaphore) by a refresh with its reload
+	// and by a CRL taken from a caller: neither undoes the other.
+	state chan struct{}
 }
 
 // Options for keeping a running server's certificates current.
@@ -68,7 +72,8 @@ func New(cfg *config.Server, opts Options, log *slog.Logger) (*Server, error) {
 			return nil, err
 		}
 	}
-	s := &Server{cfg: cfg, opts: opts, tls: &tlsSource{}, jobs: mgr, log: log, refreshNow: make(chan struct{}, 1), reclaim: newReclaimer()}
+	s := &Server{cfg: cfg, opts: opts, tls: &tlsSource{}, jobs: mgr, log: log, refreshNow: make(chan struct{}, 1), reclaim: newReclaimer(),
+		offers: newOfferGate(), state: make(chan struct{}, 1)}
 	s.tls.set(creds)
 	s.metrics = newMetrics(s)
 	gopts, err := s.grpcOptions()
@@ -77,7 +82,7 @@ func New(cfg *config.Server, opts Options, log *slog.Logger) (*Server, error) {
 	}
 	s.grpc = grpc.NewServer(gopts...)
 	pb.RegisterJobServiceServer(s.grpc, &jobService{jobs: s.jobs, pageMax: cmp.Or(cfg.Jobs.ListPageMax, DefaultListPageMax)})
-	pb.RegisterNodeServiceServer(s.grpc, &nodeService{nodeID: cfg.Server.NodeID, version: buildinfo.Version, tls: s.tls, isolation: s.jobs.Isolation()})
+	pb.RegisterNodeServiceServer(s.grpc, &nodeService{nodeID: cfg.Server.NodeID, version: buildinfo.Version, tls: s.tls, isolation: s.jobs.Isolation(), offer: s.offerCRL})
 	// The standard health service (NOT_SERVING until Serve, and again from
 	// Shutdown on) and server reflection, so generic tools such as grpcurl
 	// and load balancers' gRPC health checks work, behind the same mTLS

@@ -47,6 +47,12 @@ type fleet struct {
 // its config changed first by mods.
 func startNode(t testing.TB, st *storetest.MemoryStore, mods ...func(*config.Server)) *fleet {
 	t.Helper()
+	return startNodeLog(t, st, quiet, mods...)
+}
+
+// startNodeLog is startNode with the node logging to log.
+func startNodeLog(t testing.TB, st *storetest.MemoryStore, log *slog.Logger, mods ...func(*config.Server)) *fleet {
+	t.Helper()
 	if st == nil {
 		st = storetest.NewMemoryStore()
 	}
@@ -68,7 +74,7 @@ func startNode(t testing.TB, st *storetest.MemoryStore, mods ...func(*config.Ser
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := server.New(srvCfg, server.Options{}, quiet)
+	s, err := server.New(srvCfg, server.Options{}, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -161,12 +167,20 @@ func TestAuthorizationMatrix(t *testing.T) {
 			_, err := c.Node.GetNodeInfo(ctx(t), &pb.GetNodeInfoRequest{})
 			return err
 		},
+		"OfferCRL": func(c *client.Conn) error {
+			info, err := admin.Node.GetNodeInfo(ctx(t), &pb.GetNodeInfoRequest{})
+			if err != nil {
+				return err
+			}
+			_, err = c.Node.OfferCRL(ctx(t), &pb.OfferCRLRequest{Crl: info.Crl})
+			return err
+		},
 	}
 	allowed := map[pki.Role][]string{
-		pki.Admin:      {"RunJob", "ListJobs", "GetJobStatus", "GetJobLogs", "StopJob", "GetNodeInfo"},
-		pki.Maintainer: {"RunJob", "ListJobs", "GetJobStatus", "GetJobLogs", "StopJob", "GetNodeInfo"},
-		pki.Developer:  {"RunJob", "ListJobs", "GetJobStatus", "GetJobLogs", "StopJob", "GetNodeInfo"},
-		pki.Reader:     {"ListJobs", "GetJobStatus", "GetNodeInfo"},
+		pki.Admin:      {"RunJob", "ListJobs", "GetJobStatus", "GetJobLogs", "StopJob", "GetNodeInfo", "OfferCRL"},
+		pki.Maintainer: {"RunJob", "ListJobs", "GetJobStatus", "GetJobLogs", "StopJob", "GetNodeInfo", "OfferCRL"},
+		pki.Developer:  {"RunJob", "ListJobs", "GetJobStatus", "GetJobLogs", "StopJob", "GetNodeInfo", "OfferCRL"},
+		pki.Reader:     {"ListJobs", "GetJobStatus", "GetNodeInfo", "OfferCRL"},
 	}
 	nodeOf := map[pki.Role]string{pki.Admin: "default", pki.Maintainer: "maintainer", pki.Developer: "developer", pki.Reader: "reader"}
 	// Every RPC in the service descriptors is in the matrix.

@@ -124,6 +124,12 @@ type nodeService struct {
 	// isolation is the jobs' isolation as NodeInfo says it; fixed when
 	// the node starts, so it is written once, not on every call.
 	isolation string
+	offer     func(context.Context, *pb.OfferCRLRequest) (*pb.OfferCRLResponse, error)
+}
+
+// OfferCRL hands the node a CRL (offer.go).
+func (n *nodeService) OfferCRL(ctx context.Context, req *pb.OfferCRLRequest) (*pb.OfferCRLResponse, error) {
+	return n.offer(ctx, req)
 }
 
 func (n *nodeService) GetNodeInfo(ctx context.Context, _ *pb.GetNodeInfoRequest) (*pb.NodeInfo, error) {

@@ -32,6 +32,7 @@ type Credentials struct {
 	// as it travels in metadata (crlgate.go).
 	CRLNumber *big.Int
 	crlNumber string
+	caCertPEM string // security.caCert as loaded (CAPEM without the CRL)
 
 	// replaced is closed when newer credentials take over: a running
 	// stream re-checks its caller then (see guard.go).
@@ -57,22 +58,34 @@ func CredentialsFromConfig(s config.Security) (*Credentials, error) {
 	if err != nil {
 		return nil, fmt.Errorf("security.caCert: %w", err)
 	}
+	return newCredentials(cert, cas, s.CACert, s.CRL)
+}
+
+// withCRL is c with another CRL (verified by the caller against c.CAList):
+// the same certificate and trust, a new gate (offer.go).
+func (c *Credentials) withCRL(crlPEM string) (*Credentials, error) {
+	return newCredentials(c.Cert, c.CAList, c.caCertPEM, crlPEM)
+}
+
+// newCredentials builds credentials from parsed material; crlPEM ("" for
+// none) must verify against cas.
+func newCredentials(cert tls.Certificate, cas []*x509.Certificate, caPEM, crlPEM string) (*Credentials, error) {
 	pool := x509.NewCertPool()
 	for _, c := range cas {
 		pool.AddCert(c)
 	}
 	revoked := map[string]bool{}
 	var number *big.Int
-	if s.CRL != "" {
-		crl, err := pki.ParseCRL([]byte(s.CRL), cas)
+	if crlPEM != "" {
+		crl, err := pki.ParseCRL([]byte(crlPEM), cas)
 		if err != nil {
 			return nil, fmt.Errorf("security.crl: %w", err)
 		}
 		revoked = pki.RevokedSerials(crl)
 		number = crl.Number
 	}
-	c := &Credentials{Cert: cert, Leaf: cert.Leaf, CAs: pool, CAPEM: s.CACert + s.CRL, CACount: len(cas), CAList: cas, Revoked: revoked,
-		CRLPEM: s.CRL, crl: []byte(s.CRL), CRLNumber: number, crlNumber: pb.FormatCRLNumber(number), replaced: make(chan struct{})}
+	c := &Credentials{Cert: cert, Leaf: cert.Leaf, CAs: pool, CAPEM: caPEM + crlPEM, CACount: len(cas), CAList: cas, Revoked: revoked,
+		CRLPEM: crlPEM, crl: []byte(crlPEM), CRLNumber: number, crlNumber: pb.FormatCRLNumber(number), replaced: make(chan struct{}), caCertPEM: caPEM}
 	c.IssuerSHA256 = c.anchorSHA256() // once, not per call: a signature check
 	c.serverTLS = &tls.Config{
 		MinVersion:   tls.VersionTLS13,

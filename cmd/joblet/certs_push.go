@@ -1,0 +1,69 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/ehsaniara/joblet/internal/certs"
+	"github.com/ehsaniara/joblet/internal/config"
+	"github.com/ehsaniara/joblet/internal/nodedir"
+	"github.com/ehsaniara/joblet/internal/push"
+)
+
+// pushFlags are the flags of a command that pushes the new CRL to the
+// fleet's nodes after writing it (internal/push).
+type pushFlags struct {
+	nodes, rnxCfg string
+}
+
+func addPushFlags(fs *pflag.FlagSet) *pushFlags {
+	p := &pushFlags{}
+	fs.StringVar(&p.nodes, "nodes", os.Getenv(nodedir.Env), "the node directory's list (docs/JOBS.md): HOST:PORT or NODE_ID=HOST:PORT, comma-separated; each node is handed the new CRL at once (env JOBLET_NODES)")
+	fs.StringVar(&p.rnxCfg, "rnx-config", filepath.Join(config.Home(), "config", "rnx-config.yml"), "with --nodes: the operator rnx config whose client certificate dials the nodes")
+	return p
+}
+
+// pushTimeout bounds the whole push; each node has its own shorter bound.
+const pushTimeout = 30 * time.Second
+
+// pushCRL hands the store's CRL to every node of --nodes and reports it on
+// stdout (what then). nil without --nodes. The store write already
+// happened: nothing here fails the command, a node missed takes the CRL
+// from rnx or at its next refresh.
+func (c *cli) pushCRL(fl *certs.Fleet, p *pushFlags, quietText bool) *push.Report {
+	if p.nodes == "" {
+		if !quietText {
+			fmt.Fprintln(c.stdout, "   nodes refuse it after their next refresh (open connections too), or once an rnx holding the new CRL calls them; pass --nodes (or JOBLET_NODES) to push it to them now")
+		}
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), pushTimeout)
+	defer cancel()
+	warn := func(err error) *push.Report {
+		fmt.Fprintf(c.stderr, "joblet: warning: the CRL was written but not pushed to the nodes: %v; they take it at their next refresh\n", err)
+		return nil
+	}
+	dir, err := nodedir.FromList(p.nodes)
+	if err != nil {
+		return warn(fmt.Errorf("--nodes: %w", err))
+	}
+	cfg, err := config.LoadRnx(p.rnxCfg)
+	if err != nil {
+		return warn(fmt.Errorf("pushing needs an operator rnx config (--rnx-config): %w", err))
+	}
+	crl, err := fl.StoredCRL(ctx)
+	if err != nil {
+		return warn(err)
+	}
+	start := time.Now()
+	r := push.CRL(ctx, dir, cfg, "", crl)
+	if !quietText {
+		fmt.Fprintf(c.stdout, "%s (%s)\n", r.Text("the new CRL"), time.Since(start).Round(time.Millisecond))
+	}
+	return &r
+}
