@@ -140,6 +140,9 @@ func loadServerConfig(path string, log *slog.Logger) (*config.Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := config.CheckStore(cfg.Store); err != nil {
+		return nil, err
+	}
 	if w := config.ExposedKeyWarning(path); w != "" {
 		log.Warn(w)
 	}
