@@ -195,6 +195,9 @@ func (fl *Fleet) Bootstrap(ctx context.Context, o BootstrapOptions) (*Result, er
 		f.ServerLifetime = pki.DefaultFleetServerLifetime
 	}
 	b := &bootstrapper{f: f, o: o, names: f.names(), res: res, operator: o.Mode == config.ModeEmbedded}
+	if f.Pin != nil && o.Force {
+		return nil, fmt.Errorf("%w: %s pins the fleet's root, and FORCE_REGENERATE replaces it: give one of them", ErrUsage, pinFlag)
+	}
 	if o.CAKMSKeyID != "" && f.OpenKMS == nil {
 		return nil, fmt.Errorf("%w: --ca-kms-key-id needs AWS (Secrets Manager mode)", ErrUsage)
 	}
@@ -208,6 +211,7 @@ func (fl *Fleet) Bootstrap(ctx context.Context, o BootstrapOptions) (*Result, er
 	if err != nil {
 		return nil, err
 	}
+	b.noteUnpinned(srvCfg, sh)
 
 	serverKey, err := pki.GenerateKey(f.KeyType, nil)
 	if err != nil {
