@@ -80,6 +80,17 @@ func TestPinnedJoinSecretsManager(t *testing.T) {
 		t.Fatal("a refused rnx config init wrote its config")
 	}
 	harness.MustRun(t, append(env, "RNX_CONFIG="+cfg, "JOBLET_CA_FINGERPRINT="+strings.ToUpper(strings.TrimPrefix(pin, "sha256:"))), rnx, "config", "init", "--role", "reader", "--address", "lb.example.com:50051")
-	reliability.Record(t, "security", "a node and rnx config init given another root's fingerprint; then the right one pasted as openssl prints it",
+	// export copies the store into an embedded install: pinned, it copies
+	// nothing from a store whose root is another.
+	homeE, _, envE := smNode(t, proxy.URL)
+	if r := harness.Run(t, envE, joblet, "certs", "export", "--ca-fingerprint", wrong); r.Code != 1 || !strings.Contains(r.Stderr, "pins "+wrong) {
+		t.Fatalf("export pinned to another root: %s", r)
+	}
+	if _, err := os.Stat(filepath.Join(homeE, "ca")); err == nil {
+		t.Fatal("a refused pinned export copied the store")
+	}
+	noFiles(t, homeE)
+	harness.MustRun(t, envE, joblet, "certs", "export", "--ca-fingerprint", pin)
+	reliability.Record(t, "security", "a node, rnx config init and certs export given another root's fingerprint; then the right one pasted as openssl prints it",
 		"refused naming both fingerprints, nothing written; with the right pin: joined in 1 Secrets Manager call")
 }

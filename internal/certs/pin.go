@@ -7,6 +7,7 @@ package certs
 // in it). Without a pin the first join trusts what it finds and says so.
 
 import (
+	"context"
 	"errors"
 	"fmt"
 
@@ -68,4 +69,19 @@ func (b *bootstrapper) noteUnpinned(existing *config.Server, sh *shared) {
 		b.f.StoreDesc, pki.PinOf(sh.ca.Cert))
 	b.f.Log.Warn(msg)
 	b.res.Warnings = append(b.res.Warnings, msg)
+}
+
+// CheckPin reads the store's root as a node would (one store call) and
+// refuses it unless it is the Fleet's pinned one (checkPin): for a flow
+// that copies the store before it bootstraps from the copy (export).
+func (fl *Fleet) CheckPin(ctx context.Context) error {
+	if fl.Pin == nil {
+		return nil
+	}
+	f := fl.defaults()
+	s, err := f.readState(ctx, nodeScope)
+	if err != nil {
+		return err
+	}
+	return checkPin(f.Pin, s)
 }
