@@ -87,7 +87,7 @@ type bootFlags struct {
 	sf                                                           *storeFlags
 	home, force, keyType, caLife, clientLife, serverLife         string
 	serverAddr, listenAddr, port, extra, public, nodeID, metrics string
-	settings                                                     string
+	settings, pin                                                string
 	refresh                                                      time.Duration
 	asJSON, moveNode, reconfigure                                bool
 }
@@ -110,6 +110,7 @@ func addBootFlags(fs *pflag.FlagSet, set storeSet) *bootFlags {
 	fs.StringVar(&f.nodeID, "node-id", config.EnvOr("JOBLET_NODE_ID", ""), "node id (env JOBLET_NODE_ID; default: kept from the existing config, else the EC2 instance id, else generated)")
 	fs.BoolVar(&f.asJSON, "json", false, "print the result as JSON")
 	settingsFlag(fs, &f.settings)
+	fs.StringVar(&f.pin, "ca-fingerprint", config.EnvOr("JOBLET_CA_FINGERPRINT", ""), "SHA-256 fingerprint of the fleet's root CA certificate, as `joblet certs init` prints it (hex, colons and `sha256:` optional): a store whose root is another is refused, nothing written (env JOBLET_CA_FINGERPRINT)")
 	fs.BoolVar(&f.reconfigure, "reconfigure", false, "allow a re-run to move this node's listen address or port, or drop a name from its server certificate; without it such a run is refused (settings not given are kept from the node's config)")
 	fs.BoolVar(&f.moveNode, "move-node", false, "move this node to a fleet whose CA it does not trust (its configs are replaced); without it such a run is refused")
 	return f
@@ -137,6 +138,13 @@ func (f *bootFlags) options(log *slog.Logger) (bootOptions, error) {
 		o.AdditionalNames, o.Given = append([]string{}, pki.SplitList(f.extra)...), o.Given|certs.GivenAdditionalNames
 	}
 	var err error
+	if f.pin != "" {
+		pin, err := pki.ParsePin(f.pin)
+		if err != nil {
+			return o, usagef("--ca-fingerprint/JOBLET_CA_FINGERPRINT: %v", err)
+		}
+		o.Pin = &pin
+	}
 	if o.Force, err = parseBool("FORCE_REGENERATE", f.force); err != nil {
 		return o, err
 	}

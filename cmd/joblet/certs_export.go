@@ -41,7 +41,13 @@ func (c *cli) exportCmd() *cobra.Command {
 		if err != nil {
 			return err
 		}
-		if err := f.sf.fleet(src, c.log).Export(ctx, dst, replace); err != nil {
+		from := f.sf.fleet(src, c.log)
+		from.Pin = o.Pin
+		// Before anything is copied: a pinned export takes only the pinned root.
+		if err := from.CheckPin(ctx); err != nil {
+			return err
+		}
+		if err := from.Export(ctx, dst, replace); err != nil {
 			return err
 		}
 		if !f.asJSON {

@@ -1,6 +1,9 @@
 package main
 
 import (
+	"fmt"
+	"io"
+
 	"github.com/spf13/cobra"
 
 	"github.com/ehsaniara/joblet/internal/certs"
@@ -63,7 +66,24 @@ overwritten.`,
 			return printJSON(c.stdout, res)
 		}
 		printResult(c.stdout, res)
+		printPin(c.stdout, res)
 		return nil
 	}
 	return cmd
+}
+
+// printPin prints the root's fingerprint in the forms a joining machine
+// takes it: a node's settings line (user data, /etc/default/joblet) and
+// rnx's flag. Whoever pins it refuses a store holding another root.
+func printPin(w io.Writer, r *certs.Result) {
+	for _, it := range r.Items {
+		if it.Name != "CA Certificate" {
+			continue
+		}
+		pin := "sha256:" + it.Fingerprint
+		fmt.Fprintf(w, "Root CA fingerprint: %s\n", pin)
+		fmt.Fprintln(w, "Pin it where machines join (a joining node or rnx then refuses a store holding another root):")
+		fmt.Fprintf(w, "  user data or /etc/default/joblet: JOBLET_CA_FINGERPRINT=%s\n", pin)
+		fmt.Fprintf(w, "  rnx config init ... --ca-fingerprint %s\n", pin)
+	}
 }

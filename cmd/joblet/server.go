@@ -126,6 +126,10 @@ func storeRefresher(path string, cfg *config.Server, log *slog.Logger) func(cont
 			// cannot be verified; this node keeps enforcing the one it has.
 			log.Error("the store's CRL was not taken", "problem", res.CRLProblem)
 		}
+		if res.TrustProblem != "" {
+			// Loud: someone wrote garbage where the fleet's trust is kept.
+			log.Error("the store's trust bundle was not taken", "problem", res.TrustProblem)
+		}
 		return res.Renewed || res.TrustChanged || res.ChainChanged, nil
 	}
 }
@@ -138,6 +142,9 @@ func loadServerConfig(path string, log *slog.Logger) (*config.Server, error) {
 	}
 	cfg, err := config.LoadServer(path)
 	if err != nil {
+		return nil, err
+	}
+	if err := config.CheckStore(cfg.Store); err != nil {
 		return nil, err
 	}
 	if w := config.ExposedKeyWarning(path); w != "" {

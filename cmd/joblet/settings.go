@@ -34,6 +34,7 @@ var settingVars = []struct {
 	{"public-address", []string{"JOBLET_PUBLIC_ADDRESS"}},
 	{"metrics-address", []string{"JOBLET_METRICS_ADDRESS"}},
 	{"node-id", []string{"JOBLET_NODE_ID"}},
+	{"ca-fingerprint", []string{"JOBLET_CA_FINGERPRINT"}},
 }
 
 // applySettings reads a settings file (the unit's EnvironmentFile) as the

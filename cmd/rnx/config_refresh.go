@@ -97,7 +97,7 @@ func (s *storeArgs) fleet(ctx context.Context) (*certs.Fleet, error) {
 }
 
 func (a *app) configInitCmd() *cobra.Command {
-	var role, address, name string
+	var role, address, name, fingerprint string
 	var force bool
 	var st storeArgs
 	c := &cobra.Command{
@@ -106,7 +106,8 @@ func (a *app) configInitCmd() *cobra.Command {
 		Long: `Get a client config from the fleet's store, with what the client-<role>
 policy allows (joblet certs iam-policy --for client-ROLE): the CA certificate,
 the trust bundle, the CRL and that role's certificate and key. No node is
-needed. The config goes to --config, else $RNX_CONFIG, else ~/.rnx/rnx-config.yml;
+needed. With --ca-fingerprint (as ` + "`joblet certs init`" + ` prints it) a
+store whose root CA is another is refused. The config goes to --config, else $RNX_CONFIG, else ~/.rnx/rnx-config.yml;
 an existing file gets the node entry added (an entry of the same name is
 refused unless --force).`,
 		Args: noArgs,
@@ -117,6 +118,14 @@ refused unless --force).`,
 			}
 			if address == "" {
 				return usagef(cmd, "--address is required: HOST:PORT of the fleet's load balancer or of a node")
+			}
+			var pin *pki.Pin
+			if fingerprint != "" {
+				p, err := pki.ParsePin(fingerprint)
+				if err != nil {
+					return usagef(cmd, "--ca-fingerprint/JOBLET_CA_FINGERPRINT: %v", err)
+				}
+				pin = &p
 			}
 			path := a.cfgPath
 			if path == "" {
@@ -144,6 +153,7 @@ refused unless --force).`,
 			if err != nil {
 				return err
 			}
+			fl.Pin = pin
 			node, err := fl.ClientNode(ctx, r, address)
 			if err != nil {
 				return err
@@ -169,6 +179,7 @@ refused unless --force).`,
 	f.StringVar(&address, "address", "", "HOST:PORT of the fleet's load balancer or of a node")
 	f.StringVar(&name, "name", "default", "the node entry's name in the config")
 	f.BoolVar(&force, "force", false, "replace a node entry of the same name")
+	f.StringVar(&fingerprint, "ca-fingerprint", config.EnvOr("JOBLET_CA_FINGERPRINT", ""), "SHA-256 fingerprint of the fleet's root CA certificate, as `joblet certs init` prints it (hex, colons and `sha256:` optional): a store whose root is another is refused, nothing written (env JOBLET_CA_FINGERPRINT)")
 	st.add(f)
 	return c
 }

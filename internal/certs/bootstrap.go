@@ -196,6 +196,9 @@ func (fl *Fleet) Bootstrap(ctx context.Context, o BootstrapOptions) (*Result, er
 		f.ServerLifetime = pki.DefaultFleetServerLifetime
 	}
 	b := &bootstrapper{f: f, o: o, names: f.names(), res: res, operator: o.Mode == config.ModeEmbedded, key: f.kmsKey(o.CAKMSKeyID)}
+	if f.Pin != nil && o.Force {
+		return nil, fmt.Errorf("%w: %s pins the fleet's root, and FORCE_REGENERATE replaces it: give one of them", ErrUsage, pinFlag)
+	}
 	if b.key.InKMS() && f.OpenKMS == nil {
 		return nil, fmt.Errorf("%w: --ca-kms-key-id needs AWS (Secrets Manager mode)", ErrUsage)
 	}
@@ -209,6 +212,7 @@ func (fl *Fleet) Bootstrap(ctx context.Context, o BootstrapOptions) (*Result, er
 	if err != nil {
 		return nil, err
 	}
+	b.noteUnpinned(srvCfg, sh)
 
 	serverKey, err := pki.GenerateKey(f.KeyType, nil)
 	if err != nil {

@@ -65,6 +65,9 @@ func (b *bootstrapper) ensure(ctx context.Context, first *state) (*shared, error
 		if err != nil {
 			return nil, err
 		}
+		if err := checkPin(b.f.Pin, st); err != nil {
+			return nil, err
+		}
 		vals = st.vals
 	}
 	var err error

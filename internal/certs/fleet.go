@@ -64,6 +64,10 @@ type Fleet struct {
 
 	Now func() time.Time
 	Log *slog.Logger
+
+	// Pin, when set, is the root a joining run (bootstrap, ClientNode)
+	// must find in the store (pin.go); nil: it trusts what it finds.
+	Pin *pki.Pin
 }
 
 // defaults is the one place the lifecycle's defaults are written. It

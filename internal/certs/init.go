@@ -87,6 +87,9 @@ func (fl *Fleet) ClientNode(ctx context.Context, role pki.Role, address string) 
 	if err != nil {
 		return nil, err
 	}
+	if err := checkPin(f.Pin, s); err != nil {
+		return nil, err
+	}
 	if err := s.trusted(); err != nil {
 		return nil, err
 	}

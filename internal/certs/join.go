@@ -49,6 +49,11 @@ func (b *bootstrapper) join(ctx context.Context, st *state) (sh *shared, found f
 		}
 	}
 	n := b.names
+	// Before anything else (and anything written): a pinned join goes on
+	// only with the pinned root, and never creates a fleet.
+	if err := checkPin(b.f.Pin, st); err != nil {
+		return nil, foundSome, err
+	}
 	if len(st.vals) == 0 {
 		return nil, foundEmpty, nil
 	}

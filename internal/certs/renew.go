@@ -44,6 +44,10 @@ type NodeRefreshResult struct {
 	// back, unverifiable): the node keeps enforcing the CRL it holds, and
 	// the caller reports this loudly.
 	CRLProblem string
+	// TrustProblem says why the store's trust bundle was not taken (it
+	// does not parse): the node keeps the trust it holds, and the caller
+	// reports this loudly.
+	TrustProblem string
 }
 
 // RefreshNode reads the current CA and the trust bundle from the store,
@@ -102,8 +106,10 @@ func (fl *Fleet) RefreshNode(ctx context.Context, r NodeRefresh) (*NodeRefreshRe
 	if s.caErr != nil {
 		return nil, s.caErr
 	}
-	if s.trustErr != nil {
-		return nil, s.trustErr
+	// An unusable bundle is ignored and reported: the node keeps its trust.
+	trustProblem, err := s.keepHeldTrust(cfg.Security.CACert)
+	if err != nil {
+		return nil, err
 	}
 	issuer, err := nodeIssuer(s, rootSigned)
 	if err != nil {
@@ -120,7 +126,7 @@ func (fl *Fleet) RefreshNode(ctx context.Context, r NodeRefresh) (*NodeRefreshRe
 		res.Trust = append(res.Trust, pki.Fingerprint(c))
 	}
 	trustPEM := s.trustPEM()
-	res.CRLProblem = crlProblem
+	res.CRLProblem, res.TrustProblem = crlProblem, trustProblem
 	res.TrustChanged = !pki.SameCertSet(cfg.Security.CACert, trust) || cfg.Security.CRL != crlPEM
 
 	leaf := oldLeaf

@@ -51,6 +51,7 @@ func (fl *Fleet) Revoke(ctx context.Context, serial *big.Int, reason int) ([]Rev
 		if err != nil {
 			return nil, err
 		}
+		s.ignoreUnusableBundle()
 		if s.crlErr == nil && s.revoked[serial.Text(16)] {
 			return list, nil
 		}
@@ -70,6 +71,9 @@ func (f *Fleet) revokeOnce(ctx context.Context, serial *big.Int, reason int) ([]
 	ca, err := s.signer(ctx, f)
 	if err != nil {
 		return nil, err
+	}
+	if problem := s.ignoreUnusableBundle(); problem != "" {
+		f.Log.Warn("the store's trust bundle is unusable", "problem", problem)
 	}
 	if s.trustErr != nil {
 		return nil, s.trustErr

@@ -386,7 +386,7 @@ func trustFrom(bundlePEM string, current *x509.Certificate, name string) ([]*x50
 	}
 	certs, err := pki.ParseCerts([]byte(bundlePEM))
 	if err != nil {
-		return nil, fmt.Errorf("%w: secret %s does not hold a usable certificate bundle (%v). Restore its previous version", ErrInconsistentStore, name, err)
+		return nil, unusableBundle{fmt.Errorf("%w: secret %s does not hold a usable certificate bundle (%v). Restore its previous version", ErrInconsistentStore, name, err)}
 	}
 	for _, c := range certs {
 		if !c.Equal(current) {

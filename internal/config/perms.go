@@ -43,15 +43,38 @@ func CheckPrivate(path string) error {
 	return nil
 }
 
+// CheckPrivateTree applies CheckPrivate to root and everything under it:
+// a directory store (embedded or shared) decides whom its nodes trust as
+// much as their config does.
+func CheckPrivateTree(root string) error {
+	if err := CheckPrivate(root); err != nil {
+		return err
+	}
+	// The walk does not follow a symbolic link at its start: walk what a
+	// linked store directory points at.
+	if r, err := filepath.EvalSymlinks(root); err == nil {
+		root = r
+	}
+	return filepath.WalkDir(root, func(p string, _ fs.DirEntry, err error) error {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil // gone since (a writer's temporary file): nothing to trust
+		}
+		if err != nil {
+			return err
+		}
+		return CheckPrivate(p)
+	})
+}
+
 // CheckHome checks a node's files where they exist: $JOBLET_HOME, its
 // config directory, the server config, and the embedded store.
 func CheckHome(home string) error {
-	for _, p := range []string{home, filepath.Join(home, "config"), filepath.Join(home, "config", "joblet-config.yml"), filepath.Join(home, "ca")} {
+	for _, p := range []string{home, filepath.Join(home, "config"), filepath.Join(home, "config", "joblet-config.yml")} {
 		if err := CheckPrivate(p); err != nil {
 			return err
 		}
 	}
-	return nil
+	return CheckPrivateTree(filepath.Join(home, "ca"))
 }
 
 // CheckServerConfig checks the server config at path, its directory and,
@@ -66,6 +89,19 @@ func CheckServerConfig(path string) error {
 		if err := CheckPrivate(p); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// CheckStore checks a directory store the server config names (embedded
+// or shared): the server neither starts nor reloads from one others can
+// write. Secrets Manager's access is IAM's to decide.
+func CheckStore(ref StoreRef) error {
+	if ref.Kind != ModeDir || ref.Dir == "" {
+		return nil
+	}
+	if err := CheckPrivateTree(ref.Dir); err != nil {
+		return fmt.Errorf("the store: %w", err)
 	}
 	return nil
 }

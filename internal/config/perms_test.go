@@ -53,3 +53,43 @@ func TestCheckPrivate(t *testing.T) {
 		t.Fatalf("owned by another user: %v", err)
 	}
 }
+
+func TestCheckPrivateTree(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "ca")
+	if err := CheckPrivateTree(root); err != nil {
+		t.Fatalf("a store not made yet: %v", err)
+	}
+	sub := filepath.Join(root, "joblet")
+	os.MkdirAll(sub, 0o700)
+	file := filepath.Join(sub, "ca-bundle")
+	os.WriteFile(file, []byte("x"), 0o600)
+	if err := CheckPrivateTree(root); err != nil {
+		t.Fatalf("a private store: %v", err)
+	}
+	link := filepath.Join(t.TempDir(), "link")
+	os.Symlink(root, link)
+	for _, tc := range []struct {
+		path string
+		mode os.FileMode
+		want string
+	}{
+		{root, 0o777, "run `chmod 700 " + root + "`"},
+		{sub, 0o730, "run `chmod 700 " + sub + "`"},
+		{file, 0o602, "run `chmod 600 " + file + "`"},
+	} {
+		os.Chmod(tc.path, tc.mode)
+		for _, at := range []string{root, link} {
+			want := tc.want
+			if at == link {
+				want = "writable by others" // named as reached (through the link when it is the start)
+			}
+			if err := CheckPrivateTree(at); err == nil || !strings.Contains(err.Error(), want) {
+				t.Errorf("%s mode %04o, checked at %s: %v, want %q", tc.path, tc.mode, at, err, want)
+			}
+		}
+		if err := CheckStore(StoreRef{Kind: ModeDir, Dir: root}); err == nil {
+			t.Errorf("%s mode %04o: CheckStore passed", tc.path, tc.mode)
+		}
+		os.Chmod(tc.path, map[bool]os.FileMode{true: 0o700, false: 0o600}[tc.path != file])
+	}
+}

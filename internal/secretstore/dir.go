@@ -11,6 +11,7 @@ import (
 	"syscall"
 
 	"github.com/ehsaniara/joblet/internal/atomicfile"
+	"github.com/ehsaniara/joblet/internal/config"
 )
 
 // DirStore keeps secrets as files under a root directory: <root>/<name> is
@@ -24,13 +25,40 @@ var _ Store = (*DirStore)(nil)
 
 // NewDirStore opens a directory store at root. The directory is created by
 // the first write, so a run refused before it writes leaves nothing behind.
+// A store that anyone but its owner can write (or that belongs to another
+// user) is refused, like a node's config: whoever writes a bundle into it
+// decides whom its nodes trust.
 func NewDirStore(root string) (*DirStore, error) {
 	if fi, err := os.Stat(root); err == nil && !fi.IsDir() {
 		return nil, fmt.Errorf("directory store %s: not a directory", root)
 	} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("directory store %s: %w", root, err)
 	}
+	if err := config.CheckPrivateTree(root); err != nil {
+		return nil, fmt.Errorf("directory store: %w", err)
+	}
 	return &DirStore{root: root}, nil
+}
+
+// checkRead refuses to read the file at p when it, or a directory from the
+// root down to it, became writable by others since the store was opened: a
+// running node's refresh takes no trust from there.
+func (d *DirStore) checkRead(p string) error {
+	rel, err := filepath.Rel(d.root, p)
+	if err != nil {
+		return err
+	}
+	at := d.root
+	if err := config.CheckPrivate(at); err != nil {
+		return fmt.Errorf("directory store: %w", err)
+	}
+	for _, part := range strings.Split(rel, string(filepath.Separator)) {
+		at = filepath.Join(at, part)
+		if err := config.CheckPrivate(at); err != nil {
+			return fmt.Errorf("directory store: %w", err)
+		}
+	}
+	return nil
 }
 
 func (d *DirStore) path(name string) (string, error) {
@@ -96,6 +124,9 @@ func (d *DirStore) GetStage(ctx context.Context, names []string, st Stage) (map[
 		}
 		p, err := d.path(n)
 		if err != nil {
+			return nil, err
+		}
+		if err := d.checkRead(p + suffix[st]); err != nil {
 			return nil, err
 		}
 		b, err := os.ReadFile(p + suffix[st])

@@ -29,6 +29,9 @@ func (s *Server) Reload() error {
 	if err != nil {
 		return fmt.Errorf("reload: %w (still serving the previous certificates)", err)
 	}
+	if err := config.CheckStore(cfg.Store); err != nil {
+		return fmt.Errorf("reload: %w (still serving the previous certificates)", err)
+	}
 	creds, err := CredentialsFromConfig(cfg.Security)
 	if err != nil {
 		return fmt.Errorf("reload %s: %w (still serving the previous certificates)", s.opts.ConfigPath, err)

@@ -7,6 +7,11 @@
 # exists) and s3:GetObject on the package.
 set -euo pipefail
 
+# The fleet's root CA, pinned: paste the fingerprint `joblet certs init`
+# printed. A node then refuses a store holding another root (nothing written);
+# left empty, the first join trusts the root it finds, and says so.
+JOBLET_CA_FINGERPRINT=${JOBLET_CA_FINGERPRINT:-}
+
 # The package built by scripts/package.sh, where you publish it (a .deb for
 # Debian/Ubuntu AMIs, a .rpm for Amazon Linux and RHEL).
 JOBLET_PACKAGE_URL=${JOBLET_PACKAGE_URL:-s3://my-artifacts/joblet/joblet_1.2.3_amd64.deb}
@@ -26,5 +31,8 @@ SECRETS_PREFIX=joblet
 SETTINGS
 # Behind an NLB, every node names it (a SAN, and the address in the client
 # configs): echo 'JOBLET_PUBLIC_ADDRESS=joblet.internal.example:443' >> /etc/default/joblet
+if [ -n "$JOBLET_CA_FINGERPRINT" ]; then
+  echo "JOBLET_CA_FINGERPRINT=$JOBLET_CA_FINGERPRINT" >> /etc/default/joblet
+fi
 /usr/share/joblet/certs_gen_with_secretsmanager.sh --settings /etc/default/joblet
 systemctl enable --now joblet

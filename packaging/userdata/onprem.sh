@@ -6,6 +6,11 @@
 # writes, so nodes started together agree on one).
 set -euo pipefail
 
+# The fleet's root CA, pinned: paste the fingerprint `joblet certs init`
+# printed. A node then refuses a store holding another root (nothing written);
+# left empty, the first join trusts the root it finds, and says so.
+JOBLET_CA_FINGERPRINT=${JOBLET_CA_FINGERPRINT:-}
+
 # The package built by scripts/package.sh, copied here by your provisioning,
 # and the shared store (NFS, a replicated volume), mounted before this runs.
 pkg=${JOBLET_PACKAGE:-/tmp/joblet.deb}
@@ -25,6 +30,9 @@ JOBLET_STORE=dir:$pki
 SETTINGS
 if [ -n "${JOBLET_SERVER_ADDRESS:-}" ]; then
   echo "JOBLET_SERVER_ADDRESS=$JOBLET_SERVER_ADDRESS" >> /etc/default/joblet
+fi
+if [ -n "$JOBLET_CA_FINGERPRINT" ]; then
+  echo "JOBLET_CA_FINGERPRINT=$JOBLET_CA_FINGERPRINT" >> /etc/default/joblet
 fi
 joblet certs bootstrap --settings /etc/default/joblet
 systemctl enable --now joblet
