@@ -13,7 +13,7 @@ unset GOBIN
 unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
 [ -z "$unformatted" ] || fail "gofmt would change: $unformatted"
 go vet ./...
-go test -race -count=1 -timeout 20m ./... "$@"
+go test -race -count=1 -timeout 50m ./... "$@"
 
 # Every fuzz target, briefly (JOBLET_FUZZTIME, default 50000 executions
 # each); a crash it finds is saved under testdata/fuzz and fails the run.
