@@ -17,12 +17,12 @@ import (
 // found from the number alone, before any signature is checked.
 var ErrCRLNotNewer = fmt.Errorf("the offered CRL is not newer than the one this node holds")
 
-// OfferedCRLNewer is the cheap first check of an offered CRL: it parses
-// the CRL without verifying it and reports its number, with ErrCRLNotNewer
+// OfferedCRLNewer is the cheap first check of an offered CRL: it reads
+// the CRL's number without parsing its entries or verifying it, with ErrCRLNotNewer
 // when that is not above held's (nil: none held). An attacker replaying old
 // CRLs is answered here, at no signature's cost.
 func OfferedCRLNewer(held *big.Int, offered []byte) (*big.Int, error) {
-	n, err := pki.CRLNumber(offered)
+	n, err := pki.PeekCRLNumber(offered)
 	if err != nil {
 		return nil, fmt.Errorf("the offered CRL does not parse: %w", err)
 	}
