@@ -188,6 +188,8 @@ type pendingConn struct {
 	read   atomic.Bool
 	spoke  bool // guarded by l.mu: counted out of its source's silent ones
 	closed sync.Once
+	shut   atomic.Bool             // Close was called
+	est    atomic.Pointer[estConn] // once its handshake succeeded
 }
 
 func (c *pendingConn) Read(b []byte) (int, error) {
@@ -242,6 +244,10 @@ func (c *pendingConn) handshakeDone() {
 
 func (c *pendingConn) Close() error {
 	c.handshakeDone()
+	c.shut.Store(true)
+	if e := c.est.Load(); e != nil {
+		e.l.remove(e)
+	}
 	c.closed.Do(func() { c.l.open.add(-1) })
 	return c.Conn.Close()
 }

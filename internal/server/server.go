@@ -38,7 +38,9 @@ type Server struct {
 	health     *health.Server
 	conns      config.Connections
 	streams    *streamLimit
-	reclaim    *reclaimer
+	// established caps the authenticated connections (conns.go).
+	established *connLimit
+	reclaim     *reclaimer
 }
 
 // Options for keeping a running server's certificates current.
