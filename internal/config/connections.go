@@ -21,7 +21,7 @@ type Connections struct {
 	HandshakeTimeout time.Duration
 	// MaxPendingHandshakes: past this many connections still handshaking,
 	// each new one makes the node close a pending one (the biggest
-	// source's oldest silent one); the newest is never refused.
+	// source's oldest stalled one); the newest is never refused.
 	MaxPendingHandshakes int
 	// MaxIdle: a connection without a call for this long is closed.
 	MaxIdle time.Duration
