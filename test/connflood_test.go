@@ -21,8 +21,8 @@ const (
 // underFlood runs rnx info floodCalls times against cfg (10 at a time)
 // while 3,000 silent connections from sources are held against target and
 // refilled; it returns the failures and the calls' latencies.
-func underFlood(t *testing.T, rnx, cfg, target string, sources []string) (failed []string, lat []time.Duration, reopened int64) {
-	f := harness.StartFlood(target, sources, floodConns)
+func underFlood(t *testing.T, rnx, cfg, target string, sources []string, first []byte) (failed []string, lat []time.Duration, reopened int64) {
+	f := harness.StartFloodSending(target, sources, floodConns, first)
 	defer f.Stop()
 	f.WaitOpened(t, floodConns)
 	var mu sync.Mutex
@@ -55,6 +55,12 @@ func underFlood(t *testing.T, rnx, cfg, target string, sources []string) (failed
 // against that address and reopened as they are closed. At least 99% of
 // the calls succeed.
 func connFlood(t *testing.T, viaHAProxy bool, sources []string) {
+	connFloodSending(t, viaHAProxy, sources, nil)
+}
+
+// connFloodSending is connFlood whose connections each send first, then
+// stall.
+func connFloodSending(t *testing.T, viaHAProxy bool, sources []string, first []byte) {
 	harness.RaiseNoFile(t, 2*floodConns) // before the node and HAProxy start: they inherit it
 	_, rnx := harness.Bins(t)
 	home, _ := embeddedNode(t)
@@ -66,7 +72,11 @@ func connFlood(t *testing.T, viaHAProxy bool, sources []string) {
 		harness.StartHAProxy(t, lb, []string{node})
 		how, target, cfg = "through HAProxy", lb, directConfig(t, cfg, node, lb)
 	}
-	failed, lat, reopened := underFlood(t, rnx, cfg, target, sources)
+	failed, lat, reopened := underFlood(t, rnx, cfg, target, sources, first)
+	kind := "silent"
+	if len(first) > 0 {
+		kind = fmt.Sprintf("stalled (%d bytes sent)", len(first))
+	}
 	slices.Sort(lat)
 	p := func(q float64) time.Duration {
 		if len(lat) == 0 {
@@ -74,15 +84,15 @@ func connFlood(t *testing.T, viaHAProxy bool, sources []string) {
 		}
 		return lat[int(q*float64(len(lat)-1))].Round(time.Millisecond)
 	}
-	t.Logf("%s, 3,000 silent connections from %d addresses (%d reopened after being closed): %d of %d rnx info failed; p50 %s p99 %s",
-		how, len(sources), reopened, len(failed), floodCalls, p(0.5), p(0.99))
+	t.Logf("%s, 3,000 %s connections from %d addresses (%d reopened after being closed): %d of %d rnx info failed; p50 %s p99 %s",
+		how, kind, len(sources), reopened, len(failed), floodCalls, p(0.5), p(0.99))
 	if reopened == 0 {
-		t.Errorf("no silent connection was ever closed: the flood did not reach the cap")
+		t.Errorf("no flood connection was ever closed: the flood did not reach the cap")
 	}
 	if len(failed)*100 > floodCalls {
 		t.Errorf("%d of %d rnx info calls failed (at most 1%%), first: %s", len(failed), floodCalls, failed[0])
 	}
-	reliability.Record(t, "Load", fmt.Sprintf("%d rnx info calls %s while 3,000 silent connections from %d addresses are held and refilled", floodCalls, how, len(sources)),
+	reliability.Record(t, "Load", fmt.Sprintf("%d rnx info calls %s while 3,000 %s connections from %d addresses are held and refilled", floodCalls, how, kind, len(sources)),
 		fmt.Sprintf("%d failed; p50 %s, p99 %s", len(failed), p(0.5), p(0.99)))
 }
 
@@ -90,3 +100,10 @@ func TestConnFloodFromOneAddress(t *testing.T)      { connFlood(t, false, harnes
 func TestConnFloodFromFiftyAddresses(t *testing.T)  { connFlood(t, false, harness.FloodSources(50)) }
 func TestConnFloodThroughHAProxy(t *testing.T)      { connFlood(t, true, harness.FloodSources(1)) }
 func TestConnFloodFiftyThroughHAProxy(t *testing.T) { connFlood(t, true, harness.FloodSources(50)) }
+
+// A flood that sends the first 11 bytes of a ClientHello and stalls, from
+// 200 addresses: its connections have spoken but their first TLS record
+// is incomplete, so they go before any real client's handshake.
+func TestConnFloodPartialClientHello(t *testing.T) {
+	connFloodSending(t, false, harness.FloodSources(200), harness.PartialClientHello)
+}

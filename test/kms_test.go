@@ -181,8 +181,12 @@ func TestKMSCA(t *testing.T) {
 			})
 
 			// A client refresh in KMS mode: the CRL and the (KMS) CA arrive,
-			// the admin still works.
-			harness.MustRun(t, append(append([]string{}, env1...), "RNX_CONFIG="+cfg1), rnx, "config", "refresh")
+			// the admin still works. The whole config also holds the revoked
+			// reader's entry: refreshing it fails and names the re-issue.
+			if r := harness.Run(t, append(append([]string{}, env1...), "RNX_CONFIG="+cfg1), rnx, "config", "refresh"); r.Code == 0 || !strings.Contains(r.Stderr, "certs reissue --role reader") {
+				t.Errorf("a refresh of a config holding the revoked reader should fail naming `certs reissue --role reader`: %s", r)
+			}
+			harness.MustRun(t, append(append([]string{}, env1...), "RNX_CONFIG="+cfg1), rnx, "config", "refresh", "--role", "admin")
 			if rc, _ := config.LoadRnx(cfg1); rc.Nodes["default"].CRL == "" {
 				t.Error("rnx config refresh did not bring the CRL")
 			}

@@ -21,7 +21,7 @@ type Connections struct {
 	HandshakeTimeout time.Duration
 	// MaxPendingHandshakes: past this many connections still handshaking,
 	// each new one makes the node close a pending one (the biggest
-	// source's oldest silent one); the newest is never refused.
+	// source's oldest stalled one); the newest is never refused.
 	MaxPendingHandshakes int
 	// MaxIdle: a connection without a call for this long is closed.
 	MaxIdle time.Duration
@@ -36,6 +36,12 @@ type Connections struct {
 	// watches, reflection) of one role on this node, over all its
 	// connections; past it a new one fails with RESOURCE_EXHAUSTED.
 	MaxStreamsPerRole int
+	// MaxConnections: authenticated connections held at once, all roles
+	// together (0 in the config: DefaultMaxConnections); the node lowers
+	// it to what its open-file limit allows (server.ConnLimitFor). Past
+	// it each new one makes the node close an idle connection of the role
+	// holding the most; the newest is never refused.
+	MaxConnections int
 }
 
 // Defaults for the connection limits.
@@ -51,7 +57,9 @@ const (
 	KeepaliveMinTime         = 10 * time.Second
 	DefaultMaxStreamsPerConn = 256
 	DefaultMaxStreamsPerRole = 512
-	maxCount                 = 1 << 20 // a sanity bound for the counts
+	// DefaultMaxConnections: ~58 KB each, about 240 MB at the cap.
+	DefaultMaxConnections = 4096
+	maxCount              = 1 << 20 // a sanity bound for the counts
 )
 
 // Connections parses the security section's connection limits, with their
@@ -59,7 +67,7 @@ const (
 func (s *Server) Connections() (Connections, error) {
 	c := Connections{MaxAge: DefaultMaxConnectionAge, HandshakeTimeout: DefaultHandshakeTimeout, MaxPendingHandshakes: DefaultMaxPendingHandshakes,
 		MaxIdle: DefaultMaxConnectionIdle, KeepaliveTime: DefaultKeepaliveTime,
-		MaxStreamsPerConn: DefaultMaxStreamsPerConn, MaxStreamsPerRole: DefaultMaxStreamsPerRole}
+		MaxStreamsPerConn: DefaultMaxStreamsPerConn, MaxStreamsPerRole: DefaultMaxStreamsPerRole, MaxConnections: DefaultMaxConnections}
 	for _, d := range []struct {
 		key, v  string
 		to      *time.Duration
@@ -93,6 +101,7 @@ func (s *Server) Connections() (Connections, error) {
 		{"security.maxPendingHandshakes", s.Security.MaxPendingHandshakes, &c.MaxPendingHandshakes, DefaultMaxPendingHandshakes},
 		{"security.maxStreamsPerConnection", s.Security.MaxStreamsPerConn, &c.MaxStreamsPerConn, DefaultMaxStreamsPerConn},
 		{"security.maxStreamsPerRole", s.Security.MaxStreamsPerRole, &c.MaxStreamsPerRole, DefaultMaxStreamsPerRole},
+		{"security.maxConnections", s.Security.MaxConnections, &c.MaxConnections, DefaultMaxConnections},
 	} {
 		switch {
 		case n.v < 0 || n.v > maxCount:

@@ -105,6 +105,7 @@ type Security struct {
 	KeepaliveTime         string `yaml:"keepaliveTime,omitempty"`
 	MaxStreamsPerConn     int    `yaml:"maxStreamsPerConnection,omitempty"`
 	MaxStreamsPerRole     int    `yaml:"maxStreamsPerRole,omitempty"`
+	MaxConnections        int    `yaml:"maxConnections,omitempty"`
 }
 
 // Defaults for Security when the config leaves them out.

@@ -18,7 +18,10 @@ import (
 // data from github.com/moby/profiles/seccomp (the package dockerd itself
 // uses) as it applies to a process with no capabilities on this
 // architecture, and assembled into BPF by github.com/elastic/go-seccomp-bpf
-// (pure Go: the server builds with CGO_ENABLED=0). So a job cannot create
+// (pure Go: the server builds with CGO_ENABLED=0; go.mod replaces it with the
+// patched copy in third_party/go-seccomp-bpf, see its README.patch: upstream
+// compares an argument with later rules' syscall numbers after a failed
+// argument check). So a job cannot create
 // namespaces (user namespaces included: clone and unshare with CLONE_NEW*
 // flags), mount, load kernel modules, use keyctl, bpf, perf_event_open,
 // reboot, set the clock, and the rest Docker refuses; a refused call fails

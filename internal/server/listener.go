@@ -6,8 +6,10 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sys/unix"
 )
 
 // Before its handshake completes a connection is anyone's: it costs the
@@ -16,21 +18,26 @@ import (
 // how many there are. It never refuses the newest caller (a cap that
 // refuses newcomers is one a flood fills, and then nobody connects): when
 // the cap is reached it closes a pending connection to make room, chosen
-// so that a flood pays for itself:
+// so that a flood pays for itself. Connections are judged by progress, not
+// by whether they sent a byte (11 bytes of a ClientHello cost an attacker
+// nothing):
 //
-//   - one that has sent nothing yet (a real client sends its ClientHello at
-//     once), from the source holding the most such connections (an address;
-//     an IPv6 /64), its oldest: one attacker's silent sockets go before
-//     another's, and before anyone's handshake in progress. Behind a
-//     TCP-passthrough balancer every connection has the balancer's address,
-//     and this is the oldest silent connection;
-//   - when every pending connection has spoken, the oldest of the source
+//   - a stalled one: its first TLS record (the ClientHello) has not arrived
+//     whole, counting bytes waiting unread in its socket, or it has made no
+//     progress (nothing read or written) for stallAfter. Of these, from the
+//     source holding the most (an address; an IPv6 /64), its oldest: one
+//     attacker's stalled sockets go before another's, and before anyone's
+//     handshake in progress. Behind a TCP-passthrough balancer every
+//     connection has the balancer's address, and this is the oldest
+//     stalled connection;
+//   - when no pending connection is stalled, the oldest of the source
 //     holding the most.
 //
-// A real client's handshake in progress is then closed only when no pending
-// connection is silent (a flood that sends a few bytes and stalls) and its
-// source holds the most: through a balancer, when the cap's worth of such
-// connections arrived after it. The handshake timeout bounds those.
+// A real client sends its ClientHello whole at once and answers within
+// milliseconds, so its handshake is closed only when nothing is stalled
+// and its source holds the most: through a balancer, when the cap's worth
+// of handshakes progressing as fast arrived after it. The handshake
+// timeout bounds those.
 type pendingListener struct {
 	net.Listener
 	max     int
@@ -43,12 +50,15 @@ type pendingListener struct {
 	source map[netip.Prefix]*source
 }
 
-// source is what one source has pending, oldest first, and how many of
-// those have not been seen to speak.
+// source is what one source has pending, oldest first.
 type source struct {
-	conns  []*pendingConn
-	silent int
+	conns []*pendingConn
 }
+
+// stallAfter is how long a pending connection may go without progress
+// before it counts as stalled (a real client's handshake on a network
+// takes a few round trips).
+const stallAfter = time.Second
 
 func newPendingListener(l net.Listener, max int, dropped prometheus.Counter, open *reclaimer) *pendingListener {
 	return &pendingListener{Listener: l, max: max, dropped: dropped, open: open, source: map[netip.Prefix]*source{}}
@@ -61,7 +71,7 @@ func (l *pendingListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &pendingConn{Conn: raw, l: l, src: sourceOf(raw.RemoteAddr())}
+	c := &pendingConn{Conn: raw, l: l, src: sourceOf(raw.RemoteAddr()), progress: time.Now()}
 	l.open.add(1)
 	l.mu.Lock()
 	var victim *pendingConn
@@ -77,7 +87,6 @@ func (l *pendingListener) Accept() (net.Conn, error) {
 		l.source[c.src] = src
 	}
 	src.conns = append(src.conns, c)
-	src.silent++
 	l.n++
 	l.mu.Unlock()
 	if victim != nil {
@@ -94,34 +103,36 @@ func (l *pendingListener) Accept() (net.Conn, error) {
 }
 
 // victimLocked picks the connection to close (see pendingListener). A
-// connection counts as silent until its handshake reads from it; the one
+// connection is judged stalled from what its handshake has read; the one
 // picked is checked for bytes waiting in its socket (its goroutine may not
-// have run yet), and if it has spoken the pick is made again.
+// have run yet), and if those are progress the pick is made again.
 func (l *pendingListener) victimLocked() *pendingConn {
+	now := time.Now()
 	for {
-		var src *source
+		var pick *pendingConn
+		most := 0
 		for _, s := range l.source {
-			if s.silent > 0 && (src == nil || s.silent > src.silent || s.silent == src.silent && s.conns[0].seq < src.conns[0].seq) {
-				src = s
+			var first *pendingConn
+			n := 0
+			for _, c := range s.conns {
+				if c.stalledLocked(now) {
+					if first == nil {
+						first = c
+					}
+					n++
+				}
+			}
+			if n > 0 && (n > most || n == most && first.seq < pick.seq) {
+				pick, most = first, n
 			}
 		}
-		if src == nil {
+		if pick == nil {
 			break
 		}
-		var next *pendingConn
-		for _, c := range src.conns {
-			if !c.spokeLocked() {
-				next = c
-				break
-			}
+		if pick.stalledWithUnreadLocked() {
+			return pick
 		}
-		if next == nil { // cannot happen: silent counts the unmarked
-			break
-		}
-		if !next.waiting() {
-			return next
-		}
-		next.markSpokeLocked()
+		pick.unreadProgress = true
 	}
 	var src *source
 	for _, s := range l.source {
@@ -144,9 +155,6 @@ func (l *pendingListener) removeLocked(c *pendingConn) {
 			src.conns = append(src.conns[:i:i], src.conns[i+1:]...)
 			break
 		}
-	}
-	if !c.spokeLocked() {
-		src.silent--
 	}
 	if len(src.conns) == 0 {
 		delete(l.source, c.src)
@@ -181,60 +189,113 @@ func sourceOf(a net.Addr) netip.Prefix {
 // it is closed.
 type pendingConn struct {
 	net.Conn
-	l      *pendingListener
-	src    netip.Prefix
-	seq    uint64
-	gone   bool // guarded by l.mu
-	read   atomic.Bool
-	spoke  bool // guarded by l.mu: counted out of its source's silent ones
-	closed sync.Once
+	l    *pendingListener
+	src  netip.Prefix
+	seq  uint64
+	gone bool // guarded by l.mu
+	// guarded by l.mu: what the handshake read of the first TLS record
+	// (its header, how many bytes in all), when it last read or wrote, and
+	// whether bytes waiting unread were found to be progress since.
+	hdr            [tlsHeader]byte
+	got            int
+	progress       time.Time
+	unreadProgress bool
+	ended          atomic.Bool // the handshake ended: no more tracking
+	closed         sync.Once
+	shut           atomic.Bool             // Close was called
+	est            atomic.Pointer[estConn] // once its handshake succeeded
 }
+
+// tlsHeader is the size of a TLS record header: type, version, length.
+const tlsHeader = 5
 
 func (c *pendingConn) Read(b []byte) (int, error) {
 	n, err := c.Conn.Read(b)
-	if n > 0 && !c.read.Load() && c.read.CompareAndSwap(false, true) {
+	if n > 0 && !c.ended.Load() {
 		c.l.mu.Lock()
-		c.markSpokeLocked()
+		if c.got < tlsHeader {
+			copy(c.hdr[c.got:], b[:n])
+		}
+		c.got += n
+		c.progress = time.Now()
+		c.unreadProgress = false
 		c.l.mu.Unlock()
 	}
 	return n, err
 }
 
-func (c *pendingConn) spokeLocked() bool { return c.spoke }
-
-// markSpokeLocked counts c out of its source's silent connections.
-func (c *pendingConn) markSpokeLocked() {
-	if c.spoke {
-		return
+func (c *pendingConn) Write(b []byte) (int, error) {
+	n, err := c.Conn.Write(b)
+	if n > 0 && !c.ended.Load() {
+		c.l.mu.Lock()
+		c.progress = time.Now() // the node answered: the peer's turn now
+		c.l.mu.Unlock()
 	}
-	c.spoke = true
-	if !c.gone {
-		c.l.source[c.src].silent--
-	}
+	return n, err
 }
 
-// waiting reports whether the peer's bytes wait in the socket, unread.
-func (c *pendingConn) waiting() bool {
+// firstRecordDone reports whether got bytes starting with hdr hold a
+// whole first TLS record.
+func firstRecordDone(hdr [tlsHeader]byte, got int) bool {
+	return got >= tlsHeader && got >= tlsHeader+int(hdr[3])<<8+int(hdr[4])
+}
+
+// stalledLocked judges c from what its handshake read (see
+// pendingListener).
+func (c *pendingConn) stalledLocked(now time.Time) bool {
+	switch {
+	case c.unreadProgress:
+		return false
+	case !firstRecordDone(c.hdr, c.got):
+		return true
+	}
+	return now.Sub(c.progress) > stallAfter
+}
+
+// stalledWithUnreadLocked judges c again counting the bytes waiting unread
+// in its socket: any after a whole first record are progress; before, they
+// are when they complete the first record.
+func (c *pendingConn) stalledWithUnreadLocked() bool {
+	avail, head := c.unread(tlsHeader - min(c.got, tlsHeader))
+	if firstRecordDone(c.hdr, c.got) {
+		return avail == 0
+	}
+	hdr := c.hdr
+	if c.got < tlsHeader {
+		copy(hdr[c.got:], head)
+	}
+	return !firstRecordDone(hdr, c.got+avail)
+}
+
+// unread reports how many of the peer's bytes wait in the socket, unread,
+// and the first (up to n) of them.
+func (c *pendingConn) unread(n int) (avail int, head []byte) {
 	sc, ok := c.Conn.(syscall.Conn)
 	if !ok {
-		return false
+		return 0, nil
 	}
 	rc, err := sc.SyscallConn()
 	if err != nil {
-		return false
+		return 0, nil
 	}
-	waiting := false
+	buf := make([]byte, n)
 	// Control, not Read: Read would queue behind the handshake's own
 	// blocked read.
 	rc.Control(func(fd uintptr) {
-		var b [1]byte
-		n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-		waiting = err == nil && n > 0
+		if v, err := unix.IoctlGetInt(int(fd), unix.SIOCINQ); err == nil {
+			avail = v
+		}
+		if n > 0 && avail > 0 {
+			if m, _, err := unix.Recvfrom(int(fd), buf, unix.MSG_PEEK|unix.MSG_DONTWAIT); err == nil {
+				head = buf[:m]
+			}
+		}
 	})
-	return waiting
+	return avail, head
 }
 
 func (c *pendingConn) handshakeDone() {
+	c.ended.Store(true)
 	c.l.mu.Lock()
 	c.l.removeLocked(c)
 	c.l.mu.Unlock()
@@ -242,6 +303,10 @@ func (c *pendingConn) handshakeDone() {
 
 func (c *pendingConn) Close() error {
 	c.handshakeDone()
+	c.shut.Store(true)
+	if e := c.est.Load(); e != nil {
+		e.l.remove(e)
+	}
 	c.closed.Do(func() { c.l.open.add(-1) })
 	return c.Conn.Close()
 }

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"io"
 	"net"
 	"testing"
 	"time"
@@ -31,10 +32,19 @@ func closedByNode(c net.Conn, wait time.Duration) bool {
 	return err != nil
 }
 
+// wholeRecord is a TLS handshake record of 4 bytes: a first record that
+// arrived whole.
+var wholeRecord = []byte{0x16, 0x03, 0x01, 0x00, 0x04, 0x01, 0x00, 0x00, 0x00}
+
+// partialHello is the start of a 512-byte record: the first 11 bytes of a
+// ClientHello, its record incomplete.
+var partialHello = []byte{0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03}
+
 // A full set of pending handshakes makes room for each newcomer: the oldest
-// silent connection of the source with the most silent ones goes; another
-// source's connection, and one that spoke, are kept while there is a
-// choice. Nothing is refused.
+// stalled connection (silent, or its first record incomplete) of the
+// source with the most stalled ones goes; another source's connection, and
+// one whose first record arrived whole, are kept while there is a choice.
+// Nothing is refused.
 func TestPendingListenerDropsOldest(t *testing.T) {
 	raw, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -57,39 +67,41 @@ func TestPendingListenerDropsOldest(t *testing.T) {
 	// Source .3 holds one silent connection, the oldest of all.
 	other := dialFrom(t, "127.0.0.3", addr)
 	accept(other)
-	// Source .2: one silent, one that sent a byte, two silent.
+	// Source .2: one silent, one whose first record arrived whole, one
+	// that sent part of a ClientHello, one silent.
 	a := dialFrom(t, "127.0.0.2", addr)
 	accept(a)
 	b := dialFrom(t, "127.0.0.2", addr)
-	b.Write([]byte{0x16})
+	b.Write(wholeRecord)
 	accept(b)
 	c := dialFrom(t, "127.0.0.2", addr)
+	c.Write(partialHello)
 	accept(c)
 	accept(dialFrom(t, "127.0.0.2", addr))
 	if l.pending() != 5 {
 		t.Fatalf("pending %d, want 5", l.pending())
 	}
-	// Full: a newcomer from .4 takes .2's oldest silent one (a), not .3's.
+	// Full: a newcomer from .4 takes .2's oldest stalled one (a), not .3's.
 	accept(dialFrom(t, "127.0.0.4", addr))
 	if !closedByNode(a, 2*time.Second) {
-		t.Fatal("the biggest source's oldest silent connection was kept")
+		t.Fatal("the biggest source's oldest stalled connection was kept")
 	}
-	// Next: .2's other silent one (c), though b is older: b spoke (its
-	// byte is still waiting in the socket, unread).
+	// Next: .2's partial ClientHello (c), though b is older: b's first
+	// record arrived whole (it is still waiting in the socket, unread).
 	accept(dialFrom(t, "127.0.0.5", addr))
 	if !closedByNode(c, 2*time.Second) {
-		t.Fatal("a silent connection was kept over one that spoke")
+		t.Fatal("a connection with an incomplete first record was kept over one whose record arrived whole")
 	}
 	for _, kept := range []net.Conn{other, b} {
 		if closedByNode(kept, 100*time.Millisecond) {
-			t.Fatalf("%s was closed while a bigger source or a silent connection was there", kept.LocalAddr())
+			t.Fatalf("%s was closed while a bigger source or a stalled connection was there", kept.LocalAddr())
 		}
 	}
-	// Every source now holds one silent connection: the source whose
+	// Every source now holds one stalled connection: the source whose
 	// oldest is oldest (.3) loses it.
 	accept(dialFrom(t, "127.0.0.6", addr))
 	if !closedByNode(other, 2*time.Second) {
-		t.Fatal("the oldest silent connection was kept when all sources were even")
+		t.Fatal("the oldest stalled connection was kept when all sources were even")
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(dropped)
@@ -126,9 +138,9 @@ func TestPendingListenerForgetsFinished(t *testing.T) {
 	first.Close()
 }
 
-// When every pending connection has spoken, the oldest of the source
-// holding the most goes.
-func TestPendingListenerAllSpoke(t *testing.T) {
+// When no pending connection is stalled (every first record arrived
+// whole), the oldest of the source holding the most goes.
+func TestPendingListenerNoneStalled(t *testing.T) {
 	raw, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -139,7 +151,7 @@ func TestPendingListenerAllSpoke(t *testing.T) {
 	var conns []net.Conn
 	for _, from := range []string{"127.0.0.3", "127.0.0.2", "127.0.0.2", "127.0.0.4"} {
 		c := dialFrom(t, from, addr)
-		c.Write([]byte{0x16})
+		c.Write(wholeRecord)
 		conns = append(conns, c)
 		sc, err := l.Accept()
 		if err != nil {
@@ -154,6 +166,45 @@ func TestPendingListenerAllSpoke(t *testing.T) {
 		if closedByNode(kept, 100*time.Millisecond) {
 			t.Fatalf("%s was closed instead of the biggest source's oldest", kept.LocalAddr())
 		}
+	}
+}
+
+// A connection whose handshake read its first record whole and then made
+// no progress for stallAfter counts as stalled: it goes before an older
+// source's connection whose record waits unread.
+func TestPendingListenerStalledByTime(t *testing.T) {
+	raw, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	l := newPendingListener(raw, 2, prometheus.NewCounter(prometheus.CounterOpts{Name: "d"}), newReclaimer())
+	addr := raw.Addr().String()
+	unread := dialFrom(t, "127.0.0.3", addr)
+	unread.Write(wholeRecord)
+	if _, err := l.Accept(); err != nil {
+		t.Fatal(err)
+	}
+	stalled := dialFrom(t, "127.0.0.2", addr)
+	stalled.Write(wholeRecord)
+	sc, err := l.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Read it the way the handshake does, then nothing more.
+	if _, err := io.ReadFull(sc, make([]byte, len(wholeRecord))); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(stallAfter + 200*time.Millisecond)
+	dialFrom(t, "127.0.0.4", addr)
+	if _, err := l.Accept(); err != nil {
+		t.Fatal(err)
+	}
+	if !closedByNode(stalled, 2*time.Second) {
+		t.Fatal("a connection without progress for stallAfter was kept")
+	}
+	if closedByNode(unread, 100*time.Millisecond) {
+		t.Fatal("an older connection whose first record waits unread was closed instead")
 	}
 }
 

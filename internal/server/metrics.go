@@ -30,6 +30,10 @@ type metrics struct {
 	streams *prometheus.GaugeVec
 	// crlOffers counts CRLs handed to the node by callers (offer.go).
 	crlOffers *prometheus.CounterVec
+	// conns is the authenticated connections each role holds, evicted
+	// those closed to make room (security.maxConnections, conns.go).
+	conns   *prometheus.GaugeVec
+	evicted *prometheus.CounterVec
 }
 
 func newMetrics(s *Server) *metrics {
@@ -44,10 +48,14 @@ func newMetrics(s *Server) *metrics {
 		Help: "Streaming calls (log follows, health watches, reflection) open, by role; capped by security.maxStreamsPerRole."}, []string{"role"})
 	m.crlOffers = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "joblet_crl_offers_total",
 		Help: "CRLs callers handed the node (OfferCRL), by outcome: taken, held (the node had it), not_newer, refused (size, parse, signature, a dropped serial), rate_limited."}, []string{"outcome"})
+	m.conns = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "joblet_connections",
+		Help: "Authenticated connections open, by role; capped by security.maxConnections."}, []string{"role"})
+	m.evicted = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "joblet_connections_evicted_total",
+		Help: "Authenticated connections closed to make room for a newer one (security.maxConnections), by the closed one's role."}, []string{"role"})
 	expiry := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "joblet_server_certificate_expiry_seconds",
 		Help: "Seconds until the server certificate being served expires (negative: expired)."},
 		func() float64 { return time.Until(s.tls.cur.Load().Leaf.NotAfter).Seconds() })
-	m.reg.MustRegister(m.handshakes, m.rpcs, m.pendingDropped, m.streams, m.crlOffers, expiry, &caCollector{s}, &jobsCollector{s}, &s.tls.issuers,
+	m.reg.MustRegister(m.handshakes, m.rpcs, m.pendingDropped, m.streams, m.crlOffers, m.conns, m.evicted, expiry, &caCollector{s}, &jobsCollector{s}, &s.tls.issuers,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -108,10 +116,12 @@ func handshakeReason(err error) string {
 	return "other"
 }
 
-// countingCreds counts failed server handshakes by reason.
+// countingCreds counts failed server handshakes by reason and hands the
+// successful ones to the connection limit.
 type countingCreds struct {
 	credentials.TransportCredentials
 	failures *prometheus.CounterVec
+	conns    *connLimit
 }
 
 func (c countingCreds) ServerHandshake(conn net.Conn) (net.Conn, credentials.AuthInfo, error) {
@@ -119,12 +129,14 @@ func (c countingCreds) ServerHandshake(conn net.Conn) (net.Conn, credentials.Aut
 	handshakeEnded(conn)
 	if err != nil {
 		c.failures.WithLabelValues(handshakeReason(err)).Inc()
+	} else {
+		c.conns.established(conn, info)
 	}
 	return out, info, err
 }
 
 func (c countingCreds) Clone() credentials.TransportCredentials {
-	return countingCreds{c.TransportCredentials.Clone(), c.failures}
+	return countingCreds{c.TransportCredentials.Clone(), c.failures, c.conns}
 }
 
 // unary records every call's method, role and code; it runs outside the

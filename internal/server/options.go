@@ -22,9 +22,15 @@ func (s *Server) grpcOptions() ([]grpc.ServerOption, error) {
 	}
 	s.conns = conns
 	s.streams = newStreamLimit(conns.MaxStreamsPerRole, s.metrics.streams, s.reclaim)
+	nofile := openFileLimit()
+	s.established = newConnLimit(ConnLimitFor(conns.MaxConnections, conns.MaxPendingHandshakes, nofile), s.metrics.conns, s.metrics.evicted)
+	s.log.Info("connection limits", "maxConnections", s.established.max, "configured", conns.MaxConnections,
+		"openFileLimit", nofile, "maxPendingHandshakes", conns.MaxPendingHandshakes)
 	g := &guard{tls: s.tls, now: time.Now}
 	return []grpc.ServerOption{
-		grpc.Creds(countingCreds{credentials.NewTLS(s.tls.config()), s.metrics.handshakes}),
+		grpc.Creds(countingCreds{credentials.NewTLS(s.tls.config()), s.metrics.handshakes, s.established}),
+		// Which authenticated connections have calls open (conns.go).
+		grpc.StatsHandler(connStats{s.established}),
 		grpc.ChainUnaryInterceptor(s.metrics.unary, g.unary, unaryAuthz, s.crlGateUnary),
 		grpc.ChainStreamInterceptor(s.metrics.stream, g.stream, streamAuthz, s.streams.stream, s.crlGateStream),
 		// The handshake check happens once per connection; a maximum age

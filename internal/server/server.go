@@ -43,6 +43,8 @@ type Server struct {
 	// state is held (a one-slot semaphore) by a refresh with its reload
 	// and by a CRL taken from a caller: neither undoes the other.
 	state chan struct{}
+	// established caps the authenticated connections (conns.go).
+	established *connLimit
 }
 
 // Options for keeping a running server's certificates current.

@@ -11,7 +11,7 @@ import (
 	"time"
 )
 
-// Flood holds silent TCP connections to an address and opens a new one
+// Flood holds silent (or stalled) TCP connections to an address and opens a new one
 // whenever the far end closes one (what an attacker without a certificate
 // can do to any node it reaches).
 type Flood struct {
@@ -24,6 +24,16 @@ type Flood struct {
 // StartFlood holds n silent connections to addr from the loopback
 // addresses from, in turn, until Stop.
 func StartFlood(addr string, from []string, n int) *Flood {
+	return StartFloodSending(addr, from, n, nil)
+}
+
+// PartialClientHello is the start of a TLS record (handshake, 512 bytes
+// long) and of a ClientHello in it: 11 of its 517 bytes.
+var PartialClientHello = []byte{0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03}
+
+// StartFloodSending is StartFlood whose connections each send first, then
+// stall.
+func StartFloodSending(addr string, from []string, n int, first []byte) *Flood {
 	f := &Flood{stop: make(chan struct{})}
 	for i := 0; i < n; i++ {
 		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from[i%len(from)])}, Timeout: 5 * time.Second}
@@ -43,6 +53,9 @@ func StartFlood(addr string, from []string, n int) *Flood {
 					continue
 				}
 				f.Opened.Add(1)
+				if len(first) > 0 {
+					c.Write(first)
+				}
 				for { // silent until the far end closes, or Stop
 					c.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
 					_, err := c.Read(buf)
