@@ -132,16 +132,18 @@ func checkCgroups() error {
 	return nil
 }
 
-// newCgroup creates the job's group(s) and applies lim.
-func newCgroup(id string, lim Limits) (cgroup, error) {
+// newCgroup creates the job's group(s) and applies lim; total, when set,
+// is the memory limit of the jobs' parent group (groupBase): each job is
+// bounded, but maxRunning of them are not, and the server must outlive them.
+func newCgroup(id string, lim Limits, total int64) (cgroup, error) {
 	l, err := readLayout()
 	if err != nil {
 		return nil, err
 	}
 	if l.pure {
-		return newV2(l, id, lim)
+		return newV2(l, id, lim, total)
 	}
-	return newV1(l, id, lim)
+	return newV1(l, id, lim, total)
 }
 
 func writeFile(path, v string) error {

@@ -240,6 +240,41 @@ func TestMemoryLimitKillsAndSaysSo(t *testing.T) {
 	}
 }
 
+// All jobs together are bounded by their parent group's limit
+// (JobsMemory), set where the parent is created, v1 or v2: a job within its
+// own limit is killed at the parent's.
+func TestJobsMemoryLimitsTheParentGroup(t *testing.T) {
+	l, err := readLayout()
+	if err != nil {
+		t.Fatal(err)
+	}
+	file, unlimited := "", ""
+	if l.pure {
+		file, unlimited = filepath.Join(l.v2.mount, l.v2.self, groupBase, "memory.max"), "max"
+	} else {
+		file, unlimited = filepath.Join(l.v1["memory"].mount, l.v1["memory"].self, groupBase, "memory.limit_in_bytes"), "-1"
+	}
+	t.Cleanup(func() {
+		if err := os.WriteFile(file, []byte(unlimited), 0); err != nil {
+			t.Errorf("restore %s: %v", file, err)
+		}
+	})
+	const total = 48 << 20
+	s := spec(t, `x=aaaaaaaaaaaaaaaa; while :; do x=$x$x; done`)
+	s.Limits.MemoryBytes, s.JobsMemory = 512<<20, total
+	out, e := run(t, s)
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.TrimSpace(string(b)); got != strconv.Itoa(total) {
+		t.Fatalf("%s is %s, want %d", file, got, total)
+	}
+	if !e.OOMKilled || e.Code == 0 {
+		t.Fatalf("exit %+v, want killed at the jobs' total (%d bytes), below its own limit\n%s", e, total, out)
+	}
+}
+
 // forkBomb forks sleepers until it cannot, says how many it got, and stays
 // up (a shell would exit at its first failed fork, taking the job down).
 const forkBomb = `python3 -c '
