@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -512,4 +513,35 @@ func TestMinimalDev(t *testing.T) {
 	}
 	host, _ := os.ReadDir("/dev")
 	reliability.Record(t, "jobs", "a job lists and uses /dev", fmt.Sprintf("%d entries (the host's /dev has %d): %s; /dev/null and /dev/urandom work; nothing can be added", len(got), len(host), lines[0]))
+}
+
+// The job user the sandbox creates has the attributes the package's postinst
+// gives it (home /nonexistent, no login shell): one useradd line for both.
+func TestJobUserAttributes(t *testing.T) {
+	postinst, err := os.ReadFile(filepath.Join("..", "..", "packaging", "scripts", "postinstall.sh"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if line := "useradd " + strings.Join(jobUserAdd, " ") + " " + DefaultUser + "\n"; !strings.Contains(string(postinst), line) {
+		t.Fatalf("packaging/scripts/postinstall.sh does not create the job user with %q", line)
+	}
+	name := fmt.Sprintf("jbt%d", os.Getpid()%100000)
+	if out, err := createUser(name); err != nil {
+		t.Fatalf("useradd: %v: %s", err, out)
+	}
+	t.Cleanup(func() { _ = exec.Command("userdel", name).Run() })
+	u, err := user.Lookup(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u.HomeDir != "/nonexistent" {
+		t.Fatalf("the job user's home is %s, want /nonexistent", u.HomeDir)
+	}
+	if _, err := os.Stat(u.HomeDir); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("%s exists: %v", u.HomeDir, err)
+	}
+	passwd, _ := os.ReadFile("/etc/passwd")
+	if !strings.Contains(string(passwd), name+":x:"+u.Uid+":"+u.Gid+"::/nonexistent:/usr/sbin/nologin\n") {
+		t.Fatalf("/etc/passwd has no system user %s with home /nonexistent and shell nologin", name)
+	}
 }
