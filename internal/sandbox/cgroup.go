@@ -31,8 +31,9 @@ type cgroup interface {
 }
 
 // groupBase is the directory, below the server's own cgroup, that holds
-// one group per job.
-const groupBase = "joblet-jobs"
+// one group per job. A variable so that a test can give its jobs a parent
+// of their own (other test processes may share its cgroup).
+var groupBase = "joblet-jobs"
 
 // hierarchy is one mounted cgroup hierarchy: where it is mounted and the
 // server's own group in it (from /proc/self/cgroup).

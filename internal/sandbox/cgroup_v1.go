@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -36,6 +37,9 @@ func newV1(l layout, id string, lim Limits, total int64) (cgroup, error) {
 		// on since Linux 5.x).
 		if err := writeFile(filepath.Join(filepath.Dir(g.dirs["memory"]), "memory.limit_in_bytes"), strconv.FormatInt(total, 10)); err != nil {
 			_ = g.remove()
+			if errors.Is(err, syscall.EBUSY) {
+				return nil, fmt.Errorf("%w: the jobs use more memory than jobs.memoryTotal now; raise it, or wait for jobs to end", err)
+			}
 			return nil, err
 		}
 	}

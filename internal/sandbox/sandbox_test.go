@@ -249,17 +249,27 @@ func TestJobsMemoryLimitsTheParentGroup(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	file, unlimited := "", ""
-	if l.pure {
-		file, unlimited = filepath.Join(l.v2.mount, l.v2.self, groupBase, "memory.max"), "max"
-	} else {
-		file, unlimited = filepath.Join(l.v1["memory"].mount, l.v1["memory"].self, groupBase, "memory.limit_in_bytes"), "-1"
+	// A parent of this test's own: other test processes (internal/jobs)
+	// may run jobs in the same cgroup's joblet-jobs at the same time.
+	old := groupBase
+	groupBase = fmt.Sprintf("joblet-jobs-t%d", os.Getpid())
+	hs := []hierarchy{}
+	if l.v2 != nil {
+		hs = append(hs, *l.v2)
+	}
+	for _, h := range l.v1 {
+		hs = append(hs, h)
 	}
 	t.Cleanup(func() {
-		if err := os.WriteFile(file, []byte(unlimited), 0); err != nil {
-			t.Errorf("restore %s: %v", file, err)
+		for _, h := range hs {
+			_ = removeDir(filepath.Join(h.mount, h.self, groupBase))
 		}
+		groupBase = old
 	})
+	file := filepath.Join(l.v1["memory"].mount, l.v1["memory"].self, groupBase, "memory.limit_in_bytes")
+	if l.pure {
+		file = filepath.Join(l.v2.mount, l.v2.self, groupBase, "memory.max")
+	}
 	const total = 48 << 20
 	s := spec(t, `x=aaaaaaaaaaaaaaaa; while :; do x=$x$x; done`)
 	s.Limits.MemoryBytes, s.JobsMemory = 512<<20, total
