@@ -103,11 +103,11 @@ func TestSystemdPackage(t *testing.T) {
 
 	// A contained job: the job user, its own cgroups, no privileges; its
 	// output through rnx job log.
-	id := m.runJob(t, "id -u; grep -E '^(NoNewPrivs|CapEff):' /proc/self/status; cat /proc/self/cgroup")
+	id := m.runJob(t, "id -u; grep -E '^(NoNewPrivs|CapEff):' /proc/self/status; echo oom_score_adj $(cat /proc/self/oom_score_adj); cat /proc/self/cgroup")
 	m.waitJob(t, id, "COMPLETED")
 	out := m.mustRun(t, "rnx", "job", "log", id).Stdout
 	lines := strings.Split(out, "\n")
-	if lines[0] != jobUID || !strings.Contains(out, "NoNewPrivs:\t1\n") || !strings.Contains(out, "CapEff:\t0000000000000000\n") {
+	if lines[0] != jobUID || !strings.Contains(out, "NoNewPrivs:\t1\n") || !strings.Contains(out, "CapEff:\t0000000000000000\n") || !strings.Contains(out, "oom_score_adj 0\n") {
 		t.Fatalf("the job did not run as joblet-job (uid %s) without privileges:\n%s", jobUID, out)
 	}
 	checkJobCgroups(t, out, id)
@@ -248,6 +248,16 @@ func (m *machine) checkHardening(t *testing.T, pid int, unit map[string][]string
 			t.Fatalf("the service's /proc/%d/status lacks %q:\n%s", pid, w, status)
 		}
 	}
+	// systemd sets OOMScoreAdjust= when it may lower a score
+	// (CAP_SYS_RESOURCE), and otherwise leaves it, as in a container
+	// without that capability (this test's, when its host lacks it).
+	want := strings.Join(unit["OOMScoreAdjust"], "")
+	if st, _ := os.ReadFile("/proc/self/status"); !hasCap(string(st), 24) { // CAP_SYS_RESOURCE
+		want = "0"
+	}
+	if adj := strings.TrimSpace(m.mustRun(t, "cat", "/proc/"+p+"/oom_score_adj").Stdout); adj != want {
+		t.Fatalf("the service's oom_score_adj is %s, want %s (the unit says %v)", adj, want, unit["OOMScoreAdjust"])
+	}
 	seen := []string{}
 	for _, l := range strings.Split(status, "\n") {
 		if k, _, _ := strings.Cut(l, ":"); k == "Uid" || strings.HasPrefix(k, "Cap") || k == "NoNewPrivs" || k == "Seccomp" {
@@ -334,4 +344,15 @@ func infoIssuer(t *testing.T, info string) string {
 		t.Fatalf("rnx info names no issuer:\n%s", info)
 	}
 	return m[1]
+}
+
+// hasCap reports whether a /proc/PID/status text's CapEff holds capability bit.
+func hasCap(status string, bit uint) bool {
+	for _, l := range strings.Split(status, "\n") {
+		if v, ok := strings.CutPrefix(l, "CapEff:"); ok {
+			n, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+			return err == nil && n&(1<<bit) != 0
+		}
+	}
+	return false
 }

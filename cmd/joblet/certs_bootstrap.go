@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -55,7 +56,7 @@ func (c *cli) bootstrapCmd() *cobra.Command {
 		if rs.Instance != nil {
 			o.FallbackNodeID = rs.Instance.ID
 		}
-		return runBootstrap(ctx, o, f.asJSON, c.stdout)
+		return runBootstrap(ctx, o, f.asJSON, c.stdout, c.stderr)
 	}
 	return cmd
 }
@@ -111,7 +112,7 @@ func addBootFlags(fs *pflag.FlagSet, set storeSet) *bootFlags {
 	fs.BoolVar(&f.asJSON, "json", false, "print the result as JSON")
 	settingsFlag(fs, &f.settings)
 	fs.StringVar(&f.pin, "ca-fingerprint", config.EnvOr("JOBLET_CA_FINGERPRINT", ""), "SHA-256 fingerprint of the fleet's root CA certificate, as `joblet certs init` prints it (hex, colons and `sha256:` optional): a store whose root is another is refused, nothing written (env JOBLET_CA_FINGERPRINT)")
-	fs.BoolVar(&f.reconfigure, "reconfigure", false, "allow a re-run to move this node's listen address or port, or drop a name from its server certificate; without it such a run is refused (settings not given are kept from the node's config)")
+	fs.BoolVar(&f.reconfigure, "reconfigure", false, "allow a re-run to move this node's listen address or port, change its node id, or drop or add a name of its server certificate; without it such a run is refused (settings not given are kept from the node's config)")
 	fs.BoolVar(&f.moveNode, "move-node", false, "move this node to a fleet whose CA it does not trust (its configs are replaced); without it such a run is refused")
 	return f
 }
@@ -187,10 +188,15 @@ type bootOptions struct {
 	certs.BootstrapOptions
 }
 
-func runBootstrap(ctx context.Context, o bootOptions, asJSON bool, stdout io.Writer) error {
+func runBootstrap(ctx context.Context, o bootOptions, asJSON bool, stdout, stderr io.Writer) error {
 	res, err := o.Fleet.Bootstrap(ctx, o.BootstrapOptions)
 	if err != nil {
 		return err
+	}
+	if len(res.AddedNames) > 0 {
+		// Never silent, --json or not: the certificate may now be
+		// presented as these names.
+		fmt.Fprintf(stderr, "joblet: the server certificate now also carries %s (--reconfigure)\n", strings.Join(res.AddedNames, ", "))
 	}
 	if asJSON {
 		return printJSON(stdout, res)

@@ -54,7 +54,7 @@ func (c *cli) exportCmd() *cobra.Command {
 			fmt.Fprintf(c.stdout, "exported the shared certificates from %s into %s\n", src.Desc, root)
 		}
 		o.Store, o.StoreDesc, o.Mode, o.StoreRef = dst, "directory store "+root, config.ModeEmbedded, config.StoreRef{Kind: config.ModeDir, Dir: root}
-		return runBootstrap(ctx, o, f.asJSON, c.stdout)
+		return runBootstrap(ctx, o, f.asJSON, c.stdout, c.stderr)
 	}
 	return cmd
 }

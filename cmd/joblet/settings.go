@@ -12,7 +12,8 @@ import (
 
 // settingVars are the environment variables of the flags a settings file
 // may set, in the order they are read: the same names the flags' help and
-// /etc/default/joblet use.
+// /etc/default/joblet use. With FORCE_REGENERATE (refused unless false)
+// they are the only variables a settings file may set (knownSettings).
 var settingVars = []struct {
 	flag string
 	vars []string
@@ -37,6 +38,15 @@ var settingVars = []struct {
 	{"ca-fingerprint", []string{"JOBLET_CA_FINGERPRINT"}},
 }
 
+// knownSettings are the variables a settings file may set.
+func knownSettings() []string {
+	var known []string
+	for _, s := range settingVars {
+		known = append(known, s.vars...)
+	}
+	return append(known, "FORCE_REGENERATE")
+}
+
 // applySettings reads a settings file (the unit's EnvironmentFile) as the
 // unit does, into the environment, where a variable already set keeps its
 // value; then every flag the command line did not set takes its variable.
@@ -44,7 +54,7 @@ var settingVars = []struct {
 // node's existing config, then the default. Read only when named: never
 // implicitly on an operator's machine or in tests.
 func applySettings(fs *pflag.FlagSet, path string) error {
-	vals, err := config.ReadSettings(path)
+	vals, err := config.ReadSettings(path, knownSettings())
 	if err != nil {
 		return err
 	}

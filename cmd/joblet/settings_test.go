@@ -3,6 +3,7 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -79,17 +80,17 @@ JOBLET_NODE_ID=from-file
 	// A file systemd and sh would read differently, or one that would
 	// regenerate the CA on every run: refused, naming the line.
 	for body, want := range map[string]string{
-		"JOBLET_SERVER_PORT = 1\n":      "line 1",
-		"A=1\nJOBLET_HOME=$HOME/j\n":    "line 2",
-		"FORCE_REGENERATE=true\n":       "FORCE_REGENERATE=true",
-		"JOBLET_SERVER_PORT=notaport\n": `port "notaport"`,
+		"JOBLET_SERVER_PORT = 1\n":                         "line 1",
+		"USE_SECRETS_MANAGER=false\nJOBLET_HOME=$HOME/j\n": "line 2",
+		"FORCE_REGENERATE=true\n":                          "FORCE_REGENERATE=true",
+		"JOBLET_SERVER_PORT=notaport\n":                    `port "notaport"`,
 	} {
 		os.WriteFile(file, []byte(body), 0o644)
 		code, _, errs := runIn(t, "certs", "bootstrap", "--home", t.TempDir(), "--settings", file)
 		if code != 2 || !strings.Contains(errs, want) {
 			t.Errorf("%q: exit %d, want 2 and %q: %s", body, code, want, errs)
 		}
-		clearVars(t, "A", "JOBLET_SERVER_PORT")
+		clearVars(t, "USE_SECRETS_MANAGER", "JOBLET_SERVER_PORT")
 	}
 }
 
@@ -118,5 +119,86 @@ func TestSettingVarsCoverFlags(t *testing.T) {
 		if !known[strings.TrimSpace(env)] {
 			t.Errorf("--%s reads %s, which settingVars lacks", name, env)
 		}
+	}
+}
+
+// The attacker review's repro: a settings file naming another node id and
+// a balancer's names, given to a re-run on an installed node without
+// --reconfigure, is refused naming both values, nothing written; with
+// --reconfigure it applies and the added names are reported on stderr.
+func TestSettingsFileCannotSilentlyChangeTheNode(t *testing.T) {
+	vars := []string{"JOBLET_SERVER_ADDRESS", "JOBLET_LISTEN_ADDRESS", "JOBLET_SERVER_PORT", "JOBLET_ADDITIONAL_NAMES",
+		"JOBLET_PUBLIC_ADDRESS", "JOBLET_NODE_ID", "JOBLET_METRICS_ADDRESS", "FORCE_REGENERATE", "JOBLET_KEY_TYPE"}
+	clearVars(t, vars...)
+	home := t.TempDir()
+	if code, _, errs := runIn(t, "certs", "bootstrap", "--home", home, "--listen-address", "127.0.0.1",
+		"--server-address", "127.0.0.1", "--port", "50073", "--node-id", "node-1"); code != 0 {
+		t.Fatalf("bootstrap: exit %d: %s", code, errs)
+	}
+	cfgPath := filepath.Join(home, "config", "joblet-config.yml")
+	before, _ := os.ReadFile(cfgPath)
+	file := filepath.Join(t.TempDir(), "settings.test")
+	os.WriteFile(file, []byte("JOBLET_NODE_ID=node-stolen\nJOBLET_ADDITIONAL_NAMES=balancer.example.com,10.9.9.9\n"), 0o644)
+	code, _, errs := runIn(t, "certs", "bootstrap", "--home", home, "--settings", file)
+	if code != 2 || !strings.Contains(errs, "from node-1 to node-stolen") || !strings.Contains(errs, "also carry balancer.example.com, 10.9.9.9") {
+		t.Fatalf("settings changing the node id and names: exit %d: %s", code, errs)
+	}
+	if now, _ := os.ReadFile(cfgPath); string(now) != string(before) {
+		t.Fatal("a refused re-run changed the config")
+	}
+	clearVars(t, vars...)
+	code, _, errs = runIn(t, "certs", "bootstrap", "--home", home, "--settings", file, "--reconfigure", "--json")
+	if code != 0 || !strings.Contains(errs, "now also carries balancer.example.com, 10.9.9.9") {
+		t.Fatalf("--reconfigure: exit %d, stderr: %s", code, errs)
+	}
+	s, err := config.LoadServer(cfgPath)
+	if err != nil || s.Server.NodeID != "node-stolen" {
+		t.Fatalf("--reconfigure did not apply: %v %+v", err, s)
+	}
+	clearVars(t, vars...)
+}
+
+// A settings file sets only the listed settings: any other variable (one
+// that would redirect the run's AWS or HTTP traffic) is refused naming its
+// line and the list, nothing read into the environment. Every variable the
+// packaged /etc/default/joblet documents is accepted.
+func TestSettingsFileRefusesUnknownVariables(t *testing.T) {
+	clearVars(t, "AWS_ENDPOINT_URL", "HTTPS_PROXY", "JOBLET_NODE_ID")
+	file := filepath.Join(t.TempDir(), "settings")
+	for _, v := range []string{"AWS_ENDPOINT_URL=http://127.0.0.1:1", "HTTPS_PROXY=http://127.0.0.1:1"} {
+		os.WriteFile(file, []byte("JOBLET_NODE_ID=n1\n# c\n"+v+"\n"), 0o644)
+		code, _, errs := runIn(t, "certs", "bootstrap", "--home", t.TempDir(), "--settings", file)
+		name, _, _ := strings.Cut(v, "=")
+		if code != 2 || !strings.Contains(errs, "line 3: "+name+" is not a joblet setting") || !strings.Contains(errs, "JOBLET_ADDITIONAL_NAMES") {
+			t.Errorf("%s: exit %d: %s", v, code, errs)
+		}
+		if _, set := os.LookupEnv(name); set {
+			t.Errorf("%s was read into the environment", name)
+		}
+		if _, set := os.LookupEnv("JOBLET_NODE_ID"); set {
+			t.Errorf("a refused file was half applied")
+		}
+	}
+
+	// The packaged file, every line uncommented.
+	b, err := os.ReadFile(filepath.Join("..", "..", "packaging", "joblet.default"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := regexp.MustCompile(`(?m)^#([A-Z][A-Z0-9_]*)=.*$`).FindAllStringSubmatch(string(b), -1)
+	if len(lines) < 15 {
+		t.Fatalf("found %d settings in packaging/joblet.default", len(lines))
+	}
+	var body strings.Builder
+	for _, l := range lines {
+		body.WriteString(strings.TrimPrefix(l[0], "#") + "\n")
+	}
+	os.WriteFile(file, []byte(body.String()), 0o644)
+	vals, err := config.ReadSettings(file, knownSettings())
+	if err != nil {
+		t.Fatalf("the packaged settings file is refused: %v", err)
+	}
+	if len(vals) != len(lines) {
+		t.Fatalf("read %d of %d settings", len(vals), len(lines))
 	}
 }

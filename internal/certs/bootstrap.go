@@ -49,8 +49,9 @@ type BootstrapOptions struct {
 	// Given marks the node settings this run gives even when empty (an
 	// explicit empty value clears one); a non-empty field is given anyway.
 	// The others are kept from the node's config (keep.go). Reconfigure
-	// allows a given change that moves the node's address or port or drops
-	// a name from its certificate; without it such a re-run is refused.
+	// allows a given change that moves the node's address or port, changes
+	// its node id, or drops or adds a name of its certificate; without it
+	// such a re-run is refused.
 	Given       NodeSetting
 	Reconfigure bool
 
@@ -101,6 +102,9 @@ type Result struct {
 	Items    []Item           `json:"certificates"`
 	Files    []string         `json:"files"`
 	Warnings []string         `json:"warnings,omitempty"`
+	// AddedNames are the names this re-run (--reconfigure) added to the
+	// node's server certificate: the command reports them on stderr.
+	AddedNames []string `json:"addedNames,omitempty"`
 	// CAKMSKey is the ARN of the KMS key that holds the CA's private key
 	// (KMS mode), empty when the key is in the store.
 	CAKMSKey string `json:"caKmsKey,omitempty"`
@@ -177,7 +181,8 @@ func (fl *Fleet) Bootstrap(ctx context.Context, o BootstrapOptions) (*Result, er
 		return nil, err
 	}
 	lifetime := fl.ServerLifetime
-	if err := o.keep(srvCfg, &lifetime); err != nil {
+	added, err := o.keep(srvCfg, &lifetime)
+	if err != nil {
 		return nil, err
 	}
 	if lifetime != 0 {
@@ -189,7 +194,7 @@ func (fl *Fleet) Bootstrap(ctx context.Context, o BootstrapOptions) (*Result, er
 		return nil, err
 	}
 
-	res := &Result{Mode: o.Mode, Store: f.StoreDesc, Prefix: f.Prefix}
+	res := &Result{Mode: o.Mode, Store: f.StoreDesc, Prefix: f.Prefix, AddedNames: added}
 	if lifetime == 0 && o.Mode != config.ModeEmbedded {
 		// Renewal is automatic in a shared store: server certificates
 		// live days, not a year (pki.DefaultFleetServerLifetime).

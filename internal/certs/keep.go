@@ -22,6 +22,7 @@ const (
 	GivenPublicAddress
 	GivenAdditionalNames
 	GivenServerLifetime
+	GivenNodeID
 )
 
 // given reports whether this run gives setting s: its bit in Given, or a
@@ -41,20 +42,26 @@ func (o *BootstrapOptions) given(s NodeSetting) bool {
 		return o.PublicAddress != ""
 	case GivenAdditionalNames:
 		return o.AdditionalNames != nil
+	case GivenNodeID:
+		return o.NodeID != ""
 	}
 	return false
 }
 
 // keep fills the node settings this run does not give from the node's
 // existing config (a re-run never silently changes a node), and refuses a
-// given change that would move the node's listen address or port, or drop
-// a name its server certificate carries (clients, a balancer's health
-// checks, other nodes' configs reach it by them), unless Reconfigure. It
-// runs before anything is read or written. lifetime is the fleet's server
-// lifetime, kept the same way.
-func (o *BootstrapOptions) keep(old *config.Server, lifetime *time.Duration) error {
+// given change that would move the node's listen address or port, change
+// its node id (job IDs name it: internal/jobid routes by it), or change the
+// names its server certificate carries: dropping one cuts off the clients,
+// balancer health checks and other nodes' configs that reach it by it;
+// adding one widens what the certificate may be presented as (a settings
+// file naming someone else's balancer). Either needs Reconfigure. It runs
+// before anything is read or written. lifetime is the fleet's server
+// lifetime, kept the same way. added are the names this run adds to the
+// certificate (allowed by Reconfigure), for the caller to report.
+func (o *BootstrapOptions) keep(old *config.Server, lifetime *time.Duration) (added []string, err error) {
 	if old == nil {
-		return nil
+		return nil, nil
 	}
 	var refused []string
 	if !o.given(GivenListenAddress) {
@@ -66,6 +73,12 @@ func (o *BootstrapOptions) keep(old *config.Server, lifetime *time.Duration) err
 		o.Port = old.Server.Port
 	} else if o.Port != old.Server.Port {
 		refused = append(refused, fmt.Sprintf("the port would move from %d to %d", old.Server.Port, o.Port))
+	}
+	if !o.given(GivenNodeID) {
+		o.NodeID = old.Server.NodeID
+	} else if o.NodeID != old.Server.NodeID && old.Server.NodeID != "" {
+		refused = append(refused, fmt.Sprintf("the node id would change from %s to %s (its jobs' IDs name %s: they could no longer be routed to it)",
+			old.Server.NodeID, o.NodeID, old.Server.NodeID))
 	}
 	recorded := old.Server.ServerAddress != "" || old.Server.PublicAddress != "" || old.Server.AdditionalNames != nil
 	if !o.given(GivenServerAddress) && old.Server.ServerAddress != "" {
@@ -93,31 +106,46 @@ func (o *BootstrapOptions) keep(old *config.Server, lifetime *time.Duration) err
 			*lifetime = d
 		}
 	}
-	if o.Reconfigure {
-		return nil
-	}
 	if len(oldNames) > 0 {
-		sans, err := o.serverSANs()
+		// The names the certificate will carry, defaults (the primary
+		// IP) included, as Bootstrap computes them after keep.
+		d := *o
+		d.defaults()
+		sans, err := d.serverSANs()
 		if err != nil {
-			return err
+			return nil, err
 		}
 		newNames := sanNames(sans)
+		// A name the node's config already records but its certificate
+		// lacks (`certs status` flags it) is no widening: the re-run that
+		// status advises adds it back.
+		known := append(append([]string{}, oldNames...), MissingNames(old)...)
 		var dropped []string
 		for _, n := range oldNames {
 			if !slices.Contains(newNames, n) {
 				dropped = append(dropped, n)
 			}
 		}
-		if len(dropped) > 0 {
+		for _, n := range newNames {
+			if !slices.Contains(known, n) {
+				added = append(added, n)
+			}
+		}
+		if len(dropped) > 0 && !o.Reconfigure {
 			refused = append(refused, fmt.Sprintf("the server certificate would lose %s (now: %s; this run: %s)",
 				strings.Join(dropped, ", "), strings.Join(oldNames, ", "), strings.Join(newNames, ", ")))
 		}
+		if len(added) > 0 && !o.Reconfigure {
+			refused = append(refused, fmt.Sprintf("the server certificate would also carry %s (now: %s; this run: %s)",
+				strings.Join(added, ", "), strings.Join(oldNames, ", "), strings.Join(newNames, ", ")))
+		}
 	}
-	if len(refused) == 0 {
-		return nil
+	if len(refused) == 0 || o.Reconfigure {
+		return added, nil
 	}
-	return fmt.Errorf("%w: this re-run would change how the node is reached: %s. Nothing was written. Settings not given are kept from %s; "+
-		"pass --reconfigure to make this change on purpose (clients and balancers that use the old values stop reaching the node)",
+	return nil, fmt.Errorf("%w: this re-run would change the node: %s. Nothing was written. Settings not given are kept from %s; "+
+		"pass --reconfigure to make this change on purpose (clients and balancers that use the old values stop reaching the node; "+
+		"a name added is one the node's certificate may be presented as)",
 		ErrUsage, strings.Join(refused, "; "), "its joblet-config.yml")
 }
 

@@ -78,10 +78,24 @@ func TestRerunKeepsNodeSettings(t *testing.T) {
 	if now, _ := os.ReadFile(cfgPath); string(now) != string(old) {
 		t.Fatal("a refused re-run changed the config")
 	}
-	// Adding a name is no change of how the node is reached.
+	// Adding a name widens what the certificate may be presented as:
+	// refused too, naming it, unless --reconfigure, which reports it.
 	more := bare
 	more.AdditionalNames = []string{"node1.internal", "node1.example"}
-	bootstrap(t, more)
+	_, err = boot(context.Background(), more)
+	if err == nil || !strings.Contains(err.Error(), "also carry node1.example") || !strings.Contains(err.Error(), "--reconfigure") {
+		t.Fatalf("adding a name: %v", err)
+	}
+	if now, _ := os.ReadFile(cfgPath); string(now) != string(old) {
+		t.Fatal("a refused re-run changed the config")
+	}
+	more.Reconfigure = true
+	if res := bootstrap(t, more); !slices.Equal(res.AddedNames, []string{"node1.example"}) {
+		t.Fatalf("added names reported: %v", res.AddedNames)
+	}
+	if names := certNames(t, o.Home); !slices.Contains(names, "node1.example") {
+		t.Fatalf("reconfigured names: %v", names)
+	}
 	// On purpose: done.
 	fewer.Reconfigure = true
 	bootstrap(t, fewer)
@@ -133,5 +147,54 @@ func TestRerunKeepsLegacyNamesAndStatusFlagsMissing(t *testing.T) {
 	}
 	if !found || rep.Level < certs.Attention {
 		t.Fatalf("status does not flag the missing name (level %d): %+v", rep.Level, rep.Certificates)
+	}
+}
+
+// The attacker review's repro: a settings file naming another node id and
+// a balancer's names, on an installed node, without --reconfigure. The
+// node id is kept unless given; a given other id or added names are
+// refused naming both values, nothing written; with --reconfigure they
+// apply and the added names are reported.
+func TestRerunRefusesNodeIDChangeAndWidening(t *testing.T) {
+	st := storetest.NewMemoryStore()
+	o := opts(t, st)
+	o.NodeID = "node-1"
+	bootstrap(t, o)
+	cfgPath := filepath.Join(o.Home, "config", "joblet-config.yml")
+	before, _ := os.ReadFile(cfgPath)
+
+	kept := opts(t, st)
+	kept.Home = o.Home
+	if res := bootstrap(t, kept); res.NodeID != "node-1" || len(res.AddedNames) != 0 {
+		t.Fatalf("a re-run not given the node id: %s, added %v", res.NodeID, res.AddedNames)
+	}
+	before, _ = os.ReadFile(cfgPath)
+
+	stolen := kept
+	stolen.NodeID = "node-stolen"
+	stolen.AdditionalNames = []string{"balancer.example.com", "10.9.9.9"}
+	_, err := boot(context.Background(), stolen)
+	for _, want := range []string{"from node-1 to node-stolen", "also carry balancer.example.com, 10.9.9.9", "--reconfigure"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Fatalf("want %q in the refusal: %v", want, err)
+		}
+	}
+	if now, _ := os.ReadFile(cfgPath); string(now) != string(before) {
+		t.Fatal("a refused re-run changed the config")
+	}
+	// The same node id, given: no change.
+	same := kept
+	same.NodeID = "node-1"
+	bootstrap(t, same)
+
+	stolen.Reconfigure = true
+	res := bootstrap(t, stolen)
+	srv, _ := config.LoadServer(cfgPath)
+	if res.NodeID != "node-stolen" || srv.Server.NodeID != "node-stolen" {
+		t.Fatalf("--reconfigure: node id %s / %s", res.NodeID, srv.Server.NodeID)
+	}
+	slices.Sort(res.AddedNames)
+	if !slices.Equal(res.AddedNames, []string{"10.9.9.9", "balancer.example.com"}) {
+		t.Fatalf("added names reported: %v", res.AddedNames)
 	}
 }

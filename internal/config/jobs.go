@@ -24,6 +24,9 @@ func (j Jobs) Validate() error {
 	if _, _, err := j.Memory(); err != nil {
 		return err
 	}
+	if _, err := ParseBytes(j.MemoryTotal); err != nil {
+		return fmt.Errorf("jobs.memoryTotal: %w", err)
+	}
 	if _, _, err := j.Disk(); err != nil {
 		return err
 	}

@@ -140,6 +140,7 @@ type Jobs struct {
 	Dir             string `yaml:"dir,omitempty"`     // the jobs' work dirs
 	MemoryDefault   string `yaml:"memoryDefault,omitempty"`
 	MemoryMax       string `yaml:"memoryMax,omitempty"`
+	MemoryTotal     string `yaml:"memoryTotal,omitempty"` // all jobs together; default 75% of the node's RAM
 	DiskDefault     string `yaml:"diskDefault,omitempty"` // a job's files (work dir, /tmp): a tmpfs of this size
 	DiskMax         string `yaml:"diskMax,omitempty"`
 	CPUDefault      int    `yaml:"cpuDefault,omitempty"`

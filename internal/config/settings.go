@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"regexp"
+	"slices"
 	"strings"
 )
 
@@ -19,8 +20,11 @@ var settingLine = regexp.MustCompile(`^(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)=(.
 // EnvironmentFile and sh agree on: VAR=value lines, blank lines and #
 // comments, a value optionally in single or double quotes. Anything else is
 // an error naming the line, so that a file the unit would read differently
-// is refused rather than half applied.
-func ReadSettings(path string) (map[string]string, error) {
+// is refused rather than half applied. A variable not in known is refused
+// too, naming its line and the list: the file is read into the
+// environment, where a stray AWS_ENDPOINT_URL or HTTPS_PROXY would redirect
+// the run's store traffic.
+func ReadSettings(path string, known []string) (map[string]string, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("%w: settings file: %w", ErrUsage, err)
@@ -35,6 +39,9 @@ func ReadSettings(path string) (map[string]string, error) {
 		m := settingLine.FindStringSubmatch(line)
 		if m == nil {
 			return nil, fmt.Errorf("%w: %s line %d: %q is not VAR=value (no spaces around '=')", ErrUsage, path, n, line)
+		}
+		if !slices.Contains(known, m[1]) {
+			return nil, fmt.Errorf("%w: %s line %d: %s is not a joblet setting; a settings file may set only %s", ErrUsage, path, n, m[1], strings.Join(known, ", "))
 		}
 		v := m[2]
 		if len(v) >= 2 && (v[0] == '"' || v[0] == '\'') && v[len(v)-1] == v[0] {

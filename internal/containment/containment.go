@@ -63,6 +63,10 @@ type Spec struct {
 	// read-only tmpfs mounts, files read as /dev/null.
 	Hide   []string
 	Limits Limits
+	// JobsMemory limits the memory of all jobs together (their parent
+	// cgroup), so that jobs filling their tmpfs cannot take the node's
+	// RAM from the server; 0 leaves the parent's limit as it is.
+	JobsMemory int64
 }
 
 // Exit is how a process ended.

@@ -1,12 +1,15 @@
 package jobs
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -183,5 +186,30 @@ func TestContainedDiskLimitIsENOSPC(t *testing.T) {
 		if kib, _ := strconv.ParseInt(f[len(f)-1], 10, 64); kib > tc.want || kib < tc.want*9/10 {
 			t.Errorf("limit %+v: the job wrote %d KiB, want about %d", tc.lim, kib, tc.want)
 		}
+	}
+}
+
+// All jobs together are bounded by jobs.memoryTotal: by default 75% of the
+// node's RAM (read once, at New), and the server warns at start when
+// maxRunning jobs at memoryMax need more.
+func TestMemoryTotalDefaultAndWarning(t *testing.T) {
+	var si syscall.Sysinfo_t
+	if err := syscall.Sysinfo(&si); err != nil {
+		t.Fatal(err)
+	}
+	ram := int64(si.Totalram) * int64(si.Unit)
+	m := contained(t, Options{})
+	if got := m.opts.MemoryTotal; got != ram*DefaultMemoryShare/100 {
+		t.Fatalf("default memoryTotal %d, want 75%% of %d", got, ram)
+	}
+	var log bytes.Buffer
+	contained(t, Options{MaxRunning: 4, Max: Limits{MemoryBytes: 1 << 30}, MemoryTotal: 2 << 30, Log: slog.New(slog.NewTextHandler(&log, nil))})
+	if !strings.Contains(log.String(), "level=WARN") || !strings.Contains(log.String(), `together="4 GiB" memoryTotal="2 GiB"`) {
+		t.Fatalf("no warning for 4 x 1 GiB over a 2 GiB total:\n%s", log.String())
+	}
+	log.Reset()
+	contained(t, Options{MaxRunning: 2, Max: Limits{MemoryBytes: 1 << 30}, MemoryTotal: 2 << 30, Log: slog.New(slog.NewTextHandler(&log, nil))})
+	if strings.Contains(log.String(), "memoryTotal") {
+		t.Fatalf("a warning for 2 x 1 GiB within a 2 GiB total:\n%s", log.String())
 	}
 }

@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/ehsaniara/joblet/internal/config"
@@ -54,8 +56,11 @@ type Options struct {
 	Hide []string
 	// Default applies to a request that sets no limit; Max caps what a
 	// request may ask for (0: the default is also the ceiling).
-	Default, Max    Limits
-	MaxRunning      int // jobs running at once
+	Default, Max Limits
+	MaxRunning   int // jobs running at once
+	// MemoryTotal limits the memory of all running jobs together (their
+	// parent cgroup); default DefaultMemoryShare of the node's RAM.
+	MemoryTotal     int64
 	MaxKept         int // finished jobs kept; the oldest go with their output and work dir
 	MaxRequestBytes int // command + args + env of one request
 	OutputBytes     int // output kept per job
@@ -76,13 +81,35 @@ const (
 	DefaultCPUPercent      = 100
 	DefaultMaxProcs        = 256
 	DefaultDisk            = 256 << 20
+	// DefaultMemoryShare is the percentage of the node's RAM all jobs
+	// together may use: the rest keeps the server and the system alive.
+	DefaultMemoryShare = 75
 )
+
+// machineMemory is the node's RAM (MemTotal), 0 when unknown (no limit).
+func machineMemory() int64 {
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "MemTotal:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
+			if err != nil {
+				return 0
+			}
+			return kb << 10
+		}
+	}
+	return 0
+}
 
 func (o *Options) fill() {
 	o.Isolation = cmpOr(o.Isolation, IsolationFull)
 	o.Network = cmpOr(o.Network, NetworkNone)
 	o.JobsDir = cmpOr(o.JobsDir, filepath.Join(os.TempDir(), "joblet-jobs"))
 	o.MaxRunning = cmpOr(o.MaxRunning, DefaultMaxRunning)
+	o.MemoryTotal = cmpOr(o.MemoryTotal, machineMemory()*DefaultMemoryShare/100)
 	o.MaxKept = cmpOr(o.MaxKept, DefaultMaxKept)
 	o.MaxRequestBytes = cmpOr(o.MaxRequestBytes, DefaultMaxRequestBytes)
 	o.OutputBytes = cmpOr(o.OutputBytes, DefaultOutputBytes)
@@ -140,6 +167,10 @@ func New(o Options) (*Manager, error) {
 	if o.Isolation == IsolationNone {
 		return m, nil
 	}
+	if all := int64(o.MaxRunning) * o.Max.MemoryBytes; o.MemoryTotal > 0 && all > o.MemoryTotal {
+		o.Log.Warn("jobs.maxRunning jobs at jobs.memoryMax need more memory than all jobs may use together: when they do, the kernel kills a job's process at jobs.memoryTotal",
+			"maxRunning", o.MaxRunning, "memoryMax", config.SizeText(o.Max.MemoryBytes), "together", config.SizeText(all), "memoryTotal", config.SizeText(o.MemoryTotal))
+	}
 	m.hide = append([]string{"/root", o.JobsDir}, o.Hide...)
 	if h, err := os.UserHomeDir(); err == nil && h != "/" {
 		m.hide = append(m.hide, h)
@@ -193,7 +224,7 @@ func (m *Manager) Isolation() string {
 func (m *Manager) spec(id, dir string, r *Request, lim Limits) containment.Spec {
 	s := containment.Spec{ID: id, Isolation: m.opts.Isolation, WorkDir: dir, UID: m.uid, GID: m.gid,
 		Network: m.opts.Network, Hide: m.hide, Limits: containment.Limits{MemoryBytes: lim.MemoryBytes,
-			CPUPercent: lim.CPUPercent, MaxProcs: lim.MaxProcs, DiskBytes: lim.DiskBytes}}
+			CPUPercent: lim.CPUPercent, MaxProcs: lim.MaxProcs, DiskBytes: lim.DiskBytes}, JobsMemory: m.opts.MemoryTotal}
 	if r != nil {
 		s.Path, s.Args, s.Env = r.Command, r.Args, r.Env
 	}

@@ -31,8 +31,9 @@ type cgroup interface {
 }
 
 // groupBase is the directory, below the server's own cgroup, that holds
-// one group per job.
-const groupBase = "joblet-jobs"
+// one group per job. A variable so that a test can give its jobs a parent
+// of their own (other test processes may share its cgroup).
+var groupBase = "joblet-jobs"
 
 // hierarchy is one mounted cgroup hierarchy: where it is mounted and the
 // server's own group in it (from /proc/self/cgroup).
@@ -132,16 +133,18 @@ func checkCgroups() error {
 	return nil
 }
 
-// newCgroup creates the job's group(s) and applies lim.
-func newCgroup(id string, lim Limits) (cgroup, error) {
+// newCgroup creates the job's group(s) and applies lim; total, when set,
+// is the memory limit of the jobs' parent group (groupBase): each job is
+// bounded, but maxRunning of them are not, and the server must outlive them.
+func newCgroup(id string, lim Limits, total int64) (cgroup, error) {
 	l, err := readLayout()
 	if err != nil {
 		return nil, err
 	}
 	if l.pure {
-		return newV2(l, id, lim)
+		return newV2(l, id, lim, total)
 	}
-	return newV1(l, id, lim)
+	return newV1(l, id, lim, total)
 }
 
 func writeFile(path, v string) error {

@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -16,7 +17,7 @@ type v1 struct {
 	dirs map[string]string // controller -> the job's group
 }
 
-func newV1(l layout, id string, lim Limits) (cgroup, error) {
+func newV1(l layout, id string, lim Limits, total int64) (cgroup, error) {
 	g := &v1{dirs: map[string]string{}}
 	for _, c := range v1Controllers {
 		h, ok := l.v1[c]
@@ -29,6 +30,18 @@ func newV1(l layout, id string, lim Limits) (cgroup, error) {
 			return nil, fmt.Errorf("cgroup: create %s: %w", dir, err)
 		}
 		g.dirs[c] = dir
+	}
+	if total > 0 {
+		// The parent's limit covers its children: v1 memory is
+		// hierarchical (memory.use_hierarchy, 1 by default and always
+		// on since Linux 5.x).
+		if err := writeFile(filepath.Join(filepath.Dir(g.dirs["memory"]), "memory.limit_in_bytes"), strconv.FormatInt(total, 10)); err != nil {
+			_ = g.remove()
+			if errors.Is(err, syscall.EBUSY) {
+				return nil, fmt.Errorf("%w: the jobs use more memory than jobs.memoryTotal now; raise it, or wait for jobs to end", err)
+			}
+			return nil, err
+		}
 	}
 	if err := g.limit(lim); err != nil {
 		_ = g.remove()

@@ -72,12 +72,17 @@ func enableV2(base string) error {
 	return writeFile(filepath.Join(jobs, "cgroup.subtree_control"), ctl)
 }
 
-func newV2(l layout, id string, lim Limits) (cgroup, error) {
+func newV2(l layout, id string, lim Limits, total int64) (cgroup, error) {
 	if err := checkV2(l); err != nil {
 		return nil, err
 	}
 	if err := enableV2(filepath.Join(l.v2.mount, l.v2.self)); err != nil {
 		return nil, err
+	}
+	if total > 0 {
+		if err := writeFile(filepath.Join(l.v2.mount, l.v2.self, groupBase, "memory.max"), strconv.FormatInt(total, 10)); err != nil {
+			return nil, err
+		}
 	}
 	g := &v2{dir: l.v2.jobDir(id)}
 	if err := os.Mkdir(g.dir, 0o755); err != nil {

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -237,6 +238,51 @@ func TestMemoryLimitKillsAndSaysSo(t *testing.T) {
 	out, e := run(t, s)
 	if !e.OOMKilled || e.Code == 0 {
 		t.Fatalf("exit %+v, want killed at the memory limit\n%s", e, out)
+	}
+}
+
+// All jobs together are bounded by their parent group's limit
+// (JobsMemory), set where the parent is created, v1 or v2: a job within its
+// own limit is killed at the parent's.
+func TestJobsMemoryLimitsTheParentGroup(t *testing.T) {
+	l, err := readLayout()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A parent of this test's own: other test processes (internal/jobs)
+	// may run jobs in the same cgroup's joblet-jobs at the same time.
+	old := groupBase
+	groupBase = fmt.Sprintf("joblet-jobs-t%d", os.Getpid())
+	hs := []hierarchy{}
+	if l.v2 != nil {
+		hs = append(hs, *l.v2)
+	}
+	for _, h := range l.v1 {
+		hs = append(hs, h)
+	}
+	t.Cleanup(func() {
+		for _, h := range hs {
+			_ = removeDir(filepath.Join(h.mount, h.self, groupBase))
+		}
+		groupBase = old
+	})
+	file := filepath.Join(l.v1["memory"].mount, l.v1["memory"].self, groupBase, "memory.limit_in_bytes")
+	if l.pure {
+		file = filepath.Join(l.v2.mount, l.v2.self, groupBase, "memory.max")
+	}
+	const total = 48 << 20
+	s := spec(t, `x=aaaaaaaaaaaaaaaa; while :; do x=$x$x; done`)
+	s.Limits.MemoryBytes, s.JobsMemory = 512<<20, total
+	out, e := run(t, s)
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.TrimSpace(string(b)); got != strconv.Itoa(total) {
+		t.Fatalf("%s is %s, want %d", file, got, total)
+	}
+	if !e.OOMKilled || e.Code == 0 {
+		t.Fatalf("exit %+v, want killed at the jobs' total (%d bytes), below its own limit\n%s", e, total, out)
 	}
 }
 
@@ -477,4 +523,35 @@ func TestMinimalDev(t *testing.T) {
 	}
 	host, _ := os.ReadDir("/dev")
 	reliability.Record(t, "jobs", "a job lists and uses /dev", fmt.Sprintf("%d entries (the host's /dev has %d): %s; /dev/null and /dev/urandom work; nothing can be added", len(got), len(host), lines[0]))
+}
+
+// The job user the sandbox creates has the attributes the package's postinst
+// gives it (home /nonexistent, no login shell): one useradd line for both.
+func TestJobUserAttributes(t *testing.T) {
+	postinst, err := os.ReadFile(filepath.Join("..", "..", "packaging", "scripts", "postinstall.sh"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if line := "useradd " + strings.Join(jobUserAdd, " ") + " " + DefaultUser + "\n"; !strings.Contains(string(postinst), line) {
+		t.Fatalf("packaging/scripts/postinstall.sh does not create the job user with %q", line)
+	}
+	name := fmt.Sprintf("jbt%d", os.Getpid()%100000)
+	if out, err := createUser(name); err != nil {
+		t.Fatalf("useradd: %v: %s", err, out)
+	}
+	t.Cleanup(func() { _ = exec.Command("userdel", name).Run() })
+	u, err := user.Lookup(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u.HomeDir != "/nonexistent" {
+		t.Fatalf("the job user's home is %s, want /nonexistent", u.HomeDir)
+	}
+	if _, err := os.Stat(u.HomeDir); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("%s exists: %v", u.HomeDir, err)
+	}
+	passwd, _ := os.ReadFile("/etc/passwd")
+	if !strings.Contains(string(passwd), name+":x:"+u.Uid+":"+u.Gid+"::/nonexistent:/usr/sbin/nologin\n") {
+		t.Fatalf("/etc/passwd has no system user %s with home /nonexistent and shell nologin", name)
+	}
 }

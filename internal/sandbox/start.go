@@ -51,7 +51,7 @@ func startContained(spec Spec, stdout, stderr io.Writer) (p *Process, err error)
 	if lim.MaxProcs > 0 {
 		lim.MaxProcs += initTasks
 	}
-	cg, err := newCgroup(spec.ID, lim)
+	cg, err := newCgroup(spec.ID, lim, spec.JobsMemory)
 	if err != nil {
 		return nil, err
 	}
@@ -120,6 +120,15 @@ func startContained(spec Spec, stdout, stderr io.Writer) (p *Process, err error)
 	// outside its limits.
 	if err := cg.add(cmd.Process.Pid); err != nil {
 		return abort(err)
+	}
+	// The server may be shielded from the OOM killer (the unit's
+	// OOMScoreAdjust=-500), which children inherit: a job goes back to the
+	// default, so that at the node's limit the kernel picks a job first.
+	// Only raised (always permitted), never lowered (CAP_SYS_RESOURCE).
+	if b, _ := os.ReadFile("/proc/self/oom_score_adj"); strings.HasPrefix(strings.TrimSpace(string(b)), "-") {
+		if err := os.WriteFile(fmt.Sprintf("/proc/%d/oom_score_adj", cmd.Process.Pid), []byte("0"), 0); err != nil {
+			return abort(fmt.Errorf("sandbox: reset the job's oom_score_adj: %w", err))
+		}
 	}
 	if _, err := goW.Write([]byte{1}); err != nil {
 		return abort(fmt.Errorf("sandbox: release init: %w", err))

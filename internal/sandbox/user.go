@@ -11,6 +11,16 @@ import (
 // DefaultUser is the system user jobs run as unless jobs.user says otherwise.
 const DefaultUser = "joblet-job"
 
+// jobUserAdd are useradd's options for DefaultUser: a system user with no
+// home (/nonexistent, as Debian's nobody) and no login shell. The package's
+// postinst creates it with the same line (TestJobUserAttributes compares).
+var jobUserAdd = []string{"--system", "--no-create-home", "--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin"}
+
+// createUser makes the system user name with jobUserAdd.
+func createUser(name string) ([]byte, error) {
+	return exec.Command("useradd", append(append([]string{}, jobUserAdd...), name)...).CombinedOutput()
+}
+
 // JobUser resolves name (DefaultUser when empty) to a uid and gid that are
 // never 0. The default user is created when missing; if that fails, jobs
 // run as nobody and note says so for the caller to log.
@@ -20,7 +30,7 @@ func JobUser(name string) (uid, gid int, note string, err error) {
 	}
 	u, err := user.Lookup(name)
 	if _, missing := err.(user.UnknownUserError); missing && name == DefaultUser {
-		out, cerr := exec.Command("useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name).CombinedOutput()
+		out, cerr := createUser(name)
 		if cerr == nil {
 			u, err = user.Lookup(name)
 			note = fmt.Sprintf("created system user %s for jobs", name)

@@ -2,6 +2,7 @@ package server
 
 import (
 	"cmp"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -24,6 +25,10 @@ func newJobs(cfg *config.Server, configPath string, log *slog.Logger) (*jobs.Man
 	memDef, memMax, err := j.Memory()
 	if err != nil {
 		return nil, err
+	}
+	memTotal, err := config.ParseBytes(j.MemoryTotal)
+	if err != nil {
+		return nil, fmt.Errorf("jobs.memoryTotal: %w", err)
 	}
 	diskDef, diskMax, err := j.Disk()
 	if err != nil {
@@ -49,7 +54,7 @@ func newJobs(cfg *config.Server, configPath string, log *slog.Logger) (*jobs.Man
 		JobsDir: cmp.Or(j.Dir, filepath.Join(home, "jobs")), Hide: hide,
 		Default:    jobs.Limits{MemoryBytes: memDef, CPUPercent: j.CPUDefault, MaxProcs: j.ProcsDefault, DiskBytes: diskDef},
 		Max:        jobs.Limits{MemoryBytes: memMax, CPUPercent: j.CPUMax, MaxProcs: j.ProcsMax, DiskBytes: diskMax},
-		MaxRunning: j.MaxRunning, MaxKept: j.MaxKept, MaxRequestBytes: j.MaxRequestBytes,
+		MaxRunning: j.MaxRunning, MemoryTotal: memTotal, MaxKept: j.MaxKept, MaxRequestBytes: j.MaxRequestBytes,
 		OutputBytes: cmp.Or(j.LogBufferBytes, config.DefaultLogBufferBytes), Grace: grace, Log: log,
 		Node: cfg.Server.NodeID,
 	})

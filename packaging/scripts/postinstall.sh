@@ -14,7 +14,8 @@ set -e
 # The unprivileged user jobs run as by default (jobs.user). Created here,
 # where writing /etc/passwd is expected: the service itself cannot
 # (ProtectSystem=strict makes /etc read-only for it). Kept on purge, as
-# system users are, so that files a job left keep a known owner.
+# system users are, so that files a job left keep a known owner. The same
+# line as the sandbox's when it creates the user (internal/sandbox/user.go).
 if ! getent passwd joblet-job >/dev/null; then
   useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin joblet-job
 fi
