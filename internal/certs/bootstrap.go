@@ -60,9 +60,9 @@ type BootstrapOptions struct {
 	RefreshInterval time.Duration
 	MetricsAddress  string // metrics.address; kept from the existing config when empty
 
-	// CAKMSKeyID puts the CA's private key in AWS KMS (opened with the
+	// CAKey in KMS puts the CA's private key in AWS KMS (opened with the
 	// Fleet's OpenKMS): <prefix>/ca-key is then never read or written.
-	CAKMSKeyID string
+	CAKey CAKeyRef
 
 	// MoveNode allows a node whose config names another store, or trusts
 	// another fleet's CA, to be moved to this one (its old configs are
@@ -195,7 +195,7 @@ func (fl *Fleet) Bootstrap(ctx context.Context, o BootstrapOptions) (*Result, er
 		// live days, not a year (pki.DefaultFleetServerLifetime).
 		f.ServerLifetime = pki.DefaultFleetServerLifetime
 	}
-	b := &bootstrapper{f: f, o: o, names: f.names(), res: res, operator: o.Mode == config.ModeEmbedded, key: f.kmsKey(o.CAKMSKeyID)}
+	b := &bootstrapper{f: f, o: o, names: f.names(), res: res, operator: o.Mode == config.ModeEmbedded, key: o.CAKey}
 	if b.key.InKMS() && f.OpenKMS == nil {
 		return nil, fmt.Errorf("%w: --ca-kms-key-id needs AWS (Secrets Manager mode)", ErrUsage)
 	}
@@ -532,7 +532,7 @@ type bootstrapper struct {
 	o     BootstrapOptions
 	names Names
 	res   *Result
-	key   CAKeyRef // where the root key lives, from CAKMSKeyID
+	key   CAKeyRef // where the root key lives (BootstrapOptions.CAKey)
 	kms   KMSKey   // the CA's key in KMS mode, opened on the full path
 	// operator: this run is the fleet's operator (an embedded node, or
 	// Init): it never just joins, and it keeps the role keys.
