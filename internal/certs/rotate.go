@@ -188,15 +188,15 @@ func (fl *Fleet) BeginRotation(ctx context.Context, newKey CAKeyRef) (*RotationS
 	}
 	// Key (or key reference) before certificate, as in bootstrap.
 	if k, ok := next.Key.(KMSKey); ok {
-		switch cur := s.caKey.KeyID; {
-		case cur == "":
+		switch cur := s.caKey; {
+		case !cur.InKMS():
 			// The first KMS CA of a fleet: the reference is created
 			// current; it signs nothing until its certificate is promoted
 			// (the signer is whichever key matches the current ca-cert).
 			if err := f.Store.Create(ctx, n.Secret(n.CAKMSKey(), k.KeyID())); err != nil && !errors.Is(err, secretstore.ErrExist) {
 				return nil, err
 			}
-		case cur != k.KeyID():
+		case cur.KeyID != k.KeyID():
 			if err := f.Store.PutPending(ctx, n.CAKMSKey(), k.KeyID()); err != nil {
 				return nil, err
 			}
