@@ -94,8 +94,16 @@ func (sf *storeFlags) open(ctx context.Context, home string, log *slog.Logger) (
 		}
 	}
 	return backend.ResolveStore(ctx, backend.StoreRequest{UseSecretsManager: sf.useSM, StoreSpec: sf.store,
-		Region: sf.region, Home: home, Log: log, CAKMSKeyID: sf.caKMS,
+		Region: sf.region, Home: home, Log: log, CAKey: sf.caKey(sf.region),
 		SecretsManager: awssm.CreateOptions{KMSKeyID: sf.kmsKey, ReplicaRegions: replicas, Tags: sf.tags}})
+}
+
+// caKey is the CA key --ca-kms-key-id names: the one place the flag
+// becomes a reference. Its region is the key ARN's own, else storeRegion,
+// the region of the Secrets Manager store the command opened (where the
+// key was always looked up; certs.KMSKeyRef).
+func (sf *storeFlags) caKey(storeRegion string) certs.CAKeyRef {
+	return certs.KMSKeyRef(sf.caKMS, storeRegion)
 }
 
 // fleet is the fleet the flags name, in the resolved store; its CA key is

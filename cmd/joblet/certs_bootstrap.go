@@ -52,7 +52,7 @@ func (c *cli) bootstrapCmd() *cobra.Command {
 			return err
 		}
 		o.Store, o.StoreDesc, o.Mode, o.StoreRef = rs.Store, rs.Desc, rs.Mode, rs.Ref
-		o.CAKMSKeyID, o.OpenKMS, o.KMSRegion = f.sf.caKMS, kms.OpenerFor(rs.Ref), rs.Ref.Region
+		o.CAKey, o.OpenKMS, o.KMSRegion = f.sf.caKey(rs.Ref.Region), kms.OpenerFor(rs.Ref), rs.Ref.Region
 		if rs.Instance != nil {
 			o.FallbackNodeID = rs.Instance.ID
 		}

@@ -57,7 +57,7 @@ overwritten.`,
 		}
 		fl := sf.fleet(rs, c.log)
 		fl.KeyType, fl.CALifetime, fl.ClientLifetime = kt, caLifetime, clientLifetime
-		res, err := fl.Init(ctx, certs.InitOptions{Dir: out, Address: address, CAKMSKeyID: sf.caKMS})
+		res, err := fl.Init(ctx, certs.InitOptions{Dir: out, Address: address, CAKey: sf.caKey(rs.Ref.Region)})
 		if err != nil {
 			return err
 		}

@@ -38,7 +38,7 @@ const pushTimeout = 30 * time.Second
 func (c *cli) pushCRL(fl *certs.Fleet, p *pushFlags, quietText bool) *push.Report {
 	if p.nodes == "" {
 		if !quietText {
-			fmt.Fprintln(c.stdout, "   nodes refuse it after their next refresh (open connections too), or once an rnx holding the new CRL calls them; pass --nodes (or JOBLET_NODES) to push it to them now")
+			fmt.Fprintln(c.stdout, "   nodes refuse it after their next refresh (open connections too), once an rnx holding the new CRL calls them, or at once after `systemctl reload joblet` on each; pass --nodes (or JOBLET_NODES) to push it to them now")
 		}
 		return nil
 	}

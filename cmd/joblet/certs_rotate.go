@@ -28,19 +28,19 @@ func (c *cli) rotateCmd() *cobra.Command {
 		run         rotationStep
 	}
 	for _, s := range []step{
-		{"begin", "create the next CA and trust it next to the current one", func(f *certs.Fleet, ctx context.Context, newKMSKey string) (*certs.RotationStatus, error) {
-			return f.BeginRotation(ctx, newKMSKey)
+		{"begin", "create the next CA and trust it next to the current one", func(f *certs.Fleet, ctx context.Context, newKey certs.CAKeyRef) (*certs.RotationStatus, error) {
+			return f.BeginRotation(ctx, newKey)
 		}},
-		{"promote", "sign with the next CA: it becomes current, role certificates are re-issued", func(f *certs.Fleet, ctx context.Context, _ string) (*certs.RotationStatus, error) {
+		{"promote", "sign with the next CA: it becomes current, role certificates are re-issued", func(f *certs.Fleet, ctx context.Context, _ certs.CAKeyRef) (*certs.RotationStatus, error) {
 			return f.PromoteRotation(ctx)
 		}},
-		{"finish", "stop trusting the old CA (after every node serves a certificate from the new one)", func(f *certs.Fleet, ctx context.Context, _ string) (*certs.RotationStatus, error) {
+		{"finish", "stop trusting the old CA (after every node serves a certificate from the new one)", func(f *certs.Fleet, ctx context.Context, _ certs.CAKeyRef) (*certs.RotationStatus, error) {
 			return f.FinishRotation(ctx)
 		}},
-		{"abort", "step back one phase: drop a begun rotation, or make the old CA current again after promote", func(f *certs.Fleet, ctx context.Context, _ string) (*certs.RotationStatus, error) {
+		{"abort", "step back one phase: drop a begun rotation, or make the old CA current again after promote", func(f *certs.Fleet, ctx context.Context, _ certs.CAKeyRef) (*certs.RotationStatus, error) {
 			return f.AbortRotation(ctx)
 		}},
-		{"status", "the rotation's phase, the CAs, and optionally which CA each node serves from", func(f *certs.Fleet, ctx context.Context, _ string) (*certs.RotationStatus, error) {
+		{"status", "the rotation's phase, the CAs, and optionally which CA each node serves from", func(f *certs.Fleet, ctx context.Context, _ certs.CAKeyRef) (*certs.RotationStatus, error) {
 			return f.RotationStatus(ctx)
 		}},
 	} {
@@ -49,8 +49,8 @@ func (c *cli) rotateCmd() *cobra.Command {
 	return cmd
 }
 
-// rotationStep runs one step on the fleet; newKMSKey is begin's --ca-kms-key-id.
-type rotationStep func(f *certs.Fleet, ctx context.Context, newKMSKey string) (*certs.RotationStatus, error)
+// rotationStep runs one step on the fleet; newKey is begin's --ca-kms-key-id.
+type rotationStep func(f *certs.Fleet, ctx context.Context, newKey certs.CAKeyRef) (*certs.RotationStatus, error)
 
 func (c *cli) rotateStep(name, short string, step rotationStep) *cobra.Command {
 	cmd := &cobra.Command{Use: name + " [flags]", Short: short, Args: noArgs}
@@ -113,7 +113,7 @@ func (c *cli) rotateStep(name, short string, step rotationStep) *cobra.Command {
 				return err
 			}
 		}
-		st, err := step(fl, ctx, sf.caKMS)
+		st, err := step(fl, ctx, sf.caKey(fl.KMSRegion))
 		if err != nil {
 			return fmt.Errorf("rotate-ca %s: %w", name, err)
 		}

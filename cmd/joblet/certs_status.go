@@ -39,7 +39,7 @@ or is out of sync; 2: expired, broken or the store is unreachable.`,
 			}
 			return ""
 		}
-		o := certs.StatusOptions{ServerConfig: orDefault(srvPath, "joblet-config.yml"), WarnDays: warnDays, CAKMSKeyID: sf.caKMS}
+		o := certs.StatusOptions{ServerConfig: orDefault(srvPath, "joblet-config.yml"), WarnDays: warnDays}
 		if rnxPath != "" {
 			o.RnxConfigs = []string{rnxPath}
 		} else {
@@ -53,6 +53,7 @@ or is out of sync; 2: expired, broken or the store is unreachable.`,
 		if cfg, err := config.LoadServer(o.ServerConfig); o.ServerConfig != "" && err == nil && cfg.Store.Kind != "" {
 			fl.Prefix = cfg.Store.Prefix
 			fl.Store, fl.StoreDesc, o.StoreErr = backend.OpenStore(ctx, cfg.Store, c.log)
+			o.CAKey = sf.caKey(cfg.Store.Region)
 		} else {
 			rs, err := sf.open(ctx, home, c.log)
 			if _, bad := err.(*usageError); bad {
@@ -62,6 +63,9 @@ or is out of sync; 2: expired, broken or the store is unreachable.`,
 				o.StoreErr = err
 			} else {
 				fl.Store, fl.StoreDesc = rs.Store, rs.Desc
+			}
+			if rs != nil {
+				o.CAKey = sf.caKey(rs.Ref.Region)
 			}
 		}
 		if o.StoreErr != nil {

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/ehsaniara/joblet/internal/awsconf"
+	"github.com/ehsaniara/joblet/internal/certs"
 	"github.com/ehsaniara/joblet/internal/cloud"
 	"github.com/ehsaniara/joblet/internal/config"
 	"github.com/ehsaniara/joblet/internal/secretstore"
@@ -37,10 +38,10 @@ type StoreRequest struct {
 	Firmware fs.FS
 	// SecretsManager: KMS key, replica regions and tags for new secrets.
 	SecretsManager awssm.CreateOptions
-	// CAKMSKeyID: the CA's private key is this AWS KMS key (needs Secrets
-	// Manager mode).
-	CAKMSKeyID string
-	Log        *slog.Logger
+	// CAKey in KMS: the CA's private key is that AWS KMS key (needs
+	// Secrets Manager mode).
+	CAKey certs.CAKeyRef
+	Log   *slog.Logger
 }
 
 // ResolvedStore is the store a bootstrap uses and why.
@@ -97,7 +98,7 @@ func (r StoreRequest) secretsManagerOnly() []string {
 	if len(r.SecretsManager.Tags) > 0 {
 		given = append(given, "--tag")
 	}
-	if r.CAKMSKeyID != "" {
+	if r.CAKey.InKMS() {
 		given = append(given, "--ca-kms-key-id/JOBLET_CA_KMS_KEY_ID")
 	}
 	return given

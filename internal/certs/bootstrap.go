@@ -61,9 +61,9 @@ type BootstrapOptions struct {
 	RefreshInterval time.Duration
 	MetricsAddress  string // metrics.address; kept from the existing config when empty
 
-	// CAKMSKeyID puts the CA's private key in AWS KMS (opened with the
+	// CAKey in KMS puts the CA's private key in AWS KMS (opened with the
 	// Fleet's OpenKMS): <prefix>/ca-key is then never read or written.
-	CAKMSKeyID string
+	CAKey CAKeyRef
 
 	// MoveNode allows a node whose config names another store, or trusts
 	// another fleet's CA, to be moved to this one (its old configs are
@@ -200,7 +200,7 @@ func (fl *Fleet) Bootstrap(ctx context.Context, o BootstrapOptions) (*Result, er
 		// live days, not a year (pki.DefaultFleetServerLifetime).
 		f.ServerLifetime = pki.DefaultFleetServerLifetime
 	}
-	b := &bootstrapper{f: f, o: o, names: f.names(), res: res, operator: o.Mode == config.ModeEmbedded, key: f.kmsKey(o.CAKMSKeyID)}
+	b := &bootstrapper{f: f, o: o, names: f.names(), res: res, operator: o.Mode == config.ModeEmbedded, key: o.CAKey}
 	if f.Pin != nil && o.Force {
 		return nil, fmt.Errorf("%w: %s pins the fleet's root, and FORCE_REGENERATE replaces it: give one of them", ErrUsage, pinFlag)
 	}
@@ -541,7 +541,7 @@ type bootstrapper struct {
 	o     BootstrapOptions
 	names Names
 	res   *Result
-	key   CAKeyRef // where the root key lives, from CAKMSKeyID
+	key   CAKeyRef // where the root key lives (BootstrapOptions.CAKey)
 	kms   KMSKey   // the CA's key in KMS mode, opened on the full path
 	// operator: this run is the fleet's operator (an embedded node, or
 	// Init): it never just joins, and it keeps the role keys.

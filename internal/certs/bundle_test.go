@@ -50,7 +50,7 @@ func TestUnusableBundleBlocksNeitherRevokeNorRefresh(t *testing.T) {
 		t.Fatalf("the node did not take the new CRL: %v", err)
 	}
 	// Rotating trust from an unusable bundle is still refused.
-	if _, err := fl.BeginRotation(ctx, ""); !errors.Is(err, certs.ErrInconsistentStore) {
+	if _, err := fl.BeginRotation(ctx, certs.CAKeyRef{}); !errors.Is(err, certs.ErrInconsistentStore) {
 		t.Fatalf("a rotation over an unusable bundle: %v", err)
 	}
 }

@@ -253,8 +253,8 @@ func (b *bootstrapper) kmsFleet(ctx context.Context, vals map[string]string, err
 	if !errors.Is(err, ErrInconsistentStore) {
 		return err
 	}
-	ref, rerr := b.f.readKMSRef(ctx)
-	if rerr != nil || ref == "" {
+	key, rerr := b.f.readKMSRef(ctx)
+	if rerr != nil || !key.InKMS() {
 		return err
 	}
 	if c, perr := pki.ParseCert([]byte(vals[b.names.CACert()])); perr == nil {
@@ -263,7 +263,7 @@ func (b *bootstrapper) kmsFleet(ctx context.Context, vals map[string]string, err
 		}
 	}
 	return fmt.Errorf("%w: this fleet's CA key is in AWS KMS (%s names %s) and this node was not given it: set JOBLET_CA_KMS_KEY_ID=%s (or --ca-kms-key-id). %s",
-		ErrCAMode, b.names.CAKMSKey(), ref, ref, caModes)
+		ErrCAMode, b.names.CAKMSKey(), key.KeyID, key.KeyID, caModes)
 }
 
 // ensurePair returns the stored pair certName/keyName, creating what is

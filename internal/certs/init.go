@@ -19,8 +19,8 @@ type InitOptions struct {
 	Dir string
 	// Address is HOST:PORT the client configs point at: the fleet's load
 	// balancer, or a node.
-	Address    string
-	CAKMSKeyID string // the root's key in AWS KMS (opened with OpenKMS)
+	Address string
+	CAKey   CAKeyRef // where the root's key lives (in AWS KMS: opened with OpenKMS)
 }
 
 // Init creates the fleet in the store from an operator's machine (or
@@ -34,11 +34,11 @@ func (fl *Fleet) Init(ctx context.Context, o InitOptions) (*Result, error) {
 	if _, _, err := net.SplitHostPort(o.Address); err != nil || o.Address == "" {
 		return nil, fmt.Errorf("%w: --address %q: give HOST:PORT of the fleet's load balancer or of a node (the client configs point there)", ErrUsage, o.Address)
 	}
-	key := f.kmsKey(o.CAKMSKeyID)
+	key := o.CAKey
 	if key.InKMS() && f.OpenKMS == nil {
 		return nil, fmt.Errorf("%w: --ca-kms-key-id needs AWS (Secrets Manager mode)", ErrUsage)
 	}
-	bo := BootstrapOptions{CAKMSKeyID: o.CAKMSKeyID}
+	bo := BootstrapOptions{CAKey: key}
 	bo.defaults()
 	// The store's mode is the caller's to report (Init runs from an
 	// operator's machine in any mode); this run is the operator's.

@@ -14,7 +14,7 @@ import (
 
 func kmsOpts(t *testing.T, st secretstore.Store, open certs.KMSOpener, arn string) bootOpts {
 	o := opts(t, st)
-	o.CAKMSKeyID, o.OpenKMS = arn, open
+	o.CAKey, o.OpenKMS = certs.KMSKeyRef(arn, o.KMSRegion), open
 	return o
 }
 

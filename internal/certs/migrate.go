@@ -165,11 +165,11 @@ func (fl *Fleet) Export(ctx context.Context, to secretstore.Store, force bool) e
 	if vals[n.CACert()] == "" {
 		return fmt.Errorf("the store holds no CA under the prefix %q: nothing to export", prefix)
 	}
-	if ref := vals[n.CAKMSKey()]; ref != "" {
+	if ref := s.caKey; ref.InKMS() {
 		if c, err := pki.ParseCert([]byte(vals[n.CACert()])); err == nil {
 			if k, err := pki.ParseKey([]byte(vals[n.CAKey()])); err != nil || !samePublicKey(c, k) {
 				return fmt.Errorf("%w: this fleet's CA key is in AWS KMS (%s) and cannot leave it, and an embedded install signs with a local key: "+
-					"keep the fleet on AWS, or start the embedded install with its own CA (`joblet certs bootstrap` with USE_SECRETS_MANAGER=false) and hand out its client configs", ErrCAMode, ref)
+					"keep the fleet on AWS, or start the embedded install with its own CA (`joblet certs bootstrap` with USE_SECRETS_MANAGER=false) and hand out its client configs", ErrCAMode, ref.KeyID)
 			}
 		}
 	}

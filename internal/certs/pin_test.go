@@ -92,7 +92,7 @@ func TestPinnedJoin(t *testing.T) {
 	// A rotation: the outgoing root's pin still admits a join while the
 	// cross certificate vouches for the new root; a pin of neither does not.
 	op := &certs.Fleet{Store: st, Log: o.Log}
-	if _, err := op.BeginRotation(ctx, ""); err != nil {
+	if _, err := op.BeginRotation(ctx, certs.CAKeyRef{}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := op.PromoteRotation(ctx); err != nil {

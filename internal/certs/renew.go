@@ -233,7 +233,7 @@ func (f *Fleet) renewServer(ctx context.Context, cfg *config.Server, path string
 		return nil, err
 	}
 	if issuer == nil {
-		signer, kmsID, err := f.nodeSigner(ctx, cfg, s.n, s.ca, s.vals)
+		signer, kmsID, err := f.nodeSigner(ctx, cfg, s)
 		if err != nil {
 			return nil, err
 		}
@@ -256,12 +256,12 @@ func (f *Fleet) renewServer(ctx context.Context, cfg *config.Server, path string
 // config or the store's ca-kms-key names. During a stage move the CA
 // certificate and its key may briefly disagree: the error says so, and the
 // next refresh retries.
-func (f *Fleet) nodeSigner(ctx context.Context, cfg *config.Server, names Names, caCert *x509.Certificate, vals map[string]string) (crypto.Signer, string, error) {
-	if cfg.Security.CAKMSKeyID != "" {
-		return f.caSigner(ctx, caCert, nil, []string{vals[names.CAKMSKey()], cfg.Security.CAKMSKeyID})
+func (f *Fleet) nodeSigner(ctx context.Context, cfg *config.Server, s *state) (crypto.Signer, string, error) {
+	if given := f.kmsKey(cfg.Security.CAKMSKeyID); given.InKMS() {
+		return f.caSigner(ctx, s.ca, nil, []CAKeyRef{s.caKey, given})
 	}
-	keyPEM := vals[names.CAKey()]
-	if key, err := pki.ParseKey([]byte(keyPEM)); err == nil && samePublicKey(caCert, key) {
+	keyPEM := s.vals[s.n.CAKey()]
+	if key, err := pki.ParseKey([]byte(keyPEM)); err == nil && samePublicKey(s.ca, key) {
 		return key, "", nil
 	}
 	// Not the stored key: the fleet may have moved its CA to KMS.
@@ -269,5 +269,5 @@ func (f *Fleet) nodeSigner(ctx context.Context, cfg *config.Server, names Names,
 	if err != nil {
 		return nil, "", err
 	}
-	return f.caSigner(ctx, caCert, []string{keyPEM}, []string{ref})
+	return f.caSigner(ctx, s.ca, []string{keyPEM}, []CAKeyRef{ref})
 }

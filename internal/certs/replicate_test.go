@@ -71,7 +71,7 @@ func TestReplicateMidRotationHoldsWhatANodeReads(t *testing.T) {
 	st := &replicating{MemoryStore: storetest.NewMemoryStore()}
 	bootstrap(t, opts(t, st))
 	fl := &certs.Fleet{Store: st}
-	if _, err := fl.BeginRotation(ctx, ""); err != nil {
+	if _, err := fl.BeginRotation(ctx, certs.CAKeyRef{}); err != nil {
 		t.Fatal(err)
 	}
 	names, err := fl.Replicate(ctx)

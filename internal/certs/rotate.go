@@ -82,7 +82,7 @@ func (f *Fleet) readRotation(ctx context.Context) (*rotation, error) {
 		}
 		// The pending CA's key: a pending ca-key, or a KMS key named by
 		// ca-kms-key (pending, or current when begin created it).
-		key, _, err := f.caSigner(ctx, c, []string{s.pending[n.CAKey()]}, []string{s.pending[n.CAKMSKey()], s.vals[n.CAKMSKey()]})
+		key, _, err := f.caSigner(ctx, c, []string{s.pending[n.CAKey()]}, []CAKeyRef{f.kmsKey(s.pending[n.CAKMSKey()]), s.caKey})
 		if err != nil {
 			return nil, fmt.Errorf("the pending CA: %w", err)
 		}
@@ -165,9 +165,9 @@ func nextStep(p Phase, interrupted bool) string {
 // BeginRotation stores a new CA as the pending version of ca-key and ca-cert and
 // makes every trust bundle hold both CAs. The new CA is agreed on through a
 // create-only record named after the current CA, so two operators (or a
-// re-run after a crash) end with the same one. newKMSKeyID, when set, makes
+// re-run after a crash) end with the same one. newKey, when in KMS, makes
 // the new CA's key that AWS KMS key (how a fleet moves its CA into KMS).
-func (fl *Fleet) BeginRotation(ctx context.Context, newKMSKeyID string) (*RotationStatus, error) {
+func (fl *Fleet) BeginRotation(ctx context.Context, newKey CAKeyRef) (*RotationStatus, error) {
 	f := fl.defaults()
 	s, err := f.readRotation(ctx)
 	if err != nil {
@@ -177,26 +177,26 @@ func (fl *Fleet) BeginRotation(ctx context.Context, newKMSKeyID string) (*Rotati
 	if s.phase == PhasePromoted {
 		return nil, fmt.Errorf("a rotation is already promoted: run `rotate-ca finish` (or `rotate-ca abort`) before beginning another")
 	}
-	if _, kms := s.current.Key.(KMSKey); kms && newKMSKeyID == "" && s.pending == nil {
+	if _, kms := s.current.Key.(KMSKey); kms && !newKey.InKMS() && s.pending == nil {
 		return nil, fmt.Errorf("%w: this fleet's CA key is in AWS KMS: the new CA needs a new KMS key too (--ca-kms-key-id NEW_KEY); moving back to a key kept in the store is not supported", ErrCAMode)
 	}
 	next := s.pending
 	if next == nil {
-		if next, err = f.claimNext(ctx, n, s.current, newKMSKeyID); err != nil {
+		if next, err = f.claimNext(ctx, n, s.current, newKey); err != nil {
 			return nil, err
 		}
 	}
 	// Key (or key reference) before certificate, as in bootstrap.
 	if k, ok := next.Key.(KMSKey); ok {
-		switch cur := s.vals[n.CAKMSKey()]; {
-		case cur == "":
+		switch cur := s.caKey; {
+		case !cur.InKMS():
 			// The first KMS CA of a fleet: the reference is created
 			// current; it signs nothing until its certificate is promoted
 			// (the signer is whichever key matches the current ca-cert).
 			if err := f.Store.Create(ctx, n.Secret(n.CAKMSKey(), k.KeyID())); err != nil && !errors.Is(err, secretstore.ErrExist) {
 				return nil, err
 			}
-		case cur != k.KeyID():
+		case cur.KeyID != k.KeyID():
 			if err := f.Store.PutPending(ctx, n.CAKMSKey(), k.KeyID()); err != nil {
 				return nil, err
 			}
@@ -227,15 +227,15 @@ func (fl *Fleet) BeginRotation(ctx context.Context, newKMSKeyID string) (*Rotati
 // claimNext returns the CA recorded to replace current, creating it when
 // this is the first run of the rotation. The record holds the new CA's
 // certificate and its key, or for a KMS CA the line "kms-key ARN".
-func (f *Fleet) claimNext(ctx context.Context, n Names, current *pki.CA, kmsKeyID string) (*pki.CA, error) {
+func (f *Fleet) claimNext(ctx context.Context, n Names, current *pki.CA, newKey CAKeyRef) (*pki.CA, error) {
 	name := n.Rotation(current.Cert.SerialNumber.Text(16))
 	var kms KMSKey
-	if kmsKeyID != "" {
+	if newKey.InKMS() {
 		if f.OpenKMS == nil {
 			return nil, fmt.Errorf("%w: --ca-kms-key-id needs AWS (Secrets Manager mode)", ErrUsage)
 		}
 		var err error
-		if kms, err = f.OpenKMS(ctx, f.kmsKey(kmsKeyID)); err != nil {
+		if kms, err = f.OpenKMS(ctx, newKey); err != nil {
 			return nil, fmt.Errorf("open the new CA's KMS key: %w", err)
 		}
 		if samePublicKey(current.Cert, kms) {
@@ -286,7 +286,7 @@ func (f *Fleet) claimNext(ctx context.Context, n Names, current *pki.CA, kmsKeyI
 		if err != nil {
 			return nil, inconsistent(name, err)
 		}
-		key, _, err := f.caSigner(ctx, c, nil, []string{ref})
+		key, _, err := f.caSigner(ctx, c, nil, []CAKeyRef{f.kmsKey(ref)})
 		if err != nil {
 			return nil, err
 		}
@@ -380,11 +380,12 @@ func (f *Fleet) alignKeys(ctx context.Context, n Names, move func(context.Contex
 		if other[name] == "" || other[name] == cur[name] {
 			continue
 		}
-		var keys, refs []string
+		var keys []string
+		var refs []CAKeyRef
 		if name == n.CAKey() {
 			keys = []string{other[name]}
 		} else {
-			refs = []string{other[name]}
+			refs = []CAKeyRef{f.kmsKey(other[name])}
 		}
 		if _, _, err := f.caSigner(ctx, cert, keys, refs); err != nil {
 			continue // not this certificate's key: leave its labels alone

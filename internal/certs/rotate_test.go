@@ -271,7 +271,7 @@ func (r rotation) Status(ctx context.Context) (*certs.RotationStatus, error) {
 	return r.f.RotationStatus(ctx)
 }
 func (r rotation) Begin(ctx context.Context) (*certs.RotationStatus, error) {
-	return r.f.BeginRotation(ctx, r.kmsKey)
+	return r.f.BeginRotation(ctx, certs.KMSKeyRef(r.kmsKey, r.f.KMSRegion))
 }
 func (r rotation) Promote(ctx context.Context) (*certs.RotationStatus, error) {
 	return r.f.PromoteRotation(ctx)
@@ -312,7 +312,7 @@ func TestInterruptedBeginReadsTheSameEverywhere(t *testing.T) {
 	if _, err := fl.PromoteRotation(ctx); err == nil || !strings.Contains(err.Error(), "interrupted") {
 		t.Fatalf("promote after an interrupted begin: %v", err)
 	}
-	done, err := fl.BeginRotation(ctx, "")
+	done, err := fl.BeginRotation(ctx, certs.CAKeyRef{})
 	if err != nil || done.Phase != certs.PhaseBegun || done.Interrupted || done.Pending == nil {
 		t.Fatalf("begin again: %+v, %v", done, err)
 	}
@@ -362,10 +362,16 @@ func TestRevocationSurvivesRotation(t *testing.T) {
 				}
 			}
 			steps := map[string][]func(context.Context) (*certs.RotationStatus, error){
-				"finish": {func(ctx context.Context) (*certs.RotationStatus, error) { return fl.BeginRotation(ctx, "") }, fl.PromoteRotation, fl.FinishRotation},
-				"abort":  {func(ctx context.Context) (*certs.RotationStatus, error) { return fl.BeginRotation(ctx, "") }, fl.PromoteRotation, fl.AbortRotation, fl.AbortRotation},
+				"finish": {func(ctx context.Context) (*certs.RotationStatus, error) {
+					return fl.BeginRotation(ctx, certs.CAKeyRef{})
+				}, fl.PromoteRotation, fl.FinishRotation},
+				"abort": {func(ctx context.Context) (*certs.RotationStatus, error) {
+					return fl.BeginRotation(ctx, certs.CAKeyRef{})
+				}, fl.PromoteRotation, fl.AbortRotation, fl.AbortRotation},
 				// The CA moves into KMS: the CRL ends signed through KMS.
-				"kms-migration": {func(ctx context.Context) (*certs.RotationStatus, error) { return fl.BeginRotation(ctx, "arn:k1") }, fl.PromoteRotation, fl.FinishRotation},
+				"kms-migration": {func(ctx context.Context) (*certs.RotationStatus, error) {
+					return fl.BeginRotation(ctx, certs.KMSKeyRef("arn:k1", ""))
+				}, fl.PromoteRotation, fl.FinishRotation},
 			}
 			if path == "force-regenerate" {
 				o.Force = true
@@ -484,7 +490,9 @@ func TestStatusFlagsStaleClientConfigs(t *testing.T) {
 	b, _ := os.ReadFile(rnxFiles[0])
 	os.WriteFile(once, b, 0o600)
 	for i, step := range []func(context.Context) (*certs.RotationStatus, error){
-		func(ctx context.Context) (*certs.RotationStatus, error) { return fl.BeginRotation(ctx, "") }, fl.PromoteRotation, fl.FinishRotation} {
+		func(ctx context.Context) (*certs.RotationStatus, error) {
+			return fl.BeginRotation(ctx, certs.CAKeyRef{})
+		}, fl.PromoteRotation, fl.FinishRotation} {
 		if _, err := step(ctx); err != nil {
 			t.Fatal(err)
 		}
@@ -667,7 +675,7 @@ func TestBeginInterruptedAtEachWrite(t *testing.T) {
 		st := storetest.NewMemoryStore()
 		o := opts(t, st)
 		bootstrap(t, o)
-		_, err := (&certs.Fleet{Store: &cutStore{Store: st, n: k}}).BeginRotation(ctx, "")
+		_, err := (&certs.Fleet{Store: &cutStore{Store: st, n: k}}).BeginRotation(ctx, certs.CAKeyRef{})
 		fl := &certs.Fleet{Store: st}
 		rs, rerr := fl.RotationStatus(ctx)
 		if rerr != nil {
@@ -689,7 +697,7 @@ func TestBeginInterruptedAtEachWrite(t *testing.T) {
 		if _, err := fl.PromoteRotation(ctx); err == nil {
 			t.Fatalf("cut after write %d: promote went ahead of an interrupted begin", k)
 		}
-		if done, err := fl.BeginRotation(ctx, ""); err != nil || done.Interrupted {
+		if done, err := fl.BeginRotation(ctx, certs.CAKeyRef{}); err != nil || done.Interrupted {
 			t.Fatalf("cut after write %d: begin again: %+v, %v", k, done, err)
 		}
 		for _, step := range []func(context.Context) (*certs.RotationStatus, error){fl.PromoteRotation, fl.FinishRotation} {

@@ -187,6 +187,11 @@ type state struct {
 	// there is none or it does not parse.
 	cross *x509.Certificate
 
+	// caKey is the current KMS key reference (ca-kms-key) as stored,
+	// parsed once: the store (zero) when the scope did not read it or the
+	// fleet has none.
+	caKey CAKeyRef
+
 	phase       Phase
 	interrupted bool // a begin that did not complete (see begunComplete)
 }
@@ -222,6 +227,7 @@ func (f *Fleet) readState(ctx context.Context, sc scope) (*state, error) {
 			}
 		}
 	}
+	s.caKey = f.kmsKey(vals[n.CAKMSKey()])
 	s.parse(sc.roles)
 	if sc.previousCA {
 		if prev, err := f.Store.GetStage(ctx, []string{n.CACert()}, secretstore.Previous); err == nil {
@@ -239,13 +245,13 @@ func (f *Fleet) readState(ctx context.Context, sc scope) (*state, error) {
 // readKMSRef reads the KMS key reference (ca-kms-key) alone: how a node or
 // an operator whose scope read ca-key learns that the fleet's CA key is in
 // KMS. Its policy may not grant it: the caller says what a refusal means.
-func (f *Fleet) readKMSRef(ctx context.Context) (string, error) {
+func (f *Fleet) readKMSRef(ctx context.Context) (CAKeyRef, error) {
 	n := f.names()
 	got, err := f.Store.Get(ctx, []string{n.CAKMSKey()})
 	if err != nil {
-		return "", fmt.Errorf("read %s: %w", n.CAKMSKey(), err)
+		return CAKeyRef{}, fmt.Errorf("read %s: %w", n.CAKMSKey(), err)
 	}
-	return got[n.CAKMSKey()], nil
+	return f.kmsKey(got[n.CAKMSKey()]), nil
 }
 
 // readCreated reports whether the last secret a node creating the fleet
@@ -367,7 +373,7 @@ func (s *state) signer(ctx context.Context, f *Fleet) (*pki.CA, error) {
 	if s.caErr != nil {
 		return nil, s.caErr
 	}
-	key, _, err := f.caSigner(ctx, s.ca, []string{s.vals[s.n.CAKey()]}, []string{s.vals[s.n.CAKMSKey()]})
+	key, _, err := f.caSigner(ctx, s.ca, []string{s.vals[s.n.CAKey()]}, []CAKeyRef{s.caKey})
 	if err != nil {
 		return nil, err
 	}

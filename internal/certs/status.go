@@ -71,8 +71,8 @@ type StatusOptions struct {
 	ServerConfig string
 	RnxConfigs   []string
 	WarnDays     int
-	// CAKMSKeyID: KMS mode even without a server config.
-	CAKMSKeyID string
+	// CAKey: KMS mode even without a server config.
+	CAKey CAKeyRef
 }
 
 // observed is what status read: the store's state and this node's files.
@@ -109,11 +109,11 @@ func (fl *Fleet) Status(ctx context.Context, o StatusOptions) *Report {
 // observe reads what status grades.
 func (f *Fleet) observe(ctx context.Context, o StatusOptions) *observed {
 	obs := &observed{storeErr: o.StoreErr}
-	kmsID := o.CAKMSKeyID
+	key := o.CAKey
 	if o.ServerConfig != "" {
 		obs.server, obs.serverErr = config.LoadServer(o.ServerConfig)
-		if obs.server != nil && kmsID == "" {
-			kmsID = obs.server.Security.CAKMSKeyID
+		if obs.server != nil && !key.InKMS() {
+			key = f.kmsKey(obs.server.Security.CAKMSKeyID)
 		}
 	}
 	for _, p := range o.RnxConfigs {
@@ -130,7 +130,7 @@ func (f *Fleet) observe(ctx context.Context, o StatusOptions) *observed {
 	// policy allows; an operator (no server config, an embedded node, or
 	// a fleet from before the node-issuing CA) reads the root's key place
 	// and every role as well.
-	sc := bootstrapScope(f.kmsKey(kmsID))
+	sc := bootstrapScope(key)
 	sc.pending, sc.previousCA = true, true
 	if srv := obs.server; srv != nil && srv.Store.Kind != "" && !srv.Store.EmbeddedIn(homeOf(o.ServerConfig)) {
 		if _, chain, err := issuedChain(obs.server.Security.ServerCert, obs.server.Security.CACert); err == nil && len(chain) > 0 {
@@ -167,12 +167,12 @@ func (f *Fleet) caKeyPlace(ctx context.Context, s *state) string {
 	if k, err := pki.ParseKey([]byte(s.vals[n.CAKey()])); err == nil && samePublicKey(s.ca, k) {
 		return "store (" + n.CAKey() + ")"
 	}
-	ref := s.vals[n.CAKMSKey()]
-	if ref == "" {
+	ref := s.caKey
+	if !ref.InKMS() {
 		ref, _ = f.readKMSRef(ctx)
 	}
-	if ref != "" {
-		return "AWS KMS key " + ref
+	if ref.InKMS() {
+		return "AWS KMS key " + ref.KeyID
 	}
 	return "unknown: neither " + n.CAKey() + " nor " + n.CAKMSKey() + " holds it"
 }

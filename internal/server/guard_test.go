@@ -150,7 +150,9 @@ func TestOpenConnectionRefusedAfterTrustRemoval(t *testing.T) {
 	}
 	bg := context.Background()
 	for _, step := range []func(context.Context) (*certs.RotationStatus, error){
-		func(ctx context.Context) (*certs.RotationStatus, error) { return fl.BeginRotation(ctx, "") },
+		func(ctx context.Context) (*certs.RotationStatus, error) {
+			return fl.BeginRotation(ctx, certs.CAKeyRef{})
+		},
 		fl.PromoteRotation,
 	} {
 		if _, err := step(bg); err != nil {
