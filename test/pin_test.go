@@ -62,7 +62,7 @@ func TestPinnedJoinSecretsManager(t *testing.T) {
 	}
 
 	// Unpinned, the first join says so, loudly, once.
-	home, _, env = smNode(t, proxy.URL)
+	_, _, env = smNode(t, proxy.URL)
 	r = harness.MustRun(t, env, joblet, "certs", "bootstrap")
 	if !strings.Contains(r.Stdout, "NO PIN: this node trusts the root CA it found in") || !strings.Contains(r.Stdout, pin) {
 		t.Fatalf("an unpinned first join: %s", r)

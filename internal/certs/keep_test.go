@@ -161,14 +161,12 @@ func TestRerunRefusesNodeIDChangeAndWidening(t *testing.T) {
 	o.NodeID = "node-1"
 	bootstrap(t, o)
 	cfgPath := filepath.Join(o.Home, "config", "joblet-config.yml")
-	before, _ := os.ReadFile(cfgPath)
-
 	kept := opts(t, st)
 	kept.Home = o.Home
 	if res := bootstrap(t, kept); res.NodeID != "node-1" || len(res.AddedNames) != 0 {
 		t.Fatalf("a re-run not given the node id: %s, added %v", res.NodeID, res.AddedNames)
 	}
-	before, _ = os.ReadFile(cfgPath)
+	before, _ := os.ReadFile(cfgPath)
 
 	stolen := kept
 	stolen.NodeID = "node-stolen"

@@ -32,8 +32,10 @@ func PeekCRLNumber(data []byte) (*big.Int, error) {
 	if tbs.PeekASN1Tag(cbasn1.INTEGER) && !tbs.SkipASN1(cbasn1.INTEGER) { // version
 		return nil, bad
 	}
-	if !tbs.SkipASN1(cbasn1.SEQUENCE) || !tbs.SkipASN1(cbasn1.SEQUENCE) { // signature algorithm, issuer
-		return nil, bad
+	for range 2 { // the signature algorithm, then the issuer
+		if !tbs.SkipASN1(cbasn1.SEQUENCE) {
+			return nil, bad
+		}
 	}
 	skipTime := func() bool {
 		switch {

@@ -33,7 +33,7 @@ func ParsePin(s string) (Pin, error) {
 	lower := strings.ToLower(v)
 	for _, prefix := range []string{"sha256 fingerprint=", "sha256:"} {
 		if strings.HasPrefix(lower, prefix) {
-			v, lower = strings.TrimSpace(v[len(prefix):]), strings.TrimSpace(lower[len(prefix):])
+			v = strings.TrimSpace(v[len(prefix):])
 			break
 		}
 	}

@@ -200,13 +200,6 @@ func (l *connLimit) remove(c *estConn) {
 	}
 }
 
-// count is how many connections role holds (for tests).
-func (l *connLimit) count(role pki.Role) int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return len(l.byRole[role])
-}
-
 // connStats is the gRPC stats handler that tells connLimit which
 // connections have calls open.
 type connStats struct{ l *connLimit }
