@@ -221,7 +221,11 @@ func (a *app) load() error {
 }
 
 // dial connects to the selected node.
-func (a *app) dial() (*client.Conn, error) {
+func (a *app) dial() (*client.Conn, error) { return a.dialWith(client.DialLearning) }
+
+// dialWith connects to the selected node with how (a dial of package
+// client), keeping the CRL current from what the node hands back.
+func (a *app) dialWith(how func(string, *config.Node, client.Learn) (*client.Conn, error)) (*client.Conn, error) {
 	if err := a.load(); err != nil {
 		return nil, err
 	}
@@ -230,7 +234,7 @@ func (a *app) dial() (*client.Conn, error) {
 		return nil, err
 	}
 	var conn *client.Conn
-	conn, err = client.DialLearning(name, node, a.learnCRL(&conn, name))
+	conn, err = how(name, node, a.learnCRL(&conn, name))
 	if err != nil {
 		return nil, err
 	}

@@ -72,15 +72,4 @@ func notFound(id string, err error) error {
 
 // dialPinned is dial on one TCP connection (client.DialPinned): a call
 // after it broke fails, never reaches another node behind a balancer.
-func (a *app) dialPinned() (*client.Conn, error) {
-	if err := a.load(); err != nil {
-		return nil, err
-	}
-	name, node, err := a.cfg.Select(a.nodeName)
-	if err != nil {
-		return nil, err
-	}
-	var conn *client.Conn
-	conn, err = client.DialPinned(name, node, a.learnCRL(&conn, name))
-	return conn, err
-}
+func (a *app) dialPinned() (*client.Conn, error) { return a.dialWith(client.DialPinned) }
