@@ -18,7 +18,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"runtime"
 	"sort"
 	"strconv"
@@ -28,6 +27,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ehsaniara/joblet/internal/jobid"
 	"github.com/ehsaniara/joblet/test/harness"
 	"golang.org/x/sys/unix"
 )
@@ -526,7 +526,7 @@ func (m *machine) waitInfo(t *testing.T, version string) string {
 func (m *machine) runJob(t *testing.T, script string) string {
 	t.Helper()
 	id := strings.TrimSpace(m.mustRun(t, "rnx", "job", "run", "--", "sh", "-c", script).Stdout)
-	if !regexp.MustCompile(`^[0-9a-f]{6,}$`).MatchString(id) {
+	if _, ok := jobid.Node(id); !ok {
 		t.Fatalf("rnx job run printed %q, not a job id", id)
 	}
 	return id

@@ -154,7 +154,7 @@ func (m *Manager) releaseRun() {
 		return
 	}
 	_ = os.RemoveAll(m.runDir)
-	_ = os.Remove(m.runLock.Name())
+	_ = os.Remove(m.runDir + ".lock") // its name since the rename (runLock.Name() is still .lock.new)
 	m.runLock.Close()
 	m.runLock = nil
 }
