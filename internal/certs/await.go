@@ -23,6 +23,7 @@ import (
 // appeared for stall (the winner crashed: this node then completes what is
 // missing, as after any crash). seen is how many were there already.
 func (b *bootstrapper) awaitFleet(ctx context.Context, seen int, stall time.Duration) (map[string]string, error) {
+	b.waited = true
 	sc := b.scope()
 	pause, progress := b.o.AwaitFirst, time.Now()
 	for try := 1; ; try++ {

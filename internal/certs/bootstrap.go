@@ -127,6 +127,9 @@ type shared struct {
 	issuer pki.CA
 	trust  []*x509.Certificate // every trusted CA: the bundle, or the CA alone
 	crlPEM string              // the revocation list, "" for none
+	// doc is the signed trust state trust came from ("" for a fleet from
+	// before it): kept in the node's and the clients' configs.
+	doc string
 	// clients are the role pairs to write client configs with: only for
 	// the node that created the fleet (or replaced it), an embedded node,
 	// or a fleet from before the node-issuing CA. nil: no client configs.
@@ -315,6 +318,7 @@ func (b *bootstrapper) serverConfig(srvCfg *config.Server, certPEM, keyPEM strin
 	srvCfg.Security.ServerKey = keyPEM
 	srvCfg.Security.CACert = sh.trustPEM()
 	srvCfg.Security.CRL = sh.crlPEM
+	srvCfg.Security.TrustState = sh.doc
 	srvCfg.Security.ServerLifetime = b.f.ServerLifetime.String()
 	if o.RefreshInterval > 0 {
 		srvCfg.Security.RefreshInterval = o.RefreshInterval.String()
@@ -355,7 +359,7 @@ func (b *bootstrapper) sameFleet(ctx context.Context, existing *config.Server) (
 		// Only a whole, valid CA of its own makes a store another fleet;
 		// anything broken is reported by the bootstrap itself, naming the
 		// secret and the fix.
-		if s.ca == nil || pki.CheckCA(s.ca, b.f.Now()) != nil || s.nodeCAErr != nil {
+		if s.ca == nil || pki.CheckCA(s.ca, b.f.Now()) != nil || s.nodeCAErr != nil || s.trustErr != nil {
 			return s, nil
 		}
 		for _, c := range trusted {
@@ -546,6 +550,9 @@ type bootstrapper struct {
 	// operator: this run is the fleet's operator (an embedded node, or
 	// Init): it never just joins, and it keeps the role keys.
 	operator bool
+	// waited: this run waited for another node creating the fleet (it
+	// adopts that node's writes, the trust state included).
+	waited bool
 }
 
 func (b *bootstrapper) noteCapped(what string, is pki.Issued) {

@@ -57,4 +57,5 @@ func (s *state) useTrust(trust []*x509.Certificate) {
 	} else {
 		s.revoked, s.revs = r, revs
 	}
+	s.parseIssuer()
 }

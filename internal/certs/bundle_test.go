@@ -11,7 +11,6 @@ import (
 	"github.com/ehsaniara/joblet/internal/certs"
 	"github.com/ehsaniara/joblet/internal/config"
 	"github.com/ehsaniara/joblet/internal/pki"
-	"github.com/ehsaniara/joblet/internal/secretstore"
 	"github.com/ehsaniara/joblet/internal/secretstore/storetest"
 )
 
@@ -28,7 +27,7 @@ func TestUnusableBundleBlocksNeitherRevokeNorRefresh(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := st.Create(ctx, secretstore.Secret{Name: names.Bundle(), Value: "garbage"}); err != nil {
+	if err := st.Put(ctx, names.Bundle(), "garbage"); err != nil {
 		t.Fatal(err)
 	}
 	fl := &o.Fleet
@@ -39,7 +38,7 @@ func TestUnusableBundleBlocksNeitherRevokeNorRefresh(t *testing.T) {
 	if err != nil {
 		t.Fatalf("refresh with an unusable bundle: %v", err)
 	}
-	if !res.Renewed || !strings.Contains(res.TrustProblem, names.Bundle()) || !strings.Contains(res.TrustProblem, "keeps the 1 CA(s) it trusts") {
+	if !res.Renewed || !strings.Contains(res.TrustProblem, names.Bundle()) || !strings.Contains(res.TrustProblem, "keeping the trust state held") {
 		t.Fatalf("refresh result %+v", res)
 	}
 	after, _ := config.LoadServer(cfgPath)

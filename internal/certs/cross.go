@@ -175,6 +175,7 @@ func (f *Fleet) prepareBridge(ctx context.Context, r *rotation, next *pki.CA) er
 		if err := putOrCreate(ctx, f.Store, n, n.CACross(), string(pki.EncodeCert(cross))); err != nil {
 			return err
 		}
+		r.cross = cross // the link the trust state's lineage records
 	}
 	for _, role := range pki.Roles {
 		if r.pendingClient(role, next.Cert) != nil {

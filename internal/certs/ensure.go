@@ -105,8 +105,15 @@ func (b *bootstrapper) ensure(ctx context.Context, first *state) (*shared, error
 		sh.ca = pki.CA{Cert: caPair.cert, Key: caPair.key}
 		sh.caPEM, caCert, action = caPair.certPEM, caPair.cert, act
 	}
-	if sh.trust, err = trustFrom(vals[b.names.Bundle()], caCert, b.names.Bundle()); err != nil {
+	var doc *pki.TrustState
+	if sh.trust, doc, err = trustOf(vals[b.names.Bundle()], caCert, b.names, []*x509.Certificate{caCert}, nil); err != nil {
 		return nil, err
+	}
+	if doc != nil {
+		if !doc.TrustsKey(caCert) {
+			return nil, fmt.Errorf("%w: the signed trust state (%s) does not list the root in %s (%s): a write without the root key, or a rotation step interrupted: `joblet certs status` says which", ErrInconsistentStore, b.names.Bundle(), b.names.CACert(), pki.Fingerprint(caCert))
+		}
+		sh.doc = vals[b.names.Bundle()]
 	}
 	if _, _, err := revokedIn(vals[b.names.CRL()], sh.trust, b.names.CRL()); err != nil {
 		return nil, err
@@ -132,6 +139,9 @@ func (b *bootstrapper) ensure(ctx context.Context, first *state) (*shared, error
 	// Last: the node-issuing pair is what a joining node joins with, so
 	// the fleet it finds is whole.
 	if err := b.ensureNodeCA(ctx, vals, sh, action == Generated); err != nil {
+		return nil, err
+	}
+	if err := b.ensureTrustState(ctx, vals, sh, action == Generated); err != nil {
 		return nil, err
 	}
 	// Role keys go to client configs only on the node that created the

@@ -37,7 +37,7 @@ func (o *BootstrapOptions) files(srv *config.Server, sh *shared) ([]atomicfile.F
 func clientFiles(dir, addr string, sh *shared) ([]atomicfile.File, error) {
 	node := func(r pki.Role) *config.Node {
 		p := sh.clients[r]
-		return &config.Node{Address: addr, Cert: p.certPEM, Key: p.keyPEM, CA: sh.trustPEM(), CRL: sh.crlPEM}
+		return &config.Node{Address: addr, Cert: p.certPEM, Key: p.keyPEM, CA: sh.trustPEM(), CRL: sh.crlPEM, Trust: sh.doc}
 	}
 	operator := &config.Rnx{Version: config.RnxVersion, Nodes: map[string]*config.Node{}}
 	for _, r := range pki.Roles {

@@ -69,6 +69,9 @@ func (b *bootstrapper) join(ctx context.Context, st *state) (sh *shared, found f
 	if err := st.trusted(); err != nil {
 		return nil, foundSome, err
 	}
+	if err := st.rootVouched(); err != nil {
+		return nil, foundSome, err
+	}
 	if err := pki.CheckCA(st.ca, b.f.Now()); err != nil {
 		return nil, foundSome, fmt.Errorf("%w: %s: %v. Rotate the CA (`joblet certs rotate-ca`), or replace it with FORCE_REGENERATE=true", ErrInconsistentStore, n.CACert(), err)
 	}
@@ -80,7 +83,7 @@ func (b *bootstrapper) join(ctx context.Context, st *state) (sh *shared, found f
 		b.f.Log.Info(msg)
 		b.res.Warnings = append(b.res.Warnings, msg)
 	}
-	sh = &shared{ca: pki.CA{Cert: st.ca}, caPEM: st.vals[n.CACert()], issuer: *st.nodeCA, trust: st.trust, crlPEM: st.vals[n.CRL()]}
+	sh = &shared{ca: pki.CA{Cert: st.ca}, caPEM: st.vals[n.CACert()], issuer: *st.nodeCA, trust: st.trust, crlPEM: st.vals[n.CRL()], doc: st.docValue("")}
 	b.res.Items = append(b.res.Items,
 		item("CA Certificate", Retrieved, b.where(n.CACert()), st.ca),
 		item("Node-issuing CA", Retrieved, b.where(n.NodeCACert()), st.nodeCA.Cert))

@@ -112,7 +112,7 @@ func (fl *Fleet) NodeCA(ctx context.Context) (*NodeCAResult, error) {
 				certs = append(certs, t)
 			}
 		}
-		if err := putOrCreate(ctx, f.Store, n, n.Bundle(), string(pki.EncodeCerts(certs...))); err != nil {
+		if _, err := f.signTrust(ctx, s, &pki.CA{Cert: c, Key: root.Key}, certs, nil); err != nil {
 			return nil, err
 		}
 		if err := f.Store.Put(ctx, n.CACert(), string(pki.EncodeCert(c))); err != nil {

@@ -8,6 +8,7 @@ package certs
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 
@@ -38,6 +39,25 @@ func checkPin(pin *pki.Pin, s *state) error {
 		}
 		return fmt.Errorf("%w: %s pins the root %s, but the store holds no usable root (%v). Check the store, its region and --prefix; nothing was written",
 			ErrPinMismatch, pinFlag, pin, why)
+	}
+	// A signed trust state: the pin must reach its signer through its
+	// lineage (however many rotations ago the pinned root was current),
+	// and the trust is then what it verifies to from the pin alone.
+	if bundle := []byte(s.vals[s.n.Bundle()]); pki.IsSignedTrust(bundle) {
+		t, err := pki.PeekTrust(bundle, s.n.Prefix)
+		var anchor *x509.Certificate
+		if err == nil {
+			anchor = t.PinAnchor(*pin)
+		}
+		if anchor == nil {
+			return fmt.Errorf("%w: the store's signed trust state (%s) never had the root %s pins (%s); its root is %s. This store is not the pinned fleet's; nothing was written",
+				ErrPinMismatch, s.n.Bundle(), pinFlag, pin, pki.PinOf(s.ca))
+		}
+		s.parseTrust([]*x509.Certificate{anchor}, nil)
+		if s.trustErr != nil {
+			return fmt.Errorf("%w: the store's trust state does not verify from the pinned root %s: %v; nothing was written", ErrPinMismatch, pin, s.trustErr)
+		}
+		return s.rootVouched()
 	}
 	if pin.Matches(s.ca) {
 		return nil

@@ -90,7 +90,15 @@ func (b *bootstrapper) regenerate(ctx context.Context) (*shared, error) {
 		sh.crlPEM = crl
 		writes = append(writes, struct{ name, value string }{b.names.CRL(), crl})
 	}
-	writes = append(writes, struct{ name, value string }{b.names.Bundle(), sh.caPEM})
+	// The new CA signs a trust state of its own: nodes and clients holding
+	// the replaced CA's refuse it (the cut-over a compromised key needs);
+	// they bootstrap again or take a new rnx-config.yml.
+	doc, err := signedFirstState(ctx, b.names, &sh.ca, sh.crlPEM, now)
+	if err != nil {
+		return nil, err
+	}
+	sh.doc = doc
+	writes = append(writes, struct{ name, value string }{b.names.Bundle(), doc})
 	for _, w := range writes {
 		if err := putOrCreate(ctx, b.f.Store, b.names, w.name, w.value); err != nil {
 			return nil, err

@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/ehsaniara/joblet/internal/atomicfile"
@@ -106,11 +107,13 @@ func (fl *Fleet) RefreshNode(ctx context.Context, r NodeRefresh) (*NodeRefreshRe
 	if s.caErr != nil {
 		return nil, s.caErr
 	}
-	// An unusable bundle is ignored and reported: the node keeps its trust.
-	trustProblem, err := s.keepHeldTrust(cfg.Security.CACert)
+	// Only a trust state signed by a root this node holds changes its
+	// trust; anything else in the store is ignored and reported.
+	trustProblem, err := s.holdTrust(cfg.Security.CACert, cfg.Security.TrustState)
 	if err != nil {
 		return nil, err
 	}
+	docVal := s.docValue(cfg.Security.TrustState)
 	issuer, err := nodeIssuer(s, rootSigned)
 	if err != nil {
 		return nil, err
@@ -126,8 +129,11 @@ func (fl *Fleet) RefreshNode(ctx context.Context, r NodeRefresh) (*NodeRefreshRe
 		res.Trust = append(res.Trust, pki.Fingerprint(c))
 	}
 	trustPEM := s.trustPEM()
+	if gap := crlGap(s.doc, crlPEM); gap != "" {
+		crlProblem = strings.TrimPrefix(crlProblem+"; "+gap, "; ")
+	}
 	res.CRLProblem, res.TrustProblem = crlProblem, trustProblem
-	res.TrustChanged = !pki.SameCertSet(cfg.Security.CACert, trust) || cfg.Security.CRL != crlPEM
+	res.TrustChanged = !pki.SameCertSet(cfg.Security.CACert, trust) || cfg.Security.CRL != crlPEM || cfg.Security.TrustState != docVal
 
 	leaf := oldLeaf
 	issuerCert := s.ca
@@ -170,6 +176,7 @@ func (fl *Fleet) RefreshNode(ctx context.Context, r NodeRefresh) (*NodeRefreshRe
 	}
 	cfg.Security.CACert = trustPEM
 	cfg.Security.CRL = crlPEM
+	cfg.Security.TrustState = docVal
 	b, err := cfg.Marshal()
 	if err != nil {
 		return nil, err

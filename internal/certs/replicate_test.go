@@ -53,8 +53,9 @@ func TestReplicate(t *testing.T) {
 	}
 }
 
-// names0 are a fresh fleet's secrets: the CA pair and each role's pair.
-func names0() []string { return names.All() }
+// names0 are a fresh fleet's secrets: the CA pair, each role's pair, the
+// node-issuing pair and the signed trust state.
+func names0() []string { return append(names.All(), names.Bundle()) }
 
 func TestReplicateNeedsAReplicator(t *testing.T) {
 	st := storetest.NewMemoryStore()

@@ -120,6 +120,16 @@ func (f *Fleet) revokeOnce(ctx context.Context, serial *big.Int, reason int) ([]
 	if err := putOrCreate(ctx, f.Store, n, n.CRL(), string(pem)); err != nil {
 		return nil, err
 	}
+	// The signed trust state names this CRL's number, so a node that
+	// never saw it (the CRL secret deleted, say) refuses to serve until
+	// it has it. The CRL is written either way: a trust state that cannot
+	// be re-signed never holds up a revocation.
+	if s.doc != nil {
+		s.vals[n.CRL()] = string(pem)
+		if _, err := f.signTrust(ctx, s, ca, s.trust, nil); err != nil {
+			f.Log.Warn("the revocation is written, but the trust state could not be re-signed with its CRL number", "error", err)
+		}
+	}
 	return revocations(entries), nil
 }
 

@@ -218,7 +218,8 @@ func (fl *Fleet) BeginRotation(ctx context.Context, newKey CAKeyRef) (*RotationS
 	if err := f.prepareBridge(ctx, s, next); err != nil {
 		return nil, err
 	}
-	if err := f.setTrust(ctx, n, s.state, s.current.Cert, next.Cert); err != nil {
+	// The outgoing root signs the state that introduces the incoming one.
+	if _, err := f.signTrust(ctx, s.state, s.current, []*x509.Certificate{s.current.Cert, next.Cert}, nil); err != nil {
 		return nil, err
 	}
 	return f.RotationStatus(ctx)
@@ -301,16 +302,6 @@ func (f *Fleet) claimNext(ctx context.Context, n Names, current *pki.CA, newKey 
 // kmsRecordPrefix starts a rotation record whose CA key is in KMS.
 const kmsRecordPrefix = "kms-key "
 
-// setTrust writes the bundle of the given CAs when it differs from what s
-// read (or s read no bundle: the trust was the CA alone).
-func (f *Fleet) setTrust(ctx context.Context, n Names, s *state, want ...*x509.Certificate) error {
-	pem := string(pki.EncodeCerts(want...))
-	if len(s.trust) == len(want) && pki.SameCertSet(pem, s.trust) && s.vals[n.Bundle()] != "" {
-		return nil
-	}
-	return putOrCreate(ctx, f.Store, n, n.Bundle(), pem)
-}
-
 // PromoteRotation makes the pending CA current (the old one becomes AWSPREVIOUS and
 // stays trusted) and re-issues every role's client certificate from it,
 // for the same key. Nodes renew their server certificates on their next
@@ -359,6 +350,11 @@ func (f *Fleet) moveCA(ctx context.Context, n Names, move func(context.Context, 
 		return nil, err
 	}
 	if err := f.resignCRL(ctx, n, s.vals[n.CRL()], s.trust, s.current); err != nil {
+		return nil, err
+	}
+	// The CA now current signs the trust state (the same roots), so the
+	// state is always signed by the current CA once a step completes.
+	if err := f.resignTrust(ctx, s.state, s.current, s.trust, nil); err != nil {
 		return nil, err
 	}
 	return f.RotationStatus(ctx)
@@ -460,7 +456,7 @@ func (fl *Fleet) FinishRotation(ctx context.Context) (*RotationStatus, error) {
 	if err := f.resignCRL(ctx, n, s.vals[n.CRL()], s.trust, s.current); err != nil {
 		return nil, err
 	}
-	if err := f.setTrust(ctx, n, s.state, s.current.Cert); err != nil {
+	if err := f.resignTrust(ctx, s.state, s.current, []*x509.Certificate{s.current.Cert}, nil); err != nil {
 		return nil, err
 	}
 	return f.RotationStatus(ctx)
@@ -497,6 +493,9 @@ func (fl *Fleet) AbortRotation(ctx context.Context) (*RotationStatus, error) {
 		if err := f.resignCRL(ctx, n, s.vals[n.CRL()], s.trust, s.current); err != nil {
 			return nil, err
 		}
+		if err := f.resignTrust(ctx, s.state, s.current, s.trust, nil); err != nil {
+			return nil, err
+		}
 		return f.RotationStatus(ctx) // that abort is now complete
 	}
 	if err != nil {
@@ -528,7 +527,13 @@ func (fl *Fleet) AbortRotation(ctx context.Context) (*RotationStatus, error) {
 				return nil, err
 			}
 		}
-		if err := f.setTrust(ctx, n, s.state, s.current.Cert); err != nil {
+		// Re-read: the revoke above signed a newer state. The aborted CA
+		// leaves the lineage: its key signs no trust state anyone takes.
+		r, err := f.readRotation(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if err := f.resignTrust(ctx, r.state, r.current, []*x509.Certificate{r.current.Cert}, s.pendingCA()); err != nil {
 			return nil, err
 		}
 		return f.RotationStatus(ctx)

@@ -29,6 +29,20 @@ func trustOf(t *testing.T, st secretstore.Store) []*x509.Certificate {
 	if b == "" {
 		b = v[names.CACert()]
 	}
+	return bundleCerts(t, b)
+}
+
+// bundleCerts are the roots a ca-bundle value trusts: a signed trust
+// state's (its signature is the readers' business), or a PEM bundle's.
+func bundleCerts(t *testing.T, b string) []*x509.Certificate {
+	t.Helper()
+	if pki.IsSignedTrust([]byte(b)) {
+		ts, err := pki.PeekTrust([]byte(b), names.Prefix)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ts.RootCerts()
+	}
 	c, err := pki.ParseCerts([]byte(b))
 	if err != nil {
 		t.Fatal(err)
@@ -345,10 +359,7 @@ func TestRevocationSurvivesRotation(t *testing.T) {
 					t.Fatalf("after %s: node refresh: %v", step, err)
 				}
 				got, _ := st.Get(ctx, []string{names.CACert(), names.Bundle(), names.CRL()})
-				trust, err := pki.ParseCerts([]byte(got[names.Bundle()]))
-				if err != nil {
-					t.Fatal(err)
-				}
+				trust := bundleCerts(t, got[names.Bundle()])
 				crl, err := pki.ParseCRL([]byte(got[names.CRL()]), trust)
 				if err != nil {
 					t.Fatalf("after %s: the CRL does not verify against the trust: %v", step, err)

@@ -169,11 +169,14 @@ type state struct {
 	// asked; not verified.
 	previousCRL string
 	caErr       error
-	trust       []*x509.Certificate // every trusted CA: the bundle, or the CA alone
+	trust       []*x509.Certificate // every trusted CA: the signed state's roots, or (before it) the bundle or the CA alone
 	trustErr    error
-	revoked     map[string]bool // serials (hex) the CRL lists
-	revs        []Revocation
-	crlErr      error
+	// doc is the signed trust state trust came from (truststate.go), nil
+	// for a fleet from before it.
+	doc     *pki.TrustState
+	revoked map[string]bool // serials (hex) the CRL lists
+	revs    []Revocation
+	crlErr  error
 	// nodeCA is the node-issuing pair when the store holds a usable one
 	// under the current CA; nodeCAErr says why not (nil when there is
 	// none: a fleet from before it, which nodes sign for with the root).
@@ -229,6 +232,9 @@ func (f *Fleet) readState(ctx context.Context, sc scope) (*state, error) {
 	}
 	s.caKey = f.kmsKey(vals[n.CAKMSKey()])
 	s.parse(sc.roles)
+	if sc.bothKeys {
+		f.readPrevious(ctx, s)
+	}
 	if sc.previousCA {
 		if prev, err := f.Store.GetStage(ctx, []string{n.CACert()}, secretstore.Previous); err == nil {
 			s.previous, _ = pki.ParseCert([]byte(prev[n.CACert()]))
@@ -306,16 +312,7 @@ func (s *state) parse(roles []pki.Role) {
 		}
 	}
 	if s.ca != nil {
-		if s.trust, s.trustErr = trustFrom(s.vals[n.Bundle()], s.ca, n.Bundle()); s.trustErr == nil {
-			if r, revs, err := revokedIn(s.vals[n.CRL()], s.trust, n.CRL()); err != nil {
-				s.crlErr = err
-			} else {
-				s.revoked, s.revs = r, revs
-			}
-		}
-	}
-	if s.ca != nil && (s.vals[n.NodeCACert()] != "" || s.vals[n.NodeCAKey()] != "") {
-		s.nodeCA, s.nodeCAErr = parseNodeCA(n, s.vals, s.ca, s.trust, s.now)
+		s.parseTrust(nil, nil)
 	}
 	for _, r := range roles {
 		c, err := pki.ParseCert([]byte(s.vals[n.ClientCert(r)]))
@@ -334,17 +331,35 @@ func (s *state) parse(roles []pki.Role) {
 	}
 }
 
+// parseIssuer parses the node-issuing pair against the trust as it now
+// is: the signed state's roots alone (the store's ca-cert is vouched for by
+// nothing else), or, before it, those and the current CA.
+func (s *state) parseIssuer() {
+	s.nodeCA, s.nodeCAErr = nil, nil
+	if s.ca == nil || (s.vals[s.n.NodeCACert()] == "" && s.vals[s.n.NodeCAKey()] == "") {
+		return
+	}
+	roots := s.trust
+	if s.doc == nil {
+		roots = append([]*x509.Certificate{s.ca}, s.trust...)
+	}
+	s.nodeCA, s.nodeCAErr = parseNodeCA(s.n, s.vals, roots, s.now)
+}
+
 // parseNodeCA checks the stored node-issuing pair: a matching pair, signed
 // by a trusted CA and constrained (pki.CheckNodeCA). During a rotation's
 // promote the pair may still be the old CA's for a moment: that is fine
 // while the old CA is trusted.
-func parseNodeCA(n Names, vals map[string]string, ca *x509.Certificate, trust []*x509.Certificate, now time.Time) (*pki.CA, error) {
+func parseNodeCA(n Names, vals map[string]string, roots []*x509.Certificate, now time.Time) (*pki.CA, error) {
 	nca, err := parsePair(vals[n.NodeCACert()], vals[n.NodeCAKey()], n.NodeCACert(), n.NodeCAKey())
 	if err != nil {
 		return nil, fmt.Errorf("%w. Re-issue it with `joblet certs node-ca` (it keeps the key and re-signs the certificate)", err)
 	}
 	var cerr error
-	for _, root := range append([]*x509.Certificate{ca}, trust...) {
+	if len(roots) == 0 {
+		return nil, fmt.Errorf("%w: %s: no trusted root to check it against", ErrInconsistentStore, n.NodeCACert())
+	}
+	for _, root := range roots {
 		if !pki.AllowsIntermediates(root) {
 			cerr = fmt.Errorf("the CA %s was made before node-issuing CAs and allows no CA under it (pathlen 0); run `joblet certs node-ca`, which re-issues it first", pki.Fingerprint(root))
 			continue

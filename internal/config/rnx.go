@@ -27,6 +27,10 @@ type Node struct {
 	CA        string `yaml:"ca"`
 	IsDefault bool   `yaml:"isDefault,omitempty"`
 	CRL       string `yaml:"crl,omitempty"` // revoked certificates (PEM), refused as servers
+	// Trust is the root-signed trust state CA came from (a DSSE
+	// envelope): `rnx config refresh` takes a newer one only when one of
+	// its roots signed it.
+	Trust string `yaml:"trust,omitempty"`
 }
 
 // Marshal renders the config as YAML.

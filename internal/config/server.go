@@ -88,6 +88,10 @@ type Security struct {
 	CACert     string `yaml:"caCert"` // every trusted CA (PEM bundle)
 	// CRL lists revoked certificates (PEM), refused in handshakes.
 	CRL string `yaml:"crl,omitempty"`
+	// TrustState is the root-signed trust state the node holds (a DSSE
+	// envelope, internal/pki/trust.go): CACert is its roots. A trust state
+	// in the store is taken only when one of these roots signed it.
+	TrustState string `yaml:"trustState,omitempty"`
 	// RefreshInterval is how often a running server re-reads the trust
 	// bundle from the store and renews its certificate when due.
 	RefreshInterval string `yaml:"refreshInterval,omitempty"`

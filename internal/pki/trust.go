@@ -324,3 +324,29 @@ func (v rootVerifier) Verify(_ context.Context, data, sig []byte) error {
 func (v rootVerifier) KeyID() (string, error) { return spki(v.c), nil }
 
 func (v rootVerifier) Public() crypto.PublicKey { return v.c.PublicKey }
+
+// TrustSignedBy reports whether data is a trust state c's key signed.
+func TrustSignedBy(data []byte, fleet string, c *x509.Certificate) bool {
+	_, env, err := decodeTrust(data, fleet)
+	if err != nil {
+		return false
+	}
+	ev, err := dsse.NewEnvelopeVerifier(rootVerifier{c})
+	if err != nil {
+		return false
+	}
+	_, err = ev.Verify(context.Background(), env)
+	return err == nil
+}
+
+// TrustsKey reports whether one of t's roots has c's key: a root
+// certificate re-made for the same key (a crash between a key's and its
+// certificate's writes, or a re-issue) can sign nothing the root cannot.
+func (t *TrustState) TrustsKey(c *x509.Certificate) bool {
+	for _, r := range t.roots {
+		if bytes.Equal(r.RawSubjectPublicKeyInfo, c.RawSubjectPublicKeyInfo) {
+			return true
+		}
+	}
+	return false
+}
