@@ -48,11 +48,8 @@ func (fl *Fleet) RefreshClientConfig(ctx context.Context, path string, only pki.
 	if s.caErr != nil {
 		return nil, s.caErr
 	}
-	if s.trustErr != nil {
-		return nil, s.trustErr
-	}
 	res := &ClientRefresh{}
-	n, vals, trustPEM := s.n, s.vals, s.trustPEM()
+	n, vals := s.n, s.vals
 	var updated []string
 	for _, name := range cfg.NodeNames() {
 		node := cfg.Nodes[name]
@@ -67,17 +64,28 @@ func (fl *Fleet) RefreshClientConfig(ctx context.Context, path string, only pki.
 		if only != "" && role != only {
 			continue
 		}
-		c, k, err := s.clientMaterial(role)
+		// Only a trust state signed by a root this entry trusts changes
+		// whom it trusts (and so where it sends its jobs' secrets):
+		// anything else in the store is ignored and reported.
+		es := *s
+		problem, err := es.holdTrust(node.CA, node.Trust)
+		if err != nil {
+			return nil, fmt.Errorf("node %q in %s: %w", name, path, err)
+		}
+		if problem != "" && !slices.Contains(res.Problems, problem) {
+			res.Problems = append(res.Problems, problem)
+		}
+		c, k, err := es.clientMaterial(role)
 		if err != nil {
 			return nil, err
 		}
 		// The newest CRL this config has seen stays: a store whose CRL went
 		// missing or back must not un-revoke a server.
-		crl, problem := newestCRL(node.CRL, vals[n.CRL()], s.crlErr, n.CRL(), s.trust)
+		crl, problem := newestCRL(node.CRL, vals[n.CRL()], es.crlErr, n.CRL(), es.trust)
 		if problem != "" && !slices.Contains(res.Problems, problem) {
 			res.Problems = append(res.Problems, problem)
 		}
-		node.Cert, node.Key, node.CA, node.CRL = c, k, trustPEM, crl
+		node.Cert, node.Key, node.CA, node.CRL, node.Trust = c, k, es.trustPEM(), crl, es.docValue(node.Trust)
 		updated = append(updated, name)
 	}
 	if len(updated) == 0 {

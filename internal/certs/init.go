@@ -93,6 +93,9 @@ func (fl *Fleet) ClientNode(ctx context.Context, role pki.Role, address string) 
 	if err := s.trusted(); err != nil {
 		return nil, err
 	}
+	if err := s.rootVouched(); err != nil {
+		return nil, err
+	}
 	n := s.n
 	pair, err := parsePair(s.vals[n.ClientCert(role)], s.vals[n.ClientKey(role)], n.ClientCert(role), n.ClientKey(role))
 	if err != nil {
@@ -101,5 +104,5 @@ func (fl *Fleet) ClientNode(ctx context.Context, role pki.Role, address string) 
 	if err := checkClient(pair.Cert, role, s.trust, f.Now()); err != nil {
 		return nil, fmt.Errorf("%w: %s: %v", ErrInconsistentStore, n.ClientCert(role), err)
 	}
-	return &config.Node{Address: address, Cert: s.vals[n.ClientCert(role)], Key: s.vals[n.ClientKey(role)], CA: s.trustPEM(), CRL: s.vals[n.CRL()]}, nil
+	return &config.Node{Address: address, Cert: s.vals[n.ClientCert(role)], Key: s.vals[n.ClientKey(role)], CA: s.trustPEM(), CRL: s.vals[n.CRL()], Trust: s.docValue("")}, nil
 }

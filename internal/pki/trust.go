@@ -141,7 +141,8 @@ func IsSignedTrust(data []byte) bool {
 }
 
 // PeekTrust parses a trust state without checking its signature: for
-// reports, and for a signer choosing the next version. Never trust it.
+// reports, for a reader's own copy, and for a signer choosing the next
+// version. Never trust it from the store. fleet "" takes any fleet's.
 func PeekTrust(data []byte, fleet string) (*TrustState, error) {
 	t, _, err := decodeTrust(data, fleet)
 	return t, err
@@ -171,7 +172,7 @@ func decodeTrust(data []byte, fleet string) (*TrustState, *dsse.Envelope, error)
 	if err := dec.Decode(&t); err != nil {
 		return nil, nil, fmt.Errorf("%w: its payload: %v", ErrTrustUnsigned, err)
 	}
-	if t.Fleet != fleet {
+	if fleet != "" && t.Fleet != fleet {
 		return nil, nil, fmt.Errorf("the trust state is fleet %q's, not %q's", t.Fleet, fleet)
 	}
 	if len(t.Roots) == 0 {

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
+	pb "github.com/ehsaniara/joblet/api/jobletv1"
 	"github.com/ehsaniara/joblet/internal/pki"
 )
 
@@ -143,10 +144,27 @@ func (g *guard) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, 
 	if err != nil {
 		return nil, status.Error(codes.Unauthenticated, err.Error())
 	}
-	if err := check(chain, g.tls.cur.Load(), g.now()); err != nil {
+	creds := g.tls.cur.Load()
+	if err := check(chain, creds, g.now()); err != nil {
 		return nil, refused(err)
 	}
+	if err := crlGapRefusal(creds, info.FullMethod); err != nil {
+		return nil, err
+	}
 	return h(ctx, req)
+}
+
+// crlGapRefusal refuses every call but a CRL offer while the node holds an
+// older CRL than its trust state names: it cannot tell a revoked caller
+// from another.
+func crlGapRefusal(creds *Credentials, method string) error {
+	if creds.MinCRL == nil || method == pb.NodeService_OfferCRL_FullMethodName {
+		return nil
+	}
+	if gap := creds.CRLGap(); gap != "" {
+		return status.Error(codes.Unavailable, gap)
+	}
+	return nil
 }
 
 // stream checks the caller when the stream opens, then again each time the
@@ -161,6 +179,9 @@ func (g *guard) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInf
 	creds := g.tls.cur.Load()
 	if err := check(chain, creds, g.now()); err != nil {
 		return refused(err)
+	}
+	if err := crlGapRefusal(creds, info.FullMethod); err != nil {
+		return err
 	}
 	ctx, cancel := context.WithCancelCause(ss.Context())
 	defer cancel(nil)

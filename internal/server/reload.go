@@ -37,8 +37,11 @@ func (s *Server) Reload() error {
 		return fmt.Errorf("reload %s: %w (still serving the previous certificates)", s.opts.ConfigPath, err)
 	}
 	old := s.tls.cur.Load()
-	if old.Leaf.Equal(creds.Leaf) && old.CAPEM == creds.CAPEM {
+	if old.Leaf.Equal(creds.Leaf) && old.CAPEM == creds.CAPEM && (old.MinCRL == nil) == (creds.MinCRL == nil) && (old.MinCRL == nil || old.MinCRL.Cmp(creds.MinCRL) == 0) {
 		return nil
+	}
+	if gap := creds.CRLGap(); gap != "" {
+		s.log.Error("refusing every call", "reason", gap)
 	}
 	s.tls.set(creds)
 	s.log.Info("TLS credentials reloaded",

@@ -65,6 +65,9 @@ func New(cfg *config.Server, opts Options, log *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	if gap := creds.CRLGap(); gap != "" {
+		log.Error("refusing every call", "reason", gap)
+	}
 	mgr, err := newJobs(cfg, opts.ConfigPath, log)
 	if err != nil {
 		return nil, err

@@ -31,6 +31,8 @@ type Credentials struct {
 	// CRLNumber is the number of that CRL (nil without one), crlNumber
 	// as it travels in metadata (crlgate.go).
 	CRLNumber *big.Int
+	// MinCRL is the CRL number the node's trust state names (nil: none).
+	MinCRL *big.Int
 	crlNumber string
 	caCertPEM string // security.caCert as loaded (CAPEM without the CRL)
 
@@ -58,13 +60,38 @@ func CredentialsFromConfig(s config.Security) (*Credentials, error) {
 	if err != nil {
 		return nil, fmt.Errorf("security.caCert: %w", err)
 	}
-	return newCredentials(cert, cas, s.CACert, s.CRL)
+	c, err := newCredentials(cert, cas, s.CACert, s.CRL)
+	if err != nil {
+		return nil, err
+	}
+	// The trust state names the fleet's newest CRL: a node holding an
+	// older one (a node that joined after the CRL secret was deleted)
+	// refuses calls until it has it (guard.go). Fleet "" : the node's own
+	// file, whichever prefix.
+	if t, err := pki.PeekTrust([]byte(s.TrustState), ""); err == nil && t.MinCRL != nil {
+		c.MinCRL = t.MinCRL
+	}
+	return c, nil
+}
+
+// CRLGap says, when the node holds an older CRL than its trust state
+// names, that it refuses calls until it gets that CRL; "" when it holds it.
+func (c *Credentials) CRLGap() string {
+	if c.MinCRL == nil || (c.CRLNumber != nil && c.CRLNumber.Cmp(c.MinCRL) >= 0) {
+		return ""
+	}
+	return "this node holds CRL number " + c.crlNumber + " but the fleet's signed trust state names number " + pb.FormatCRLNumber(c.MinCRL) +
+		": it serves no call until it has that CRL (its next refresh from the store, `joblet certs revoke --nodes` pushing it, or a client carrying it); if the store lost its CRL, `joblet certs revoke` of any serial writes it again"
 }
 
 // withCRL is c with another CRL (verified by the caller against c.CAList):
 // the same certificate and trust, a new gate (offer.go).
 func (c *Credentials) withCRL(crlPEM string) (*Credentials, error) {
-	return newCredentials(c.Cert, c.CAList, c.caCertPEM, crlPEM)
+	n, err := newCredentials(c.Cert, c.CAList, c.caCertPEM, crlPEM)
+	if n != nil {
+		n.MinCRL = c.MinCRL
+	}
+	return n, err
 }
 
 // newCredentials builds credentials from parsed material; crlPEM ("" for
