@@ -32,7 +32,7 @@ type Credentials struct {
 	// as it travels in metadata (crlgate.go).
 	CRLNumber *big.Int
 	// MinCRL is the CRL number the node's trust state names (nil: none).
-	MinCRL *big.Int
+	MinCRL    *big.Int
 	crlNumber string
 	caCertPEM string // security.caCert as loaded (CAPEM without the CRL)
 
