@@ -319,6 +319,15 @@ func (fl *Fleet) PromoteRotation(ctx context.Context) (*RotationStatus, error) {
 	if s != nil && s.interrupted {
 		return nil, fmt.Errorf("a `rotate-ca begin` was interrupted: run it again before promoting")
 	}
+	// The incoming CA signs the trust state (the same roots) before it
+	// becomes current: every reader holds it already (begin's state), and
+	// the state is never signed by a CA that is neither current nor
+	// pending, whatever moment a reader or a crash picks.
+	if s != nil && s.pending != nil && s.doc != nil {
+		if err := f.resignTrust(ctx, s.state, s.pending, s.trust, nil); err != nil {
+			return nil, err
+		}
+	}
 	// Certificate first: a crash between the two moves leaves the new
 	// certificate current with the old key pending, which read reports and
 	// this re-run completes. Promoting what is already promoted only clears

@@ -168,6 +168,9 @@ type state struct {
 	// previousCRL is the CRL's previous version (PEM), when the scope
 	// asked; not verified.
 	previousCRL string
+	// previousDoc is ca-bundle's previous version, when the scope asked
+	// (previousCA): status tells a state put back from it.
+	previousDoc string
 	caErr       error
 	trust       []*x509.Certificate // every trusted CA: the signed state's roots, or (before it) the bundle or the CA alone
 	trustErr    error
@@ -232,12 +235,10 @@ func (f *Fleet) readState(ctx context.Context, sc scope) (*state, error) {
 	}
 	s.caKey = f.kmsKey(vals[n.CAKMSKey()])
 	s.parse(sc.roles)
-	if sc.bothKeys {
-		f.readPrevious(ctx, s)
-	}
 	if sc.previousCA {
-		if prev, err := f.Store.GetStage(ctx, []string{n.CACert()}, secretstore.Previous); err == nil {
+		if prev, err := f.Store.GetStage(ctx, []string{n.CACert(), n.Bundle()}, secretstore.Previous); err == nil {
 			s.previous, _ = pki.ParseCert([]byte(prev[n.CACert()]))
+			s.previousDoc = prev[n.Bundle()]
 		}
 	}
 	if sc.previousCRL {
@@ -311,6 +312,9 @@ func (s *state) parse(roles []pki.Role) {
 			s.ca = c
 		}
 	}
+	if c, err := pki.ParseCert([]byte(s.vals[n.CACross()])); err == nil {
+		s.cross = c
+	}
 	if s.ca != nil {
 		s.parseTrust(nil, nil)
 	}
@@ -321,9 +325,6 @@ func (s *state) parse(roles []pki.Role) {
 			continue
 		}
 		s.clients[r] = c
-	}
-	if c, err := pki.ParseCert([]byte(s.vals[n.CACross()])); err == nil {
-		s.cross = c
 	}
 	s.phase, s.interrupted = phaseOf(n, s.pending, len(s.trust))
 	if s.phase == PhaseBegun && !s.interrupted {

@@ -43,7 +43,9 @@ type Report struct {
 	// CAKey says where the CA's private key is: "AWS KMS key ARN" or
 	// "store (<prefix>/ca-key)".
 	CAKey string `json:"caKey,omitempty"`
-	Phase Phase  `json:"rotationPhase,omitempty"`
+	// TrustVersion is the version of the signed trust state (0: none).
+	TrustVersion uint64 `json:"trustVersion,omitempty"`
+	Phase        Phase  `json:"rotationPhase,omitempty"`
 	// NextStep is set during a rotation (and for an interrupted begin).
 	NextStep     string       `json:"rotationNextStep,omitempty"`
 	Revocations  []Revocation `json:"revocations,omitempty"`
@@ -263,6 +265,10 @@ func (g *grader) shared(s *state, caKey string, roles bool) map[string]bool {
 	if s.ca != nil {
 		g.nodeCA(s)
 		g.bundle(s)
+		g.trustState(s)
+		if s.vals[n.CAKey()] != "" && strings.HasPrefix(caKey, "unknown") {
+			rep.raise(Broken, fmt.Sprintf("%s holds a key that is not %s's: whoever wrote one of them did it without the other. Restore the previous version of the one that changed", n.CAKey(), n.CACert()))
+		}
 	}
 	for _, role := range pki.Roles {
 		if !roles {
@@ -302,6 +308,39 @@ func (g *grader) bundle(s *state) {
 			g.rep.raise(Broken, fmt.Sprintf("%s trusts a CA that %s never held as its current, pending or previous version (%q, sha256 %s): nodes accept what it signs. If no rotation put it there, someone wrote to the store: restore the bundle's previous version and find out who",
 				s.n.Bundle(), s.n.CACert(), t.Subject.CommonName, pki.Fingerprint(t)))
 		}
+	}
+}
+
+// trustState grades the signed trust state: present (or the fleet is told
+// how to move onto it), listing the current root, fresh, and naming no CRL
+// newer than the store holds. One that does not verify is already Broken
+// (s.trusted).
+func (g *grader) trustState(s *state) {
+	n, now := s.n, g.now
+	if s.doc == nil {
+		if s.trustErr == nil {
+			g.rep.raise(Attention, fmt.Sprintf("%s holds no signed trust state: nodes and clients from before it take whatever CA a store write puts there. Run `joblet certs trust sign` once (under traffic; docs/OPERATIONS.md)", n.Bundle()))
+		}
+		return
+	}
+	g.rep.TrustVersion = s.doc.Version
+	if err := s.rootVouched(); err != nil {
+		g.rep.raise(Broken, err.Error())
+	}
+	switch {
+	case s.doc.Expired(now):
+		g.rep.raise(Broken, fmt.Sprintf("the signed trust state (version %d) expired on %s: nodes keep enforcing it and report it stale. Run `joblet certs trust sign`, and run it daily", s.doc.Version, s.doc.Expires.UTC().Format(time.RFC3339)))
+	case s.doc.Due(now):
+		g.rep.raise(Attention, fmt.Sprintf("the signed trust state (version %d) expires on %s: run `joblet certs trust sign` (daily, on a schedule)", s.doc.Version, s.doc.Expires.UTC().Format(time.RFC3339)))
+	}
+	if prev, err := pki.VerifyTrust([]byte(s.previousDoc), n.Prefix, s.operatorAnchors(), nil); err == nil && prev.Version > s.doc.Version {
+		g.rep.raise(Broken, fmt.Sprintf("%s holds trust state version %d, older than the version %d it replaced: an older version was put back (a rollback readers refuse). Run `joblet certs trust sign`, and find out who wrote it", n.Bundle(), s.doc.Version, prev.Version))
+	}
+	if held, _ := pki.PeekCRLNumber([]byte(s.vals[n.CRL()])); held != nil && (s.doc.MinCRL == nil || s.doc.MinCRL.Cmp(held) < 0) {
+		g.rep.raise(Attention, fmt.Sprintf("the signed trust state in %s (version %d) names an older CRL than %s holds: an older version was put back, or a revoke could not sign it. Run `joblet certs trust sign`", n.Bundle(), s.doc.Version, n.CRL()))
+	}
+	if gap := crlGap(s.doc, s.vals[n.CRL()]); gap != "" {
+		g.rep.raise(Broken, fmt.Sprintf("%s is older than the signed trust state names, or missing (deleted, or an older version put back): a node joining now refuses every call. Restore the CRL's previous version, or revoke again (`joblet certs revoke` merges what the previous version listed)", n.CRL()))
 	}
 }
 

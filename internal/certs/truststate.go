@@ -52,15 +52,18 @@ func trustOf(val string, ca *x509.Certificate, n Names, anchors []*x509.Certific
 	return t.RootCerts(), t, nil
 }
 
-// operatorAnchors are the CAs whose keys the fleet holds, as this read
-// found them: the current and pending ca-cert (and the previous one when
-// read): what an operator's command takes a trust state from.
+// operatorAnchors are the CAs an operator's command takes a trust state
+// from: the current ca-cert, and the pending one only when the store's
+// cross certificate (which only the current CA's key can make) links it to
+// the current one. Never a CA found only in the store's version history
+// (AWSPREVIOUS): anyone who can write a secret can put one there.
 func (s *state) operatorAnchors() []*x509.Certificate {
 	var a []*x509.Certificate
-	for _, c := range []*x509.Certificate{s.ca, s.pendingCA(), s.previous} {
-		if c != nil {
-			a = append(a, c)
-		}
+	if s.ca != nil {
+		a = append(a, s.ca)
+	}
+	if p := s.pendingCA(); p != nil && s.ca != nil && s.cross != nil && pki.IsCrossOf(s.cross, p, s.ca) {
+		a = append(a, p)
 	}
 	return a
 }
@@ -290,23 +293,6 @@ func (fl *Fleet) SignTrustState(ctx context.Context) (*TrustSignResult, error) {
 		res.Next = "nodes take it at their next refresh and clients at `rnx config refresh`; " + res.Next
 	}
 	return res, nil
-}
-
-// readPrevious adds the previous ca-cert to s when its trust state was
-// refused for its signature: an operator's read right after a label move
-// (a promote or abort interrupted before it re-signed), where the state's
-// signer is the CA just moved away from.
-func (f *Fleet) readPrevious(ctx context.Context, s *state) {
-	if s.previous != nil || s.ca == nil || s.doc != nil || !pki.IsSignedTrust([]byte(s.vals[s.n.Bundle()])) {
-		return
-	}
-	prev, err := f.Store.GetStage(ctx, []string{s.n.CACert()}, secretstore.Previous)
-	if err != nil {
-		return
-	}
-	if s.previous, _ = pki.ParseCert([]byte(prev[s.n.CACert()])); s.previous != nil {
-		s.parseTrust(nil, nil)
-	}
 }
 
 // crlGap says, when doc names a CRL newer than the one held (crlPEM), that

@@ -99,6 +99,10 @@ func TestWritesWithoutTheRootKeyChangeNoTrust(t *testing.T) {
 		if len(cref.Problems) == 0 {
 			t.Errorf("%s: the client's refresh reported nothing", what)
 		}
+		rep := op.Status(ctx, certs.StatusOptions{})
+		if rep.Level == certs.OK || !strings.Contains(strings.Join(rep.Problems, "\n"), names.Bundle()) {
+			t.Errorf("%s: status level %d, problems %q: want it named", what, rep.Level, rep.Problems)
+		}
 		after, _ := config.LoadServer(cfgPath)
 		if after.Security.CACert != before.Security.CACert || after.Security.TrustState != before.Security.TrustState {
 			t.Fatalf("%s: the node's trust changed", what)
@@ -118,6 +122,9 @@ func TestWritesWithoutTheRootKeyChangeNoTrust(t *testing.T) {
 	res, err := op.RefreshNode(ctx, certs.NodeRefresh{ConfigPath: cfgPath})
 	if err != nil || res.TrustProblem != "" {
 		t.Fatalf("after the operator signed again: %+v %v", res, err)
+	}
+	if rep := op.Status(ctx, certs.StatusOptions{}); rep.Level != certs.OK {
+		t.Fatalf("status after the operator signed again: %q", rep.Problems)
 	}
 }
 
