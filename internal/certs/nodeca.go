@@ -64,6 +64,9 @@ func (fl *Fleet) RekeyNodeCA(ctx context.Context) (*NodeCAResult, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := f.listNodeCAs(ctx, s, root, nca, old); err != nil {
+		return nil, err
+	}
 	info, replaced := infoOf(nca.Cert), infoOf(old)
 	return &NodeCAResult{Step: StepNodeCARekeyed, Root: infoOf(root.Cert), NodeCA: &info, Replaced: &replaced,
 		Next: fmt.Sprintf("nodes renew from the new node-issuing CA on their next refresh (or now: `joblet certs renew` on each; `joblet certs status` on a node shows its issuer). Then revoke the old one, which refuses every chain through it: `joblet certs revoke --serial %s --reason keyCompromise`", replaced.Serial)}, nil
@@ -130,6 +133,9 @@ func (fl *Fleet) NodeCA(ctx context.Context) (*NodeCAResult, error) {
 	}
 	nca, err := f.ensureNodeCAFrom(ctx, n, s.vals, root)
 	if err != nil {
+		return nil, err
+	}
+	if err := f.listNodeCAs(ctx, s, root, nca, nil); err != nil {
 		return nil, err
 	}
 	info := infoOf(nca.Cert)

@@ -93,7 +93,7 @@ func (b *bootstrapper) regenerate(ctx context.Context) (*shared, error) {
 	// The new CA signs a trust state of its own: nodes and clients holding
 	// the replaced CA's refuse it (the cut-over a compromised key needs);
 	// they bootstrap again or take a new rnx-config.yml.
-	doc, err := signedFirstState(ctx, b.names, &sh.ca, sh.crlPEM, now)
+	doc, err := signedFirstState(ctx, b.names, &sh.ca, nodeCA.Cert, sh.crlPEM, now)
 	if err != nil {
 		return nil, err
 	}

@@ -176,10 +176,13 @@ type state struct {
 	trustErr    error
 	// doc is the signed trust state trust came from (truststate.go), nil
 	// for a fleet from before it.
-	doc     *pki.TrustState
-	revoked map[string]bool // serials (hex) the CRL lists
-	revs    []Revocation
-	crlErr  error
+	doc *pki.TrustState
+	// replacedNodeCA is the node-issuing CA a re-key just replaced: listed
+	// in the next trust state while nodes move off it.
+	replacedNodeCA *x509.Certificate
+	revoked        map[string]bool // serials (hex) the CRL lists
+	revs           []Revocation
+	crlErr         error
 	// nodeCA is the node-issuing pair when the store holds a usable one
 	// under the current CA; nodeCAErr says why not (nil when there is
 	// none: a fleet from before it, which nodes sign for with the root).

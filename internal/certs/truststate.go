@@ -184,7 +184,7 @@ func (f *Fleet) signTrust(ctx context.Context, s *state, by *pki.CA, roots []*x5
 	if t := uint64(f.Now().Unix()); t > version {
 		version = t
 	}
-	next := pki.NewTrustState(n.Prefix, version, roots, lineage, minCRL, f.Now())
+	next := pki.NewTrustState(n.Prefix, version, roots, lineage, minCRL, f.Now()).WithNodeCAs(s.servingNodeCAs(f.Now())...)
 	if s.doc != nil && s.docFromStore() && !s.doc.Due(f.Now()) && sameTrust(s.doc, next) && pki.TrustSignedBy([]byte(s.vals[n.Bundle()]), n.Prefix, by.Cert) {
 		return false, nil
 	}
@@ -201,9 +201,32 @@ func (f *Fleet) signTrust(ctx context.Context, s *state, by *pki.CA, roots []*x5
 }
 
 // sameTrust: a and b trust the same roots through the same lineage with
-// the same minimum CRL number.
+// the same minimum CRL number and node-issuing CAs.
 func sameTrust(a, b *pki.TrustState) bool {
-	return sameSet(a.RootCerts(), b.RootCerts()) && sameSet(a.LineageCerts(), b.LineageCerts()) && sameNum(a.MinCRL, b.MinCRL)
+	return sameSet(a.RootCerts(), b.RootCerts()) && sameSet(a.LineageCerts(), b.LineageCerts()) && sameNum(a.MinCRL, b.MinCRL) && sameSet(a.NodeCACerts(), b.NodeCACerts())
+}
+
+// servingNodeCAs are the node-issuing CAs a new trust state lists: the
+// store's current one, the one a re-key just replaced (nodes still serve
+// from it until they renew), and those the held state listed, minus any
+// the CRL revokes or that expired: a replaced node-issuing key then signs
+// nothing a client holding the state accepts.
+func (s *state) servingNodeCAs(now time.Time) []*x509.Certificate {
+	var out []*x509.Certificate
+	cands := []*x509.Certificate{s.replacedNodeCA}
+	if s.nodeCA != nil {
+		cands = append(cands, s.nodeCA.Cert)
+	}
+	if s.doc != nil {
+		cands = append(cands, s.doc.NodeCACerts()...)
+	}
+	for _, c := range cands {
+		if c == nil || s.revoked[c.SerialNumber.Text(16)] || !now.Before(c.NotAfter) || containsCert(out, c) {
+			continue
+		}
+		out = append(out, c)
+	}
+	return out
 }
 
 func sameSet(a, b []*x509.Certificate) bool {
@@ -334,9 +357,9 @@ func (s *state) rootVouched() error {
 
 // signedFirstState is a fleet's first trust state: its root alone, the
 // first link of its lineage.
-func signedFirstState(ctx context.Context, n Names, ca *pki.CA, crlPEM string, now time.Time) (string, error) {
+func signedFirstState(ctx context.Context, n Names, ca *pki.CA, nodeCA *x509.Certificate, crlPEM string, now time.Time) (string, error) {
 	minCRL, _ := pki.PeekCRLNumber([]byte(crlPEM))
-	t := pki.NewTrustState(n.Prefix, uint64(now.Unix()), []*x509.Certificate{ca.Cert}, []*x509.Certificate{ca.Cert}, minCRL, now)
+	t := pki.NewTrustState(n.Prefix, uint64(now.Unix()), []*x509.Certificate{ca.Cert}, []*x509.Certificate{ca.Cert}, minCRL, now).WithNodeCAs(nodeCA)
 	data, err := pki.SignTrust(ctx, t, ca)
 	return string(data), err
 }
@@ -349,7 +372,7 @@ func (b *bootstrapper) ensureTrustState(ctx context.Context, vals map[string]str
 	if vals[n.Bundle()] != "" || sh.ca.Key == nil || !(created || (b.operator && !b.waited)) {
 		return nil
 	}
-	doc, err := signedFirstState(ctx, n, &sh.ca, sh.crlPEM, b.f.Now())
+	doc, err := signedFirstState(ctx, n, &sh.ca, sh.issuer.Cert, sh.crlPEM, b.f.Now())
 	if err != nil {
 		return err
 	}
@@ -368,4 +391,16 @@ func (b *bootstrapper) ensureTrustState(ctx context.Context, vals map[string]str
 	}
 	sh.doc = doc
 	return nil
+}
+
+// listNodeCAs signs a trust state listing the node-issuing CA now in the
+// store (nca) and the one it replaced (nil: none), for a fleet that has a
+// signed state.
+func (f *Fleet) listNodeCAs(ctx context.Context, s *state, root *pki.CA, nca *pki.CA, replaced *x509.Certificate) error {
+	if s.doc == nil {
+		return nil
+	}
+	s.nodeCA, s.replacedNodeCA = nca, replaced
+	_, err := f.signTrust(ctx, s, root, s.trust, nil)
+	return err
 }

@@ -77,8 +77,44 @@ type TrustState struct {
 	// MinCRL is the number of the newest CRL the root signed: a node
 	// holding an older one (or none) refuses to serve until it has it.
 	MinCRL *big.Int `json:"minCrl,omitempty"`
+	// NodeCAs are the node-issuing CAs (DER) nodes may serve from: the
+	// current one and, while nodes move off it, the one it replaced. A
+	// client holding this state refuses a server chain through any other,
+	// so a node-issuing key that was replaced signs nothing it accepts.
+	NodeCAs [][]byte `json:"nodeCas,omitempty"`
 
-	roots, lineage []*x509.Certificate
+	roots, lineage, nodeCAs []*x509.Certificate
+}
+
+// WithNodeCAs sets the node-issuing CAs t lists (duplicates dropped).
+func (t *TrustState) WithNodeCAs(cas ...*x509.Certificate) *TrustState {
+	t.nodeCAs, t.NodeCAs = nil, nil
+	for _, c := range cas {
+		if c != nil && !containsCert(t.nodeCAs, c) {
+			t.nodeCAs = append(t.nodeCAs, c)
+			t.NodeCAs = append(t.NodeCAs, c.Raw)
+		}
+	}
+	return t
+}
+
+// NodeCACerts are the listed node-issuing CAs, parsed.
+func (t *TrustState) NodeCACerts() []*x509.Certificate { return t.nodeCAs }
+
+// AllowsServerChain reports whether a verified server chain (leaf first,
+// root last) is one t lets a client accept: issued by the root itself, or
+// through a node-issuing CA whose key t lists. A state that lists none
+// (from before it) allows any.
+func (t *TrustState) AllowsServerChain(chain []*x509.Certificate) bool {
+	if len(t.nodeCAs) == 0 || len(chain) < 3 {
+		return true
+	}
+	for _, n := range t.nodeCAs {
+		if bytes.Equal(n.RawSubjectPublicKeyInfo, chain[1].RawSubjectPublicKeyInfo) {
+			return true
+		}
+	}
+	return false
 }
 
 // NewTrustState is a state trusting roots, with lineage, fresh from now.
@@ -191,6 +227,13 @@ func decodeTrust(data []byte, fleet string) (*TrustState, *dsse.Envelope, error)
 			return nil, nil, fmt.Errorf("a lineage certificate in the trust state: %w", err)
 		}
 		t.lineage = append(t.lineage, c)
+	}
+	for _, der := range t.NodeCAs {
+		c, err := x509.ParseCertificate(der)
+		if err != nil {
+			return nil, nil, fmt.Errorf("a node-issuing CA in the trust state: %w", err)
+		}
+		t.nodeCAs = append(t.nodeCAs, c)
 	}
 	return &t, &env, nil
 }
