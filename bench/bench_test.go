@@ -109,7 +109,9 @@ func TestWriteBenchmarks(t *testing.T) {
 		quotaSection(t, &md)
 	}
 	if want("serving") {
-		servingSection(t, &md)
+		servingSection(t, &md, false)
+	} else if want("calls") {
+		servingSection(t, &md, true)
 	}
 	if want("rnx") {
 		rnxSection(t, &md)

@@ -141,7 +141,14 @@ var memory struct {
 	rnx                              map[string]int
 }
 
-func servingSection(t *testing.T, md *strings.Builder) {
+// servingSection measures handshakes, calls and calls through HAProxy;
+// callsOnly (BENCH_ONLY=calls, for working on the call path) measures only
+// the calls against their floor.
+func servingSection(t *testing.T, md *strings.Builder, callsOnly bool) {
+	if callsOnly {
+		callsTable(t, md, startNode(t, pki.ECDSAP256))
+		return
+	}
 	fmt.Fprintf(md, "## Serving\n\nOne `joblet server` process; clients in the benchmark process on the same 2 cores. Every joblet figure is measured in the same run, on the same certificates, as its floor: a bare `crypto/tls` mutual-TLS server for handshakes, a bare gRPC server (the same TLS, a `GetNodeInfo` answering a prepared `NodeInfo` of the size joblet's is, no interceptors) for calls; both are `bench/floorserver`. `x floor` is joblet's figure over the floor's (goal: at least 0.80 for calls).\n\n")
 	fmt.Fprintf(md, "A handshake here is one new connection: the mTLS handshake, the HTTP/2 preface and the server's first frame; resumed ones use a TLS 1.3 session ticket. The bare TLS server, joblet and the bare gRPC server take turns, 1.5 s each, twice; `x TLS` and `x gRPC` are joblet's rate over each floor's (the bare gRPC server sets up an HTTP/2 transport per connection, as joblet does).\n\n")
 	fmt.Fprintf(md, "| server key | full: bare TLS/s | bare gRPC/s | joblet/s | x TLS | x gRPC | resumed: bare TLS/s | bare gRPC/s | joblet/s | x TLS | x gRPC |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
@@ -174,9 +181,25 @@ func servingSection(t *testing.T, md *strings.Builder) {
 			res[0][1], res[2][1], res[1][1], note, res[1][1]/res[0][1], res[1][1]/res[2][1])
 	}
 
+	callsTable(t, md, ecdsa)
+
+	lb := fmt.Sprintf("127.0.0.2:%d", harness.FreePort(t))
+	harness.StartHAProxy(t, lb, []string{fmt.Sprintf("127.0.0.1:%d", ecdsa.port)})
+	viaLB := *ecdsa.cfg
+	viaLB.Address = lb
+	fmt.Fprintf(md, "\nThe same calls to joblet through HAProxy (TCP passthrough), 3 s per cell.\n\n| clients | p50 | p99 | calls/s |\n|---|---|---|---|\n")
+	for _, conc := range []int{1, 16, 64} {
+		l := load(t, &viaLB, conc, 3*time.Second)
+		fmt.Fprintf(md, "| %d | %s | %s | %.0f |\n", conc, ms(l.p50), ms(l.p99), l.rps)
+	}
+	md.WriteString("\nCalls per second at 64 clients is the saturation figure: both cores are busy (server, clients and, through the balancer, HAProxy).\n\n")
+}
+
+// callsTable measures calls against the bare gRPC server, interleaved.
+func callsTable(t *testing.T, md *strings.Builder, ecdsa *node) {
 	floor, fp := startFloor(t, ecdsa, "grpc")
 	memory.idleFloor = memKiB(t, fp.Cmd.Process.Pid, "VmHWM")
-	fmt.Fprintf(md, "\nCalls: `GetNodeInfo` (what `rnx info` asks) over one mTLS connection per client, ECDSA server: 6 rounds of 1 s each of the floor, joblet and joblet with the CRL number, in a rotating order (new connections each time, their handshakes included). Rates are the mean over the rounds, p50 and p99 the worst round's; `x floor` is the median of the ratios taken round by round (min–max in brackets).\n\n")
+	fmt.Fprintf(md, "\nCalls: `GetNodeInfo` (what `rnx info` asks) over one mTLS connection per client, ECDSA server: %d rounds of 1 s each of the floor, joblet and joblet with the CRL number, in a rotating order (new connections each time, their handshakes included). Rates are the mean over the rounds, p50 and p99 the worst round's; `x floor` is the median of the ratios taken round by round (min–max in brackets).\n\n", callRounds)
 	fmt.Fprintf(md, "The last two columns: joblet called as rnx calls it, every call carrying the number of the CRL the client holds (the CRL gate: a node with a newer CRL hands it over before running the call; here the client holds the node's own, so every call runs).\n\n")
 	fmt.Fprintf(md, "| clients | bare gRPC calls/s | p50 | p99 | joblet calls/s | p50 | p99 | x floor | joblet, with the CRL number, calls/s | x floor |\n|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, conc := range []int{1, 16, 64} {
@@ -209,20 +232,9 @@ func servingSection(t *testing.T, md *strings.Builder) {
 	memory.busy = memKiB(t, ecdsa.proc.Cmd.Process.Pid, "VmHWM")
 	memory.busyFloor = memKiB(t, fp.Cmd.Process.Pid, "VmHWM")
 	fp.Cmd.Process.Signal(os.Interrupt)
-
-	lb := fmt.Sprintf("127.0.0.2:%d", harness.FreePort(t))
-	harness.StartHAProxy(t, lb, []string{fmt.Sprintf("127.0.0.1:%d", ecdsa.port)})
-	viaLB := *ecdsa.cfg
-	viaLB.Address = lb
-	fmt.Fprintf(md, "\nThe same calls to joblet through HAProxy (TCP passthrough), 3 s per cell.\n\n| clients | p50 | p99 | calls/s |\n|---|---|---|---|\n")
-	for _, conc := range []int{1, 16, 64} {
-		l := load(t, &viaLB, conc, 3*time.Second)
-		fmt.Fprintf(md, "| %d | %s | %s | %.0f |\n", conc, ms(l.p50), ms(l.p99), l.rps)
-	}
-	md.WriteString("\nCalls per second at 64 clients is the saturation figure: both cores are busy (server, clients and, through the balancer, HAProxy).\n\n")
 }
 
-const callRounds = 6
+const callRounds = 5
 
 func median(xs []float64) float64 {
 	s := slices.Clone(xs)
