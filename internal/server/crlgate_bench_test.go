@@ -14,8 +14,11 @@ import (
 // headerStream is the least of a server stream grpc.SetHeader needs.
 type headerStream struct{ header metadata.MD }
 
-func (s *headerStream) Method() string                  { return "/joblet.v1.NodeService/GetNodeInfo" }
-func (s *headerStream) SetHeader(md metadata.MD) error  { s.header = metadata.Join(s.header, md); return nil }
+func (s *headerStream) Method() string { return "/joblet.v1.NodeService/GetNodeInfo" }
+func (s *headerStream) SetHeader(md metadata.MD) error {
+	s.header = metadata.Join(s.header, md)
+	return nil
+}
 func (s *headerStream) SendHeader(md metadata.MD) error { return nil }
 func (s *headerStream) SetTrailer(md metadata.MD) error { return nil }
 
