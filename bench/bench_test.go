@@ -449,6 +449,7 @@ func quotaSection(t *testing.T, md *strings.Builder) {
 type latency struct {
 	p50, p99 time.Duration
 	rps      float64
+	n        int // calls
 }
 
 // load runs conc clients, each with its own connection, calling Info for d.
@@ -491,7 +492,7 @@ func loadWith(t *testing.T, node *config.Node, conc int, d time.Duration, crlNum
 		}()
 	}
 	wg.Wait()
-	return latency{pct(all, 0.5), pct(all, 0.99), float64(len(all)) / time.Since(start).Seconds()}
+	return latency{pct(all, 0.5), pct(all, 0.99), float64(len(all)) / time.Since(start).Seconds(), len(all)}
 }
 
 // handshakes counts full (or resumed) mTLS handshakes per second for d.
