@@ -108,8 +108,13 @@ func TestWriteBenchmarks(t *testing.T) {
 	if want("quota") {
 		quotaSection(t, &md)
 	}
+	if want("rest") {
+		restSection(t, &md)
+	}
 	if want("serving") {
-		servingSection(t, &md)
+		servingSection(t, &md, false)
+	} else if want("calls") {
+		servingSection(t, &md, true)
 	}
 	if want("rnx") {
 		rnxSection(t, &md)
@@ -426,10 +431,10 @@ func quotaSection(t *testing.T, md *strings.Builder) {
 	}
 	fmt.Fprintf(md, "\nFit over the simulated points: T ≈ %.2f s + %.3f s per process. 10,000 nodes at the real quotas are %.0f processes here: **≈ %.1f s** to converge, %s (throttled calls are retried with backoff; throttled batch reads fall back to per-secret reads, whose quota is 100 times larger; a node that loses the first claim waits for the winner, reading one secret per try, instead of racing every create).\n\n",
 		a, b, equiv, a+b*equiv, outcome)
-	nodes, interval := 10000.0, (5 * time.Minute).Seconds()
+	nodes, interval := 10000.0, config.DefaultRefreshInterval.Seconds()
 	perHour := nodes * 3600 / interval
-	fmt.Fprintf(md, "**Steady state**, 10,000 nodes: each refreshes every 5 minutes (±10%%) with one ListSecrets call that reads no value when nothing changed (pinned by TestRefreshIsOneCallWhenNothingChanged and TestVersionsIsOneCall; 4 GetSecretValue calls only when something did), so %.0f calls/hour = %.0f/s, %.1f%% of what the GetSecretValue quota would allow; no writes. A server certificate renews every 8 months (two thirds of a year) inside a refresh it makes anyway: no extra calls. Joins use the batch quota: at 100/s it admits 360,000 joins an hour before joins fall back to per-secret reads.\n\n",
-		perHour, perHour/3600, perHour/3600/awsQuotas["GetSecretValue"]*100)
+	fmt.Fprintf(md, "**Steady state**, 10,000 nodes: each refreshes every %s (the default, ±10%%) with one ListSecrets call that reads no value when nothing changed (measured in \"A fleet at rest\"; pinned by TestRefreshIsOneCallWhenNothingChanged and TestVersionsIsOneCall; 4 GetSecretValue calls only when something did), so %.0f calls/hour = %.1f/s, %.2f%% of what the GetSecretValue quota would allow; no writes. A server certificate renews every 8 months (two thirds of a year) inside a refresh it makes anyway: no extra calls. Joins use the batch quota: at 100/s it admits 360,000 joins an hour before joins fall back to per-secret reads.\n\n",
+		config.DefaultRefreshInterval, perHour, perHour/3600, perHour/3600/awsQuotas["GetSecretValue"]*100)
 
 	// Measure what one refresh costs.
 	joblet, _ := harness.Bins(t)
@@ -444,6 +449,7 @@ func quotaSection(t *testing.T, md *strings.Builder) {
 type latency struct {
 	p50, p99 time.Duration
 	rps      float64
+	n        int // calls
 }
 
 // load runs conc clients, each with its own connection, calling Info for d.
@@ -486,7 +492,7 @@ func loadWith(t *testing.T, node *config.Node, conc int, d time.Duration, crlNum
 		}()
 	}
 	wg.Wait()
-	return latency{pct(all, 0.5), pct(all, 0.99), float64(len(all)) / time.Since(start).Seconds()}
+	return latency{pct(all, 0.5), pct(all, 0.99), float64(len(all)) / time.Since(start).Seconds(), len(all)}
 }
 
 // handshakes counts full (or resumed) mTLS handshakes per second for d.

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -141,7 +142,14 @@ var memory struct {
 	rnx                              map[string]int
 }
 
-func servingSection(t *testing.T, md *strings.Builder) {
+// servingSection measures handshakes, calls and calls through HAProxy;
+// callsOnly (BENCH_ONLY=calls, for working on the call path) measures only
+// the calls against their floor.
+func servingSection(t *testing.T, md *strings.Builder, callsOnly bool) {
+	if callsOnly {
+		callsTable(t, md, startNode(t, pki.ECDSAP256))
+		return
+	}
 	fmt.Fprintf(md, "## Serving\n\nOne `joblet server` process; clients in the benchmark process on the same 2 cores. Every joblet figure is measured in the same run, on the same certificates, as its floor: a bare `crypto/tls` mutual-TLS server for handshakes, a bare gRPC server (the same TLS, a `GetNodeInfo` answering a prepared `NodeInfo` of the size joblet's is, no interceptors) for calls; both are `bench/floorserver`. `x floor` is joblet's figure over the floor's (goal: at least 0.80 for calls).\n\n")
 	fmt.Fprintf(md, "A handshake here is one new connection: the mTLS handshake, the HTTP/2 preface and the server's first frame; resumed ones use a TLS 1.3 session ticket. The bare TLS server, joblet and the bare gRPC server take turns, 1.5 s each, twice; `x TLS` and `x gRPC` are joblet's rate over each floor's (the bare gRPC server sets up an HTTP/2 transport per connection, as joblet does).\n\n")
 	fmt.Fprintf(md, "| server key | full: bare TLS/s | bare gRPC/s | joblet/s | x TLS | x gRPC | resumed: bare TLS/s | bare gRPC/s | joblet/s | x TLS | x gRPC |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
@@ -174,41 +182,7 @@ func servingSection(t *testing.T, md *strings.Builder) {
 			res[0][1], res[2][1], res[1][1], note, res[1][1]/res[0][1], res[1][1]/res[2][1])
 	}
 
-	floor, fp := startFloor(t, ecdsa, "grpc")
-	memory.idleFloor = memKiB(t, fp.Cmd.Process.Pid, "VmHWM")
-	fmt.Fprintf(md, "\nCalls: `GetNodeInfo` (what `rnx info` asks) over one mTLS connection per client, ECDSA server: 6 rounds of 1 s each of the floor, joblet and joblet with the CRL number, in a rotating order (new connections each time, their handshakes included). Rates are the mean over the rounds, p50 and p99 the worst round's; `x floor` is the median of the ratios taken round by round (min–max in brackets).\n\n")
-	fmt.Fprintf(md, "The last two columns: joblet called as rnx calls it, every call carrying the number of the CRL the client holds (the CRL gate: a node with a newer CRL hands it over before running the call; here the client holds the node's own, so every call runs).\n\n")
-	fmt.Fprintf(md, "| clients | bare gRPC calls/s | p50 | p99 | joblet calls/s | p50 | p99 | x floor | joblet, with the CRL number, calls/s | x floor |\n|---|---|---|---|---|---|---|---|---|---|\n")
-	for _, conc := range []int{1, 16, 64} {
-		// Rounds of 1 s each for the floor, joblet and joblet with the
-		// CRL number, in a rotating order; the ratio is taken round by
-		// round (each against the floor of its own round) and its median
-		// quoted, so a drift of the shared machine's speed weighs on
-		// both sides of every ratio alike.
-		var f, j, r []latency
-		var jr, rr []float64
-		for round := 0; round < callRounds; round++ {
-			var got [3]latency
-			for k := 0; k < 3; k++ {
-				switch i := (k + round) % 3; i {
-				case 0:
-					got[i] = load(t, floor, conc, time.Second)
-				case 1:
-					got[i] = load(t, ecdsa.cfg, conc, time.Second)
-				case 2:
-					got[i] = loadWith(t, ecdsa.cfg, conc, time.Second, true)
-				}
-			}
-			f, j, r = append(f, got[0]), append(j, got[1]), append(r, got[2])
-			jr, rr = append(jr, got[1].rps/got[0].rps), append(rr, got[2].rps/got[0].rps)
-		}
-		fl, jl, rl := merge(f), merge(j), merge(r)
-		fmt.Fprintf(md, "| %d | %.0f | %s | %s | %.0f | %s | %s | %.2f (%.2f–%.2f) | %.0f | %.2f (%.2f–%.2f) |\n", conc, fl.rps, ms(fl.p50), ms(fl.p99), jl.rps, ms(jl.p50), ms(jl.p99),
-			median(jr), slices.Min(jr), slices.Max(jr), rl.rps, median(rr), slices.Min(rr), slices.Max(rr))
-	}
-	memory.busy = memKiB(t, ecdsa.proc.Cmd.Process.Pid, "VmHWM")
-	memory.busyFloor = memKiB(t, fp.Cmd.Process.Pid, "VmHWM")
-	fp.Cmd.Process.Signal(os.Interrupt)
+	callsTable(t, md, ecdsa)
 
 	lb := fmt.Sprintf("127.0.0.2:%d", harness.FreePort(t))
 	harness.StartHAProxy(t, lb, []string{fmt.Sprintf("127.0.0.1:%d", ecdsa.port)})
@@ -222,7 +196,92 @@ func servingSection(t *testing.T, md *strings.Builder) {
 	md.WriteString("\nCalls per second at 64 clients is the saturation figure: both cores are busy (server, clients and, through the balancer, HAProxy).\n\n")
 }
 
-const callRounds = 6
+// callsTable measures calls against the bare gRPC server, interleaved.
+func callsTable(t *testing.T, md *strings.Builder, ecdsa *node) {
+	floor, fp := startFloor(t, ecdsa, "grpc")
+	memory.idleFloor = memKiB(t, fp.Cmd.Process.Pid, "VmHWM")
+	fmt.Fprintf(md, "\nCalls: `GetNodeInfo` (what `rnx info` asks) over one mTLS connection per client, ECDSA server: %d rounds of 1 s each of the floor, joblet and joblet with the CRL number, in a rotating order (new connections each time, their handshakes included). Rates are the mean over the rounds, p50 and p99 the worst round's; `x floor` is the median of the ratios taken round by round (min–max in brackets).\n\n", callRounds)
+	fmt.Fprintf(md, "The last two columns: joblet called as rnx calls it, every call carrying the number of the CRL the client holds (the CRL gate: a node with a newer CRL hands it over before running the call; here the client holds the node's own, so every call runs).\n\n")
+	fmt.Fprintf(md, "| clients | bare gRPC calls/s | p50 | p99 | joblet calls/s | p50 | p99 | x floor | joblet, with the CRL number, calls/s | x floor |\n|---|---|---|---|---|---|---|---|---|---|\n")
+	var cpuRows []string
+	for _, conc := range []int{1, 16, 64} {
+		// Rounds of 1 s each for the floor, joblet and joblet with the
+		// CRL number, in a rotating order; the ratio is taken round by
+		// round (each against the floor of its own round) and its median
+		// quoted, so a drift of the shared machine's speed weighs on
+		// both sides of every ratio alike.
+		var f, j, r []latency
+		var jr, rr, jc, rc []float64
+		var cf, cj, cr []float64
+		for round := 0; round < callRounds; round++ {
+			var got [3]latency
+			var cpu [3]float64 // ns per call, server and clients together
+			for k := 0; k < 3; k++ {
+				i := (k + round) % 3
+				pid := ecdsa.proc.Cmd.Process.Pid
+				if i == 0 {
+					pid = fp.Cmd.Process.Pid
+				}
+				before := cpuNS(t, pid) + selfCPU()
+				switch i {
+				case 0:
+					got[i] = load(t, floor, conc, time.Second)
+				case 1:
+					got[i] = load(t, ecdsa.cfg, conc, time.Second)
+				case 2:
+					got[i] = loadWith(t, ecdsa.cfg, conc, time.Second, true)
+				}
+				cpu[i] = float64(cpuNS(t, pid)+selfCPU()-before) / float64(max(got[i].n, 1))
+			}
+			f, j, r = append(f, got[0]), append(j, got[1]), append(r, got[2])
+			jr, rr = append(jr, got[1].rps/got[0].rps), append(rr, got[2].rps/got[0].rps)
+			jc, rc = append(jc, cpu[0]/cpu[1]), append(rc, cpu[0]/cpu[2])
+			cf, cj, cr = append(cf, cpu[0]), append(cj, cpu[1]), append(cr, cpu[2])
+		}
+		fl, jl, rl := merge(f), merge(j), merge(r)
+		fmt.Fprintf(md, "| %d | %.0f | %s | %s | %.0f | %s | %s | %.2f (%.2f–%.2f) | %.0f | %.2f (%.2f–%.2f) |\n", conc, fl.rps, ms(fl.p50), ms(fl.p99), jl.rps, ms(jl.p50), ms(jl.p99),
+			median(jr), slices.Min(jr), slices.Max(jr), rl.rps, median(rr), slices.Min(rr), slices.Max(rr))
+		cpuRows = append(cpuRows, fmt.Sprintf("| %d | %.0f µs | %.0f µs | %.2f (%.2f–%.2f) | %.0f µs | %.2f (%.2f–%.2f) |\n", conc, median(cf)/1000, median(cj)/1000,
+			median(jc), slices.Min(jc), slices.Max(jc), median(cr)/1000, median(rc), slices.Min(rc), slices.Max(rc)))
+	}
+	fmt.Fprintf(md, "\nThe same rounds by CPU: the CPU time a call costs the server and its clients together (the server's threads from /proc, the clients' from this process's rusage), per call; `x floor` is the floor's CPU per call over joblet's, median of the rounds (min–max). At saturation on a machine of its own this is the throughput ratio; unlike calls per second it does not move with what else the shared machine runs.\n\n")
+	fmt.Fprintf(md, "| clients | bare gRPC CPU/call | joblet CPU/call | x floor | joblet, with the CRL number, CPU/call | x floor |\n|---|---|---|---|---|---|\n")
+	for _, row := range cpuRows {
+		md.WriteString(row)
+	}
+	memory.busy = memKiB(t, ecdsa.proc.Cmd.Process.Pid, "VmHWM")
+	memory.busyFloor = memKiB(t, fp.Cmd.Process.Pid, "VmHWM")
+	fp.Cmd.Process.Signal(os.Interrupt)
+}
+
+const callRounds = 5
+
+// cpuNS is the CPU time process pid has used, in ns: the sum over its
+// threads (schedstat: nanoseconds, where /proc/PID/stat counts ticks).
+func cpuNS(t *testing.T, pid int) int64 {
+	tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/schedstat", pid))
+	if err != nil || len(tasks) == 0 {
+		t.Fatalf("no threads of %d in /proc: %v", pid, err)
+	}
+	var sum int64
+	for _, f := range tasks {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue // a thread that just ended
+		}
+		if v, err := strconv.ParseInt(strings.Fields(string(b))[0], 10, 64); err == nil {
+			sum += v
+		}
+	}
+	return sum
+}
+
+// selfCPU is this process's CPU time (the clients'), in ns.
+func selfCPU() int64 {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return ru.Utime.Nano() + ru.Stime.Nano()
+}
 
 func median(xs []float64) float64 {
 	s := slices.Clone(xs)

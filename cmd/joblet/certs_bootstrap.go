@@ -107,7 +107,7 @@ func addBootFlags(fs *pflag.FlagSet, set storeSet) *bootFlags {
 	fs.StringVar(&f.extra, "additional-names", config.EnvOr("JOBLET_ADDITIONAL_NAMES", ""), "comma list of extra DNS names and IPs for the server certificate (env JOBLET_ADDITIONAL_NAMES)")
 	fs.StringVar(&f.public, "public-address", config.EnvOr("JOBLET_PUBLIC_ADDRESS", ""), "HOST[:PORT] of a load balancer in front of the fleet (env JOBLET_PUBLIC_ADDRESS)")
 	fs.StringVar(&f.metrics, "metrics-address", config.EnvOr("JOBLET_METRICS_ADDRESS", ""), "HOST:PORT for /metrics and /healthz (plain HTTP; default off) (env JOBLET_METRICS_ADDRESS)")
-	fs.DurationVar(&f.refresh, "refresh-interval", 0, "how often the running server refreshes trust and renews from the store (default 5m)")
+	fs.DurationVar(&f.refresh, "refresh-interval", 0, "how often the running server refreshes trust and renews from the store, a safety net behind pushed changes (default "+config.DefaultRefreshInterval.String()+")")
 	fs.StringVar(&f.nodeID, "node-id", config.EnvOr("JOBLET_NODE_ID", ""), "node id (env JOBLET_NODE_ID; default: kept from the existing config, else the EC2 instance id, else generated)")
 	fs.BoolVar(&f.asJSON, "json", false, "print the result as JSON")
 	settingsFlag(fs, &f.settings)

@@ -40,6 +40,10 @@ type learner struct {
 	mu               sync.Mutex
 	heldPEM, heldNum string
 	askedOld         bool
+	// speaks is set once a node answered with its number: from then on a
+	// call answered without it means the node holds the number sent
+	// (the node tells each connection once, internal/server/crlgate.go).
+	speaks bool
 	// carried is the number of the CRL last handed to this node because
 	// it answered with an older one (carry), so it is offered once.
 	carried string
@@ -80,13 +84,14 @@ func serverChains(p *peer.Peer) [][]*x509.Certificate {
 	return nil
 }
 
-// oldNode asks a node that does not speak the protocol for its CRL, once.
-func (c *Conn) oldNode(ctx context.Context, header metadata.MD) error {
-	if len(header.Get(pb.CRLNumberKey)) > 0 {
-		return nil
-	}
+// oldNode asks a node that does not speak the protocol for its CRL, once;
+// after carry, which notes a node that does. (Two calls racing on a new
+// connection may have the node's number on the one answered second: the
+// first then asks a node that speaks, which costs a GetNodeInfo and
+// learns the same CRL.)
+func (c *Conn) oldNode(ctx context.Context) error {
 	c.learner.mu.Lock()
-	asked := c.learner.askedOld
+	asked := c.learner.askedOld || c.learner.speaks
 	c.learner.askedOld = true
 	c.learner.mu.Unlock()
 	if asked {
@@ -119,7 +124,7 @@ func (c *Conn) learnUnary(ctx context.Context, method string, req, reply any, cc
 	}
 	c.carry(ctx, method, header)
 	if err == nil {
-		return c.oldNode(ctx, header)
+		return c.oldNode(ctx)
 	}
 	return err
 }
@@ -132,16 +137,22 @@ func (c *Conn) learnUnary(ctx context.Context, method string, req, reply any, cc
 // out of reach is offered it again on a later call.
 func (c *Conn) carry(ctx context.Context, method string, header metadata.MD) {
 	v := header.Get(pb.CRLNumberKey)
-	if len(v) == 0 || method == pb.NodeService_OfferCRL_FullMethodName {
+	if len(v) == 0 {
+		return
+	}
+	l := c.learner
+	l.mu.Lock()
+	l.speaks = true
+	l.mu.Unlock()
+	heldNum := l.held()
+	if v[0] == heldNum || method == pb.NodeService_OfferCRL_FullMethodName {
 		return
 	}
 	nodeNum, ok := pb.ParseCRLNumber(v[0])
-	heldNum := c.learner.held()
 	held, _ := pb.ParseCRLNumber(heldNum)
 	if !ok || held == nil || (nodeNum != nil && nodeNum.Cmp(held) >= 0) {
 		return
 	}
-	l := c.learner
 	l.mu.Lock()
 	if l.carried == heldNum {
 		l.mu.Unlock()
@@ -225,7 +236,7 @@ func (s *learningStream) RecvMsg(m any) error {
 		if err == nil {
 			if h, herr := cs.Header(); herr == nil {
 				s.c.carry(s.ctx, "", h)
-				if lerr := s.c.oldNode(s.ctx, h); lerr != nil {
+				if lerr := s.c.oldNode(s.ctx); lerr != nil {
 					return lerr
 				}
 			}

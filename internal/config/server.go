@@ -112,15 +112,21 @@ type Security struct {
 	MaxConnections        int    `yaml:"maxConnections,omitempty"`
 }
 
-// Defaults for Security when the config leaves them out.
-const DefaultRefreshInterval = 5 * time.Minute
+// DefaultRefreshInterval is how often a node polls the store when its
+// config does not say. A safety net, not the way changes travel: a
+// revocation or a rotation step is pushed to the fleet's nodes and carried
+// by rnx (internal/push, internal/server/offer.go), so the poll only
+// catches a node that was away. An hour keeps 10,000 nodes at rest under
+// $50 a month of Secrets Manager calls (one ListSecrets per refresh:
+// docs/OPERATIONS.md, "What a fleet at rest costs").
+const DefaultRefreshInterval = time.Hour
 
 // Durations parses RefreshInterval and ServerLifetime.
 func (s *Server) Durations() (refresh, lifetime time.Duration, err error) {
 	refresh, lifetime = DefaultRefreshInterval, pki.DefaultServerLifetime
 	if v := s.Security.RefreshInterval; v != "" {
 		if refresh, err = time.ParseDuration(v); err != nil || refresh <= 0 {
-			return 0, 0, fmt.Errorf("security.refreshInterval %q: use a positive duration such as 5m", v)
+			return 0, 0, fmt.Errorf("security.refreshInterval %q: use a positive duration such as 1h", v)
 		}
 	}
 	if v := s.Security.ServerLifetime; v != "" {

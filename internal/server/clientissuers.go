@@ -18,6 +18,10 @@ import (
 type clientIssuers struct {
 	mu   sync.Mutex
 	seen map[string]*pb.ClientIssuer
+	// listed is list's answer until the next note: every GetNodeInfo
+	// asks, handshakes are far fewer than calls. Never changed once made
+	// (callers marshal it concurrently); note makes a new one.
+	listed []*pb.ClientIssuer
 }
 
 // note records one verified client certificate issued by the CA whose
@@ -36,17 +40,22 @@ func (c *clientIssuers) note(authorityKeyID []byte, now time.Time) {
 	}
 	e.Handshakes++
 	e.LastSeenUnix = now.Unix()
+	c.listed = nil
 }
 
-// list is what was seen, by key id.
+// list is what was seen, by key id; the caller must not change it.
 func (c *clientIssuers) list() []*pb.ClientIssuer {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.listed != nil {
+		return c.listed
+	}
 	out := make([]*pb.ClientIssuer, 0, len(c.seen))
 	for _, e := range c.seen {
 		out = append(out, &pb.ClientIssuer{KeyId: e.KeyId, Handshakes: e.Handshakes, LastSeenUnix: e.LastSeenUnix})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].KeyId < out[j].KeyId })
+	c.listed = out
 	return out
 }
 

@@ -6,6 +6,7 @@ import (
 	"net"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -54,6 +55,9 @@ type estConn struct {
 	active int       // calls open
 	last   time.Time // of the last call's start or end, or of the handshake
 	gone   bool
+	// toldCRL is the credentials whose CRL number this connection's
+	// client was last told in a response header (crlgate.go).
+	toldCRL atomic.Pointer[Credentials]
 }
 
 // roles are the buckets counted for the fair share.

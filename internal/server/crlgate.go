@@ -17,53 +17,89 @@ import (
 // FailedPrecondition with its CRL in the trailer (pb.CRLTrailerKey), and the
 // client takes it, checks this node's certificate against it, and calls
 // again without the number (so a CRL the client cannot use never loops).
-// Otherwise the call runs and its header carries the node's number, which
-// tells the client this node speaks the protocol. A call without the
-// number (an older rnx, grpcurl) is not touched. So a client learns a newer
-// CRL before anything it asked of the node is done, at the cost of one
-// metadata field per call instead of a GetNodeInfo per command.
+// Otherwise the call runs, and its header carries the node's number
+// whenever the client does not know it yet: the first call of a
+// connection, the first after the node's CRL changed, and every call whose
+// number differs from the node's (a client holding a newer CRL hands it
+// over, client/learn.go). The header tells the client this node speaks
+// the protocol; a call with neither says the client's number is the
+// node's. A call without the number (an older rnx, grpcurl) is not
+// touched. So a client learns a newer CRL before anything it asked of the
+// node is done, at the cost of one metadata field per call instead of a
+// GetNodeInfo per command.
+//
+// The gate is on every call, so its common case (the client holds the
+// node's CRL) is a string comparison and two atomic loads: no metadata
+// copy, no number parsed, no header built (BenchmarkGetNodeInfo).
 
-// behind reports whether the client that sent md holds an older CRL than
-// creds; asked says whether it sent a number at all.
-func behind(md metadata.MD, creds *Credentials) (asked, older bool) {
-	v := md.Get(pb.CRLNumberKey)
+// behind reports whether a client that sent the CRL number v holds an
+// older CRL than creds.
+func behind(v string, creds *Credentials) bool {
+	if v == creds.crlNumber || creds.CRLNumber == nil {
+		return false
+	}
+	held, ok := pb.ParseCRLNumber(v)
+	if !ok {
+		return false
+	}
+	return held == nil || held.Cmp(creds.CRLNumber) < 0
+}
+
+// tell reports whether the call's header must carry the node's number: the
+// client sent another, or its connection has not been told this one.
+func tell(ctx context.Context, v string, creds *Credentials) bool {
+	if v != creds.crlNumber {
+		return true
+	}
+	e, _ := ctx.Value(estKey{}).(*estConn)
+	if e == nil {
+		return true
+	}
+	if e.toldCRL.Load() == creds {
+		return false
+	}
+	e.toldCRL.Store(creds)
+	return true
+}
+
+// crlNumberOf is the CRL number a call carries, if it does.
+func crlNumberOf(ctx context.Context) (string, bool) {
+	v := metadata.ValueFromIncomingContext(ctx, pb.CRLNumberKey)
 	if len(v) == 0 {
-		return false, false
+		return "", false
 	}
-	held, ok := pb.ParseCRLNumber(v[0])
-	if !ok || creds.CRLNumber == nil {
-		return true, false
-	}
-	return true, held == nil || held.Cmp(creds.CRLNumber) < 0
+	return v[0], true
 }
 
 func (s *Server) crlGateUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
-	md, _ := metadata.FromIncomingContext(ctx)
-	creds := s.tls.cur.Load()
-	asked, older := behind(md, creds)
+	v, asked := crlNumberOf(ctx)
 	if !asked {
 		return h(ctx, req)
 	}
-	if older {
+	creds := s.tls.cur.Load()
+	if behind(v, creds) {
 		grpc.SetTrailer(ctx, metadata.Pairs(pb.CRLTrailerKey, creds.CRLPEM))
 		return nil, newerCRL(creds)
 	}
-	grpc.SetHeader(ctx, metadata.Pairs(pb.CRLNumberKey, creds.crlNumber))
+	if tell(ctx, v, creds) {
+		grpc.SetHeader(ctx, creds.crlHeader)
+	}
 	return h(ctx, req)
 }
 
 func (s *Server) crlGateStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
-	md, _ := metadata.FromIncomingContext(ss.Context())
-	creds := s.tls.cur.Load()
-	asked, older := behind(md, creds)
+	v, asked := crlNumberOf(ss.Context())
 	if !asked {
 		return h(srv, ss)
 	}
-	if older {
+	creds := s.tls.cur.Load()
+	if behind(v, creds) {
 		ss.SetTrailer(metadata.Pairs(pb.CRLTrailerKey, creds.CRLPEM))
 		return newerCRL(creds)
 	}
-	ss.SetHeader(metadata.Pairs(pb.CRLNumberKey, creds.crlNumber))
+	if tell(ss.Context(), v, creds) {
+		ss.SetHeader(creds.crlHeader)
+	}
 	return h(srv, ss)
 }
 

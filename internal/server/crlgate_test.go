@@ -8,12 +8,15 @@ import (
 	"strings"
 	"testing"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	pb "github.com/ehsaniara/joblet/api/jobletv1"
 	"github.com/ehsaniara/joblet/internal/certs"
 	"github.com/ehsaniara/joblet/internal/client"
+	"github.com/ehsaniara/joblet/internal/pki"
 	"github.com/ehsaniara/joblet/internal/secretstore/storetest"
 )
 
@@ -116,5 +119,46 @@ func TestNewerCRLIsLearnedBeforeTheCall(t *testing.T) {
 	plain := dial(t, "default", &stale)
 	if _, err := plain.Jobs.ListJobs(ctx(t), &pb.ListJobsRequest{}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// The node tells a connection its CRL number once, on the first call that
+// carries the client's, and again on every call whose number differs from
+// its own (so a client holding a newer CRL always learns the node's is
+// older and hands it over); the calls between carry nothing, so the gate
+// costs a call no header. A new connection is told again.
+func TestCRLNumberToldOncePerConnection(t *testing.T) {
+	st := storetest.NewMemoryStore()
+	startNode(t, st)
+	fl := &certs.Fleet{Store: st, Log: quiet}
+	if _, err := fl.Revoke(context.Background(), big.NewInt(0x1234), 1); err != nil {
+		t.Fatal(err)
+	}
+	f := startNode(t, st)
+	n, err := pki.CRLNumber([]byte(f.srv.Security.CRL))
+	if err != nil {
+		t.Fatal(err)
+	}
+	own := pb.FormatCRLNumber(n)
+	told := func(c *client.Conn, held string) string {
+		t.Helper()
+		var h metadata.MD
+		if _, err := c.Node.GetNodeInfo(metadata.AppendToOutgoingContext(ctx(t), pb.CRLNumberKey, held), &pb.GetNodeInfoRequest{}, grpc.Header(&h)); err != nil {
+			t.Fatal(err)
+		}
+		if v := h.Get(pb.CRLNumberKey); len(v) > 0 {
+			return v[0]
+		}
+		return ""
+	}
+	c := dial(t, "default", f.rnx.Nodes["default"])
+	newer := pb.FormatCRLNumber(new(big.Int).Add(n, big.NewInt(1)))
+	for i, step := range []struct{ held, want string }{{own, own}, {own, ""}, {own, ""}, {newer, own}, {newer, own}, {own, ""}} {
+		if got := told(c, step.held); got != step.want {
+			t.Fatalf("call %d holding %s: told %q, want %q", i, step.held, got, step.want)
+		}
+	}
+	if got := told(dial(t, "default", f.rnx.Nodes["default"]), own); got != own {
+		t.Fatalf("a new connection's first call: told %q, want %q", got, own)
 	}
 }

@@ -115,8 +115,12 @@ func (s *Server) Serve(l net.Listener) error {
 	go s.reclaim.run(ctx, s.log)
 	leaf := s.tls.cur.Load().Leaf
 	s.setServing(healthpb.HealthCheckResponse_SERVING)
+	refresh := "off (the config names no store)"
+	if s.opts.Refresh != nil {
+		refresh = s.opts.RefreshInterval.String()
+	}
 	s.log.Info("joblet serving", "address", l.Addr().String(), "nodeId", s.cfg.Server.NodeID,
-		"serverCertSerial", pki.SerialHex(leaf.SerialNumber), "notAfter", leaf.NotAfter)
+		"serverCertSerial", pki.SerialHex(leaf.SerialNumber), "notAfter", leaf.NotAfter, "refreshInterval", refresh)
 	if err := s.grpc.Serve(l); err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}

@@ -9,7 +9,6 @@ import (
 
 	pb "github.com/ehsaniara/joblet/api/jobletv1"
 	"github.com/ehsaniara/joblet/internal/jobs"
-	"github.com/ehsaniara/joblet/internal/pki"
 )
 
 type jobService struct {
@@ -134,7 +133,7 @@ func (n *nodeService) OfferCRL(ctx context.Context, req *pb.OfferCRLRequest) (*p
 
 func (n *nodeService) GetNodeInfo(ctx context.Context, _ *pb.GetNodeInfoRequest) (*pb.NodeInfo, error) {
 	c := n.tls.cur.Load()
-	return &pb.NodeInfo{NodeId: n.nodeID, Version: n.version, ServerCertSerial: pki.SerialHex(c.Leaf.SerialNumber),
+	return &pb.NodeInfo{NodeId: n.nodeID, Version: n.version, ServerCertSerial: c.serialHex,
 		ServerCertNotAfterUnix: c.Leaf.NotAfter.Unix(), CallerRole: string(RoleFrom(ctx)), ServerCertIssuerSha256: c.IssuerSHA256,
 		Crl: c.crl, JobIsolation: n.isolation, ClientIssuers: n.tls.issuers.list()}, nil
 }

@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"google.golang.org/grpc/metadata"
+
 	pb "github.com/ehsaniara/joblet/api/jobletv1"
 	"github.com/ehsaniara/joblet/internal/config"
 	"github.com/ehsaniara/joblet/internal/pki"
@@ -34,6 +36,11 @@ type Credentials struct {
 	// MinCRL is the CRL number the node's trust state names (nil: none).
 	MinCRL    *big.Int
 	crlNumber string
+	// serialHex is Leaf's serial as NodeInfo carries it, formatted once.
+	serialHex string
+	// crlHeader is crlNumber as the gate's response header, made once
+	// (grpc.SetHeader copies it, never changes it).
+	crlHeader metadata.MD
 	caCertPEM string // security.caCert as loaded (CAPEM without the CRL)
 
 	// replaced is closed when newer credentials take over: a running
@@ -113,6 +120,10 @@ func newCredentials(cert tls.Certificate, cas []*x509.Certificate, caPEM, crlPEM
 	}
 	c := &Credentials{Cert: cert, Leaf: cert.Leaf, CAs: pool, CAPEM: caPEM + crlPEM, CACount: len(cas), CAList: cas, Revoked: revoked,
 		CRLPEM: crlPEM, crl: []byte(crlPEM), CRLNumber: number, crlNumber: pb.FormatCRLNumber(number), replaced: make(chan struct{}), caCertPEM: caPEM}
+	c.crlHeader = metadata.Pairs(pb.CRLNumberKey, c.crlNumber)
+	if c.Leaf != nil {
+		c.serialHex = pki.SerialHex(c.Leaf.SerialNumber)
+	}
 	c.IssuerSHA256 = c.anchorSHA256() // once, not per call: a signature check
 	c.serverTLS = &tls.Config{
 		MinVersion:   tls.VersionTLS13,
