@@ -126,6 +126,7 @@ func (f *Fleet) revokeOnce(ctx context.Context, serial *big.Int, reason int) ([]
 	// be re-signed never holds up a revocation.
 	if s.doc != nil {
 		s.vals[n.CRL()] = string(pem)
+		s.useTrust(s.trust) // what the new CRL revokes, for the node-issuing CAs listed
 		if _, err := f.signTrust(ctx, s, ca, s.trust, nil); err != nil {
 			f.Log.Warn("the revocation is written, but the trust state could not be re-signed with its CRL number", "error", err)
 		}

@@ -208,3 +208,52 @@ func TestFreshNodeKnowsTheCRLItLacks(t *testing.T) {
 		t.Fatalf("refresh: %+v %v", res, err)
 	}
 }
+
+// A re-key lists the new node-issuing CA beside the one it replaced (nodes
+// still serve from it while they renew); once the old serial is revoked,
+// the next state lists only the new one, and a client holding it refuses a
+// server chain through the old key.
+func TestTrustStateListsServingNodeCAs(t *testing.T) {
+	ctx := context.Background()
+	st := storetest.NewMemoryStore()
+	bootstrap(t, opts(t, st))
+	op := &certs.Fleet{Store: st}
+	listed := func() *pki.TrustState {
+		v, _ := st.Get(ctx, []string{names.Bundle()})
+		ts, err := pki.PeekTrust([]byte(v[names.Bundle()]), names.Prefix)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ts
+	}
+	first := listed().NodeCACerts()
+	if len(first) != 1 {
+		t.Fatalf("a new fleet's state lists %d node-issuing CAs, want 1", len(first))
+	}
+	res, err := op.RekeyNodeCA(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	both := listed()
+	if len(both.NodeCACerts()) != 2 {
+		t.Fatalf("after a re-key the state lists %d node-issuing CAs, want the new and the replaced", len(both.NodeCACerts()))
+	}
+	serial, _ := pki.ParseSerial(res.Replaced.Serial)
+	if _, err := op.Revoke(ctx, serial, 1); err != nil {
+		t.Fatal(err)
+	}
+	after := listed()
+	if len(after.NodeCACerts()) != 1 || after.NodeCACerts()[0].Equal(first[0]) {
+		t.Fatalf("after revoking the replaced one the state lists %d (the old one included: %v)", len(after.NodeCACerts()), len(after.NodeCACerts()) > 0 && after.NodeCACerts()[0].Equal(first[0]))
+	}
+	// A chain through the old node-issuing key: leaf, old node CA, root.
+	v, _ := st.Get(ctx, []string{names.CACert()})
+	root, _ := pki.ParseCert([]byte(v[names.CACert()]))
+	leaf := &x509.Certificate{Raw: []byte("leaf")}
+	if after.AllowsServerChain([]*x509.Certificate{leaf, first[0], root}) {
+		t.Fatal("the state allows a chain through the replaced node-issuing CA")
+	}
+	if !after.AllowsServerChain([]*x509.Certificate{leaf, after.NodeCACerts()[0], root}) || !both.AllowsServerChain([]*x509.Certificate{leaf, first[0], root}) {
+		t.Fatal("the state refuses a chain through a node-issuing CA it lists")
+	}
+}

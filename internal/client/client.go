@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -64,16 +65,38 @@ func TLSConfig(n *config.Node) (*tls.Config, error) {
 		RootCAs:      pool,
 		ServerName:   host,
 	}
+	var revoked map[string]bool
 	if n.CRL != "" {
 		crl, err := pki.ParseCRL([]byte(n.CRL), cas)
 		if err != nil {
 			return nil, fmt.Errorf("crl in the config: %w", err)
 		}
-		revoked := pki.RevokedSerials(crl)
-		// After the chain is verified: refuse a server the CRL lists.
+		revoked = pki.RevokedSerials(crl)
+	}
+	// The entry's own copy of the signed trust state (checked when it was
+	// taken): it names the node-issuing CAs nodes may serve from.
+	var doc *pki.TrustState
+	if n.Trust != "" {
+		if doc, err = pki.PeekTrust([]byte(n.Trust), ""); err != nil {
+			return nil, fmt.Errorf("trust in the config: %w (get a current config: `rnx config refresh`)", err)
+		}
+	}
+	if revoked != nil || doc != nil {
+		// After the chain is verified: refuse a server the CRL lists, or
+		// one issued through a node-issuing CA the trust state no longer
+		// lists (a replaced node-issuing key).
 		tc.VerifyPeerCertificate = func(_ [][]byte, chains [][]*x509.Certificate) error {
-			if len(chains) > 0 && len(chains[0]) > 0 {
-				return pki.CheckChainsNotRevoked(chains, revoked)
+			if len(chains) == 0 || len(chains[0]) == 0 {
+				return nil
+			}
+			if revoked != nil {
+				if err := pki.CheckChainsNotRevoked(chains, revoked); err != nil {
+					return err
+				}
+			}
+			if doc != nil && !slices.ContainsFunc(chains, doc.AllowsServerChain) {
+				return fmt.Errorf("the node's certificate comes from a node-issuing CA (%s) that the fleet's signed trust state (version %d) does not list: it was replaced, and its key may be in other hands. Refusing it; if the fleet just re-keyed it, `rnx config refresh`",
+					pki.Fingerprint(chains[0][1]), doc.Version)
 			}
 			return nil
 		}
