@@ -817,8 +817,12 @@ func (x *NodeInfo) GetClientIssuers() []*ClientIssuer {
 }
 
 type OfferCRLRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Crl           []byte                 `protobuf:"bytes,1,opt,name=crl,proto3" json:"crl,omitempty"` // PEM
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Crl   []byte                 `protobuf:"bytes,1,opt,name=crl,proto3" json:"crl,omitempty"` // PEM; may be empty when trust_state is given
+	// The fleet's root-signed trust state (a DSSE envelope), optional: taken
+	// before the CRL (which it may make verifiable) when a root the node
+	// holds signed it and it is newer than the node's.
+	TrustState    []byte `protobuf:"bytes,2,opt,name=trust_state,json=trustState,proto3" json:"trust_state,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -860,6 +864,13 @@ func (x *OfferCRLRequest) GetCrl() []byte {
 	return nil
 }
 
+func (x *OfferCRLRequest) GetTrustState() []byte {
+	if x != nil {
+		return x.TrustState
+	}
+	return nil
+}
+
 type OfferCRLResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// taken: the node now enforces the offered CRL (or already held it).
@@ -868,7 +879,11 @@ type OfferCRLResponse struct {
 	// as joblet-crl-number carries it).
 	CrlNumber string `protobuf:"bytes,2,opt,name=crl_number,json=crlNumber,proto3" json:"crl_number,omitempty"`
 	// Why the offer was not taken ("" when it was).
-	Reason        string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	Reason string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	// The version of the trust state the node holds after the offer (0:
+	// none), and whether the offered one was taken (or already held).
+	TrustVersion  uint64 `protobuf:"varint,4,opt,name=trust_version,json=trustVersion,proto3" json:"trust_version,omitempty"`
+	TrustTaken    bool   `protobuf:"varint,5,opt,name=trust_taken,json=trustTaken,proto3" json:"trust_taken,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -922,6 +937,20 @@ func (x *OfferCRLResponse) GetReason() string {
 		return x.Reason
 	}
 	return ""
+}
+
+func (x *OfferCRLResponse) GetTrustVersion() uint64 {
+	if x != nil {
+		return x.TrustVersion
+	}
+	return 0
+}
+
+func (x *OfferCRLResponse) GetTrustTaken() bool {
+	if x != nil {
+		return x.TrustTaken
+	}
+	return false
 }
 
 type ClientIssuer struct {
@@ -1046,14 +1075,19 @@ const file_joblet_proto_rawDesc = "" +
 	"\x19server_cert_issuer_sha256\x18\x06 \x01(\tR\x16serverCertIssuerSha256\x12\x10\n" +
 	"\x03crl\x18\a \x01(\fR\x03crl\x12#\n" +
 	"\rjob_isolation\x18\b \x01(\tR\fjobIsolation\x12>\n" +
-	"\x0eclient_issuers\x18\t \x03(\v2\x17.joblet.v1.ClientIssuerR\rclientIssuers\"#\n" +
+	"\x0eclient_issuers\x18\t \x03(\v2\x17.joblet.v1.ClientIssuerR\rclientIssuers\"D\n" +
 	"\x0fOfferCRLRequest\x12\x10\n" +
-	"\x03crl\x18\x01 \x01(\fR\x03crl\"_\n" +
+	"\x03crl\x18\x01 \x01(\fR\x03crl\x12\x1f\n" +
+	"\vtrust_state\x18\x02 \x01(\fR\n" +
+	"trustState\"\xa5\x01\n" +
 	"\x10OfferCRLResponse\x12\x14\n" +
 	"\x05taken\x18\x01 \x01(\bR\x05taken\x12\x1d\n" +
 	"\n" +
 	"crl_number\x18\x02 \x01(\tR\tcrlNumber\x12\x16\n" +
-	"\x06reason\x18\x03 \x01(\tR\x06reason\"k\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\x12#\n" +
+	"\rtrust_version\x18\x04 \x01(\x04R\ftrustVersion\x12\x1f\n" +
+	"\vtrust_taken\x18\x05 \x01(\bR\n" +
+	"trustTaken\"k\n" +
 	"\fClientIssuer\x12\x15\n" +
 	"\x06key_id\x18\x01 \x01(\tR\x05keyId\x12\x1e\n" +
 	"\n" +

@@ -31,21 +31,26 @@ func addPushFlags(fs *pflag.FlagSet) *pushFlags {
 // pushTimeout bounds the whole push; each node has its own shorter bound.
 const pushTimeout = 30 * time.Second
 
-// pushCRL hands the store's CRL to every node of --nodes and reports it on
-// stdout (what then). nil without --nodes. The store write already
-// happened: nothing here fails the command, a node missed takes the CRL
-// from rnx or at its next refresh.
+// pushCRL hands the store's CRL (and signed trust state) to every node of
+// --nodes and reports it on stdout (what then). nil without --nodes. The
+// store write already happened: nothing here fails the command, a node
+// missed takes them from rnx or at its next refresh.
 func (c *cli) pushCRL(fl *certs.Fleet, p *pushFlags, quietText bool) *push.Report {
+	return c.pushState(fl, p, quietText, "the new CRL")
+}
+
+// pushState is pushCRL for any command that changed trust; what names it.
+func (c *cli) pushState(fl *certs.Fleet, p *pushFlags, quietText bool, what string) *push.Report {
 	if p.nodes == "" {
 		if !quietText {
-			fmt.Fprintln(c.stdout, "   nodes refuse it after their next refresh (open connections too), once an rnx holding the new CRL calls them, or at once after `systemctl reload joblet` on each; pass --nodes (or JOBLET_NODES) to push it to them now")
+			fmt.Fprintf(c.stdout, "   nodes take %s after their next refresh (open connections too), once an rnx holding it calls them, or at once after `systemctl reload joblet` on each; pass --nodes (or JOBLET_NODES) to push it to them now\n", what)
 		}
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), pushTimeout)
 	defer cancel()
 	warn := func(err error) *push.Report {
-		fmt.Fprintf(c.stderr, "joblet: warning: the CRL was written but not pushed to the nodes: %v; they take it at their next refresh\n", err)
+		fmt.Fprintf(c.stderr, "joblet: warning: %s was written but not pushed to the nodes: %v; they take it at their next refresh\n", what, err)
 		return nil
 	}
 	dir, err := nodedir.FromList(p.nodes)
@@ -56,14 +61,14 @@ func (c *cli) pushCRL(fl *certs.Fleet, p *pushFlags, quietText bool) *push.Repor
 	if err != nil {
 		return warn(fmt.Errorf("pushing needs an operator rnx config (--rnx-config): %w", err))
 	}
-	crl, err := fl.StoredCRL(ctx)
+	crl, trust, err := fl.StoredState(ctx)
 	if err != nil {
 		return warn(err)
 	}
 	start := time.Now()
-	r := push.CRL(ctx, dir, cfg, "", crl)
+	r := push.Offer(ctx, dir, cfg, "", crl, trust)
 	if !quietText {
-		fmt.Fprintf(c.stdout, "%s (%s)\n", r.Text("the new CRL"), time.Since(start).Round(time.Millisecond))
+		fmt.Fprintf(c.stdout, "%s (%s)\n", r.Text(what), time.Since(start).Round(time.Millisecond))
 	}
 	return &r
 }

@@ -138,7 +138,7 @@ func TestFlagsPerCommand(t *testing.T) {
 		"certs replicate":        {has: []string{"--replica-regions"}, hasNot: []string{"--store", "--tag", "--kms-key-id"}},
 		"certs export":           {has: []string{"--replace", "--store"}, hasNot: []string{"--kms-key-id", "--replica-regions", "--ca-kms-key-id"}},
 		"certs renew":            {has: []string{"--json", "--config"}, hasNot: []string{"--store", "--prefix"}},
-		"certs rotate-ca begin":  {has: []string{"--ca-kms-key-id", "--key-type", "--ca-lifetime", "--json"}, hasNot: []string{"--nodes"}},
+		"certs rotate-ca begin":  {has: []string{"--ca-kms-key-id", "--key-type", "--ca-lifetime", "--json", "--nodes"}, hasNot: []string{"--force"}},
 		"certs rotate-ca status": {has: []string{"--nodes", "--rnx-config", "--json"}, hasNot: []string{"--key-type", "--ca-kms-key-id"}},
 		"certs iam-policy":       {has: []string{"--kms-key-id", "--replica-regions", "--ca-kms-key-id"}, hasNot: []string{"--store"}},
 	}

@@ -1,4 +1,4 @@
-// Package push delivers a new signed CRL to every node of the node
+// Package push delivers a new signed CRL (and trust state) to every node of the node
 // directory right after the operator's command wrote it to the store
 // (`joblet certs revoke`, `certs reissue --revoke`), so a revocation takes
 // effect in seconds instead of at each node's next refresh.
@@ -36,6 +36,9 @@ type Result struct {
 	// CRLNumber is the node's CRL number after the offer (hex), when it
 	// answered.
 	CRLNumber string `json:"crlNumber,omitempty"`
+	// TrustVersion is the version of the signed trust state the node
+	// holds after the offer, when it answered and holds one.
+	TrustVersion uint64 `json:"trustVersion,omitempty"`
 	// Why says why the node did not take it ("" when it did).
 	Why string `json:"why,omitempty"`
 }
@@ -98,6 +101,15 @@ const (
 // of the rnx config entry it came from (a directory entry from the config)
 // or of the config's selected entry at its own address (a list entry).
 func CRL(ctx context.Context, dir nodedir.Directory, cfg *config.Rnx, selected string, crlPEM []byte) Report {
+	return Offer(ctx, dir, cfg, selected, crlPEM, nil)
+}
+
+// Offer is CRL with the fleet's signed trust state as well (nil: none):
+// what a rotation step, a node-issuing CA's re-key or `certs trust sign`
+// pushes. A node takes the state before the CRL, each only when newer and
+// signed by a root it holds; it counts as having taken the push when it
+// holds both.
+func Offer(ctx context.Context, dir nodedir.Directory, cfg *config.Rnx, selected string, crlPEM, trust []byte) Report {
 	res := make([]Result, len(dir.Nodes))
 	sem := make(chan struct{}, parallel)
 	var wg sync.WaitGroup
@@ -107,14 +119,14 @@ func CRL(ctx context.Context, dir nodedir.Directory, cfg *config.Rnx, selected s
 			defer wg.Done()
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			res[i] = offer(ctx, n, cfg, selected, crlPEM)
+			res[i] = offer(ctx, n, cfg, selected, crlPEM, trust)
 		}()
 	}
 	wg.Wait()
 	return Report{Results: res}
 }
 
-func offer(ctx context.Context, n nodedir.Node, cfg *config.Rnx, selected string, crlPEM []byte) Result {
+func offer(ctx context.Context, n nodedir.Node, cfg *config.Rnx, selected string, crlPEM, trust []byte) Result {
 	r := Result{Node: n.Name, Address: n.Address}
 	name := selected
 	if n.Entry {
@@ -141,10 +153,13 @@ func offer(ctx context.Context, n nodedir.Node, cfg *config.Rnx, selected string
 	defer cancel()
 	wait := 250 * time.Millisecond
 	for a := 1; ; a++ {
-		ans, err := conn.Node.OfferCRL(ctx, &pb.OfferCRLRequest{Crl: crlPEM})
+		ans, err := conn.Node.OfferCRL(ctx, &pb.OfferCRLRequest{Crl: crlPEM, TrustState: trust})
 		if err == nil {
-			r.Taken, r.CRLNumber, r.Why = ans.Taken, ans.CrlNumber, ans.Reason
-			if !ans.Taken && ans.Reason == "" {
+			r.Taken = (len(crlPEM) == 0 || ans.Taken) && (len(trust) == 0 || ans.TrustTaken)
+			r.CRLNumber, r.TrustVersion, r.Why = ans.CrlNumber, ans.TrustVersion, ans.Reason
+			if r.Taken {
+				r.Why = ""
+			} else if r.Why == "" {
 				r.Why = "not taken"
 			}
 			return r

@@ -87,7 +87,7 @@ func New(cfg *config.Server, opts Options, log *slog.Logger) (*Server, error) {
 	}
 	s.grpc = grpc.NewServer(gopts...)
 	pb.RegisterJobServiceServer(s.grpc, &jobService{jobs: s.jobs, pageMax: cmp.Or(cfg.Jobs.ListPageMax, DefaultListPageMax)})
-	pb.RegisterNodeServiceServer(s.grpc, &nodeService{nodeID: cfg.Server.NodeID, version: buildinfo.Version, tls: s.tls, isolation: s.jobs.Isolation(), offer: s.offerCRL})
+	pb.RegisterNodeServiceServer(s.grpc, &nodeService{nodeID: cfg.Server.NodeID, version: buildinfo.Version, tls: s.tls, isolation: s.jobs.Isolation(), offer: s.offer})
 	// The standard health service (NOT_SERVING until Serve, and again from
 	// Shutdown on) and server reflection, so generic tools such as grpcurl
 	// and load balancers' gRPC health checks work, behind the same mTLS

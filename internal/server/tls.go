@@ -34,7 +34,12 @@ type Credentials struct {
 	// as it travels in metadata (crlgate.go).
 	CRLNumber *big.Int
 	// MinCRL is the CRL number the node's trust state names (nil: none).
-	MinCRL    *big.Int
+	MinCRL *big.Int
+	// trust is the signed trust state the node holds (its file's copy,
+	// checked when it was taken), trustRaw its envelope; nil for a node
+	// from before it.
+	trust     *pki.TrustState
+	trustRaw  string
 	crlNumber string
 	// serialHex is Leaf's serial as NodeInfo carries it, formatted once.
 	serialHex string
@@ -75,8 +80,8 @@ func CredentialsFromConfig(s config.Security) (*Credentials, error) {
 	// older one (a node that joined after the CRL secret was deleted)
 	// refuses calls until it has it (guard.go). Fleet "" : the node's own
 	// file, whichever prefix.
-	if t, err := pki.PeekTrust([]byte(s.TrustState), ""); err == nil && t.MinCRL != nil {
-		c.MinCRL = t.MinCRL
+	if t, err := pki.PeekTrust([]byte(s.TrustState), ""); err == nil {
+		c.trust, c.trustRaw, c.MinCRL = t, s.TrustState, t.MinCRL
 	}
 	return c, nil
 }
@@ -96,7 +101,7 @@ func (c *Credentials) CRLGap() string {
 func (c *Credentials) withCRL(crlPEM string) (*Credentials, error) {
 	n, err := newCredentials(c.Cert, c.CAList, c.caCertPEM, crlPEM)
 	if n != nil {
-		n.MinCRL = c.MinCRL
+		n.MinCRL, n.trust, n.trustRaw = c.MinCRL, c.trust, c.trustRaw
 	}
 	return n, err
 }
