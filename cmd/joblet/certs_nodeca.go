@@ -9,6 +9,7 @@ import (
 	"github.com/ehsaniara/joblet/internal/certs"
 	"github.com/ehsaniara/joblet/internal/config"
 	"github.com/ehsaniara/joblet/internal/pki"
+	"github.com/ehsaniara/joblet/internal/push"
 )
 
 func (c *cli) nodeCACmd() *cobra.Command {
@@ -36,6 +37,7 @@ one (the command prints the serial). See docs/OPERATIONS.md.`,
 	var asJSON, rekey bool
 	fs.BoolVar(&asJSON, "json", false, "print the result as JSON")
 	fs.BoolVar(&rekey, "rekey", false, "give the node-issuing CA a new key (after a node was stolen), then revoke the old one once nodes renewed")
+	pf := addPushFlags(fs)
 	cmd.RunE = func(*cobra.Command, []string) error {
 		ctx, cancel := sf.context()
 		defer cancel()
@@ -52,8 +54,19 @@ one (the command prints the serial). See docs/OPERATIONS.md.`,
 			return err
 		}
 		if asJSON {
+			if res.Step != certs.StepNothing && pf.nodes != "" {
+				return printJSON(c.stdout, struct {
+					*certs.NodeCAResult
+					Push *push.Report `json:"push"`
+				}{res, c.pushState(fl, pf, true, "the new trust state")})
+			}
 			return printJSON(c.stdout, res)
 		}
+		defer func() {
+			if res.Step != certs.StepNothing {
+				c.pushState(fl, pf, false, "the new trust state")
+			}
+		}()
 		switch res.Step {
 		case certs.StepRootReissued:
 			fmt.Fprintf(c.stdout, "🔏 step 1 of 2: the root CA was re-issued for the same key so a CA may sit under it (serial %s, sha256 %s)\n", res.Root.Serial, res.Root.Fingerprint)

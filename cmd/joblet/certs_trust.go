@@ -5,7 +5,9 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/ehsaniara/joblet/internal/certs"
 	"github.com/ehsaniara/joblet/internal/config"
+	"github.com/ehsaniara/joblet/internal/push"
 )
 
 func (c *cli) trustCmd() *cobra.Command {
@@ -42,6 +44,7 @@ rotation). Every rotation step, node-ca and revoke sign it too.`,
 	sf := addStoreFlags(fs, withDirStore|withReplicas)
 	var asJSON bool
 	fs.BoolVar(&asJSON, "json", false, "print the result as JSON")
+	pf := addPushFlags(fs)
 	cmd.RunE = func(*cobra.Command, []string) error {
 		ctx, cancel := sf.context()
 		defer cancel()
@@ -54,7 +57,16 @@ rotation). Every rotation step, node-ca and revoke sign it too.`,
 			return fmt.Errorf("trust sign: %w", err)
 		}
 		if asJSON {
+			if res.Signed && pf.nodes != "" {
+				return printJSON(c.stdout, struct {
+					*certs.TrustSignResult
+					Push *push.Report `json:"push"`
+				}{res, c.pushState(fl, pf, true, "the new trust state")})
+			}
 			return printJSON(c.stdout, res)
+		}
+		if res.Signed {
+			defer c.pushState(fl, pf, false, "the new trust state")
 		}
 		if res.Signed {
 			fmt.Fprintf(c.stdout, "🔏 trust state version %d signed in %s, valid until %s\n", res.Version, fl.StoreDesc, res.Expires)
