@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
-	"os"
 	"sync"
 
 	"golang.org/x/time/rate"
@@ -15,9 +14,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	pb "github.com/ehsaniara/joblet/api/jobletv1"
-	"github.com/ehsaniara/joblet/internal/atomicfile"
 	"github.com/ehsaniara/joblet/internal/certs"
-	"github.com/ehsaniara/joblet/internal/config"
 	"github.com/ehsaniara/joblet/internal/pki"
 )
 
@@ -225,21 +222,5 @@ func numberText(c *Credentials) string {
 // trust cur serves with (otherwise a reload of the file is due anyway and
 // the refresh brings the CRL).
 func writeConfigCRL(path string, cur *Credentials, crl string) error {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return err
-	}
-	cfg, err := config.LoadServer(path)
-	if err != nil {
-		return err
-	}
-	if cfg.Security.CACert != cur.caCertPEM || cfg.Security.CRL != cur.CRLPEM {
-		return fmt.Errorf("%s changed since it was loaded: not rewritten", path)
-	}
-	cfg.Security.CRL = crl
-	b, err := cfg.Marshal()
-	if err != nil {
-		return err
-	}
-	return atomicfile.WriteFile(path, b, fi.Mode().Perm())
+	return writeConfigTrust(path, cur, cur.caCertPEM, crl, cur.trustRaw)
 }
