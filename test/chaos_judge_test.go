@@ -302,7 +302,13 @@ func readLineage(ctx context.Context, s *sm.Client, crosses map[string]*x509.Cer
 	}
 	cas := []*x509.Certificate{curCA}
 	if b, ok := getStage(ctx, s, "joblet/ca-bundle", "AWSCURRENT"); ok {
-		if more, err := pki.ParseCerts([]byte(b)); err == nil {
+		// The signed trust state's roots (read, not verified: what is
+		// judged is what the store says is trusted), or a PEM bundle.
+		if pki.IsSignedTrust([]byte(b)) {
+			if t, err := pki.PeekTrust([]byte(b), "joblet"); err == nil {
+				cas = append(cas, t.RootCerts()...)
+			}
+		} else if more, err := pki.ParseCerts([]byte(b)); err == nil {
 			cas = append(cas, more...)
 		}
 	}

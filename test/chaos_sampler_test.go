@@ -85,16 +85,17 @@ func TestChaosSamplerLineageOneMoment(t *testing.T) {
 	}
 	t.Logf("a begin tried after each of the sampler's %d calls", positions)
 
-	// The judge still sees a CA trusted with no cross certificate.
+	// The judge still sees a CA trusted with no cross certificate (a PEM
+	// bundle, as a fleet from before the signed trust state has).
 	c.sampleAPI = nil
 	key, _ := pki.GenerateKey(pki.ECDSAP256, nil)
 	stranger, err := pki.NewCA(key, time.Now(), time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, _ := getStage(ctx, smClient(moto.URL), "joblet/ca-bundle", "AWSCURRENT")
+	cur, _ := getStage(ctx, smClient(moto.URL), "joblet/ca-cert", "AWSCURRENT")
 	if _, err := smClient(moto.URL).PutSecretValue(ctx, &sm.PutSecretValueInput{SecretId: aws.String("joblet/ca-bundle"),
-		SecretString: aws.String(b + string(pki.EncodeCert(stranger)))}); err != nil {
+		SecretString: aws.String(cur + string(pki.EncodeCert(stranger)))}); err != nil {
 		t.Fatal(err)
 	}
 	c.sampleStore()
