@@ -131,6 +131,9 @@ func TestRotationKeepsOneLineageAtEveryWrite(t *testing.T) {
 	}{{"begin", certs.PhaseBegun}, {"abort", certs.PhaseStable}, {"begin", certs.PhaseBegun}, {"promote", certs.PhasePromoted},
 		{"abort", certs.PhaseBegun}, {"abort", certs.PhaseStable}, {"begin", certs.PhaseBegun}, {"promote", certs.PhasePromoted},
 		{"abort", certs.PhaseBegun}, {"promote", certs.PhasePromoted}, {"finish", certs.PhaseStable}, {"begin", certs.PhaseBegun}}
+	// ends[i]: the writes made by the end of step i, in a run with no
+	// failure.
+	var ends []int
 	run := func(failAt int, applied bool) (writes int) {
 		st := &lineageStore{MemoryStore: storetest.NewMemoryStore(), t: t}
 		o := opts(t, st)
@@ -140,6 +143,9 @@ func TestRotationKeepsOneLineageAtEveryWrite(t *testing.T) {
 		r := rotation{f: &certs.Fleet{Store: st, Log: o.Log}}
 		do := map[string]func(context.Context) (*certs.RotationStatus, error){"begin": r.Begin, "promote": r.Promote, "abort": r.Abort, "finish": r.Finish}
 		for i, step := range steps {
+			if failAt > 0 && i > 0 && ends[i-1] >= failAt {
+				break // the failed step and the one after it are done
+			}
 			st.step = fmt.Sprintf("step %d (%s), write %d failing (applied %v)", i+1, step.name, failAt, applied)
 			if _, err := do[step.name](ctx); err != nil {
 				if !errors.Is(err, errInjected) {
@@ -161,11 +167,16 @@ func TestRotationKeepsOneLineageAtEveryWrite(t *testing.T) {
 					t.Fatalf("%s, run again: %v; then status %+v, %v", st.step, err, s, serr)
 				}
 			}
+			if failAt == 0 {
+				ends = append(ends, st.writes)
+			}
 		}
 		return st.writes
 	}
 	// Write N failing before it is made leaves the store write N-1 failing
-	// after it was made leaves: the "answer cut" runs cover both.
+	// after it was made leaves: the "answer cut" runs cover both. A run
+	// stops after the step that follows the failed one: from there on it
+	// takes the steps of the run with no failure, from the same phase.
 	total := run(0, false)
 	for at := 1; at <= total; at++ {
 		run(at, true)
