@@ -3,6 +3,7 @@ package test
 import (
 	"context"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"math/big"
 	"os/exec"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	sm "github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+	smtypes "github.com/aws/aws-sdk-go-v2/service/secretsmanager/types"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
@@ -141,16 +143,21 @@ func (c *chaosRun) sampleStore() {
 	}
 	c.samples++
 	// The proxy's record, drained so it stays small over a long run.
-	calls := c.proxy.Calls()
-	c.proxy.Recorded()
-	c.mu.Lock()
-	for _, a := range calls {
-		c.storeCall[a]++
+	if c.proxy != nil {
+		calls := c.proxy.Calls()
+		c.proxy.Recorded()
+		c.mu.Lock()
+		for _, a := range calls {
+			c.storeCall[a]++
+		}
+		c.mu.Unlock()
 	}
-	c.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	s := smClient(moto.URL)
+	s := c.sampleAPI
+	if s == nil {
+		s = smClient(moto.URL)
+	}
 	c.mu.Lock()
 	confirmed := append([]string{}, c.revokedSN...)
 	c.mu.Unlock()
@@ -214,18 +221,6 @@ func (c *chaosRun) sampleStore() {
 				c.violate(invVersions, "%s has %d AWSCURRENT versions (%d half a second before)", n, again, currents)
 			}
 		}
-		if n == "joblet/ca-cross" {
-			for _, v := range out.Versions {
-				if crosses[*v.VersionId] != nil {
-					continue
-				}
-				if o, err := s.GetSecretValue(ctx, &sm.GetSecretValueInput{SecretId: aws.String(n), VersionId: v.VersionId}); err == nil && o.SecretString != nil {
-					if cc, err := pki.ParseCert([]byte(*o.SecretString)); err == nil {
-						crosses[*v.VersionId] = cc
-					}
-				}
-			}
-		}
 	}
 	for n := range labelled {
 		if !present[n] {
@@ -236,44 +231,19 @@ func (c *chaosRun) sampleStore() {
 
 	// One lineage: the current CA and every CA in the trust bundle is the
 	// first CA, or one a CA of the lineage cross-signed (a rotation's).
-	cur, ok := getStage(ctx, s, "joblet/ca-cert", "AWSCURRENT")
-	if !ok {
-		return
-	}
-	curCA, err := pki.ParseCert([]byte(cur))
+	cas, err := readLineage(ctx, s, crosses)
 	if err != nil {
-		c.violate(invLineage, "the current ca-cert does not parse: %v", err)
+		if errors.Is(err, errUnparsedCA) {
+			c.violate(invLineage, "%v", err)
+		}
 		return
 	}
 	if len(lineage) == 0 {
-		lineage[pki.Fingerprint(curCA)] = curCA
+		lineage[pki.Fingerprint(cas[0])] = cas[0]
 	}
-	cas := []*x509.Certificate{curCA}
-	if b, ok := getStage(ctx, s, "joblet/ca-bundle", "AWSCURRENT"); ok {
-		if more, err := pki.ParseCerts([]byte(b)); err == nil {
-			cas = append(cas, more...)
-		}
-	}
-	for _, ca := range cas {
-		fp := pki.Fingerprint(ca)
-		if lineage[fp] != nil {
-			continue
-		}
-		joined := false
-		for _, cross := range crosses {
-			if string(cross.RawSubjectPublicKeyInfo) != string(ca.RawSubjectPublicKeyInfo) {
-				continue
-			}
-			for _, parent := range lineage {
-				if cross.CheckSignatureFrom(parent) == nil {
-					joined = true
-				}
-			}
-		}
-		if !joined {
-			c.violate(invLineage, "CA %q (sha256 %s) is current or trusted, and no CA of the fleet's lineage cross-signed it", ca.Subject.CommonName, fp[:16])
-		}
-		lineage[fp] = ca
+	for _, ca := range joinLineage(lineage, crosses, cas) {
+		c.violate(invLineage, "CA %q (sha256 %s) is current or trusted, and no CA of the fleet's lineage cross-signed it", ca.Subject.CommonName, pki.Fingerprint(ca)[:16])
+		lineage[pki.Fingerprint(ca)] = ca // reported once
 	}
 
 	// The CRL lists every confirmed revocation, and never goes back.
@@ -301,6 +271,113 @@ func (c *chaosRun) sampleStore() {
 	if crl.Number != nil {
 		crlNumber = crl.Number
 	}
+}
+
+var errUnparsedCA = errors.New("the current ca-cert does not parse")
+
+// readLineage reads what the lineage invariant is judged on: the current
+// CA, then the trust bundle's CAs (cas, the current first), then every
+// version of ca-cross not yet in crosses (added to it, by version ID).
+//
+// The order is the reverse of a rotation's writes, so the reads show one
+// moment as far as the invariant goes: begin writes a new CA's cross
+// certificate before the bundle that trusts it, and promote makes a CA
+// current only after both; a cross certificate, once written, stays (moto
+// and Secrets Manager keep a secret's versions). So the cross certificate
+// of any CA the first two reads show is there for the third. Read the other
+// way round (cross certificates first, as the sampler once did, within its
+// walk over every secret), a begin landing between the reads shows its new
+// CA trusted with no cross certificate: the two violations of the first
+// 30-minute run (TestChaosSamplerLineageOneMoment). No second look is taken
+// before judging: a rotation that trusted a CA before writing its cross
+// certificate would be wrong at that instant, and a re-read would hide it.
+func readLineage(ctx context.Context, s *sm.Client, crosses map[string]*x509.Certificate) ([]*x509.Certificate, error) {
+	cur, err := getStageErr(ctx, s, "joblet/ca-cert", "AWSCURRENT")
+	if err != nil {
+		return nil, err
+	}
+	curCA, err := pki.ParseCert([]byte(cur))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", errUnparsedCA, err)
+	}
+	cas := []*x509.Certificate{curCA}
+	if b, ok := getStage(ctx, s, "joblet/ca-bundle", "AWSCURRENT"); ok {
+		// The signed trust state's roots (read, not verified: what is
+		// judged is what the store says is trusted), or a PEM bundle.
+		if pki.IsSignedTrust([]byte(b)) {
+			if t, err := pki.PeekTrust([]byte(b), "joblet"); err == nil {
+				cas = append(cas, t.RootCerts()...)
+			}
+		} else if more, err := pki.ParseCerts([]byte(b)); err == nil {
+			cas = append(cas, more...)
+		}
+	}
+	// Named, not taken from a listing made before: the first begin
+	// creates ca-cross.
+	out, err := s.ListSecretVersionIds(ctx, &sm.ListSecretVersionIdsInput{SecretId: aws.String("joblet/ca-cross"), IncludeDeprecated: aws.Bool(true)})
+	var nf *smtypes.ResourceNotFoundException
+	if errors.As(err, &nf) {
+		return cas, nil // no rotation yet
+	}
+	if err != nil {
+		return nil, err
+	}
+	for _, v := range out.Versions {
+		if crosses[*v.VersionId] != nil {
+			continue
+		}
+		o, err := s.GetSecretValue(ctx, &sm.GetSecretValueInput{SecretId: aws.String("joblet/ca-cross"), VersionId: v.VersionId})
+		if err != nil {
+			return nil, err // judged on the next sample, with every version read
+		}
+		if o.SecretString != nil {
+			if cc, err := pki.ParseCert([]byte(*o.SecretString)); err == nil {
+				crosses[*v.VersionId] = cc
+			}
+		}
+	}
+	return cas, nil
+}
+
+// joinLineage adds to lineage each CA of cas that a CA of the lineage
+// cross-signed (crosses), until no more join, whatever the order of cas
+// (one sample may show a rotation's CA and the next one's), and returns
+// those that cannot join.
+func joinLineage(lineage, crosses map[string]*x509.Certificate, cas []*x509.Certificate) []*x509.Certificate {
+	left := cas
+	for {
+		var rest []*x509.Certificate
+		for _, ca := range left {
+			if lineage[pki.Fingerprint(ca)] != nil {
+				continue
+			}
+			if crossSigned(lineage, crosses, ca) {
+				lineage[pki.Fingerprint(ca)] = ca
+				continue
+			}
+			rest = append(rest, ca)
+		}
+		if len(rest) == len(left) {
+			return rest
+		}
+		left = rest
+	}
+}
+
+// crossSigned says whether a cross certificate for ca's key was signed by a
+// CA of lineage.
+func crossSigned(lineage, crosses map[string]*x509.Certificate, ca *x509.Certificate) bool {
+	for _, cross := range crosses {
+		if string(cross.RawSubjectPublicKeyInfo) != string(ca.RawSubjectPublicKeyInfo) {
+			continue
+		}
+		for _, parent := range lineage {
+			if cross.CheckSignatureFrom(parent) == nil {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // converge: with the faults stopped and every node up, each node must,

@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	sm "github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+
 	"github.com/ehsaniara/joblet/internal/config"
 	"github.com/ehsaniara/joblet/test/harness"
 )
@@ -146,18 +148,21 @@ type chaosRun struct {
 	started    time.Time
 	faultsDone time.Time
 
-	mu        sync.Mutex
-	valid     []*chaosClient
-	never     *chaosClient
-	revoked   []*chaosClient
-	retired   []*chaosClient
-	calls     []chaosCall
-	store     []chaosInterval // store faults
-	floods    []chaosInterval // connection floods
-	counts    map[string]int
-	timeline  []string
-	opGaveUp  []string
-	samples   int
+	mu       sync.Mutex
+	valid    []*chaosClient
+	never    *chaosClient
+	revoked  []*chaosClient
+	retired  []*chaosClient
+	calls    []chaosCall
+	store    []chaosInterval // store faults
+	floods   []chaosInterval // connection floods
+	counts   map[string]int
+	timeline []string
+	opGaveUp []string
+	samples  int
+	// sampleAPI, when set (a test), is the client the store sampler reads
+	// moto with.
+	sampleAPI *sm.Client
 	storeBad  []chaosViolation // found by the sampler
 	revokedSN []string         // serials whose revocation succeeded
 	storeCall map[string]int   // store calls through the proxy, by action

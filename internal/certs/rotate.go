@@ -490,22 +490,7 @@ func (fl *Fleet) AbortRotation(ctx context.Context) (*RotationStatus, error) {
 		if err := f.alignKeys(ctx, n, f.Store.Demote, secretstore.Previous); err != nil {
 			return nil, err
 		}
-		if s, err = f.readRotation(ctx); err != nil {
-			return nil, err
-		}
-		if err := f.reissueClients(ctx, n, s, s.current); err != nil {
-			return nil, err
-		}
-		if err := f.reissueNodeCA(ctx, n, s, s.current); err != nil {
-			return nil, err
-		}
-		if err := f.resignCRL(ctx, n, s.vals[n.CRL()], s.trust, s.current); err != nil {
-			return nil, err
-		}
-		if err := f.resignTrust(ctx, s.state, s.current, s.trust, nil); err != nil {
-			return nil, err
-		}
-		return f.RotationStatus(ctx) // that abort is now complete
+		return f.endAbortFromPromoted(ctx, n) // that abort is now complete
 	}
 	if err != nil {
 		return nil, err
@@ -514,6 +499,13 @@ func (fl *Fleet) AbortRotation(ctx context.Context) (*RotationStatus, error) {
 	case PhaseStable:
 		return nil, fmt.Errorf("no rotation in progress")
 	case PhaseBegun:
+		if s.pending != nil && signedByPending(s) {
+			// An abort from promoted that stopped after moving the labels
+			// back: what the new CA signed is still in use. Dropping the
+			// pending CA now would leave those certificates untrusted;
+			// this run completes that abort instead.
+			return f.endAbortFromPromoted(ctx, n)
+		}
 		// The cross certificate makes the pending CA's certificates valid
 		// under the current CA: revoked first, or whoever holds the
 		// aborted CA's key (perhaps why it was aborted) stays admin.
@@ -522,20 +514,12 @@ func (fl *Fleet) AbortRotation(ctx context.Context) (*RotationStatus, error) {
 				return nil, fmt.Errorf("revoke the aborted CA's cross certificate (%s): %w", n.CACross(), err)
 			}
 		}
-		drop := []string{n.CACert(), n.CAKey(), n.CAKMSKey()}
-		for _, role := range pki.Roles {
-			if s.state.pending[n.ClientCert(role)] != "" {
-				drop = append(drop, n.ClientCert(role))
-			}
-		}
-		for _, name := range drop {
-			if s.vals[name] == "" {
-				continue // no such secret in this fleet's mode
-			}
-			if err := f.Store.DropPending(ctx, name); err != nil {
-				return nil, err
-			}
-		}
+		// The trust state before the pending versions: dropped first, the
+		// pending CA would leave a store that reads as promoted (two CAs
+		// trusted, nothing pending), and an abort run again after a failure
+		// there would demote ca-cert, to the CA before the current one when
+		// there is one. In this order a store stopped half-way reads as a
+		// begin (interrupted), which the same abort completes.
 		// Re-read: the revoke above signed a newer state. The aborted CA
 		// leaves the lineage: its key signs no trust state anyone takes.
 		r, err := f.readRotation(ctx)
@@ -545,20 +529,88 @@ func (fl *Fleet) AbortRotation(ctx context.Context) (*RotationStatus, error) {
 		if err := f.resignTrust(ctx, r.state, r.current, []*x509.Certificate{r.current.Cert}, s.pendingCA()); err != nil {
 			return nil, err
 		}
+		// Then the roles' pending certificates, before the pending CA that
+		// makes the store read as begun; the CA certificate before its key
+		// (as begin writes them, the other way round).
+		var drop []string
+		for _, role := range pki.Roles {
+			if s.state.pending[n.ClientCert(role)] != "" {
+				drop = append(drop, n.ClientCert(role))
+			}
+		}
+		drop = append(drop, n.CACert(), n.CAKey(), n.CAKMSKey())
+		for _, name := range drop {
+			if s.vals[name] == "" {
+				continue // no such secret in this fleet's mode
+			}
+			if err := f.Store.DropPending(ctx, name); err != nil {
+				return nil, err
+			}
+		}
 		return f.RotationStatus(ctx)
 	}
-	st, err := f.moveCA(ctx, n, f.Store.Demote, secretstore.Previous)
+	if _, err := f.moveCA(ctx, n, f.Store.Demote, secretstore.Previous); err != nil {
+		return nil, err
+	}
+	return f.rebridge(ctx)
+}
+
+// endAbortFromPromoted completes an abort from promoted whose label moves
+// are done: the roles' certificates, the node-issuing CA, the CRL and the
+// trust state from the current CA again, then rebridge.
+func (f *Fleet) endAbortFromPromoted(ctx context.Context, n Names) (*RotationStatus, error) {
+	s, err := f.readRotation(ctx)
 	if err != nil {
 		return nil, err
 	}
-	// Back in the begun phase: prepare it as begin does, so one refresh
-	// is still enough.
-	r, err := f.readRotation(ctx)
-	if err != nil || r.pending == nil {
-		return st, err
-	}
-	if err := f.prepareBridge(ctx, r, r.pending); err != nil {
+	if err := f.reissueClients(ctx, n, s, s.current); err != nil {
 		return nil, err
+	}
+	if err := f.reissueNodeCA(ctx, n, s, s.current); err != nil {
+		return nil, err
+	}
+	if err := f.resignCRL(ctx, n, s.vals[n.CRL()], s.trust, s.current); err != nil {
+		return nil, err
+	}
+	if err := f.resignTrust(ctx, s.state, s.current, s.trust, nil); err != nil {
+		return nil, err
+	}
+	return f.rebridge(ctx)
+}
+
+// signedByPending says whether a role's current client certificate, the
+// node-issuing CA or the CRL is signed by the pending CA: never so in a
+// begun phase a begin made, only when an abort from promoted stopped
+// before re-issuing them from the current CA.
+func signedByPending(r *rotation) bool {
+	p := r.pending.Cert
+	for _, c := range r.clients {
+		if c != nil && c.CheckSignatureFrom(p) == nil {
+			return true
+		}
+	}
+	if r.nodeCA != nil && r.nodeCA.Cert.CheckSignatureFrom(p) == nil {
+		return true
+	}
+	if crl, err := pki.ParseCRLUnverified([]byte(r.vals[r.n.CRL()])); err == nil && crl.CheckSignatureFrom(p) == nil {
+		return true
+	}
+	return false
+}
+
+// rebridge ends an abort from promoted, back in the begun phase: it
+// prepares that phase as begin does (the cross certificate, each role's
+// pending certificate), so one refresh is still enough, and a store the
+// abort left reads as begun, not as an interrupted begin.
+func (f *Fleet) rebridge(ctx context.Context) (*RotationStatus, error) {
+	r, err := f.readRotation(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if r.pending != nil {
+		if err := f.prepareBridge(ctx, r, r.pending); err != nil {
+			return nil, err
+		}
 	}
 	return f.RotationStatus(ctx)
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -15,10 +16,12 @@ import (
 // whenever the far end closes one (what an attacker without a certificate
 // can do to any node it reaches).
 type Flood struct {
-	// Opened counts the connections opened, refills included.
-	Opened atomic.Int64
-	stop   chan struct{}
-	wg     sync.WaitGroup
+	// Opened counts the connections opened (the far end accepted them),
+	// refills included; Reset, those of them the far end had already
+	// closed when Dial returned; Spoke, those that sent their first bytes.
+	Opened, Reset, Spoke atomic.Int64
+	stop                 chan struct{}
+	wg                   sync.WaitGroup
 }
 
 // StartFlood holds n silent connections to addr from the loopback
@@ -47,14 +50,28 @@ func StartFloodSending(addr string, from []string, n int, first []byte) *Flood {
 					return
 				default:
 				}
-				c, err := d.Dial("tcp", addr)
+				var c net.Conn
+				var err error
+				if len(first) > 0 {
+					c, err = dialSending(d.LocalAddr.(*net.TCPAddr).IP, addr, first)
+				} else {
+					c, err = d.Dial("tcp", addr)
+				}
+				if errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) {
+					// Opened, and closed by the far end before this
+					// goroutine saw it open: a node that accepts and
+					// drops faster than a busy flooder is scheduled.
+					f.Opened.Add(1)
+					f.Reset.Add(1)
+					continue
+				}
 				if err != nil {
 					time.Sleep(20 * time.Millisecond) // out of ports, a full queue: try again
 					continue
 				}
 				f.Opened.Add(1)
 				if len(first) > 0 {
-					c.Write(first)
+					f.Spoke.Add(1) // dialSending wrote them
 				}
 				for { // silent until the far end closes, or Stop
 					c.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
@@ -74,6 +91,46 @@ func StartFloodSending(addr string, from []string, n int, first []byte) *Flood {
 		}()
 	}
 	return f
+}
+
+// dialSending opens a connection from the IPv4 address from to addr and
+// writes first on it in the same system-call sequence: a blocking connect
+// (on loopback it returns once the connection is established), then the
+// write, with no scheduling in between. Dialed through Go's poller, a busy
+// flooder's goroutine runs again only after the node has accepted the
+// connection and, with its cap reached, dropped it: nearly all of such a
+// flood is silent, whatever it meant to send.
+func dialSending(from net.IP, addr string, first []byte) (net.Conn, error) {
+	to, err := net.ResolveTCPAddr("tcp4", addr)
+	if err != nil {
+		return nil, err
+	}
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	local, remote := &syscall.SockaddrInet4{}, &syscall.SockaddrInet4{Port: to.Port}
+	copy(local.Addr[:], from.To4())
+	copy(remote.Addr[:], to.IP.To4())
+	// connect(2) gives up after the send timeout (a full accept queue
+	// drops the SYN): the thread it blocks is back within a second.
+	err = syscall.SetsockoptTimeval(fd, syscall.SOL_SOCKET, syscall.SO_SNDTIMEO, &syscall.Timeval{Sec: 1})
+	if err == nil {
+		err = syscall.Bind(fd, local)
+	}
+	if err == nil {
+		err = syscall.Connect(fd, remote)
+	}
+	if err == nil {
+		_, err = syscall.Write(fd, first)
+	}
+	if err != nil {
+		syscall.Close(fd)
+		return nil, err
+	}
+	file := os.NewFile(uintptr(fd), "flood")
+	defer file.Close()
+	return net.FileConn(file)
 }
 
 // Stop closes the flood's connections.
