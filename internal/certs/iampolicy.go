@@ -101,7 +101,7 @@ func IAMPolicy(flow string, o PolicyOptions) (*Policy, error) {
 		p.Statement = []Statement{batch, nodeRead, changed}
 	case flow == "bootstrap":
 		p.Statement = []Statement{batch, read, changed,
-			{Sid: "CreateSharedCertificates", Effect: "Allow", Action: []string{"secretsmanager:CreateSecret", "secretsmanager:TagResource"}, Resource: arn(all...)}}
+			{Sid: "CreateSharedCertificates", Effect: "Allow", Action: []string{"secretsmanager:CreateSecret", "secretsmanager:TagResource"}, Resource: arn(append(all, n.Bundle())...)}}
 	case flow == "rotation":
 		// The operator also moves a fleet from ca-key to a KMS CA, revokes
 		// and re-issues role certificates (records under client-reissue/).

@@ -90,10 +90,7 @@ func (b *bootstrapper) regenerate(ctx context.Context) (*shared, error) {
 		sh.crlPEM = crl
 		writes = append(writes, struct{ name, value string }{b.names.CRL(), crl})
 	}
-	// The new CA signs a trust state of its own: nodes and clients holding
-	// the replaced CA's refuse it (the cut-over a compromised key needs);
-	// they bootstrap again or take a new rnx-config.yml.
-	doc, err := signedFirstState(ctx, b.names, &sh.ca, nodeCA.Cert, sh.crlPEM, now)
+	doc, err := b.regeneratedState(ctx, &sh.ca, nodeCA.Cert, sh.crlPEM)
 	if err != nil {
 		return nil, err
 	}
@@ -126,4 +123,39 @@ func putOrCreate(ctx context.Context, st secretstore.Store, names Names, name, v
 		return fmt.Errorf("replace %s: %w", name, err)
 	}
 	return nil
+}
+
+// regeneratedState is the trust state of a replaced CA: trusting the new
+// CA alone, signed by it. When this run can use the replaced CA's key, the
+// replaced CA cross-signs the new one into the state's lineage, so nodes
+// and clients holding the old state take the new one at their next refresh
+// (whoever else holds the old key can sign nothing they take once they
+// have). Without it, they refuse it, and each needs a bootstrap again or a
+// new rnx-config.yml: said as a warning.
+func (b *bootstrapper) regeneratedState(ctx context.Context, ca *pki.CA, nodeCA *x509.Certificate, crlPEM string) (string, error) {
+	now := b.f.Now()
+	var lineage []*x509.Certificate
+	var version uint64
+	if old, err := b.f.readState(ctx, b.scope()); err == nil && old.ca != nil {
+		if signer, err := old.signer(ctx, &b.f); err == nil {
+			if cross, err := pki.CrossSign(ca.Cert, signer, now); err == nil {
+				lineage = []*x509.Certificate{old.ca}
+				if old.doc != nil {
+					lineage, version = old.doc.LineageCerts(), old.doc.Version
+				}
+				lineage = append(lineage, cross)
+			}
+		}
+	}
+	if lineage == nil {
+		msg := "the replaced CA's key could not vouch for the new CA: nodes and clients that trust the replaced CA refuse the new trust state; bootstrap each node again and hand out new rnx configs"
+		b.f.Log.Warn(msg)
+		b.res.Warnings = append(b.res.Warnings, msg)
+		lineage = []*x509.Certificate{ca.Cert}
+	}
+	version = max(version+1, uint64(now.Unix()))
+	minCRL, _ := pki.PeekCRLNumber([]byte(crlPEM))
+	t := pki.NewTrustState(b.names.Prefix, version, []*x509.Certificate{ca.Cert}, lineage, minCRL, now).WithNodeCAs(nodeCA)
+	data, err := pki.SignTrust(ctx, t, ca)
+	return string(data), err
 }
