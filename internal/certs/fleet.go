@@ -53,6 +53,12 @@ type Fleet struct {
 
 	KeyType                                    pki.KeyType
 	CALifetime, ClientLifetime, ServerLifetime time.Duration
+	// NodeCALifetime is a new node-issuing CA's (pki.DefaultNodeCALifetime).
+	NodeCALifetime time.Duration
+	// PermitNames widen what a node-issuing CA made or re-issued by this
+	// Fleet may sign server certificates for, beyond the defaults
+	// (pki.DefaultNodeNames) or those the current one carries (nodeca.go).
+	PermitNames pki.NameConstraints
 
 	// OpenKMS opens a CA key held in AWS KMS; nil where KMS cannot be
 	// reached (off AWS), and then a KMS fleet is refused with the reason.
@@ -82,6 +88,9 @@ func (f *Fleet) defaults() Fleet {
 	}
 	if d.CALifetime == 0 {
 		d.CALifetime = pki.DefaultCALifetime
+	}
+	if d.NodeCALifetime == 0 {
+		d.NodeCALifetime = pki.DefaultNodeCALifetime
 	}
 	if d.ClientLifetime == 0 {
 		d.ClientLifetime = pki.DefaultClientLifetime

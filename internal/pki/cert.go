@@ -129,8 +129,13 @@ const NodeCACommonName = "Joblet-Node-CA"
 // gives no client power: extended key usage serverAuth only (verifiers,
 // Go's and openssl's, refuse a client certificate chaining through it),
 // pathlen 0 (it signs leaves, never another CA), and no CRL signing (the
-// CRL is the root's). Its lifetime is capped at the root's.
-func (ca *CA) IssueNodeCA(pub crypto.PublicKey, now time.Time, lifetime time.Duration) (Issued, error) {
+// CRL is the root's). names bound the servers it can stand for (a
+// critical nameConstraints extension, see NameConstraints): a stolen copy
+// of its key cannot impersonate a public name. Empty names leave it
+// unconstrained: only to re-sign one made before name constraints for its
+// own key, which the operator constrains when re-keying it (certs.NodeCA).
+// Its lifetime is capped at the root's.
+func (ca *CA) IssueNodeCA(pub crypto.PublicKey, now time.Time, lifetime time.Duration, names NameConstraints) (Issued, error) {
 	tmpl := &x509.Certificate{
 		Subject: pkix.Name{
 			Organization:       []string{Organization},
@@ -141,6 +146,16 @@ func (ca *CA) IssueNodeCA(pub crypto.PublicKey, now time.Time, lifetime time.Dur
 		MaxPathLen:     0,
 		MaxPathLenZero: true,
 		ExtKeyUsage:    []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	if !names.Empty() {
+		tmpl.PermittedDNSDomainsCritical = true
+		tmpl.PermittedDNSDomains = names.DNS
+		tmpl.PermittedIPRanges = names.IPs
+		// A kind of name without a permitted subtree is not constrained
+		// at all: URI and email names, which no server certificate of
+		// ours carries, are permitted under .invalid only.
+		tmpl.PermittedURIDomains = []string{unconstrainedKinds}
+		tmpl.PermittedEmailAddresses = []string{unconstrainedKinds}
 	}
 	is, err := ca.issue(tmpl, pub, now, lifetime)
 	if err != nil {
@@ -160,6 +175,13 @@ func AllowsIntermediates(root *x509.Certificate) bool {
 func (ca *CA) IssueServer(pub crypto.PublicKey, sans SANs, now time.Time, lifetime time.Duration) (Issued, error) {
 	if len(sans.DNS) == 0 && len(sans.IPs) == 0 {
 		return Issued{}, errors.New("a server certificate needs at least one SAN")
+	}
+	// A name outside the issuer's constraints makes a certificate every
+	// verifier refuses: say so now, not at the first handshake.
+	if nc, ok := NodeConstraintsOf(ca.Cert); ok {
+		if err := nc.Permits(sans); err != nil {
+			return Issued{}, err
+		}
 	}
 	cn := "joblet-server"
 	if len(sans.DNS) > 0 {
