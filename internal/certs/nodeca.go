@@ -88,6 +88,7 @@ func (fl *Fleet) RekeyNodeCAIfDue(ctx context.Context) (*NodeCAResult, error) {
 		}
 		res := f.rekeyed(root, nca, old)
 		res.Reason = "a re-key was interrupted between its key and its certificate: completed for the key it wrote"
+		res.Next = scheduledNext(old, res.Replaced.Serial)
 		return res, nil
 	}
 	have, ok := pki.NodeConstraintsOf(old)
@@ -113,9 +114,15 @@ func (fl *Fleet) RekeyNodeCAIfDue(ctx context.Context) (*NodeCAResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	res.Reason = reason
-	res.Next = "nodes move to the new node-issuing CA on their next refresh; clients trust the root and need nothing. The old one expires on its own by " + old.NotAfter.UTC().Format(time.RFC3339) + " (revoke it only if its key was stolen: `joblet certs revoke --serial " + res.Replaced.Serial + " --reason keyCompromise`)"
+	res.Reason, res.Next = reason, scheduledNext(old, res.Replaced.Serial)
 	return res, nil
+}
+
+// scheduledNext is what follows a scheduled re-key: nothing but the
+// nodes' own refresh.
+func scheduledNext(old *x509.Certificate, serial string) string {
+	return "nodes move to the new node-issuing CA on their next refresh; clients trust the root and need nothing. The old one expires on its own on " +
+		old.NotAfter.UTC().Format(time.RFC3339) + " (revoke it only if its key was stolen: `joblet certs revoke --serial " + serial + " --reason keyCompromise`)"
 }
 
 // readNodeCA reads the fleet with the root's key and its node-issuing CA

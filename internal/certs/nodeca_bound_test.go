@@ -1,0 +1,234 @@
+package certs_test
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ehsaniara/joblet/internal/certs"
+	"github.com/ehsaniara/joblet/internal/config"
+	"github.com/ehsaniara/joblet/internal/pki"
+	"github.com/ehsaniara/joblet/internal/secretstore"
+	"github.com/ehsaniara/joblet/internal/secretstore/storetest"
+)
+
+// A fleet made by `certs init` in a directory store: its node-issuing CA
+// may sign for the defaults and the balancer's name. A node joining with
+// a name outside them is refused, naming the name and the flag, with
+// nothing written to the store or the node's home; once the operator
+// widens them (a re-issue for the same key, which keeps the others), the
+// join succeeds and a node already there renews onto the re-issued CA.
+func TestJoinOutsideNodeCANamesIsRefused(t *testing.T) {
+	ctx := context.Background()
+	storeDir := filepath.Join(t.TempDir(), "store")
+	st, err := secretstore.NewDirStore(storeDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	op := &certs.Fleet{Store: st, StoreDesc: "dir"}
+	if _, err := op.Init(ctx, certs.InitOptions{Dir: t.TempDir(), Address: "lb.example.net:443"}); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := st.Get(ctx, []string{names.NodeCACert()})
+	nca, _ := pki.ParseCert([]byte(got[names.NodeCACert()]))
+	nc, ok := pki.NodeConstraintsOf(nca)
+	if !ok || strings.Join(nc.Strings(), " ") != "localhost joblet .internal lb.example.net 10.0.0.0/8 172.16.0.0/12 192.168.0.0/16 fc00::/7 127.0.0.0/8 ::1/128" {
+		t.Fatalf("the node-issuing CA permits %v", nc.Strings())
+	}
+	if life := nca.NotAfter.Sub(nca.NotBefore); life > pki.DefaultNodeCALifetime+5*time.Minute {
+		t.Fatalf("the node-issuing CA lives %v", life)
+	}
+
+	node := func(extra ...string) bootOpts {
+		o := opts(t, st)
+		o.Mode, o.StoreRef = config.ModeDir, config.StoreRef{Kind: config.ModeDir, Dir: storeDir}
+		o.PublicAddress, o.AdditionalNames = "lb.example.net:443", extra
+		return o
+	}
+	first := node("node-1.lb.example.net", "ip-10-1-2-3.ec2.internal")
+	bootstrap(t, first)
+
+	storeBefore, out := snapshot(t, storeDir), node("www.example.com")
+	_, err = boot(ctx, out)
+	if !errors.Is(err, certs.ErrUsage) || !strings.Contains(err.Error(), `"www.example.com"`) || !strings.Contains(err.Error(), "joblet certs node-ca --permit-server-names www.example.com") {
+		t.Fatalf("a join naming www.example.com: %v", err)
+	}
+	t.Logf("refused: %v", err)
+	sameFiles(t, storeBefore, snapshot(t, storeDir))
+	if files := snapshot(t, out.Home); len(files) != 0 {
+		t.Fatalf("the refused node wrote %d files", len(files))
+	}
+	for _, name := range []string{"8.8.8.8", "*.com"} {
+		if _, err := boot(ctx, node(name)); !errors.Is(err, certs.ErrUsage) || !strings.Contains(err.Error(), name) {
+			t.Errorf("a join naming %s: %v", name, err)
+		}
+	}
+
+	op.PermitNames, _ = pki.ParseNameConstraints([]string{"www.example.com"})
+	res, err := op.NodeCA(ctx)
+	if err != nil || res.Step != certs.StepNodeCAReissued || !strings.Contains(strings.Join(res.Permitted, " "), "lb.example.net www.example.com") {
+		t.Fatalf("widening: %+v %v", res, err)
+	}
+	bootstrap(t, out)
+	cfgPath := filepath.Join(first.Home, "config", "joblet-config.yml")
+	r, err := (&certs.Fleet{Store: st}).RefreshNode(ctx, certs.NodeRefresh{ConfigPath: cfgPath})
+	if err != nil || !r.Renewed {
+		t.Fatalf("the first node after the re-issue: %+v %v", r, err)
+	}
+	srv, _ := config.LoadServer(cfgPath)
+	leaf, chain, _ := pki.ParseChain([]byte(srv.Security.ServerCert))
+	roots, _ := pki.ParseCerts([]byte(srv.Security.CACert))
+	if pki.Fingerprint(chain[0]) != res.NodeCA.Fingerprint {
+		t.Fatal("the first node does not serve from the re-issued node-issuing CA")
+	}
+	if err := pki.VerifyLeaf(leaf, roots, x509.ExtKeyUsageServerAuth, time.Now(), chain...); err != nil {
+		t.Fatal(err)
+	}
+	if res, _ := op.NodeCA(ctx); res.Step != certs.StepNothing {
+		t.Fatalf("a second widening run: %s", res.Step)
+	}
+}
+
+// crashStore fails the write of one secret once, after the writes before it
+// went through: a crash between a re-key's key and its certificate.
+type crashStore struct {
+	*storetest.MemoryStore
+	cut string
+}
+
+func (s *crashStore) Put(ctx context.Context, name, v string) error {
+	if name == s.cut {
+		s.cut = ""
+		return errors.New("crashed")
+	}
+	return s.MemoryStore.Put(ctx, name, v)
+}
+
+// The scheduled run: nothing to do until the node-issuing CA is due, then
+// one new key, then nothing again; a run that crashed between the key
+// and the certificate is completed by the next for the key it wrote (one
+// new key, not two). A node renews onto the new CA, which its clients'
+// unchanged trust (the root) verifies.
+func TestScheduledNodeCARekey(t *testing.T) {
+	ctx := context.Background()
+	mem := storetest.NewMemoryStore()
+	st := &crashStore{MemoryStore: mem}
+	o := opts(t, st)
+	o.Mode = config.ModeDir
+	bootstrap(t, o)
+	cfgPath := filepath.Join(o.Home, "config", "joblet-config.yml")
+	start := time.Now()
+	at := func(d time.Duration) *certs.Fleet {
+		return &certs.Fleet{Store: st, Now: func() time.Time { return start.Add(d) }}
+	}
+	pair := func() (string, string) {
+		got, _ := mem.Get(ctx, []string{names.NodeCAKey(), names.NodeCACert()})
+		return got[names.NodeCAKey()], got[names.NodeCACert()]
+	}
+	key0, cert0 := pair()
+	res, err := at(6*24*time.Hour).RekeyNodeCAIfDue(ctx)
+	if err != nil || res.Step != certs.StepNothing || res.DueAt == nil || !strings.HasPrefix(res.Next, "nothing to do") {
+		t.Fatalf("before it is due: %+v %v", res, err)
+	}
+	if k, c := pair(); k != key0 || c != cert0 {
+		t.Fatal("a run with nothing to do wrote")
+	}
+
+	due := 7*24*time.Hour + time.Minute
+	st.cut = names.NodeCACert()
+	if _, err := at(due).RekeyNodeCAIfDue(ctx); err == nil {
+		t.Fatal("the cut run succeeded")
+	}
+	key1, c := pair()
+	if key1 == key0 || c != cert0 {
+		t.Fatal("the cut run did not stop between the key and the certificate")
+	}
+	if rep := at(due).Status(ctx, certs.StatusOptions{WarnDays: 30}); rep.Level != certs.Broken {
+		t.Fatalf("status of a half re-key: %d %q", rep.Level, rep.Problems)
+	}
+	for run := range 2 {
+		res, err = at(due).RekeyNodeCAIfDue(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := certs.StepNodeCARekeyed
+		if run == 1 {
+			want = certs.StepNothing
+		}
+		if res.Step != want {
+			t.Fatalf("run %d after the cut: %s (%s)", run, res.Step, res.Reason)
+		}
+		t.Logf("run %d after the cut: %s: %s", run, res.Step, res.Reason+res.Next)
+	}
+	key2, cert2 := pair()
+	nca, _ := pki.ParseCert([]byte(cert2))
+	k2, _ := pki.ParseKey([]byte(key2))
+	if key2 != key1 || pki.MatchesKey(nca, k2) != nil {
+		t.Fatal("the completion made another key, or left the pair apart")
+	}
+	if nc, ok := pki.NodeConstraintsOf(nca); !ok || !nc.Covers(pki.DefaultNodeConstraints()) {
+		t.Fatalf("the re-keyed CA permits %v", nc.Strings())
+	}
+	if rep := at(due).Status(ctx, certs.StatusOptions{WarnDays: 30}); rep.Level != certs.OK {
+		t.Fatalf("status after the re-key: %q", rep.Problems)
+	}
+
+	r, err := at(due).RefreshNode(ctx, certs.NodeRefresh{ConfigPath: cfgPath})
+	if err != nil || !r.Renewed {
+		t.Fatalf("the node's refresh after the re-key: %+v %v", r, err)
+	}
+	srv, _ := config.LoadServer(cfgPath)
+	leaf, chain, _ := pki.ParseChain([]byte(srv.Security.ServerCert))
+	root, _ := mem.Get(ctx, []string{names.CACert()})
+	rootCert, _ := pki.ParseCert([]byte(root[names.CACert()]))
+	if !chain[0].Equal(nca) || leaf.NotAfter.After(nca.NotAfter) {
+		t.Fatal("the node does not serve from the new node-issuing CA, or outlives it")
+	}
+	if err := pki.VerifyLeaf(leaf, []*x509.Certificate{rootCert}, x509.ExtKeyUsageServerAuth, start.Add(due), chain...); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A node-issuing CA made before name constraints: status says so, the
+// scheduled run refuses to constrain it on its own (naming the command
+// that does), and the operator's explicit re-key gives it the defaults.
+func TestUnconstrainedNodeCAIsNotConstrainedOnASchedule(t *testing.T) {
+	ctx := context.Background()
+	st := storetest.NewMemoryStore()
+	bootstrap(t, opts(t, st))
+	got, _ := st.Get(ctx, []string{names.CACert(), names.CAKey(), names.NodeCAKey()})
+	rootCert, _ := pki.ParseCert([]byte(got[names.CACert()]))
+	rootKey, _ := pki.ParseKey([]byte(got[names.CAKey()]))
+	nk, _ := pki.ParseKey([]byte(got[names.NodeCAKey()]))
+	old, err := (&pki.CA{Cert: rootCert, Key: rootKey}).IssueNodeCA(nk.Public(), time.Now(), pki.DefaultCALifetime, pki.NameConstraints{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Set(names.NodeCACert(), string(pki.EncodeCert(old.Cert)))
+	fl := &certs.Fleet{Store: st}
+	rep := fl.Status(ctx, certs.StatusOptions{WarnDays: 30})
+	if text := strings.Join(rep.Problems, "\n"); rep.Level != certs.Attention || !strings.Contains(text, "no name constraints") || !strings.Contains(text, "longer than") {
+		t.Fatalf("status: %d %q", rep.Level, rep.Problems)
+	}
+	if _, err := fl.RekeyNodeCAIfDue(ctx); !errors.Is(err, certs.ErrUsage) || !strings.Contains(err.Error(), "--rekey --permit-server-names") {
+		t.Fatalf("the scheduled run on an unconstrained node-issuing CA: %v", err)
+	}
+	if k, _ := st.Get(ctx, []string{names.NodeCAKey()}); k[names.NodeCAKey()] != got[names.NodeCAKey()] {
+		t.Fatal("the refused run wrote a key")
+	}
+	// A rotation-style re-sign for the same key keeps it as it was.
+	if res, err := fl.NodeCA(ctx); err != nil || res.Step != certs.StepNothing || len(res.Permitted) != 0 {
+		t.Fatalf("node-ca on it: %+v %v", res, err)
+	}
+	res, err := fl.RekeyNodeCA(ctx)
+	if err != nil || strings.Join(res.Permitted, ",") != strings.Join(pki.DefaultNodeConstraints().Strings(), ",") {
+		t.Fatalf("the explicit re-key: %+v %v", res, err)
+	}
+	if res, err := fl.RekeyNodeCAIfDue(ctx); err != nil || res.Step != certs.StepNothing {
+		t.Fatalf("the scheduled run after it: %+v %v", res, err)
+	}
+}
