@@ -130,7 +130,7 @@ func TestScheduledNodeCARekey(t *testing.T) {
 		return got[names.NodeCAKey()], got[names.NodeCACert()]
 	}
 	key0, cert0 := pair()
-	res, err := at(6*24*time.Hour).RekeyNodeCAIfDue(ctx)
+	res, err := at(6 * 24 * time.Hour).RekeyNodeCAIfDue(ctx)
 	if err != nil || res.Step != certs.StepNothing || res.DueAt == nil || !strings.HasPrefix(res.Next, "nothing to do") {
 		t.Fatalf("before it is due: %+v %v", res, err)
 	}
