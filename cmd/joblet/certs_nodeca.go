@@ -33,7 +33,7 @@ Re-running when all is done changes nothing. After a node was stolen,
 --rekey gives the node-issuing CA a new key; once nodes renewed, revoke the old
 one (the command prints the serial).
 
-The node-issuing CA lives 14 days (--node-ca-lifetime) and may sign server
+The node-issuing CA lives 14 days (--node-ca-lifetime at init) and may sign server
 certificates only for the fleet's names (its name constraints: private address
 ranges, loopback, localhost, joblet, .internal, the balancer's name given at
 ` + "`certs init`" + `). --permit-server-names widens them (a re-issue for the same
@@ -126,7 +126,7 @@ type nodeCAFlags struct {
 func addNodeCAFlags(fs *pflag.FlagSet) *nodeCAFlags {
 	f := &nodeCAFlags{}
 	fs.StringVar(&f.permit, "permit-server-names", config.EnvOr("JOBLET_PERMIT_SERVER_NAMES", ""), "comma list of DNS names (each permits the names under it too; *.example.com only those), IP addresses and CIDR ranges the node-issuing CA may sign server certificates for, besides the defaults (private ranges, loopback, localhost, joblet, .internal) and those it already permits (env JOBLET_PERMIT_SERVER_NAMES)")
-	fs.StringVar(&f.life, "node-ca-lifetime", "14d", "lifetime of a node-issuing CA made or re-issued now (at most 90d; a scheduled --rekey --if-due re-keys it at half)")
+	fs.StringVar(&f.life, "node-ca-lifetime", "", "lifetime of a node-issuing CA made or re-issued now, at most 90d (default: a re-issued one keeps its own; a new one lives 14d); a scheduled --rekey --if-due re-keys it at half")
 	return f
 }
 
@@ -136,6 +136,10 @@ func (f *nodeCAFlags) apply(fl *certs.Fleet) error {
 	if err != nil {
 		return usagef("--permit-server-names: %v", err)
 	}
+	fl.PermitNames = nc
+	if f.life == "" {
+		return nil
+	}
 	life, err := parseLifetime("node-ca-lifetime", f.life)
 	if err != nil {
 		return err
@@ -143,6 +147,6 @@ func (f *nodeCAFlags) apply(fl *certs.Fleet) error {
 	if life > pki.MaxNodeCALifetime {
 		return usagef("--node-ca-lifetime %s: at most %dd (its key is on every node: the lifetime bounds a stolen copy)", f.life, int(pki.MaxNodeCALifetime.Hours()/24))
 	}
-	fl.PermitNames, fl.NodeCALifetime = nc, life
+	fl.NodeCALifetime = life
 	return nil
 }

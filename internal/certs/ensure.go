@@ -183,7 +183,7 @@ func (b *bootstrapper) ensureNodeCA(ctx context.Context, vals map[string]string,
 			if err != nil {
 				return nil, err
 			}
-			is, err := sh.ca.IssueNodeCA(key.Public(), now, b.f.NodeCALifetime, names)
+			is, err := sh.ca.IssueNodeCA(key.Public(), now, b.f.nodeCALifetime(nil), names)
 			return is.Cert, err
 		},
 		func(c *x509.Certificate) error {

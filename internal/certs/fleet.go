@@ -53,7 +53,9 @@ type Fleet struct {
 
 	KeyType                                    pki.KeyType
 	CALifetime, ClientLifetime, ServerLifetime time.Duration
-	// NodeCALifetime is a new node-issuing CA's (pki.DefaultNodeCALifetime).
+	// NodeCALifetime is the lifetime of a node-issuing CA made or
+	// re-issued by this Fleet; zero: the one it replaces keeps its own,
+	// a new one lives pki.DefaultNodeCALifetime (nodeCALifetime).
 	NodeCALifetime time.Duration
 	// PermitNames widen what a node-issuing CA made or re-issued by this
 	// Fleet may sign server certificates for, beyond the defaults
@@ -88,9 +90,6 @@ func (f *Fleet) defaults() Fleet {
 	}
 	if d.CALifetime == 0 {
 		d.CALifetime = pki.DefaultCALifetime
-	}
-	if d.NodeCALifetime == 0 {
-		d.NodeCALifetime = pki.DefaultNodeCALifetime
 	}
 	if d.ClientLifetime == 0 {
 		d.ClientLifetime = pki.DefaultClientLifetime

@@ -78,7 +78,7 @@ func (fl *Fleet) Import(ctx context.Context, m *Material, force bool) (*ImportRe
 	res := &ImportResult{CA: infoOf(ca.Cert), Clients: map[string]string{}}
 	writes := []struct{ name, value string }{{n.CAKey(), m.CAKey}, {n.CACert(), m.CACert}}
 	if pki.AllowsIntermediates(ca.Cert) {
-		pair, err := importNodeCA(m.NodeCA, ca, now, f.NodeCALifetime, f.nodeCANames(nil, true))
+		pair, err := importNodeCA(m.NodeCA, ca, now, f.nodeCALifetime(nil), f.nodeCANames(nil, true))
 		if err != nil {
 			return nil, err
 		}

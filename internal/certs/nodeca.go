@@ -306,7 +306,13 @@ func (f *Fleet) ensureNodeCAFrom(ctx context.Context, n Names, vals map[string]s
 			return &pki.CA{Cert: cur, Key: key}, nil
 		}
 	}
-	is, err := root.IssueNodeCA(key.Public(), f.Now(), f.NodeCALifetime, names)
+	life := f.nodeCALifetime(cur)
+	if names.Empty() && f.NodeCALifetime == 0 {
+		// One made before name constraints and kept so (nodeCANames)
+		// keeps its lifetime too: no scheduled run re-keys it.
+		life = pki.LifetimeOf(cur)
+	}
+	is, err := root.IssueNodeCA(key.Public(), f.Now(), life, names)
 	if err != nil {
 		return nil, err
 	}
@@ -337,6 +343,23 @@ func (f *Fleet) nodeCANames(cur *x509.Certificate, adopt bool) pki.NameConstrain
 		}
 	}
 	return base.Union(f.PermitNames)
+}
+
+// nodeCALifetime is how long a node-issuing CA issued now lives: the
+// Fleet's NodeCALifetime when set; else that of the one it replaces
+// (cur), so a scheduled re-key keeps what the operator chose at init;
+// else, or when that one lived longer than a node-issuing CA may (made
+// before lifetimes were bounded), the default.
+func (f *Fleet) nodeCALifetime(cur *x509.Certificate) time.Duration {
+	if f.NodeCALifetime > 0 {
+		return f.NodeCALifetime
+	}
+	if cur != nil {
+		if l := pki.LifetimeOf(cur); l <= pki.MaxNodeCALifetime {
+			return l
+		}
+	}
+	return pki.DefaultNodeCALifetime
 }
 
 // sansConstraints are a node's server names as name constraints: a DNS

@@ -52,7 +52,7 @@ func (b *bootstrapper) regenerate(ctx context.Context) (*shared, error) {
 	if err != nil {
 		return nil, err
 	}
-	nodeCA, err := sh.ca.IssueNodeCA(nodeKey.Public(), now, b.f.NodeCALifetime, nodeNames)
+	nodeCA, err := sh.ca.IssueNodeCA(nodeKey.Public(), now, b.f.nodeCALifetime(nil), nodeNames)
 	if err != nil {
 		return nil, err
 	}

@@ -145,6 +145,12 @@ func TestNodeCADue(t *testing.T) {
 			t.Errorf("at +%v: due %v (%s), want %v", at, due, why, want)
 		}
 	}
+	for _, l := range []time.Duration{40 * time.Second, 99 * time.Minute, 100 * time.Minute, pki.DefaultNodeCALifetime} {
+		c, _ := root.IssueNodeCA(k.Public(), now, l, pki.DefaultNodeConstraints())
+		if got := pki.LifetimeOf(c.Cert); got != l {
+			t.Errorf("LifetimeOf a node-issuing CA issued for %v: %v", l, got)
+		}
+	}
 	long, _ := root.IssueNodeCA(k.Public(), now, pki.DefaultCALifetime, pki.DefaultNodeConstraints())
 	if due, why := pki.NodeCADue(long.Cert, now); !due || !strings.Contains(why, "longer than") {
 		t.Errorf("a node-issuing CA living years: due %v (%s)", due, why)

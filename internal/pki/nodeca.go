@@ -39,7 +39,7 @@ const (
 // why: it expired, it lives longer than MaxNodeCALifetime, or half of its
 // lifetime has passed.
 func NodeCADue(c *x509.Certificate, now time.Time) (bool, string) {
-	life := c.NotAfter.Sub(c.NotBefore)
+	life := LifetimeOf(c)
 	switch {
 	case !now.Before(c.NotAfter):
 		return true, "it expired on " + c.NotAfter.UTC().Format(time.RFC3339)
@@ -49,6 +49,17 @@ func NodeCADue(c *x509.Certificate, now time.Time) (bool, string) {
 		return true, "half of its lifetime has passed"
 	}
 	return false, ""
+}
+
+// LifetimeOf is the lifetime c was issued for: its validity less the
+// backdate issue added before now (a certificate cut at its CA's expiry
+// reads shorter).
+func LifetimeOf(c *x509.Certificate) time.Duration {
+	span := c.NotAfter.Sub(c.NotBefore)
+	if span-5*time.Minute >= 100*time.Minute { // backdate is 5 minutes from a 100-minute lifetime on
+		return span - 5*time.Minute
+	}
+	return span * 20 / 21
 }
 
 // NodeCADueAt is when the node-issuing CA is due for a new key: half-way
