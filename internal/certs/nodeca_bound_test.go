@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -230,5 +231,34 @@ func TestUnconstrainedNodeCAIsNotConstrainedOnASchedule(t *testing.T) {
 	}
 	if res, err := fl.RekeyNodeCAIfDue(ctx); err != nil || res.Step != certs.StepNothing {
 		t.Fatalf("the scheduled run after it: %+v %v", res, err)
+	}
+}
+
+// A fleet's first node puts its own names in the node-issuing CA it
+// creates; an embedded node (its own operator) given a new name later
+// widens it itself, and serves a certificate that verifies.
+func TestEmbeddedNodeWidensItsNodeCA(t *testing.T) {
+	o := opts(t, storetest.NewMemoryStore())
+	o.AdditionalNames = []string{"node.example.org"}
+	bootstrap(t, o)
+	cfgPath := filepath.Join(o.Home, "config", "joblet-config.yml")
+	chainOf := func() (*x509.Certificate, []*x509.Certificate, []*x509.Certificate) {
+		srv, _ := config.LoadServer(cfgPath)
+		leaf, chain, _ := pki.ParseChain([]byte(srv.Security.ServerCert))
+		roots, _ := pki.ParseCerts([]byte(srv.Security.CACert))
+		return leaf, chain, roots
+	}
+	_, chain, _ := chainOf()
+	if nc, _ := pki.NodeConstraintsOf(chain[0]); !slices.Contains(nc.Strings(), "node.example.org") {
+		t.Fatalf("the first node's names are not permitted: %v", nc.Strings())
+	}
+	o.AdditionalNames, o.Given, o.Reconfigure = []string{"node.example.org", "www.example.com"}, certs.GivenAdditionalNames, true
+	res := bootstrap(t, o)
+	if !strings.Contains(strings.Join(res.Warnings, "\n"), `re-issued to permit "www.example.com"`) {
+		t.Fatalf("warnings: %q", res.Warnings)
+	}
+	leaf, chain, roots := chainOf()
+	if err := pki.VerifyLeaf(leaf, roots, x509.ExtKeyUsageServerAuth, time.Now(), chain...); err != nil || !slices.Contains(leaf.DNSNames, "www.example.com") {
+		t.Fatalf("the widened node: %v %v", leaf.DNSNames, err)
 	}
 }
