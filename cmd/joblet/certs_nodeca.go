@@ -101,6 +101,8 @@ nothing. See docs/OPERATIONS.md.`,
 			if res.Reason != "" {
 				fmt.Fprintf(c.stdout, "   why: %s\n", res.Reason)
 			}
+		case certs.StepNodeCAWidened:
+			fmt.Fprintf(c.stdout, "🔏 node-issuing CA re-issued for the same key with the names added (serial %s, expires %s)\n", res.NodeCA.Serial, pki.ExpiryText(res.NodeCA.NotAfter, time.Now()))
 		case certs.StepNodeCAReissued:
 			fmt.Fprintf(c.stdout, "🔏 node-issuing CA re-issued from the current root (serial %s, expires %s)\n", res.NodeCA.Serial, pki.ExpiryText(res.NodeCA.NotAfter, time.Now()))
 		}
@@ -126,7 +128,7 @@ type nodeCAFlags struct {
 func addNodeCAFlags(fs *pflag.FlagSet) *nodeCAFlags {
 	f := &nodeCAFlags{}
 	fs.StringVar(&f.permit, "permit-server-names", config.EnvOr("JOBLET_PERMIT_SERVER_NAMES", ""), "comma list of DNS names (each permits the names under it too; *.example.com only those), IP addresses and CIDR ranges the node-issuing CA may sign server certificates for, besides the defaults (private ranges, loopback, localhost, joblet, .internal) and those it already permits (env JOBLET_PERMIT_SERVER_NAMES)")
-	fs.StringVar(&f.life, "node-ca-lifetime", "", "lifetime of a node-issuing CA made or re-issued now, at most 90d (default: a re-issued one keeps its own; a new one lives 14d); a scheduled --rekey --if-due re-keys it at half")
+	fs.StringVar(&f.life, "node-ca-lifetime", "", "lifetime of a node-issuing CA key made now (a new fleet, --rekey), at most 90d (default: a re-key keeps the lifetime of the one it replaces; a new fleet's lives 14d); a scheduled --rekey --if-due re-keys it at half. A re-issue for the same key keeps its window")
 	return f
 }
 

@@ -39,7 +39,12 @@ type NodeCAResult struct {
 }
 
 // StepNodeCARekeyed: a new key and certificate for the node-issuing CA.
-const StepNodeCARekeyed = "node-ca-rekeyed"
+// StepNodeCAWidened: re-issued for the same key with names added
+// (PermitNames).
+const (
+	StepNodeCARekeyed = "node-ca-rekeyed"
+	StepNodeCAWidened = "node-ca-widened"
+)
 
 // RekeyNodeCA gives the node-issuing CA a new key (after a node was
 // stolen: its holder has the old key, which signs server certificates
@@ -238,6 +243,16 @@ func (fl *Fleet) NodeCA(ctx context.Context) (*NodeCAResult, error) {
 		res.Next = "every client config needs one `rnx config refresh` (or a new one from `rnx config init`) to trust the re-issued root; nodes take it on their next refresh. Then run `joblet certs node-ca` again to add the node-issuing CA"
 		return res, nil
 	}
+	if old, err := pki.ParseCert([]byte(s.vals[n.NodeCACert()])); err == nil && !f.Now().Before(old.NotAfter) {
+		// Expired (its schedule stopped): a key past its lifetime gets a
+		// new one, never a new certificate.
+		res, err := f.rekeyNodeCA(ctx, s, root, old)
+		if err != nil {
+			return nil, err
+		}
+		res.Reason, res.Next = "it had expired", scheduledNext(old, res.Replaced.Serial)+". Then schedule `joblet certs node-ca --rekey --if-due` daily, so that it never expires again"
+		return res, nil
+	}
 	switch {
 	case s.nodeCA == nil && s.vals[n.NodeCAKey()] == "" && s.vals[n.NodeCACert()] == "":
 		res.Step = StepNodeCACreated
@@ -250,7 +265,7 @@ func (fl *Fleet) NodeCA(ctx context.Context) (*NodeCAResult, error) {
 		return nil, err
 	}
 	if res.Step == StepNothing && !nca.Cert.Equal(s.nodeCA.Cert) {
-		res.Step = StepNodeCAReissued
+		res.Step = StepNodeCAWidened
 	}
 	if err := f.listNodeCAs(ctx, s, root, nca, nil); err != nil {
 		return nil, err
@@ -260,8 +275,11 @@ func (fl *Fleet) NodeCA(ctx context.Context) (*NodeCAResult, error) {
 	nc, _ := pki.NodeConstraintsOf(nca.Cert)
 	res.Permitted = nc.Strings()
 	res.Next = "nodes renew from the node-issuing CA on their next refresh (or now: `joblet certs renew` on each); `joblet certs status` on a node says whether it still serves a certificate signed by the root. Once every node has, tighten the node policy: `joblet certs iam-policy --for node`"
-	if res.Step == StepNothing {
+	switch res.Step {
+	case StepNothing:
 		res.Next = "nothing to do: the fleet issues server certificates from its node-issuing CA"
+	case StepNodeCAWidened:
+		res.Next = "nodes renew from the re-issued node-issuing CA on their next refresh (or now: `joblet certs renew` on each); nodes with the added names can join. Clients trust the root and need nothing"
 	}
 	return res, nil
 }
@@ -270,7 +288,9 @@ func (fl *Fleet) NodeCA(ctx context.Context) (*NodeCAResult, error) {
 // the key (create-only) and the certificate when missing, and re-signing
 // the certificate for the same key when another CA signed it (a rotation
 // step), it does not match its key, or it does not permit the names it
-// should (nodeCANames, with adopt). vals holds what was read.
+// should (nodeCANames, with adopt): for the same key within the same
+// validity window, so its key is due when it was. vals holds what was
+// read.
 func (f *Fleet) ensureNodeCAFrom(ctx context.Context, n Names, vals map[string]string, root *pki.CA, adopt bool) (*pki.CA, error) {
 	keyPEM := vals[n.NodeCAKey()]
 	if keyPEM == "" {
@@ -306,13 +326,14 @@ func (f *Fleet) ensureNodeCAFrom(ctx context.Context, n Names, vals map[string]s
 			return &pki.CA{Cert: cur, Key: key}, nil
 		}
 	}
-	life := f.nodeCALifetime(cur)
-	if names.Empty() && f.NodeCALifetime == 0 {
-		// One made before name constraints and kept so (nodeCANames)
-		// keeps its lifetime too: no scheduled run re-keys it.
-		life = pki.LifetimeOf(cur)
+	var is pki.Issued
+	if cur != nil && pki.MatchesKey(cur, key) == nil && f.Now().Before(cur.NotAfter) {
+		// The same key keeps its window: a widening or a root's change
+		// does not move when the key is due.
+		is, err = root.ReissueNodeCA(cur, f.Now(), names)
+	} else {
+		is, err = root.IssueNodeCA(key.Public(), f.Now(), f.nodeCALifetime(cur), names)
 	}
-	is, err := root.IssueNodeCA(key.Public(), f.Now(), life, names)
 	if err != nil {
 		return nil, err
 	}

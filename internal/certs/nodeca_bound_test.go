@@ -71,8 +71,9 @@ func TestJoinOutsideNodeCANamesIsRefused(t *testing.T) {
 
 	op.PermitNames, _ = pki.ParseNameConstraints([]string{"www.example.com"})
 	res, err := op.NodeCA(ctx)
-	if err != nil || res.Step != certs.StepNodeCAReissued || !strings.Contains(strings.Join(res.Permitted, " "), "lb.example.net www.example.com") {
-		t.Fatalf("widening: %+v %v", res, err)
+	if err != nil || res.Step != certs.StepNodeCAWidened || !strings.Contains(strings.Join(res.Permitted, " "), "lb.example.net www.example.com") ||
+		!res.NodeCA.NotAfter.Equal(nca.NotAfter) {
+		t.Fatalf("widening (for the same key, in the same window: until %s): %+v %v", nca.NotAfter, res, err)
 	}
 	bootstrap(t, out)
 	cfgPath := filepath.Join(first.Home, "config", "joblet-config.yml")
@@ -140,6 +141,20 @@ func TestScheduledNodeCARekey(t *testing.T) {
 	}
 
 	due := 7*24*time.Hour + time.Minute
+	rep := at(due).Status(ctx, certs.StatusOptions{WarnDays: 30})
+	var nodeCA *certs.CertReport
+	for i := range rep.Certificates {
+		if rep.Certificates[i].Name == "Node-issuing CA" {
+			nodeCA = &rep.Certificates[i]
+		}
+	}
+	if rep.Level != certs.Attention || nodeCA == nil || nodeCA.Level != certs.Attention || !strings.Contains(strings.Join(nodeCA.Problems, ""), "--rekey --if-due") ||
+		nodeCA.DueAt == nil || !slices.Contains(nodeCA.Permitted, ".internal") {
+		t.Fatalf("status once due: %d %q %+v", rep.Level, rep.Problems, nodeCA)
+	}
+	if rep := at(time.Hour).Status(ctx, certs.StatusOptions{WarnDays: 30}); rep.Level != certs.OK {
+		t.Fatalf("status of a 14-day node-issuing CA with --warn-days 30: %q", rep.Problems)
+	}
 	st.cut = names.NodeCACert()
 	if _, err := at(due).RekeyNodeCAIfDue(ctx); err == nil {
 		t.Fatal("the cut run succeeded")
@@ -260,5 +275,29 @@ func TestEmbeddedNodeWidensItsNodeCA(t *testing.T) {
 	leaf, chain, roots := chainOf()
 	if err := pki.VerifyLeaf(leaf, roots, x509.ExtKeyUsageServerAuth, time.Now(), chain...); err != nil || !slices.Contains(leaf.DNSNames, "www.example.com") {
 		t.Fatalf("the widened node: %v %v", leaf.DNSNames, err)
+	}
+}
+
+// A node-issuing CA that expired (its schedule stopped) gets a new key
+// from `certs node-ca`, never a new certificate for the old key.
+func TestExpiredNodeCAGetsANewKey(t *testing.T) {
+	ctx := context.Background()
+	st := storetest.NewMemoryStore()
+	bootstrap(t, opts(t, st))
+	before, _ := st.Get(ctx, []string{names.NodeCAKey()})
+	late := &certs.Fleet{Store: st, Now: func() time.Time { return time.Now().Add(15 * 24 * time.Hour) }}
+	if rep := late.Status(ctx, certs.StatusOptions{WarnDays: 30}); rep.Level != certs.Broken {
+		t.Fatalf("status of an expired node-issuing CA: %d %q", rep.Level, rep.Problems)
+	}
+	res, err := late.NodeCA(ctx)
+	if err != nil || res.Step != certs.StepNodeCARekeyed || res.Reason != "it had expired" {
+		t.Fatalf("node-ca on an expired node-issuing CA: %+v %v", res, err)
+	}
+	after, _ := st.Get(ctx, []string{names.NodeCAKey()})
+	if after[names.NodeCAKey()] == before[names.NodeCAKey()] {
+		t.Fatal("the expired key was kept")
+	}
+	if rep := late.Status(ctx, certs.StatusOptions{WarnDays: 30}); rep.Level != certs.OK {
+		t.Fatalf("status after: %q", rep.Problems)
 	}
 }

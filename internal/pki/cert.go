@@ -136,6 +136,33 @@ const NodeCACommonName = "Joblet-Node-CA"
 // own key, which the operator constrains when re-keying it (certs.NodeCA).
 // Its lifetime is capped at the root's.
 func (ca *CA) IssueNodeCA(pub crypto.PublicKey, now time.Time, lifetime time.Duration, names NameConstraints) (Issued, error) {
+	is, err := ca.issue(nodeCATemplate(names), pub, now, lifetime)
+	if err != nil {
+		return Issued{}, fmt.Errorf("issue the node-issuing CA: %w", err)
+	}
+	return is, nil
+}
+
+// ReissueNodeCA re-signs the node-issuing CA old for its own key with
+// names, keeping its validity window (cut at this CA's): a widening of
+// its names or a root's change moves nothing of when its key is due
+// (NodeCADue), so its lifetime still bounds what a stolen copy of the key
+// is worth. old must not have expired: a key past its lifetime gets a
+// new one, not a new certificate.
+func (ca *CA) ReissueNodeCA(old *x509.Certificate, now time.Time, names NameConstraints) (Issued, error) {
+	if !now.Before(old.NotAfter) {
+		return Issued{}, fmt.Errorf("the node-issuing CA expired on %s: give it a new key, not a new certificate", old.NotAfter.UTC().Format(time.RFC3339))
+	}
+	tmpl := nodeCATemplate(names)
+	tmpl.NotBefore, tmpl.NotAfter = old.NotBefore, old.NotAfter
+	is, err := ca.issue(tmpl, old.PublicKey, now, old.NotAfter.Sub(old.NotBefore))
+	if err != nil {
+		return Issued{}, fmt.Errorf("re-issue the node-issuing CA: %w", err)
+	}
+	return is, nil
+}
+
+func nodeCATemplate(names NameConstraints) *x509.Certificate {
 	tmpl := &x509.Certificate{
 		Subject: pkix.Name{
 			Organization:       []string{Organization},
@@ -157,11 +184,7 @@ func (ca *CA) IssueNodeCA(pub crypto.PublicKey, now time.Time, lifetime time.Dur
 		tmpl.PermittedURIDomains = []string{unconstrainedKinds}
 		tmpl.PermittedEmailAddresses = []string{unconstrainedKinds}
 	}
-	is, err := ca.issue(tmpl, pub, now, lifetime)
-	if err != nil {
-		return Issued{}, fmt.Errorf("issue the node-issuing CA: %w", err)
-	}
-	return is, nil
+	return tmpl
 }
 
 // AllowsIntermediates reports whether a root CA may have a CA under it:
@@ -233,11 +256,12 @@ func (ca *CA) issue(tmpl *x509.Certificate, pub crypto.PublicKey, now time.Time,
 		return Issued{}, err
 	}
 	tmpl.SerialNumber = serial
-	tmpl.NotBefore = now.Add(-backdate(lifetime))
+	if tmpl.NotBefore.IsZero() { // else a re-issue's window (ReissueNodeCA)
+		tmpl.NotBefore, tmpl.NotAfter = now.Add(-backdate(lifetime)), now.Add(lifetime)
+	}
 	if tmpl.NotBefore.Before(ca.Cert.NotBefore) {
 		tmpl.NotBefore = ca.Cert.NotBefore
 	}
-	tmpl.NotAfter = now.Add(lifetime)
 	capped := false
 	// A certificate that outlives its CA would stop verifying before its own
 	// expiry, silently; cap it and say so.

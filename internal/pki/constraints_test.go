@@ -156,3 +156,26 @@ func TestNodeCADue(t *testing.T) {
 		t.Errorf("a node-issuing CA living years: due %v (%s)", due, why)
 	}
 }
+
+// A re-issue for the same key keeps the validity window, so a widening
+// does not move when the key is due; an expired one is refused.
+func TestReissueNodeCAKeepsItsWindow(t *testing.T) {
+	now := time.Now()
+	root := newCA(t, pki.ECDSAP256, pki.DefaultCALifetime)
+	k, _ := pki.GenerateKey(pki.ECDSAP256, nil)
+	is, _ := root.IssueNodeCA(k.Public(), now, pki.DefaultNodeCALifetime, pki.DefaultNodeConstraints())
+	wider, _ := pki.ParseNameConstraints([]string{"lb.example.net"})
+	re, err := root.ReissueNodeCA(is.Cert, now.Add(3*24*time.Hour), pki.DefaultNodeConstraints().Union(wider))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !re.Cert.NotBefore.Equal(is.Cert.NotBefore) || !re.Cert.NotAfter.Equal(is.Cert.NotAfter) || pki.MatchesKey(re.Cert, k) != nil || !pki.NodeCADueAt(re.Cert).Equal(pki.NodeCADueAt(is.Cert)) {
+		t.Fatalf("re-issued: %v to %v, want %v to %v", re.Cert.NotBefore, re.Cert.NotAfter, is.Cert.NotBefore, is.Cert.NotAfter)
+	}
+	if err := pki.CheckNodeCA(re.Cert, root.Cert, now); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := root.ReissueNodeCA(is.Cert, is.Cert.NotAfter, pki.DefaultNodeConstraints()); err == nil {
+		t.Fatal("an expired node-issuing CA was re-issued for its key")
+	}
+}
