@@ -301,3 +301,47 @@ func TestExpiredNodeCAGetsANewKey(t *testing.T) {
 		t.Fatalf("status after: %q", rep.Problems)
 	}
 }
+
+// A node whose names fall outside the constraints an operator's re-key
+// gave a node-issuing CA made before them cannot renew: its refresh says
+// why and writes nothing (it keeps serving what it has), and status on
+// the node is broken, naming the name and the way out.
+func TestNodeOutsideTheNamesCannotRenew(t *testing.T) {
+	ctx := context.Background()
+	st := storetest.NewMemoryStore()
+	bootstrap(t, opts(t, st))
+	got, _ := st.Get(ctx, []string{names.CACert(), names.CAKey(), names.NodeCAKey()})
+	rootCert, _ := pki.ParseCert([]byte(got[names.CACert()]))
+	rootKey, _ := pki.ParseKey([]byte(got[names.CAKey()]))
+	nk, _ := pki.ParseKey([]byte(got[names.NodeCAKey()]))
+	legacy, _ := (&pki.CA{Cert: rootCert, Key: rootKey}).IssueNodeCA(nk.Public(), time.Now(), pki.DefaultCALifetime, pki.NameConstraints{})
+	st.Set(names.NodeCACert(), string(pki.EncodeCert(legacy.Cert)))
+	o := opts(t, &nodePolicyStore{MemoryStore: st})
+	o.Mode, o.StoreRef, o.AdditionalNames = config.ModeDir, config.StoreRef{Kind: config.ModeDir, Dir: "/shared/pki"}, []string{"jobs.example.com"}
+	bootstrap(t, o)
+	cfgPath := filepath.Join(o.Home, "config", "joblet-config.yml")
+
+	if _, err := (&certs.Fleet{Store: st}).RekeyNodeCA(ctx); err != nil {
+		t.Fatal(err)
+	}
+	node := &certs.Fleet{Store: &nodePolicyStore{MemoryStore: st}}
+	before := snapshot(t, o.Home)
+	_, err := node.RefreshNode(ctx, certs.NodeRefresh{ConfigPath: cfgPath})
+	if !errors.Is(err, pki.ErrNameNotPermitted) || !strings.Contains(err.Error(), "jobs.example.com") {
+		t.Fatalf("the refresh of a node outside the names: %v", err)
+	}
+	sameFiles(t, before, snapshot(t, o.Home))
+	rep := node.Status(ctx, certs.StatusOptions{ServerConfig: cfgPath, WarnDays: 30})
+	if text := strings.Join(rep.Problems, "\n"); rep.Level != certs.Broken || !strings.Contains(text, "cannot be renewed") || !strings.Contains(text, "--permit-server-names") {
+		t.Fatalf("status: %d %q", rep.Level, rep.Problems)
+	}
+	// Widened, the node renews.
+	op := &certs.Fleet{Store: st}
+	op.PermitNames, _ = pki.ParseNameConstraints([]string{"jobs.example.com"})
+	if res, err := op.NodeCA(ctx); err != nil || res.Step != certs.StepNodeCAWidened {
+		t.Fatalf("widening: %+v %v", res, err)
+	}
+	if r, err := node.RefreshNode(ctx, certs.NodeRefresh{ConfigPath: cfgPath}); err != nil || !r.Renewed {
+		t.Fatalf("the refresh once widened: %+v %v", r, err)
+	}
+}
