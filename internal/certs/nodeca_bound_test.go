@@ -297,7 +297,9 @@ func TestExpiredNodeCAGetsANewKey(t *testing.T) {
 	if after[names.NodeCAKey()] == before[names.NodeCAKey()] {
 		t.Fatal("the expired key was kept")
 	}
-	if rep := late.Status(ctx, certs.StatusOptions{WarnDays: 30}); rep.Level != certs.OK {
+	// (The trust state, signed when the fleet was made, is due by now:
+	// only the node-issuing CA is looked at.)
+	if rep := late.Status(ctx, certs.StatusOptions{WarnDays: 30}); rep.Level == certs.Broken || strings.Contains(strings.Join(rep.Problems, "\n"), "Node-issuing CA") {
 		t.Fatalf("status after: %q", rep.Problems)
 	}
 }
