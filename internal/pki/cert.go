@@ -181,8 +181,8 @@ func nodeCATemplate(names NameConstraints) *x509.Certificate {
 		// A kind of name without a permitted subtree is not constrained
 		// at all: URI and email names, which no server certificate of
 		// ours carries, are permitted under .invalid only.
-		tmpl.PermittedURIDomains = []string{unconstrainedKinds}
-		tmpl.PermittedEmailAddresses = []string{unconstrainedKinds}
+		tmpl.PermittedURIDomains = []string{nowhere}
+		tmpl.PermittedEmailAddresses = []string{nowhere}
 	}
 	return tmpl
 }

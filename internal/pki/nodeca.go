@@ -272,9 +272,9 @@ func (nc NameConstraints) Strings() []string {
 	return out
 }
 
-// unconstrainedKinds are names of the kinds a node's server certificate
-// never carries: the node-issuing CA permits them only under .invalid
-// (RFC 6761: resolves nowhere), so a forged certificate cannot use them
-// either. Without a permitted subtree of its own kind, a name of a kind is
-// not constrained at all.
-const unconstrainedKinds = "invalid"
+// nowhere is the one domain a node-issuing CA permits URI and e-mail
+// names under, kinds a node's server certificate never carries: .invalid
+// (RFC 6761) resolves nowhere, so a forged certificate cannot use them.
+// A kind of name without a permitted subtree of its own is not
+// constrained at all.
+const nowhere = "invalid"
