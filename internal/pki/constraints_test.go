@@ -179,3 +179,37 @@ func TestReissueNodeCAKeepsItsWindow(t *testing.T) {
 		t.Fatal("an expired node-issuing CA was re-issued for its key")
 	}
 }
+
+// A client's trust state allows a chain through a node-issuing CA it
+// lists, or one the root issued after the state was signed (the next
+// scheduled re-key: no client change); one issued before it and not
+// listed (a replaced key the state dropped) is refused. Even a state
+// signed a minute before the re-key (inside the backdate) allows it.
+func TestTrustStateAllowsANewerNodeCA(t *testing.T) {
+	now := time.Now().Truncate(time.Second)
+	root := newCA(t, pki.ECDSAP256, pki.DefaultCALifetime)
+	key := func() *pki.CA {
+		k, _ := pki.GenerateKey(pki.ECDSAP256, nil)
+		return &pki.CA{Key: k}
+	}
+	old, cur, next := key(), key(), key()
+	is, _ := root.IssueNodeCA(old.Key.Public(), now.Add(-10*24*time.Hour), pki.DefaultNodeCALifetime, pki.DefaultNodeConstraints())
+	old.Cert = is.Cert
+	is, _ = root.IssueNodeCA(cur.Key.Public(), now.Add(-3*24*time.Hour), pki.DefaultNodeCALifetime, pki.DefaultNodeConstraints())
+	cur.Cert = is.Cert
+	state := pki.NewTrustState("joblet", 1, []*x509.Certificate{root.Cert}, []*x509.Certificate{root.Cert}, nil, now).WithNodeCAs(cur.Cert)
+	is, _ = root.IssueNodeCA(next.Key.Public(), now.Add(time.Minute), pki.DefaultNodeCALifetime, pki.DefaultNodeConstraints())
+	next.Cert = is.Cert
+	leaf := &x509.Certificate{Raw: []byte("leaf")}
+	for what, c := range map[string]struct {
+		ca   *x509.Certificate
+		want bool
+	}{"listed": {cur.Cert, true}, "issued after the state": {next.Cert, true}, "issued before and dropped": {old.Cert, false}} {
+		if got := state.AllowsServerChain([]*x509.Certificate{leaf, c.ca, root.Cert}); got != c.want {
+			t.Errorf("%s: allowed %v", what, got)
+		}
+	}
+	if at := pki.IssuedAt(next.Cert); !at.Equal(now.Add(time.Minute)) {
+		t.Errorf("IssuedAt %v, want %v", at, now.Add(time.Minute))
+	}
+}

@@ -62,6 +62,11 @@ func LifetimeOf(c *x509.Certificate) time.Duration {
 	return span * 20 / 21
 }
 
+// IssuedAt is when c was issued: its expiry less its lifetime
+// (LifetimeOf), so the backdate issue added does not count. One cut at
+// its CA's expiry reads earlier.
+func IssuedAt(c *x509.Certificate) time.Time { return c.NotAfter.Add(-LifetimeOf(c)) }
+
 // NodeCADueAt is when the node-issuing CA is due for a new key: half-way
 // through its lifetime.
 func NodeCADueAt(c *x509.Certificate) time.Time {
