@@ -88,7 +88,7 @@ type bootFlags struct {
 	sf                                                           *storeFlags
 	home, force, keyType, caLife, clientLife, serverLife         string
 	serverAddr, listenAddr, port, extra, public, nodeID, metrics string
-	settings, pin                                                string
+	settings, pin, permit                                        string
 	refresh                                                      time.Duration
 	asJSON, moveNode, reconfigure                                bool
 }
@@ -113,6 +113,7 @@ func addBootFlags(fs *pflag.FlagSet, set storeSet) *bootFlags {
 	settingsFlag(fs, &f.settings)
 	fs.StringVar(&f.pin, "ca-fingerprint", config.EnvOr("JOBLET_CA_FINGERPRINT", ""), "SHA-256 fingerprint of the fleet's root CA certificate, as `joblet certs init` prints it (hex, colons and `sha256:` optional): a store whose root is another is refused, nothing written (env JOBLET_CA_FINGERPRINT)")
 	fs.BoolVar(&f.reconfigure, "reconfigure", false, "allow a re-run to move this node's listen address or port, change its node id, or drop or add a name of its server certificate; without it such a run is refused (settings not given are kept from the node's config)")
+	fs.StringVar(&f.permit, "permit-server-names", config.EnvOr("JOBLET_PERMIT_SERVER_NAMES", ""), "when this node creates the fleet (no certs init): comma list of DNS names, IP addresses and CIDR ranges the fleet's node-issuing CA may sign server certificates for, besides the defaults (private ranges, loopback, localhost, joblet, .internal) and this node's names (env JOBLET_PERMIT_SERVER_NAMES; later: joblet certs node-ca --permit-server-names)")
 	fs.BoolVar(&f.moveNode, "move-node", false, "move this node to a fleet whose CA it does not trust (its configs are replaced); without it such a run is refused")
 	return f
 }
@@ -145,6 +146,9 @@ func (f *bootFlags) options(log *slog.Logger) (bootOptions, error) {
 			return o, usagef("--ca-fingerprint/JOBLET_CA_FINGERPRINT: %v", err)
 		}
 		o.Pin = &pin
+	}
+	if o.PermitNames, err = pki.ParseNameConstraints(pki.SplitList(f.permit)); err != nil {
+		return o, usagef("--permit-server-names/JOBLET_PERMIT_SERVER_NAMES: %v", err)
 	}
 	if o.Force, err = parseBool("FORCE_REGENERATE", f.force); err != nil {
 		return o, err

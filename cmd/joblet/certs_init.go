@@ -20,7 +20,13 @@ func (c *cli) initCmd() *cobra.Command {
 rnx-config-<role>.yml into --out. No server certificate is issued: nodes
 join with ` + "`joblet certs bootstrap`" + ` under the node policy and hold only their
 own key. An existing client config with other content is refused, never
-overwritten.`,
+overwritten.
+
+The node-issuing CA may sign server certificates only for the fleet's names:
+the private address ranges, loopback, localhost, joblet, the .internal suffix
+and --address's host (the balancer's name). A node joining with another name is
+refused; --permit-server-names adds names (later: ` + "`joblet certs node-ca`" + `
+--permit-server-names).`,
 		Args: noArgs,
 	}
 	fs := cmd.Flags()
@@ -33,6 +39,7 @@ overwritten.`,
 	fs.StringVar(&caLife, "ca-lifetime", "1095d", "CA lifetime (days with d, or a duration)")
 	fs.StringVar(&clientLife, "client-lifetime", "730d", "client certificate lifetime")
 	fs.BoolVar(&asJSON, "json", false, "print the result as JSON")
+	ncf := addNodeCAFlags(fs)
 	cmd.RunE = func(*cobra.Command, []string) error {
 		if address == "" {
 			return usagef("--address is required: HOST:PORT of the fleet's load balancer or of a node")
@@ -57,6 +64,9 @@ overwritten.`,
 		}
 		fl := sf.fleet(rs, c.log)
 		fl.KeyType, fl.CALifetime, fl.ClientLifetime = kt, caLifetime, clientLifetime
+		if err := ncf.apply(fl); err != nil {
+			return err
+		}
 		res, err := fl.Init(ctx, certs.InitOptions{Dir: out, Address: address, CAKey: sf.caKey(rs.Ref.Region)})
 		if err != nil {
 			return err

@@ -2,9 +2,11 @@ package main
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/ehsaniara/joblet/internal/certs"
 	"github.com/ehsaniara/joblet/internal/config"
@@ -29,15 +31,29 @@ permissions (the root's key; iam-policy --for rotation):
 
 Re-running when all is done changes nothing. After a node was stolen,
 --rekey gives the node-issuing CA a new key; once nodes renewed, revoke the old
-one (the command prints the serial). See docs/OPERATIONS.md.`,
+one (the command prints the serial).
+
+The node-issuing CA lives 14 days (--node-ca-lifetime at init) and may sign server
+certificates only for the fleet's names (its name constraints: private address
+ranges, loopback, localhost, joblet, .internal, the balancer's name given at
+` + "`certs init`" + `). --permit-server-names widens them (a re-issue for the same
+key; with --rekey, a new key); a re-issue always keeps those it has.
+
+Scheduled: ` + "`joblet certs node-ca --rekey --if-due`" + ` (daily) gives it a new key
+when half its lifetime has passed, and otherwise says "nothing to do" and exits
+0; a run interrupted between its two writes is completed by the next. Nodes
+move to the new one on their next refresh; clients trust the root and need
+nothing. See docs/OPERATIONS.md.`,
 		Args: noArgs,
 	}
 	fs := cmd.Flags()
 	sf := addStoreFlags(fs, withDirStore|withCreate|withReplicas)
-	var asJSON, rekey bool
+	var asJSON, rekey, ifDue bool
 	fs.BoolVar(&asJSON, "json", false, "print the result as JSON")
 	fs.BoolVar(&rekey, "rekey", false, "give the node-issuing CA a new key (after a node was stolen), then revoke the old one once nodes renewed")
 	pf := addPushFlags(fs)
+	fs.BoolVar(&ifDue, "if-due", false, "with --rekey, the scheduled run (daily): a new key only when the node-issuing CA is due (half its lifetime passed), else \"nothing to do\", exit 0")
+	ncf := addNodeCAFlags(fs)
 	cmd.RunE = func(*cobra.Command, []string) error {
 		ctx, cancel := sf.context()
 		defer cancel()
@@ -45,8 +61,16 @@ one (the command prints the serial). See docs/OPERATIONS.md.`,
 		if err != nil {
 			return err
 		}
+		if err := ncf.apply(fl); err != nil {
+			return err
+		}
 		nodeCA := fl.NodeCA
-		if rekey {
+		switch {
+		case ifDue:
+			// --if-due alone means the same: there is nothing else it
+			// could mean.
+			nodeCA = fl.RekeyNodeCAIfDue
+		case rekey:
 			nodeCA = fl.RekeyNodeCA
 		}
 		res, err := nodeCA(ctx)
@@ -74,11 +98,57 @@ one (the command prints the serial). See docs/OPERATIONS.md.`,
 			fmt.Fprintf(c.stdout, "🔏 step 2 of 2: node-issuing CA created in %s (serial %s, expires %s)\n", fl.StoreDesc, res.NodeCA.Serial, pki.ExpiryText(res.NodeCA.NotAfter, time.Now()))
 		case certs.StepNodeCARekeyed:
 			fmt.Fprintf(c.stdout, "🔑 node-issuing CA re-keyed (serial %s, expires %s); it replaces serial %s\n", res.NodeCA.Serial, pki.ExpiryText(res.NodeCA.NotAfter, time.Now()), res.Replaced.Serial)
+			if res.Reason != "" {
+				fmt.Fprintf(c.stdout, "   why: %s\n", res.Reason)
+			}
+		case certs.StepNodeCAWidened:
+			fmt.Fprintf(c.stdout, "🔏 node-issuing CA re-issued for the same key with the names added (serial %s, expires %s)\n", res.NodeCA.Serial, pki.ExpiryText(res.NodeCA.NotAfter, time.Now()))
 		case certs.StepNodeCAReissued:
 			fmt.Fprintf(c.stdout, "🔏 node-issuing CA re-issued from the current root (serial %s, expires %s)\n", res.NodeCA.Serial, pki.ExpiryText(res.NodeCA.NotAfter, time.Now()))
+		}
+		if len(res.Permitted) > 0 {
+			fmt.Fprintf(c.stdout, "   it may sign server certificates for %s\n", strings.Join(res.Permitted, ", "))
+		}
+		if res.Step == certs.StepNothing {
+			fmt.Fprintln(c.stdout, res.Next)
+			return nil
 		}
 		fmt.Fprintln(c.stdout, "next:", res.Next)
 		return nil
 	}
 	return cmd
+}
+
+// nodeCAFlags are what a node-issuing CA made or re-issued by a command
+// may sign for, and how long it lives.
+type nodeCAFlags struct {
+	permit, life string
+}
+
+func addNodeCAFlags(fs *pflag.FlagSet) *nodeCAFlags {
+	f := &nodeCAFlags{}
+	fs.StringVar(&f.permit, "permit-server-names", config.EnvOr("JOBLET_PERMIT_SERVER_NAMES", ""), "comma list of DNS names (each permits the names under it too; *.example.com only those), IP addresses and CIDR ranges the node-issuing CA may sign server certificates for, besides the defaults (private ranges, loopback, localhost, joblet, .internal) and those it already permits (env JOBLET_PERMIT_SERVER_NAMES)")
+	fs.StringVar(&f.life, "node-ca-lifetime", "", "lifetime of a node-issuing CA key made now (a new fleet, --rekey), at most 90d (default: a re-key keeps the lifetime of the one it replaces; a new fleet's lives 14d); a scheduled --rekey --if-due re-keys it at half. A re-issue for the same key keeps its window")
+	return f
+}
+
+// apply sets them on fl.
+func (f *nodeCAFlags) apply(fl *certs.Fleet) error {
+	nc, err := pki.ParseNameConstraints(pki.SplitList(f.permit))
+	if err != nil {
+		return usagef("--permit-server-names: %v", err)
+	}
+	fl.PermitNames = nc
+	if f.life == "" {
+		return nil
+	}
+	life, err := parseLifetime("node-ca-lifetime", f.life)
+	if err != nil {
+		return err
+	}
+	if life > pki.MaxNodeCALifetime {
+		return usagef("--node-ca-lifetime %s: at most %dd (its key is on every node: the lifetime bounds a stolen copy)", f.life, int(pki.MaxNodeCALifetime.Hours()/24))
+	}
+	fl.NodeCALifetime = life
+	return nil
 }

@@ -36,6 +36,7 @@ var settingVars = []struct {
 	{"metrics-address", []string{"JOBLET_METRICS_ADDRESS"}},
 	{"node-id", []string{"JOBLET_NODE_ID"}},
 	{"ca-fingerprint", []string{"JOBLET_CA_FINGERPRINT"}},
+	{"permit-server-names", []string{"JOBLET_PERMIT_SERVER_NAMES"}},
 }
 
 // knownSettings are the variables a settings file may set.

@@ -221,6 +221,11 @@ func (fl *Fleet) Bootstrap(ctx context.Context, o BootstrapOptions) (*Result, er
 		return nil, err
 	}
 	b.noteUnpinned(srvCfg, sh)
+	// Before anything of this node is written: a name its node-issuing CA
+	// may not sign for makes a certificate no client accepts.
+	if err := b.checkNames(ctx, sh, sans); err != nil {
+		return nil, err
+	}
 
 	serverKey, err := pki.GenerateKey(f.KeyType, nil)
 	if err != nil {
@@ -260,6 +265,44 @@ func (fl *Fleet) Bootstrap(ctx context.Context, o BootstrapOptions) (*Result, er
 		res.Files = append(res.Files, f.Path)
 	}
 	return res, nil
+}
+
+// checkNames refuses a node whose server names fall outside what the
+// fleet's node-issuing CA may sign for, naming the name and the flag that
+// widens them. An operator's run (an embedded node, its own fleet's
+// operator) widens them itself: naming the node is the operator's call.
+func (b *bootstrapper) checkNames(ctx context.Context, sh *shared, sans pki.SANs) error {
+	nc, ok := pki.NodeConstraintsOf(sh.issuer.Cert)
+	if !ok || sh.issuer.Cert.Equal(sh.ca.Cert) {
+		return nil
+	}
+	err := nc.Permits(sans)
+	var np *pki.NotPermittedError
+	if !errors.As(err, &np) {
+		return err
+	}
+	if b.operator && sh.ca.Key != nil && sh.issuer.Key != nil {
+		own, err := sansConstraints(sans)
+		if err != nil {
+			return err
+		}
+		keyPEM, err := pki.EncodeKey(sh.issuer.Key)
+		if err != nil {
+			return err
+		}
+		f := b.f
+		f.PermitNames = f.PermitNames.Union(own)
+		nca, err := f.ensureNodeCAFrom(ctx, b.names, map[string]string{b.names.NodeCAKey(): string(keyPEM), b.names.NodeCACert(): string(pki.EncodeCert(sh.issuer.Cert))}, &sh.ca, true)
+		if err != nil {
+			return fmt.Errorf("widen the node-issuing CA for %q: %w", np.Name, err)
+		}
+		sh.issuer = *nca
+		b.res.Warnings = append(b.res.Warnings, fmt.Sprintf("the node-issuing CA was re-issued to permit %q, which this node's certificate names", np.Name))
+		return nil
+	}
+	return fmt.Errorf("%w: this node's server certificate would name %q, outside the names the fleet's node-issuing CA may sign for (%s): clients would refuse it. Nothing was written. "+
+		"Give the node only names inside them (--server-address, --public-address, --additional-names), or have the operator widen them with the root's key: `joblet certs node-ca --permit-server-names %s` (nodes move to the re-issued CA on their next refresh), then re-run",
+		ErrUsage, np.Name, strings.Join(nc.Strings(), ", "), np.Name)
 }
 
 // shared reads (or creates, or with Force replaces) the fleet's shared

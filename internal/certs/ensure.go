@@ -179,7 +179,11 @@ func (b *bootstrapper) ensureNodeCA(ctx context.Context, vals map[string]string,
 	}
 	p, action, err := b.ensurePair(ctx, vals, n.NodeCACert(), n.NodeCAKey(),
 		func(key crypto.Signer) (*x509.Certificate, error) {
-			is, err := sh.ca.IssueNodeCA(key.Public(), now, b.f.CALifetime)
+			names, err := b.newNodeCANames()
+			if err != nil {
+				return nil, err
+			}
+			is, err := sh.ca.IssueNodeCA(key.Public(), now, b.f.nodeCALifetime(nil), names)
 			return is.Cert, err
 		},
 		func(c *x509.Certificate) error {
@@ -196,6 +200,22 @@ func (b *bootstrapper) ensureNodeCA(ctx context.Context, vals map[string]string,
 	sh.issuer = pki.CA{Cert: p.cert, Key: p.key}
 	b.res.Items = append(b.res.Items, item("Node-issuing CA", action, b.where(n.NodeCACert()), p.cert))
 	return nil
+}
+
+// newNodeCANames are what a node-issuing CA this run creates may sign
+// for: the defaults, the Fleet's PermitNames (`certs init`: the balancer's
+// name) and this node's own names (a first node creating the fleet).
+func (b *bootstrapper) newNodeCANames() (pki.NameConstraints, error) {
+	names := b.f.nodeCANames(nil, true)
+	sans, err := b.o.serverSANs()
+	if err != nil {
+		return names, err
+	}
+	own, err := sansConstraints(sans)
+	if err != nil {
+		return names, err
+	}
+	return names.Union(own), nil
 }
 
 // ensureKMSCA returns the fleet's CA certificate for the KMS key this node

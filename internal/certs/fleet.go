@@ -53,6 +53,14 @@ type Fleet struct {
 
 	KeyType                                    pki.KeyType
 	CALifetime, ClientLifetime, ServerLifetime time.Duration
+	// NodeCALifetime is the lifetime of a node-issuing CA made or
+	// re-issued by this Fleet; zero: the one it replaces keeps its own,
+	// a new one lives pki.DefaultNodeCALifetime (nodeCALifetime).
+	NodeCALifetime time.Duration
+	// PermitNames widen what a node-issuing CA made or re-issued by this
+	// Fleet may sign server certificates for, beyond the defaults
+	// (pki.DefaultNodeNames) or those the current one carries (nodeca.go).
+	PermitNames pki.NameConstraints
 
 	// OpenKMS opens a CA key held in AWS KMS; nil where KMS cannot be
 	// reached (off AWS), and then a KMS fleet is refused with the reason.

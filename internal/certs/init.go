@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"strings"
 
 	"github.com/ehsaniara/joblet/internal/atomicfile"
 	"github.com/ehsaniara/joblet/internal/config"
@@ -34,6 +35,14 @@ func (fl *Fleet) Init(ctx context.Context, o InitOptions) (*Result, error) {
 	if _, _, err := net.SplitHostPort(o.Address); err != nil || o.Address == "" {
 		return nil, fmt.Errorf("%w: --address %q: give HOST:PORT of the fleet's load balancer or of a node (the client configs point there)", ErrUsage, o.Address)
 	}
+	// The balancer's name is the fleet's: its node-issuing CA may sign
+	// for it (nodes behind the balancer carry it, --public-address).
+	host, _, _ := net.SplitHostPort(o.Address)
+	lb, err := pki.ParseNameConstraints([]string{host})
+	if err != nil {
+		return nil, fmt.Errorf("%w: --address %q: %v", ErrUsage, o.Address, err)
+	}
+	f.PermitNames = f.PermitNames.Union(lb)
 	key := o.CAKey
 	if key.InKMS() && f.OpenKMS == nil {
 		return nil, fmt.Errorf("%w: --ca-kms-key-id needs AWS (Secrets Manager mode)", ErrUsage)
@@ -47,6 +56,10 @@ func (fl *Fleet) Init(ctx context.Context, o InitOptions) (*Result, error) {
 	sh, err := b.shared(ctx, nil)
 	if err != nil {
 		return nil, err
+	}
+	if nc, ok := pki.NodeConstraintsOf(sh.issuer.Cert); ok && !nc.Covers(f.PermitNames) {
+		res.Warnings = append(res.Warnings, fmt.Sprintf("the fleet's node-issuing CA (made before this run) does not permit all of %s (it permits %s): widen it with `joblet certs node-ca --permit-server-names %s`",
+			strings.Join(f.PermitNames.Strings(), ", "), strings.Join(nc.Strings(), ", "), strings.Join(f.PermitNames.Strings(), ",")))
 	}
 	files, err := clientFiles(o.Dir, o.Address, sh)
 	if err != nil {

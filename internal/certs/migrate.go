@@ -78,7 +78,7 @@ func (fl *Fleet) Import(ctx context.Context, m *Material, force bool) (*ImportRe
 	res := &ImportResult{CA: infoOf(ca.Cert), Clients: map[string]string{}}
 	writes := []struct{ name, value string }{{n.CAKey(), m.CAKey}, {n.CACert(), m.CACert}}
 	if pki.AllowsIntermediates(ca.Cert) {
-		pair, err := importNodeCA(m.NodeCA, ca, now, f.CALifetime)
+		pair, err := importNodeCA(m.NodeCA, ca, now, f.nodeCALifetime(nil), f.nodeCANames(nil, true))
 		if err != nil {
 			return nil, err
 		}
@@ -185,7 +185,7 @@ func (fl *Fleet) Export(ctx context.Context, to secretstore.Store, force bool) e
 
 // importNodeCA checks the node-issuing pair to import against ca, or
 // issues a new one when there is none (or it is not ca's): {cert, key}.
-func importNodeCA(pair [2]string, ca *pki.CA, now time.Time, lifetime time.Duration) ([2]string, error) {
+func importNodeCA(pair [2]string, ca *pki.CA, now time.Time, lifetime time.Duration, names pki.NameConstraints) ([2]string, error) {
 	if pair[0] != "" && pair[1] != "" {
 		nca, err := parsePair(pair[0], pair[1], "the node-issuing CA certificate", "the node-issuing CA key")
 		if err != nil {
@@ -199,7 +199,7 @@ func importNodeCA(pair [2]string, ca *pki.CA, now time.Time, lifetime time.Durat
 	if err != nil {
 		return pair, err
 	}
-	is, err := ca.IssueNodeCA(key.Public(), now, lifetime)
+	is, err := ca.IssueNodeCA(key.Public(), now, lifetime, names)
 	if err != nil {
 		return pair, err
 	}

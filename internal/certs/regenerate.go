@@ -48,7 +48,11 @@ func (b *bootstrapper) regenerate(ctx context.Context) (*shared, error) {
 	if err != nil {
 		return nil, err
 	}
-	nodeCA, err := sh.ca.IssueNodeCA(nodeKey.Public(), now, b.f.CALifetime)
+	nodeNames, err := b.newNodeCANames()
+	if err != nil {
+		return nil, err
+	}
+	nodeCA, err := sh.ca.IssueNodeCA(nodeKey.Public(), now, b.f.nodeCALifetime(nil), nodeNames)
 	if err != nil {
 		return nil, err
 	}

@@ -31,6 +31,12 @@ func (r *Report) WriteText(w io.Writer) {
 		if len(c.SANs) > 0 {
 			fmt.Fprintf(w, "     SANs %s\n", strings.Join(c.SANs, ", "))
 		}
+		if len(c.Permitted) > 0 {
+			fmt.Fprintf(w, "     may sign for %s\n", strings.Join(c.Permitted, ", "))
+		}
+		if c.DueAt != nil {
+			fmt.Fprintf(w, "     due for a new key at %s\n", c.DueAt.Format(time.RFC3339))
+		}
 		if c.IssuedBy != "" {
 			fmt.Fprintf(w, "     issued by the %s\n", c.IssuedBy)
 		}

@@ -31,6 +31,11 @@ type CertReport struct {
 	SANs      []string  `json:"sans,omitempty"`
 	Level     int       `json:"level"`
 	Problems  []string  `json:"problems,omitempty"`
+	// Permitted, for the node-issuing CA: the names it may sign server
+	// certificates for (its name constraints); DueAt: when it is due for
+	// a new key (`joblet certs node-ca --rekey --if-due`).
+	Permitted []string   `json:"permittedNames,omitempty"`
+	DueAt     *time.Time `json:"dueAt,omitempty"`
 	// IssuedBy, for a server certificate: "root CA" (a fleet from before
 	// the node-issuing CA, or a node not yet renewed from it) or the
 	// node-issuing CA's fingerprint.
@@ -353,8 +358,28 @@ func (g *grader) nodeCA(s *state) {
 	case s.nodeCAErr != nil:
 		g.rep.raise(Broken, s.nodeCAErr.Error())
 	case s.nodeCA != nil:
-		cr := g.cert("Node-issuing CA", g.storeDesc+" ("+n.NodeCACert()+")", s.nodeCA.Cert)
-		if s.nodeCA.Cert.CheckSignatureFrom(s.ca) != nil {
+		c := s.nodeCA.Cert
+		cr := g.cert("Node-issuing CA", g.storeDesc+" ("+n.NodeCACert()+")", c)
+		// It lives days and is re-keyed by a scheduled run: --warn-days
+		// is for what people renew. It needs attention once it is due
+		// (the run did not happen), and is broken once expired (nodes
+		// can no longer renew: g.cert says so).
+		if cr.Level == Attention {
+			cr.Level, cr.Problems = OK, nil
+		}
+		at := pki.NodeCADueAt(c).UTC()
+		cr.DueAt = &at
+		if due, why := pki.NodeCADue(c, g.now); due && cr.Level < Broken {
+			cr.Level = Attention
+			cr.Problems = append(cr.Problems, "due for a new key: "+why+". Run `joblet certs node-ca --rekey --if-due` (on a daily schedule: docs/OPERATIONS.md, \"The node-issuing CA's schedule\"); nodes move to the new one on their next refresh")
+		}
+		if nc, ok := pki.NodeConstraintsOf(c); ok {
+			cr.Permitted = nc.Strings()
+		} else {
+			cr.Level = max(cr.Level, Attention)
+			cr.Problems = append(cr.Problems, "carries no name constraints (made before them): a stolen node's copy of its key signs server certificates for any name. Re-key it once with the names your nodes carry beyond the defaults: `joblet certs node-ca --rekey --permit-server-names NAMES`")
+		}
+		if c.CheckSignatureFrom(s.ca) != nil {
 			cr.Level = max(cr.Level, Attention)
 			cr.Problems = append(cr.Problems, "signed by a previous CA still trusted (`joblet certs node-ca` re-issues it from the current one)")
 		}
@@ -419,6 +444,16 @@ func (g *grader) server(obs *observed, revoked map[string]bool) {
 		case s.nodeCA == nil && leaf.CheckSignatureFrom(s.ca) != nil && cr.Level < Broken:
 			cr.Level = max(cr.Level, Attention)
 			cr.Problems = append(cr.Problems, "not signed by the store's current CA (renew: `joblet certs renew`)")
+		}
+		if s.nodeCA != nil {
+			// Renewal keeps the certificate's names: one the node-issuing
+			// CA may not sign for fails every renewal from now on.
+			if nc, ok := pki.NodeConstraintsOf(s.nodeCA.Cert); ok {
+				if err := nc.Permits(pki.SANs{DNS: leaf.DNSNames, IPs: leaf.IPAddresses}); err != nil {
+					cr.Level = Broken
+					cr.Problems = append(cr.Problems, fmt.Sprintf("cannot be renewed: %v. Widen the names (operator: `joblet certs node-ca --permit-server-names NAME`), or re-run `joblet certs bootstrap` without that name", err))
+				}
+			}
 		}
 		cr.IssuedBy = "root CA"
 		if len(chain) > 0 {

@@ -282,7 +282,7 @@ func writeVectors(t *testing.T) {
 
 	// A node-issuing CA of another root, with its key.
 	onk, onkPEM := newKey()
-	otherNode, err := otherCA.IssueNodeCA(onk.Public(), time.Now(), century)
+	otherNode, err := otherCA.IssueNodeCA(onk.Public(), time.Now(), century, pki.DefaultNodeConstraints())
 	if err != nil {
 		t.Fatal(err)
 	}

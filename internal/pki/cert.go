@@ -129,8 +129,40 @@ const NodeCACommonName = "Joblet-Node-CA"
 // gives no client power: extended key usage serverAuth only (verifiers,
 // Go's and openssl's, refuse a client certificate chaining through it),
 // pathlen 0 (it signs leaves, never another CA), and no CRL signing (the
-// CRL is the root's). Its lifetime is capped at the root's.
-func (ca *CA) IssueNodeCA(pub crypto.PublicKey, now time.Time, lifetime time.Duration) (Issued, error) {
+// CRL is the root's). names bound the servers it can stand for (a
+// critical nameConstraints extension, see NameConstraints): a stolen copy
+// of its key cannot impersonate a public name. Empty names leave it
+// unconstrained: only to re-sign one made before name constraints for its
+// own key, which the operator constrains when re-keying it (certs.NodeCA).
+// Its lifetime is capped at the root's.
+func (ca *CA) IssueNodeCA(pub crypto.PublicKey, now time.Time, lifetime time.Duration, names NameConstraints) (Issued, error) {
+	is, err := ca.issue(nodeCATemplate(names), pub, now, lifetime)
+	if err != nil {
+		return Issued{}, fmt.Errorf("issue the node-issuing CA: %w", err)
+	}
+	return is, nil
+}
+
+// ReissueNodeCA re-signs the node-issuing CA old for its own key with
+// names, keeping its validity window (cut at this CA's): a widening of
+// its names or a root's change moves nothing of when its key is due
+// (NodeCADue), so its lifetime still bounds what a stolen copy of the key
+// is worth. old must not have expired: a key past its lifetime gets a
+// new one, not a new certificate.
+func (ca *CA) ReissueNodeCA(old *x509.Certificate, now time.Time, names NameConstraints) (Issued, error) {
+	if !now.Before(old.NotAfter) {
+		return Issued{}, fmt.Errorf("the node-issuing CA expired on %s: give it a new key, not a new certificate", old.NotAfter.UTC().Format(time.RFC3339))
+	}
+	tmpl := nodeCATemplate(names)
+	tmpl.NotBefore, tmpl.NotAfter = old.NotBefore, old.NotAfter
+	is, err := ca.issue(tmpl, old.PublicKey, now, old.NotAfter.Sub(old.NotBefore))
+	if err != nil {
+		return Issued{}, fmt.Errorf("re-issue the node-issuing CA: %w", err)
+	}
+	return is, nil
+}
+
+func nodeCATemplate(names NameConstraints) *x509.Certificate {
 	tmpl := &x509.Certificate{
 		Subject: pkix.Name{
 			Organization:       []string{Organization},
@@ -142,11 +174,17 @@ func (ca *CA) IssueNodeCA(pub crypto.PublicKey, now time.Time, lifetime time.Dur
 		MaxPathLenZero: true,
 		ExtKeyUsage:    []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 	}
-	is, err := ca.issue(tmpl, pub, now, lifetime)
-	if err != nil {
-		return Issued{}, fmt.Errorf("issue the node-issuing CA: %w", err)
+	if !names.Empty() {
+		tmpl.PermittedDNSDomainsCritical = true
+		tmpl.PermittedDNSDomains = names.DNS
+		tmpl.PermittedIPRanges = names.IPs
+		// A kind of name without a permitted subtree is not constrained
+		// at all: URI and email names, which no server certificate of
+		// ours carries, are permitted under .invalid only.
+		tmpl.PermittedURIDomains = []string{nowhere}
+		tmpl.PermittedEmailAddresses = []string{nowhere}
 	}
-	return is, nil
+	return tmpl
 }
 
 // AllowsIntermediates reports whether a root CA may have a CA under it:
@@ -160,6 +198,13 @@ func AllowsIntermediates(root *x509.Certificate) bool {
 func (ca *CA) IssueServer(pub crypto.PublicKey, sans SANs, now time.Time, lifetime time.Duration) (Issued, error) {
 	if len(sans.DNS) == 0 && len(sans.IPs) == 0 {
 		return Issued{}, errors.New("a server certificate needs at least one SAN")
+	}
+	// A name outside the issuer's constraints makes a certificate every
+	// verifier refuses: say so now, not at the first handshake.
+	if nc, ok := NodeConstraintsOf(ca.Cert); ok {
+		if err := nc.Permits(sans); err != nil {
+			return Issued{}, err
+		}
 	}
 	cn := "joblet-server"
 	if len(sans.DNS) > 0 {
@@ -211,11 +256,12 @@ func (ca *CA) issue(tmpl *x509.Certificate, pub crypto.PublicKey, now time.Time,
 		return Issued{}, err
 	}
 	tmpl.SerialNumber = serial
-	tmpl.NotBefore = now.Add(-backdate(lifetime))
+	if tmpl.NotBefore.IsZero() { // else a re-issue's window (ReissueNodeCA)
+		tmpl.NotBefore, tmpl.NotAfter = now.Add(-backdate(lifetime)), now.Add(lifetime)
+	}
 	if tmpl.NotBefore.Before(ca.Cert.NotBefore) {
 		tmpl.NotBefore = ca.Cert.NotBefore
 	}
-	tmpl.NotAfter = now.Add(lifetime)
 	capped := false
 	// A certificate that outlives its CA would stop verifying before its own
 	// expiry, silently; cap it and say so.

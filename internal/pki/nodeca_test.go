@@ -32,7 +32,7 @@ func TestNodeCACannotIssueClients(t *testing.T) {
 	now := time.Now()
 	root := newCA(t, pki.ECDSAP256, pki.DefaultCALifetime)
 	nodeKey, _ := pki.GenerateKey(pki.ECDSAP256, nil)
-	is, err := root.IssueNodeCA(nodeKey.Public(), now, pki.DefaultCALifetime)
+	is, err := root.IssueNodeCA(nodeKey.Public(), now, pki.DefaultNodeCALifetime, pki.DefaultNodeConstraints())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,7 +115,7 @@ func TestCheckNodeCARefusesUnconstrained(t *testing.T) {
 			t.Errorf("%s: accepted", name)
 		}
 	}
-	is, _ := other.IssueNodeCA(k.Public(), now, time.Hour)
+	is, _ := other.IssueNodeCA(k.Public(), now, time.Hour, pki.DefaultNodeConstraints())
 	if err := pki.CheckNodeCA(is.Cert, root.Cert, now); err == nil {
 		t.Error("a node-issuing CA of another root: accepted")
 	}
@@ -143,7 +143,7 @@ func TestReissuedRootAllowsNodeCA(t *testing.T) {
 	ck, _ := pki.GenerateKey(pki.ECDSAP256, nil)
 	client, _ := oldCA.IssueClient(ck.Public(), pki.Reader, now, time.Hour)
 	nk, _ := pki.GenerateKey(pki.ECDSAP256, nil)
-	nodeIs, _ := oldCA.IssueNodeCA(nk.Public(), now, time.Hour)
+	nodeIs, _ := oldCA.IssueNodeCA(nk.Public(), now, time.Hour, pki.DefaultNodeConstraints())
 	nodeCA := &pki.CA{Cert: nodeIs.Cert, Key: nk}
 	sans, _ := pki.ParseSANs([]string{"localhost"})
 	srv, _ := nodeCA.IssueServer(ck.Public(), sans, now, time.Hour)
@@ -202,7 +202,7 @@ func TestCheckChainsNotRevoked(t *testing.T) {
 	now := time.Now()
 	root := newCA(t, pki.ECDSAP256, pki.DefaultCALifetime)
 	nk, _ := pki.GenerateKey(pki.ECDSAP256, nil)
-	is, _ := root.IssueNodeCA(nk.Public(), now, time.Hour)
+	is, _ := root.IssueNodeCA(nk.Public(), now, time.Hour, pki.DefaultNodeConstraints())
 	nodeCA := &pki.CA{Cert: is.Cert, Key: nk}
 	sans, _ := pki.ParseSANs([]string{"localhost"})
 	leaf, _ := nodeCA.IssueServer(nk.Public(), sans, now, time.Hour)

@@ -102,9 +102,16 @@ func (t *TrustState) WithNodeCAs(cas ...*x509.Certificate) *TrustState {
 func (t *TrustState) NodeCACerts() []*x509.Certificate { return t.nodeCAs }
 
 // AllowsServerChain reports whether a verified server chain (leaf first,
-// root last) is one t lets a client accept: issued by the root itself, or
-// through a node-issuing CA whose key t lists. A state that lists none
-// (from before it) allows any.
+// root last) is one t lets a client accept: issued by the root itself,
+// through a node-issuing CA whose key t lists, or through one the root
+// issued after t was signed. A state that lists none (from before it)
+// allows any.
+//
+// A node-issuing CA newer than the state is one the holder cannot know
+// yet (the scheduled re-key makes one a week, and a client need not
+// refresh for it): only the root signs one, so it is no replaced key's.
+// What t does not list and was issued before t is one t dropped (a
+// replaced key, a revoked one): refused.
 func (t *TrustState) AllowsServerChain(chain []*x509.Certificate) bool {
 	if len(t.nodeCAs) == 0 || len(chain) < 3 {
 		return true
@@ -114,7 +121,7 @@ func (t *TrustState) AllowsServerChain(chain []*x509.Certificate) bool {
 			return true
 		}
 	}
-	return false
+	return IssuedAt(chain[1]).After(t.Issued)
 }
 
 // NewTrustState is a state trusting roots, with lineage, fresh from now.
