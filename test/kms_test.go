@@ -115,11 +115,12 @@ func TestKMSCA(t *testing.T) {
 					}
 				}
 			}
-			// First node: the root's self-signature, the node-issuing CA
-			// and 4 client certificates; its own server certificate and a
-			// joining node's come from the node-issuing CA: no KMS call.
-			if first["Sign"] != 6 || join["Sign"] != 0 || join["GetPublicKey"] != 0 {
-				t.Errorf("kms calls: first node %d Sign, joining node %v; want 6 and none", first["Sign"], join)
+			// First node: the root's self-signature, the node-issuing CA,
+			// 4 client certificates and the signed trust state; its own
+			// server certificate and a joining node's come from the
+			// node-issuing CA: no KMS call.
+			if first["Sign"] != 7 || join["Sign"] != 0 || join["GetPublicKey"] != 0 {
+				t.Errorf("kms calls: first node %d Sign, joining node %v; want 7 and none", first["Sign"], join)
 			}
 			t.Logf("%s: first node %v; joining node %v", spec, first, join)
 			vals := checkKMSStore(t, arn)

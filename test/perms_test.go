@@ -106,7 +106,9 @@ func TestWritableStoreRefused(t *testing.T) {
 	for _, d := range []string{store, filepath.Join(store, "joblet")} {
 		os.Chmod(d, 0o777)
 	}
-	write := exec.Command("sh", "-c", `cat > "$0"`, filepath.Join(store, "joblet", "ca-bundle"))
+	// The directory is writable by all: the file in it (root's, 0600) can be
+	// replaced by anyone.
+	write := exec.Command("sh", "-c", `rm -f "$0" && cat > "$0"`, filepath.Join(store, "joblet", "ca-bundle"))
 	write.Stdin = strings.NewReader(bundle)
 	write.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
 	if out, err := write.CombinedOutput(); err != nil {

@@ -50,8 +50,8 @@ func checkPin(pin *pki.Pin, s *state) error {
 			anchor = t.PinAnchor(*pin)
 		}
 		if anchor == nil {
-			return fmt.Errorf("%w: the store's signed trust state (%s) never had the root %s pins (%s); its root is %s. This store is not the pinned fleet's; nothing was written",
-				ErrPinMismatch, s.n.Bundle(), pinFlag, pin, pki.PinOf(s.ca))
+			return fmt.Errorf("%w: the store's root is %s, but %s pins %s, a root its signed trust state (%s) never had, in any rotation. This store is not the pinned fleet's; nothing was written",
+				ErrPinMismatch, pki.PinOf(s.ca), pinFlag, pin, s.n.Bundle())
 		}
 		s.parseTrust([]*x509.Certificate{anchor}, nil)
 		if s.trustErr != nil {
