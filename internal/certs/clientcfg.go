@@ -68,7 +68,7 @@ func (fl *Fleet) RefreshClientConfig(ctx context.Context, path string, only pki.
 		// whom it trusts (and so where it sends its jobs' secrets):
 		// anything else in the store is ignored and reported.
 		es := *s
-		problem, err := es.holdTrust(node.CA, node.Trust)
+		problem, err := es.holdTrust(node.CA, node.Trust, node.CRL)
 		if err != nil {
 			return nil, fmt.Errorf("node %q in %s: %w", name, path, err)
 		}

@@ -106,7 +106,7 @@ func (b *bootstrapper) ensure(ctx context.Context, first *state) (*shared, error
 		sh.caPEM, caCert, action = caPair.certPEM, caPair.cert, act
 	}
 	var doc *pki.TrustState
-	if sh.trust, doc, err = trustOf(vals[b.names.Bundle()], caCert, b.names, []*x509.Certificate{caCert}, nil); err != nil {
+	if sh.trust, doc, err = trustOf(vals[b.names.Bundle()], caCert, b.names, []*x509.Certificate{caCert}, nil, revokedSerials(vals[b.names.CRL()]), now); err != nil {
 		return nil, err
 	}
 	if doc != nil {

@@ -109,7 +109,7 @@ func (fl *Fleet) RefreshNode(ctx context.Context, r NodeRefresh) (*NodeRefreshRe
 	}
 	// Only a trust state signed by a root this node holds changes its
 	// trust; anything else in the store is ignored and reported.
-	trustProblem, err := s.holdTrust(cfg.Security.CACert, cfg.Security.TrustState)
+	trustProblem, err := s.holdTrust(cfg.Security.CACert, cfg.Security.TrustState, cfg.Security.CRL)
 	if err != nil {
 		return nil, err
 	}

@@ -180,11 +180,23 @@ func (fl *Fleet) BeginRotation(ctx context.Context, newKey CAKeyRef) (*RotationS
 	if _, kms := s.current.Key.(KMSKey); kms && !newKey.InKMS() && s.pending == nil {
 		return nil, fmt.Errorf("%w: this fleet's CA key is in AWS KMS: the new CA needs a new KMS key too (--ca-kms-key-id NEW_KEY); moving back to a key kept in the store is not supported", ErrCAMode)
 	}
-	next := s.pending
-	if next == nil {
-		if next, err = f.claimNext(ctx, n, s.current, newKey); err != nil {
-			return nil, err
+	// The new CA is the one the rotation record names (the current root
+	// vouched for it there); a pending CA in the store that is not it was
+	// put there by someone else, and is refused.
+	next, err := f.claimNext(ctx, n, s.current, newKey)
+	if err != nil && s.pending == nil {
+		return nil, err
+	}
+	if s.pending != nil {
+		if err != nil || !next.Cert.Equal(s.pending.Cert) {
+			why := "it is not the CA the rotation record names"
+			if err != nil {
+				why = err.Error()
+			}
+			return nil, fmt.Errorf("%w: the pending CA in %s (%s) was not begun by this fleet's root: %s. Drop it with `rotate-ca abort`, then begin again; if no operator put it there, someone without the root key wrote to the store",
+				ErrInconsistentStore, n.CACert(), pki.Fingerprint(s.pending.Cert), why)
 		}
+		next = s.pending
 	}
 	// Key (or key reference) before certificate, as in bootstrap.
 	if k, ok := next.Key.(KMSKey); ok {
@@ -269,13 +281,23 @@ func (f *Fleet) claimNext(ctx context.Context, n Names, current *pki.CA, newKey 
 		if err != nil {
 			return "", err
 		}
-		return head + string(pki.EncodeCert(cert)), nil
+		// The current root vouches for the record: the new CA, cross-
+		// signed by it. Anyone who can create a secret can create this
+		// name first; only the root can make this certificate.
+		cross, err := pki.CrossSign(cert, current, f.Now())
+		if err != nil {
+			return "", fmt.Errorf("cross-sign the new CA with the current one: %w", err)
+		}
+		return head + string(pki.EncodeCerts(cert, cross)), nil
 	})
 	if err != nil {
 		return nil, err
 	}
 	head, certPEM, err := splitRecord(rec, name)
 	if err != nil {
+		return nil, err
+	}
+	if certPEM, err = vouchedRecord(certPEM, current.Cert, name, n); err != nil {
 		return nil, err
 	}
 	if ref, ok := strings.CutPrefix(head, kmsRecordPrefix); ok {
@@ -297,6 +319,22 @@ func (f *Fleet) claimNext(ctx context.Context, n Names, current *pki.CA, newKey 
 		return nil, fmt.Errorf("%w: a rotation to a CA with its key in the store was begun (%s): run `rotate-ca abort` first to rotate to a KMS key", ErrUsage, name)
 	}
 	return parsePair(certPEM, head, name, name)
+}
+
+// vouchedRecord is the new CA's certificate (PEM) of a rotation record
+// when the record also holds its cross certificate signed by current, the
+// root: a record without one was not written by this fleet's root.
+func vouchedRecord(certsPEM string, current *x509.Certificate, name string, n Names) (string, error) {
+	certs, err := pki.ParseCerts([]byte(certsPEM))
+	if err != nil {
+		return "", inconsistent(name, err)
+	}
+	if len(certs) < 2 || !pki.IsCrossOf(certs[1], certs[0], current) {
+		return "", fmt.Errorf("%w: the rotation record %s holds a new CA that the current root (%s) did not cross-sign: it was not written by a rotate-ca begin of this fleet (or by one from before records carried it). If no operator wrote it, someone without the root key did: delete it (`aws secretsmanager delete-secret --secret-id %s --force-delete-without-recovery`, or the file in a directory store) and drop any pending CA (`rotate-ca abort`), then begin again",
+			ErrInconsistentStore, name, pki.Fingerprint(current), name)
+	}
+	_ = n
+	return string(pki.EncodeCert(certs[0])), nil
 }
 
 // kmsRecordPrefix starts a rotation record whose CA key is in KMS.

@@ -328,6 +328,9 @@ func (g *grader) trustState(s *state) {
 		}
 		return
 	}
+	if p := s.pendingCA(); p != nil && (s.cross == nil || !pki.IsCrossOf(s.cross, p, s.ca)) {
+		g.rep.raise(Attention, fmt.Sprintf("%s has a pending CA (%s) that the current root has not cross-signed: a `rotate-ca begin` interrupted before its cross certificate (run it again: it completes only the CA its rotation record names), or a write without the root key (then `rotate-ca abort` drops it)", n.CACert(), pki.Fingerprint(p)))
+	}
 	g.rep.TrustVersion = s.doc.Version
 	if err := s.rootVouched(); err != nil {
 		g.rep.raise(Broken, err.Error())
@@ -338,7 +341,7 @@ func (g *grader) trustState(s *state) {
 	case s.doc.Due(now):
 		g.rep.raise(Attention, fmt.Sprintf("the signed trust state (version %d) expires on %s: run `joblet certs trust sign` (daily, on a schedule)", s.doc.Version, s.doc.Expires.UTC().Format(time.RFC3339)))
 	}
-	if prev, err := pki.VerifyTrust([]byte(s.previousDoc), n.Prefix, s.operatorAnchors(), nil); err == nil && prev.Version > s.doc.Version {
+	if prev, err := pki.VerifyTrust([]byte(s.previousDoc), n.Prefix, s.operatorAnchors(), nil, nil); err == nil && prev.Version > s.doc.Version {
 		g.rep.raise(Broken, fmt.Sprintf("%s holds trust state version %d, older than the version %d it replaced: an older version was put back (a rollback readers refuse). Run `joblet certs trust sign`, and find out who wrote it", n.Bundle(), s.doc.Version, prev.Version))
 	}
 	if held, _ := pki.PeekCRLNumber([]byte(s.vals[n.CRL()])); held != nil && (s.doc.MinCRL == nil || s.doc.MinCRL.Cmp(held) < 0) {

@@ -40,12 +40,17 @@ var ErrNoTrustState = errors.New("the store holds no signed trust state this rea
 // fleet from before it (a PEM bundle or none), the bundle with the current
 // CA. A state that does not verify is an unusableBundle: a node keeps its
 // trust past it and a revoke ignores it.
-func trustOf(val string, ca *x509.Certificate, n Names, anchors []*x509.Certificate, held *pki.TrustState) ([]*x509.Certificate, *pki.TrustState, error) {
+func trustOf(val string, ca *x509.Certificate, n Names, anchors []*x509.Certificate, held *pki.TrustState, revoked map[string]bool, now time.Time) ([]*x509.Certificate, *pki.TrustState, error) {
 	if !pki.IsSignedTrust([]byte(val)) {
 		trust, err := trustFrom(val, ca, n.Bundle())
 		return trust, nil, err
 	}
-	t, err := pki.VerifyTrust([]byte(val), n.Prefix, anchors, held)
+	t, err := pki.VerifyTrust([]byte(val), n.Prefix, anchors, held, revoked)
+	if err == nil {
+		if why := t.AheadOf(now); why != "" {
+			err = fmt.Errorf("%w: %s", pki.ErrTrustRollback, why)
+		}
+	}
 	if err != nil {
 		return nil, nil, unusableBundle{fmt.Errorf("%w: secret %s: %v. If no operator signed it (`joblet certs trust sign` or a rotation step), someone without the root key wrote to the store: restore its previous version and find out who", ErrInconsistentStore, n.Bundle(), err)}
 	}
@@ -75,7 +80,9 @@ func (s *state) parseTrust(anchors []*x509.Certificate, held *pki.TrustState) {
 		anchors = s.operatorAnchors()
 	}
 	s.doc = nil
-	s.trust, s.doc, s.trustErr = trustOf(s.vals[s.n.Bundle()], s.ca, s.n, anchors, held)
+	// The store's CRL, unverified here (it is verified against the trust
+	// this decides): it can only cut links, never add one.
+	s.trust, s.doc, s.trustErr = trustOf(s.vals[s.n.Bundle()], s.ca, s.n, anchors, held, revokedSerials(s.vals[s.n.CRL()]), s.now)
 	if s.trustErr == nil {
 		s.useTrust(s.trust)
 	}
@@ -87,7 +94,7 @@ func (s *state) parseTrust(anchors []*x509.Certificate, held *pki.TrustState) {
 // problem said. A reader from before the trust state (no heldDoc) reads a
 // bundle as before, and takes a signed state from the CAs it trusts: how it
 // moves onto it.
-func (s *state) holdTrust(heldCA, heldDoc string) (problem string, err error) {
+func (s *state) holdTrust(heldCA, heldDoc, heldCRL string) (problem string, err error) {
 	held, _ := pki.PeekTrust([]byte(heldDoc), s.n.Prefix)
 	heldRoots, _ := pki.ParseCerts([]byte(heldCA))
 	if held != nil {
@@ -108,7 +115,7 @@ func (s *state) holdTrust(heldCA, heldDoc string) (problem string, err error) {
 		}
 		return fmt.Sprintf("%v: secret %s %s: ignored; keeping the trust state held (version %d). If no operator deleted it, someone without the root key wrote to the store: `joblet certs trust sign` writes it again", ErrNoTrustState, s.n.Bundle(), what, held.Version), nil
 	}
-	trust, doc, terr := trustOf(stored, s.ca, s.n, heldRoots, held)
+	trust, doc, terr := trustOf(stored, s.ca, s.n, heldRoots, held, revokedSerials(heldCRL), s.now)
 	if terr != nil {
 		s.keepTrust(heldRoots, held)
 		return fmt.Sprintf("%v: ignored; keeping the %d CA(s) held", terr, len(heldRoots)), nil
@@ -156,10 +163,17 @@ func (f *Fleet) signTrust(ctx context.Context, s *state, by *pki.CA, roots []*x5
 	} else {
 		lineage = []*x509.Certificate{s.ca}
 	}
+	// A link only from a root already trusted (the verified state's, or
+	// the current CA) to one of roots: anyone can make a certificate for a
+	// root's public key signed by a key of their own.
+	trusted := []*x509.Certificate{s.ca}
+	if s.doc != nil {
+		trusted = s.doc.RootCerts()
+	}
 	if s.cross != nil {
 		for _, a := range roots {
-			for _, b := range roots {
-				if !a.Equal(b) && pki.IsCrossOf(s.cross, a, b) {
+			for _, b := range trusted {
+				if !a.Equal(b) && pki.IsCrossOf(s.cross, a, b) && !containsCert(lineage, s.cross) {
 					lineage = append(lineage, s.cross)
 				}
 			}
@@ -168,7 +182,13 @@ func (f *Fleet) signTrust(ctx context.Context, s *state, by *pki.CA, roots []*x5
 	if drop != nil {
 		lineage = slices.DeleteFunc(slices.Clone(lineage), func(c *x509.Certificate) bool { return pki.SameKey(c, drop) })
 	}
-	minCRL, _ := pki.PeekCRLNumber([]byte(s.vals[n.CRL()]))
+	var minCRL *big.Int
+	if crl, err := pki.ParseCRL([]byte(s.vals[n.CRL()]), roots); err == nil {
+		minCRL = crl.Number
+	}
+	if s.doc != nil && s.doc.MinCRL != nil && (minCRL == nil || minCRL.Cmp(s.doc.MinCRL) < 0) {
+		minCRL = s.doc.MinCRL
+	}
 	// Above any version the store holds now (another step may have
 	// signed one since s was read), and above the clock's seconds.
 	var version uint64 = 1
@@ -177,7 +197,7 @@ func (f *Fleet) signTrust(ctx context.Context, s *state, by *pki.CA, roots []*x5
 	}
 	if cur, err := f.Store.Get(ctx, []string{n.Bundle()}); err == nil {
 		anchors := append(s.operatorAnchors(), by.Cert)
-		if t, err := pki.VerifyTrust([]byte(cur[n.Bundle()]), n.Prefix, anchors, nil); err == nil && t.Version >= version {
+		if t, err := pki.VerifyTrust([]byte(cur[n.Bundle()]), n.Prefix, anchors, nil, nil); err == nil && t.Version >= version {
 			version = t.Version + 1
 		}
 	}
@@ -280,8 +300,11 @@ func (fl *Fleet) SignTrustState(ctx context.Context) (*TrustSignResult, error) {
 		return nil, err
 	}
 	roots := []*x509.Certificate{s.ca}
+	// Only a CA the current root cross-signed (a rotation's incoming CA);
+	// a certificate for the current root's key signed by another key
+	// proves nothing (anyone can make one).
 	vouched := func(c *x509.Certificate) bool {
-		return c != nil && s.cross != nil && (pki.IsCrossOf(s.cross, c, s.ca) || pki.IsCrossOf(s.cross, s.ca, c))
+		return c != nil && s.cross != nil && pki.IsCrossOf(s.cross, c, s.ca)
 	}
 	res := &TrustSignResult{}
 	seen := map[string]bool{}
@@ -348,6 +371,10 @@ func (f *Fleet) resignTrust(ctx context.Context, s *state, by *pki.CA, roots []*
 // list: written without the root key, or a step interrupted; either way
 // nothing may be issued or joined from it.
 func (s *state) rootVouched() error {
+	if s.doc != nil && s.doc.Expired(s.now) {
+		return fmt.Errorf("%w: the store's signed trust state (%s, version %d) expired on %s: an operator runs `joblet certs trust sign` (daily); a join takes no expired state (it may be an older one put back)",
+			ErrInconsistentStore, s.n.Bundle(), s.doc.Version, s.doc.Expires.UTC().Format(time.RFC3339))
+	}
 	if s.doc == nil || s.ca == nil || s.doc.TrustsKey(s.ca) {
 		return nil
 	}
@@ -385,7 +412,7 @@ func (b *bootstrapper) ensureTrustState(ctx context.Context, vals map[string]str
 			return rerr
 		}
 		doc = got[n.Bundle()]
-		if _, err := pki.VerifyTrust([]byte(doc), n.Prefix, []*x509.Certificate{sh.ca.Cert}, nil); err != nil {
+		if _, err := pki.VerifyTrust([]byte(doc), n.Prefix, []*x509.Certificate{sh.ca.Cert}, nil, nil); err != nil {
 			return fmt.Errorf("%w: %s was created by another writer and %v", ErrInconsistentStore, n.Bundle(), err)
 		}
 	}

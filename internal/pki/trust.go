@@ -249,8 +249,11 @@ func decodeTrust(data []byte, fleet string) (*TrustState, *dsse.Envelope, error)
 // root's key is one of anchors' or reached from them through the state's
 // lineage (each link signed by a key already reached); held, when not nil,
 // is the state the reader holds: an older version is refused, and so is
-// the same version with other content.
-func VerifyTrust(data []byte, fleet string, anchors []*x509.Certificate, held *TrustState) (*TrustState, error) {
+// the same version with other content. revoked (serials in hex, as the
+// reader's CRL lists them) cuts lineage links: an aborted rotation's cross
+// certificate is revoked, so the aborted CA's key reaches nothing. Readers
+// also refuse a state AheadOf their clock.
+func VerifyTrust(data []byte, fleet string, anchors []*x509.Certificate, held *TrustState, revoked map[string]bool) (*TrustState, error) {
 	t, env, err := decodeTrust(data, fleet)
 	if err != nil {
 		return nil, err
@@ -263,7 +266,7 @@ func VerifyTrust(data []byte, fleet string, anchors []*x509.Certificate, held *T
 			return nil, fmt.Errorf("%w: version %d differs from the version %d held", ErrTrustRollback, t.Version, held.Version)
 		}
 	}
-	reached := Reach(anchors, t.lineage)
+	reached := Reach(anchors, t.lineage, revoked)
 	var vs []dsse.Verifier
 	for _, r := range t.roots {
 		if reached[spki(r)] {
@@ -284,8 +287,9 @@ func VerifyTrust(data []byte, fleet string, anchors []*x509.Certificate, held *T
 }
 
 // Reach is the set of keys (SPKI SHA-256, hex) of anchors and of every
-// link in lineage whose signature verifies with a key already reached.
-func Reach(anchors, lineage []*x509.Certificate) map[string]bool {
+// link in lineage, not revoked, whose signature verifies with a key
+// already reached.
+func Reach(anchors, lineage []*x509.Certificate, revoked map[string]bool) map[string]bool {
 	reached := map[string]bool{}
 	var by []*x509.Certificate
 	for _, a := range anchors {
@@ -295,7 +299,7 @@ func Reach(anchors, lineage []*x509.Certificate) map[string]bool {
 	for grew := true; grew; {
 		grew = false
 		for _, l := range lineage {
-			if reached[spki(l)] {
+			if reached[spki(l)] || revoked[l.SerialNumber.Text(16)] {
 				continue
 			}
 			for _, p := range by {
@@ -375,6 +379,17 @@ func (v rootVerifier) Verify(_ context.Context, data, sig []byte) error {
 func (v rootVerifier) KeyID() (string, error) { return spki(v.c), nil }
 
 func (v rootVerifier) Public() crypto.PublicKey { return v.c.PublicKey }
+
+// AheadOf says why t is refused by a reader whose clock says now: a
+// version (the signer's clock, in seconds) or issue time more than a day
+// ahead would freeze every reader at it. "" when it is not.
+func (t *TrustState) AheadOf(now time.Time) string {
+	ahead := now.Add(24 * time.Hour)
+	if t.Version > uint64(ahead.Unix()) || t.Issued.After(ahead) {
+		return fmt.Sprintf("version %d (issued %s) is ahead of this reader's clock by more than a day", t.Version, t.Issued.UTC().Format(time.RFC3339))
+	}
+	return ""
+}
 
 // TrustSignedBy reports whether data is a trust state c's key signed.
 func TrustSignedBy(data []byte, fleet string, c *x509.Certificate) bool {

@@ -29,7 +29,7 @@ func TestTrustStateSignVerify(t *testing.T) {
 			root := newCA(t, kt, 24*time.Hour)
 			ts := pki.NewTrustState("joblet", 7, []*x509Cert{root.Cert}, []*x509Cert{root.Cert}, big.NewInt(3), now)
 			data := signTrust(t, ts, root)
-			got, err := pki.VerifyTrust(data, "joblet", []*x509Cert{root.Cert}, nil)
+			got, err := pki.VerifyTrust(data, "joblet", []*x509Cert{root.Cert}, nil, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -37,7 +37,7 @@ func TestTrustStateSignVerify(t *testing.T) {
 				t.Fatalf("round trip: %+v", got)
 			}
 			// Another fleet's state is not this one's.
-			if _, err := pki.VerifyTrust(data, "other", []*x509Cert{root.Cert}, nil); err == nil {
+			if _, err := pki.VerifyTrust(data, "other", []*x509Cert{root.Cert}, nil, nil); err == nil {
 				t.Fatal("a state of fleet joblet accepted as fleet other's")
 			}
 		})
@@ -51,14 +51,14 @@ func TestTrustStateRefusesForeignAndTampered(t *testing.T) {
 	evil := newCA(t, pki.ECDSAP256, 24*time.Hour)
 	// The attacker's own CA, signed by itself, listing the real root too.
 	forged := signTrust(t, pki.NewTrustState("joblet", 99, []*x509Cert{evil.Cert, root.Cert}, nil, nil, now), evil)
-	if _, err := pki.VerifyTrust(forged, "joblet", []*x509Cert{root.Cert}, nil); !errors.Is(err, pki.ErrTrustSignature) {
+	if _, err := pki.VerifyTrust(forged, "joblet", []*x509Cert{root.Cert}, nil, nil); !errors.Is(err, pki.ErrTrustSignature) {
 		t.Fatalf("a state signed by a foreign CA: %v, want ErrTrustSignature", err)
 	}
 	// A cross certificate the attacker made does not link: the real root never signed it.
 	fakeLink, err := pki.CrossSign(evil.Cert, evil, now)
 	if err == nil {
 		forged = signTrust(t, pki.NewTrustState("joblet", 99, []*x509Cert{evil.Cert}, []*x509Cert{root.Cert, fakeLink}, nil, now), evil)
-		if _, err := pki.VerifyTrust(forged, "joblet", []*x509Cert{root.Cert}, nil); !errors.Is(err, pki.ErrTrustSignature) {
+		if _, err := pki.VerifyTrust(forged, "joblet", []*x509Cert{root.Cert}, nil, nil); !errors.Is(err, pki.ErrTrustSignature) {
 			t.Fatalf("a self-made lineage link: %v, want ErrTrustSignature", err)
 		}
 	}
@@ -75,16 +75,16 @@ func TestTrustStateRefusesForeignAndTampered(t *testing.T) {
 	body, _ = json.Marshal(payload)
 	env["payload"] = base64.StdEncoding.EncodeToString(body)
 	tampered, _ := json.Marshal(env)
-	if _, err := pki.VerifyTrust(tampered, "joblet", []*x509Cert{root.Cert}, nil); !errors.Is(err, pki.ErrTrustSignature) {
+	if _, err := pki.VerifyTrust(tampered, "joblet", []*x509Cert{root.Cert}, nil, nil); !errors.Is(err, pki.ErrTrustSignature) {
 		t.Fatalf("a tampered payload: %v, want ErrTrustSignature", err)
 	}
 	// A PEM bundle (the format from before) and junk are not signed states.
 	for _, junk := range [][]byte{pki.EncodeCert(evil.Cert), []byte("garbage"), []byte("{}"), []byte(`{"payloadType":"x"}`)} {
-		if _, err := pki.VerifyTrust(junk, "joblet", []*x509Cert{root.Cert}, nil); err == nil {
+		if _, err := pki.VerifyTrust(junk, "joblet", []*x509Cert{root.Cert}, nil, nil); err == nil {
 			t.Fatalf("%q accepted", junk)
 		}
 	}
-	if _, err := pki.VerifyTrust([]byte("{"+strings.Repeat(" ", pki.MaxTrustSize)+"}"), "joblet", nil, nil); !errors.Is(err, pki.ErrTrustUnsigned) {
+	if _, err := pki.VerifyTrust([]byte("{"+strings.Repeat(" ", pki.MaxTrustSize)+"}"), "joblet", nil, nil, nil); !errors.Is(err, pki.ErrTrustUnsigned) {
 		t.Fatalf("an oversized state: %v", err)
 	}
 }
@@ -94,18 +94,18 @@ func TestTrustStateRollback(t *testing.T) {
 	anchors := []*x509Cert{root.Cert}
 	v5 := signTrust(t, pki.NewTrustState("joblet", 5, anchors, nil, big.NewInt(1), now), root)
 	v6 := signTrust(t, pki.NewTrustState("joblet", 6, anchors, nil, big.NewInt(2), now), root)
-	held, err := pki.VerifyTrust(v6, "joblet", anchors, nil)
+	held, err := pki.VerifyTrust(v6, "joblet", anchors, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := pki.VerifyTrust(v5, "joblet", anchors, held); !errors.Is(err, pki.ErrTrustRollback) {
+	if _, err := pki.VerifyTrust(v5, "joblet", anchors, held, nil); !errors.Is(err, pki.ErrTrustRollback) {
 		t.Fatalf("an older version: %v, want ErrTrustRollback", err)
 	}
 	other6 := signTrust(t, pki.NewTrustState("joblet", 6, anchors, nil, big.NewInt(1), now), root)
-	if _, err := pki.VerifyTrust(other6, "joblet", anchors, held); !errors.Is(err, pki.ErrTrustRollback) {
+	if _, err := pki.VerifyTrust(other6, "joblet", anchors, held, nil); !errors.Is(err, pki.ErrTrustRollback) {
 		t.Fatalf("the same version with other content: %v, want ErrTrustRollback", err)
 	}
-	if _, err := pki.VerifyTrust(v6, "joblet", anchors, held); err != nil {
+	if _, err := pki.VerifyTrust(v6, "joblet", anchors, held, nil); err != nil {
 		t.Fatalf("the version held, again: %v", err)
 	}
 }
@@ -127,7 +127,7 @@ func TestTrustStateLineage(t *testing.T) {
 	}
 	last := roots[len(roots)-1]
 	data := signTrust(t, pki.NewTrustState("joblet", 9, []*x509Cert{last.Cert}, lineage, nil, now), last)
-	ts, err := pki.VerifyTrust(data, "joblet", []*x509Cert{roots[0].Cert}, nil)
+	ts, err := pki.VerifyTrust(data, "joblet", []*x509Cert{roots[0].Cert}, nil, nil)
 	if err != nil {
 		t.Fatalf("the first root's holder: %v", err)
 	}
@@ -135,10 +135,10 @@ func TestTrustStateLineage(t *testing.T) {
 		t.Fatal("the first root's pin finds no anchor in the lineage")
 	}
 	cut := signTrust(t, pki.NewTrustState("joblet", 9, []*x509Cert{last.Cert}, lineage[2:], nil, now), last)
-	if _, err := pki.VerifyTrust(cut, "joblet", []*x509Cert{roots[0].Cert}, nil); !errors.Is(err, pki.ErrTrustSignature) {
+	if _, err := pki.VerifyTrust(cut, "joblet", []*x509Cert{roots[0].Cert}, nil, nil); !errors.Is(err, pki.ErrTrustSignature) {
 		t.Fatalf("a broken lineage: %v, want ErrTrustSignature", err)
 	}
-	if _, err := pki.VerifyTrust(cut, "joblet", []*x509Cert{roots[1].Cert}, nil); err != nil {
+	if _, err := pki.VerifyTrust(cut, "joblet", []*x509Cert{roots[1].Cert}, nil, nil); err != nil {
 		t.Fatalf("the second root's holder, with the links after it: %v", err)
 	}
 }
@@ -166,7 +166,7 @@ func FuzzVerifyTrust(f *testing.F) {
 	f.Add(good)
 	f.Add([]byte("{}"))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		ts, err := pki.VerifyTrust(data, "joblet", []*x509Cert{root.Cert}, nil)
+		ts, err := pki.VerifyTrust(data, "joblet", []*x509Cert{root.Cert}, nil, nil)
 		if err == nil && !ts.Trusts(root.Cert) && len(ts.RootCerts()) == 0 {
 			t.Fatal("accepted a state with no root")
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -86,7 +87,10 @@ func (s *Server) offerTrust(ctx context.Context, data, crl []byte) (taken bool, 
 		s.metrics.crlOffers.WithLabelValues("rate_limited").Inc()
 		return false, "", s.refuseOffer(codes.ResourceExhausted, who, "too many offers: retry in a second")
 	}
-	if _, err := pki.VerifyTrust(data, cur.trust.Fleet, cur.trust.RootCerts(), cur.trust); err != nil {
+	if t, err := pki.VerifyTrust(data, cur.trust.Fleet, cur.trust.RootCerts(), cur.trust, cur.Revoked); err != nil || t.AheadOf(time.Now()) != "" {
+		if err == nil {
+			err = fmt.Errorf("%w: %s", pki.ErrTrustRollback, t.AheadOf(time.Now()))
+		}
 		s.metrics.crlOffers.WithLabelValues("refused").Inc()
 		return false, "", s.refuseOffer(codes.InvalidArgument, who, err.Error())
 	}
@@ -112,7 +116,7 @@ func (s *Server) installTrust(ctx context.Context, data, crl []byte, who string)
 	if cur.trust == nil {
 		return nil
 	}
-	t, err := pki.VerifyTrust(data, cur.trust.Fleet, cur.trust.RootCerts(), cur.trust)
+	t, err := pki.VerifyTrust(data, cur.trust.Fleet, cur.trust.RootCerts(), cur.trust, cur.Revoked)
 	if err != nil || t.Version <= cur.trust.Version {
 		return nil // a refresh took as new or newer meanwhile
 	}
