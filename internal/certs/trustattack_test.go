@@ -17,7 +17,6 @@ import (
 	"github.com/ehsaniara/joblet/internal/secretstore/storetest"
 )
 
-
 func evilCA(t *testing.T) *pki.CA {
 	t.Helper()
 	key, err := pki.GenerateKey(pki.ECDSAP256, nil)
