@@ -138,6 +138,10 @@ func (s *Server) installTrust(ctx context.Context, data, crl []byte, who string)
 	}
 	s.tls.set(creds)
 	s.log.Info("trust state taken from a caller", "caller", who, "version", t.Version, "previousVersion", cur.trust.Version, "trustedCAs", len(roots))
+	if crlPEM != cur.CRLPEM {
+		s.log.Info("CRL taken from a caller", "caller", who, "crlNumber", creds.CRLNumber.String(),
+			"previousNumber", numberText(cur), "revoked", len(creds.Revoked))
+	}
 	if gap := creds.CRLGap(); gap != "" {
 		s.log.Error("refusing every call", "reason", gap)
 	}
