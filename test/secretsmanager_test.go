@@ -46,7 +46,8 @@ func TestFirstAndJoiningNodeOnEC2(t *testing.T) {
 	}
 	first := harness.Count(proxy.Calls())
 	t.Logf("first node Secrets Manager calls: %v", first)
-	if want := len(certs.Names{Prefix: "joblet"}.All()); first["CreateSecret"] != want || first["BatchGetSecretValue"] != 1 || len(first) != 2 {
+	// Every shared secret, then the fleet's signed trust state.
+	if want := len(certs.Names{Prefix: "joblet"}.All()) + 1; first["CreateSecret"] != want || first["BatchGetSecretValue"] != 1 || len(first) != 2 {
 		t.Errorf("first node calls %v, want 1 BatchGetSecretValue and %d CreateSecret", first, want)
 	}
 

@@ -38,7 +38,7 @@ func TestSecretsManagerOptions(t *testing.T) {
 
 	// Existing secrets, replicated on request.
 	r := harness.MustRun(t, env, joblet, "certs", "replicate", "--replica-regions", "eu-west-1")
-	if !strings.Contains(r.Stdout, "replicated 12 secrets to eu-west-1") {
+	if !strings.Contains(r.Stdout, "replicated 13 secrets to eu-west-1") {
 		t.Fatalf("%s", r)
 	}
 	regions := awsCLI(t, "secretsmanager", "describe-secret", "--secret-id", "joblet/ca-cert", "--query", "ReplicationStatus[].Region", "--output", "text")
