@@ -85,7 +85,7 @@ func (fl *Fleet) RefreshClientConfig(ctx context.Context, path string, only pki.
 		if problem != "" && !slices.Contains(res.Problems, problem) {
 			res.Problems = append(res.Problems, problem)
 		}
-		node.Cert, node.Key, node.CA, node.CRL, node.Trust = c, k, es.trustPEM(), crl, es.docValue(node.Trust)
+		node.Cert, node.Key, node.CA, node.CRL, node.Trust = c, k, es.trustPEM(), crl, es.docValue()
 		updated = append(updated, name)
 	}
 	if len(updated) == 0 {

@@ -117,5 +117,5 @@ func (fl *Fleet) ClientNode(ctx context.Context, role pki.Role, address string) 
 	if err := checkClient(pair.Cert, role, s.trust, f.Now()); err != nil {
 		return nil, fmt.Errorf("%w: %s: %v", ErrInconsistentStore, n.ClientCert(role), err)
 	}
-	return &config.Node{Address: address, Cert: s.vals[n.ClientCert(role)], Key: s.vals[n.ClientKey(role)], CA: s.trustPEM(), CRL: s.vals[n.CRL()], Trust: s.docValue("")}, nil
+	return &config.Node{Address: address, Cert: s.vals[n.ClientCert(role)], Key: s.vals[n.ClientKey(role)], CA: s.trustPEM(), CRL: s.vals[n.CRL()], Trust: s.docValue()}, nil
 }

@@ -83,7 +83,7 @@ func (b *bootstrapper) join(ctx context.Context, st *state) (sh *shared, found f
 		b.f.Log.Info(msg)
 		b.res.Warnings = append(b.res.Warnings, msg)
 	}
-	sh = &shared{ca: pki.CA{Cert: st.ca}, caPEM: st.vals[n.CACert()], issuer: *st.nodeCA, trust: st.trust, crlPEM: st.vals[n.CRL()], doc: st.docValue("")}
+	sh = &shared{ca: pki.CA{Cert: st.ca}, caPEM: st.vals[n.CACert()], issuer: *st.nodeCA, trust: st.trust, crlPEM: st.vals[n.CRL()], doc: st.docValue()}
 	b.res.Items = append(b.res.Items,
 		item("CA Certificate", Retrieved, b.where(n.CACert()), st.ca),
 		item("Node-issuing CA", Retrieved, b.where(n.NodeCACert()), st.nodeCA.Cert))

@@ -113,7 +113,7 @@ func (fl *Fleet) RefreshNode(ctx context.Context, r NodeRefresh) (*NodeRefreshRe
 	if err != nil {
 		return nil, err
 	}
-	docVal := s.docValue(cfg.Security.TrustState)
+	docVal := s.docValue()
 	issuer, err := nodeIssuer(s, rootSigned)
 	if err != nil {
 		return nil, err

@@ -177,6 +177,8 @@ type state struct {
 	// doc is the signed trust state trust came from (truststate.go), nil
 	// for a fleet from before it.
 	doc *pki.TrustState
+	// docRaw is doc's envelope, byte for byte as verified (or held).
+	docRaw string
 	// replacedNodeCA is the node-issuing CA a re-key just replaced: listed
 	// in the next trust state while nodes move off it.
 	replacedNodeCA *x509.Certificate

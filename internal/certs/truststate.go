@@ -79,11 +79,14 @@ func (s *state) parseTrust(anchors []*x509.Certificate, held *pki.TrustState) {
 	if anchors == nil {
 		anchors = s.operatorAnchors()
 	}
-	s.doc = nil
+	s.doc, s.docRaw = nil, ""
 	// The store's CRL, unverified here (it is verified against the trust
 	// this decides): it can only cut links, never add one.
 	s.trust, s.doc, s.trustErr = trustOf(s.vals[s.n.Bundle()], s.ca, s.n, anchors, held, revokedSerials(s.vals[s.n.CRL()]), s.now)
 	if s.trustErr == nil {
+		if s.doc != nil {
+			s.docRaw = s.vals[s.n.Bundle()]
+		}
 		s.useTrust(s.trust)
 	}
 }
@@ -108,7 +111,7 @@ func (s *state) holdTrust(heldCA, heldDoc, heldCRL string) (problem string, err 
 		return "", s.trustErr
 	}
 	if !pki.IsSignedTrust([]byte(stored)) {
-		s.keepTrust(heldRoots, held)
+		s.keepTrust(heldRoots, held, heldDoc)
 		what := "is missing"
 		if stored != "" {
 			what = "holds no signed trust state"
@@ -117,36 +120,35 @@ func (s *state) holdTrust(heldCA, heldDoc, heldCRL string) (problem string, err 
 	}
 	trust, doc, terr := trustOf(stored, s.ca, s.n, heldRoots, held, revokedSerials(heldCRL), s.now)
 	if terr != nil {
-		s.keepTrust(heldRoots, held)
+		s.keepTrust(heldRoots, held, heldDoc)
 		return fmt.Sprintf("%v: ignored; keeping the %d CA(s) held", terr, len(heldRoots)), nil
 	}
-	s.doc = doc
+	s.doc, s.docRaw = doc, stored
 	s.useTrust(trust)
 	return "", nil
 }
 
-// keepTrust makes s trust what the reader holds.
-func (s *state) keepTrust(roots []*x509.Certificate, held *pki.TrustState) {
-	s.doc = held
+// keepTrust makes s trust what the reader holds (heldDoc, the envelope).
+func (s *state) keepTrust(roots []*x509.Certificate, held *pki.TrustState, heldDoc string) {
+	s.doc, s.docRaw = held, heldDoc
 	s.useTrust(roots)
 }
 
-// docPEM is the signed state the reader ends with ("" for a fleet from
-// before it): what a node or client stores beside its trust.
-func (s *state) docValue(heldDoc string) string {
-	switch {
-	case s.doc == nil:
+// docValue is the signed state the reader ends with, byte for byte as
+// verified or held ("" for a fleet from before it): what a node or client
+// stores beside its trust. Never the store's value unless that verified:
+// a forged state of the held version must not become the held one.
+func (s *state) docValue() string {
+	if s.doc == nil {
 		return ""
-	case pki.IsSignedTrust([]byte(s.vals[s.n.Bundle()])) && s.docFromStore():
-		return s.vals[s.n.Bundle()]
 	}
-	return heldDoc
+	return s.docRaw
 }
 
-// docFromStore reports whether s.doc is the store's state (not one held).
+// docFromStore reports whether s.doc is the store's state, verified (not
+// one held).
 func (s *state) docFromStore() bool {
-	t, err := pki.PeekTrust([]byte(s.vals[s.n.Bundle()]), s.n.Prefix)
-	return err == nil && s.doc != nil && t.Version == s.doc.Version
+	return s.doc != nil && s.docRaw != "" && s.docRaw == s.vals[s.n.Bundle()]
 }
 
 // signTrust writes a trust state trusting roots, signed by by (the CA
@@ -216,7 +218,7 @@ func (f *Fleet) signTrust(ctx context.Context, s *state, by *pki.CA, roots []*x5
 		return false, fmt.Errorf("write the signed trust state (%s): %w", n.Bundle(), err)
 	}
 	s.vals[n.Bundle()] = string(data)
-	s.doc = next
+	s.doc, s.docRaw = next, string(data)
 	return true, nil
 }
 

@@ -75,9 +75,12 @@ func TestWritesWithoutTheRootKeyChangeNoTrust(t *testing.T) {
 	}
 	_, forged := attackerState(t, real, 1<<40)
 	evil, _ := attackerState(t, real, 1)
+	heldDoc, _ := pki.PeekTrust([]byte(before.Security.TrustState), names.Prefix)
+	_, sameVersion := attackerState(t, real, heldDoc.Version)
 	cases := map[string]func(){
 		"a PEM bundle with a foreign CA": func() { st.Set(names.Bundle(), string(pki.EncodeCerts(evil.Cert, real))) },
 		"a state the attacker signed":    func() { st.Set(names.Bundle(), forged) },
+		"one with the held version":      func() { st.Set(names.Bundle(), sameVersion) },
 		"the fleet's older state":        func() { st.Set(names.Bundle(), older) },
 		"a deletion":                     func() { st.Delete(names.Bundle()) },
 		"junk":                           func() { st.Set(names.Bundle(), "{not json") },
@@ -85,12 +88,20 @@ func TestWritesWithoutTheRootKeyChangeNoTrust(t *testing.T) {
 	good, _ := st.Get(ctx, []string{names.Bundle()})
 	for what, write := range cases {
 		write()
+		// Twice: what one refresh keeps must not become what the next
+		// one trusts.
+		if _, err := op.RefreshNode(ctx, certs.NodeRefresh{ConfigPath: cfgPath, Force: true}); err != nil {
+			t.Fatalf("%s: the node's refresh failed: %v", what, err)
+		}
 		res, err := op.RefreshNode(ctx, certs.NodeRefresh{ConfigPath: cfgPath, Force: true})
 		if err != nil {
 			t.Fatalf("%s: the node's refresh failed: %v", what, err)
 		}
 		if res.TrustProblem == "" {
 			t.Errorf("%s: the node's refresh reported nothing", what)
+		}
+		if _, err := op.RefreshClientConfig(ctx, rnxPath, ""); err != nil {
+			t.Fatalf("%s: the client's refresh failed: %v", what, err)
 		}
 		cref, err := op.RefreshClientConfig(ctx, rnxPath, "")
 		if err != nil {
