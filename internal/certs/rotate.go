@@ -390,18 +390,9 @@ func (f *Fleet) moveCA(ctx context.Context, n Names, move func(context.Context, 
 	if err != nil {
 		return nil, err
 	}
-	if err := f.reissueClients(ctx, n, s, s.current); err != nil {
-		return nil, err
-	}
-	if err := f.reissueNodeCA(ctx, n, s, s.current); err != nil {
-		return nil, err
-	}
-	if err := f.resignCRL(ctx, n, s.vals[n.CRL()], s.trust, s.current); err != nil {
-		return nil, err
-	}
 	// The CA now current signs the trust state (the same roots), so the
 	// state is always signed by the current CA once a step completes.
-	if err := f.resignTrust(ctx, s.state, s.current, s.trust, nil); err != nil {
+	if err := f.reissueUnder(ctx, s, s.trust); err != nil {
 		return nil, err
 	}
 	return f.RotationStatus(ctx)
@@ -485,25 +476,15 @@ func (fl *Fleet) FinishRotation(ctx context.Context) (*RotationStatus, error) {
 	if err != nil {
 		return nil, err
 	}
-	n := s.n
 	switch s.phase {
 	case PhaseBegun:
 		return nil, fmt.Errorf("the new CA is still pending: run `rotate-ca promote` first")
 	case PhaseStable:
 		return f.RotationStatus(ctx) // already finished
 	}
-	if err := f.reissueClients(ctx, n, s, s.current); err != nil {
-		return nil, err
-	}
-	if err := f.reissueNodeCA(ctx, n, s, s.current); err != nil {
-		return nil, err
-	}
-	// Before the old CA leaves the trust: a CRL it signed would then be
-	// unverifiable.
-	if err := f.resignCRL(ctx, n, s.vals[n.CRL()], s.trust, s.current); err != nil {
-		return nil, err
-	}
-	if err := f.resignTrust(ctx, s.state, s.current, []*x509.Certificate{s.current.Cert}, nil); err != nil {
+	// The CRL is re-signed before the old CA leaves the trust: a CRL it
+	// signed would then be unverifiable.
+	if err := f.reissueUnder(ctx, s, []*x509.Certificate{s.current.Cert}); err != nil {
 		return nil, err
 	}
 	return f.RotationStatus(ctx)
@@ -601,16 +582,7 @@ func (f *Fleet) endAbortFromPromoted(ctx context.Context, n Names) (*RotationSta
 	if err != nil {
 		return nil, err
 	}
-	if err := f.reissueClients(ctx, n, s, s.current); err != nil {
-		return nil, err
-	}
-	if err := f.reissueNodeCA(ctx, n, s, s.current); err != nil {
-		return nil, err
-	}
-	if err := f.resignCRL(ctx, n, s.vals[n.CRL()], s.trust, s.current); err != nil {
-		return nil, err
-	}
-	if err := f.resignTrust(ctx, s.state, s.current, s.trust, nil); err != nil {
+	if err := f.reissueUnder(ctx, s, s.trust); err != nil {
 		return nil, err
 	}
 	return f.rebridge(ctx)
@@ -651,4 +623,23 @@ func (f *Fleet) rebridge(ctx context.Context) (*RotationStatus, error) {
 		}
 	}
 	return f.RotationStatus(ctx)
+}
+
+// reissueUnder brings what the current CA signs in line with it after a
+// rotation step: the role client certificates, the node-issuing CA, the
+// CRL (verified against the trust s read), then the trust state trusting
+// roots, signed by the current CA. Each is written only when it is not
+// already so, so a re-run after a crash completes the step.
+func (f *Fleet) reissueUnder(ctx context.Context, s *rotation, roots []*x509.Certificate) error {
+	n := s.n
+	if err := f.reissueClients(ctx, n, s, s.current); err != nil {
+		return err
+	}
+	if err := f.reissueNodeCA(ctx, n, s, s.current); err != nil {
+		return err
+	}
+	if err := f.resignCRL(ctx, n, s.vals[n.CRL()], s.trust, s.current); err != nil {
+		return err
+	}
+	return f.resignTrust(ctx, s.state, s.current, roots, nil)
 }
