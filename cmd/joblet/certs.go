@@ -50,6 +50,7 @@ const (
 // defaults from its environment variable.
 type storeFlags struct {
 	useSM, store, prefix, region, kmsKey, replicas, caKMS string
+	pin                                                   string
 	tags                                                  tagFlags
 	timeout                                               time.Duration
 }
@@ -63,6 +64,7 @@ func addStoreFlags(fs *pflag.FlagSet, set storeSet) *storeFlags {
 	fs.StringVar(&sf.region, "region", config.EnvOr("EC2_REGION", os.Getenv("AWS_REGION")), "AWS region of Secrets Manager (env EC2_REGION, then AWS_REGION; default: the instance's)")
 	backend.PrefixFlag(fs, &sf.prefix)
 	fs.DurationVar(&sf.timeout, "timeout", sf.timeout, "the longest the command may take, retries included (env JOBLET_TIMEOUT)")
+	fs.StringVar(&sf.pin, "ca-fingerprint", config.EnvOr("JOBLET_CA_FINGERPRINT", ""), "SHA-256 fingerprint of the fleet's root CA certificate, as `joblet certs init` prints it (hex, colons and `sha256:` optional): a store whose root it does not reach (itself, or through the signed trust state's rotations) is refused, nothing written (env JOBLET_CA_FINGERPRINT)")
 	if set&withDirStore != 0 {
 		fs.StringVar(&sf.store, "store", config.EnvOr("JOBLET_STORE", ""), "shared store for an on-prem fleet: dir:PATH (env JOBLET_STORE)")
 	}
@@ -87,6 +89,9 @@ func (sf *storeFlags) context() (context.Context, context.CancelFunc) {
 // open checks the flags and resolves the store they name (home holds the
 // embedded mode's local store).
 func (sf *storeFlags) open(ctx context.Context, home string, log *slog.Logger) (*backend.ResolvedStore, error) {
+	if _, err := sf.parsedPin(); err != nil {
+		return nil, err
+	}
 	var replicas []string
 	for _, r := range pki.SplitList(sf.replicas) {
 		if r = strings.TrimSpace(r); r != "" {
@@ -109,7 +114,20 @@ func (sf *storeFlags) caKey(storeRegion string) certs.CAKeyRef {
 // fleet is the fleet the flags name, in the resolved store; its CA key is
 // opened through KMS where the store is Secrets Manager.
 func (sf *storeFlags) fleet(rs *backend.ResolvedStore, log *slog.Logger) *certs.Fleet {
-	return &certs.Fleet{Store: rs.Store, StoreDesc: rs.Desc, Prefix: sf.prefix, OpenKMS: kms.OpenerFor(rs.Ref), KMSRegion: rs.Ref.Region, Log: log}
+	pin, _ := sf.parsedPin() // checked by open
+	return &certs.Fleet{Store: rs.Store, StoreDesc: rs.Desc, Prefix: sf.prefix, OpenKMS: kms.OpenerFor(rs.Ref), KMSRegion: rs.Ref.Region, Log: log, Pin: pin}
+}
+
+// parsedPin is the root --ca-fingerprint pins, nil when not given.
+func (sf *storeFlags) parsedPin() (*pki.Pin, error) {
+	if sf.pin == "" {
+		return nil, nil
+	}
+	pin, err := pki.ParsePin(sf.pin)
+	if err != nil {
+		return nil, usagef("--ca-fingerprint/JOBLET_CA_FINGERPRINT: %v", err)
+	}
+	return &pin, nil
 }
 
 // openFleet resolves the store the flags name (home holds an embedded

@@ -111,7 +111,6 @@ func addBootFlags(fs *pflag.FlagSet, set storeSet) *bootFlags {
 	fs.StringVar(&f.nodeID, "node-id", config.EnvOr("JOBLET_NODE_ID", ""), "node id (env JOBLET_NODE_ID; default: kept from the existing config, else the EC2 instance id, else generated)")
 	fs.BoolVar(&f.asJSON, "json", false, "print the result as JSON")
 	settingsFlag(fs, &f.settings)
-	fs.StringVar(&f.pin, "ca-fingerprint", config.EnvOr("JOBLET_CA_FINGERPRINT", ""), "SHA-256 fingerprint of the fleet's root CA certificate, as `joblet certs init` prints it (hex, colons and `sha256:` optional): a store whose root is another is refused, nothing written (env JOBLET_CA_FINGERPRINT)")
 	fs.BoolVar(&f.reconfigure, "reconfigure", false, "allow a re-run to move this node's listen address or port, change its node id, or drop or add a name of its server certificate; without it such a run is refused (settings not given are kept from the node's config)")
 	fs.StringVar(&f.permit, "permit-server-names", config.EnvOr("JOBLET_PERMIT_SERVER_NAMES", ""), "when this node creates the fleet (no certs init): comma list of DNS names, IP addresses and CIDR ranges the fleet's node-issuing CA may sign server certificates for, besides the defaults (private ranges, loopback, localhost, joblet, .internal) and this node's names (env JOBLET_PERMIT_SERVER_NAMES; later: joblet certs node-ca --permit-server-names)")
 	fs.BoolVar(&f.moveNode, "move-node", false, "move this node to a fleet whose CA it does not trust (its configs are replaced); without it such a run is refused")
@@ -140,12 +139,8 @@ func (f *bootFlags) options(log *slog.Logger) (bootOptions, error) {
 		o.AdditionalNames, o.Given = append([]string{}, pki.SplitList(f.extra)...), o.Given|certs.GivenAdditionalNames
 	}
 	var err error
-	if f.pin != "" {
-		pin, err := pki.ParsePin(f.pin)
-		if err != nil {
-			return o, usagef("--ca-fingerprint/JOBLET_CA_FINGERPRINT: %v", err)
-		}
-		o.Pin = &pin
+	if o.Pin, err = f.sf.parsedPin(); err != nil {
+		return o, err
 	}
 	if o.PermitNames, err = pki.ParseNameConstraints(pki.SplitList(f.permit)); err != nil {
 		return o, usagef("--permit-server-names/JOBLET_PERMIT_SERVER_NAMES: %v", err)

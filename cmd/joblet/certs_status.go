@@ -46,7 +46,11 @@ or is out of sync; 2: expired, broken or the store is unreachable.`,
 			// The operator's copy and the per-role files a node keeps to hand out.
 			o.RnxConfigs, _ = filepath.Glob(filepath.Join(home, "config", "rnx-config*.yml"))
 		}
-		fl := &certs.Fleet{Prefix: sf.prefix, StoreDesc: "store", Log: c.log}
+		pin, err := sf.parsedPin()
+		if err != nil {
+			return err
+		}
+		fl := &certs.Fleet{Prefix: sf.prefix, StoreDesc: "store", Log: c.log, Pin: pin}
 		ctx, cancel := sf.context()
 		defer cancel()
 		// A node's own config says where its store is; otherwise the flags do.

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/ehsaniara/joblet/internal/pki"
+	"github.com/ehsaniara/joblet/internal/secretstore"
 )
 
 // Revocation is one entry of the CRL, for status and revoke's output.
@@ -105,9 +106,25 @@ func (f *Fleet) revokeOnce(ctx context.Context, serial *big.Int, reason int) ([]
 			}
 		}
 	}
+	// The same for every version in the secret's history that is not
+	// older than the newest verified one (an older CRL put back twice
+	// makes the previous version the older one too).
+	if h, ok := f.Store.(secretstore.Historian); ok && vals[n.CRL()] != "" {
+		newest, seen, err := crlHistory(ctx, h, n.CRL(), s.trust)
+		if err != nil {
+			return nil, err
+		}
+		for _, c := range seen {
+			entries = mergeEntries(entries, c.RevokedCertificateEntries)
+		}
+		if newest != nil && (number == nil || newest.Number.Cmp(number) > 0) {
+			f.Log.Warn("the store's CRL is older than one in its history: merging the newer one's revocations back", "secret", n.CRL(), "current", numText(number), "newest", numText(newest.Number))
+			number = newest.Number
+		}
+	}
 	// Listed in the current CRL: nothing to write. Listed only in the
 	// version it replaced: written again (merged), or it stays lost.
-	if s.revoked[serial.Text(16)] {
+	if s.revoked[serial.Text(16)] && len(entries) == len(s.revs) {
 		return revocations(entries), nil
 	}
 	if !slices.ContainsFunc(entries, func(e x509.RevocationListEntry) bool { return e.SerialNumber.Cmp(serial) == 0 }) {
@@ -211,4 +228,31 @@ func revokedIn(crlPEM string, trust []*x509.Certificate, name string) (map[strin
 		return nil, nil, inconsistent(name, err)
 	}
 	return pki.RevokedSerials(crl), revocations(crl.RevokedCertificateEntries), nil
+}
+
+// crlHistory reads the CRL's history, newest created first, and returns
+// the newest CRL in it that trust signed and every verified CRL read on the
+// way. Like the trust state's walk (operatortrust.go), it stops at a
+// version created before the newest verified one was signed (signingSkew).
+func crlHistory(ctx context.Context, h secretstore.Historian, name string, trust []*x509.Certificate) (*x509.RevocationList, []*x509.RevocationList, error) {
+	var newest *x509.RevocationList
+	var seen []*x509.RevocationList
+	err := h.History(ctx, name, func(v secretstore.Version) bool {
+		if newest != nil && v.Created.Before(newest.ThisUpdate.Add(-signingSkew)) {
+			return false
+		}
+		c, err := pki.ParseCRL([]byte(v.Value), trust)
+		if err != nil || c.Number == nil {
+			return true
+		}
+		seen = append(seen, c)
+		if newest == nil || c.Number.Cmp(newest.Number) > 0 {
+			newest = c
+		}
+		return true
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("read the history of %s (to tell an older CRL put back; the operator's policy, `joblet certs iam-policy --for rotation`, grants secretsmanager:ListSecretVersionIds): %w", name, err)
+	}
+	return newest, seen, nil
 }

@@ -69,6 +69,11 @@ type scope struct {
 	// the last write replaced, for a revoke's merge). Best effort: a store
 	// that refuses them leaves them empty.
 	previousCA, previousCRL bool
+	// operator: an operator's read (also every read with bothKeys): its
+	// trust comes from the pin when given and the newest state in the
+	// store's history (operatortrust.go); fullHistory walks all of it
+	// (status).
+	operator, fullHistory bool
 }
 
 // asBefore13 is sc as a policy from before the node-issuing CA grants it
@@ -179,6 +184,14 @@ type state struct {
 	doc *pki.TrustState
 	// docRaw is doc's envelope, byte for byte as verified (or held).
 	docRaw string
+	// rolledBack says that the store's current trust state is older than
+	// one in its history, which doc now is (an operator's read).
+	rolledBack string
+	// foreign are the times of states in the bundle's history signed by a
+	// key outside doc's lineage (status's full walk).
+	foreign []time.Time
+	// historyErr: the bundle's history could not be read (status).
+	historyErr error
 	// replacedNodeCA is the node-issuing CA a re-key just replaced: listed
 	// in the next trust state while nodes move off it.
 	replacedNodeCA *x509.Certificate
@@ -240,6 +253,11 @@ func (f *Fleet) readState(ctx context.Context, sc scope) (*state, error) {
 	}
 	s.caKey = f.kmsKey(vals[n.CAKMSKey()])
 	s.parse(sc.roles)
+	if sc.operator || sc.bothKeys {
+		if err := f.operatorTrust(ctx, s, sc.fullHistory); err != nil {
+			return nil, err
+		}
+	}
 	if sc.previousCA {
 		if prev, err := f.Store.GetStage(ctx, []string{n.CACert(), n.Bundle()}, secretstore.Previous); err == nil {
 			s.previous, _ = pki.ParseCert([]byte(prev[n.CACert()]))

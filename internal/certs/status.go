@@ -152,6 +152,9 @@ func (f *Fleet) observe(ctx context.Context, o StatusOptions) *observed {
 		}
 	}
 	sc.orBefore13 = true // an upgraded node on its policy from before the node-issuing CA
+	// An operator's status walks the trust state's whole history: an
+	// older state put back, or one signed by a foreign root, is Broken.
+	sc.operator, sc.fullHistory = !obs.node, !obs.node
 	s, err := f.readState(ctx, sc)
 	if err != nil {
 		obs.storeErr = err
@@ -332,6 +335,20 @@ func (g *grader) trustState(s *state) {
 		g.rep.raise(Attention, fmt.Sprintf("%s has a pending CA (%s) that the current root has not cross-signed: a `rotate-ca begin` interrupted before its cross certificate (run it again: it completes only the CA its rotation record names), or a write without the root key (then `rotate-ca abort` drops it)", n.CACert(), pki.Fingerprint(p)))
 	}
 	g.rep.TrustVersion = s.doc.Version
+	if s.rolledBack != "" {
+		g.rep.raise(Broken, s.rolledBack)
+	}
+	if len(s.foreign) > 0 {
+		// Attention, not Broken: without a pin, a state someone signed
+		// with a key of their own (refused by every reader, harmless once
+		// past) and the fleet's own states seen from a swapped root look
+		// alike; the pin tells them apart (a swapped root is then refused).
+		g.rep.raise(Attention, fmt.Sprintf("the history of %s holds %d signed trust state(s) from a key outside this root's lineage (the newest stored %s): someone signed one with a key of their own (readers refuse it), or this store's root was replaced without a rotation. Run status with the fingerprint `joblet certs init` printed (JOBLET_CA_FINGERPRINT) to tell which",
+			n.Bundle(), len(s.foreign), slices.MaxFunc(s.foreign, time.Time.Compare).UTC().Format(time.RFC3339)))
+	}
+	if s.historyErr != nil {
+		g.rep.raise(Attention, fmt.Sprintf("%v: status cannot tell an older trust state put back", s.historyErr))
+	}
 	if err := s.rootVouched(); err != nil {
 		g.rep.raise(Broken, err.Error())
 	}

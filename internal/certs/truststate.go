@@ -405,7 +405,9 @@ func (b *bootstrapper) ensureTrustState(ctx context.Context, vals map[string]str
 	if err != nil {
 		return err
 	}
-	if err := b.f.Store.Create(ctx, n.Secret(n.Bundle(), doc)); err != nil {
+	// Retried like every create of a fleet starting at once (a burst
+	// throttles creates; the node that made the fleet must finish it).
+	if err := b.createOrAdopt(ctx, n.Bundle(), doc); err != nil {
 		if !errors.Is(err, secretstore.ErrExist) {
 			return fmt.Errorf("write the fleet's signed trust state (%s): %w", n.Bundle(), err)
 		}

@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"regexp"
 	"strings"
+	"time"
 )
 
 // Store is a named set of secrets with versions.
@@ -132,4 +133,23 @@ func ValueVersions(vals map[string]string) map[string]string {
 		out[n] = hex.EncodeToString(sum[:])
 	}
 	return out
+}
+
+// Version is one stored version of a secret.
+type Version struct {
+	Value   string
+	Created time.Time // when the store created this version
+}
+
+// Historian is a Store that keeps a secret's older versions beyond the
+// previous one (Secrets Manager keeps up to about 100, deprecated ones
+// included). Someone who can write a secret can put an older value back
+// as often as they like, so the previous version alone cannot tell a
+// rollback: a signer that must never sign from an older state than it
+// signed before walks the history.
+type Historian interface {
+	// History calls visit with each version of name the store still
+	// holds, the newest created first, until visit returns false. A
+	// missing secret has no versions.
+	History(ctx context.Context, name string, visit func(Version) bool) error
 }
