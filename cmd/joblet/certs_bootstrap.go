@@ -88,7 +88,7 @@ type bootFlags struct {
 	sf                                                           *storeFlags
 	home, force, keyType, caLife, clientLife, serverLife         string
 	serverAddr, listenAddr, port, extra, public, nodeID, metrics string
-	settings, pin, permit                                        string
+	settings, permit                                             string
 	refresh                                                      time.Duration
 	asJSON, moveNode, reconfigure                                bool
 }
