@@ -50,6 +50,9 @@ func (c *cli) renewCmd() *cobra.Command {
 		if err != nil {
 			return err
 		}
+		if res.RenewProblem != "" {
+			return fmt.Errorf("not renewed: %s", res.RenewProblem)
+		}
 		if asJSON {
 			return printJSON(c.stdout, renewed{Config: path, Store: fl.StoreDesc, Serial: res.Serial, NotAfter: res.NotAfter.UTC(), TrustChanged: res.TrustChanged, Trust: res.Trust})
 		}

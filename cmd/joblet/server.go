@@ -126,6 +126,11 @@ func storeRefresher(path string, cfg *config.Server, log *slog.Logger) func(cont
 			// cannot be verified; this node keeps enforcing the one it has.
 			log.Error("the store's CRL was not taken", "problem", res.CRLProblem)
 		}
+		if res.RenewProblem != "" {
+			// Loud: the store's CA or node-issuing CA is unusable (a write
+			// without the root key, or a step interrupted).
+			log.Error("the server certificate cannot be renewed from the store", "problem", res.RenewProblem)
+		}
 		if res.TrustProblem != "" {
 			// Loud: someone wrote garbage where the fleet's trust is kept.
 			log.Error("the store's trust bundle was not taken", "problem", res.TrustProblem)

@@ -49,6 +49,10 @@ type NodeRefreshResult struct {
 	// does not parse): the node keeps the trust it holds, and the caller
 	// reports this loudly.
 	TrustProblem string
+	// RenewProblem says why the certificate could not be renewed (the
+	// store's CA or node-issuing CA unusable) although the CRL and trust
+	// state were taken: the caller reports it loudly.
+	RenewProblem string
 }
 
 // RefreshNode reads the current CA and the trust bundle from the store,
@@ -104,8 +108,17 @@ func (fl *Fleet) RefreshNode(ctx context.Context, r NodeRefresh) (*NodeRefreshRe
 	}
 	// The CA and the trust must be usable; a CRL problem does not stop the
 	// trust changes (a node must never keep a retired CA because of it).
+	// A node that holds a signed trust state takes its newer state and CRL
+	// even when the store's CA or node-issuing CA is unusable (one write
+	// without the root key would otherwise stop every node taking a
+	// revocation): only its renewal waits (RenewProblem).
+	signedHeld := cfg.Security.TrustState != ""
+	var renewErr error
 	if s.caErr != nil {
-		return nil, s.caErr
+		if !signedHeld {
+			return nil, s.caErr
+		}
+		renewErr = s.caErr
 	}
 	// Only a trust state signed by a root this node holds changes its
 	// trust; anything else in the store is ignored and reported.
@@ -114,9 +127,14 @@ func (fl *Fleet) RefreshNode(ctx context.Context, r NodeRefresh) (*NodeRefreshRe
 		return nil, err
 	}
 	docVal := s.docValue()
-	issuer, err := nodeIssuer(s, rootSigned)
-	if err != nil {
-		return nil, err
+	var issuer *pki.CA
+	if renewErr == nil {
+		if issuer, err = nodeIssuer(s, rootSigned); err != nil {
+			if !signedHeld {
+				return nil, err
+			}
+			renewErr = err
+		}
 	}
 	vals, trust := s.vals, s.trust
 	crlPEM, crlProblem := newestCRL(cfg.Security.CRL, vals[names.CRL()], s.crlErr, names.CRL(), s.trust)
@@ -134,6 +152,16 @@ func (fl *Fleet) RefreshNode(ctx context.Context, r NodeRefresh) (*NodeRefreshRe
 	}
 	res.CRLProblem, res.TrustProblem = crlProblem, trustProblem
 	res.TrustChanged = !pki.SameCertSet(cfg.Security.CACert, trust) || cfg.Security.CRL != crlPEM || cfg.Security.TrustState != docVal
+	if renewErr != nil {
+		res.RenewProblem = fmt.Sprintf("%v: the CRL and the trust state were still taken; the server certificate is not renewed until the store is repaired", renewErr)
+		leaf := oldLeaf
+		res.Serial, res.NotAfter = pki.SerialHex(leaf.SerialNumber), leaf.NotAfter
+		if !res.TrustChanged {
+			return res, nil
+		}
+		cfg.Security.CACert, cfg.Security.CRL, cfg.Security.TrustState = trustPEM, crlPEM, docVal
+		return res, writeServer(r.ConfigPath, cfg)
+	}
 
 	leaf := oldLeaf
 	issuerCert := s.ca
@@ -186,6 +214,15 @@ func (fl *Fleet) RefreshNode(ctx context.Context, r NodeRefresh) (*NodeRefreshRe
 	}
 	c.remember(before, b, issuerCert, res)
 	return res, nil
+}
+
+// writeServer writes cfg to path, atomically.
+func writeServer(path string, cfg *config.Server) error {
+	b, err := cfg.Marshal()
+	if err != nil {
+		return err
+	}
+	return atomicfile.WriteFile(path, b, 0o600)
 }
 
 // readNode reads what a node refresh needs with sc. A node still serving a

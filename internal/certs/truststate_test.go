@@ -268,3 +268,42 @@ func TestTrustStateListsServingNodeCAs(t *testing.T) {
 		t.Fatal("the state refuses a chain through a node-issuing CA it lists")
 	}
 }
+
+// One write without the root key to ca-cert or node-ca-cert (junk) stopped
+// every node's refresh, so no node took a revocation made after it. A node
+// that holds a signed trust state now takes the newer CRL and state anyway;
+// only its renewal waits, and it says why.
+func TestBrokenCAStillLetsNodesTakeTheCRL(t *testing.T) {
+	for _, secret := range []string{names.CACert(), names.NodeCACert()} {
+		t.Run(secret, func(t *testing.T) {
+			ctx := context.Background()
+			st := storetest.NewMemoryStore()
+			o := opts(t, st)
+			bootstrap(t, o)
+			path := filepath.Join(o.Home, "config", "joblet-config.yml")
+			op := &certs.Fleet{Store: st}
+			if _, err := op.Revoke(ctx, big.NewInt(0x4242), 1); err != nil {
+				t.Fatal(err)
+			}
+			st.Set(secret, "junk")
+			res, err := op.RefreshNode(ctx, certs.NodeRefresh{ConfigPath: path})
+			if err != nil {
+				t.Fatalf("refresh with junk in %s: %v", secret, err)
+			}
+			if !strings.Contains(res.RenewProblem, secret) || res.Renewed {
+				t.Fatalf("refresh with junk in %s: renewed %v, problem %q, want the problem named and no renewal", secret, res.Renewed, res.RenewProblem)
+			}
+			cfg, err := config.LoadServer(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			crl, err := pki.ParseCRLUnverified([]byte(cfg.Security.CRL))
+			if err != nil || len(crl.RevokedCertificateEntries) != 1 || crl.RevokedCertificateEntries[0].SerialNumber.Int64() != 0x4242 {
+				t.Fatalf("the node did not take the CRL made before the junk write: %v", err)
+			}
+			if forced, err := op.RefreshNode(ctx, certs.NodeRefresh{ConfigPath: path, Force: true}); err != nil || forced.Renewed {
+				t.Fatalf("a forced renewal from a junk %s: %+v %v, want none", secret, forced, err)
+			}
+		})
+	}
+}
