@@ -10,10 +10,20 @@ cd "$(dirname "$0")/.."
 . scripts/lib/deps.sh
 unset GOBIN
 
+phase() { echo "== $1 (at ${SECONDS}s)"; }
+phase "gofmt, go vet"
 unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
 [ -z "$unformatted" ] || fail "gofmt would change: $unformatted"
 go vet ./...
-go test -race -count=1 -timeout 50m ./... "$@"
+# go test's own output (standard-quiet), every event kept: the run ends
+# with the tests that took longest, failed or not.
+phase "tests"
+rc=0
+"$GOTESTSUM" --format standard-quiet --jsonfile .tmp/test-events.json -- -race -count=1 -timeout 50m ./... "$@" || rc=$?
+echo "== slowest tests (over 20 s):"
+"$GOTESTSUM" tool slowest --jsonfile .tmp/test-events.json --threshold 20s || true
+[ "$rc" = 0 ] || exit "$rc"
+phase "fuzz"
 
 # Every fuzz target, briefly (JOBLET_FUZZTIME, default 50000 executions
 # each); a crash it finds is saved under testdata/fuzz and fails the run.
@@ -24,3 +34,4 @@ for pkg in ./internal/pki ./internal/config; do
     go test -run '^$' -fuzz "^${target}\$" -fuzztime "${JOBLET_FUZZTIME:-50000x}" "$pkg"
   done
 done
+phase "done"

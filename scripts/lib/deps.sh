@@ -62,6 +62,17 @@ if [ ! -x "$GOBIN/grpcurl" ] || [ "$(cat "$GOBIN/.grpcurl.version" 2>/dev/null)"
 fi
 export GRPCURL="$GOBIN/grpcurl"
 
+# gotestsum, pinned, the same way: runs the tests with go test's own output
+# and keeps every event, so a run ends with its slowest tests (CI time).
+gotestsum_version=v1.13.0
+if [ ! -x "$GOBIN/gotestsum" ] || [ "$(cat "$GOBIN/.gotestsum.version" 2>/dev/null)" != "$gotestsum_version" ]; then
+  echo "installing gotestsum $gotestsum_version"
+  go install "gotest.tools/gotestsum@$gotestsum_version" \
+    || fail "could not install gotestsum $gotestsum_version from the Go module proxy"
+  echo "$gotestsum_version" > "$GOBIN/.gotestsum.version"
+fi
+export GOTESTSUM="$GOBIN/gotestsum"
+
 # nfpm, pinned, the same way: scripts/package.sh builds the packages with
 # it (TestPackage); installed here so that a failure shows before the tests.
 # shellcheck source=scripts/lib/nfpm.sh
