@@ -111,6 +111,9 @@ func TestWriteBenchmarks(t *testing.T) {
 	if want("rest") {
 		restSection(t, &md)
 	}
+	if want("revoke") {
+		revokeSection(t, &md)
+	}
 	if want("serving") {
 		servingSection(t, &md, false)
 	} else if want("calls") {
