@@ -3,6 +3,8 @@ package test
 import (
 	"context"
 	"crypto/x509"
+	"fmt"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -195,5 +197,57 @@ func TestRevokeMergesTheNewestCRLInHistory(t *testing.T) {
 	}
 	if crl.Number.Cmp(newer) <= 0 {
 		t.Errorf("the CRL after a rollback is number %s, not above the newest genuine one (%s): nodes holding that one refuse it", crl.Number, newer)
+	}
+}
+
+// A node that joins while an older trust state and CRL were put back (each
+// twice) takes them at its join, which reads the current versions once.
+// Its server's first refresh looks once at the secrets' history and takes
+// the newest it can verify: from then on it refuses what the fleet revoked
+// before the rollback.
+func TestJoinDuringARollbackTakesTheNewestAtFirstRefresh(t *testing.T) {
+	moto.Reset(t)
+	joblet, rnx := harness.Bins(t)
+	lb := fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t))
+	homeA, _, envA := smNode(t, moto.URL, "JOBLET_PUBLIC_ADDRESS="+lb)
+	harness.MustRun(t, envA, joblet, "certs", "bootstrap")
+	get := func(name string) string {
+		got, err := smClient(moto.URL).GetSecretValue(context.Background(), &sm.GetSecretValueInput{SecretId: aws.String(name)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return aws.ToString(got.SecretString)
+	}
+	// A first revocation makes the CRL; the state and CRL it leaves are
+	// the ones put back after the second.
+	developer := filepath.Join(homeA, "config", "rnx-config-developer.yml")
+	harness.MustRun(t, envA, joblet, "certs", "revoke", "--serial", readerSerial(t, developer))
+	oldState, oldCRL := get("joblet/ca-bundle"), get("joblet/crl")
+	reader := filepath.Join(homeA, "config", "rnx-config-reader.yml")
+	harness.MustRun(t, envA, joblet, "certs", "revoke", "--serial", readerSerial(t, reader))
+	for i := 0; i < 2; i++ {
+		putSecret(t, "joblet/ca-bundle", oldState)
+		putSecret(t, "joblet/crl", oldCRL)
+	}
+
+	homeB, portB, envB := smNode(t, moto.URL, "JOBLET_PUBLIC_ADDRESS="+lb)
+	harness.MustRun(t, envB, joblet, "certs", "bootstrap", "--refresh-interval", "1h")
+	if serverConfig(t, homeB).Security.TrustState != oldState {
+		t.Fatal("the join did not take the state put back: the test's premise is wrong")
+	}
+	srv := harness.Start(t, envB, joblet, "server", "--config", filepath.Join(homeB, "config", "joblet-config.yml"))
+	readerAtB := directConfig(t, reader, lb, fmt.Sprintf("127.0.0.1:%d", portB))
+	harness.Eventually(t, 20*time.Second, "the joined node refusing the reader revoked before the rollback", func() error {
+		r := harness.Run(t, harness.Env(), rnx, "--config", readerAtB, "job", "list")
+		if r.Code == 0 || !strings.Contains(r.Stderr, "revoked") {
+			return fmt.Errorf("exit %d: %s", r.Code, r)
+		}
+		return nil
+	})
+	if !strings.Contains(srv.Output(), "older than one in its history") {
+		t.Errorf("the node did not say it took the newest version from the history:\n%s", srv.Output())
+	}
+	if serverConfig(t, homeB).Security.TrustState == oldState {
+		t.Error("the node still holds the state put back")
 	}
 }

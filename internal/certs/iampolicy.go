@@ -91,14 +91,18 @@ func IAMPolicy(flow string, o PolicyOptions) (*Policy, error) {
 	// ListSecrets call per refresh at rest. It lists names and metadata,
 	// never a value, and takes no resource.
 	changed := Statement{Sid: "SeeWhatChanged", Effect: "Allow", Action: []string{"secretsmanager:ListSecrets"}, Resource: []string{"*"}}
+	// A running node looks once per start at the history of the trust
+	// state and the CRL (nodehistory.go): a newer version put over is read
+	// with GetSecretValue, which nodeRead grants.
+	history := Statement{Sid: "SeeNewerVersionsPutOver", Effect: "Allow", Action: []string{"secretsmanager:ListSecretVersionIds"}, Resource: arn(n.Bundle(), n.CRL())}
 	p := &Policy{Version: "2012-10-17"}
 	switch {
 	case flow == "node":
-		p.Statement = []Statement{batch, nodeRead, changed}
+		p.Statement = []Statement{batch, nodeRead, changed, history}
 	case flow == "node-transition":
 		rootKey := scope{caKey: true, key: caKey}.keyNames(n)
 		nodeRead.Resource = arn(append(nodeScope.names(n), rootKey...)...)
-		p.Statement = []Statement{batch, nodeRead, changed}
+		p.Statement = []Statement{batch, nodeRead, changed, history}
 	case flow == "bootstrap":
 		p.Statement = []Statement{batch, read, changed,
 			{Sid: "CreateSharedCertificates", Effect: "Allow", Action: []string{"secretsmanager:CreateSecret", "secretsmanager:TagResource"}, Resource: arn(append(all, n.Bundle())...)}}

@@ -30,6 +30,9 @@ type RefreshCache struct {
 	// noVersions: the store refused Versions (a policy without
 	// secretsmanager:ListSecrets); every refresh reads in full.
 	noVersions bool
+	// historyRead: this process looked once at the history of the trust
+	// state and the CRL (nodehistory.go), or the store cannot show it.
+	historyRead bool
 }
 
 // check asks the store for the versions of the watched names. It returns

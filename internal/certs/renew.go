@@ -126,6 +126,11 @@ func (fl *Fleet) RefreshNode(ctx context.Context, r NodeRefresh) (*NodeRefreshRe
 	if err != nil {
 		return nil, err
 	}
+	// Once per process: newer versions put over in the store's history
+	// (a node that joined during a rollback took the older one).
+	if !c.historyRead {
+		c.historyRead = f.newestFromHistory(ctx, s)
+	}
 	docVal := s.docValue()
 	var issuer *pki.CA
 	if renewErr == nil {

@@ -110,7 +110,7 @@ func (f *Fleet) revokeOnce(ctx context.Context, serial *big.Int, reason int) ([]
 	// older than the newest verified one (an older CRL put back twice
 	// makes the previous version the older one too).
 	if h, ok := f.Store.(secretstore.Historian); ok && vals[n.CRL()] != "" {
-		newest, seen, err := crlHistory(ctx, h, n.CRL(), s.trust)
+		newest, _, seen, err := crlHistory(ctx, h, n.CRL(), s.trust)
 		if err != nil {
 			return nil, err
 		}
@@ -231,11 +231,13 @@ func revokedIn(crlPEM string, trust []*x509.Certificate, name string) (map[strin
 }
 
 // crlHistory reads the CRL's history, newest created first, and returns
-// the newest CRL in it that trust signed and every verified CRL read on the
-// way. Like the trust state's walk (operatortrust.go), it stops at a
-// version created before the newest verified one was signed (signingSkew).
-func crlHistory(ctx context.Context, h secretstore.Historian, name string, trust []*x509.Certificate) (*x509.RevocationList, []*x509.RevocationList, error) {
+// the newest CRL in it that trust signed (and its PEM) and every verified
+// CRL read on the way. Like the trust state's walk (operatortrust.go), it
+// stops at a version created before the newest verified one was signed
+// (signingSkew).
+func crlHistory(ctx context.Context, h secretstore.Historian, name string, trust []*x509.Certificate) (*x509.RevocationList, string, []*x509.RevocationList, error) {
 	var newest *x509.RevocationList
+	var newestPEM string
 	var seen []*x509.RevocationList
 	err := h.History(ctx, name, func(v secretstore.Version) bool {
 		if newest != nil && v.Created.Before(newest.ThisUpdate.Add(-signingSkew)) {
@@ -247,12 +249,12 @@ func crlHistory(ctx context.Context, h secretstore.Historian, name string, trust
 		}
 		seen = append(seen, c)
 		if newest == nil || c.Number.Cmp(newest.Number) > 0 {
-			newest = c
+			newest, newestPEM = c, v.Value
 		}
 		return true
 	})
 	if err != nil {
-		return nil, nil, fmt.Errorf("read the history of %s (to tell an older CRL put back; the operator's policy, `joblet certs iam-policy --for rotation`, grants secretsmanager:ListSecretVersionIds): %w", name, err)
+		return nil, "", nil, fmt.Errorf("read the history of %s (to tell an older CRL put back; the operator's policy, `joblet certs iam-policy --for rotation`, grants secretsmanager:ListSecretVersionIds): %w", name, err)
 	}
-	return newest, seen, nil
+	return newest, newestPEM, seen, nil
 }
