@@ -40,37 +40,25 @@ need openssl || fail "openssl is missing: apt-get install openssl"
 need moto_server || fail "moto_server is missing: pip install 'moto[server]' (the machine image ships it)"
 need aws || fail "the aws CLI is missing: pip install awscli (the machine image ships it)"
 
-# The EC2 metadata mock, pinned, built from the Go module proxy into .tmp/bin.
-mock_version=v1.13.0
+# Go tools, each pinned and built from the Go module proxy into .tmp/bin
+# (again only when its version changes): go_tool NAME PACKAGE VERSION.
 export GOBIN="$PWD/.tmp/bin"
-if [ ! -x "$GOBIN/ec2-metadata-mock" ] || [ "$(cat "$GOBIN/.ec2-metadata-mock.version" 2>/dev/null)" != "$mock_version" ]; then
-  echo "installing ec2-metadata-mock $mock_version"
-  go install "github.com/aws/amazon-ec2-metadata-mock/cmd/ec2-metadata-mock@$mock_version" \
-    || fail "could not install ec2-metadata-mock $mock_version from the Go module proxy"
-  echo "$mock_version" > "$GOBIN/.ec2-metadata-mock.version"
-fi
+go_tool() {
+  if [ ! -x "$GOBIN/$1" ] || [ "$(cat "$GOBIN/.$1.version" 2>/dev/null)" != "$3" ]; then
+    echo "installing $1 $3"
+    go install "$2@$3" || fail "could not install $1 $3 from the Go module proxy (go install $2@$3)"
+    echo "$3" > "$GOBIN/.$1.version"
+  fi
+}
+# The EC2 metadata mock.
+go_tool ec2-metadata-mock github.com/aws/amazon-ec2-metadata-mock/cmd/ec2-metadata-mock v1.13.0
 export EC2_METADATA_MOCK="$GOBIN/ec2-metadata-mock"
-
-# grpcurl, pinned, the same way: a gRPC client nobody here wrote, for the
-# health and reflection tests.
-grpcurl_version=v1.9.3
-if [ ! -x "$GOBIN/grpcurl" ] || [ "$(cat "$GOBIN/.grpcurl.version" 2>/dev/null)" != "$grpcurl_version" ]; then
-  echo "installing grpcurl $grpcurl_version"
-  go install "github.com/fullstorydev/grpcurl/cmd/grpcurl@$grpcurl_version" \
-    || fail "could not install grpcurl $grpcurl_version from the Go module proxy"
-  echo "$grpcurl_version" > "$GOBIN/.grpcurl.version"
-fi
+# grpcurl: a gRPC client nobody here wrote, for the health and reflection tests.
+go_tool grpcurl github.com/fullstorydev/grpcurl/cmd/grpcurl v1.9.3
 export GRPCURL="$GOBIN/grpcurl"
-
-# gotestsum, pinned, the same way: runs the tests with go test's own output
-# and keeps every event, so a run ends with its slowest tests (CI time).
-gotestsum_version=v1.13.0
-if [ ! -x "$GOBIN/gotestsum" ] || [ "$(cat "$GOBIN/.gotestsum.version" 2>/dev/null)" != "$gotestsum_version" ]; then
-  echo "installing gotestsum $gotestsum_version"
-  go install "gotest.tools/gotestsum@$gotestsum_version" \
-    || fail "could not install gotestsum $gotestsum_version from the Go module proxy"
-  echo "$gotestsum_version" > "$GOBIN/.gotestsum.version"
-fi
+# gotestsum: runs the tests with go test's own output and keeps every
+# event, so a run ends with its slowest tests (CI time).
+go_tool gotestsum gotest.tools/gotestsum v1.13.0
 export GOTESTSUM="$GOBIN/gotestsum"
 
 # nfpm, pinned, the same way: scripts/package.sh builds the packages with
