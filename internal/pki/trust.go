@@ -166,15 +166,7 @@ func SignTrust(ctx context.Context, t *TrustState, ca *CA) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	es, err := dsse.NewEnvelopeSigner(rootSigner{ca})
-	if err != nil {
-		return nil, err
-	}
-	env, err := es.SignPayload(ctx, TrustPayloadType, body)
-	if err != nil {
-		return nil, fmt.Errorf("sign the trust state with the root %s: %w", Fingerprint(ca.Cert), err)
-	}
-	return json.MarshalIndent(env, "", "  ")
+	return SignEnvelope(ctx, TrustPayloadType, body, ca)
 }
 
 // IsSignedTrust reports whether data looks like a trust state envelope
