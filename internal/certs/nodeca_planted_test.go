@@ -375,3 +375,62 @@ func writeFile(t *testing.T, path string, b []byte) {
 		t.Fatal(err)
 	}
 }
+
+// Two scheduled runs at once, once the node-issuing CA is due: they end
+// with one matching pair that the store's trust state lists, whatever
+// order their writes interleave in; neither certifies the other's key
+// unless the trust state lists it.
+func TestConcurrentScheduledRekeys(t *testing.T) {
+	ctx := context.Background()
+	due := 7*24*time.Hour + time.Minute
+	outcomes := map[string]int{}
+	defer func() { t.Logf("40 runs in 20 pairs: %v", outcomes) }()
+	for round := range 20 {
+		st := storetest.NewMemoryStore()
+		o := opts(t, st)
+		bootstrap(t, o)
+		start := time.Now()
+		fl := &certs.Fleet{Store: st, Log: o.Log, Now: func() time.Time { return start.Add(due) }}
+		errs := make(chan error, 2)
+		steps := make(chan string, 2)
+		for range 2 {
+			go func() {
+				res, err := fl.RekeyNodeCAIfDue(ctx)
+				if err == nil {
+					steps <- res.Step
+				}
+				errs <- err
+			}()
+		}
+		for range 2 {
+			if err := <-errs; err != nil {
+				if !strings.Contains(err.Error(), "another run is re-keying it at the same time") {
+					t.Fatalf("round %d: %v", round, err)
+				}
+				outcomes["gave up"]++
+			}
+		}
+		close(steps)
+		for s := range steps {
+			outcomes[s]++
+		}
+		got, _ := st.Get(ctx, []string{names.NodeCAKey(), names.NodeCACert()})
+		key, _ := pki.ParseKey([]byte(got[names.NodeCAKey()]))
+		cert, _ := pki.ParseCert([]byte(got[names.NodeCACert()]))
+		if key == nil || cert == nil || pki.MatchesKey(cert, key) != nil {
+			// A run that gave up leaves it to the next: which completes it.
+			if _, err := fl.RekeyNodeCAIfDue(ctx); err != nil {
+				t.Fatalf("round %d, the next run: %v", round, err)
+			}
+			got, _ = st.Get(ctx, []string{names.NodeCAKey(), names.NodeCACert()})
+			key, _ = pki.ParseKey([]byte(got[names.NodeCAKey()]))
+			cert, _ = pki.ParseCert([]byte(got[names.NodeCACert()]))
+		}
+		if pki.MatchesKey(cert, key) != nil || !lists(storedTrust(t, st), cert) {
+			t.Fatalf("round %d: the pair is apart, or not listed", round)
+		}
+		if rep := fl.Status(ctx, certs.StatusOptions{}); rep.Level != certs.OK {
+			t.Fatalf("round %d: status: %q", round, rep.Problems)
+		}
+	}
+}
