@@ -174,11 +174,24 @@ func (f *Fleet) rekeyNodeCA(ctx context.Context, s *state, root *pki.CA, old *x5
 		if err != nil {
 			return nil, err
 		}
-		got, err := f.Store.Get(ctx, []string{n.NodeCACert(), n.NodeCAKey()})
+		got, err := f.Store.Get(ctx, []string{n.NodeCACert(), n.NodeCAKey(), n.Bundle()})
 		if err != nil {
 			return nil, fmt.Errorf("read the node-issuing CA back: %w", err)
 		}
 		if got[n.NodeCAKey()] == keyPEM && got[n.NodeCACert()] == string(pki.EncodeCert(nca.Cert)) {
+			if s.doc != nil && !listsNodeCA(got[n.Bundle()], n.Prefix, append(s.operatorAnchors(), root.Cert), nca.Cert) {
+				// Another writer of the trust state (a revoke, `trust
+				// sign`) read it before this re-key listed its CA and
+				// wrote after: this pair is ours, listed again from a
+				// fresh read.
+				s2, root2, err := f.readWithRoot(ctx, false)
+				if err != nil {
+					return nil, err
+				}
+				if err := f.listNodeCAs(ctx, s2, root2, nca, s2.listedOrNil(old)); err != nil {
+					return nil, err
+				}
+			}
 			return f.rekeyed(root, nca, old), nil
 		}
 		if s, root, err = f.readWithRoot(ctx, false); err != nil {
@@ -191,6 +204,13 @@ func (f *Fleet) rekeyNodeCA(ctx context.Context, s *state, root *pki.CA, old *x5
 			return nil, fmt.Errorf("%w: the node-issuing pair (%s, %s) changed under this re-key %d times: another run is re-keying it at the same time. Run this again once it ended", ErrInconsistentStore, n.NodeCAKey(), n.NodeCACert(), attempt)
 		}
 	}
+}
+
+// listsNodeCA: the trust state in bundle verifies from anchors and lists a
+// node-issuing CA for c's key.
+func listsNodeCA(bundle, prefix string, anchors []*x509.Certificate, c *x509.Certificate) bool {
+	t, err := pki.VerifyTrust([]byte(bundle), prefix, anchors, nil, nil)
+	return err == nil && slices.ContainsFunc(t.NodeCACerts(), func(l *x509.Certificate) bool { return pki.SameKey(l, c) })
 }
 
 // freshNodeCA makes the node-issuing CA a new key and writes it, in the

@@ -434,3 +434,54 @@ func TestConcurrentScheduledRekeys(t *testing.T) {
 		}
 	}
 }
+
+// staleSigner plays another writer of the trust state (a revoke, `certs
+// trust sign`) that read it before a re-key listed its new node-issuing CA
+// and writes after the re-key wrote its certificate: a newer version,
+// signed by the root, listing what it read.
+type staleSigner struct {
+	*storetest.MemoryStore
+	t     *testing.T
+	stale *pki.TrustState // what the other writer read; nil: disarmed
+}
+
+func (s *staleSigner) Put(ctx context.Context, name, value string) error {
+	if err := s.MemoryStore.Put(ctx, name, value); err != nil || name != names.NodeCACert() || s.stale == nil {
+		return err
+	}
+	v, _ := s.MemoryStore.Get(ctx, []string{names.CACert(), names.CAKey(), names.Bundle()})
+	cur, _ := pki.PeekTrust([]byte(v[names.Bundle()]), names.Prefix)
+	ca, _ := pki.ParseCert([]byte(v[names.CACert()]))
+	key, _ := pki.ParseKey([]byte(v[names.CAKey()]))
+	next := pki.NewTrustState(names.Prefix, cur.Version+1, s.stale.RootCerts(), s.stale.LineageCerts(), s.stale.MinCRL, time.Now()).WithNodeCAs(s.stale.NodeCACerts()...)
+	data, err := pki.SignTrust(ctx, next, &pki.CA{Cert: ca, Key: key})
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	s.stale = nil
+	return s.MemoryStore.Put(ctx, names.Bundle(), string(data))
+}
+
+// A trust state written by another step between a re-key's listing and
+// its read-back (from what that step read before) drops the new
+// node-issuing CA: the re-key lists it again, so nodes never renew from
+// one the store's state does not list.
+func TestRekeyListsItsCAAgainAfterAStaleTrustWrite(t *testing.T) {
+	ctx := context.Background()
+	st := &staleSigner{MemoryStore: storetest.NewMemoryStore(), t: t}
+	o := opts(t, st)
+	bootstrap(t, o)
+	st.stale = storedTrust(t, st.MemoryStore)
+	res, err := (&certs.Fleet{Store: st, Log: o.Log}).RekeyNodeCA(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.stale != nil {
+		t.Fatal("the other writer never wrote")
+	}
+	got, _ := st.Get(ctx, []string{names.NodeCACert()})
+	cert, _ := pki.ParseCert([]byte(got[names.NodeCACert()]))
+	if doc := storedTrust(t, st.MemoryStore); !lists(doc, cert) || pki.SerialHex(cert.SerialNumber) != res.NodeCA.Serial {
+		t.Fatalf("the store's trust state (version %d) does not list the re-keyed node-issuing CA", doc.Version)
+	}
+}
