@@ -485,3 +485,46 @@ func TestRekeyListsItsCAAgainAfterAStaleTrustWrite(t *testing.T) {
 		t.Fatalf("the store's trust state (version %d) does not list the re-keyed node-issuing CA", doc.Version)
 	}
 }
+
+// During a rotation, status compares the pending CA with the key a begin
+// wrote for it (here the pending ca-key; in KMS mode the KMS key's public
+// half): another key there is Broken, naming the fix.
+func TestStatusComparesThePendingCAWithItsKey(t *testing.T) {
+	ctx := context.Background()
+	st := storetest.NewMemoryStore()
+	o := opts(t, st)
+	bootstrap(t, o)
+	fl := &certs.Fleet{Store: st, Log: o.Log}
+	if _, err := (rotation{f: fl}).Begin(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if rep := fl.Status(ctx, certs.StatusOptions{}); rep.Level == certs.Broken {
+		t.Fatalf("a begun rotation: %q", rep.Problems)
+	}
+	other, _ := pki.GenerateKey(pki.ECDSAP256, nil)
+	enc, _ := pki.EncodeKey(other)
+	if err := st.PutPending(ctx, names.CAKey(), string(enc)); err != nil {
+		t.Fatal(err)
+	}
+	rep := fl.Status(ctx, certs.StatusOptions{})
+	if rep.Level != certs.Broken || !strings.Contains(strings.Join(rep.Problems, "\n"), "the pending version of joblet/ca-cert (a rotation's new CA, sha256") {
+		t.Fatalf("a pending CA apart from its key: %d %q", rep.Level, rep.Problems)
+	}
+
+	// A move to a KMS key, then to another: no phase reads as broken.
+	st2 := storetest.NewMemoryStore()
+	o2 := opts(t, st2)
+	bootstrap(t, o2)
+	open := kmsOpener(t, "arn:k1", "arn:k2")
+	kf := &certs.Fleet{Store: st2, Log: o2.Log, OpenKMS: open}
+	for _, step := range []struct{ name, key string }{{"begin", "arn:k1"}, {"promote", ""}, {"finish", ""}, {"begin", "arn:k2"}, {"promote", ""}, {"abort", ""}, {"abort", ""}} {
+		r := rotation{f: kf, kmsKey: step.key}
+		do := map[string]func(context.Context) (*certs.RotationStatus, error){"begin": r.Begin, "promote": r.Promote, "finish": r.Finish, "abort": r.Abort}[step.name]
+		if _, err := do(ctx); err != nil {
+			t.Fatalf("%s %s: %v", step.name, step.key, err)
+		}
+		if rep := kf.Status(ctx, certs.StatusOptions{}); rep.Level == certs.Broken {
+			t.Fatalf("after %s %s: %q", step.name, step.key, rep.Problems)
+		}
+	}
+}

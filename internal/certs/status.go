@@ -11,6 +11,7 @@ import (
 
 	"github.com/ehsaniara/joblet/internal/config"
 	"github.com/ehsaniara/joblet/internal/pki"
+	"github.com/ehsaniara/joblet/internal/secretstore"
 )
 
 // Health levels, ordered; they are also the exit codes of `certs status`.
@@ -91,9 +92,13 @@ type observed struct {
 	// certificate found (OK and "": they match).
 	caKeyLevel   int
 	caKeyProblem string
-	server       *config.Server
-	serverErr    error
-	rnx          []rnxFile
+	// pendingKeyLevel and pendingKeyProblem: the same for a rotation's
+	// pending CA.
+	pendingKeyLevel   int
+	pendingKeyProblem string
+	server            *config.Server
+	serverErr         error
+	rnx               []rnxFile
 	// node: read with a node's permissions (a node serving from the
 	// node-issuing CA): the root's key place and the roles are not read.
 	node bool
@@ -167,6 +172,7 @@ func (f *Fleet) observe(ctx context.Context, o StatusOptions) *observed {
 	obs.state = s
 	if s.ca != nil && !obs.node {
 		obs.caKey, obs.caKeyLevel, obs.caKeyProblem = f.caKeyPlace(ctx, s)
+		obs.pendingKeyLevel, obs.pendingKeyProblem = f.pendingKeyCheck(ctx, s)
 	}
 	return obs
 }
@@ -213,6 +219,54 @@ func (f *Fleet) caKeyPlace(ctx context.Context, s *state) (string, int, string) 
 	return place, OK, ""
 }
 
+// pendingKeyCheck compares a rotation's pending CA (ca-cert's pending
+// version) with the keys a begin writes for it: the pending ca-key, or the
+// KMS key ca-kms-key names (pending, or current when the fleet moves from
+// the store to KMS). None of them its key is Broken: promote would fail,
+// and the pending CA was not written by a begin. One read, only while a CA
+// is pending.
+func (f *Fleet) pendingKeyCheck(ctx context.Context, s *state) (int, string) {
+	p, n := s.pendingCA(), s.n
+	if p == nil {
+		return OK, ""
+	}
+	pend, err := f.Store.GetStage(ctx, []string{n.CAKey(), n.CAKMSKey()}, secretstore.Pending)
+	if err != nil {
+		return OK, "" // this reader may not: nothing to tell
+	}
+	if k, err := pki.ParseKey([]byte(pend[n.CAKey()])); err == nil && samePublicKey(p, k) {
+		return OK, ""
+	}
+	refs := []CAKeyRef{f.kmsKey(pend[n.CAKMSKey()]), s.caKey}
+	if !s.caKey.InKMS() {
+		cur, _ := f.readKMSRef(ctx)
+		refs = append(refs, cur)
+	}
+	var tried []string
+	for _, ref := range refs {
+		if !ref.InKMS() || slices.Contains(tried, ref.KeyID) {
+			continue
+		}
+		if f.OpenKMS == nil {
+			return OK, "" // cannot compare here
+		}
+		k, err := f.OpenKMS(ctx, ref)
+		if err != nil {
+			return Attention, fmt.Sprintf("the pending CA's KMS key %s could not be compared with the pending %s: %v", ref.KeyID, n.CACert(), err)
+		}
+		if samePublicKey(p, k) {
+			return OK, ""
+		}
+		tried = append(tried, ref.KeyID)
+	}
+	where := "the pending " + n.CAKey()
+	if len(tried) > 0 {
+		where += " nor of KMS key " + strings.Join(tried, ", ")
+	}
+	return Broken, fmt.Sprintf("the pending version of %s (a rotation's new CA, sha256 %s) is not the certificate of %s: `rotate-ca promote` would fail. If a `rotate-ca begin` stopped half-way, run it again; otherwise it was written without the root key: `rotate-ca abort` drops it",
+		n.CACert(), pki.Fingerprint(p), where)
+}
+
 // grade turns what was observed into the report: pure, given now.
 func grade(obs *observed, storeDesc string, o StatusOptions, now time.Time) *Report {
 	g := &grader{rep: &Report{Store: storeDesc}, now: now, o: o, storeDesc: storeDesc}
@@ -221,8 +275,13 @@ func grade(obs *observed, storeDesc string, o StatusOptions, now time.Time) *Rep
 		g.rep.raise(Broken, fmt.Sprintf("store unreachable: %v", obs.storeErr))
 	} else {
 		revoked = g.shared(obs.state, obs.caKey, !obs.node)
-		if obs.caKeyProblem != "" {
-			g.rep.raise(obs.caKeyLevel, obs.caKeyProblem)
+		for _, p := range []struct {
+			level   int
+			problem string
+		}{{obs.caKeyLevel, obs.caKeyProblem}, {obs.pendingKeyLevel, obs.pendingKeyProblem}} {
+			if p.problem != "" {
+				g.rep.raise(p.level, p.problem)
+			}
 		}
 	}
 	if o.ServerConfig != "" {
