@@ -280,3 +280,68 @@ func TestClientCarriesItsNewerTrust(t *testing.T) {
 		t.Fatalf("a newer state alone: the node holds version %d, want %d", got, held.Version+2)
 	}
 }
+
+// A client holding an older CRL but a newer trust state than the node
+// learns the node's CRL (the call is refused with it in the trailer, then
+// made again), and still hands the node its trust state: the trailer
+// tells the node's version too.
+func TestClientCarriesTrustAfterLearningCRL(t *testing.T) {
+	o := newOfferFleet(t)
+	held := o.heldTrust(t)
+	e := *o.rnx.Nodes["default"]
+	e.CRL, e.Trust = "", string(o.trust(t, o.ca, held.Version+1, held.MinCRL))
+	learned := 0
+	// As rnx does: the entry keeps the CRL learned (its next call carries
+	// that number).
+	c, err := client.DialLearning("default", &e, func(crl []byte, _ [][]*x509.Certificate) error { learned++; e.CRL = string(crl); return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Jobs.ListJobs(ctx(t), &pb.ListJobsRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	if learned != 1 {
+		t.Fatalf("the client learned %d CRLs, want the node's", learned)
+	}
+	if got := o.nodeTrust(t); got != held.Version+1 {
+		t.Fatalf("the node holds trust state version %d after the call, want %d", got, held.Version+1)
+	}
+}
+
+// One caller flooding forged newer trust states runs out of tokens
+// (RESOURCE_EXHAUSTED) without starving the operator's genuine one, and
+// junk and older states are answered before any token is spent.
+func TestTrustOfferFloodDoesNotStarveARealPush(t *testing.T) {
+	o := newOfferFleet(t)
+	held := o.heldTrust(t)
+	certPEM, keyPEM := clientCert(t, o.ca, []string{string(pki.Reader)}, time.Now().Add(-time.Minute), time.Now().Add(time.Hour))
+	e := *o.rnx.Nodes["default"]
+	e.Cert, e.Key = certPEM, keyPEM
+	attacker := dial(t, "default", &e)
+	forged := o.trust(t, forger(t, o.ca), held.Version+100, nil)
+	exhausted := false
+	for i := 0; i < 50 && !exhausted; i++ {
+		_, err := attacker.Node.OfferCRL(ctx(t), &pb.OfferCRLRequest{TrustState: forged})
+		exhausted = status.Code(err) == codes.ResourceExhausted
+	}
+	if !exhausted {
+		t.Fatal("50 forged trust states from one caller were all checked: no rate limit")
+	}
+	older := o.trust(t, o.ca, held.Version-1, nil)
+	for i := 0; i < 20; i++ {
+		if res, err := attacker.Node.OfferCRL(ctx(t), &pb.OfferCRLRequest{TrustState: older}); err != nil || res.TrustTaken {
+			t.Fatalf("an older state while rate-limited: %v %v (want answered by its version)", res, err)
+		}
+		if _, err := attacker.Node.OfferCRL(ctx(t), &pb.OfferCRLRequest{TrustState: []byte("{junk")}); status.Code(err) != codes.InvalidArgument {
+			t.Fatalf("junk while rate-limited: %v (want refused as junk)", err)
+		}
+	}
+	res, err := o.admin.Node.OfferCRL(ctx(t), &pb.OfferCRLRequest{TrustState: o.trust(t, o.ca, held.Version+1, held.MinCRL)})
+	if err != nil || !res.TrustTaken {
+		t.Fatalf("the operator's push during the flood: %v %v", res, err)
+	}
+	if !strings.Contains(o.log.String(), "refusalsNotLogged") {
+		t.Fatalf("refusals not logged:\n%s", o.log.String())
+	}
+}
