@@ -139,6 +139,8 @@ func (fl *Fleet) RefreshNode(ctx context.Context, r NodeRefresh) (*NodeRefreshRe
 				return nil, err
 			}
 			renewErr = err
+		} else if err := s.listedIssuer(issuer); err != nil {
+			issuer, renewErr = nil, err
 		}
 	}
 	vals, trust := s.vals, s.trust
@@ -319,4 +321,17 @@ func (f *Fleet) nodeSigner(ctx context.Context, cfg *config.Server, s *state) (c
 		return nil, "", err
 	}
 	return f.caSigner(ctx, s.ca, []string{keyPEM}, []CAKeyRef{ref})
+}
+
+// listedIssuer refuses a node-issuing CA that the signed trust state the
+// node holds does not list although it existed when that state was signed:
+// clients refuse a certificate from it (a pair restored after a re-key, or
+// planted). One issued after the state is a re-key the node has not seen
+// the listing of yet: it is listed before it is written.
+func (s *state) listedIssuer(issuer *pki.CA) error {
+	if issuer == nil || s.doc == nil || len(s.doc.NodeCACerts()) == 0 || containsCert(s.doc.NodeCACerts(), issuer.Cert) || !pki.IssuedAt(issuer.Cert).Before(s.doc.Issued) {
+		return nil
+	}
+	return fmt.Errorf("%w: the node-issuing CA in %s (serial %s) is not listed by the signed trust state (version %d) although it predates it: clients refuse certificates from it. An operator runs `joblet certs node-ca --rekey`",
+		ErrInconsistentStore, s.n.NodeCACert(), pki.SerialHex(issuer.Cert.SerialNumber), s.doc.Version)
 }

@@ -1,0 +1,263 @@
+// Package idpolicy is the fleet's identity policy: which AWS identities
+// (people) get which role, signed by the root like the trust state, so a
+// store write or a compromised issuer cannot name anyone the operator did
+// not. The issuer maps a caller with it before issuing; a node checks the
+// same mapping before it accepts a person's certificate.
+//
+// The pitfalls it is built against (Vault's AWS auth and
+// aws-iam-authenticator met them):
+//   - assumed-role ARNs carry no role path: roles are matched by account and
+//     name (IAM role names are unique in an account, whatever the path);
+//   - a role deleted and re-created with the same name is another role: a
+//     rule may pin its unique ID (AROA...), which changes on re-creation;
+//   - a role's session name is chosen by whoever assumes it: a session
+//     pattern only narrows a rule, the person is always the role's ARN
+//     plus the session, never a name taken from a template;
+//   - machines never become people: the roles listed as machines (nodes,
+//     the issuer, a rotation function) are refused whatever rule matches;
+//   - a rule for a whole account grants at most the lowest role.
+package idpolicy
+
+import (
+	"bytes"
+	"context"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"path"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/ehsaniara/joblet/internal/awsident"
+	"github.com/ehsaniara/joblet/internal/pki"
+)
+
+// PayloadType names the signed payload: a root's signature on a policy is
+// valid as nothing else (not as a trust state).
+const PayloadType = "application/vnd.joblet.identity-policy.v1+json"
+
+// MaxSize bounds what a reader parses.
+const MaxSize = 256 << 10
+
+// ErrUnmapped: no rule gives the identity a role (or a deny or machine
+// entry refuses it).
+var ErrUnmapped = errors.New("the identity policy gives this identity no role")
+
+// Policy is what the root signs.
+type Policy struct {
+	// Fleet is the store prefix: a fleet's policy is never another's.
+	Fleet   string    `json:"fleet"`
+	Version uint64    `json:"version"`
+	Issued  time.Time `json:"issued"`
+	Expires time.Time `json:"expires"`
+	Rules   []Rule    `json:"rules"`
+	// Deny are people cut off at once: canonical ARNs (a user's, or a
+	// role's with "#SESSION" for one session), refused whatever rule
+	// matches.
+	Deny []string `json:"deny,omitempty"`
+	// Machines are the IAM roles of machines (nodes, the issuer, a
+	// rotation function), as role ARNs: never mapped to a person.
+	Machines []string `json:"machines,omitempty"`
+}
+
+// Rule maps identities to a role. Exactly one of User, Role, Account.
+type Rule struct {
+	// User is an IAM user's ARN (arn:aws:iam::ACCOUNT:user/PATH/NAME).
+	User string `json:"user,omitempty"`
+	// Role is an IAM role's ARN; its path, if given, is ignored (STS does
+	// not say it). Session narrows it to sessions whose name matches the
+	// pattern (path.Match syntax: "*@example.com"); only safe where the
+	// role's trust policy fixes the session name (IAM Identity Center
+	// does: the user's name).
+	Role    string `json:"role,omitempty"`
+	Session string `json:"session,omitempty"`
+	// Account is a whole account: every user and role session in it. It
+	// grants at most the lowest role.
+	Account string `json:"account,omitempty"`
+	// UniqueID pins the user's (AIDA...) or role's (AROA...) unique ID: a
+	// user or role deleted and re-created with the same name no longer
+	// matches.
+	UniqueID string `json:"uniqueId,omitempty"`
+	// Grant is the role.
+	Grant pki.Role `json:"grant"`
+}
+
+// Check says what is wrong with p, or nil: a policy the signer refuses to
+// sign and a reader refuses to take.
+func (p *Policy) Check() error {
+	if p.Fleet == "" {
+		return errors.New("the identity policy names no fleet")
+	}
+	for i, r := range p.Rules {
+		n := 0
+		for _, s := range []string{r.User, r.Role, r.Account} {
+			if s != "" {
+				n++
+			}
+		}
+		if n != 1 {
+			return fmt.Errorf("rule %d: give exactly one of user, role, account", i+1)
+		}
+		if _, err := pki.ParseRole(string(r.Grant)); err != nil {
+			return fmt.Errorf("rule %d: %w", i+1, err)
+		}
+		if r.User != "" {
+			if pr, err := awsident.Canonical(r.User); err != nil || pr.Kind != "user" {
+				return fmt.Errorf("rule %d: user %q is not an IAM user's ARN", i+1, r.User)
+			}
+		}
+		if r.Role != "" {
+			if _, _, err := roleName(r.Role); err != nil {
+				return fmt.Errorf("rule %d: %w", i+1, err)
+			}
+			if r.Session != "" {
+				if _, err := path.Match(r.Session, ""); err != nil {
+					return fmt.Errorf("rule %d: session pattern %q: %w", i+1, r.Session, err)
+				}
+			}
+		} else if r.Session != "" {
+			return fmt.Errorf("rule %d: a session pattern narrows a role rule only", i+1)
+		}
+		if r.Account != "" && r.Grant != lowest {
+			return fmt.Errorf("rule %d: a rule for the whole account %s grants at most %s, not %s", i+1, r.Account, lowest, r.Grant)
+		}
+	}
+	for _, m := range p.Machines {
+		if _, _, err := roleName(m); err != nil {
+			return fmt.Errorf("machine %q: %w", m, err)
+		}
+	}
+	return nil
+}
+
+// lowest is the role an account-wide rule may grant.
+const lowest = pki.Reader
+
+// roleName splits a role ARN into its account and name (its path
+// dropped).
+func roleName(arn string) (account, name string, err error) {
+	parts := strings.SplitN(arn, ":", 6)
+	if len(parts) != 6 || parts[0] != "arn" || parts[2] != "iam" || parts[4] == "" || !strings.HasPrefix(parts[5], "role/") {
+		return "", "", fmt.Errorf("%q is not an IAM role's ARN (arn:aws:iam::ACCOUNT:role/NAME)", arn)
+	}
+	res := strings.TrimPrefix(parts[5], "role/")
+	name = res[strings.LastIndex(res, "/")+1:]
+	if name == "" {
+		return "", "", fmt.Errorf("%q names no role", arn)
+	}
+	return parts[4], name, nil
+}
+
+// Person is who an identity is to the fleet, and the role the policy gives.
+type Person struct {
+	// Name is the canonical ARN, with "#SESSION" for a role's session: the
+	// person, as jobs and the audit log record them.
+	Name string
+	Role pki.Role
+	// Rule is the index of the rule that matched (for messages).
+	Rule int
+}
+
+// Map gives the identity STS named (p, and the unique ID STS answered:
+// AIDA... for a user, AROA...:SESSION for a role's session) its role: the
+// highest any matching rule grants, unless it is denied or a machine.
+func (pol *Policy) Map(p *awsident.Principal, userID string) (*Person, error) {
+	name := p.ARN
+	if p.Session != "" {
+		name += "#" + p.Session
+	}
+	if slices.Contains(pol.Deny, name) || slices.Contains(pol.Deny, p.ARN) {
+		return nil, fmt.Errorf("%w: %s is on the policy's deny list", ErrUnmapped, name)
+	}
+	if p.Kind == "role" {
+		for _, m := range pol.Machines {
+			if acct, n, _ := roleName(m); acct == p.Account && n == p.Name {
+				return nil, fmt.Errorf("%w: %s is a machine's role (nodes, the issuer, a rotation function), never a person", ErrUnmapped, p.ARN)
+			}
+		}
+	}
+	if p.Kind == "root" {
+		return nil, fmt.Errorf("%w: an account's root user is never mapped; sign in as a user or a role", ErrUnmapped)
+	}
+	uid, _, _ := strings.Cut(userID, ":")
+	best := -1
+	for i, r := range pol.Rules {
+		if !r.matches(p, uid) {
+			continue
+		}
+		if best < 0 || rank(r.Grant) > rank(pol.Rules[best].Grant) {
+			best = i
+		}
+	}
+	if best < 0 {
+		return nil, fmt.Errorf("%w: %s (version %d of the fleet's identity policy has no rule for it: ask an operator to add one)", ErrUnmapped, name, pol.Version)
+	}
+	return &Person{Name: name, Role: pol.Rules[best].Grant, Rule: best}, nil
+}
+
+func (r Rule) matches(p *awsident.Principal, uid string) bool {
+	if r.UniqueID != "" && r.UniqueID != uid {
+		return false
+	}
+	switch {
+	case r.User != "":
+		return p.Kind == "user" && p.ARN == r.User
+	case r.Role != "":
+		acct, name, err := roleName(r.Role)
+		if err != nil || p.Kind != "role" || p.Account != acct || p.Name != name {
+			return false
+		}
+		if r.Session == "" {
+			return true
+		}
+		ok, _ := path.Match(r.Session, p.Session)
+		return ok
+	case r.Account != "":
+		return p.Account == r.Account && (p.Kind == "user" || p.Kind == "role")
+	}
+	return false
+}
+
+// rank orders the roles from reader up.
+func rank(r pki.Role) int { return slices.Index(pki.Roles, r) }
+
+// Sign signs pol with the root (ca) after checking it.
+func Sign(ctx context.Context, pol *Policy, ca *pki.CA) ([]byte, error) {
+	if err := pol.Check(); err != nil {
+		return nil, err
+	}
+	body, err := json.Marshal(pol)
+	if err != nil {
+		return nil, err
+	}
+	return pki.SignEnvelope(ctx, PayloadType, body, ca)
+}
+
+// Verify takes a signed policy for fleet that one of roots signed, not
+// expired at now, and no older than held (nil: none held).
+func Verify(data []byte, fleet string, roots []*x509.Certificate, held *Policy, now time.Time) (*Policy, error) {
+	body, err := pki.OpenEnvelope(data, PayloadType, MaxSize, roots)
+	if err != nil {
+		return nil, fmt.Errorf("the identity policy: %w", err)
+	}
+	var pol Policy
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&pol); err != nil {
+		return nil, fmt.Errorf("the identity policy's payload: %w", err)
+	}
+	switch {
+	case pol.Fleet != fleet:
+		return nil, fmt.Errorf("the identity policy is fleet %q's, not %q's", pol.Fleet, fleet)
+	case !now.Before(pol.Expires):
+		return nil, fmt.Errorf("the identity policy (version %d) expired on %s: an operator signs it again", pol.Version, pol.Expires.UTC().Format(time.RFC3339))
+	case held != nil && pol.Version < held.Version:
+		return nil, fmt.Errorf("the identity policy is version %d, older than the version %d held", pol.Version, held.Version)
+	}
+	if err := pol.Check(); err != nil {
+		return nil, err
+	}
+	return &pol, nil
+}
