@@ -220,8 +220,13 @@ func (r Rule) matches(p *awsident.Principal, uid string) bool {
 	return false
 }
 
-// rank orders the roles from reader up.
-func rank(r pki.Role) int { return slices.Index(pki.Roles, r) }
+// rank orders the roles from reader up (pki.Roles lists admin first).
+func rank(r pki.Role) int {
+	if i := slices.Index(pki.Roles, r); i >= 0 {
+		return len(pki.Roles) - i
+	}
+	return -1
+}
 
 // Sign signs pol with the root (ca) after checking it.
 func Sign(ctx context.Context, pol *Policy, ca *pki.CA) ([]byte, error) {
