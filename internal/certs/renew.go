@@ -157,8 +157,10 @@ func (fl *Fleet) RefreshNode(ctx context.Context, r NodeRefresh) (*NodeRefreshRe
 	if gap := crlGap(s.doc, crlPEM); gap != "" {
 		crlProblem = strings.TrimPrefix(crlProblem+"; "+gap, "; ")
 	}
-	res.CRLProblem, res.TrustProblem = crlProblem, trustProblem
-	res.TrustChanged = !pki.SameCertSet(cfg.Security.CACert, trust) || cfg.Security.CRL != crlPEM || cfg.Security.TrustState != docVal
+	polVal, polProblem := s.identityPolicy(cfg.Security.IdentityPolicy, trust)
+	res.CRLProblem, res.TrustProblem = crlProblem, strings.TrimPrefix(trustProblem+"; "+polProblem, "; ")
+	res.TrustProblem = strings.TrimSuffix(res.TrustProblem, "; ")
+	res.TrustChanged = !pki.SameCertSet(cfg.Security.CACert, trust) || cfg.Security.CRL != crlPEM || cfg.Security.TrustState != docVal || cfg.Security.IdentityPolicy != polVal
 	if renewErr != nil {
 		res.RenewProblem = fmt.Sprintf("%v: the CRL and the trust state were still taken; the server certificate is not renewed until the store is repaired", renewErr)
 		leaf := oldLeaf
@@ -166,7 +168,7 @@ func (fl *Fleet) RefreshNode(ctx context.Context, r NodeRefresh) (*NodeRefreshRe
 		if !res.TrustChanged {
 			return res, nil
 		}
-		cfg.Security.CACert, cfg.Security.CRL, cfg.Security.TrustState = trustPEM, crlPEM, docVal
+		cfg.Security.CACert, cfg.Security.CRL, cfg.Security.TrustState, cfg.Security.IdentityPolicy = trustPEM, crlPEM, docVal, polVal
 		return res, writeServer(r.ConfigPath, cfg)
 	}
 
@@ -212,6 +214,7 @@ func (fl *Fleet) RefreshNode(ctx context.Context, r NodeRefresh) (*NodeRefreshRe
 	cfg.Security.CACert = trustPEM
 	cfg.Security.CRL = crlPEM
 	cfg.Security.TrustState = docVal
+	cfg.Security.IdentityPolicy = polVal
 	b, err := cfg.Marshal()
 	if err != nil {
 		return nil, err

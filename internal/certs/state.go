@@ -156,7 +156,7 @@ func (sc scope) fleetWide(n Names) []string {
 	if sc.before13 {
 		return []string{n.Bundle(), n.CRL()}
 	}
-	return []string{n.Bundle(), n.CRL(), n.CACross()}
+	return []string{n.Bundle(), n.CRL(), n.CACross(), n.IdentityPolicy()}
 }
 
 // state is the fleet's shared state as one read found it, parsed once.

@@ -60,6 +60,10 @@ type Policy struct {
 	// Machines are the IAM roles of machines (nodes, the issuer, a
 	// rotation function), as role ARNs: never mapped to a person.
 	Machines []string `json:"machines,omitempty"`
+	// RefuseShared are the roles whose shared role certificates (the
+	// rnx-config-ROLE.yml files, naming no person) nodes refuse: the roles
+	// people log in for. Automation and break-glass keep the others.
+	RefuseShared []pki.Role `json:"refuseShared,omitempty"`
 }
 
 // Rule maps identities to a role. Exactly one of User, Role, Account.
@@ -129,6 +133,11 @@ func (p *Policy) Check() error {
 			return fmt.Errorf("machine %q: %w", m, err)
 		}
 	}
+	for _, r := range p.RefuseShared {
+		if _, err := pki.ParseRole(string(r)); err != nil {
+			return fmt.Errorf("refuseShared: %w", err)
+		}
+	}
 	return nil
 }
 
@@ -164,6 +173,11 @@ type Person struct {
 // AIDA... for a user, AROA...:SESSION for a role's session) its role: the
 // highest any matching rule grants, unless it is denied or a machine.
 func (pol *Policy) Map(p *awsident.Principal, userID string) (*Person, error) {
+	uid, _, _ := strings.Cut(userID, ":")
+	return pol.mapPrincipal(p, uid, true)
+}
+
+func (pol *Policy) mapPrincipal(p *awsident.Principal, uid string, checkIDs bool) (*Person, error) {
 	name := p.ARN
 	if p.Session != "" {
 		name += "#" + p.Session
@@ -181,10 +195,9 @@ func (pol *Policy) Map(p *awsident.Principal, userID string) (*Person, error) {
 	if p.Kind == "root" {
 		return nil, fmt.Errorf("%w: an account's root user is never mapped; sign in as a user or a role", ErrUnmapped)
 	}
-	uid, _, _ := strings.Cut(userID, ":")
 	best := -1
 	for i, r := range pol.Rules {
-		if !r.matches(p, uid) {
+		if !r.matches(p, uid, checkIDs) {
 			continue
 		}
 		if best < 0 || rank(r.Grant) > rank(pol.Rules[best].Grant) {
@@ -197,8 +210,52 @@ func (pol *Policy) Map(p *awsident.Principal, userID string) (*Person, error) {
 	return &Person{Name: name, Role: pol.Rules[best].Grant, Rule: best}, nil
 }
 
-func (r Rule) matches(p *awsident.Principal, uid string) bool {
-	if r.UniqueID != "" && r.UniqueID != uid {
+// Allows is a node's check of a client certificate: one naming a person
+// (person, the canonical name the issuer wrote; "" for a shared role
+// certificate) with role. A person's role must be one the policy gives
+// them, or below (a compromised issuer cannot mint admin for someone the
+// policy does not name; unique IDs, which the issuer checked, are not in
+// the certificate). A shared role certificate is refused for the roles
+// the policy says people log in for.
+func (pol *Policy) Allows(person string, role pki.Role) error {
+	if person == "" {
+		if slices.Contains(pol.RefuseShared, role) {
+			return fmt.Errorf("%w: the fleet's identity policy (version %d) refuses shared %s certificates: log in as yourself (`rnx login`)", ErrUnmapped, pol.Version, role)
+		}
+		return nil
+	}
+	p, err := personPrincipal(person)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrUnmapped, err)
+	}
+	got, err := pol.mapPrincipal(p, "", false)
+	if err != nil {
+		return err
+	}
+	if rank(role) > rank(got.Role) {
+		return fmt.Errorf("%w: the fleet's identity policy (version %d) gives %s the role %s, not %s", ErrUnmapped, pol.Version, person, got.Role, role)
+	}
+	return nil
+}
+
+// personPrincipal reads a person's canonical name back: a user's ARN, or a
+// role's ARN with "#SESSION".
+func personPrincipal(person string) (*awsident.Principal, error) {
+	base, session, hasSession := strings.Cut(person, "#")
+	acct, name, err := roleName(base)
+	if err == nil && hasSession && session != "" {
+		partition := strings.SplitN(base, ":", 3)[1]
+		return &awsident.Principal{Partition: partition, Account: acct, Kind: "role", Name: name, Session: session, ARN: base}, nil
+	}
+	p, perr := awsident.Canonical(base)
+	if perr != nil || p.Kind != "user" || hasSession {
+		return nil, fmt.Errorf("%q names no person (a user's ARN, or a role's with #SESSION)", person)
+	}
+	return p, nil
+}
+
+func (r Rule) matches(p *awsident.Principal, uid string, checkIDs bool) bool {
+	if checkIDs && r.UniqueID != "" && r.UniqueID != uid {
 		return false
 	}
 	switch {
@@ -240,9 +297,9 @@ func Sign(ctx context.Context, pol *Policy, ca *pki.CA) ([]byte, error) {
 	return pki.SignEnvelope(ctx, PayloadType, body, ca)
 }
 
-// Verify takes a signed policy for fleet that one of roots signed, not
-// expired at now, and no older than held (nil: none held).
-func Verify(data []byte, fleet string, roots []*x509.Certificate, held *Policy, now time.Time) (*Policy, error) {
+// Open checks only that one of roots signed data and returns the policy:
+// for a node's own copy, verified in full when it was taken.
+func Open(data []byte, roots []*x509.Certificate) (*Policy, error) {
 	body, err := pki.OpenEnvelope(data, PayloadType, MaxSize, roots)
 	if err != nil {
 		return nil, fmt.Errorf("the identity policy: %w", err)
@@ -253,6 +310,16 @@ func Verify(data []byte, fleet string, roots []*x509.Certificate, held *Policy, 
 	if err := dec.Decode(&pol); err != nil {
 		return nil, fmt.Errorf("the identity policy's payload: %w", err)
 	}
+	return &pol, pol.Check()
+}
+
+// Verify takes a signed policy for fleet that one of roots signed, not
+// expired at now, and no older than held (nil: none held).
+func Verify(data []byte, fleet string, roots []*x509.Certificate, held *Policy, now time.Time) (*Policy, error) {
+	pol, err := Open(data, roots)
+	if err != nil {
+		return nil, err
+	}
 	switch {
 	case pol.Fleet != fleet:
 		return nil, fmt.Errorf("the identity policy is fleet %q's, not %q's", pol.Fleet, fleet)
@@ -261,8 +328,5 @@ func Verify(data []byte, fleet string, roots []*x509.Certificate, held *Policy, 
 	case held != nil && pol.Version < held.Version:
 		return nil, fmt.Errorf("the identity policy is version %d, older than the version %d held", pol.Version, held.Version)
 	}
-	if err := pol.Check(); err != nil {
-		return nil, err
-	}
-	return &pol, nil
+	return pol, nil
 }

@@ -152,3 +152,34 @@ func mustSign(t *testing.T, p *idpolicy.Policy, ca *pki.CA) []byte {
 	}
 	return b
 }
+
+// A node's check: the role in a person's certificate must be one the
+// policy gives that person (or lower), whatever the issuer signed; shared
+// role certificates are refused for the roles people log in for.
+func TestAllows(t *testing.T) {
+	pol := *policy
+	pol.RefuseShared = []pki.Role{pki.Admin}
+	for _, c := range []struct {
+		person string
+		role   pki.Role
+		ok     bool
+	}{
+		{"arn:aws:iam::111122223333:user/dev/alice", pki.Developer, true},
+		{"arn:aws:iam::111122223333:user/dev/alice", pki.Reader, true},
+		{"arn:aws:iam::111122223333:user/dev/alice", pki.Admin, false},
+		{"arn:aws:iam::111122223333:role/Admins#carol@example.com", pki.Admin, true},
+		{"arn:aws:iam::111122223333:role/Admins#carol", pki.Admin, false},
+		{"arn:aws:iam::111122223333:role/Admins#mallory@example.com", pki.Reader, false},
+		{"arn:aws:iam::444455556666:role/joblet-node#i-0abc", pki.Reader, false},
+		{"arn:aws:iam::999999999999:user/eve", pki.Reader, false},
+		{"arn:aws:iam::111122223333:role/Admins", pki.Admin, false}, // a role without a session is no person
+		{"not an arn", pki.Reader, false},
+		{"", pki.Developer, true}, // a shared developer certificate
+		{"", pki.Admin, false},    // shared admin: refused by this policy
+	} {
+		err := pol.Allows(c.person, c.role)
+		if (err == nil) != c.ok {
+			t.Errorf("%q as %s: %v, want allowed %v", c.person, c.role, err, c.ok)
+		}
+	}
+}
