@@ -1,0 +1,101 @@
+package test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	sm "github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+
+	"github.com/ehsaniara/joblet/internal/pki"
+	"github.com/ehsaniara/joblet/test/harness"
+)
+
+// floodVersions writes n junk versions of name: Secrets Manager keeps
+// every version created in the last 24 hours however many there are,
+// but awssm.History reads only the 100 newest.
+func floodVersions(t *testing.T, name string, n int) {
+	t.Helper()
+	for i := 0; i < n; i++ {
+		putSecret(t, name, fmt.Sprintf("junk %d", i))
+	}
+}
+
+// An attacker review: the rollback TestOperatorsSignFromTheNewestTrustState
+// covers, preceded by 100 junk PutSecretValue calls, so that the newest
+// genuine state lies beyond the 100 versions the history walk reads.
+func TestReviewFloodHidesTheNewestTrustState(t *testing.T) {
+	moto.Reset(t)
+	joblet, _ := harness.Bins(t)
+	_, _, env := smNode(t, moto.URL)
+	harness.MustRun(t, env, joblet, "certs", "bootstrap")
+	retired, err := pki.ParseCert([]byte(readStore(t, "joblet")["joblet/ca-cert"]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	harness.MustRun(t, env, joblet, "certs", "rotate-ca", "begin")
+	harness.MustRun(t, env, joblet, "certs", "rotate-ca", "promote")
+	promoted, promotedRaw := storedTrust(t)
+	harness.MustRun(t, env, joblet, "certs", "rotate-ca", "finish", "--force")
+	finished, _ := storedTrust(t)
+
+	// (Versions are max(held+1, clock seconds): minutes after the finish,
+	// as in real life, the re-signed state is numbered above the finish's
+	// and every node takes it, retired root and all.)
+	floodVersions(t, "joblet/ca-bundle", 100)
+	putSecret(t, "joblet/ca-bundle", promotedRaw)
+	putSecret(t, "joblet/ca-bundle", promotedRaw)
+
+	harness.MustRun(t, env, joblet, "certs", "trust", "sign")
+	signed, _ := storedTrust(t)
+	t.Logf("versions: promoted %d, finished %d, signed %d, clock %d", promoted.Version, finished.Version, signed.Version, time.Now().Unix())
+	if trustsCert(signed, retired) {
+		t.Errorf("ROLLED BACK: after 100 junk versions, trust sign re-signed the older state (version %d, newest genuine %d): the retired root %s is trusted again", signed.Version, finished.Version, pki.Fingerprint(retired))
+	}
+}
+
+// The same flood on the CRL: a revoke after it loses the revocation the
+// newest CRL (beyond the 100 read) lists, and numbers its CRL below it.
+func TestReviewFloodHidesTheNewestCRL(t *testing.T) {
+	moto.Reset(t)
+	joblet, _ := harness.Bins(t)
+	_, _, env := smNode(t, moto.URL)
+	harness.MustRun(t, env, joblet, "certs", "bootstrap")
+	current := func() string {
+		t.Helper()
+		got, err := smClient(moto.URL).GetSecretValue(context.Background(), &sm.GetSecretValueInput{SecretId: aws.String("joblet/crl")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return aws.ToString(got.SecretString)
+	}
+	harness.MustRun(t, env, joblet, "certs", "revoke", "--serial", "0a01")
+	older := current()
+	harness.MustRun(t, env, joblet, "certs", "revoke", "--serial", "0a02")
+	newer, _ := pki.PeekCRLNumber([]byte(current()))
+	// A second later: a number not above the newest genuine one is then
+	// the walk's fault, not the clock's.
+	time.Sleep(1100 * time.Millisecond)
+	floodVersions(t, "joblet/crl", 100)
+	putSecret(t, "joblet/crl", older)
+	putSecret(t, "joblet/crl", older)
+	harness.MustRun(t, env, joblet, "certs", "revoke", "--serial", "0a03")
+	crl, err := pki.ParseCRLUnverified([]byte(current()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	listed := map[string]bool{}
+	for _, e := range crl.RevokedCertificateEntries {
+		listed[e.SerialNumber.Text(16)] = true
+	}
+	for _, s := range []string{"a01", "a02", "a03"} {
+		if !listed[s] {
+			t.Errorf("LOST: after 100 junk versions and a rollback, the revoke's CRL does not list %s (lists %v)", s, listed)
+		}
+	}
+	if crl.Number.Cmp(newer) <= 0 {
+		t.Errorf("the CRL after the flood is number %s, not above the newest genuine one (%s): nodes holding that one refuse it", crl.Number, newer)
+	}
+}
