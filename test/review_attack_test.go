@@ -99,3 +99,48 @@ func TestReviewFloodHidesTheNewestCRL(t *testing.T) {
 		t.Errorf("the CRL after the flood is number %s, not above the newest genuine one (%s): nodes holding that one refuse it", crl.Number, newer)
 	}
 }
+
+// recreateSecret deletes name at once (no recovery window) and creates it
+// again holding value: a new secret, with none of the old one's history.
+func recreateSecret(t *testing.T, name, value string) {
+	t.Helper()
+	c := smClient(moto.URL)
+	if _, err := c.DeleteSecret(context.Background(), &sm.DeleteSecretInput{SecretId: aws.String(name), ForceDeleteWithoutRecovery: aws.Bool(true)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.CreateSecret(context.Background(), &sm.CreateSecretInput{Name: aws.String(name), SecretString: aws.String(value)}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// The history walk with DeleteSecret and CreateSecret (the threat model's
+// "maybe DeleteSecret"): ca-bundle deleted and created again holding the
+// promote's genuine state. The new secret's history is that state alone,
+// and trust sign re-signs it: the retired root trusted again.
+func TestReviewRecreatedBundleHidesTheNewestTrustState(t *testing.T) {
+	moto.Reset(t)
+	joblet, _ := harness.Bins(t)
+	_, _, env := smNode(t, moto.URL)
+	harness.MustRun(t, env, joblet, "certs", "bootstrap")
+	retired, err := pki.ParseCert([]byte(readStore(t, "joblet")["joblet/ca-cert"]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	harness.MustRun(t, env, joblet, "certs", "rotate-ca", "begin")
+	harness.MustRun(t, env, joblet, "certs", "rotate-ca", "promote")
+	_, promotedRaw := storedTrust(t)
+	harness.MustRun(t, env, joblet, "certs", "rotate-ca", "finish", "--force")
+	finished, _ := storedTrust(t)
+
+	recreateSecret(t, "joblet/ca-bundle", promotedRaw)
+
+	st := harness.Run(t, env, joblet, "certs", "status")
+	if st.Code == 0 {
+		t.Errorf("certs status after ca-bundle was deleted and created again with an older state: exit 0:\n%s", st)
+	}
+	harness.MustRun(t, env, joblet, "certs", "trust", "sign")
+	signed, _ := storedTrust(t)
+	if trustsCert(signed, retired) {
+		t.Errorf("ROLLED BACK: after ca-bundle was deleted and created again, trust sign re-signed the older state (version %d, newest genuine %d): the retired root %s is trusted again", signed.Version, finished.Version, pki.Fingerprint(retired))
+	}
+}
