@@ -3,6 +3,9 @@ package test
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -16,8 +19,13 @@ import (
 // floodVersions writes n junk versions of name: Secrets Manager keeps
 // every version created in the last 24 hours however many there are,
 // but awssm.History reads only the 100 newest.
+// REVIEW_NO_FLOOD=1 writes none: the control, under which each test
+// using it passes on main.
 func floodVersions(t *testing.T, name string, n int) {
 	t.Helper()
+	if os.Getenv("REVIEW_NO_FLOOD") != "" {
+		return
+	}
 	for i := 0; i < n; i++ {
 		putSecret(t, name, fmt.Sprintf("junk %d", i))
 	}
@@ -143,4 +151,46 @@ func TestReviewRecreatedBundleHidesTheNewestTrustState(t *testing.T) {
 	if trustsCert(signed, retired) {
 		t.Errorf("ROLLED BACK: after ca-bundle was deleted and created again, trust sign re-signed the older state (version %d, newest genuine %d): the retired root %s is trusted again", signed.Version, finished.Version, pki.Fingerprint(retired))
 	}
+}
+
+// TestJoinDuringARollbackTakesTheNewestAtFirstRefresh with 100 junk
+// versions written before each put-back: the node's first refresh reads
+// only the 100 newest versions of each secret, and keeps serving the
+// reader revoked before the rollback.
+func TestReviewFloodHidesTheNewestFromAJoiningNode(t *testing.T) {
+	floodN := 100
+	moto.Reset(t)
+	joblet, rnx := harness.Bins(t)
+	lb := fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t))
+	homeA, _, envA := smNode(t, moto.URL, "JOBLET_PUBLIC_ADDRESS="+lb)
+	harness.MustRun(t, envA, joblet, "certs", "bootstrap")
+	get := func(name string) string {
+		got, err := smClient(moto.URL).GetSecretValue(context.Background(), &sm.GetSecretValueInput{SecretId: aws.String(name)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return aws.ToString(got.SecretString)
+	}
+	developer := filepath.Join(homeA, "config", "rnx-config-developer.yml")
+	harness.MustRun(t, envA, joblet, "certs", "revoke", "--serial", readerSerial(t, developer))
+	oldState, oldCRL := get("joblet/ca-bundle"), get("joblet/crl")
+	reader := filepath.Join(homeA, "config", "rnx-config-reader.yml")
+	harness.MustRun(t, envA, joblet, "certs", "revoke", "--serial", readerSerial(t, reader))
+	floodVersions(t, "joblet/ca-bundle", floodN)
+	floodVersions(t, "joblet/crl", floodN)
+	putSecret(t, "joblet/ca-bundle", oldState)
+	putSecret(t, "joblet/crl", oldCRL)
+
+	homeB, portB, envB := smNode(t, moto.URL, "JOBLET_PUBLIC_ADDRESS="+lb)
+	harness.MustRun(t, envB, joblet, "certs", "bootstrap", "--refresh-interval", "1h")
+	srv := harness.Start(t, envB, joblet, "server", "--config", filepath.Join(homeB, "config", "joblet-config.yml"))
+	readerAtB := directConfig(t, reader, lb, fmt.Sprintf("127.0.0.1:%d", portB))
+	harness.Eventually(t, 20*time.Second, "REVOKED SERVED? the joined node refusing the reader revoked before the rollback (100 junk versions of each secret were written before it)", func() error {
+		r := harness.Run(t, harness.Env(), rnx, "--config", readerAtB, "job", "list")
+		if r.Code == 0 || !strings.Contains(r.Stderr, "revoked") {
+			return fmt.Errorf("exit %d: %s", r.Code, r)
+		}
+		return nil
+	})
+	_ = srv
 }
