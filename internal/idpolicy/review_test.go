@@ -43,6 +43,12 @@ func TestReviewDenyAndMachinesFailOpen(t *testing.T) {
 		{"a machine role listed in another case (IAM role names are unique case-insensitively)",
 			base(nil, []string{"arn:aws:iam::444455556666:role/joblet-node"}),
 			"arn:aws:sts::444455556666:assumed-role/Joblet-Node/i-0abc", "AROAN:i-0abc"},
+		{"a role rule matched in another partition (awsident forwards a proof signed for cn-north-1 to STS in China; 12-digit account IDs are not unique across partitions)",
+			base(nil, nil),
+			"arn:aws-cn:sts::111122223333:assumed-role/Admins/carol@example.com", "AROAADM:carol@example.com"},
+		{"an account-wide rule matched in another partition",
+			base(nil, nil),
+			"arn:aws-us-gov:iam::444455556666:user/anyone", "AIDAX"},
 	} {
 		if err := c.pol.Check(); err != nil {
 			continue // refused at signing: fine
