@@ -194,3 +194,31 @@ func TestReviewFloodHidesTheNewestFromAJoiningNode(t *testing.T) {
 	})
 	_ = srv
 }
+
+// One PutSecretValue of junk to the CRL secret (write access, no root
+// key): the next revoke must still run (the CRL's history holds the
+// genuine one; issue 22: nothing written without the root key blocks a
+// revocation) and keep every earlier revocation.
+func TestReviewJunkCRLBlocksRevoke(t *testing.T) {
+	moto.Reset(t)
+	joblet, _ := harness.Bins(t)
+	_, _, env := smNode(t, moto.URL)
+	harness.MustRun(t, env, joblet, "certs", "bootstrap")
+	harness.MustRun(t, env, joblet, "certs", "revoke", "--serial", "0a01")
+	putSecret(t, "joblet/crl", "junk")
+	r := harness.Run(t, env, joblet, "certs", "revoke", "--serial", "0a02")
+	if r.Code != 0 {
+		t.Fatalf("BLOCKED: one junk write to joblet/crl stops every revoke: exit %d\n%s", r.Code, r)
+	}
+	crl, err := pki.ParseCRLUnverified([]byte(readStore(t, "joblet")["joblet/crl"]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	listed := map[string]bool{}
+	for _, e := range crl.RevokedCertificateEntries {
+		listed[e.SerialNumber.Text(16)] = true
+	}
+	if !listed["a01"] || !listed["a02"] {
+		t.Errorf("LOST: after a junk CRL and a revoke, the CRL lists %v, want a01 and a02", listed)
+	}
+}
