@@ -222,3 +222,18 @@ func TestReviewJunkCRLBlocksRevoke(t *testing.T) {
 		t.Errorf("LOST: after a junk CRL and a revoke, the CRL lists %v, want a01 and a02", listed)
 	}
 }
+
+// One junk write to ca-cert (the root certificate is public and the signed
+// trust state lists it): revoke, which needs only the root key and the
+// CRL, must still run.
+func TestReviewJunkRootCertBlocksRevoke(t *testing.T) {
+	moto.Reset(t)
+	joblet, _ := harness.Bins(t)
+	_, _, env := smNode(t, moto.URL)
+	harness.MustRun(t, env, joblet, "certs", "bootstrap")
+	harness.MustRun(t, env, joblet, "certs", "revoke", "--serial", "0a01")
+	putSecret(t, "joblet/ca-cert", "junk")
+	if r := harness.Run(t, env, joblet, "certs", "revoke", "--serial", "0a02"); r.Code != 0 {
+		t.Fatalf("BLOCKED: one junk write to joblet/ca-cert stops every revoke: exit %d\n%s", r.Code, r)
+	}
+}
