@@ -237,3 +237,28 @@ func TestReviewJunkRootCertBlocksRevoke(t *testing.T) {
 		t.Fatalf("BLOCKED: one junk write to joblet/ca-cert stops every revoke: exit %d\n%s", r.Code, r)
 	}
 }
+
+// The pin across a rotation with a junk ca-bundle on top (one write
+// without the root key): a pinned revoke must still run, from the newest
+// state in the history.
+func TestReviewPinnedRevokeOverJunkBundleAfterRotation(t *testing.T) {
+	moto.Reset(t)
+	joblet, _ := harness.Bins(t)
+	_, _, env := smNode(t, moto.URL)
+	harness.MustRun(t, env, joblet, "certs", "bootstrap")
+	root, err := pki.ParseCert([]byte(readStore(t, "joblet")["joblet/ca-cert"]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pinned := harness.Env(append(env, "JOBLET_CA_FINGERPRINT="+pki.PinOf(root).String())...)
+	for _, step := range [][]string{{"begin"}, {"promote"}, {"finish", "--force"}} {
+		harness.MustRun(t, pinned, joblet, append([]string{"certs", "rotate-ca"}, step...)...)
+	}
+	putSecret(t, "joblet/ca-bundle", "junk")
+	if r := harness.Run(t, pinned, joblet, "certs", "revoke", "--serial", "0a02"); r.Code != 0 {
+		t.Fatalf("BLOCKED: a pinned revoke after a rotation, with junk on ca-bundle: exit %d\n%s", r.Code, r)
+	}
+	if r := harness.Run(t, pinned, joblet, "certs", "trust", "sign"); r.Code != 0 {
+		t.Fatalf("BLOCKED: a pinned trust sign after a rotation, with junk on ca-bundle: exit %d\n%s", r.Code, r)
+	}
+}
