@@ -262,3 +262,19 @@ func TestReviewPinnedRevokeOverJunkBundleAfterRotation(t *testing.T) {
 		t.Fatalf("BLOCKED: a pinned trust sign after a rotation, with junk on ca-bundle: exit %d\n%s", r.Code, r)
 	}
 }
+
+// DeleteSecret on ca-bundle with the default recovery window (the secret
+// is then "marked for deletion": GetSecretValue refuses it): revoke must
+// still run.
+func TestReviewBundlePendingDeletionBlocksRevoke(t *testing.T) {
+	moto.Reset(t)
+	joblet, _ := harness.Bins(t)
+	_, _, env := smNode(t, moto.URL)
+	harness.MustRun(t, env, joblet, "certs", "bootstrap")
+	if _, err := smClient(moto.URL).DeleteSecret(context.Background(), &sm.DeleteSecretInput{SecretId: aws.String("joblet/ca-bundle")}); err != nil {
+		t.Fatal(err)
+	}
+	if r := harness.Run(t, env, joblet, "certs", "revoke", "--serial", "0a02"); r.Code != 0 {
+		t.Fatalf("BLOCKED: ca-bundle pending deletion stops every revoke: exit %d\n%s", r.Code, r)
+	}
+}
