@@ -2,9 +2,11 @@ package test
 
 import (
 	"context"
+	"crypto/x509"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -276,5 +278,24 @@ func TestReviewBundlePendingDeletionBlocksRevoke(t *testing.T) {
 	}
 	if r := harness.Run(t, env, joblet, "certs", "revoke", "--serial", "0a02"); r.Code != 0 {
 		t.Fatalf("BLOCKED: ca-bundle pending deletion stops every revoke: exit %d\n%s", r.Code, r)
+	}
+}
+
+// The same DeleteSecret against a node: its refresh must still take a
+// revocation the CRL secret holds (issue 22: nothing written without the
+// root key stops a node taking revocations).
+func TestReviewBundlePendingDeletionStopsNodeRefresh(t *testing.T) {
+	moto.Reset(t)
+	joblet, _ := harness.Bins(t)
+	home, _, env := smNode(t, moto.URL)
+	harness.MustRun(t, env, joblet, "certs", "bootstrap")
+	harness.MustRun(t, env, joblet, "certs", "revoke", "--serial", "0a05")
+	if _, err := smClient(moto.URL).DeleteSecret(context.Background(), &sm.DeleteSecretInput{SecretId: aws.String("joblet/ca-bundle")}); err != nil {
+		t.Fatal(err)
+	}
+	r := harness.Run(t, env, joblet, "certs", "renew", "--config", filepath.Join(home, "config", "joblet-config.yml"))
+	crl, err := pki.ParseCRLUnverified([]byte(serverConfig(t, home).Security.CRL))
+	if err != nil || !slices.ContainsFunc(crl.RevokedCertificateEntries, func(e x509.RevocationListEntry) bool { return e.SerialNumber.Text(16) == "a05" }) {
+		t.Fatalf("NOT TAKEN: with ca-bundle pending deletion, the node's refresh did not take the revocation in joblet/crl (%v): exit %d\n%s", err, r.Code, r)
 	}
 }
