@@ -212,7 +212,7 @@ func TestReviewJunkCRLBlocksRevoke(t *testing.T) {
 	if r.Code != 0 {
 		t.Fatalf("BLOCKED: one junk write to joblet/crl stops every revoke: exit %d\n%s", r.Code, r)
 	}
-	crl, err := pki.ParseCRLUnverified([]byte(readStore(t, "joblet")["joblet/crl"]))
+	crl, err := pki.ParseCRLUnverified([]byte(currentValue(t, "joblet/crl")))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -78,8 +78,12 @@ type Rule struct {
 	Role    string `json:"role,omitempty"`
 	Session string `json:"session,omitempty"`
 	// Account is a whole account: every user and role session in it. It
-	// grants at most the lowest role.
+	// grants at most the lowest role, and needs the policy's machines
+	// listed (an account rule would otherwise map the nodes' own role).
 	Account string `json:"account,omitempty"`
+	// Partition is an account rule's AWS partition (default aws): account
+	// IDs of aws, aws-cn and aws-us-gov are separate namespaces.
+	Partition string `json:"partition,omitempty"`
 	// UniqueID pins the user's (AIDA...) or role's (AROA...) unique ID: a
 	// user or role deleted and re-created with the same name no longer
 	// matches.
@@ -127,6 +131,17 @@ func (p *Policy) Check() error {
 		if r.Account != "" && r.Grant != lowest {
 			return fmt.Errorf("rule %d: a rule for the whole account %s grants at most %s, not %s", i+1, r.Account, lowest, r.Grant)
 		}
+		if r.Account != "" && len(p.Machines) == 0 {
+			return fmt.Errorf("rule %d: a rule for the whole account %s needs the policy's machines listed (the roles of nodes, the issuer, a rotation function): it would map them too", i+1, r.Account)
+		}
+		if r.Partition != "" && r.Account == "" {
+			return fmt.Errorf("rule %d: partition is for an account rule (a user's or role's ARN names its own)", i+1)
+		}
+	}
+	for _, d := range p.Deny {
+		if _, err := parseIdent(d); err != nil {
+			return fmt.Errorf("deny %q: %w", d, err)
+		}
 	}
 	for _, m := range p.Machines {
 		if _, _, err := roleName(m); err != nil {
@@ -147,16 +162,61 @@ const lowest = pki.Reader
 // roleName splits a role ARN into its account and name (its path
 // dropped).
 func roleName(arn string) (account, name string, err error) {
-	parts := strings.SplitN(arn, ":", 6)
-	if len(parts) != 6 || parts[0] != "arn" || parts[2] != "iam" || parts[4] == "" || !strings.HasPrefix(parts[5], "role/") {
+	id, err := parseIdent(arn)
+	if err != nil || id.kind != "role" || id.session != "" {
 		return "", "", fmt.Errorf("%q is not an IAM role's ARN (arn:aws:iam::ACCOUNT:role/NAME)", arn)
 	}
-	res := strings.TrimPrefix(parts[5], "role/")
-	name = res[strings.LastIndex(res, "/")+1:]
-	if name == "" {
-		return "", "", fmt.Errorf("%q names no role", arn)
+	return id.account, id.name, nil
+}
+
+// ident is an identity as deny and machine entries and rules compare it:
+// partition, account, kind, name (without its path: IAM user and role names
+// are unique in an account whatever the path, and case-insensitively) and
+// a role's session.
+type ident struct{ partition, account, kind, name, session string }
+
+// parseIdent reads an IAM user's or role's ARN (with its path or not, a
+// role's with "#SESSION"), or an STS assumed-role ARN (as CloudTrail and
+// GetCallerIdentity show a session).
+func parseIdent(arn string) (ident, error) {
+	base, session, _ := strings.Cut(arn, "#")
+	parts := strings.SplitN(base, ":", 6)
+	if len(parts) != 6 || parts[0] != "arn" || parts[1] == "" || parts[4] == "" {
+		return ident{}, fmt.Errorf("%q is not an ARN", arn)
 	}
-	return parts[4], name, nil
+	id := ident{partition: parts[1], account: parts[4], session: session}
+	res := parts[5]
+	switch {
+	case parts[2] == "iam" && strings.HasPrefix(res, "user/"):
+		id.kind, res = "user", strings.TrimPrefix(res, "user/")
+	case parts[2] == "iam" && strings.HasPrefix(res, "role/"):
+		id.kind, res = "role", strings.TrimPrefix(res, "role/")
+	case parts[2] == "sts" && strings.HasPrefix(res, "assumed-role/") && session == "":
+		role, sess, ok := strings.Cut(strings.TrimPrefix(res, "assumed-role/"), "/")
+		if !ok || sess == "" {
+			return ident{}, fmt.Errorf("%q: an assumed-role ARN is assumed-role/ROLE/SESSION", arn)
+		}
+		id.kind, res, id.session = "role", role, sess
+	default:
+		return ident{}, fmt.Errorf("%q is not an IAM user's or role's ARN", arn)
+	}
+	id.name = strings.ToLower(res[strings.LastIndex(res, "/")+1:])
+	if id.name == "" || (id.kind == "user" && id.session != "") {
+		return ident{}, fmt.Errorf("%q names no user or role", arn)
+	}
+	return id, nil
+}
+
+// identOf is p as an ident.
+func identOf(p *awsident.Principal) ident {
+	return ident{partition: p.Partition, account: p.Account, kind: p.Kind, name: strings.ToLower(p.Name[strings.LastIndex(p.Name, "/")+1:]), session: p.Session}
+}
+
+// covers: e (a deny or machine entry) names who, or all of a role's
+// sessions when e names none.
+func (e ident) covers(who ident) bool {
+	return e.partition == who.partition && e.account == who.account && e.kind == who.kind && e.name == who.name &&
+		(e.session == "" || e.session == who.session)
 }
 
 // Person is who an identity is to the fleet, and the role the policy gives.
@@ -182,12 +242,15 @@ func (pol *Policy) mapPrincipal(p *awsident.Principal, uid string, checkIDs bool
 	if p.Session != "" {
 		name += "#" + p.Session
 	}
-	if slices.Contains(pol.Deny, name) || slices.Contains(pol.Deny, p.ARN) {
-		return nil, fmt.Errorf("%w: %s is on the policy's deny list", ErrUnmapped, name)
+	who := identOf(p)
+	for _, d := range pol.Deny {
+		if e, err := parseIdent(d); err == nil && e.covers(who) {
+			return nil, fmt.Errorf("%w: %s is on the policy's deny list (%s)", ErrUnmapped, name, d)
+		}
 	}
 	if p.Kind == "role" {
 		for _, m := range pol.Machines {
-			if acct, n, _ := roleName(m); acct == p.Account && n == p.Name {
+			if e, err := parseIdent(m); err == nil && e.session == "" && e.covers(who) {
 				return nil, fmt.Errorf("%w: %s is a machine's role (nodes, the issuer, a rotation function), never a person", ErrUnmapped, p.ARN)
 			}
 		}
@@ -262,8 +325,8 @@ func (r Rule) matches(p *awsident.Principal, uid string, checkIDs bool) bool {
 	case r.User != "":
 		return p.Kind == "user" && p.ARN == r.User
 	case r.Role != "":
-		acct, name, err := roleName(r.Role)
-		if err != nil || p.Kind != "role" || p.Account != acct || p.Name != name {
+		e, err := parseIdent(r.Role)
+		if err != nil || p.Kind != "role" || !e.covers(identOf(p)) {
 			return false
 		}
 		if r.Session == "" {
@@ -272,7 +335,11 @@ func (r Rule) matches(p *awsident.Principal, uid string, checkIDs bool) bool {
 		ok, _ := path.Match(r.Session, p.Session)
 		return ok
 	case r.Account != "":
-		return p.Account == r.Account && (p.Kind == "user" || p.Kind == "role")
+		part := r.Partition
+		if part == "" {
+			part = "aws"
+		}
+		return p.Partition == part && p.Account == r.Account && (p.Kind == "user" || p.Kind == "role")
 	}
 	return false
 }
