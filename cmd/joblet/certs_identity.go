@@ -104,4 +104,3 @@ func (c *cli) identityPolicyShowCmd() *cobra.Command {
 	}
 	return cmd
 }
-

@@ -96,4 +96,3 @@ func (fl *Fleet) IdentityPolicy(ctx context.Context) (*idpolicy.Policy, error) {
 	}
 	return idpolicy.Verify([]byte(raw), f.Prefix, s.trust, nil, f.Now())
 }
-

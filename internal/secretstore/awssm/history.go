@@ -14,7 +14,6 @@ import (
 
 var _ secretstore.Historian = (*Store)(nil)
 
-
 // History lists name's versions (deprecated ones included) in one call per
 // page, then reads them newest first, one GetSecretValue each, while visit
 // asks for more: a reader that stops at the first version it can trust pays
