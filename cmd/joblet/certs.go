@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -115,7 +116,22 @@ func (sf *storeFlags) caKey(storeRegion string) certs.CAKeyRef {
 // opened through KMS where the store is Secrets Manager.
 func (sf *storeFlags) fleet(rs *backend.ResolvedStore, log *slog.Logger) *certs.Fleet {
 	pin, _ := sf.parsedPin() // checked by open
-	return &certs.Fleet{Store: rs.Store, StoreDesc: rs.Desc, Prefix: sf.prefix, OpenKMS: kms.OpenerFor(rs.Ref), KMSRegion: rs.Ref.Region, Log: log, Pin: pin}
+	return &certs.Fleet{Store: rs.Store, StoreDesc: rs.Desc, Prefix: sf.prefix, OpenKMS: kms.OpenerFor(rs.Ref), KMSRegion: rs.Ref.Region, Log: log, Pin: pin,
+		SeenDir: seenDir()}
+}
+
+// seenDir is where this machine's operator commands keep the newest trust
+// state they verified (certs/operatorseen.go): JOBLET_SEEN_DIR, else
+// HOME/seen under the joblet home; "off" keeps none.
+func seenDir() string {
+	switch d := os.Getenv("JOBLET_SEEN_DIR"); d {
+	case "off":
+		return ""
+	case "":
+		return filepath.Join(config.Home(), "seen")
+	default:
+		return d
+	}
 }
 
 // parsedPin is the root --ca-fingerprint pins, nil when not given.

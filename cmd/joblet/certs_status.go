@@ -57,7 +57,7 @@ pair; the trust state's signature, version and expiry are checked.`,
 		if err != nil {
 			return err
 		}
-		fl := &certs.Fleet{Prefix: sf.prefix, StoreDesc: "store", Log: c.log, Pin: pin}
+		fl := &certs.Fleet{Prefix: sf.prefix, StoreDesc: "store", Log: c.log, Pin: pin, SeenDir: seenDir()}
 		ctx, cancel := sf.context()
 		defer cancel()
 		// A node's own config says where its store is; otherwise the flags do.

@@ -76,6 +76,11 @@ type Fleet struct {
 	// Pin, when set, is the root a joining run (bootstrap, ClientNode)
 	// must find in the store (pin.go); nil: it trusts what it finds.
 	Pin *pki.Pin
+
+	// SeenDir, when set, is where an operator's commands keep the newest
+	// trust state they verified, per fleet (operatorseen.go): a floor the
+	// store cannot lower, for a store whose history was erased.
+	SeenDir string
 }
 
 // defaults is the one place the lifecycle's defaults are written. It

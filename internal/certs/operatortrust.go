@@ -56,6 +56,17 @@ func (f *Fleet) operatorTrust(ctx context.Context, s *state, full bool) error {
 			s.historyErr = err
 		}
 	}
+	// The operator's own record: newer than anything the store shows when
+	// the secret was deleted and created again with an older state.
+	if seen, raw := f.seenState(anchors, revokedSerials(s.vals[s.n.CRL()])); seen != nil && (s.doc == nil || seen.Version > s.doc.Version) && seen.AheadOf(s.now) == "" {
+		s.rolledBack = fmt.Sprintf("%s holds an older trust state than version %d, which this operator's machine verified before (%s): the secret was put back, or deleted and created again, without the root key. Operators' commands act on version %d",
+			s.n.Bundle(), seen.Version, f.seenPath(), seen.Version)
+		f.Log.Warn("the store's trust state is older than the one this operator saw", "problem", s.rolledBack)
+		s.doc, s.docRaw = seen, raw
+		s.useTrust(seen.RootCerts())
+		s.phase, s.interrupted = phaseOf(s.n, s.pending, len(s.trust))
+	}
+	f.rememberSeen(s.doc, s.docRaw)
 	if f.Pin == nil {
 		return nil
 	}

@@ -225,6 +225,7 @@ func (f *Fleet) signTrust(ctx context.Context, s *state, by *pki.CA, roots []*x5
 	}
 	s.vals[n.Bundle()] = string(data)
 	s.doc, s.docRaw = next, string(data)
+	f.rememberSeen(next, s.docRaw)
 	return true, nil
 }
 
