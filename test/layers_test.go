@@ -28,6 +28,7 @@ func TestLayers(t *testing.T) {
 		{"../internal/secretstore", []string{"/internal/pki", "/internal/certs"}},
 		{"../internal/certs", []string{"aws-sdk-go-v2", "/internal/kmssigner", "/internal/client", "google.golang.org/grpc", "/internal/backend"}},
 		{"../internal/pki", []string{"github.com/ehsaniara/joblet/internal/"}},
+		{"../internal/idpolicy", []string{"aws-sdk-go-v2", "google.golang.org/grpc"}}, // nodes hold it: pure
 		{"../internal/client", []string{"/internal/certs", "/internal/secretstore"}},
 		{"../internal/server", []string{"/internal/sandbox"}},
 		{"../internal/jobs", []string{"/internal/sandbox"}},

@@ -13,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 
 	"github.com/ehsaniara/joblet/internal/awsident"
+	"github.com/ehsaniara/joblet/internal/idpolicy"
 	"github.com/ehsaniara/joblet/internal/testutil/awspeople"
 )
 
@@ -44,7 +45,7 @@ func verifier(now time.Time) awsident.Want {
 }
 
 // prove, verify and call: who STS says signed.
-func whoSigned(t *testing.T, cfg aws.Config, p *awsident.Proof, want awsident.Want) (*awsident.Principal, error) {
+func whoSigned(t *testing.T, cfg aws.Config, p *awsident.Proof, want awsident.Want) (*idpolicy.Principal, error) {
 	t.Helper()
 	req, err := awsident.Verify(context.Background(), p, want)
 	if err != nil {
@@ -54,7 +55,7 @@ func whoSigned(t *testing.T, cfg aws.Config, p *awsident.Proof, want awsident.Wa
 	if err != nil {
 		return nil, err
 	}
-	return awsident.Canonical(id.ARN)
+	return idpolicy.Canonical(id.ARN)
 }
 
 func TestProofNamesTheSigner(t *testing.T) {
@@ -169,13 +170,13 @@ func TestCanonical(t *testing.T) {
 		"arn:aws:sts::111122223333:assumed-role/Admins/alice@corp": "role Admins (session alice@corp) in 111122223333",
 		"arn:aws-cn:iam::111122223333:root":                        "root  in 111122223333",
 	} {
-		p, err := awsident.Canonical(arn)
+		p, err := idpolicy.Canonical(arn)
 		if err != nil || p.String() != want {
 			t.Errorf("%s: %v %v, want %s", arn, p, err, want)
 		}
 	}
 	for _, bad := range []string{"", "arn:aws:sts::1:assumed-role/Admins", "arn:aws:sts::1:assumed-role//s", "arn:aws:s3:::bucket", "arn:aws:iam::1:user/"} {
-		if p, err := awsident.Canonical(bad); err == nil {
+		if p, err := idpolicy.Canonical(bad); err == nil {
 			t.Errorf("%q canonicalised to %+v", bad, p)
 		}
 	}

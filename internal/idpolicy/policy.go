@@ -30,7 +30,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/ehsaniara/joblet/internal/awsident"
 	"github.com/ehsaniara/joblet/internal/pki"
 )
 
@@ -112,7 +111,7 @@ func (p *Policy) Check() error {
 			return fmt.Errorf("rule %d: %w", i+1, err)
 		}
 		if r.User != "" {
-			if pr, err := awsident.Canonical(r.User); err != nil || pr.Kind != "user" {
+			if pr, err := Canonical(r.User); err != nil || pr.Kind != "user" {
 				return fmt.Errorf("rule %d: user %q is not an IAM user's ARN", i+1, r.User)
 			}
 		}
@@ -208,7 +207,7 @@ func parseIdent(arn string) (ident, error) {
 }
 
 // identOf is p as an ident.
-func identOf(p *awsident.Principal) ident {
+func identOf(p *Principal) ident {
 	return ident{partition: p.Partition, account: p.Account, kind: p.Kind, name: strings.ToLower(p.Name[strings.LastIndex(p.Name, "/")+1:]), session: p.Session}
 }
 
@@ -232,12 +231,12 @@ type Person struct {
 // Map gives the identity STS named (p, and the unique ID STS answered:
 // AIDA... for a user, AROA...:SESSION for a role's session) its role: the
 // highest any matching rule grants, unless it is denied or a machine.
-func (pol *Policy) Map(p *awsident.Principal, userID string) (*Person, error) {
+func (pol *Policy) Map(p *Principal, userID string) (*Person, error) {
 	uid, _, _ := strings.Cut(userID, ":")
 	return pol.mapPrincipal(p, uid, true)
 }
 
-func (pol *Policy) mapPrincipal(p *awsident.Principal, uid string, checkIDs bool) (*Person, error) {
+func (pol *Policy) mapPrincipal(p *Principal, uid string, checkIDs bool) (*Person, error) {
 	name := p.ARN
 	if p.Session != "" {
 		name += "#" + p.Session
@@ -303,21 +302,21 @@ func (pol *Policy) Allows(person string, role pki.Role) error {
 
 // personPrincipal reads a person's canonical name back: a user's ARN, or a
 // role's ARN with "#SESSION".
-func personPrincipal(person string) (*awsident.Principal, error) {
+func personPrincipal(person string) (*Principal, error) {
 	base, session, hasSession := strings.Cut(person, "#")
 	acct, name, err := roleName(base)
 	if err == nil && hasSession && session != "" {
 		partition := strings.SplitN(base, ":", 3)[1]
-		return &awsident.Principal{Partition: partition, Account: acct, Kind: "role", Name: name, Session: session, ARN: base}, nil
+		return &Principal{Partition: partition, Account: acct, Kind: "role", Name: name, Session: session, ARN: base}, nil
 	}
-	p, perr := awsident.Canonical(base)
+	p, perr := Canonical(base)
 	if perr != nil || p.Kind != "user" || hasSession {
 		return nil, fmt.Errorf("%q names no person (a user's ARN, or a role's with #SESSION)", person)
 	}
 	return p, nil
 }
 
-func (r Rule) matches(p *awsident.Principal, uid string, checkIDs bool) bool {
+func (r Rule) matches(p *Principal, uid string, checkIDs bool) bool {
 	if checkIDs && r.UniqueID != "" && r.UniqueID != uid {
 		return false
 	}

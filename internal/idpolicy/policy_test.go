@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ehsaniara/joblet/internal/awsident"
 	"github.com/ehsaniara/joblet/internal/idpolicy"
 	"github.com/ehsaniara/joblet/internal/pki"
 )
@@ -26,9 +25,9 @@ func newCA(t *testing.T) *pki.CA {
 	return &pki.CA{Cert: cert, Key: key}
 }
 
-func who(t *testing.T, arn string) *awsident.Principal {
+func who(t *testing.T, arn string) *idpolicy.Principal {
 	t.Helper()
-	p, err := awsident.Canonical(arn)
+	p, err := idpolicy.Canonical(arn)
 	if err != nil {
 		t.Fatal(err)
 	}

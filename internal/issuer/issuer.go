@@ -99,7 +99,7 @@ func (is *Issuer) Issue(ctx context.Context, req *Request) (*Response, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrRefused, err)
 	}
-	principal, err := awsident.Canonical(id.ARN)
+	principal, err := idpolicy.Canonical(id.ARN)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrRefused, err)
 	}

@@ -1,4 +1,4 @@
-package awsident
+package idpolicy
 
 import (
 	"fmt"
