@@ -48,7 +48,9 @@ func (fl *Fleet) Revoke(ctx context.Context, serial *big.Int, reason int) ([]Rev
 		case <-time.After(settle/2 + time.Duration(mathrand.Int64N(int64(settle)))):
 		}
 		settle = min(settle*3/2, time.Second)
-		s, err := f.readState(ctx, scope{})
+		// With the root key: a ca-cert that does not parse is read past
+		// the way revokeOnce read it (rootFromState).
+		s, err := f.readState(ctx, scope{bothKeys: true})
 		if err != nil {
 			return nil, err
 		}

@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"time"
 
@@ -253,6 +254,9 @@ func (f *Fleet) readState(ctx context.Context, sc scope) (*state, error) {
 	}
 	s.caKey = f.kmsKey(vals[n.CAKMSKey()])
 	s.parse(sc.roles)
+	if sc.bothKeys && s.ca == nil {
+		s.rootFromState(sc.roles, f.Log)
+	}
 	if sc.operator || sc.bothKeys {
 		if err := f.operatorTrust(ctx, s, sc.fullHistory); err != nil {
 			return nil, err
@@ -439,4 +443,34 @@ func trustFrom(bundlePEM string, current *x509.Certificate, name string) ([]*x50
 		}
 	}
 	return trust, nil
+}
+
+// rootFromState lets a signing flow (revoke, trust sign, a rotation step)
+// run past a ca-cert that does not parse (one write without the root key):
+// the root is in the signed trust state, and the stored ca-key proves it is
+// the one whose key this flow holds. The state must verify from that root.
+// Status is not given this: it reports the ca-cert as it is.
+func (s *state) rootFromState(roles []pki.Role, log *slog.Logger) {
+	key, err := pki.ParseKey([]byte(s.vals[s.n.CAKey()]))
+	if err != nil {
+		return
+	}
+	bundle := []byte(s.vals[s.n.Bundle()])
+	t, err := pki.PeekTrust(bundle, s.n.Prefix)
+	if err != nil {
+		return
+	}
+	for _, r := range t.RootCerts() {
+		if pki.MatchesKey(r, key) != nil {
+			continue
+		}
+		if _, err := pki.VerifyTrust(bundle, s.n.Prefix, []*x509.Certificate{r}, nil, nil); err != nil {
+			return
+		}
+		log.Warn("the store's root certificate does not parse: using the root the signed trust state lists for the root key", "secret", s.n.CACert(), "error", s.caErr, "root", pki.Fingerprint(r))
+		s.vals[s.n.CACert()] = string(pki.EncodeCert(r))
+		s.caErr, s.clients, s.clientErr = nil, map[pki.Role]*x509.Certificate{}, map[pki.Role]error{}
+		s.parse(roles)
+		return
+	}
 }
