@@ -45,6 +45,9 @@ type Store struct {
 	// batchDenied remembers that BatchGetSecretValue is not allowed, so a
 	// process asks only once before reading secret by secret.
 	batchDenied atomic.Bool
+	// throttled remembers that a call of this process was throttled past
+	// its client's retries (Throttled).
+	throttled atomic.Bool
 }
 
 var _ secretstore.Store = (*Store)(nil)
@@ -66,6 +69,12 @@ func New(api API, endpoint string, log *slog.Logger) *Store {
 	}
 	return &Store{api: api, endpoint: endpoint, log: log}
 }
+
+// Throttled reports whether Secrets Manager has throttled a call of this
+// store past the client's retries (a throttled batch read that fell back to
+// per-secret reads included): a bootstrap that sees it knows it started in
+// a burst, and spends the small quotas (creates, batch reads) sparingly.
+func (s *Store) Throttled() bool { return s.throttled.Load() }
 
 // WithCreateOptions sets what Create adds to every new secret.
 func (s *Store) WithCreateOptions(o CreateOptions) *Store {
@@ -143,8 +152,14 @@ func (s *Store) batchGet(ctx context.Context, names []string, out map[string]str
 	for {
 		// Two attempts only: when the batch quota is exhausted, per-secret
 		// reads (a quota a hundred times larger, and full retries) serve
-		// better than waiting.
-		res, err := s.api.BatchGetSecretValue(ctx, in, func(o *sm.Options) { o.RetryMaxAttempts = 2 })
+		// better than waiting. Once this process has been throttled (a
+		// burst), one: the retry's wait (up to 2 s) buys nothing the
+		// per-secret reads do not.
+		attempts := 2
+		if s.throttled.Load() {
+			attempts = 1
+		}
+		res, err := s.api.BatchGetSecretValue(ctx, in, func(o *sm.Options) { o.RetryMaxAttempts = attempts })
 		if err != nil {
 			return s.explain(err, "BatchGetSecretValue", names...)
 		}

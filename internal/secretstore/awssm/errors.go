@@ -102,6 +102,7 @@ func (s *Store) explain(err error, action string, secrets ...string) error {
 		strings.Contains(msg, "retry quota exceeded") || strings.Contains(msg, "exceeded maximum number of attempts") && (status == 429 || strings.Contains(msg, "Throttl")):
 		e.Cause = ErrThrottled
 		e.Hint = "Requests were retried with backoff and still throttled: re-run later, or start fewer nodes at once"
+		s.throttled.Store(true)
 	case code == "InvalidRequestException" && strings.Contains(strings.ToLower(msg), "deletion"):
 		e.Cause = ErrDeleted
 		e.Hint = "Restore it with `aws secretsmanager restore-secret --secret-id NAME`, or wait until the deletion completes"
