@@ -28,11 +28,7 @@ func putSecret(t *testing.T, name, value string) {
 // storedTrust is the trust state now under joblet/ca-bundle, unverified.
 func storedTrust(t *testing.T) (*pki.TrustState, string) {
 	t.Helper()
-	got, err := smClient(moto.URL).GetSecretValue(context.Background(), &sm.GetSecretValueInput{SecretId: aws.String("joblet/ca-bundle")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw := aws.ToString(got.SecretString)
+	raw := readBundle(t)
 	doc, err := pki.PeekTrust([]byte(raw), "joblet")
 	if err != nil {
 		t.Fatalf("joblet/ca-bundle holds no trust state: %v", err)

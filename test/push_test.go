@@ -1,9 +1,16 @@
 package test
 
 import (
+	"bytes"
+	"context"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -132,9 +139,13 @@ func TestRevokePushReachesEveryNode(t *testing.T) {
 	harness.MustRun(t, harness.Env("RNX_CONFIG="+admin), rnx, "job", "list")
 }
 
-// A node holding an old CRL (it refreshes hourly) takes the newer one from
-// a client's call, and refuses the revoked certificate on its next call,
-// with no store call in between (counted by the recording proxy).
+// A node holding an old CRL and trust state (it refreshes hourly) takes
+// the newer ones from a client's call (the revoke re-signs the trust state
+// with the new CRL's number), and refuses the revoked certificate on its
+// next call, with no store call in between (counted by the recording
+// proxy). A client carrying a tampered, forged or older trust state is
+// still served; the node refuses the state (logged) and its file keeps
+// what it had.
 func TestNodeTakesNewerCRLFromAClient(t *testing.T) {
 	moto.Reset(t)
 	joblet, rnx := harness.Bins(t)
@@ -176,6 +187,11 @@ func TestNodeTakesNewerCRLFromAClient(t *testing.T) {
 	if !configRevokes(t, admin, serial) {
 		t.Fatal("rnx config refresh did not bring the new CRL into the admin's entry")
 	}
+	oldTrust := serverConfig(t, home).Security.TrustState
+	newTrust := rnxTrust(t, admin)
+	if trustVersion(t, newTrust) <= trustVersion(t, oldTrust) {
+		t.Fatalf("the refreshed admin holds trust state version %d, the node %d: want newer", trustVersion(t, newTrust), trustVersion(t, oldTrust))
+	}
 	proxy.Calls()
 	harness.MustRun(t, harness.Env("RNX_CONFIG="+admin), rnx, "job", "list")
 	r := harness.Run(t, harness.Env(), rnx, "--config", reader, "job", "list")
@@ -194,4 +210,120 @@ func TestNodeTakesNewerCRLFromAClient(t *testing.T) {
 		t.Fatalf("the node's config file does not hold the CRL it took: %v", err)
 	}
 	t.Logf("refused: %s", strings.TrimSpace(r.Stderr))
+	if got := serverConfig(t, home).Security.TrustState; got != newTrust {
+		t.Fatalf("the node's config file holds trust state version %d, not the version %d the client carried", trustVersion(t, got), trustVersion(t, newTrust))
+	}
+	if !strings.Contains(node.Output(), "trust state taken from a caller") {
+		t.Fatalf("the node did not log taking the trust state:\n%s", node.Output())
+	}
+
+	// Trust states the node must not take, each carried by an rnx whose
+	// config holds it: the signed one with its version raised (the
+	// signature no longer matches), one an attacker's CA signed, and the
+	// node's old one.
+	held := serverConfig(t, home).Security
+	evil := newEvilCA(t)
+	forged, err := pki.SignTrust(context.Background(), pki.NewTrustState("joblet", trustVersion(t, newTrust)+10, []*x509.Certificate{evil.Cert}, []*x509.Certificate{evil.Cert}, nil, time.Now()), evil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ name, trust, log string }{
+		{"tampered", raiseTrustVersion(t, newTrust, 10), "not signed by a root"},
+		{"forged", string(forged), "not signed by a root"},
+		{"older", oldTrust, ""}, // rnx does not offer an older one: nothing to log
+	} {
+		cfg := withTrust(t, admin, c.trust)
+		if r := harness.Run(t, harness.Env(), rnx, "--config", cfg, "job", "list"); r.Code != 0 {
+			t.Fatalf("%s: a client carrying a bad trust state was not served: %s", c.name, r)
+		}
+		if c.log != "" && !strings.Contains(node.Output(), c.log) {
+			t.Fatalf("%s: the node did not log refusing the trust state:\n%s", c.name, node.Output())
+		}
+		if now := serverConfig(t, home).Security; now.TrustState != held.TrustState || now.CACert != held.CACert || now.CRL != held.CRL {
+			t.Fatalf("%s: the node's config file changed", c.name)
+		}
+	}
+	if n := strings.Count(node.Output(), "trust state taken from a caller"); n != 1 {
+		t.Fatalf("the node took a trust state %d times, want once:\n%s", n, node.Output())
+	}
+	if calls := proxy.Calls(); len(calls) != 0 {
+		t.Fatalf("the node called the store (%v) while refusing carried trust states", harness.Count(calls))
+	}
+	harness.MustRun(t, harness.Env("RNX_CONFIG="+admin), rnx, "job", "list")
+}
+
+// rnxTrust is the trust state the default entry of the rnx config at path
+// holds.
+func rnxTrust(t *testing.T, path string) string {
+	t.Helper()
+	cfg, err := config.LoadRnx(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, n, err := cfg.Select("")
+	if err != nil || n.Trust == "" {
+		t.Fatalf("%s holds no trust state: %v", path, err)
+	}
+	return n.Trust
+}
+
+// trustVersion is a trust state's version, read without its signature.
+func trustVersion(t *testing.T, trust string) uint64 {
+	t.Helper()
+	st, err := pki.PeekTrust([]byte(trust), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st.Version
+}
+
+// raiseTrustVersion is trust with its version raised by n and its
+// signature left as it was.
+func raiseTrustVersion(t *testing.T, trust string, n uint64) string {
+	t.Helper()
+	var env map[string]any
+	if err := json.Unmarshal([]byte(trust), &env); err != nil {
+		t.Fatal(err)
+	}
+	body, err := base64.StdEncoding.DecodeString(env["payload"].(string))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	var payload map[string]any
+	if err := dec.Decode(&payload); err != nil {
+		t.Fatal(err)
+	}
+	payload["version"] = json.Number(strconv.FormatUint(trustVersion(t, trust)+n, 10))
+	if body, err = json.Marshal(payload); err != nil {
+		t.Fatal(err)
+	}
+	env["payload"] = base64.StdEncoding.EncodeToString(body)
+	out, err := json.Marshal(env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(out)
+}
+
+// withTrust is a copy of the rnx config at path whose entries hold trust.
+func withTrust(t *testing.T, path, trust string) string {
+	t.Helper()
+	cfg, err := config.LoadRnx(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range cfg.Nodes {
+		n.Trust = trust
+	}
+	b, err := cfg.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "carrier.yml")
+	if err := os.WriteFile(out, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return out
 }

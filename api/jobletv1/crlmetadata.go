@@ -15,6 +15,13 @@ const (
 	// CRLNewerPrefix starts the message of such a refusal
 	// (FailedPrecondition).
 	CRLNewerPrefix = "newer CRL: "
+	// TrustVersionKey carries, next to CRLNumberKey in a response header
+	// (and in the trailer of a newer-CRL refusal), the version of the
+	// signed trust state the node holds, in decimal; absent when it holds
+	// none. A client holding a newer one offers it (internal/client/
+	// learn.go): the client compares, so the node's per-call gate reads
+	// nothing more than the CRL number.
+	TrustVersionKey = "joblet-trust-version"
 )
 
 // FormatCRLNumber is how a CRL number travels in CRLNumberKey: hex, or

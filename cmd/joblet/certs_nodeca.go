@@ -41,9 +41,14 @@ key; with --rekey, a new key); a re-issue always keeps those it has.
 
 Scheduled: ` + "`joblet certs node-ca --rekey --if-due`" + ` (daily) gives it a new key
 when half its lifetime has passed, and otherwise says "nothing to do" and exits
-0; a run interrupted between its two writes is completed by the next. Nodes
+0; a run interrupted between its writes is completed by the next. Nodes
 move to the new one on their next refresh; clients trust the root and need
-nothing. See docs/OPERATIONS.md.`,
+nothing. See docs/OPERATIONS.md.
+
+The root certifies only a node-issuing key the signed trust state already
+lists (the one nodes use) or one this command makes: a key found in
+<prefix>/node-ca-key that the state does not list (written without the root
+key) is replaced by a new one, and the command says so.`,
 		Args: noArgs,
 	}
 	fs := cmd.Flags()
@@ -97,14 +102,18 @@ nothing. See docs/OPERATIONS.md.`,
 		case certs.StepNodeCACreated:
 			fmt.Fprintf(c.stdout, "🔏 step 2 of 2: node-issuing CA created in %s (serial %s, expires %s)\n", fl.StoreDesc, res.NodeCA.Serial, pki.ExpiryText(res.NodeCA.NotAfter, time.Now()))
 		case certs.StepNodeCARekeyed:
-			fmt.Fprintf(c.stdout, "🔑 node-issuing CA re-keyed (serial %s, expires %s); it replaces serial %s\n", res.NodeCA.Serial, pki.ExpiryText(res.NodeCA.NotAfter, time.Now()), res.Replaced.Serial)
-			if res.Reason != "" {
-				fmt.Fprintf(c.stdout, "   why: %s\n", res.Reason)
+			replaces := ""
+			if res.Replaced != nil {
+				replaces = "; it replaces serial " + res.Replaced.Serial
 			}
+			fmt.Fprintf(c.stdout, "🔑 node-issuing CA re-keyed (serial %s, expires %s)%s\n", res.NodeCA.Serial, pki.ExpiryText(res.NodeCA.NotAfter, time.Now()), replaces)
 		case certs.StepNodeCAWidened:
 			fmt.Fprintf(c.stdout, "🔏 node-issuing CA re-issued for the same key with the names added (serial %s, expires %s)\n", res.NodeCA.Serial, pki.ExpiryText(res.NodeCA.NotAfter, time.Now()))
 		case certs.StepNodeCAReissued:
 			fmt.Fprintf(c.stdout, "🔏 node-issuing CA re-issued from the current root (serial %s, expires %s)\n", res.NodeCA.Serial, pki.ExpiryText(res.NodeCA.NotAfter, time.Now()))
+		}
+		if res.Reason != "" && res.Step != certs.StepNothing {
+			fmt.Fprintf(c.stdout, "   why: %s\n", res.Reason)
 		}
 		if len(res.Permitted) > 0 {
 			fmt.Fprintf(c.stdout, "   it may sign server certificates for %s\n", strings.Join(res.Permitted, ", "))

@@ -6,6 +6,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ehsaniara/joblet/internal/backend"
+	"github.com/ehsaniara/joblet/internal/backend/kms"
 	"github.com/ehsaniara/joblet/internal/certs"
 	"github.com/ehsaniara/joblet/internal/config"
 )
@@ -16,7 +17,13 @@ func (c *cli) statusCmd() *cobra.Command {
 		Short: "the CA, role and server certificates and their sync with the store (exit 0 good, 1 attention, 2 broken)",
 		Long: `Reports the CA, the role and server certificates and whether this node is in
 sync with the store. Exit 0: all good; 1: something expires within --warn-days
-or is out of sync; 2: expired, broken or the store is unreachable.`,
+or is out of sync; 2: expired, broken or the store is unreachable.
+
+Every pair it can read is compared: the root key (ca-key, or the public key of
+the KMS key ca-kms-key names, from kms:GetPublicKey) with the root
+certificate, the node-issuing pair (and its key with what the signed trust
+state lists), every role pair, this node's server pair and each rnx config's
+pair; the trust state's signature, version and expiry are checked.`,
 		Args: noArgs,
 	}
 	fs := cmd.Flags()
@@ -58,6 +65,8 @@ or is out of sync; 2: expired, broken or the store is unreachable.`,
 			fl.Prefix = cfg.Store.Prefix
 			fl.Store, fl.StoreDesc, o.StoreErr = backend.OpenStore(ctx, cfg.Store, c.log)
 			o.CAKey = sf.caKey(cfg.Store.Region)
+			// To compare a KMS root's public key with the root certificate.
+			fl.OpenKMS, fl.KMSRegion = kms.OpenerFor(cfg.Store), cfg.Store.Region
 		} else {
 			rs, err := sf.open(ctx, home, c.log)
 			if _, bad := err.(*usageError); bad {
@@ -70,6 +79,7 @@ or is out of sync; 2: expired, broken or the store is unreachable.`,
 			}
 			if rs != nil {
 				o.CAKey = sf.caKey(rs.Ref.Region)
+				fl.OpenKMS, fl.KMSRegion = kms.OpenerFor(rs.Ref), rs.Ref.Region
 			}
 		}
 		if o.StoreErr != nil {

@@ -138,13 +138,16 @@ func (f *Fleet) newestInHistory(ctx context.Context, h secretstore.Historian, s 
 	if best == nil || (s.doc != nil && best.Version <= s.doc.Version) {
 		return nil
 	}
-	cur := "no signed trust state"
+	what := "an older state was put back without the root key"
+	cur := "no signed trust state a root of the fleet signed"
 	if s.doc != nil {
 		cur = fmt.Sprintf("version %d", s.doc.Version)
+	} else {
+		what = "it was written without the root key"
 	}
-	s.rolledBack = fmt.Sprintf("%s holds %s, but its history holds version %d (signed %s), newer: an older state was put back without the root key. Operators' commands act on version %d; `joblet certs trust sign` writes it again",
-		n.Bundle(), cur, best.Version, best.Issued.UTC().Format(time.RFC3339), best.Version)
-	f.Log.Warn("the store's trust state was rolled back", "problem", s.rolledBack)
+	s.rolledBack = fmt.Sprintf("%s holds %s, but its history holds version %d (signed %s), newer: %s. Operators' commands act on version %d; `joblet certs trust sign` writes it again",
+		n.Bundle(), cur, best.Version, best.Issued.UTC().Format(time.RFC3339), what, best.Version)
+	f.Log.Warn("the store's trust state is not the newest the fleet signed", "problem", s.rolledBack)
 	s.doc, s.docRaw = best, bestRaw
 	s.useTrust(best.RootCerts())
 	s.phase, s.interrupted = phaseOf(n, s.pending, len(s.trust))

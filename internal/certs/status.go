@@ -11,6 +11,7 @@ import (
 
 	"github.com/ehsaniara/joblet/internal/config"
 	"github.com/ehsaniara/joblet/internal/pki"
+	"github.com/ehsaniara/joblet/internal/secretstore"
 )
 
 // Health levels, ordered; they are also the exit codes of `certs status`.
@@ -84,12 +85,20 @@ type StatusOptions struct {
 
 // observed is what status read: the store's state and this node's files.
 type observed struct {
-	storeErr  error  // the store could not be read
-	state     *state // nil when storeErr
-	caKey     string // where the CA key is, for humans
-	server    *config.Server
-	serverErr error
-	rnx       []rnxFile
+	storeErr error  // the store could not be read
+	state    *state // nil when storeErr
+	caKey    string // where the CA key is, for humans
+	// caKeyLevel and caKeyProblem: what comparing that key with the CA
+	// certificate found (OK and "": they match).
+	caKeyLevel   int
+	caKeyProblem string
+	// pendingKeyLevel and pendingKeyProblem: the same for a rotation's
+	// pending CA.
+	pendingKeyLevel   int
+	pendingKeyProblem string
+	server            *config.Server
+	serverErr         error
+	rnx               []rnxFile
 	// node: read with a node's permissions (a node serving from the
 	// node-issuing CA): the root's key place and the roles are not read.
 	node bool
@@ -162,7 +171,8 @@ func (f *Fleet) observe(ctx context.Context, o StatusOptions) *observed {
 	}
 	obs.state = s
 	if s.ca != nil && !obs.node {
-		obs.caKey = f.caKeyPlace(ctx, s)
+		obs.caKey, obs.caKeyLevel, obs.caKeyProblem = f.caKeyPlace(ctx, s)
+		obs.pendingKeyLevel, obs.pendingKeyProblem = f.pendingKeyCheck(ctx, s)
 	}
 	return obs
 }
@@ -171,20 +181,90 @@ func (f *Fleet) observe(ctx context.Context, o StatusOptions) *observed {
 func homeOf(serverConfig string) string { return filepath.Dir(filepath.Dir(serverConfig)) }
 
 // caKeyPlace says where the key of the current CA is, from what was read
-// (ca-key in store mode, ca-kms-key in KMS mode).
-func (f *Fleet) caKeyPlace(ctx context.Context, s *state) string {
+// (ca-key in store mode, ca-kms-key in KMS mode), and whether it is the
+// key the CA certificate is for: ca-key parsed, a KMS key by its public
+// half (kms:GetPublicKey). A key that is not the certificate's is Broken:
+// nothing the root signs (the CRL, the trust state, a rotation step) can
+// be made, and one of the two secrets was written without the other.
+func (f *Fleet) caKeyPlace(ctx context.Context, s *state) (string, int, string) {
 	n := s.n
-	if k, err := pki.ParseKey([]byte(s.vals[n.CAKey()])); err == nil && samePublicKey(s.ca, k) {
-		return "store (" + n.CAKey() + ")"
+	stored := s.vals[n.CAKey()]
+	if k, err := pki.ParseKey([]byte(stored)); err == nil && samePublicKey(s.ca, k) {
+		return "store (" + n.CAKey() + ")", OK, ""
 	}
 	ref := s.caKey
 	if !ref.InKMS() {
 		ref, _ = f.readKMSRef(ctx)
 	}
-	if ref.InKMS() {
-		return "AWS KMS key " + ref.KeyID
+	if !ref.InKMS() {
+		place := "unknown: neither " + n.CAKey() + " nor " + n.CAKMSKey() + " holds it"
+		if stored != "" {
+			return place, Broken, fmt.Sprintf("%s holds a key that is not %s's: whoever wrote one of them did it without the other. Restore the previous version of the one that changed", n.CAKey(), n.CACert())
+		}
+		return place, OK, ""
 	}
-	return "unknown: neither " + n.CAKey() + " nor " + n.CAKMSKey() + " holds it"
+	place := "AWS KMS key " + ref.KeyID
+	if f.OpenKMS == nil {
+		return place, OK, ""
+	}
+	k, err := f.OpenKMS(ctx, ref)
+	if err != nil {
+		return place, Attention, fmt.Sprintf("the root's KMS key (%s names %s) could not be compared with %s: %v", n.CAKMSKey(), ref.KeyID, n.CACert(), err)
+	}
+	if !samePublicKey(s.ca, k) {
+		return place, Broken, fmt.Sprintf("%s names KMS key %s, whose public key (kms:GetPublicKey) is not the one %s (sha256 %s) is for: nothing the root signs (the CRL, the signed trust state, a rotation step) can be made. "+
+			"If a rotate-ca step stopped half-way, run it again; otherwise one of them was written without the other: restore the previous version of the one that changed (`aws secretsmanager list-secret-version-ids --secret-id %s`, then `aws secretsmanager update-secret-version-stage`), and find out who wrote it",
+			n.CAKMSKey(), ref.KeyID, n.CACert(), pki.Fingerprint(s.ca), n.CAKMSKey())
+	}
+	return place, OK, ""
+}
+
+// pendingKeyCheck compares a rotation's pending CA (ca-cert's pending
+// version) with the keys a begin writes for it: the pending ca-key, or the
+// KMS key ca-kms-key names (pending, or current when the fleet moves from
+// the store to KMS). None of them its key is Broken: promote would fail,
+// and the pending CA was not written by a begin. One read, only while a CA
+// is pending.
+func (f *Fleet) pendingKeyCheck(ctx context.Context, s *state) (int, string) {
+	p, n := s.pendingCA(), s.n
+	if p == nil {
+		return OK, ""
+	}
+	pend, err := f.Store.GetStage(ctx, []string{n.CAKey(), n.CAKMSKey()}, secretstore.Pending)
+	if err != nil {
+		return OK, "" // this reader may not: nothing to tell
+	}
+	if k, err := pki.ParseKey([]byte(pend[n.CAKey()])); err == nil && samePublicKey(p, k) {
+		return OK, ""
+	}
+	refs := []CAKeyRef{f.kmsKey(pend[n.CAKMSKey()]), s.caKey}
+	if !s.caKey.InKMS() {
+		cur, _ := f.readKMSRef(ctx)
+		refs = append(refs, cur)
+	}
+	var tried []string
+	for _, ref := range refs {
+		if !ref.InKMS() || slices.Contains(tried, ref.KeyID) {
+			continue
+		}
+		if f.OpenKMS == nil {
+			return OK, "" // cannot compare here
+		}
+		k, err := f.OpenKMS(ctx, ref)
+		if err != nil {
+			return Attention, fmt.Sprintf("the pending CA's KMS key %s could not be compared with the pending %s: %v", ref.KeyID, n.CACert(), err)
+		}
+		if samePublicKey(p, k) {
+			return OK, ""
+		}
+		tried = append(tried, ref.KeyID)
+	}
+	where := "the pending " + n.CAKey()
+	if len(tried) > 0 {
+		where += " nor of KMS key " + strings.Join(tried, ", ")
+	}
+	return Broken, fmt.Sprintf("the pending version of %s (a rotation's new CA, sha256 %s) is not the certificate of %s: `rotate-ca promote` would fail. If a `rotate-ca begin` stopped half-way, run it again; otherwise it was written without the root key: `rotate-ca abort` drops it",
+		n.CACert(), pki.Fingerprint(p), where)
 }
 
 // grade turns what was observed into the report: pure, given now.
@@ -195,6 +275,14 @@ func grade(obs *observed, storeDesc string, o StatusOptions, now time.Time) *Rep
 		g.rep.raise(Broken, fmt.Sprintf("store unreachable: %v", obs.storeErr))
 	} else {
 		revoked = g.shared(obs.state, obs.caKey, !obs.node)
+		for _, p := range []struct {
+			level   int
+			problem string
+		}{{obs.caKeyLevel, obs.caKeyProblem}, {obs.pendingKeyLevel, obs.pendingKeyProblem}} {
+			if p.problem != "" {
+				g.rep.raise(p.level, p.problem)
+			}
+		}
 	}
 	if o.ServerConfig != "" {
 		g.server(obs, revoked)
@@ -274,9 +362,6 @@ func (g *grader) shared(s *state, caKey string, roles bool) map[string]bool {
 		g.nodeCA(s)
 		g.bundle(s)
 		g.trustState(s)
-		if s.vals[n.CAKey()] != "" && strings.HasPrefix(caKey, "unknown") {
-			rep.raise(Broken, fmt.Sprintf("%s holds a key that is not %s's: whoever wrote one of them did it without the other. Restore the previous version of the one that changed", n.CAKey(), n.CACert()))
-		}
 	}
 	for _, role := range pki.Roles {
 		if !roles {
@@ -374,6 +459,16 @@ func (g *grader) trustState(s *state) {
 // the root key: attention, with the way out).
 func (g *grader) nodeCA(s *state) {
 	n := s.n
+	if why := s.foreignNodeKey(); why != "" {
+		// Not the message parseNodeCA gives (re-issue for the key): the
+		// root must never certify this key.
+		g.rep.raise(Broken, fmt.Sprintf("%s. Nodes cannot renew with it, and the root never certifies it (whoever wrote it could then impersonate every node): `joblet certs node-ca --rekey`, with the operator's permissions, replaces it with a new key that the signed trust state lists; then find out who wrote it", why))
+		return
+	}
+	if s.nodeCAErr != nil && s.nodeKeyListedApart() {
+		g.rep.raise(Broken, fmt.Sprintf("a re-key of the node-issuing CA stopped between its key and its certificate: %s is not the certificate of %s, so nodes cannot renew. The next scheduled `joblet certs node-ca --rekey --if-due` (or `joblet certs node-ca`) completes it with the certificate the signed trust state lists for that key", n.NodeCACert(), n.NodeCAKey()))
+		return
+	}
 	switch {
 	case s.nodeCAErr != nil:
 		g.rep.raise(Broken, s.nodeCAErr.Error())
@@ -430,6 +525,10 @@ func (g *grader) server(obs *observed, revoked map[string]bool) {
 	// attention once its renewal is overdue.
 	if cr.Level == Attention {
 		cr.Level, cr.Problems = OK, nil
+	}
+	if k, err := pki.ParseKey([]byte(srv.Security.ServerKey)); err != nil || pki.MatchesKey(leaf, k) != nil {
+		cr.Level = Broken
+		cr.Problems = append(cr.Problems, "security.serverKey in "+path+" is not this certificate's key: the server cannot serve TLS with them. `joblet certs renew` issues a new pair")
 	}
 	if renewAt := leaf.NotBefore.Add(leaf.NotAfter.Sub(leaf.NotBefore) * 2 / 3); !g.now.Before(renewAt) && g.now.Before(leaf.NotAfter) {
 		cr.Level = Attention
@@ -508,6 +607,10 @@ func (g *grader) clientConfig(f rnxFile, s *state, roles bool) {
 		role, err := pki.RoleOf(chain[0])
 		if err != nil {
 			g.rep.raise(Attention, fmt.Sprintf("%s: %v", where, err))
+			continue
+		}
+		if k, err := pki.ParseKey([]byte(node.Key)); err != nil || pki.MatchesKey(chain[0], k) != nil {
+			g.rep.raise(Broken, fmt.Sprintf("%s: its key is not its client certificate's: rnx cannot connect with them; `rnx config refresh` (or a new config from `rnx config init`)", where))
 			continue
 		}
 		level, problem := s.gradeClient(chain, node.CA, role, roles, g.now)

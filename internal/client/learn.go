@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"crypto/x509"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -44,9 +45,15 @@ type learner struct {
 	// call answered without it means the node holds the number sent
 	// (the node tells each connection once, internal/server/crlgate.go).
 	speaks bool
-	// carried is the number of the CRL last handed to this node because
-	// it answered with an older one (carry), so it is offered once.
+	// carried names the CRL and trust state last handed to this node
+	// because it answered with older ones (carry), so they are offered
+	// once.
 	carried string
+	// trustRaw is the entry's trust state as last read, trustVer its
+	// version (0: none, or one that does not parse).
+	trustRaw    string
+	trustVer    uint64
+	trustPeeked bool
 }
 
 // held is the number of the CRL the entry holds now, as it travels.
@@ -60,6 +67,22 @@ func (l *learner) held() string {
 		}
 	}
 	return l.heldNum
+}
+
+// heldTrust is the version of the signed trust state the entry holds (0
+// for none) and the state. The entry's own copy was verified when it was
+// taken (rnx config refresh); the node it is carried to verifies it again
+// from the roots it holds.
+func (l *learner) heldTrust() (uint64, string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.trustPeeked || l.trustRaw != l.node.Trust {
+		l.trustRaw, l.trustVer, l.trustPeeked = l.node.Trust, 0, true
+		if t, err := pki.PeekTrust([]byte(l.trustRaw), ""); l.trustRaw != "" && err == nil {
+			l.trustVer = t.Version
+		}
+	}
+	return l.trustVer, l.trustRaw
 }
 
 // newerCRL is the CRL a node refused a call with for being newer, or nil.
@@ -120,7 +143,9 @@ func (c *Conn) learnUnary(ctx context.Context, method string, req, reply any, cc
 			return err
 		}
 		// Without the number: whatever learn kept, the node runs it now.
-		return invoker(ctx, method, req, reply, cc, opts...)
+		err := invoker(ctx, method, req, reply, cc, opts...)
+		c.carry(ctx, method, trailer) // a trust state older than the entry's
+		return err
 	}
 	c.carry(ctx, method, header)
 	if err == nil {
@@ -129,14 +154,19 @@ func (c *Conn) learnUnary(ctx context.Context, method string, req, reply any, cc
 	return err
 }
 
-// carry hands the node the CRL the entry holds when the node answered with
-// an older number (its header): once per CRL and connection, best effort,
-// never failing the caller's call. The node verifies it as it would from
-// the store (internal/server/offer.go), and refuses what it revokes from
-// its next call on. A node too busy to check it (RESOURCE_EXHAUSTED) or
-// out of reach is offered it again on a later call.
-func (c *Conn) carry(ctx context.Context, method string, header metadata.MD) {
-	v := header.Get(pb.CRLNumberKey)
+// carry hands the node what the entry holds that is newer than the node's,
+// as md says (the call's header, or the trailer of a newer-CRL refusal):
+// the CRL when the node's number is older, the signed trust state when its
+// version is (with the CRL when that is older too: the state may be what
+// verifies it, a rotation's finish). Once per what is held and
+// connection, best effort, never failing the caller's call. The node
+// verifies both as it would from the store (internal/server/offer.go,
+// offertrust.go), and refuses what the CRL revokes, or what the state no
+// longer trusts, from its next call on. A node too busy to check them
+// (RESOURCE_EXHAUSTED) or out of reach is offered them again on a later
+// call.
+func (c *Conn) carry(ctx context.Context, method string, md metadata.MD) {
+	v := md.Get(pb.CRLNumberKey)
 	if len(v) == 0 {
 		return
 	}
@@ -144,29 +174,54 @@ func (c *Conn) carry(ctx context.Context, method string, header metadata.MD) {
 	l.mu.Lock()
 	l.speaks = true
 	l.mu.Unlock()
+	if method == pb.NodeService_OfferCRL_FullMethodName {
+		return
+	}
 	heldNum := l.held()
-	if v[0] == heldNum || method == pb.NodeService_OfferCRL_FullMethodName {
+	trustVer, trust := l.heldTrust()
+	crlOlder := false
+	if v[0] != heldNum {
+		nodeNum, ok := pb.ParseCRLNumber(v[0])
+		held, _ := pb.ParseCRLNumber(heldNum)
+		crlOlder = ok && held != nil && (nodeNum == nil || nodeNum.Cmp(held) < 0)
+	}
+	// A node without a signed state tells no version: it takes one from
+	// the store, not from a caller.
+	trustOlder := false
+	if tv := md.Get(pb.TrustVersionKey); len(tv) > 0 && trustVer > 0 {
+		n, err := strconv.ParseUint(tv[0], 10, 64)
+		trustOlder = err == nil && n < trustVer
+	}
+	if !crlOlder && !trustOlder {
 		return
 	}
-	nodeNum, ok := pb.ParseCRLNumber(v[0])
-	held, _ := pb.ParseCRLNumber(heldNum)
-	if !ok || held == nil || (nodeNum != nil && nodeNum.Cmp(held) >= 0) {
-		return
-	}
+	key := heldNum + "/" + strconv.FormatUint(trustVer, 10)
 	l.mu.Lock()
-	if l.carried == heldNum {
+	if l.carried == key {
 		l.mu.Unlock()
 		return
 	}
-	l.carried = heldNum
+	l.carried = key
 	crl := l.heldPEM
 	l.mu.Unlock()
+	req := &pb.OfferCRLRequest{}
+	if crlOlder {
+		req.Crl = []byte(crl)
+	}
+	if trustOlder {
+		req.TrustState = []byte(trust)
+	}
 	octx, cancel := context.WithTimeout(context.WithoutCancel(ctx), carryTimeout)
 	defer cancel()
-	_, err := c.Node.OfferCRL(octx, &pb.OfferCRLRequest{Crl: []byte(crl)})
+	_, err := c.Node.OfferCRL(octx, req)
+	if code := status.Code(err); crlOlder && trustOlder && (code == codes.InvalidArgument || code == codes.FailedPrecondition) {
+		// The node refused the state (and so never looked at the CRL):
+		// the CRL may still verify under the roots it holds.
+		_, err = c.Node.OfferCRL(octx, &pb.OfferCRLRequest{Crl: req.Crl})
+	}
 	if code := status.Code(err); code == codes.ResourceExhausted || code == codes.Unavailable || code == codes.DeadlineExceeded {
 		l.mu.Lock()
-		if l.carried == heldNum {
+		if l.carried == key {
 			l.carried = ""
 		}
 		l.mu.Unlock()
@@ -251,6 +306,7 @@ func (s *learningStream) RecvMsg(m any) error {
 	if err != nil {
 		return err
 	}
+	s.c.carry(s.ctx, "", cs.Trailer()) // a trust state older than the entry's
 	s.mu.Lock()
 	sent, closed := s.sent, s.closed
 	s.ClientStream, s.sent, s.settled = ns, nil, true

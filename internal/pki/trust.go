@@ -166,15 +166,7 @@ func SignTrust(ctx context.Context, t *TrustState, ca *CA) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	es, err := dsse.NewEnvelopeSigner(rootSigner{ca})
-	if err != nil {
-		return nil, err
-	}
-	env, err := es.SignPayload(ctx, TrustPayloadType, body)
-	if err != nil {
-		return nil, fmt.Errorf("sign the trust state with the root %s: %w", Fingerprint(ca.Cert), err)
-	}
-	return json.MarshalIndent(env, "", "  ")
+	return SignEnvelope(ctx, TrustPayloadType, body, ca)
 }
 
 // IsSignedTrust reports whether data looks like a trust state envelope
@@ -189,6 +181,75 @@ func IsSignedTrust(data []byte) bool {
 func PeekTrust(data []byte, fleet string) (*TrustState, error) {
 	t, _, err := decodeTrust(data, fleet)
 	return t, err
+}
+
+// PeekTrustVersion reads only the version of a trust state (and checks
+// its fleet; "" takes any), without parsing its certificates or checking
+// its signature: the cheap first look at a state a caller offers, so that
+// one not newer than the held state costs no more than its JSON. Never
+// trust it.
+func PeekTrustVersion(data []byte, fleet string) (uint64, error) {
+	if len(data) > MaxTrustSize {
+		return 0, fmt.Errorf("%w: %d bytes, more than the %d a trust state may hold", ErrTrustUnsigned, len(data), MaxTrustSize)
+	}
+	if !IsSignedTrust(data) {
+		return 0, ErrTrustUnsigned
+	}
+	var env dsse.Envelope
+	if err := json.Unmarshal(data, &env); err != nil {
+		return 0, fmt.Errorf("%w: %v", ErrTrustUnsigned, err)
+	}
+	if env.PayloadType != TrustPayloadType {
+		return 0, fmt.Errorf("%w: payload type %q, want %q", ErrTrustUnsigned, env.PayloadType, TrustPayloadType)
+	}
+	body, err := env.DecodeB64Payload()
+	if err != nil {
+		return 0, fmt.Errorf("%w: %v", ErrTrustUnsigned, err)
+	}
+	head, err := trustHead(body)
+	if err != nil {
+		return 0, fmt.Errorf("%w: its payload: %v", ErrTrustUnsigned, err)
+	}
+	if fleet != "" && head.Fleet != fleet {
+		return 0, fmt.Errorf("the trust state is fleet %q's, not %q's", head.Fleet, fleet)
+	}
+	return head.Version, nil
+}
+
+// trustHead reads a payload's fleet and version, stopping once it has
+// both: SignTrust writes them first, so the certificates after them are
+// not read (a payload ordered otherwise is read to its end).
+func trustHead(body []byte) (head struct {
+	Fleet   string
+	Version uint64
+}, err error) {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return head, fmt.Errorf("not a JSON object")
+	}
+	var haveFleet, haveVersion bool
+	for dec.More() && !(haveFleet && haveVersion) {
+		t, err := dec.Token()
+		if err != nil {
+			return head, err
+		}
+		switch t {
+		case "fleet":
+			haveFleet, err = true, dec.Decode(&head.Fleet)
+		case "version":
+			haveVersion, err = true, dec.Decode(&head.Version)
+		default:
+			var skip json.RawMessage
+			err = dec.Decode(&skip)
+		}
+		if err != nil {
+			return head, err
+		}
+	}
+	if !haveVersion {
+		return head, fmt.Errorf("no version")
+	}
+	return head, nil
 }
 
 func decodeTrust(data []byte, fleet string) (*TrustState, *dsse.Envelope, error) {

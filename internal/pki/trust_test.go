@@ -172,3 +172,74 @@ func FuzzVerifyTrust(f *testing.F) {
 		}
 	})
 }
+
+// PeekTrustVersion reads the version (and checks the fleet) of a state
+// without its certificates or signature, and refuses what is not one.
+func TestPeekTrustVersion(t *testing.T) {
+	root := newCA(t, pki.ECDSAP256, 24*time.Hour)
+	data := signTrust(t, pki.NewTrustState("joblet", 42, []*x509Cert{root.Cert}, nil, nil, now), root)
+	if v, err := pki.PeekTrustVersion(data, "joblet"); err != nil || v != 42 {
+		t.Fatalf("got %d %v, want 42", v, err)
+	}
+	if _, err := pki.PeekTrustVersion(data, "other"); err == nil {
+		t.Fatal("another fleet's state peeked as this one's")
+	}
+	for _, junk := range [][]byte{nil, []byte("not a state"), []byte(`{"payloadType":"text/plain","payload":""}`),
+		[]byte(`{"payloadType":"` + pki.TrustPayloadType + `","payload":"!!"}`), make([]byte, pki.MaxTrustSize+1)} {
+		if _, err := pki.PeekTrustVersion(junk, ""); !errors.Is(err, pki.ErrTrustUnsigned) {
+			t.Errorf("%.40q: %v, want ErrTrustUnsigned", junk, err)
+		}
+	}
+}
+
+// junkTrust is an unsigned trust state of nearly MaxTrustSize bytes, its
+// roots one certificate over and over: the costliest offer a caller can
+// make a node read before any rate limit.
+func junkTrust(b *testing.B) []byte {
+	root := newCA(b, pki.ECDSAP256, 24*time.Hour)
+	st := pki.TrustState{Fleet: "joblet", Version: 1 << 30}
+	for {
+		st.Roots = append(st.Roots, root.Cert.Raw)
+		body, _ := json.Marshal(st)
+		env, _ := json.Marshal(map[string]any{"payloadType": pki.TrustPayloadType, "payload": base64.StdEncoding.EncodeToString(body),
+			"signatures": []map[string]string{{"keyid": "x", "sig": "AAAA"}}})
+		if len(env) > pki.MaxTrustSize-2048 {
+			return env
+		}
+	}
+}
+
+// BenchmarkOfferedTrust is what the first look at an offered trust state
+// costs a node: all of it (PeekTrust: its certificates parsed), or its
+// version alone (PeekTrustVersion), on the largest state a caller may send,
+// against the signature check the rate limit guards (VerifyTrust of a
+// genuine state).
+func BenchmarkOfferedTrust(b *testing.B) {
+	junk := junkTrust(b)
+	b.Run("PeekTrust/max", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := pki.PeekTrust(junk, "joblet"); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("PeekTrustVersion/max", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := pki.PeekTrustVersion(junk, "joblet"); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	root := newCA(b, pki.ECDSAP256, 24*time.Hour)
+	genuine, err := pki.SignTrust(context.Background(), pki.NewTrustState("joblet", 7, []*x509Cert{root.Cert}, nil, nil, now), root)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("VerifyTrust/genuine", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := pki.VerifyTrust(genuine, "joblet", []*x509Cert{root.Cert}, nil, nil); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}

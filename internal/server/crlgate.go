@@ -21,10 +21,13 @@ import (
 // whenever the client does not know it yet: the first call of a
 // connection, the first after the node's CRL changed, and every call whose
 // number differs from the node's (a client holding a newer CRL hands it
-// over, client/learn.go). The header tells the client this node speaks
-// the protocol; a call with neither says the client's number is the
-// node's. A call without the number (an older rnx, grpcurl) is not
-// touched. So a client learns a newer CRL before anything it asked of the
+// over, client/learn.go). The header (and the refusal's trailer) also
+// carries the version of the signed trust state the node holds
+// (pb.TrustVersionKey), made once with the credentials: a client holding a
+// newer state hands it over too, and the gate reads nothing more for it.
+// The header tells the client this node speaks the protocol; a call with
+// neither says the client's number is the node's. A call without the
+// number (an older rnx, grpcurl) is not touched. So a client learns a newer CRL before anything it asked of the
 // node is done, at the cost of one metadata field per call instead of a
 // GetNodeInfo per command.
 //
@@ -78,7 +81,7 @@ func (s *Server) crlGateUnary(ctx context.Context, req any, info *grpc.UnaryServ
 	}
 	creds := s.tls.cur.Load()
 	if behind(v, creds) {
-		grpc.SetTrailer(ctx, metadata.Pairs(pb.CRLTrailerKey, creds.CRLPEM))
+		grpc.SetTrailer(ctx, creds.crlTrailer)
 		return nil, newerCRL(creds)
 	}
 	if tell(ctx, v, creds) {
@@ -94,7 +97,7 @@ func (s *Server) crlGateStream(srv any, ss grpc.ServerStream, info *grpc.StreamS
 	}
 	creds := s.tls.cur.Load()
 	if behind(v, creds) {
-		ss.SetTrailer(metadata.Pairs(pb.CRLTrailerKey, creds.CRLPEM))
+		ss.SetTrailer(creds.crlTrailer)
 		return newerCRL(creds)
 	}
 	if tell(ss.Context(), v, creds) {

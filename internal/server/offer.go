@@ -170,7 +170,7 @@ func (s *Server) offerCRL(ctx context.Context, req *pb.OfferCRLRequest) (*pb.Off
 // (nil for codes.OK).
 func (s *Server) refuseOffer(code codes.Code, who, why string) error {
 	if ok, quiet := s.offers.logRefusal(); ok {
-		s.log.Warn("CRL offer refused; this node keeps its CRL", "caller", who, "code", code.String(), "reason", why, "refusalsNotLogged", quiet)
+		s.log.Warn("CRL or trust state offer refused; this node keeps its own", "caller", who, "code", code.String(), "reason", why, "refusalsNotLogged", quiet)
 	}
 	if code == codes.OK {
 		return nil

@@ -72,13 +72,16 @@ func (s *Server) offerTrust(ctx context.Context, data, crl []byte) (taken bool, 
 	if string(data) == cur.trustRaw {
 		return true, "", nil
 	}
-	peek, err := pki.PeekTrust(data, cur.trust.Fleet)
+	// The version alone, certificates unparsed: parsing a state's
+	// certificates costs more than checking a signature, so only an offer
+	// that passed the rate limit pays for it (VerifyTrust).
+	version, err := pki.PeekTrustVersion(data, cur.trust.Fleet)
 	if err != nil {
 		s.metrics.crlOffers.WithLabelValues("refused").Inc()
 		return false, "", s.refuseOffer(codes.InvalidArgument, who, "the offered trust state: "+err.Error())
 	}
-	if peek.Version <= cur.trust.Version {
-		why := fmt.Sprintf("the offered trust state (version %d) is not newer than this node's (%d)", peek.Version, cur.trust.Version)
+	if version <= cur.trust.Version {
+		why := fmt.Sprintf("the offered trust state (version %d) is not newer than this node's (%d)", version, cur.trust.Version)
 		s.metrics.crlOffers.WithLabelValues("not_newer").Inc()
 		s.refuseOffer(codes.OK, who, why)
 		return false, why, nil
@@ -130,7 +133,7 @@ func (s *Server) installTrust(ctx context.Context, data, crl []byte, who string)
 	if err != nil {
 		return status.Error(codes.FailedPrecondition, fmt.Sprintf("the offered trust state (version %d) does not verify this node's CRL (%v): offer the CRL its roots signed with it", t.Version, err))
 	}
-	creds.trust, creds.trustRaw, creds.MinCRL = t, string(data), t.MinCRL
+	creds.holdTrust(t, string(data))
 	if s.opts.ConfigPath != "" {
 		if err := writeConfigTrust(s.opts.ConfigPath, cur, caPEM, crlPEM, string(data)); err != nil {
 			s.log.Error("trust state taken from a caller but not kept in the config file; the next refresh takes it from the store", "err", err)

@@ -37,7 +37,11 @@ func (s *Server) Reload() error {
 		return fmt.Errorf("reload %s: %w (still serving the previous certificates)", s.opts.ConfigPath, err)
 	}
 	old := s.tls.cur.Load()
-	if old.Leaf.Equal(creds.Leaf) && old.CAPEM == creds.CAPEM && (old.MinCRL == nil) == (creds.MinCRL == nil) && (old.MinCRL == nil || old.MinCRL.Cmp(creds.MinCRL) == 0) {
+	// A newer trust state alone (a node-ca re-key's) counts too: the node
+	// tells clients its version, and one still telling the old would be
+	// handed the new one by every client that holds it.
+	if old.Leaf.Equal(creds.Leaf) && old.CAPEM == creds.CAPEM && (old.MinCRL == nil) == (creds.MinCRL == nil) &&
+		(old.MinCRL == nil || old.MinCRL.Cmp(creds.MinCRL) == 0) && old.trustRaw == creds.trustRaw {
 		return nil
 	}
 	if gap := creds.CRLGap(); gap != "" {

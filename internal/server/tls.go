@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"fmt"
 	"math/big"
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -43,9 +44,12 @@ type Credentials struct {
 	crlNumber string
 	// serialHex is Leaf's serial as NodeInfo carries it, formatted once.
 	serialHex string
-	// crlHeader is crlNumber as the gate's response header, made once
-	// (grpc.SetHeader copies it, never changes it).
-	crlHeader metadata.MD
+	// crlHeader is crlNumber (and the trust state's version) as the
+	// gate's response header, crlTrailer the CRL with both as the trailer
+	// of its refusal: made once (grpc.SetHeader and SetTrailer copy them,
+	// never change them).
+	crlHeader, crlTrailer metadata.MD
+
 	caCertPEM string // security.caCert as loaded (CAPEM without the CRL)
 
 	// replaced is closed when newer credentials take over: a running
@@ -81,9 +85,19 @@ func CredentialsFromConfig(s config.Security) (*Credentials, error) {
 	// refuses calls until it has it (guard.go). Fleet "" : the node's own
 	// file, whichever prefix.
 	if t, err := pki.PeekTrust([]byte(s.TrustState), ""); err == nil {
-		c.trust, c.trustRaw, c.MinCRL = t, s.TrustState, t.MinCRL
+		c.holdTrust(t, s.TrustState)
 	}
 	return c, nil
+}
+
+// holdTrust makes t (raw, its envelope) the trust state c holds, and tells
+// its version with the CRL number (crlgate.go), so a client holding a newer
+// state hands it over.
+func (c *Credentials) holdTrust(t *pki.TrustState, raw string) {
+	c.trust, c.trustRaw, c.MinCRL = t, raw, t.MinCRL
+	v := strconv.FormatUint(t.Version, 10)
+	c.crlHeader = metadata.Pairs(pb.CRLNumberKey, c.crlNumber, pb.TrustVersionKey, v)
+	c.crlTrailer = metadata.Pairs(pb.CRLTrailerKey, c.CRLPEM, pb.CRLNumberKey, c.crlNumber, pb.TrustVersionKey, v)
 }
 
 // CRLGap says, when the node holds an older CRL than its trust state
@@ -100,8 +114,8 @@ func (c *Credentials) CRLGap() string {
 // the same certificate and trust, a new gate (offer.go).
 func (c *Credentials) withCRL(crlPEM string) (*Credentials, error) {
 	n, err := newCredentials(c.Cert, c.CAList, c.caCertPEM, crlPEM)
-	if n != nil {
-		n.MinCRL, n.trust, n.trustRaw = c.MinCRL, c.trust, c.trustRaw
+	if n != nil && c.trust != nil {
+		n.holdTrust(c.trust, c.trustRaw)
 	}
 	return n, err
 }
@@ -126,6 +140,7 @@ func newCredentials(cert tls.Certificate, cas []*x509.Certificate, caPEM, crlPEM
 	c := &Credentials{Cert: cert, Leaf: cert.Leaf, CAs: pool, CAPEM: caPEM + crlPEM, CACount: len(cas), CAList: cas, Revoked: revoked,
 		CRLPEM: crlPEM, crl: []byte(crlPEM), CRLNumber: number, crlNumber: pb.FormatCRLNumber(number), replaced: make(chan struct{}), caCertPEM: caPEM}
 	c.crlHeader = metadata.Pairs(pb.CRLNumberKey, c.crlNumber)
+	c.crlTrailer = metadata.Pairs(pb.CRLTrailerKey, crlPEM, pb.CRLNumberKey, c.crlNumber)
 	if c.Leaf != nil {
 		c.serialHex = pki.SerialHex(c.Leaf.SerialNumber)
 	}

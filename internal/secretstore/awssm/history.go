@@ -14,6 +14,10 @@ import (
 
 var _ secretstore.Historian = (*Store)(nil)
 
+// historyDepth is how many of a secret's newest versions History reads at
+// most: what Secrets Manager itself keeps.
+const historyDepth = 100
+
 // History lists name's versions (deprecated ones included) in one call per
 // page, then reads them newest first, one GetSecretValue each, while visit
 // asks for more: a reader that stops at the first version it can trust pays
@@ -42,6 +46,11 @@ func (s *Store) History(ctx context.Context, name string, visit func(secretstore
 	slices.SortStableFunc(ids, func(a, b smtypes.SecretVersionsListEntry) int {
 		return aws.ToTime(b.CreatedDate).Compare(aws.ToTime(a.CreatedDate))
 	})
+	// Secrets Manager keeps about 100 versions; moto keeps every one, and
+	// a long test would read them all on every operator command.
+	if len(ids) > historyDepth {
+		ids = ids[:historyDepth]
+	}
 	for _, v := range ids {
 		res, err := s.api.GetSecretValue(ctx, &sm.GetSecretValueInput{SecretId: aws.String(name), VersionId: v.VersionId})
 		if err != nil {
