@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	mathrand "math/rand/v2"
 	"time"
 
@@ -37,6 +38,9 @@ func (b *bootstrapper) awaitFleet(ctx context.Context, seen int, stall time.Dura
 	sc := b.scope()
 	order := b.creationOrder()
 	done := 0 // how many of order the creator has written, as last found
+	// known: the creator's public secrets as the tries read them (they are
+	// created once): the join after the wait reads only the rest.
+	known := map[string]string{}
 	pause, progress := b.o.AwaitFirst, time.Now()
 	for try := 1; ; try++ {
 		select {
@@ -48,7 +52,7 @@ func (b *bootstrapper) awaitFleet(ctx context.Context, seen int, stall time.Dura
 		whole := try == 1 || try%4 == 0
 		switch {
 		case contended(b.f.Store) && whole && try > 1:
-			d, err := b.creatorProgress(ctx, order, done)
+			d, err := b.creatorProgress(ctx, order, done, known)
 			if errors.Is(err, secretstore.ErrTemporary) {
 				continue
 			}
@@ -59,7 +63,7 @@ func (b *bootstrapper) awaitFleet(ctx context.Context, seen int, stall time.Dura
 				done, progress = d, time.Now()
 			}
 			if d == len(order) {
-				err := b.joinWaited(ctx)
+				err := b.joinWaited(ctx, known)
 				if errors.Is(err, secretstore.ErrTemporary) {
 					continue
 				}
@@ -81,7 +85,8 @@ func (b *bootstrapper) awaitFleet(ctx context.Context, seen int, stall time.Dura
 			if got[order[len(order)-1]] == "" {
 				continue
 			}
-			err = b.joinWaited(ctx)
+			maps.Copy(known, got)
+			err = b.joinWaited(ctx, known)
 			if errors.Is(err, secretstore.ErrTemporary) {
 				continue
 			}
@@ -123,16 +128,33 @@ var (
 )
 
 // joinWaited joins the fleet a waiting node found complete, with the
-// join's read (nodeScope): errJoined with b.joined set, errNotJoined, or
-// the read's error.
-func (b *bootstrapper) joinWaited(ctx context.Context) error {
+// join's read (nodeScope; what the wait read already, known, is not read
+// again): errJoined with b.joined set, errNotJoined, or the read's error.
+// The join checks what it got as any join does: a store that moved
+// between the reads (a rotation step within the wait) is refused as
+// inconsistent, and the bootstrap reads it afresh.
+func (b *bootstrapper) joinWaited(ctx context.Context, known map[string]string) error {
 	if b.operator {
 		return errNotJoined
 	}
-	st, err := b.f.readState(ctx, nodeScope)
-	if err != nil {
-		return err
+	var rest []string
+	for _, name := range nodeScope.names(b.names) {
+		if known[name] == "" {
+			rest = append(rest, name)
+		}
 	}
+	vals, err := b.f.Store.Get(ctx, rest)
+	if err != nil {
+		return fmt.Errorf("read the shared certificates from %s: %w", b.f.StoreDesc, err)
+	}
+	for _, name := range nodeScope.names(b.names) {
+		if v := known[name]; v != "" {
+			vals[name] = v
+		}
+	}
+	st := b.f.newState(vals)
+	st.caKey = b.f.kmsKey(vals[b.names.CAKMSKey()])
+	st.parse(nil)
 	sh, _, err := b.join(ctx, st)
 	switch {
 	case err != nil:
@@ -163,7 +185,7 @@ func (b *bootstrapper) creationOrder() []string {
 // binary search over single reads (three at most). Should the store hold them out of order (a crash completed by
 // another node), the answer is only less exact: a wait that judges the
 // creator stalled reads the whole state, as it always did.
-func (b *bootstrapper) creatorProgress(ctx context.Context, order []string, from int) (int, error) {
+func (b *bootstrapper) creatorProgress(ctx context.Context, order []string, from int, known map[string]string) (int, error) {
 	lo, hi := from, len(order) // order[:lo] written; order[hi] not, when hi < len(order)
 	for lo < hi {
 		mid := (lo + hi) / 2
@@ -172,6 +194,7 @@ func (b *bootstrapper) creatorProgress(ctx context.Context, order []string, from
 			return 0, err
 		}
 		if got[order[mid]] != "" {
+			known[order[mid]] = got[order[mid]]
 			lo = mid + 1
 		} else {
 			hi = mid
