@@ -404,6 +404,7 @@ func quotaSection(t *testing.T, md *strings.Builder) {
 		quotaScale, scaled["GetSecretValue"], scaled["BatchGetSecretValue"], scaled["CreateSecret"], quotaScale)
 	fmt.Fprintf(md, "| processes | stands for (real quotas) | time until all done | first call | creates passing | failed | calls | throttled | outcome |\n|---|---|---|---|---|---|---|---|---|\n")
 	proxy := harness.StartAWSProxy(t, moto.URL)
+	harness.Bins(t) // built before the clock starts
 	var pts [][2]float64
 	simFailed := 0
 	var creatorWindows []time.Duration
