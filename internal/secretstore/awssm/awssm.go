@@ -45,10 +45,14 @@ type Store struct {
 	// batchDenied remembers that BatchGetSecretValue is not allowed, so a
 	// process asks only once before reading secret by secret.
 	batchDenied atomic.Bool
-	// throttled remembers that a call of this process was throttled past
-	// its client's retries (Throttled).
-	throttled atomic.Bool
+	// throttledAt is when a call of this store was last throttled past
+	// its client's retries (Throttled), in Unix nanoseconds; 0: never.
+	throttledAt atomic.Int64
 }
+
+// throttleMemory is how long a throttle makes Throttled true: a burst's
+// span, not a long-running server's life.
+const throttleMemory = time.Minute
 
 var _ secretstore.Store = (*Store)(nil)
 
@@ -74,7 +78,10 @@ func New(api API, endpoint string, log *slog.Logger) *Store {
 // store past the client's retries (a throttled batch read that fell back to
 // per-secret reads included): a bootstrap that sees it knows it started in
 // a burst, and spends the small quotas (creates, batch reads) sparingly.
-func (s *Store) Throttled() bool { return s.throttled.Load() }
+func (s *Store) Throttled() bool {
+	at := s.throttledAt.Load()
+	return at != 0 && time.Since(time.Unix(0, at)) < throttleMemory
+}
 
 // WithCreateOptions sets what Create adds to every new secret.
 func (s *Store) WithCreateOptions(o CreateOptions) *Store {
@@ -152,11 +159,11 @@ func (s *Store) batchGet(ctx context.Context, names []string, out map[string]str
 	for {
 		// Two attempts only: when the batch quota is exhausted, per-secret
 		// reads (a quota a hundred times larger, and full retries) serve
-		// better than waiting. Once this process has been throttled (a
+		// better than waiting. Once this store has been throttled (a
 		// burst), one: the retry's wait (up to 2 s) buys nothing the
 		// per-secret reads do not.
 		attempts := 2
-		if s.throttled.Load() {
+		if s.Throttled() {
 			attempts = 1
 		}
 		res, err := s.api.BatchGetSecretValue(ctx, in, func(o *sm.Options) { o.RetryMaxAttempts = attempts })

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"strings"
+	"time"
 
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/smithy-go"
@@ -102,7 +103,7 @@ func (s *Store) explain(err error, action string, secrets ...string) error {
 		strings.Contains(msg, "retry quota exceeded") || strings.Contains(msg, "exceeded maximum number of attempts") && (status == 429 || strings.Contains(msg, "Throttl")):
 		e.Cause = ErrThrottled
 		e.Hint = "Requests were retried with backoff and still throttled: re-run later, or start fewer nodes at once"
-		s.throttled.Store(true)
+		s.throttledAt.Store(time.Now().UnixNano())
 	case code == "InvalidRequestException" && strings.Contains(strings.ToLower(msg), "deletion"):
 		e.Cause = ErrDeleted
 		e.Hint = "Restore it with `aws secretsmanager restore-secret --secret-id NAME`, or wait until the deletion completes"
