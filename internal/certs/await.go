@@ -74,6 +74,16 @@ func (b *bootstrapper) awaitFleet(ctx context.Context, seen int, stall time.Dura
 				continue
 			}
 			// Stalled, or a fleet this node cannot join: the whole state.
+		case contended(b.f.Store) && try == 1:
+			// The root's certificate, the creator's second write, once:
+			// the join needs it, and a read now is one fewer when the
+			// whole burst joins at once.
+			got, err := readBack(ctx, b.f.Store, order[0])
+			if err != nil && !errors.Is(err, secretstore.ErrTemporary) {
+				return nil, err
+			}
+			maps.Copy(known, got)
+			continue
 		case contended(b.f.Store) || !whole:
 			got, err := readBack(ctx, b.f.Store, order[len(order)-1])
 			if errors.Is(err, secretstore.ErrTemporary) {

@@ -166,7 +166,7 @@ func (s *Store) batchGet(ctx context.Context, names []string, out map[string]str
 		if s.Throttled() {
 			attempts = 1
 		}
-		res, err := s.api.BatchGetSecretValue(ctx, in, func(o *sm.Options) { o.RetryMaxAttempts = attempts })
+		res, err := s.api.BatchGetSecretValue(ctx, in, s.notice, func(o *sm.Options) { o.RetryMaxAttempts = attempts })
 		if err != nil {
 			return s.explain(err, "BatchGetSecretValue", names...)
 		}
@@ -207,12 +207,12 @@ func (s *Store) batchGet(ctx context.Context, names []string, out map[string]str
 // with a stale version after a stage move.
 func (s *Store) getOne(ctx context.Context, name string, stage secretstore.Stage) (string, bool, error) {
 	in := &sm.GetSecretValueInput{SecretId: aws.String(name), VersionStage: aws.String(string(stage))}
-	res, err := s.api.GetSecretValue(ctx, in)
+	res, err := s.api.GetSecretValue(ctx, in, s.notice)
 	// The SDK does not retry an answer cut short (it fails to decode it);
 	// a read is safe to repeat, so repeat it a few times.
 	for try := 1; err != nil && try < 4 && cutShort(err) && ctx.Err() == nil; try++ {
 		time.Sleep(time.Duration(try) * 200 * time.Millisecond)
-		res, err = s.api.GetSecretValue(ctx, in)
+		res, err = s.api.GetSecretValue(ctx, in, s.notice)
 	}
 	if err != nil {
 		var nf *smtypes.ResourceNotFoundException
@@ -252,7 +252,7 @@ func (s *Store) Create(ctx context.Context, sec secretstore.Secret) error {
 	// Few attempts: a create that fails for now goes back to the caller,
 	// which re-reads first (it may have succeeded, or another node created
 	// it) before trying again.
-	_, err := s.api.CreateSecret(ctx, in, func(o *sm.Options) { o.RetryMaxAttempts = 2 })
+	_, err := s.api.CreateSecret(ctx, in, s.notice, func(o *sm.Options) { o.RetryMaxAttempts = 2 })
 	if err != nil {
 		var exists *smtypes.ResourceExistsException
 		if errors.As(err, &exists) {

@@ -165,3 +165,27 @@ func TestThrottledBatchIsRemembered(t *testing.T) {
 		}
 	}
 }
+
+// A throttled attempt the client retried and then passed is noticed too: a
+// process whose first read passed on a retry is in a burst all the same.
+func TestThrottleRetriedAndPassedIsNoticed(t *testing.T) {
+	moto.Reset(t)
+	proxy := harness.StartAWSProxy(t, moto.URL)
+	proxy.OnCall(func(action string, n int) harness.Verdict {
+		if action == "BatchGetSecretValue" && n == 0 {
+			return harness.Throttle
+		}
+		return harness.Forward
+	}, nil)
+	s := awssm.New(sm.New(sm.Options{Region: "us-east-1", BaseEndpoint: aws.String(proxy.URL),
+		Credentials: credentials.NewStaticCredentialsProvider("test", "test", "")}), "proxy", nil)
+	if _, err := s.Get(context.Background(), []string{"joblet/a", "joblet/b", "joblet/c", "joblet/d", "joblet/e"}); err != nil {
+		t.Fatal(err)
+	}
+	if c := harness.Count(proxy.Calls()); c["BatchGetSecretValue"] != 2 || c["GetSecretValue"] != 0 {
+		t.Fatalf("calls %v, want the batch read passing on its retry", c)
+	}
+	if !s.Throttled() {
+		t.Fatal("the throttled attempt was not noticed")
+	}
+}
