@@ -16,8 +16,8 @@ import (
 
 // awaitFleet waits for the node that won the first claim to create the
 // rest of the fleet, with a growing pause between tries. A try reads the
-// whole state (one batch call) first, every fourth time, and once the last
-// secret a creating node writes (the signed trust state) is there; the
+// whole state (one batch call) first, every fourth time, and once the
+// node-issuing CA, the last pair a creating node writes, is there; the
 // tries between read that one secret only, so a burst of waiting nodes
 // under Secrets Manager's quotas spends the large GetSecretValue quota, one
 // call each, not the batch one.
@@ -30,9 +30,9 @@ import (
 // the root's and the roles' keys. In a burst the store has throttled
 // (contended), every read of the whole state (a batch call, or one read
 // per secret when the batch quota is spent) is put off until the creator
-// has finished or stalled: the tries read the creator's last write, and
-// every fourth finds how far the creator has got (a few single reads, see
-// creatorProgress) instead.
+// has finished or stalled: the tries read the creator's last write (the
+// signed trust state), and every fourth finds how far the creator has got
+// (a few single reads, see creatorProgress) instead.
 func (b *bootstrapper) awaitFleet(ctx context.Context, seen int, stall time.Duration) (map[string]string, error) {
 	b.waited = true
 	sc := b.scope()
@@ -85,14 +85,21 @@ func (b *bootstrapper) awaitFleet(ctx context.Context, seen int, stall time.Dura
 			maps.Copy(known, got)
 			continue
 		case contended(b.f.Store) || !whole:
-			got, err := readBack(ctx, b.f.Store, order[len(order)-1])
+			// The creator's last write: the signed trust state in a burst
+			// (a node joins holding it); otherwise the node-issuing CA
+			// just before it, as always (a wait as short as it was).
+			last := order[len(order)-1]
+			if !contended(b.f.Store) {
+				last = b.names.NodeCACert()
+			}
+			got, err := readBack(ctx, b.f.Store, last)
 			if errors.Is(err, secretstore.ErrTemporary) {
 				continue // throttled while a burst waits: try again after the next pause
 			}
 			if err != nil {
 				return nil, err
 			}
-			if got[order[len(order)-1]] == "" {
+			if got[last] == "" {
 				continue
 			}
 			maps.Copy(known, got)
