@@ -112,9 +112,13 @@ func garbageBundle(t *testing.T, mode string) {
 }
 
 // readBundle is joblet/ca-bundle's current value in moto.
-func readBundle(t *testing.T) string {
+func readBundle(t *testing.T) string { return currentValue(t, "joblet/ca-bundle") }
+
+// currentValue is a secret's current value in moto (readStore reads only
+// the secrets a first node creates).
+func currentValue(t *testing.T, name string) string {
 	t.Helper()
-	got, err := smClient(moto.URL).GetSecretValue(context.Background(), &sm.GetSecretValueInput{SecretId: aws.String("joblet/ca-bundle")})
+	got, err := smClient(moto.URL).GetSecretValue(context.Background(), &sm.GetSecretValueInput{SecretId: aws.String(name)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,90 +5,34 @@ import (
 	"errors"
 	"net/http"
 	"os"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
-	"github.com/aws/aws-sdk-go-v2/service/iam"
-	"github.com/aws/aws-sdk-go-v2/service/sts"
 
 	"github.com/ehsaniara/joblet/internal/awsident"
-	"github.com/ehsaniara/joblet/test/harness"
+	"github.com/ehsaniara/joblet/internal/testutil/awspeople"
 )
-
-// moto with request signatures checked: every call after the first
-// setupCalls (which create the IAM users, keys, policies and role) must be
-// signed by a key moto issued, as AWS requires; otherwise moto accepts any
-// signature and a test of proofs would prove nothing.
-const setupCalls = 7
 
 var motoURL string
 
 func TestMain(m *testing.M) {
-	mo, err := harness.StartMoto("INITIAL_NO_AUTH_ACTION_COUNT=" + itoa(setupCalls))
-	if err != nil {
-		println(err.Error())
-		os.Exit(1)
-	}
+	mo := awspeople.Moto()
 	motoURL = mo.URL
 	code := m.Run()
 	mo.Stop()
 	os.Exit(code)
 }
 
-func itoa(n int) string { return strconv.Itoa(n) }
+func cfgFor(creds aws.CredentialsProvider) aws.Config { return awspeople.Config(motoURL, creds) }
 
-func cfgFor(creds aws.CredentialsProvider) aws.Config {
-	return aws.Config{Region: "us-east-1", Credentials: creds, BaseEndpoint: aws.String(motoURL)}
-}
+type principals struct{ alice, bob, bobAsAdmin aws.Config }
 
-type principals struct {
-	alice, bob, bobAsAdmin aws.Config
-}
-
-var setup *principals
-
-// people creates, once, two IAM users allowed to call STS and a role that
-// may assume, and returns configs signing as alice, as bob,
-// and as bob's session of the role.
 func people(t *testing.T) *principals {
-	t.Helper()
-	if setup != nil {
-		return setup
-	}
-	ctx := context.Background()
-	boot := cfgFor(credentials.NewStaticCredentialsProvider("AKIDBOOTSTRAP", "bootstrap", ""))
-	ic := iam.NewFromConfig(boot)
-	allow := `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"sts:*","Resource":"*"}]}`
-	user := func(name string) aws.Config {
-		if _, err := ic.CreateUser(ctx, &iam.CreateUserInput{UserName: aws.String(name)}); err != nil {
-			t.Fatal(err)
-		}
-		k, err := ic.CreateAccessKey(ctx, &iam.CreateAccessKeyInput{UserName: aws.String(name)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := ic.PutUserPolicy(ctx, &iam.PutUserPolicyInput{UserName: aws.String(name), PolicyName: aws.String("sts"), PolicyDocument: aws.String(allow)}); err != nil {
-			t.Fatal(err)
-		}
-		return cfgFor(credentials.NewStaticCredentialsProvider(*k.AccessKey.AccessKeyId, *k.AccessKey.SecretAccessKey, ""))
-	}
-	p := &principals{alice: user("alice"), bob: user("bob")}
-	trust := `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::123456789012:user/bob"},"Action":"sts:AssumeRole"}]}`
-	if _, err := ic.CreateRole(ctx, &iam.CreateRoleInput{RoleName: aws.String("admins"), Path: aws.String("/people/"), AssumeRolePolicyDocument: aws.String(trust)}); err != nil {
-		t.Fatal(err)
-	}
-	out, err := sts.NewFromConfig(p.bob).AssumeRole(ctx, &sts.AssumeRoleInput{RoleArn: aws.String("arn:aws:iam::123456789012:role/people/admins"), RoleSessionName: aws.String("bob-laptop")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := out.Credentials
-	p.bobAsAdmin = cfgFor(credentials.NewStaticCredentialsProvider(*c.AccessKeyId, *c.SecretAccessKey, *c.SessionToken))
-	setup = p
-	return p
+	p := awspeople.Make(t, motoURL)
+	return &principals{alice: p.Alice, bob: p.Bob, bobAsAdmin: p.BobAsAdmin}
 }
 
 const fleet = "joblet-prod"

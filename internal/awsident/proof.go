@@ -63,6 +63,15 @@ func Endpoint(ctx context.Context, cfg aws.Config, region string) (*url.URL, err
 	if !validRegion(region) {
 		return nil, fmt.Errorf("region %q is not an AWS region name", region)
 	}
+	// One partition: account IDs of aws, aws-cn and aws-us-gov are
+	// separate namespaces, and the policy names accounts of its own.
+	own := cfg.Region
+	if own == "" {
+		own = "us-east-1"
+	}
+	if PartitionOf(region) != PartitionOf(own) {
+		return nil, fmt.Errorf("region %s is in the %s partition, not this configuration's (%s, %s)", region, PartitionOf(region), own, PartitionOf(own))
+	}
 	ep, err := o.EndpointResolverV2.ResolveEndpoint(ctx, sts.EndpointParameters{
 		Region:       aws.String(region),
 		Endpoint:     o.BaseEndpoint,
@@ -77,6 +86,20 @@ func Endpoint(ctx context.Context, cfg aws.Config, region string) (*url.URL, err
 		u.Path = "/"
 	}
 	return &u, nil
+}
+
+// PartitionOf is the AWS partition a region belongs to, by the prefixes
+// AWS gives its partitions' regions.
+func PartitionOf(region string) string {
+	for _, p := range []struct{ prefix, partition string }{
+		{"cn-", "aws-cn"}, {"us-gov-", "aws-us-gov"}, {"us-isob-", "aws-iso-b"}, {"us-iso-", "aws-iso"},
+		{"eu-isoe-", "aws-iso-e"}, {"us-isof-", "aws-iso-f"},
+	} {
+		if strings.HasPrefix(region, p.prefix) {
+			return p.partition
+		}
+	}
+	return "aws"
 }
 
 // validRegion: lower-case letters, digits and single hyphens, as AWS names

@@ -29,7 +29,7 @@ func TestNodePolicies(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{arn("ca-cert"), arn("node-ca-cert"), arn("node-ca-key"), arn("ca-bundle"), arn("crl"), arn("ca-cross")}
+	want := []string{arn("ca-cert"), arn("node-ca-cert"), arn("node-ca-key"), arn("ca-bundle"), arn("crl"), arn("ca-cross"), arn("identity-policy")}
 	if got := resources(node, "secretsmanager:GetSecretValue"); !slices.Equal(got, want) {
 		t.Errorf("node reads %v, want %v", got, want)
 	}

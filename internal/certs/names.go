@@ -52,6 +52,10 @@ func (n Names) Bundle() string { return n.Prefix + "/ca-bundle" }
 // CRL is the certificate revocation list, signed by the current CA.
 func (n Names) CRL() string { return n.Prefix + "/crl" }
 
+// IdentityPolicy is the root-signed identity policy (internal/idpolicy):
+// which people (`rnx login`) may hold which role. Nodes read it.
+func (n Names) IdentityPolicy() string { return n.Prefix + "/identity-policy" }
+
 // CACross is the CA of a rotation cross-signed by the CA it replaces
 // (written by `rotate-ca begin`): presented after a certificate of the new
 // CA, it lets configs that trust only the old CA verify it (see cross.go).

@@ -431,3 +431,37 @@ func TestStatusFlagsAForeignCAInTheBundle(t *testing.T) {
 		}
 	}
 }
+
+// The old node-issuing pair put back after a re-key and the revocation of
+// its serial: a node does not renew from it (clients would refuse what it
+// signs) and says why.
+func TestNodeDoesNotRenewFromAnUnlistedNodeCA(t *testing.T) {
+	ctx := context.Background()
+	st := storetest.NewMemoryStore()
+	o := opts(t, st)
+	bootstrap(t, o)
+	cfgPath := filepath.Join(o.Home, "config", "joblet-config.yml")
+	old, _ := st.Get(ctx, []string{names.NodeCACert(), names.NodeCAKey()})
+	time.Sleep(1100 * time.Millisecond) // states and certificates count whole seconds
+	fl := &certs.Fleet{Store: st}
+	res, err := fl.RekeyNodeCA(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	serial, _ := pki.ParseSerial(res.Replaced.Serial)
+	if _, err := fl.Revoke(ctx, serial, 1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fl.RefreshNode(ctx, certs.NodeRefresh{ConfigPath: cfgPath}); err != nil {
+		t.Fatal(err)
+	}
+	st.Set(names.NodeCACert(), old[names.NodeCACert()])
+	st.Set(names.NodeCAKey(), old[names.NodeCAKey()])
+	r, err := fl.RefreshNode(ctx, certs.NodeRefresh{ConfigPath: cfgPath, Force: true})
+	if err != nil && !strings.Contains(err.Error(), "revoked") {
+		t.Fatal(err)
+	}
+	if err == nil && (r.Renewed || !strings.Contains(r.RenewProblem, "not listed")) {
+		t.Fatalf("a forced renewal from the old node-issuing pair put back: renewed %v, problem %q", r.Renewed, r.RenewProblem)
+	}
+}

@@ -139,6 +139,8 @@ func (fl *Fleet) RefreshNode(ctx context.Context, r NodeRefresh) (*NodeRefreshRe
 				return nil, err
 			}
 			renewErr = err
+		} else if err := s.listedIssuer(issuer); err != nil {
+			issuer, renewErr = nil, err
 		}
 	}
 	vals, trust := s.vals, s.trust
@@ -155,8 +157,10 @@ func (fl *Fleet) RefreshNode(ctx context.Context, r NodeRefresh) (*NodeRefreshRe
 	if gap := crlGap(s.doc, crlPEM); gap != "" {
 		crlProblem = strings.TrimPrefix(crlProblem+"; "+gap, "; ")
 	}
-	res.CRLProblem, res.TrustProblem = crlProblem, trustProblem
-	res.TrustChanged = !pki.SameCertSet(cfg.Security.CACert, trust) || cfg.Security.CRL != crlPEM || cfg.Security.TrustState != docVal
+	polVal, polProblem := s.identityPolicy(cfg.Security.IdentityPolicy, trust)
+	res.CRLProblem, res.TrustProblem = crlProblem, strings.TrimPrefix(trustProblem+"; "+polProblem, "; ")
+	res.TrustProblem = strings.TrimSuffix(res.TrustProblem, "; ")
+	res.TrustChanged = !pki.SameCertSet(cfg.Security.CACert, trust) || cfg.Security.CRL != crlPEM || cfg.Security.TrustState != docVal || cfg.Security.IdentityPolicy != polVal
 	if renewErr != nil {
 		res.RenewProblem = fmt.Sprintf("%v: the CRL and the trust state were still taken; the server certificate is not renewed until the store is repaired", renewErr)
 		leaf := oldLeaf
@@ -164,7 +168,7 @@ func (fl *Fleet) RefreshNode(ctx context.Context, r NodeRefresh) (*NodeRefreshRe
 		if !res.TrustChanged {
 			return res, nil
 		}
-		cfg.Security.CACert, cfg.Security.CRL, cfg.Security.TrustState = trustPEM, crlPEM, docVal
+		cfg.Security.CACert, cfg.Security.CRL, cfg.Security.TrustState, cfg.Security.IdentityPolicy = trustPEM, crlPEM, docVal, polVal
 		return res, writeServer(r.ConfigPath, cfg)
 	}
 
@@ -210,6 +214,7 @@ func (fl *Fleet) RefreshNode(ctx context.Context, r NodeRefresh) (*NodeRefreshRe
 	cfg.Security.CACert = trustPEM
 	cfg.Security.CRL = crlPEM
 	cfg.Security.TrustState = docVal
+	cfg.Security.IdentityPolicy = polVal
 	b, err := cfg.Marshal()
 	if err != nil {
 		return nil, err
@@ -319,4 +324,19 @@ func (f *Fleet) nodeSigner(ctx context.Context, cfg *config.Server, s *state) (c
 		return nil, "", err
 	}
 	return f.caSigner(ctx, s.ca, []string{keyPEM}, []CAKeyRef{ref})
+}
+
+// listedIssuer refuses a node-issuing CA that the signed trust state the
+// node holds does not list although it existed when that state was signed:
+// clients refuse a certificate from it (a pair restored after a re-key, or
+// planted). One issued after the state is a re-key the node has not seen
+// the listing of yet: it is listed before it is written.
+// The same rule as rnx's (pki.TrustState.AllowsServerChain): by key, since
+// a rotation re-signs the same key under the new root.
+func (s *state) listedIssuer(issuer *pki.CA) error {
+	if issuer == nil || s.doc == nil || s.doc.AllowsServerChain([]*x509.Certificate{nil, issuer.Cert, nil}) {
+		return nil
+	}
+	return fmt.Errorf("%w: the node-issuing CA in %s (serial %s) is not listed by the signed trust state (version %d) although it predates it: clients refuse certificates from it. An operator runs `joblet certs node-ca --rekey`",
+		ErrInconsistentStore, s.n.NodeCACert(), pki.SerialHex(issuer.Cert.SerialNumber), s.doc.Version)
 }

@@ -81,12 +81,16 @@ func (f *Fleet) revokeOnce(ctx context.Context, serial *big.Int, reason int) ([]
 	}
 	var entries []x509.RevocationListEntry
 	var number *big.Int
+	// A current CRL that no trusted CA signed (junk, or written without the
+	// root key) is read as none: the versions it replaced (below) give the
+	// revocations and the number, and the one written next replaces it. It
+	// must never stop a revocation.
 	if cur := vals[n.CRL()]; cur != "" {
-		crl, err := pki.ParseCRL([]byte(cur), s.trust)
-		if err != nil {
-			return nil, inconsistent(n.CRL(), err)
+		if crl, err := pki.ParseCRL([]byte(cur), s.trust); err != nil {
+			f.Log.Warn("the store's CRL does not verify: revoking from its previous versions", "secret", n.CRL(), "error", err)
+		} else {
+			entries, number = crl.RevokedCertificateEntries, crl.Number
 		}
-		entries, number = crl.RevokedCertificateEntries, crl.Number
 	}
 	// The version the current one replaced, when it verifies, is held to
 	// the rule every party applies (acceptCRL): where the current version

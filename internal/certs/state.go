@@ -156,7 +156,7 @@ func (sc scope) fleetWide(n Names) []string {
 	if sc.before13 {
 		return []string{n.Bundle(), n.CRL()}
 	}
-	return []string{n.Bundle(), n.CRL(), n.CACross()}
+	return []string{n.Bundle(), n.CRL(), n.CACross(), n.IdentityPolicy()}
 }
 
 // state is the fleet's shared state as one read found it, parsed once.
@@ -373,7 +373,7 @@ func (s *state) parseIssuer() {
 func parseNodeCA(n Names, vals map[string]string, roots []*x509.Certificate, now time.Time) (*pki.CA, error) {
 	nca, err := parsePair(vals[n.NodeCACert()], vals[n.NodeCAKey()], n.NodeCACert(), n.NodeCAKey())
 	if err != nil {
-		return nil, fmt.Errorf("%w. Re-issue it with `joblet certs node-ca` (it keeps the key and re-signs the certificate)", err)
+		return nil, fmt.Errorf("%w. An operator runs `joblet certs node-ca`: it completes the pair when the signed trust state lists its key, and otherwise replaces the key with a new one (it never certifies a key the state does not list)", err)
 	}
 	var cerr error
 	if len(roots) == 0 {

@@ -197,16 +197,22 @@ func (f *Fleet) signTrust(ctx context.Context, s *state, by *pki.CA, roots []*x5
 	if s.doc != nil {
 		version = s.doc.Version + 1
 	}
+	// A state another step wrote since s was read keeps its node-issuing
+	// CAs listed (a re-key lists its new CA before writing it).
+	var since []*x509.Certificate
 	if cur, err := f.Store.Get(ctx, []string{n.Bundle()}); err == nil {
 		anchors := append(s.operatorAnchors(), by.Cert)
-		if t, err := pki.VerifyTrust([]byte(cur[n.Bundle()]), n.Prefix, anchors, nil, nil); err == nil && t.Version >= version {
-			version = t.Version + 1
+		if t, err := pki.VerifyTrust([]byte(cur[n.Bundle()]), n.Prefix, anchors, nil, nil); err == nil {
+			since = t.NodeCACerts()
+			if t.Version >= version {
+				version = t.Version + 1
+			}
 		}
 	}
 	if t := uint64(f.Now().Unix()); t > version {
 		version = t
 	}
-	next := pki.NewTrustState(n.Prefix, version, roots, lineage, minCRL, f.Now()).WithNodeCAs(s.servingNodeCAs(f.Now())...)
+	next := pki.NewTrustState(n.Prefix, version, roots, lineage, minCRL, f.Now()).WithNodeCAs(s.servingNodeCAs(f.Now(), since...)...)
 	if s.doc != nil && s.docFromStore() && !s.doc.Due(f.Now()) && sameTrust(s.doc, next) && pki.TrustSignedBy([]byte(s.vals[n.Bundle()]), n.Prefix, by.Cert) {
 		return false, nil
 	}
@@ -233,9 +239,9 @@ func sameTrust(a, b *pki.TrustState) bool {
 // from it until they renew), and those the held state listed, minus any
 // the CRL revokes or that expired: a replaced node-issuing key then signs
 // nothing a client holding the state accepts.
-func (s *state) servingNodeCAs(now time.Time) []*x509.Certificate {
+func (s *state) servingNodeCAs(now time.Time, more ...*x509.Certificate) []*x509.Certificate {
 	var out []*x509.Certificate
-	cands := []*x509.Certificate{s.replacedNodeCA}
+	cands := append([]*x509.Certificate{s.replacedNodeCA}, more...)
 	if s.nodeCA != nil {
 		cands = append(cands, s.nodeCA.Cert)
 	}

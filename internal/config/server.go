@@ -92,6 +92,10 @@ type Security struct {
 	// envelope, internal/pki/trust.go): CACert is its roots. A trust state
 	// in the store is taken only when one of these roots signed it.
 	TrustState string `yaml:"trustState,omitempty"`
+	// IdentityPolicy is the root-signed identity policy the node holds
+	// (internal/idpolicy): which people may hold which role. Without one,
+	// persons' certificates (`rnx login`) are refused.
+	IdentityPolicy string `yaml:"identityPolicy,omitempty"`
 	// RefreshInterval is how often a running server re-reads the trust
 	// bundle from the store and renews its certificate when due.
 	RefreshInterval string `yaml:"refreshInterval,omitempty"`

@@ -96,6 +96,9 @@ func check(chain []*x509.Certificate, creds *Credentials, now time.Time) error {
 			until = c.NotAfter
 		}
 	}
+	if creds.persons != nil && creds.persons.Expires.Before(until) {
+		until = creds.persons.Expires // a person is refused from then on
+	}
 	err := checkNow(leaf, chain[1:], creds, now)
 	creds.verdicts.put(leaf.Raw, verdict{err: err, until: until})
 	return err
@@ -127,7 +130,33 @@ func checkNow(leaf *x509.Certificate, with []*x509.Certificate, creds *Credentia
 	if err := pki.CheckChainsNotRevoked(chains, creds.Revoked); err != nil {
 		return fmt.Errorf("%s chains through a revoked CA certificate (%v): get the current rnx-config.yml (`rnx config refresh`)", who, err)
 	}
-	return nil
+	return creds.checkPerson(leaf, now)
+}
+
+// checkPerson holds a client certificate to the identity policy the node
+// holds: a person's (`rnx login`) only for a role the policy gives them,
+// whatever the issuer signed; a shared role certificate unless the policy
+// refuses shared ones for its role. Without a policy (or with an expired
+// one) no person is accepted.
+func (c *Credentials) checkPerson(leaf *x509.Certificate, now time.Time) error {
+	person, isPerson, err := pki.PersonOf(leaf)
+	if err != nil {
+		return err
+	}
+	pol := c.persons
+	switch {
+	case pol == nil && !isPerson:
+		return nil
+	case pol == nil:
+		return fmt.Errorf("the certificate of %s is refused: this node holds no identity policy signed by the fleet's root (an operator signs one: `joblet certs identity-policy sign`)", person.ARN)
+	case isPerson && !now.Before(pol.Expires):
+		return fmt.Errorf("the certificate of %s is refused: this node's identity policy (version %d) expired on %s", person.ARN, pol.Version, pol.Expires.UTC().Format(time.RFC3339))
+	}
+	role, err := pki.RoleOf(leaf)
+	if err != nil {
+		return err
+	}
+	return pol.Allows(person.ARN, role)
 }
 
 // RefusedPrefix starts the message of a call the re-check refused; rnx

@@ -33,9 +33,11 @@ import (
 //     caller replaying old CRLs neither burns CPU nor delays a real push;
 //   - then a token per signature check: each caller (its certificate from
 //     its source: an IPv4 address, an IPv6 /64) has its own small bucket,
-//     and all callers share a larger one, so a stolen certificate sending
-//     forged high-numbered CRLs exhausts its own bucket, not the
-//     operator's, even a copy of the operator's own role certificate. An offer past either gets
+//     each certificate one across all its sources (a stolen certificate
+//     used from a hundred addresses gets no more than from one), and all
+//     callers share a larger one, admins apart: a flood of forged offers
+//     from any non-admin certificate, from any number of sources, never
+//     spends the tokens of the operator's push. An offer past any gets
 //     RESOURCE_EXHAUSTED and is retried by its sender (push retries; rnx
 //     carries again on its next call; the store's poll is the safety net).
 
@@ -47,39 +49,53 @@ const MaxOfferedCRL = 256 << 10
 const (
 	offerCallerRate  = 2 // signature checks per second, per caller
 	offerCallerBurst = 4
+	offerCertRate    = 4 // per certificate, whatever its sources
+	offerCertBurst   = 8
 	offerNodeRate    = 50 // for all callers together: well under 1% of a core
 	offerNodeBurst   = 100
 	offerCallers     = 1024 // callers remembered; beyond, the map restarts
 )
 
 type offerGate struct {
-	node *rate.Limiter
-	log  *rate.Limiter // refusals logged, so a flood does not flood the log
+	node  *rate.Limiter // every caller but admins
+	admin *rate.Limiter // admins' (the operator's push)
+	log   *rate.Limiter // refusals logged, so a flood does not flood the log
 
 	mu      sync.Mutex
-	callers map[[32]byte]*rate.Limiter
-	quiet   int // refusals not logged since the last logged one
+	callers map[[32]byte]*rate.Limiter // by certificate and source
+	certs   map[[32]byte]*rate.Limiter // by certificate
+	quiet   int                        // refusals not logged since the last logged one
 }
 
 func newOfferGate() *offerGate {
-	return &offerGate{node: rate.NewLimiter(offerNodeRate, offerNodeBurst), log: rate.NewLimiter(1, 20),
-		callers: map[[32]byte]*rate.Limiter{}}
+	return &offerGate{node: rate.NewLimiter(offerNodeRate, offerNodeBurst), admin: rate.NewLimiter(offerNodeRate, offerNodeBurst),
+		log: rate.NewLimiter(1, 20), callers: map[[32]byte]*rate.Limiter{}, certs: map[[32]byte]*rate.Limiter{}}
 }
 
-// allow takes a token for one signature check by caller.
-func (g *offerGate) allow(caller [32]byte) bool {
-	g.mu.Lock()
-	l := g.callers[caller]
+// bucket is m's limiter for key, made at rate r, burst b when new.
+func bucket(m *map[[32]byte]*rate.Limiter, key [32]byte, r rate.Limit, b int) *rate.Limiter {
+	l := (*m)[key]
 	if l == nil {
-		if len(g.callers) >= offerCallers {
-			g.callers = map[[32]byte]*rate.Limiter{}
+		if len(*m) >= offerCallers {
+			*m = map[[32]byte]*rate.Limiter{}
 		}
-		l = rate.NewLimiter(offerCallerRate, offerCallerBurst)
-		g.callers[caller] = l
+		l = rate.NewLimiter(r, b)
+		(*m)[key] = l
 	}
+	return l
+}
+
+// allow takes a token for one signature check by c.
+func (g *offerGate) allow(c offerCaller) bool {
+	g.mu.Lock()
+	l := bucket(&g.callers, c.id, offerCallerRate, offerCallerBurst)
+	per := bucket(&g.certs, c.cert, offerCertRate, offerCertBurst)
 	g.mu.Unlock()
-	if !l.Allow() {
+	if !l.Allow() || !per.Allow() {
 		return false
+	}
+	if c.admin {
+		return g.admin.Allow()
 	}
 	return g.node.Allow()
 }
@@ -97,16 +113,23 @@ func (g *offerGate) logRefusal() (bool, int) {
 	return true, n
 }
 
+// offerCaller is who offers: the certificate from its source (id), the
+// certificate alone, and whether its role is admin.
+type offerCaller struct {
+	id, cert [32]byte
+	admin    bool
+}
+
 // caller identifies the client certificate and source of a call, with
 // its role and serial for the log.
-func caller(ctx context.Context) (id [32]byte, who string) {
+func caller(ctx context.Context) (c offerCaller, who string) {
 	p, ok := peer.FromContext(ctx)
 	if !ok {
-		return id, "unknown"
+		return c, "unknown"
 	}
 	ti, ok := p.AuthInfo.(credentials.TLSInfo)
 	if !ok || len(ti.State.PeerCertificates) == 0 {
-		return id, "unknown"
+		return c, "unknown"
 	}
 	leaf := ti.State.PeerCertificates[0]
 	// A role's certificate is shared by its users: with the source in
@@ -115,8 +138,11 @@ func caller(ctx context.Context) (id [32]byte, who string) {
 	h := sha256.New()
 	h.Write(leaf.Raw)
 	h.Write([]byte(sourceOf(p.Addr).String()))
-	copy(id[:], h.Sum(nil))
-	return id, fmt.Sprintf("%s %s (%s)", RoleFrom(ctx), pki.SerialHex(leaf.SerialNumber), p.Addr)
+	copy(c.id[:], h.Sum(nil))
+	c.cert = sha256.Sum256(leaf.Raw)
+	role := RoleFrom(ctx)
+	c.admin = role == pki.Admin
+	return c, fmt.Sprintf("%s %s (%s)", role, pki.SerialHex(leaf.SerialNumber), p.Addr)
 }
 
 func (s *Server) offerCRL(ctx context.Context, req *pb.OfferCRLRequest) (*pb.OfferCRLResponse, error) {

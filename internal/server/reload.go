@@ -41,7 +41,7 @@ func (s *Server) Reload() error {
 	// tells clients its version, and one still telling the old would be
 	// handed the new one by every client that holds it.
 	if old.Leaf.Equal(creds.Leaf) && old.CAPEM == creds.CAPEM && (old.MinCRL == nil) == (creds.MinCRL == nil) &&
-		(old.MinCRL == nil || old.MinCRL.Cmp(creds.MinCRL) == 0) && old.trustRaw == creds.trustRaw {
+		(old.MinCRL == nil || old.MinCRL.Cmp(creds.MinCRL) == 0) && old.trustRaw == creds.trustRaw && old.personsRaw == creds.personsRaw {
 		return nil
 	}
 	if gap := creds.CRLGap(); gap != "" {

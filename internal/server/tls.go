@@ -13,6 +13,7 @@ import (
 
 	pb "github.com/ehsaniara/joblet/api/jobletv1"
 	"github.com/ehsaniara/joblet/internal/config"
+	"github.com/ehsaniara/joblet/internal/idpolicy"
 	"github.com/ehsaniara/joblet/internal/pki"
 )
 
@@ -52,6 +53,12 @@ type Credentials struct {
 
 	caCertPEM string // security.caCert as loaded (CAPEM without the CRL)
 
+	// persons is the identity policy the node holds (nil: none, or one
+	// that no trusted root signed), personsRaw its envelope: a person's
+	// certificate is accepted only for a role it gives them (guard.go).
+	persons    *idpolicy.Policy
+	personsRaw string
+
 	// replaced is closed when newer credentials take over: a running
 	// stream re-checks its caller then (see guard.go).
 	replaced chan struct{}
@@ -87,6 +94,11 @@ func CredentialsFromConfig(s config.Security) (*Credentials, error) {
 	if t, err := pki.PeekTrust([]byte(s.TrustState), ""); err == nil {
 		c.holdTrust(t, s.TrustState)
 	}
+	if s.IdentityPolicy != "" {
+		if pol, err := idpolicy.Open([]byte(s.IdentityPolicy), cas); err == nil {
+			c.persons, c.personsRaw = pol, s.IdentityPolicy
+		}
+	}
 	return c, nil
 }
 
@@ -116,6 +128,9 @@ func (c *Credentials) withCRL(crlPEM string) (*Credentials, error) {
 	n, err := newCredentials(c.Cert, c.CAList, c.caCertPEM, crlPEM)
 	if n != nil && c.trust != nil {
 		n.holdTrust(c.trust, c.trustRaw)
+	}
+	if n != nil {
+		n.persons, n.personsRaw = c.persons, c.personsRaw
 	}
 	return n, err
 }

@@ -194,6 +194,10 @@ func (s *Store) batchGet(ctx context.Context, names []string, out map[string]str
 			if code == "ResourceNotFoundException" {
 				continue // missing: absent from the map
 			}
+			if pendingDeletion(code, aws.ToString(e.Message)) {
+				s.log.Warn("a secret is scheduled for deletion: read as missing", "secret", aws.ToString(e.SecretId))
+				continue
+			}
 			return s.explain(&secretError{code: code, msg: aws.ToString(e.Message)}, "BatchGetSecretValue", aws.ToString(e.SecretId))
 		}
 		if aws.ToString(res.NextToken) == "" { // moto answers "" for "no more"
@@ -217,6 +221,14 @@ func (s *Store) getOne(ctx context.Context, name string, stage secretstore.Stage
 	if err != nil {
 		var nf *smtypes.ResourceNotFoundException
 		if errors.As(err, &nf) {
+			return "", false, nil
+		}
+		// A secret scheduled for deletion reads as missing: every reader
+		// already treats a missing trust state or CRL as "keep what is
+		// held", so a DeleteSecret stops no refresh and no revoke.
+		var ir *smtypes.InvalidRequestException
+		if errors.As(err, &ir) && pendingDeletion("InvalidRequestException", ir.ErrorMessage()) {
+			s.log.Warn("a secret is scheduled for deletion: read as missing", "secret", name)
 			return "", false, nil
 		}
 		return "", false, s.explain(err, "GetSecretValue", name)
@@ -287,4 +299,9 @@ func (e *secretError) ErrorCode() string { return e.code }
 func cutShort(err error) bool {
 	msg := err.Error()
 	return strings.Contains(msg, "unexpected EOF") || strings.Contains(msg, "deserialization failed")
+}
+
+// pendingDeletion: an answer about a secret scheduled for deletion.
+func pendingDeletion(code, msg string) bool {
+	return code == "InvalidRequestException" && strings.Contains(strings.ToLower(msg), "delet") // AWS: "marked for deletion"; moto: "marked deleted"
 }

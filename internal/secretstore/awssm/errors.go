@@ -107,7 +107,7 @@ func (s *Store) explain(err error, action string, secrets ...string) error {
 		e.Cause = ErrThrottled
 		e.Hint = "Requests were retried with backoff and still throttled: re-run later, or start fewer nodes at once"
 		s.throttledAt.Store(time.Now().UnixNano())
-	case code == "InvalidRequestException" && strings.Contains(strings.ToLower(msg), "deletion"):
+	case pendingDeletion(code, msg):
 		e.Cause = ErrDeleted
 		e.Hint = "Restore it with `aws secretsmanager restore-secret --secret-id NAME`, or wait until the deletion completes"
 	case errors.As(err, &nerr) || strings.Contains(msg, "connection refused") || strings.Contains(msg, "no such host") ||

@@ -14,14 +14,12 @@ import (
 
 var _ secretstore.Historian = (*Store)(nil)
 
-// historyDepth is how many of a secret's newest versions History reads at
-// most: what Secrets Manager itself keeps.
-const historyDepth = 100
-
 // History lists name's versions (deprecated ones included) in one call per
 // page, then reads them newest first, one GetSecretValue each, while visit
 // asks for more: a reader that stops at the first version it can trust pays
-// two calls at rest.
+// two calls at rest. No cap: junk versions put on top must not push the
+// newest genuine one out of reach (Secrets Manager itself drops unlabelled
+// versions past 100 only once they are a day old).
 func (s *Store) History(ctx context.Context, name string, visit func(secretstore.Version) bool) error {
 	var ids []smtypes.SecretVersionsListEntry
 	in := &sm.ListSecretVersionIdsInput{SecretId: aws.String(name), IncludeDeprecated: aws.Bool(true)}
@@ -46,11 +44,6 @@ func (s *Store) History(ctx context.Context, name string, visit func(secretstore
 	slices.SortStableFunc(ids, func(a, b smtypes.SecretVersionsListEntry) int {
 		return aws.ToTime(b.CreatedDate).Compare(aws.ToTime(a.CreatedDate))
 	})
-	// Secrets Manager keeps about 100 versions; moto keeps every one, and
-	// a long test would read them all on every operator command.
-	if len(ids) > historyDepth {
-		ids = ids[:historyDepth]
-	}
 	for _, v := range ids {
 		res, err := s.api.GetSecretValue(ctx, &sm.GetSecretValueInput{SecretId: aws.String(name), VersionId: v.VersionId})
 		if err != nil {

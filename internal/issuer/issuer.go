@@ -1,0 +1,152 @@
+// Package issuer turns a proof of an AWS identity into a person's
+// short-lived client certificate (issue 26, `rnx login`): it checks the
+// proof (awsident), asks STS who signed it, maps that identity to a role
+// with the root-signed identity policy (idpolicy), and signs a certificate
+// for the public key the proof is bound to with the user-issuing CA. The
+// same code serves as an HTTPS handler on an operator's host and, later, as
+// an AWS Lambda function; it keeps no state.
+package issuer
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+
+	"github.com/ehsaniara/joblet/internal/awsident"
+	"github.com/ehsaniara/joblet/internal/idpolicy"
+	"github.com/ehsaniara/joblet/internal/pki"
+)
+
+// DefaultLifetime is a person's certificate's lifetime unless asked for
+// less (a working day).
+const DefaultLifetime = 8 * time.Hour
+
+// MaxRequest bounds a request body: a proof and a public key.
+const MaxRequest = 32 << 10
+
+// Issuer issues persons' certificates for one fleet.
+type Issuer struct {
+	// Fleet is the audience proofs must be bound to (the store prefix).
+	Fleet string
+	// CA is the user-issuing CA, with its key.
+	CA *pki.CA
+	// Policy returns the identity policy in force, verified from the root.
+	Policy func(context.Context) (*idpolicy.Policy, error)
+	// AWS resolves the STS endpoint per region: the issuer's own settings.
+	AWS aws.Config
+	// STS is the HTTP client proofs are sent to STS with.
+	STS *http.Client
+	// MaxLifetime caps what a caller may ask for (at most
+	// pki.PersonMaxLifetime).
+	MaxLifetime time.Duration
+	Now         func() time.Time
+}
+
+// Request is what rnx login sends.
+type Request struct {
+	Proof awsident.Proof `json:"proof"`
+	// PublicKey is the PKIX DER of the key the certificate is for; the
+	// proof's key header is its SHA-256.
+	PublicKey []byte `json:"publicKey"`
+	// Lifetime asked for ("" for DefaultLifetime).
+	Lifetime string `json:"lifetime,omitempty"`
+}
+
+// Response is the certificate and who it names.
+type Response struct {
+	// Chain is the person's certificate and the user-issuing CA (PEM).
+	Chain   string    `json:"chain"`
+	Person  string    `json:"person"`
+	Role    pki.Role  `json:"role"`
+	Expires time.Time `json:"expires"`
+}
+
+// ErrRefused: the caller gets no certificate; the message says why
+// (without echoing anything STS would not tell them).
+var ErrRefused = errors.New("no certificate issued")
+
+// Issue checks req and signs a certificate for the person it proves.
+func (is *Issuer) Issue(ctx context.Context, req *Request) (*Response, error) {
+	now := is.Now()
+	pub, err := x509.ParsePKIXPublicKey(req.PublicKey)
+	if err != nil {
+		return nil, fmt.Errorf("%w: the public key does not parse: %v", ErrRefused, err)
+	}
+	lifetime := DefaultLifetime
+	if req.Lifetime != "" {
+		if lifetime, err = time.ParseDuration(req.Lifetime); err != nil || lifetime <= 0 {
+			return nil, fmt.Errorf("%w: lifetime %q: give a duration such as 4h", ErrRefused, req.Lifetime)
+		}
+	}
+	limit := min(is.MaxLifetime, pki.PersonMaxLifetime)
+	if limit <= 0 {
+		limit = pki.PersonMaxLifetime
+	}
+	lifetime = min(lifetime, limit)
+	want := awsident.Want{Audience: is.Fleet, KeyHash: awsident.KeyHash(req.PublicKey), Config: is.AWS, Now: now}
+	sts, err := awsident.Verify(ctx, &req.Proof, want)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrRefused, err)
+	}
+	id, err := awsident.Call(is.STS, sts)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrRefused, err)
+	}
+	principal, err := awsident.Canonical(id.ARN)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrRefused, err)
+	}
+	pol, err := is.Policy(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("the identity policy cannot be read (an operator signs it: see docs): %w", err)
+	}
+	person, err := pol.Map(principal, id.UserID)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrRefused, err)
+	}
+	cert, err := is.CA.IssuePerson(pub, pki.Person{ARN: person.Name, Role: person.Role}, now, lifetime)
+	if err != nil {
+		return nil, err
+	}
+	return &Response{
+		Chain:  string(pki.EncodeCert(cert.Cert)) + string(pki.EncodeCert(is.CA.Cert)),
+		Person: person.Name, Role: person.Role, Expires: cert.Cert.NotAfter,
+	}, nil
+}
+
+// ServeHTTP is the issuer as an HTTPS endpoint: POST a Request as JSON,
+// get a Response; 403 with the reason when refused.
+func (is *Issuer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		http.Error(w, "POST a login request", http.StatusMethodNotAllowed)
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxRequest))
+	if err != nil {
+		http.Error(w, "the request is larger than a login request can be", http.StatusRequestEntityTooLarge)
+		return
+	}
+	var req Request
+	if err := json.Unmarshal(body, &req); err != nil {
+		http.Error(w, "not a login request: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	resp, err := is.Issue(r.Context(), &req)
+	switch {
+	case errors.Is(err, ErrRefused):
+		http.Error(w, err.Error(), http.StatusForbidden)
+		return
+	case err != nil:
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(resp)
+}
