@@ -320,6 +320,10 @@ func (b *bootstrapper) shared(ctx context.Context, first *state) (*shared, error
 	for attempt := 0; ; attempt++ {
 		b.res.Items, b.res.Warnings = nil, nil
 		sh, err := b.ensure(ctx, first)
+		if errors.Is(err, errJoined) {
+			// It waited for the node creating the fleet, then joined it.
+			sh, err = b.joined, nil
+		}
 		first = nil // the store may have moved
 		if err == nil || !errors.Is(err, ErrInconsistentStore) || attempt >= b.o.Retries {
 			return sh, err
@@ -596,6 +600,9 @@ type bootstrapper struct {
 	// waited: this run waited for another node creating the fleet (it
 	// adopts that node's writes, the trust state included).
 	waited bool
+	// joined: what this run joined after waiting for that node
+	// (awaitFleet, errJoined).
+	joined *shared
 }
 
 func (b *bootstrapper) noteCapped(what string, is pki.Issued) {

@@ -27,8 +27,25 @@ func readBack(ctx context.Context, st secretstore.Store, names ...string) (map[s
 // Secrets Manager's write quota they are what throttles an auto-scaling
 // burst): it waits for the winner to finish, then adopts what it wrote.
 // vals is updated in place with what it read.
+//
+// In a burst the store has throttled (contended), it first reads the claim
+// (GetSecretValue, a quota a hundred times the create's): a node that finds
+// it taken loses without a create. Under Secrets Manager's 50 creates/s the
+// losers' creates would take the tokens the winner needs for the fleet's
+// dozen creates, and delay every node waiting for them.
 func (b *bootstrapper) claimFirst(ctx context.Context, vals map[string]string, name, value string) (map[string]string, bool, error) {
-	switch err := b.createOrAdopt(ctx, name, value); {
+	taken := false
+	if contended(b.f.Store) {
+		got, gerr := readBack(ctx, b.f.Store, name)
+		taken = gerr == nil && got[name] != ""
+	}
+	err := secretstore.ErrExist
+	if !taken {
+		// The usual case (one create), or a read that did not settle it:
+		// the create-only write decides.
+		err = b.createOrAdopt(ctx, name, value)
+	}
+	switch {
 	case err == nil:
 		return map[string]string{name: value}, true, nil
 	case errors.Is(err, secretstore.ErrExist):
@@ -66,6 +83,13 @@ func (b *bootstrapper) claim(ctx context.Context, name, value string, also ...st
 	default:
 		return nil, false, fmt.Errorf("store %s: %w", name, err)
 	}
+}
+
+// contended reports whether the store has throttled this process (only
+// the Secrets Manager store tells).
+func contended(st secretstore.Store) bool {
+	t, ok := st.(interface{ Throttled() bool })
+	return ok && t.Throttled()
 }
 
 // createOrAdopt creates a secret; when the write fails for now (throttled: a

@@ -78,7 +78,7 @@ func (b *bootstrapper) join(ctx context.Context, st *state) (sh *shared, found f
 	if st.nodeCAErr != nil {
 		return nil, foundSome, st.nodeCAErr
 	}
-	if b.key.InKMS() {
+	if b.key.InKMS() && !b.waited { // a node that waited for a burst's creator was given the key to create the fleet, and lost
 		msg := "JOBLET_CA_KMS_KEY_ID (--ca-kms-key-id) is set, but a joining node signs nothing with the root's key (it signs with the node-issuing CA): it is not used here, and the node needs no KMS access"
 		b.f.Log.Info(msg)
 		b.res.Warnings = append(b.res.Warnings, msg)

@@ -234,7 +234,7 @@ func (f *Fleet) readState(ctx context.Context, sc scope) (*state, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read the shared certificates from %s: %w", f.StoreDesc, err)
 	}
-	s := &state{n: n, now: f.Now(), vals: vals, pending: map[string]string{}, clients: map[pki.Role]*x509.Certificate{}, clientErr: map[pki.Role]error{}}
+	s := f.newState(vals)
 	if sc.pending {
 		names := append([]string{n.CACert()}, sc.keyNames(n)...)
 		if err := f.readPending(ctx, s, names); err != nil {
@@ -276,6 +276,11 @@ func (f *Fleet) readState(ctx context.Context, sc scope) (*state, error) {
 	return s, nil
 }
 
+// newState is a state of vals, not parsed yet.
+func (f *Fleet) newState(vals map[string]string) *state {
+	return &state{n: f.names(), now: f.Now(), vals: vals, pending: map[string]string{}, clients: map[pki.Role]*x509.Certificate{}, clientErr: map[pki.Role]error{}}
+}
+
 // readKMSRef reads the KMS key reference (ca-kms-key) alone: how a node or
 // an operator whose scope read ca-key learns that the fleet's CA key is in
 // KMS. Its policy may not grant it: the caller says what a refusal means.
@@ -286,15 +291,6 @@ func (f *Fleet) readKMSRef(ctx context.Context) (CAKeyRef, error) {
 		return CAKeyRef{}, fmt.Errorf("read %s: %w", n.CAKMSKey(), err)
 	}
 	return f.kmsKey(got[n.CAKMSKey()]), nil
-}
-
-// readCreated reports whether the last secret a node creating the fleet
-// writes (the node-issuing CA certificate) is there: one secret, read by
-// the nodes waiting for it (await.go), where a whole read costs more.
-func (f *Fleet) readCreated(ctx context.Context) (bool, error) {
-	last := f.names().NodeCACert()
-	got, err := f.Store.Get(ctx, []string{last})
-	return got[last] != "", err
 }
 
 // readKeysAt reads the current CA certificate and both CA key places, and

@@ -45,7 +45,14 @@ type Store struct {
 	// batchDenied remembers that BatchGetSecretValue is not allowed, so a
 	// process asks only once before reading secret by secret.
 	batchDenied atomic.Bool
+	// throttledAt is when a call of this store was last throttled past
+	// its client's retries (Throttled), in Unix nanoseconds; 0: never.
+	throttledAt atomic.Int64
 }
+
+// throttleMemory is how long a throttle makes Throttled true: a burst's
+// span, not a long-running server's life.
+const throttleMemory = time.Minute
 
 var _ secretstore.Store = (*Store)(nil)
 
@@ -65,6 +72,15 @@ func New(api API, endpoint string, log *slog.Logger) *Store {
 		log = slog.Default()
 	}
 	return &Store{api: api, endpoint: endpoint, log: log}
+}
+
+// Throttled reports whether Secrets Manager has throttled a call of this
+// store past the client's retries (a throttled batch read that fell back to
+// per-secret reads included): a bootstrap that sees it knows it started in
+// a burst, and spends the small quotas (creates, batch reads) sparingly.
+func (s *Store) Throttled() bool {
+	at := s.throttledAt.Load()
+	return at != 0 && time.Since(time.Unix(0, at)) < throttleMemory
 }
 
 // WithCreateOptions sets what Create adds to every new secret.
@@ -143,8 +159,14 @@ func (s *Store) batchGet(ctx context.Context, names []string, out map[string]str
 	for {
 		// Two attempts only: when the batch quota is exhausted, per-secret
 		// reads (a quota a hundred times larger, and full retries) serve
-		// better than waiting.
-		res, err := s.api.BatchGetSecretValue(ctx, in, func(o *sm.Options) { o.RetryMaxAttempts = 2 })
+		// better than waiting. Once this store has been throttled (a
+		// burst), one: the retry's wait (up to 2 s) buys nothing the
+		// per-secret reads do not.
+		attempts := 2
+		if s.Throttled() {
+			attempts = 1
+		}
+		res, err := s.api.BatchGetSecretValue(ctx, in, s.notice, func(o *sm.Options) { o.RetryMaxAttempts = attempts })
 		if err != nil {
 			return s.explain(err, "BatchGetSecretValue", names...)
 		}
@@ -189,12 +211,12 @@ func (s *Store) batchGet(ctx context.Context, names []string, out map[string]str
 // with a stale version after a stage move.
 func (s *Store) getOne(ctx context.Context, name string, stage secretstore.Stage) (string, bool, error) {
 	in := &sm.GetSecretValueInput{SecretId: aws.String(name), VersionStage: aws.String(string(stage))}
-	res, err := s.api.GetSecretValue(ctx, in)
+	res, err := s.api.GetSecretValue(ctx, in, s.notice)
 	// The SDK does not retry an answer cut short (it fails to decode it);
 	// a read is safe to repeat, so repeat it a few times.
 	for try := 1; err != nil && try < 4 && cutShort(err) && ctx.Err() == nil; try++ {
 		time.Sleep(time.Duration(try) * 200 * time.Millisecond)
-		res, err = s.api.GetSecretValue(ctx, in)
+		res, err = s.api.GetSecretValue(ctx, in, s.notice)
 	}
 	if err != nil {
 		var nf *smtypes.ResourceNotFoundException
@@ -242,7 +264,7 @@ func (s *Store) Create(ctx context.Context, sec secretstore.Secret) error {
 	// Few attempts: a create that fails for now goes back to the caller,
 	// which re-reads first (it may have succeeded, or another node created
 	// it) before trying again.
-	_, err := s.api.CreateSecret(ctx, in, func(o *sm.Options) { o.RetryMaxAttempts = 2 })
+	_, err := s.api.CreateSecret(ctx, in, s.notice, func(o *sm.Options) { o.RetryMaxAttempts = 2 })
 	if err != nil {
 		var exists *smtypes.ResourceExistsException
 		if errors.As(err, &exists) {

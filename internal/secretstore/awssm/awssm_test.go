@@ -134,3 +134,58 @@ func TestUnreachableIsNotEmpty(t *testing.T) {
 		t.Fatalf("err = %v, want ErrUnreachable", err)
 	}
 }
+
+// A store whose batch read was throttled past its retries says so
+// (Throttled: a bootstrap then knows it is in a burst), and its next batch
+// reads make one attempt, not two, before reading secret by secret.
+func TestThrottledBatchIsRemembered(t *testing.T) {
+	moto.Reset(t)
+	proxy := harness.StartAWSProxy(t, moto.URL)
+	proxy.OnCall(func(action string, _ int) harness.Verdict {
+		if action == "BatchGetSecretValue" {
+			return harness.Throttle
+		}
+		return harness.Forward
+	}, nil)
+	s := awssm.New(sm.New(sm.Options{Region: "us-east-1", BaseEndpoint: aws.String(proxy.URL),
+		Credentials: credentials.NewStaticCredentialsProvider("test", "test", "")}), "proxy", nil)
+	names := []string{"joblet/a", "joblet/b", "joblet/c", "joblet/d", "joblet/e"}
+	if s.Throttled() {
+		t.Fatal("a new store reports a throttle")
+	}
+	for i, want := range []int{2, 1} {
+		if _, err := s.Get(context.Background(), names); err != nil {
+			t.Fatal(err)
+		}
+		if c := harness.Count(proxy.Calls()); c["BatchGetSecretValue"] != want || c["GetSecretValue"] != len(names) {
+			t.Fatalf("read %d: calls %v, want %d batch attempts then %d single reads", i+1, c, want, len(names))
+		}
+		if !s.Throttled() {
+			t.Fatalf("read %d: the throttle is not reported", i+1)
+		}
+	}
+}
+
+// A throttled attempt the client retried and then passed is noticed too: a
+// process whose first read passed on a retry is in a burst all the same.
+func TestThrottleRetriedAndPassedIsNoticed(t *testing.T) {
+	moto.Reset(t)
+	proxy := harness.StartAWSProxy(t, moto.URL)
+	proxy.OnCall(func(action string, n int) harness.Verdict {
+		if action == "BatchGetSecretValue" && n == 0 {
+			return harness.Throttle
+		}
+		return harness.Forward
+	}, nil)
+	s := awssm.New(sm.New(sm.Options{Region: "us-east-1", BaseEndpoint: aws.String(proxy.URL),
+		Credentials: credentials.NewStaticCredentialsProvider("test", "test", "")}), "proxy", nil)
+	if _, err := s.Get(context.Background(), []string{"joblet/a", "joblet/b", "joblet/c", "joblet/d", "joblet/e"}); err != nil {
+		t.Fatal(err)
+	}
+	if c := harness.Count(proxy.Calls()); c["BatchGetSecretValue"] != 2 || c["GetSecretValue"] != 0 {
+		t.Fatalf("calls %v, want the batch read passing on its retry", c)
+	}
+	if !s.Throttled() {
+		t.Fatal("the throttled attempt was not noticed")
+	}
+}

@@ -6,8 +6,12 @@ import (
 	"fmt"
 	"net"
 	"strings"
+	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
+	sm "github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/smithy-go"
 
 	"github.com/ehsaniara/joblet/internal/secretstore"
@@ -102,6 +106,7 @@ func (s *Store) explain(err error, action string, secrets ...string) error {
 		strings.Contains(msg, "retry quota exceeded") || strings.Contains(msg, "exceeded maximum number of attempts") && (status == 429 || strings.Contains(msg, "Throttl")):
 		e.Cause = ErrThrottled
 		e.Hint = "Requests were retried with backoff and still throttled: re-run later, or start fewer nodes at once"
+		s.throttledAt.Store(time.Now().UnixNano())
 	case pendingDeletion(code, msg):
 		e.Cause = ErrDeleted
 		e.Hint = "Restore it with `aws secretsmanager restore-secret --secret-id NAME`, or wait until the deletion completes"
@@ -122,4 +127,34 @@ func firstLine(s string) string {
 		return s[:i]
 	}
 	return s
+}
+
+// notice makes a call's retryer note a throttled attempt (Throttled), one
+// the client retries and then passes included: a bootstrap whose first
+// read passed on a retry is in a burst as much as one whose read failed.
+func (s *Store) notice(o *sm.Options) {
+	if o.Retryer != nil {
+		o.Retryer = noticing{Retryer: o.Retryer, s: s}
+	}
+}
+
+// noticing is the client's retryer, noting throttled attempts.
+type noticing struct {
+	aws.Retryer
+	s *Store
+}
+
+func (n noticing) IsErrorRetryable(err error) bool {
+	if retry.IsErrorThrottles(retry.DefaultThrottles).IsErrorThrottle(err) == aws.TrueTernary {
+		n.s.throttledAt.Store(time.Now().UnixNano())
+	}
+	return n.Retryer.IsErrorRetryable(err)
+}
+
+// GetAttemptToken keeps the client retryer's own (aws.RetryerV2).
+func (n noticing) GetAttemptToken(ctx context.Context) (func(error) error, error) {
+	if v2, ok := n.Retryer.(aws.RetryerV2); ok {
+		return v2.GetAttemptToken(ctx)
+	}
+	return n.Retryer.GetInitialToken(), nil
 }
