@@ -16,6 +16,42 @@ import (
 	"github.com/ehsaniara/joblet/test/harness"
 )
 
+// rotatedFleet bootstraps a fleet in moto and rotates its root once: the
+// root retired, the promote's genuine state (which still trusts it) and
+// the finish's, for the rollback tests.
+type rotatedFleet struct {
+	env         []string
+	joblet      string
+	retired     *x509.Certificate
+	promoted    *pki.TrustState
+	promotedRaw string
+	finished    *pki.TrustState
+}
+
+func rotateOnce(t *testing.T) *rotatedFleet {
+	t.Helper()
+	moto.Reset(t)
+	joblet, _ := harness.Bins(t)
+	_, _, env := smNode(t, moto.URL)
+	harness.MustRun(t, env, joblet, "certs", "bootstrap")
+	retired, err := pki.ParseCert([]byte(readStore(t, "joblet")["joblet/ca-cert"]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	harness.MustRun(t, env, joblet, "certs", "rotate-ca", "begin")
+	harness.MustRun(t, env, joblet, "certs", "rotate-ca", "promote")
+	promoted, promotedRaw := storedTrust(t)
+	if !trustsCert(promoted, retired) {
+		t.Fatal("the promote's trust state does not trust the outgoing root: the test's premise is wrong")
+	}
+	harness.MustRun(t, env, joblet, "certs", "rotate-ca", "finish", "--force")
+	finished, _ := storedTrust(t)
+	if trustsCert(finished, retired) {
+		t.Fatal("the finish's trust state still trusts the retired root")
+	}
+	return &rotatedFleet{env: env, joblet: joblet, retired: retired, promoted: promoted, promotedRaw: promotedRaw, finished: finished}
+}
+
 // putSecret writes a new current version of name in moto, as anyone with
 // PutSecretValue on the prefix can.
 func putSecret(t *testing.T, name, value string) {
@@ -52,25 +88,8 @@ func trustsCert(doc *pki.TrustState, c *x509.Certificate) bool {
 // never re-sign the older one (which would make every node trust the
 // retired root again), and `certs status` must name the rollback.
 func TestOperatorsSignFromTheNewestTrustState(t *testing.T) {
-	moto.Reset(t)
-	joblet, _ := harness.Bins(t)
-	_, _, env := smNode(t, moto.URL)
-	harness.MustRun(t, env, joblet, "certs", "bootstrap")
-	retired, err := pki.ParseCert([]byte(readStore(t, "joblet")["joblet/ca-cert"]))
-	if err != nil {
-		t.Fatal(err)
-	}
-	harness.MustRun(t, env, joblet, "certs", "rotate-ca", "begin")
-	harness.MustRun(t, env, joblet, "certs", "rotate-ca", "promote")
-	promoted, promotedRaw := storedTrust(t)
-	if !trustsCert(promoted, retired) {
-		t.Fatal("the promote's trust state does not trust the outgoing root: the test's premise is wrong")
-	}
-	harness.MustRun(t, env, joblet, "certs", "rotate-ca", "finish", "--force")
-	finished, _ := storedTrust(t)
-	if trustsCert(finished, retired) {
-		t.Fatal("the finish's trust state still trusts the retired root")
-	}
+	f := rotateOnce(t)
+	env, joblet, retired, promotedRaw, finished := f.env, f.joblet, f.retired, f.promotedRaw, f.finished
 
 	// The attack: the older genuine state, put back twice.
 	putSecret(t, "joblet/ca-bundle", promotedRaw)

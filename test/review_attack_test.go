@@ -37,19 +37,9 @@ func floodVersions(t *testing.T, name string, n int) {
 // covers, preceded by 100 junk PutSecretValue calls, so that the newest
 // genuine state lies beyond the 100 versions the history walk reads.
 func TestReviewFloodHidesTheNewestTrustState(t *testing.T) {
-	moto.Reset(t)
-	joblet, _ := harness.Bins(t)
-	_, _, env := smNode(t, moto.URL)
-	harness.MustRun(t, env, joblet, "certs", "bootstrap")
-	retired, err := pki.ParseCert([]byte(readStore(t, "joblet")["joblet/ca-cert"]))
-	if err != nil {
-		t.Fatal(err)
-	}
-	harness.MustRun(t, env, joblet, "certs", "rotate-ca", "begin")
-	harness.MustRun(t, env, joblet, "certs", "rotate-ca", "promote")
-	promoted, promotedRaw := storedTrust(t)
-	harness.MustRun(t, env, joblet, "certs", "rotate-ca", "finish", "--force")
-	finished, _ := storedTrust(t)
+	f := rotateOnce(t)
+	env, joblet, retired, promotedRaw, finished := f.env, f.joblet, f.retired, f.promotedRaw, f.finished
+	promoted := f.promoted
 
 	// (Versions are max(held+1, clock seconds): minutes after the finish,
 	// as in real life, the re-signed state is numbered above the finish's
@@ -128,19 +118,8 @@ func recreateSecret(t *testing.T, name, value string) {
 // promote's genuine state. The new secret's history is that state alone,
 // and trust sign re-signs it: the retired root trusted again.
 func TestReviewRecreatedBundleHidesTheNewestTrustState(t *testing.T) {
-	moto.Reset(t)
-	joblet, _ := harness.Bins(t)
-	_, _, env := smNode(t, moto.URL)
-	harness.MustRun(t, env, joblet, "certs", "bootstrap")
-	retired, err := pki.ParseCert([]byte(readStore(t, "joblet")["joblet/ca-cert"]))
-	if err != nil {
-		t.Fatal(err)
-	}
-	harness.MustRun(t, env, joblet, "certs", "rotate-ca", "begin")
-	harness.MustRun(t, env, joblet, "certs", "rotate-ca", "promote")
-	_, promotedRaw := storedTrust(t)
-	harness.MustRun(t, env, joblet, "certs", "rotate-ca", "finish", "--force")
-	finished, _ := storedTrust(t)
+	f := rotateOnce(t)
+	env, joblet, retired, promotedRaw, finished := f.env, f.joblet, f.retired, f.promotedRaw, f.finished
 
 	recreateSecret(t, "joblet/ca-bundle", promotedRaw)
 
