@@ -37,26 +37,17 @@ func (f *Fleet) newestFromHistory(ctx context.Context, s *state) bool {
 		return false
 	}
 	if s.doc != nil && s.vals[n.Bundle()] != "" {
-		var best *pki.TrustState
-		var bestRaw string
 		revoked := revokedSerials(s.vals[n.CRL()])
-		err := h.History(ctx, n.Bundle(), func(v secretstore.Version) bool {
-			if best != nil && v.Created.Before(best.Issued.Add(-signingSkew)) {
-				return false
-			}
-			t, err := pki.VerifyTrust([]byte(v.Value), n.Prefix, s.doc.RootCerts(), s.doc, revoked)
-			if err == nil && t.AheadOf(s.now) == "" && (best == nil || t.Version > best.Version) {
-				best, bestRaw = t, v.Value
-			}
-			return best == nil || !v.Created.Before(best.Issued.Add(-signingSkew))
+		held := s.doc
+		best, bestRaw, err := newestTrust(ctx, h, n.Bundle(), s.now, false, func(v secretstore.Version) (*pki.TrustState, error) {
+			return pki.VerifyTrust([]byte(v.Value), n.Prefix, held.RootCerts(), held, revoked)
 		})
 		if err != nil {
 			return denied(err)
 		}
 		if best != nil && best.Version > s.doc.Version {
 			f.Log.Warn("the store's trust state is older than one in its history (put back without the root key?): taking the newest", "secret", n.Bundle(), "current", s.doc.Version, "newest", best.Version)
-			s.doc, s.docRaw = best, bestRaw
-			s.useTrust(best.RootCerts())
+			s.adoptDoc(best, bestRaw)
 		}
 	}
 	if s.vals[n.CRL()] != "" {

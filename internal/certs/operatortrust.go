@@ -62,9 +62,7 @@ func (f *Fleet) operatorTrust(ctx context.Context, s *state, full bool) error {
 		s.rolledBack = fmt.Sprintf("%s holds an older trust state than version %d, which this operator's machine verified before (%s): the secret was put back, or deleted and created again, without the root key. Operators' commands act on version %d",
 			s.n.Bundle(), seen.Version, f.seenPath(), seen.Version)
 		f.Log.Warn("the store's trust state is older than the one this operator saw", "problem", s.rolledBack)
-		s.doc, s.docRaw = seen, raw
-		s.useTrust(seen.RootCerts())
-		s.phase, s.interrupted = phaseOf(s.n, s.pending, len(s.trust))
+		s.adoptDoc(seen, raw)
 	}
 	f.rememberSeen(s.doc, s.docRaw)
 	if f.Pin == nil {
@@ -111,17 +109,12 @@ func (s *state) pinnedRoot(pin pki.Pin) error {
 func (f *Fleet) newestInHistory(ctx context.Context, h secretstore.Historian, s *state, anchors []*x509.Certificate, full bool) error {
 	n := s.n
 	revoked := revokedSerials(s.vals[n.CRL()])
-	var best *pki.TrustState
-	var bestRaw string
 	var unverified []secretstore.Version
 	var seenRoots []*x509.Certificate // the roots of every state that verified
 	pin := f.Pin
-	err := h.History(ctx, n.Bundle(), func(v secretstore.Version) bool {
-		if !full && best != nil && v.Created.Before(best.Issued.Add(-signingSkew)) {
-			return false // created before best was signed: not newer
-		}
+	best, bestRaw, err := newestTrust(ctx, h, n.Bundle(), s.now, full, func(v secretstore.Version) (*pki.TrustState, error) {
 		if !pki.IsSignedTrust([]byte(v.Value)) {
-			return true
+			return nil, pki.ErrTrustUnsigned
 		}
 		if len(anchors) == 0 && pin != nil {
 			anchors = pinAnchors(*pin, s.ca, v.Value, n.Prefix)
@@ -131,16 +124,10 @@ func (f *Fleet) newestInHistory(ctx context.Context, h secretstore.Historian, s 
 			if full {
 				unverified = append(unverified, v)
 			}
-			return true
+			return nil, err
 		}
 		seenRoots = append(seenRoots, t.RootCerts()...)
-		if t.AheadOf(s.now) != "" {
-			return true
-		}
-		if best == nil || t.Version > best.Version {
-			best, bestRaw = t, v.Value
-		}
-		return true
+		return t, nil
 	})
 	if err != nil {
 		return fmt.Errorf("read the history of %s (to tell an older trust state put back; the operator's policy, `joblet certs iam-policy --for rotation`, grants secretsmanager:ListSecretVersionIds): %w", n.Bundle(), err)
@@ -159,10 +146,36 @@ func (f *Fleet) newestInHistory(ctx context.Context, h secretstore.Historian, s 
 	s.rolledBack = fmt.Sprintf("%s holds %s, but its history holds version %d (signed %s), newer: %s. Operators' commands act on version %d; `joblet certs trust sign` writes it again",
 		n.Bundle(), cur, best.Version, best.Issued.UTC().Format(time.RFC3339), what, best.Version)
 	f.Log.Warn("the store's trust state is not the newest the fleet signed", "problem", s.rolledBack)
-	s.doc, s.docRaw = best, bestRaw
-	s.useTrust(best.RootCerts())
-	s.phase, s.interrupted = phaseOf(n, s.pending, len(s.trust))
+	s.adoptDoc(best, bestRaw)
 	return nil
+}
+
+// newestTrust walks name's history, newest created first, and returns the
+// newest state verify accepts (nil: none), not ahead of now. Unless full,
+// it stops at a version created too long before that state was signed to
+// be newer (signingSkew).
+func newestTrust(ctx context.Context, h secretstore.Historian, name string, now time.Time, full bool, verify func(secretstore.Version) (*pki.TrustState, error)) (*pki.TrustState, string, error) {
+	var best *pki.TrustState
+	var bestRaw string
+	err := h.History(ctx, name, func(v secretstore.Version) bool {
+		if !full && best != nil && v.Created.Before(best.Issued.Add(-signingSkew)) {
+			return false // created before best was signed: not newer
+		}
+		t, err := verify(v)
+		if err == nil && t.AheadOf(now) == "" && (best == nil || t.Version > best.Version) {
+			best, bestRaw = t, v.Value
+		}
+		return true
+	})
+	return best, bestRaw, err
+}
+
+// adoptDoc makes s trust t (raw, its envelope): a newer state than the
+// store's current one, found in its history or the operator's record.
+func (s *state) adoptDoc(t *pki.TrustState, raw string) {
+	s.doc, s.docRaw = t, raw
+	s.useTrust(t.RootCerts())
+	s.phase, s.interrupted = phaseOf(s.n, s.pending, len(s.trust))
 }
 
 // foreignStates are the times of the states among vals signed by no key of
