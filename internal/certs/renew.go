@@ -331,10 +331,10 @@ func (f *Fleet) nodeSigner(ctx context.Context, cfg *config.Server, s *state) (c
 // clients refuse a certificate from it (a pair restored after a re-key, or
 // planted). One issued after the state is a re-key the node has not seen
 // the listing of yet: it is listed before it is written.
-// The same rule as rnx's (pki.TrustState.AllowsServerChain): by key, since
+// The same rule as rnx's (pki.TrustState.AllowsNodeCA): by key, since
 // a rotation re-signs the same key under the new root.
 func (s *state) listedIssuer(issuer *pki.CA) error {
-	if issuer == nil || s.doc == nil || s.doc.AllowsServerChain([]*x509.Certificate{nil, issuer.Cert, nil}) {
+	if issuer == nil || s.doc == nil || s.doc.AllowsNodeCA(issuer.Cert) {
 		return nil
 	}
 	return fmt.Errorf("%w: the node-issuing CA in %s (serial %s) is not listed by the signed trust state (version %d) although it predates it: clients refuse certificates from it. An operator runs `joblet certs node-ca --rekey`",

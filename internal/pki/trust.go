@@ -113,15 +113,21 @@ func (t *TrustState) NodeCACerts() []*x509.Certificate { return t.nodeCAs }
 // What t does not list and was issued before t is one t dropped (a
 // replaced key, a revoked one): refused.
 func (t *TrustState) AllowsServerChain(chain []*x509.Certificate) bool {
-	if len(t.nodeCAs) == 0 || len(chain) < 3 {
+	return len(chain) < 3 || t.AllowsNodeCA(chain[1])
+}
+
+// AllowsNodeCA: t lists no node-issuing CAs, or one for nca's key, or nca
+// was issued after t (a re-key a reader has not seen the listing of yet).
+func (t *TrustState) AllowsNodeCA(nca *x509.Certificate) bool {
+	if len(t.nodeCAs) == 0 {
 		return true
 	}
 	for _, n := range t.nodeCAs {
-		if bytes.Equal(n.RawSubjectPublicKeyInfo, chain[1].RawSubjectPublicKeyInfo) {
+		if bytes.Equal(n.RawSubjectPublicKeyInfo, nca.RawSubjectPublicKeyInfo) {
 			return true
 		}
 	}
-	return IssuedAt(chain[1]).After(t.Issued)
+	return IssuedAt(nca).After(t.Issued)
 }
 
 // NewTrustState is a state trusting roots, with lineage, fresh from now.
