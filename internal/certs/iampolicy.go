@@ -46,7 +46,7 @@ type PolicyOptions struct {
 }
 
 // PolicyFlows are the flows iam-policy knows.
-var PolicyFlows = []string{"bootstrap", "node", "node-transition", "rotation", "client-admin", "client-maintainer", "client-developer", "client-reader"}
+var PolicyFlows = []string{"bootstrap", "node", "node-transition", "rotation", "issuer", "client-admin", "client-maintainer", "client-developer", "client-reader"}
 
 // IAMPolicy returns the least-privilege policy for a flow:
 //   - bootstrap: the first node of a fleet (reads, creates the shared secrets);
@@ -57,6 +57,11 @@ var PolicyFlows = []string{"bootstrap", "node", "node-transition", "rotation", "
 //     (`joblet certs node-ca`), until it renewed from it: node, plus the
 //     root's key (ca-key, or kms:Sign on the root's KMS key);
 //   - rotation: the operator who rotates the CA or forces regeneration;
+//   - issuer: `joblet issuer` or its Lambda function (rnx login): the
+//     user-issuing CA, the identity policy and what verifies them (the
+//     root certificate, the trust state); nothing a node signs with, no
+//     root key. It calls STS with the user's own signed request, so it
+//     needs no STS permission;
 //   - client-<role>: `rnx config refresh` for that role (its pair, the CA
 //     certificate and the trust bundle; never the CA key).
 //
@@ -109,12 +114,17 @@ func IAMPolicy(flow string, o PolicyOptions) (*Policy, error) {
 	case flow == "rotation":
 		// The operator also moves a fleet from ca-key to a KMS CA, revokes
 		// and re-issues role certificates (records under client-reissue/).
-		shared = wholeScope.names(n)
+		// ... and makes the user-issuing CA (`certs user-ca`).
+		shared = append(wholeScope.names(n), n.UserCA())
 		rot := arn(n.Prefix+"/ca-rotation/*", n.Prefix+"/client-reissue/*")
 		p.Statement = []Statement{batch,
 			{Sid: "ReadCertificatesAndRotationRecords", Effect: "Allow", Action: []string{"secretsmanager:GetSecretValue", "secretsmanager:ListSecretVersionIds"}, Resource: append(arn(shared...), rot...)},
 			{Sid: "WriteVersionsAndMoveStages", Effect: "Allow", Action: []string{"secretsmanager:PutSecretValue", "secretsmanager:UpdateSecretVersionStage"}, Resource: arn(shared...)},
 			{Sid: "CreateTrustBundleAndRotationRecords", Effect: "Allow", Action: []string{"secretsmanager:CreateSecret", "secretsmanager:TagResource"}, Resource: append(arn(shared...), rot...)}}
+	case flow == "issuer":
+		p.Statement = []Statement{batch,
+			{Sid: "ReadTheUserIssuingCAAndIdentityPolicy", Effect: "Allow", Action: []string{"secretsmanager:GetSecretValue"},
+				Resource: arn(scope{userCA: true}.names(n)...)}}
 	case strings.HasPrefix(flow, "client-"):
 		role, err := pki.ParseRole(strings.TrimPrefix(flow, "client-"))
 		if err != nil {

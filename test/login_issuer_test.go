@@ -1,0 +1,191 @@
+package test
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ehsaniara/joblet/internal/config"
+	"github.com/ehsaniara/joblet/internal/pki"
+	"github.com/ehsaniara/joblet/internal/testutil/awspeople"
+	"github.com/ehsaniara/joblet/test/harness"
+)
+
+// peopleMoto is a second moto, with request signatures checked, that holds
+// the people's IAM identities and answers their STS calls (the fleet's
+// store stays in the package's moto). Started by the first test that
+// needs it; TestMain stops it.
+var peopleMoto *harness.Moto
+
+func people(t *testing.T) (*harness.Moto, *awspeople.People) {
+	t.Helper()
+	if peopleMoto == nil {
+		m, err := harness.StartMoto("INITIAL_NO_AUTH_ACTION_COUNT=" + strconv.Itoa(awspeople.SetupCalls))
+		if err != nil {
+			t.Fatal(err)
+		}
+		peopleMoto = m
+	}
+	return peopleMoto, awspeople.Make(t, peopleMoto.URL)
+}
+
+// loginFleet is a fleet in moto with one node, a user-issuing CA, a
+// signed identity policy the node holds, and an issuer serving HTTPS on
+// 127.0.0.1: what `rnx login` needs. It returns the node's environment, an
+// rnx config for people (no certificate of its own), and the issuer's URL
+// and CA file.
+type loginFleet struct {
+	home, peopleCfg, issuerURL, issuerCA string
+	env                                  []string
+	joblet, rnx                          string
+	issuer                               *harness.Proc
+}
+
+const loginPolicy = `{"rules":[
+ {"user":"arn:aws:iam::123456789012:user/alice","grant":"developer"},
+ {"user":"arn:aws:iam::123456789012:user/bob","grant":"reader"},
+ {"role":"arn:aws:iam::123456789012:role/people/admins","session":"bob-*","grant":"admin"}]}`
+
+func startLoginFleet(t *testing.T) *loginFleet {
+	t.Helper()
+	pm, _ := people(t)
+	moto.Reset(t)
+	f := &loginFleet{}
+	f.joblet, f.rnx = harness.Bins(t)
+	f.home, _, f.env = smNode(t, moto.URL)
+	harness.MustRun(t, f.env, f.joblet, "certs", "bootstrap", "--refresh-interval", "1s")
+	harness.Start(t, f.env, f.joblet, "server", "--config", filepath.Join(f.home, "config", "joblet-config.yml"))
+	policy := filepath.Join(t.TempDir(), "policy.json")
+	os.WriteFile(policy, []byte(loginPolicy), 0o600)
+	harness.MustRun(t, f.env, f.joblet, "certs", "identity-policy", "sign", "--file", policy)
+	if out := harness.MustRun(t, f.env, f.joblet, "certs", "user-ca"); !strings.Contains(out.Stdout, "user-issuing CA serial") {
+		t.Fatalf("user-ca: %s", out)
+	}
+	// The issuer's HTTPS certificate, from a CA of the test's own (an
+	// operator's PKI): rnx trusts it through login.issuerCA.
+	dir := t.TempDir()
+	tlsKey, _ := pki.GenerateKey(pki.ECDSAP256, nil)
+	tlsCA, err := pki.NewCA(tlsKey, time.Now(), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca := &pki.CA{Cert: tlsCA, Key: tlsKey}
+	leafKey, _ := pki.GenerateKey(pki.ECDSAP256, nil)
+	leaf, err := ca.IssueServer(leafKey.Public(), pki.SANs{IPs: []net.IP{net.ParseIP("127.0.0.1")}}, time.Now(), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leafKeyPEM, _ := pki.EncodeKey(leafKey)
+	f.issuerCA = filepath.Join(dir, "issuer-ca.pem")
+	os.WriteFile(f.issuerCA, pki.EncodeCert(tlsCA), 0o600)
+	os.WriteFile(filepath.Join(dir, "tls.pem"), append(pki.EncodeCert(leaf.Cert), pki.EncodeCert(tlsCA)...), 0o600)
+	os.WriteFile(filepath.Join(dir, "tls.key"), leafKeyPEM, 0o600)
+	iport := harness.FreePort(t)
+	f.issuerURL = fmt.Sprintf("https://127.0.0.1:%d", iport)
+	// The issuer reaches STS where the SDK's settings say: the people's
+	// moto (AWS_ENDPOINT_URL_STS), never a host a caller names.
+	f.issuer = harness.Start(t, append(f.env[:len(f.env):len(f.env)], "AWS_ENDPOINT_URL_STS="+pm.URL), f.joblet, "issuer",
+		"--listen", fmt.Sprintf("127.0.0.1:%d", iport), "--tls-cert", filepath.Join(dir, "tls.pem"), "--tls-key", filepath.Join(dir, "tls.key"))
+	harness.Eventually(t, 20*time.Second, "the issuer serving", func() error {
+		c, err := net.Dial("tcp", strings.TrimPrefix(f.issuerURL, "https://"))
+		if err != nil {
+			return err
+		}
+		return c.Close()
+	})
+	harness.Eventually(t, 20*time.Second, "the node holding the identity policy", func() error {
+		if serverConfig(t, f.home).Security.IdentityPolicy == "" {
+			return errors.New("not yet")
+		}
+		return nil
+	})
+	// A config for people: the node and its CA, no certificate.
+	rc, err := config.LoadRnx(filepath.Join(f.home, "config", "rnx-config.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range rc.Nodes {
+		n.Cert, n.Key = "", ""
+	}
+	rc.Login = &config.Login{Issuer: f.issuerURL}
+	b, _ := rc.Marshal()
+	f.peopleCfg = filepath.Join(t.TempDir(), "rnx-config.yml")
+	os.WriteFile(f.peopleCfg, b, 0o600)
+	return f
+}
+
+// configFor is a copy of the people's config for one person (each keeps
+// their login next to their config).
+func (f *loginFleet) configFor(t *testing.T) string {
+	b, err := os.ReadFile(f.peopleCfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(t.TempDir(), "rnx-config.yml")
+	os.WriteFile(p, b, 0o600)
+	return p
+}
+
+// Issue 26 end to end, against moto's IAM and STS with signatures checked:
+// alice, bob and bob's session of the admins role each `rnx login` with
+// their own AWS credentials, get a certificate naming them with the role
+// the root-signed policy gives them, and the node accepts it for that role
+// and no other; carol, whom the policy does not name, gets nothing, told
+// why; a people's config without a login says to log in.
+func TestLoginThroughTheIssuer(t *testing.T) {
+	f := startLoginFleet(t)
+	_, pp := people(t)
+	for _, c := range []struct {
+		who, person string
+		aws         []string
+		role        pki.Role
+		runs        bool // the role may start jobs
+	}{
+		{"alice", "arn:aws:iam::123456789012:user/alice", awspeople.Env(pp.Alice), pki.Developer, true},
+		{"bob", "arn:aws:iam::123456789012:user/bob", awspeople.Env(pp.Bob), pki.Reader, false},
+		{"bob as admins", "arn:aws:iam::123456789012:role/admins#bob-laptop", awspeople.Env(pp.BobAsAdmin), pki.Admin, true},
+	} {
+		cfg := f.configFor(t)
+		env := harness.Env(c.aws...)
+		// Before logging in: the config has no certificate; rnx says so.
+		if r := harness.Run(t, env, f.rnx, "--config", cfg, "job", "list"); r.Code == 0 || !strings.Contains(r.Stderr, "rnx login") {
+			t.Errorf("%s before login: %s", c.who, r)
+		}
+		r := harness.Run(t, env, f.rnx, "--config", cfg, "login", "--issuer-ca", f.issuerCA)
+		if r.Code != 0 || !strings.Contains(r.Stdout, "logged in as "+c.person+" ("+string(c.role)+")") {
+			t.Fatalf("%s: rnx login: %s", c.who, r)
+		}
+		if fi, err := os.Stat(strings.TrimSuffix(cfg, ".yml") + ".login.pem"); err != nil || fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s: the login certificate beside the config: %v %v", c.who, fi, err)
+		}
+		if r := harness.Run(t, env, f.rnx, "--config", cfg, "whoami"); r.Code != 0 || !strings.Contains(r.Stdout, c.person+" as "+string(c.role)) {
+			t.Errorf("%s: whoami: %s", c.who, r)
+		}
+		if r := harness.Run(t, env, f.rnx, "--config", cfg, "job", "list"); r.Code != 0 {
+			t.Errorf("%s: job list with the login certificate: %s", c.who, r)
+		}
+		run := harness.Run(t, env, f.rnx, "--config", cfg, "job", "run", "true")
+		if (run.Code == 0) != c.runs {
+			t.Errorf("%s (%s): job run: %s", c.who, c.role, run)
+		}
+	}
+	// Carol: a real IAM user, signed correctly, whom the policy does not
+	// name.
+	cfg := f.configFor(t)
+	r := harness.Run(t, harness.Env(awspeople.Env(pp.Carol)...), f.rnx, "--config", cfg, "login", "--issuer-ca", f.issuerCA)
+	if r.Code == 0 || !strings.Contains(r.Stderr, "identity policy") || !strings.Contains(r.Stderr, "carol") {
+		t.Errorf("carol: %s", r)
+	}
+	if _, err := os.Stat(strings.TrimSuffix(cfg, ".yml") + ".login.pem"); err == nil {
+		t.Error("carol: a login certificate was written")
+	}
+	if !strings.Contains(f.issuer.Output(), "login refused") || !strings.Contains(f.issuer.Output(), "person=arn:aws:iam::123456789012:user/alice") {
+		t.Errorf("the issuer's log names neither the logins nor the refusal:\n%s", f.issuer.Output())
+	}
+}
