@@ -1,6 +1,8 @@
 package test
 
 import (
+	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -12,6 +14,7 @@ import (
 	"time"
 
 	"github.com/ehsaniara/joblet/internal/config"
+	"github.com/ehsaniara/joblet/internal/idpolicy"
 	"github.com/ehsaniara/joblet/internal/pki"
 	"github.com/ehsaniara/joblet/internal/testutil/awspeople"
 	"github.com/ehsaniara/joblet/test/harness"
@@ -45,6 +48,8 @@ type loginFleet struct {
 	env                                  []string
 	joblet, rnx                          string
 	issuer                               *harness.Proc
+	// issuerAWS records the issuer's store calls (its IAM policy's test).
+	issuerAWS *harness.AWSProxy
 }
 
 const loginPolicy = `{"rules":[
@@ -90,8 +95,9 @@ func startLoginFleet(t *testing.T) *loginFleet {
 	f.issuerURL = fmt.Sprintf("https://127.0.0.1:%d", iport)
 	// The issuer reaches STS where the SDK's settings say: the people's
 	// moto (AWS_ENDPOINT_URL_STS), never a host a caller names.
-	f.issuer = harness.Start(t, append(f.env[:len(f.env):len(f.env)], "AWS_ENDPOINT_URL_STS="+pm.URL), f.joblet, "issuer",
-		"--listen", fmt.Sprintf("127.0.0.1:%d", iport), "--tls-cert", filepath.Join(dir, "tls.pem"), "--tls-key", filepath.Join(dir, "tls.key"))
+	f.issuerAWS = harness.StartAWSProxy(t, moto.URL)
+	f.issuer = harness.Start(t, append(f.env[:len(f.env):len(f.env)], "AWS_ENDPOINT_URL_SECRETS_MANAGER="+f.issuerAWS.URL, "AWS_ENDPOINT_URL_STS="+pm.URL), f.joblet, "issuer",
+		"--listen", fmt.Sprintf("127.0.0.1:%d", iport), "--tls-cert", filepath.Join(dir, "tls.pem"), "--tls-key", filepath.Join(dir, "tls.key"), "--reread", "0s")
 	harness.Eventually(t, 20*time.Second, "the issuer serving", func() error {
 		c, err := net.Dial("tcp", strings.TrimPrefix(f.issuerURL, "https://"))
 		if err != nil {
@@ -185,7 +191,122 @@ func TestLoginThroughTheIssuer(t *testing.T) {
 	if _, err := os.Stat(strings.TrimSuffix(cfg, ".yml") + ".login.pem"); err == nil {
 		t.Error("carol: a login certificate was written")
 	}
+	// Everything the issuer read is inside `iam-policy --for issuer`.
+	checkFlow(t, "issuer", policyFor(t, "issuer"), f.issuerAWS.Recorded())
 	if !strings.Contains(f.issuer.Output(), "login refused") || !strings.Contains(f.issuer.Output(), "person=arn:aws:iam::123456789012:user/alice") {
 		t.Errorf("the issuer's log names neither the logins nor the refusal:\n%s", f.issuer.Output())
+	}
+}
+
+// What a stolen node gives toward people: its IAM policy reads no
+// user-issuing CA; nothing it holds (the node-issuing CA's key, its own
+// server key) signs a person's certificate a node accepts, an identity
+// policy a node or the issuer takes, or a user-issuing CA the issuer uses.
+func TestLoginStolenNodeSignsNoPerson(t *testing.T) {
+	f := startLoginFleet(t)
+	_, pp := people(t)
+	node, issuerPol := policyFor(t, "node"), policyFor(t, "issuer")
+	if allows(node, "GetSecretValue", "joblet/user-ca") {
+		t.Error("the node policy reads the user-issuing CA")
+	}
+	if !allows(issuerPol, "GetSecretValue", "joblet/user-ca") {
+		t.Error("the issuer policy does not read the user-issuing CA")
+	}
+	for _, secret := range []string{"joblet/ca-key", "joblet/node-ca-key", "joblet/client-key", "joblet/client-key-developer"} {
+		if allows(issuerPol, "GetSecretValue", secret) {
+			t.Errorf("the issuer policy reads %s", secret)
+		}
+	}
+	for _, action := range []string{"PutSecretValue", "CreateSecret", "UpdateSecretVersionStage"} {
+		if allows(issuerPol, action, "joblet/user-ca") || allows(issuerPol, action, "joblet/identity-policy") {
+			t.Errorf("the issuer policy allows %s", action)
+		}
+	}
+
+	// Everything a node reads, as the thief has it.
+	vals := readStore(t, "joblet")
+	nodeCA, _ := pki.ParseCert([]byte(vals["joblet/node-ca-cert"]))
+	nodeKey, err := pki.ParseKey([]byte(vals["joblet/node-ca-key"]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	thief := &pki.CA{Cert: nodeCA, Key: nodeKey}
+	serverKey, err := pki.ParseKey([]byte(serverConfig(t, f.home).Security.ServerKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	serverCert, err := pki.ParseLeaf([]byte(serverConfig(t, f.home).Security.ServerCert))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// 1. A person's certificate for alice as admin, signed by the
+	// node-issuing CA, then by the node's own server key.
+	presented := 0
+	for what, signer := range map[string]*pki.CA{"the node-issuing CA": thief, "the node's server key": {Cert: serverCert, Key: serverKey}} {
+		key, _ := pki.GenerateKey(pki.ECDSAP256, nil)
+		is, err := signer.IssuePerson(key.Public(), pki.Person{ARN: "arn:aws:iam::123456789012:user/alice", Role: pki.Admin}, time.Now(), time.Hour)
+		if err != nil {
+			t.Logf("%s: pki refuses to sign a person (%v)", what, err)
+			continue
+		}
+		presented++
+		rc, _ := config.LoadRnx(f.peopleCfg)
+		keyPEM, _ := pki.EncodeKey(key)
+		for _, n := range rc.Nodes {
+			n.Cert, n.Key = string(pki.EncodeCert(is.Cert))+string(pki.EncodeCert(signer.Cert)), string(keyPEM)
+		}
+		b, _ := rc.Marshal()
+		p := filepath.Join(t.TempDir(), "forged.yml")
+		os.WriteFile(p, b, 0o600)
+		if r := harness.Run(t, harness.Env(), f.rnx, "--config", p, "job", "list"); r.Code == 0 {
+			t.Errorf("a person's certificate signed by %s was accepted: %s", what, r)
+		}
+	}
+	if presented == 0 {
+		t.Fatal("no forged person's certificate was presented to the node")
+	}
+
+	// 2. An identity policy signed by the node-issuing CA's key giving
+	// carol admin, written over the real one: the node keeps its policy,
+	// the issuer gives carol nothing.
+	before := serverConfig(t, f.home).Security.IdentityPolicy
+	forged := strings.Replace(loginPolicy, `"grant":"reader"}`, `"grant":"reader"},{"user":"arn:aws:iam::123456789012:user/carol","grant":"admin"}`, 1)
+	var pol idpolicy.Policy
+	if err := json.Unmarshal([]byte(forged), &pol); err != nil {
+		t.Fatal(err)
+	}
+	pol.Fleet, pol.Version, pol.Issued, pol.Expires = "joblet", uint64(time.Now().Unix()+100), time.Now(), time.Now().Add(time.Hour)
+	data, err := idpolicy.Sign(context.Background(), &pol, thief)
+	if err != nil {
+		t.Fatal(err)
+	}
+	putSecret(t, "joblet/identity-policy", string(data))
+	time.Sleep(3 * time.Second) // three of the node's refreshes
+	if after := serverConfig(t, f.home).Security.IdentityPolicy; after != before {
+		t.Error("the node took an identity policy the node-issuing CA signed")
+	}
+	cfg := f.configFor(t)
+	r := harness.Run(t, harness.Env(awspeople.Env(pp.Carol)...), f.rnx, "--config", cfg, "login", "--issuer-ca", f.issuerCA, "--issuer", f.issuerURL)
+	if r.Code == 0 {
+		t.Errorf("carol logged in under a policy the node-issuing CA signed: %s", r)
+	}
+
+	// 3. A user-issuing CA made from the node-issuing CA, written over the
+	// real one (the operator's policy signed again first): the issuer
+	// refuses to sign with it.
+	policy := filepath.Join(t.TempDir(), "policy.json")
+	os.WriteFile(policy, []byte(loginPolicy), 0o600)
+	harness.MustRun(t, f.env, f.joblet, "certs", "identity-policy", "sign", "--file", policy)
+	ukey, _ := pki.GenerateKey(pki.ECDSAP256, nil)
+	if uca, err := thief.IssueUserCA(ukey.Public(), time.Now(), time.Hour); err != nil {
+		t.Errorf("forge a user-issuing CA: %v", err)
+	} else {
+		keyPEM, _ := pki.EncodeKey(ukey)
+		putSecret(t, "joblet/user-ca", string(pki.EncodeCert(uca.Cert))+string(keyPEM))
+		r := harness.Run(t, harness.Env(awspeople.Env(pp.Alice)...), f.rnx, "--config", f.configFor(t), "login", "--issuer-ca", f.issuerCA)
+		if r.Code == 0 || !strings.Contains(r.Stderr, "joblet/user-ca") {
+			t.Errorf("the issuer signed with a user-issuing CA the node-issuing CA made: %s", r)
+		}
 	}
 }
