@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/aws/aws-lambda-go/lambda"
-	"github.com/aws/aws-lambda-go/lambdaurl"
 	"github.com/spf13/cobra"
 
 	"github.com/ehsaniara/joblet/internal/awsconf"
@@ -86,7 +85,7 @@ TLS from the function URL.`,
 			MaxLifetime: maxLife, Now: time.Now, Log: c.log, Material: issuer.Cached(read, cacheFor, time.Now)}
 		if lambdaMode {
 			c.log.Info("issuer: serving as an AWS Lambda function", "fleet", fl.Prefix, "store", fl.StoreDesc)
-			lambda.Start(lambdaurl.Wrap(is))
+			lambda.Start(is.FunctionURL)
 			return nil
 		}
 		return serveIssuer(is, listen, certFile, keyFile, c.log)
