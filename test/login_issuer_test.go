@@ -111,18 +111,27 @@ func startLoginFleet(t *testing.T) *loginFleet {
 		}
 		return nil
 	})
-	// A config for people: the node and its CA, no certificate.
+	// A config for people, as a person makes it: the node's address, the
+	// fleet's trust from the issuer checked against the root's
+	// fingerprint, no certificate.
 	rc, err := config.LoadRnx(filepath.Join(f.home, "config", "rnx-config.yml"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, n := range rc.Nodes {
-		n.Cert, n.Key = "", ""
-	}
-	rc.Login = &config.Login{Issuer: f.issuerURL}
-	b, _ := rc.Marshal()
+	_, node, _ := rc.Select("")
+	root, _ := pki.ParseCert([]byte(readStore(t, "joblet")["joblet/ca-cert"]))
 	f.peopleCfg = filepath.Join(t.TempDir(), "rnx-config.yml")
-	os.WriteFile(f.peopleCfg, b, 0o600)
+	out := harness.MustRun(t, harness.Env(), f.rnx, "--config", f.peopleCfg, "config", "init", "--issuer", f.issuerURL, "--issuer-ca", f.issuerCA,
+		"--address", node.Address, "--ca-fingerprint", pki.PinOf(root).String())
+	if !strings.Contains(out.Stdout, "next: rnx login") {
+		t.Fatalf("config init --issuer: %s", out)
+	}
+	other, _ := pki.GenerateKey(pki.ECDSAP256, nil)
+	otherRoot, _ := pki.NewCA(other, time.Now(), time.Hour)
+	if r := harness.Run(t, harness.Env(), f.rnx, "--config", filepath.Join(t.TempDir(), "x.yml"), "config", "init", "--issuer", f.issuerURL, "--issuer-ca", f.issuerCA,
+		"--address", node.Address, "--ca-fingerprint", pki.PinOf(otherRoot).String()); r.Code == 0 || !strings.Contains(r.Stderr, "no root with fingerprint") {
+		t.Errorf("config init --issuer with another root's fingerprint: %s", r)
+	}
 	return f
 }
 

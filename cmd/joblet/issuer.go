@@ -18,7 +18,6 @@ import (
 
 	"github.com/ehsaniara/joblet/internal/awsconf"
 	"github.com/ehsaniara/joblet/internal/config"
-	"github.com/ehsaniara/joblet/internal/idpolicy"
 	"github.com/ehsaniara/joblet/internal/issuer"
 	"github.com/ehsaniara/joblet/internal/pki"
 )
@@ -74,12 +73,12 @@ TLS from the function URL.`,
 		if err != nil {
 			return err
 		}
-		read := func(ctx context.Context) (*pki.CA, *idpolicy.Policy, error) {
+		read := func(ctx context.Context) (*issuer.Material, error) {
 			m, err := fl.IssuerMaterial(ctx)
 			if err != nil {
-				return nil, nil, err
+				return nil, err
 			}
-			return m.CA, m.Policy, nil
+			return &issuer.Material{CA: m.CA, Policy: m.Policy, Trust: m.Trust, TrustState: m.TrustState}, nil
 		}
 		is := &issuer.Issuer{Fleet: fl.Prefix, AWS: aws, STS: &http.Client{Timeout: 10 * time.Second},
 			MaxLifetime: maxLife, Now: time.Now, Log: c.log, Material: issuer.Cached(read, cacheFor, time.Now)}

@@ -88,6 +88,9 @@ func (fl *Fleet) MakeUserCA(ctx context.Context, rotate bool, lifetime time.Dura
 type IssuerMaterial struct {
 	CA     *pki.CA
 	Policy *idpolicy.Policy
+	// Trust is what nodes and clients trust (PEM); TrustState the signed
+	// state it comes from ("" for a fleet from before it).
+	Trust, TrustState string
 }
 
 // IssuerMaterial reads the user-issuing CA and the identity policy. Both
@@ -143,7 +146,7 @@ func (fl *Fleet) IssuerMaterial(ctx context.Context) (*IssuerMaterial, error) {
 	if err != nil {
 		return nil, fmt.Errorf("the identity policy (%s): %w", s.n.IdentityPolicy(), err)
 	}
-	return &IssuerMaterial{CA: &pki.CA{Cert: cert, Key: key}, Policy: pol}, nil
+	return &IssuerMaterial{CA: &pki.CA{Cert: cert, Key: key}, Policy: pol, Trust: s.trustPEM(), TrustState: s.docRaw}, nil
 }
 
 func firstOf(a, _ []byte) []byte { return a }

@@ -37,10 +37,9 @@ const MaxRequest = 32 << 10
 type Issuer struct {
 	// Fleet is the audience proofs must be bound to (the store prefix).
 	Fleet string
-	// Material returns the user-issuing CA (with its key) and the
-	// identity policy in force, verified from the root: read per request,
-	// or through Cached.
-	Material func(context.Context) (*pki.CA, *idpolicy.Policy, error)
+	// Material returns what the issuer signs and checks with, verified
+	// from the root: read per request, or through Cached.
+	Material func(context.Context) (*Material, error)
 	// AWS resolves the STS endpoint per region: the issuer's own settings.
 	AWS aws.Config
 	// STS is the HTTP client proofs are sent to STS with.
@@ -52,6 +51,18 @@ type Issuer struct {
 	// Log gets one line per login: who got which role until when, or why
 	// not (nil: none).
 	Log *slog.Logger
+}
+
+// Material is what the issuer signs and checks with.
+type Material struct {
+	// CA is the user-issuing CA, with its key.
+	CA *pki.CA
+	// Policy is the identity policy in force.
+	Policy *idpolicy.Policy
+	// Trust is what the fleet's nodes and clients trust (PEM), and
+	// TrustState the root-signed state it comes from ("" before it): what
+	// a people's config starts from (rnx config init --issuer).
+	Trust, TrustState string
 }
 
 // Request is what rnx login sends.
@@ -108,10 +119,11 @@ func (is *Issuer) Issue(ctx context.Context, req *Request) (*Response, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrRefused, err)
 	}
-	ca, pol, err := is.Material(ctx)
+	m, err := is.Material(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("the issuer cannot read its CA or the identity policy: %w", err)
 	}
+	ca, pol := m.CA, m.Policy
 	person, err := pol.Map(principal, id.UserID)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrRefused, err)
@@ -126,9 +138,13 @@ func (is *Issuer) Issue(ctx context.Context, req *Request) (*Response, error) {
 	}, nil
 }
 
-// Hello is what a GET answers: the audience rnx login binds its proof to.
+// Hello is what a GET answers: the audience rnx login binds its proof to,
+// and what the fleet trusts (for a people's config; rnx checks it against
+// a pinned fingerprint when given one).
 type Hello struct {
-	Fleet string `json:"fleet"`
+	Fleet      string `json:"fleet"`
+	Trust      string `json:"trust,omitempty"`
+	TrustState string `json:"trustState,omitempty"`
 }
 
 // ServeHTTP is the issuer as an HTTPS endpoint: POST a Request as JSON,
@@ -136,8 +152,12 @@ type Hello struct {
 // it issues for.
 func (is *Issuer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method == http.MethodGet {
+		h := Hello{Fleet: is.Fleet}
+		if m, err := is.Material(r.Context()); err == nil {
+			h.Trust, h.TrustState = m.Trust, m.TrustState
+		}
 		w.Header().Set("Content-Type", "application/json")
-		json.NewEncoder(w).Encode(Hello{Fleet: is.Fleet})
+		json.NewEncoder(w).Encode(h)
 		return
 	}
 	if r.Method != http.MethodPost {
@@ -177,22 +197,21 @@ func (is *Issuer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // Cached wraps a Material source so one read serves requests for ttl: a
 // login costs the issuer's store nothing while it is warm, and a policy or
 // CA change reaches it within ttl. A failed read is not kept.
-func Cached(read func(context.Context) (*pki.CA, *idpolicy.Policy, error), ttl time.Duration, now func() time.Time) func(context.Context) (*pki.CA, *idpolicy.Policy, error) {
+func Cached(read func(context.Context) (*Material, error), ttl time.Duration, now func() time.Time) func(context.Context) (*Material, error) {
 	var mu sync.Mutex
-	var ca *pki.CA
-	var pol *idpolicy.Policy
+	var m *Material
 	var at time.Time
-	return func(ctx context.Context) (*pki.CA, *idpolicy.Policy, error) {
+	return func(ctx context.Context) (*Material, error) {
 		mu.Lock()
 		defer mu.Unlock()
-		if ca != nil && now().Sub(at) < ttl && now().Before(pol.Expires) {
-			return ca, pol, nil
+		if m != nil && now().Sub(at) < ttl && now().Before(m.Policy.Expires) {
+			return m, nil
 		}
-		c, p, err := read(ctx)
+		got, err := read(ctx)
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
-		ca, pol, at = c, p, now()
-		return ca, pol, nil
+		m, at = got, now()
+		return m, nil
 	}
 }

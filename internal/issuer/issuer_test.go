@@ -66,9 +66,9 @@ func TestLoginIssuesAPersonsCertificate(t *testing.T) {
 		t.Fatal(err)
 	}
 	is := &issuer.Issuer{Fleet: "joblet", AWS: awspeople.Config(motoURL, nil), STS: http.DefaultClient, Now: time.Now,
-		Material: func(context.Context) (*pki.CA, *idpolicy.Policy, error) {
+		Material: func(context.Context) (*issuer.Material, error) {
 			pol, err := idpolicy.Verify(signed, "joblet", []*x509.Certificate{root.Cert}, nil, time.Now())
-			return user, pol, err
+			return &issuer.Material{CA: user, Policy: pol}, err
 		}}
 	srv := httptest.NewTLSServer(is)
 	defer srv.Close()

@@ -18,6 +18,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -64,20 +65,9 @@ type Options struct {
 // Do logs in: two round trips to the issuer (which fleet it issues for,
 // then the proof), the issuer making one to STS.
 func Do(ctx context.Context, o Options) (*Cert, error) {
-	u, err := url.Parse(o.Issuer)
-	if err != nil || u.Scheme != "https" || u.Host == "" {
-		return nil, fmt.Errorf("issuer %q: give the issuer's https:// URL (the operator's `joblet issuer` or its Lambda function URL)", o.Issuer)
-	}
-	client, err := httpClient(o.IssuerCA)
+	client, hello, err := greet(ctx, o.Issuer, o.IssuerCA)
 	if err != nil {
 		return nil, err
-	}
-	var hello issuer.Hello
-	if err := call(ctx, client, http.MethodGet, o.Issuer, nil, &hello); err != nil {
-		return nil, err
-	}
-	if hello.Fleet == "" {
-		return nil, fmt.Errorf("%s did not say which fleet it issues for: is it a joblet issuer?", o.Issuer)
 	}
 	key, err := pki.GenerateKey(pki.ECDSAP256, nil)
 	if err != nil {
@@ -119,6 +109,44 @@ func Do(ctx context.Context, o Options) (*Cert, error) {
 		return nil, err
 	}
 	return parse(resp.Chain, string(keyPEM))
+}
+
+// greet asks the issuer at issuerURL which fleet it issues for.
+func greet(ctx context.Context, issuerURL, issuerCA string) (*http.Client, *issuer.Hello, error) {
+	u, err := url.Parse(issuerURL)
+	if err != nil || u.Scheme != "https" || u.Host == "" {
+		return nil, nil, fmt.Errorf("issuer %q: give the issuer's https:// URL (the operator's `joblet issuer` or its Lambda function URL)", issuerURL)
+	}
+	client, err := httpClient(issuerCA)
+	if err != nil {
+		return nil, nil, err
+	}
+	var hello issuer.Hello
+	if err := call(ctx, client, http.MethodGet, issuerURL, nil, &hello); err != nil {
+		return nil, nil, err
+	}
+	if hello.Fleet == "" {
+		return nil, nil, fmt.Errorf("%s did not say which fleet it issues for: is it a joblet issuer?", issuerURL)
+	}
+	return client, &hello, nil
+}
+
+// PeopleNode is a node entry of a config for people (no certificate of
+// its own) at address, trusting what the issuer says the fleet trusts:
+// only when pin, if given, is among it.
+func PeopleNode(ctx context.Context, issuerURL, issuerCA, address string, pin *pki.Pin) (*config.Node, error) {
+	_, hello, err := greet(ctx, issuerURL, issuerCA)
+	if err != nil {
+		return nil, err
+	}
+	roots, err := pki.ParseCerts([]byte(hello.Trust))
+	if err != nil {
+		return nil, fmt.Errorf("the issuer sent no trust for fleet %s (%v): is its user-issuing CA made (joblet certs user-ca)?", hello.Fleet, err)
+	}
+	if pin != nil && !slices.ContainsFunc(roots, pin.Matches) {
+		return nil, fmt.Errorf("the fleet the issuer at %s serves trusts no root with fingerprint %s: refused, nothing written", issuerURL, pin)
+	}
+	return &config.Node{Address: address, CA: hello.Trust, Trust: hello.TrustState}, nil
 }
 
 // call makes one request to the issuer and decodes its JSON answer; a
