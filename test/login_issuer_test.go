@@ -319,3 +319,54 @@ func TestLoginStolenNodeSignsNoPerson(t *testing.T) {
 		}
 	}
 }
+
+// Cutting a person off (issue 26 item 7): the CRL stops their current
+// login at once, while a new login still works; the signed policy's deny
+// list stops both the certificate they hold and every new login.
+func TestLoginPersonCutOff(t *testing.T) {
+	f := startLoginFleet(t)
+	_, pp := people(t)
+	alice := harness.Env(awspeople.Env(pp.Alice)...)
+	cfg := f.configFor(t)
+	loginFile := strings.TrimSuffix(cfg, ".yml") + ".login.pem"
+	harness.MustRun(t, alice, f.rnx, "--config", cfg, "login", "--issuer-ca", f.issuerCA)
+	harness.MustRun(t, alice, f.rnx, "--config", cfg, "job", "list")
+
+	out := harness.MustRun(t, f.env, f.joblet, "certs", "revoke", "--cert", loginFile)
+	if !strings.Contains(out.Stdout, "arn:aws:iam::123456789012:user/alice's login as developer") {
+		t.Errorf("revoke does not say whose login it cut off: %s", out)
+	}
+	harness.Eventually(t, 20*time.Second, "the node refusing alice's revoked login", func() error {
+		if r := harness.Run(t, alice, f.rnx, "--config", cfg, "job", "list"); r.Code == 0 {
+			return errors.New("still accepted")
+		}
+		return nil
+	})
+	harness.MustRun(t, alice, f.rnx, "--config", cfg, "login", "--issuer-ca", f.issuerCA)
+	if r := harness.Run(t, alice, f.rnx, "--config", cfg, "job", "list"); r.Code != 0 {
+		t.Errorf("alice's new login (not denied): %s", r)
+	}
+
+	policy := filepath.Join(t.TempDir(), "policy.json")
+	os.WriteFile(policy, []byte(strings.Replace(loginPolicy, `{"rules":[`, `{"deny":["arn:aws:iam::123456789012:user/alice"],"rules":[`, 1)), 0o600)
+	harness.MustRun(t, f.env, f.joblet, "certs", "identity-policy", "sign", "--file", policy)
+	harness.Eventually(t, 20*time.Second, "the node refusing denied alice", func() error {
+		r := harness.Run(t, alice, f.rnx, "--config", cfg, "job", "list")
+		if r.Code == 0 {
+			return errors.New("still accepted")
+		}
+		if !strings.Contains(r.Stderr, "alice") {
+			return fmt.Errorf("refused without naming her: %s", r)
+		}
+		return nil
+	})
+	if r := harness.Run(t, alice, f.rnx, "--config", f.configFor(t), "login", "--issuer-ca", f.issuerCA); r.Code == 0 || !strings.Contains(r.Stderr, "den") {
+		t.Errorf("denied alice logging in: %s", r)
+	}
+	bob := harness.Env(awspeople.Env(pp.Bob)...)
+	bcfg := f.configFor(t)
+	harness.MustRun(t, bob, f.rnx, "--config", bcfg, "login", "--issuer-ca", f.issuerCA)
+	if r := harness.Run(t, bob, f.rnx, "--config", bcfg, "job", "list"); r.Code != 0 {
+		t.Errorf("bob, not denied: %s", r)
+	}
+}

@@ -101,6 +101,7 @@ func (a *app) whoamiCmd() *cobra.Command {
 			}
 			type who struct {
 				Person  string    `json:"person,omitempty"`
+				Serial  string    `json:"serial"`
 				Role    pki.Role  `json:"role"`
 				Shared  bool      `json:"shared"`
 				Expires time.Time `json:"expires"`
@@ -108,7 +109,7 @@ func (a *app) whoamiCmd() *cobra.Command {
 			}
 			var w who
 			if c, err := login.Load(login.Path(a.path)); err == nil {
-				w = who{Person: c.Person, Role: c.Role, Expires: c.Expires, Expired: !time.Now().Before(c.Expires)}
+				w = who{Person: c.Person, Role: c.Role, Serial: c.Serial, Expires: c.Expires, Expired: !time.Now().Before(c.Expires)}
 			} else if !os.IsNotExist(err) {
 				return err
 			} else {
@@ -127,7 +128,7 @@ func (a *app) whoamiCmd() *cobra.Command {
 				if err != nil {
 					return err
 				}
-				w = who{Role: role, Shared: true, Expires: leaf.NotAfter, Expired: !time.Now().Before(leaf.NotAfter)}
+				w = who{Role: role, Shared: true, Serial: pki.SerialHex(leaf.SerialNumber), Expires: leaf.NotAfter, Expired: !time.Now().Before(leaf.NotAfter)}
 			}
 			if asJSON {
 				return writeJSON(a.out, w)
@@ -138,7 +139,7 @@ func (a *app) whoamiCmd() *cobra.Command {
 			case w.Expired:
 				fmt.Fprintf(a.out, "%s as %s: expired at %s: run `rnx login`\n", w.Person, w.Role, w.Expires.Local().Format(time.RFC1123))
 			default:
-				fmt.Fprintf(a.out, "%s as %s until %s (%s left)\n", w.Person, w.Role, w.Expires.Local().Format(time.RFC1123), time.Until(w.Expires).Round(time.Minute))
+				fmt.Fprintf(a.out, "%s as %s until %s (%s left; serial %s)\n", w.Person, w.Role, w.Expires.Local().Format(time.RFC1123), time.Until(w.Expires).Round(time.Minute), w.Serial)
 			}
 			return nil
 		},

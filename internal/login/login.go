@@ -46,6 +46,7 @@ type Cert struct {
 	Chain, Key string // PEM: the certificate then the user-issuing CA; the key
 	Person     string
 	Role       pki.Role
+	Serial     string // hex, as certs revoke --serial takes it
 	Expires    time.Time
 }
 
@@ -203,7 +204,7 @@ func parse(chain, key string) (*Cert, error) {
 	if err != nil || !ok {
 		return nil, fmt.Errorf("not a person's certificate (%v)", err)
 	}
-	return &Cert{Chain: chain, Key: key, Person: p.ARN, Role: p.Role, Expires: leaf.NotAfter}, nil
+	return &Cert{Chain: chain, Key: key, Person: p.ARN, Role: p.Role, Serial: pki.SerialHex(leaf.SerialNumber), Expires: leaf.NotAfter}, nil
 }
 
 // Save writes c at path, readable by its owner only.
