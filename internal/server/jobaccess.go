@@ -58,7 +58,11 @@ func view(role pki.Role, s jobs.Snapshot) *pb.Job {
 
 // denied is the refusal of one operation on one job, with the rule.
 func denied(role pki.Role, s jobs.Snapshot, what string) error {
+	by := fmt.Sprintf("%q", s.StartedBy)
+	if s.StartedByPerson != "" {
+		by += " (" + s.StartedByPerson + ")"
+	}
 	return status.Error(codes.PermissionDenied, fmt.Sprintf(
-		"role %q may not %s job %s: it was started by %q, and a %s may %s only jobs its own role started (roles table: docs/JOBS.md)",
-		role, what, s.ID, s.StartedBy, role, what))
+		"role %q may not %s job %s: it was started by %s, and a %s may %s only jobs its own role started (roles table: docs/JOBS.md)",
+		role, what, s.ID, by, role, what))
 }
