@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"io"
 	"log/slog"
 	"strings"
 	"testing"
@@ -75,6 +76,18 @@ func TestNodeRecordsWhoStartedAJob(t *testing.T) {
 			}
 		}
 	}
+	// A streaming call (its line, when it ends, names the job its request
+	// named): the output of a job that has ended.
+	logs, err := aliceConn.Jobs.GetJobLogs(ctx(t), &pb.GetJobLogsRequest{Id: jobs["shared developer"].Id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for err == nil {
+		_, err = logs.Recv()
+	}
+	if err != io.EOF {
+		t.Fatalf("alice reading the shared developer's output: %v", err)
+	}
 	_, err = aliceConn.Jobs.StopJob(ctx(t), &pb.StopJobRequest{Id: jobs["shared admin"].Id})
 	if status.Code(err) != codes.PermissionDenied {
 		t.Fatalf("alice stopping the admin's job: %v", err)
@@ -97,6 +110,9 @@ func TestNodeRecordsWhoStartedAJob(t *testing.T) {
 		if !has("method=RunJob", "person="+c.logName, "role="+c.role, "code=OK", "job="+jobs[who].Id) {
 			t.Errorf("no audit line names %s (person=%s role=%s) starting %s:\n%s", who, c.logName, c.role, jobs[who].Id, log)
 		}
+	}
+	if !has("method=GetJobLogs", "person="+alice, "role=developer", "code=OK", "job="+jobs["shared developer"].Id) {
+		t.Errorf("no audit line of alice reading the shared developer's output:\n%s", log)
 	}
 	if !has("method=StopJob", "person="+alice, "role=developer", "code=PermissionDenied", "job="+jobs["shared admin"].Id, "err=") {
 		t.Errorf("no audit line of alice's refused stop:\n%s", log)
