@@ -25,9 +25,10 @@ import (
 // auditMsg is the message of every audit line: `grep 'msg=call '`.
 const auditMsg = "call"
 
-// maxAuditValue caps what a caller chose (a job id in a request) and the
-// node's message in a line.
-const maxAuditValue = 256
+// maxAuditValue caps what a caller chose (a job id in a request, the
+// person in a certificate the node then refuses) and the node's message in
+// a line; above the longest canonical ARN (a 512-character IAM path).
+const maxAuditValue = 1024
 
 type audit struct{ log *slog.Logger }
 
@@ -77,7 +78,7 @@ func (a audit) record(ctx context.Context, method string, start time.Time, job s
 	if leaf, ok := peerLeaf(ctx); ok {
 		serial = pki.SerialHex(leaf.SerialNumber)
 		if c, err := callerOf(leaf); err == nil {
-			role, person = string(c.Role), c.Who()
+			role, person = string(c.Role), capped(c.Who())
 		}
 	}
 	st := status.Convert(err)
