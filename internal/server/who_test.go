@@ -93,6 +93,12 @@ func TestNodeRecordsWhoStartedAJob(t *testing.T) {
 		t.Fatalf("alice stopping the admin's job: %v", err)
 	}
 
+	// A person the policy does not name is refused, and on record.
+	const mallory = "arn:aws:iam::111122223333:user/mallory"
+	if _, err := dial(t, "mallory", u.person(t, f.rnx.Nodes["default"], mallory, pki.Admin)).Jobs.ListJobs(ctx(t), &pb.ListJobsRequest{}); status.Code(err) != codes.Unauthenticated {
+		t.Fatalf("mallory listing: %v", err)
+	}
+
 	lines := strings.Split(log.String(), "\n")
 	has := func(parts ...string) bool {
 		for _, l := range lines {
@@ -113,6 +119,9 @@ func TestNodeRecordsWhoStartedAJob(t *testing.T) {
 	}
 	if !has("method=GetJobLogs", "person="+alice, "role=developer", "code=OK", "job="+jobs["shared developer"].Id) {
 		t.Errorf("no audit line of alice reading the shared developer's output:\n%s", log)
+	}
+	if !has("method=ListJobs", "person="+mallory, "role=admin", "code=Unauthenticated", "err=") {
+		t.Errorf("no audit line of mallory's refused call:\n%s", log)
 	}
 	if !has("method=StopJob", "person="+alice, "role=developer", "code=PermissionDenied", "job="+jobs["shared admin"].Id, "err=") {
 		t.Errorf("no audit line of alice's refused stop:\n%s", log)
