@@ -190,6 +190,24 @@ func TestLoginThroughTheIssuer(t *testing.T) {
 			t.Errorf("%s (%s): job run: %s", c.who, c.role, run)
 		}
 	}
+	// Who ran each job, as the node recorded it: the person from the
+	// login certificate beside the role.
+	var jobs []struct {
+		StartedBy       string `json:"startedBy"`
+		StartedByPerson string `json:"startedByPerson"`
+	}
+	out := harness.MustRun(t, harness.Env(), f.rnx, "--config", filepath.Join(f.home, "config", "rnx-config.yml"), "job", "list", "--json").Stdout
+	if err := json.Unmarshal([]byte(out), &jobs); err != nil {
+		t.Fatalf("job list --json: %v\n%s", err, out)
+	}
+	ran := map[string]string{}
+	for _, j := range jobs {
+		ran[j.StartedByPerson] = j.StartedBy
+	}
+	if ran["arn:aws:iam::123456789012:user/alice"] != "developer" || ran["arn:aws:iam::123456789012:role/admins#bob-laptop"] != "admin" || len(ran) != 2 {
+		t.Errorf("job list does not say who ran each job: %v\n%s", ran, out)
+	}
+
 	// Carol: a real IAM user, signed correctly, whom the policy does not
 	// name.
 	cfg := f.configFor(t)
