@@ -218,6 +218,24 @@ func TestLoginThroughTheIssuer(t *testing.T) {
 	if _, err := os.Stat(strings.TrimSuffix(cfg, ".yml") + ".login.pem"); err == nil {
 		t.Error("carol: a login certificate was written")
 	}
+	// Status tells the operator about people: the policy, the
+	// user-issuing CA, and the four shared role certificates still
+	// accepted beside people's own.
+	st := harness.Run(t, f.env, f.joblet, "certs", "status", "--json")
+	var rep struct {
+		People *struct {
+			Version     uint64     `json:"identityPolicyVersion"`
+			SharedRoles []pki.Role `json:"sharedRoles"`
+			UserCA      string     `json:"userCA"`
+		} `json:"people"`
+	}
+	if err := json.Unmarshal([]byte(st.Stdout), &rep); err != nil || rep.People == nil || rep.People.Version == 0 || rep.People.UserCA == "" || len(rep.People.SharedRoles) != 4 {
+		t.Errorf("status says nothing right about people: %+v %v\n%s", rep.People, err, st)
+	}
+	if st := harness.Run(t, f.env, f.joblet, "certs", "status"); !strings.Contains(st.Stdout, "shared role certificates nodes accept: 4 (admin, maintainer, developer, reader)") {
+		t.Errorf("status text: %s", st)
+	}
+
 	// Everything the issuer read is inside `iam-policy --for issuer`.
 	checkFlow(t, "issuer", policyFor(t, "issuer"), f.issuerAWS.Recorded())
 	if !strings.Contains(f.issuer.Output(), "login refused") || !strings.Contains(f.issuer.Output(), "person=arn:aws:iam::123456789012:user/alice") {

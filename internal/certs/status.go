@@ -57,6 +57,9 @@ type Report struct {
 	Revocations  []Revocation `json:"revocations,omitempty"`
 	Certificates []CertReport `json:"certificates"`
 	Problems     []string     `json:"problems,omitempty"`
+	// People: the identity policy, the user-issuing CA and the shared
+	// role certificates still accepted (nil for a fleet without people).
+	People *PeopleReport `json:"people,omitempty"`
 	// Notices are worth an operator's eye but change no level.
 	Notices []string `json:"notices,omitempty"`
 	Level   int      `json:"level"`
@@ -104,6 +107,8 @@ type observed struct {
 	node bool
 	// fleetNode: a node of a shared store serving from the node-issuing CA.
 	fleetNode bool
+	// userCA is the user-issuing CA's certificate (PEM; operators only).
+	userCA string
 }
 
 // rnxFile is one rnx config status read.
@@ -173,6 +178,7 @@ func (f *Fleet) observe(ctx context.Context, o StatusOptions) *observed {
 	if s.ca != nil && !obs.node {
 		obs.caKey, obs.caKeyLevel, obs.caKeyProblem = f.caKeyPlace(ctx, s)
 		obs.pendingKeyLevel, obs.pendingKeyProblem = f.pendingKeyCheck(ctx, s)
+		obs.userCA = f.userCACert(ctx, s.n)
 	}
 	return obs
 }
@@ -275,6 +281,9 @@ func grade(obs *observed, storeDesc string, o StatusOptions, now time.Time) *Rep
 		g.rep.raise(Broken, fmt.Sprintf("store unreachable: %v", obs.storeErr))
 	} else {
 		revoked = g.shared(obs.state, obs.caKey, !obs.node)
+		if !obs.node && obs.state.ca != nil {
+			g.people(obs.state, obs.userCA)
+		}
 		for _, p := range []struct {
 			level   int
 			problem string
