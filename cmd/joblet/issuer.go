@@ -39,7 +39,7 @@ what verifies the policy; no key a node signs with, no root key).
 
 Run as an AWS Lambda function (a function URL) the same binary needs no flags:
 when AWS_LAMBDA_RUNTIME_API is set it serves Lambda's runtime API, with the
-store from the environment (USE_SECRETS_MANAGER, JOBLET_PREFIX, AWS_REGION) and
+store from the environment (USE_SECRETS_MANAGER, SECRETS_PREFIX, AWS_REGION) and
 TLS from the function URL.`,
 		Args: noArgs,
 	}
