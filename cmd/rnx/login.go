@@ -88,7 +88,7 @@ fleet and this key only. The certificate is written next to the config
 		},
 	}
 	c.Flags().StringVar(&issuerURL, "issuer", "", "the issuer's https:// URL (remembered in the config)")
-	c.Flags().StringVar(&issuerCA, "issuer-ca", "", "PEM file of the CA the issuer's HTTPS certificate chains to, when not a public one (remembered)")
+	c.Flags().StringVar(&issuerCA, "issuer-ca", "", "PEM file of the CA the issuer's HTTPS certificate chains to, trusted alone in place of the system's roots (remembered)")
 	c.Flags().DurationVar(&lifetime, "lifetime", 0, "how long the certificate should live (the issuer caps it; default its own, 8h)")
 	return c
 }

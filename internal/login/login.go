@@ -233,15 +233,20 @@ func call(ctx context.Context, client *http.Client, method, u string, body []byt
 	return nil
 }
 
-// httpClient trusts the system's roots and issuerCA; it follows no
+// httpClient trusts issuerCA alone when given (the issuer's own PKI: no
+// public CA can stand in for it), else the system's roots; it follows no
 // redirect, so the proof goes to the issuer named and nowhere else.
 func httpClient(issuerCA string) (*http.Client, error) {
-	pool, err := x509.SystemCertPool()
-	if err != nil || pool == nil {
+	var pool *x509.CertPool
+	if issuerCA != "" {
 		pool = x509.NewCertPool()
-	}
-	if issuerCA != "" && !pool.AppendCertsFromPEM([]byte(issuerCA)) {
-		return nil, errors.New("login.issuerCA holds no PEM certificate")
+		if !pool.AppendCertsFromPEM([]byte(issuerCA)) {
+			return nil, errors.New("login.issuerCA holds no PEM certificate")
+		}
+	} else if p, err := x509.SystemCertPool(); err == nil && p != nil {
+		pool = p
+	} else {
+		return nil, fmt.Errorf("no system CA certificates to check the issuer with (%v): give --issuer-ca", err)
 	}
 	return &http.Client{
 		Timeout:       30 * time.Second,
