@@ -59,9 +59,9 @@ func functionURL(t *testing.T, fn *harness.Lambda) *httptest.Server {
 
 // Issue 26's issuer as an AWS Lambda function: the same joblet binary,
 // started by the Runtime Interface Emulator, serves rnx login with its
-// store and STS from the environment; alice logs in as a developer, bob's
-// admins session as admin, the node accepts both, carol is refused naming
-// the policy.
+// store and STS from the environment; alice logs in as a developer, bob as
+// a reader, bob's admins session as admin, the node accepts each for its
+// role, carol is refused naming the policy.
 func TestLoginThroughTheLambdaHandler(t *testing.T) {
 	f := startLoginFleet(t)
 	pm, pp := people(t)
@@ -75,9 +75,11 @@ func TestLoginThroughTheLambdaHandler(t *testing.T) {
 		who, person string
 		aws         []string
 		role        pki.Role
+		runs        bool
 	}{
-		{"alice", "arn:aws:iam::123456789012:user/alice", awspeople.Env(pp.Alice), pki.Developer},
-		{"bob as admins", "arn:aws:iam::123456789012:role/admins#bob-laptop", awspeople.Env(pp.BobAsAdmin), pki.Admin},
+		{"alice", "arn:aws:iam::123456789012:user/alice", awspeople.Env(pp.Alice), pki.Developer, true},
+		{"bob", "arn:aws:iam::123456789012:user/bob", awspeople.Env(pp.Bob), pki.Reader, false},
+		{"bob as admins", "arn:aws:iam::123456789012:role/admins#bob-laptop", awspeople.Env(pp.BobAsAdmin), pki.Admin, true},
 	} {
 		cfg := f.configFor(t)
 		env := harness.Env(c.aws...)
@@ -85,8 +87,11 @@ func TestLoginThroughTheLambdaHandler(t *testing.T) {
 		if r.Code != 0 || !strings.Contains(r.Stdout, "logged in as "+c.person+" ("+string(c.role)+")") {
 			t.Fatalf("%s: rnx login through the Lambda handler: %s\n%s", c.who, r, fn.Proc.Output())
 		}
-		if r := harness.Run(t, env, f.rnx, "--config", cfg, "job", "run", "true"); r.Code != 0 {
-			t.Errorf("%s: job run with the certificate from the Lambda handler: %s", c.who, r)
+		if r := harness.Run(t, env, f.rnx, "--config", cfg, "job", "list"); r.Code != 0 {
+			t.Errorf("%s: job list with the certificate from the Lambda handler: %s", c.who, r)
+		}
+		if r := harness.Run(t, env, f.rnx, "--config", cfg, "job", "run", "true"); (r.Code == 0) != c.runs {
+			t.Errorf("%s (%s): job run with the certificate from the Lambda handler: %s", c.who, c.role, r)
 		}
 	}
 	r := harness.Run(t, harness.Env(awspeople.Env(pp.Carol)...), f.rnx, "--config", f.configFor(t), "login", "--issuer", front.URL, "--issuer-ca", ca)
