@@ -56,6 +56,11 @@ export EC2_METADATA_MOCK="$GOBIN/ec2-metadata-mock"
 # grpcurl: a gRPC client nobody here wrote, for the health and reflection tests.
 go_tool grpcurl github.com/fullstorydev/grpcurl/cmd/grpcurl v1.9.3
 export GRPCURL="$GOBIN/grpcurl"
+# The AWS Lambda Runtime Interface Emulator: runs the Lambda handlers
+# (the rotator, the issuer) for harness.StartLambda. Its version tags are
+# not served by the Go module proxy; this pseudo-version is.
+go_tool aws-lambda-rie github.com/aws/aws-lambda-runtime-interface-emulator/cmd/aws-lambda-rie v0.0.0-20261030222936-bef5c4ba774d
+export AWS_LAMBDA_RIE="$GOBIN/aws-lambda-rie"
 # gotestsum: runs the tests with go test's own output and keeps every
 # event, so a run ends with its slowest tests (CI time).
 go_tool gotestsum gotest.tools/gotestsum v1.13.0
