@@ -1,0 +1,175 @@
+package test
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	sm "github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+	smtypes "github.com/aws/aws-sdk-go-v2/service/secretsmanager/types"
+
+	"github.com/ehsaniara/joblet/internal/pki"
+	"github.com/ehsaniara/joblet/internal/testutil/reliability"
+	"github.com/ehsaniara/joblet/test/harness"
+)
+
+// RotateSecret on the node-issuing CA's key, run by Secrets Manager's own
+// rotation engine (moto's, as the launcher corrects it) calling `joblet
+// certs rotate-secret` as a Lambda function under the Runtime Interface
+// Emulator, on 2 nodes behind HAProxy under traffic:
+//
+//   - with the root key unreachable (KMS answering 503 to the function),
+//     createSecret fails: the secret's current version, the certificate
+//     and what the nodes serve stay as they were, and the function logs
+//     the line an alarm matches;
+//   - Secrets Manager's next attempt (the same token) completes: the key's
+//     current version is the token's, node-ca-cert holds its certificate,
+//     the nodes move to it on their own refresh, the clients change
+//     nothing;
+//   - the same rotation again with the same token leaves one new version;
+//   - no request fails throughout.
+func TestRotateSecretNodeCAUnderTraffic(t *testing.T) {
+	moto.Reset(t)
+	ctx := context.Background()
+	joblet, _ := harness.Bins(t)
+	rootKey := kmsKey(t, "ECC_NIST_P256")
+	lb := fmt.Sprintf("127.0.0.2:%d", harness.FreePort(t))
+	opHome := t.TempDir()
+	opEnv := harness.Env(append(harness.AWSEnv(moto.URL), "USE_SECRETS_MANAGER=true", "JOBLET_HOME="+opHome)...)
+	out := filepath.Join(opHome, "configs")
+	harness.MustRun(t, opEnv, joblet, "certs", "init", "--address", lb, "--out", out, "--ca-kms-key-id", rootKey)
+	var nodes []fleetNode
+	var backends []string
+	for i := 1; i <= 2; i++ {
+		home, port, env := smNode(t, moto.URL, "JOBLET_PUBLIC_ADDRESS="+lb, fmt.Sprintf("JOBLET_NODE_ID=node-%d", i))
+		harness.MustRun(t, env, joblet, "certs", "bootstrap", "--refresh-interval", "1s")
+		n := fleetNode{home: home, addr: fmt.Sprintf("127.0.0.1:%d", port), env: env}
+		n.proc = harness.Start(t, env, joblet, "server", "--config", n.config())
+		nodes = append(nodes, n)
+		backends = append(backends, n.addr)
+	}
+	harness.StartHAProxy(t, lb, backends)
+	clientCfg := filepath.Join(out, "rnx-config.yml")
+	harness.Eventually(t, 15*time.Second, "fleet up", func() error { return oneRequest(clientCfg) })
+	loop := startLoop(t, clientCfg, 40*time.Millisecond)
+
+	// The function reaches KMS through a proxy that can play "unreachable".
+	var kmsDown atomic.Bool
+	kmsProxy := harness.StartAWSProxy(t, moto.URL)
+	kmsProxy.OnCall(func(string, int) harness.Verdict {
+		if kmsDown.Load() {
+			return harness.Unavailable
+		}
+		return harness.Forward
+	}, nil)
+	fnEnv := harness.Env(append(harness.AWSEnv(moto.URL), "AWS_ENDPOINT_URL_KMS="+kmsProxy.URL,
+		"JOBLET_HOME="+t.TempDir(), "JOBLET_SEEN_DIR="+t.TempDir(), "AWS_LAMBDA_FUNCTION_TIMEOUT=60")...)
+	fn := harness.StartLambda(t, fnEnv, joblet, "certs", "rotate-secret")
+	fnARN := harness.MotoFunction(t, moto.URL, "joblet-rotator", fn.URL)
+
+	c := smClient(moto.URL)
+	const keyName, certName = "joblet/node-ca-key", "joblet/node-ca-cert"
+	oldCA := served(t, nodes[0].addr)
+	verBefore, keyBefore := currentVersion(t, c, keyName)
+	_, certBefore := currentVersion(t, c, certName)
+	versionsBefore := len(stagesOf(t, c, keyName))
+	const token = "7d1f6a52-0c4e-4d0b-9b7a-2f3c9e1d5a01"
+	rotate := func() {
+		t.Helper()
+		if _, err := c.RotateSecret(ctx, &sm.RotateSecretInput{SecretId: aws.String(keyName), ClientRequestToken: aws.String(token),
+			RotationLambdaARN: aws.String(fnARN), RotationRules: &smtypes.RotationRulesType{ScheduleExpression: aws.String("rate(7 days)")}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// The root key unreachable: createSecret fails, nothing current moves.
+	kmsDown.Store(true)
+	rotate()
+	if v, k := currentVersion(t, c, keyName); v != verBefore || k != keyBefore {
+		t.Fatalf("after a failed createSecret the key's current version is %s, want %s unchanged", v, verBefore)
+	}
+	if _, cert := currentVersion(t, c, certName); cert != certBefore {
+		t.Fatal("after a failed createSecret node-ca-cert changed")
+	}
+	alarm := ""
+	for _, l := range strings.Split(fn.Proc.Output(), "\n") {
+		if strings.Contains(l, "joblet rotation step failed") {
+			alarm = l
+		}
+	}
+	if alarm == "" {
+		t.Fatalf("no alarm line from the function:\n%s", fn.Proc.Output())
+	}
+	t.Logf("the function's alarm line: %s", alarm)
+	time.Sleep(2 * time.Second) // two refreshes of the nodes
+	for i, n := range nodes {
+		if got := served(t, n.addr); got != oldCA {
+			t.Fatalf("node %d serves from %s after a failed rotation, want %s", i+1, got, oldCA)
+		}
+	}
+
+	// Secrets Manager's next attempt, with the same token, completes.
+	kmsDown.Store(false)
+	rotate()
+	ver, key := currentVersion(t, c, keyName)
+	if ver != token || key == keyBefore {
+		t.Fatalf("after the reattempt the key's current version is %s, want %s with a new key", ver, token)
+	}
+	_, certPEM := currentVersion(t, c, certName)
+	cert, err := pki.ParseCert([]byte(certPEM))
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := pki.ParseKey([]byte(key))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pki.MatchesKey(cert, k); err != nil {
+		t.Fatalf("node-ca-cert is not the new key's: %v", err)
+	}
+	if st := stagesOf(t, c, keyName)[verBefore]; len(st) != 1 || st[0] != "AWSPREVIOUS" {
+		t.Fatalf("the old key's labels: %v, want AWSPREVIOUS", st)
+	}
+	newCA := pki.Fingerprint(cert)
+	harness.Eventually(t, 15*time.Second, "every node serving from the rotated node-issuing CA", func() error {
+		for i, n := range nodes {
+			if got := served(t, n.addr); got != newCA {
+				return fmt.Errorf("node %d serves from %s", i+1, got)
+			}
+		}
+		return nil
+	})
+	moved := time.Now()
+
+	// The same rotation again: one new version, nothing rewritten.
+	rotate()
+	if n := len(stagesOf(t, c, keyName)); n != versionsBefore+1 {
+		t.Fatalf("%d versions of %s after the same rotation twice, want %d", n, keyName, versionsBefore+1)
+	}
+	if v, k2 := currentVersion(t, c, keyName); v != token || k2 != key {
+		t.Fatal("the same rotation again changed the key's current version")
+	}
+	if _, c2 := currentVersion(t, c, certName); c2 != certPEM {
+		t.Fatal("the same rotation again changed node-ca-cert")
+	}
+	d, err := c.DescribeSecret(ctx, &sm.DescribeSecretInput{SecretId: aws.String(keyName)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !aws.ToBool(d.RotationEnabled) || d.LastRotatedDate == nil {
+		t.Fatalf("describe-secret: RotationEnabled %v, LastRotatedDate %v", aws.ToBool(d.RotationEnabled), d.LastRotatedDate)
+	}
+	time.Sleep(time.Until(moved.Add(2 * time.Second)))
+	total, failed, rate, errs := loop.finish()
+	t.Logf("%d requests (%.0f/s) through haproxy across a failed rotation, its reattempt and a repeat; %d failed", total, rate, failed)
+	if failed != 0 {
+		t.Fatalf("%d of %d requests failed: %q", failed, total, errs)
+	}
+	reliability.Record(t, "split issuing power", "RotateSecret on the node-issuing CA's key by Secrets Manager's rotation engine (moto, corrected) calling `joblet certs rotate-secret` under the Lambda Runtime Interface Emulator, 2 nodes behind HAProxy under load: a first attempt with the KMS root key unreachable, the reattempt, then the same token again",
+		fmt.Sprintf("%d requests at %.0f/s, %d failed; the failed attempt left the current version and the nodes' CA; the reattempt moved both nodes; the repeat left one new version", total, rate, failed))
+}
