@@ -173,3 +173,117 @@ func TestRotateSecretNodeCAUnderTraffic(t *testing.T) {
 	reliability.Record(t, "split issuing power", "RotateSecret on the node-issuing CA's key by Secrets Manager's rotation engine (moto, corrected) calling `joblet certs rotate-secret` under the Lambda Runtime Interface Emulator, 2 nodes behind HAProxy under load: a first attempt with the KMS root key unreachable, the reattempt, then the same token again",
 		fmt.Sprintf("%d requests at %.0f/s, %d failed; the failed attempt left the current version and the nodes' CA; the reattempt moved both nodes; the repeat left one new version", total, rate, failed))
 }
+
+// Each step of `joblet certs rotate-secret`, run by an operator (the
+// command, not the Lambda), again and again with the same token, as
+// Secrets Manager retries a step: createSecret twice makes one key and one
+// listing; finishSecret stopped between moving AWSCURRENT and writing the
+// certificate (PutSecretValue failing) is completed by its next run, and a
+// run after that writes nothing. A pending key written without the root key
+// (someone with PutSecretValue on the secret) is refused by testSecret and
+// finishSecret and never becomes current.
+func TestRotateSecretStepsAgain(t *testing.T) {
+	moto.Reset(t)
+	joblet, _ := harness.Bins(t)
+	opHome := t.TempDir()
+	opEnv := harness.Env(append(harness.AWSEnv(moto.URL), "USE_SECRETS_MANAGER=true", "JOBLET_HOME="+opHome)...)
+	harness.MustRun(t, opEnv, joblet, "certs", "init", "--address", "127.0.0.1:50051", "--out", filepath.Join(opHome, "configs"))
+	c := smClient(moto.URL)
+	const keyName, certName, bundle = "joblet/node-ca-key", "joblet/node-ca-cert", "joblet/ca-bundle"
+	const token = "0b6f3c1e-5a2d-4f7e-8c9b-1d2e3f4a5b6c"
+	step := func(env []string, s, tok string) harness.Result {
+		return harness.Run(t, env, joblet, "certs", "rotate-secret", "--secret-id", keyName, "--token", tok, "--step", s)
+	}
+	mustStep := func(s string) {
+		t.Helper()
+		if r := step(opEnv, s, token); r.Code != 0 {
+			t.Fatalf("%s: %s", s, r)
+		}
+	}
+	verBefore, keyBefore := currentVersion(t, c, keyName)
+	_, certBefore := currentVersion(t, c, certName)
+
+	mustStep("createSecret")
+	versions := len(stagesOf(t, c, keyName))
+	pending, err := c.GetSecretValue(context.Background(), &sm.GetSecretValueInput{SecretId: aws.String(keyName), VersionId: aws.String(token)})
+	if err != nil || !strings.Contains(aws.ToString(pending.SecretString), "PRIVATE KEY") {
+		t.Fatalf("createSecret wrote no key as version %s: %v", token, err)
+	}
+	_, bundleAfter := currentVersion(t, c, bundle)
+	mustStep("createSecret")
+	again, err := c.GetSecretValue(context.Background(), &sm.GetSecretValueInput{SecretId: aws.String(keyName), VersionId: aws.String(token)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(stagesOf(t, c, keyName)); n != versions || aws.ToString(again.SecretString) != aws.ToString(pending.SecretString) {
+		t.Fatalf("createSecret again: %d versions (want %d), same key %v", n, versions, aws.ToString(again.SecretString) == aws.ToString(pending.SecretString))
+	}
+	if _, b := currentVersion(t, c, bundle); b != bundleAfter {
+		t.Fatal("createSecret again re-signed the trust state: it listed a second CA")
+	}
+	if v, k := currentVersion(t, c, keyName); v != verBefore || k != keyBefore {
+		t.Fatal("createSecret changed the current key")
+	}
+	mustStep("setSecret")
+	mustStep("testSecret")
+	mustStep("testSecret")
+
+	// finishSecret stopped after AWSCURRENT moved: the certificate write fails.
+	proxy := harness.StartAWSProxy(t, moto.URL)
+	proxy.OnCall(func(action string, _ int) harness.Verdict {
+		if action == "PutSecretValue" {
+			return harness.Unavailable
+		}
+		return harness.Forward
+	}, nil)
+	cut := harness.Env(append(harness.AWSEnv(proxy.URL), "USE_SECRETS_MANAGER=true", "JOBLET_HOME="+opHome)...)
+	r := step(cut, "finishSecret", token)
+	if r.Code == 0 || !strings.Contains(r.Stderr, "joblet rotation step failed") {
+		t.Fatalf("finishSecret with the certificate write failing: %s", r)
+	}
+	if v, _ := currentVersion(t, c, keyName); v != token {
+		t.Fatalf("the key's current version %s: the failure was meant to come after the move", v)
+	}
+	if _, cert := currentVersion(t, c, certName); cert != certBefore {
+		t.Fatal("node-ca-cert written although PutSecretValue failed")
+	}
+	mustStep("finishSecret")
+	_, key := currentVersion(t, c, keyName)
+	_, certPEM := currentVersion(t, c, certName)
+	cert, err := pki.ParseCert([]byte(certPEM))
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := pki.ParseKey([]byte(key))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pki.MatchesKey(cert, k); err != nil {
+		t.Fatalf("after the completing finishSecret node-ca-cert is not the new key's: %v", err)
+	}
+	certVersions := len(stagesOf(t, c, certName))
+	mustStep("finishSecret")
+	if n := len(stagesOf(t, c, certName)); n != certVersions {
+		t.Fatalf("finishSecret again wrote node-ca-cert (%d versions, had %d)", n, certVersions)
+	}
+
+	// A pending key nobody listed: refused, never current.
+	planted, err := pki.GenerateKey(pki.KeyTypeOf(k), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pem, _ := pki.EncodeKey(planted)
+	const token2 = "9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d"
+	if _, err := c.PutSecretValue(context.Background(), &sm.PutSecretValueInput{SecretId: aws.String(keyName), ClientRequestToken: aws.String(token2),
+		SecretString: aws.String(string(pem)), VersionStages: []string{"AWSPENDING"}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{"testSecret", "finishSecret"} {
+		if r := step(opEnv, s, token2); r.Code == 0 || !strings.Contains(r.Stderr, "not one the signed trust state") {
+			t.Fatalf("%s of a planted pending key: %s", s, r)
+		}
+	}
+	if v, _ := currentVersion(t, c, keyName); v != token {
+		t.Fatalf("after a planted key's finishSecret the current version is %s, want %s", v, token)
+	}
+}
