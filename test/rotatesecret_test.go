@@ -287,3 +287,34 @@ func TestRotateSecretStepsAgain(t *testing.T) {
 		t.Fatalf("after a planted key's finishSecret the current version is %s, want %s", v, token)
 	}
 }
+
+// `joblet certs iam-policy --for rotator` is the rotation function's
+// policy: every call of a whole rotation (the four steps, run as the
+// operator runs them, against moto with IAM enforced) is inside it, and it
+// grants no write to the root, the role pairs or the CRL.
+func TestRotateSecretIAMPolicy(t *testing.T) {
+	m, err := harness.StartMoto("INITIAL_NO_AUTH_ACTION_COUNT=6")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Stop()
+	joblet, _ := harness.Bins(t)
+	rotation, rotator := policyFor(t, "rotation"), policyFor(t, "rotator")
+	opID, opKey := iamUserPolicy(t, m.URL, "operator", actionsOnly(rotation))
+	fnID, fnKey := iamUserPolicy(t, m.URL, "rotator", actionsOnly(rotator))
+	proxy := harness.StartAWSProxy(t, m.URL)
+	home := t.TempDir()
+	opEnv := harness.Env(append(harness.AWSEnv(m.URL), "USE_SECRETS_MANAGER=true", "JOBLET_HOME="+home, "AWS_ACCESS_KEY_ID="+opID, "AWS_SECRET_ACCESS_KEY="+opKey)...)
+	harness.MustRun(t, opEnv, joblet, "certs", "init", "--address", "127.0.0.1:50051", "--out", filepath.Join(home, "configs"))
+	fnEnv := harness.Env(append(harness.AWSEnv(proxy.URL), "USE_SECRETS_MANAGER=true", "JOBLET_HOME="+t.TempDir(), "JOBLET_SEEN_DIR=off",
+		"AWS_ACCESS_KEY_ID="+fnID, "AWS_SECRET_ACCESS_KEY="+fnKey)...)
+	for _, s := range []string{"createSecret", "setSecret", "testSecret", "finishSecret"} {
+		harness.MustRun(t, fnEnv, joblet, "certs", "rotate-secret", "--secret-id", "joblet/node-ca-key", "--token", "5c4b3a29-1807-4f6e-9d5c-4b3a29180746", "--step", s)
+	}
+	checkFlow(t, "rotator", rotator, proxy.Recorded())
+	for _, s := range []string{"joblet/ca-key", "joblet/ca-cert", "joblet/client-key", "joblet/client-cert", "joblet/crl"} {
+		if allows(rotator, "PutSecretValue", s) || allows(rotator, "UpdateSecretVersionStage", s) {
+			t.Errorf("the rotator policy allows writing %s", s)
+		}
+	}
+}

@@ -46,7 +46,7 @@ type PolicyOptions struct {
 }
 
 // PolicyFlows are the flows iam-policy knows.
-var PolicyFlows = []string{"bootstrap", "node", "node-transition", "rotation", "client-admin", "client-maintainer", "client-developer", "client-reader"}
+var PolicyFlows = []string{"bootstrap", "node", "node-transition", "rotation", "rotator", "client-admin", "client-maintainer", "client-developer", "client-reader"}
 
 // IAMPolicy returns the least-privilege policy for a flow:
 //   - bootstrap: the first node of a fleet (reads, creates the shared secrets);
@@ -57,6 +57,11 @@ var PolicyFlows = []string{"bootstrap", "node", "node-transition", "rotation", "
 //     (`joblet certs node-ca`), until it renewed from it: node, plus the
 //     root's key (ca-key, or kms:Sign on the root's KMS key);
 //   - rotation: the operator who rotates the CA or forces regeneration;
+//   - rotator: the Lambda function Secrets Manager calls to rotate the
+//     node-issuing CA's key (`joblet certs rotate-secret`): it reads what
+//     the re-key reads (the root's key included: it holds the root's power),
+//     writes versions of the node-issuing pair and the trust state, and
+//     moves the key's stages;
 //   - client-<role>: `rnx config refresh` for that role (its pair, the CA
 //     certificate and the trust bundle; never the CA key).
 //
@@ -115,6 +120,12 @@ func IAMPolicy(flow string, o PolicyOptions) (*Policy, error) {
 			{Sid: "ReadCertificatesAndRotationRecords", Effect: "Allow", Action: []string{"secretsmanager:GetSecretValue", "secretsmanager:ListSecretVersionIds"}, Resource: append(arn(shared...), rot...)},
 			{Sid: "WriteVersionsAndMoveStages", Effect: "Allow", Action: []string{"secretsmanager:PutSecretValue", "secretsmanager:UpdateSecretVersionStage"}, Resource: arn(shared...)},
 			{Sid: "CreateTrustBundleAndRotationRecords", Effect: "Allow", Action: []string{"secretsmanager:CreateSecret", "secretsmanager:TagResource"}, Resource: append(arn(shared...), rot...)}}
+	case flow == "rotator":
+		read := scope{bothKeys: true, nodeCA: true}.names(n)
+		p.Statement = []Statement{batch,
+			{Sid: "ReadTheFleetAndItsVersions", Effect: "Allow", Action: []string{"secretsmanager:GetSecretValue", "secretsmanager:ListSecretVersionIds"}, Resource: arn(read...)},
+			{Sid: "WriteTheNodeIssuingCAAndTheTrustState", Effect: "Allow", Action: []string{"secretsmanager:PutSecretValue"}, Resource: arn(n.NodeCAKey(), n.NodeCACert(), n.Bundle())},
+			{Sid: "MoveTheNodeIssuingKeysStages", Effect: "Allow", Action: []string{"secretsmanager:UpdateSecretVersionStage"}, Resource: arn(n.NodeCAKey())}}
 	case strings.HasPrefix(flow, "client-"):
 		role, err := pki.ParseRole(strings.TrimPrefix(flow, "client-"))
 		if err != nil {
@@ -126,12 +137,12 @@ func IAMPolicy(flow string, o PolicyOptions) (*Policy, error) {
 	default:
 		return nil, fmt.Errorf("--for %q: use one of %s", flow, strings.Join(PolicyFlows, ", "))
 	}
-	writes := flow == "bootstrap" || flow == "rotation"
-	if o.Replicas && writes {
+	writes := flow == "bootstrap" || flow == "rotation" || flow == "rotator"
+	if o.Replicas && (flow == "bootstrap" || flow == "rotation") { // the secrets they create
 		p.Statement = append(p.Statement, Statement{Sid: "ReplicateNewSecrets", Effect: "Allow",
 			Action: []string{"secretsmanager:ReplicateSecretToRegions"}, Resource: p.Statement[len(p.Statement)-1].Resource})
 	}
-	if o.CAKMSKeyARN != "" && (flow == "bootstrap" || flow == "rotation" || flow == "node-transition") {
+	if o.CAKMSKeyARN != "" && (flow == "bootstrap" || flow == "rotation" || flow == "rotator" || flow == "node-transition") {
 		p.Statement = append(p.Statement, Statement{Sid: "SignWithTheCAKeyInKMS", Effect: "Allow",
 			Action: []string{"kms:Sign", "kms:GetPublicKey"}, Resource: []string{o.CAKMSKeyARN}})
 	}
