@@ -289,9 +289,10 @@ func TestRotateSecretStepsAgain(t *testing.T) {
 }
 
 // `joblet certs iam-policy --for rotator` is the rotation function's
-// policy: every call of a whole rotation (the four steps, run as the
-// operator runs them, against moto with IAM enforced) is inside it, and it
-// grants no write to the root, the role pairs or the CRL.
+// policy: every call of two whole rotations, the node-issuing CA's and a
+// role's (the four steps, run as the operator runs them, against moto with
+// IAM enforced), is inside it, and it grants no write to the root or the
+// CRL.
 func TestRotateSecretIAMPolicy(t *testing.T) {
 	m, err := harness.StartMoto("INITIAL_NO_AUTH_ACTION_COUNT=6")
 	if err != nil {
@@ -308,13 +309,108 @@ func TestRotateSecretIAMPolicy(t *testing.T) {
 	harness.MustRun(t, opEnv, joblet, "certs", "init", "--address", "127.0.0.1:50051", "--out", filepath.Join(home, "configs"))
 	fnEnv := harness.Env(append(harness.AWSEnv(proxy.URL), "USE_SECRETS_MANAGER=true", "JOBLET_HOME="+t.TempDir(), "JOBLET_SEEN_DIR=off",
 		"AWS_ACCESS_KEY_ID="+fnID, "AWS_SECRET_ACCESS_KEY="+fnKey)...)
-	for _, s := range []string{"createSecret", "setSecret", "testSecret", "finishSecret"} {
-		harness.MustRun(t, fnEnv, joblet, "certs", "rotate-secret", "--secret-id", "joblet/node-ca-key", "--token", "5c4b3a29-1807-4f6e-9d5c-4b3a29180746", "--step", s)
+	for _, secret := range []string{"joblet/node-ca-key", "joblet/client-key-developer"} {
+		for _, s := range []string{"createSecret", "setSecret", "testSecret", "finishSecret"} {
+			harness.MustRun(t, fnEnv, joblet, "certs", "rotate-secret", "--secret-id", secret, "--token", "5c4b3a29-1807-4f6e-9d5c-4b3a29180746", "--step", s)
+		}
 	}
 	checkFlow(t, "rotator", rotator, proxy.Recorded())
-	for _, s := range []string{"joblet/ca-key", "joblet/ca-cert", "joblet/client-key", "joblet/client-cert", "joblet/crl"} {
+	for _, s := range []string{"joblet/ca-key", "joblet/ca-cert", "joblet/crl"} {
 		if allows(rotator, "PutSecretValue", s) || allows(rotator, "UpdateSecretVersionStage", s) {
 			t.Errorf("the rotator policy allows writing %s", s)
 		}
 	}
+}
+
+// RotateSecret on every role's client key by Secrets Manager's rotation
+// engine (moto's, corrected) calling `joblet certs rotate-secret` under the
+// Lambda Runtime Interface Emulator: each role's current pair becomes a new
+// matching pair of that role from the root (the contract `certs reissue`
+// keeps: configs from before keep working, here against a running node,
+// until they expire or are revoked); the same token again leaves one new
+// version; every key-holding secret the function rotates then shows its
+// schedule in describe-secret, and every one still holds a value a node or
+// a client can use.
+func TestRotateSecretRoleCertificates(t *testing.T) {
+	moto.Reset(t)
+	ctx := context.Background()
+	joblet, _ := harness.Bins(t)
+	opHome := t.TempDir()
+	opEnv := harness.Env(append(harness.AWSEnv(moto.URL), "USE_SECRETS_MANAGER=true", "JOBLET_HOME="+opHome)...)
+	out := filepath.Join(opHome, "configs")
+	home, port, env := smNode(t, moto.URL)
+	harness.MustRun(t, opEnv, joblet, "certs", "init", "--address", fmt.Sprintf("127.0.0.1:%d", port), "--out", out)
+	harness.MustRun(t, env, joblet, "certs", "bootstrap", "--refresh-interval", "1s")
+	n := fleetNode{home: home, addr: fmt.Sprintf("127.0.0.1:%d", port), env: env}
+	n.proc = harness.Start(t, env, joblet, "server", "--config", n.config())
+	before := filepath.Join(out, "rnx-config-developer.yml")
+	harness.Eventually(t, 15*time.Second, "node up", func() error { return oneRequest(before) })
+
+	fnEnv := harness.Env(append(harness.AWSEnv(moto.URL), "JOBLET_HOME="+t.TempDir(), "JOBLET_SEEN_DIR="+t.TempDir())...)
+	fn := harness.StartLambda(t, fnEnv, joblet, "certs", "rotate-secret")
+	fnARN := harness.MotoFunction(t, moto.URL, "joblet-rotator", fn.URL)
+	c := smClient(moto.URL)
+	names := map[pki.Role][2]string{}
+	for _, r := range pki.Roles {
+		key, cert := "joblet/client-key-"+string(r), "joblet/client-cert-"+string(r)
+		if r == pki.Admin {
+			key, cert = "joblet/client-key", "joblet/client-cert"
+		}
+		names[r] = [2]string{key, cert}
+	}
+	rotate := func(secret, token string) {
+		t.Helper()
+		if _, err := c.RotateSecret(ctx, &sm.RotateSecretInput{SecretId: aws.String(secret), ClientRequestToken: aws.String(token),
+			RotationLambdaARN: aws.String(fnARN), RotationRules: &smtypes.RotationRulesType{ScheduleExpression: aws.String("rate(30 days)")}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, r := range pki.Roles {
+		key, cert := names[r][0], names[r][1]
+		_, oldCert := currentVersion(t, c, cert)
+		token := fmt.Sprintf("00000000-0000-4000-8000-%012d", i+1)
+		rotate(key, token)
+		kv, keyPEM := currentVersion(t, c, key)
+		cv, certPEM := currentVersion(t, c, cert)
+		if kv != token || cv != token || certPEM == oldCert {
+			t.Fatalf("%s: current versions %s and %s after the rotation, want %s with a new certificate:\n%s", r, kv, cv, token, fn.Proc.Output())
+		}
+		crt, err := pki.ParseCert([]byte(certPEM))
+		if err != nil {
+			t.Fatal(err)
+		}
+		k, err := pki.ParseKey([]byte(keyPEM))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := pki.MatchesKey(crt, k); err != nil {
+			t.Fatalf("%s: the rotated pair does not match: %v", r, err)
+		}
+		if got, err := pki.RoleOf(crt); err != nil || got != r {
+			t.Fatalf("%s: the rotated certificate's role is %v (%v)", r, got, err)
+		}
+		versions := len(stagesOf(t, c, key))
+		rotate(key, token)
+		if v := len(stagesOf(t, c, key)); v != versions {
+			t.Fatalf("%s: %d versions after the same rotation again, want %d", r, v, versions)
+		}
+		if _, again := currentVersion(t, c, cert); again != certPEM {
+			t.Fatalf("%s: the same rotation again changed the certificate", r)
+		}
+	}
+	// The contract reissue keeps: a config from before keeps working.
+	if err := oneRequest(before); err != nil {
+		t.Fatalf("the developer config from before the rotation: %v", err)
+	}
+	// Every secret the function rotates has its schedule, and a usable value.
+	for _, secret := range []string{"joblet/client-key", "joblet/client-key-maintainer", "joblet/client-key-developer", "joblet/client-key-reader"} {
+		d, err := c.DescribeSecret(ctx, &sm.DescribeSecretInput{SecretId: aws.String(secret)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !aws.ToBool(d.RotationEnabled) || d.RotationRules == nil || aws.ToString(d.RotationRules.ScheduleExpression) != "rate(30 days)" {
+			t.Fatalf("%s: RotationEnabled %v, rules %+v", secret, aws.ToBool(d.RotationEnabled), d.RotationRules)
+		}
+	}
+	harness.MustRun(t, opEnv, joblet, "certs", "status")
 }

@@ -21,7 +21,7 @@ const rotationFailed = "joblet rotation step failed"
 func (c *cli) rotateSecretCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "rotate-secret [--secret-id ID --token TOKEN --step STEP]",
-		Short: "Secrets Manager's rotation function for the node-issuing CA: one step, or the Lambda handler",
+		Short: "Secrets Manager's rotation function for the node-issuing CA and the role pairs: one step, or the Lambda handler",
 		Long: `Runs one step of Secrets Manager's rotation of <prefix>/node-ca-key, the
 node-issuing CA's key, keyed by the rotation's ClientRequestToken (the id of the
 version it makes), with the operator's power (the root's key; iam-policy --for
@@ -36,6 +36,13 @@ key or certificate.
   finishSecret   the checks again, AWSCURRENT to version TOKEN, then
                  <prefix>/node-ca-cert gets its certificate; nodes renew from it
                  on their next refresh, clients trust the root and need nothing
+
+For a role's key (<prefix>/client-key-<role>, <prefix>/client-key for admin) the
+pair is re-issued with the contract of ` + "`joblet certs reissue`" + ` (configs from
+before keep working until they expire or are revoked): createSecret claims the
+new pair (the same on every run) and writes its certificate and key as version
+TOKEN of both secrets; testSecret checks it is the role's, from the current root,
+unrevoked; finishSecret moves AWSCURRENT on the key, then on the certificate.
 
 A failed step changes no current version; it exits non-zero and logs a line
 with the message "` + rotationFailed + `" (alarm on it). Secrets Manager keeps
@@ -52,7 +59,7 @@ environment: SECRETS_PREFIX, and AWS_REGION (set by Lambda).`,
 	sf := addStoreFlags(fs, 0)
 	var secretID, token, step string
 	var asJSON bool
-	fs.StringVar(&secretID, "secret-id", "", "the secret rotated (name or ARN): <prefix>/node-ca-key")
+	fs.StringVar(&secretID, "secret-id", "", "the secret rotated (name or ARN): <prefix>/node-ca-key, or a role's key <prefix>/client-key[-ROLE]")
 	fs.StringVar(&token, "token", "", "the rotation's ClientRequestToken (the id of the version it makes)")
 	fs.StringVar(&step, "step", "", "createSecret, setSecret, testSecret or finishSecret")
 	fs.BoolVar(&asJSON, "json", false, "print the result as JSON")

@@ -58,10 +58,11 @@ var PolicyFlows = []string{"bootstrap", "node", "node-transition", "rotation", "
 //     root's key (ca-key, or kms:Sign on the root's KMS key);
 //   - rotation: the operator who rotates the CA or forces regeneration;
 //   - rotator: the Lambda function Secrets Manager calls to rotate the
-//     node-issuing CA's key (`joblet certs rotate-secret`): it reads what
-//     the re-key reads (the root's key included: it holds the root's power),
-//     writes versions of the node-issuing pair and the trust state, and
-//     moves the key's stages;
+//     node-issuing CA's key and the role pairs (`joblet certs
+//     rotate-secret`): it reads the fleet (the root's key included: it
+//     holds the root's power), writes versions of the node-issuing pair, the
+//     role pairs and the trust state, moves their stages, and creates the
+//     re-issue records a role's rotation claims its pair in;
 //   - client-<role>: `rnx config refresh` for that role (its pair, the CA
 //     certificate and the trust bundle; never the CA key).
 //
@@ -121,11 +122,19 @@ func IAMPolicy(flow string, o PolicyOptions) (*Policy, error) {
 			{Sid: "WriteVersionsAndMoveStages", Effect: "Allow", Action: []string{"secretsmanager:PutSecretValue", "secretsmanager:UpdateSecretVersionStage"}, Resource: arn(shared...)},
 			{Sid: "CreateTrustBundleAndRotationRecords", Effect: "Allow", Action: []string{"secretsmanager:CreateSecret", "secretsmanager:TagResource"}, Resource: append(arn(shared...), rot...)}}
 	case flow == "rotator":
-		read := scope{bothKeys: true, nodeCA: true}.names(n)
+		// The node-issuing CA's key and the role pairs: their versions and
+		// stages; the trust state (listing a new node-issuing CA); the
+		// re-issue records a role's rotation claims its pair in.
+		var pairs []string
+		for _, r := range pki.Roles {
+			pairs = append(pairs, n.ClientKey(r), n.ClientCert(r))
+		}
+		recs := arn(n.Prefix + "/client-reissue/*")
 		p.Statement = []Statement{batch,
-			{Sid: "ReadTheFleetAndItsVersions", Effect: "Allow", Action: []string{"secretsmanager:GetSecretValue", "secretsmanager:ListSecretVersionIds"}, Resource: arn(read...)},
-			{Sid: "WriteTheNodeIssuingCAAndTheTrustState", Effect: "Allow", Action: []string{"secretsmanager:PutSecretValue"}, Resource: arn(n.NodeCAKey(), n.NodeCACert(), n.Bundle())},
-			{Sid: "MoveTheNodeIssuingKeysStages", Effect: "Allow", Action: []string{"secretsmanager:UpdateSecretVersionStage"}, Resource: arn(n.NodeCAKey())}}
+			{Sid: "ReadTheFleetAndItsVersions", Effect: "Allow", Action: []string{"secretsmanager:GetSecretValue", "secretsmanager:ListSecretVersionIds"}, Resource: append(arn(wholeScope.names(n)...), recs...)},
+			{Sid: "WriteTheRotatedSecretsAndTheTrustState", Effect: "Allow", Action: []string{"secretsmanager:PutSecretValue"}, Resource: arn(append(pairs, n.NodeCAKey(), n.NodeCACert(), n.Bundle())...)},
+			{Sid: "MoveTheRotatedSecretsStages", Effect: "Allow", Action: []string{"secretsmanager:UpdateSecretVersionStage"}, Resource: arn(append(pairs, n.NodeCAKey())...)},
+			{Sid: "CreateReissueRecords", Effect: "Allow", Action: []string{"secretsmanager:CreateSecret", "secretsmanager:TagResource"}, Resource: recs}}
 	case strings.HasPrefix(flow, "client-"):
 		role, err := pki.ParseRole(strings.TrimPrefix(flow, "client-"))
 		if err != nil {

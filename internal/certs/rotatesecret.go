@@ -54,8 +54,10 @@ type RotationResult struct {
 	Secret string `json:"secret"`
 	Token  string `json:"token"`
 	// Done: what the step found or did, for the log.
-	Done   string    `json:"done"`
-	NodeCA *CertInfo `json:"nodeCa,omitempty"`
+	Done string `json:"done"`
+	// Issued is the certificate of the version the rotation makes (the
+	// node-issuing CA's, or the role's).
+	Issued *CertInfo `json:"issued,omitempty"`
 }
 
 // RotateSecretStep runs one step of Secrets Manager's rotation of secret
@@ -94,12 +96,21 @@ func (fl *Fleet) RotateSecretStep(ctx context.Context, vs VersionStore, secret, 
 	n := f.names()
 	name := secretName(secret)
 	res := &RotationResult{Step: step, Secret: name, Token: token}
-	if name != n.NodeCAKey() {
-		return nil, fmt.Errorf("%w: this rotation function rotates %s (the node-issuing CA's key, fleet prefix %q); it was called for %s: point that secret's rotation at a function configured for its fleet (SECRETS_PREFIX)",
-			ErrUsage, n.NodeCAKey(), n.Prefix, secret)
-	}
 	if token == "" {
 		return nil, fmt.Errorf("%w: no ClientRequestToken: a rotation step is keyed by the version it makes", ErrUsage)
+	}
+	for _, r := range pki.Roles {
+		if name == n.ClientKey(r) {
+			return f.rotateRoleStep(ctx, vs, res, r)
+		}
+	}
+	if name != n.NodeCAKey() {
+		var keys []string
+		for _, r := range pki.Roles {
+			keys = append(keys, n.ClientKey(r))
+		}
+		return nil, fmt.Errorf("%w: this rotation function rotates %s (the node-issuing CA's key) and the role keys (%s) of the fleet with prefix %q; it was called for %s: point that secret's rotation at a function configured for its fleet (SECRETS_PREFIX)",
+			ErrUsage, n.NodeCAKey(), strings.Join(keys, ", "), n.Prefix, secret)
 	}
 	stages, err := vs.Stages(ctx, name)
 	if err != nil {
@@ -140,7 +151,7 @@ func (fl *Fleet) RotateSecretStep(ctx context.Context, vs VersionStore, secret, 
 			return nil, err
 		}
 		info := infoOf(nca.Cert)
-		res.NodeCA, res.Done = &info, "a new node-issuing CA (serial "+info.Serial+") listed in the signed trust state; its key is version "+token+" (AWSPENDING)"
+		res.Issued, res.Done = &info, "a new node-issuing CA (serial "+info.Serial+") listed in the signed trust state; its key is version "+token+" (AWSPENDING)"
 		return res, nil
 	case RotationSet:
 		res.Done = "nothing: createSecret listed the new node-issuing CA in the signed trust state before it wrote the key"
@@ -154,12 +165,18 @@ func (fl *Fleet) RotateSecretStep(ctx context.Context, vs VersionStore, secret, 
 			return nil, err
 		}
 		info := infoOf(nca.Cert)
-		res.NodeCA = &info
+		res.Issued = &info
 		if step == RotationTest {
 			res.Done = "the pending node-issuing CA (serial " + info.Serial + ") is listed, chains to the root and issues a node's certificate that verifies"
 			return res, nil
 		}
 		if err := vs.MoveStage(ctx, name, secretstore.Current, token); err != nil {
+			return nil, err
+		}
+		// AWSPENDING off the finished version: no label suggests a
+		// rotation in progress (AWS accepts it on the current version or
+		// on none).
+		if err := vs.MoveStage(ctx, name, secretstore.Pending, ""); err != nil {
 			return nil, err
 		}
 		s, root, err := f.readWithRoot(ctx, false)
@@ -275,4 +292,108 @@ func secretName(id string) string {
 		return rest[:i]
 	}
 	return rest
+}
+
+// rotateRoleStep is RotateSecretStep for a role's client key
+// (<prefix>/client-key-<role>, <prefix>/client-key for admin), the pair
+// re-issued with the contract `joblet certs reissue` keeps: a new key and
+// certificate from the root, the old certificate left valid (configs from
+// before keep working until it expires or is revoked):
+//
+//   - createSecret: nothing when version token holds a key. Else the new
+//     pair is claimed as reissue claims it (a create-only record named
+//     after the current certificate's serial: every run gets the same
+//     pair), its certificate written as version token of
+//     <prefix>/client-cert-<role>, then its key as version token of the
+//     key, both AWSPENDING;
+//   - setSecret: nothing (clients take the pair with `rnx config refresh`);
+//   - testSecret: the pending pair matches, is a client certificate of the
+//     role from the current root, unrevoked;
+//   - finishSecret: the checks again, then AWSCURRENT to version token on
+//     the key, then on the certificate (key first, as everywhere: a reader
+//     between sees a mismatch it reports and re-reads).
+func (f *Fleet) rotateRoleStep(ctx context.Context, vs VersionStore, res *RotationResult, role pki.Role) (*RotationResult, error) {
+	n := f.names()
+	keyName, certName, token := n.ClientKey(role), n.ClientCert(role), res.Token
+	keyPEM, have, err := vs.GetVersion(ctx, keyName, token)
+	if err != nil {
+		return nil, err
+	}
+	switch res.Step {
+	case RotationCreate:
+		if have {
+			res.Done = "version " + token + " holds a key already: nothing to do"
+			return res, nil
+		}
+		s, err := f.readState(ctx, scope{bothKeys: true, roles: []pki.Role{role}})
+		if err != nil {
+			return nil, err
+		}
+		if err := s.trusted(); err != nil {
+			return nil, err
+		}
+		keyPEM, certPEM, pair, _, err := f.reissuePair(ctx, s, role)
+		if err != nil {
+			return nil, err
+		}
+		for _, w := range []struct{ name, value string }{{certName, certPEM}, {keyName, keyPEM}} {
+			if err := vs.PutVersion(ctx, w.name, token, w.value, secretstore.Pending); err != nil {
+				return nil, err
+			}
+		}
+		info := infoOf(pair.Cert)
+		res.Issued, res.Done = &info, "a new "+string(role)+" pair (serial "+info.Serial+") is version "+token+" (AWSPENDING) of "+keyName+" and "+certName
+		return res, nil
+	case RotationSet:
+		res.Done = "nothing: clients take the new pair with `rnx config refresh`; configs from before keep working until their certificate expires or is revoked"
+		return res, nil
+	case RotationTest, RotationFinish:
+		if !have {
+			return nil, fmt.Errorf("%w: version %s of %s holds no key: createSecret has not run for this token", ErrUsage, token, keyName)
+		}
+		certPEM, ok, err := vs.GetVersion(ctx, certName, token)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			return nil, fmt.Errorf("%w: version %s of %s holds no certificate: createSecret has not run for this token", ErrUsage, token, certName)
+		}
+		s, err := f.readState(ctx, scope{bothKeys: true, roles: []pki.Role{role}})
+		if err != nil {
+			return nil, err
+		}
+		if err := s.trusted(); err != nil {
+			return nil, err
+		}
+		pair, err := parsePair(certPEM, keyPEM, certName, keyName)
+		if err != nil {
+			return nil, err
+		}
+		if got, err := pki.RoleOf(pair.Cert); err != nil || got != role {
+			return nil, fmt.Errorf("%w: the pending certificate of %s is not a %s certificate (%v %v)", ErrInconsistentStore, certName, role, got, err)
+		}
+		if err := pki.VerifyLeaf(pair.Cert, []*x509.Certificate{s.ca}, x509.ExtKeyUsageClientAuth, f.Now()); err != nil {
+			return nil, fmt.Errorf("%w: the pending certificate of %s: %v", ErrInconsistentStore, certName, err)
+		}
+		if s.revoked[pair.Cert.SerialNumber.Text(16)] {
+			return nil, fmt.Errorf("%w: the pending certificate of %s (serial %s) is revoked", ErrInconsistentStore, certName, pki.SerialHex(pair.Cert.SerialNumber))
+		}
+		info := infoOf(pair.Cert)
+		res.Issued = &info
+		if res.Step == RotationTest {
+			res.Done = "the pending " + string(role) + " pair (serial " + info.Serial + ") matches, chains to the current root and is not revoked"
+			return res, nil
+		}
+		for _, name := range []string{keyName, certName} {
+			if err := vs.MoveStage(ctx, name, secretstore.Current, token); err != nil {
+				return nil, err
+			}
+			if err := vs.MoveStage(ctx, name, secretstore.Pending, ""); err != nil {
+				return nil, err
+			}
+		}
+		res.Done = "AWSCURRENT is version " + token + " of " + keyName + " and " + certName + " (serial " + info.Serial + "): clients take it with `rnx config refresh`; configs from before keep working until their certificate expires or is revoked"
+		return res, nil
+	}
+	return nil, fmt.Errorf("%w: unknown rotation step %q (want createSecret, setSecret, testSecret or finishSecret)", ErrUsage, res.Step)
 }
