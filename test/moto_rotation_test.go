@@ -141,6 +141,31 @@ func TestMotoLauncherRotation(t *testing.T) {
 		}
 	})
 
+	// 5f: a schedule set without rotating now runs testSecret on a pending
+	// copy of the current value, then removes the copy.
+	t.Run("schedule without rotating now", func(t *testing.T) {
+		id := create("rot/later")
+		ver, _ := currentVersion(t, c, id)
+		before := steps()
+		if _, err := c.RotateSecret(ctx, &sm.RotateSecretInput{SecretId: &id, RotationLambdaARN: &arn, RotateImmediately: aws.Bool(false),
+			RotationRules: &smtypes.RotationRulesType{ScheduleExpression: aws.String("rate(7 days)")}}); err != nil {
+			t.Fatal(err)
+		}
+		if got := steps() - before; got != 1 || !strings.Contains(fn.Proc.Output(), "step testSecret") {
+			t.Fatalf("%d steps invoked, want testSecret alone", got)
+		}
+		if st := stagesOf(t, c, id); len(st) != 1 {
+			t.Fatalf("versions after the test: %v, want the current one alone", st)
+		}
+		if v, val := currentVersion(t, c, id); v != ver || val != "first" {
+			t.Fatalf("current %s %q, want %s unchanged", v, val, ver)
+		}
+		d, err := c.DescribeSecret(ctx, &sm.DescribeSecretInput{SecretId: &id})
+		if err != nil || !aws.ToBool(d.RotationEnabled) || d.LastRotatedDate != nil {
+			t.Fatalf("RotationEnabled %v, LastRotatedDate %v (%v): want enabled, never rotated", aws.ToBool(d.RotationEnabled), d.LastRotatedDate, err)
+		}
+	})
+
 	// 5c and 5d: a failed step stops the rotation, AWSCURRENT stays,
 	// AWSPENDING keeps the new version; another token is refused while it
 	// is in progress; the reattempt with its token completes.

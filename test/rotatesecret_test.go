@@ -2,6 +2,7 @@ package test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -413,4 +414,69 @@ func TestRotateSecretRoleCertificates(t *testing.T) {
 		}
 	}
 	harness.MustRun(t, opEnv, joblet, "certs", "status")
+}
+
+// `joblet certs schedule --function-arn ARN`, the documented scheduling
+// command: every secret the rotation function rotates gets its schedule,
+// shown by `aws secretsmanager describe-secret`; nothing rotates now
+// (Secrets Manager tests the function's testSecret on a copy of each
+// current value, which passes); every value is still one a node can use (a
+// node bootstraps and serves, a role config from before works); `--show`
+// lists them.
+func TestRotateSecretSchedule(t *testing.T) {
+	moto.Reset(t)
+	joblet, _ := harness.Bins(t)
+	opHome := t.TempDir()
+	opEnv := harness.Env(append(harness.AWSEnv(moto.URL), "USE_SECRETS_MANAGER=true", "JOBLET_HOME="+opHome)...)
+	out := filepath.Join(opHome, "configs")
+	home, port, env := smNode(t, moto.URL)
+	harness.MustRun(t, opEnv, joblet, "certs", "init", "--address", fmt.Sprintf("127.0.0.1:%d", port), "--out", out)
+	fnEnv := harness.Env(append(harness.AWSEnv(moto.URL), "JOBLET_HOME="+t.TempDir(), "JOBLET_SEEN_DIR="+t.TempDir())...)
+	fn := harness.StartLambda(t, fnEnv, joblet, "certs", "rotate-secret")
+	fnARN := harness.MotoFunction(t, moto.URL, "joblet-rotator", fn.URL)
+	c := smClient(moto.URL)
+	secrets := []string{"joblet/node-ca-key", "joblet/client-key", "joblet/client-key-maintainer", "joblet/client-key-developer", "joblet/client-key-reader"}
+	before := map[string]string{}
+	for _, s := range secrets {
+		before[s], _ = currentVersion(t, c, s)
+	}
+
+	harness.MustRun(t, opEnv, joblet, "certs", "schedule", "--function-arn", fnARN)
+	for _, s := range secrets {
+		var d struct {
+			RotationEnabled   bool
+			RotationLambdaARN string
+			RotationRules     struct{ ScheduleExpression string }
+		}
+		if err := json.Unmarshal([]byte(awsCLI(t, "secretsmanager", "describe-secret", "--secret-id", s)), &d); err != nil {
+			t.Fatal(err)
+		}
+		want := "rate(30 days)"
+		if s == "joblet/node-ca-key" {
+			want = "rate(7 days)"
+		}
+		if !d.RotationEnabled || d.RotationLambdaARN != fnARN || d.RotationRules.ScheduleExpression != want {
+			t.Fatalf("describe-secret %s: %+v, want enabled, %s, %s", s, d, fnARN, want)
+		}
+		if v, _ := currentVersion(t, c, s); v != before[s] {
+			t.Fatalf("%s rotated by the scheduling command", s)
+		}
+		if n := len(stagesOf(t, c, s)); n < 1 {
+			t.Fatalf("%s has no version", s)
+		}
+	}
+	if got := strings.Count(fn.Proc.Output(), "joblet rotation step done"); got != len(secrets) || strings.Contains(fn.Proc.Output(), "rotation step failed") {
+		t.Fatalf("%d testSecret steps done, want %d, none failed:\n%s", got, len(secrets), fn.Proc.Output())
+	}
+	harness.MustRun(t, env, joblet, "certs", "bootstrap")
+	n := fleetNode{home: home, addr: fmt.Sprintf("127.0.0.1:%d", port), env: env}
+	n.proc = harness.Start(t, env, joblet, "server", "--config", n.config())
+	harness.Eventually(t, 15*time.Second, "a node serving after the schedules", func() error {
+		return oneRequest(filepath.Join(out, "rnx-config-developer.yml"))
+	})
+	show := harness.MustRun(t, opEnv, joblet, "certs", "schedule", "--show").Stdout
+	if strings.Count(show, "rotated by "+fnARN) != len(secrets) {
+		t.Fatalf("schedule --show:\n%s", show)
+	}
+	t.Logf("schedule --show:\n%s", show)
 }

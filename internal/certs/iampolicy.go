@@ -120,7 +120,12 @@ func IAMPolicy(flow string, o PolicyOptions) (*Policy, error) {
 		p.Statement = []Statement{batch,
 			{Sid: "ReadCertificatesAndRotationRecords", Effect: "Allow", Action: []string{"secretsmanager:GetSecretValue", "secretsmanager:ListSecretVersionIds"}, Resource: append(arn(shared...), rot...)},
 			{Sid: "WriteVersionsAndMoveStages", Effect: "Allow", Action: []string{"secretsmanager:PutSecretValue", "secretsmanager:UpdateSecretVersionStage"}, Resource: arn(shared...)},
-			{Sid: "CreateTrustBundleAndRotationRecords", Effect: "Allow", Action: []string{"secretsmanager:CreateSecret", "secretsmanager:TagResource"}, Resource: append(arn(shared...), rot...)}}
+			{Sid: "CreateTrustBundleAndRotationRecords", Effect: "Allow", Action: []string{"secretsmanager:CreateSecret", "secretsmanager:TagResource"}, Resource: append(arn(shared...), rot...)},
+			// `certs schedule`: Secrets Manager's rotation of what the
+			// rotation function rotates (RotateSecret also needs
+			// lambda:InvokeFunction on that function, which only the
+			// operator's account knows).
+			{Sid: "ScheduleRotation", Effect: "Allow", Action: []string{"secretsmanager:RotateSecret", "secretsmanager:DescribeSecret"}, Resource: arn(n.RotatedSecrets()...)}}
 	case flow == "rotator":
 		// The node-issuing CA's key and the role pairs: their versions and
 		// stages; the trust state (listing a new node-issuing CA); the

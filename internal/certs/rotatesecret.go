@@ -351,19 +351,24 @@ func (f *Fleet) rotateRoleStep(ctx context.Context, vs VersionStore, res *Rotati
 		if !have {
 			return nil, fmt.Errorf("%w: version %s of %s holds no key: createSecret has not run for this token", ErrUsage, token, keyName)
 		}
-		certPEM, ok, err := vs.GetVersion(ctx, certName, token)
-		if err != nil {
-			return nil, err
-		}
-		if !ok {
-			return nil, fmt.Errorf("%w: version %s of %s holds no certificate: createSecret has not run for this token", ErrUsage, token, certName)
-		}
 		s, err := f.readState(ctx, scope{bothKeys: true, roles: []pki.Role{role}})
 		if err != nil {
 			return nil, err
 		}
 		if err := s.trusted(); err != nil {
 			return nil, err
+		}
+		certPEM, ok, err := vs.GetVersion(ctx, certName, token)
+		if err != nil {
+			return nil, err
+		}
+		switch {
+		case !ok && res.Step == RotationTest && keyPEM == s.vals[keyName]:
+			// Secrets Manager testing the function when a schedule is set
+			// without rotating now: a pending copy of the current key.
+			certPEM = s.vals[certName]
+		case !ok:
+			return nil, fmt.Errorf("%w: version %s of %s holds no certificate: createSecret has not run for this token", ErrUsage, token, certName)
 		}
 		pair, err := parsePair(certPEM, keyPEM, certName, keyName)
 		if err != nil {
@@ -396,4 +401,16 @@ func (f *Fleet) rotateRoleStep(ctx context.Context, vs VersionStore, res *Rotati
 		return res, nil
 	}
 	return nil, fmt.Errorf("%w: unknown rotation step %q (want createSecret, setSecret, testSecret or finishSecret)", ErrUsage, res.Step)
+}
+
+// RotatedSecrets are the secrets the rotation function rotates
+// (RotateSecretStep): the node-issuing CA's key, then each role's key.
+// Every secret that holds a private key but the root's (and the re-issue
+// records, which hold the key of a pair they replaced with).
+func (n Names) RotatedSecrets() []string {
+	out := []string{n.NodeCAKey()}
+	for _, r := range pki.Roles {
+		out = append(out, n.ClientKey(r))
+	}
+	return out
 }

@@ -64,6 +64,9 @@ AWS (API_RotateSecret, "Troubleshoot rotation" in the user guide):
      token that has another value is refused (ResourceExistsException);
      one with the same value, or onto the empty version RotateSecret made,
      is accepted.
+  f. RotateImmediately=false (a schedule set without rotating now): moto
+     runs testSecret against an empty version; AWS tests the function on
+     a pending copy of the current value and removes that copy after.
   LastRotatedDate is set when a rotation completes, not when it starts.
 
 Everything else is moto_server unchanged: the arguments are moto_server's.
@@ -232,12 +235,27 @@ def rotate_secret(self, secret_id, client_request_token=None, rotation_lambda_ar
     secret.rotation_lambda_arn = lambda_arn
     if not token:
         token = str(mock_random.uuid4())
+    if not rotate_immediately:
+        # 5f. A schedule set without rotating now: AWS tests the function
+        # on a pending copy of the current value, then removes that copy.
+        cur = secret.versions.get(secret.default_version_id) or {}
+        copy = {"createdate": int(time.time()), "version_id": token, "version_stages": ["AWSPENDING"]}
+        for k in ("secret_string", "secret_binary"):
+            if k in cur:
+                copy[k] = cur[k]
+        secret.remove_version_stages_from_old_versions(["AWSPENDING"])
+        secret.versions[token] = copy
+        response_headers = {}
+        lambda_backend.invoke(lambda_arn, qualifier=None,
+                              body=json.dumps({"Step": "testSecret", "SecretId": secret.arn, "ClientRequestToken": token}),
+                              headers={}, response_headers=response_headers)
+        del secret.versions[token]
+        return secret.to_short_dict()
     if token not in secret.versions:
         # AWS's empty pending version, for the function to fill.
         secret.remove_version_stages_from_old_versions(["AWSPENDING"])
         secret.versions[token] = {"createdate": int(time.time()), "version_id": token, "version_stages": ["AWSPENDING"]}
-    steps = ["create", "set", "test", "finish"] if rotate_immediately else ["test"]
-    for step in steps:
+    for step in ["create", "set", "test", "finish"]:
         response_headers = {}
         lambda_backend.invoke(lambda_arn, qualifier=None,
                               body=json.dumps({"Step": step + "Secret", "SecretId": secret.arn, "ClientRequestToken": token}),
@@ -245,8 +263,7 @@ def rotate_secret(self, secret_id, client_request_token=None, rotation_lambda_ar
         # 5c. A failed step ends the rotation; nothing is moved for it.
         if response_headers.get("x-amz-function-error"):
             return secret.to_short_dict(version_id=token)
-    if rotate_immediately:
-        secret.last_rotation_date = int(time.time())
+    secret.last_rotation_date = int(time.time())
     return secret.to_short_dict(version_id=token)
 
 

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	sm "github.com/aws/aws-sdk-go-v2/service/secretsmanager"
@@ -71,4 +73,54 @@ func (s *Store) MoveStage(ctx context.Context, name string, label secretstore.St
 		}
 		return s.move(ctx, name, label, v[label], id)
 	})
+}
+
+// Rotation is how Secrets Manager rotates a secret.
+type Rotation struct {
+	Enabled  bool   `json:"enabled"`
+	Function string `json:"function,omitempty"`
+	// Schedule is the rule: a schedule expression, or "every N days".
+	Schedule     string     `json:"schedule,omitempty"`
+	LastRotated  *time.Time `json:"lastRotated,omitempty"`
+	NextRotation *time.Time `json:"nextRotation,omitempty"`
+	// Pending: a version labelled AWSPENDING that is not current, a
+	// rotation started and not finished (a failed step: Secrets Manager
+	// retries it).
+	Pending string `json:"pending,omitempty"`
+}
+
+// Schedule has Secrets Manager rotate name with the function lambdaARN on
+// schedule (a schedule expression: rate(7 days), cron(...)), without
+// rotating now: Secrets Manager tests the function (its testSecret step)
+// on a copy of the current value, and rotates at the first scheduled time.
+func (s *Store) Schedule(ctx context.Context, name, lambdaARN, schedule string) error {
+	_, err := s.api.RotateSecret(ctx, &sm.RotateSecretInput{SecretId: aws.String(name), RotationLambdaARN: aws.String(lambdaARN),
+		RotationRules: &smtypes.RotationRulesType{ScheduleExpression: aws.String(schedule)}, RotateImmediately: aws.Bool(false)})
+	if err != nil {
+		return s.explain(err, "RotateSecret", name)
+	}
+	return nil
+}
+
+// Rotation reads how name is rotated.
+func (s *Store) Rotation(ctx context.Context, name string) (Rotation, error) {
+	d, err := s.api.DescribeSecret(ctx, &sm.DescribeSecretInput{SecretId: aws.String(name)}, s.notice)
+	if err != nil {
+		return Rotation{}, s.explain(err, "DescribeSecret", name)
+	}
+	r := Rotation{Enabled: aws.ToBool(d.RotationEnabled), Function: aws.ToString(d.RotationLambdaARN), LastRotated: d.LastRotatedDate, NextRotation: d.NextRotationDate}
+	if rr := d.RotationRules; rr != nil {
+		switch {
+		case aws.ToString(rr.ScheduleExpression) != "":
+			r.Schedule = aws.ToString(rr.ScheduleExpression)
+		case aws.ToInt64(rr.AutomaticallyAfterDays) > 0:
+			r.Schedule = fmt.Sprintf("every %d days", aws.ToInt64(rr.AutomaticallyAfterDays))
+		}
+	}
+	for id, stages := range d.VersionIdsToStages {
+		if slices.Contains(stages, string(secretstore.Pending)) && !slices.Contains(stages, string(secretstore.Current)) {
+			r.Pending = id
+		}
+	}
+	return r, nil
 }
