@@ -114,6 +114,11 @@ func TestRotateSecretNodeCAUnderTraffic(t *testing.T) {
 		}
 	}
 
+	// The operator's status says a rotation did not finish (Attention).
+	if st := harness.Run(t, opEnv, joblet, "certs", "status"); st.Code != 1 || !strings.Contains(st.Stdout, "a rotation of joblet/node-ca-key did not finish (version "+token+")") {
+		t.Fatalf("certs status after a failed rotation:\n%s", st)
+	}
+
 	// Secrets Manager's next attempt, with the same token, completes.
 	kmsDown.Store(false)
 	rotate()
@@ -164,6 +169,9 @@ func TestRotateSecretNodeCAUnderTraffic(t *testing.T) {
 	}
 	if !aws.ToBool(d.RotationEnabled) || d.LastRotatedDate == nil {
 		t.Fatalf("describe-secret: RotationEnabled %v, LastRotatedDate %v", aws.ToBool(d.RotationEnabled), d.LastRotatedDate)
+	}
+	if st := harness.MustRun(t, opEnv, joblet, "certs", "status").Stdout; !strings.Contains(st, "🔁 joblet/node-ca-key: rotated rate(7 days) by "+fnARN+"; last rotated ") {
+		t.Fatalf("certs status after the rotation:\n%s", st)
 	}
 	time.Sleep(time.Until(moved.Add(2 * time.Second)))
 	total, failed, rate, errs := loop.finish()
@@ -474,6 +482,10 @@ func TestRotateSecretSchedule(t *testing.T) {
 	harness.Eventually(t, 15*time.Second, "a node serving after the schedules", func() error {
 		return oneRequest(filepath.Join(out, "rnx-config-developer.yml"))
 	})
+	st := harness.MustRun(t, opEnv, joblet, "certs", "status").Stdout
+	if !strings.Contains(st, "🔁 joblet/node-ca-key: rotated rate(7 days) by "+fnARN+"; never rotated") || strings.Count(st, "🔁 ") != len(secrets) {
+		t.Fatalf("certs status does not show the schedules:\n%s", st)
+	}
 	show := harness.MustRun(t, opEnv, joblet, "certs", "schedule", "--show").Stdout
 	if strings.Count(show, "rotated by "+fnARN) != len(secrets) {
 		t.Fatalf("schedule --show:\n%s", show)

@@ -9,14 +9,14 @@ import (
 
 	"github.com/ehsaniara/joblet/internal/certs"
 	"github.com/ehsaniara/joblet/internal/config"
-	"github.com/ehsaniara/joblet/internal/secretstore/awssm"
+	"github.com/ehsaniara/joblet/internal/secretstore"
 )
 
 // rotationScheduler is the Secrets Manager store's side of rotation
 // schedules (awssm.Store).
 type rotationScheduler interface {
 	Schedule(ctx context.Context, name, lambdaARN, schedule string) error
-	Rotation(ctx context.Context, name string) (awssm.Rotation, error)
+	secretstore.RotationReader
 }
 
 func (c *cli) scheduleCmd() *cobra.Command {
@@ -78,7 +78,7 @@ flags <prefix>/ca-key, and the re-issue records under <prefix>/client-reissue/.`
 		}
 		type row struct {
 			Secret string `json:"secret"`
-			awssm.Rotation
+			secretstore.Rotation
 		}
 		var rows []row
 		for _, name := range names {

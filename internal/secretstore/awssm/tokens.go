@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	sm "github.com/aws/aws-sdk-go-v2/service/secretsmanager"
@@ -75,20 +74,6 @@ func (s *Store) MoveStage(ctx context.Context, name string, label secretstore.St
 	})
 }
 
-// Rotation is how Secrets Manager rotates a secret.
-type Rotation struct {
-	Enabled  bool   `json:"enabled"`
-	Function string `json:"function,omitempty"`
-	// Schedule is the rule: a schedule expression, or "every N days".
-	Schedule     string     `json:"schedule,omitempty"`
-	LastRotated  *time.Time `json:"lastRotated,omitempty"`
-	NextRotation *time.Time `json:"nextRotation,omitempty"`
-	// Pending: a version labelled AWSPENDING that is not current, a
-	// rotation started and not finished (a failed step: Secrets Manager
-	// retries it).
-	Pending string `json:"pending,omitempty"`
-}
-
 // Schedule has Secrets Manager rotate name with the function lambdaARN on
 // schedule (a schedule expression: rate(7 days), cron(...)), without
 // rotating now: Secrets Manager tests the function (its testSecret step)
@@ -103,12 +88,12 @@ func (s *Store) Schedule(ctx context.Context, name, lambdaARN, schedule string) 
 }
 
 // Rotation reads how name is rotated.
-func (s *Store) Rotation(ctx context.Context, name string) (Rotation, error) {
+func (s *Store) Rotation(ctx context.Context, name string) (secretstore.Rotation, error) {
 	d, err := s.api.DescribeSecret(ctx, &sm.DescribeSecretInput{SecretId: aws.String(name)}, s.notice)
 	if err != nil {
-		return Rotation{}, s.explain(err, "DescribeSecret", name)
+		return secretstore.Rotation{}, s.explain(err, "DescribeSecret", name)
 	}
-	r := Rotation{Enabled: aws.ToBool(d.RotationEnabled), Function: aws.ToString(d.RotationLambdaARN), LastRotated: d.LastRotatedDate, NextRotation: d.NextRotationDate}
+	r := secretstore.Rotation{Enabled: aws.ToBool(d.RotationEnabled), Function: aws.ToString(d.RotationLambdaARN), LastRotated: d.LastRotatedDate, NextRotation: d.NextRotationDate}
 	if rr := d.RotationRules; rr != nil {
 		switch {
 		case aws.ToString(rr.ScheduleExpression) != "":
@@ -124,3 +109,5 @@ func (s *Store) Rotation(ctx context.Context, name string) (Rotation, error) {
 	}
 	return r, nil
 }
+
+var _ secretstore.RotationReader = (*Store)(nil)
