@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -256,7 +257,13 @@ func TestRotateSecretStepsAgain(t *testing.T) {
 	if _, cert := currentVersion(t, c, certName); cert != certBefore {
 		t.Fatal("node-ca-cert written although PutSecretValue failed")
 	}
+	if st := stagesOf(t, c, keyName)[token]; !slices.Contains(st, "AWSPENDING") {
+		t.Fatalf("after a finishSecret cut between its writes the version's labels are %v: AWSPENDING must stay for the retry", st)
+	}
 	mustStep("finishSecret")
+	if st := stagesOf(t, c, keyName)[token]; len(st) != 1 || st[0] != "AWSCURRENT" {
+		t.Fatalf("after the completing finishSecret the version's labels are %v, want AWSCURRENT alone", st)
+	}
 	_, key := currentVersion(t, c, keyName)
 	_, certPEM := currentVersion(t, c, certName)
 	cert, err := pki.ParseCert([]byte(certPEM))

@@ -79,18 +79,22 @@ type RotationResult struct {
 //     it issues for a node's names verifies as a client checks one (chain,
 //     usage, the trust state's node-issuing CA rule).
 //   - finishSecret: testSecret's checks again (anyone may invoke a step),
-//     then AWSCURRENT moves to version token (Secrets Manager labels the
-//     old key AWSPREVIOUS), then <prefix>/node-ca-cert gets the listed
-//     certificate, as an interrupted re-key is completed (ensureNodeCA).
-//     Nodes renew from it on their next refresh; clients trust the root.
+//     the root opened, then AWSCURRENT moves to version token (Secrets
+//     Manager labels the old key AWSPREVIOUS), then <prefix>/node-ca-cert
+//     gets the listed certificate, as an interrupted re-key is completed
+//     (ensureNodeCA), then AWSPENDING comes off. Nodes renew from it on
+//     their next refresh; clients trust the root.
 //
 // A step that fails changes no current version: createSecret fails
 // before it writes (the root key unreachable, say) or after it listed a CA
 // whose key nobody holds (harmless: dropped when it expires); finishSecret
-// fails before it moves AWSCURRENT, or between the key and the
-// certificate, which its next run completes. Secrets Manager keeps
-// AWSPENDING on version token, and the next attempt, with the same token,
-// takes up where this one stopped.
+// fails before it moves AWSCURRENT. Secrets Manager keeps AWSPENDING on
+// version token, and the next attempt, with the same token, takes up where
+// this one stopped. The one exception: finishSecret stopped between the
+// key and the certificate has moved the key (nodes keep serving, and
+// cannot renew): AWSPENDING stays on the version, a retry of the step
+// completes it, and so do `joblet certs node-ca` and the scheduled re-key;
+// `certs status` reports it meanwhile.
 func (fl *Fleet) RotateSecretStep(ctx context.Context, vs VersionStore, secret, token, step string) (*RotationResult, error) {
 	f := fl.defaults()
 	n := f.names()
@@ -170,17 +174,20 @@ func (fl *Fleet) RotateSecretStep(ctx context.Context, vs VersionStore, secret, 
 			res.Done = "the pending node-issuing CA (serial " + info.Serial + ") is listed, chains to the root and issues a node's certificate that verifies"
 			return res, nil
 		}
+		// The root is opened before anything moves: unreachable, the
+		// step fails with the current version unchanged.
+		_, root, err := f.readWithRoot(ctx, false)
+		if err != nil {
+			return nil, err
+		}
 		if err := vs.MoveStage(ctx, name, secretstore.Current, token); err != nil {
 			return nil, err
 		}
-		// AWSPENDING off the finished version: no label suggests a
-		// rotation in progress (AWS accepts it on the current version or
-		// on none).
-		if err := vs.MoveStage(ctx, name, secretstore.Pending, ""); err != nil {
+		s, err := f.readState(ctx, scope{bothKeys: true, nodeCA: true})
+		if err != nil {
 			return nil, err
 		}
-		s, root, err := f.readWithRoot(ctx, false)
-		if err != nil {
+		if err := s.trusted(); err != nil {
 			return nil, err
 		}
 		got, err := f.ensureNodeCA(ctx, s, root, false)
@@ -189,6 +196,13 @@ func (fl *Fleet) RotateSecretStep(ctx context.Context, vs VersionStore, secret, 
 		}
 		if got == nil || !pki.SameKey(got.Cert, nca.Cert) {
 			return nil, fmt.Errorf("%w: after moving AWSCURRENT of %s to version %s the store's node-issuing pair is not the rotation's: another writer changed it; run the step again", ErrInconsistentStore, name, token)
+		}
+		// AWSPENDING off the finished version, last: until the
+		// certificate is written the version keeps it, and a retry of
+		// the rotation completes it. None then suggests a rotation in
+		// progress (AWS accepts it on the current version or on none).
+		if err := vs.MoveStage(ctx, name, secretstore.Pending, ""); err != nil {
+			return nil, err
 		}
 		res.Done = "AWSCURRENT is version " + token + "; " + n.NodeCACert() + " holds its certificate (serial " + info.Serial + "): nodes renew from it on their next refresh"
 		return res, nil
@@ -389,11 +403,13 @@ func (f *Fleet) rotateRoleStep(ctx context.Context, vs VersionStore, res *Rotati
 			res.Done = "the pending " + string(role) + " pair (serial " + info.Serial + ") matches, chains to the current root and is not revoked"
 			return res, nil
 		}
-		for _, name := range []string{keyName, certName} {
-			if err := vs.MoveStage(ctx, name, secretstore.Current, token); err != nil {
-				return nil, err
-			}
-			if err := vs.MoveStage(ctx, name, secretstore.Pending, ""); err != nil {
+		// Key first, as everywhere; AWSPENDING off both last.
+		for _, move := range []struct {
+			name  string
+			label secretstore.Stage
+			to    string
+		}{{keyName, secretstore.Current, token}, {certName, secretstore.Current, token}, {certName, secretstore.Pending, ""}, {keyName, secretstore.Pending, ""}} {
+			if err := vs.MoveStage(ctx, move.name, move.label, move.to); err != nil {
 				return nil, err
 			}
 		}

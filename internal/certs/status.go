@@ -491,7 +491,7 @@ func (g *grader) nodeCA(s *state) {
 		return
 	}
 	if s.nodeCAErr != nil && s.nodeKeyListedApart() {
-		g.rep.raise(Broken, fmt.Sprintf("a re-key of the node-issuing CA stopped between its key and its certificate: %s is not the certificate of %s, so nodes cannot renew. The next scheduled `joblet certs node-ca --rekey --if-due` (or `joblet certs node-ca`) completes it with the certificate the signed trust state lists for that key", n.NodeCACert(), n.NodeCAKey()))
+		g.rep.raise(Broken, fmt.Sprintf("a re-key of the node-issuing CA stopped between its key and its certificate: %s is not the certificate of %s, so nodes cannot renew. The next scheduled `joblet certs node-ca --rekey --if-due` (or `joblet certs node-ca`, or a retry of the rotation function's finishSecret) completes it with the certificate the signed trust state lists for that key", n.NodeCACert(), n.NodeCAKey()))
 		return
 	}
 	switch {
