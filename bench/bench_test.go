@@ -128,6 +128,9 @@ func TestWriteBenchmarks(t *testing.T) {
 	if want("crypto") {
 		cryptoSection(t, &md)
 	}
+	if want("login") {
+		loginSection(t, &md)
+	}
 	if want("jobstart") {
 		jobStartSection(t, &md)
 	}

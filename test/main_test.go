@@ -20,5 +20,8 @@ func TestMain(m *testing.M) {
 	}
 	code := m.Run()
 	moto.Stop()
+	if peopleMoto != nil {
+		peopleMoto.Stop()
+	}
 	os.Exit(code)
 }

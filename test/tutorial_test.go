@@ -18,7 +18,7 @@ import (
 
 // tutorialPorts is the line of docs/TUTORIAL.md that names its ports: the
 // test runs the tutorial with free ones instead.
-const tutorialPorts = "MOTO_PORT=5000 NODE1_PORT=50061 NODE2_PORT=50062 NODE3_PORT=50063 LB_PORT=50060"
+const tutorialPorts = "MOTO_PORT=5000 NODE1_PORT=50061 NODE2_PORT=50062 NODE3_PORT=50063 LB_PORT=50060 ISSUER_PORT=50070"
 
 // docs/TUTORIAL.md, run as a reader would: every bash block, in order, in
 // one shell (stopping at the first failing command), from the repository's
@@ -37,8 +37,8 @@ func TestTutorial(t *testing.T) {
 	if !strings.Contains(doc, tutorialPorts) {
 		t.Fatalf("docs/TUTORIAL.md no longer names its ports as %q: update the test", tutorialPorts)
 	}
-	ports := fmt.Sprintf("MOTO_PORT=%d NODE1_PORT=%d NODE2_PORT=%d NODE3_PORT=%d LB_PORT=%d",
-		harness.FreePort(t), harness.FreePort(t), harness.FreePort(t), harness.FreePort(t), harness.FreePort(t))
+	ports := fmt.Sprintf("MOTO_PORT=%d NODE1_PORT=%d NODE2_PORT=%d NODE3_PORT=%d LB_PORT=%d ISSUER_PORT=%d",
+		harness.FreePort(t), harness.FreePort(t), harness.FreePort(t), harness.FreePort(t), harness.FreePort(t), harness.FreePort(t))
 	var script strings.Builder
 	script.WriteString("set -euo pipefail\n")
 	for i, b := range blocks {
@@ -73,7 +73,8 @@ func TestTutorial(t *testing.T) {
 		t.Fatalf("docs/TUTORIAL.md failed: %v\nstdout:\n%s\nstderr:\n%s", err, out.String(), errb.String())
 	}
 	for _, want := range []string{"hello from a joblet job", "the job exited with 3", "phase begun", "trusts the pending CA",
-		"phase promoted", "phase stable", "role:      developer", "refused as it should be", "tutorial done"} {
+		"phase promoted", "phase stable", "role:      developer", "refused as it should be",
+		"logged in as arn:aws:iam::123456789012:user/alice (developer)", "hello from alice", "tutorial done"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("the tutorial's output lacks %q:\n%s\nstderr:\n%s", want, out.String(), errb.String())
 		}

@@ -199,10 +199,15 @@ type Job struct {
 	MaxProcs       int32 `protobuf:"varint,14,opt,name=max_procs,json=maxProcs,proto3" json:"max_procs,omitempty"`
 	// The caller's role may see this job's status but not its arguments
 	// (args is then empty): see the roles table in docs/JOBS.md.
-	ArgsHidden    bool  `protobuf:"varint,15,opt,name=args_hidden,json=argsHidden,proto3" json:"args_hidden,omitempty"`
-	MaxDiskBytes  int64 `protobuf:"varint,16,opt,name=max_disk_bytes,json=maxDiskBytes,proto3" json:"max_disk_bytes,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	ArgsHidden   bool  `protobuf:"varint,15,opt,name=args_hidden,json=argsHidden,proto3" json:"args_hidden,omitempty"`
+	MaxDiskBytes int64 `protobuf:"varint,16,opt,name=max_disk_bytes,json=maxDiskBytes,proto3" json:"max_disk_bytes,omitempty"`
+	// The person who started it, when their certificate named one (`rnx
+	// login`): the canonical ARN, a role's session as "#SESSION"; "" when
+	// the caller used a shared role certificate (started_by is then the
+	// only name). Per-job rules still go by started_by (docs/JOBS.md).
+	StartedByPerson string `protobuf:"bytes,17,opt,name=started_by_person,json=startedByPerson,proto3" json:"started_by_person,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *Job) Reset() {
@@ -345,6 +350,13 @@ func (x *Job) GetMaxDiskBytes() int64 {
 		return x.MaxDiskBytes
 	}
 	return 0
+}
+
+func (x *Job) GetStartedByPerson() string {
+	if x != nil {
+		return x.StartedByPerson
+	}
+	return ""
 }
 
 // ListJobs pages, oldest first (start time, then id), so no reply can
@@ -1025,7 +1037,7 @@ const file_joblet_proto_rawDesc = "" +
 	"\x10max_memory_bytes\x18\x04 \x01(\x03R\x0emaxMemoryBytes\x12&\n" +
 	"\x0fmax_cpu_percent\x18\x05 \x01(\x05R\rmaxCpuPercent\x12\x1b\n" +
 	"\tmax_procs\x18\x06 \x01(\x05R\bmaxProcs\x12$\n" +
-	"\x0emax_disk_bytes\x18\a \x01(\x03R\fmaxDiskBytes\"\xfc\x03\n" +
+	"\x0emax_disk_bytes\x18\a \x01(\x03R\fmaxDiskBytes\"\xa8\x04\n" +
 	"\x03Job\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
 	"\acommand\x18\x02 \x01(\tR\acommand\x12\x12\n" +
@@ -1045,7 +1057,8 @@ const file_joblet_proto_rawDesc = "" +
 	"\tmax_procs\x18\x0e \x01(\x05R\bmaxProcs\x12\x1f\n" +
 	"\vargs_hidden\x18\x0f \x01(\bR\n" +
 	"argsHidden\x12$\n" +
-	"\x0emax_disk_bytes\x18\x10 \x01(\x03R\fmaxDiskBytes\"M\n" +
+	"\x0emax_disk_bytes\x18\x10 \x01(\x03R\fmaxDiskBytes\x12*\n" +
+	"\x11started_by_person\x18\x11 \x01(\tR\x0fstartedByPerson\"M\n" +
 	"\x0fListJobsRequest\x12\x1b\n" +
 	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +

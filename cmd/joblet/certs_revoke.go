@@ -2,12 +2,14 @@ package main
 
 import (
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"math/big"
 	"os"
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -85,7 +87,7 @@ func revokeTarget(serial, certFile, rnxFile, node string) (*big.Int, *x509.Certi
 			return s, nil, err
 		}
 		b, _ := os.ReadFile(certFile)
-		crt, _ := pki.ParseCert(b)
+		crt, _ := leafOf(b)
 		return s, crt, nil
 	}
 	cfg, err := config.LoadRnx(rnxFile)
@@ -108,6 +110,10 @@ func revokeTarget(serial, certFile, rnxFile, node string) (*big.Int, *x509.Certi
 func cutOff(crt *x509.Certificate) string {
 	if crt == nil {
 		return "whoever holds the certificate with this serial (`joblet certs status` and `rnx info` show serials)"
+	}
+	if p, ok, _ := pki.PersonOf(crt); ok {
+		return fmt.Sprintf("%s's login as %s, until it expires on %s; their next `rnx login` gets a new certificate unless the identity policy denies them (add them to deny and sign it: `joblet certs identity-policy sign`)",
+			p.ARN, p.Role, crt.NotAfter.UTC().Format(time.RFC3339))
 	}
 	if role, err := pki.RoleOf(crt); err == nil && crt.ExtKeyUsage != nil && slices.Contains(crt.ExtKeyUsage, x509.ExtKeyUsageClientAuth) {
 		return fmt.Sprintf("every client config holding this %s certificate (%s): each copy of the role's config made from it. If it is the role's current certificate, give the role a new one with `joblet certs reissue --role %s` (its users then run `rnx config refresh`)", role, crt.Subject.CommonName, role)
@@ -155,9 +161,19 @@ func serialOf(serial, certFile string) (*big.Int, error) {
 	if err != nil {
 		return nil, err
 	}
-	crt, err := pki.ParseCert(b)
+	crt, err := leafOf(b)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", certFile, err)
 	}
 	return crt.SerialNumber, nil
+}
+
+// leafOf is the first certificate of a PEM file that may hold a chain and
+// a key (a person's <config>.login.pem).
+func leafOf(b []byte) (*x509.Certificate, error) {
+	certs, _ := pki.SplitPEM(b)
+	if len(certs) == 0 {
+		return nil, errors.New("no PEM certificate in it")
+	}
+	return pki.ParseLeaf(certs)
 }

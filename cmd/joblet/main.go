@@ -125,7 +125,7 @@ Exit codes: 0 success, 1 failure, 2 bad usage; ` + "`certs status`" + ` exits 0 
 		},
 	}
 	root.Flags().BoolVar(&showVersion, "version", false, "print the version and exit")
-	root.AddCommand(c.serverCmd(), c.certsCmd(), c.versionCmd(), clidoc.ManCommand(buildinfo.String("joblet")))
+	root.AddCommand(c.serverCmd(), c.certsCmd(), c.issuerCmd(), c.versionCmd(), clidoc.ManCommand(buildinfo.String("joblet")))
 	// The completion command takes its writer when it is made: stdout.
 	root.SetOut(c.stdout)
 	root.InitDefaultCompletionCmd()

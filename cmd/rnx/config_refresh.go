@@ -17,6 +17,7 @@ import (
 	"github.com/ehsaniara/joblet/internal/certs"
 	"github.com/ehsaniara/joblet/internal/client"
 	"github.com/ehsaniara/joblet/internal/config"
+	"github.com/ehsaniara/joblet/internal/login"
 	"github.com/ehsaniara/joblet/internal/pki"
 )
 
@@ -97,27 +98,38 @@ func (s *storeArgs) fleet(ctx context.Context) (*certs.Fleet, error) {
 }
 
 func (a *app) configInitCmd() *cobra.Command {
-	var role, address, name, fingerprint string
+	var role, address, name, fingerprint, issuerURL, issuerCA string
 	var force bool
 	var st storeArgs
 	c := &cobra.Command{
-		Use:   "init --role ROLE --address HOST:PORT [--name NAME]",
-		Short: "Create (or add a node to) an rnx config from the store, for one role",
+		Use:   "init (--role ROLE | --issuer URL) --address HOST:PORT [--name NAME]",
+		Short: "Create (or add a node to) an rnx config: from the store for one role, or from the issuer for people (rnx login)",
 		Long: `Get a client config from the fleet's store, with what the client-<role>
 policy allows (joblet certs iam-policy --for client-ROLE): the CA certificate,
 the trust bundle, the CRL and that role's certificate and key. No node is
 needed. With --ca-fingerprint (as ` + "`joblet certs init`" + ` prints it) a
 store whose root CA is another is refused. The config goes to --config, else $RNX_CONFIG, else ~/.rnx/rnx-config.yml;
 an existing file gets the node entry added (an entry of the same name is
-refused unless --force).`,
+refused unless --force).
+
+With --issuer instead of --role, the config is for people: no certificate or
+key, the fleet's trust from the issuer (checked against --ca-fingerprint when
+given), and the issuer remembered for ` + "`rnx login`" + `, which then gets each
+person a certificate of their own. No store access is needed.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			r, err := pki.ParseRole(role)
-			if err != nil {
-				return usagef(cmd, "--role: %v", err)
-			}
 			if address == "" {
 				return usagef(cmd, "--address is required: HOST:PORT of the fleet's load balancer or of a node")
+			}
+			var r pki.Role
+			switch {
+			case issuerURL != "" && role != "":
+				return usagef(cmd, "give --role (a shared role's certificate from the store) or --issuer (people, rnx login), not both")
+			case issuerURL == "":
+				var err error
+				if r, err = pki.ParseRole(role); err != nil {
+					return usagef(cmd, "--role: %v", err)
+				}
 			}
 			var pin *pki.Pin
 			if fingerprint != "" {
@@ -149,14 +161,37 @@ refused unless --force).`,
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 			defer cancel()
-			fl, err := st.fleet(ctx)
-			if err != nil {
-				return err
-			}
-			fl.Pin = pin
-			node, err := fl.ClientNode(ctx, r, address)
-			if err != nil {
-				return err
+			var node *config.Node
+			from := ""
+			if issuerURL != "" {
+				var ca string
+				if issuerCA != "" {
+					b, err := os.ReadFile(issuerCA)
+					if err != nil {
+						return usagef(cmd, "--issuer-ca: %v", err)
+					}
+					ca = string(b)
+				}
+				n, err := login.PeopleNode(ctx, issuerURL, ca, address, pin)
+				if err != nil {
+					return err
+				}
+				node, from = n, issuerURL
+				if cfg.Login == nil || force {
+					cfg.Login = &config.Login{Issuer: issuerURL, IssuerCA: ca}
+				} else if cfg.Login.Issuer != issuerURL {
+					return usagef(cmd, "%s logs in at %s, not %s: pass --force to change it", path, cfg.Login.Issuer, issuerURL)
+				}
+			} else {
+				fl, err := st.fleet(ctx)
+				if err != nil {
+					return err
+				}
+				fl.Pin = pin
+				if node, err = fl.ClientNode(ctx, r, address); err != nil {
+					return err
+				}
+				from = fl.StoreDesc
 			}
 			node.IsDefault = len(cfg.Nodes) == 0 || (cfg.Nodes[name] != nil && cfg.Nodes[name].IsDefault)
 			cfg.Nodes[name] = node
@@ -170,12 +205,18 @@ refused unless --force).`,
 			if err := atomicfile.WriteFile(path, b, 0o600); err != nil {
 				return err
 			}
-			fmt.Fprintf(a.out, "wrote node %q (%s role, %s) to %s from %s\n", name, r, address, path, fl.StoreDesc)
+			if issuerURL != "" {
+				fmt.Fprintf(a.out, "wrote node %q (people: rnx login, %s) to %s from %s\nnext: rnx login\n", name, address, path, from)
+				return nil
+			}
+			fmt.Fprintf(a.out, "wrote node %q (%s role, %s) to %s from %s\n", name, r, address, path, from)
 			return nil
 		},
 	}
 	f := c.Flags()
 	f.StringVar(&role, "role", "", "the role: admin, maintainer, developer or reader")
+	f.StringVar(&issuerURL, "issuer", "", "a config for people instead: the issuer's https:// URL (rnx login)")
+	f.StringVar(&issuerCA, "issuer-ca", "", "with --issuer: PEM file of the CA the issuer's HTTPS certificate chains to, when not a public one")
 	f.StringVar(&address, "address", "", "HOST:PORT of the fleet's load balancer or of a node")
 	f.StringVar(&name, "name", "default", "the node entry's name in the config")
 	f.BoolVar(&force, "force", false, "replace a node entry of the same name")

@@ -36,7 +36,8 @@ type jobJSON struct {
 	Args            []string `json:"args"`
 	Started         string   `json:"started"`
 	Ended           string   `json:"ended,omitempty"`
-	StartedBy       string   `json:"startedBy"`
+	StartedBy       string   `json:"startedBy"`       // the role
+	StartedByPerson string   `json:"startedByPerson"` // the person (rnx login), "" for a shared role certificate
 	OutputTruncated bool     `json:"outputTruncated"`
 	Reason          string   `json:"reason,omitempty"`     // how it ended
 	ArgsHidden      bool     `json:"argsHidden,omitempty"` // your role may not see its arguments
@@ -51,7 +52,8 @@ type limits struct {
 
 func toJobJSON(j *pb.Job) jobJSON {
 	out := jobJSON{ID: j.Id, Status: j.Status, Signal: j.Signal, Command: j.Command, Args: j.Args,
-		Started: timeText(j.StartedUnixNano), StartedBy: j.StartedBy, OutputTruncated: j.OutputTruncated, Reason: j.Reason, ArgsHidden: j.ArgsHidden}
+		Started: timeText(j.StartedUnixNano), StartedBy: j.StartedBy, StartedByPerson: j.StartedByPerson,
+		OutputTruncated: j.OutputTruncated, Reason: j.Reason, ArgsHidden: j.ArgsHidden}
 	if out.Args == nil {
 		out.Args = []string{}
 	}
@@ -71,6 +73,17 @@ func toJobJSON(j *pb.Job) jobJSON {
 // whole seconds.
 func timeText(unixNano int64) string {
 	return time.Unix(0, unixNano).UTC().Format(time.RFC3339)
+}
+
+// personText is who started a job, as the tables show it: the person's
+// canonical ARN (rnx login), or "shared" for a shared role certificate
+// (whoever holds that role's rnx-config; the role is the STARTED BY
+// column), as the node's audit line says it.
+func personText(j *pb.Job) string {
+	if j.StartedByPerson == "" {
+		return "shared"
+	}
+	return j.StartedByPerson
 }
 
 func exitText(j *pb.Job) string {
@@ -118,8 +131,8 @@ func shellQuote(s string) string {
 // printJob is the human form of one job (status, stop); what the node or
 // the job chose goes through clean.
 func printJob(w io.Writer, j *pb.Job, clean func(string) string) {
-	fmt.Fprintf(w, "id:          %s\nstatus:      %s\nexit:        %s\ncommand:     %s\nstarted:     %s\nstarted by:  %s\n",
-		clean(j.Id), clean(j.Status), exitText(j), clean(commandLine(j)), timeText(j.StartedUnixNano), clean(j.StartedBy))
+	fmt.Fprintf(w, "id:          %s\nstatus:      %s\nexit:        %s\ncommand:     %s\nstarted:     %s\nstarted by:  %s\nperson:      %s\n",
+		clean(j.Id), clean(j.Status), exitText(j), clean(commandLine(j)), timeText(j.StartedUnixNano), clean(j.StartedBy), clean(personText(j)))
 	if node, _ := jobid.Node(j.Id); node != "" {
 		fmt.Fprintf(w, "node:        %s\n", node)
 	}

@@ -53,9 +53,9 @@ are named on stderr and make the exit code 1.`,
 					return a.printJSON(jobs)
 				}
 				tw := tabwriter.NewWriter(a.out, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "ID\tSTATUS\tEXIT\tSTARTED\tSTARTED BY\tCOMMAND")
+				fmt.Fprintln(tw, "ID\tSTATUS\tEXIT\tSTARTED\tSTARTED BY\tPERSON\tCOMMAND")
 				for _, j := range r.Jobs {
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", a.clean(j.Id), a.clean(j.Status), exitText(j), timeText(j.StartedUnixNano), a.clean(j.StartedBy), a.clean(commandLine(j)))
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", a.clean(j.Id), a.clean(j.Status), exitText(j), timeText(j.StartedUnixNano), a.clean(j.StartedBy), a.clean(personText(j)), a.clean(commandLine(j)))
 				}
 				return tw.Flush()
 			})
@@ -156,10 +156,10 @@ func (a *app) listFleet(limit int, asJSON bool) error {
 		err = a.printJSON(jobs)
 	} else {
 		tw := tabwriter.NewWriter(a.out, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "NODE\tID\tSTATUS\tEXIT\tSTARTED\tSTARTED BY\tCOMMAND")
+		fmt.Fprintln(tw, "NODE\tID\tSTATUS\tEXIT\tSTARTED\tSTARTED BY\tPERSON\tCOMMAND")
 		for _, r := range rows {
 			j := r.job
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", a.clean(r.node), a.clean(j.Id), a.clean(j.Status), exitText(j), timeText(j.StartedUnixNano), a.clean(j.StartedBy), a.clean(commandLine(j)))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", a.clean(r.node), a.clean(j.Id), a.clean(j.Status), exitText(j), timeText(j.StartedUnixNano), a.clean(j.StartedBy), a.clean(personText(j)), a.clean(commandLine(j)))
 		}
 		err = tw.Flush()
 	}

@@ -26,6 +26,7 @@ import (
 	"github.com/ehsaniara/joblet/internal/client"
 	"github.com/ehsaniara/joblet/internal/config"
 	"github.com/ehsaniara/joblet/internal/jobid"
+	"github.com/ehsaniara/joblet/internal/login"
 	"github.com/ehsaniara/joblet/internal/nodedir"
 	"github.com/ehsaniara/joblet/internal/route"
 )
@@ -132,7 +133,7 @@ func (a *app) rootCmd() *cobra.Command {
 		SilenceErrors: true,
 		SilenceUsage:  true,
 		Args:          cobra.ArbitraryArgs,
-		RunE:          group("job, info, nodes, config, version, completion"),
+		RunE:          group("job, info, nodes, config, login, whoami, version, completion"),
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
 			if err := backend.CheckPrefixFlag(cmd.Flags()); err != nil {
 				return usagef(cmd, "%v", err)
@@ -156,7 +157,7 @@ func (a *app) rootCmd() *cobra.Command {
 		}
 		return a.cfg.NodeNames(), cobra.ShellCompDirectiveNoFileComp
 	})
-	root.AddCommand(a.jobCmd(), a.infoCmd(), a.nodesCmd(), a.configCmd(), a.versionCmd(), clidoc.ManCommand(buildinfo.String("rnx")))
+	root.AddCommand(a.jobCmd(), a.infoCmd(), a.nodesCmd(), a.configCmd(), a.loginCmd(), a.whoamiCmd(), a.versionCmd(), clidoc.ManCommand(buildinfo.String("rnx")))
 	root.SetHelpFunc(helpWithUsedFlags(root.HelpFunc()))
 	return root
 }
@@ -200,8 +201,28 @@ func verb(cmd *cobra.Command) string {
 	return strings.TrimPrefix(cmd.CommandPath(), cmd.Root().Name()+" ")
 }
 
-// load finds and reads the rnx config, once.
+// load finds and reads the rnx config, once, with the certificate of
+// `rnx login` beside it in place of the config's own.
 func (a *app) load() error {
+	if a.cfg != nil {
+		return nil
+	}
+	if err := a.loadRaw(); err != nil {
+		return err
+	}
+	warn, err := login.Apply(a.cfg, a.path, time.Now())
+	if err != nil {
+		a.cfg = nil
+		return err
+	}
+	if warn != "" {
+		fmt.Fprintln(a.errOut, "rnx: warning:", warn)
+	}
+	return nil
+}
+
+// loadRaw reads the rnx config as written (rnx login and whoami).
+func (a *app) loadRaw() error {
 	if a.cfg != nil {
 		return nil
 	}

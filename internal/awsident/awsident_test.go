@@ -58,7 +58,7 @@ func whoSigned(t *testing.T, cfg aws.Config, p *awsident.Proof, want awsident.Wa
 	return idpolicy.Canonical(id.ARN)
 }
 
-func TestProofNamesTheSigner(t *testing.T) {
+func TestLoginProofNamesTheSigner(t *testing.T) {
 	ps := people(t)
 	now := time.Now()
 	for _, c := range []struct {
@@ -89,7 +89,7 @@ func TestProofNamesTheSigner(t *testing.T) {
 	}
 }
 
-func TestProofRefused(t *testing.T) {
+func TestLoginProofRefused(t *testing.T) {
 	ps := people(t)
 	now := time.Now()
 	fresh := func() *awsident.Proof {
@@ -147,7 +147,7 @@ func TestProofRefused(t *testing.T) {
 // The signature itself: a proof whose audience was changed after signing
 // passes every check the verifier makes and is refused by STS (moto
 // recomputes the signature from the signed headers).
-func TestProofTamperedIsRefusedBySTS(t *testing.T) {
+func TestLoginProofTamperedIsRefusedBySTS(t *testing.T) {
 	ps := people(t)
 	now := time.Now()
 	p, err := awsident.Prove(context.Background(), ps.alice, "joblet-staging", key, now)
@@ -185,7 +185,7 @@ func TestCanonical(t *testing.T) {
 // Without an endpoint override, the SDK's resolver names the regional STS
 // host, and a proof is accepted only for the host of the region its
 // signature names (no network: Verify only).
-func TestProofGoesToTheSignedRegionsSTS(t *testing.T) {
+func TestLoginProofGoesToTheSignedRegionsSTS(t *testing.T) {
 	ctx, now := context.Background(), time.Now()
 	real := aws.Config{Region: "us-west-2", Credentials: credentials.NewStaticCredentialsProvider("AKIDEXAMPLE", "secret", "")}
 	p, err := awsident.Prove(ctx, real, fleet, key, now)

@@ -46,7 +46,7 @@ type PolicyOptions struct {
 }
 
 // PolicyFlows are the flows iam-policy knows.
-var PolicyFlows = []string{"bootstrap", "node", "node-transition", "rotation", "rotator", "client-admin", "client-maintainer", "client-developer", "client-reader"}
+var PolicyFlows = []string{"bootstrap", "node", "node-transition", "rotation", "rotator", "issuer", "client-admin", "client-maintainer", "client-developer", "client-reader"}
 
 // IAMPolicy returns the least-privilege policy for a flow:
 //   - bootstrap: the first node of a fleet (reads, creates the shared secrets);
@@ -63,6 +63,11 @@ var PolicyFlows = []string{"bootstrap", "node", "node-transition", "rotation", "
 //     holds the root's power), writes versions of the node-issuing pair, the
 //     role pairs and the trust state, moves their stages, and creates the
 //     re-issue records a role's rotation claims its pair in;
+//   - issuer: `joblet issuer` or its Lambda function (rnx login): the
+//     user-issuing CA, the identity policy and what verifies them (the
+//     root certificate, the trust state); nothing a node signs with, no
+//     root key. It calls STS with the user's own signed request, so it
+//     needs no STS permission;
 //   - client-<role>: `rnx config refresh` for that role (its pair, the CA
 //     certificate and the trust bundle; never the CA key).
 //
@@ -115,7 +120,8 @@ func IAMPolicy(flow string, o PolicyOptions) (*Policy, error) {
 	case flow == "rotation":
 		// The operator also moves a fleet from ca-key to a KMS CA, revokes
 		// and re-issues role certificates (records under client-reissue/).
-		shared = wholeScope.names(n)
+		// ... and makes the user-issuing CA (`certs user-ca`).
+		shared = append(wholeScope.names(n), n.UserCA())
 		rot := arn(n.Prefix+"/ca-rotation/*", n.Prefix+"/client-reissue/*")
 		p.Statement = []Statement{batch,
 			{Sid: "ReadCertificatesAndRotationRecords", Effect: "Allow", Action: []string{"secretsmanager:GetSecretValue", "secretsmanager:ListSecretVersionIds"}, Resource: append(arn(shared...), rot...)},
@@ -140,6 +146,10 @@ func IAMPolicy(flow string, o PolicyOptions) (*Policy, error) {
 			{Sid: "WriteTheRotatedSecretsAndTheTrustState", Effect: "Allow", Action: []string{"secretsmanager:PutSecretValue"}, Resource: arn(append(pairs, n.NodeCAKey(), n.NodeCACert(), n.Bundle())...)},
 			{Sid: "MoveTheRotatedSecretsStages", Effect: "Allow", Action: []string{"secretsmanager:UpdateSecretVersionStage"}, Resource: arn(append(pairs, n.NodeCAKey())...)},
 			{Sid: "CreateReissueRecords", Effect: "Allow", Action: []string{"secretsmanager:CreateSecret", "secretsmanager:TagResource"}, Resource: recs}}
+	case flow == "issuer":
+		p.Statement = []Statement{batch,
+			{Sid: "ReadTheUserIssuingCAAndIdentityPolicy", Effect: "Allow", Action: []string{"secretsmanager:GetSecretValue"},
+				Resource: arn(scope{userCA: true}.names(n)...)}}
 	case strings.HasPrefix(flow, "client-"):
 		role, err := pki.ParseRole(strings.TrimPrefix(flow, "client-"))
 		if err != nil {

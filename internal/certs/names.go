@@ -56,6 +56,11 @@ func (n Names) CRL() string { return n.Prefix + "/crl" }
 // which people (`rnx login`) may hold which role. Nodes read it.
 func (n Names) IdentityPolicy() string { return n.Prefix + "/identity-policy" }
 
+// UserCA is the user-issuing CA (`rnx login`, issue 26): its certificate
+// and key in one secret, so they are written at once. Only the issuer's
+// policy (iam-policy --for issuer) reads it: no node, job or client.
+func (n Names) UserCA() string { return n.Prefix + "/user-ca" }
+
 // CACross is the CA of a rotation cross-signed by the CA it replaces
 // (written by `rotate-ca begin`): presented after a certificate of the new
 // CA, it lets configs that trust only the old CA verify it (see cross.go).
@@ -102,6 +107,8 @@ func (n Names) Description(name string) string {
 		return "Joblet trusted CA certificates - shared across all instances and clients"
 	case n.CRL():
 		return "Joblet certificate revocation list - shared across all instances and clients"
+	case n.UserCA():
+		return "Joblet User-issuing CA certificate and private key (people's certificates, rnx login) - read only by the issuer"
 	case n.CACross():
 		return "Joblet next Root CA cross-signed by the current one - shared across all instances and clients during a CA rotation"
 	}
@@ -121,7 +128,7 @@ func (n Names) Description(name string) string {
 func (n Names) Tags(name string) map[string]string {
 	kind := "certificate"
 	switch name {
-	case n.CAKey(), n.NodeCAKey():
+	case n.CAKey(), n.NodeCAKey(), n.UserCA():
 		kind = "private-key"
 	case n.CAKMSKey():
 		kind = "kms-key-reference"

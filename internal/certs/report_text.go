@@ -55,6 +55,19 @@ func (r *Report) WriteText(w io.Writer) {
 		}
 		fmt.Fprintf(w, "🔁 %s: %s; %s\n", ro.Secret, state, last)
 	}
+	if p := r.People; p != nil {
+		if p.PolicyVersion != 0 {
+			fmt.Fprintf(w, "👤 identity policy version %d (%d rules), valid until %s\n", p.PolicyVersion, p.Rules, p.PolicyExpires.Format(time.RFC3339))
+		}
+		shared := "none"
+		if len(p.SharedRoles) > 0 {
+			shared = fmt.Sprintf("%d (%s): each one key copied to everyone holding that role's config", len(p.SharedRoles), joinRoles(p.SharedRoles))
+		}
+		fmt.Fprintf(w, "👤 shared role certificates nodes accept: %s\n", shared)
+		if len(p.RefusedShared) > 0 {
+			fmt.Fprintf(w, "👤 refused as shared (people log in for them): %s\n", joinRoles(p.RefusedShared))
+		}
+	}
 	for _, n := range r.Notices {
 		fmt.Fprintf(w, "note: %s\n", n)
 	}
@@ -89,4 +102,12 @@ func (st *RotationStatus) WriteText(w io.Writer, store string) {
 		fmt.Fprintf(w, "  node %-22s %s\n", n.Address, n.Summary)
 	}
 	fmt.Fprintf(w, "next: %s\n", st.NextStep)
+}
+
+func joinRoles(rs []pki.Role) string {
+	out := make([]string, len(rs))
+	for i, r := range rs {
+		out[i] = string(r)
+	}
+	return strings.Join(out, ", ")
 }

@@ -52,7 +52,10 @@ type scope struct {
 	caKey, bothKeys bool
 	key             CAKeyRef
 	// nodeCA: read the node-issuing pair (what a node signs with).
-	nodeCA  bool
+	nodeCA bool
+	// userCA: read the user-issuing CA (the issuer's, and the operator's
+	// who makes it).
+	userCA  bool
 	roles   []pki.Role // client pairs to read
 	pending bool       // the pending CA versions, for the phase
 	// allPending: the roles' pending certificates even when no CA is
@@ -137,6 +140,9 @@ func (sc scope) shared(n Names) []string {
 	}
 	if slices.Contains(keys, n.CAKMSKey()) {
 		read = append(read, n.CAKMSKey())
+	}
+	if sc.userCA {
+		read = append(read, n.UserCA())
 	}
 	return read
 }

@@ -57,6 +57,9 @@ type Report struct {
 	Revocations  []Revocation `json:"revocations,omitempty"`
 	Certificates []CertReport `json:"certificates"`
 	Problems     []string     `json:"problems,omitempty"`
+	// People: the identity policy, the user-issuing CA and the shared
+	// role certificates still accepted (nil for a fleet without people).
+	People *PeopleReport `json:"people,omitempty"`
 	// Notices are worth an operator's eye but change no level.
 	Notices []string `json:"notices,omitempty"`
 	// Rotations: how the store rotates each secret the rotation function
@@ -118,6 +121,8 @@ type observed struct {
 	// they could not be read.
 	rotations   []SecretRotation
 	rotationErr error
+	// userCA is the user-issuing CA's certificate (PEM; operators only).
+	userCA string
 }
 
 // rnxFile is one rnx config status read.
@@ -187,6 +192,7 @@ func (f *Fleet) observe(ctx context.Context, o StatusOptions) *observed {
 	if s.ca != nil && !obs.node {
 		obs.caKey, obs.caKeyLevel, obs.caKeyProblem = f.caKeyPlace(ctx, s)
 		obs.pendingKeyLevel, obs.pendingKeyProblem = f.pendingKeyCheck(ctx, s)
+		obs.userCA = f.userCACert(ctx, s.n)
 	}
 	if rr, ok := f.Store.(secretstore.RotationReader); ok && !obs.node {
 		for _, name := range s.n.RotatedSecrets() {
@@ -299,6 +305,9 @@ func grade(obs *observed, storeDesc string, o StatusOptions, now time.Time) *Rep
 		g.rep.raise(Broken, fmt.Sprintf("store unreachable: %v", obs.storeErr))
 	} else {
 		revoked = g.shared(obs.state, obs.caKey, !obs.node)
+		if !obs.node && obs.state.ca != nil {
+			g.people(obs.state, obs.userCA)
+		}
 		for _, p := range []struct {
 			level   int
 			problem string

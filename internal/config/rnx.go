@@ -17,6 +17,20 @@ const RnxVersion = "3.0"
 type Rnx struct {
 	Version string           `yaml:"version"`
 	Nodes   map[string]*Node `yaml:"nodes"`
+	// Login is where `rnx login` gets a person's certificate: with it,
+	// nodes may come without cert and key (a config for people, whose
+	// certificate sits next to it after each login).
+	Login *Login `yaml:"login,omitempty"`
+}
+
+// Login is the issuer `rnx login` asks (issue 26).
+type Login struct {
+	// Issuer is the issuer's HTTPS URL (joblet issuer, or its Lambda
+	// function URL).
+	Issuer string `yaml:"issuer"`
+	// IssuerCA (PEM), when set, is what the issuer's HTTPS certificate
+	// chains to, beside the system's roots.
+	IssuerCA string `yaml:"issuerCA,omitempty"`
 }
 
 // Node is one entry of an rnx config; cert, key and ca hold PEM.
@@ -50,8 +64,11 @@ func ParseRnx(b []byte) (*Rnx, error) {
 	}
 	defaults := 0
 	for name, n := range r.Nodes {
-		if n == nil || n.Address == "" || n.Cert == "" || n.Key == "" || n.CA == "" {
+		if n == nil || n.Address == "" || n.CA == "" {
 			return nil, fmt.Errorf("node %q needs address, cert, key and ca", name)
+		}
+		if (n.Cert == "" || n.Key == "") && (r.Login == nil || n.Cert != "" || n.Key != "") {
+			return nil, fmt.Errorf("node %q needs address, cert, key and ca (a config for people has login.issuer instead of cert and key)", name)
 		}
 		if n.IsDefault {
 			defaults++

@@ -49,7 +49,7 @@ var policy = &idpolicy.Policy{
 	Machines: []string{"arn:aws:iam::444455556666:role/joblet-node"},
 }
 
-func TestMap(t *testing.T) {
+func TestLoginPolicyMap(t *testing.T) {
 	for _, c := range []struct {
 		arn, uid string
 		want     pki.Role // "" = refused
@@ -89,7 +89,7 @@ func TestMap(t *testing.T) {
 	}
 }
 
-func TestCheckRefusesUnsafeRules(t *testing.T) {
+func TestLoginPolicyRefusesUnsafeRules(t *testing.T) {
 	for what, r := range map[string]idpolicy.Rule{
 		"an account-wide rule above the lowest role": {Account: "111122223333", Grant: pki.Admin},
 		"two subjects in one rule":                   {User: "arn:aws:iam::1:user/a", Role: "arn:aws:iam::1:role/b", Grant: pki.Reader},
@@ -105,7 +105,7 @@ func TestCheckRefusesUnsafeRules(t *testing.T) {
 	}
 }
 
-func TestSignedByTheRootOnly(t *testing.T) {
+func TestLoginPolicySignedByTheRootOnly(t *testing.T) {
 	ctx, now := context.Background(), time.Now()
 	root, other := newCA(t), newCA(t)
 	signed, err := idpolicy.Sign(ctx, policy, root)

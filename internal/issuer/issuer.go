@@ -14,7 +14,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -35,10 +37,9 @@ const MaxRequest = 32 << 10
 type Issuer struct {
 	// Fleet is the audience proofs must be bound to (the store prefix).
 	Fleet string
-	// CA is the user-issuing CA, with its key.
-	CA *pki.CA
-	// Policy returns the identity policy in force, verified from the root.
-	Policy func(context.Context) (*idpolicy.Policy, error)
+	// Material returns what the issuer signs and checks with, verified
+	// from the root: read per request, or through Cached.
+	Material func(context.Context) (*Material, error)
 	// AWS resolves the STS endpoint per region: the issuer's own settings.
 	AWS aws.Config
 	// STS is the HTTP client proofs are sent to STS with.
@@ -47,6 +48,21 @@ type Issuer struct {
 	// pki.PersonMaxLifetime).
 	MaxLifetime time.Duration
 	Now         func() time.Time
+	// Log gets one line per login: who got which role until when, or why
+	// not (nil: none).
+	Log *slog.Logger
+}
+
+// Material is what the issuer signs and checks with.
+type Material struct {
+	// CA is the user-issuing CA, with its key.
+	CA *pki.CA
+	// Policy is the identity policy in force.
+	Policy *idpolicy.Policy
+	// Trust is what the fleet's nodes and clients trust (PEM), and
+	// TrustState the root-signed state it comes from ("" before it): what
+	// a people's config starts from (rnx config init --issuer).
+	Trust, TrustState string
 }
 
 // Request is what rnx login sends.
@@ -103,27 +119,47 @@ func (is *Issuer) Issue(ctx context.Context, req *Request) (*Response, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrRefused, err)
 	}
-	pol, err := is.Policy(ctx)
+	m, err := is.Material(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("the identity policy cannot be read (an operator signs it: see docs): %w", err)
+		return nil, fmt.Errorf("the issuer cannot read its CA or the identity policy: %w", err)
 	}
+	ca, pol := m.CA, m.Policy
 	person, err := pol.Map(principal, id.UserID)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrRefused, err)
 	}
-	cert, err := is.CA.IssuePerson(pub, pki.Person{ARN: person.Name, Role: person.Role}, now, lifetime)
+	cert, err := ca.IssuePerson(pub, pki.Person{ARN: person.Name, Role: person.Role}, now, lifetime)
 	if err != nil {
 		return nil, err
 	}
 	return &Response{
-		Chain:  string(pki.EncodeCert(cert.Cert)) + string(pki.EncodeCert(is.CA.Cert)),
+		Chain:  string(pki.EncodeCert(cert.Cert)) + string(pki.EncodeCert(ca.Cert)),
 		Person: person.Name, Role: person.Role, Expires: cert.Cert.NotAfter,
 	}, nil
 }
 
+// Hello is what a GET answers: the audience rnx login binds its proof to,
+// and what the fleet trusts (for a people's config; rnx checks it against
+// a pinned fingerprint when given one).
+type Hello struct {
+	Fleet      string `json:"fleet"`
+	Trust      string `json:"trust,omitempty"`
+	TrustState string `json:"trustState,omitempty"`
+}
+
 // ServeHTTP is the issuer as an HTTPS endpoint: POST a Request as JSON,
-// get a Response; 403 with the reason when refused.
+// get a Response; 403 with the reason when refused. GET says which fleet
+// it issues for.
 func (is *Issuer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodGet {
+		h := Hello{Fleet: is.Fleet}
+		if m, err := is.Material(r.Context()); err == nil {
+			h.Trust, h.TrustState = m.Trust, m.TrustState
+		}
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(h)
+		return
+	}
 	if r.Method != http.MethodPost {
 		http.Error(w, "POST a login request", http.StatusMethodNotAllowed)
 		return
@@ -139,6 +175,13 @@ func (is *Issuer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	resp, err := is.Issue(r.Context(), &req)
+	if is.Log != nil {
+		if err != nil {
+			is.Log.Warn("login refused", "from", r.RemoteAddr, "err", err)
+		} else {
+			is.Log.Info("login", "person", resp.Person, "role", resp.Role, "expires", resp.Expires.UTC().Format(time.RFC3339), "from", r.RemoteAddr)
+		}
+	}
 	switch {
 	case errors.Is(err, ErrRefused):
 		http.Error(w, err.Error(), http.StatusForbidden)
@@ -149,4 +192,26 @@ func (is *Issuer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "application/json")
 	json.NewEncoder(w).Encode(resp)
+}
+
+// Cached wraps a Material source so one read serves requests for ttl: a
+// login costs the issuer's store nothing while it is warm, and a policy or
+// CA change reaches it within ttl. A failed read is not kept.
+func Cached(read func(context.Context) (*Material, error), ttl time.Duration, now func() time.Time) func(context.Context) (*Material, error) {
+	var mu sync.Mutex
+	var m *Material
+	var at time.Time
+	return func(ctx context.Context) (*Material, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if m != nil && now().Sub(at) < ttl && now().Before(m.Policy.Expires) {
+			return m, nil
+		}
+		got, err := read(ctx)
+		if err != nil {
+			return nil, err
+		}
+		m, at = got, now()
+		return m, nil
+	}
 }

@@ -65,9 +65,10 @@ func TestLoginIssuesAPersonsCertificate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	is := &issuer.Issuer{Fleet: "joblet", CA: user, AWS: awspeople.Config(motoURL, nil), STS: http.DefaultClient, Now: time.Now,
-		Policy: func(context.Context) (*idpolicy.Policy, error) {
-			return idpolicy.Verify(signed, "joblet", []*x509.Certificate{root.Cert}, nil, time.Now())
+	is := &issuer.Issuer{Fleet: "joblet", AWS: awspeople.Config(motoURL, nil), STS: http.DefaultClient, Now: time.Now,
+		Material: func(context.Context) (*issuer.Material, error) {
+			pol, err := idpolicy.Verify(signed, "joblet", []*x509.Certificate{root.Cert}, nil, time.Now())
+			return &issuer.Material{CA: user, Policy: pol}, err
 		}}
 	srv := httptest.NewTLSServer(is)
 	defer srv.Close()

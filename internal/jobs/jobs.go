@@ -31,14 +31,18 @@ var ErrNotFound = errors.New("job not found")
 
 // Snapshot is a job's state at one moment.
 type Snapshot struct {
-	ID, Command     string
-	Args            []string
-	Status          string
-	ExitCode        int // -1 when a signal ended the job
-	Signal          int // the signal that ended the job, 0 if it exited
-	Started, Ended  time.Time
-	StartedBy       string
-	OutputTruncated bool
+	ID, Command    string
+	Args           []string
+	Status         string
+	ExitCode       int // -1 when a signal ended the job
+	Signal         int // the signal that ended the job, 0 if it exited
+	Started, Ended time.Time
+	// StartedBy is the role of the caller that started the job (what the
+	// per-job rules go by), StartedByPerson the person when the caller's
+	// certificate named one (`rnx login`), "" for a shared role
+	// certificate.
+	StartedBy, StartedByPerson string
+	OutputTruncated            bool
 	// Reason says how the job ended: "exit code 3", "killed by SIGSEGV",
 	// "killed at its memory limit (512 MiB)", "stopped".
 	Reason string
@@ -47,6 +51,7 @@ type Snapshot struct {
 
 type job struct {
 	id, command, startedBy string
+	person                 string // StartedByPerson
 	args                   []string
 	started                time.Time
 	proc                   containment.Process
@@ -83,10 +88,11 @@ type Manager struct {
 
 // Request is one job to run.
 type Request struct {
-	Command   string
-	Args, Env []string
-	Limits    Limits // zero fields: the node's defaults
-	StartedBy string
+	Command         string
+	Args, Env       []string
+	Limits          Limits // zero fields: the node's defaults
+	StartedBy       string // the caller's role
+	StartedByPerson string // the caller's person, "" for a shared role certificate
 }
 
 // Run starts command with args on behalf of startedBy.
@@ -120,7 +126,7 @@ func (m *Manager) Start(r Request) (Snapshot, error) {
 	}
 	m.running++ // reserved now, so concurrent requests cannot pass the cap
 	m.mu.Unlock()
-	j := &job{id: id, command: r.Command, args: append([]string(nil), r.Args...), startedBy: r.StartedBy,
+	j := &job{id: id, command: r.Command, args: append([]string(nil), r.Args...), startedBy: r.StartedBy, person: r.StartedByPerson,
 		limits: lim, out: newOutput(m.logBytes), done: make(chan struct{}), status: Running}
 	if j.dir, err = m.rt.MakeWorkDir(m.runDir, id, m.uid, m.gid); err == nil {
 		j.proc, err = m.rt.Start(m.spec(id, j.dir, &r, lim), j.out.writer(Stdout), j.out.writer(Stderr))
@@ -164,7 +170,7 @@ func (j *job) snapshot() Snapshot {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	return Snapshot{ID: j.id, Command: j.command, Args: j.args, Status: j.status, ExitCode: j.exitCode, Signal: j.signal,
-		Started: j.started, Ended: j.ended, StartedBy: j.startedBy, OutputTruncated: j.out.truncated(), Reason: j.reason,
+		Started: j.started, Ended: j.ended, StartedBy: j.startedBy, StartedByPerson: j.person, OutputTruncated: j.out.truncated(), Reason: j.reason,
 		Limits: j.limits}
 }
 

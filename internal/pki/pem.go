@@ -106,3 +106,20 @@ func ParseKey(data []byte) (crypto.Signer, error) {
 	}
 	return nil, fmt.Errorf("unsupported private key type %T: use ECDSA P-256 or RSA", key)
 }
+
+// SplitPEM parts PEM data holding certificates and a key (a login's file,
+// the user-issuing CA's secret) into the CERTIFICATE blocks and the rest.
+func SplitPEM(data []byte) (certs, rest []byte) {
+	for {
+		block, r := pem.Decode(data)
+		if block == nil {
+			return certs, rest
+		}
+		if block.Type == "CERTIFICATE" {
+			certs = append(certs, pem.EncodeToMemory(block)...)
+		} else {
+			rest = append(rest, pem.EncodeToMemory(block)...)
+		}
+		data = r
+	}
+}

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"crypto/x509"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -56,48 +57,99 @@ func Allowed(role pki.Role, method string) bool {
 	return false
 }
 
-type roleKey struct{}
+type callerKey struct{}
+
+// Caller is who makes a call, as the verified client certificate says:
+// the role, and the person when the certificate names one (`rnx login`:
+// the canonical ARN, a role's session as "#SESSION"). A shared role
+// certificate (rnx-config-ROLE.yml) names no person: Person is "".
+type Caller struct {
+	Role   pki.Role
+	Person string
+}
+
+// SharedPerson is how a human-readable record (the audit line, rnx's
+// tables) shows the person of a call made with a shared role certificate:
+// whoever holds the role's config file. The API and JSON leave it empty.
+const SharedPerson = "shared"
+
+// Who is the person as the audit line shows them: the ARN, or
+// SharedPerson.
+func (c Caller) Who() string {
+	if c.Person == "" {
+		return SharedPerson
+	}
+	return c.Person
+}
+
+// callerOf reads the caller from a verified client certificate.
+func callerOf(leaf *x509.Certificate) (Caller, error) {
+	role, err := pki.RoleOf(leaf)
+	if err != nil {
+		return Caller{}, err
+	}
+	p, isPerson, err := pki.PersonOf(leaf)
+	if err != nil {
+		return Caller{}, err
+	}
+	c := Caller{Role: role}
+	if isPerson {
+		c.Person = p.ARN
+	}
+	return c, nil
+}
+
+// CallerFrom returns the caller stored by the interceptors.
+func CallerFrom(ctx context.Context) Caller {
+	c, _ := ctx.Value(callerKey{}).(Caller)
+	return c
+}
 
 // RoleFrom returns the caller's role stored by the interceptors.
-func RoleFrom(ctx context.Context) pki.Role {
-	r, _ := ctx.Value(roleKey{}).(pki.Role)
-	return r
-}
+func RoleFrom(ctx context.Context) pki.Role { return CallerFrom(ctx).Role }
 
-// peerRole reads the role from the verified client certificate, if any.
-func peerRole(ctx context.Context) (pki.Role, bool) {
+// peerLeaf is the verified client certificate, if any.
+func peerLeaf(ctx context.Context) (*x509.Certificate, bool) {
 	p, ok := peer.FromContext(ctx)
 	if !ok {
-		return "", false
+		return nil, false
 	}
 	info, ok := p.AuthInfo.(credentials.TLSInfo)
 	if !ok || len(info.State.VerifiedChains) == 0 || len(info.State.VerifiedChains[0]) == 0 {
-		return "", false
+		return nil, false
 	}
-	r, err := pki.RoleOf(info.State.VerifiedChains[0][0])
-	return r, err == nil
+	return info.State.VerifiedChains[0][0], true
 }
 
-// authorize reads the role from the verified client certificate and checks
-// it against permissions.
-func authorize(ctx context.Context, method string) (context.Context, error) {
-	p, ok := peer.FromContext(ctx)
+// peerCaller reads the caller from the verified client certificate, if
+// any: for what runs outside authorization (metrics, the audit line).
+func peerCaller(ctx context.Context) (Caller, bool) {
+	leaf, ok := peerLeaf(ctx)
 	if !ok {
+		return Caller{}, false
+	}
+	c, err := callerOf(leaf)
+	return c, err == nil
+}
+
+// authorize reads the caller from the verified client certificate and
+// checks the role against permissions.
+func authorize(ctx context.Context, method string) (context.Context, error) {
+	if _, ok := peer.FromContext(ctx); !ok {
 		return nil, status.Error(codes.Unauthenticated, "no peer information")
 	}
-	info, ok := p.AuthInfo.(credentials.TLSInfo)
-	if !ok || len(info.State.VerifiedChains) == 0 || len(info.State.VerifiedChains[0]) == 0 {
+	leaf, ok := peerLeaf(ctx)
+	if !ok {
 		return nil, status.Error(codes.Unauthenticated, "no verified client certificate")
 	}
-	leaf := info.State.VerifiedChains[0][0]
-	role, err := pki.RoleOf(leaf)
+	c, err := callerOf(leaf)
 	if err != nil {
 		return nil, status.Errorf(codes.PermissionDenied, "denied: %v", err)
 	}
-	if !Allowed(role, method) {
-		return nil, status.Errorf(codes.PermissionDenied, "role %q may not call %s", role, shortName(method))
+	if !Allowed(c.Role, method) {
+		return nil, status.Errorf(codes.PermissionDenied, "role %q may not call %s", c.Role, shortName(method))
 	}
-	return context.WithValue(ctx, roleKey{}, role), nil
+	return context.WithValue(ctx, callerKey{}, c), nil
 }
 
 func shortName(method string) string {

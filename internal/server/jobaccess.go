@@ -15,11 +15,17 @@ import (
 // in authz.go (which already keeps readers from RunJob, StopJob and
 // GetJobLogs).
 //
-// Client certificates are issued per role, not per person (every
-// developer of a fleet holds the same "developer-client" certificate), so
-// a job's owner is the role that started it. Arguments and output are where
-// a job's secrets show (a token on the command line, a config it prints),
-// so only the owning role and the node's operators see them:
+// A job's owner is the role that started it, not the person. Shared role
+// certificates name no person (every holder of rnx-config-developer.yml is
+// "developer"), and a person's certificate (`rnx login`) is the same role
+// to these rules: a developer's "own jobs" are the jobs any developer
+// started, shared certificate or person. Per person would lock automation
+// on the shared certificate out of what people started and the reverse,
+// and one developer out of stopping another's job; the person is recorded
+// on the job (StartedByPerson) and in the audit line for who did what,
+// not for who may. Arguments and output are where a job's secrets show (a
+// token on the command line, a config it prints), so only the owning role
+// and the node's operators see them:
 //
 //   - admin, maintainer: everything, for every job (they operate the node:
 //     they must be able to see and stop whatever runs on it);
@@ -35,7 +41,7 @@ func jobAccess(role pki.Role, startedBy string) access {
 	case pki.Admin, pki.Maintainer:
 		return access{args: true, output: true, stop: true}
 	case pki.Developer:
-		own := startedBy == string(pki.Developer)
+		own := startedBy == string(pki.Developer) // the role, whoever the person (above)
 		return access{args: own, output: own, stop: own}
 	}
 	return access{}
@@ -52,7 +58,11 @@ func view(role pki.Role, s jobs.Snapshot) *pb.Job {
 
 // denied is the refusal of one operation on one job, with the rule.
 func denied(role pki.Role, s jobs.Snapshot, what string) error {
+	by := fmt.Sprintf("%q", s.StartedBy)
+	if s.StartedByPerson != "" {
+		by += " (" + s.StartedByPerson + ")"
+	}
 	return status.Error(codes.PermissionDenied, fmt.Sprintf(
-		"role %q may not %s job %s: it was started by %q, and a %s may %s only jobs its own role started (roles table: docs/JOBS.md)",
-		role, what, s.ID, s.StartedBy, role, what))
+		"role %q may not %s job %s: it was started by %s, and a %s may %s only jobs its own role started (roles table: docs/JOBS.md)",
+		role, what, s.ID, by, role, what))
 }

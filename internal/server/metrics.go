@@ -155,8 +155,10 @@ func (m *metrics) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerI
 
 func (m *metrics) count(ctx context.Context, method string, err error) {
 	role := "none"
-	if p, ok := peerRole(ctx); ok {
-		role = string(p)
+	// The role only: a label per person would grow without bound (the
+	// audit line names the person, audit.go).
+	if c, ok := peerCaller(ctx); ok {
+		role = string(c.Role)
 	}
 	m.rpcs.WithLabelValues(shortName(method), role, status.Code(err).String()).Inc()
 }

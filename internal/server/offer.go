@@ -121,7 +121,8 @@ type offerCaller struct {
 }
 
 // caller identifies the client certificate and source of a call, with
-// its role and serial for the log.
+// its role, person ("shared" for a shared role certificate) and serial
+// for the log.
 func caller(ctx context.Context) (c offerCaller, who string) {
 	p, ok := peer.FromContext(ctx)
 	if !ok {
@@ -140,9 +141,9 @@ func caller(ctx context.Context) (c offerCaller, who string) {
 	h.Write([]byte(sourceOf(p.Addr).String()))
 	copy(c.id[:], h.Sum(nil))
 	c.cert = sha256.Sum256(leaf.Raw)
-	role := RoleFrom(ctx)
-	c.admin = role == pki.Admin
-	return c, fmt.Sprintf("%s %s (%s)", role, pki.SerialHex(leaf.SerialNumber), p.Addr)
+	cl := CallerFrom(ctx)
+	c.admin = cl.Role == pki.Admin
+	return c, fmt.Sprintf("%s %s %s (%s)", cl.Role, cl.Who(), pki.SerialHex(leaf.SerialNumber), p.Addr)
 }
 
 func (s *Server) offerCRL(ctx context.Context, req *pb.OfferCRLRequest) (*pb.OfferCRLResponse, error) {

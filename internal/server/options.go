@@ -11,10 +11,11 @@ import (
 )
 
 // grpcOptions are the gRPC server's options: mutual TLS from the current
-// credentials, then for every call metrics, the re-check of the caller
-// against the current credentials, authorization, and the CRL gate (a
-// client with an older CRL gets this node's before its call runs,
-// crlgate.go); and the connection limits of the config.
+// credentials, then for every call the audit line (audit.go), metrics,
+// the re-check of the caller against the current credentials,
+// authorization, and the CRL gate (a client with an older CRL gets this
+// node's before its call runs, crlgate.go); and the connection limits of
+// the config.
 func (s *Server) grpcOptions() ([]grpc.ServerOption, error) {
 	conns, err := s.cfg.Connections()
 	if err != nil {
@@ -27,12 +28,13 @@ func (s *Server) grpcOptions() ([]grpc.ServerOption, error) {
 	s.log.Info("connection limits", "maxConnections", s.established.max, "configured", conns.MaxConnections,
 		"openFileLimit", nofile, "maxPendingHandshakes", conns.MaxPendingHandshakes)
 	g := &guard{tls: s.tls, now: time.Now}
+	a := audit{log: s.log}
 	return []grpc.ServerOption{
 		grpc.Creds(countingCreds{credentials.NewTLS(s.tls.config()), s.metrics.handshakes, s.established}),
 		// Which authenticated connections have calls open (conns.go).
 		grpc.StatsHandler(connStats{s.established}),
-		grpc.ChainUnaryInterceptor(s.metrics.unary, g.unary, unaryAuthz, s.crlGateUnary),
-		grpc.ChainStreamInterceptor(s.metrics.stream, g.stream, streamAuthz, s.streams.stream, s.crlGateStream),
+		grpc.ChainUnaryInterceptor(a.unary, s.metrics.unary, g.unary, unaryAuthz, s.crlGateUnary),
+		grpc.ChainStreamInterceptor(a.stream, s.metrics.stream, g.stream, streamAuthz, s.streams.stream, s.crlGateStream),
 		// The handshake check happens once per connection; a maximum age
 		// makes every client handshake again, against the current trust.
 		// An idle connection is closed; a silent one is pinged, and closed

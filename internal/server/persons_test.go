@@ -21,35 +21,12 @@ import (
 func TestNodeHoldsPersonsToTheIdentityPolicy(t *testing.T) {
 	st := storetest.NewMemoryStore()
 	first := startNode(t, st)
-	vals, _ := st.Get(context.Background(), []string{"joblet/ca-cert", "joblet/ca-key"})
-	rootCert, _ := pki.ParseCert([]byte(vals["joblet/ca-cert"]))
-	rootKey, _ := pki.ParseKey([]byte(vals["joblet/ca-key"]))
-	root := &pki.CA{Cert: rootCert, Key: rootKey}
-	now := time.Now()
-	pol, err := idpolicy.Sign(context.Background(), &idpolicy.Policy{Fleet: "joblet", Version: 1, Issued: now, Expires: now.Add(time.Hour),
+	u := newUserCA(t, st)
+	withPolicy := startNode(t, st, u.policy(t, idpolicy.Policy{
 		Rules:        []idpolicy.Rule{{User: "arn:aws:iam::111122223333:user/alice", Grant: pki.Developer}},
-		RefuseShared: []pki.Role{pki.Admin}}, root)
-	if err != nil {
-		t.Fatal(err)
-	}
-	withPolicy := startNode(t, st, func(c *config.Server) { c.Security.IdentityPolicy = string(pol) })
-	ukey, _ := pki.GenerateKey(pki.ECDSAP256, nil)
-	uca, err := root.IssueUserCA(ukey.Public(), now, 24*time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	userCA := &pki.CA{Cert: uca.Cert, Key: ukey}
+		RefuseShared: []pki.Role{pki.Admin}}))
 	person := func(f *fleet, arn string, role pki.Role) *config.Node {
-		t.Helper()
-		key, _ := pki.GenerateKey(pki.ECDSAP256, nil)
-		is, err := userCA.IssuePerson(key.Public(), pki.Person{ARN: arn, Role: role}, now, time.Hour)
-		if err != nil {
-			t.Fatal(err)
-		}
-		keyPEM, _ := pki.EncodeKey(key)
-		n := *f.rnx.Nodes["default"]
-		n.Cert, n.Key = string(pki.EncodeCert(is.Cert))+string(pki.EncodeCert(uca.Cert)), string(keyPEM)
-		return &n
+		return u.person(t, f.rnx.Nodes["default"], arn, role)
 	}
 	shared := func(f *fleet, role pki.Role) *config.Node {
 		for _, n := range f.rnx.Nodes {
@@ -82,4 +59,59 @@ func TestNodeHoldsPersonsToTheIdentityPolicy(t *testing.T) {
 			t.Errorf("%s: %v, want ok=%v naming %q", c.what, err, c.ok, c.says)
 		}
 	}
+}
+
+// userCA is a user-issuing CA under the root of the fleet in a store, as
+// the issuer holds it (`rnx login`), and the root to sign identity
+// policies with.
+type userCA struct {
+	root, ca *pki.CA
+}
+
+func newUserCA(t testing.TB, st *storetest.MemoryStore) *userCA {
+	t.Helper()
+	vals, err := st.Get(context.Background(), []string{"joblet/ca-cert", "joblet/ca-key"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rootCert, _ := pki.ParseCert([]byte(vals["joblet/ca-cert"]))
+	rootKey, err := pki.ParseKey([]byte(vals["joblet/ca-key"]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := &pki.CA{Cert: rootCert, Key: rootKey}
+	ukey, _ := pki.GenerateKey(pki.ECDSAP256, nil)
+	uca, err := root.IssueUserCA(ukey.Public(), time.Now(), 24*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &userCA{root: root, ca: &pki.CA{Cert: uca.Cert, Key: ukey}}
+}
+
+// policy is a config change giving a node pol (fleet, version and times
+// filled in), signed by the root.
+func (u *userCA) policy(t testing.TB, pol idpolicy.Policy) func(*config.Server) {
+	t.Helper()
+	now := time.Now()
+	pol.Fleet, pol.Version, pol.Issued, pol.Expires = "joblet", 1, now, now.Add(time.Hour)
+	signed, err := idpolicy.Sign(context.Background(), &pol, u.root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return func(c *config.Server) { c.Security.IdentityPolicy = string(signed) }
+}
+
+// person is base (a node entry of an rnx config) with a person's
+// certificate for arn and role, and its key.
+func (u *userCA) person(t testing.TB, base *config.Node, arn string, role pki.Role) *config.Node {
+	t.Helper()
+	key, _ := pki.GenerateKey(pki.ECDSAP256, nil)
+	is, err := u.ca.IssuePerson(key.Public(), pki.Person{ARN: arn, Role: role}, time.Now(), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyPEM, _ := pki.EncodeKey(key)
+	n := *base
+	n.Cert, n.Key = string(pki.EncodeCert(is.Cert))+string(pki.EncodeCert(u.ca.Cert)), string(keyPEM)
+	return &n
 }

@@ -19,7 +19,7 @@ type jobService struct {
 
 func toPB(s jobs.Snapshot) *pb.Job {
 	j := &pb.Job{Id: s.ID, Command: s.Command, Args: s.Args, Status: s.Status, ExitCode: int32(s.ExitCode), Signal: int32(s.Signal),
-		StartedUnixNano: s.Started.UnixNano(), StartedBy: s.StartedBy, OutputTruncated: s.OutputTruncated, Reason: s.Reason,
+		StartedUnixNano: s.Started.UnixNano(), StartedBy: s.StartedBy, StartedByPerson: s.StartedByPerson, OutputTruncated: s.OutputTruncated, Reason: s.Reason,
 		MaxMemoryBytes: s.Limits.MemoryBytes, MaxCpuPercent: int32(s.Limits.CPUPercent), MaxProcs: int32(s.Limits.MaxProcs),
 		MaxDiskBytes: s.Limits.DiskBytes}
 	if !s.Ended.IsZero() {
@@ -45,8 +45,9 @@ func jobErr(err error) error {
 }
 
 func (s *jobService) RunJob(ctx context.Context, r *pb.RunJobRequest) (*pb.Job, error) {
-	role := RoleFrom(ctx)
-	snap, err := s.jobs.Start(jobs.Request{Command: r.Command, Args: r.Args, Env: r.Env, StartedBy: string(role),
+	c := CallerFrom(ctx)
+	role := c.Role
+	snap, err := s.jobs.Start(jobs.Request{Command: r.Command, Args: r.Args, Env: r.Env, StartedBy: string(role), StartedByPerson: c.Person,
 		Limits: jobs.Limits{MemoryBytes: r.MaxMemoryBytes, CPUPercent: int(r.MaxCpuPercent), MaxProcs: int(r.MaxProcs), DiskBytes: r.MaxDiskBytes}})
 	if errors.Is(err, jobs.ErrLimit) || errors.Is(err, jobs.ErrUnavailable) {
 		return nil, jobErr(err)

@@ -22,15 +22,26 @@ import (
 // every call after them must be signed by a key moto issued, as AWS
 // requires: otherwise moto accepts any signature and a test of proofs
 // proves nothing.
-const SetupCalls = 7
+const SetupCalls = 10
 
 // Account is moto's account.
 const Account = "123456789012"
 
-// People signs as alice, as bob, and as bob's session "bob-laptop" of the
-// role admins (path /people/).
+// People signs as alice, as bob, as bob's session "bob-laptop" of the
+// role admins (path /people/), and as carol (whom no policy names).
 type People struct {
-	Alice, Bob, BobAsAdmin aws.Config
+	Alice, Bob, BobAsAdmin, Carol aws.Config
+}
+
+// Env is the environment a process signs as cfg with (rnx login): its
+// credentials, region, and STS at the moto cfg points at.
+func Env(cfg aws.Config) []string {
+	c, err := cfg.Credentials.Retrieve(context.Background())
+	if err != nil {
+		panic(err) // static credentials
+	}
+	return []string{"AWS_ACCESS_KEY_ID=" + c.AccessKeyID, "AWS_SECRET_ACCESS_KEY=" + c.SecretAccessKey, "AWS_SESSION_TOKEN=" + c.SessionToken,
+		"AWS_REGION=" + cfg.Region, "AWS_ENDPOINT_URL_STS=" + *cfg.BaseEndpoint, "AWS_CONFIG_FILE=/dev/null", "AWS_SHARED_CREDENTIALS_FILE=/dev/null"}
 }
 
 // Moto starts moto with signatures checked after SetupCalls, for a
@@ -88,6 +99,9 @@ func create(url string) (*People, error) {
 		return nil, err
 	}
 	if p.Bob, err = user("bob"); err != nil {
+		return nil, err
+	}
+	if p.Carol, err = user("carol"); err != nil {
 		return nil, err
 	}
 	trust := `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::` + Account + `:user/bob"},"Action":"sts:AssumeRole"}]}`

@@ -1,0 +1,152 @@
+package certs
+
+// The user-issuing CA (issue 26): the root signs it once (`joblet certs
+// user-ca`), the issuer (`joblet issuer`, or its Lambda function) signs
+// people's short-lived certificates with it. Its certificate and key sit in
+// one secret only the issuer's IAM policy reads: a node, a job or a client
+// never sees it, and a stolen node holds nothing that signs a person.
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/ehsaniara/joblet/internal/idpolicy"
+	"github.com/ehsaniara/joblet/internal/pki"
+)
+
+// DefaultUserCALifetime is the user-issuing CA's lifetime: people's
+// certificates live hours, so it is re-made (`user-ca --rotate`) yearly
+// without anyone noticing.
+const DefaultUserCALifetime = 365 * 24 * time.Hour
+
+// UserCAResult says what `joblet certs user-ca` made.
+type UserCAResult struct {
+	Serial  string `json:"serial"`
+	Expires string `json:"expires"`
+	// Replaced is the serial of the user-issuing CA this one replaced
+	// ("" for the first): certificates it issued stay valid until they
+	// expire (hours), or until revoked.
+	Replaced string `json:"replaced,omitempty"`
+}
+
+// ErrUserCAExists: the fleet has a user-issuing CA and the operator did
+// not ask for a new one.
+var ErrUserCAExists = errors.New("the fleet already has a user-issuing CA")
+
+// MakeUserCA signs a new user-issuing CA with the root and stores it with
+// its key. An existing one is replaced only with rotate.
+func (fl *Fleet) MakeUserCA(ctx context.Context, rotate bool, lifetime time.Duration, kt pki.KeyType) (*UserCAResult, error) {
+	f := fl.defaults()
+	s, err := f.readState(ctx, scope{bothKeys: true, userCA: true})
+	if err != nil {
+		return nil, err
+	}
+	if err := s.trusted(); err != nil {
+		return nil, err
+	}
+	res := &UserCAResult{}
+	if cur := s.vals[s.n.UserCA()]; cur != "" {
+		if !rotate {
+			return nil, fmt.Errorf("%w (%s): `--rotate` makes a new one (people's certificates from the old one keep working until they expire)", ErrUserCAExists, s.n.UserCA())
+		}
+		if c, err := pki.ParseCert(firstOf(pki.SplitPEM([]byte(cur)))); err == nil {
+			res.Replaced = pki.SerialHex(c.SerialNumber)
+		}
+	}
+	root, err := s.signer(ctx, &f)
+	if err != nil {
+		return nil, err
+	}
+	if lifetime <= 0 {
+		lifetime = DefaultUserCALifetime
+	}
+	key, err := pki.GenerateKey(kt, nil)
+	if err != nil {
+		return nil, err
+	}
+	is, err := root.IssueUserCA(key.Public(), f.Now(), lifetime)
+	if err != nil {
+		return nil, err
+	}
+	keyPEM, err := pki.EncodeKey(key)
+	if err != nil {
+		return nil, err
+	}
+	if err := putOrCreate(ctx, f.Store, s.n, s.n.UserCA(), string(pki.EncodeCert(is.Cert))+string(keyPEM)); err != nil {
+		return nil, err
+	}
+	res.Serial, res.Expires = pki.SerialHex(is.Cert.SerialNumber), is.Cert.NotAfter.UTC().Format(time.RFC3339)
+	return res, nil
+}
+
+// IssuerMaterial is what the issuer signs with and checks against, as one
+// read of the store found it.
+type IssuerMaterial struct {
+	CA     *pki.CA
+	Policy *idpolicy.Policy
+	// Trust is what nodes and clients trust (PEM); TrustState the signed
+	// state it comes from ("" for a fleet from before it).
+	Trust, TrustState string
+}
+
+// IssuerMaterial reads the user-issuing CA and the identity policy. Both
+// must come from a root the store's trust lists: the CA's certificate
+// chains to it, the policy is signed by it. The issuer trusts nothing
+// else; nodes hold every certificate to their own policy anyway.
+func (fl *Fleet) IssuerMaterial(ctx context.Context) (*IssuerMaterial, error) {
+	f := fl.defaults()
+	s, err := f.readState(ctx, scope{userCA: true})
+	if err != nil {
+		return nil, err
+	}
+	if s.caErr != nil {
+		return nil, s.caErr
+	}
+	if s.trustErr != nil {
+		return nil, s.trustErr
+	}
+	if f.Pin != nil && !slices.ContainsFunc(s.trust, f.Pin.Matches) {
+		return nil, fmt.Errorf("no root the store trusts matches the pinned fingerprint %s: the store's root was replaced; nothing issued", f.Pin)
+	}
+	raw := s.vals[s.n.UserCA()]
+	if raw == "" {
+		return nil, fmt.Errorf("the fleet has no user-issuing CA (%s): an operator makes one with `joblet certs user-ca`", s.n.UserCA())
+	}
+	certPEM, keyPEM := pki.SplitPEM([]byte(raw))
+	cert, err := pki.ParseCert(certPEM)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w: make it again with `joblet certs user-ca --rotate`", s.n.UserCA(), err)
+	}
+	key, err := pki.ParseKey(keyPEM)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w: make it again with `joblet certs user-ca --rotate`", s.n.UserCA(), err)
+	}
+	if err := pki.MatchesKey(cert, key); err != nil {
+		return nil, fmt.Errorf("%s: %w: make it again with `joblet certs user-ca --rotate`", s.n.UserCA(), err)
+	}
+	roots := x509.NewCertPool()
+	for _, r := range s.trust {
+		roots.AddCert(r)
+	}
+	if _, err := cert.Verify(x509.VerifyOptions{Roots: roots, CurrentTime: s.now, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+		return nil, fmt.Errorf("%s does not chain to a root the fleet trusts (%v): make it again with `joblet certs user-ca --rotate`", s.n.UserCA(), err)
+	}
+	if cert.Subject.CommonName != pki.UserCACommonName || !cert.IsCA || !cert.MaxPathLenZero {
+		return nil, fmt.Errorf("%s is not a user-issuing CA (%q): make it again with `joblet certs user-ca --rotate`", s.n.UserCA(), cert.Subject.CommonName)
+	}
+	polRaw := s.vals[s.n.IdentityPolicy()]
+	if polRaw == "" {
+		return nil, fmt.Errorf("the fleet has no identity policy (%s): `joblet certs identity-policy sign --file POLICY.json` makes one", s.n.IdentityPolicy())
+	}
+	pol, err := idpolicy.Verify([]byte(polRaw), f.Prefix, s.trust, nil, s.now)
+	if err != nil {
+		return nil, fmt.Errorf("the identity policy (%s): %w", s.n.IdentityPolicy(), err)
+	}
+	return &IssuerMaterial{CA: &pki.CA{Cert: cert, Key: key}, Policy: pol, Trust: s.trustPEM(), TrustState: s.docRaw}, nil
+}
+
+func firstOf(a, _ []byte) []byte { return a }

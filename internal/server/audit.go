@@ -1,0 +1,106 @@
+package server
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
+
+	pb "github.com/ehsaniara/joblet/api/jobletv1"
+	"github.com/ehsaniara/joblet/internal/pki"
+)
+
+// The audit line: one log line per call, when it ends, naming who made it
+// (the person and the role, as the verified client certificate says; the
+// person is "shared" for a shared role certificate), what (the method, and
+// the job when the call names one) and how it ended (the gRPC code, and the
+// node's message when it is not OK). It runs outermost, with the metrics,
+// so the calls the re-check or authorization refuse are on record too.
+// Load balancers check /healthz over HTTP (docs/OPERATIONS.md), so the
+// lines are callers' calls, not probes.
+
+// auditMsg is the message of every audit line: `grep 'msg=call '`.
+const auditMsg = "call"
+
+// maxAuditValue caps what a caller chose (a job id in a request, the
+// person in a certificate the node then refuses) and the node's message in
+// a line; above the longest canonical ARN (a 512-character IAM path).
+const maxAuditValue = 1024
+
+type audit struct{ log *slog.Logger }
+
+func (a audit) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+	start := time.Now()
+	resp, err := h(ctx, req)
+	a.record(ctx, info.FullMethod, start, jobOf(req, resp), err)
+	return resp, err
+}
+
+func (a audit) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+	start := time.Now()
+	as := &auditStream{ServerStream: ss}
+	err := h(srv, as)
+	a.record(ss.Context(), info.FullMethod, start, as.job, err)
+	return err
+}
+
+// auditStream notes the job a streaming call's request names (GetJobLogs).
+type auditStream struct {
+	grpc.ServerStream
+	job string
+}
+
+func (s *auditStream) RecvMsg(m any) error {
+	err := s.ServerStream.RecvMsg(m)
+	if err == nil && s.job == "" {
+		s.job = jobOf(m, nil)
+	}
+	return err
+}
+
+// jobOf is the job a call is about: the one RunJob started, or the id a
+// request names.
+func jobOf(req, resp any) string {
+	if j, ok := resp.(*pb.Job); ok && j != nil {
+		return j.Id
+	}
+	if r, ok := req.(interface{ GetId() string }); ok {
+		return r.GetId()
+	}
+	return ""
+}
+
+func (a audit) record(ctx context.Context, method string, start time.Time, job string, err error) {
+	role, person, serial := "none", "none", ""
+	if leaf, ok := peerLeaf(ctx); ok {
+		serial = pki.SerialHex(leaf.SerialNumber)
+		if c, err := callerOf(leaf); err == nil {
+			role, person = string(c.Role), capped(c.Who())
+		}
+	}
+	st := status.Convert(err)
+	attrs := make([]slog.Attr, 0, 9)
+	attrs = append(attrs, slog.String("method", shortName(method)), slog.String("person", person), slog.String("role", role),
+		slog.String("code", st.Code().String()))
+	if job != "" {
+		attrs = append(attrs, slog.String("job", capped(job)))
+	}
+	attrs = append(attrs, slog.Duration("took", time.Since(start).Round(time.Microsecond)), slog.String("serial", serial))
+	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
+		attrs = append(attrs, slog.String("from", p.Addr.String()))
+	}
+	if err != nil {
+		attrs = append(attrs, slog.String("err", capped(st.Message())))
+	}
+	a.log.LogAttrs(ctx, slog.LevelInfo, auditMsg, attrs...)
+}
+
+func capped(s string) string {
+	if len(s) > maxAuditValue {
+		return s[:maxAuditValue] + "..."
+	}
+	return s
+}
