@@ -24,7 +24,7 @@ func (c *cli) iamPolicyCmd() *cobra.Command {
                    until it has renewed from it: node plus the root's key
   rotation         the operator: rotation, re-issue, revocation, node-ca, FORCE_REGENERATE
   rotator          the Lambda function Secrets Manager calls to rotate the node-issuing
-                   CA's key (joblet certs rotate-secret): the root's power
+                   CA's key and the role pairs (joblet certs rotate-secret): the root's power
   client-<role>    rnx config init/refresh for one role
 
 --bind-to-instance and --vpc-endpoint add Deny statements that make a node's
