@@ -406,3 +406,50 @@ func TestLoginPersonCutOff(t *testing.T) {
 		t.Errorf("bob, not denied: %s", r)
 	}
 }
+
+// A CA rotation with people: each login carries the fleet's newer trust
+// state (signed by a root the config trusts) into the people's config, the
+// rotation re-issues the user-issuing CA under the new root, and after
+// `finish` retires the old root a fresh login still works, with no config
+// handed out again.
+func TestLoginThroughARotation(t *testing.T) {
+	f := startLoginFleet(t)
+	_, pp := people(t)
+	alice := harness.Env(awspeople.Env(pp.Alice)...)
+	cfg := f.configFor(t)
+	harness.MustRun(t, alice, f.rnx, "--config", cfg, "login", "--issuer-ca", f.issuerCA)
+	harness.MustRun(t, alice, f.rnx, "--config", cfg, "job", "list")
+
+	harness.MustRun(t, f.env, f.joblet, "certs", "rotate-ca", "begin")
+	r := harness.MustRun(t, alice, f.rnx, "--config", cfg, "login")
+	if !strings.Contains(r.Stdout, "took the fleet's newer trust state") {
+		t.Errorf("login after begin did not take the new trust state: %s", r)
+	}
+	rc, _ := config.LoadRnx(cfg)
+	for _, n := range rc.Nodes {
+		if cas, _ := pki.ParseCerts([]byte(n.CA)); len(cas) != 2 {
+			t.Errorf("the people's config trusts %d CAs after begin, want both", len(cas))
+		}
+	}
+	time.Sleep(3 * time.Second) // the node's refresh: it trusts both
+	harness.MustRun(t, f.env, f.joblet, "certs", "rotate-ca", "promote")
+	time.Sleep(3 * time.Second) // the node renews from the new CA
+	harness.MustRun(t, alice, f.rnx, "--config", cfg, "login")
+	harness.MustRun(t, alice, f.rnx, "--config", cfg, "job", "list")
+	harness.MustRun(t, f.env, f.joblet, "certs", "rotate-ca", "finish", "--force")
+	harness.Eventually(t, 20*time.Second, "alice's login after the old root is retired", func() error {
+		if r := harness.Run(t, alice, f.rnx, "--config", cfg, "login"); r.Code != 0 {
+			return fmt.Errorf("login: %s", r)
+		}
+		if r := harness.Run(t, alice, f.rnx, "--config", cfg, "job", "list"); r.Code != 0 {
+			return fmt.Errorf("job list: %s", r)
+		}
+		return nil
+	})
+	rc, _ = config.LoadRnx(cfg)
+	for _, n := range rc.Nodes {
+		if cas, _ := pki.ParseCerts([]byte(n.CA)); len(cas) != 1 {
+			t.Errorf("the people's config trusts %d CAs after finish, want the new one only", len(cas))
+		}
+	}
+}

@@ -50,8 +50,11 @@ from the store (needs read access; USE_SECRETS_MANAGER as for joblet).`,
 				}
 				only = r
 			}
-			if err := a.load(); err != nil {
+			if err := a.loadRaw(); err != nil {
 				return err
+			}
+			if a.cfg.Login != nil {
+				return fmt.Errorf("%s is a config for people: `rnx login` gets you a certificate and keeps its trust current (no store access needed)", a.path)
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 			defer cancel()

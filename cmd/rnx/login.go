@@ -62,13 +62,17 @@ fleet and this key only. The certificate is written next to the config
 			if err != nil {
 				return err
 			}
-			got, err := login.Do(ctx, login.Options{Issuer: a.cfg.Login.Issuer, IssuerCA: a.cfg.Login.IssuerCA, AWS: aws, Lifetime: lifetime, Now: time.Now})
+			got, hello, err := login.Do(ctx, login.Options{Issuer: a.cfg.Login.Issuer, IssuerCA: a.cfg.Login.IssuerCA, AWS: aws, Lifetime: lifetime, Now: time.Now})
 			if err != nil {
 				return fmt.Errorf("login: %w", err)
 			}
 			path := login.Path(a.path)
 			if err := login.Save(path, got); err != nil {
 				return fmt.Errorf("login: write %s: %w", path, err)
+			}
+			if login.TakeTrust(a.cfg, hello) {
+				changed = true
+				fmt.Fprintln(a.out, "✓ took the fleet's newer trust state from the issuer (signed by a root this config trusts)")
 			}
 			if changed {
 				b, err := a.cfg.Marshal()
@@ -84,7 +88,7 @@ fleet and this key only. The certificate is written next to the config
 		},
 	}
 	c.Flags().StringVar(&issuerURL, "issuer", "", "the issuer's https:// URL (remembered in the config)")
-	c.Flags().StringVar(&issuerCA, "issuer-ca", "", "PEM file of the CA the issuer's HTTPS certificate chains to, when not a public one (remembered)")
+	c.Flags().StringVar(&issuerCA, "issuer-ca", "", "PEM file of the CA the issuer's HTTPS certificate chains to, trusted alone in place of the system's roots (remembered)")
 	c.Flags().DurationVar(&lifetime, "lifetime", 0, "how long the certificate should live (the issuer caps it; default its own, 8h)")
 	return c
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/ehsaniara/joblet/internal/idpolicy"
+	"github.com/ehsaniara/joblet/internal/pki"
 )
 
 // DefaultPolicyLifetime is how long a signed identity policy is valid: a
@@ -95,4 +96,28 @@ func (fl *Fleet) IdentityPolicy(ctx context.Context) (*idpolicy.Policy, error) {
 		return nil, fmt.Errorf("the fleet has no identity policy (%s): `joblet certs identity-policy sign --file POLICY.json` makes one", s.n.IdentityPolicy())
 	}
 	return idpolicy.Verify([]byte(raw), f.Prefix, s.trust, nil, f.Now())
+}
+
+// resignIdentityPolicy signs the stored identity policy (raw, verified
+// from trust) again with ca, the CA a rotation step made current, one
+// version up and otherwise the same: nodes and the issuer keep accepting it
+// once the old root is retired. A policy already signed by ca, none, or
+// one that does not verify (status says so) is left as it is.
+func (f *Fleet) resignIdentityPolicy(ctx context.Context, n Names, raw string, trust []*x509.Certificate, ca *pki.CA) error {
+	if raw == "" {
+		return nil
+	}
+	if _, err := idpolicy.Open([]byte(raw), []*x509.Certificate{ca.Cert}); err == nil {
+		return nil
+	}
+	pol, err := idpolicy.Open([]byte(raw), trust)
+	if err != nil {
+		return nil
+	}
+	pol.Version++
+	data, err := idpolicy.Sign(ctx, pol, ca)
+	if err != nil {
+		return fmt.Errorf("sign the identity policy with the new root: %w", err)
+	}
+	return putOrCreate(ctx, f.Store, n, n.IdentityPolicy(), string(data))
 }

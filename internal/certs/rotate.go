@@ -638,6 +638,12 @@ func (f *Fleet) reissueUnder(ctx context.Context, s *rotation, roots []*x509.Cer
 	if err := f.reissueNodeCA(ctx, n, s, s.current); err != nil {
 		return err
 	}
+	if err := f.reissueUserCA(ctx, n, s.current); err != nil {
+		return err
+	}
+	if err := f.resignIdentityPolicy(ctx, n, s.vals[n.IdentityPolicy()], s.trust, s.current); err != nil {
+		return err
+	}
 	if err := f.resignCRL(ctx, n, s.vals[n.CRL()], s.trust, s.current); err != nil {
 		return err
 	}

@@ -150,3 +150,32 @@ func (fl *Fleet) IssuerMaterial(ctx context.Context) (*IssuerMaterial, error) {
 }
 
 func firstOf(a, _ []byte) []byte { return a }
+
+// reissueUserCA gives the user-issuing CA, when the fleet has one, a
+// certificate from ca (the CA a rotation step made current) for the same
+// key and until the same time, so people's logins keep working after the
+// old root is retired. The issuer's policy may be the only one that reads
+// <prefix>/user-ca: a read refused leaves it, and says so.
+func (f *Fleet) reissueUserCA(ctx context.Context, n Names, ca *pki.CA) error {
+	vals, err := f.Store.Get(ctx, []string{n.UserCA()})
+	if err != nil || vals[n.UserCA()] == "" {
+		if err != nil && f.Log != nil {
+			f.Log.Warn("the user-issuing CA could not be read to re-issue it under the new root: run `joblet certs user-ca --rotate` after the rotation", "err", err)
+		}
+		return nil
+	}
+	certPEM, keyPEM := pki.SplitPEM([]byte(vals[n.UserCA()]))
+	cur, err := pki.ParseCert(certPEM)
+	if err != nil || cur.CheckSignatureFrom(ca.Cert) == nil {
+		return nil // junk (status and the issuer say so), or already under ca
+	}
+	key, err := pki.ParseKey(keyPEM)
+	if err != nil {
+		return nil
+	}
+	is, err := ca.IssueUserCA(key.Public(), f.Now(), cur.NotAfter.Sub(f.Now()))
+	if err != nil {
+		return fmt.Errorf("re-issue the user-issuing CA under the new root: %w", err)
+	}
+	return putOrCreate(ctx, f.Store, n, n.UserCA(), string(pki.EncodeCert(is.Cert))+string(keyPEM))
+}

@@ -63,13 +63,19 @@ type Options struct {
 	Now      func() time.Time
 }
 
-// Do logs in: two round trips to the issuer (which fleet it issues for,
-// then the proof), the issuer making one to STS.
-func Do(ctx context.Context, o Options) (*Cert, error) {
+// Do logs in: two round trips to the issuer (which fleet it issues for
+// and what it trusts, then the proof), the issuer making one to STS. It
+// returns the certificate and the issuer's greeting (TakeTrust).
+func Do(ctx context.Context, o Options) (*Cert, *issuer.Hello, error) {
 	client, hello, err := greet(ctx, o.Issuer, o.IssuerCA)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
+	c, err := obtain(ctx, client, hello, o)
+	return c, hello, err
+}
+
+func obtain(ctx context.Context, client *http.Client, hello *issuer.Hello, o Options) (*Cert, error) {
 	key, err := pki.GenerateKey(pki.ECDSAP256, nil)
 	if err != nil {
 		return nil, err
@@ -147,7 +153,56 @@ func PeopleNode(ctx context.Context, issuerURL, issuerCA, address string, pin *p
 	if pin != nil && !slices.ContainsFunc(roots, pin.Matches) {
 		return nil, fmt.Errorf("the fleet the issuer at %s serves trusts no root with fingerprint %s: refused, nothing written", issuerURL, pin)
 	}
+	if hello.TrustState != "" {
+		st, err := pki.VerifyTrust([]byte(hello.TrustState), hello.Fleet, roots, nil, nil)
+		if err != nil || !sameCerts(st.RootCerts(), roots) {
+			return nil, fmt.Errorf("the issuer's trust state does not match the roots it sent (%v): refused, nothing written", err)
+		}
+	}
 	return &config.Node{Address: address, CA: hello.Trust, Trust: hello.TrustState}, nil
+}
+
+// TakeTrust moves every node of cfg that holds a signed trust state to
+// the issuer's, when it is newer and signed by a root the node trusts (or
+// one its lineage reaches): a login keeps a people's config current
+// through CA rotations, as `rnx config refresh` does for a role's. It says
+// whether anything changed; anything else is left as it was.
+func TakeTrust(cfg *config.Rnx, hello *issuer.Hello) bool {
+	if hello == nil || hello.TrustState == "" {
+		return false
+	}
+	changed := false
+	for _, n := range cfg.Nodes {
+		held, err := pki.PeekTrust([]byte(n.Trust), hello.Fleet)
+		if err != nil || n.Trust == hello.TrustState {
+			continue
+		}
+		st, err := pki.VerifyTrust([]byte(hello.TrustState), hello.Fleet, held.RootCerts(), held, nil)
+		if err != nil || st.Version <= held.Version {
+			continue
+		}
+		n.CA, n.Trust = string(pki.EncodeCerts(st.RootCerts()...)), hello.TrustState
+		changed = true
+	}
+	return changed
+}
+
+// sameCerts: a and b hold the same certificates, in any order.
+func sameCerts(a, b []*x509.Certificate) bool {
+	in := func(x []*x509.Certificate, c *x509.Certificate) bool {
+		return slices.ContainsFunc(x, c.Equal)
+	}
+	for _, c := range a {
+		if !in(b, c) {
+			return false
+		}
+	}
+	for _, c := range b {
+		if !in(a, c) {
+			return false
+		}
+	}
+	return true
 }
 
 // call makes one request to the issuer and decodes its JSON answer; a
@@ -178,15 +233,20 @@ func call(ctx context.Context, client *http.Client, method, u string, body []byt
 	return nil
 }
 
-// httpClient trusts the system's roots and issuerCA; it follows no
+// httpClient trusts issuerCA alone when given (the issuer's own PKI: no
+// public CA can stand in for it), else the system's roots; it follows no
 // redirect, so the proof goes to the issuer named and nowhere else.
 func httpClient(issuerCA string) (*http.Client, error) {
-	pool, err := x509.SystemCertPool()
-	if err != nil || pool == nil {
+	var pool *x509.CertPool
+	if issuerCA != "" {
 		pool = x509.NewCertPool()
-	}
-	if issuerCA != "" && !pool.AppendCertsFromPEM([]byte(issuerCA)) {
-		return nil, errors.New("login.issuerCA holds no PEM certificate")
+		if !pool.AppendCertsFromPEM([]byte(issuerCA)) {
+			return nil, errors.New("login.issuerCA holds no PEM certificate")
+		}
+	} else if p, err := x509.SystemCertPool(); err == nil && p != nil {
+		pool = p
+	} else {
+		return nil, fmt.Errorf("no system CA certificates to check the issuer with (%v): give --issuer-ca", err)
 	}
 	return &http.Client{
 		Timeout:       30 * time.Second,
