@@ -46,7 +46,7 @@ type PolicyOptions struct {
 }
 
 // PolicyFlows are the flows iam-policy knows.
-var PolicyFlows = []string{"bootstrap", "node", "node-transition", "rotation", "issuer", "client-admin", "client-maintainer", "client-developer", "client-reader"}
+var PolicyFlows = []string{"bootstrap", "node", "node-transition", "rotation", "rotator", "issuer", "client-admin", "client-maintainer", "client-developer", "client-reader"}
 
 // IAMPolicy returns the least-privilege policy for a flow:
 //   - bootstrap: the first node of a fleet (reads, creates the shared secrets);
@@ -57,6 +57,12 @@ var PolicyFlows = []string{"bootstrap", "node", "node-transition", "rotation", "
 //     (`joblet certs node-ca`), until it renewed from it: node, plus the
 //     root's key (ca-key, or kms:Sign on the root's KMS key);
 //   - rotation: the operator who rotates the CA or forces regeneration;
+//   - rotator: the Lambda function Secrets Manager calls to rotate the
+//     node-issuing CA's key and the role pairs (`joblet certs
+//     rotate-secret`): it reads the fleet (the root's key included: it
+//     holds the root's power), writes versions of the node-issuing pair, the
+//     role pairs and the trust state, moves their stages, and creates the
+//     re-issue records a role's rotation claims its pair in;
 //   - issuer: `joblet issuer` or its Lambda function (rnx login): the
 //     user-issuing CA, the identity policy and what verifies them (the
 //     root certificate, the trust state); nothing a node signs with, no
@@ -120,7 +126,26 @@ func IAMPolicy(flow string, o PolicyOptions) (*Policy, error) {
 		p.Statement = []Statement{batch,
 			{Sid: "ReadCertificatesAndRotationRecords", Effect: "Allow", Action: []string{"secretsmanager:GetSecretValue", "secretsmanager:ListSecretVersionIds"}, Resource: append(arn(shared...), rot...)},
 			{Sid: "WriteVersionsAndMoveStages", Effect: "Allow", Action: []string{"secretsmanager:PutSecretValue", "secretsmanager:UpdateSecretVersionStage"}, Resource: arn(shared...)},
-			{Sid: "CreateTrustBundleAndRotationRecords", Effect: "Allow", Action: []string{"secretsmanager:CreateSecret", "secretsmanager:TagResource"}, Resource: append(arn(shared...), rot...)}}
+			{Sid: "CreateTrustBundleAndRotationRecords", Effect: "Allow", Action: []string{"secretsmanager:CreateSecret", "secretsmanager:TagResource"}, Resource: append(arn(shared...), rot...)},
+			// `certs schedule`: Secrets Manager's rotation of what the
+			// rotation function rotates (RotateSecret also needs
+			// lambda:InvokeFunction on that function, which only the
+			// operator's account knows).
+			{Sid: "ScheduleRotation", Effect: "Allow", Action: []string{"secretsmanager:RotateSecret", "secretsmanager:DescribeSecret"}, Resource: arn(n.RotatedSecrets()...)}}
+	case flow == "rotator":
+		// The node-issuing CA's key and the role pairs: their versions and
+		// stages; the trust state (listing a new node-issuing CA); the
+		// re-issue records a role's rotation claims its pair in.
+		var pairs []string
+		for _, r := range pki.Roles {
+			pairs = append(pairs, n.ClientKey(r), n.ClientCert(r))
+		}
+		recs := arn(n.Prefix + "/client-reissue/*")
+		p.Statement = []Statement{batch,
+			{Sid: "ReadTheFleetAndItsVersions", Effect: "Allow", Action: []string{"secretsmanager:GetSecretValue", "secretsmanager:ListSecretVersionIds"}, Resource: append(arn(wholeScope.names(n)...), recs...)},
+			{Sid: "WriteTheRotatedSecretsAndTheTrustState", Effect: "Allow", Action: []string{"secretsmanager:PutSecretValue"}, Resource: arn(append(pairs, n.NodeCAKey(), n.NodeCACert(), n.Bundle())...)},
+			{Sid: "MoveTheRotatedSecretsStages", Effect: "Allow", Action: []string{"secretsmanager:UpdateSecretVersionStage"}, Resource: arn(append(pairs, n.NodeCAKey())...)},
+			{Sid: "CreateReissueRecords", Effect: "Allow", Action: []string{"secretsmanager:CreateSecret", "secretsmanager:TagResource"}, Resource: recs}}
 	case flow == "issuer":
 		p.Statement = []Statement{batch,
 			{Sid: "ReadTheUserIssuingCAAndIdentityPolicy", Effect: "Allow", Action: []string{"secretsmanager:GetSecretValue"},
@@ -136,12 +161,12 @@ func IAMPolicy(flow string, o PolicyOptions) (*Policy, error) {
 	default:
 		return nil, fmt.Errorf("--for %q: use one of %s", flow, strings.Join(PolicyFlows, ", "))
 	}
-	writes := flow == "bootstrap" || flow == "rotation"
-	if o.Replicas && writes {
+	writes := flow == "bootstrap" || flow == "rotation" || flow == "rotator"
+	if o.Replicas && (flow == "bootstrap" || flow == "rotation") { // the secrets they create
 		p.Statement = append(p.Statement, Statement{Sid: "ReplicateNewSecrets", Effect: "Allow",
 			Action: []string{"secretsmanager:ReplicateSecretToRegions"}, Resource: p.Statement[len(p.Statement)-1].Resource})
 	}
-	if o.CAKMSKeyARN != "" && (flow == "bootstrap" || flow == "rotation" || flow == "node-transition") {
+	if o.CAKMSKeyARN != "" && (flow == "bootstrap" || flow == "rotation" || flow == "rotator" || flow == "node-transition") {
 		p.Statement = append(p.Statement, Statement{Sid: "SignWithTheCAKeyInKMS", Effect: "Allow",
 			Action: []string{"kms:Sign", "kms:GetPublicKey"}, Resource: []string{o.CAKMSKeyARN}})
 	}

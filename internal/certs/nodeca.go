@@ -235,6 +235,25 @@ func listsNodeCA(bundle, prefix string, anchors []*x509.Certificate, c *x509.Cer
 // is the CA replaced (nil: none), whose names and lifetime it keeps.
 func (f *Fleet) freshNodeCA(ctx context.Context, s *state, root *pki.CA, old *x509.Certificate) (*pki.CA, string, error) {
 	n := s.n
+	nca, enc, err := f.mintNodeCA(ctx, s, root, old)
+	if err != nil {
+		return nil, "", err
+	}
+	if err := putOrCreate(ctx, f.Store, n, n.NodeCAKey(), enc); err != nil {
+		return nil, "", err
+	}
+	if err := putOrCreate(ctx, f.Store, n, n.NodeCACert(), string(pki.EncodeCert(nca.Cert))); err != nil {
+		return nil, "", err
+	}
+	return nca, enc, nil
+}
+
+// mintNodeCA is steps 1 and 2 of freshNodeCA: a new node-issuing key and
+// its certificate under root, made in memory, listed in the signed trust
+// state; nothing else is written. It returns them and the key's PEM.
+// Secrets Manager's rotation (createSecret) writes that key as the pending
+// version instead of the current one.
+func (f *Fleet) mintNodeCA(ctx context.Context, s *state, root *pki.CA, old *x509.Certificate) (*pki.CA, string, error) {
 	k, err := pki.GenerateKey(f.KeyType, nil)
 	if err != nil {
 		return nil, "", err
@@ -255,12 +274,6 @@ func (f *Fleet) freshNodeCA(ctx context.Context, s *state, root *pki.CA, old *x5
 	}
 	nca := &pki.CA{Cert: is.Cert, Key: k}
 	if err := f.listNodeCAs(ctx, s, root, nca, s.listedOrNil(old)); err != nil {
-		return nil, "", err
-	}
-	if err := putOrCreate(ctx, f.Store, n, n.NodeCAKey(), string(enc)); err != nil {
-		return nil, "", err
-	}
-	if err := putOrCreate(ctx, f.Store, n, n.NodeCACert(), string(pki.EncodeCert(is.Cert))); err != nil {
 		return nil, "", err
 	}
 	return nca, string(enc), nil

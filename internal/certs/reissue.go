@@ -33,13 +33,36 @@ func (fl *Fleet) Reissue(ctx context.Context, role pki.Role) (*Reissued, error) 
 	}
 	n, vals, st := s.n, s.vals, f.Store
 	certName, keyName := n.ClientCert(role), n.ClientKey(role)
-	ca, err := s.signer(ctx, &f)
+	keyPEM, certPEM, pair, old, err := f.reissuePair(ctx, s, role)
 	if err != nil {
 		return nil, err
 	}
-	old := s.clients[role]
+	// Key first, as everywhere: a reader between the two writes sees a
+	// mismatch it reports and re-reads, never a silently wrong pair.
+	for _, w := range []struct{ name, value string }{{keyName, keyPEM}, {certName, certPEM}} {
+		if vals[w.name] == w.value {
+			continue
+		}
+		if err := st.Put(ctx, w.name, w.value); err != nil {
+			return nil, fmt.Errorf("replace %s: %w", w.name, err)
+		}
+	}
+	return &Reissued{Role: string(role), OldSerial: pki.SerialHex(old.SerialNumber), NewSerial: pki.SerialHex(pair.Cert.SerialNumber), NotAfter: pair.Cert.NotAfter.UTC(), old: old}, nil
+}
+
+// reissuePair is the new pair of role that replaces its current
+// certificate (old): recorded first in a create-only secret named after
+// old's serial, so every run that replaces old (two operators, a re-run
+// after a crash, a rotation step run again) gets the same pair.
+func (f *Fleet) reissuePair(ctx context.Context, s *state, role pki.Role) (keyPEM, certPEM string, pair *pki.CA, old *x509.Certificate, err error) {
+	n, st := s.n, f.Store
+	ca, err := s.signer(ctx, f)
+	if err != nil {
+		return "", "", nil, nil, err
+	}
+	old = s.clients[role]
 	if old == nil {
-		return nil, s.clientErr[role]
+		return "", "", nil, nil, s.clientErr[role]
 	}
 	rec := n.Reissue(role, old.SerialNumber.Text(16))
 	sec := n.Secret(rec, "")
@@ -61,25 +84,15 @@ func (fl *Fleet) Reissue(ctx context.Context, role pki.Role) (*Reissued, error) 
 		return string(keyPEM) + string(pki.EncodeCert(is.Cert)), nil
 	})
 	if err != nil {
-		return nil, err
+		return "", "", nil, nil, err
 	}
-	keyPEM, certPEM, err := splitRecord(value, rec)
+	keyPEM, certPEM, err = splitRecord(value, rec)
 	if err != nil {
-		return nil, err
+		return "", "", nil, nil, err
 	}
-	pair, err := parsePair(certPEM, keyPEM, rec, rec)
+	pair, err = parsePair(certPEM, keyPEM, rec, rec)
 	if err != nil {
-		return nil, err
+		return "", "", nil, nil, err
 	}
-	// Key first, as everywhere: a reader between the two writes sees a
-	// mismatch it reports and re-reads, never a silently wrong pair.
-	for _, w := range []struct{ name, value string }{{keyName, keyPEM}, {certName, certPEM}} {
-		if vals[w.name] == w.value {
-			continue
-		}
-		if err := st.Put(ctx, w.name, w.value); err != nil {
-			return nil, fmt.Errorf("replace %s: %w", w.name, err)
-		}
-	}
-	return &Reissued{Role: string(role), OldSerial: pki.SerialHex(old.SerialNumber), NewSerial: pki.SerialHex(pair.Cert.SerialNumber), NotAfter: pair.Cert.NotAfter.UTC(), old: old}, nil
+	return keyPEM, certPEM, pair, old, nil
 }

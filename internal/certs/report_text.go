@@ -44,6 +44,17 @@ func (r *Report) WriteText(w io.Writer) {
 	for _, rv := range r.Revocations {
 		fmt.Fprintf(w, "🚫 revoked serial %s at %s (%s)\n", rv.Serial, rv.RevokedAt.Format(time.RFC3339), rv.ReasonName)
 	}
+	for _, ro := range r.Rotations {
+		state := "not rotated by the store"
+		if ro.Enabled {
+			state = "rotated " + ro.Schedule + " by " + ro.Function
+		}
+		last := "never rotated"
+		if ro.LastRotated != nil {
+			last = "last rotated " + ro.LastRotated.UTC().Format(time.RFC3339)
+		}
+		fmt.Fprintf(w, "🔁 %s: %s; %s\n", ro.Secret, state, last)
+	}
 	if p := r.People; p != nil {
 		if p.PolicyVersion != 0 {
 			fmt.Fprintf(w, "👤 identity policy version %d (%d rules), valid until %s\n", p.PolicyVersion, p.Rules, p.PolicyExpires.Format(time.RFC3339))

@@ -62,7 +62,16 @@ type Report struct {
 	People *PeopleReport `json:"people,omitempty"`
 	// Notices are worth an operator's eye but change no level.
 	Notices []string `json:"notices,omitempty"`
-	Level   int      `json:"level"`
+	// Rotations: how the store rotates each secret the rotation function
+	// rotates (`certs schedule`), when any is scheduled.
+	Rotations []SecretRotation `json:"rotations,omitempty"`
+	Level     int              `json:"level"`
+}
+
+// SecretRotation is one secret's rotation by the store.
+type SecretRotation struct {
+	Secret string `json:"secret"`
+	secretstore.Rotation
 }
 
 func (r *Report) raise(level int, problem string) {
@@ -107,6 +116,11 @@ type observed struct {
 	node bool
 	// fleetNode: a node of a shared store serving from the node-issuing CA.
 	fleetNode bool
+	// rotations: the store's rotation of what the rotation function
+	// rotates (an operator's read of Secrets Manager); rotationErr why
+	// they could not be read.
+	rotations   []SecretRotation
+	rotationErr error
 	// userCA is the user-issuing CA's certificate (PEM; operators only).
 	userCA string
 }
@@ -179,6 +193,16 @@ func (f *Fleet) observe(ctx context.Context, o StatusOptions) *observed {
 		obs.caKey, obs.caKeyLevel, obs.caKeyProblem = f.caKeyPlace(ctx, s)
 		obs.pendingKeyLevel, obs.pendingKeyProblem = f.pendingKeyCheck(ctx, s)
 		obs.userCA = f.userCACert(ctx, s.n)
+	}
+	if rr, ok := f.Store.(secretstore.RotationReader); ok && !obs.node {
+		for _, name := range s.n.RotatedSecrets() {
+			r, err := rr.Rotation(ctx, name)
+			if err != nil {
+				obs.rotations, obs.rotationErr = nil, err
+				break
+			}
+			obs.rotations = append(obs.rotations, SecretRotation{Secret: name, Rotation: r})
+		}
 	}
 	return obs
 }
@@ -293,6 +317,7 @@ func grade(obs *observed, storeDesc string, o StatusOptions, now time.Time) *Rep
 			}
 		}
 	}
+	g.rotations(obs)
 	if o.ServerConfig != "" {
 		g.server(obs, revoked)
 	}
@@ -475,7 +500,7 @@ func (g *grader) nodeCA(s *state) {
 		return
 	}
 	if s.nodeCAErr != nil && s.nodeKeyListedApart() {
-		g.rep.raise(Broken, fmt.Sprintf("a re-key of the node-issuing CA stopped between its key and its certificate: %s is not the certificate of %s, so nodes cannot renew. The next scheduled `joblet certs node-ca --rekey --if-due` (or `joblet certs node-ca`) completes it with the certificate the signed trust state lists for that key", n.NodeCACert(), n.NodeCAKey()))
+		g.rep.raise(Broken, fmt.Sprintf("a re-key of the node-issuing CA stopped between its key and its certificate: %s is not the certificate of %s, so nodes cannot renew. The next scheduled `joblet certs node-ca --rekey --if-due` (or `joblet certs node-ca`, or a retry of the rotation function's finishSecret) completes it with the certificate the signed trust state lists for that key", n.NodeCACert(), n.NodeCAKey()))
 		return
 	}
 	switch {
@@ -726,4 +751,23 @@ func verifyChain(chain, roots []*x509.Certificate, now time.Time) error {
 	}
 	_, err := chain[0].Verify(x509.VerifyOptions{Roots: rp, Intermediates: ip, CurrentTime: now, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
 	return err
+}
+
+// rotations reports the store's rotation schedules when any secret has
+// one: a rotation that started and did not finish is Attention (Secrets
+// Manager retries it; the function's log says why).
+func (g *grader) rotations(obs *observed) {
+	if obs.rotationErr != nil {
+		g.rep.Notices = append(g.rep.Notices, fmt.Sprintf("the rotation schedules could not be read (%v): the operator's policy (`joblet certs iam-policy --for rotation`) allows secretsmanager:DescribeSecret on them", obs.rotationErr))
+		return
+	}
+	if !slices.ContainsFunc(obs.rotations, func(r SecretRotation) bool { return r.Enabled || r.Pending != "" }) {
+		return
+	}
+	g.rep.Rotations = obs.rotations
+	for _, r := range obs.rotations {
+		if r.Pending != "" {
+			g.rep.raise(Attention, fmt.Sprintf("a rotation of %s did not finish (version %s): Secrets Manager retries it; the rotation function's log says why (\"joblet rotation step failed\"); its current version is unchanged", r.Secret, r.Pending))
+		}
+	}
 }

@@ -153,3 +153,23 @@ type Historian interface {
 	// missing secret has no versions.
 	History(ctx context.Context, name string, visit func(Version) bool) error
 }
+
+// Rotation is how a store rotates a secret on its own schedule (Secrets
+// Manager's rotation, with a rotation function).
+type Rotation struct {
+	Enabled  bool   `json:"enabled"`
+	Function string `json:"function,omitempty"`
+	// Schedule is the rule: a schedule expression, or "every N days".
+	Schedule     string     `json:"schedule,omitempty"`
+	LastRotated  *time.Time `json:"lastRotated,omitempty"`
+	NextRotation *time.Time `json:"nextRotation,omitempty"`
+	// Pending: the id of a version labelled AWSPENDING that is not
+	// current, a rotation started and not finished (a failed step, which
+	// Secrets Manager retries).
+	Pending string `json:"pending,omitempty"`
+}
+
+// RotationReader is a store that can say how it rotates a secret.
+type RotationReader interface {
+	Rotation(ctx context.Context, name string) (Rotation, error)
+}

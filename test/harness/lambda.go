@@ -1,6 +1,7 @@
 package harness
 
 import (
+	"archive/zip"
 	"bytes"
 	"encoding/json"
 	"fmt"
@@ -182,4 +183,64 @@ func startGroup(t testing.TB, env []string, bin string, args ...string) *Proc {
 		}
 	})
 	return p
+}
+
+// MotoFunction registers a Lambda function name in the moto at motoURL
+// (with the IAM role moto requires, created when missing) that moto
+// invokes by POSTing to invokeURL (a Lambda.URL): moto_launcher.py routes
+// the invocation of a function whose environment has MOTO_LAMBDA_RIE_URL
+// there (moto itself would run it in docker). Secrets Manager's rotation
+// in moto, and `aws lambda invoke`, then reach the handler under RIE. It
+// returns the function's ARN. The package is a placeholder: RIE runs the
+// handler binary given to StartLambda.
+func MotoFunction(t testing.TB, motoURL, name, invokeURL string) string {
+	t.Helper()
+	dir := t.TempDir()
+	awsRun := func(args ...string) (string, error) {
+		cmd := exec.Command("aws", append(args, "--output", "text")...)
+		cmd.Env = Env(append(AWSEnv(motoURL), "HOME="+dir)...)
+		out, err := cmd.CombinedOutput()
+		return string(bytes.TrimSpace(out)), err
+	}
+	const role = "joblet-test-lambda"
+	if _, err := awsRun("iam", "get-role", "--role-name", role); err != nil {
+		trust := `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"lambda.amazonaws.com"},"Action":"sts:AssumeRole"}]}`
+		if out, err := awsRun("iam", "create-role", "--role-name", role, "--assume-role-policy-document", trust); err != nil {
+			t.Fatalf("create the function's role in moto: %v\n%s", err, out)
+		}
+	}
+	roleARN, err := awsRun("iam", "get-role", "--role-name", role, "--query", "Role.Arn")
+	if err != nil {
+		t.Fatalf("read the function's role from moto: %v\n%s", err, roleARN)
+	}
+	zipPath := filepath.Join(dir, "function.zip")
+	if err := writeZip(zipPath, "bootstrap", []byte("#!/bin/sh\n# run by the Lambda Runtime Interface Emulator, not by moto\n")); err != nil {
+		t.Fatal(err)
+	}
+	arn, err := awsRun("lambda", "create-function", "--function-name", name, "--runtime", "provided.al2023", "--handler", "bootstrap",
+		"--role", roleARN, "--zip-file", "fileb://"+zipPath, "--timeout", "60",
+		"--environment", "Variables={MOTO_LAMBDA_RIE_URL="+invokeURL+"}", "--query", "FunctionArn")
+	if err != nil {
+		t.Fatalf("create the function %s in moto: %v\n%s", name, err, arn)
+	}
+	return arn
+}
+
+func writeZip(path, name string, data []byte) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	z := zip.NewWriter(f)
+	w, err := z.Create(name)
+	if err == nil {
+		_, err = w.Write(data)
+	}
+	if err == nil {
+		err = z.Close()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }

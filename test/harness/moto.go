@@ -22,8 +22,10 @@ type Moto struct {
 }
 
 // StartMoto starts moto_server on a free 127.0.0.1 port, through
-// moto_launcher.py (beside this file), which corrects one divergence of
-// moto's Secrets Manager stage handling from AWS (see the launcher). extraEnv
+// moto_launcher.py (beside this file), which corrects where moto 5.2.1
+// differs from AWS (Secrets Manager's stages and rotation, KMS signing) and
+// routes Lambda invocations to the Runtime Interface Emulator (MotoFunction):
+// see the launcher. extraEnv
 // is added to its environment (INITIAL_NO_AUTH_ACTION_COUNT=N turns on IAM
 // checks after N calls). moto is a required test component: missing, it
 // fails.

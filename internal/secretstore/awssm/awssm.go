@@ -31,6 +31,8 @@ type API interface {
 	UpdateSecretVersionStage(context.Context, *sm.UpdateSecretVersionStageInput, ...func(*sm.Options)) (*sm.UpdateSecretVersionStageOutput, error)
 	ReplicateSecretToRegions(context.Context, *sm.ReplicateSecretToRegionsInput, ...func(*sm.Options)) (*sm.ReplicateSecretToRegionsOutput, error)
 	ListSecrets(context.Context, *sm.ListSecretsInput, ...func(*sm.Options)) (*sm.ListSecretsOutput, error)
+	RotateSecret(context.Context, *sm.RotateSecretInput, ...func(*sm.Options)) (*sm.RotateSecretOutput, error)
+	DescribeSecret(context.Context, *sm.DescribeSecretInput, ...func(*sm.Options)) (*sm.DescribeSecretOutput, error)
 }
 
 var _ API = (*sm.Client)(nil)
