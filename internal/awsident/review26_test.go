@@ -37,3 +37,16 @@ func TestReview26RegionNamesAnotherService(t *testing.T) {
 		}
 	}
 }
+
+// The AWS European Sovereign Cloud (eusc-de-east-1) is a partition of its
+// own (aws-eusc, amazonaws.eu), as the SDK's partition table says;
+// PartitionOf takes it for aws, so a verifier in the aws partition sends
+// proofs signed for it to STS in another partition.
+func TestReview26SovereignCloudIsAnotherPartition(t *testing.T) {
+	if p := awsident.PartitionOf("eusc-de-east-1"); p != "aws-eusc" {
+		t.Errorf("eusc-de-east-1 is in partition %s, want aws-eusc", p)
+	}
+	if u, err := awsident.Endpoint(context.Background(), aws.Config{Region: "us-east-1"}, "eusc-de-east-1"); err == nil {
+		t.Errorf("a verifier in the aws partition would send a proof to %s", u.Host)
+	}
+}
