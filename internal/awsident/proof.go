@@ -93,7 +93,7 @@ func Endpoint(ctx context.Context, cfg aws.Config, region string) (*url.URL, err
 func PartitionOf(region string) string {
 	for _, p := range []struct{ prefix, partition string }{
 		{"cn-", "aws-cn"}, {"us-gov-", "aws-us-gov"}, {"us-isob-", "aws-iso-b"}, {"us-iso-", "aws-iso"},
-		{"eu-isoe-", "aws-iso-e"}, {"us-isof-", "aws-iso-f"},
+		{"eu-isoe-", "aws-iso-e"}, {"us-isof-", "aws-iso-f"}, {"eusc-", "aws-eusc"},
 	} {
 		if strings.HasPrefix(region, p.prefix) {
 			return p.partition
