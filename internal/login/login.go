@@ -139,8 +139,9 @@ func greet(ctx context.Context, issuerURL, issuerCA string) (*http.Client, *issu
 }
 
 // PeopleNode is a node entry of a config for people (no certificate of
-// its own) at address, trusting what the issuer says the fleet trusts:
-// only when pin, if given, is among it.
+// its own) at address, trusting what the issuer's signed trust state
+// verifies to: from the pinned root alone when pin is given, else from
+// the roots the issuer sends.
 func PeopleNode(ctx context.Context, issuerURL, issuerCA, address string, pin *pki.Pin) (*config.Node, error) {
 	_, hello, err := greet(ctx, issuerURL, issuerCA)
 	if err != nil {
