@@ -93,7 +93,7 @@ func Endpoint(ctx context.Context, cfg aws.Config, region string) (*url.URL, err
 func PartitionOf(region string) string {
 	for _, p := range []struct{ prefix, partition string }{
 		{"cn-", "aws-cn"}, {"us-gov-", "aws-us-gov"}, {"us-isob-", "aws-iso-b"}, {"us-iso-", "aws-iso"},
-		{"eu-isoe-", "aws-iso-e"}, {"us-isof-", "aws-iso-f"},
+		{"eu-isoe-", "aws-iso-e"}, {"us-isof-", "aws-iso-f"}, {"eusc-", "aws-eusc"},
 	} {
 		if strings.HasPrefix(region, p.prefix) {
 			return p.partition
@@ -102,16 +102,28 @@ func PartitionOf(region string) string {
 	return "aws"
 }
 
-// validRegion: lower-case letters, digits and single hyphens, as AWS names
-// regions (us-east-1, cn-north-1, us-gov-west-1), so a region can never
-// carry a host or a path into the endpoint.
+// validRegion: shaped as AWS names regions (us-east-1, cn-north-1,
+// us-gov-west-1, us-isob-east-1): words of lower-case letters, then a
+// number, so a region can never carry a host or a path into the endpoint,
+// nor name another service's domain under amazonaws.com: "s3-accelerate",
+// "s3-us-west-2" or "s3-external-1" would make sts.REGION.amazonaws.com
+// the S3 bucket "sts", whoever owns it.
 func validRegion(r string) bool {
-	if len(r) < 3 || len(r) > 32 || r[0] == '-' || r[len(r)-1] == '-' || strings.Contains(r, "--") {
+	if len(r) < 3 || len(r) > 32 {
 		return false
 	}
-	for _, c := range r {
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+	words := strings.Split(r, "-")
+	if len(words) < 3 {
+		return false
+	}
+	for i, w := range words {
+		if w == "" {
 			return false
+		}
+		for _, c := range w {
+			if (i < len(words)-1 && !(c >= 'a' && c <= 'z')) || (i == len(words)-1 && !(c >= '0' && c <= '9')) {
+				return false
+			}
 		}
 	}
 	return true

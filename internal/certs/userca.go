@@ -11,7 +11,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/ehsaniara/joblet/internal/idpolicy"
@@ -103,14 +102,17 @@ func (fl *Fleet) IssuerMaterial(ctx context.Context) (*IssuerMaterial, error) {
 	if err != nil {
 		return nil, err
 	}
+	// With a pin, the trust is what verifies from the pinned root alone
+	// (checkPin), not a state the store's ca-cert signed that merely lists
+	// the pinned root beside another.
+	if err := checkPin(f.Pin, s); err != nil {
+		return nil, fmt.Errorf("%w: nothing issued", err)
+	}
 	if s.caErr != nil {
 		return nil, s.caErr
 	}
 	if s.trustErr != nil {
 		return nil, s.trustErr
-	}
-	if f.Pin != nil && !slices.ContainsFunc(s.trust, f.Pin.Matches) {
-		return nil, fmt.Errorf("no root the store trusts matches the pinned fingerprint %s: the store's root was replaced; nothing issued", f.Pin)
 	}
 	raw := s.vals[s.n.UserCA()]
 	if raw == "" {

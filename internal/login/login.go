@@ -139,8 +139,9 @@ func greet(ctx context.Context, issuerURL, issuerCA string) (*http.Client, *issu
 }
 
 // PeopleNode is a node entry of a config for people (no certificate of
-// its own) at address, trusting what the issuer says the fleet trusts:
-// only when pin, if given, is among it.
+// its own) at address, trusting what the issuer's signed trust state
+// verifies to: from the pinned root alone when pin is given, else from
+// the roots the issuer sends.
 func PeopleNode(ctx context.Context, issuerURL, issuerCA, address string, pin *pki.Pin) (*config.Node, error) {
 	_, hello, err := greet(ctx, issuerURL, issuerCA)
 	if err != nil {
@@ -150,16 +151,42 @@ func PeopleNode(ctx context.Context, issuerURL, issuerCA, address string, pin *p
 	if err != nil {
 		return nil, fmt.Errorf("the issuer sent no trust for fleet %s (%v): is its user-issuing CA made (joblet certs user-ca)?", hello.Fleet, err)
 	}
+	refuse := func(why string) (*config.Node, error) {
+		return nil, fmt.Errorf("the fleet the issuer at %s serves %s: refused, nothing written", issuerURL, why)
+	}
 	if pin != nil && !slices.ContainsFunc(roots, pin.Matches) {
-		return nil, fmt.Errorf("the fleet the issuer at %s serves trusts no root with fingerprint %s: refused, nothing written", issuerURL, pin)
+		return refuse(fmt.Sprintf("trusts no root with fingerprint %s", pin))
 	}
+	// What the config trusts is what the signed trust state verifies to,
+	// from the pinned root alone when there is a pin (the issuer's roots
+	// otherwise): a root the issuer adds beside the pinned one, or a state
+	// it signed with a root of its own, reaches nothing.
 	if hello.TrustState != "" {
-		st, err := pki.VerifyTrust([]byte(hello.TrustState), hello.Fleet, roots, nil, nil)
-		if err != nil || !sameCerts(st.RootCerts(), roots) {
-			return nil, fmt.Errorf("the issuer's trust state does not match the roots it sent (%v): refused, nothing written", err)
+		anchors := roots
+		if pin != nil {
+			t, err := pki.PeekTrust([]byte(hello.TrustState), hello.Fleet)
+			if err != nil {
+				return refuse(fmt.Sprintf("has a trust state that does not parse (%v)", err))
+			}
+			a := t.PinAnchor(*pin)
+			if a == nil {
+				return refuse(fmt.Sprintf("has a signed trust state that never had the root %s", pin))
+			}
+			anchors = []*x509.Certificate{a}
 		}
+		t, err := pki.VerifyTrust([]byte(hello.TrustState), hello.Fleet, anchors, nil, nil)
+		if err != nil {
+			return refuse(fmt.Sprintf("has a trust state the root(s) it names do not vouch for (%v)", err))
+		}
+		if pin == nil && !sameCerts(t.RootCerts(), roots) {
+			return refuse("sends a trust state that does not match the roots it sent")
+		}
+		roots = t.RootCerts()
+	} else if pin != nil {
+		// A fleet from before the signed trust state: the pinned root.
+		roots = roots[slices.IndexFunc(roots, pin.Matches):][:1]
 	}
-	return &config.Node{Address: address, CA: hello.Trust, Trust: hello.TrustState}, nil
+	return &config.Node{Address: address, CA: string(pki.EncodeCerts(roots...)), Trust: hello.TrustState}, nil
 }
 
 // TakeTrust moves every node of cfg that holds a signed trust state to

@@ -6,6 +6,7 @@ import (
 	"crypto/x509/pkix"
 	"fmt"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 )
@@ -48,6 +49,13 @@ func (ca *CA) IssueUserCA(pub crypto.PublicKey, now time.Time, lifetime time.Dur
 		return Issued{}, fmt.Errorf("issue the user-issuing CA: %w", err)
 	}
 	return is, nil
+}
+
+// IsUserCA reports whether c is a user-issuing CA (IssueUserCA's): the
+// only CA a person's certificate comes from, and one that issues nothing
+// but persons' certificates.
+func IsUserCA(c *x509.Certificate) bool {
+	return c.IsCA && c.Subject.CommonName == UserCACommonName && slices.Contains(c.Subject.OrganizationalUnit, "user-CA")
 }
 
 // Person is who a person's certificate names.

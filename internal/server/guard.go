@@ -130,18 +130,28 @@ func checkNow(leaf *x509.Certificate, with []*x509.Certificate, creds *Credentia
 	if err := pki.CheckChainsNotRevoked(chains, creds.Revoked); err != nil {
 		return fmt.Errorf("%s chains through a revoked CA certificate (%v): get the current rnx-config.yml (`rnx config refresh`)", who, err)
 	}
-	return creds.checkPerson(leaf, now)
+	return creds.checkPerson(leaf, chains, now)
 }
 
 // checkPerson holds a client certificate to the identity policy the node
 // holds: a person's (`rnx login`) only for a role the policy gives them,
 // whatever the issuer signed; a shared role certificate unless the policy
 // refuses shared ones for its role. Without a policy (or with an expired
-// one) no person is accepted.
-func (c *Credentials) checkPerson(leaf *x509.Certificate, now time.Time) error {
+// one) no person is accepted. A certificate the user-issuing CA signed
+// must name a person: that CA's key is the issuer's, and a certificate
+// from it naming nobody would be a shared role certificate the policy
+// never holds to a person (admin for anyone the issuer likes).
+func (c *Credentials) checkPerson(leaf *x509.Certificate, chains [][]*x509.Certificate, now time.Time) error {
 	person, isPerson, err := pki.PersonOf(leaf)
 	if err != nil {
 		return err
+	}
+	if !isPerson {
+		for _, ch := range chains {
+			if len(ch) > 1 && pki.IsUserCA(ch[1]) {
+				return fmt.Errorf("client certificate %q (serial %s) comes from the user-issuing CA but names no person: the issuer signs persons only; refused", leaf.Subject.CommonName, pki.SerialHex(leaf.SerialNumber))
+			}
+		}
 	}
 	pol := c.persons
 	switch {
