@@ -34,10 +34,42 @@ func (s *state) identityPolicy(held string, roots []*x509.Certificate) (string, 
 	if held != "" {
 		heldPol, _ = idpolicy.Open([]byte(held), roots)
 	}
-	if _, err := idpolicy.Verify([]byte(stored), s.n.Prefix, roots, heldPol, s.now); err != nil {
+	// A policy older than the signed trust state names was replaced by
+	// the root: keep none rather than it (a node then accepts no person).
+	if heldPol != nil && s.doc != nil && heldPol.Version < s.doc.MinIdentityPolicy {
+		held, heldPol = "", nil
+	}
+	pol, err := idpolicy.Verify([]byte(stored), s.n.Prefix, roots, heldPol, s.now)
+	if err == nil {
+		err = s.policyCurrent(pol)
+	}
+	if err != nil {
 		return held, fmt.Sprintf("%s: %v: ignored; keeping the identity policy this node holds", name, err)
 	}
 	return stored, ""
+}
+
+// policyCurrent refuses a policy older than the one the signed trust state
+// names: an older policy put back without the root key.
+func (s *state) policyCurrent(pol *idpolicy.Policy) error {
+	if s.doc != nil && pol.Version < s.doc.MinIdentityPolicy {
+		return fmt.Errorf("version %d is older than the version %d the signed trust state names (put back without the root key?): `joblet certs identity-policy sign` signs the current one again", pol.Version, s.doc.MinIdentityPolicy)
+	}
+	return nil
+}
+
+// minIdentityPolicy is the identity policy version a new trust state
+// names: the stored policy's when one of roots signed it, never below the
+// held state's.
+func (s *state) minIdentityPolicy(roots []*x509.Certificate) uint64 {
+	var v uint64
+	if s.doc != nil {
+		v = s.doc.MinIdentityPolicy
+	}
+	if pol, err := idpolicy.Open([]byte(s.vals[s.n.IdentityPolicy()]), roots); err == nil && pol.Version > v {
+		v = pol.Version
+	}
+	return v
 }
 
 // IdentityPolicyResult says what `joblet certs identity-policy sign` did.
@@ -81,6 +113,13 @@ func (fl *Fleet) SignIdentityPolicy(ctx context.Context, pol *idpolicy.Policy, l
 	if err := putOrCreate(ctx, f.Store, s.n, s.n.IdentityPolicy(), string(data)); err != nil {
 		return nil, fmt.Errorf("write the identity policy (%s): %w", s.n.IdentityPolicy(), err)
 	}
+	// The trust state names it, so no reader takes an older one again.
+	if s.doc != nil {
+		s.vals[s.n.IdentityPolicy()] = string(data)
+		if err := f.resignTrust(ctx, s, root, s.trust, nil); err != nil {
+			return nil, fmt.Errorf("the identity policy is written; naming it in the signed trust state failed (run this again): %w", err)
+		}
+	}
 	return &IdentityPolicyResult{Version: next.Version, Rules: len(next.Rules), Expires: next.Expires.Format(time.RFC3339)}, nil
 }
 
@@ -102,22 +141,23 @@ func (fl *Fleet) IdentityPolicy(ctx context.Context) (*idpolicy.Policy, error) {
 // from trust) again with ca, the CA a rotation step made current, one
 // version up and otherwise the same: nodes and the issuer keep accepting it
 // once the old root is retired. A policy already signed by ca, none, or
-// one that does not verify (status says so) is left as it is.
-func (f *Fleet) resignIdentityPolicy(ctx context.Context, n Names, raw string, trust []*x509.Certificate, ca *pki.CA) error {
+// one that does not verify (status says so) is left as it is. It returns
+// the policy now stored.
+func (f *Fleet) resignIdentityPolicy(ctx context.Context, n Names, raw string, trust []*x509.Certificate, ca *pki.CA) (string, error) {
 	if raw == "" {
-		return nil
+		return raw, nil
 	}
 	if _, err := idpolicy.Open([]byte(raw), []*x509.Certificate{ca.Cert}); err == nil {
-		return nil
+		return raw, nil
 	}
 	pol, err := idpolicy.Open([]byte(raw), trust)
 	if err != nil {
-		return nil
+		return raw, nil
 	}
 	pol.Version++
 	data, err := idpolicy.Sign(ctx, pol, ca)
 	if err != nil {
-		return fmt.Errorf("sign the identity policy with the new root: %w", err)
+		return raw, fmt.Errorf("sign the identity policy with the new root: %w", err)
 	}
-	return putOrCreate(ctx, f.Store, n, n.IdentityPolicy(), string(data))
+	return string(data), putOrCreate(ctx, f.Store, n, n.IdentityPolicy(), string(data))
 }

@@ -641,9 +641,11 @@ func (f *Fleet) reissueUnder(ctx context.Context, s *rotation, roots []*x509.Cer
 	if err := f.reissueUserCA(ctx, n, s.current); err != nil {
 		return err
 	}
-	if err := f.resignIdentityPolicy(ctx, n, s.vals[n.IdentityPolicy()], s.trust, s.current); err != nil {
+	pol, err := f.resignIdentityPolicy(ctx, n, s.vals[n.IdentityPolicy()], s.trust, s.current)
+	if err != nil {
 		return err
 	}
+	s.vals[n.IdentityPolicy()] = pol // the trust state below names it
 	if err := f.resignCRL(ctx, n, s.vals[n.CRL()], s.trust, s.current); err != nil {
 		return err
 	}

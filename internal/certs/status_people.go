@@ -49,6 +49,9 @@ func (g *grader) people(s *state, userCA string) {
 	var pol *idpolicy.Policy
 	if raw := s.vals[s.n.IdentityPolicy()]; raw != "" {
 		p, err := idpolicy.Verify([]byte(raw), s.n.Prefix, s.trust, nil, g.now)
+		if err == nil {
+			err = s.policyCurrent(p)
+		}
 		if err != nil {
 			g.rep.raise(Broken, fmt.Sprintf("%s: %v: nodes keep the policy they hold and accept no new one; sign it again (`joblet certs identity-policy sign`)", s.n.IdentityPolicy(), err))
 		} else {

@@ -213,6 +213,7 @@ func (f *Fleet) signTrust(ctx context.Context, s *state, by *pki.CA, roots []*x5
 		version = t
 	}
 	next := pki.NewTrustState(n.Prefix, version, roots, lineage, minCRL, f.Now()).WithNodeCAs(s.servingNodeCAs(f.Now(), since...)...)
+	next.MinIdentityPolicy = s.minIdentityPolicy(roots)
 	if s.doc != nil && s.docFromStore() && !s.doc.Due(f.Now()) && sameTrust(s.doc, next) && pki.TrustSignedBy([]byte(s.vals[n.Bundle()]), n.Prefix, by.Cert) {
 		return false, nil
 	}
@@ -230,9 +231,11 @@ func (f *Fleet) signTrust(ctx context.Context, s *state, by *pki.CA, roots []*x5
 }
 
 // sameTrust: a and b trust the same roots through the same lineage with
-// the same minimum CRL number and node-issuing CAs.
+// the same minimum CRL number, node-issuing CAs and minimum identity
+// policy.
 func sameTrust(a, b *pki.TrustState) bool {
-	return sameSet(a.RootCerts(), b.RootCerts()) && sameSet(a.LineageCerts(), b.LineageCerts()) && sameNum(a.MinCRL, b.MinCRL) && sameSet(a.NodeCACerts(), b.NodeCACerts())
+	return sameSet(a.RootCerts(), b.RootCerts()) && sameSet(a.LineageCerts(), b.LineageCerts()) && sameNum(a.MinCRL, b.MinCRL) &&
+		sameSet(a.NodeCACerts(), b.NodeCACerts()) && a.MinIdentityPolicy == b.MinIdentityPolicy
 }
 
 // servingNodeCAs are the node-issuing CAs a new trust state lists: the

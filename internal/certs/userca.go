@@ -145,6 +145,9 @@ func (fl *Fleet) IssuerMaterial(ctx context.Context) (*IssuerMaterial, error) {
 		return nil, fmt.Errorf("the fleet has no identity policy (%s): `joblet certs identity-policy sign --file POLICY.json` makes one", s.n.IdentityPolicy())
 	}
 	pol, err := idpolicy.Verify([]byte(polRaw), f.Prefix, s.trust, nil, s.now)
+	if err == nil {
+		err = s.policyCurrent(pol)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("the identity policy (%s): %w", s.n.IdentityPolicy(), err)
 	}

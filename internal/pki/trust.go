@@ -82,6 +82,10 @@ type TrustState struct {
 	// client holding this state refuses a server chain through any other,
 	// so a node-issuing key that was replaced signs nothing it accepts.
 	NodeCAs [][]byte `json:"nodeCas,omitempty"`
+	// MinIdentityPolicy is the version of the newest identity policy the
+	// root signed (rnx login): a reader takes no older one, so a policy
+	// put back without the root key does not undo a removal or a deny.
+	MinIdentityPolicy uint64 `json:"minIdentityPolicy,omitempty"`
 
 	roots, lineage, nodeCAs []*x509.Certificate
 }
