@@ -350,8 +350,8 @@ func TestLoginStolenNodeSignsNoPerson(t *testing.T) {
 		keyPEM, _ := pki.EncodeKey(ukey)
 		putSecret(t, "joblet/user-ca", string(pki.EncodeCert(uca.Cert))+string(keyPEM))
 		r := harness.Run(t, harness.Env(awspeople.Env(pp.Alice)...), f.rnx, "--config", f.configFor(t), "login", "--issuer-ca", f.issuerCA)
-		if r.Code == 0 || !strings.Contains(r.Stderr, "joblet/user-ca") {
-			t.Errorf("the issuer signed with a user-issuing CA the node-issuing CA made: %s", r)
+		if r.Code == 0 || strings.Contains(r.Stderr, "joblet/user-ca") || !strings.Contains(f.issuer.Output(), "joblet/user-ca") {
+			t.Errorf("the issuer signed with a user-issuing CA the node-issuing CA made, or told the caller (not its log) why not: %s", r)
 		}
 	}
 }

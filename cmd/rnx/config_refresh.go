@@ -179,6 +179,9 @@ person a certificate of their own. No store access is needed.`,
 				if err != nil {
 					return err
 				}
+				if pin == nil {
+					fmt.Fprintf(a.errOut, "rnx: warning: NO PIN: this config trusts the roots the issuer at %s sent, checked against nothing but its HTTPS certificate; give --ca-fingerprint (as `joblet certs init` printed it) to refuse any other\n", issuerURL)
+				}
 				node, from = n, issuerURL
 				if cfg.Login == nil || force {
 					cfg.Login = &config.Login{Issuer: issuerURL, IssuerCA: ca}

@@ -8,6 +8,7 @@
 package issuer
 
 import (
+	"cmp"
 	"context"
 	"crypto/x509"
 	"encoding/json"
@@ -51,7 +52,18 @@ type Issuer struct {
 	// Log gets one line per login: who got which role until when, or why
 	// not (nil: none).
 	Log *slog.Logger
+	// MaxInFlight bounds the proofs sent to STS at once (default
+	// DefaultInFlight): anyone can reach the issuer and make it call STS,
+	// so a flood waits for a slot, within its request's deadline, rather
+	// than multiplying outbound calls. Nobody is refused for arriving last.
+	MaxInFlight int
+
+	once     sync.Once
+	inFlight chan struct{}
 }
+
+// DefaultInFlight is MaxInFlight's default.
+const DefaultInFlight = 32
 
 // Material is what the issuer signs and checks with.
 type Material struct {
@@ -111,7 +123,14 @@ func (is *Issuer) Issue(ctx context.Context, req *Request) (*Response, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrRefused, err)
 	}
-	id, err := awsident.Call(is.STS, sts)
+	is.once.Do(func() { is.inFlight = make(chan struct{}, cmp.Or(is.MaxInFlight, DefaultInFlight)) })
+	select {
+	case is.inFlight <- struct{}{}:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("waited for a turn to ask STS: %w", ctx.Err())
+	}
+	id, err := awsident.Call(is.STS, sts.WithContext(ctx))
+	<-is.inFlight
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrRefused, err)
 	}
@@ -176,9 +195,12 @@ func (is *Issuer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	resp, err := is.Issue(r.Context(), &req)
 	if is.Log != nil {
-		if err != nil {
+		switch {
+		case errors.Is(err, ErrRefused):
 			is.Log.Warn("login refused", "from", r.RemoteAddr, "err", err)
-		} else {
+		case err != nil:
+			is.Log.Error("login failed", "from", r.RemoteAddr, "err", err)
+		default:
 			is.Log.Info("login", "person", resp.Person, "role", resp.Role, "expires", resp.Expires.UTC().Format(time.RFC3339), "from", r.RemoteAddr)
 		}
 	}
@@ -187,7 +209,9 @@ func (is *Issuer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusForbidden)
 		return
 	case err != nil:
-		http.Error(w, err.Error(), http.StatusInternalServerError)
+		// The reason (a store's error, say) is the operator's, in the
+		// log: a caller, who may be anyone, learns only that it failed.
+		http.Error(w, "the issuer cannot issue a certificate now: its operator finds why in its log (msg=\"login failed\")", http.StatusInternalServerError)
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")

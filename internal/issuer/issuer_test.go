@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -149,5 +150,67 @@ func TestLoginIssuesAPersonsCertificate(t *testing.T) {
 		if r, code, msg := login(c.cfg, c.audience, c.key, c.proofKey); r != nil || code != http.StatusForbidden || !strings.Contains(msg, c.says) {
 			t.Errorf("%s: HTTP %d %q, want 403 naming %q", what, code, msg, c.says)
 		}
+	}
+}
+
+// counting is a transport to the real STS (moto) that records how many
+// requests are in flight at once, and holds each a moment.
+type counting struct {
+	mu       sync.Mutex
+	now, max int
+}
+
+func (c *counting) RoundTrip(r *http.Request) (*http.Response, error) {
+	c.mu.Lock()
+	c.now++
+	c.max = max(c.max, c.now)
+	c.mu.Unlock()
+	time.Sleep(50 * time.Millisecond)
+	defer func() { c.mu.Lock(); c.now--; c.mu.Unlock() }()
+	return http.DefaultTransport.RoundTrip(r)
+}
+
+// A flood of logins sends at most MaxInFlight proofs to STS at once, and
+// every caller is served in turn: none is refused for arriving last.
+func TestLoginIssuerBoundsCallsToSTS(t *testing.T) {
+	ctx := context.Background()
+	people := awspeople.Make(t, motoURL)
+	root := ca(t, nil)
+	user := ca(t, root)
+	signed, err := idpolicy.Sign(ctx, &idpolicy.Policy{Fleet: "joblet", Version: 1, Issued: time.Now(), Expires: time.Now().Add(time.Hour), Rules: []idpolicy.Rule{
+		{User: "arn:aws:iam::" + awspeople.Account + ":user/alice", Grant: pki.Developer}}}, root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := &counting{}
+	is := &issuer.Issuer{Fleet: "joblet", AWS: awspeople.Config(motoURL, nil), STS: &http.Client{Transport: tr}, Now: time.Now, MaxInFlight: 2,
+		Material: func(context.Context) (*issuer.Material, error) {
+			pol, err := idpolicy.Verify(signed, "joblet", []*x509.Certificate{root.Cert}, nil, time.Now())
+			return &issuer.Material{CA: user, Policy: pol}, err
+		}}
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			k, _ := pki.GenerateKey(pki.ECDSAP256, nil)
+			der, _ := x509.MarshalPKIXPublicKey(k.Public())
+			p, err := awsident.Prove(ctx, people.Alice, "joblet", awsident.KeyHash(der), time.Now())
+			if err == nil {
+				_, err = is.Issue(ctx, &issuer.Request{Proof: *p, PublicKey: der})
+			}
+			errs <- err
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Errorf("a login of the flood: %v", err)
+		}
+	}
+	if tr.max > 2 || tr.max == 0 {
+		t.Errorf("%d proofs were sent to STS at once, want at most 2", tr.max)
 	}
 }
