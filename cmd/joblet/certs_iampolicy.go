@@ -14,7 +14,7 @@ import (
 
 func (c *cli) iamPolicyCmd() *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "iam-policy --for bootstrap|node|node-transition|rotation|rotator|client-<role>",
+		Use:   "iam-policy --for bootstrap|node|node-transition|rotation|rotator|issuer|client-<role>",
 		Short: "print a least-privilege IAM policy (JSON) for one flow",
 		Long: `Prints the least-privilege IAM policy of one flow:
   bootstrap        the first node of a fleet (creates the shared secrets)
@@ -25,6 +25,8 @@ func (c *cli) iamPolicyCmd() *cobra.Command {
   rotation         the operator: rotation, re-issue, revocation, node-ca, FORCE_REGENERATE
   rotator          the Lambda function Secrets Manager calls to rotate the node-issuing
                    CA's key and the role pairs (joblet certs rotate-secret): the root's power
+  issuer           joblet issuer or its Lambda function (rnx login): the user-issuing CA
+                   and the identity policy; no key a node signs with, no root key
   client-<role>    rnx config init/refresh for one role
 
 --bind-to-instance and --vpc-endpoint add Deny statements that make a node's
