@@ -82,6 +82,11 @@ type BootstrapOptions struct {
 	// winner's ten creates); AwaitStall how long it waits without progress
 	// before it completes the fleet itself (default 5s).
 	AwaitFirst, AwaitStall time.Duration
+	// AwaitEmpty bounds the random pause of a node on Secrets Manager that
+	// finds the store empty, before it looks again and, if it is still
+	// empty, claims the fleet (awaitEmpty; default 2s, negative: no pause).
+	// An operator's run (an embedded node, `certs init`) never pauses.
+	AwaitEmpty time.Duration
 }
 
 // Item reports what happened to one certificate.
@@ -505,6 +510,9 @@ func (o *BootstrapOptions) defaults() {
 	}
 	if o.AwaitStall == 0 {
 		o.AwaitStall = 5 * time.Second
+	}
+	if o.AwaitEmpty == 0 {
+		o.AwaitEmpty = 2 * time.Second
 	}
 }
 

@@ -10,8 +10,10 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	mathrand "math/rand/v2"
 	"time"
 
+	"github.com/ehsaniara/joblet/internal/config"
 	"github.com/ehsaniara/joblet/internal/pki"
 	"github.com/ehsaniara/joblet/internal/secretstore"
 )
@@ -31,6 +33,9 @@ func (b *bootstrapper) ensure(ctx context.Context, first *state) (*shared, error
 	found := foundSome
 	if !b.operator {
 		sh, f, err := b.join(ctx, first)
+		if sh == nil && err == nil && f == foundEmpty && !contended(b.f.Store) {
+			sh, f, err = b.awaitEmpty(ctx)
+		}
 		if sh != nil || err != nil {
 			return sh, err
 		}
@@ -152,6 +157,39 @@ func (b *bootstrapper) ensure(ctx context.Context, first *state) (*shared, error
 		sh.clients = nil
 	}
 	return sh, nil
+}
+
+// awaitEmpty is a node's second look at a store it found empty, after a
+// random pause of up to AwaitEmpty: nodes started together (an
+// auto-scaling group's burst) all find it empty, and the one whose pause
+// ends first claims the fleet and creates it while the others still wait.
+// Most of them then find it whole and join with this read: two calls, not
+// the three of a node that claims, loses and reads again (a create
+// answered ResourceExistsException). A node alone pays the pause once,
+// when it creates a fleet; a node that finds the fleet on its first read
+// never waits. The claim still decides who creates the fleet: two nodes
+// whose pauses end together both claim, and one loses, as before.
+//
+// Only on Secrets Manager, where every call is billed and counts against
+// a quota (a directory store's reads cost nothing), and not in a burst the
+// store has throttled (contended): there the claim is read before it is
+// made (claimFirst), and a batch read more would spend the smallest quota.
+// The pause lasts up to 2s by default: long enough, measured with 100
+// nodes starting on one 2-core machine, for the creator to finish before
+// most of the others look again (BENCHMARKS.md, "Fleet convergence").
+func (b *bootstrapper) awaitEmpty(ctx context.Context) (*shared, fleetFound, error) {
+	if b.o.AwaitEmpty <= 0 || b.o.Mode != config.ModeSecretsManager {
+		return nil, foundEmpty, nil
+	}
+	select {
+	case <-ctx.Done():
+		return nil, foundEmpty, ctx.Err()
+	case <-time.After(time.Duration(mathrand.Int64N(int64(b.o.AwaitEmpty)))):
+	}
+	// A node given the KMS key to create the fleet that finds it made
+	// joins without the warning that the key is not used (join).
+	b.waited = true
+	return b.join(ctx, nil)
 }
 
 // ensureNodeCA sets the issuer of this node's server certificate: the
