@@ -88,7 +88,7 @@ type bootFlags struct {
 	sf                                                           *storeFlags
 	home, force, keyType, caLife, clientLife, serverLife         string
 	serverAddr, listenAddr, port, extra, public, nodeID, metrics string
-	settings, permit                                             string
+	settings, permit, emptyPause                                 string
 	refresh                                                      time.Duration
 	asJSON, moveNode, reconfigure                                bool
 }
@@ -113,6 +113,7 @@ func addBootFlags(fs *pflag.FlagSet, set storeSet) *bootFlags {
 	settingsFlag(fs, &f.settings)
 	fs.BoolVar(&f.reconfigure, "reconfigure", false, "allow a re-run to move this node's listen address or port, change its node id, or drop or add a name of its server certificate; without it such a run is refused (settings not given are kept from the node's config)")
 	fs.StringVar(&f.permit, "permit-server-names", config.EnvOr("JOBLET_PERMIT_SERVER_NAMES", ""), "when this node creates the fleet (no certs init): comma list of DNS names, IP addresses and CIDR ranges the fleet's node-issuing CA may sign server certificates for, besides the defaults (private ranges, loopback, localhost, joblet, .internal) and this node's names (env JOBLET_PERMIT_SERVER_NAMES; later: joblet certs node-ca --permit-server-names)")
+	fs.StringVar(&f.emptyPause, "empty-store-pause", config.EnvOr("JOBLET_EMPTY_STORE_PAUSE", "2s"), "on Secrets Manager, the longest random pause of a node that finds the store empty before it looks again and, if still empty, creates the fleet: nodes started together then mostly join with that second read instead of racing to create it (env JOBLET_EMPTY_STORE_PAUSE; 0: create at once)")
 	fs.BoolVar(&f.moveNode, "move-node", false, "move this node to a fleet whose CA it does not trust (its configs are replaced); without it such a run is refused")
 	return f
 }
@@ -127,6 +128,14 @@ func (f *bootFlags) options(log *slog.Logger) (bootOptions, error) {
 	o := bootOptions{Fleet: certs.Fleet{Prefix: f.sf.prefix, Log: log},
 		BootstrapOptions: certs.BootstrapOptions{Home: f.home, RefreshInterval: f.refresh, MetricsAddress: f.metrics,
 			ServerAddress: f.serverAddr, NodeID: f.nodeID, MoveNode: f.moveNode, Reconfigure: f.reconfigure}}
+	pause, err := time.ParseDuration(f.emptyPause)
+	if err != nil || pause < 0 {
+		return o, usagef("--empty-store-pause/JOBLET_EMPTY_STORE_PAUSE %q is not a duration of 0 or more (2s, 500ms, 0)", f.emptyPause)
+	}
+	o.AwaitEmpty = pause
+	if pause == 0 {
+		o.AwaitEmpty = -1 // none (0 is the options' default)
+	}
 	// The node's own settings: given (a flag, its variable, the settings
 	// file) or kept from the node's existing config (certs keep.go).
 	if f.given("listen-address", "JOBLET_LISTEN_ADDRESS") {
@@ -138,7 +147,6 @@ func (f *bootFlags) options(log *slog.Logger) (bootOptions, error) {
 	if f.given("additional-names", "JOBLET_ADDITIONAL_NAMES") {
 		o.AdditionalNames, o.Given = append([]string{}, pki.SplitList(f.extra)...), o.Given|certs.GivenAdditionalNames
 	}
-	var err error
 	if o.Pin, err = f.sf.parsedPin(); err != nil {
 		return o, err
 	}

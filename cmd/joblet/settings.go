@@ -37,6 +37,7 @@ var settingVars = []struct {
 	{"node-id", []string{"JOBLET_NODE_ID"}},
 	{"ca-fingerprint", []string{"JOBLET_CA_FINGERPRINT"}},
 	{"permit-server-names", []string{"JOBLET_PERMIT_SERVER_NAMES"}},
+	{"empty-store-pause", []string{"JOBLET_EMPTY_STORE_PAUSE"}},
 }
 
 // knownSettings are the variables a settings file may set.
