@@ -6,7 +6,6 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/peer"
 	reflectionv1 "google.golang.org/grpc/reflection/grpc_reflection_v1"
@@ -114,7 +113,7 @@ func peerLeaf(ctx context.Context) (*x509.Certificate, bool) {
 	if !ok {
 		return nil, false
 	}
-	info, ok := p.AuthInfo.(credentials.TLSInfo)
+	info, ok := tlsInfo(p.AuthInfo)
 	if !ok || len(info.State.VerifiedChains) == 0 || len(info.State.VerifiedChains[0]) == 0 {
 		return nil, false
 	}

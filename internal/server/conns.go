@@ -11,8 +11,9 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/stats"
+	"google.golang.org/grpc/peer"
 
 	"github.com/ehsaniara/joblet/internal/pki"
 )
@@ -91,11 +92,12 @@ func openFileLimit() uint64 {
 }
 
 // established counts raw, whose handshake just succeeded with info, closing
-// another connection first when the cap is reached.
-func (l *connLimit) established(raw net.Conn, info credentials.AuthInfo) {
+// another connection first when the cap is reached. It returns the
+// connection as counted, nil for one it cannot count.
+func (l *connLimit) established(raw net.Conn, info credentials.AuthInfo) *estConn {
 	pc, ok := raw.(*pendingConn)
 	if !ok {
-		return // not accepted through pendingListener (cannot be closed here)
+		return nil // not accepted through pendingListener (cannot be closed here)
 	}
 	role := noRole
 	if ti, ok := info.(credentials.TLSInfo); ok && len(ti.State.VerifiedChains) > 0 && len(ti.State.VerifiedChains[0]) > 0 {
@@ -127,6 +129,7 @@ func (l *connLimit) established(raw net.Conn, info credentials.AuthInfo) {
 		}
 		victim.raw.Close() // its transport ends, and its calls with it
 	}
+	return e
 }
 
 // victimLocked picks the connection to close for a newcomer of role (see
@@ -204,45 +207,63 @@ func (l *connLimit) remove(c *estConn) {
 	}
 }
 
-// connStats is the gRPC stats handler that tells connLimit which
-// connections have calls open.
-type connStats struct{ l *connLimit }
-
-type estKey struct{}
-
-func (h connStats) TagConn(ctx context.Context, info *stats.ConnTagInfo) context.Context {
-	if info.RemoteAddr == nil {
-		return ctx
-	}
-	h.l.mu.Lock()
-	e := h.l.byAddr[info.RemoteAddr.String()]
-	h.l.mu.Unlock()
-	if e == nil {
-		return ctx
-	}
-	return context.WithValue(ctx, estKey{}, e)
+// connInfo is the AuthInfo of a connection connLimit counted: its TLS
+// state, and the connection, so that a call finds its connection in its
+// peer. Not a gRPC stats handler: with one, gRPC builds stats events for
+// every call (a copy of the call's metadata, time stamps, payload
+// records), which cost the node more per call than its own interceptors.
+type connInfo struct {
+	credentials.TLSInfo
+	est *estConn
 }
 
-func (connStats) HandleConn(context.Context, stats.ConnStats) {}
+// tlsInfo is the TLS state of a connection's AuthInfo.
+func tlsInfo(ai credentials.AuthInfo) (credentials.TLSInfo, bool) {
+	switch v := ai.(type) {
+	case *connInfo:
+		return v.TLSInfo, true
+	case credentials.TLSInfo:
+		return v, true
+	}
+	return credentials.TLSInfo{}, false
+}
 
-func (connStats) TagRPC(ctx context.Context, _ *stats.RPCTagInfo) context.Context { return ctx }
+// estOf is the counted connection a call came on, or nil.
+func estOf(ctx context.Context) *estConn {
+	if p, ok := peer.FromContext(ctx); ok {
+		if ci, ok := p.AuthInfo.(*connInfo); ok {
+			return ci.est
+		}
+	}
+	return nil
+}
 
-func (h connStats) HandleRPC(ctx context.Context, s stats.RPCStats) {
-	e, _ := ctx.Value(estKey{}).(*estConn)
+// unary and stream, the first interceptors, tell connLimit which
+// connections have calls open: from the call's start to its end.
+func (l *connLimit) unary(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+	e := estOf(ctx)
 	if e == nil {
-		return
+		return h(ctx, req)
 	}
-	d := 0
-	switch s.(type) {
-	case *stats.Begin:
-		d = 1
-	case *stats.End:
-		d = -1
-	default:
-		return
+	l.active(e, 1)
+	defer l.active(e, -1)
+	return h(ctx, req)
+}
+
+func (l *connLimit) stream(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+	e := estOf(ss.Context())
+	if e == nil {
+		return h(srv, ss)
 	}
-	h.l.mu.Lock()
+	l.active(e, 1)
+	defer l.active(e, -1)
+	return h(srv, ss)
+}
+
+func (l *connLimit) active(e *estConn, d int) {
+	now := time.Now()
+	l.mu.Lock()
 	e.active += d
-	e.last = time.Now()
-	h.l.mu.Unlock()
+	e.last = now
+	l.mu.Unlock()
 }

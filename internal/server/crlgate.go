@@ -54,7 +54,7 @@ func tell(ctx context.Context, v string, creds *Credentials) bool {
 	if v != creds.crlNumber {
 		return true
 	}
-	e, _ := ctx.Value(estKey{}).(*estConn)
+	e := estOf(ctx)
 	if e == nil {
 		return true
 	}

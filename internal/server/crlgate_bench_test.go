@@ -7,6 +7,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
 
 	pb "github.com/ehsaniara/joblet/api/jobletv1"
 )
@@ -29,7 +30,7 @@ func BenchmarkCRLGate(b *testing.B) {
 	s := &Server{tls: &tlsSource{}}
 	number := big.NewInt(0x1234)
 	s.tls.cur.Store(&Credentials{CRLNumber: number, crlNumber: pb.FormatCRLNumber(number)})
-	conn := context.WithValue(context.Background(), estKey{}, &estConn{})
+	conn := peer.NewContext(context.Background(), &peer.Peer{AuthInfo: &connInfo{est: &estConn{}}})
 	in := metadata.NewIncomingContext(conn, metadata.Pairs(pb.CRLNumberKey, pb.FormatCRLNumber(number), "user-agent", "rnx", ":authority", "node"))
 	info := &grpc.UnaryServerInfo{FullMethod: pb.NodeService_GetNodeInfo_FullMethodName}
 	h := func(context.Context, any) (any, error) { return nil, nil }

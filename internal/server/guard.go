@@ -10,7 +10,6 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
@@ -76,7 +75,7 @@ func callerChain(ctx context.Context) ([]*x509.Certificate, error) {
 	if !ok {
 		return nil, errors.New("no peer information")
 	}
-	info, ok := p.AuthInfo.(credentials.TLSInfo)
+	info, ok := tlsInfo(p.AuthInfo)
 	if !ok || len(info.State.VerifiedChains) == 0 || len(info.State.VerifiedChains[0]) == 0 {
 		return nil, errors.New("no verified client certificate")
 	}

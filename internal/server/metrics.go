@@ -129,8 +129,10 @@ func (c countingCreds) ServerHandshake(conn net.Conn) (net.Conn, credentials.Aut
 	handshakeEnded(conn)
 	if err != nil {
 		c.failures.WithLabelValues(handshakeReason(err)).Inc()
-	} else {
-		c.conns.established(conn, info)
+	} else if e := c.conns.established(conn, info); e != nil {
+		if ti, ok := info.(credentials.TLSInfo); ok {
+			info = &connInfo{TLSInfo: ti, est: e}
+		}
 	}
 	return out, info, err
 }

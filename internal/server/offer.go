@@ -9,7 +9,6 @@ import (
 
 	"golang.org/x/time/rate"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
@@ -128,7 +127,7 @@ func caller(ctx context.Context) (c offerCaller, who string) {
 	if !ok {
 		return c, "unknown"
 	}
-	ti, ok := p.AuthInfo.(credentials.TLSInfo)
+	ti, ok := tlsInfo(p.AuthInfo)
 	if !ok || len(ti.State.PeerCertificates) == 0 {
 		return c, "unknown"
 	}

@@ -31,10 +31,9 @@ func (s *Server) grpcOptions() ([]grpc.ServerOption, error) {
 	a := audit{log: s.log}
 	return []grpc.ServerOption{
 		grpc.Creds(countingCreds{credentials.NewTLS(s.tls.config()), s.metrics.handshakes, s.established}),
-		// Which authenticated connections have calls open (conns.go).
-		grpc.StatsHandler(connStats{s.established}),
-		grpc.ChainUnaryInterceptor(a.unary, s.metrics.unary, g.unary, unaryAuthz, s.crlGateUnary),
-		grpc.ChainStreamInterceptor(a.stream, s.metrics.stream, g.stream, streamAuthz, s.streams.stream, s.crlGateStream),
+		// First: which authenticated connections have calls open (conns.go).
+		grpc.ChainUnaryInterceptor(s.established.unary, a.unary, s.metrics.unary, g.unary, unaryAuthz, s.crlGateUnary),
+		grpc.ChainStreamInterceptor(s.established.stream, a.stream, s.metrics.stream, g.stream, streamAuthz, s.streams.stream, s.crlGateStream),
 		// The handshake check happens once per connection; a maximum age
 		// makes every client handshake again, against the current trust.
 		// An idle connection is closed; a silent one is pinged, and closed
