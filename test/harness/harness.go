@@ -126,6 +126,9 @@ type Proc struct {
 	Cmd *exec.Cmd
 	out *bytes.Buffer
 	mu  *sync.Mutex
+	// logPath, when set, is the file the process writes its output to
+	// (StartToFile) instead of out.
+	logPath string
 }
 
 type lockedWriter struct {
@@ -141,6 +144,10 @@ func (w lockedWriter) Write(p []byte) (int, error) {
 
 // Output is what the process printed so far (stdout and stderr).
 func (p *Proc) Output() string {
+	if p.logPath != "" {
+		b, _ := os.ReadFile(p.logPath)
+		return string(b)
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.out.String()
@@ -149,11 +156,34 @@ func (p *Proc) Output() string {
 // Start runs bin in the background until the test ends (SIGTERM, then kill).
 func Start(t testing.TB, env []string, bin string, args ...string) *Proc {
 	t.Helper()
+	return start(t, env, "", bin, args...)
+}
+
+// StartToFile is Start with the process's output written straight to a
+// file in the test's temporary directory, as a service's goes to its
+// journal: no pipe read by this process, for benchmarks that count this
+// process's CPU (a node writes an audit line per call).
+func StartToFile(t testing.TB, env []string, bin string, args ...string) *Proc {
+	t.Helper()
+	return start(t, env, filepath.Join(t.TempDir(), filepath.Base(bin)+".log"), bin, args...)
+}
+
+func start(t testing.TB, env []string, logPath, bin string, args ...string) *Proc {
+	t.Helper()
 	cmd := exec.Command(bin, args...)
 	cmd.Env = env
-	p := &Proc{Cmd: cmd, out: &bytes.Buffer{}, mu: &sync.Mutex{}}
-	w := lockedWriter{p.mu, p.out}
-	cmd.Stdout, cmd.Stderr = w, w
+	p := &Proc{Cmd: cmd, out: &bytes.Buffer{}, mu: &sync.Mutex{}, logPath: logPath}
+	if logPath != "" {
+		f, err := os.Create(logPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close() // the child holds its own descriptor
+		cmd.Stdout, cmd.Stderr = f, f
+	} else {
+		w := lockedWriter{p.mu, p.out}
+		cmd.Stdout, cmd.Stderr = w, w
+	}
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", bin, err)
 	}
