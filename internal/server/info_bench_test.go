@@ -2,8 +2,10 @@ package server_test
 
 import (
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"sync"
@@ -11,7 +13,12 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+
+	pb "github.com/ehsaniara/joblet/api/jobletv1"
 	"github.com/ehsaniara/joblet/internal/client"
+	"github.com/ehsaniara/joblet/internal/config"
 )
 
 // BenchmarkGetNodeInfo is `rnx info`'s call over 16 mutual-TLS
@@ -33,8 +40,73 @@ func BenchmarkGetNodeInfo(b *testing.B) {
 	})
 }
 
+// BenchmarkGetNodeInfoFloor puts joblet beside its floor in one run
+// (-count interleaves nothing, so run them in turn, e.g.
+// -bench 'GetNodeInfoFloor' -count 5): a bare gRPC server on the node's
+// own TLS answering a prepared NodeInfo (bench/floorserver's), called by
+// plain clients; and joblet as rnx calls it (the CRL number on every call)
+// with its log, an audit line per call, written to a file. cpu-µs/call of
+// the floor over joblet's is the serving benchmark's CPU ratio.
+func BenchmarkGetNodeInfoFloor(b *testing.B) {
+	b.Run("floor", func(b *testing.B) {
+		f := startNodeLog(b, nil, quiet)
+		n := *f.rnx.Nodes["default"]
+		n.Address = startFloor(b, f.srv)
+		benchCalls(b, &n, false)
+	})
+	b.Run("joblet-rnx-log-to-file", func(b *testing.B) {
+		lf, err := os.Create(filepath.Join(b.TempDir(), "node.log"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer lf.Close()
+		f := startNodeLog(b, nil, slog.New(slog.NewTextHandler(lf, nil)))
+		benchCalls(b, f.rnx.Nodes["default"], true)
+	})
+}
+
+type floorNode struct {
+	pb.UnimplementedNodeServiceServer
+	info *pb.NodeInfo
+}
+
+func (n *floorNode) GetNodeInfo(context.Context, *pb.GetNodeInfoRequest) (*pb.NodeInfo, error) {
+	return n.info, nil
+}
+
+// startFloor serves bench/floorserver's bare gRPC server on the node's
+// certificate and trust; it returns its address.
+func startFloor(b *testing.B, srv *config.Server) string {
+	cert, err := tls.X509KeyPair([]byte(srv.Security.ServerCert), []byte(srv.Security.ServerKey))
+	if err != nil {
+		b.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM([]byte(srv.Security.CACert))
+	tc := &tls.Config{MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{cert},
+		ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: pool, NextProtos: []string{"h2"}}
+	info := &pb.NodeInfo{NodeId: "floor-node-0000000000", Version: "floor", ServerCertSerial: "0123456789abcdef0123456789abcdef",
+		ServerCertNotAfterUnix: cert.Leaf.NotAfter.Unix(), CallerRole: "admin",
+		ServerCertIssuerSha256: "0000000000000000000000000000000000000000000000000000000000000000", Crl: []byte(srv.Security.CRL),
+		JobIsolation: "full (uid 65534, network none; per job memory 512 MiB, cpu 100%, procs 256 by default, at most 4 GiB, 200%, 4096)"}
+	s := grpc.NewServer(grpc.Creds(credentials.NewTLS(tc)))
+	pb.RegisterNodeServiceServer(s, &floorNode{info: info})
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	go s.Serve(l)
+	b.Cleanup(s.Stop)
+	return l.Addr().String()
+}
+
 func benchInfo(b *testing.B, learning bool, log *slog.Logger) {
 	f := startNodeLog(b, nil, log)
+	benchCalls(b, f.rnx.Nodes["default"], learning)
+}
+
+// benchCalls calls GetNodeInfo b.N times over 16 connections to node.
+func benchCalls(b *testing.B, node *config.Node, learning bool) {
 	const conns = 16
 	var wg sync.WaitGroup
 	per := b.N/conns + 1
@@ -44,10 +116,10 @@ func benchInfo(b *testing.B, learning bool, log *slog.Logger) {
 	syscall.Getrusage(syscall.RUSAGE_SELF, &before)
 	b.ResetTimer()
 	for i := 0; i < conns; i++ {
-		c := dial(b, "default", f.rnx.Nodes["default"])
+		c := dial(b, "default", node)
 		if learning {
 			var err error
-			if c, err = client.DialLearning("default", f.rnx.Nodes["default"], func([]byte, [][]*x509.Certificate) error { return nil }); err != nil {
+			if c, err = client.DialLearning("default", node, func([]byte, [][]*x509.Certificate) error { return nil }); err != nil {
 				b.Fatal(err)
 			}
 			defer c.Close()
