@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -62,6 +63,18 @@ func BenchmarkGetNodeInfoFloor(b *testing.B) {
 		defer lf.Close()
 		f := startNodeLog(b, nil, slog.New(slog.NewTextHandler(lf, nil)))
 		benchCalls(b, f.rnx.Nodes["default"], true)
+	})
+	// What the audit line costs: formatted and thrown away (no write),
+	// and not made at all (a log level above it); and the CRL number's.
+	b.Run("joblet-rnx-log-discarded", func(b *testing.B) {
+		benchCalls(b, startNodeLog(b, nil, quiet).rnx.Nodes["default"], true)
+	})
+	noAudit := slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	b.Run("joblet-rnx-no-audit", func(b *testing.B) {
+		benchCalls(b, startNodeLog(b, nil, noAudit).rnx.Nodes["default"], true)
+	})
+	b.Run("joblet-plain-no-audit", func(b *testing.B) {
+		benchCalls(b, startNodeLog(b, nil, noAudit).rnx.Nodes["default"], false)
 	})
 }
 
