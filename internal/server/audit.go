@@ -6,11 +6,9 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
 	pb "github.com/ehsaniara/joblet/api/jobletv1"
-	"github.com/ehsaniara/joblet/internal/pki"
 )
 
 // The audit line: one log line per call, when it ends, naming who made it
@@ -101,31 +99,10 @@ func (a audit) record(ctx context.Context, method string, start time.Time, job s
 
 // auditID is who a connection's calls come from, as the audit line names
 // them: the same for every call of a connection (its client certificate
-// and address), so worked out once per connection.
+// and address), so worked out once per connection (connIDOf).
 type auditID struct{ role, person, serial, from string }
 
-func auditIDOf(ctx context.Context) *auditID {
-	e := estOf(ctx)
-	if e != nil {
-		if id := e.audit.Load(); id != nil {
-			return id
-		}
-	}
-	id := &auditID{role: "none", person: "none"}
-	if leaf, ok := peerLeaf(ctx); ok {
-		id.serial = pki.SerialHex(leaf.SerialNumber)
-		if c, err := callerOf(leaf); err == nil {
-			id.role, id.person = string(c.Role), capped(c.Who())
-		}
-	}
-	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
-		id.from = p.Addr.String()
-	}
-	if e != nil {
-		e.audit.Store(id)
-	}
-	return id
-}
+func auditIDOf(ctx context.Context) *auditID { return &connIDOf(ctx).audit }
 
 func capped(s string) string {
 	if len(s) > maxAuditValue {

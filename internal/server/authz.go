@@ -123,12 +123,45 @@ func peerLeaf(ctx context.Context) (*x509.Certificate, bool) {
 // peerCaller reads the caller from the verified client certificate, if
 // any: for what runs outside authorization (metrics, the audit line).
 func peerCaller(ctx context.Context) (Caller, bool) {
-	leaf, ok := peerLeaf(ctx)
-	if !ok {
-		return Caller{}, false
+	id := connIDOf(ctx)
+	return id.caller, id.leaf != nil && id.err == nil
+}
+
+// connID is who a connection's calls come from: its verified client
+// certificate (nil for none), the caller it names (or why it names none)
+// and the audit line's names. A connection keeps its certificate and
+// address, so a counted connection works it out on its first call only,
+// not on every call for authorization, metrics and the audit line.
+type connID struct {
+	leaf   *x509.Certificate
+	caller Caller
+	err    error
+	audit  auditID
+}
+
+func connIDOf(ctx context.Context) *connID {
+	e := estOf(ctx)
+	if e != nil {
+		if id := e.id.Load(); id != nil {
+			return id
+		}
 	}
-	c, err := callerOf(leaf)
-	return c, err == nil
+	id := &connID{audit: auditID{role: "none", person: "none"}}
+	if leaf, ok := peerLeaf(ctx); ok {
+		id.leaf = leaf
+		id.caller, id.err = callerOf(leaf)
+		id.audit.serial = pki.SerialHex(leaf.SerialNumber)
+		if id.err == nil {
+			id.audit.role, id.audit.person = string(id.caller.Role), capped(id.caller.Who())
+		}
+	}
+	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
+		id.audit.from = p.Addr.String()
+	}
+	if e != nil {
+		e.id.Store(id)
+	}
+	return id
 }
 
 // authorize reads the caller from the verified client certificate and
@@ -137,18 +170,17 @@ func authorize(ctx context.Context, method string) (context.Context, error) {
 	if _, ok := peer.FromContext(ctx); !ok {
 		return nil, status.Error(codes.Unauthenticated, "no peer information")
 	}
-	leaf, ok := peerLeaf(ctx)
-	if !ok {
+	id := connIDOf(ctx)
+	if id.leaf == nil {
 		return nil, status.Error(codes.Unauthenticated, "no verified client certificate")
 	}
-	c, err := callerOf(leaf)
-	if err != nil {
-		return nil, status.Errorf(codes.PermissionDenied, "denied: %v", err)
+	if id.err != nil {
+		return nil, status.Errorf(codes.PermissionDenied, "denied: %v", id.err)
 	}
-	if !Allowed(c.Role, method) {
-		return nil, status.Errorf(codes.PermissionDenied, "role %q may not call %s", c.Role, shortName(method))
+	if !Allowed(id.caller.Role, method) {
+		return nil, status.Errorf(codes.PermissionDenied, "role %q may not call %s", id.caller.Role, shortName(method))
 	}
-	return context.WithValue(ctx, callerKey{}, c), nil
+	return context.WithValue(ctx, callerKey{}, id.caller), nil
 }
 
 func shortName(method string) string {

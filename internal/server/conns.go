@@ -59,9 +59,9 @@ type estConn struct {
 	// toldCRL is the credentials whose CRL number this connection's
 	// client was last told in a response header (crlgate.go).
 	toldCRL atomic.Pointer[Credentials]
-	// audit is who the audit line names for this connection's calls,
-	// worked out on its first call (audit.go).
-	audit atomic.Pointer[auditID]
+	// id is who this connection's calls come from, worked out on its
+	// first call (connIDOf).
+	id atomic.Pointer[connID]
 }
 
 // roles are the buckets counted for the fair share.
