@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/ehsaniara/joblet/internal/certs"
 	"github.com/ehsaniara/joblet/internal/config"
+	"github.com/ehsaniara/joblet/internal/logbatch"
 	// The mechanism jobs run in: it registers itself with the job runner,
 	// and its init is the sandbox's re-exec hook, so this binary must link it.
 	_ "github.com/ehsaniara/joblet/internal/sandbox"
@@ -28,18 +30,25 @@ func (c *cli) serverCmd() *cobra.Command {
 		Use:   "server [--config PATH]",
 		Short: "serve jobs over mutual TLS; SIGHUP reloads the config and refreshes from the store",
 		Args:  noArgs,
-		RunE:  func(*cobra.Command, []string) error { return serve(path, c.log) },
+		RunE:  func(*cobra.Command, []string) error { return serve(path, c.log, c.stderr) },
 	}
 	cmd.Flags().StringVar(&path, "config", filepath.Join(config.Home(), "config", "joblet-config.yml"), "server config file (default under $JOBLET_HOME)")
 	return cmd
 }
 
-func serve(path string, log *slog.Logger) error {
+// serve runs the node; log writes to logOut, where the audit lines go too.
+func serve(path string, log *slog.Logger, logOut io.Writer) error {
 	cfg, err := loadServerConfig(path, log)
 	if err != nil {
 		return err
 	}
-	srv, err := server.New(cfg, server.Options{ConfigPath: path, Refresh: storeRefresher(path, cfg, log)}, log)
+	// The audit lines (one per call) go out in batches, within 20 ms, to
+	// the log's destination; everything else the node logs is written at
+	// once. The last batch is written at shutdown.
+	auditOut := logbatch.New(logOut, 20*time.Millisecond)
+	defer auditOut.Close()
+	audit := slog.New(slog.NewTextHandler(auditOut, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	srv, err := server.New(cfg, server.Options{ConfigPath: path, Refresh: storeRefresher(path, cfg, log), AuditLog: audit}, log)
 	if err != nil {
 		return fmt.Errorf("%s: %w", path, err)
 	}

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"cmp"
 	"time"
 
 	"google.golang.org/grpc"
@@ -28,7 +29,7 @@ func (s *Server) grpcOptions() ([]grpc.ServerOption, error) {
 	s.log.Info("connection limits", "maxConnections", s.established.max, "configured", conns.MaxConnections,
 		"openFileLimit", nofile, "maxPendingHandshakes", conns.MaxPendingHandshakes)
 	g := &guard{tls: s.tls, now: time.Now}
-	a := audit{log: s.log}
+	a := audit{log: cmp.Or(s.opts.AuditLog, s.log)}
 	return []grpc.ServerOption{
 		grpc.Creds(countingCreds{credentials.NewTLS(s.tls.config()), s.metrics.handshakes, s.established}),
 		// First: which authenticated connections have calls open (conns.go).

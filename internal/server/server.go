@@ -56,6 +56,10 @@ type Options struct {
 	// (trust bundle, renewal) and reports whether it changed it.
 	Refresh         func(ctx context.Context) (changed bool, err error)
 	RefreshInterval time.Duration
+	// AuditLog gets the audit line of every call (audit.go); nil: the
+	// server's log. joblet server gives it a batched writer
+	// (internal/logbatch), so a line per call does not cost a write(2).
+	AuditLog *slog.Logger
 }
 
 // New prepares a server from its config; Serve starts it, Run keeps its
