@@ -12,6 +12,7 @@ import (
 	pb "github.com/ehsaniara/joblet/api/jobletv1"
 	"github.com/ehsaniara/joblet/internal/atomicfile"
 	"github.com/ehsaniara/joblet/internal/certs"
+	"github.com/ehsaniara/joblet/internal/idpolicy"
 	"github.com/ehsaniara/joblet/internal/config"
 	"github.com/ehsaniara/joblet/internal/pki"
 )
@@ -134,6 +135,13 @@ func (s *Server) installTrust(ctx context.Context, data, crl []byte, who string)
 		return status.Error(codes.FailedPrecondition, fmt.Sprintf("the offered trust state (version %d) does not verify this node's CRL (%v): offer the CRL its roots signed with it", t.Version, err))
 	}
 	creds.holdTrust(t, string(data))
+	// The identity policy stays, while a root of the new state signed it
+	// and the state names no newer one.
+	if cur.personsRaw != "" {
+		if pol, err := idpolicy.Open([]byte(cur.personsRaw), roots); err == nil && pol.Version >= t.MinIdentityPolicy {
+			creds.persons, creds.personsRaw = pol, cur.personsRaw
+		}
+	}
 	if s.opts.ConfigPath != "" {
 		if err := writeConfigTrust(s.opts.ConfigPath, cur, caPEM, crlPEM, string(data)); err != nil {
 			s.log.Error("trust state taken from a caller but not kept in the config file; the next refresh takes it from the store", "err", err)

@@ -2,10 +2,12 @@ package server_test
 
 import (
 	"context"
+	"crypto/x509"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/ehsaniara/joblet/internal/client"
 	"github.com/ehsaniara/joblet/internal/config"
 	"github.com/ehsaniara/joblet/internal/idpolicy"
 	"github.com/ehsaniara/joblet/internal/pki"
@@ -114,4 +116,47 @@ func (u *userCA) person(t testing.TB, base *config.Node, arn string, role pki.Ro
 	n := *base
 	n.Cert, n.Key = string(pki.EncodeCert(is.Cert))+string(pki.EncodeCert(u.ca.Cert)), string(keyPEM)
 	return &n
+}
+
+// A trust state a client carries to the node (carrytrust) keeps the
+// identity policy the node holds, unless the state names a newer one: the
+// node then holds none until its refresh brings it. (The node used to drop
+// its policy on every carried state, refusing every person until its next
+// refresh.)
+func TestCarriedTrustKeepsTheIdentityPolicy(t *testing.T) {
+	st := storetest.NewMemoryStore()
+	startNode(t, st)
+	u := newUserCA(t, st)
+	f := startNode(t, st, u.policy(t, idpolicy.Policy{Rules: []idpolicy.Rule{{User: "arn:aws:iam::111122223333:user/alice", Grant: pki.Developer}}}))
+	held, err := pki.PeekTrust([]byte(f.srv.Security.TrustState), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	carry := func(version, minPolicy uint64) error {
+		t.Helper()
+		next := pki.NewTrustState(held.Fleet, version, held.RootCerts(), held.LineageCerts(), held.MinCRL, time.Now()).WithNodeCAs(held.NodeCACerts()...)
+		next.MinIdentityPolicy = minPolicy
+		data, err := pki.SignTrust(context.Background(), next, u.root)
+		if err != nil {
+			t.Fatal(err)
+		}
+		alice := u.person(t, f.rnx.Nodes["default"], "arn:aws:iam::111122223333:user/alice", pki.Developer)
+		alice.Trust = string(data)
+		c, err := client.DialLearning("default", alice, func([]byte, [][]*x509.Certificate) error { return nil })
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		var last error
+		for range 3 {
+			_, last = c.Info(ctx(t))
+		}
+		return last
+	}
+	if err := carry(held.Version+1, 1); err != nil {
+		t.Errorf("alice after carrying a newer trust state that names her policy: %v", err)
+	}
+	if err := carry(held.Version+2, 2); err == nil || !strings.Contains(err.Error(), "holds no identity policy") {
+		t.Errorf("alice after carrying a trust state that names a newer policy than the node holds: %v", err)
+	}
 }

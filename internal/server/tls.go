@@ -95,7 +95,8 @@ func CredentialsFromConfig(s config.Security) (*Credentials, error) {
 		c.holdTrust(t, s.TrustState)
 	}
 	if s.IdentityPolicy != "" {
-		if pol, err := idpolicy.Open([]byte(s.IdentityPolicy), cas); err == nil {
+		// Not one older than the trust state names: the root replaced it.
+		if pol, err := idpolicy.Open([]byte(s.IdentityPolicy), cas); err == nil && (c.trust == nil || pol.Version >= c.trust.MinIdentityPolicy) {
 			c.persons, c.personsRaw = pol, s.IdentityPolicy
 		}
 	}
