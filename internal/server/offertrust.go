@@ -12,8 +12,8 @@ import (
 	pb "github.com/ehsaniara/joblet/api/jobletv1"
 	"github.com/ehsaniara/joblet/internal/atomicfile"
 	"github.com/ehsaniara/joblet/internal/certs"
-	"github.com/ehsaniara/joblet/internal/idpolicy"
 	"github.com/ehsaniara/joblet/internal/config"
+	"github.com/ehsaniara/joblet/internal/idpolicy"
 	"github.com/ehsaniara/joblet/internal/pki"
 )
 
