@@ -135,3 +135,40 @@ func TestReview26PinnedIssuerTakesAnotherRootsPolicy(t *testing.T) {
 		t.Errorf("the issuer pinned to %s maps mallory to %s by a policy another root signed", pin, got.Role)
 	}
 }
+
+// Found in the last read of the change: a rotation step re-issued
+// whatever key <prefix>/user-ca held under the new root. Someone who
+// writes to the store without the root key plants a key of their own
+// there (with any certificate); the next `rotate-ca promote` certified it,
+// handing them a user-issuing CA. Only a user-issuing CA that chains to a
+// root the fleet trusts is re-issued.
+func TestReview26RotationCertifiesNoPlantedUserCAKey(t *testing.T) {
+	ctx := context.Background()
+	st := storetest.NewMemoryStore()
+	o := opts(t, st)
+	bootstrap(t, o)
+	fl := &certs.Fleet{Store: st, StoreDesc: "test store", Log: o.Fleet.Log}
+	if _, err := fl.MakeUserCA(ctx, false, 0, pki.ECDSAP256); err != nil {
+		t.Fatal(err)
+	}
+	evil, _ := pki.GenerateKey(pki.ECDSAP256, nil)
+	evilCert, err := pki.NewCA(evil, time.Now(), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	evilPEM, _ := pki.EncodeKey(evil)
+	if err := st.Put(ctx, "joblet/user-ca", string(pki.EncodeCert(evilCert))+string(evilPEM)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fl.BeginRotation(ctx, certs.CAKeyRef{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fl.PromoteRotation(ctx); err != nil {
+		t.Fatal(err)
+	}
+	vals, _ := st.Get(ctx, []string{"joblet/user-ca"})
+	certPEM, _ := pki.SplitPEM([]byte(vals["joblet/user-ca"]))
+	if c, err := pki.ParseCert(certPEM); err == nil && pki.SameKey(c, evilCert) && c.CheckSignature(c.SignatureAlgorithm, c.RawTBSCertificate, c.Signature) != nil {
+		t.Fatalf("the rotation certified the planted user-issuing CA key (issuer %q)", c.Issuer.CommonName)
+	}
+}

@@ -638,7 +638,7 @@ func (f *Fleet) reissueUnder(ctx context.Context, s *rotation, roots []*x509.Cer
 	if err := f.reissueNodeCA(ctx, n, s, s.current); err != nil {
 		return err
 	}
-	if err := f.reissueUserCA(ctx, n, s.current); err != nil {
+	if err := f.reissueUserCA(ctx, n, s.trust, s.current); err != nil {
 		return err
 	}
 	pol, err := f.resignIdentityPolicy(ctx, n, s.vals[n.IdentityPolicy()], s.trust, s.current)

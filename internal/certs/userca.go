@@ -52,8 +52,10 @@ func (fl *Fleet) MakeUserCA(ctx context.Context, rotate bool, lifetime time.Dura
 		if !rotate {
 			return nil, fmt.Errorf("%w (%s): `--rotate` makes a new one (people's certificates from the old one keep working until they expire)", ErrUserCAExists, s.n.UserCA())
 		}
-		if c, err := pki.ParseCert(firstOf(pki.SplitPEM([]byte(cur)))); err == nil {
-			res.Replaced = pki.SerialHex(c.SerialNumber)
+		if certPEM, _ := pki.SplitPEM([]byte(cur)); certPEM != nil {
+			if c, err := pki.ParseCert(certPEM); err == nil {
+				res.Replaced = pki.SerialHex(c.SerialNumber)
+			}
 		}
 	}
 	root, err := s.signer(ctx, &f)
@@ -118,27 +120,9 @@ func (fl *Fleet) IssuerMaterial(ctx context.Context) (*IssuerMaterial, error) {
 	if raw == "" {
 		return nil, fmt.Errorf("the fleet has no user-issuing CA (%s): an operator makes one with `joblet certs user-ca`", s.n.UserCA())
 	}
-	certPEM, keyPEM := pki.SplitPEM([]byte(raw))
-	cert, err := pki.ParseCert(certPEM)
+	ca, err := userCAFrom(raw, s.trust, s.now)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w: make it again with `joblet certs user-ca --rotate`", s.n.UserCA(), err)
-	}
-	key, err := pki.ParseKey(keyPEM)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w: make it again with `joblet certs user-ca --rotate`", s.n.UserCA(), err)
-	}
-	if err := pki.MatchesKey(cert, key); err != nil {
-		return nil, fmt.Errorf("%s: %w: make it again with `joblet certs user-ca --rotate`", s.n.UserCA(), err)
-	}
-	roots := x509.NewCertPool()
-	for _, r := range s.trust {
-		roots.AddCert(r)
-	}
-	if _, err := cert.Verify(x509.VerifyOptions{Roots: roots, CurrentTime: s.now, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
-		return nil, fmt.Errorf("%s does not chain to a root the fleet trusts (%v): make it again with `joblet certs user-ca --rotate`", s.n.UserCA(), err)
-	}
-	if cert.Subject.CommonName != pki.UserCACommonName || !cert.IsCA || !cert.MaxPathLenZero {
-		return nil, fmt.Errorf("%s is not a user-issuing CA (%q): make it again with `joblet certs user-ca --rotate`", s.n.UserCA(), cert.Subject.CommonName)
 	}
 	polRaw := s.vals[s.n.IdentityPolicy()]
 	if polRaw == "" {
@@ -151,17 +135,45 @@ func (fl *Fleet) IssuerMaterial(ctx context.Context) (*IssuerMaterial, error) {
 	if err != nil {
 		return nil, fmt.Errorf("the identity policy (%s): %w", s.n.IdentityPolicy(), err)
 	}
-	return &IssuerMaterial{CA: &pki.CA{Cert: cert, Key: key}, Policy: pol, Trust: s.trustPEM(), TrustState: s.docRaw}, nil
+	return &IssuerMaterial{CA: ca, Policy: pol, Trust: s.trustPEM(), TrustState: s.docRaw}, nil
 }
 
-func firstOf(a, _ []byte) []byte { return a }
+// userCAFrom is the user-issuing CA in raw (<prefix>/user-ca: its
+// certificate and key), only when the key is the certificate's and the
+// certificate is a user-issuing CA chaining to one of roots: the one check
+// of that secret, for the issuer and for a rotation's re-issue.
+func userCAFrom(raw string, roots []*x509.Certificate, now time.Time) (*pki.CA, error) {
+	certPEM, keyPEM := pki.SplitPEM([]byte(raw))
+	cert, err := pki.ParseCert(certPEM)
+	if err != nil {
+		return nil, err
+	}
+	key, err := pki.ParseKey(keyPEM)
+	if err != nil {
+		return nil, err
+	}
+	if err := pki.MatchesKey(cert, key); err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	for _, r := range roots {
+		pool.AddCert(r)
+	}
+	if _, err := cert.Verify(x509.VerifyOptions{Roots: pool, CurrentTime: now, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+		return nil, fmt.Errorf("it does not chain to a root the fleet trusts (%v)", err)
+	}
+	if !pki.IsUserCA(cert) || !cert.MaxPathLenZero {
+		return nil, fmt.Errorf("it is not a user-issuing CA (%q)", cert.Subject.CommonName)
+	}
+	return &pki.CA{Cert: cert, Key: key}, nil
+}
 
 // reissueUserCA gives the user-issuing CA, when the fleet has one, a
 // certificate from ca (the CA a rotation step made current) for the same
 // key and until the same time, so people's logins keep working after the
 // old root is retired. The issuer's policy may be the only one that reads
 // <prefix>/user-ca: a read refused leaves it, and says so.
-func (f *Fleet) reissueUserCA(ctx context.Context, n Names, ca *pki.CA) error {
+func (f *Fleet) reissueUserCA(ctx context.Context, n Names, trust []*x509.Certificate, ca *pki.CA) error {
 	vals, err := f.Store.Get(ctx, []string{n.UserCA()})
 	if err != nil || vals[n.UserCA()] == "" {
 		if err != nil && f.Log != nil {
@@ -169,18 +181,20 @@ func (f *Fleet) reissueUserCA(ctx context.Context, n Names, ca *pki.CA) error {
 		}
 		return nil
 	}
-	certPEM, keyPEM := pki.SplitPEM([]byte(vals[n.UserCA()]))
-	cur, err := pki.ParseCert(certPEM)
-	if err != nil || cur.CheckSignatureFrom(ca.Cert) == nil {
+	// Only the user-issuing CA the fleet's roots certified: a key planted
+	// by a write without the root key is never certified.
+	cur, err := userCAFrom(vals[n.UserCA()], trust, f.Now())
+	if err != nil || cur.Cert.CheckSignatureFrom(ca.Cert) == nil {
 		return nil // junk (status and the issuer say so), or already under ca
 	}
-	key, err := pki.ParseKey(keyPEM)
-	if err != nil {
-		return nil
-	}
-	is, err := ca.IssueUserCA(key.Public(), f.Now(), cur.NotAfter.Sub(f.Now()))
+	key := cur.Key
+	is, err := ca.IssueUserCA(key.Public(), f.Now(), cur.Cert.NotAfter.Sub(f.Now()))
 	if err != nil {
 		return fmt.Errorf("re-issue the user-issuing CA under the new root: %w", err)
+	}
+	keyPEM, err := pki.EncodeKey(key)
+	if err != nil {
+		return err
 	}
 	return putOrCreate(ctx, f.Store, n, n.UserCA(), string(pki.EncodeCert(is.Cert))+string(keyPEM))
 }
