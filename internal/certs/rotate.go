@@ -62,6 +62,9 @@ var operatorScope = func() scope {
 }()
 
 func (f *Fleet) readRotation(ctx context.Context) (*rotation, error) {
+	if err := f.adoptLegacyPending(ctx); err != nil {
+		return nil, err
+	}
 	s, err := f.readState(ctx, operatorScope)
 	if err != nil {
 		return nil, err
@@ -78,7 +81,7 @@ func (f *Fleet) readRotation(ctx context.Context) (*rotation, error) {
 	if pem := s.pending[n.CACert()]; pem != "" {
 		c, err := pki.ParseCert([]byte(pem))
 		if err != nil {
-			return nil, fmt.Errorf("%w: %s (AWSPENDING): %v", ErrInconsistentStore, n.CACert(), err)
+			return nil, fmt.Errorf("%w: %s (%s): %v", ErrInconsistentStore, n.CACert(), secretstore.Pending, err)
 		}
 		// The pending CA's key: a pending ca-key, or a KMS key named by
 		// ca-kms-key (pending, or current when begin created it).
@@ -95,6 +98,31 @@ func (f *Fleet) readRotation(ctx context.Context) (*rotation, error) {
 		r.clientKeys[role] = s.vals[n.ClientKey(role)]
 	}
 	return r, nil
+}
+
+// adoptLegacyPending moves a rotation begun before the staged label had a
+// name of its own (secretstore.Pending) onto it, so that it no longer
+// reads as a Secrets Manager rotation in progress (which stops the
+// secret's schedule) and the steps find it. The rotation's secrets only:
+// the CA certificate, both key places and the roles' certificates.
+func (f *Fleet) adoptLegacyPending(ctx context.Context) error {
+	a, ok := f.Store.(secretstore.PendingAdopter)
+	if !ok {
+		return nil
+	}
+	n := f.names()
+	names := []string{n.CACert(), n.CAKey(), n.CAKMSKey()}
+	for _, r := range pki.Roles {
+		names = append(names, n.ClientCert(r))
+	}
+	moved, err := a.AdoptLegacyPending(ctx, names)
+	if err != nil {
+		return fmt.Errorf("move a begun rotation's label from AWSPENDING to %s (needs secretsmanager:UpdateSecretVersionStage, as every rotate-ca step): %w", secretstore.Pending, err)
+	}
+	if len(moved) > 0 {
+		f.Log.Info("a rotation begun by an earlier version: its pending versions are labelled "+string(secretstore.Pending)+" now (AWSPENDING is Secrets Manager's own rotation)", "secrets", moved)
+	}
+	return nil
 }
 
 // keyPlace names where a CA's key is.

@@ -151,9 +151,9 @@ func TestRotateSecretSteps(t *testing.T) {
 	}
 
 	// Refused.
-	st.PutVersion(ctx, n.NodeCAKey(), "other", "x", secretstore.Pending)
+	st.PutVersion(ctx, n.NodeCAKey(), "other", "x", secretstore.RotationPending)
 	for what, call := range map[string][3]string{
-		"another secret":            {n.CAKey(), "t", certs.RotationCreate},
+		"another secret":            {n.CRL(), "t", certs.RotationCreate},
 		"no token":                  {n.NodeCAKey(), "", certs.RotationCreate},
 		"an unknown step":           {n.NodeCAKey(), "t", "rotateSecret"},
 		"test before create":        {n.NodeCAKey(), "never-created", certs.RotationTest},

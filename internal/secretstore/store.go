@@ -29,9 +29,10 @@ import (
 //   - Implementations are safe for concurrent use and honour ctx.
 //
 // Versions are labelled as Secrets Manager labels them: the current one
-// (AWSCURRENT), the one it replaced (AWSPREVIOUS) and a staged candidate
-// (AWSPENDING). Rotation adds a pending version and moves the labels; it
-// never edits a version in place.
+// (AWSCURRENT), the one it replaced (AWSPREVIOUS), and a staged candidate
+// of the fleet's own rotation steps (JOBLET_PENDING, see Pending).
+// Rotation adds a pending version and moves the labels; it never edits a
+// version in place.
 //   - GetStage reads the versions labelled stage; a name without one is
 //     absent from the map.
 //   - PutPending labels value as the pending version of an existing secret
@@ -65,9 +66,27 @@ type Stage string
 
 const (
 	Current  Stage = "AWSCURRENT"
-	Pending  Stage = "AWSPENDING"
 	Previous Stage = "AWSPREVIOUS"
+	// Pending is the candidate of a staged rotation (`rotate-ca begin`
+	// until promote), which lasts hours or days. It is not AWSPENDING:
+	// Secrets Manager takes AWSPENDING on a version that is not current
+	// for a rotation of its own in progress and refuses the next
+	// RotateSecret of that secret, so a begun rotation would stop the
+	// secret's schedule. Stores from before this label held it as
+	// AWSPENDING (LegacyPending).
+	Pending Stage = "JOBLET_PENDING"
+	// RotationPending is Secrets Manager's label for the version one
+	// RotateSecret run makes, from createSecret to finishSecret.
+	RotationPending Stage = "AWSPENDING"
+	// LegacyPending is what Pending was before it had a label of its own.
+	LegacyPending = RotationPending
 )
+
+// PendingAdopter is a store whose staged label changed (Pending): it moves
+// a staged version of before to the label of now (awssm.Store).
+type PendingAdopter interface {
+	AdoptLegacyPending(ctx context.Context, names []string) (moved []string, err error)
+}
 
 // Secret is one secret to create.
 type Secret struct {
@@ -163,7 +182,7 @@ type Rotation struct {
 	Schedule     string     `json:"schedule,omitempty"`
 	LastRotated  *time.Time `json:"lastRotated,omitempty"`
 	NextRotation *time.Time `json:"nextRotation,omitempty"`
-	// Pending: the id of a version labelled AWSPENDING that is not
+	// Pending: the id of a version labelled AWSPENDING (RotationPending) that is not
 	// current, a rotation started and not finished (a failed step, which
 	// Secrets Manager retries).
 	Pending string `json:"pending,omitempty"`

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	sm "github.com/aws/aws-sdk-go-v2/service/secretsmanager"
@@ -30,14 +31,14 @@ func (s *Store) GetStage(ctx context.Context, names []string, stage secretstore.
 	return out, nil
 }
 
-// PutPending adds value as a version labelled AWSPENDING only. Its
+// PutPending adds value as a version labelled JOBLET_PENDING only. Its
 // ClientRequestToken (the version id) is derived from the value, so writing
 // the same value again is a no-op for Secrets Manager: labels included. A
-// version that lost AWSPENDING (DropPending: a rotation aborted, then begun
+// version that lost JOBLET_PENDING (DropPending: a rotation aborted, then begun
 // again with the CA its record names) gets the label back here.
 func (s *Store) PutPending(ctx context.Context, name, value string) error {
 	sum := sha256.Sum256([]byte(value))
-	id := "joblet-" + hex.EncodeToString(sum[:16])
+	id := ownVersion + hex.EncodeToString(sum[:16])
 	_, err := s.api.PutSecretValue(ctx, &sm.PutSecretValueInput{SecretId: aws.String(name), SecretString: aws.String(value),
 		VersionStages: []string{string(secretstore.Pending)}, ClientRequestToken: aws.String(id)})
 	if err != nil {
@@ -65,7 +66,7 @@ func (s *Store) versions(ctx context.Context, name string) (map[secretstore.Stag
 			return nil, s.explain(err, "ListSecretVersionIds", name)
 		}
 		for _, v := range res.Versions {
-			for _, st := range []secretstore.Stage{secretstore.Current, secretstore.Pending, secretstore.Previous} {
+			for _, st := range []secretstore.Stage{secretstore.Current, secretstore.Pending, secretstore.RotationPending, secretstore.Previous} {
 				if slices.Contains(v.VersionStages, string(st)) {
 					out[st] = aws.ToString(v.VersionId)
 				}
@@ -131,7 +132,7 @@ func (s *Store) Promote(ctx context.Context, name string) error {
 }
 
 // Demote gives AWSCURRENT back to the previous version and labels the one
-// that held it AWSPENDING.
+// that held it JOBLET_PENDING.
 func (s *Store) Demote(ctx context.Context, name string) error {
 	return s.retryMove(ctx, name, func(v map[secretstore.Stage]string) error {
 		cur, prev := v[secretstore.Current], v[secretstore.Previous]
@@ -145,9 +146,73 @@ func (s *Store) Demote(ctx context.Context, name string) error {
 	})
 }
 
-// DropPending removes the AWSPENDING label.
+// DropPending removes the JOBLET_PENDING label.
 func (s *Store) DropPending(ctx context.Context, name string) error {
 	return s.retryMove(ctx, name, func(v map[secretstore.Stage]string) error {
 		return s.move(ctx, name, secretstore.Pending, v[secretstore.Pending], "")
 	})
+}
+
+// ownVersion is the prefix of the version ids PutPending makes (the
+// value's hash): never a ClientRequestToken of Secrets Manager's own
+// rotation, which is a UUID.
+const ownVersion = "joblet-"
+
+// AdoptLegacyPending moves the staged label of before to its own: for each
+// of names (secrets under one prefix) where no version is labelled
+// JOBLET_PENDING and a version PutPending made (an id starting "joblet-")
+// is labelled AWSPENDING but not AWSCURRENT (a rotation begun before the
+// label existed), that version gets JOBLET_PENDING and loses AWSPENDING.
+// A version of Secrets Manager's own rotation is never touched. One
+// ListSecrets call when nothing is to move; it returns the names moved.
+func (s *Store) AdoptLegacyPending(ctx context.Context, names []string) ([]string, error) {
+	if len(names) == 0 {
+		return nil, nil
+	}
+	in := &sm.ListSecretsInput{
+		Filters:    []smtypes.Filter{{Key: smtypes.FilterNameStringTypeName, Values: []string{commonPrefix(names)}}},
+		MaxResults: aws.Int32(100),
+	}
+	legacy := map[string]string{}
+	for {
+		res, err := s.api.ListSecrets(ctx, in)
+		if err != nil {
+			return nil, s.explain(err, "ListSecrets", names...)
+		}
+		for _, e := range res.SecretList {
+			name := aws.ToString(e.Name)
+			if !slices.Contains(names, name) || e.DeletedDate != nil {
+				continue
+			}
+			own, old := false, ""
+			for id, stages := range e.SecretVersionsToStages {
+				own = own || slices.Contains(stages, string(secretstore.Pending))
+				if strings.HasPrefix(id, ownVersion) && slices.Contains(stages, string(secretstore.LegacyPending)) && !slices.Contains(stages, string(secretstore.Current)) {
+					old = id
+				}
+			}
+			if !own && old != "" {
+				legacy[name] = old
+			}
+		}
+		if aws.ToString(res.NextToken) == "" {
+			break
+		}
+		in.NextToken = res.NextToken
+	}
+	var moved []string
+	for _, name := range names {
+		id := legacy[name]
+		if id == "" {
+			continue
+		}
+		if err := s.move(ctx, name, secretstore.Pending, "", id); err != nil {
+			return moved, err
+		}
+		if err := s.move(ctx, name, secretstore.LegacyPending, id, ""); err != nil {
+			return moved, err
+		}
+		moved = append(moved, name)
+	}
+	return moved, nil
 }

@@ -103,7 +103,7 @@ func (s *Store) Rotation(ctx context.Context, name string) (secretstore.Rotation
 		}
 	}
 	for id, stages := range d.VersionIdsToStages {
-		if slices.Contains(stages, string(secretstore.Pending)) && !slices.Contains(stages, string(secretstore.Current)) {
+		if slices.Contains(stages, string(secretstore.RotationPending)) && !slices.Contains(stages, string(secretstore.Current)) {
 			r.Pending = id
 		}
 	}
