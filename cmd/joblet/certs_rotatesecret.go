@@ -2,15 +2,22 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
+	"sync"
+	"time"
 
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-lambda-go/lambda"
 	"github.com/spf13/cobra"
 
 	"github.com/ehsaniara/joblet/internal/certs"
+	"github.com/ehsaniara/joblet/internal/client"
 	"github.com/ehsaniara/joblet/internal/config"
+	"github.com/ehsaniara/joblet/internal/nodedir"
+	"github.com/ehsaniara/joblet/internal/pki"
+	"github.com/ehsaniara/joblet/internal/push"
 )
 
 // rotationFailed is the message of the log line a failed rotation step
@@ -63,17 +70,25 @@ environment: SECRETS_PREFIX, and AWS_REGION (set by Lambda).`,
 	fs.StringVar(&token, "token", "", "the rotation's ClientRequestToken (the id of the version it makes)")
 	fs.StringVar(&step, "step", "", "createSecret, setSecret, testSecret or finishSecret")
 	fs.BoolVar(&asJSON, "json", false, "print the result as JSON")
+	rn := &rootRunFlags{}
+	fs.StringVar(&rn.nodes, "nodes", os.Getenv(nodedir.Env), "the node directory (HOST:PORT or NODE_ID=HOST:PORT, comma-separated; env JOBLET_NODES): a run on the root's key asks each node whether the fleet is ready for its step, and hands each the new trust state after it")
+	fs.StringVar(&rn.windowFlag, "client-window", config.EnvOr("JOBLET_CLIENT_WINDOW", "1h"), "a run that retires the old root waits while a node verified a client certificate of it within this long (env JOBLET_CLIENT_WINDOW)")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		if !cmd.Flags().Changed("use-secrets-manager") && os.Getenv("USE_SECRETS_MANAGER") == "" {
 			sf.useSM = "true" // rotation is Secrets Manager's
 		}
+		w, err := time.ParseDuration(rn.windowFlag)
+		if err != nil || w < 0 {
+			return usagef("--client-window/JOBLET_CLIENT_WINDOW %q is not a duration of 0 or more (1h, 30m)", rn.windowFlag)
+		}
+		rn.window = w
 		if step == "" && os.Getenv("AWS_LAMBDA_RUNTIME_API") != "" {
 			if os.Getenv("JOBLET_SEEN_DIR") == "" {
 				// The function's file system is read-only but /tmp.
 				os.Setenv("JOBLET_SEEN_DIR", "/tmp/joblet-seen")
 			}
 			lambda.Start(func(ctx context.Context, e events.SecretsManagerSecretRotationEvent) (*certs.RotationResult, error) {
-				return c.rotationStep(ctx, sf, e.SecretID, e.ClientRequestToken, e.Step)
+				return c.rotationStep(ctx, sf, rn, e.SecretID, e.ClientRequestToken, e.Step)
 			})
 			return nil
 		}
@@ -82,7 +97,7 @@ environment: SECRETS_PREFIX, and AWS_REGION (set by Lambda).`,
 		}
 		ctx, cancel := sf.context()
 		defer cancel()
-		res, err := c.rotationStep(ctx, sf, secretID, token, step)
+		res, err := c.rotationStep(ctx, sf, rn, secretID, token, step)
 		if err != nil {
 			return err
 		}
@@ -97,8 +112,13 @@ environment: SECRETS_PREFIX, and AWS_REGION (set by Lambda).`,
 
 // rotationStep runs one step and logs its outcome: the failure line an alarm
 // matches, or what it did.
-func (c *cli) rotationStep(ctx context.Context, sf *storeFlags, secretID, token, step string) (*certs.RotationResult, error) {
-	res, err := c.rotateStepIn(ctx, sf, secretID, token, step)
+func (c *cli) rotationStep(ctx context.Context, sf *storeFlags, rn *rootRunFlags, secretID, token, step string) (*certs.RotationResult, error) {
+	res, err := c.rotateStepIn(ctx, sf, rn, secretID, token, step)
+	if errors.Is(err, certs.ErrNotReady) {
+		c.log.Warn(rotationWaits, "secret", secretID, "step", step, "token", token, "why", err,
+			"current", "unchanged: Secrets Manager retries this run with the same token; it goes ahead once the fleet is ready")
+		return nil, err
+	}
 	if err != nil {
 		c.log.Error(rotationFailed, "secret", secretID, "step", step, "token", token, "error", err,
 			"current", "unchanged: Secrets Manager's next attempt with this token takes up from here")
@@ -108,7 +128,7 @@ func (c *cli) rotationStep(ctx context.Context, sf *storeFlags, secretID, token,
 	return res, nil
 }
 
-func (c *cli) rotateStepIn(ctx context.Context, sf *storeFlags, secretID, token, step string) (*certs.RotationResult, error) {
+func (c *cli) rotateStepIn(ctx context.Context, sf *storeFlags, rn *rootRunFlags, secretID, token, step string) (*certs.RotationResult, error) {
 	rs, err := sf.open(ctx, config.Home(), c.log)
 	if err != nil {
 		return nil, err
@@ -118,5 +138,73 @@ func (c *cli) rotateStepIn(ctx context.Context, sf *storeFlags, secretID, token,
 		return nil, usagef("rotation by Secrets Manager needs the Secrets Manager store; %s is not one", rs.Desc)
 	}
 	fl := sf.fleet(rs, c.log)
-	return fl.RotateSecretStep(ctx, vs, secretID, token, step)
+	var dir nodedir.Directory
+	if rn.nodes != "" {
+		if dir, err = nodedir.FromList(rn.nodes); err != nil {
+			return nil, usagef("--nodes (JOBLET_NODES): %v", err)
+		}
+		fl.RootRunNodes = &certs.RootRunNodes{Addresses: dir.Addresses(), ClientWindow: rn.window, Info: rn.asker(fl)}
+	}
+	res, err := fl.RotateSecretStep(ctx, vs, secretID, token, step)
+	if err == nil && step == certs.RotationFinish && rn.nodes != "" && res.Secret == (certs.Names{Prefix: sf.prefix}).CAKey() {
+		// The nodes take the run's trust state now rather than at their
+		// next refresh: the next run finds them ready sooner.
+		if r := rn.push(ctx, fl, dir); r != nil {
+			c.log.Info("joblet rotation pushed the trust state", "secret", res.Secret, "took", r.Took(), "nodes", len(dir.Addresses()))
+		}
+	}
+	return res, err
+}
+
+// rotationWaits is the log line of a run on the root's key that found the
+// fleet not ready for its step: not a failure of the function, and worth
+// an alarm when it lasts.
+const rotationWaits = "joblet root rotation waits for the fleet"
+
+// rootRunFlags is how a run on the root's key reaches the nodes.
+type rootRunFlags struct {
+	nodes, windowFlag string
+	window            time.Duration
+
+	once sync.Once
+	node *config.Node
+	err  error
+}
+
+// creds are the reader role's credentials from the store, read once: the
+// least a node answers GetNodeInfo and takes a pushed state from.
+func (rn *rootRunFlags) creds(ctx context.Context, fl *certs.Fleet) (*config.Node, error) {
+	rn.once.Do(func() {
+		rn.node, rn.err = fl.ClientNode(ctx, pki.Reader, "nodes:0")
+		if rn.err != nil {
+			rn.err = fmt.Errorf("the reader role's credentials, to ask the nodes: %w", rn.err)
+		}
+	})
+	return rn.node, rn.err
+}
+
+func (rn *rootRunFlags) asker(fl *certs.Fleet) certs.NodeInfo {
+	return func(ctx context.Context, address string) (certs.NodeFacts, error) {
+		node, err := rn.creds(ctx, fl)
+		if err != nil {
+			return certs.NodeFacts{}, err
+		}
+		return client.NodeInfoWith(node)(ctx, address)
+	}
+}
+
+func (rn *rootRunFlags) push(ctx context.Context, fl *certs.Fleet, dir nodedir.Directory) *push.Report {
+	// The credentials again: a promote re-issued the reader's certificate.
+	node, err := fl.ClientNode(ctx, pki.Reader, "nodes:0")
+	if err != nil {
+		return nil
+	}
+	crl, trust, err := fl.StoredState(ctx)
+	if err != nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, pushTimeout)
+	defer cancel()
+	r := push.Offer(ctx, dir, &config.Rnx{Nodes: map[string]*config.Node{"fleet": node}}, "", crl, trust)
+	return &r
 }

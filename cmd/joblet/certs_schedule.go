@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -25,26 +26,32 @@ func (c *cli) scheduleCmd() *cobra.Command {
 		Short: "have Secrets Manager rotate the fleet's key-holding secrets on a schedule, with the rotation function",
 		Long: `Sets Secrets Manager's rotation of every secret the rotation function
 (` + "`joblet certs rotate-secret`" + ` as a Lambda function) rotates: the node-issuing
-CA's key (--node-ca, default weekly: half its 14 days) and each role's key
-(--roles, default every 30 days). Nothing rotates now: Secrets Manager tests the
-function (its testSecret step) on a copy of each current value, and rotates at
-the first scheduled time. Running it again changes the schedules.
+CA's key (--node-ca, default weekly: half its 14 days), each role's key
+(--roles, default every 30 days) and the root's key (--root, default every 90
+days: each run makes one step of a root rotation, begin, promote or finish, when
+the fleet is ready for it, so a root lives about 270 days). Nothing rotates now:
+Secrets Manager tests the function (its testSecret step) on a copy of each
+current value, and rotates at the first scheduled time. Running it again changes
+the schedules. A fleet whose root key is in AWS KMS has no <prefix>/ca-key: its
+root is rotated by hand (rotate-ca begin --ca-kms-key-id).
 
 --show prints each secret's schedule, its last rotation, and a rotation that
-started and did not finish (a failed step, which Secrets Manager retries).
+started and did not finish (a failed step, or a root run waiting for the fleet,
+which Secrets Manager retries).
 
-Not scheduled: the root's key (its rotation by Secrets Manager is not built yet:
-use ` + "`joblet certs rotate-ca`" + `), so AWS Security Hub's SecretsManager.1 still
-flags <prefix>/ca-key, and the re-issue records under <prefix>/client-reissue/.`,
+Not scheduled: the records under <prefix>/client-reissue/ and <prefix>/ca-rotation/
+(AWS Security Hub's SecretsManager.1 flags them) and <prefix>/user-ca (rotated
+with ` + "`joblet certs user-ca --rotate`" + `).`,
 		Args: noArgs,
 	}
 	fs := cmd.Flags()
 	sf := addStoreFlags(fs, 0)
-	var fn, nodeCA, roles string
+	var fn, nodeCA, roles, root string
 	var show, asJSON bool
 	fs.StringVar(&fn, "function-arn", "", "ARN of the rotation function (joblet certs rotate-secret as a Lambda function)")
 	fs.StringVar(&nodeCA, "node-ca", "rate(7 days)", "schedule expression for the node-issuing CA's key")
 	fs.StringVar(&roles, "roles", "rate(30 days)", "schedule expression for each role's key")
+	fs.StringVar(&root, "root", "rate(90 days)", "schedule expression for the root's key: each run makes one step of a root rotation")
 	fs.BoolVar(&show, "show", false, "print each secret's schedule and last rotation; change nothing")
 	fs.BoolVar(&asJSON, "json", false, "with --show, print JSON")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
@@ -64,12 +71,23 @@ flags <prefix>/ca-key, and the re-issue records under <prefix>/client-reissue/.`
 		if !ok {
 			return usagef("rotation schedules are Secrets Manager's; %s is not Secrets Manager", rs.Desc)
 		}
-		names := certs.Names{Prefix: sf.prefix}.RotatedSecrets()
+		n := certs.Names{Prefix: sf.prefix}
+		names := n.RotatedSecrets()
+		if has, err := rs.Store.Get(ctx, []string{n.CAKey()}); err != nil {
+			return err
+		} else if has[n.CAKey()] == "" {
+			// The root's key is in KMS: no ca-key to rotate.
+			names = slices.DeleteFunc(names, func(s string) bool { return s == n.CAKey() })
+			fmt.Fprintf(c.stdout, "   %s does not exist (the root's key is in AWS KMS): rotate the root by hand with `joblet certs rotate-ca begin --ca-kms-key-id NEW_KEY`\n", n.CAKey())
+		}
 		if !show {
-			for i, name := range names {
+			for _, name := range names {
 				expr := roles
-				if i == 0 {
+				switch name {
+				case n.NodeCAKey():
 					expr = nodeCA
+				case n.CAKey():
+					expr = root
 				}
 				if err := sch.Schedule(ctx, name, fn, expr); err != nil {
 					return err

@@ -76,6 +76,9 @@ type Fleet struct {
 	// Pin, when set, is the root a joining run (bootstrap, ClientNode)
 	// must find in the store (pin.go); nil: it trusts what it finds.
 	Pin *pki.Pin
+	// RootRunNodes: how a scheduled rotation of the root asks the nodes
+	// whether the fleet is ready for its step (rotateroot.go).
+	RootRunNodes *RootRunNodes
 
 	// SeenDir, when set, is where an operator's commands keep the newest
 	// trust state they verified, per fleet (operatorseen.go): a floor the

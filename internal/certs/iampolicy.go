@@ -123,7 +123,9 @@ func IAMPolicy(flow string, o PolicyOptions) (*Policy, error) {
 		// ... and makes the user-issuing CA (`certs user-ca`).
 		shared = append(wholeScope.names(n), n.UserCA())
 		rot := arn(n.Prefix+"/ca-rotation/*", n.Prefix+"/client-reissue/*")
-		p.Statement = []Statement{batch,
+		// ListSecrets: each step first moves a rotation begun by an
+		// earlier version onto its own label (adoptLegacyPending).
+		p.Statement = []Statement{batch, changed,
 			{Sid: "ReadCertificatesAndRotationRecords", Effect: "Allow", Action: []string{"secretsmanager:GetSecretValue", "secretsmanager:ListSecretVersionIds"}, Resource: append(arn(shared...), rot...)},
 			{Sid: "WriteVersionsAndMoveStages", Effect: "Allow", Action: []string{"secretsmanager:PutSecretValue", "secretsmanager:UpdateSecretVersionStage"}, Resource: arn(shared...)},
 			{Sid: "CreateTrustBundleAndRotationRecords", Effect: "Allow", Action: []string{"secretsmanager:CreateSecret", "secretsmanager:TagResource"}, Resource: append(arn(shared...), rot...)},
@@ -133,19 +135,16 @@ func IAMPolicy(flow string, o PolicyOptions) (*Policy, error) {
 			// operator's account knows).
 			{Sid: "ScheduleRotation", Effect: "Allow", Action: []string{"secretsmanager:RotateSecret", "secretsmanager:DescribeSecret"}, Resource: arn(n.RotatedSecrets()...)}}
 	case flow == "rotator":
-		// The node-issuing CA's key and the role pairs: their versions and
-		// stages; the trust state (listing a new node-issuing CA); the
-		// re-issue records a role's rotation claims its pair in.
-		var pairs []string
-		for _, r := range pki.Roles {
-			pairs = append(pairs, n.ClientKey(r), n.ClientCert(r))
-		}
-		recs := arn(n.Prefix + "/client-reissue/*")
-		p.Statement = []Statement{batch,
-			{Sid: "ReadTheFleetAndItsVersions", Effect: "Allow", Action: []string{"secretsmanager:GetSecretValue", "secretsmanager:ListSecretVersionIds"}, Resource: append(arn(wholeScope.names(n)...), recs...)},
-			{Sid: "WriteTheRotatedSecretsAndTheTrustState", Effect: "Allow", Action: []string{"secretsmanager:PutSecretValue"}, Resource: arn(append(pairs, n.NodeCAKey(), n.NodeCACert(), n.Bundle())...)},
-			{Sid: "MoveTheRotatedSecretsStages", Effect: "Allow", Action: []string{"secretsmanager:UpdateSecretVersionStage"}, Resource: arn(append(pairs, n.NodeCAKey())...)},
-			{Sid: "CreateReissueRecords", Effect: "Allow", Action: []string{"secretsmanager:CreateSecret", "secretsmanager:TagResource"}, Resource: recs}}
+		// The node-issuing CA's key, the role pairs and the root's staged
+		// rotation (rotateroot.go: a run makes one rotate-ca step): the
+		// rotation flow's reads, writes and stage moves, and the records
+		// a role's re-issue and a root's begin claim.
+		shared = append(wholeScope.names(n), n.UserCA())
+		recs := arn(n.Prefix+"/client-reissue/*", n.Prefix+"/ca-rotation/*")
+		p.Statement = []Statement{batch, changed,
+			{Sid: "ReadTheFleetAndItsVersions", Effect: "Allow", Action: []string{"secretsmanager:GetSecretValue", "secretsmanager:ListSecretVersionIds"}, Resource: append(arn(shared...), recs...)},
+			{Sid: "WriteTheRotatedSecretsAndTheTrustState", Effect: "Allow", Action: []string{"secretsmanager:PutSecretValue", "secretsmanager:UpdateSecretVersionStage"}, Resource: arn(shared...)},
+			{Sid: "CreateRecordsAndTheCrossCertificate", Effect: "Allow", Action: []string{"secretsmanager:CreateSecret", "secretsmanager:TagResource"}, Resource: append(arn(shared...), recs...)}}
 	case flow == "issuer":
 		p.Statement = []Statement{batch,
 			{Sid: "ReadTheUserIssuingCAAndIdentityPolicy", Effect: "Allow", Action: []string{"secretsmanager:GetSecretValue"},

@@ -108,13 +108,16 @@ func (fl *Fleet) RotateSecretStep(ctx context.Context, vs VersionStore, secret, 
 			return f.rotateRoleStep(ctx, vs, res, r)
 		}
 	}
+	if name == n.CAKey() {
+		return f.rotateRootStep(ctx, vs, res)
+	}
 	if name != n.NodeCAKey() {
 		var keys []string
 		for _, r := range pki.Roles {
 			keys = append(keys, n.ClientKey(r))
 		}
-		return nil, fmt.Errorf("%w: this rotation function rotates %s (the node-issuing CA's key) and the role keys (%s) of the fleet with prefix %q; it was called for %s: point that secret's rotation at a function configured for its fleet (SECRETS_PREFIX)",
-			ErrUsage, n.NodeCAKey(), strings.Join(keys, ", "), n.Prefix, secret)
+		return nil, fmt.Errorf("%w: this rotation function rotates %s (the root's key), %s (the node-issuing CA's key) and the role keys (%s) of the fleet with prefix %q; it was called for %s: point that secret's rotation at a function configured for its fleet (SECRETS_PREFIX)",
+			ErrUsage, n.CAKey(), n.NodeCAKey(), strings.Join(keys, ", "), n.Prefix, secret)
 	}
 	stages, err := vs.Stages(ctx, name)
 	if err != nil {
@@ -133,9 +136,9 @@ func (fl *Fleet) RotateSecretStep(ctx context.Context, vs VersionStore, secret, 
 			res.Done = "version " + token + " holds a key already: nothing to do"
 			return res, nil
 		}
-		if stages[secretstore.Pending] != "" && stages[secretstore.Pending] != token && stages[secretstore.Pending] != stages[secretstore.Current] {
+		if stages[secretstore.RotationPending] != "" && stages[secretstore.RotationPending] != token && stages[secretstore.RotationPending] != stages[secretstore.Current] {
 			return nil, fmt.Errorf("%w: %s has another rotation in progress (AWSPENDING on version %s): let Secrets Manager complete it, or remove that label (`aws secretsmanager update-secret-version-stage --version-stage AWSPENDING --remove-from-version-id %s`)",
-				ErrUsage, name, stages[secretstore.Pending], stages[secretstore.Pending])
+				ErrUsage, name, stages[secretstore.RotationPending], stages[secretstore.RotationPending])
 		}
 		s, root, old, err := f.readNodeCA(ctx)
 		if err != nil {
@@ -145,7 +148,7 @@ func (fl *Fleet) RotateSecretStep(ctx context.Context, vs VersionStore, secret, 
 		if err != nil {
 			return nil, err
 		}
-		if err := vs.PutVersion(ctx, name, token, keyPEM, secretstore.Pending); err != nil {
+		if err := vs.PutVersion(ctx, name, token, keyPEM, secretstore.RotationPending); err != nil {
 			if errors.Is(err, secretstore.ErrExist) {
 				// A concurrent run of this step wrote its key first: that
 				// one is the rotation's (ours is listed, held by nobody).
@@ -201,7 +204,7 @@ func (fl *Fleet) RotateSecretStep(ctx context.Context, vs VersionStore, secret, 
 		// certificate is written the version keeps it, and a retry of
 		// the rotation completes it. None then suggests a rotation in
 		// progress (AWS accepts it on the current version or on none).
-		if err := vs.MoveStage(ctx, name, secretstore.Pending, ""); err != nil {
+		if err := vs.MoveStage(ctx, name, secretstore.RotationPending, ""); err != nil {
 			return nil, err
 		}
 		res.Done = "AWSCURRENT is version " + token + "; " + n.NodeCACert() + " holds its certificate (serial " + info.Serial + "): nodes renew from it on their next refresh"
@@ -351,7 +354,7 @@ func (f *Fleet) rotateRoleStep(ctx context.Context, vs VersionStore, res *Rotati
 			return nil, err
 		}
 		for _, w := range []struct{ name, value string }{{certName, certPEM}, {keyName, keyPEM}} {
-			if err := vs.PutVersion(ctx, w.name, token, w.value, secretstore.Pending); err != nil {
+			if err := vs.PutVersion(ctx, w.name, token, w.value, secretstore.RotationPending); err != nil {
 				return nil, err
 			}
 		}
@@ -408,7 +411,7 @@ func (f *Fleet) rotateRoleStep(ctx context.Context, vs VersionStore, res *Rotati
 			name  string
 			label secretstore.Stage
 			to    string
-		}{{keyName, secretstore.Current, token}, {certName, secretstore.Current, token}, {certName, secretstore.Pending, ""}, {keyName, secretstore.Pending, ""}} {
+		}{{keyName, secretstore.Current, token}, {certName, secretstore.Current, token}, {certName, secretstore.RotationPending, ""}, {keyName, secretstore.RotationPending, ""}} {
 			if err := vs.MoveStage(ctx, move.name, move.label, move.to); err != nil {
 				return nil, err
 			}
@@ -420,13 +423,12 @@ func (f *Fleet) rotateRoleStep(ctx context.Context, vs VersionStore, res *Rotati
 }
 
 // RotatedSecrets are the secrets the rotation function rotates
-// (RotateSecretStep): the node-issuing CA's key, then each role's key.
-// Every secret that holds a private key but the root's (and the re-issue
-// records, which hold the key of a pair they replaced with).
+// (RotateSecretStep): the node-issuing CA's key, each role's key, then
+// the root's (a root kept in the store; in KMS it has no ca-key).
 func (n Names) RotatedSecrets() []string {
 	out := []string{n.NodeCAKey()}
 	for _, r := range pki.Roles {
 		out = append(out, n.ClientKey(r))
 	}
-	return out
+	return append(out, n.CAKey())
 }

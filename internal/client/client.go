@@ -320,6 +320,13 @@ func DialNodeInfo(path string) (nodefacts.Asker, error) {
 	if err != nil {
 		return nil, err
 	}
+	return NodeInfoWith(base), nil
+}
+
+// NodeInfoWith is DialNodeInfo with the credentials of base (its address
+// is not used): a caller that holds them in memory, as the rotation
+// function does.
+func NodeInfoWith(base *config.Node) nodefacts.Asker {
 	return func(ctx context.Context, address string) (nodefacts.Facts, error) {
 		n := *base
 		n.Address = address
@@ -356,5 +363,5 @@ func DialNodeInfo(path string) (nodefacts.Asker, error) {
 			f.ClientIssuers[ci.KeyId] = nodefacts.ClientsSeen{Handshakes: ci.Handshakes, LastSeen: time.Unix(ci.LastSeenUnix, 0)}
 		}
 		return f, nil
-	}, nil
+	}
 }

@@ -1,0 +1,327 @@
+package certs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/ehsaniara/joblet/internal/pki"
+	"github.com/ehsaniara/joblet/internal/secretstore"
+)
+
+// The root's rotation by Secrets Manager. One RotateSecret of
+// <prefix>/ca-key runs its four steps in seconds, and a root rotation
+// needs days (every node trusts the new root before it signs anything
+// they check; every client refreshes once before the old root goes), so
+// one run makes one step of the staged contract (`rotate-ca`), the step
+// the fleet's phase calls for, and only when the fleet is ready for it:
+//
+//	stable    -> begin     the new root and its cross certificate (always ready)
+//	begun     -> promote   when every node of the directory trusts the new root
+//	promoted  -> finish    when every node serves from the new root and none saw
+//	                       a client certificate of the old one within the window
+//
+// A run that finds the fleet not ready fails in createSecret, before it
+// writes anything: Secrets Manager keeps its (empty) AWSPENDING version and
+// retries the run with the same token, which goes ahead once the fleet is
+// ready. The staged versions themselves carry JOBLET_PENDING
+// (secretstore.Pending), never AWSPENDING, so a begun rotation does not
+// read as one of Secrets Manager's in progress.
+
+// RootRun is what one Secrets Manager run on the root's key does.
+type RootRun string
+
+const (
+	RootRunBegin   RootRun = "begin"
+	RootRunPromote RootRun = "promote"
+	RootRunFinish  RootRun = "finish"
+)
+
+// rootRunHead starts the value of a run's version: the run, then the key
+// of the root that is current once the run is done (PEM readers skip text
+// before a block). The version is never made current: it names the run so
+// that its later steps, and a retry, do the same one.
+const rootRunHead = "joblet root rotation run: "
+
+// RootRunNodes is how a scheduled root rotation asks the fleet's nodes
+// what `rotate-ca status --nodes` asks them (the node directory, with a
+// client certificate of the fleet). Without it, promote and finish runs
+// refuse: they cannot know the fleet is ready.
+type RootRunNodes struct {
+	Addresses []string
+	Info      NodeInfo
+	// ClientWindow: a node that verified a client certificate of the
+	// outgoing root this recently holds a finish back.
+	ClientWindow time.Duration
+}
+
+// ErrNotReady: the fleet is not ready for the run's step yet; nothing was
+// written, and the same run later goes ahead.
+var ErrNotReady = errors.New("the fleet is not ready for this step of the root's rotation")
+
+// rotateRootStep is RotateSecretStep for <prefix>/ca-key (see the table
+// above):
+//
+//   - createSecret: nothing when version token holds a value (a step run
+//     again). Else the phase chooses the run, its readiness is checked
+//     (ErrNotReady), and version token gets the run's name and the key of
+//     the root current after it: the new root's for begin (claimed in the
+//     create-only rotation record: every run gets the same one) and
+//     promote, the current one's for finish. AWSPENDING.
+//   - setSecret: nothing.
+//   - testSecret: the run is still the fleet's next step (or done), its key
+//     is the root it names (the record's, cross-signed by the current root,
+//     for begin), and the fleet is still ready.
+//   - finishSecret: testSecret's checks, the step (BeginRotation,
+//     PromoteRotation, FinishRotation: each idempotent), then AWSPENDING
+//     off version token, which is never made current.
+//
+// A finishSecret that finds its step already done (a retry, or an
+// operator who ran it by hand) only takes AWSPENDING off.
+func (f *Fleet) rotateRootStep(ctx context.Context, vs VersionStore, res *RotationResult) (*RotationResult, error) {
+	n := f.names()
+	name, token := n.CAKey(), res.Token
+	value, have, err := vs.GetVersion(ctx, name, token)
+	if err != nil {
+		return nil, err
+	}
+	switch res.Step {
+	case RotationCreate:
+		if have {
+			res.Done = "version " + token + " holds a run already: nothing to do"
+			return res, nil
+		}
+		r, err := f.readRotation(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if err := rootInStore(r, n); err != nil {
+			return nil, err
+		}
+		run, key, err := f.nextRootRun(ctx, r)
+		if err != nil {
+			return nil, err
+		}
+		if err := f.rootRunReady(ctx, run); err != nil {
+			return nil, err
+		}
+		keyPEM, err := pki.EncodeKey(key.Key)
+		if err != nil {
+			return nil, err
+		}
+		if err := vs.PutVersion(ctx, name, token, rootRunHead+string(run)+"\n"+string(keyPEM), secretstore.RotationPending); err != nil {
+			if errors.Is(err, secretstore.ErrExist) {
+				res.Done = "version " + token + " was written by a concurrent run: kept"
+				return res, nil
+			}
+			return nil, err
+		}
+		info := infoOf(key.Cert)
+		res.Issued, res.Done = &info, "the root's rotation runs "+string(run)+" (root serial "+info.Serial+"); version "+token+" names it (AWSPENDING, never current)"
+		return res, nil
+	case RotationSet:
+		res.Done = "nothing: the run's step is made in finishSecret"
+		return res, nil
+	case RotationTest, RotationFinish:
+		if !have {
+			return nil, fmt.Errorf("%w: version %s of %s holds no run: createSecret has not run for this token", ErrUsage, token, name)
+		}
+		if res.Step == RotationTest && !strings.HasPrefix(value, rootRunHead) {
+			// Secrets Manager testing the function when a schedule is set
+			// without rotating now: a pending copy of the current key.
+			cur, err := f.Store.Get(ctx, []string{name})
+			if err != nil {
+				return nil, err
+			}
+			if cur[name] != "" && cur[name] == value {
+				res.Done = "a copy of the current root key: the function reads it; runs make the rotation's steps"
+				return res, nil
+			}
+		}
+		run, keyPEM, err := parseRootRun(value, name, token)
+		if err != nil {
+			return nil, err
+		}
+		// A run is under way while its version holds AWSPENDING; one that
+		// ended is never made again (a step invoked by hand, later).
+		if labels, err := vs.Stages(ctx, name); err != nil {
+			return nil, err
+		} else if labels[secretstore.RotationPending] != token {
+			res.Done = "the root's rotation run " + string(run) + " of version " + token + " ended already: nothing to do"
+			return res, nil
+		}
+		r, err := f.readRotation(ctx)
+		if err != nil {
+			return nil, err
+		}
+		done, err := f.rootRunState(ctx, r, run, keyPEM)
+		if err != nil {
+			return nil, err
+		}
+		if !done {
+			if err := f.rootRunReady(ctx, run); err != nil {
+				return nil, err
+			}
+		}
+		if res.Step == RotationTest {
+			res.Done = "the root's rotation run " + string(run) + " is the fleet's next step and the fleet is ready for it"
+			if done {
+				res.Done = "the root's rotation run " + string(run) + " is done already"
+			}
+			return res, nil
+		}
+		var st *RotationStatus
+		if !done {
+			switch run {
+			case RootRunBegin:
+				st, err = f.BeginRotation(ctx, CAKeyRef{})
+			case RootRunPromote:
+				st, err = f.PromoteRotation(ctx)
+			case RootRunFinish:
+				st, err = f.FinishRotation(ctx)
+			}
+			if err != nil {
+				return nil, err
+			}
+		}
+		// AWSPENDING off, last: until the step is made the version keeps
+		// it, and Secrets Manager's retry completes the run.
+		if err := vs.MoveStage(ctx, name, secretstore.RotationPending, ""); err != nil {
+			return nil, err
+		}
+		res.Done = "the root's rotation run " + string(run) + " is done"
+		if st != nil {
+			res.Done += "; the fleet is " + string(st.Phase) + ": " + nextRootRun(st.Phase)
+			info := st.Current
+			res.Issued = &info
+		}
+		return res, nil
+	}
+	return nil, fmt.Errorf("%w: unknown rotation step %q (want createSecret, setSecret, testSecret or finishSecret)", ErrUsage, res.Step)
+}
+
+// nextRootRun says what the next scheduled run does in phase p.
+func nextRootRun(p Phase) string {
+	switch p {
+	case PhaseBegun:
+		return "the next run promotes the new root once every node trusts it"
+	case PhasePromoted:
+		return "the next run retires the old root once every node serves from the new one and no client presents the old one's certificates"
+	}
+	return "the next run begins the next rotation"
+}
+
+// rootInStore refuses a root whose key is in AWS KMS: its rotation needs a
+// new KMS key, which the function does not create.
+func rootInStore(r *rotation, n Names) error {
+	if _, kms := r.current.Key.(KMSKey); kms {
+		return fmt.Errorf("%w: this fleet's root key is in AWS KMS (%s), and a scheduled rotation would need a new KMS key each time: rotate it by hand (`joblet certs rotate-ca begin --ca-kms-key-id NEW_KEY`), and take %s off the rotation schedule (`aws secretsmanager cancel-rotate-secret`)",
+			ErrUsage, keyPlace(r.current, n), n.CAKey())
+	}
+	return nil
+}
+
+// nextRootRun is the run the fleet's phase calls for, and the root current
+// after it.
+func (f *Fleet) nextRootRun(ctx context.Context, r *rotation) (RootRun, *pki.CA, error) {
+	switch {
+	case r.interrupted:
+		// A begin stopped between its writes: the begin run completes it.
+		if r.pending == nil {
+			return "", nil, fmt.Errorf("%w: a `rotate-ca begin` was interrupted and its pending CA cannot be read: run `joblet certs rotate-ca begin` by hand", ErrInconsistentStore)
+		}
+		return RootRunBegin, r.pending, nil
+	case r.phase == PhaseStable:
+		next, err := f.claimNext(ctx, r.n, r.current, CAKeyRef{})
+		if err != nil {
+			return "", nil, err
+		}
+		return RootRunBegin, next, nil
+	case r.phase == PhaseBegun:
+		if r.pending == nil {
+			return "", nil, fmt.Errorf("%w: the fleet's rotation is begun but its pending CA cannot be read: see `joblet certs rotate-ca status`", ErrInconsistentStore)
+		}
+		return RootRunPromote, r.pending, nil
+	default:
+		return RootRunFinish, r.current, nil
+	}
+}
+
+// rootRunState checks a run's version against the fleet: done when the
+// fleet is past the run's step with the run's root current (or pending,
+// after a begin); an error when the run is not the fleet's next step (the
+// fleet moved on another way: an abort, say), so that nothing is done on
+// a state the run was not made for.
+func (f *Fleet) rootRunState(ctx context.Context, r *rotation, run RootRun, keyPEM string) (done bool, err error) {
+	key, err := pki.ParseKey([]byte(keyPEM))
+	if err != nil {
+		return false, fmt.Errorf("%w: the run's version of %s holds no usable key: %v", ErrInconsistentStore, r.n.CAKey(), err)
+	}
+	holds := func(ca *pki.CA) bool { return ca != nil && pki.MatchesKey(ca.Cert, key) == nil }
+	next, nextKey, err := f.nextRootRun(ctx, r)
+	if err != nil {
+		return false, err
+	}
+	switch {
+	case run == next && holds(nextKey):
+		return false, nil
+	case run == RootRunBegin && r.phase == PhaseBegun && holds(r.pending),
+		run == RootRunPromote && r.phase == PhasePromoted && holds(r.current),
+		run == RootRunFinish && r.phase == PhaseStable && holds(r.current):
+		return true, nil
+	}
+	return false, fmt.Errorf("%w: this run (%s) is not the fleet's next step any more, or names another root than the fleet's: the fleet is %s (`rotate-ca status`). Take AWSPENDING off its version (`aws secretsmanager update-secret-version-stage --secret-id %s --version-stage AWSPENDING --remove-from-version-id VERSION`), and the next scheduled run takes the fleet from there",
+		ErrUsage, run, r.phase, r.n.CAKey())
+}
+
+// rootRunReady is the run's precondition, what `rotate-ca status --nodes`
+// and finish's gate check: begin needs nothing; promote needs every node
+// of the directory to trust the pending root; finish, every node to serve
+// from the current root and none to have seen a client certificate of the
+// outgoing one within the window. A node that does not answer holds the
+// run back: it may be the one not ready.
+func (f *Fleet) rootRunReady(ctx context.Context, run RootRun) error {
+	if run == RootRunBegin {
+		return nil
+	}
+	nodes := f.RootRunNodes
+	if nodes == nil || len(nodes.Addresses) == 0 || nodes.Info == nil {
+		return fmt.Errorf("%w: a scheduled %s asks every node first, and the function has no node directory: set JOBLET_NODES in its environment (the nodes' addresses, reachable from it), or run `joblet certs rotate-ca %s --nodes ...` by hand", ErrNotReady, run, run)
+	}
+	st, err := f.RotationStatus(ctx)
+	if err != nil {
+		return err
+	}
+	reps := ProbeRotation(ctx, nodes.Addresses, st, nodes.Info, f.Now().Add(-nodes.ClientWindow))
+	var behind []string
+	for _, rep := range reps {
+		switch {
+		case rep.IssuerSHA256 == "" && !rep.Current:
+			behind = append(behind, rep.Address+" ("+rep.Summary+")")
+		case run == RootRunPromote && (rep.TrustsPendingCA == nil || !*rep.TrustsPendingCA):
+			behind = append(behind, rep.Address+" ("+rep.Summary+")")
+		}
+	}
+	if len(behind) > 0 {
+		return fmt.Errorf("%w: %d of %d nodes: %s. The run is retried with the same token; nodes take the new trust at their next refresh, or at once from `joblet certs push`",
+			ErrNotReady, len(behind), len(reps), strings.Join(behind, "; "))
+	}
+	if run == RootRunFinish {
+		if _, refused := FinishGate(reps); refused != nil {
+			return fmt.Errorf("%w: %v", ErrNotReady, refused)
+		}
+	}
+	return nil
+}
+
+// parseRootRun reads a run's version: its run and the key PEM.
+func parseRootRun(value, name, token string) (RootRun, string, error) {
+	head, keyPEM, _ := strings.Cut(value, "\n")
+	run := RootRun(strings.TrimPrefix(head, rootRunHead))
+	if !strings.HasPrefix(head, rootRunHead) || (run != RootRunBegin && run != RootRunPromote && run != RootRunFinish) {
+		return "", "", fmt.Errorf("%w: version %s of %s does not name a run of the root's rotation (it starts %q): it was not written by this function's createSecret", ErrInconsistentStore, token, name, head)
+	}
+	return run, keyPEM, nil
+}
