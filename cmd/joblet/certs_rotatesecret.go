@@ -28,7 +28,7 @@ const rotationFailed = "joblet rotation step failed"
 func (c *cli) rotateSecretCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "rotate-secret [--secret-id ID --token TOKEN --step STEP]",
-		Short: "Secrets Manager's rotation function for the node-issuing CA and the role pairs: one step, or the Lambda handler",
+		Short: "Secrets Manager's rotation function for the node-issuing CA, the role pairs and the root: one step, or the Lambda handler",
 		Long: `Runs one step of Secrets Manager's rotation of <prefix>/node-ca-key, the
 node-issuing CA's key, keyed by the rotation's ClientRequestToken (the id of the
 version it makes), with the operator's power (the root's key; iam-policy --for
@@ -51,6 +51,16 @@ new pair (the same on every run) and writes its certificate and key as version
 TOKEN of both secrets; testSecret checks it is the role's, from the current root,
 unrevoked; finishSecret moves AWSCURRENT on the key, then on the certificate.
 
+For the root's key (<prefix>/ca-key, a root kept in the store) one run makes one
+step of the staged contract of ` + "`joblet certs rotate-ca`" + `, the one the fleet's phase
+calls for: begin (stable), promote (begun; once every node of --nodes trusts the
+new root), finish (promoted; once every node serves from the new root and none
+verified a client certificate of the old one within --client-window). A run the
+fleet is not ready for fails in createSecret before it writes anything and logs
+"` + rotationWaits + `"; Secrets Manager retries it with the same token. After a
+run the nodes of --nodes get the new trust state at once. The run's version is
+never made current; AWSPENDING comes off it when the step is made.
+
 A failed step changes no current version; it exits non-zero and logs a line
 with the message "` + rotationFailed + `" (alarm on it). Secrets Manager keeps
 AWSPENDING on version TOKEN, and its next attempt with the same token completes
@@ -59,7 +69,8 @@ the rotation.
 As an AWS Lambda function (the runtime sets AWS_LAMBDA_RUNTIME_API): without
 --step, it serves Secrets Manager's rotation events ({SecretId,
 ClientRequestToken, Step}) until the runtime ends it. The function's
-environment: SECRETS_PREFIX, and AWS_REGION (set by Lambda).`,
+environment: SECRETS_PREFIX, JOBLET_NODES and JOBLET_CLIENT_WINDOW (for the
+root's runs), and AWS_REGION (set by Lambda).`,
 		Args: noArgs,
 	}
 	fs := cmd.Flags()

@@ -58,11 +58,10 @@ var PolicyFlows = []string{"bootstrap", "node", "node-transition", "rotation", "
 //     root's key (ca-key, or kms:Sign on the root's KMS key);
 //   - rotation: the operator who rotates the CA or forces regeneration;
 //   - rotator: the Lambda function Secrets Manager calls to rotate the
-//     node-issuing CA's key and the role pairs (`joblet certs
-//     rotate-secret`): it reads the fleet (the root's key included: it
-//     holds the root's power), writes versions of the node-issuing pair, the
-//     role pairs and the trust state, moves their stages, and creates the
-//     re-issue records a role's rotation claims its pair in;
+//     node-issuing CA's key, the role pairs and the root (`joblet certs
+//     rotate-secret`): it holds the root's power, and a root run makes a
+//     rotate-ca step, so it reads and writes what the rotation flow does,
+//     and creates the records a role's re-issue and a root's begin claim;
 //   - issuer: `joblet issuer` or its Lambda function (rnx login): the
 //     user-issuing CA, the identity policy and what verifies them (the
 //     root certificate, the trust state); nothing a node signs with, no

@@ -767,7 +767,11 @@ func (g *grader) rotations(obs *observed) {
 	g.rep.Rotations = obs.rotations
 	for _, r := range obs.rotations {
 		if r.Pending != "" {
-			g.rep.raise(Attention, fmt.Sprintf("a rotation of %s did not finish (version %s): Secrets Manager retries it; the rotation function's log says why (\"joblet rotation step failed\"); its current version is unchanged", r.Secret, r.Pending))
+			why := "(\"joblet rotation step failed\")"
+			if strings.HasSuffix(r.Secret, "/ca-key") {
+				why = "(\"joblet root rotation waits for the fleet\": a node not ready for the run's step, or \"joblet rotation step failed\")"
+			}
+			g.rep.raise(Attention, fmt.Sprintf("a rotation of %s did not finish (version %s): Secrets Manager retries it; the rotation function's log says why %s; its current version is unchanged", r.Secret, r.Pending, why))
 		}
 	}
 }
