@@ -63,38 +63,62 @@ func ProbeRotation(ctx context.Context, addrs []string, st *RotationStatus, info
 // and whether it saw client certificates of the CAs with the key ids in
 // outgoing (the CAs a finish stops trusting) since since. An unreachable
 // node is reported, not an error.
+//
+// Nodes are asked at once (at most probeParallel at a time), each for at
+// most probeTimeout: a fleet of hundreds is asked in seconds, and a node
+// that accepts connections and never answers holds up nobody.
 func ProbeNodes(ctx context.Context, addrs []string, currentCA string, info NodeInfo, outgoing []string, since time.Time) []NodeReport {
-	var out []NodeReport
+	var reps []NodeReport
 	for _, a := range addrs {
-		rep := NodeReport{Address: strings.TrimSpace(a)}
-		if rep.Address == "" {
-			continue
+		if a = strings.TrimSpace(a); a != "" {
+			reps = append(reps, NodeReport{Address: a})
 		}
-		facts, err := info(ctx, rep.Address)
-		id, issuer := facts.NodeID, facts.IssuerSHA256
-		rep.NodeID, rep.IssuerSHA256 = id, issuer
-		switch {
-		case err != nil:
-			rep.Summary = "unreachable: " + err.Error()
-		case issuer == currentCA:
-			rep.Current, rep.Summary = true, id+": serves a certificate from the current CA"
-		default:
-			rep.Summary = id + ": still serves a certificate from another CA (" + issuer + ")"
-		}
-		for _, kid := range outgoing {
-			if seen, ok := facts.ClientIssuers[kid]; ok && !seen.LastSeen.Before(since) {
-				rep.OldCAClients += seen.Handshakes
-				if seen.LastSeen.After(rep.OldCALastSeen) {
-					rep.OldCALastSeen = seen.LastSeen
-				}
+	}
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, probeParallel)
+	for i := range reps {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func(rep *NodeReport) {
+			defer func() { <-sem; wg.Done() }()
+			pctx, cancel := context.WithTimeout(ctx, probeTimeout)
+			defer cancel()
+			probeNode(pctx, rep, currentCA, info, outgoing, since)
+		}(&reps[i])
+	}
+	wg.Wait()
+	return reps
+}
+
+// probeParallel and probeTimeout bound ProbeNodes.
+const (
+	probeParallel = 16
+	probeTimeout  = 15 * time.Second
+)
+
+func probeNode(ctx context.Context, rep *NodeReport, currentCA string, info NodeInfo, outgoing []string, since time.Time) {
+	facts, err := info(ctx, rep.Address)
+	id, issuer := facts.NodeID, facts.IssuerSHA256
+	rep.NodeID, rep.IssuerSHA256 = id, issuer
+	switch {
+	case err != nil:
+		rep.Summary = "unreachable: " + err.Error()
+	case issuer == currentCA:
+		rep.Current, rep.Summary = true, id+": serves a certificate from the current CA"
+	default:
+		rep.Summary = id + ": still serves a certificate from another CA (" + issuer + ")"
+	}
+	for _, kid := range outgoing {
+		if seen, ok := facts.ClientIssuers[kid]; ok && !seen.LastSeen.Before(since) {
+			rep.OldCAClients += seen.Handshakes
+			if seen.LastSeen.After(rep.OldCALastSeen) {
+				rep.OldCALastSeen = seen.LastSeen
 			}
 		}
-		if rep.OldCAClients > 0 {
-			rep.Summary += fmt.Sprintf("; verified %d client certificates of the outgoing CA, the last at %s", rep.OldCAClients, rep.OldCALastSeen.UTC().Format(time.RFC3339))
-		}
-		out = append(out, rep)
 	}
-	return out
+	if rep.OldCAClients > 0 {
+		rep.Summary += fmt.Sprintf("; verified %d client certificates of the outgoing CA, the last at %s", rep.OldCAClients, rep.OldCALastSeen.UTC().Format(time.RFC3339))
+	}
 }
 
 // FinishGate refuses a finish while a node that answered still serves a
