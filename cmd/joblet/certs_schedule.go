@@ -27,7 +27,8 @@ func (c *cli) scheduleCmd() *cobra.Command {
 		Long: `Sets Secrets Manager's rotation of every secret the rotation function
 (` + "`joblet certs rotate-secret`" + ` as a Lambda function) rotates: the node-issuing
 CA's key (--node-ca, default weekly: half its 14 days), each role's key
-(--roles, default every 30 days) and the root's key (--root, default every 90
+(--roles, default every 30 days), the user-issuing CA when the fleet has one
+(--user-ca, default every 90 days) and the root's key (--root, default every 90
 days: each run makes one step of a root rotation, begin, promote or finish, when
 the fleet is ready for it, so a root lives about 270 days). Nothing rotates now:
 Secrets Manager tests the function (its testSecret step) on a copy of each
@@ -40,17 +41,17 @@ started and did not finish (a failed step, or a root run waiting for the fleet,
 which Secrets Manager retries).
 
 Not scheduled: the records under <prefix>/client-reissue/ and <prefix>/ca-rotation/
-(AWS Security Hub's SecretsManager.1 flags them) and <prefix>/user-ca (rotated
-with ` + "`joblet certs user-ca --rotate`" + `).`,
+(AWS Security Hub's SecretsManager.1 flags them).`,
 		Args: noArgs,
 	}
 	fs := cmd.Flags()
 	sf := addStoreFlags(fs, 0)
-	var fn, nodeCA, roles, root string
+	var fn, nodeCA, roles, root, userCA string
 	var show, asJSON bool
 	fs.StringVar(&fn, "function-arn", "", "ARN of the rotation function (joblet certs rotate-secret as a Lambda function)")
 	fs.StringVar(&nodeCA, "node-ca", "rate(7 days)", "schedule expression for the node-issuing CA's key")
 	fs.StringVar(&roles, "roles", "rate(30 days)", "schedule expression for each role's key")
+	fs.StringVar(&userCA, "user-ca", "rate(90 days)", "schedule expression for the user-issuing CA (rnx login), when the fleet has one")
 	fs.StringVar(&root, "root", "rate(90 days)", "schedule expression for the root's key: each run makes one step of a root rotation")
 	fs.BoolVar(&show, "show", false, "print each secret's schedule and last rotation; change nothing")
 	fs.BoolVar(&asJSON, "json", false, "with --show, print JSON")
@@ -73,13 +74,23 @@ with ` + "`joblet certs user-ca --rotate`" + `).`,
 		}
 		n := certs.Names{Prefix: sf.prefix}
 		names := n.RotatedSecrets()
-		if has, err := rs.Store.Get(ctx, []string{n.CAKey()}); err != nil {
-			return err
-		} else if has[n.CAKey()] == "" {
-			// The root's key is in KMS: no ca-key to rotate.
-			names = slices.DeleteFunc(names, func(s string) bool { return s == n.CAKey() })
-			fmt.Fprintf(c.stdout, "   %s does not exist (the root's key is in AWS KMS): rotate the root by hand with `joblet certs rotate-ca begin --ca-kms-key-id NEW_KEY`\n", n.CAKey())
+		// Secrets a fleet may not have: the root's key when it is in KMS,
+		// the user-issuing CA without logins.
+		optional := map[string]string{
+			n.CAKey():  "the root's key is in AWS KMS: rotate the root by hand with `joblet certs rotate-ca begin --ca-kms-key-id NEW_KEY`",
+			n.UserCA(): "the fleet has no user-issuing CA (rnx login): `joblet certs user-ca` makes one; run this again after it",
 		}
+		has, err := rs.Store.Get(ctx, []string{n.CAKey(), n.UserCA()})
+		if err != nil {
+			return err
+		}
+		names = slices.DeleteFunc(names, func(s string) bool {
+			if why, ok := optional[s]; ok && has[s] == "" {
+				fmt.Fprintf(c.stdout, "   %s does not exist, not scheduled: %s\n", s, why)
+				return true
+			}
+			return false
+		})
 		if !show {
 			for _, name := range names {
 				expr := roles
@@ -88,6 +99,8 @@ with ` + "`joblet certs user-ca --rotate`" + `).`,
 					expr = nodeCA
 				case n.CAKey():
 					expr = root
+				case n.UserCA():
+					expr = userCA
 				}
 				if err := sch.Schedule(ctx, name, fn, expr); err != nil {
 					return err

@@ -198,3 +198,56 @@ func subjectOf(t *testing.T, keyID string) []byte {
 	}
 	return s
 }
+
+// The user-issuing CA by a Secrets Manager rotation, each step run twice:
+// one new CA from the root, current after finishSecret; a pending value
+// the root did not certify is refused.
+func TestRotateSecretUserCA(t *testing.T) {
+	ctx := context.Background()
+	st := newVersionStore()
+	bootstrap(t, opts(t, st))
+	fl := &certs.Fleet{Store: st, Log: opts(t, st).Fleet.Log}
+	n := certs.Names{Prefix: "joblet"}
+	if _, err := fl.RotateSecretStep(ctx, st, n.UserCA(), "u0", certs.RotationCreate); !errors.Is(err, certs.ErrUsage) {
+		t.Fatalf("a rotation of a user-issuing CA the fleet does not have: %v, want a usage error", err)
+	}
+	if _, err := fl.MakeUserCA(ctx, false, 0, pki.ECDSAP256); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := st.Get(ctx, []string{n.UserCA()})
+	for _, step := range []string{certs.RotationCreate, certs.RotationCreate, certs.RotationSet, certs.RotationTest, certs.RotationFinish, certs.RotationFinish} {
+		if _, err := fl.RotateSecretStep(ctx, st, n.UserCA(), "u1", step); err != nil {
+			t.Fatalf("%s: %v", step, err)
+		}
+	}
+	after, _ := st.Get(ctx, []string{n.UserCA()})
+	pending, _, _ := st.GetVersion(ctx, n.UserCA(), "u1")
+	if after[n.UserCA()] == before[n.UserCA()] || after[n.UserCA()] != pending {
+		t.Fatal("after finishSecret the current user-issuing CA is not the rotation's")
+	}
+	certPEM, keyPEM := pki.SplitPEM([]byte(pending))
+	c := mustCert(t, string(certPEM))
+	if !pki.IsUserCA(c) || pki.MatchesKey(c, mustParseKey(t, string(keyPEM))) != nil {
+		t.Fatal("the rotated user-issuing CA is not one, or not its key's")
+	}
+	if l, _ := st.Stages(ctx, n.UserCA()); l[secretstore.RotationPending] != "" {
+		t.Fatal("AWSPENDING stays after the rotation")
+	}
+
+	// A CA the root did not sign, planted as a rotation's version.
+	k, _ := pki.GenerateKey(pki.ECDSAP256, nil)
+	self, err := pki.NewCA(k, time.Now(), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kp, _ := pki.EncodeKey(k)
+	st.PutVersion(ctx, n.UserCA(), "planted", string(pki.EncodeCert(self))+string(kp), secretstore.RotationPending)
+	for _, step := range []string{certs.RotationTest, certs.RotationFinish} {
+		if _, err := fl.RotateSecretStep(ctx, st, n.UserCA(), "planted", step); !errors.Is(err, certs.ErrInconsistentStore) {
+			t.Fatalf("%s on a planted user-issuing CA: %v, want refused", step, err)
+		}
+	}
+	if got, _ := st.Get(ctx, []string{n.UserCA()}); got[n.UserCA()] != pending {
+		t.Fatal("a planted user-issuing CA became current")
+	}
+}

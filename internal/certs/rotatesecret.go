@@ -108,16 +108,19 @@ func (fl *Fleet) RotateSecretStep(ctx context.Context, vs VersionStore, secret, 
 			return f.rotateRoleStep(ctx, vs, res, r)
 		}
 	}
-	if name == n.CAKey() {
+	switch name {
+	case n.CAKey():
 		return f.rotateRootStep(ctx, vs, res)
+	case n.UserCA():
+		return f.rotateUserCAStep(ctx, vs, res)
 	}
 	if name != n.NodeCAKey() {
 		var keys []string
 		for _, r := range pki.Roles {
 			keys = append(keys, n.ClientKey(r))
 		}
-		return nil, fmt.Errorf("%w: this rotation function rotates %s (the root's key), %s (the node-issuing CA's key) and the role keys (%s) of the fleet with prefix %q; it was called for %s: point that secret's rotation at a function configured for its fleet (SECRETS_PREFIX)",
-			ErrUsage, n.CAKey(), n.NodeCAKey(), strings.Join(keys, ", "), n.Prefix, secret)
+		return nil, fmt.Errorf("%w: this rotation function rotates %s (the root's key), %s (the node-issuing CA's key), %s (the user-issuing CA) and the role keys (%s) of the fleet with prefix %q; it was called for %s: point that secret's rotation at a function configured for its fleet (SECRETS_PREFIX)",
+			ErrUsage, n.CAKey(), n.NodeCAKey(), n.UserCA(), strings.Join(keys, ", "), n.Prefix, secret)
 	}
 	stages, err := vs.Stages(ctx, name)
 	if err != nil {
@@ -423,12 +426,13 @@ func (f *Fleet) rotateRoleStep(ctx context.Context, vs VersionStore, res *Rotati
 }
 
 // RotatedSecrets are the secrets the rotation function rotates
-// (RotateSecretStep): the node-issuing CA's key, each role's key, then
-// the root's (a root kept in the store; in KMS it has no ca-key).
+// (RotateSecretStep): the node-issuing CA's key, each role's key, the
+// user-issuing CA (a fleet with logins), then the root's (a root kept in
+// the store; in KMS it has no ca-key).
 func (n Names) RotatedSecrets() []string {
 	out := []string{n.NodeCAKey()}
 	for _, r := range pki.Roles {
 		out = append(out, n.ClientKey(r))
 	}
-	return append(out, n.CAKey())
+	return append(out, n.UserCA(), n.CAKey())
 }

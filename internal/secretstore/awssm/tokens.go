@@ -91,6 +91,10 @@ func (s *Store) Schedule(ctx context.Context, name, lambdaARN, schedule string) 
 func (s *Store) Rotation(ctx context.Context, name string) (secretstore.Rotation, error) {
 	d, err := s.api.DescribeSecret(ctx, &sm.DescribeSecretInput{SecretId: aws.String(name)}, s.notice)
 	if err != nil {
+		var nf *smtypes.ResourceNotFoundException
+		if errors.As(err, &nf) {
+			return secretstore.Rotation{}, fmt.Errorf("describe %s: %w", name, secretstore.ErrNotExist)
+		}
 		return secretstore.Rotation{}, s.explain(err, "DescribeSecret", name)
 	}
 	r := secretstore.Rotation{Enabled: aws.ToBool(d.RotationEnabled), Function: aws.ToString(d.RotationLambdaARN), LastRotated: d.LastRotatedDate, NextRotation: d.NextRotationDate}
