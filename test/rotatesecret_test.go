@@ -450,7 +450,10 @@ func TestRotateSecretSchedule(t *testing.T) {
 	fn := harness.StartLambda(t, fnEnv, joblet, "certs", "rotate-secret")
 	fnARN := harness.MotoFunction(t, moto.URL, "joblet-rotator", fn.URL)
 	c := smClient(moto.URL)
-	secrets := []string{"joblet/node-ca-key", "joblet/client-key", "joblet/client-key-maintainer", "joblet/client-key-developer", "joblet/client-key-reader"}
+	// Every secret that holds a private key: the user-issuing CA and the
+	// root's key too.
+	harness.MustRun(t, opEnv, joblet, "certs", "user-ca")
+	secrets := []string{"joblet/node-ca-key", "joblet/client-key", "joblet/client-key-maintainer", "joblet/client-key-developer", "joblet/client-key-reader", "joblet/user-ca", "joblet/ca-key"}
 	before := map[string]string{}
 	for _, s := range secrets {
 		before[s], _ = currentVersion(t, c, s)
@@ -466,9 +469,9 @@ func TestRotateSecretSchedule(t *testing.T) {
 		if err := json.Unmarshal([]byte(awsCLI(t, "secretsmanager", "describe-secret", "--secret-id", s)), &d); err != nil {
 			t.Fatal(err)
 		}
-		want := "rate(30 days)"
-		if s == "joblet/node-ca-key" {
-			want = "rate(7 days)"
+		want := map[string]string{"joblet/node-ca-key": "rate(7 days)", "joblet/user-ca": "rate(90 days)", "joblet/ca-key": "rate(90 days)"}[s]
+		if want == "" {
+			want = "rate(30 days)"
 		}
 		if !d.RotationEnabled || d.RotationLambdaARN != fnARN || d.RotationRules.ScheduleExpression != want {
 			t.Fatalf("describe-secret %s: %+v, want enabled, %s, %s", s, d, fnARN, want)
@@ -489,8 +492,10 @@ func TestRotateSecretSchedule(t *testing.T) {
 	harness.Eventually(t, 15*time.Second, "a node serving after the schedules", func() error {
 		return oneRequest(filepath.Join(out, "rnx-config-developer.yml"))
 	})
-	st := harness.MustRun(t, opEnv, joblet, "certs", "status").Stdout
-	if !strings.Contains(st, "🔁 joblet/node-ca-key: rotated rate(7 days) by "+fnARN+"; never rotated") || strings.Count(st, "🔁 ") != len(secrets) {
+	// Exit 1: a user-issuing CA and no identity policy yet (nobody logs in).
+	r := harness.Run(t, opEnv, joblet, "certs", "status")
+	st := r.Stdout
+	if r.Code > 1 || !strings.Contains(st, "🔁 joblet/node-ca-key: rotated rate(7 days) by "+fnARN+"; never rotated") || strings.Count(st, "🔁 ") != len(secrets) {
 		t.Fatalf("certs status does not show the schedules:\n%s", st)
 	}
 	show := harness.MustRun(t, opEnv, joblet, "certs", "schedule", "--show").Stdout
@@ -498,4 +503,21 @@ func TestRotateSecretSchedule(t *testing.T) {
 		t.Fatalf("schedule --show:\n%s", show)
 	}
 	t.Logf("schedule --show:\n%s", show)
+
+	// The user-issuing CA rotated now, twice with one token: one new CA
+	// from the root, current.
+	const token = "3b0c8e4e-6f7a-4c1d-9e2b-5a6d7c8e9f01"
+	_, ucaBefore := currentVersion(t, c, "joblet/user-ca")
+	for range 2 {
+		if _, err := c.RotateSecret(context.Background(), &sm.RotateSecretInput{SecretId: aws.String("joblet/user-ca"), ClientRequestToken: aws.String(token)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ver, uca := currentVersion(t, c, "joblet/user-ca")
+	if ver != token || uca == ucaBefore {
+		t.Fatalf("after RotateSecret the user-issuing CA's current version is %s, want %s with a new CA", ver, token)
+	}
+	if r := harness.Run(t, opEnv, joblet, "certs", "status"); r.Code > 1 || !strings.Contains(r.Stdout, "✅ User-issuing CA") {
+		t.Fatalf("certs status after the user-issuing CA's rotation:\n%s", r)
+	}
 }
