@@ -325,15 +325,27 @@ func TestRotateSecretIAMPolicy(t *testing.T) {
 	harness.MustRun(t, opEnv, joblet, "certs", "init", "--address", "127.0.0.1:50051", "--out", filepath.Join(home, "configs"))
 	fnEnv := harness.Env(append(harness.AWSEnv(proxy.URL), "USE_SECRETS_MANAGER=true", "JOBLET_HOME="+t.TempDir(), "JOBLET_SEEN_DIR=off",
 		"AWS_ACCESS_KEY_ID="+fnID, "AWS_SECRET_ACCESS_KEY="+fnKey)...)
-	for _, secret := range []string{"joblet/node-ca-key", "joblet/client-key-developer"} {
+	// The root's key too: a run that begins a rotation (the root's runs
+	// make rotate-ca steps, so the function holds the root's power).
+	for _, secret := range []string{"joblet/node-ca-key", "joblet/client-key-developer", "joblet/ca-key"} {
 		for _, s := range []string{"createSecret", "setSecret", "testSecret", "finishSecret"} {
 			harness.MustRun(t, fnEnv, joblet, "certs", "rotate-secret", "--secret-id", secret, "--token", "5c4b3a29-1807-4f6e-9d5c-4b3a29180746", "--step", s)
 		}
 	}
 	checkFlow(t, "rotator", rotator, proxy.Recorded())
-	for _, s := range []string{"joblet/ca-key", "joblet/ca-cert", "joblet/crl"} {
-		if allows(rotator, "PutSecretValue", s) || allows(rotator, "UpdateSecretVersionStage", s) {
-			t.Errorf("the rotator policy allows writing %s", s)
+	if st := harness.MustRun(t, opEnv, joblet, "certs", "rotate-ca", "status").Stdout; !strings.Contains(st, "begun") {
+		t.Fatalf("after the root's begin run under the rotator policy:\n%s", st)
+	}
+	// What it may not do: remove a secret of the fleet but a retired
+	// root's rotation record, or write outside its fleet's prefix.
+	for _, s := range []string{"joblet/ca-key", "joblet/ca-cert", "joblet/crl", "joblet/ca-bundle", "joblet/client-reissue/developer-01"} {
+		if allows(rotator, "DeleteSecret", s) {
+			t.Errorf("the rotator policy allows removing %s", s)
+		}
+	}
+	for _, s := range []string{"other/ca-key", "jobletx/ca-cert"} {
+		if allows(rotator, "PutSecretValue", s) || allows(rotator, "UpdateSecretVersionStage", s) || allows(rotator, "CreateSecret", s) {
+			t.Errorf("the rotator policy allows writing %s, outside its fleet", s)
 		}
 	}
 }

@@ -128,6 +128,9 @@ func IAMPolicy(flow string, o PolicyOptions) (*Policy, error) {
 			{Sid: "ReadCertificatesAndRotationRecords", Effect: "Allow", Action: []string{"secretsmanager:GetSecretValue", "secretsmanager:ListSecretVersionIds"}, Resource: append(arn(shared...), rot...)},
 			{Sid: "WriteVersionsAndMoveStages", Effect: "Allow", Action: []string{"secretsmanager:PutSecretValue", "secretsmanager:UpdateSecretVersionStage"}, Resource: arn(shared...)},
 			{Sid: "CreateTrustBundleAndRotationRecords", Effect: "Allow", Action: []string{"secretsmanager:CreateSecret", "secretsmanager:TagResource"}, Resource: append(arn(shared...), rot...)},
+			// finish removes the record of the retired root (it holds a
+			// copy of the current root's key).
+			{Sid: "RemoveRetiredRotationRecords", Effect: "Allow", Action: []string{"secretsmanager:DeleteSecret"}, Resource: arn(n.Prefix + "/ca-rotation/*")},
 			// `certs schedule`: Secrets Manager's rotation of what the
 			// rotation function rotates (RotateSecret also needs
 			// lambda:InvokeFunction on that function, which only the
@@ -143,7 +146,8 @@ func IAMPolicy(flow string, o PolicyOptions) (*Policy, error) {
 		p.Statement = []Statement{batch, changed,
 			{Sid: "ReadTheFleetAndItsVersions", Effect: "Allow", Action: []string{"secretsmanager:GetSecretValue", "secretsmanager:ListSecretVersionIds"}, Resource: append(arn(shared...), recs...)},
 			{Sid: "WriteTheRotatedSecretsAndTheTrustState", Effect: "Allow", Action: []string{"secretsmanager:PutSecretValue", "secretsmanager:UpdateSecretVersionStage"}, Resource: arn(shared...)},
-			{Sid: "CreateRecordsAndTheCrossCertificate", Effect: "Allow", Action: []string{"secretsmanager:CreateSecret", "secretsmanager:TagResource"}, Resource: append(arn(shared...), recs...)}}
+			{Sid: "CreateRecordsAndTheCrossCertificate", Effect: "Allow", Action: []string{"secretsmanager:CreateSecret", "secretsmanager:TagResource"}, Resource: append(arn(shared...), recs...)},
+			{Sid: "RemoveRetiredRotationRecords", Effect: "Allow", Action: []string{"secretsmanager:DeleteSecret"}, Resource: arn(n.Prefix + "/ca-rotation/*")}}
 	case flow == "issuer":
 		p.Statement = []Statement{batch,
 			{Sid: "ReadTheUserIssuingCAAndIdentityPolicy", Effect: "Allow", Action: []string{"secretsmanager:GetSecretValue"},

@@ -515,7 +515,30 @@ func (fl *Fleet) FinishRotation(ctx context.Context) (*RotationStatus, error) {
 	if err := f.reissueUnder(ctx, s, []*x509.Certificate{s.current.Cert}); err != nil {
 		return nil, err
 	}
+	f.removeRotationRecords(ctx, s)
 	return f.RotationStatus(ctx)
+}
+
+// removeRotationRecords removes, once the old roots left the trust, the
+// rotation records named after them: each holds the key of the root that
+// replaced it (now the current root's), a copy no one needs once nothing
+// can begin from those roots again, and one no rotation schedule covers.
+// A store that cannot remove (or a policy from before, which does not
+// allow it) leaves them, and says so.
+func (f *Fleet) removeRotationRecords(ctx context.Context, s *rotation) {
+	rm, ok := f.Store.(secretstore.Remover)
+	if !ok {
+		return
+	}
+	for _, c := range s.trust {
+		if c.Equal(s.current.Cert) {
+			continue
+		}
+		name := s.n.Rotation(c.SerialNumber.Text(16))
+		if err := rm.Remove(ctx, name); err != nil {
+			f.Log.Warn("the rotation record of the retired root was not removed: it holds a copy of the current root's key; remove it by hand", "secret", name, "error", err)
+		}
+	}
 }
 
 // reasonCessationOfOperation is RFC 5280's reason for a certificate no

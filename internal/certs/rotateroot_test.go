@@ -60,7 +60,8 @@ func TestRotateSecretRootRuns(t *testing.T) {
 			t.Fatalf("AWSPENDING stays on version %s after the run", l[secretstore.RotationPending])
 		}
 	}
-	before, _ := st.Get(ctx, []string{key})
+	before, _ := st.Get(ctx, []string{key, n.CACert()})
+	record := n.Rotation(mustCert(t, before[n.CACert()]).SerialNumber.Text(16))
 
 	// Secrets Manager testing the function on a copy of the current key.
 	if err := st.PutVersion(ctx, key, "copy", before[key], secretstore.RotationPending); err != nil {
@@ -82,6 +83,9 @@ func TestRotateSecretRootRuns(t *testing.T) {
 	}
 	if got, _ := st.Get(ctx, []string{key}); got[key] != before[key] {
 		t.Fatal("the begin run changed the current root key")
+	}
+	if got, _ := st.Get(ctx, []string{record}); got[record] == "" {
+		t.Fatalf("no rotation record %s after the begin run", record)
 	}
 	pend, _ := st.GetStage(ctx, []string{key}, secretstore.Pending)
 	if pk, err := pki.ParseKey([]byte(pend[key])); err != nil || s.Pending.KeyID == "" || pki.MatchesKey(mustCert(t, mustPending(t, st, n)), pk) != nil {
@@ -128,6 +132,9 @@ func TestRotateSecretRootRuns(t *testing.T) {
 	doneRun()
 	if f := status(); f.Phase != certs.PhaseStable || len(f.Trusted) != 1 || f.Current.KeyID != s.Pending.KeyID {
 		t.Fatalf("after the finish run: %s, %d trusted", f.Phase, len(f.Trusted))
+	}
+	if got, _ := st.Get(ctx, []string{record}); got[record] != "" {
+		t.Fatalf("the rotation record %s (a copy of the new root's key) outlives the rotation", record)
 	}
 
 	// A run begun by the schedule and made by hand meanwhile: its

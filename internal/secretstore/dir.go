@@ -221,6 +221,18 @@ func (d *DirStore) DropPending(ctx context.Context, name string) error {
 	return d.staged(ctx, "drop pending", name, func(p string) error { return removeIfExists(p + ".pending") })
 }
 
+// Remove removes a secret and its pending and previous versions.
+func (d *DirStore) Remove(ctx context.Context, name string) error {
+	return d.staged(ctx, "remove", name, func(p string) error {
+		for _, suf := range []string{"", ".pending", ".previous"} {
+			if err := removeIfExists(p + suf); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
 func removeIfExists(p string) error {
 	if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err

@@ -88,6 +88,15 @@ type PendingAdopter interface {
 	AdoptLegacyPending(ctx context.Context, names []string) (moved []string, err error)
 }
 
+// Remover is a store that can remove a secret with all its versions
+// (Secrets Manager: at once, without a recovery window): how the claims a
+// rotation or a re-issue agreed on a new key in are removed once that key
+// is current, so no copy of it outlives its use. Removing a secret that
+// does not exist is not an error.
+type Remover interface {
+	Remove(ctx context.Context, name string) error
+}
+
 // Secret is one secret to create.
 type Secret struct {
 	Name        string

@@ -33,6 +33,7 @@ type API interface {
 	ListSecrets(context.Context, *sm.ListSecretsInput, ...func(*sm.Options)) (*sm.ListSecretsOutput, error)
 	RotateSecret(context.Context, *sm.RotateSecretInput, ...func(*sm.Options)) (*sm.RotateSecretOutput, error)
 	DescribeSecret(context.Context, *sm.DescribeSecretInput, ...func(*sm.Options)) (*sm.DescribeSecretOutput, error)
+	DeleteSecret(context.Context, *sm.DeleteSecretInput, ...func(*sm.Options)) (*sm.DeleteSecretOutput, error)
 }
 
 var _ API = (*sm.Client)(nil)

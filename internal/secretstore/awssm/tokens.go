@@ -87,6 +87,20 @@ func (s *Store) Schedule(ctx context.Context, name, lambdaARN, schedule string) 
 	return nil
 }
 
+// Remove deletes name with every version, at once (no recovery window: a
+// claim holding a key that is current elsewhere must not linger).
+func (s *Store) Remove(ctx context.Context, name string) error {
+	_, err := s.api.DeleteSecret(ctx, &sm.DeleteSecretInput{SecretId: aws.String(name), ForceDeleteWithoutRecovery: aws.Bool(true)})
+	if err != nil {
+		var nf *smtypes.ResourceNotFoundException
+		if errors.As(err, &nf) {
+			return nil
+		}
+		return s.explain(err, "DeleteSecret", name)
+	}
+	return nil
+}
+
 // Rotation reads how name is rotated.
 func (s *Store) Rotation(ctx context.Context, name string) (secretstore.Rotation, error) {
 	d, err := s.api.DescribeSecret(ctx, &sm.DescribeSecretInput{SecretId: aws.String(name)}, s.notice)

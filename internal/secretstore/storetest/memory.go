@@ -78,6 +78,16 @@ func (m *MemoryStore) Set(name, value string) {
 	m.current[name] = value
 }
 
+// Remove removes a secret with its versions (secretstore.Remover).
+func (m *MemoryStore) Remove(_ context.Context, name string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.current, name)
+	delete(m.pending, name)
+	delete(m.previous, name)
+	return nil
+}
+
 // Delete removes a secret (tests).
 func (m *MemoryStore) Delete(name string) {
 	m.mu.Lock()
