@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/ehsaniara/joblet/internal/pki"
 	"github.com/ehsaniara/joblet/internal/secretstore"
 )
 
@@ -53,26 +52,18 @@ func (f *Fleet) rotateUserCAStep(ctx context.Context, vs VersionStore, res *Rota
 		if err != nil {
 			return nil, err
 		}
-		key, err := pki.GenerateKey(f.KeyType, nil)
+		value, cert, err := mintUserCA(root, f.KeyType, f.Now(), DefaultUserCALifetime)
 		if err != nil {
 			return nil, err
 		}
-		is, err := root.IssueUserCA(key.Public(), f.Now(), DefaultUserCALifetime)
-		if err != nil {
-			return nil, err
-		}
-		keyPEM, err := pki.EncodeKey(key)
-		if err != nil {
-			return nil, err
-		}
-		if err := vs.PutVersion(ctx, name, token, string(pki.EncodeCert(is.Cert))+string(keyPEM), secretstore.RotationPending); err != nil {
+		if err := vs.PutVersion(ctx, name, token, value, secretstore.RotationPending); err != nil {
 			if errors.Is(err, secretstore.ErrExist) {
 				res.Done = "version " + token + " was written by a concurrent run: kept"
 				return res, nil
 			}
 			return nil, err
 		}
-		info := infoOf(is.Cert)
+		info := infoOf(cert)
 		res.Issued, res.Done = &info, "a new user-issuing CA (serial "+info.Serial+") from the root is version "+token+" (AWSPENDING)"
 		return res, nil
 	case RotationSet:

@@ -65,23 +65,33 @@ func (fl *Fleet) MakeUserCA(ctx context.Context, rotate bool, lifetime time.Dura
 	if lifetime <= 0 {
 		lifetime = DefaultUserCALifetime
 	}
-	key, err := pki.GenerateKey(kt, nil)
+	value, cert, err := mintUserCA(root, kt, f.Now(), lifetime)
 	if err != nil {
 		return nil, err
 	}
-	is, err := root.IssueUserCA(key.Public(), f.Now(), lifetime)
-	if err != nil {
+	if err := putOrCreate(ctx, f.Store, s.n, s.n.UserCA(), value); err != nil {
 		return nil, err
+	}
+	res.Serial, res.Expires = pki.SerialHex(cert.SerialNumber), cert.NotAfter.UTC().Format(time.RFC3339)
+	return res, nil
+}
+
+// mintUserCA is a new user-issuing CA from root: the value of
+// <prefix>/user-ca (its certificate, then its key) and the certificate.
+func mintUserCA(root *pki.CA, kt pki.KeyType, now time.Time, lifetime time.Duration) (string, *x509.Certificate, error) {
+	key, err := pki.GenerateKey(kt, nil)
+	if err != nil {
+		return "", nil, err
+	}
+	is, err := root.IssueUserCA(key.Public(), now, lifetime)
+	if err != nil {
+		return "", nil, err
 	}
 	keyPEM, err := pki.EncodeKey(key)
 	if err != nil {
-		return nil, err
+		return "", nil, err
 	}
-	if err := putOrCreate(ctx, f.Store, s.n, s.n.UserCA(), string(pki.EncodeCert(is.Cert))+string(keyPEM)); err != nil {
-		return nil, err
-	}
-	res.Serial, res.Expires = pki.SerialHex(is.Cert.SerialNumber), is.Cert.NotAfter.UTC().Format(time.RFC3339)
-	return res, nil
+	return string(pki.EncodeCert(is.Cert)) + string(keyPEM), is.Cert, nil
 }
 
 // IssuerMaterial is what the issuer signs with and checks against, as one

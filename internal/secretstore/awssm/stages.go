@@ -166,39 +166,21 @@ const ownVersion = "joblet-"
 // A version of Secrets Manager's own rotation is never touched. One
 // ListSecrets call when nothing is to move; it returns the names moved.
 func (s *Store) AdoptLegacyPending(ctx context.Context, names []string) ([]string, error) {
-	if len(names) == 0 {
-		return nil, nil
-	}
-	in := &sm.ListSecretsInput{
-		Filters:    []smtypes.Filter{{Key: smtypes.FilterNameStringTypeName, Values: []string{commonPrefix(names)}}},
-		MaxResults: aws.Int32(100),
-	}
 	legacy := map[string]string{}
-	for {
-		res, err := s.api.ListSecrets(ctx, in)
-		if err != nil {
-			return nil, s.explain(err, "ListSecrets", names...)
-		}
-		for _, e := range res.SecretList {
-			name := aws.ToString(e.Name)
-			if !slices.Contains(names, name) || e.DeletedDate != nil {
-				continue
-			}
-			own, old := false, ""
-			for id, stages := range e.SecretVersionsToStages {
-				own = own || slices.Contains(stages, string(secretstore.Pending))
-				if strings.HasPrefix(id, ownVersion) && slices.Contains(stages, string(secretstore.LegacyPending)) && !slices.Contains(stages, string(secretstore.Current)) {
-					old = id
-				}
-			}
-			if !own && old != "" {
-				legacy[name] = old
+	err := s.listStages(ctx, names, func(name string, versions map[string][]string) {
+		own, old := false, ""
+		for id, stages := range versions {
+			own = own || slices.Contains(stages, string(secretstore.Pending))
+			if strings.HasPrefix(id, ownVersion) && slices.Contains(stages, string(secretstore.LegacyPending)) && !slices.Contains(stages, string(secretstore.Current)) {
+				old = id
 			}
 		}
-		if aws.ToString(res.NextToken) == "" {
-			break
+		if !own && old != "" {
+			legacy[name] = old
 		}
-		in.NextToken = res.NextToken
+	})
+	if err != nil {
+		return nil, err
 	}
 	var moved []string
 	for _, name := range names {

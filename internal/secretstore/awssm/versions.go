@@ -20,8 +20,25 @@ import (
 // more. It needs secretsmanager:ListSecrets (which takes no resource).
 func (s *Store) Versions(ctx context.Context, names []string) (map[string]string, error) {
 	out := map[string]string{}
+	err := s.listStages(ctx, names, func(name string, stages map[string][]string) {
+		for id, st := range stages {
+			if slices.Contains(st, string(secretstore.Current)) {
+				out[name] = id
+			}
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// listStages calls visit with the labels of each version of each of names
+// that exists (not deleted), from ListSecrets filtered on the names'
+// common prefix: one call unless the prefix holds more than a page.
+func (s *Store) listStages(ctx context.Context, names []string, visit func(name string, versionStages map[string][]string)) error {
 	if len(names) == 0 {
-		return out, nil
+		return nil
 	}
 	in := &sm.ListSecretsInput{
 		Filters:    []smtypes.Filter{{Key: smtypes.FilterNameStringTypeName, Values: []string{commonPrefix(names)}}},
@@ -30,21 +47,15 @@ func (s *Store) Versions(ctx context.Context, names []string) (map[string]string
 	for {
 		res, err := s.api.ListSecrets(ctx, in)
 		if err != nil {
-			return nil, s.explain(err, "ListSecrets", names...)
+			return s.explain(err, "ListSecrets", names...)
 		}
 		for _, e := range res.SecretList {
-			name := aws.ToString(e.Name)
-			if !slices.Contains(names, name) || e.DeletedDate != nil {
-				continue
-			}
-			for id, stages := range e.SecretVersionsToStages {
-				if slices.Contains(stages, string(secretstore.Current)) {
-					out[name] = id
-				}
+			if name := aws.ToString(e.Name); slices.Contains(names, name) && e.DeletedDate == nil {
+				visit(name, e.SecretVersionsToStages)
 			}
 		}
 		if aws.ToString(res.NextToken) == "" { // moto answers "" for "no more"
-			return out, nil
+			return nil
 		}
 		in.NextToken = res.NextToken
 	}
