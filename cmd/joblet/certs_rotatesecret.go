@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -154,14 +155,20 @@ func (c *cli) rotateStepIn(ctx context.Context, sf *storeFlags, rn *rootRunFlags
 		if dir, err = nodedir.FromList(rn.nodes); err != nil {
 			return nil, usagef("--nodes (JOBLET_NODES): %v", err)
 		}
-		fl.RootRunNodes = &certs.RootRunNodes{Addresses: dir.Addresses(), ClientWindow: rn.window, Info: rn.asker(fl)}
+		// The reader's credentials are read once per step, never kept
+		// across the function's invocations: a promote re-issues them
+		// from the new root, and the old root's certificate, presented to
+		// the nodes by a later run, would read as a client the finish run
+		// waits for (and, after the finish, be refused).
+		run := &rootRunFlags{nodes: rn.nodes, windowFlag: rn.windowFlag, window: rn.window}
+		fl.RootRunNodes = &certs.RootRunNodes{Addresses: dir.Addresses(), ClientWindow: rn.window, Info: run.asker(fl)}
 	}
 	res, err := fl.RotateSecretStep(ctx, vs, secretID, token, step)
 	if err == nil && step == certs.RotationFinish && rn.nodes != "" && res.Secret == (certs.Names{Prefix: sf.prefix}).CAKey() {
 		// The nodes take the run's trust state now rather than at their
 		// next refresh: the next run finds them ready sooner.
 		if r := rn.push(ctx, fl, dir); r != nil {
-			c.log.Info("joblet rotation pushed the trust state", "secret", res.Secret, "took", r.Took(), "nodes", len(dir.Addresses()))
+			c.log.Info("joblet rotation pushed the trust state", "secret", res.Secret, "took", r.Took(), "nodes", len(dir.Addresses()), "missed", missed(r))
 		}
 	}
 	return res, err
@@ -182,8 +189,9 @@ type rootRunFlags struct {
 	err  error
 }
 
-// creds are the reader role's credentials from the store, read once: the
-// least a node answers GetNodeInfo and takes a pushed state from.
+// creds are the reader role's credentials from the store, read once per
+// step (rotateStepIn makes a rootRunFlags for each): the least a node
+// answers GetNodeInfo and takes a pushed state from.
 func (rn *rootRunFlags) creds(ctx context.Context, fl *certs.Fleet) (*config.Node, error) {
 	rn.once.Do(func() {
 		rn.node, rn.err = fl.ClientNode(ctx, pki.Reader, "nodes:0")
@@ -216,6 +224,17 @@ func (rn *rootRunFlags) push(ctx context.Context, fl *certs.Fleet, dir nodedir.D
 	}
 	ctx, cancel := context.WithTimeout(ctx, pushTimeout)
 	defer cancel()
-	r := push.Offer(ctx, dir, &config.Rnx{Nodes: map[string]*config.Node{"fleet": node}}, "", crl, trust)
+	// The one entry, named: Offer dials each node of a list with the
+	// selected entry, and an unnamed selection finds no default here.
+	r := push.Offer(ctx, dir, &config.Rnx{Nodes: map[string]*config.Node{"fleet": node}}, "fleet", crl, trust)
 	return &r
+}
+
+// missed says which nodes did not take a push, and why.
+func missed(r *push.Report) string {
+	var out []string
+	for _, m := range r.Missed() {
+		out = append(out, m.Address+": "+m.Why)
+	}
+	return strings.Join(out, "; ")
 }
