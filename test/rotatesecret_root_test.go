@@ -302,3 +302,96 @@ func TestRotateSecretRootThreeRotations(t *testing.T) {
 	reliability.Record(t, "rotation", "three root rotations in a row by Secrets Manager (RotateSecret on ca-key: begin, promote, finish runs under the Lambda RIE), 2 nodes behind HAProxy",
 		fmt.Sprintf("once-per-rotation client: %d requests at %.0f/s, %d failed; %s", total, rate, failed, strings.Join(attempts, "; ")))
 }
+
+// A root rotation begun by an earlier joblet, which labelled the staged
+// versions AWSPENDING (Secrets Manager's label for a rotation of its own
+// in progress): Secrets Manager refuses RotateSecret on ca-key (the
+// schedule is stuck); `joblet certs rotate-ca status` moves the labels to
+// JOBLET_PENDING; the next RotateSecret run on ca-key then promotes.
+func TestRotateSecretRootAfterLegacyBegin(t *testing.T) {
+	moto.Reset(t)
+	ctx := context.Background()
+	joblet, _ := harness.Bins(t)
+	opHome := t.TempDir()
+	opEnv := harness.Env(append(harness.AWSEnv(moto.URL), "USE_SECRETS_MANAGER=true", "JOBLET_HOME="+opHome)...)
+	out := filepath.Join(opHome, "configs")
+	home, port, env := smNode(t, moto.URL)
+	n := fleetNode{home: home, addr: fmt.Sprintf("127.0.0.1:%d", port), env: env}
+	harness.MustRun(t, opEnv, joblet, "certs", "init", "--address", n.addr, "--out", out)
+	harness.MustRun(t, env, joblet, "certs", "bootstrap", "--refresh-interval", "1s")
+	n.proc = harness.Start(t, env, joblet, "server", "--config", n.config())
+	cfg := filepath.Join(out, "rnx-config.yml")
+	harness.Eventually(t, 15*time.Second, "node up", func() error { return oneRequest(cfg) })
+	fnEnv := harness.Env(append(harness.AWSEnv(moto.URL), "JOBLET_HOME="+t.TempDir(), "JOBLET_SEEN_DIR="+t.TempDir(), "AWS_LAMBDA_FUNCTION_TIMEOUT=60",
+		"JOBLET_NODES="+n.addr, "JOBLET_CLIENT_WINDOW=2s")...)
+	fn := harness.StartLambda(t, fnEnv, joblet, "certs", "rotate-secret")
+	r := &rootRunner{t: t, c: smClient(moto.URL), fn: fn, fnARN: harness.MotoFunction(t, moto.URL, "joblet-rotator", fn.URL), opEnv: opEnv}
+	oldRoot, _ := r.currentRoot()
+
+	harness.MustRun(t, opEnv, joblet, "certs", "rotate-ca", "begin")
+	r.phase("begun")
+	// As an earlier joblet left it: the staged versions labelled AWSPENDING.
+	legacy := map[string]string{} // secret -> version
+	list, err := r.c.ListSecrets(ctx, &sm.ListSecretsInput{Filters: []smtypes.Filter{{Key: smtypes.FilterNameStringTypeName, Values: []string{"joblet/"}}}, MaxResults: aws.Int32(100)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range list.SecretList {
+		for id, stages := range s.SecretVersionsToStages {
+			if !strings.HasPrefix(id, "joblet-") || !slices.Contains(stages, "JOBLET_PENDING") {
+				continue
+			}
+			name := aws.ToString(s.Name)
+			if _, err := r.c.UpdateSecretVersionStage(ctx, &sm.UpdateSecretVersionStageInput{SecretId: s.Name, VersionStage: aws.String("AWSPENDING"), MoveToVersionId: aws.String(id)}); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := r.c.UpdateSecretVersionStage(ctx, &sm.UpdateSecretVersionStageInput{SecretId: s.Name, VersionStage: aws.String("JOBLET_PENDING"), RemoveFromVersionId: aws.String(id)}); err != nil {
+				t.Fatal(err)
+			}
+			legacy[name] = id
+		}
+	}
+	if legacy[rootKeyName] == "" || legacy[rootCertName] == "" {
+		t.Fatalf("the begun rotation's staged versions: %v, want %s and %s among them", legacy, rootKeyName, rootCertName)
+	}
+	t.Logf("staged versions relabelled AWSPENDING, as an earlier joblet left them: %d secrets", len(legacy))
+
+	// Secrets Manager reads that as a rotation of its own in progress.
+	_, err = r.c.RotateSecret(ctx, &sm.RotateSecretInput{SecretId: aws.String(rootKeyName), ClientRequestToken: aws.String(r.token()),
+		RotationLambdaARN: aws.String(r.fnARN), RotationRules: &smtypes.RotationRulesType{ScheduleExpression: aws.String("rate(90 days)")}})
+	if err == nil || !strings.Contains(err.Error(), "previous rotation isn't complete") {
+		t.Fatalf("RotateSecret on %s with the begun rotation labelled AWSPENDING: %v, want refused (a previous rotation isn't complete)", rootKeyName, err)
+	}
+	if strings.Contains(fn.Proc.Output(), "joblet rotation step") {
+		t.Fatalf("the function ran for a refused RotateSecret:\n%s", fn.Proc.Output())
+	}
+	t.Logf("RotateSecret while the legacy labels stand: %v", err)
+	if err := oneRequest(cfg); err != nil {
+		t.Fatalf("the node with the legacy labels: %v", err)
+	}
+
+	// Any rotate-ca step adopts it: status.
+	st := harness.MustRun(t, opEnv, joblet, "certs", "rotate-ca", "status")
+	if !strings.Contains(st.Stdout+st.Stderr, "a rotation begun by an earlier version") {
+		t.Fatalf("rotate-ca status does not say it moved the labels:\n%s", st)
+	}
+	r.phase("begun")
+	for name, id := range legacy {
+		if got := stagesOf(t, r.c, name)[id]; !slices.Contains(got, "JOBLET_PENDING") || slices.Contains(got, "AWSPENDING") {
+			t.Fatalf("%s version %s after rotate-ca status: %v, want JOBLET_PENDING and no AWSPENDING", name, id, got)
+		}
+	}
+
+	// The schedule goes on: the next run promotes.
+	attempts := r.until("promote after adopting", r.token(), 30*time.Second)
+	if s := r.phase("promoted"); s.Current.Sha256 == oldRoot {
+		t.Fatal("the promote run left the old root current")
+	}
+	if root, _ := r.currentRoot(); root == oldRoot {
+		t.Fatalf("%s's AWSCURRENT is still the old root's key", rootKeyName)
+	}
+	if err := oneRequest(cfg); err != nil {
+		t.Fatalf("the node after the promote run: %v", err)
+	}
+	t.Logf("the promote run went ahead after %d attempt(s)", attempts)
+}
