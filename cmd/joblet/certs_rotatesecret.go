@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -194,12 +195,51 @@ type rootRunFlags struct {
 // answers GetNodeInfo and takes a pushed state from.
 func (rn *rootRunFlags) creds(ctx context.Context, fl *certs.Fleet) (*config.Node, error) {
 	rn.once.Do(func() {
-		rn.node, rn.err = fl.ClientNode(ctx, pki.Reader, "nodes:0")
+		rn.node, rn.err = readerNode(ctx, fl)
 		if rn.err != nil {
 			rn.err = fmt.Errorf("the reader role's credentials, to ask the nodes: %w", rn.err)
 		}
 	})
 	return rn.node, rn.err
+}
+
+// readerNode is the reader role's config entry as `rnx config refresh`
+// hands it out: in the begun phase the pending certificate, from the new
+// root, with the cross certificate (nodes that do not trust the new root
+// yet accept it through the cross). A node counts every handshake with a
+// certificate of the outgoing root as a client a finish waits for (the
+// rule FinishCheck's RnxConfig keeps): with the current certificate, the
+// function's own calls in a promote run would hold the finish run back
+// for the client window.
+func readerNode(ctx context.Context, fl *certs.Fleet) (*config.Node, error) {
+	node, err := fl.ClientNode(ctx, pki.Reader, "nodes:0")
+	if err != nil {
+		return nil, err
+	}
+	b, err := (&config.Rnx{Version: config.RnxVersion, Nodes: map[string]*config.Node{"fleet": node}}).Marshal()
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "joblet-rotator-") // /tmp: the function's only writable place
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	path := filepath.Join(dir, "rnx-config.yml")
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		return nil, err
+	}
+	if _, err := fl.RefreshClientConfig(ctx, path, pki.Reader); err != nil {
+		return nil, err
+	}
+	cfg, err := config.LoadRnx(path)
+	if err != nil {
+		return nil, err
+	}
+	if n := cfg.Nodes["fleet"]; n != nil {
+		return n, nil
+	}
+	return nil, fmt.Errorf("the reader's refreshed config entry is missing")
 }
 
 func (rn *rootRunFlags) asker(fl *certs.Fleet) certs.NodeInfo {
@@ -214,7 +254,7 @@ func (rn *rootRunFlags) asker(fl *certs.Fleet) certs.NodeInfo {
 
 func (rn *rootRunFlags) push(ctx context.Context, fl *certs.Fleet, dir nodedir.Directory) *push.Report {
 	// The credentials again: a promote re-issued the reader's certificate.
-	node, err := fl.ClientNode(ctx, pki.Reader, "nodes:0")
+	node, err := readerNode(ctx, fl)
 	if err != nil {
 		return nil
 	}
