@@ -411,3 +411,79 @@ func TestRotateSecretRootAfterLegacyBegin(t *testing.T) {
 	}
 	t.Logf("the promote run went ahead after %d attempt(s)", attempts)
 }
+
+// `joblet certs iam-policy --for rotator` covers a whole root rotation:
+// the begin, promote and finish runs on joblet/ca-key (each its four
+// steps, run as an operator runs them, with --nodes naming a running
+// node), against moto with IAM enforced, holding only the policy's
+// actions, and every call recorded is inside the policy's resources.
+func TestRotateSecretRootIAMPolicy(t *testing.T) {
+	m, err := harness.StartMoto("INITIAL_NO_AUTH_ACTION_COUNT=9")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Stop()
+	joblet, _ := harness.Bins(t)
+	rotation, rotator := policyFor(t, "rotation"), policyFor(t, "rotator")
+	opID, opKey := iamUserPolicy(t, m.URL, "operator", actionsOnly(rotation))
+	fnID, fnKey := iamUserPolicy(t, m.URL, "rotator", actionsOnly(rotator))
+	// The node is not what is checked here: it may do anything.
+	nodeID, nodeKey := iamUserPolicy(t, m.URL, "node", `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}`)
+	proxy := harness.StartAWSProxy(t, m.URL)
+	opHome := t.TempDir()
+	opEnv := harness.Env(append(harness.AWSEnv(m.URL), "USE_SECRETS_MANAGER=true", "JOBLET_HOME="+opHome, "AWS_ACCESS_KEY_ID="+opID, "AWS_SECRET_ACCESS_KEY="+opKey)...)
+	home, port, env := smNode(t, m.URL, "AWS_ACCESS_KEY_ID="+nodeID, "AWS_SECRET_ACCESS_KEY="+nodeKey)
+	n := fleetNode{home: home, addr: fmt.Sprintf("127.0.0.1:%d", port), env: env}
+	harness.MustRun(t, opEnv, joblet, "certs", "init", "--address", n.addr, "--out", filepath.Join(opHome, "configs"))
+	harness.MustRun(t, env, joblet, "certs", "bootstrap", "--refresh-interval", "1s")
+	n.proc = harness.Start(t, env, joblet, "server", "--config", n.config())
+	cfg := filepath.Join(opHome, "configs", "rnx-config.yml")
+	harness.Eventually(t, 15*time.Second, "node up", func() error { return oneRequest(cfg) })
+	fnEnv := harness.Env(append(harness.AWSEnv(proxy.URL), "USE_SECRETS_MANAGER=true", "JOBLET_HOME="+t.TempDir(), "JOBLET_SEEN_DIR=off",
+		"AWS_ACCESS_KEY_ID="+fnID, "AWS_SECRET_ACCESS_KEY="+fnKey)...)
+	statusEnv := harness.Env(append(harness.AWSEnv(m.URL), "USE_SECRETS_MANAGER=true", "JOBLET_HOME="+t.TempDir(), "AWS_ACCESS_KEY_ID="+nodeID, "AWS_SECRET_ACCESS_KEY="+nodeKey)...)
+
+	runs := map[string]int{}
+	for i, want := range []string{"begun", "promoted", "stable"} {
+		token := fmt.Sprintf("6d5e4f3a-2b1c-4d0e-9f8a-%012d", i+1)
+		step := func(s string) harness.Result {
+			return harness.Run(t, fnEnv, joblet, "certs", "rotate-secret", "--secret-id", rootKeyName, "--token", token, "--step", s,
+				"--nodes", n.addr, "--client-window", "1s")
+		}
+		// createSecret until the fleet is ready (the node trusts, then
+		// serves from, the new root after its refresh).
+		end := time.Now().Add(30 * time.Second)
+		for a := 1; ; a++ {
+			r := step("createSecret")
+			if r.Code == 0 {
+				runs[want] = a
+				break
+			}
+			if !strings.Contains(r.Stderr, "joblet root rotation waits for the fleet") || time.Now().After(end) {
+				t.Fatalf("createSecret of the run to %s (attempt %d): %s", want, a, r)
+			}
+			time.Sleep(500 * time.Millisecond)
+		}
+		for _, s := range []string{"setSecret", "testSecret", "finishSecret"} {
+			if r := step(s); r.Code != 0 {
+				t.Fatalf("%s of the run to %s: %s", s, want, r)
+			}
+		}
+		if got := rotationStatus(t, statusEnv).Phase; got != want {
+			t.Fatalf("after the run the fleet is %s, want %s", got, want)
+		}
+	}
+	calls := proxy.Recorded()
+	checkFlow(t, "rotator", rotator, calls)
+	seen := map[string]bool{}
+	for _, c := range calls {
+		seen[c.Action] = true
+	}
+	t.Logf("a whole root rotation by three runs (createSecret attempts %v): %d calls, actions %v, all inside the rotator policy", runs, len(calls), keys(seen))
+	// IAM was enforced: a call outside the policy is denied.
+	denied := harness.Run(t, harness.Env(append(harness.AWSEnv(m.URL), "AWS_ACCESS_KEY_ID="+fnID, "AWS_SECRET_ACCESS_KEY="+fnKey)...),
+		"aws", "secretsmanager", "cancel-rotate-secret", "--secret-id", rootKeyName)
+	if denied.Code == 0 || !strings.Contains(denied.Stderr, "AccessDenied") {
+		t.Fatalf("the rotator's credentials cancel a schedule, outside its policy: IAM is not enforced? %s", denied)
+	}
+}
