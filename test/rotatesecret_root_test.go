@@ -232,7 +232,7 @@ func TestRotateSecretRootThreeRotations(t *testing.T) {
 		finish := r.token()
 		fa := 0
 		if i == 1 {
-			time.Sleep(2 * time.Second) // the never-refreshed client on the promoted fleet
+			time.Sleep(3 * time.Second) // the never-refreshed client on the promoted fleet (logLoop wants 50 requests at least)
 			// The never-refreshed client still runs: the run waits for it
 			// (retried while the nodes move onto the new root, until that
 			// client is the reason).
