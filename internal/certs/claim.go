@@ -47,6 +47,7 @@ func (b *bootstrapper) claimFirst(ctx context.Context, vals map[string]string, n
 	}
 	switch {
 	case err == nil:
+		b.claimed = true
 		return map[string]string{name: value}, true, nil
 	case errors.Is(err, secretstore.ErrExist):
 		fresh, err := b.awaitFleet(ctx, -1, b.o.AwaitStall)
@@ -97,10 +98,21 @@ func contended(st secretstore.Store) bool {
 // re-reads first (the write may have succeeded, or another node created the
 // secret meanwhile; reads have a far larger quota) and reports ErrExist if it
 // now exists, else tries again after a jittered backoff, until ctx ends.
+//
+// The node that won the fleet's first claim (b.claimed) makes the rest of
+// its dozen creates one after another, and no other node makes them (one
+// completes them only once it finds this one stalled): under a throttled
+// create quota, a create throttled again was not made (Secrets Manager
+// refuses it before it acts; a store that was throttled makes one attempt
+// per create), so it is tried again without the read, at short pauses
+// growing to a second, taking each token soon after the quota refills it
+// rather than up to seconds later. Nodes that contend for a claim read
+// before every try, with the longer backoff: the read tells a loser it
+// lost without spending a create the winner needs.
 func (b *bootstrapper) createOrAdopt(ctx context.Context, name, value string) error {
 	backoff := 100 * time.Millisecond
 	var last error // the last real cause, for when the deadline ends the wait
-	for {
+	for try := 1; ; try++ {
 		err := b.f.Store.Create(ctx, b.names.Secret(name, value))
 		if ctx.Err() != nil && last != nil {
 			return fmt.Errorf("%w (gave up at the command's deadline)", last)
@@ -109,9 +121,12 @@ func (b *bootstrapper) createOrAdopt(ctx context.Context, name, value string) er
 			return err
 		}
 		last = err
-		got, gerr := readBack(ctx, b.f.Store, name)
-		if gerr == nil && got[name] != "" {
-			return fmt.Errorf("create %s: %w", name, secretstore.ErrExist)
+		throttled := b.claimed && errors.Is(err, secretstore.ErrThrottled) && contended(b.f.Store)
+		if !throttled || try == 1 {
+			got, gerr := readBack(ctx, b.f.Store, name)
+			if gerr == nil && got[name] != "" {
+				return fmt.Errorf("create %s: %w", name, secretstore.ErrExist)
+			}
 		}
 		wait := backoff/2 + time.Duration(mathrand.Int64N(int64(backoff)))
 		select {
@@ -119,6 +134,10 @@ func (b *bootstrapper) createOrAdopt(ctx context.Context, name, value string) er
 			return fmt.Errorf("%w (gave up at the command's deadline)", err)
 		case <-time.After(wait):
 		}
-		backoff = min(backoff*2, 5*time.Second)
+		if throttled {
+			backoff = min(backoff*5/4, time.Second)
+		} else {
+			backoff = min(backoff*2, 5*time.Second)
+		}
 	}
 }

@@ -126,6 +126,20 @@ const batchMin = 5
 // a 5xx or a broken connection) it reads each secret with GetSecretValue,
 // which the SDK retries with backoff.
 func (s *Store) Get(ctx context.Context, names []string) (map[string]string, error) {
+	return s.get(ctx, names, false)
+}
+
+var _ secretstore.Anchored = (*Store)(nil)
+
+// GetAnchored is Get, except that when the batch read cannot serve (denied,
+// or failed for now: throttled in a burst) it reads names[0] first, and
+// reads nothing more when it is missing (secretstore.Anchored): a node of a
+// burst that finds no fleet spends one GetSecretValue, not one per name.
+func (s *Store) GetAnchored(ctx context.Context, names []string) (map[string]string, error) {
+	return s.get(ctx, names, true)
+}
+
+func (s *Store) get(ctx context.Context, names []string, anchored bool) (map[string]string, error) {
 	out := make(map[string]string, len(names))
 	for start := 0; start < len(names); start += batchLimit {
 		chunk := names[start:min(start+batchLimit, len(names))]
@@ -144,13 +158,15 @@ func (s *Store) Get(ctx context.Context, names []string) (map[string]string, err
 				return nil, err
 			}
 		}
-		for _, name := range chunk {
+		for i, name := range chunk {
 			v, ok, err := s.getOne(ctx, name, secretstore.Current)
 			if err != nil {
 				return nil, err
 			}
 			if ok {
 				out[name] = v
+			} else if anchored && start == 0 && i == 0 {
+				return map[string]string{}, nil // no anchor: nothing more to read
 			}
 		}
 	}
@@ -266,8 +282,15 @@ func (s *Store) Create(ctx context.Context, sec secretstore.Secret) error {
 	}
 	// Few attempts: a create that fails for now goes back to the caller,
 	// which re-reads first (it may have succeeded, or another node created
-	// it) before trying again.
-	_, err := s.api.CreateSecret(ctx, in, s.notice, func(o *sm.Options) { o.RetryMaxAttempts = 2 })
+	// it) before trying again. Once this store has been throttled (a
+	// burst), one: the client's retry waits up to 2 s, where the caller
+	// paces its own tries to the create quota (a throttled create was not
+	// made).
+	attempts := 2
+	if s.Throttled() {
+		attempts = 1
+	}
+	_, err := s.api.CreateSecret(ctx, in, s.notice, func(o *sm.Options) { o.RetryMaxAttempts = attempts })
 	if err != nil {
 		var exists *smtypes.ResourceExistsException
 		if errors.As(err, &exists) {
