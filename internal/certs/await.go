@@ -31,8 +31,8 @@ import (
 // (contended), every read of the whole state (a batch call, or one read
 // per secret when the batch quota is spent) is put off until the creator
 // has finished or stalled: the tries read the creator's last write (the
-// signed trust state), and every fourth finds how far the creator has got
-// (a few single reads, see creatorProgress) instead.
+// signed trust state), and every fourth finds whether the creator has got
+// further (one single read, see creatorProgress) instead.
 func (b *bootstrapper) awaitFleet(ctx context.Context, seen int, stall time.Duration) (map[string]string, error) {
 	b.waited = true
 	sc := b.scope()
@@ -197,27 +197,26 @@ func (b *bootstrapper) creationOrder() []string {
 	return append(order, n.NodeCACert(), n.Bundle())
 }
 
-// creatorProgress finds how many of order the fleet's creator has written,
-// at least from (found before): since it writes them in that order, a
-// binary search over single reads (three at most). Should the store hold them out of order (a crash completed by
-// another node), the answer is only less exact: a wait that judges the
-// creator stalled reads the whole state, as it always did.
+// creatorProgress finds whether the fleet's creator has written more of
+// order since from (found before): since it writes them in that order, one
+// read of the next (order[from]) tells, and that is all a wait needs to
+// judge the creator alive (the tries between read its last write, which
+// says when it has finished). Should the store hold them out of order (a
+// crash completed by another node), the answer is only less exact: a wait
+// that judges the creator stalled reads the whole state, as it always did.
 func (b *bootstrapper) creatorProgress(ctx context.Context, order []string, from int, known map[string]string) (int, error) {
-	lo, hi := from, len(order) // order[:lo] written; order[hi] not, when hi < len(order)
-	for lo < hi {
-		mid := (lo + hi) / 2
-		got, err := readBack(ctx, b.f.Store, order[mid])
-		if err != nil {
-			return 0, err
-		}
-		if got[order[mid]] != "" {
-			known[order[mid]] = got[order[mid]]
-			lo = mid + 1
-		} else {
-			hi = mid
-		}
+	if from >= len(order) {
+		return from, nil
 	}
-	return lo, nil
+	got, err := readBack(ctx, b.f.Store, order[from])
+	if err != nil {
+		return 0, err
+	}
+	if got[order[from]] == "" {
+		return from, nil
+	}
+	known[order[from]] = got[order[from]]
+	return from + 1, nil
 }
 
 // present counts the fleet's shared secrets in vals, and how many a

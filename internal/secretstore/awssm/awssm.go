@@ -144,7 +144,7 @@ func (s *Store) get(ctx context.Context, names []string, anchored bool) (map[str
 	for start := 0; start < len(names); start += batchLimit {
 		chunk := names[start:min(start+batchLimit, len(names))]
 		if !s.batchDenied.Load() && len(chunk) >= batchMin {
-			err := s.batchGet(ctx, chunk, out)
+			err := s.batchGet(ctx, chunk, out, anchored)
 			if err == nil {
 				continue
 			}
@@ -173,16 +173,22 @@ func (s *Store) get(ctx context.Context, names []string, anchored bool) (map[str
 	return out, nil
 }
 
-func (s *Store) batchGet(ctx context.Context, names []string, out map[string]string) error {
+// batchGet reads names with BatchGetSecretValue; anchored: the caller's
+// fallback is one read when the anchor is missing (GetAnchored).
+func (s *Store) batchGet(ctx context.Context, names []string, out map[string]string, anchored bool) error {
 	in := &sm.BatchGetSecretValueInput{SecretIdList: names}
 	for {
 		// Two attempts only: when the batch quota is exhausted, per-secret
 		// reads (a quota a hundred times larger, and full retries) serve
 		// better than waiting. Once this store has been throttled (a
 		// burst), one: the retry's wait (up to 2 s) buys nothing the
-		// per-secret reads do not.
+		// per-secret reads do not. An anchored read, one too: its fallback
+		// is a single read where no fleet is there yet (the first look of
+		// every node of a burst), where the retry would hold each of them,
+		// the one that goes on to create the fleet included, for a second
+		// on average.
 		attempts := 2
-		if s.Throttled() {
+		if s.Throttled() || anchored {
 			attempts = 1
 		}
 		res, err := s.api.BatchGetSecretValue(ctx, in, s.notice, func(o *sm.Options) { o.RetryMaxAttempts = attempts })

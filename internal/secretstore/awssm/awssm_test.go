@@ -191,9 +191,10 @@ func TestThrottleRetriedAndPassedIsNoticed(t *testing.T) {
 }
 
 // A read anchored by its first name (GetAnchored), with the batch read
-// throttled: where the anchor is missing it stops after one GetSecretValue
-// (a burst of nodes finding an empty store), where it exists it reads every
-// name as Get does; unanchored, Get reads every name either way.
+// throttled: its batch read is not retried, and where the anchor is missing
+// it stops after one GetSecretValue (a burst of nodes finding an empty
+// store); where it exists it reads every name as Get does; unanchored, Get
+// reads every name either way.
 func TestAnchoredReadStopsAtAMissingAnchor(t *testing.T) {
 	moto.Reset(t)
 	proxy := harness.StartAWSProxy(t, moto.URL)
@@ -212,8 +213,8 @@ func TestAnchoredReadStopsAtAMissingAnchor(t *testing.T) {
 	}
 	proxy.Calls()
 	got, err := s.GetAnchored(ctx, names)
-	if c := harness.Count(proxy.Calls()); err != nil || len(got) != 0 || c["GetSecretValue"] != 1 {
-		t.Fatalf("no anchor: got %v, %v after %v; want nothing after one GetSecretValue", got, err, c)
+	if c := harness.Count(proxy.Calls()); err != nil || len(got) != 0 || c["GetSecretValue"] != 1 || c["BatchGetSecretValue"] != 1 {
+		t.Fatalf("no anchor: got %v, %v after %v; want nothing after one batch attempt (not retried) and one GetSecretValue", got, err, c)
 	}
 	got, err = s.Get(ctx, names)
 	if c := harness.Count(proxy.Calls()); err != nil || got["joblet/c"] != "c" || c["GetSecretValue"] != len(names) {
