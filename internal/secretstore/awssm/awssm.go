@@ -10,6 +10,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -124,7 +125,8 @@ const batchMin = 5
 // privilege policy may allow only GetSecretValue) or fails for now
 // (throttled: its quota is the first to run out when a fleet starts at once;
 // a 5xx or a broken connection) it reads each secret with GetSecretValue,
-// which the SDK retries with backoff.
+// which the SDK retries with backoff: the first alone, then the rest at once
+// (one round trip, not one per name).
 func (s *Store) Get(ctx context.Context, names []string) (map[string]string, error) {
 	return s.get(ctx, names, false)
 }
@@ -158,19 +160,53 @@ func (s *Store) get(ctx context.Context, names []string, anchored bool) (map[str
 				return nil, err
 			}
 		}
-		for i, name := range chunk {
-			v, ok, err := s.getOne(ctx, name, secretstore.Current)
-			if err != nil {
-				return nil, err
-			}
-			if ok {
-				out[name] = v
-			} else if anchored && start == 0 && i == 0 {
-				return map[string]string{}, nil // no anchor: nothing more to read
-			}
+		// One by one: the first alone (a store that keeps throttling
+		// fails it, and nothing more is asked; an anchored read ends when
+		// it is missing), then the rest at once, in one round trip.
+		v, ok, err := s.getOne(ctx, chunk[0], secretstore.Current)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			out[chunk[0]] = v
+		} else if anchored && start == 0 {
+			return map[string]string{}, nil // no anchor: nothing more to read
+		}
+		if err := s.getEach(ctx, chunk[1:], out); err != nil {
+			return nil, err
 		}
 	}
 	return out, nil
+}
+
+// getEach reads each of names with its own GetSecretValue, all at once,
+// into out; the error of the first name (in order) that failed, if any.
+func (s *Store) getEach(ctx context.Context, names []string, out map[string]string) error {
+	type got struct {
+		v   string
+		ok  bool
+		err error
+	}
+	res := make([]got, len(names))
+	var wg sync.WaitGroup
+	for i, name := range names {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			v, ok, err := s.getOne(ctx, name, secretstore.Current)
+			res[i] = got{v, ok, err}
+		}()
+	}
+	wg.Wait()
+	for i, r := range res {
+		if r.err != nil {
+			return r.err
+		}
+		if r.ok {
+			out[names[i]] = r.v
+		}
+	}
+	return nil
 }
 
 // batchGet reads names with BatchGetSecretValue; anchored: the caller's
