@@ -31,8 +31,8 @@ import (
 // (contended), every read of the whole state (a batch call, or one read
 // per secret when the batch quota is spent) is put off until the creator
 // has finished or stalled: the tries read the creator's last write (the
-// signed trust state), and every fourth finds how far the creator has got
-// (a few single reads, see creatorProgress) instead.
+// signed trust state), and every fourth finds whether the creator has got
+// further (two single reads at most, see creatorProgress) instead.
 func (b *bootstrapper) awaitFleet(ctx context.Context, seen int, stall time.Duration) (map[string]string, error) {
 	b.waited = true
 	sc := b.scope()
@@ -197,27 +197,33 @@ func (b *bootstrapper) creationOrder() []string {
 	return append(order, n.NodeCACert(), n.Bundle())
 }
 
-// creatorProgress finds how many of order the fleet's creator has written,
-// at least from (found before): since it writes them in that order, a
-// binary search over single reads (three at most). Should the store hold them out of order (a crash completed by
-// another node), the answer is only less exact: a wait that judges the
-// creator stalled reads the whole state, as it always did.
+// creatorProgress finds how far the fleet's creator has got since from
+// (found before): whether it has finished (its last write, the signed
+// trust state, is there: then the wait joins at once), and if not, since it
+// writes order in order, whether the next (order[from]) is there: enough to
+// judge the creator alive. Two single reads at most, where a binary search
+// of order took three. Should the store hold them out of order (a crash
+// completed by another node), the answer is only less exact: a wait that
+// judges the creator stalled reads the whole state, as it always did.
 func (b *bootstrapper) creatorProgress(ctx context.Context, order []string, from int, known map[string]string) (int, error) {
-	lo, hi := from, len(order) // order[:lo] written; order[hi] not, when hi < len(order)
-	for lo < hi {
-		mid := (lo + hi) / 2
-		got, err := readBack(ctx, b.f.Store, order[mid])
+	if from >= len(order) {
+		return from, nil
+	}
+	probe := []int{len(order) - 1}
+	if from < len(order)-1 {
+		probe = append(probe, from)
+	}
+	for _, i := range probe {
+		got, err := readBack(ctx, b.f.Store, order[i])
 		if err != nil {
 			return 0, err
 		}
-		if got[order[mid]] != "" {
-			known[order[mid]] = got[order[mid]]
-			lo = mid + 1
-		} else {
-			hi = mid
+		if got[order[i]] != "" {
+			known[order[i]] = got[order[i]]
+			return i + 1, nil
 		}
 	}
-	return lo, nil
+	return from, nil
 }
 
 // present counts the fleet's shared secrets in vals, and how many a

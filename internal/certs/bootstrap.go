@@ -611,6 +611,10 @@ type bootstrapper struct {
 	// joined: what this run joined after waiting for that node
 	// (awaitFleet, errJoined).
 	joined *shared
+	// claimed: this run won the fleet's first claim (claimFirst) and
+	// creates the rest, one create after another: under a throttled
+	// create quota it paces them (createOrAdopt).
+	claimed bool
 }
 
 func (b *bootstrapper) noteCapped(what string, is pki.Issued) {

@@ -40,13 +40,23 @@ func (b *bootstrapper) claimFirst(ctx context.Context, vals map[string]string, n
 		taken = gerr == nil && got[name] != ""
 	}
 	err := secretstore.ErrExist
-	if !taken {
+	switch {
+	case taken:
+	case contended(b.f.Store):
+		// A throttled create here most likely lost its token to another
+		// node's claim: the first read back waits long enough (half a
+		// second to one and a half) for that create to be answered, where
+		// a retry within its round trip would take a token the winner's
+		// next create needs.
+		err = b.createFrom(ctx, name, value, time.Second)
+	default:
 		// The usual case (one create), or a read that did not settle it:
 		// the create-only write decides.
 		err = b.createOrAdopt(ctx, name, value)
 	}
 	switch {
 	case err == nil:
+		b.claimed = true
 		return map[string]string{name: value}, true, nil
 	case errors.Is(err, secretstore.ErrExist):
 		fresh, err := b.awaitFleet(ctx, -1, b.o.AwaitStall)
@@ -93,14 +103,38 @@ func contended(st secretstore.Store) bool {
 }
 
 // createOrAdopt creates a secret; when the write fails for now (throttled: a
-// fleet starting at once throttles creates; a 5xx; a lost answer) it
-// re-reads first (the write may have succeeded, or another node created the
-// secret meanwhile; reads have a far larger quota) and reports ErrExist if it
-// now exists, else tries again after a jittered backoff, until ctx ends.
+// fleet starting at once throttles creates; a 5xx; a lost answer) it waits a
+// jittered backoff, then re-reads (the write may have succeeded, or another
+// node created the secret meanwhile; reads have a far larger quota) and
+// reports ErrExist if it now exists, else tries again, until ctx ends.
+//
+// The node that won the fleet's first claim (b.claimed) makes the rest of
+// its dozen creates one after another, and no other node makes them (one
+// completes them only once it finds this one stalled, and a create of a
+// secret that exists then reports it as the read would): under a throttled
+// create quota, a throttled create was not made (Secrets Manager refuses it
+// before it acts; a store that was throttled makes one attempt per create),
+// so it is tried again without the read, at short pauses (pace), taking
+// each token soon after the quota refills it rather than up to seconds
+// later. Nodes that contend for a claim read before every try: the read
+// tells a loser it lost without spending a create the winner needs.
 func (b *bootstrapper) createOrAdopt(ctx context.Context, name, value string) error {
-	backoff := 100 * time.Millisecond
+	return b.createFrom(ctx, name, value, 100*time.Millisecond)
+}
+
+// pace is the mean pause between the paced tries of the fleet's creator
+// (createOrAdopt), for pacedTries tries (three seconds, three times the
+// refill of a quota of one create a second); then the backoff grows to a
+// second.
+const (
+	pace       = 150 * time.Millisecond
+	pacedTries = 20
+)
+
+// createFrom is createOrAdopt starting from backoff.
+func (b *bootstrapper) createFrom(ctx context.Context, name, value string, backoff time.Duration) error {
 	var last error // the last real cause, for when the deadline ends the wait
-	for {
+	for try := 1; ; try++ {
 		err := b.f.Store.Create(ctx, b.names.Secret(name, value))
 		if ctx.Err() != nil && last != nil {
 			return fmt.Errorf("%w (gave up at the command's deadline)", last)
@@ -109,16 +143,26 @@ func (b *bootstrapper) createOrAdopt(ctx context.Context, name, value string) er
 			return err
 		}
 		last = err
-		got, gerr := readBack(ctx, b.f.Store, name)
-		if gerr == nil && got[name] != "" {
-			return fmt.Errorf("create %s: %w", name, secretstore.ErrExist)
-		}
+		paced := b.claimed && errors.Is(err, secretstore.ErrThrottled) && contended(b.f.Store)
 		wait := backoff/2 + time.Duration(mathrand.Int64N(int64(backoff)))
+		switch {
+		case paced && try <= pacedTries:
+			wait = pace/2 + time.Duration(mathrand.Int64N(int64(pace)))
+		case paced:
+			backoff = min(backoff*2, time.Second)
+		default:
+			backoff = min(backoff*2, 5*time.Second)
+		}
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("%w (gave up at the command's deadline)", err)
 		case <-time.After(wait):
 		}
-		backoff = min(backoff*2, 5*time.Second)
+		if !paced {
+			got, gerr := readBack(ctx, b.f.Store, name)
+			if gerr == nil && got[name] != "" {
+				return fmt.Errorf("create %s: %w", name, secretstore.ErrExist)
+			}
+		}
 	}
 }

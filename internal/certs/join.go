@@ -38,7 +38,13 @@ const (
 // creates, completes or serves the fleet as before.
 func (b *bootstrapper) join(ctx context.Context, st *state) (sh *shared, found fleetFound, err error) {
 	if st == nil {
-		st, err = b.readPatiently(ctx, nodeScope)
+		// Anchored: a node of a burst under quotas (its batch read
+		// throttled) that finds no root certificate reads no further; the
+		// rest can make nothing it could join, and the claim that follows
+		// decides the rest.
+		sc := nodeScope
+		sc.anchored = true
+		st, err = b.readPatiently(ctx, sc)
 		if errors.Is(err, secretstore.ErrAccessDenied) {
 			// A node policy from before the node-issuing CA: the full
 			// path reads what that policy allowed.

@@ -78,6 +78,11 @@ type scope struct {
 	// store's history (operatortrust.go); fullHistory walks all of it
 	// (status).
 	operator, fullHistory bool
+	// anchored: the root certificate anchors the read (a join's first
+	// look): where the store reads secret by secret (a burst throttled
+	// its batch read), a missing root certificate ends it, and the state
+	// is read as empty (secretstore.Anchored).
+	anchored bool
 }
 
 // asBefore13 is sc as a policy from before the node-issuing CA grants it
@@ -233,7 +238,11 @@ type state struct {
 // node-issuing CA grants (asBefore13); its error, if any, is returned.
 func (f *Fleet) readState(ctx context.Context, sc scope) (*state, error) {
 	n := f.names()
-	vals, err := f.Store.Get(ctx, sc.names(n))
+	get := f.Store.Get
+	if a, ok := f.Store.(secretstore.Anchored); ok && sc.anchored {
+		get = a.GetAnchored // sc.names starts with the root certificate
+	}
+	vals, err := get(ctx, sc.names(n))
 	if sc.orBefore13 && !sc.before13 && errors.Is(err, secretstore.ErrAccessDenied) {
 		return f.readState(ctx, sc.asBefore13())
 	}

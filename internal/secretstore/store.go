@@ -182,6 +182,19 @@ type Historian interface {
 	History(ctx context.Context, name string, visit func(Version) bool) error
 }
 
+// Anchored is a Store that can read a set of secrets anchored by its first:
+// a set that means nothing without that one (a fleet without its root
+// certificate has nothing a node can join).
+type Anchored interface {
+	// GetAnchored is Get, except where the store cannot read the names in
+	// one call and reads them one by one (Secrets Manager's batch read
+	// throttled or denied): it reads names[0] first and, when that one is
+	// missing, stops there and returns an empty map, whatever else exists.
+	// A burst of nodes finding an empty store then spends one read each,
+	// not one per name.
+	GetAnchored(ctx context.Context, names []string) (map[string]string, error)
+}
+
 // Rotation is how a store rotates a secret on its own schedule (Secrets
 // Manager's rotation, with a rotation function).
 type Rotation struct {

@@ -10,6 +10,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -124,13 +125,28 @@ const batchMin = 5
 // privilege policy may allow only GetSecretValue) or fails for now
 // (throttled: its quota is the first to run out when a fleet starts at once;
 // a 5xx or a broken connection) it reads each secret with GetSecretValue,
-// which the SDK retries with backoff.
+// which the SDK retries with backoff: the first alone, then the rest at once
+// (one round trip, not one per name).
 func (s *Store) Get(ctx context.Context, names []string) (map[string]string, error) {
+	return s.get(ctx, names, false)
+}
+
+var _ secretstore.Anchored = (*Store)(nil)
+
+// GetAnchored is Get, except that when the batch read cannot serve (denied,
+// or failed for now: throttled in a burst) it reads names[0] first, and
+// reads nothing more when it is missing (secretstore.Anchored): a node of a
+// burst that finds no fleet spends one GetSecretValue, not one per name.
+func (s *Store) GetAnchored(ctx context.Context, names []string) (map[string]string, error) {
+	return s.get(ctx, names, true)
+}
+
+func (s *Store) get(ctx context.Context, names []string, anchored bool) (map[string]string, error) {
 	out := make(map[string]string, len(names))
 	for start := 0; start < len(names); start += batchLimit {
 		chunk := names[start:min(start+batchLimit, len(names))]
 		if !s.batchDenied.Load() && len(chunk) >= batchMin {
-			err := s.batchGet(ctx, chunk, out)
+			err := s.batchGet(ctx, chunk, out, anchored)
 			if err == nil {
 				continue
 			}
@@ -144,29 +160,71 @@ func (s *Store) Get(ctx context.Context, names []string) (map[string]string, err
 				return nil, err
 			}
 		}
-		for _, name := range chunk {
-			v, ok, err := s.getOne(ctx, name, secretstore.Current)
-			if err != nil {
-				return nil, err
-			}
-			if ok {
-				out[name] = v
-			}
+		// One by one: the first alone (a store that keeps throttling
+		// fails it, and nothing more is asked; an anchored read ends when
+		// it is missing), then the rest at once, in one round trip.
+		v, ok, err := s.getOne(ctx, chunk[0], secretstore.Current)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			out[chunk[0]] = v
+		} else if anchored && start == 0 {
+			return map[string]string{}, nil // no anchor: nothing more to read
+		}
+		if err := s.getEach(ctx, chunk[1:], out); err != nil {
+			return nil, err
 		}
 	}
 	return out, nil
 }
 
-func (s *Store) batchGet(ctx context.Context, names []string, out map[string]string) error {
+// getEach reads each of names with its own GetSecretValue, all at once,
+// into out; the error of the first name (in order) that failed, if any.
+func (s *Store) getEach(ctx context.Context, names []string, out map[string]string) error {
+	type got struct {
+		v   string
+		ok  bool
+		err error
+	}
+	res := make([]got, len(names))
+	var wg sync.WaitGroup
+	for i, name := range names {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			v, ok, err := s.getOne(ctx, name, secretstore.Current)
+			res[i] = got{v, ok, err}
+		}()
+	}
+	wg.Wait()
+	for i, r := range res {
+		if r.err != nil {
+			return r.err
+		}
+		if r.ok {
+			out[names[i]] = r.v
+		}
+	}
+	return nil
+}
+
+// batchGet reads names with BatchGetSecretValue; anchored: the caller's
+// fallback is one read when the anchor is missing (GetAnchored).
+func (s *Store) batchGet(ctx context.Context, names []string, out map[string]string, anchored bool) error {
 	in := &sm.BatchGetSecretValueInput{SecretIdList: names}
 	for {
 		// Two attempts only: when the batch quota is exhausted, per-secret
 		// reads (a quota a hundred times larger, and full retries) serve
 		// better than waiting. Once this store has been throttled (a
 		// burst), one: the retry's wait (up to 2 s) buys nothing the
-		// per-secret reads do not.
+		// per-secret reads do not. An anchored read, one too: its fallback
+		// is a single read where no fleet is there yet (the first look of
+		// every node of a burst), where the retry would hold each of them,
+		// the one that goes on to create the fleet included, for a second
+		// on average.
 		attempts := 2
-		if s.Throttled() {
+		if s.Throttled() || anchored {
 			attempts = 1
 		}
 		res, err := s.api.BatchGetSecretValue(ctx, in, s.notice, func(o *sm.Options) { o.RetryMaxAttempts = attempts })
@@ -266,8 +324,15 @@ func (s *Store) Create(ctx context.Context, sec secretstore.Secret) error {
 	}
 	// Few attempts: a create that fails for now goes back to the caller,
 	// which re-reads first (it may have succeeded, or another node created
-	// it) before trying again.
-	_, err := s.api.CreateSecret(ctx, in, s.notice, func(o *sm.Options) { o.RetryMaxAttempts = 2 })
+	// it) before trying again. Once this store has been throttled (a
+	// burst), one: the client's retry waits up to 2 s, where the caller
+	// paces its own tries to the create quota (a throttled create was not
+	// made).
+	attempts := 2
+	if s.Throttled() {
+		attempts = 1
+	}
+	_, err := s.api.CreateSecret(ctx, in, s.notice, func(o *sm.Options) { o.RetryMaxAttempts = attempts })
 	if err != nil {
 		var exists *smtypes.ResourceExistsException
 		if errors.As(err, &exists) {

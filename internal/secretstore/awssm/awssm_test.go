@@ -189,3 +189,67 @@ func TestThrottleRetriedAndPassedIsNoticed(t *testing.T) {
 		t.Fatal("the throttled attempt was not noticed")
 	}
 }
+
+// A read anchored by its first name (GetAnchored), with the batch read
+// throttled: its batch read is not retried, and where the anchor is missing
+// it stops after one GetSecretValue (a burst of nodes finding an empty
+// store); where it exists it reads every name as Get does; unanchored, Get
+// reads every name either way.
+func TestAnchoredReadStopsAtAMissingAnchor(t *testing.T) {
+	moto.Reset(t)
+	proxy := harness.StartAWSProxy(t, moto.URL)
+	proxy.OnCall(func(action string, _ int) harness.Verdict {
+		if action == "BatchGetSecretValue" {
+			return harness.Throttle
+		}
+		return harness.Forward
+	}, nil)
+	s := awssm.New(sm.New(sm.Options{Region: "us-east-1", BaseEndpoint: aws.String(proxy.URL),
+		Credentials: credentials.NewStaticCredentialsProvider("test", "test", "")}), "proxy", nil)
+	ctx := context.Background()
+	names := []string{"joblet/a", "joblet/b", "joblet/c", "joblet/d", "joblet/e"}
+	if err := awssm.New(client(), "moto", nil).Create(ctx, secretstore.Secret{Name: "joblet/c", Value: "c"}); err != nil {
+		t.Fatal(err)
+	}
+	proxy.Calls()
+	got, err := s.GetAnchored(ctx, names)
+	if c := harness.Count(proxy.Calls()); err != nil || len(got) != 0 || c["GetSecretValue"] != 1 || c["BatchGetSecretValue"] != 1 {
+		t.Fatalf("no anchor: got %v, %v after %v; want nothing after one batch attempt (not retried) and one GetSecretValue", got, err, c)
+	}
+	got, err = s.Get(ctx, names)
+	if c := harness.Count(proxy.Calls()); err != nil || got["joblet/c"] != "c" || c["GetSecretValue"] != len(names) {
+		t.Fatalf("Get: got %v, %v after %v; want joblet/c after a read per name", got, err, c)
+	}
+	if err := awssm.New(client(), "moto", nil).Create(ctx, secretstore.Secret{Name: "joblet/a", Value: "a"}); err != nil {
+		t.Fatal(err)
+	}
+	got, err = s.GetAnchored(ctx, names)
+	if c := harness.Count(proxy.Calls()); err != nil || len(got) != 2 || got["joblet/c"] != "c" || c["GetSecretValue"] != len(names) {
+		t.Fatalf("with its anchor: got %v, %v after %v; want a and c after a read per name", got, err, c)
+	}
+}
+
+// A store that was throttled makes one attempt per create, not two: its
+// caller (a bootstrap in a burst) paces its own tries to the create quota
+// instead of waiting up to 2 s for the client's retry.
+func TestThrottledStoreCreatesOnce(t *testing.T) {
+	moto.Reset(t)
+	proxy := harness.StartAWSProxy(t, moto.URL)
+	proxy.OnCall(func(action string, _ int) harness.Verdict {
+		if action == "CreateSecret" {
+			return harness.Throttle
+		}
+		return harness.Forward
+	}, nil)
+	s := awssm.New(sm.New(sm.Options{Region: "us-east-1", BaseEndpoint: aws.String(proxy.URL),
+		Credentials: credentials.NewStaticCredentialsProvider("test", "test", "")}), "proxy", nil)
+	for i, want := range []int{2, 1} {
+		err := s.Create(context.Background(), secretstore.Secret{Name: "joblet/a", Value: "a"})
+		if !errors.Is(err, secretstore.ErrThrottled) {
+			t.Fatalf("create %d: %v, want throttled", i+1, err)
+		}
+		if c := harness.Count(proxy.Calls()); c["CreateSecret"] != want {
+			t.Fatalf("create %d: calls %v, want %d CreateSecret", i+1, c, want)
+		}
+	}
+}
