@@ -238,6 +238,15 @@ func (f *Fleet) nextRootRun(ctx context.Context, r *rotation) (RootRun, *pki.CA,
 		if err != nil {
 			return "", nil, err
 		}
+		// An abort by hand is an operator's decision: the record still
+		// names the root it dropped (its cross certificate revoked), and a
+		// run that began it again (a waiting run's retry, the next
+		// schedule) would cross-sign that root again.
+		if c := r.cross; c != nil && pki.IsCrossOf(c, next.Cert, r.current.Cert) && r.revoked[c.SerialNumber.Text(16)] {
+			rec := r.n.Rotation(r.current.Cert.SerialNumber.Text(16))
+			return "", nil, fmt.Errorf("%w: the root the rotation record %s names (%s) was dropped by a `rotate-ca abort` (its cross certificate, serial %s, is revoked), and a scheduled run does not bring it back. For a new root, delete the record (`aws secretsmanager delete-secret --secret-id %s --force-delete-without-recovery`): the next run begins with a new one. To resume the dropped one, run `joblet certs rotate-ca begin` by hand",
+				ErrUsage, rec, pki.Fingerprint(next.Cert), pki.SerialHex(c.SerialNumber), rec)
+		}
 		return RootRunBegin, next, nil
 	case r.phase == PhaseBegun:
 		if r.pending == nil {
