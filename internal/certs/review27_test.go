@@ -1,8 +1,11 @@
 package certs_test
 
 import (
+	"time"
+
 	"context"
 	"errors"
+	"github.com/ehsaniara/joblet/internal/secretstore"
 	"strings"
 	"testing"
 
@@ -65,5 +68,88 @@ func TestReview27AbortIsNotUndoneByAScheduledRun(t *testing.T) {
 	// By hand, the same root comes back (docs/ROTATION.md, Rolling back).
 	if s, err := fl.BeginRotation(ctx, certs.CAKeyRef{}); err != nil || s.Pending == nil || s.Pending.Fingerprint != dropped.Fingerprint {
 		t.Fatalf("begin by hand after the abort: %+v %v", s, err)
+	}
+}
+
+// adoptingStore is versionStore with awssm.Store's AdoptLegacyPending (a
+// version whose id starts "joblet-", labelled AWSPENDING and not current,
+// on a secret with no JOBLET_PENDING version, becomes the staged one).
+type adoptingStore struct{ *versionStore }
+
+func (a adoptingStore) AdoptLegacyPending(ctx context.Context, names []string) ([]string, error) {
+	var moved []string
+	for _, name := range names {
+		labels, _ := a.Stages(ctx, name)
+		id := labels[secretstore.RotationPending]
+		if !strings.HasPrefix(id, "joblet-") || id == labels[secretstore.Current] {
+			continue
+		}
+		if own, _ := a.GetStage(ctx, []string{name}, secretstore.Pending); own[name] != "" {
+			continue
+		}
+		value, _, _ := a.GetVersion(ctx, name, id)
+		if err := a.PutPending(ctx, name, value); err != nil {
+			return moved, err
+		}
+		if err := a.MoveStage(ctx, name, secretstore.RotationPending, ""); err != nil {
+			return moved, err
+		}
+		moved = append(moved, name)
+	}
+	return moved, nil
+}
+
+var _ secretstore.PendingAdopter = adoptingStore{}
+
+// Someone allowed RotateSecret on ca-key (or to invoke the function)
+// chooses the ClientRequestToken. A run whose token starts "joblet-", the
+// prefix of rotate-ca's own staged versions, wrote its run version with
+// AWSPENDING, and the next rotate-ca step's move of a legacy AWSPENDING
+// (AdoptLegacyPending) made that run version the staged ca-key: a
+// promoted fleet read as "begun, interrupted", where `rotate-ca finish`
+// and `promote` are refused and an abort drops the old root with no
+// finish gate. Such a token is refused before anything is written.
+func TestReview27RunTokenIsNeverAStagedVersion(t *testing.T) {
+	ctx := context.Background()
+	vs := newVersionStore()
+	st := adoptingStore{vs}
+	o := opts(t, st)
+	bootstrap(t, o)
+	fl := &certs.Fleet{Store: st, Log: o.Fleet.Log}
+	key := certs.Names{Prefix: "joblet"}.CAKey()
+	if _, err := fl.BeginRotation(ctx, certs.CAKeyRef{}); err != nil {
+		t.Fatal(err)
+	}
+	s, err := fl.PromoteRotation(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The one node is ready for the finish.
+	fl.RootRunNodes = &certs.RootRunNodes{Addresses: []string{"127.0.0.1:1"}, ClientWindow: time.Hour,
+		Info: func(context.Context, string) (certs.NodeFacts, error) {
+			return certs.NodeFacts{NodeID: "n1", IssuerSHA256: s.Current.Fingerprint}, nil
+		}}
+	const token = "joblet-0123456789abcdef0123456789abcdef"
+	var runErr error
+	for _, step := range []string{certs.RotationCreate, certs.RotationSet, certs.RotationTest, certs.RotationFinish} {
+		if _, runErr = fl.RotateSecretStep(ctx, vs, key, token, step); runErr != nil {
+			break
+		}
+	}
+	after, err := fl.RotationStatus(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.Phase != certs.PhasePromoted || after.Interrupted {
+		t.Fatalf("a run with token %s left the promoted fleet %s (interrupted %v); the run said %v", token, after.Phase, after.Interrupted, runErr)
+	}
+	if !errors.Is(runErr, certs.ErrUsage) || !strings.Contains(runErr.Error(), "joblet-") {
+		t.Fatalf("a run with token %s: %v, want a usage error naming the prefix", token, runErr)
+	}
+	if _, have, _ := vs.GetVersion(ctx, key, token); have {
+		t.Fatalf("the refused run wrote version %s", token)
+	}
+	if _, err := fl.FinishRotation(ctx); err != nil {
+		t.Fatalf("finish by hand after the refused run: %v", err)
 	}
 }
