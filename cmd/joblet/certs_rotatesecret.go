@@ -149,6 +149,12 @@ func (c *cli) rotateStepIn(ctx context.Context, sf *storeFlags, rn *rootRunFlags
 		return nil, usagef("rotation by Secrets Manager needs the Secrets Manager store; %s is not one", rs.Desc)
 	}
 	fl := sf.fleet(rs, c.log)
+	// The reader's credentials are read once per invocation, never once
+	// per process: Lambda reuses a warm process, and after a promote run
+	// the credentials it read were the outgoing root's (every later
+	// question to the nodes counted as an old client's, and held the
+	// finish back for as long as the process lived).
+	rn = rn.forInvocation()
 	var dir nodedir.Directory
 	if rn.nodes != "" {
 		if dir, err = nodedir.FromList(rn.nodes); err != nil {
@@ -182,8 +188,14 @@ type rootRunFlags struct {
 	err  error
 }
 
-// creds are the reader role's credentials from the store, read once: the
-// least a node answers GetNodeInfo and takes a pushed state from.
+// forInvocation is rn's settings with nothing read yet.
+func (rn *rootRunFlags) forInvocation() *rootRunFlags {
+	return &rootRunFlags{nodes: rn.nodes, windowFlag: rn.windowFlag, window: rn.window}
+}
+
+// creds are the reader role's credentials from the store, read once per
+// invocation (forInvocation): the least a node answers GetNodeInfo and
+// takes a pushed state from.
 func (rn *rootRunFlags) creds(ctx context.Context, fl *certs.Fleet) (*config.Node, error) {
 	rn.once.Do(func() {
 		rn.node, rn.err = fl.ClientNode(ctx, pki.Reader, "nodes:0")
