@@ -5,6 +5,7 @@ import (
 
 	"context"
 	"errors"
+	"github.com/ehsaniara/joblet/internal/pki"
 	"github.com/ehsaniara/joblet/internal/secretstore"
 	"strings"
 	"testing"
@@ -151,5 +152,57 @@ func TestReview27RunTokenIsNeverAStagedVersion(t *testing.T) {
 	}
 	if _, err := fl.FinishRotation(ctx); err != nil {
 		t.Fatalf("finish by hand after the refused run: %v", err)
+	}
+}
+
+// A version of ca-key labelled JOBLET_PENDING, written without the root
+// key (PutSecretValue on ca-key is all it takes) while a rotation is
+// promoted, made the fleet read as "begun, interrupted": finish and
+// promote refused, the root run failed with "run `rotate-ca begin` by
+// hand", and that begin (or an abort) signed a trust state without the
+// outgoing root, a finish with no gate, while clients of the old root
+// were still about. A begin is never interrupted once the trust state
+// holds two roots: the fleet stays promoted, and its steps work.
+func TestReview27PlantedPendingKeyKeepsThePromotedPhase(t *testing.T) {
+	ctx := context.Background()
+	st := newVersionStore()
+	o := opts(t, st)
+	bootstrap(t, o)
+	fl := &certs.Fleet{Store: st, Log: o.Fleet.Log}
+	n := certs.Names{Prefix: "joblet"}
+	if _, err := fl.BeginRotation(ctx, certs.CAKeyRef{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fl.PromoteRotation(ctx); err != nil {
+		t.Fatal(err)
+	}
+	planted, err := pki.GenerateKey("ecdsa-p256", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pemKey, _ := pki.EncodeKey(planted)
+	if err := st.PutPending(ctx, n.CAKey(), string(pemKey)); err != nil {
+		t.Fatal(err)
+	}
+	s, err := fl.RotationStatus(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Phase != certs.PhasePromoted || s.Interrupted || len(s.Trusted) != 2 {
+		// What an operator told "run begin by hand" then gets:
+		b, berr := fl.BeginRotation(ctx, certs.CAKeyRef{})
+		var trusted int
+		if b != nil {
+			trusted = len(b.Trusted)
+		}
+		t.Fatalf("a pending ca-key planted while promoted: the fleet reads %s (interrupted %v); a begin by hand then leaves %d roots trusted (%v)", s.Phase, s.Interrupted, trusted, berr)
+	}
+	if _, err := fl.BeginRotation(ctx, certs.CAKeyRef{}); err == nil {
+		t.Fatal("begin while promoted went ahead")
+	}
+	// (Once finished, one root trusted, the stray key reads as a begin
+	// interrupted, which a begin by hand completes as any begin.)
+	if f, err := fl.FinishRotation(ctx); err != nil || len(f.Trusted) != 1 || f.Current.Fingerprint != s.Current.Fingerprint {
+		t.Fatalf("finish by hand: %+v %v", f, err)
 	}
 }
