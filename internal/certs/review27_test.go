@@ -206,3 +206,48 @@ func TestReview27PlantedPendingKeyKeepsThePromotedPhase(t *testing.T) {
 		t.Fatalf("finish by hand: %+v %v", f, err)
 	}
 }
+
+// A version of ca-key labelled JOBLET_PENDING, written without the root
+// key while a rotation is begun, made every rotate-ca step fail ("ca-cert
+// is not the certificate of ca-key ... re-run", which re-running never
+// changes), the root runs too; and `rotate-ca promote` by hand, which
+// goes on after such a read to complete a promote stopped between its
+// moves, moved the CA certificate with no key to follow it: the current
+// certificate the new root's, the current key the old one's, no step
+// able to sign again. The pending CA's key is the one the rotation
+// record (vouched by the current root) holds; promote stages it again
+// before it moves anything.
+func TestReview27PlantedPendingKeyDuringBegunIsNotAWedge(t *testing.T) {
+	ctx := context.Background()
+	st := newVersionStore()
+	o := opts(t, st)
+	bootstrap(t, o)
+	fl := &certs.Fleet{Store: st, Log: o.Fleet.Log}
+	n := certs.Names{Prefix: "joblet"}
+	b, err := fl.BeginRotation(ctx, certs.CAKeyRef{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	planted, _ := pki.GenerateKey("ecdsa-p256", nil)
+	pemKey, _ := pki.EncodeKey(planted)
+	if err := st.PutPending(ctx, n.CAKey(), string(pemKey)); err != nil {
+		t.Fatal(err)
+	}
+	if s, err := fl.RotationStatus(ctx); err != nil || s.Phase != certs.PhaseBegun || s.Pending == nil || s.Pending.Fingerprint != b.Pending.Fingerprint {
+		t.Fatalf("status with a planted pending ca-key: %+v %v", s, err)
+	}
+	p, err := fl.PromoteRotation(ctx)
+	if err != nil {
+		t.Fatalf("promote with a planted pending ca-key: %v", err)
+	}
+	if p.Current.Fingerprint != b.Pending.Fingerprint {
+		t.Fatalf("after promote the current root is %s, want %s", p.Current.Fingerprint, b.Pending.Fingerprint)
+	}
+	cur, _ := st.Get(ctx, []string{n.CACert(), n.CAKey()})
+	if pki.MatchesKey(mustCert(t, cur[n.CACert()]), mustParseKey(t, cur[n.CAKey()])) != nil {
+		t.Fatal("after promote the current ca-key is not the current root's key")
+	}
+	if f, err := fl.FinishRotation(ctx); err != nil || len(f.Trusted) != 1 {
+		t.Fatalf("finish: %+v %v", f, err)
+	}
+}
