@@ -251,3 +251,40 @@ func TestReview27PlantedPendingKeyDuringBegunIsNotAWedge(t *testing.T) {
 		t.Fatalf("finish: %+v %v", f, err)
 	}
 }
+
+// A root run that waits says what the function's operator can change: a
+// node that does not answer is to be taken out of JOBLET_NODES when gone
+// (not "wait for its refresh"); a finish held back by old clients names
+// JOBLET_CLIENT_WINDOW, the function's setting, not only rotate-ca's flags.
+func TestReview27RootRunWaitsSayWhatToChange(t *testing.T) {
+	ctx := context.Background()
+	st := newVersionStore()
+	o := opts(t, st)
+	bootstrap(t, o)
+	fl := &certs.Fleet{Store: st, Log: o.Fleet.Log}
+	key := certs.Names{Prefix: "joblet"}.CAKey()
+	if _, err := fl.BeginRotation(ctx, certs.CAKeyRef{}); err != nil {
+		t.Fatal(err)
+	}
+	fl.RootRunNodes = &certs.RootRunNodes{Addresses: []string{"10.9.9.9:50051"}, ClientWindow: time.Hour,
+		Info: func(context.Context, string) (certs.NodeFacts, error) {
+			return certs.NodeFacts{}, errors.New("i/o timeout")
+		}}
+	if _, err := fl.RotateSecretStep(ctx, st, key, "p1", certs.RotationCreate); !errors.Is(err, certs.ErrNotReady) || !strings.Contains(err.Error(), "out of JOBLET_NODES") {
+		t.Fatalf("a promote run with a node that does not answer: %v", err)
+	}
+	s, err := fl.PromoteRotation(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := s.Trusted[0].KeyID
+	if old == s.Current.KeyID {
+		old = s.Trusted[1].KeyID
+	}
+	fl.RootRunNodes.Info = func(context.Context, string) (certs.NodeFacts, error) {
+		return certs.NodeFacts{NodeID: "n1", IssuerSHA256: s.Current.Fingerprint, ClientIssuers: map[string]certs.ClientsSeen{old: {Handshakes: 1, LastSeen: time.Now()}}}, nil
+	}
+	if _, err := fl.RotateSecretStep(ctx, st, key, "f1", certs.RotationCreate); !errors.Is(err, certs.ErrNotReady) || !strings.Contains(err.Error(), "JOBLET_CLIENT_WINDOW") {
+		t.Fatalf("a finish run held back by an old client: %v", err)
+	}
+}

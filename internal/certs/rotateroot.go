@@ -304,22 +304,28 @@ func (f *Fleet) rootRunReady(ctx context.Context, run RootRun) error {
 		return err
 	}
 	reps := ProbeRotation(ctx, nodes.Addresses, st, nodes.Info, f.Now().Add(-nodes.ClientWindow))
-	var behind []string
+	var behind, silent []string
 	for _, rep := range reps {
 		switch {
 		case rep.IssuerSHA256 == "" && !rep.Current:
-			behind = append(behind, rep.Address+" ("+rep.Summary+")")
+			silent = append(silent, rep.Address+" ("+rep.Summary+")")
 		case run == RootRunPromote && (rep.TrustsPendingCA == nil || !*rep.TrustsPendingCA):
 			behind = append(behind, rep.Address+" ("+rep.Summary+")")
 		}
 	}
-	if len(behind) > 0 {
-		return fmt.Errorf("%w: %d of %d nodes: %s. The run is retried with the same token; nodes take the new trust at their next refresh, or at once from `joblet certs push`",
-			ErrNotReady, len(behind), len(reps), strings.Join(behind, "; "))
+	if len(behind)+len(silent) > 0 {
+		var why []string
+		if len(silent) > 0 {
+			why = append(why, fmt.Sprintf("%d of %d nodes do not answer: %s. Each node of JOBLET_NODES must answer before a %s (it may be the one not ready): take a node that is gone out of JOBLET_NODES", len(silent), len(reps), strings.Join(silent, "; "), run))
+		}
+		if len(behind) > 0 {
+			why = append(why, fmt.Sprintf("%d of %d nodes: %s. Nodes take the new trust at their next refresh, or at once from `joblet certs push`", len(behind), len(reps), strings.Join(behind, "; ")))
+		}
+		return fmt.Errorf("%w: %s. The run is retried with the same token", ErrNotReady, strings.Join(why, ". "))
 	}
 	if run == RootRunFinish {
 		if _, refused := FinishGate(reps); refused != nil {
-			return fmt.Errorf("%w: %v", ErrNotReady, refused)
+			return fmt.Errorf("%w: %v. (For a scheduled run, JOBLET_CLIENT_WINDOW is --client-window, now %s; the function's own questions during the promote run count as the old root's clients for that long after it. The run is retried with the same token; `joblet certs rotate-ca finish --force` by hand does not wait.)", ErrNotReady, refused, nodes.ClientWindow)
 		}
 	}
 	return nil
