@@ -288,3 +288,29 @@ func TestReview27RootRunWaitsSayWhatToChange(t *testing.T) {
 		t.Fatalf("a finish run held back by an old client: %v", err)
 	}
 }
+
+// A version of ca-key labelled AWSPENDING that no run wrote (PutSecretValue
+// without the root key): its steps do nothing, and say how to end it, since
+// Secrets Manager retries it and refuses the secret's next rotation
+// meanwhile.
+func TestReview27PlantedRunVersionSaysHowToEndIt(t *testing.T) {
+	ctx := context.Background()
+	st := newVersionStore()
+	o := opts(t, st)
+	bootstrap(t, o)
+	fl := &certs.Fleet{Store: st, Log: o.Fleet.Log}
+	key := certs.Names{Prefix: "joblet"}.CAKey()
+	before, _ := fl.RotationStatus(ctx)
+	if err := st.PutVersion(ctx, key, "planted", "joblet root rotation run: promote-now\nnot a key", secretstore.RotationPending); err != nil {
+		t.Fatal(err)
+	}
+	for _, step := range []string{certs.RotationTest, certs.RotationFinish} {
+		_, err := fl.RotateSecretStep(ctx, st, key, "planted", step)
+		if err == nil || !strings.Contains(err.Error(), "--remove-from-version-id planted") {
+			t.Fatalf("%s of a planted run version: %v, want how to end it", step, err)
+		}
+	}
+	if after, _ := fl.RotationStatus(ctx); after.Phase != before.Phase || after.Current.Fingerprint != before.Current.Fingerprint {
+		t.Fatal("a planted run version changed the fleet")
+	}
+}

@@ -336,7 +336,8 @@ func parseRootRun(value, name, token string) (RootRun, string, error) {
 	head, keyPEM, _ := strings.Cut(value, "\n")
 	run := RootRun(strings.TrimPrefix(head, rootRunHead))
 	if !strings.HasPrefix(head, rootRunHead) || (run != RootRunBegin && run != RootRunPromote && run != RootRunFinish) {
-		return "", "", fmt.Errorf("%w: version %s of %s does not name a run of the root's rotation (it starts %q): it was not written by this function's createSecret", ErrInconsistentStore, token, name, head)
+		return "", "", fmt.Errorf("%w: version %s of %s does not name a run of the root's rotation (it starts %q): it was not written by this function's createSecret, and no run of it does anything. If no operator wrote it, someone without the root key did; end the run, so that Secrets Manager's schedule goes on: `aws secretsmanager update-secret-version-stage --secret-id %s --version-stage AWSPENDING --remove-from-version-id %s`",
+			ErrInconsistentStore, token, name, head, name, token)
 	}
 	return run, keyPEM, nil
 }
