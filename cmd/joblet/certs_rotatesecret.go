@@ -56,7 +56,7 @@ step of the staged contract of ` + "`joblet certs rotate-ca`" + `, the one the f
 calls for: begin (stable), promote (begun; once every node of --nodes trusts the
 new root), finish (promoted; once every node serves from the new root and none
 verified a client certificate of the old one within --client-window). A run the
-fleet is not ready for fails in createSecret before it writes anything and logs
+fleet is not ready for names its step in version TOKEN, writes nothing else, and logs
 "` + rotationWaits + `"; Secrets Manager retries it with the same token. After a
 run the nodes of --nodes get the new trust state at once. The run's version is
 never made current; AWSPENDING comes off it when the step is made.

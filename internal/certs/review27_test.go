@@ -314,3 +314,59 @@ func TestReview27PlantedRunVersionSaysHowToEndIt(t *testing.T) {
 		t.Fatal("a planted run version changed the fleet")
 	}
 }
+
+// A finish run waiting for old clients to go (Secrets Manager retries it
+// with the same token), and the operator rolls back with `rotate-ca abort`
+// from promoted (the old root current again, the new one pending: nodes
+// renew back, then a second abort drops it). The run's retry found the
+// fleet begun, with every node trusting the pending root, and promoted it
+// again, minutes after the operator undid that promote. A run retried is
+// the run it was: it names its step before it waits, and a retry on a
+// fleet that moved on is refused.
+func TestReview27WaitingRunDoesNotRedoAnAbortedPromote(t *testing.T) {
+	ctx := context.Background()
+	st := newVersionStore()
+	o := opts(t, st)
+	bootstrap(t, o)
+	fl := &certs.Fleet{Store: st, Log: o.Fleet.Log}
+	key := certs.Names{Prefix: "joblet"}.CAKey()
+	b, err := fl.BeginRotation(ctx, certs.CAKeyRef{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := fl.PromoteRotation(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The node trusts both roots and serves from the new one, and a client
+	// of the old root is about: the finish run waits.
+	oldKID := b.Current.KeyID
+	facts := certs.NodeFacts{NodeID: "n1", IssuerSHA256: p.Current.Fingerprint, AcceptedCAs: [][]byte{subjectOf(t, b.Current.KeyID), subjectOf(t, b.Pending.KeyID)},
+		ClientIssuers: map[string]certs.ClientsSeen{oldKID: {Handshakes: 1, LastSeen: time.Now()}}}
+	fl.RootRunNodes = &certs.RootRunNodes{Addresses: []string{"127.0.0.1:1"}, ClientWindow: time.Hour,
+		Info: func(context.Context, string) (certs.NodeFacts, error) { return facts, nil }}
+	if _, err := fl.RotateSecretStep(ctx, st, key, "f1", certs.RotationCreate); !errors.Is(err, certs.ErrNotReady) {
+		t.Fatalf("the finish run: %v, want ErrNotReady", err)
+	}
+	a, err := fl.AbortRotation(ctx)
+	if err != nil || a.Phase != certs.PhaseBegun || a.Current.Fingerprint != b.Current.Fingerprint {
+		t.Fatalf("abort from promoted: %+v %v", a, err)
+	}
+	facts.IssuerSHA256 = a.Current.Fingerprint // the node renewed back
+	var runErr error
+	for _, step := range []string{certs.RotationCreate, certs.RotationSet, certs.RotationTest, certs.RotationFinish} {
+		if _, runErr = fl.RotateSecretStep(ctx, st, key, "f1", step); runErr != nil {
+			break
+		}
+	}
+	s, err := fl.RotationStatus(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Phase != certs.PhaseBegun || s.Current.Fingerprint != b.Current.Fingerprint {
+		t.Fatalf("the waiting finish run's retry after an abort from promoted: the fleet is %s, current %s (the operator rolled back to %s); the run said %v", s.Phase, s.Current.Fingerprint, b.Current.Fingerprint, runErr)
+	}
+	if runErr == nil {
+		t.Fatal("the retry succeeded without doing its step")
+	}
+}

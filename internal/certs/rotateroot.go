@@ -23,10 +23,11 @@ import (
 //	promoted  -> finish    when every node serves from the new root and none saw
 //	                       a client certificate of the old one within the window
 //
-// A run that finds the fleet not ready fails in createSecret, before it
-// writes anything: Secrets Manager keeps its (empty) AWSPENDING version and
-// retries the run with the same token, which goes ahead once the fleet is
-// ready. The staged versions themselves carry JOBLET_PENDING
+// A run that finds the fleet not ready fails in createSecret (ErrNotReady)
+// once its version names its step, and changes nothing else: Secrets
+// Manager keeps AWSPENDING on that version and retries the run with the
+// same token, which makes that step once the fleet is ready, and is
+// refused if the fleet moved on another way meanwhile (an abort by hand). The staged versions themselves carry JOBLET_PENDING
 // (secretstore.Pending), never AWSPENDING, so a begun rotation does not
 // read as one of Secrets Manager's in progress.
 
@@ -57,19 +58,21 @@ type RootRunNodes struct {
 	ClientWindow time.Duration
 }
 
-// ErrNotReady: the fleet is not ready for the run's step yet; nothing was
-// written, and the same run later goes ahead.
+// ErrNotReady: the fleet is not ready for the run's step yet; nothing but
+// the run's version was written, and the same run later goes ahead.
 var ErrNotReady = errors.New("the fleet is not ready for this step of the root's rotation")
 
 // rotateRootStep is RotateSecretStep for <prefix>/ca-key (see the table
 // above):
 //
-//   - createSecret: nothing when version token holds a value (a step run
-//     again). Else the phase chooses the run, its readiness is checked
-//     (ErrNotReady), and version token gets the run's name and the key of
-//     the root current after it: the new root's for begin (claimed in the
-//     create-only rotation record: every run gets the same one) and
-//     promote, the current one's for finish. AWSPENDING.
+//   - createSecret: when version token holds a run (a step run again, a
+//     run retried), its checks again, as testSecret's (ErrNotReady, or
+//     refused when the fleet moved on). Else the phase chooses the run,
+//     version token gets the run's name and the key of the root current
+//     after it: the new root's for begin (claimed in the create-only
+//     rotation record: every run gets the same one) and promote, the
+//     current one's for finish; AWSPENDING. Then its readiness is checked
+//     (ErrNotReady).
 //   - setSecret: nothing.
 //   - testSecret: the run is still the fleet's next step (or done), its key
 //     is the root it names (the record's, cross-signed by the current root,
@@ -90,7 +93,34 @@ func (f *Fleet) rotateRootStep(ctx context.Context, vs VersionStore, res *Rotati
 	switch res.Step {
 	case RotationCreate:
 		if have {
-			res.Done = "version " + token + " holds a run already: nothing to do"
+			// A retry is the run it was (a run that waited names its step
+			// first): it waits again, or is refused on a fleet that moved
+			// another way meanwhile (an abort by hand), never made into
+			// the step the fleet's phase now calls for.
+			if labels, err := vs.Stages(ctx, name); err != nil {
+				return nil, err
+			} else if labels[secretstore.RotationPending] != token {
+				res.Done = "version " + token + " holds a run that ended: nothing to do"
+				return res, nil
+			}
+			run, keyPEM, err := parseRootRun(value, name, token)
+			if err != nil {
+				return nil, err
+			}
+			r, err := f.readRotation(ctx)
+			if err != nil {
+				return nil, err
+			}
+			done, err := f.rootRunState(ctx, r, run, keyPEM)
+			if err != nil {
+				return nil, err
+			}
+			if !done {
+				if err := f.rootRunReady(ctx, run); err != nil {
+					return nil, err
+				}
+			}
+			res.Done = "version " + token + " holds the run " + string(run) + " already: nothing to do"
 			return res, nil
 		}
 		r, err := f.readRotation(ctx)
@@ -104,18 +134,21 @@ func (f *Fleet) rotateRootStep(ctx context.Context, vs VersionStore, res *Rotati
 		if err != nil {
 			return nil, err
 		}
-		if err := f.rootRunReady(ctx, run); err != nil {
-			return nil, err
-		}
 		keyPEM, err := pki.EncodeKey(key.Key)
 		if err != nil {
 			return nil, err
 		}
+		// The run is named before the fleet is asked: a run that waits is
+		// retried with this token, and the retry must make this step or
+		// none (the fleet's phase may change meanwhile).
 		if err := vs.PutVersion(ctx, name, token, rootRunHead+string(run)+"\n"+string(keyPEM), secretstore.RotationPending); err != nil {
 			if errors.Is(err, secretstore.ErrExist) {
 				res.Done = "version " + token + " was written by a concurrent run: kept"
 				return res, nil
 			}
+			return nil, err
+		}
+		if err := f.rootRunReady(ctx, run); err != nil {
 			return nil, err
 		}
 		info := infoOf(key.Cert)

@@ -3,6 +3,7 @@ package certs_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -48,10 +49,15 @@ func TestRotateSecretRootRuns(t *testing.T) {
 		}
 		return s
 	}
+	// A run refused as not ready names its step in its version (so that
+	// its retry makes that step or none), and changes nothing current.
 	noRun := func(token string) {
 		t.Helper()
-		if _, have, _ := st.GetVersion(ctx, key, token); have {
-			t.Fatalf("a run refused as not ready wrote version %s", token)
+		if l, _ := st.Stages(ctx, key); l[secretstore.Current] == token {
+			t.Fatalf("a run refused as not ready made version %s current", token)
+		}
+		if v, have, _ := st.GetVersion(ctx, key, token); have && !strings.HasPrefix(v, "joblet root rotation run: ") {
+			t.Fatalf("a run refused as not ready wrote version %s without naming its step", token)
 		}
 	}
 	doneRun := func() {
