@@ -1,6 +1,8 @@
 package certs_test
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"time"
 
 	"context"
@@ -73,9 +75,15 @@ func TestReview27AbortIsNotUndoneByAScheduledRun(t *testing.T) {
 }
 
 // adoptingStore is versionStore with awssm.Store's AdoptLegacyPending (a
-// version whose id starts "joblet-", labelled AWSPENDING and not current,
-// on a secret with no JOBLET_PENDING version, becomes the staged one).
-type adoptingStore struct{ *versionStore }
+// version PutPending made, its id "joblet-" and its value's hash, labelled
+// AWSPENDING and not current, on a secret with no JOBLET_PENDING version,
+// becomes the staged one).
+// With prefixOnly, any id starting "joblet-" is taken, as before
+// AdoptLegacyPending checked the hash.
+type adoptingStore struct {
+	*versionStore
+	prefixOnly bool
+}
 
 func (a adoptingStore) AdoptLegacyPending(ctx context.Context, names []string) ([]string, error) {
 	var moved []string
@@ -89,6 +97,9 @@ func (a adoptingStore) AdoptLegacyPending(ctx context.Context, names []string) (
 			continue
 		}
 		value, _, _ := a.GetVersion(ctx, name, id)
+		if !a.prefixOnly && (value == "" || id != stagedID(value)) {
+			continue // not a version PutPending made
+		}
 		if err := a.PutPending(ctx, name, value); err != nil {
 			return moved, err
 		}
@@ -102,6 +113,12 @@ func (a adoptingStore) AdoptLegacyPending(ctx context.Context, names []string) (
 
 var _ secretstore.PendingAdopter = adoptingStore{}
 
+// stagedID is the id awssm's PutPending gives a version of value.
+func stagedID(value string) string {
+	sum := sha256.Sum256([]byte(value))
+	return secretstore.StagedVersionPrefix + hex.EncodeToString(sum[:16])
+}
+
 // Someone allowed RotateSecret on ca-key (or to invoke the function)
 // chooses the ClientRequestToken. A run whose token starts "joblet-", the
 // prefix of rotate-ca's own staged versions, wrote its run version with
@@ -113,7 +130,7 @@ var _ secretstore.PendingAdopter = adoptingStore{}
 func TestReview27RunTokenIsNeverAStagedVersion(t *testing.T) {
 	ctx := context.Background()
 	vs := newVersionStore()
-	st := adoptingStore{vs}
+	st := adoptingStore{vs, true} // the refusal holds without the hash check too
 	o := opts(t, st)
 	bootstrap(t, o)
 	fl := &certs.Fleet{Store: st, Log: o.Fleet.Log}
@@ -144,10 +161,10 @@ func TestReview27RunTokenIsNeverAStagedVersion(t *testing.T) {
 	if after.Phase != certs.PhasePromoted || after.Interrupted {
 		t.Fatalf("a run with token %s left the promoted fleet %s (interrupted %v); the run said %v", token, after.Phase, after.Interrupted, runErr)
 	}
-	if !errors.Is(runErr, certs.ErrUsage) || !strings.Contains(runErr.Error(), "joblet-") {
-		t.Fatalf("a run with token %s: %v, want a usage error naming the prefix", token, runErr)
+	if runErr != nil && (!errors.Is(runErr, certs.ErrUsage) || !strings.Contains(runErr.Error(), "joblet-")) {
+		t.Fatalf("a run with token %s: %v, want nothing done or a usage error naming the prefix", token, runErr)
 	}
-	if _, have, _ := vs.GetVersion(ctx, key, token); have {
+	if v, _, _ := vs.GetVersion(ctx, key, token); v != "" {
 		t.Fatalf("the refused run wrote version %s", token)
 	}
 	if _, err := fl.FinishRotation(ctx); err != nil {
@@ -368,5 +385,56 @@ func TestReview27WaitingRunDoesNotRedoAnAbortedPromote(t *testing.T) {
 	}
 	if runErr == nil {
 		t.Fatal("the retry succeeded without doing its step")
+	}
+}
+
+// A rotation begun by an earlier joblet holds AWSPENDING on its staged
+// versions (ids "joblet-" and a hash), which Secrets Manager takes for a
+// rotation of its own in progress: scheduling ca-key then, it runs that
+// version's id as the token. The function moves the begun rotation onto
+// JOBLET_PENDING and ends the run (it does not tell the operator to strip
+// AWSPENDING off the begun rotation's key).
+func TestReview27LegacyBegunRotationRunAsAToken(t *testing.T) {
+	ctx := context.Background()
+	vs := newVersionStore()
+	st := adoptingStore{vs, false}
+	o := opts(t, st)
+	bootstrap(t, o)
+	fl := &certs.Fleet{Store: st, Log: o.Fleet.Log}
+	n := certs.Names{Prefix: "joblet"}
+	b, err := fl.BeginRotation(ctx, certs.CAKeyRef{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// As an earlier joblet left it: ca-key's staged version under AWSPENDING.
+	pend, _ := st.GetStage(ctx, []string{n.CAKey()}, secretstore.Pending)
+	legacy := stagedID(pend[n.CAKey()])
+	if err := vs.PutVersion(ctx, n.CAKey(), legacy, pend[n.CAKey()], secretstore.RotationPending); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.DropPending(ctx, n.CAKey()); err != nil {
+		t.Fatal(err)
+	}
+	for _, step := range []string{certs.RotationCreate, certs.RotationSet, certs.RotationTest, certs.RotationFinish} {
+		if _, err := fl.RotateSecretStep(ctx, vs, n.CAKey(), legacy, step); err != nil {
+			t.Fatalf("%s of the legacy staged version as a token: %v", step, err)
+		}
+	}
+	s, err := fl.RotationStatus(ctx)
+	if err != nil || s.Phase != certs.PhaseBegun || s.Interrupted || s.Pending == nil || s.Pending.Fingerprint != b.Pending.Fingerprint {
+		t.Fatalf("after Secrets Manager ran the legacy version: %+v %v", s, err)
+	}
+	if l, _ := vs.Stages(ctx, n.CAKey()); l[secretstore.RotationPending] != "" {
+		t.Fatalf("AWSPENDING still on %s: the schedule stays stopped", l[secretstore.RotationPending])
+	}
+	// A token starting "joblet-" that is no staged version, held by
+	// Secrets Manager (RotateSecret makes its empty version): refused,
+	// saying how to end it.
+	const token = "joblet-0123456789abcdef0123456789abcdef"
+	if err := vs.PutVersion(ctx, n.CAKey(), token, "", secretstore.RotationPending); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fl.RotateSecretStep(ctx, vs, n.CAKey(), token, certs.RotationCreate); !errors.Is(err, certs.ErrUsage) || !strings.Contains(err.Error(), "--remove-from-version-id "+token) {
+		t.Fatalf("createSecret of a run with token %s held by Secrets Manager: %v, want a usage error saying how to end it", token, err)
 	}
 }
