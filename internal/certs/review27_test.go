@@ -438,3 +438,51 @@ func TestReview27LegacyBegunRotationRunAsAToken(t *testing.T) {
 		t.Fatalf("createSecret of a run with token %s held by Secrets Manager: %v, want a usage error saying how to end it", token, err)
 	}
 }
+
+// A role's certificate revoked (its key leaked, say) and not yet re-issued
+// with a new key: a rotation's begin and promote certified that same key
+// again from the new root (each role keeps its key through a rotation),
+// with a new serial no CRL lists. Run by Secrets Manager's schedule, with
+// nobody watching, the revocation quietly ended. Checked through the whole
+// rotation: no unrevoked certificate in the store certifies the key.
+func TestReview27RotationDoesNotRecertifyARevokedRolesKey(t *testing.T) {
+	ctx := context.Background()
+	st := newVersionStore()
+	o := opts(t, st)
+	bootstrap(t, o)
+	fl := &certs.Fleet{Store: st, Log: o.Fleet.Log}
+	n := certs.Names{Prefix: "joblet"}
+	name := n.ClientCert(pki.Developer)
+	cur, _ := st.Get(ctx, []string{name})
+	revoked := mustCert(t, cur[name])
+	if _, err := fl.Revoke(ctx, revoked.SerialNumber, 1); err != nil {
+		t.Fatal(err)
+	}
+	check := func(step string) {
+		t.Helper()
+		for _, stage := range []secretstore.Stage{secretstore.Current, secretstore.Pending} {
+			got, _ := st.GetStage(ctx, []string{name}, stage)
+			if got[name] == "" {
+				continue
+			}
+			c := mustCert(t, got[name])
+			if c.SerialNumber.Cmp(revoked.SerialNumber) != 0 && pki.SameKey(c, revoked) {
+				t.Fatalf("after %s: the %s version of %s (serial %s) certifies the key of the revoked certificate %s", step, stage, name, pki.SerialHex(c.SerialNumber), pki.SerialHex(revoked.SerialNumber))
+			}
+		}
+	}
+	// The rotation goes on for the other roles; the revoked one waits for
+	// `certs reissue` (a new key).
+	if b, err := fl.BeginRotation(ctx, certs.CAKeyRef{}); err != nil || b.Phase != certs.PhaseBegun || b.Interrupted {
+		t.Fatalf("begin with a revoked role: %+v %v", b, err)
+	}
+	check("begin")
+	if _, err := fl.PromoteRotation(ctx); err != nil {
+		t.Fatalf("promote with a revoked role: %v", err)
+	}
+	check("promote")
+	if f, err := fl.FinishRotation(ctx); err != nil || f.Phase != certs.PhaseStable {
+		t.Fatalf("finish with a revoked role: %+v %v", f, err)
+	}
+	check("finish")
+}

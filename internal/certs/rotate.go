@@ -543,6 +543,10 @@ func (f *Fleet) reissueClients(ctx context.Context, n Names, s *rotation, ca *pk
 		if s.clients[role].CheckSignatureFrom(ca.Cert) == nil {
 			continue
 		}
+		if s.revokedRole(role) {
+			f.warnRevokedRole(s.state, role)
+			continue
+		}
 		if s.pendingClient(role, ca.Cert) != nil {
 			if err := f.Store.Promote(ctx, n.ClientCert(role)); err != nil {
 				return err
