@@ -58,7 +58,7 @@ step of the staged contract of ` + "`joblet certs rotate-ca`" + `, the one the f
 calls for: begin (stable), promote (begun; once every node of --nodes trusts the
 new root), finish (promoted; once every node serves from the new root and none
 verified a client certificate of the old one within --client-window). A run the
-fleet is not ready for fails in createSecret before it writes anything and logs
+fleet is not ready for names its step in version TOKEN, writes nothing else, and logs
 "` + rotationWaits + `"; Secrets Manager retries it with the same token. After a
 run the nodes of --nodes get the new trust state at once. The run's version is
 never made current; AWSPENDING comes off it when the step is made.
@@ -151,18 +151,18 @@ func (c *cli) rotateStepIn(ctx context.Context, sf *storeFlags, rn *rootRunFlags
 		return nil, usagef("rotation by Secrets Manager needs the Secrets Manager store; %s is not one", rs.Desc)
 	}
 	fl := sf.fleet(rs, c.log)
+	// The reader's credentials are read once per invocation, never once
+	// per process: Lambda reuses a warm process, and after a promote run
+	// the credentials it read were the outgoing root's (every later
+	// question to the nodes counted as an old client's, and held the
+	// finish back for as long as the process lived).
+	rn = rn.forInvocation()
 	var dir nodedir.Directory
 	if rn.nodes != "" {
 		if dir, err = nodedir.FromList(rn.nodes); err != nil {
 			return nil, usagef("--nodes (JOBLET_NODES): %v", err)
 		}
-		// The reader's credentials are read once per step, never kept
-		// across the function's invocations: a promote re-issues them
-		// from the new root, and the old root's certificate, presented to
-		// the nodes by a later run, would read as a client the finish run
-		// waits for (and, after the finish, be refused).
-		run := &rootRunFlags{nodes: rn.nodes, windowFlag: rn.windowFlag, window: rn.window}
-		fl.RootRunNodes = &certs.RootRunNodes{Addresses: dir.Addresses(), ClientWindow: rn.window, Info: run.asker(fl)}
+		fl.RootRunNodes = &certs.RootRunNodes{Addresses: dir.Addresses(), ClientWindow: rn.window, Info: rn.asker(fl)}
 	}
 	res, err := fl.RotateSecretStep(ctx, vs, secretID, token, step)
 	if err == nil && step == certs.RotationFinish && rn.nodes != "" && res.Secret == (certs.Names{Prefix: sf.prefix}).CAKey() {
@@ -190,9 +190,14 @@ type rootRunFlags struct {
 	err  error
 }
 
+// forInvocation is rn's settings with nothing read yet.
+func (rn *rootRunFlags) forInvocation() *rootRunFlags {
+	return &rootRunFlags{nodes: rn.nodes, windowFlag: rn.windowFlag, window: rn.window}
+}
+
 // creds are the reader role's credentials from the store, read once per
-// step (rotateStepIn makes a rootRunFlags for each): the least a node
-// answers GetNodeInfo and takes a pushed state from.
+// invocation (forInvocation): the least a node answers GetNodeInfo and
+// takes a pushed state from.
 func (rn *rootRunFlags) creds(ctx context.Context, fl *certs.Fleet) (*config.Node, error) {
 	rn.once.Do(func() {
 		rn.node, rn.err = readerNode(ctx, fl)

@@ -142,11 +142,25 @@ func (s *state) begunComplete(roles []pki.Role) bool {
 		return false
 	}
 	for _, r := range roles {
-		if s.clients[r] != nil && s.pendingClient(r, next) == nil {
+		if s.clients[r] != nil && !s.revokedRole(r) && s.pendingClient(r, next) == nil {
 			return false
 		}
 	}
 	return true
+}
+
+// revokedRole: the role's certificate in the store is revoked. A rotation
+// keeps each role's key, so it certifies that key again for no role whose
+// certificate is revoked (its key may be why): the role waits for `certs
+// reissue`, which gives it a new key.
+func (s *state) revokedRole(r pki.Role) bool {
+	c := s.clients[r]
+	return c != nil && s.revoked[c.SerialNumber.Text(16)]
+}
+
+func (f *Fleet) warnRevokedRole(s *state, r pki.Role) {
+	f.Log.Warn("a revoked role certificate: this rotation step does not certify its key again; re-issue the role with a new key (`joblet certs reissue --role "+string(r)+"`), then `rnx config refresh`",
+		"role", r, "serial", pki.SerialHex(s.clients[r].SerialNumber))
 }
 
 // bridgeable says whether old can cross-sign next for configs made before a
@@ -179,6 +193,10 @@ func (f *Fleet) prepareBridge(ctx context.Context, r *rotation, next *pki.CA) er
 	}
 	for _, role := range pki.Roles {
 		if r.pendingClient(role, next.Cert) != nil {
+			continue
+		}
+		if r.revokedRole(role) {
+			f.warnRevokedRole(r.state, role)
 			continue
 		}
 		if err := f.issueClient(ctx, r, role, next, f.Store.PutPending); err != nil {

@@ -86,6 +86,15 @@ func (f *Fleet) readRotation(ctx context.Context) (*rotation, error) {
 		// The pending CA's key: a pending ca-key, or a KMS key named by
 		// ca-kms-key (pending, or current when begin created it).
 		key, _, err := f.caSigner(ctx, c, []string{s.pending[n.CAKey()]}, []CAKeyRef{f.kmsKey(s.pending[n.CAKMSKey()]), s.caKey})
+		if errors.Is(err, ErrInconsistentStore) {
+			// The pending version of ca-key is not this CA's key (written
+			// without the root key, say): the rotation record, which the
+			// current root vouched for, holds it, and begin or promote
+			// stages it again (restageKey).
+			if k := f.recordKey(ctx, n, cur, c); k != nil {
+				key, err = k, nil
+			}
+		}
 		if err != nil {
 			return nil, fmt.Errorf("the pending CA: %w", err)
 		}
@@ -98,6 +107,51 @@ func (f *Fleet) readRotation(ctx context.Context) (*rotation, error) {
 		r.clientKeys[role] = s.vals[n.ClientKey(role)]
 	}
 	return r, nil
+}
+
+// recordKey is the key of the pending CA certificate c as the rotation
+// record of current holds it (a record the current root cross-signed), or
+// nil: read only, never creating the record.
+func (f *Fleet) recordKey(ctx context.Context, n Names, current *pki.CA, c *x509.Certificate) crypto.Signer {
+	name := n.Rotation(current.Cert.SerialNumber.Text(16))
+	got, err := f.Store.Get(ctx, []string{name})
+	if err != nil || got[name] == "" {
+		return nil
+	}
+	head, certPEM, err := splitRecord(got[name], name)
+	if err != nil || strings.HasPrefix(head, kmsRecordPrefix) {
+		return nil
+	}
+	if certPEM, err = vouchedRecord(certPEM, current.Cert, name, n); err != nil {
+		return nil
+	}
+	ca, err := parsePair(certPEM, head, name, name)
+	if err != nil || !ca.Cert.Equal(c) {
+		return nil
+	}
+	return ca.Key
+}
+
+// restageKey makes the pending version of ca-key the pending CA's key when
+// it is not (readRotation took it from the rotation record): before a
+// promote moves the certificate, so that the key follows it.
+func (f *Fleet) restageKey(ctx context.Context, s *rotation) error {
+	if s.pending == nil {
+		return nil
+	}
+	if _, kms := s.pending.Key.(KMSKey); kms {
+		return nil
+	}
+	n := s.n
+	if k, err := pki.ParseKey([]byte(s.state.pending[n.CAKey()])); err == nil && samePublicKey(s.pending.Cert, k) {
+		return nil
+	}
+	keyPEM, err := pki.EncodeKey(s.pending.Key)
+	if err != nil {
+		return err
+	}
+	f.Log.Warn("the pending version of "+n.CAKey()+" was not the pending CA's key (written without the root key?): staged again from the rotation record", "pendingCA", pki.Fingerprint(s.pending.Cert))
+	return f.Store.PutPending(ctx, n.CAKey(), string(keyPEM))
 }
 
 // adoptLegacyPending moves a rotation begun before the staged label had a
@@ -385,6 +439,27 @@ func (fl *Fleet) PromoteRotation(ctx context.Context) (*RotationStatus, error) {
 	if s != nil && s.interrupted {
 		return nil, fmt.Errorf("a `rotate-ca begin` was interrupted: run it again before promoting")
 	}
+	if s == nil {
+		// Only a promote stopped between its moves (the certificate moved,
+		// the key not) is completed from an inconsistent read: with a CA
+		// certificate still pending, moving it now would leave it current
+		// with no key of its own.
+		p, perr := f.Store.GetStage(ctx, []string{n.CACert()}, secretstore.Pending)
+		if perr != nil {
+			return nil, err
+		}
+		if p[n.CACert()] != "" {
+			cur, cerr := f.Store.Get(ctx, []string{n.CACert()})
+			if cerr != nil || cur[n.CACert()] != p[n.CACert()] {
+				return nil, err
+			}
+		}
+	}
+	if s != nil {
+		if err := f.restageKey(ctx, s); err != nil {
+			return nil, err
+		}
+	}
 	// The incoming CA signs the trust state (the same roots) before it
 	// becomes current: every reader holds it already (begin's state), and
 	// the state is never signed by a CA that is neither current nor
@@ -466,6 +541,10 @@ func (f *Fleet) alignKeys(ctx context.Context, n Names, move func(context.Contex
 func (f *Fleet) reissueClients(ctx context.Context, n Names, s *rotation, ca *pki.CA) error {
 	for _, role := range pki.Roles {
 		if s.clients[role].CheckSignatureFrom(ca.Cert) == nil {
+			continue
+		}
+		if s.revokedRole(role) {
+			f.warnRevokedRole(s.state, role)
 			continue
 		}
 		if s.pendingClient(role, ca.Cert) != nil {

@@ -23,10 +23,11 @@ import (
 //	promoted  -> finish    when every node serves from the new root and none saw
 //	                       a client certificate of the old one within the window
 //
-// A run that finds the fleet not ready fails in createSecret, before it
-// writes anything: Secrets Manager keeps its (empty) AWSPENDING version and
-// retries the run with the same token, which goes ahead once the fleet is
-// ready. The staged versions themselves carry JOBLET_PENDING
+// A run that finds the fleet not ready fails in createSecret (ErrNotReady)
+// once its version names its step, and changes nothing else: Secrets
+// Manager keeps AWSPENDING on that version and retries the run with the
+// same token, which makes that step once the fleet is ready, and is
+// refused if the fleet moved on another way meanwhile (an abort by hand). The staged versions themselves carry JOBLET_PENDING
 // (secretstore.Pending), never AWSPENDING, so a begun rotation does not
 // read as one of Secrets Manager's in progress.
 
@@ -57,19 +58,21 @@ type RootRunNodes struct {
 	ClientWindow time.Duration
 }
 
-// ErrNotReady: the fleet is not ready for the run's step yet; nothing was
-// written, and the same run later goes ahead.
+// ErrNotReady: the fleet is not ready for the run's step yet; nothing but
+// the run's version was written, and the same run later goes ahead.
 var ErrNotReady = errors.New("the fleet is not ready for this step of the root's rotation")
 
 // rotateRootStep is RotateSecretStep for <prefix>/ca-key (see the table
 // above):
 //
-//   - createSecret: nothing when version token holds a value (a step run
-//     again). Else the phase chooses the run, its readiness is checked
-//     (ErrNotReady), and version token gets the run's name and the key of
-//     the root current after it: the new root's for begin (claimed in the
-//     create-only rotation record: every run gets the same one) and
-//     promote, the current one's for finish. AWSPENDING.
+//   - createSecret: when version token holds a run (a step run again, a
+//     run retried), its checks again, as testSecret's (ErrNotReady, or
+//     refused when the fleet moved on). Else the phase chooses the run,
+//     version token gets the run's name and the key of the root current
+//     after it: the new root's for begin (claimed in the create-only
+//     rotation record: every run gets the same one) and promote, the
+//     current one's for finish; AWSPENDING. Then its readiness is checked
+//     (ErrNotReady).
 //   - setSecret: nothing.
 //   - testSecret: the run is still the fleet's next step (or done), its key
 //     is the root it names (the record's, cross-signed by the current root,
@@ -90,7 +93,34 @@ func (f *Fleet) rotateRootStep(ctx context.Context, vs VersionStore, res *Rotati
 	switch res.Step {
 	case RotationCreate:
 		if have {
-			res.Done = "version " + token + " holds a run already: nothing to do"
+			// A retry is the run it was (a run that waited names its step
+			// first): it waits again, or is refused on a fleet that moved
+			// another way meanwhile (an abort by hand), never made into
+			// the step the fleet's phase now calls for.
+			if labels, err := vs.Stages(ctx, name); err != nil {
+				return nil, err
+			} else if labels[secretstore.RotationPending] != token {
+				res.Done = "version " + token + " holds a run that ended: nothing to do"
+				return res, nil
+			}
+			run, keyPEM, err := parseRootRun(value, name, token)
+			if err != nil {
+				return nil, err
+			}
+			r, err := f.readRotation(ctx)
+			if err != nil {
+				return nil, err
+			}
+			done, err := f.rootRunState(ctx, r, run, keyPEM)
+			if err != nil {
+				return nil, err
+			}
+			if !done {
+				if err := f.rootRunReady(ctx, run); err != nil {
+					return nil, err
+				}
+			}
+			res.Done = "version " + token + " holds the run " + string(run) + " already: nothing to do"
 			return res, nil
 		}
 		r, err := f.readRotation(ctx)
@@ -104,18 +134,21 @@ func (f *Fleet) rotateRootStep(ctx context.Context, vs VersionStore, res *Rotati
 		if err != nil {
 			return nil, err
 		}
-		if err := f.rootRunReady(ctx, run); err != nil {
-			return nil, err
-		}
 		keyPEM, err := pki.EncodeKey(key.Key)
 		if err != nil {
 			return nil, err
 		}
+		// The run is named before the fleet is asked: a run that waits is
+		// retried with this token, and the retry must make this step or
+		// none (the fleet's phase may change meanwhile).
 		if err := vs.PutVersion(ctx, name, token, rootRunHead+string(run)+"\n"+string(keyPEM), secretstore.RotationPending); err != nil {
 			if errors.Is(err, secretstore.ErrExist) {
 				res.Done = "version " + token + " was written by a concurrent run: kept"
 				return res, nil
 			}
+			return nil, err
+		}
+		if err := f.rootRunReady(ctx, run); err != nil {
 			return nil, err
 		}
 		info := infoOf(key.Cert)
@@ -238,6 +271,15 @@ func (f *Fleet) nextRootRun(ctx context.Context, r *rotation) (RootRun, *pki.CA,
 		if err != nil {
 			return "", nil, err
 		}
+		// An abort by hand is an operator's decision: the record still
+		// names the root it dropped (its cross certificate revoked), and a
+		// run that began it again (a waiting run's retry, the next
+		// schedule) would cross-sign that root again.
+		if c := r.cross; c != nil && pki.IsCrossOf(c, next.Cert, r.current.Cert) && r.revoked[c.SerialNumber.Text(16)] {
+			rec := r.n.Rotation(r.current.Cert.SerialNumber.Text(16))
+			return "", nil, fmt.Errorf("%w: the root the rotation record %s names (%s) was dropped by a `rotate-ca abort` (its cross certificate, serial %s, is revoked), and a scheduled run does not bring it back. For a new root, delete the record (`aws secretsmanager delete-secret --secret-id %s --force-delete-without-recovery`): the next run begins with a new one. To resume the dropped one, run `joblet certs rotate-ca begin` by hand",
+				ErrUsage, rec, pki.Fingerprint(next.Cert), pki.SerialHex(c.SerialNumber), rec)
+		}
 		return RootRunBegin, next, nil
 	case r.phase == PhaseBegun:
 		if r.pending == nil {
@@ -295,22 +337,28 @@ func (f *Fleet) rootRunReady(ctx context.Context, run RootRun) error {
 		return err
 	}
 	reps := ProbeRotation(ctx, nodes.Addresses, st, nodes.Info, f.Now().Add(-nodes.ClientWindow))
-	var behind []string
+	var behind, silent []string
 	for _, rep := range reps {
 		switch {
 		case rep.IssuerSHA256 == "" && !rep.Current:
-			behind = append(behind, rep.Address+" ("+rep.Summary+")")
+			silent = append(silent, rep.Address+" ("+rep.Summary+")")
 		case run == RootRunPromote && (rep.TrustsPendingCA == nil || !*rep.TrustsPendingCA):
 			behind = append(behind, rep.Address+" ("+rep.Summary+")")
 		}
 	}
-	if len(behind) > 0 {
-		return fmt.Errorf("%w: %d of %d nodes: %s. The run is retried with the same token; nodes take the new trust at their next refresh, or at once from `joblet certs push`",
-			ErrNotReady, len(behind), len(reps), strings.Join(behind, "; "))
+	if len(behind)+len(silent) > 0 {
+		var why []string
+		if len(silent) > 0 {
+			why = append(why, fmt.Sprintf("%d of %d nodes do not answer: %s. Each node of JOBLET_NODES must answer before a %s (it may be the one not ready): take a node that is gone out of JOBLET_NODES", len(silent), len(reps), strings.Join(silent, "; "), run))
+		}
+		if len(behind) > 0 {
+			why = append(why, fmt.Sprintf("%d of %d nodes: %s. Nodes take the new trust at their next refresh, or at once from `joblet certs push`", len(behind), len(reps), strings.Join(behind, "; ")))
+		}
+		return fmt.Errorf("%w: %s. The run is retried with the same token", ErrNotReady, strings.Join(why, ". "))
 	}
 	if run == RootRunFinish {
 		if _, refused := FinishGate(reps); refused != nil {
-			return fmt.Errorf("%w: %v", ErrNotReady, refused)
+			return fmt.Errorf("%w: %v. (For a scheduled run, JOBLET_CLIENT_WINDOW is --client-window, now %s; the function's own questions during the promote run count as the old root's clients for that long after it. The run is retried with the same token; `joblet certs rotate-ca finish --force` by hand does not wait.)", ErrNotReady, refused, nodes.ClientWindow)
 		}
 	}
 	return nil
@@ -321,7 +369,8 @@ func parseRootRun(value, name, token string) (RootRun, string, error) {
 	head, keyPEM, _ := strings.Cut(value, "\n")
 	run := RootRun(strings.TrimPrefix(head, rootRunHead))
 	if !strings.HasPrefix(head, rootRunHead) || (run != RootRunBegin && run != RootRunPromote && run != RootRunFinish) {
-		return "", "", fmt.Errorf("%w: version %s of %s does not name a run of the root's rotation (it starts %q): it was not written by this function's createSecret", ErrInconsistentStore, token, name, head)
+		return "", "", fmt.Errorf("%w: version %s of %s does not name a run of the root's rotation (it starts %q): it was not written by this function's createSecret, and no run of it does anything. If no operator wrote it, someone without the root key did; end the run, so that Secrets Manager's schedule goes on: `aws secretsmanager update-secret-version-stage --secret-id %s --version-stage AWSPENDING --remove-from-version-id %s`",
+			ErrInconsistentStore, token, name, head, name, token)
 	}
 	return run, keyPEM, nil
 }

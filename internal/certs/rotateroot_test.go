@@ -3,6 +3,7 @@ package certs_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -48,10 +49,15 @@ func TestRotateSecretRootRuns(t *testing.T) {
 		}
 		return s
 	}
+	// A run refused as not ready names its step in its version (so that
+	// its retry makes that step or none), and changes nothing current.
 	noRun := func(token string) {
 		t.Helper()
-		if _, have, _ := st.GetVersion(ctx, key, token); have {
-			t.Fatalf("a run refused as not ready wrote version %s", token)
+		if l, _ := st.Stages(ctx, key); l[secretstore.Current] == token {
+			t.Fatalf("a run refused as not ready made version %s current", token)
+		}
+		if v, have, _ := st.GetVersion(ctx, key, token); have && !strings.HasPrefix(v, "joblet root rotation run: ") {
+			t.Fatalf("a run refused as not ready wrote version %s without naming its step", token)
 		}
 	}
 	doneRun := func() {
@@ -166,7 +172,10 @@ func TestRotateSecretRootRuns(t *testing.T) {
 		t.Fatal("an ended run's finishSecret changed the fleet")
 	}
 	// A run under way that the fleet left behind (begun and promoted by
-	// hand meanwhile): refused, nothing done.
+	// hand meanwhile): refused, nothing done. (After the abort, the record
+	// deleted: runs do not begin the root an abort dropped.)
+	cur, _ := st.Get(ctx, []string{n.CACert()})
+	st.Delete(n.Rotation(mustCert(t, cur[n.CACert()]).SerialNumber.Text(16)))
 	if err := run("r6", certs.RotationCreate); err != nil {
 		t.Fatal(err)
 	}

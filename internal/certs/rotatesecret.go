@@ -103,6 +103,26 @@ func (fl *Fleet) RotateSecretStep(ctx context.Context, vs VersionStore, secret, 
 	if token == "" {
 		return nil, fmt.Errorf("%w: no ClientRequestToken: a rotation step is keyed by the version it makes", ErrUsage)
 	}
+	if strings.HasPrefix(token, secretstore.StagedVersionPrefix) {
+		// rotate-ca's staged versions have such ids, and a step moves one
+		// labelled AWSPENDING onto JOBLET_PENDING (AdoptLegacyPending): a
+		// run's version would become the staged CA key or certificate.
+		// Secrets Manager itself runs such a token when a rotation begun
+		// by an earlier joblet holds AWSPENDING (it takes that for a
+		// rotation of its own): that one is moved onto its label, and
+		// the run ends.
+		if err := f.adoptLegacyPending(ctx); err != nil {
+			return nil, err
+		}
+		if labels, err := vs.Stages(ctx, name); err != nil {
+			return nil, err
+		} else if labels[secretstore.RotationPending] != token {
+			res.Done = "version " + token + " is a rotation begun by `rotate-ca` (labelled " + string(secretstore.Pending) + " now), not a run of this function: nothing to do; the next scheduled run makes the fleet's next step"
+			return res, nil
+		}
+		return nil, fmt.Errorf("%w: the ClientRequestToken %q starts with %q, the prefix of the versions `rotate-ca` stages, which a rotation's version must not have: rotate with another token (Secrets Manager's own are UUIDs). If Secrets Manager holds this rotation, end it: `aws secretsmanager update-secret-version-stage --secret-id %s --version-stage AWSPENDING --remove-from-version-id %s`",
+			ErrUsage, token, secretstore.StagedVersionPrefix, name, token)
+	}
 	for _, r := range pki.Roles {
 		if name == n.ClientKey(r) {
 			return f.rotateRoleStep(ctx, vs, res, r)

@@ -25,17 +25,21 @@ const (
 
 // phaseOf derives the rotation phase from what the store holds: a pending
 // CA certificate means begun; a pending CA key (or KMS key reference)
-// without its certificate means a begin was interrupted between its two
-// writes (also begun, and interrupted says so; state.parse adds the later
-// writes a begin makes, see begunComplete); two trusted CAs and nothing
-// pending mean promoted; otherwise stable. pending holds only the pending
+// without its certificate, while one CA is trusted, means a begin was
+// interrupted between its two writes (also begun, and interrupted says so;
+// state.parse adds the later writes a begin makes, see begunComplete); two
+// trusted CAs and no pending certificate mean promoted; otherwise stable. pending holds only the pending
 // versions that differ from the current ones (readState drops the others:
 // a pending label left on the current value by an interrupted promote).
 func phaseOf(n Names, pending map[string]string, trusted int) (phase Phase, interrupted bool) {
 	switch {
 	case pending[n.CACert()] != "":
 		return PhaseBegun, false
-	case pending[n.CAKey()] != "" || pending[n.CAKMSKey()] != "":
+	case (pending[n.CAKey()] != "" || pending[n.CAKMSKey()] != "") && trusted <= 1:
+		// A begin writes the trust state with both roots last: with two
+		// roots trusted, a pending key alone is no begin of ours (a
+		// promote stopped between its moves, or a version written
+		// without the root key), and the fleet stays promoted.
 		return PhaseBegun, true
 	case trusted > 1:
 		return PhasePromoted, false

@@ -19,6 +19,7 @@ func TestPhaseOf(t *testing.T) {
 		{"pending key without its certificate", map[string]string{n.CAKey(): "k"}, 1, PhaseBegun, true},
 		{"pending KMS reference without its certificate", map[string]string{n.CAKMSKey(): "arn"}, 1, PhaseBegun, true},
 		{"two trusted, nothing pending", nil, 2, PhasePromoted, false},
+		{"two trusted, a pending key alone (no begin writes it then)", map[string]string{n.CAKey(): "k"}, 2, PhasePromoted, false},
 	} {
 		got, interrupted := phaseOf(n, tc.pending, tc.trusted)
 		if got != tc.want || interrupted != tc.interrupted {

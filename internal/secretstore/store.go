@@ -82,6 +82,11 @@ const (
 	LegacyPending = RotationPending
 )
 
+// StagedVersionPrefix starts the id of every version PutPending makes
+// (awssm: the prefix and the value's hash), the versions
+// PendingAdopter moves from LegacyPending: never a rotation's token.
+const StagedVersionPrefix = "joblet-"
+
 // PendingAdopter is a store whose staged label changed (Pending): it moves
 // a staged version of before to the label of now (awssm.Store).
 type PendingAdopter interface {

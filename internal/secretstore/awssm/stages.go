@@ -31,14 +31,19 @@ func (s *Store) GetStage(ctx context.Context, names []string, stage secretstore.
 	return out, nil
 }
 
+// stagedID is the version id PutPending gives value.
+func stagedID(value string) string {
+	sum := sha256.Sum256([]byte(value))
+	return ownVersion + hex.EncodeToString(sum[:16])
+}
+
 // PutPending adds value as a version labelled JOBLET_PENDING only. Its
 // ClientRequestToken (the version id) is derived from the value, so writing
 // the same value again is a no-op for Secrets Manager: labels included. A
 // version that lost JOBLET_PENDING (DropPending: a rotation aborted, then begun
 // again with the CA its record names) gets the label back here.
 func (s *Store) PutPending(ctx context.Context, name, value string) error {
-	sum := sha256.Sum256([]byte(value))
-	id := ownVersion + hex.EncodeToString(sum[:16])
+	id := stagedID(value)
 	_, err := s.api.PutSecretValue(ctx, &sm.PutSecretValueInput{SecretId: aws.String(name), SecretString: aws.String(value),
 		VersionStages: []string{string(secretstore.Pending)}, ClientRequestToken: aws.String(id)})
 	if err != nil {
@@ -156,13 +161,14 @@ func (s *Store) DropPending(ctx context.Context, name string) error {
 // ownVersion is the prefix of the version ids PutPending makes (the
 // value's hash): never a ClientRequestToken of Secrets Manager's own
 // rotation, which is a UUID.
-const ownVersion = "joblet-"
+const ownVersion = secretstore.StagedVersionPrefix
 
 // AdoptLegacyPending moves the staged label of before to its own: for each
 // of names (secrets under one prefix) where no version is labelled
-// JOBLET_PENDING and a version PutPending made (an id starting "joblet-")
-// is labelled AWSPENDING but not AWSCURRENT (a rotation begun before the
-// label existed), that version gets JOBLET_PENDING and loses AWSPENDING.
+// JOBLET_PENDING and a version PutPending made (its id is "joblet-" and
+// its value's hash, stagedID) is labelled AWSPENDING but not AWSCURRENT (a
+// rotation begun before the label existed), that version gets
+// JOBLET_PENDING and loses AWSPENDING.
 // A version of Secrets Manager's own rotation is never touched. One
 // ListSecrets call when nothing is to move; it returns the names moved.
 func (s *Store) AdoptLegacyPending(ctx context.Context, names []string) ([]string, error) {
@@ -186,6 +192,17 @@ func (s *Store) AdoptLegacyPending(ctx context.Context, names []string) ([]strin
 	for _, name := range names {
 		id := legacy[name]
 		if id == "" {
+			continue
+		}
+		// PutPending's id is its value's hash: a version with another
+		// value under such an id was named by someone else (a rotation
+		// run's ClientRequestToken, or the empty version Secrets Manager
+		// makes for one), and staging it would make a rotation nobody began.
+		value, ok, err := s.GetVersion(ctx, name, id)
+		if err != nil {
+			return moved, err
+		}
+		if !ok || value == "" || stagedID(value) != id {
 			continue
 		}
 		if err := s.move(ctx, name, secretstore.Pending, "", id); err != nil {
