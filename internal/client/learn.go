@@ -129,10 +129,13 @@ func (c *Conn) oldNode(ctx context.Context) error {
 
 func (c *Conn) learnUnary(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
 	c.learner.mu.Lock()
-	old := c.learner.askedOld
+	old := c.learner.askedOld && !c.learner.speaks
 	c.learner.mu.Unlock()
 	if old && method == pb.NodeService_GetNodeInfo_FullMethodName {
-		return invoker(ctx, method, req, reply, cc, opts...) // the old node's Hello
+		// A node from before the protocol: its Hello (oldNode) answers
+		// with its CRL. A node that speaks it is sent the number on every
+		// call, GetNodeInfo included.
+		return invoker(ctx, method, req, reply, cc, opts...)
 	}
 	var header, trailer metadata.MD
 	var p peer.Peer

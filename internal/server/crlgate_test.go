@@ -162,3 +162,36 @@ func TestCRLNumberToldOncePerConnection(t *testing.T) {
 		t.Fatalf("a new connection's first call: told %q, want %q", got, own)
 	}
 }
+
+// Every call of a connection carries the number, GetNodeInfo (`rnx info`)
+// included, not only the first: an entry whose CRL turns out older than
+// the node's on a later call learns the node's before that call runs.
+func TestLaterGetNodeInfoCarriesTheNumber(t *testing.T) {
+	st := storetest.NewMemoryStore()
+	startNode(t, st)
+	fl := &certs.Fleet{Store: st, Log: quiet}
+	if _, err := fl.Revoke(context.Background(), big.NewInt(0x1234), 1); err != nil {
+		t.Fatal(err)
+	}
+	f := startNode(t, st)
+	entry := *f.rnx.Nodes["default"] // holds the node's CRL
+	learned := 0
+	conn, err := client.DialLearning("default", &entry, func(crl []byte, _ [][]*x509.Certificate) error {
+		learned++
+		entry.CRL = string(crl)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	for i := 0; i < 2; i++ {
+		if _, err := conn.Node.GetNodeInfo(ctx(t), &pb.GetNodeInfoRequest{}); err != nil || learned != 0 {
+			t.Fatalf("call %d holding the node's CRL: %v, learned %d times (want 0)", i, err, learned)
+		}
+	}
+	entry.CRL = "" // the entry now holds an older CRL than the node
+	if _, err := conn.Node.GetNodeInfo(ctx(t), &pb.GetNodeInfoRequest{}); err != nil || learned != 1 || entry.CRL != f.srv.Security.CRL {
+		t.Fatalf("a later GetNodeInfo holding an older CRL: %v, learned %d times (want 1), CRL taken: %v", err, learned, entry.CRL == f.srv.Security.CRL)
+	}
+}
