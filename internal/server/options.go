@@ -2,6 +2,7 @@ package server
 
 import (
 	"cmp"
+	"runtime"
 	"time"
 
 	"google.golang.org/grpc"
@@ -49,5 +50,16 @@ func (s *Server) grpcOptions() ([]grpc.ServerOption, error) {
 		// gRPC's default is 120 s: a silent socket would hold its slot
 		// (security.maxPendingHandshakes) that long.
 		grpc.ConnectionTimeout(conns.HandshakeTimeout),
+		// Calls run on goroutines kept from call to call, whose stacks
+		// have grown to the interceptors' depth already: a goroutine per
+		// call grew its stack on every call (runtime.morestack was a
+		// twentieth of the node's CPU at 16 clients). When every worker
+		// is busy a call gets a goroutine of its own, as before, so a
+		// slow call never queues another.
+		grpc.NumStreamWorkers(streamWorkers()),
 	}, nil
 }
+
+// streamWorkers is how many goroutines serve calls: a few per core, since
+// only those run at once and a call waiting on I/O frees its core.
+func streamWorkers() uint32 { return uint32(4 * runtime.GOMAXPROCS(0)) }
