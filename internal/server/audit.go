@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -13,9 +14,10 @@ import (
 
 // The audit line: one log line per call, when it ends, naming who made it
 // (the person and the role, as the verified client certificate says; the
-// person is "shared" for a shared role certificate), what (the method, and
-// the job when the call names one) and how it ended (the gRPC code, and the
-// node's message when it is not OK). It runs outermost, with the metrics,
+// person is "shared" for a shared role certificate; the certificate's
+// serial and the client's address), what (the method, and the job when
+// the call names one) and how it ended (the gRPC code, and the node's
+// message when it is not OK). It runs outermost, with the metrics,
 // so the calls the re-check or authorization refuse are on record too.
 // Load balancers check /healthz over HTTP (docs/OPERATIONS.md), so the
 // lines are callers' calls, not probes.
@@ -72,35 +74,53 @@ func jobOf(req, resp any) string {
 }
 
 func (a audit) record(ctx context.Context, method string, start time.Time, job string, err error) {
-	h := a.log.Handler()
-	if !h.Enabled(ctx, slog.LevelInfo) {
+	base := a.log.Handler()
+	if !base.Enabled(ctx, slog.LevelInfo) {
 		return
 	}
-	id := auditIDOf(ctx)
 	st := status.Convert(err)
 	// Straight to the handler, with no caller's program counter: Logger
 	// would walk the stack for a source line the node's log never
 	// prints (a tenth of what the line costs, on every call).
 	r := slog.NewRecord(time.Now(), slog.LevelInfo, auditMsg, 0)
-	r.AddAttrs(slog.String("method", shortName(method)), slog.String("person", id.person), slog.String("role", id.role),
-		slog.String("code", st.Code().String()))
+	r.AddAttrs(slog.String("method", shortName(method)), slog.String("code", st.Code().String()))
 	if job != "" {
 		r.AddAttrs(slog.String("job", capped(job)))
 	}
-	r.AddAttrs(slog.Duration("took", time.Since(start).Round(time.Microsecond)), slog.String("serial", id.serial))
-	if id.from != "" {
-		r.AddAttrs(slog.String("from", id.from))
-	}
+	r.AddAttrs(slog.Duration("took", time.Since(start).Round(time.Microsecond)))
 	if err != nil {
 		r.AddAttrs(slog.String("err", capped(st.Message())))
 	}
-	h.Handle(ctx, r)
+	auditIDOf(ctx).handler(base).Handle(ctx, r)
 }
 
 // auditID is who a connection's calls come from, as the audit line names
 // them: the same for every call of a connection (its client certificate
-// and address), so worked out once per connection (connIDOf).
-type auditID struct{ role, person, serial, from string }
+// and address), so worked out once per connection (connIDOf), and
+// formatted once too (handler).
+type auditID struct {
+	role, person, serial, from string
+	formatted                  atomic.Pointer[auditHandler]
+}
+
+// auditHandler is the audit log's handler with a connection's names
+// formatted already (slog's WithAttrs): a call formats only what is its own.
+type auditHandler struct{ base, h slog.Handler }
+
+// handler is base with the connection's names: person, role, serial and
+// the client's address, in that order, before the call's own.
+func (id *auditID) handler(base slog.Handler) slog.Handler {
+	if f := id.formatted.Load(); f != nil && f.base == base {
+		return f.h
+	}
+	attrs := []slog.Attr{slog.String("person", id.person), slog.String("role", id.role), slog.String("serial", id.serial)}
+	if id.from != "" {
+		attrs = append(attrs, slog.String("from", id.from))
+	}
+	f := &auditHandler{base: base, h: base.WithAttrs(attrs)}
+	id.formatted.Store(f)
+	return f.h
+}
 
 func auditIDOf(ctx context.Context) *auditID { return &connIDOf(ctx).audit }
 
