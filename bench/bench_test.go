@@ -506,9 +506,12 @@ func loadWith(t *testing.T, node *config.Node, conc int, d time.Duration, crlNum
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c, err := client.Dial("bench", node)
+			var c *client.Conn
+			var err error
 			if crlNumber {
 				c, err = client.DialLearning("bench", node, func([]byte, [][]*x509.Certificate) error { return nil })
+			} else {
+				c, err = client.Dial("bench", node)
 			}
 			if err != nil {
 				t.Error(err)

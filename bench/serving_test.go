@@ -206,7 +206,7 @@ func callsTable(t *testing.T, md *strings.Builder, ecdsa *node) {
 	fmt.Fprintf(md, "\nCalls: `GetNodeInfo` (what `rnx info` asks) over one mTLS connection per client, ECDSA server: %d rounds of 1 s each of the floor, joblet and joblet with the CRL number, in a rotating order (new connections each time, their handshakes included). Rates are the mean over the rounds, p50 and p99 the worst round's; `x floor` is the median of the ratios taken round by round (min–max in brackets).\n\n", callRounds)
 	fmt.Fprintf(md, "The last two columns: joblet called as rnx calls it, every call carrying the number of the CRL the client holds (the CRL gate: a node with a newer CRL hands it over before running the call; here the client holds the node's own, so every call runs).\n\n")
 	fmt.Fprintf(md, "| clients | bare gRPC calls/s | p50 | p99 | joblet calls/s | p50 | p99 | x floor | joblet, with the CRL number, calls/s | x floor |\n|---|---|---|---|---|---|---|---|---|---|\n")
-	var cpuRows []string
+	var cpuRows, srvRows []string
 	for _, conc := range []int{1, 16, 64} {
 		// Rounds of 1 s each for the floor, joblet and joblet with the
 		// CRL number, in a rotating order; the ratio is taken round by
@@ -216,16 +216,19 @@ func callsTable(t *testing.T, md *strings.Builder, ecdsa *node) {
 		var f, j, r []latency
 		var jr, rr, jc, rc []float64
 		var cf, cj, cr []float64
+		var sf, sj, sr []float64
 		for round := 0; round < callRounds; round++ {
 			var got [3]latency
 			var cpu [3]float64 // ns per call, server and clients together
+			var srv [3]float64 // ns per call, the server's alone
 			for k := 0; k < 3; k++ {
 				i := (k + round) % 3
 				pid := ecdsa.proc.Cmd.Process.Pid
 				if i == 0 {
 					pid = fp.Cmd.Process.Pid
 				}
-				before := cpuNS(t, pid) + selfCPU()
+				srvBefore := cpuNS(t, pid)
+				before := srvBefore + selfCPU()
 				switch i {
 				case 0:
 					got[i] = load(t, floor, conc, time.Second)
@@ -234,22 +237,31 @@ func callsTable(t *testing.T, md *strings.Builder, ecdsa *node) {
 				case 2:
 					got[i] = loadWith(t, ecdsa.cfg, conc, time.Second, true)
 				}
-				cpu[i] = float64(cpuNS(t, pid)+selfCPU()-before) / float64(max(got[i].n, 1))
+				srvAfter := cpuNS(t, pid)
+				cpu[i] = float64(srvAfter+selfCPU()-before) / float64(max(got[i].n, 1))
+				srv[i] = float64(srvAfter-srvBefore) / float64(max(got[i].n, 1))
 			}
 			f, j, r = append(f, got[0]), append(j, got[1]), append(r, got[2])
 			jr, rr = append(jr, got[1].rps/got[0].rps), append(rr, got[2].rps/got[0].rps)
 			jc, rc = append(jc, cpu[0]/cpu[1]), append(rc, cpu[0]/cpu[2])
 			cf, cj, cr = append(cf, cpu[0]), append(cj, cpu[1]), append(cr, cpu[2])
+			sf, sj, sr = append(sf, srv[0]), append(sj, srv[1]), append(sr, srv[2])
 		}
 		fl, jl, rl := merge(f), merge(j), merge(r)
 		fmt.Fprintf(md, "| %d | %.0f | %s | %s | %.0f | %s | %s | %.2f (%.2f–%.2f) | %.0f | %.2f (%.2f–%.2f) |\n", conc, fl.rps, ms(fl.p50), ms(fl.p99), jl.rps, ms(jl.p50), ms(jl.p99),
 			median(jr), slices.Min(jr), slices.Max(jr), rl.rps, median(rr), slices.Min(rr), slices.Max(rr))
 		cpuRows = append(cpuRows, fmt.Sprintf("| %d | %.0f µs | %.0f µs | %.2f (%.2f–%.2f) | %.0f µs | %.2f (%.2f–%.2f) |\n", conc, median(cf)/1000, median(cj)/1000,
 			median(jc), slices.Min(jc), slices.Max(jc), median(cr)/1000, median(rc), slices.Min(rc), slices.Max(rc)))
+		srvRows = append(srvRows, fmt.Sprintf("| %d | %.1f µs | %.1f µs | %.1f µs | %.1f µs |\n", conc, median(sf)/1000, median(sj)/1000, median(sr)/1000, (median(sr)-median(sf))/1000))
 	}
 	fmt.Fprintf(md, "\nThe same rounds by CPU: the CPU time a call costs the server and its clients together (the server's threads from /proc, the clients' from this process's rusage), per call; `x floor` is the floor's CPU per call over joblet's, median of the rounds (min–max). At saturation on a machine of its own this is the throughput ratio; unlike calls per second it does not move with what else the shared machine runs.\n\n")
 	fmt.Fprintf(md, "| clients | bare gRPC CPU/call | joblet CPU/call | x floor | joblet, with the CRL number, CPU/call | x floor |\n|---|---|---|---|---|---|\n")
 	for _, row := range cpuRows {
+		md.WriteString(row)
+	}
+	fmt.Fprintf(md, "\nThe server's CPU alone per call (its threads from /proc), median of the rounds: what joblet's interceptors, audit line and handler add to gRPC's own work.\n\n")
+	fmt.Fprintf(md, "| clients | bare gRPC server CPU/call | joblet | joblet, with the CRL number | joblet's extra |\n|---|---|---|---|---|\n")
+	for _, row := range srvRows {
 		md.WriteString(row)
 	}
 	memory.busy = memKiB(t, ecdsa.proc.Cmd.Process.Pid, "VmHWM")
