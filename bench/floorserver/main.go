@@ -33,6 +33,7 @@ func main() {
 	keyFile := flag.String("key", "", "server key (PEM)")
 	caFile := flag.String("ca", "", "client CAs (PEM)")
 	crlFile := flag.String("crl", "", "a CRL to hand out in NodeInfo, as joblet does (PEM)")
+	workers := flag.Uint("workers", 0, "gRPC stream workers (grpc.NumStreamWorkers), as joblet serves calls; 0: gRPC's default, a goroutine per call")
 	flag.Parse()
 
 	cert, err := tls.LoadX509KeyPair(*certFile, *keyFile)
@@ -74,7 +75,7 @@ func main() {
 			ServerCertNotAfterUnix: cert.Leaf.NotAfter.Unix(), CallerRole: "admin",
 			ServerCertIssuerSha256: "0000000000000000000000000000000000000000000000000000000000000000", Crl: crl,
 			JobIsolation: "full (uid 65534, network none; per job memory 512 MiB, cpu 100%, procs 256 by default, at most 4 GiB, 200%, 4096)"}
-		s := grpc.NewServer(grpc.Creds(credentials.NewTLS(tc)))
+		s := grpc.NewServer(grpc.Creds(credentials.NewTLS(tc)), grpc.NumStreamWorkers(uint32(*workers)))
 		pb.RegisterNodeServiceServer(s, &node{info: info})
 		log.Fatal(s.Serve(l))
 	default:

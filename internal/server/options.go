@@ -56,10 +56,12 @@ func (s *Server) grpcOptions() ([]grpc.ServerOption, error) {
 		// twentieth of the node's CPU at 16 clients). When every worker
 		// is busy a call gets a goroutine of its own, as before, so a
 		// slow call never queues another.
-		grpc.NumStreamWorkers(streamWorkers()),
+		grpc.NumStreamWorkers(StreamWorkers()),
 	}, nil
 }
 
-// streamWorkers is how many goroutines serve calls: a few per core, since
-// only those run at once and a call waiting on I/O frees its core.
-func streamWorkers() uint32 { return uint32(4 * runtime.GOMAXPROCS(0)) }
+// StreamWorkers is how many kept goroutines serve calls: a few per core,
+// since only those run at once and a call waiting on I/O frees its core.
+// (grpc.NumStreamWorkers is marked experimental in grpc-go; without it a
+// node works as before, a goroutine per call.)
+func StreamWorkers() uint32 { return uint32(4 * runtime.GOMAXPROCS(0)) }
