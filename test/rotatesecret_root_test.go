@@ -310,14 +310,7 @@ func TestRotateSecretRootAfterLegacyBegin(t *testing.T) {
 	moto.Reset(t)
 	ctx := context.Background()
 	joblet, _ := harness.Bins(t)
-	opHome := t.TempDir()
-	opEnv := harness.Env(append(harness.AWSEnv(moto.URL), "USE_SECRETS_MANAGER=true", "JOBLET_HOME="+opHome)...)
-	out := filepath.Join(opHome, "configs")
-	home, port, env := smNode(t, moto.URL)
-	n := fleetNode{home: home, addr: fmt.Sprintf("127.0.0.1:%d", port), env: env}
-	harness.MustRun(t, opEnv, joblet, "certs", "init", "--address", n.addr, "--out", out)
-	harness.MustRun(t, env, joblet, "certs", "bootstrap", "--refresh-interval", "1s")
-	n.proc = harness.Start(t, env, joblet, "server", "--config", n.config())
+	opEnv, out, n := startOneNode(t, joblet)
 	cfg := filepath.Join(out, "rnx-config.yml")
 	harness.Eventually(t, 15*time.Second, "node up", func() error { return oneRequest(cfg) })
 	fn, fnARN := startRotator(t, joblet, "AWS_LAMBDA_FUNCTION_TIMEOUT=60", "JOBLET_NODES="+n.addr, "JOBLET_CLIENT_WINDOW=2s")
@@ -397,15 +390,9 @@ func TestRotateSecretRootAfterLegacyBegin(t *testing.T) {
 // node), against moto with IAM enforced, holding only the policy's
 // actions, and every call recorded is inside the policy's resources.
 func TestRotateSecretRootIAMPolicy(t *testing.T) {
-	m, err := harness.StartMoto("INITIAL_NO_AUTH_ACTION_COUNT=9")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Stop()
+	iam := startRotatorIAM(t, 9)
+	m, rotator, opID, opKey, fnID, fnKey := iam.m, iam.rotator, iam.opID, iam.opKey, iam.fnID, iam.fnKey
 	joblet, _ := harness.Bins(t)
-	rotation, rotator := policyFor(t, "rotation"), policyFor(t, "rotator")
-	opID, opKey := iamUserPolicy(t, m.URL, "operator", actionsOnly(rotation))
-	fnID, fnKey := iamUserPolicy(t, m.URL, "rotator", actionsOnly(rotator))
 	// The node is not what is checked here: it may do anything.
 	nodeID, nodeKey := iamUserPolicy(t, m.URL, "node", `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}`)
 	proxy := harness.StartAWSProxy(t, m.URL)

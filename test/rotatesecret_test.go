@@ -275,15 +275,9 @@ func TestRotateSecretStepsAgain(t *testing.T) {
 // IAM enforced), is inside it, and it grants no write to the root or the
 // CRL.
 func TestRotateSecretIAMPolicy(t *testing.T) {
-	m, err := harness.StartMoto("INITIAL_NO_AUTH_ACTION_COUNT=6")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Stop()
+	iam := startRotatorIAM(t, 6)
+	m, rotator, opID, opKey, fnID, fnKey := iam.m, iam.rotator, iam.opID, iam.opKey, iam.fnID, iam.fnKey
 	joblet, _ := harness.Bins(t)
-	rotation, rotator := policyFor(t, "rotation"), policyFor(t, "rotator")
-	opID, opKey := iamUserPolicy(t, m.URL, "operator", actionsOnly(rotation))
-	fnID, fnKey := iamUserPolicy(t, m.URL, "rotator", actionsOnly(rotator))
 	proxy := harness.StartAWSProxy(t, m.URL)
 	home := t.TempDir()
 	opEnv := harness.Env(append(harness.AWSEnv(m.URL), "USE_SECRETS_MANAGER=true", "JOBLET_HOME="+home, "AWS_ACCESS_KEY_ID="+opID, "AWS_SECRET_ACCESS_KEY="+opKey)...)
@@ -328,14 +322,7 @@ func TestRotateSecretRoleCertificates(t *testing.T) {
 	moto.Reset(t)
 	ctx := context.Background()
 	joblet, _ := harness.Bins(t)
-	opHome := t.TempDir()
-	opEnv := harness.Env(append(harness.AWSEnv(moto.URL), "USE_SECRETS_MANAGER=true", "JOBLET_HOME="+opHome)...)
-	out := filepath.Join(opHome, "configs")
-	home, port, env := smNode(t, moto.URL)
-	harness.MustRun(t, opEnv, joblet, "certs", "init", "--address", fmt.Sprintf("127.0.0.1:%d", port), "--out", out)
-	harness.MustRun(t, env, joblet, "certs", "bootstrap", "--refresh-interval", "1s")
-	n := fleetNode{home: home, addr: fmt.Sprintf("127.0.0.1:%d", port), env: env}
-	n.proc = harness.Start(t, env, joblet, "server", "--config", n.config())
+	opEnv, out, _ := startOneNode(t, joblet)
 	before := filepath.Join(out, "rnx-config-developer.yml")
 	harness.Eventually(t, 15*time.Second, "node up", func() error { return oneRequest(before) })
 

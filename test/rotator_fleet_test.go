@@ -13,6 +13,7 @@ import (
 	sm "github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	smtypes "github.com/aws/aws-sdk-go-v2/service/secretsmanager/types"
 
+	"github.com/ehsaniara/joblet/internal/certs"
 	"github.com/ehsaniara/joblet/internal/pki"
 	"github.com/ehsaniara/joblet/test/harness"
 )
@@ -56,6 +57,23 @@ func startRotatorFleet(t *testing.T, joblet string, initArgs ...string) *rotator
 	return f
 }
 
+// startOneNode is the operator's `joblet certs init` (in moto's Secrets
+// Manager) for one node at its own address, that node bootstrapped from
+// the store (refreshing every second) and started; it returns the
+// operator's environment, the configs init wrote, and the node.
+func startOneNode(t *testing.T, joblet string) (opEnv []string, out string, n fleetNode) {
+	t.Helper()
+	opHome := t.TempDir()
+	opEnv = harness.Env(append(harness.AWSEnv(moto.URL), "USE_SECRETS_MANAGER=true", "JOBLET_HOME="+opHome)...)
+	out = filepath.Join(opHome, "configs")
+	home, port, env := smNode(t, moto.URL)
+	n = fleetNode{home: home, addr: fmt.Sprintf("127.0.0.1:%d", port), env: env}
+	harness.MustRun(t, opEnv, joblet, "certs", "init", "--address", n.addr, "--out", out)
+	harness.MustRun(t, env, joblet, "certs", "bootstrap", "--refresh-interval", "1s")
+	n.proc = harness.Start(t, env, joblet, "server", "--config", n.config())
+	return opEnv, out, n
+}
+
 // startRotator runs `joblet certs rotate-secret` as a Lambda function
 // under the Runtime Interface Emulator, with a home and a seen-store of
 // its own and moto as its AWS (env adds to or overrides that), registered
@@ -89,4 +107,29 @@ func parsePair(t *testing.T, certPEM, keyPEM string) (*x509.Certificate, crypto.
 		t.Fatal(err)
 	}
 	return cert, k, pki.MatchesKey(cert, k)
+}
+
+// rotatorIAM is moto with IAM enforced once noAuth calls are made (the
+// users' creation), with an "operator" user holding the actions of
+// `iam-policy --for rotation` and a "rotator" user those of `--for
+// rotator` (the function's); what a test adds takes its own calls.
+type rotatorIAM struct {
+	m           *harness.Moto
+	rotator     *certs.Policy
+	opID, opKey string
+	fnID, fnKey string
+}
+
+func startRotatorIAM(t *testing.T, noAuth int) *rotatorIAM {
+	t.Helper()
+	m, err := harness.StartMoto(fmt.Sprintf("INITIAL_NO_AUTH_ACTION_COUNT=%d", noAuth))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(m.Stop)
+	rotation, rotator := policyFor(t, "rotation"), policyFor(t, "rotator")
+	r := &rotatorIAM{m: m, rotator: rotator}
+	r.opID, r.opKey = iamUserPolicy(t, m.URL, "operator", actionsOnly(rotation))
+	r.fnID, r.fnKey = iamUserPolicy(t, m.URL, "rotator", actionsOnly(r.rotator))
+	return r
 }
