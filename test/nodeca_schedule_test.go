@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -26,26 +25,9 @@ import (
 func TestNodeCAScheduledRekeyUnderTraffic(t *testing.T) {
 	moto.Reset(t)
 	joblet, _ := harness.Bins(t)
-	lb := fmt.Sprintf("127.0.0.2:%d", harness.FreePort(t))
-	opHome := t.TempDir()
-	opEnv := harness.Env(append(harness.AWSEnv(moto.URL), "USE_SECRETS_MANAGER=true", "JOBLET_HOME="+opHome)...)
-	out := filepath.Join(opHome, "configs")
-	harness.MustRun(t, opEnv, joblet, "certs", "init", "--address", lb, "--out", out, "--node-ca-lifetime", "40s")
-	created := time.Now()
-	var nodes []fleetNode
-	var backends []string
-	for i := 1; i <= 2; i++ {
-		home, port, env := smNode(t, moto.URL, "JOBLET_PUBLIC_ADDRESS="+lb, fmt.Sprintf("JOBLET_NODE_ID=node-%d", i))
-		harness.MustRun(t, env, joblet, "certs", "bootstrap", "--refresh-interval", "1s")
-		n := fleetNode{home: home, addr: fmt.Sprintf("127.0.0.1:%d", port), env: env}
-		n.proc = harness.Start(t, env, joblet, "server", "--config", n.config())
-		nodes = append(nodes, n)
-		backends = append(backends, n.addr)
-	}
-	harness.StartHAProxy(t, lb, backends)
-	clientCfg := filepath.Join(out, "rnx-config.yml")
-	harness.Eventually(t, 15*time.Second, "fleet up", func() error { return oneRequest(clientCfg) })
-	loop := startLoop(t, clientCfg, 40*time.Millisecond) // 25 requests per second
+	f := startRotatorFleet(t, joblet, "--node-ca-lifetime", "40s")
+	opEnv, nodes, created := f.opEnv, f.nodes, f.inited
+	loop := startLoop(t, f.cfg, 40*time.Millisecond) // 25 requests per second
 
 	type info struct {
 		Sha256   string

@@ -1,7 +1,6 @@
 package test
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -9,10 +8,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/aws/aws-sdk-go-v2/aws"
-	sm "github.com/aws/aws-sdk-go-v2/service/secretsmanager"
-	smtypes "github.com/aws/aws-sdk-go-v2/service/secretsmanager/types"
 
 	"github.com/ehsaniara/joblet/test/harness"
 )
@@ -27,7 +22,6 @@ import (
 // for as long as the function stayed warm.
 func TestReview27RootRunsInOneWarmFunction(t *testing.T) {
 	moto.Reset(t)
-	ctx := context.Background()
 	joblet, _ := harness.Bins(t)
 	opHome := t.TempDir()
 	opEnv := harness.Env(append(harness.AWSEnv(moto.URL), "USE_SECRETS_MANAGER=true", "JOBLET_HOME="+opHome)...)
@@ -43,15 +37,11 @@ func TestReview27RootRunsInOneWarmFunction(t *testing.T) {
 		}
 		return err
 	})
-	fnEnv := harness.Env(append(harness.AWSEnv(moto.URL), "JOBLET_HOME="+t.TempDir(), "JOBLET_SEEN_DIR="+t.TempDir(),
-		"AWS_LAMBDA_FUNCTION_TIMEOUT=60", "JOBLET_NODES="+addr, "JOBLET_CLIENT_WINDOW=2s")...)
-	fn := harness.StartLambda(t, fnEnv, joblet, "certs", "rotate-secret")
-	fnARN := harness.MotoFunction(t, moto.URL, "joblet-rotator", fn.URL)
+	fn, fnARN := startRotator(t, joblet, "AWS_LAMBDA_FUNCTION_TIMEOUT=60", "JOBLET_NODES="+addr, "JOBLET_CLIENT_WINDOW=2s")
 	c := smClient(moto.URL)
 	rotate := func(token string) {
 		t.Helper()
-		if _, err := c.RotateSecret(ctx, &sm.RotateSecretInput{SecretId: aws.String("joblet/ca-key"), ClientRequestToken: aws.String(token),
-			RotationLambdaARN: aws.String(fnARN), RotationRules: &smtypes.RotationRulesType{ScheduleExpression: aws.String("rate(90 days)")}}); err != nil {
+		if err := rotateBy(c, "joblet/ca-key", token, fnARN, "rate(90 days)"); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -51,8 +51,7 @@ func (r *rootRunner) once(token string) (done bool, why string) {
 	t.Helper()
 	logBefore := len(r.fn.Proc.Output())
 	verBefore, keyBefore := currentVersion(t, r.c, rootKeyName)
-	if _, err := r.c.RotateSecret(context.Background(), &sm.RotateSecretInput{SecretId: aws.String(rootKeyName), ClientRequestToken: aws.String(token),
-		RotationLambdaARN: aws.String(r.fnARN), RotationRules: &smtypes.RotationRulesType{ScheduleExpression: aws.String("rate(90 days)")}}); err != nil {
+	if err := rotateBy(r.c, rootKeyName, token, r.fnARN, "rate(90 days)"); err != nil {
 		t.Fatalf("RotateSecret %s (token %s): %v", rootKeyName, token, err)
 	}
 	stages := stagesOf(t, r.c, rootKeyName)[token]
@@ -163,23 +162,9 @@ func TestRotateSecretRootThreeRotations(t *testing.T) {
 	moto.Reset(t)
 	start := time.Now()
 	joblet, rnx := harness.Bins(t)
-	lb := fmt.Sprintf("127.0.0.2:%d", harness.FreePort(t))
-	opHome := t.TempDir()
-	opEnv := harness.Env(append(harness.AWSEnv(moto.URL), "USE_SECRETS_MANAGER=true", "JOBLET_HOME="+opHome)...)
-	out := filepath.Join(opHome, "configs")
-	harness.MustRun(t, opEnv, joblet, "certs", "init", "--address", lb, "--out", out) // the root's key in the store
-	var nodes []fleetNode
-	var addrs []string
-	for i := 1; i <= 2; i++ {
-		home, port, env := smNode(t, moto.URL, "JOBLET_PUBLIC_ADDRESS="+lb, fmt.Sprintf("JOBLET_NODE_ID=node-%d", i))
-		harness.MustRun(t, env, joblet, "certs", "bootstrap", "--refresh-interval", "1s")
-		n := fleetNode{home: home, addr: fmt.Sprintf("127.0.0.1:%d", port), env: env}
-		n.proc = harness.Start(t, env, joblet, "server", "--config", n.config())
-		nodes = append(nodes, n)
-		addrs = append(addrs, n.addr)
-	}
-	harness.StartHAProxy(t, lb, addrs)
-	orig, err := os.ReadFile(filepath.Join(out, "rnx-config.yml"))
+	f := startRotatorFleet(t, joblet) // the root's key in the store
+	lb, opEnv, nodes, addrs := f.lb, f.opEnv, f.nodes, f.addrs
+	orig, err := os.ReadFile(f.cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -191,13 +176,10 @@ func TestRotateSecretRootThreeRotations(t *testing.T) {
 		return p
 	}
 	never, perRotation := copyCfg("never.yml"), copyCfg("once-per-rotation.yml")
-	harness.Eventually(t, 15*time.Second, "fleet up", func() error { return oneRequest(never) })
 
 	const window = 2 * time.Second
-	fnEnv := harness.Env(append(harness.AWSEnv(moto.URL), "JOBLET_HOME="+t.TempDir(), "JOBLET_SEEN_DIR="+t.TempDir(), "AWS_LAMBDA_FUNCTION_TIMEOUT=60",
-		"JOBLET_NODES="+strings.Join(addrs, ","), "JOBLET_CLIENT_WINDOW="+window.String())...)
-	fn := harness.StartLambda(t, fnEnv, joblet, "certs", "rotate-secret")
-	r := &rootRunner{t: t, c: smClient(moto.URL), fn: fn, fnARN: harness.MotoFunction(t, moto.URL, "joblet-rotator", fn.URL), opEnv: opEnv}
+	fn, fnARN := startRotator(t, joblet, "AWS_LAMBDA_FUNCTION_TIMEOUT=60", "JOBLET_NODES="+strings.Join(addrs, ","), "JOBLET_CLIENT_WINDOW="+window.String())
+	r := &rootRunner{t: t, c: smClient(moto.URL), fn: fn, fnARN: fnARN, opEnv: opEnv}
 
 	every := 60 * time.Millisecond
 	neverLoop, perLoop := startLoop(t, never, every), startLoop(t, perRotation, every)
@@ -328,20 +310,11 @@ func TestRotateSecretRootAfterLegacyBegin(t *testing.T) {
 	moto.Reset(t)
 	ctx := context.Background()
 	joblet, _ := harness.Bins(t)
-	opHome := t.TempDir()
-	opEnv := harness.Env(append(harness.AWSEnv(moto.URL), "USE_SECRETS_MANAGER=true", "JOBLET_HOME="+opHome)...)
-	out := filepath.Join(opHome, "configs")
-	home, port, env := smNode(t, moto.URL)
-	n := fleetNode{home: home, addr: fmt.Sprintf("127.0.0.1:%d", port), env: env}
-	harness.MustRun(t, opEnv, joblet, "certs", "init", "--address", n.addr, "--out", out)
-	harness.MustRun(t, env, joblet, "certs", "bootstrap", "--refresh-interval", "1s")
-	n.proc = harness.Start(t, env, joblet, "server", "--config", n.config())
+	opEnv, out, n := startOneNode(t, joblet)
 	cfg := filepath.Join(out, "rnx-config.yml")
 	harness.Eventually(t, 15*time.Second, "node up", func() error { return oneRequest(cfg) })
-	fnEnv := harness.Env(append(harness.AWSEnv(moto.URL), "JOBLET_HOME="+t.TempDir(), "JOBLET_SEEN_DIR="+t.TempDir(), "AWS_LAMBDA_FUNCTION_TIMEOUT=60",
-		"JOBLET_NODES="+n.addr, "JOBLET_CLIENT_WINDOW=2s")...)
-	fn := harness.StartLambda(t, fnEnv, joblet, "certs", "rotate-secret")
-	r := &rootRunner{t: t, c: smClient(moto.URL), fn: fn, fnARN: harness.MotoFunction(t, moto.URL, "joblet-rotator", fn.URL), opEnv: opEnv}
+	fn, fnARN := startRotator(t, joblet, "AWS_LAMBDA_FUNCTION_TIMEOUT=60", "JOBLET_NODES="+n.addr, "JOBLET_CLIENT_WINDOW=2s")
+	r := &rootRunner{t: t, c: smClient(moto.URL), fn: fn, fnARN: fnARN, opEnv: opEnv}
 	oldRoot, _ := r.currentRoot()
 
 	harness.MustRun(t, opEnv, joblet, "certs", "rotate-ca", "begin")
@@ -373,8 +346,7 @@ func TestRotateSecretRootAfterLegacyBegin(t *testing.T) {
 	t.Logf("staged versions relabelled AWSPENDING, as an earlier joblet left them: %d secrets", len(legacy))
 
 	// Secrets Manager reads that as a rotation of its own in progress.
-	_, err = r.c.RotateSecret(ctx, &sm.RotateSecretInput{SecretId: aws.String(rootKeyName), ClientRequestToken: aws.String(r.token()),
-		RotationLambdaARN: aws.String(r.fnARN), RotationRules: &smtypes.RotationRulesType{ScheduleExpression: aws.String("rate(90 days)")}})
+	err = rotateBy(r.c, rootKeyName, r.token(), r.fnARN, "rate(90 days)")
 	if err == nil || !strings.Contains(err.Error(), "previous rotation isn't complete") {
 		t.Fatalf("RotateSecret on %s with the begun rotation labelled AWSPENDING: %v, want refused (a previous rotation isn't complete)", rootKeyName, err)
 	}
@@ -418,15 +390,9 @@ func TestRotateSecretRootAfterLegacyBegin(t *testing.T) {
 // node), against moto with IAM enforced, holding only the policy's
 // actions, and every call recorded is inside the policy's resources.
 func TestRotateSecretRootIAMPolicy(t *testing.T) {
-	m, err := harness.StartMoto("INITIAL_NO_AUTH_ACTION_COUNT=9")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Stop()
+	iam := startRotatorIAM(t, 9)
+	m, rotator, opID, opKey, fnID, fnKey := iam.m, iam.rotator, iam.opID, iam.opKey, iam.fnID, iam.fnKey
 	joblet, _ := harness.Bins(t)
-	rotation, rotator := policyFor(t, "rotation"), policyFor(t, "rotator")
-	opID, opKey := iamUserPolicy(t, m.URL, "operator", actionsOnly(rotation))
-	fnID, fnKey := iamUserPolicy(t, m.URL, "rotator", actionsOnly(rotator))
 	// The node is not what is checked here: it may do anything.
 	nodeID, nodeKey := iamUserPolicy(t, m.URL, "node", `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}`)
 	proxy := harness.StartAWSProxy(t, m.URL)

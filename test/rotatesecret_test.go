@@ -13,7 +13,6 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	sm "github.com/aws/aws-sdk-go-v2/service/secretsmanager"
-	smtypes "github.com/aws/aws-sdk-go-v2/service/secretsmanager/types"
 
 	"github.com/ehsaniara/joblet/internal/pki"
 	"github.com/ehsaniara/joblet/internal/testutil/reliability"
@@ -40,25 +39,9 @@ func TestRotateSecretNodeCAUnderTraffic(t *testing.T) {
 	ctx := context.Background()
 	joblet, _ := harness.Bins(t)
 	rootKey := kmsKey(t, "ECC_NIST_P256")
-	lb := fmt.Sprintf("127.0.0.2:%d", harness.FreePort(t))
-	opHome := t.TempDir()
-	opEnv := harness.Env(append(harness.AWSEnv(moto.URL), "USE_SECRETS_MANAGER=true", "JOBLET_HOME="+opHome)...)
-	out := filepath.Join(opHome, "configs")
-	harness.MustRun(t, opEnv, joblet, "certs", "init", "--address", lb, "--out", out, "--ca-kms-key-id", rootKey)
-	var nodes []fleetNode
-	var backends []string
-	for i := 1; i <= 2; i++ {
-		home, port, env := smNode(t, moto.URL, "JOBLET_PUBLIC_ADDRESS="+lb, fmt.Sprintf("JOBLET_NODE_ID=node-%d", i))
-		harness.MustRun(t, env, joblet, "certs", "bootstrap", "--refresh-interval", "1s")
-		n := fleetNode{home: home, addr: fmt.Sprintf("127.0.0.1:%d", port), env: env}
-		n.proc = harness.Start(t, env, joblet, "server", "--config", n.config())
-		nodes = append(nodes, n)
-		backends = append(backends, n.addr)
-	}
-	harness.StartHAProxy(t, lb, backends)
-	clientCfg := filepath.Join(out, "rnx-config.yml")
-	harness.Eventually(t, 15*time.Second, "fleet up", func() error { return oneRequest(clientCfg) })
-	loop := startLoop(t, clientCfg, 40*time.Millisecond)
+	f := startRotatorFleet(t, joblet, "--ca-kms-key-id", rootKey)
+	opEnv, nodes := f.opEnv, f.nodes
+	loop := startLoop(t, f.cfg, 40*time.Millisecond)
 
 	// The function reaches KMS through a proxy that can play "unreachable".
 	var kmsDown atomic.Bool
@@ -69,10 +52,7 @@ func TestRotateSecretNodeCAUnderTraffic(t *testing.T) {
 		}
 		return harness.Forward
 	}, nil)
-	fnEnv := harness.Env(append(harness.AWSEnv(moto.URL), "AWS_ENDPOINT_URL_KMS="+kmsProxy.URL,
-		"JOBLET_HOME="+t.TempDir(), "JOBLET_SEEN_DIR="+t.TempDir(), "AWS_LAMBDA_FUNCTION_TIMEOUT=60")...)
-	fn := harness.StartLambda(t, fnEnv, joblet, "certs", "rotate-secret")
-	fnARN := harness.MotoFunction(t, moto.URL, "joblet-rotator", fn.URL)
+	fn, fnARN := startRotator(t, joblet, "AWS_ENDPOINT_URL_KMS="+kmsProxy.URL, "AWS_LAMBDA_FUNCTION_TIMEOUT=60")
 
 	c := smClient(moto.URL)
 	const keyName, certName = "joblet/node-ca-key", "joblet/node-ca-cert"
@@ -83,8 +63,7 @@ func TestRotateSecretNodeCAUnderTraffic(t *testing.T) {
 	const token = "7d1f6a52-0c4e-4d0b-9b7a-2f3c9e1d5a01"
 	rotate := func() {
 		t.Helper()
-		if _, err := c.RotateSecret(ctx, &sm.RotateSecretInput{SecretId: aws.String(keyName), ClientRequestToken: aws.String(token),
-			RotationLambdaARN: aws.String(fnARN), RotationRules: &smtypes.RotationRulesType{ScheduleExpression: aws.String("rate(7 days)")}}); err != nil {
+		if err := rotateBy(c, keyName, token, fnARN, "rate(7 days)"); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -128,15 +107,8 @@ func TestRotateSecretNodeCAUnderTraffic(t *testing.T) {
 		t.Fatalf("after the reattempt the key's current version is %s, want %s with a new key", ver, token)
 	}
 	_, certPEM := currentVersion(t, c, certName)
-	cert, err := pki.ParseCert([]byte(certPEM))
+	cert, _, err := parsePair(t, certPEM, key)
 	if err != nil {
-		t.Fatal(err)
-	}
-	k, err := pki.ParseKey([]byte(key))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := pki.MatchesKey(cert, k); err != nil {
 		t.Fatalf("node-ca-cert is not the new key's: %v", err)
 	}
 	if st := stagesOf(t, c, keyName)[verBefore]; len(st) != 1 || st[0] != "AWSPREVIOUS" {
@@ -266,15 +238,8 @@ func TestRotateSecretStepsAgain(t *testing.T) {
 	}
 	_, key := currentVersion(t, c, keyName)
 	_, certPEM := currentVersion(t, c, certName)
-	cert, err := pki.ParseCert([]byte(certPEM))
+	_, k, err := parsePair(t, certPEM, key)
 	if err != nil {
-		t.Fatal(err)
-	}
-	k, err := pki.ParseKey([]byte(key))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := pki.MatchesKey(cert, k); err != nil {
 		t.Fatalf("after the completing finishSecret node-ca-cert is not the new key's: %v", err)
 	}
 	certVersions := len(stagesOf(t, c, certName))
@@ -310,15 +275,9 @@ func TestRotateSecretStepsAgain(t *testing.T) {
 // IAM enforced), is inside it, and it grants no write to the root or the
 // CRL.
 func TestRotateSecretIAMPolicy(t *testing.T) {
-	m, err := harness.StartMoto("INITIAL_NO_AUTH_ACTION_COUNT=6")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Stop()
+	iam := startRotatorIAM(t, 6)
+	m, rotator, opID, opKey, fnID, fnKey := iam.m, iam.rotator, iam.opID, iam.opKey, iam.fnID, iam.fnKey
 	joblet, _ := harness.Bins(t)
-	rotation, rotator := policyFor(t, "rotation"), policyFor(t, "rotator")
-	opID, opKey := iamUserPolicy(t, m.URL, "operator", actionsOnly(rotation))
-	fnID, fnKey := iamUserPolicy(t, m.URL, "rotator", actionsOnly(rotator))
 	proxy := harness.StartAWSProxy(t, m.URL)
 	home := t.TempDir()
 	opEnv := harness.Env(append(harness.AWSEnv(m.URL), "USE_SECRETS_MANAGER=true", "JOBLET_HOME="+home, "AWS_ACCESS_KEY_ID="+opID, "AWS_SECRET_ACCESS_KEY="+opKey)...)
@@ -363,20 +322,11 @@ func TestRotateSecretRoleCertificates(t *testing.T) {
 	moto.Reset(t)
 	ctx := context.Background()
 	joblet, _ := harness.Bins(t)
-	opHome := t.TempDir()
-	opEnv := harness.Env(append(harness.AWSEnv(moto.URL), "USE_SECRETS_MANAGER=true", "JOBLET_HOME="+opHome)...)
-	out := filepath.Join(opHome, "configs")
-	home, port, env := smNode(t, moto.URL)
-	harness.MustRun(t, opEnv, joblet, "certs", "init", "--address", fmt.Sprintf("127.0.0.1:%d", port), "--out", out)
-	harness.MustRun(t, env, joblet, "certs", "bootstrap", "--refresh-interval", "1s")
-	n := fleetNode{home: home, addr: fmt.Sprintf("127.0.0.1:%d", port), env: env}
-	n.proc = harness.Start(t, env, joblet, "server", "--config", n.config())
+	opEnv, out, _ := startOneNode(t, joblet)
 	before := filepath.Join(out, "rnx-config-developer.yml")
 	harness.Eventually(t, 15*time.Second, "node up", func() error { return oneRequest(before) })
 
-	fnEnv := harness.Env(append(harness.AWSEnv(moto.URL), "JOBLET_HOME="+t.TempDir(), "JOBLET_SEEN_DIR="+t.TempDir())...)
-	fn := harness.StartLambda(t, fnEnv, joblet, "certs", "rotate-secret")
-	fnARN := harness.MotoFunction(t, moto.URL, "joblet-rotator", fn.URL)
+	fn, fnARN := startRotator(t, joblet)
 	c := smClient(moto.URL)
 	names := map[pki.Role][2]string{}
 	for _, r := range pki.Roles {
@@ -388,8 +338,7 @@ func TestRotateSecretRoleCertificates(t *testing.T) {
 	}
 	rotate := func(secret, token string) {
 		t.Helper()
-		if _, err := c.RotateSecret(ctx, &sm.RotateSecretInput{SecretId: aws.String(secret), ClientRequestToken: aws.String(token),
-			RotationLambdaARN: aws.String(fnARN), RotationRules: &smtypes.RotationRulesType{ScheduleExpression: aws.String("rate(30 days)")}}); err != nil {
+		if err := rotateBy(c, secret, token, fnARN, "rate(30 days)"); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -403,15 +352,8 @@ func TestRotateSecretRoleCertificates(t *testing.T) {
 		if kv != token || cv != token || certPEM == oldCert {
 			t.Fatalf("%s: current versions %s and %s after the rotation, want %s with a new certificate:\n%s", r, kv, cv, token, fn.Proc.Output())
 		}
-		crt, err := pki.ParseCert([]byte(certPEM))
+		crt, _, err := parsePair(t, certPEM, keyPEM)
 		if err != nil {
-			t.Fatal(err)
-		}
-		k, err := pki.ParseKey([]byte(keyPEM))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := pki.MatchesKey(crt, k); err != nil {
 			t.Fatalf("%s: the rotated pair does not match: %v", r, err)
 		}
 		if got, err := pki.RoleOf(crt); err != nil || got != r {
@@ -458,9 +400,7 @@ func TestRotateSecretSchedule(t *testing.T) {
 	out := filepath.Join(opHome, "configs")
 	home, port, env := smNode(t, moto.URL)
 	harness.MustRun(t, opEnv, joblet, "certs", "init", "--address", fmt.Sprintf("127.0.0.1:%d", port), "--out", out)
-	fnEnv := harness.Env(append(harness.AWSEnv(moto.URL), "JOBLET_HOME="+t.TempDir(), "JOBLET_SEEN_DIR="+t.TempDir())...)
-	fn := harness.StartLambda(t, fnEnv, joblet, "certs", "rotate-secret")
-	fnARN := harness.MotoFunction(t, moto.URL, "joblet-rotator", fn.URL)
+	fn, fnARN := startRotator(t, joblet)
 	c := smClient(moto.URL)
 	// Every secret that holds a private key: the user-issuing CA and the
 	// root's key too.

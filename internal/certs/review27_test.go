@@ -1,18 +1,17 @@
 package certs_test
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"time"
-
-	"context"
 	"errors"
-	"github.com/ehsaniara/joblet/internal/pki"
-	"github.com/ehsaniara/joblet/internal/secretstore"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ehsaniara/joblet/internal/certs"
+	"github.com/ehsaniara/joblet/internal/pki"
+	"github.com/ehsaniara/joblet/internal/secretstore"
 )
 
 // An operator's `rotate-ca abort` is a decision a scheduled run must not
@@ -25,20 +24,8 @@ import (
 func TestReview27AbortIsNotUndoneByAScheduledRun(t *testing.T) {
 	ctx := context.Background()
 	st := newVersionStore()
-	o := opts(t, st)
-	bootstrap(t, o)
-	fl := &certs.Fleet{Store: st, Log: o.Fleet.Log}
-	key := certs.Names{Prefix: "joblet"}.CAKey()
-	all := []string{certs.RotationCreate, certs.RotationSet, certs.RotationTest, certs.RotationFinish}
-	run := func(token string, steps ...string) error {
-		t.Helper()
-		for _, step := range steps {
-			if _, err := fl.RotateSecretStep(ctx, st, key, token, step); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
+	fl, n := bootstrappedFleet(t, st)
+	key := n.CAKey()
 	phase := func() *certs.RotationStatus {
 		t.Helper()
 		s, err := fl.RotationStatus(ctx)
@@ -48,19 +35,19 @@ func TestReview27AbortIsNotUndoneByAScheduledRun(t *testing.T) {
 		return s
 	}
 
-	if err := run("r1", all...); err != nil {
+	if _, err := runSteps(ctx, fl, st, key, "r1", allSteps...); err != nil {
 		t.Fatalf("the begin run: %v", err)
 	}
 	dropped := phase().Pending
 	// The promote run waits (no node directory): Secrets Manager retries it.
-	if err := run("r2", certs.RotationCreate); !errors.Is(err, certs.ErrNotReady) {
+	if _, err := runSteps(ctx, fl, st, key, "r2", certs.RotationCreate); !errors.Is(err, certs.ErrNotReady) {
 		t.Fatalf("the promote run: %v, want ErrNotReady", err)
 	}
 	if _, err := fl.AbortRotation(ctx); err != nil {
 		t.Fatal(err)
 	}
 	for _, token := range []string{"r2", "r3"} { // the retry, the next scheduled run
-		err := run(token, all...)
+		_, err := runSteps(ctx, fl, st, key, token, allSteps...)
 		if s := phase(); s.Phase != certs.PhaseStable {
 			t.Fatalf("run %s after an abort by hand: the fleet is %s again, pending %s (the dropped root was %s)", token, s.Phase, s.Pending.Fingerprint, dropped.Fingerprint)
 		}
@@ -71,6 +58,65 @@ func TestReview27AbortIsNotUndoneByAScheduledRun(t *testing.T) {
 	// By hand, the same root comes back (docs/ROTATION.md, Rolling back).
 	if s, err := fl.BeginRotation(ctx, certs.CAKeyRef{}); err != nil || s.Pending == nil || s.Pending.Fingerprint != dropped.Fingerprint {
 		t.Fatalf("begin by hand after the abort: %+v %v", s, err)
+	}
+}
+
+// bootstrappedFleet bootstraps a fleet on st (a versionStore, or one
+// wrapping it) and returns it, with the names of its secrets.
+func bootstrappedFleet(t *testing.T, st secretstore.Store) (*certs.Fleet, certs.Names) {
+	t.Helper()
+	o := opts(t, st)
+	bootstrap(t, o)
+	return &certs.Fleet{Store: st, Log: o.Fleet.Log}, certs.Names{Prefix: "joblet"}
+}
+
+// allSteps are a run's four steps, in Secrets Manager's order.
+var allSteps = []string{certs.RotationCreate, certs.RotationSet, certs.RotationTest, certs.RotationFinish}
+
+// runSteps runs steps of the run token of secret, in order, until one
+// fails: it returns that step and its error ("" and nil when all went).
+func runSteps(ctx context.Context, fl *certs.Fleet, vs certs.VersionStore, secret, token string, steps ...string) (string, error) {
+	for _, step := range steps {
+		if _, err := fl.RotateSecretStep(ctx, vs, secret, token, step); err != nil {
+			return step, err
+		}
+	}
+	return "", nil
+}
+
+// oneNode is a root run's node directory of one node at addr, answering
+// with info, and a client window of an hour.
+func oneNode(addr string, info func(context.Context, string) (certs.NodeFacts, error)) *certs.RootRunNodes {
+	return &certs.RootRunNodes{Addresses: []string{addr}, ClientWindow: time.Hour, Info: info}
+}
+
+// beginAndPromote begins a root rotation by hand and promotes it,
+// returning both statuses.
+func beginAndPromote(t *testing.T, fl *certs.Fleet) (begun, promoted *certs.RotationStatus) {
+	t.Helper()
+	ctx := context.Background()
+	b, err := fl.BeginRotation(ctx, certs.CAKeyRef{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := fl.PromoteRotation(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b, p
+}
+
+// plantPendingKey writes a new key nobody listed as secret's staged
+// (JOBLET_PENDING) version, as someone with PutSecretValue alone can.
+func plantPendingKey(t *testing.T, st secretstore.Store, secret string) {
+	t.Helper()
+	planted, err := pki.GenerateKey("ecdsa-p256", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pemKey, _ := pki.EncodeKey(planted)
+	if err := st.PutPending(context.Background(), secret, string(pemKey)); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -131,29 +177,15 @@ func TestReview27RunTokenIsNeverAStagedVersion(t *testing.T) {
 	ctx := context.Background()
 	vs := newVersionStore()
 	st := adoptingStore{vs, true} // the refusal holds without the hash check too
-	o := opts(t, st)
-	bootstrap(t, o)
-	fl := &certs.Fleet{Store: st, Log: o.Fleet.Log}
-	key := certs.Names{Prefix: "joblet"}.CAKey()
-	if _, err := fl.BeginRotation(ctx, certs.CAKeyRef{}); err != nil {
-		t.Fatal(err)
-	}
-	s, err := fl.PromoteRotation(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	fl, n := bootstrappedFleet(t, st)
+	key := n.CAKey()
+	_, s := beginAndPromote(t, fl)
 	// The one node is ready for the finish.
-	fl.RootRunNodes = &certs.RootRunNodes{Addresses: []string{"127.0.0.1:1"}, ClientWindow: time.Hour,
-		Info: func(context.Context, string) (certs.NodeFacts, error) {
-			return certs.NodeFacts{NodeID: "n1", IssuerSHA256: s.Current.Fingerprint}, nil
-		}}
+	fl.RootRunNodes = oneNode("127.0.0.1:1", func(context.Context, string) (certs.NodeFacts, error) {
+		return certs.NodeFacts{NodeID: "n1", IssuerSHA256: s.Current.Fingerprint}, nil
+	})
 	const token = "joblet-0123456789abcdef0123456789abcdef"
-	var runErr error
-	for _, step := range []string{certs.RotationCreate, certs.RotationSet, certs.RotationTest, certs.RotationFinish} {
-		if _, runErr = fl.RotateSecretStep(ctx, vs, key, token, step); runErr != nil {
-			break
-		}
-	}
+	_, runErr := runSteps(ctx, fl, vs, key, token, allSteps...)
 	after, err := fl.RotationStatus(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -183,24 +215,9 @@ func TestReview27RunTokenIsNeverAStagedVersion(t *testing.T) {
 func TestReview27PlantedPendingKeyKeepsThePromotedPhase(t *testing.T) {
 	ctx := context.Background()
 	st := newVersionStore()
-	o := opts(t, st)
-	bootstrap(t, o)
-	fl := &certs.Fleet{Store: st, Log: o.Fleet.Log}
-	n := certs.Names{Prefix: "joblet"}
-	if _, err := fl.BeginRotation(ctx, certs.CAKeyRef{}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := fl.PromoteRotation(ctx); err != nil {
-		t.Fatal(err)
-	}
-	planted, err := pki.GenerateKey("ecdsa-p256", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pemKey, _ := pki.EncodeKey(planted)
-	if err := st.PutPending(ctx, n.CAKey(), string(pemKey)); err != nil {
-		t.Fatal(err)
-	}
+	fl, n := bootstrappedFleet(t, st)
+	beginAndPromote(t, fl)
+	plantPendingKey(t, st, n.CAKey())
 	s, err := fl.RotationStatus(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -237,19 +254,12 @@ func TestReview27PlantedPendingKeyKeepsThePromotedPhase(t *testing.T) {
 func TestReview27PlantedPendingKeyDuringBegunIsNotAWedge(t *testing.T) {
 	ctx := context.Background()
 	st := newVersionStore()
-	o := opts(t, st)
-	bootstrap(t, o)
-	fl := &certs.Fleet{Store: st, Log: o.Fleet.Log}
-	n := certs.Names{Prefix: "joblet"}
+	fl, n := bootstrappedFleet(t, st)
 	b, err := fl.BeginRotation(ctx, certs.CAKeyRef{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	planted, _ := pki.GenerateKey("ecdsa-p256", nil)
-	pemKey, _ := pki.EncodeKey(planted)
-	if err := st.PutPending(ctx, n.CAKey(), string(pemKey)); err != nil {
-		t.Fatal(err)
-	}
+	plantPendingKey(t, st, n.CAKey())
 	if s, err := fl.RotationStatus(ctx); err != nil || s.Phase != certs.PhaseBegun || s.Pending == nil || s.Pending.Fingerprint != b.Pending.Fingerprint {
 		t.Fatalf("status with a planted pending ca-key: %+v %v", s, err)
 	}
@@ -276,17 +286,14 @@ func TestReview27PlantedPendingKeyDuringBegunIsNotAWedge(t *testing.T) {
 func TestReview27RootRunWaitsSayWhatToChange(t *testing.T) {
 	ctx := context.Background()
 	st := newVersionStore()
-	o := opts(t, st)
-	bootstrap(t, o)
-	fl := &certs.Fleet{Store: st, Log: o.Fleet.Log}
-	key := certs.Names{Prefix: "joblet"}.CAKey()
+	fl, n := bootstrappedFleet(t, st)
+	key := n.CAKey()
 	if _, err := fl.BeginRotation(ctx, certs.CAKeyRef{}); err != nil {
 		t.Fatal(err)
 	}
-	fl.RootRunNodes = &certs.RootRunNodes{Addresses: []string{"10.9.9.9:50051"}, ClientWindow: time.Hour,
-		Info: func(context.Context, string) (certs.NodeFacts, error) {
-			return certs.NodeFacts{}, errors.New("i/o timeout")
-		}}
+	fl.RootRunNodes = oneNode("10.9.9.9:50051", func(context.Context, string) (certs.NodeFacts, error) {
+		return certs.NodeFacts{}, errors.New("i/o timeout")
+	})
 	if _, err := fl.RotateSecretStep(ctx, st, key, "p1", certs.RotationCreate); !errors.Is(err, certs.ErrNotReady) || !strings.Contains(err.Error(), "out of JOBLET_NODES") {
 		t.Fatalf("a promote run with a node that does not answer: %v", err)
 	}
@@ -313,10 +320,8 @@ func TestReview27RootRunWaitsSayWhatToChange(t *testing.T) {
 func TestReview27PlantedRunVersionSaysHowToEndIt(t *testing.T) {
 	ctx := context.Background()
 	st := newVersionStore()
-	o := opts(t, st)
-	bootstrap(t, o)
-	fl := &certs.Fleet{Store: st, Log: o.Fleet.Log}
-	key := certs.Names{Prefix: "joblet"}.CAKey()
+	fl, n := bootstrappedFleet(t, st)
+	key := n.CAKey()
 	before, _ := fl.RotationStatus(ctx)
 	if err := st.PutVersion(ctx, key, "planted", "joblet root rotation run: promote-now\nnot a key", secretstore.RotationPending); err != nil {
 		t.Fatal(err)
@@ -343,25 +348,15 @@ func TestReview27PlantedRunVersionSaysHowToEndIt(t *testing.T) {
 func TestReview27WaitingRunDoesNotRedoAnAbortedPromote(t *testing.T) {
 	ctx := context.Background()
 	st := newVersionStore()
-	o := opts(t, st)
-	bootstrap(t, o)
-	fl := &certs.Fleet{Store: st, Log: o.Fleet.Log}
-	key := certs.Names{Prefix: "joblet"}.CAKey()
-	b, err := fl.BeginRotation(ctx, certs.CAKeyRef{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := fl.PromoteRotation(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	fl, n := bootstrappedFleet(t, st)
+	key := n.CAKey()
+	b, p := beginAndPromote(t, fl)
 	// The node trusts both roots and serves from the new one, and a client
 	// of the old root is about: the finish run waits.
 	oldKID := b.Current.KeyID
 	facts := certs.NodeFacts{NodeID: "n1", IssuerSHA256: p.Current.Fingerprint, AcceptedCAs: [][]byte{subjectOf(t, b.Current.KeyID), subjectOf(t, b.Pending.KeyID)},
 		ClientIssuers: map[string]certs.ClientsSeen{oldKID: {Handshakes: 1, LastSeen: time.Now()}}}
-	fl.RootRunNodes = &certs.RootRunNodes{Addresses: []string{"127.0.0.1:1"}, ClientWindow: time.Hour,
-		Info: func(context.Context, string) (certs.NodeFacts, error) { return facts, nil }}
+	fl.RootRunNodes = oneNode("127.0.0.1:1", func(context.Context, string) (certs.NodeFacts, error) { return facts, nil })
 	if _, err := fl.RotateSecretStep(ctx, st, key, "f1", certs.RotationCreate); !errors.Is(err, certs.ErrNotReady) {
 		t.Fatalf("the finish run: %v, want ErrNotReady", err)
 	}
@@ -370,12 +365,7 @@ func TestReview27WaitingRunDoesNotRedoAnAbortedPromote(t *testing.T) {
 		t.Fatalf("abort from promoted: %+v %v", a, err)
 	}
 	facts.IssuerSHA256 = a.Current.Fingerprint // the node renewed back
-	var runErr error
-	for _, step := range []string{certs.RotationCreate, certs.RotationSet, certs.RotationTest, certs.RotationFinish} {
-		if _, runErr = fl.RotateSecretStep(ctx, st, key, "f1", step); runErr != nil {
-			break
-		}
-	}
+	_, runErr := runSteps(ctx, fl, st, key, "f1", allSteps...)
 	s, err := fl.RotationStatus(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -398,10 +388,7 @@ func TestReview27LegacyBegunRotationRunAsAToken(t *testing.T) {
 	ctx := context.Background()
 	vs := newVersionStore()
 	st := adoptingStore{vs, false}
-	o := opts(t, st)
-	bootstrap(t, o)
-	fl := &certs.Fleet{Store: st, Log: o.Fleet.Log}
-	n := certs.Names{Prefix: "joblet"}
+	fl, n := bootstrappedFleet(t, st)
 	b, err := fl.BeginRotation(ctx, certs.CAKeyRef{})
 	if err != nil {
 		t.Fatal(err)
@@ -415,10 +402,8 @@ func TestReview27LegacyBegunRotationRunAsAToken(t *testing.T) {
 	if err := st.DropPending(ctx, n.CAKey()); err != nil {
 		t.Fatal(err)
 	}
-	for _, step := range []string{certs.RotationCreate, certs.RotationSet, certs.RotationTest, certs.RotationFinish} {
-		if _, err := fl.RotateSecretStep(ctx, vs, n.CAKey(), legacy, step); err != nil {
-			t.Fatalf("%s of the legacy staged version as a token: %v", step, err)
-		}
+	if step, err := runSteps(ctx, fl, vs, n.CAKey(), legacy, allSteps...); err != nil {
+		t.Fatalf("%s of the legacy staged version as a token: %v", step, err)
 	}
 	s, err := fl.RotationStatus(ctx)
 	if err != nil || s.Phase != certs.PhaseBegun || s.Interrupted || s.Pending == nil || s.Pending.Fingerprint != b.Pending.Fingerprint {
@@ -448,10 +433,7 @@ func TestReview27LegacyBegunRotationRunAsAToken(t *testing.T) {
 func TestReview27RotationDoesNotRecertifyARevokedRolesKey(t *testing.T) {
 	ctx := context.Background()
 	st := newVersionStore()
-	o := opts(t, st)
-	bootstrap(t, o)
-	fl := &certs.Fleet{Store: st, Log: o.Fleet.Log}
-	n := certs.Names{Prefix: "joblet"}
+	fl, n := bootstrappedFleet(t, st)
 	name := n.ClientCert(pki.Developer)
 	cur, _ := st.Get(ctx, []string{name})
 	revoked := mustCert(t, cur[name])

@@ -86,13 +86,10 @@ var ErrNotReady = errors.New("the fleet is not ready for this step of the root's
 func (f *Fleet) rotateRootStep(ctx context.Context, vs VersionStore, res *RotationResult) (*RotationResult, error) {
 	n := f.names()
 	name, token := n.CAKey(), res.Token
-	value, have, err := vs.GetVersion(ctx, name, token)
-	if err != nil {
-		return nil, err
-	}
-	switch res.Step {
-	case RotationCreate:
-		if have {
+	return runSecretStep(ctx, vs, res, secretSteps{
+		name:  name,
+		holds: "run",
+		again: func(value string) (*RotationResult, error) {
 			// A retry is the run it was (a run that waited names its step
 			// first): it waits again, or is refused on a fleet that moved
 			// another way meanwhile (an abort by hand), never made into
@@ -107,132 +104,127 @@ func (f *Fleet) rotateRootStep(ctx context.Context, vs VersionStore, res *Rotati
 			if err != nil {
 				return nil, err
 			}
+			if _, err := f.rootRunChecked(ctx, run, keyPEM); err != nil {
+				return nil, err
+			}
+			res.Done = "version " + token + " holds the run " + string(run) + " already: nothing to do"
+			return res, nil
+		},
+		create: func() (*RotationResult, error) {
 			r, err := f.readRotation(ctx)
 			if err != nil {
 				return nil, err
 			}
-			done, err := f.rootRunState(ctx, r, run, keyPEM)
+			if err := rootInStore(r, n); err != nil {
+				return nil, err
+			}
+			run, key, err := f.nextRootRun(ctx, r)
 			if err != nil {
 				return nil, err
 			}
-			if !done {
-				if err := f.rootRunReady(ctx, run); err != nil {
-					return nil, err
-				}
-			}
-			res.Done = "version " + token + " holds the run " + string(run) + " already: nothing to do"
-			return res, nil
-		}
-		r, err := f.readRotation(ctx)
-		if err != nil {
-			return nil, err
-		}
-		if err := rootInStore(r, n); err != nil {
-			return nil, err
-		}
-		run, key, err := f.nextRootRun(ctx, r)
-		if err != nil {
-			return nil, err
-		}
-		keyPEM, err := pki.EncodeKey(key.Key)
-		if err != nil {
-			return nil, err
-		}
-		// The run is named before the fleet is asked: a run that waits is
-		// retried with this token, and the retry must make this step or
-		// none (the fleet's phase may change meanwhile).
-		if err := vs.PutVersion(ctx, name, token, rootRunHead+string(run)+"\n"+string(keyPEM), secretstore.RotationPending); err != nil {
-			if errors.Is(err, secretstore.ErrExist) {
-				res.Done = "version " + token + " was written by a concurrent run: kept"
-				return res, nil
-			}
-			return nil, err
-		}
-		if err := f.rootRunReady(ctx, run); err != nil {
-			return nil, err
-		}
-		info := infoOf(key.Cert)
-		res.Issued, res.Done = &info, "the root's rotation runs "+string(run)+" (root serial "+info.Serial+"); version "+token+" names it (AWSPENDING, never current)"
-		return res, nil
-	case RotationSet:
-		res.Done = "nothing: the run's step is made in finishSecret"
-		return res, nil
-	case RotationTest, RotationFinish:
-		if !have {
-			return nil, fmt.Errorf("%w: version %s of %s holds no run: createSecret has not run for this token", ErrUsage, token, name)
-		}
-		if res.Step == RotationTest && !strings.HasPrefix(value, rootRunHead) {
-			// Secrets Manager testing the function when a schedule is set
-			// without rotating now: a pending copy of the current key.
-			cur, err := f.Store.Get(ctx, []string{name})
+			keyPEM, err := pki.EncodeKey(key.Key)
 			if err != nil {
 				return nil, err
 			}
-			if cur[name] != "" && cur[name] == value {
-				res.Done = "a copy of the current root key: the function reads it; runs make the rotation's steps"
-				return res, nil
+			// The run is named before the fleet is asked: a run that waits is
+			// retried with this token, and the retry must make this step or
+			// none (the fleet's phase may change meanwhile).
+			if err := vs.PutVersion(ctx, name, token, rootRunHead+string(run)+"\n"+string(keyPEM), secretstore.RotationPending); err != nil {
+				return wroteFirst(res, err)
 			}
-		}
-		run, keyPEM, err := parseRootRun(value, name, token)
-		if err != nil {
-			return nil, err
-		}
-		// A run is under way while its version holds AWSPENDING; one that
-		// ended is never made again (a step invoked by hand, later).
-		if labels, err := vs.Stages(ctx, name); err != nil {
-			return nil, err
-		} else if labels[secretstore.RotationPending] != token {
-			res.Done = "the root's rotation run " + string(run) + " of version " + token + " ended already: nothing to do"
-			return res, nil
-		}
-		r, err := f.readRotation(ctx)
-		if err != nil {
-			return nil, err
-		}
-		done, err := f.rootRunState(ctx, r, run, keyPEM)
-		if err != nil {
-			return nil, err
-		}
-		if !done {
 			if err := f.rootRunReady(ctx, run); err != nil {
 				return nil, err
 			}
-		}
-		if res.Step == RotationTest {
-			res.Done = "the root's rotation run " + string(run) + " is the fleet's next step and the fleet is ready for it"
-			if done {
-				res.Done = "the root's rotation run " + string(run) + " is done already"
-			}
+			info := infoOf(key.Cert)
+			res.Issued, res.Done = &info, "the root's rotation runs "+string(run)+" (root serial "+info.Serial+"); version "+token+" names it (AWSPENDING, never current)"
 			return res, nil
-		}
-		var st *RotationStatus
-		if !done {
-			switch run {
-			case RootRunBegin:
-				st, err = f.BeginRotation(ctx, CAKeyRef{})
-			case RootRunPromote:
-				st, err = f.PromoteRotation(ctx)
-			case RootRunFinish:
-				st, err = f.FinishRotation(ctx)
+		},
+		set: "nothing: the run's step is made in finishSecret",
+		check: func(value string) (*RotationResult, error) {
+			if res.Step == RotationTest && !strings.HasPrefix(value, rootRunHead) {
+				// Secrets Manager testing the function when a schedule is set
+				// without rotating now: a pending copy of the current key.
+				cur, err := f.Store.Get(ctx, []string{name})
+				if err != nil {
+					return nil, err
+				}
+				if cur[name] != "" && cur[name] == value {
+					res.Done = "a copy of the current root key: the function reads it; runs make the rotation's steps"
+					return res, nil
+				}
 			}
+			run, keyPEM, err := parseRootRun(value, name, token)
 			if err != nil {
 				return nil, err
 			}
-		}
-		// AWSPENDING off, last: until the step is made the version keeps
-		// it, and Secrets Manager's retry completes the run.
-		if err := vs.MoveStage(ctx, name, secretstore.RotationPending, ""); err != nil {
-			return nil, err
-		}
-		res.Done = "the root's rotation run " + string(run) + " is done"
-		if st != nil {
-			res.Done += "; the fleet is " + string(st.Phase) + ": " + nextRootRun(st.Phase)
-			info := st.Current
-			res.Issued = &info
-		}
-		return res, nil
+			// A run is under way while its version holds AWSPENDING; one that
+			// ended is never made again (a step invoked by hand, later).
+			if labels, err := vs.Stages(ctx, name); err != nil {
+				return nil, err
+			} else if labels[secretstore.RotationPending] != token {
+				res.Done = "the root's rotation run " + string(run) + " of version " + token + " ended already: nothing to do"
+				return res, nil
+			}
+			done, err := f.rootRunChecked(ctx, run, keyPEM)
+			if err != nil {
+				return nil, err
+			}
+			if res.Step == RotationTest {
+				res.Done = "the root's rotation run " + string(run) + " is the fleet's next step and the fleet is ready for it"
+				if done {
+					res.Done = "the root's rotation run " + string(run) + " is done already"
+				}
+				return res, nil
+			}
+			var st *RotationStatus
+			if !done {
+				switch run {
+				case RootRunBegin:
+					st, err = f.BeginRotation(ctx, CAKeyRef{})
+				case RootRunPromote:
+					st, err = f.PromoteRotation(ctx)
+				case RootRunFinish:
+					st, err = f.FinishRotation(ctx)
+				}
+				if err != nil {
+					return nil, err
+				}
+			}
+			// AWSPENDING off, last: until the step is made the version keeps
+			// it, and Secrets Manager's retry completes the run.
+			if err := vs.MoveStage(ctx, name, secretstore.RotationPending, ""); err != nil {
+				return nil, err
+			}
+			res.Done = "the root's rotation run " + string(run) + " is done"
+			if st != nil {
+				res.Done += "; the fleet is " + string(st.Phase) + ": " + nextRootRun(st.Phase)
+				info := st.Current
+				res.Issued = &info
+			}
+			return res, nil
+		},
+	})
+}
+
+// rootRunChecked is a run's checks against the fleet, as a retried
+// createSecret and testSecret and finishSecret make them: the run is
+// still the fleet's next step or done (rootRunState), and one not done
+// finds the fleet ready for it (rootRunReady).
+func (f *Fleet) rootRunChecked(ctx context.Context, run RootRun, keyPEM string) (done bool, err error) {
+	r, err := f.readRotation(ctx)
+	if err != nil {
+		return false, err
 	}
-	return nil, fmt.Errorf("%w: unknown rotation step %q (want createSecret, setSecret, testSecret or finishSecret)", ErrUsage, res.Step)
+	done, err = f.rootRunState(ctx, r, run, keyPEM)
+	if err != nil {
+		return false, err
+	}
+	if !done {
+		if err := f.rootRunReady(ctx, run); err != nil {
+			return false, err
+		}
+	}
+	return done, nil
 }
 
 // nextRootRun says what the next scheduled run does in phase p.

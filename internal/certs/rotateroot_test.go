@@ -21,9 +21,7 @@ import (
 func TestRotateSecretRootRuns(t *testing.T) {
 	ctx := context.Background()
 	st := newVersionStore()
-	bootstrap(t, opts(t, st))
-	fl := &certs.Fleet{Store: st, Log: opts(t, st).Fleet.Log}
-	n := certs.Names{Prefix: "joblet"}
+	fl, n := bootstrappedFleet(t, st)
 	key := n.CAKey()
 
 	// What the one node of the directory says; changed as the test goes.
@@ -32,13 +30,8 @@ func TestRotateSecretRootRuns(t *testing.T) {
 		Info: func(context.Context, string) (certs.NodeFacts, error) { return facts, nil }}
 
 	run := func(token string, steps ...string) error {
-		t.Helper()
-		for _, step := range steps {
-			if _, err := fl.RotateSecretStep(ctx, st, key, token, step); err != nil {
-				return err
-			}
-		}
-		return nil
+		_, err := runSteps(ctx, fl, st, key, token, steps...)
+		return err
 	}
 	all := []string{certs.RotationCreate, certs.RotationCreate, certs.RotationSet, certs.RotationTest, certs.RotationTest, certs.RotationFinish, certs.RotationFinish}
 	status := func() *certs.RotationStatus {
@@ -221,9 +214,7 @@ func subjectOf(t *testing.T, keyID string) []byte {
 func TestRotateSecretUserCA(t *testing.T) {
 	ctx := context.Background()
 	st := newVersionStore()
-	bootstrap(t, opts(t, st))
-	fl := &certs.Fleet{Store: st, Log: opts(t, st).Fleet.Log}
-	n := certs.Names{Prefix: "joblet"}
+	fl, n := bootstrappedFleet(t, st)
 	if _, err := fl.RotateSecretStep(ctx, st, n.UserCA(), "u0", certs.RotationCreate); !errors.Is(err, certs.ErrUsage) {
 		t.Fatalf("a rotation of a user-issuing CA the fleet does not have: %v, want a usage error", err)
 	}

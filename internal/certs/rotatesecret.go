@@ -3,7 +3,6 @@ package certs
 import (
 	"context"
 	"crypto/x509"
-	"errors"
 	"fmt"
 	"net"
 	"strings"
@@ -149,91 +148,77 @@ func (fl *Fleet) RotateSecretStep(ctx context.Context, vs VersionStore, secret, 
 	if stages[secretstore.Current] == "" {
 		return nil, fmt.Errorf("%w: %s has no AWSCURRENT version: create the node-issuing CA first (`joblet certs node-ca`)", ErrUsage, name)
 	}
-	pending, have, err := vs.GetVersion(ctx, name, token)
-	if err != nil {
-		return nil, err
-	}
-	switch step {
-	case RotationCreate:
-		if have {
-			res.Done = "version " + token + " holds a key already: nothing to do"
-			return res, nil
-		}
-		if stages[secretstore.RotationPending] != "" && stages[secretstore.RotationPending] != token && stages[secretstore.RotationPending] != stages[secretstore.Current] {
-			return nil, fmt.Errorf("%w: %s has another rotation in progress (AWSPENDING on version %s): let Secrets Manager complete it, or remove that label (`aws secretsmanager update-secret-version-stage --version-stage AWSPENDING --remove-from-version-id %s`)",
-				ErrUsage, name, stages[secretstore.RotationPending], stages[secretstore.RotationPending])
-		}
-		s, root, old, err := f.readNodeCA(ctx)
-		if err != nil {
-			return nil, err
-		}
-		nca, keyPEM, err := f.mintNodeCA(ctx, s, root, old)
-		if err != nil {
-			return nil, err
-		}
-		if err := vs.PutVersion(ctx, name, token, keyPEM, secretstore.RotationPending); err != nil {
-			if errors.Is(err, secretstore.ErrExist) {
+	return runSecretStep(ctx, vs, res, secretSteps{
+		name:  name,
+		holds: "key",
+		create: func() (*RotationResult, error) {
+			if stages[secretstore.RotationPending] != "" && stages[secretstore.RotationPending] != token && stages[secretstore.RotationPending] != stages[secretstore.Current] {
+				return nil, fmt.Errorf("%w: %s has another rotation in progress (AWSPENDING on version %s): let Secrets Manager complete it, or remove that label (`aws secretsmanager update-secret-version-stage --version-stage AWSPENDING --remove-from-version-id %s`)",
+					ErrUsage, name, stages[secretstore.RotationPending], stages[secretstore.RotationPending])
+			}
+			s, root, old, err := f.readNodeCA(ctx)
+			if err != nil {
+				return nil, err
+			}
+			nca, keyPEM, err := f.mintNodeCA(ctx, s, root, old)
+			if err != nil {
+				return nil, err
+			}
+			if err := vs.PutVersion(ctx, name, token, keyPEM, secretstore.RotationPending); err != nil {
 				// A concurrent run of this step wrote its key first: that
 				// one is the rotation's (ours is listed, held by nobody).
-				res.Done = "version " + token + " was written by a concurrent run: kept"
+				return wroteFirst(res, err)
+			}
+			info := infoOf(nca.Cert)
+			res.Issued, res.Done = &info, "a new node-issuing CA (serial "+info.Serial+") listed in the signed trust state; its key is version "+token+" (AWSPENDING)"
+			return res, nil
+		},
+		set: "nothing: createSecret listed the new node-issuing CA in the signed trust state before it wrote the key",
+		check: func(pending string) (*RotationResult, error) {
+			nca, err := f.checkPendingNodeCA(ctx, pending)
+			if err != nil {
+				return nil, err
+			}
+			info := infoOf(nca.Cert)
+			res.Issued = &info
+			if step == RotationTest {
+				res.Done = "the pending node-issuing CA (serial " + info.Serial + ") is listed, chains to the root and issues a node's certificate that verifies"
 				return res, nil
 			}
-			return nil, err
-		}
-		info := infoOf(nca.Cert)
-		res.Issued, res.Done = &info, "a new node-issuing CA (serial "+info.Serial+") listed in the signed trust state; its key is version "+token+" (AWSPENDING)"
-		return res, nil
-	case RotationSet:
-		res.Done = "nothing: createSecret listed the new node-issuing CA in the signed trust state before it wrote the key"
-		return res, nil
-	case RotationTest, RotationFinish:
-		if !have {
-			return nil, fmt.Errorf("%w: version %s of %s holds no key: createSecret has not run for this token", ErrUsage, token, name)
-		}
-		nca, err := f.checkPendingNodeCA(ctx, pending)
-		if err != nil {
-			return nil, err
-		}
-		info := infoOf(nca.Cert)
-		res.Issued = &info
-		if step == RotationTest {
-			res.Done = "the pending node-issuing CA (serial " + info.Serial + ") is listed, chains to the root and issues a node's certificate that verifies"
+			// The root is opened before anything moves: unreachable, the
+			// step fails with the current version unchanged.
+			_, root, err := f.readWithRoot(ctx, false)
+			if err != nil {
+				return nil, err
+			}
+			if err := vs.MoveStage(ctx, name, secretstore.Current, token); err != nil {
+				return nil, err
+			}
+			s, err := f.readState(ctx, scope{bothKeys: true, nodeCA: true})
+			if err != nil {
+				return nil, err
+			}
+			if err := s.trusted(); err != nil {
+				return nil, err
+			}
+			got, err := f.ensureNodeCA(ctx, s, root, false)
+			if err != nil {
+				return nil, err
+			}
+			if got == nil || !pki.SameKey(got.Cert, nca.Cert) {
+				return nil, fmt.Errorf("%w: after moving AWSCURRENT of %s to version %s the store's node-issuing pair is not the rotation's: another writer changed it; run the step again", ErrInconsistentStore, name, token)
+			}
+			// AWSPENDING off the finished version, last: until the
+			// certificate is written the version keeps it, and a retry of
+			// the rotation completes it. None then suggests a rotation in
+			// progress (AWS accepts it on the current version or on none).
+			if err := vs.MoveStage(ctx, name, secretstore.RotationPending, ""); err != nil {
+				return nil, err
+			}
+			res.Done = "AWSCURRENT is version " + token + "; " + n.NodeCACert() + " holds its certificate (serial " + info.Serial + "): nodes renew from it on their next refresh"
 			return res, nil
-		}
-		// The root is opened before anything moves: unreachable, the
-		// step fails with the current version unchanged.
-		_, root, err := f.readWithRoot(ctx, false)
-		if err != nil {
-			return nil, err
-		}
-		if err := vs.MoveStage(ctx, name, secretstore.Current, token); err != nil {
-			return nil, err
-		}
-		s, err := f.readState(ctx, scope{bothKeys: true, nodeCA: true})
-		if err != nil {
-			return nil, err
-		}
-		if err := s.trusted(); err != nil {
-			return nil, err
-		}
-		got, err := f.ensureNodeCA(ctx, s, root, false)
-		if err != nil {
-			return nil, err
-		}
-		if got == nil || !pki.SameKey(got.Cert, nca.Cert) {
-			return nil, fmt.Errorf("%w: after moving AWSCURRENT of %s to version %s the store's node-issuing pair is not the rotation's: another writer changed it; run the step again", ErrInconsistentStore, name, token)
-		}
-		// AWSPENDING off the finished version, last: until the
-		// certificate is written the version keeps it, and a retry of
-		// the rotation completes it. None then suggests a rotation in
-		// progress (AWS accepts it on the current version or on none).
-		if err := vs.MoveStage(ctx, name, secretstore.RotationPending, ""); err != nil {
-			return nil, err
-		}
-		res.Done = "AWSCURRENT is version " + token + "; " + n.NodeCACert() + " holds its certificate (serial " + info.Serial + "): nodes renew from it on their next refresh"
-		return res, nil
-	}
-	return nil, fmt.Errorf("%w: unknown rotation step %q (want createSecret, setSecret, testSecret or finishSecret)", ErrUsage, step)
+		},
+	})
 }
 
 // checkPendingNodeCA is testSecret: keyPEM, a pending node-issuing key,
@@ -355,94 +340,84 @@ func secretName(id string) string {
 func (f *Fleet) rotateRoleStep(ctx context.Context, vs VersionStore, res *RotationResult, role pki.Role) (*RotationResult, error) {
 	n := f.names()
 	keyName, certName, token := n.ClientKey(role), n.ClientCert(role), res.Token
-	keyPEM, have, err := vs.GetVersion(ctx, keyName, token)
-	if err != nil {
-		return nil, err
-	}
-	switch res.Step {
-	case RotationCreate:
-		if have {
-			res.Done = "version " + token + " holds a key already: nothing to do"
-			return res, nil
-		}
-		s, err := f.readState(ctx, scope{bothKeys: true, roles: []pki.Role{role}})
-		if err != nil {
-			return nil, err
-		}
-		if err := s.trusted(); err != nil {
-			return nil, err
-		}
-		keyPEM, certPEM, pair, _, err := f.reissuePair(ctx, s, role)
-		if err != nil {
-			return nil, err
-		}
-		for _, w := range []struct{ name, value string }{{certName, certPEM}, {keyName, keyPEM}} {
-			if err := vs.PutVersion(ctx, w.name, token, w.value, secretstore.RotationPending); err != nil {
+	return runSecretStep(ctx, vs, res, secretSteps{
+		name:  keyName,
+		holds: "key",
+		create: func() (*RotationResult, error) {
+			s, err := f.readState(ctx, scope{bothKeys: true, roles: []pki.Role{role}})
+			if err != nil {
 				return nil, err
 			}
-		}
-		info := infoOf(pair.Cert)
-		res.Issued, res.Done = &info, "a new "+string(role)+" pair (serial "+info.Serial+") is version "+token+" (AWSPENDING) of "+keyName+" and "+certName
-		return res, nil
-	case RotationSet:
-		res.Done = "nothing: clients take the new pair with `rnx config refresh`; configs from before keep working until their certificate expires or is revoked"
-		return res, nil
-	case RotationTest, RotationFinish:
-		if !have {
-			return nil, fmt.Errorf("%w: version %s of %s holds no key: createSecret has not run for this token", ErrUsage, token, keyName)
-		}
-		s, err := f.readState(ctx, scope{bothKeys: true, roles: []pki.Role{role}})
-		if err != nil {
-			return nil, err
-		}
-		if err := s.trusted(); err != nil {
-			return nil, err
-		}
-		certPEM, ok, err := vs.GetVersion(ctx, certName, token)
-		if err != nil {
-			return nil, err
-		}
-		switch {
-		case !ok && res.Step == RotationTest && keyPEM == s.vals[keyName]:
-			// Secrets Manager testing the function when a schedule is set
-			// without rotating now: a pending copy of the current key.
-			certPEM = s.vals[certName]
-		case !ok:
-			return nil, fmt.Errorf("%w: version %s of %s holds no certificate: createSecret has not run for this token", ErrUsage, token, certName)
-		}
-		pair, err := parsePair(certPEM, keyPEM, certName, keyName)
-		if err != nil {
-			return nil, err
-		}
-		if got, err := pki.RoleOf(pair.Cert); err != nil || got != role {
-			return nil, fmt.Errorf("%w: the pending certificate of %s is not a %s certificate (%v %v)", ErrInconsistentStore, certName, role, got, err)
-		}
-		if err := pki.VerifyLeaf(pair.Cert, []*x509.Certificate{s.ca}, x509.ExtKeyUsageClientAuth, f.Now()); err != nil {
-			return nil, fmt.Errorf("%w: the pending certificate of %s: %v", ErrInconsistentStore, certName, err)
-		}
-		if s.revoked[pair.Cert.SerialNumber.Text(16)] {
-			return nil, fmt.Errorf("%w: the pending certificate of %s (serial %s) is revoked", ErrInconsistentStore, certName, pki.SerialHex(pair.Cert.SerialNumber))
-		}
-		info := infoOf(pair.Cert)
-		res.Issued = &info
-		if res.Step == RotationTest {
-			res.Done = "the pending " + string(role) + " pair (serial " + info.Serial + ") matches, chains to the current root and is not revoked"
-			return res, nil
-		}
-		// Key first, as everywhere; AWSPENDING off both last.
-		for _, move := range []struct {
-			name  string
-			label secretstore.Stage
-			to    string
-		}{{keyName, secretstore.Current, token}, {certName, secretstore.Current, token}, {certName, secretstore.RotationPending, ""}, {keyName, secretstore.RotationPending, ""}} {
-			if err := vs.MoveStage(ctx, move.name, move.label, move.to); err != nil {
+			if err := s.trusted(); err != nil {
 				return nil, err
 			}
-		}
-		res.Done = "AWSCURRENT is version " + token + " of " + keyName + " and " + certName + " (serial " + info.Serial + "): clients take it with `rnx config refresh`; configs from before keep working until their certificate expires or is revoked"
-		return res, nil
-	}
-	return nil, fmt.Errorf("%w: unknown rotation step %q (want createSecret, setSecret, testSecret or finishSecret)", ErrUsage, res.Step)
+			keyPEM, certPEM, pair, _, err := f.reissuePair(ctx, s, role)
+			if err != nil {
+				return nil, err
+			}
+			for _, w := range []struct{ name, value string }{{certName, certPEM}, {keyName, keyPEM}} {
+				if err := vs.PutVersion(ctx, w.name, token, w.value, secretstore.RotationPending); err != nil {
+					return nil, err
+				}
+			}
+			info := infoOf(pair.Cert)
+			res.Issued, res.Done = &info, "a new "+string(role)+" pair (serial "+info.Serial+") is version "+token+" (AWSPENDING) of "+keyName+" and "+certName
+			return res, nil
+		},
+		set: "nothing: clients take the new pair with `rnx config refresh`; configs from before keep working until their certificate expires or is revoked",
+		check: func(keyPEM string) (*RotationResult, error) {
+			s, err := f.readState(ctx, scope{bothKeys: true, roles: []pki.Role{role}})
+			if err != nil {
+				return nil, err
+			}
+			if err := s.trusted(); err != nil {
+				return nil, err
+			}
+			certPEM, ok, err := vs.GetVersion(ctx, certName, token)
+			if err != nil {
+				return nil, err
+			}
+			switch {
+			case !ok && res.Step == RotationTest && keyPEM == s.vals[keyName]:
+				// Secrets Manager testing the function when a schedule is set
+				// without rotating now: a pending copy of the current key.
+				certPEM = s.vals[certName]
+			case !ok:
+				return nil, fmt.Errorf("%w: version %s of %s holds no certificate: createSecret has not run for this token", ErrUsage, token, certName)
+			}
+			pair, err := parsePair(certPEM, keyPEM, certName, keyName)
+			if err != nil {
+				return nil, err
+			}
+			if got, err := pki.RoleOf(pair.Cert); err != nil || got != role {
+				return nil, fmt.Errorf("%w: the pending certificate of %s is not a %s certificate (%v %v)", ErrInconsistentStore, certName, role, got, err)
+			}
+			if err := pki.VerifyLeaf(pair.Cert, []*x509.Certificate{s.ca}, x509.ExtKeyUsageClientAuth, f.Now()); err != nil {
+				return nil, fmt.Errorf("%w: the pending certificate of %s: %v", ErrInconsistentStore, certName, err)
+			}
+			if s.revoked[pair.Cert.SerialNumber.Text(16)] {
+				return nil, fmt.Errorf("%w: the pending certificate of %s (serial %s) is revoked", ErrInconsistentStore, certName, pki.SerialHex(pair.Cert.SerialNumber))
+			}
+			info := infoOf(pair.Cert)
+			res.Issued = &info
+			if res.Step == RotationTest {
+				res.Done = "the pending " + string(role) + " pair (serial " + info.Serial + ") matches, chains to the current root and is not revoked"
+				return res, nil
+			}
+			// Key first, as everywhere; AWSPENDING off both last.
+			for _, move := range []struct {
+				name  string
+				label secretstore.Stage
+				to    string
+			}{{keyName, secretstore.Current, token}, {certName, secretstore.Current, token}, {certName, secretstore.RotationPending, ""}, {keyName, secretstore.RotationPending, ""}} {
+				if err := vs.MoveStage(ctx, move.name, move.label, move.to); err != nil {
+					return nil, err
+				}
+			}
+			res.Done = "AWSCURRENT is version " + token + " of " + keyName + " and " + certName + " (serial " + info.Serial + "): clients take it with `rnx config refresh`; configs from before keep working until their certificate expires or is revoked"
+			return res, nil
+		},
+	})
 }
 
 // RotatedSecrets are the secrets the rotation function rotates

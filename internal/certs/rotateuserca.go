@@ -2,7 +2,6 @@ package certs
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -28,78 +27,64 @@ import (
 func (f *Fleet) rotateUserCAStep(ctx context.Context, vs VersionStore, res *RotationResult) (*RotationResult, error) {
 	n := f.names()
 	name, token := n.UserCA(), res.Token
-	value, have, err := vs.GetVersion(ctx, name, token)
-	if err != nil {
-		return nil, err
-	}
-	switch res.Step {
-	case RotationCreate:
-		if have {
-			res.Done = "version " + token + " holds a user-issuing CA already: nothing to do"
-			return res, nil
-		}
-		s, err := f.readState(ctx, scope{bothKeys: true, userCA: true})
-		if err != nil {
-			return nil, err
-		}
-		if err := s.trusted(); err != nil {
-			return nil, err
-		}
-		if s.vals[name] == "" {
-			return nil, fmt.Errorf("%w: the fleet has no user-issuing CA (%s) to rotate: make one with `joblet certs user-ca`", ErrUsage, name)
-		}
-		root, err := s.signer(ctx, f)
-		if err != nil {
-			return nil, err
-		}
-		value, cert, err := mintUserCA(root, f.KeyType, f.Now(), DefaultUserCALifetime)
-		if err != nil {
-			return nil, err
-		}
-		if err := vs.PutVersion(ctx, name, token, value, secretstore.RotationPending); err != nil {
-			if errors.Is(err, secretstore.ErrExist) {
-				res.Done = "version " + token + " was written by a concurrent run: kept"
-				return res, nil
-			}
-			return nil, err
-		}
-		info := infoOf(cert)
-		res.Issued, res.Done = &info, "a new user-issuing CA (serial "+info.Serial+") from the root is version "+token+" (AWSPENDING)"
-		return res, nil
-	case RotationSet:
-		res.Done = "nothing: the issuer signs with the new user-issuing CA once it reads the store again"
-		return res, nil
-	case RotationTest, RotationFinish:
-		if !have {
-			return nil, fmt.Errorf("%w: version %s of %s holds no user-issuing CA: createSecret has not run for this token", ErrUsage, token, name)
-		}
-		s, err := f.readState(ctx, scope{userCA: true})
-		if err != nil {
-			return nil, err
-		}
-		if err := s.trusted(); err != nil {
-			return nil, err
-		}
-		ca, err := userCAFrom(value, s.trust, f.Now())
-		if err != nil {
-			return nil, fmt.Errorf("%w: version %s of %s: %v", ErrInconsistentStore, token, name, err)
-		}
-		info := infoOf(ca.Cert)
-		res.Issued = &info
-		if res.Step == RotationTest {
-			res.Done = "the pending user-issuing CA (serial " + info.Serial + ") matches its key and chains to the fleet's root"
-			return res, nil
-		}
-		if value != s.vals[name] {
-			if err := vs.MoveStage(ctx, name, secretstore.Current, token); err != nil {
+	return runSecretStep(ctx, vs, res, secretSteps{
+		name:  name,
+		holds: "user-issuing CA",
+		create: func() (*RotationResult, error) {
+			s, err := f.readState(ctx, scope{bothKeys: true, userCA: true})
+			if err != nil {
 				return nil, err
 			}
-		}
-		if err := vs.MoveStage(ctx, name, secretstore.RotationPending, ""); err != nil {
-			return nil, err
-		}
-		res.Done = "AWSCURRENT is version " + token + " of " + name + " (serial " + info.Serial + ", until " + ca.Cert.NotAfter.UTC().Format(time.RFC3339) + "): the issuer signs with it once it reads the store again; people's certificates from the old one keep working until they expire"
-		return res, nil
-	}
-	return nil, fmt.Errorf("%w: unknown rotation step %q (want createSecret, setSecret, testSecret or finishSecret)", ErrUsage, res.Step)
+			if err := s.trusted(); err != nil {
+				return nil, err
+			}
+			if s.vals[name] == "" {
+				return nil, fmt.Errorf("%w: the fleet has no user-issuing CA (%s) to rotate: make one with `joblet certs user-ca`", ErrUsage, name)
+			}
+			root, err := s.signer(ctx, f)
+			if err != nil {
+				return nil, err
+			}
+			value, cert, err := mintUserCA(root, f.KeyType, f.Now(), DefaultUserCALifetime)
+			if err != nil {
+				return nil, err
+			}
+			if err := vs.PutVersion(ctx, name, token, value, secretstore.RotationPending); err != nil {
+				return wroteFirst(res, err)
+			}
+			info := infoOf(cert)
+			res.Issued, res.Done = &info, "a new user-issuing CA (serial "+info.Serial+") from the root is version "+token+" (AWSPENDING)"
+			return res, nil
+		},
+		set: "nothing: the issuer signs with the new user-issuing CA once it reads the store again",
+		check: func(value string) (*RotationResult, error) {
+			s, err := f.readState(ctx, scope{userCA: true})
+			if err != nil {
+				return nil, err
+			}
+			if err := s.trusted(); err != nil {
+				return nil, err
+			}
+			ca, err := userCAFrom(value, s.trust, f.Now())
+			if err != nil {
+				return nil, fmt.Errorf("%w: version %s of %s: %v", ErrInconsistentStore, token, name, err)
+			}
+			info := infoOf(ca.Cert)
+			res.Issued = &info
+			if res.Step == RotationTest {
+				res.Done = "the pending user-issuing CA (serial " + info.Serial + ") matches its key and chains to the fleet's root"
+				return res, nil
+			}
+			if value != s.vals[name] {
+				if err := vs.MoveStage(ctx, name, secretstore.Current, token); err != nil {
+					return nil, err
+				}
+			}
+			if err := vs.MoveStage(ctx, name, secretstore.RotationPending, ""); err != nil {
+				return nil, err
+			}
+			res.Done = "AWSCURRENT is version " + token + " of " + name + " (serial " + info.Serial + ", until " + ca.Cert.NotAfter.UTC().Format(time.RFC3339) + "): the issuer signs with it once it reads the store again; people's certificates from the old one keep working until they expire"
+			return res, nil
+		},
+	})
 }
