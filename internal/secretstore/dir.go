@@ -233,6 +233,59 @@ func (d *DirStore) Remove(ctx context.Context, name string) error {
 	})
 }
 
+// List lists the secrets of the folder dir: the regular files directly in
+// <root>/<dir>, not their .previous and .pending versions nor a write's
+// temporary file. Created is a file's modification time (a record is
+// created once and never written again). The folder and every directory
+// above it must be a private directory, not a link: a name listed here
+// may be removed, and must be what the store would read under it.
+func (d *DirStore) List(ctx context.Context, dir string) ([]Listed, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	p, err := d.path(dir)
+	if err != nil {
+		return nil, err
+	}
+	fi, err := os.Lstat(p)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("list %s: %w", dir, err)
+	case !fi.IsDir():
+		return nil, fmt.Errorf("list %s: %s is not a directory", dir, p)
+	}
+	if err := d.checkRead(p); err != nil {
+		return nil, err
+	}
+	ents, err := os.ReadDir(p)
+	if err != nil {
+		return nil, fmt.Errorf("list %s: %w", dir, err)
+	}
+	var out []Listed
+	for _, e := range ents {
+		base := e.Name()
+		if !e.Type().IsRegular() || strings.HasPrefix(base, ".") || strings.HasSuffix(base, ".previous") || strings.HasSuffix(base, ".pending") {
+			continue
+		}
+		name := dir + "/" + base
+		if ValidatePrefix(name) != nil {
+			continue
+		}
+		info, err := e.Info()
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // removed since
+		} else if err != nil {
+			return nil, fmt.Errorf("list %s: %w", dir, err)
+		}
+		out = append(out, Listed{Name: name, Created: info.ModTime()})
+	}
+	return out, nil
+}
+
+var _ Lister = (*DirStore)(nil)
+
 func removeIfExists(p string) error {
 	if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err

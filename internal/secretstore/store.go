@@ -102,6 +102,21 @@ type Remover interface {
 	Remove(ctx context.Context, name string) error
 }
 
+// Lister is a store that can list the secrets of one folder: the names
+// dir+"/"+NAME, NAME without a "/", each with when the store created it.
+// It returns metadata only, never a value; how the re-issue records a
+// prune may remove are found (certs.PruneReissueRecords). A store that
+// cannot say when a secret was created leaves Created zero.
+type Lister interface {
+	List(ctx context.Context, dir string) ([]Listed, error)
+}
+
+// Listed is one secret a Lister found.
+type Listed struct {
+	Name    string
+	Created time.Time // when the store created the secret (zero: unknown)
+}
+
 // Secret is one secret to create.
 type Secret struct {
 	Name        string

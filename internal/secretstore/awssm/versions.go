@@ -75,3 +75,36 @@ func commonPrefix(names []string) string {
 	}
 	return p
 }
+
+// List lists the secrets of the folder dir (secretstore.Lister): one
+// ListSecrets call filtered on dir+"/" (more only past a page), names and
+// creation dates, never a value. The name filter is a prefix match that
+// ignores case, so each name is checked again here, exactly; a secret
+// scheduled for deletion is not listed.
+func (s *Store) List(ctx context.Context, dir string) ([]secretstore.Listed, error) {
+	in := &sm.ListSecretsInput{
+		Filters:    []smtypes.Filter{{Key: smtypes.FilterNameStringTypeName, Values: []string{dir + "/"}}},
+		MaxResults: aws.Int32(100),
+	}
+	var out []secretstore.Listed
+	for {
+		res, err := s.api.ListSecrets(ctx, in)
+		if err != nil {
+			return nil, s.explain(err, "ListSecrets", dir+"/")
+		}
+		for _, e := range res.SecretList {
+			name := aws.ToString(e.Name)
+			rest, ok := strings.CutPrefix(name, dir+"/")
+			if !ok || rest == "" || strings.Contains(rest, "/") || e.DeletedDate != nil {
+				continue
+			}
+			out = append(out, secretstore.Listed{Name: name, Created: aws.ToTime(e.CreatedDate)})
+		}
+		if aws.ToString(res.NextToken) == "" { // moto answers "" for "no more"
+			return out, nil
+		}
+		in.NextToken = res.NextToken
+	}
+}
+
+var _ secretstore.Lister = (*Store)(nil)

@@ -3,7 +3,10 @@ package storetest
 import (
 	"context"
 	"fmt"
+	"sort"
+	"strings"
 	"sync"
+	"time"
 
 	"github.com/ehsaniara/joblet/internal/secretstore"
 )
@@ -15,12 +18,14 @@ type MemoryStore struct {
 	current  map[string]string
 	previous map[string]string
 	pending  map[string]string
+	// created is when each secret was created (List).
+	created map[string]time.Time
 }
 
 var _ secretstore.Store = (*MemoryStore)(nil)
 
 func NewMemoryStore() *MemoryStore {
-	return &MemoryStore{current: map[string]string{}, previous: map[string]string{}, pending: map[string]string{}}
+	return &MemoryStore{current: map[string]string{}, previous: map[string]string{}, pending: map[string]string{}, created: map[string]time.Time{}}
 }
 
 // locked runs f under the lock once ctx is checked.
@@ -54,6 +59,7 @@ func (m *MemoryStore) Create(ctx context.Context, s secretstore.Secret) error {
 			return fmt.Errorf("create secret %s: %w", s.Name, secretstore.ErrExist)
 		}
 		m.current[s.Name] = s.Value
+		m.created[s.Name] = time.Now()
 		return nil
 	})
 }
@@ -75,8 +81,38 @@ func (m *MemoryStore) Put(ctx context.Context, name, value string) error {
 func (m *MemoryStore) Set(name, value string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if _, ok := m.current[name]; !ok {
+		m.created[name] = time.Now()
+	}
 	m.current[name] = value
 }
+
+// SetCreated sets when name was created, as List reports it (tests: a
+// record older than a grace period).
+func (m *MemoryStore) SetCreated(name string, t time.Time) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.created[name] = t
+}
+
+// List lists the secrets of the folder dir (secretstore.Lister).
+func (m *MemoryStore) List(ctx context.Context, dir string) ([]secretstore.Listed, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []secretstore.Listed
+	for name := range m.current {
+		if rest, ok := strings.CutPrefix(name, dir+"/"); ok && rest != "" && !strings.Contains(rest, "/") {
+			out = append(out, secretstore.Listed{Name: name, Created: m.created[name]})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+var _ secretstore.Lister = (*MemoryStore)(nil)
 
 // Remove removes a secret with its versions (secretstore.Remover).
 func (m *MemoryStore) Remove(_ context.Context, name string) error {
@@ -85,6 +121,7 @@ func (m *MemoryStore) Remove(_ context.Context, name string) error {
 	delete(m.current, name)
 	delete(m.pending, name)
 	delete(m.previous, name)
+	delete(m.created, name)
 	return nil
 }
 

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/ehsaniara/joblet/internal/secretstore"
 )
@@ -200,6 +201,62 @@ func Run(t *testing.T, newStore func(t *testing.T) secretstore.Store, prefix str
 		}
 		if v2[a] == v1[a] || v2[b] != v1[b] {
 			t.Fatalf("after Put(a) and PutPending(b): %v, was %v (a must change, b must not)", v2, v1)
+		}
+	})
+
+	t.Run("list a folder, and remove", func(t *testing.T) {
+		s := newStore(t)
+		ls, ok := s.(secretstore.Lister)
+		if !ok {
+			t.Skip("not a Lister")
+		}
+		before := time.Now().Add(-time.Minute)
+		for _, n := range []string{"/f/a", "/f/b", "/f/sub/c", "/fx/d", "/F/e"} {
+			if err := s.Create(ctx, secretstore.Secret{Name: prefix + n, Value: "v"}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := s.Put(ctx, prefix+"/f/a", "v2"); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.PutPending(ctx, prefix+"/f/b", "v3"); err != nil {
+			t.Fatal(err)
+		}
+		list := func() map[string]time.Time {
+			got, err := ls.List(ctx, prefix+"/f")
+			if err != nil {
+				t.Fatal(err)
+			}
+			out := map[string]time.Time{}
+			for _, l := range got {
+				if _, dup := out[l.Name]; dup {
+					t.Fatalf("%s listed twice", l.Name)
+				}
+				out[l.Name] = l.Created
+			}
+			return out
+		}
+		got := list()
+		if len(got) != 2 || got[prefix+"/f/a"].IsZero() || got[prefix+"/f/b"].IsZero() {
+			t.Fatalf("listed %v, want %s/f/a and %s/f/b with their creation times", got, prefix, prefix)
+		}
+		for n, c := range got {
+			if c.Before(before) || c.After(time.Now().Add(time.Minute)) {
+				t.Fatalf("%s created %v, not about now", n, c)
+			}
+		}
+		rm, ok := s.(secretstore.Remover)
+		if !ok {
+			return
+		}
+		if err := rm.Remove(ctx, prefix+"/f/a"); err != nil {
+			t.Fatal(err)
+		}
+		if got := list(); len(got) != 1 || got[prefix+"/f/b"].IsZero() {
+			t.Fatalf("after removing %s/f/a: %v", prefix, got)
+		}
+		if empty, err := ls.List(ctx, prefix+"/none"); err != nil || len(empty) != 0 {
+			t.Fatalf("an empty folder: %v %v", empty, err)
 		}
 	})
 
