@@ -235,8 +235,9 @@ func (d *DirStore) Remove(ctx context.Context, name string) error {
 
 // List lists the secrets of the folder dir: the regular files directly in
 // <root>/<dir>, not their .previous and .pending versions nor a write's
-// temporary file. Created is a file's modification time (a record is
-// created once and never written again). The folder and every directory
+// temporary file. Created and Changed are the file's modification time
+// (each write replaces the file; a record is created once and never
+// written again). The folder and every directory
 // above it must be a private directory, not a link: a name listed here
 // may be removed, and must be what the store would read under it.
 func (d *DirStore) List(ctx context.Context, dir string) ([]Listed, error) {
@@ -279,7 +280,7 @@ func (d *DirStore) List(ctx context.Context, dir string) ([]Listed, error) {
 		} else if err != nil {
 			return nil, fmt.Errorf("list %s: %w", dir, err)
 		}
-		out = append(out, Listed{Name: name, Created: info.ModTime()})
+		out = append(out, Listed{Name: name, Created: info.ModTime(), Changed: info.ModTime()})
 	}
 	return out, nil
 }

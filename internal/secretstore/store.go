@@ -103,7 +103,8 @@ type Remover interface {
 }
 
 // Lister is a store that can list the secrets of one folder: the names
-// dir+"/"+NAME, NAME without a "/", each with when the store created it.
+// dir+"/"+NAME, NAME without a "/", each with when the store created it
+// and when its current value last changed.
 // It returns metadata only, never a value; how the re-issue records a
 // prune may remove are found (certs.PruneReissueRecords). A store that
 // cannot say when a secret was created leaves Created zero.
@@ -115,6 +116,10 @@ type Lister interface {
 type Listed struct {
 	Name    string
 	Created time.Time // when the store created the secret (zero: unknown)
+	// Changed is when the secret last changed (a new current version, or
+	// in Secrets Manager any change: a label moved, a tag); never before
+	// Created; zero: unknown.
+	Changed time.Time
 }
 
 // Secret is one secret to create.

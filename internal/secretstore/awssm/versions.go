@@ -78,7 +78,7 @@ func commonPrefix(names []string) string {
 
 // List lists the secrets of the folder dir (secretstore.Lister): one
 // ListSecrets call filtered on dir+"/" (more only past a page), names and
-// creation dates, never a value. The name filter is a prefix match that
+// creation and last-changed dates, never a value. The name filter is a prefix match that
 // ignores case, so each name is checked again here, exactly; a secret
 // scheduled for deletion is not listed.
 func (s *Store) List(ctx context.Context, dir string) ([]secretstore.Listed, error) {
@@ -98,7 +98,7 @@ func (s *Store) List(ctx context.Context, dir string) ([]secretstore.Listed, err
 			if !ok || rest == "" || strings.Contains(rest, "/") || e.DeletedDate != nil {
 				continue
 			}
-			out = append(out, secretstore.Listed{Name: name, Created: aws.ToTime(e.CreatedDate)})
+			out = append(out, secretstore.Listed{Name: name, Created: aws.ToTime(e.CreatedDate), Changed: aws.ToTime(e.LastChangedDate)})
 		}
 		if aws.ToString(res.NextToken) == "" { // moto answers "" for "no more"
 			return out, nil

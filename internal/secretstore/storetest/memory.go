@@ -18,14 +18,15 @@ type MemoryStore struct {
 	current  map[string]string
 	previous map[string]string
 	pending  map[string]string
-	// created is when each secret was created (List).
-	created map[string]time.Time
+	// created and changed: when each secret was created and its current
+	// value last changed (List).
+	created, changed map[string]time.Time
 }
 
 var _ secretstore.Store = (*MemoryStore)(nil)
 
 func NewMemoryStore() *MemoryStore {
-	return &MemoryStore{current: map[string]string{}, previous: map[string]string{}, pending: map[string]string{}, created: map[string]time.Time{}}
+	return &MemoryStore{current: map[string]string{}, previous: map[string]string{}, pending: map[string]string{}, created: map[string]time.Time{}, changed: map[string]time.Time{}}
 }
 
 // locked runs f under the lock once ctx is checked.
@@ -60,6 +61,7 @@ func (m *MemoryStore) Create(ctx context.Context, s secretstore.Secret) error {
 		}
 		m.current[s.Name] = s.Value
 		m.created[s.Name] = time.Now()
+		m.changed[s.Name] = m.created[s.Name]
 		return nil
 	})
 }
@@ -72,6 +74,7 @@ func (m *MemoryStore) Put(ctx context.Context, name, value string) error {
 		}
 		m.previous[name] = old
 		m.current[name] = value
+		m.changed[name] = time.Now()
 		return nil
 	})
 }
@@ -85,14 +88,15 @@ func (m *MemoryStore) Set(name, value string) {
 		m.created[name] = time.Now()
 	}
 	m.current[name] = value
+	m.changed[name] = time.Now()
 }
 
-// SetCreated sets when name was created, as List reports it (tests: a
-// record older than a grace period).
-func (m *MemoryStore) SetCreated(name string, t time.Time) {
+// SetTimes sets when name was created and last changed, as List reports
+// them (tests: a record older than a grace period).
+func (m *MemoryStore) SetTimes(name string, created, changed time.Time) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.created[name] = t
+	m.created[name], m.changed[name] = created, changed
 }
 
 // List lists the secrets of the folder dir (secretstore.Lister).
@@ -105,7 +109,7 @@ func (m *MemoryStore) List(ctx context.Context, dir string) ([]secretstore.Liste
 	var out []secretstore.Listed
 	for name := range m.current {
 		if rest, ok := strings.CutPrefix(name, dir+"/"); ok && rest != "" && !strings.Contains(rest, "/") {
-			out = append(out, secretstore.Listed{Name: name, Created: m.created[name]})
+			out = append(out, secretstore.Listed{Name: name, Created: m.created[name], Changed: m.changed[name]})
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
@@ -122,6 +126,7 @@ func (m *MemoryStore) Remove(_ context.Context, name string) error {
 	delete(m.pending, name)
 	delete(m.previous, name)
 	delete(m.created, name)
+	delete(m.changed, name)
 	return nil
 }
 
@@ -184,6 +189,7 @@ func (m *MemoryStore) Promote(ctx context.Context, name string) error {
 		}
 		m.previous[name] = m.current[name]
 		m.current[name] = p
+		m.changed[name] = time.Now()
 		delete(m.pending, name)
 		return nil
 	})
@@ -197,6 +203,7 @@ func (m *MemoryStore) Demote(ctx context.Context, name string) error {
 		}
 		m.pending[name] = m.current[name]
 		m.current[name] = prev
+		m.changed[name] = time.Now()
 		delete(m.previous, name)
 		return nil
 	})

@@ -222,27 +222,27 @@ func Run(t *testing.T, newStore func(t *testing.T) secretstore.Store, prefix str
 		if err := s.PutPending(ctx, prefix+"/f/b", "v3"); err != nil {
 			t.Fatal(err)
 		}
-		list := func() map[string]time.Time {
+		list := func() map[string]secretstore.Listed {
 			got, err := ls.List(ctx, prefix+"/f")
 			if err != nil {
 				t.Fatal(err)
 			}
-			out := map[string]time.Time{}
+			out := map[string]secretstore.Listed{}
 			for _, l := range got {
 				if _, dup := out[l.Name]; dup {
 					t.Fatalf("%s listed twice", l.Name)
 				}
-				out[l.Name] = l.Created
+				out[l.Name] = l
 			}
 			return out
 		}
 		got := list()
-		if len(got) != 2 || got[prefix+"/f/a"].IsZero() || got[prefix+"/f/b"].IsZero() {
-			t.Fatalf("listed %v, want %s/f/a and %s/f/b with their creation times", got, prefix, prefix)
+		if len(got) != 2 || got[prefix+"/f/a"].Name == "" || got[prefix+"/f/b"].Name == "" {
+			t.Fatalf("listed %v, want %s/f/a and %s/f/b", got, prefix, prefix)
 		}
-		for n, c := range got {
-			if c.Before(before) || c.After(time.Now().Add(time.Minute)) {
-				t.Fatalf("%s created %v, not about now", n, c)
+		for n, l := range got {
+			if l.Created.Before(before) || l.Changed.Before(l.Created) || l.Changed.After(time.Now().Add(time.Minute)) {
+				t.Fatalf("%s created %v, changed %v: not about now, or changed before created", n, l.Created, l.Changed)
 			}
 		}
 		rm, ok := s.(secretstore.Remover)
@@ -252,7 +252,7 @@ func Run(t *testing.T, newStore func(t *testing.T) secretstore.Store, prefix str
 		if err := rm.Remove(ctx, prefix+"/f/a"); err != nil {
 			t.Fatal(err)
 		}
-		if got := list(); len(got) != 1 || got[prefix+"/f/b"].IsZero() {
+		if got := list(); len(got) != 1 || got[prefix+"/f/b"].Name == "" {
 			t.Fatalf("after removing %s/f/a: %v", prefix, got)
 		}
 		if empty, err := ls.List(ctx, prefix+"/none"); err != nil || len(empty) != 0 {
