@@ -1,6 +1,9 @@
 package certs
 
 import (
+	"math/big"
+	"strings"
+
 	"github.com/ehsaniara/joblet/internal/pki"
 	"github.com/ehsaniara/joblet/internal/secretstore"
 )
@@ -75,6 +78,31 @@ func (n Names) Rotation(serial string) string { return n.Prefix + "/ca-rotation/
 // the certificate with serial (hex): create-only, like Rotation.
 func (n Names) Reissue(role pki.Role, serial string) string {
 	return n.Prefix + "/client-reissue/" + string(role) + "-" + serial
+}
+
+// ReissueDir is the folder of the re-issue records (Reissue).
+func (n Names) ReissueDir() string { return n.Prefix + "/client-reissue" }
+
+// ParseReissue is the role and replaced serial a re-issue record's name
+// holds: only a name Reissue gives, exactly (a known role, the serial in
+// lower-case hex without leading zeros), so nothing else under the
+// folder is taken for a record.
+func (n Names) ParseReissue(name string) (pki.Role, *big.Int, bool) {
+	rest, ok := strings.CutPrefix(name, n.ReissueDir()+"/")
+	if !ok {
+		return "", nil, false
+	}
+	for _, r := range pki.Roles {
+		hex, ok := strings.CutPrefix(rest, string(r)+"-")
+		if !ok {
+			continue
+		}
+		serial, ok := new(big.Int).SetString(hex, 16)
+		if ok && serial.Sign() > 0 && n.Reissue(r, serial.Text(16)) == name {
+			return r, serial, true
+		}
+	}
+	return "", nil, false
 }
 
 // All lists every shared secret in the order a first node creates them:
