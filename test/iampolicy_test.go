@@ -164,8 +164,20 @@ func TestIAMPolicies(t *testing.T) {
 		harness.MustRun(t, env, joblet, "certs", "rotate-ca", step)
 	}
 	harness.MustRun(t, env, joblet, "certs", "reissue", "--role", "developer", "--revoke")
+	// The record of that re-issue, removed (no grace: no other run).
+	if out := harness.MustRun(t, env, joblet, "certs", "prune", "--grace", "0").Stdout; !strings.Contains(out, "1 re-issue record(s) removed") {
+		t.Fatalf("prune under the rotation policy:\n%s", out)
+	}
 	harness.MustRun(t, append(env, "FORCE_REGENERATE=true"), joblet, "certs", "bootstrap")
-	checkFlow(t, "rotation", policies["rotation"], proxy.Recorded())
+	calls := proxy.Recorded()
+	deleted := false
+	for _, c := range calls {
+		deleted = deleted || (c.Action == "DeleteSecret" && len(c.Secrets) == 1 && strings.HasPrefix(c.Secrets[0], "joblet/client-reissue/developer-"))
+	}
+	if !deleted {
+		t.Error("no DeleteSecret of the re-issue record was recorded")
+	}
+	checkFlow(t, "rotation", policies["rotation"], calls)
 
 	// A client of one role cannot read another role's key or the CA key.
 	if p := policies["client-reader"]; allows(p, "GetSecretValue", "joblet/ca-key") || allows(p, "GetSecretValue", "joblet/client-key") {

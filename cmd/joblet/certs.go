@@ -32,7 +32,7 @@ func (c *cli) certsCmd() *cobra.Command {
 		RunE:  func(cmd *cobra.Command, _ []string) error { return needSubcommand(cmd) },
 	}
 	cmd.AddCommand(c.bootstrapCmd(), c.statusCmd(), c.iamPolicyCmd(), c.importCmd(), c.exportCmd(),
-		c.replicateCmd(), c.revokeCmd(), c.reissueCmd(), c.renewCmd(), c.rotateCmd(), c.nodeCACmd(), c.rotateSecretCmd(), c.scheduleCmd(), c.initCmd(), c.trustCmd(), c.identityPolicyCmd(), c.userCACmd())
+		c.replicateCmd(), c.revokeCmd(), c.reissueCmd(), c.pruneCmd(), c.renewCmd(), c.rotateCmd(), c.nodeCACmd(), c.rotateSecretCmd(), c.scheduleCmd(), c.initCmd(), c.trustCmd(), c.identityPolicyCmd(), c.userCACmd())
 	return cmd
 }
 

@@ -17,7 +17,13 @@ func (c *cli) reissueCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "reissue --role ROLE [--revoke]",
 		Short: "give one role a new key and client certificate from the current CA (no CA rotation)",
-		Args:  noArgs,
+		Long: `Gives one role a new key and client certificate from the current CA. The new
+pair is first recorded in <prefix>/client-reissue/<role>-<old serial> (create-only),
+so two operators re-issuing at once, or a run after an interrupted one, write the
+same pair. After its writes it prunes the records of completed re-issues past
+their grace (an hour), as ` + "`joblet certs prune`" + ` does; its own record stays
+for the grace, then the next reissue or prune removes it.`,
+		Args: noArgs,
 	}
 	fs := cmd.Flags()
 	sf := addStoreFlags(fs, withDirStore|withCreate|withReplicas)
@@ -67,11 +73,13 @@ func (c *cli) reissueCmd() *cobra.Command {
 		if asJSON {
 			out := struct {
 				*certs.ReissuedRevoked
-				Push *push.Report `json:"push,omitempty"`
+				Push   *push.Report  `json:"push,omitempty"`
+				Pruned *certs.Pruned `json:"pruned,omitempty"`
 			}{ReissuedRevoked: res}
 			if res.Revoked {
 				out.Push = c.pushCRL(fl, pf, true)
 			}
+			out.Pruned = c.pruneAfterReissue(ctx, fl, true)
 			if jerr := printJSON(c.stdout, out); jerr != nil {
 				return jerr
 			}
@@ -82,6 +90,7 @@ func (c *cli) reissueCmd() *cobra.Command {
 				fmt.Fprintf(c.stdout, "🚫 revoked serial %s (superseded)\n", res.OldSerial)
 				c.pushCRL(fl, pf, false)
 			}
+			c.pruneAfterReissue(ctx, fl, false)
 		}
 		if errors.Is(err, certs.ErrRevokeAfterReissue) {
 			return fmt.Errorf("%w: re-run `joblet certs revoke --serial %s --reason superseded`", err, res.OldSerial)

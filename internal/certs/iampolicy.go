@@ -129,8 +129,10 @@ func IAMPolicy(flow string, o PolicyOptions) (*Policy, error) {
 			{Sid: "WriteVersionsAndMoveStages", Effect: "Allow", Action: []string{"secretsmanager:PutSecretValue", "secretsmanager:UpdateSecretVersionStage"}, Resource: arn(shared...)},
 			{Sid: "CreateTrustBundleAndRotationRecords", Effect: "Allow", Action: []string{"secretsmanager:CreateSecret", "secretsmanager:TagResource"}, Resource: append(arn(shared...), rot...)},
 			// finish removes the record of the retired root (it holds a
-			// copy of the current root's key).
-			{Sid: "RemoveRetiredRotationRecords", Effect: "Allow", Action: []string{"secretsmanager:DeleteSecret"}, Resource: arn(n.Prefix + "/ca-rotation/*")},
+			// copy of the current root's key); reissue and prune remove
+			// the records of completed re-issues (each holds a role's key).
+			// ListSecrets (changed) finds them.
+			{Sid: "RemoveRetiredRotationRecords", Effect: "Allow", Action: []string{"secretsmanager:DeleteSecret"}, Resource: arn(n.Prefix+"/ca-rotation/*", n.Prefix+"/client-reissue/*")},
 			// `certs schedule`: Secrets Manager's rotation of what the
 			// rotation function rotates (RotateSecret also needs
 			// lambda:InvokeFunction on that function, which only the

@@ -90,3 +90,27 @@ func TestInstanceBinding(t *testing.T) {
 		}
 	}
 }
+
+// DeleteSecret reaches the records alone: the operator's (rotation) flow
+// removes retired roots' rotation records and completed re-issues'
+// records (prune); the rotation function only the former; no other flow
+// removes anything.
+func TestDeleteSecretOnlyRecords(t *testing.T) {
+	arn := func(s string) string { return "arn:aws:secretsmanager:*:*:secret:joblet/" + s + "-??????" }
+	for _, flow := range certs.PolicyFlows {
+		p, err := certs.IAMPolicy(flow, certs.PolicyOptions{Prefix: "joblet"})
+		if err != nil {
+			t.Fatal(flow, err)
+		}
+		var want []string
+		switch flow {
+		case "rotation":
+			want = []string{arn("ca-rotation/*"), arn("client-reissue/*")}
+		case "rotator":
+			want = []string{arn("ca-rotation/*")}
+		}
+		if got := resources(p, "secretsmanager:DeleteSecret"); !slices.Equal(got, want) {
+			t.Errorf("%s removes %v, want %v", flow, got, want)
+		}
+	}
+}
