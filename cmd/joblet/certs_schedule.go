@@ -41,7 +41,12 @@ started and did not finish (a failed step, or a root run waiting for the fleet,
 which Secrets Manager retries).
 
 Not scheduled: the records under <prefix>/client-reissue/ and <prefix>/ca-rotation/
-(AWS Security Hub's SecretsManager.1 flags them).`,
+(AWS Security Hub's SecretsManager.1 flags them while they exist). A re-issue
+record (the rotation function writes one for each role's key it rotates) stays
+an hour after its re-issue completed, then ` + "`joblet certs prune`" + ` (or the next
+` + "`joblet certs reissue`" + `) removes it; the function itself does not, so run prune
+after the schedule's rotations, from cron say. ` + "`rotate-ca finish`" + ` removes a root's
+rotation record.`,
 		Args: noArgs,
 	}
 	fs := cmd.Flags()
