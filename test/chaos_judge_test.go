@@ -23,6 +23,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 
+	"github.com/ehsaniara/joblet/internal/certs"
 	"github.com/ehsaniara/joblet/internal/client"
 	"github.com/ehsaniara/joblet/internal/config"
 	"github.com/ehsaniara/joblet/internal/pki"
@@ -231,6 +232,14 @@ func (c *chaosRun) sampleStore() {
 				delete(labelled, n)
 				continue
 			}
+			// reissue and prune remove a re-issue record once its
+			// re-issue is complete (and an hour has passed): gone is
+			// right once the certificate it replaced is no longer the
+			// role's.
+			if role, serial, ok := fleetNames.ParseReissue(n); ok && !isCurrentClient(ctx, s, fleetNames.ClientCert(role), serial.Text(16)) {
+				delete(labelled, n)
+				continue
+			}
 			c.violate(invVersions, "secret %s, with labelled versions, is gone", n)
 			delete(labelled, n)
 		}
@@ -302,7 +311,16 @@ var errUnparsedCA = errors.New("the current ca-cert does not parse")
 // rotation record is named); true when it cannot tell (the record is kept
 // to the invariant).
 func isCurrentCA(ctx context.Context, s *sm.Client, serial string) bool {
-	cur, err := getStageErr(ctx, s, "joblet/ca-cert", "AWSCURRENT")
+	return isCurrentClient(ctx, s, "joblet/ca-cert", serial)
+}
+
+// fleetNames are the chaos fleet's secret names.
+var fleetNames = certs.Names{Prefix: "joblet"}
+
+// isCurrentClient: the certificate in secret has serial (or it cannot be
+// read: judged as current).
+func isCurrentClient(ctx context.Context, s *sm.Client, secret, serial string) bool {
+	cur, err := getStageErr(ctx, s, secret, "AWSCURRENT")
 	if err != nil {
 		return true
 	}
