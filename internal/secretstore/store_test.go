@@ -72,3 +72,36 @@ func TestValidatePrefix(t *testing.T) {
 		}
 	}
 }
+
+// A directory store lists regular files only: a link planted in the
+// folder (to a role's key, say) is not a secret of it, so nothing listed
+// leads a remover outside; a folder that is itself a link is refused.
+func TestDirStoreListSkipsLinks(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "store")
+	s, err := secretstore.NewDirStore(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for _, n := range []string{"joblet/client-key", "joblet/client-reissue/admin-1"} {
+		if err := s.Create(ctx, secretstore.Secret{Name: n, Value: "v"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Symlink(filepath.Join(root, "joblet", "client-key"), filepath.Join(root, "joblet", "client-reissue", "admin-2")); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.List(ctx, "joblet/client-reissue")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0].Name != "joblet/client-reissue/admin-1" {
+		t.Fatalf("listed %+v, want admin-1 alone", got)
+	}
+	if err := os.Symlink(filepath.Join(root, "joblet"), filepath.Join(root, "joblet", "linked")); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.List(ctx, "joblet/linked"); err == nil {
+		t.Fatalf("a linked folder was listed: %+v", got)
+	}
+}
