@@ -341,3 +341,32 @@ func hexOf(t *testing.T, serial string) string {
 	}
 	return n.Text(16)
 }
+
+// An operator's status notes the records past the grace, and names prune;
+// after the prune the note is gone.
+func TestStatusNotesReissueRecords(t *testing.T) {
+	ctx := context.Background()
+	st := storetest.NewMemoryStore()
+	bootstrap(t, opts(t, st))
+	if _, err := at(st, 0).Reissue(ctx, pki.Developer); err != nil {
+		t.Fatal(err)
+	}
+	note := func(ahead time.Duration) string {
+		for _, n := range at(st, ahead).Status(ctx, certs.StatusOptions{}).Notices {
+			if strings.Contains(n, "re-issue record") {
+				return n
+			}
+		}
+		return ""
+	}
+	if n := note(0); n != "" {
+		t.Fatalf("a record within the grace noted: %s", n)
+	}
+	if n := note(certs.ReissueRecordGrace + time.Minute); !strings.Contains(n, "joblet certs prune") {
+		t.Fatalf("a record past the grace: %q", n)
+	}
+	prune(t, at(st, certs.ReissueRecordGrace+time.Minute), certs.PruneOptions{})
+	if n := note(certs.ReissueRecordGrace + time.Minute); n != "" {
+		t.Fatalf("after the prune: %s", n)
+	}
+}

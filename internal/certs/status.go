@@ -124,6 +124,9 @@ type observed struct {
 	rotationErr error
 	// userCA is the user-issuing CA's certificate (PEM; operators only).
 	userCA string
+	// records: the re-issue records (names only, an operator's read of a
+	// store that lists); older: those created more than the grace ago.
+	records, olderRecords int
 }
 
 // rnxFile is one rnx config status read.
@@ -194,6 +197,18 @@ func (f *Fleet) observe(ctx context.Context, o StatusOptions) *observed {
 		obs.caKey, obs.caKeyLevel, obs.caKeyProblem = f.caKeyPlace(ctx, s)
 		obs.pendingKeyLevel, obs.pendingKeyProblem = f.pendingKeyCheck(ctx, s)
 		obs.userCA = f.userCACert(ctx, s.n)
+	}
+	if ls, ok := f.Store.(secretstore.Lister); ok && !obs.node {
+		if recs, err := ls.List(ctx, s.n.ReissueDir()); err == nil {
+			for _, r := range recs {
+				if _, _, ok := s.n.ParseReissue(r.Name); ok {
+					obs.records++
+					if !r.Created.IsZero() && f.Now().Sub(r.Created) >= ReissueRecordGrace {
+						obs.olderRecords++
+					}
+				}
+			}
+		}
 	}
 	if rr, ok := f.Store.(secretstore.RotationReader); ok && !obs.node {
 		for _, name := range s.n.RotatedSecrets() {
@@ -322,6 +337,7 @@ func grade(obs *observed, storeDesc string, o StatusOptions, now time.Time) *Rep
 		}
 	}
 	g.rotations(obs)
+	g.reissueRecords(obs)
 	if o.ServerConfig != "" {
 		g.server(obs, revoked)
 	}
@@ -778,4 +794,15 @@ func (g *grader) rotations(obs *observed) {
 			g.rep.raise(Attention, fmt.Sprintf("a rotation of %s did not finish (version %s): Secrets Manager retries it; the rotation function's log says why %s; its current version is unchanged", r.Secret, r.Pending, why))
 		}
 	}
+}
+
+// reissueRecords notes the re-issue records the store holds (each holds a
+// private key no schedule rotates) and how many are past the grace: those
+// of completed re-issues `certs prune` removes.
+func (g *grader) reissueRecords(obs *observed) {
+	if obs.olderRecords == 0 {
+		return
+	}
+	g.rep.Notices = append(g.rep.Notices, fmt.Sprintf("%d re-issue record(s) under %s/ hold private keys, %d of them created more than %s ago: `joblet certs prune` removes those whose re-issue is complete (`--dry-run` says why it keeps any)",
+		obs.records, obs.state.n.ReissueDir(), obs.olderRecords, ReissueRecordGrace))
 }
