@@ -3,10 +3,12 @@ package certs
 import (
 	"context"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"time"
 
 	"github.com/ehsaniara/joblet/internal/pki"
+	"github.com/ehsaniara/joblet/internal/secretstore"
 )
 
 // Reissued says what Reissue replaced.
@@ -33,8 +35,11 @@ func (fl *Fleet) Reissue(ctx context.Context, role pki.Role) (*Reissued, error) 
 	}
 	n, vals, st := s.n, s.vals, f.Store
 	certName, keyName := n.ClientCert(role), n.ClientKey(role)
-	keyPEM, certPEM, pair, old, err := f.reissuePair(ctx, s, role)
+	keyPEM, certPEM, pair, old, created, err := f.reissuePair(ctx, s, role)
 	if err != nil {
+		return nil, err
+	}
+	if err := f.stillReplacing(ctx, role, old, pair, created); err != nil {
 		return nil, err
 	}
 	// Key first, as everywhere: a reader between the two writes sees a
@@ -54,16 +59,18 @@ func (fl *Fleet) Reissue(ctx context.Context, role pki.Role) (*Reissued, error) 
 // certificate (old): recorded first in a create-only secret named after
 // old's serial, so every run that replaces old (two operators, a re-run
 // after a crash, a rotation step run again) gets the same pair.
-func (f *Fleet) reissuePair(ctx context.Context, s *state, role pki.Role) (keyPEM, certPEM string, pair *pki.CA, old *x509.Certificate, err error) {
+// created: this run created the record (no run before it had).
+func (f *Fleet) reissuePair(ctx context.Context, s *state, role pki.Role) (keyPEM, certPEM string, pair *pki.CA, old *x509.Certificate, created string, err error) {
 	n, st := s.n, f.Store
 	ca, err := s.signer(ctx, f)
 	if err != nil {
-		return "", "", nil, nil, err
+		return "", "", nil, nil, "", err
 	}
 	old = s.clients[role]
 	if old == nil {
-		return "", "", nil, nil, s.clientErr[role]
+		return "", "", nil, nil, "", s.clientErr[role]
 	}
+	var built string
 	rec := n.Reissue(role, old.SerialNumber.Text(16))
 	sec := n.Secret(rec, "")
 	sec.Description = "Joblet client certificate re-issue record: the " + string(role) + " pair that replaces serial " + old.SerialNumber.Text(16)
@@ -81,18 +88,52 @@ func (f *Fleet) reissuePair(ctx context.Context, s *state, role pki.Role) (keyPE
 		if err != nil {
 			return "", err
 		}
-		return string(keyPEM) + string(pki.EncodeCert(is.Cert)), nil
+		built = string(keyPEM) + string(pki.EncodeCert(is.Cert))
+		return built, nil
 	})
 	if err != nil {
-		return "", "", nil, nil, err
+		return "", "", nil, nil, "", err
+	}
+	if value == built {
+		created = rec
 	}
 	keyPEM, certPEM, err = splitRecord(value, rec)
 	if err != nil {
-		return "", "", nil, nil, err
+		return "", "", nil, nil, "", err
 	}
 	pair, err = parsePair(certPEM, keyPEM, rec, rec)
 	if err != nil {
-		return "", "", nil, nil, err
+		return "", "", nil, nil, "", err
 	}
-	return keyPEM, certPEM, pair, old, nil
+	return keyPEM, certPEM, pair, old, created, nil
+}
+
+// ErrReissuedMeanwhile: the role's certificate changed while a re-issue
+// ran (another re-issue completed since it read it); it wrote nothing.
+var ErrReissuedMeanwhile = errors.New("another re-issue of this role completed while this one ran")
+
+// stillReplacing checks, just before a re-issue writes, that the role's
+// certificate is still the one it replaces (old) or already the pair's:
+// a run that read old long before (a laptop asleep mid-run) and found no
+// record (pruned, past its grace, after the re-issue completed) made a
+// new pair, and writing it would replace the pair that re-issue gave the
+// role's users. It then writes nothing, and removes the record it created
+// (created: its name), whose key no one holds.
+func (f *Fleet) stillReplacing(ctx context.Context, role pki.Role, old *x509.Certificate, pair *pki.CA, created string) error {
+	name := f.names().ClientCert(role)
+	got, err := f.Store.Get(ctx, []string{name})
+	if err != nil {
+		return fmt.Errorf("read %s again before writing: %w", f.where(name), err)
+	}
+	cur, err := pki.ParseCert([]byte(got[name]))
+	if err != nil || cur.Equal(old) || cur.Equal(pair.Cert) {
+		return nil // unreadable: the writes replace it, as before
+	}
+	if rm, ok := f.Store.(secretstore.Remover); ok && created != "" {
+		if err := rm.Remove(ctx, created); err != nil {
+			f.Log.Warn("the record this run created was not removed; `joblet certs prune` reports it", "secret", created, "error", err)
+		}
+	}
+	return fmt.Errorf("%w: the %s certificate is now serial %s, not %s this run read; nothing written (run it again to re-issue from the current one)",
+		ErrReissuedMeanwhile, role, pki.SerialHex(cur.SerialNumber), pki.SerialHex(old.SerialNumber))
 }

@@ -351,7 +351,7 @@ func (f *Fleet) rotateRoleStep(ctx context.Context, vs VersionStore, res *Rotati
 			if err := s.trusted(); err != nil {
 				return nil, err
 			}
-			keyPEM, certPEM, pair, _, err := f.reissuePair(ctx, s, role)
+			keyPEM, certPEM, pair, _, _, err := f.reissuePair(ctx, s, role)
 			if err != nil {
 				return nil, err
 			}
