@@ -129,3 +129,39 @@ func certSerialHex(t *testing.T, pemText string) string {
 	}
 	return c.SerialNumber.Text(16)
 }
+
+// A fleet with replicas (--replica-regions): the re-issue's record is
+// created with its replica, and prune removes both (Secrets Manager
+// deletes no secret that still has replicas).
+func TestPruneReplicatedRecord(t *testing.T) {
+	moto.Reset(t)
+	ctx := context.Background()
+	joblet, _ := harness.Bins(t)
+	home := t.TempDir()
+	env := harness.Env(append(harness.AWSEnv(moto.URL), "USE_SECRETS_MANAGER=true", "JOBLET_HOME="+home, "JOBLET_REPLICA_REGIONS=us-west-2")...)
+	harness.MustRun(t, env, joblet, "certs", "init", "--address", "127.0.0.1:50051", "--out", filepath.Join(home, "configs"))
+	harness.MustRun(t, env, joblet, "certs", "reissue", "--role", "reader")
+	west := sm.New(sm.Options{Region: "us-west-2", BaseEndpoint: aws.String(moto.URL), Credentials: smClient(moto.URL).Options().Credentials})
+	replicas := func() []string {
+		res, err := west.ListSecrets(ctx, &sm.ListSecretsInput{MaxResults: aws.Int32(100)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, e := range res.SecretList {
+			if strings.Contains(aws.ToString(e.Name), "/client-reissue/") {
+				out = append(out, aws.ToString(e.Name))
+			}
+		}
+		return out
+	}
+	if got := replicas(); len(got) != 1 {
+		t.Fatalf("the record's replicas in us-west-2: %v", got)
+	}
+	if out := harness.MustRun(t, env, joblet, "certs", "prune", "--grace", "0").Stdout; !strings.Contains(out, "1 re-issue record(s) removed") {
+		t.Fatalf("prune:\n%s", out)
+	}
+	if got := replicas(); len(got) != 0 {
+		t.Fatalf("after prune, replicas in us-west-2: %v", got)
+	}
+}

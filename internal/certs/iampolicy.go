@@ -3,6 +3,7 @@ package certs
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/ehsaniara/joblet/internal/pki"
@@ -167,8 +168,21 @@ func IAMPolicy(flow string, o PolicyOptions) (*Policy, error) {
 	}
 	writes := flow == "bootstrap" || flow == "rotation" || flow == "rotator"
 	if o.Replicas && (flow == "bootstrap" || flow == "rotation") { // the secrets they create
+		var created []string
+		for _, st := range p.Statement {
+			if slices.Contains(st.Action, "secretsmanager:CreateSecret") {
+				created = st.Resource
+			}
+		}
 		p.Statement = append(p.Statement, Statement{Sid: "ReplicateNewSecrets", Effect: "Allow",
-			Action: []string{"secretsmanager:ReplicateSecretToRegions"}, Resource: p.Statement[len(p.Statement)-1].Resource})
+			Action: []string{"secretsmanager:ReplicateSecretToRegions"}, Resource: created})
+		if flow == "rotation" {
+			// A record created with replicas is removed with them:
+			// Secrets Manager deletes no secret that has replicas.
+			p.Statement = append(p.Statement, Statement{Sid: "RemoveRecordsReplicas", Effect: "Allow",
+				Action:   []string{"secretsmanager:DescribeSecret", "secretsmanager:RemoveRegionsFromReplication"},
+				Resource: arn(n.Prefix+"/ca-rotation/*", n.Prefix+"/client-reissue/*")})
+		}
 	}
 	if o.CAKMSKeyARN != "" && (flow == "bootstrap" || flow == "rotation" || flow == "rotator" || flow == "node-transition") {
 		p.Statement = append(p.Statement, Statement{Sid: "SignWithTheCAKeyInKMS", Effect: "Allow",

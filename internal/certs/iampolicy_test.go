@@ -114,3 +114,30 @@ func TestDeleteSecretOnlyRecords(t *testing.T) {
 		}
 	}
 }
+
+// With replicas, the flows replicate what they create (the bootstrap the
+// fleet's secrets; the operator the records and the trust state), and the
+// operator removes a record's replicas before the record.
+func TestReplicaPolicies(t *testing.T) {
+	arn := func(s string) string { return "arn:aws:secretsmanager:*:*:secret:joblet/" + s + "-??????" }
+	for _, flow := range []string{"bootstrap", "rotation"} {
+		p, err := certs.IAMPolicy(flow, certs.PolicyOptions{Prefix: "joblet", Replicas: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := resources(p, "secretsmanager:ReplicateSecretToRegions"), resources(p, "secretsmanager:CreateSecret"); !slices.Equal(got, want) {
+			t.Errorf("%s replicates %v, creates %v", flow, got, want)
+		}
+		var want []string
+		if flow == "rotation" {
+			want = []string{arn("ca-rotation/*"), arn("client-reissue/*")}
+		}
+		if got := resources(p, "secretsmanager:RemoveRegionsFromReplication"); !slices.Equal(got, want) {
+			t.Errorf("%s removes replicas of %v, want %v", flow, got, want)
+		}
+	}
+	p, _ := certs.IAMPolicy("rotation", certs.PolicyOptions{Prefix: "joblet"})
+	if len(resources(p, "secretsmanager:RemoveRegionsFromReplication")) != 0 {
+		t.Error("without replicas, the operator's policy removes replicas")
+	}
+}

@@ -35,6 +35,7 @@ type API interface {
 	RotateSecret(context.Context, *sm.RotateSecretInput, ...func(*sm.Options)) (*sm.RotateSecretOutput, error)
 	DescribeSecret(context.Context, *sm.DescribeSecretInput, ...func(*sm.Options)) (*sm.DescribeSecretOutput, error)
 	DeleteSecret(context.Context, *sm.DeleteSecretInput, ...func(*sm.Options)) (*sm.DeleteSecretOutput, error)
+	RemoveRegionsFromReplication(context.Context, *sm.RemoveRegionsFromReplicationInput, ...func(*sm.Options)) (*sm.RemoveRegionsFromReplicationOutput, error)
 }
 
 var _ API = (*sm.Client)(nil)

@@ -253,3 +253,34 @@ func TestThrottledStoreCreatesOnce(t *testing.T) {
 		}
 	}
 }
+
+// A secret created with replicas (--replica-regions) is removed with them:
+// Secrets Manager refuses to delete a secret that still has replicas.
+func TestRemoveReplicated(t *testing.T) {
+	moto.Reset(t)
+	ctx := context.Background()
+	c := client()
+	st := awssm.New(c, "moto", nil).WithCreateOptions(awssm.CreateOptions{ReplicaRegions: []string{"us-west-2"}})
+	name := "joblet/client-reissue/developer-1"
+	if err := st.Create(ctx, secretstore.Secret{Name: name, Value: "v"}); err != nil {
+		t.Fatal(err)
+	}
+	d, err := c.DescribeSecret(ctx, &sm.DescribeSecretInput{SecretId: aws.String(name)})
+	if err != nil || len(d.ReplicationStatus) != 1 {
+		t.Fatalf("the secret was not replicated: %+v %v", d, err)
+	}
+	if err := st.Remove(ctx, name); err != nil {
+		t.Fatal(err)
+	}
+	got, err := st.Get(ctx, []string{name})
+	if err != nil || len(got) != 0 {
+		t.Fatalf("after Remove: %v %v", got, err)
+	}
+	west := sm.New(sm.Options{Region: "us-west-2", BaseEndpoint: aws.String(moto.URL), Credentials: credentials.NewStaticCredentialsProvider("test", "test", "")})
+	if _, err := west.DescribeSecret(ctx, &sm.DescribeSecretInput{SecretId: aws.String(name)}); err == nil {
+		t.Fatal("the replica in us-west-2 is still there")
+	}
+	if err := st.Remove(ctx, name); err != nil {
+		t.Fatalf("removing it again: %v", err)
+	}
+}

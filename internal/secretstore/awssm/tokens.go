@@ -88,17 +88,46 @@ func (s *Store) Schedule(ctx context.Context, name, lambdaARN, schedule string) 
 }
 
 // Remove deletes name with every version, at once (no recovery window: a
-// claim holding a key that is current elsewhere must not linger).
+// claim holding a key that is current elsewhere must not linger). A
+// secret replicated to other regions (--replica-regions) cannot be
+// deleted while it has replicas: they are removed first (the replicas'
+// regions read from the secret itself), then the secret.
 func (s *Store) Remove(ctx context.Context, name string) error {
-	_, err := s.api.DeleteSecret(ctx, &sm.DeleteSecretInput{SecretId: aws.String(name), ForceDeleteWithoutRecovery: aws.Bool(true)})
-	if err != nil {
-		var nf *smtypes.ResourceNotFoundException
-		if errors.As(err, &nf) {
-			return nil
-		}
-		return s.explain(err, "DeleteSecret", name)
+	err := s.deleteNow(ctx, name)
+	// The refusal's type is not documented: moto answers
+	// InvalidParameterException; either is looked into.
+	var req *smtypes.InvalidRequestException
+	var param *smtypes.InvalidParameterException
+	if err == nil || !(errors.As(err, &req) || errors.As(err, &param)) {
+		return s.removed(err, name)
 	}
-	return nil
+	d, derr := s.api.DescribeSecret(ctx, &sm.DescribeSecretInput{SecretId: aws.String(name)})
+	if derr != nil || len(d.ReplicationStatus) == 0 {
+		return s.removed(err, name) // not what refused it: the first error
+	}
+	var regions []string
+	for _, r := range d.ReplicationStatus {
+		regions = append(regions, aws.ToString(r.Region))
+	}
+	if _, err := s.api.RemoveRegionsFromReplication(ctx, &sm.RemoveRegionsFromReplicationInput{SecretId: aws.String(name), RemoveReplicaRegions: regions}); err != nil {
+		return s.explain(err, "RemoveRegionsFromReplication", name)
+	}
+	return s.removed(s.deleteNow(ctx, name), name)
+}
+
+func (s *Store) deleteNow(ctx context.Context, name string) error {
+	_, err := s.api.DeleteSecret(ctx, &sm.DeleteSecretInput{SecretId: aws.String(name), ForceDeleteWithoutRecovery: aws.Bool(true)})
+	return err
+}
+
+// removed is Remove's answer for DeleteSecret's err: a secret that does
+// not exist is removed.
+func (s *Store) removed(err error, name string) error {
+	var nf *smtypes.ResourceNotFoundException
+	if err == nil || errors.As(err, &nf) {
+		return nil
+	}
+	return s.explain(err, "DeleteSecret", name)
 }
 
 // Rotation reads how name is rotated.
