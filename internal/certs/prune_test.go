@@ -383,3 +383,41 @@ func TestStatusNotesReissueRecords(t *testing.T) {
 		t.Fatalf("after the prune: %s", n)
 	}
 }
+
+// A slow run that read the role's certificate, while two re-issues
+// complete (the second revoking the first's certificate), finds the
+// first's record and pair: written, it would make a revoked certificate
+// the role's again. It sees the role's certificate changed, and writes
+// nothing.
+func TestReissueSlowRunDoesNotPutBackARevokedPair(t *testing.T) {
+	ctx := context.Background()
+	st := storetest.NewMemoryStore()
+	bootstrap(t, opts(t, st))
+	slow := &slowClaim{MemoryStore: st, reached: make(chan struct{}), release: make(chan struct{})}
+	var berr error
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_, berr = at(slow, 0).Reissue(ctx, pki.Developer)
+	}()
+	<-slow.reached
+	if _, err := at(st, 0).Reissue(ctx, pki.Developer); err != nil {
+		t.Fatal(err)
+	}
+	c, err := at(st, 0).ReissueRevoke(ctx, pki.Developer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	close(slow.release)
+	<-done
+	if !errors.Is(berr, certs.ErrReissuedMeanwhile) {
+		t.Fatalf("the slow run: %v, want ErrReissuedMeanwhile", berr)
+	}
+	cur, _ := pki.ParseCert([]byte(everything(t, st)[names.ClientCert(pki.Developer)]))
+	if pki.SerialHex(cur.SerialNumber) != c.NewSerial {
+		t.Fatalf("the developer certificate is %s, want the last re-issue's %s", pki.SerialHex(cur.SerialNumber), c.NewSerial)
+	}
+	if len(records(t, st)) != 2 {
+		t.Fatalf("records %v: the slow run removed one it did not create", records(t, st))
+	}
+}

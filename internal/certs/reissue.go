@@ -59,7 +59,8 @@ func (fl *Fleet) Reissue(ctx context.Context, role pki.Role) (*Reissued, error) 
 // certificate (old): recorded first in a create-only secret named after
 // old's serial, so every run that replaces old (two operators, a re-run
 // after a crash, a rotation step run again) gets the same pair.
-// created: this run created the record (no run before it had).
+// created is the record's name when this run created it (no run before
+// it had), "" when it found the record.
 func (f *Fleet) reissuePair(ctx context.Context, s *state, role pki.Role) (keyPEM, certPEM string, pair *pki.CA, old *x509.Certificate, created string, err error) {
 	n, st := s.n, f.Store
 	ca, err := s.signer(ctx, f)
@@ -117,7 +118,10 @@ var ErrReissuedMeanwhile = errors.New("another re-issue of this role completed w
 // a run that read old long before (a laptop asleep mid-run) and found no
 // record (pruned, past its grace, after the re-issue completed) made a
 // new pair, and writing it would replace the pair that re-issue gave the
-// role's users. It then writes nothing, and removes the record it created
+// role's users. Or, within the grace, a run that read old while two
+// re-issues completed finds the first one's pair: written, it would put
+// back a certificate the second one replaced, and perhaps revoked
+// (--revoke). It then writes nothing, and removes the record it created
 // (created: its name), whose key no one holds.
 func (f *Fleet) stillReplacing(ctx context.Context, role pki.Role, old *x509.Certificate, pair *pki.CA, created string) error {
 	name := f.names().ClientCert(role)
