@@ -256,3 +256,22 @@ func TestLostTrustStateCreateReadsBackThroughAThrottle(t *testing.T) {
 		}
 	})
 }
+
+// An installed node run again (its config there: the fleet check reads
+// the store first) in a burst whose first read is throttled reads again,
+// as a new node's join does: one throttled read, then the one that
+// answers, and nothing created.
+func TestThrottledRerunReadsAgain(t *testing.T) {
+	mem := storetest.NewMemoryStore()
+	o := opts(t, mem)
+	o.Mode = "dir" // a fleet's node
+	bootstrap(t, o)
+	st := &throttlingStore{Store: mem, decide: func(n int32) bool { return n == 1 }}
+	o.Fleet.Store = st
+	if _, err := boot(context.Background(), o); err != nil {
+		t.Fatalf("an installed node run again, its first read throttled: %v\nits calls:\n%s", err, st.calls())
+	}
+	if r, c := st.reads.Load(), st.creates.Load(); r != 2 || c != 0 {
+		t.Fatalf("%d reads, %d creates; want 2 and 0\nits calls:\n%s", r, c, st.calls())
+	}
+}
