@@ -398,8 +398,10 @@ func (b *bootstrapper) sameFleet(ctx context.Context, existing *config.Server) (
 	if err != nil || len(trusted) == 0 {
 		return nil, nil // nothing to compare with
 	}
-	// Read only, what this bootstrap reads first anyway (the join's read).
-	s, err := b.f.readState(ctx, nodeScope)
+	// Read only, what this bootstrap reads first anyway (the join's read),
+	// as patiently: a node run again in a burst (every node of a fleet
+	// re-run at once) comes up through a throttle as a new one does.
+	s, err := b.readPatiently(ctx, nodeScope)
 	if errors.Is(err, secretstore.ErrAccessDenied) {
 		return nil, nil // a policy from before the node-issuing CA: the bootstrap's own read decides
 	}

@@ -421,9 +421,13 @@ func (b *bootstrapper) ensureTrustState(ctx context.Context, vals map[string]str
 		if !errors.Is(err, secretstore.ErrExist) {
 			return fmt.Errorf("write the fleet's signed trust state (%s): %w", n.Bundle(), err)
 		}
-		got, rerr := readBack(ctx, b.f.Store, n.Bundle())
+		// Lost to another writer, or to this node's own create whose
+		// answer was lost: read back patiently, as a claim's read back is
+		// (a burst reads the store at once; a throttle is no reason to
+		// fail the node).
+		got, rerr := getPatiently(ctx, b.f.Store, []string{n.Bundle()})
 		if rerr != nil {
-			return rerr
+			return fmt.Errorf("read %s after losing the race to create it: %w", n.Bundle(), rerr)
 		}
 		doc = got[n.Bundle()]
 		if _, err := pki.VerifyTrust([]byte(doc), n.Prefix, []*x509.Certificate{sh.ca.Cert}, nil, nil); err != nil {
