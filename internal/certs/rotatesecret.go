@@ -328,7 +328,9 @@ func secretName(id string) string {
 //   - createSecret: nothing when version token holds a key. Else the new
 //     pair is claimed as reissue claims it (a create-only record named
 //     after the current certificate's serial: every run gets the same
-//     pair), its certificate written as version token of
+//     pair), nothing when the role's certificate changed since it was
+//     read (stillReplacing, as reissue), else its certificate written
+//     as version token of
 //     <prefix>/client-cert-<role>, then its key as version token of the
 //     key, both AWSPENDING;
 //   - setSecret: nothing (clients take the pair with `rnx config refresh`);
@@ -351,8 +353,15 @@ func (f *Fleet) rotateRoleStep(ctx context.Context, vs VersionStore, res *Rotati
 			if err := s.trusted(); err != nil {
 				return nil, err
 			}
-			keyPEM, certPEM, pair, _, _, err := f.reissuePair(ctx, s, role)
+			keyPEM, certPEM, pair, old, created, err := f.reissuePair(ctx, s, role)
 			if err != nil {
+				return nil, err
+			}
+			// As reissue: the role's certificate must still be the one
+			// read, or the pair's (a slow run would put back a pair a
+			// later re-issue replaced, or, its record pruned, replace
+			// that re-issue's pair with one of its own).
+			if err := f.stillReplacing(ctx, role, old, pair, created); err != nil {
 				return nil, err
 			}
 			for _, w := range []struct{ name, value string }{{certName, certPEM}, {keyName, keyPEM}} {

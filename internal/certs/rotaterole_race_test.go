@@ -1,0 +1,104 @@
+package certs_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/ehsaniara/joblet/internal/certs"
+	"github.com/ehsaniara/joblet/internal/pki"
+)
+
+// slowVersions is the rotation function's store that stops at its first
+// read of a re-issue record (after reading the role's certificate) until
+// released, as slowClaim does for an operator's.
+type slowVersions struct {
+	*versionStore
+	once             sync.Once
+	reached, release chan struct{}
+}
+
+func (s *slowVersions) Get(ctx context.Context, ns []string) (map[string]string, error) {
+	for _, n := range ns {
+		if strings.HasPrefix(n, names.ReissueDir()+"/") {
+			s.once.Do(func() { close(s.reached); <-s.release })
+		}
+	}
+	return s.versionStore.Get(ctx, ns)
+}
+
+// The rotation function's createSecret for a role claims the pair as
+// `joblet certs reissue` does, and so must check, as reissue does, that
+// the role's certificate is still the one it read before it writes:
+// while it read the old certificate, operators re-issued the role (twice:
+// it would find the first's pair and put back a certificate the second
+// replaced), or re-issued and pruned with no grace (it would make another
+// pair and replace the operator's). It writes nothing, removes the record
+// it made, and the operator's certificate stays the role's.
+func TestRotateRoleSlowCreateAfterReissue(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		operate func(t *testing.T, st *versionStore) *certs.Reissued
+		records int
+	}{
+		{"two re-issues meanwhile", func(t *testing.T, st *versionStore) *certs.Reissued {
+			if _, err := at(st, 0).Reissue(context.Background(), pki.Developer); err != nil {
+				t.Fatal(err)
+			}
+			r, err := at(st, 0).Reissue(context.Background(), pki.Developer)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return r
+		}, 2},
+		{"a re-issue, then a prune with no grace", func(t *testing.T, st *versionStore) *certs.Reissued {
+			r, err := at(st, 0).Reissue(context.Background(), pki.Developer)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res := prune(t, at(st, 0), certs.PruneOptions{Grace: -1}); res.Removed != 1 {
+				t.Fatalf("the prune: %+v", res.Records)
+			}
+			return r
+		}, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			st := newVersionStore()
+			bootstrap(t, opts(t, st))
+			slow := &slowVersions{versionStore: st, reached: make(chan struct{}), release: make(chan struct{})}
+			fn := at(slow, 0)
+			var cerr error
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				_, cerr = fn.RotateSecretStep(ctx, slow, names.ClientKey(pki.Developer), "token-r", certs.RotationCreate)
+			}()
+			<-slow.reached
+			last := tc.operate(t, st)
+			close(slow.release)
+			<-done
+			if cerr == nil {
+				// What the rotation then does: its pending pair replaces
+				// the operator's.
+				for _, step := range []string{certs.RotationSet, certs.RotationTest, certs.RotationFinish} {
+					if _, err := fn.RotateSecretStep(ctx, slow, names.ClientKey(pki.Developer), "token-r", step); err != nil {
+						t.Fatalf("%s: %v", step, err)
+					}
+				}
+			}
+			cur, _ := pki.ParseCert([]byte(everything(t, st)[names.ClientCert(pki.Developer)]))
+			if got := pki.SerialHex(cur.SerialNumber); got != last.NewSerial {
+				t.Fatalf("the developer certificate is %s, want the operator's last %s (createSecret: %v)", got, last.NewSerial, cerr)
+			}
+			if !errors.Is(cerr, certs.ErrReissuedMeanwhile) {
+				t.Fatalf("createSecret: %v, want ErrReissuedMeanwhile", cerr)
+			}
+			if recs := records(t, st); len(recs) != tc.records {
+				t.Fatalf("records %v, want %d", recs, tc.records)
+			}
+		})
+	}
+}
