@@ -91,7 +91,7 @@ func (a audit) record(ctx context.Context, method string, start time.Time, job s
 	if err != nil {
 		r.AddAttrs(slog.String("err", capped(st.Message())))
 	}
-	auditIDOf(ctx).handler(base).Handle(ctx, r)
+	auditIDOf(ctx).handler(a.log).Handle(ctx, r)
 }
 
 // auditID is who a connection's calls come from, as the audit line names
@@ -105,19 +105,24 @@ type auditID struct {
 
 // auditHandler is the audit log's handler with a connection's names
 // formatted already (slog's WithAttrs): a call formats only what is its own.
-type auditHandler struct{ base, h slog.Handler }
+// It is kept for the logger it was made from (a pointer: a handler may be
+// a value that == cannot compare, and would panic).
+type auditHandler struct {
+	log *slog.Logger
+	h   slog.Handler
+}
 
-// handler is base with the connection's names: person, role, serial and
-// the client's address, in that order, before the call's own.
-func (id *auditID) handler(base slog.Handler) slog.Handler {
-	if f := id.formatted.Load(); f != nil && f.base == base {
+// handler is log's handler with the connection's names: person, role,
+// serial and the client's address, in that order, before the call's own.
+func (id *auditID) handler(log *slog.Logger) slog.Handler {
+	if f := id.formatted.Load(); f != nil && f.log == log {
 		return f.h
 	}
 	attrs := []slog.Attr{slog.String("person", id.person), slog.String("role", id.role), slog.String("serial", id.serial)}
 	if id.from != "" {
 		attrs = append(attrs, slog.String("from", id.from))
 	}
-	f := &auditHandler{base: base, h: base.WithAttrs(attrs)}
+	f := &auditHandler{log: log, h: log.Handler().WithAttrs(attrs)}
 	id.formatted.Store(f)
 	return f.h
 }
