@@ -75,7 +75,9 @@ type PruneOptions struct {
 //     from it is in progress, or was interrupted and is completed from
 //     the record by the next run), and it is the record's certificate or
 //     one issued no earlier (a certificate put back from before the record,
-//     by hand or by someone who can write the store, keeps it);
+//     by hand or by someone who can write the store, keeps it), or the
+//     record was made after the role's certificate last changed (a slow
+//     run's pair that never became the role's, which it could not remove);
 //   - the record is parseable as a pair (one that is not is evidence: it is
 //     kept, and reported);
 //   - both the record and the role's certificate have been unchanged for
@@ -198,7 +200,16 @@ func (f *Fleet) recordNeeded(s *state, role pki.Role, serial *big.Int, value str
 	if err != nil {
 		return "does not hold a matching certificate and key (not written by joblet?): inspect it, and remove it by hand"
 	}
-	if !cur.Equal(pair.Cert) && cur.NotBefore.Before(pair.Cert.NotBefore) {
+	// A record whose pair is newer than the role's certificate: a
+	// certificate from before it put back (the certificate changed after
+	// the record was made) keeps it. One made after the certificate last
+	// changed is a pair that never became the role's: a slow run from an
+	// older certificate made it, wrote nothing (stillReplacing: every run
+	// from that certificate writes nothing now) and could not remove it
+	// (the rotation function may not; the store refused). It holds a
+	// private key no one uses: it goes after the grace, as a completed
+	// re-issue's record.
+	if !cur.Equal(pair.Cert) && cur.NotBefore.Before(pair.Cert.NotBefore) && (certChanged.IsZero() || !l.Created.After(certChanged)) {
 		return fmt.Sprintf("the %s certificate (serial %s) is older than this record's (serial %s): not a completed re-issue", role, pki.SerialHex(cur.SerialNumber), pki.SerialHex(pair.Cert.SerialNumber))
 	}
 	if l.Created.IsZero() || certChanged.IsZero() {

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/ehsaniara/joblet/internal/certs"
 	"github.com/ehsaniara/joblet/internal/pki"
@@ -100,5 +101,54 @@ func TestRotateRoleSlowCreateAfterReissue(t *testing.T) {
 				t.Fatalf("records %v, want %d", recs, tc.records)
 			}
 		})
+	}
+}
+
+// noRemove is a store that may not remove secrets (the rotation
+// function's policy removes no re-issue record).
+type noRemove struct{ *slowVersions }
+
+func (noRemove) Remove(context.Context, string) error { return errors.New("AccessDenied") }
+
+// A slow run's record that it could not remove (its pair never became
+// the role's: made after the role's certificate last changed, from an
+// older one) goes after the grace: it holds the private key of a valid
+// certificate no one uses. A record whose newer pair a put-back
+// certificate replaced stays (TestPrunePlantedRecords).
+func TestPruneRemovesASlowRunsOrphanRecord(t *testing.T) {
+	ctx := context.Background()
+	st := newVersionStore()
+	bootstrap(t, opts(t, st))
+	slow := noRemove{&slowVersions{versionStore: st, reached: make(chan struct{}), release: make(chan struct{})}}
+	fn := at(slow, time.Minute) // its pair issued after the operator's
+	done := make(chan error)
+	go func() {
+		_, err := fn.RotateSecretStep(ctx, slow, names.ClientKey(pki.Developer), "token-o", certs.RotationCreate)
+		done <- err
+	}()
+	<-slow.reached
+	r, err := at(st, 0).Reissue(ctx, pki.Developer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	prune(t, at(st, 0), certs.PruneOptions{Grace: -1})
+	close(slow.release)
+	if err := <-done; !errors.Is(err, certs.ErrReissuedMeanwhile) {
+		t.Fatalf("createSecret: %v, want ErrReissuedMeanwhile", err)
+	}
+	orphan := names.Reissue(pki.Developer, hexOf(t, r.OldSerial))
+	if recs := records(t, st); len(recs) != 1 || recs[0] != orphan {
+		t.Fatalf("records %v, want the slow run's %s", recs, orphan)
+	}
+	if res := prune(t, at(st, 30*time.Minute), certs.PruneOptions{}); fate(res, orphan).Fate != certs.RecordKept {
+		t.Fatalf("within the grace: %+v", res.Records)
+	}
+	res := prune(t, at(st, certs.ReissueRecordGrace+time.Minute), certs.PruneOptions{})
+	if got := fate(res, orphan); got.Fate != certs.RecordRemoved {
+		t.Fatalf("past the grace: %+v", got)
+	}
+	cur, _ := pki.ParseCert([]byte(everything(t, st)[names.ClientCert(pki.Developer)]))
+	if pki.SerialHex(cur.SerialNumber) != r.NewSerial {
+		t.Fatalf("the developer certificate is %s, want %s", pki.SerialHex(cur.SerialNumber), r.NewSerial)
 	}
 }
