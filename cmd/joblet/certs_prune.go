@@ -24,7 +24,9 @@ same pair. Each record holds a private key and no rotation schedule covers it.
 
 prune removes a record once its re-issue is complete (the role's current
 certificate is not the one it replaced, matches the role's key, verifies under
-the fleet's trust, and is the record's certificate or one issued no earlier) and
+the fleet's trust, and is the record's certificate or one issued no earlier, or
+the record was made after the role's certificate last changed: a slow run's pair
+that never became the role's) and
 neither the record nor the role's certificate changed for the grace (default
 1h: longer than any run that read the old certificate can still take). Every
 other record stays, with the reason printed: an interrupted re-issue (run
