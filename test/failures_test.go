@@ -99,7 +99,7 @@ func TestAccessDenied(t *testing.T) {
 }
 
 func TestStoreUnusable(t *testing.T) {
-	moto.Reset(t)
+	moto := resetMoto(t)
 	joblet, _ := harness.Bins(t)
 
 	cases := []struct {
@@ -159,7 +159,7 @@ func TestStoreUnusable(t *testing.T) {
 // Passing faults are retried: the bootstrap succeeds and the store ends
 // consistent.
 func TestTransientFaultsAreRetried(t *testing.T) {
-	moto.Reset(t)
+	moto := resetMoto(t)
 	joblet, _ := harness.Bins(t)
 	proxy := harness.StartAWSProxy(t, moto.URL)
 	proxy.OnCall(func(action string, n int) harness.Verdict {
@@ -177,7 +177,7 @@ func TestTransientFaultsAreRetried(t *testing.T) {
 }
 
 func TestAutoOffEC2IsEmbedded(t *testing.T) {
-	moto.Reset(t)
+	moto := resetMoto(t)
 	joblet, _ := harness.Bins(t)
 	_, _, env := smNode(t, moto.URL, "USE_SECRETS_MANAGER=auto")
 	r := harness.MustRun(t, env, joblet, "certs", "bootstrap")

@@ -20,7 +20,7 @@ func TestTransientStoreFaults(t *testing.T) {
 	joblet, _ := harness.Bins(t)
 	for _, v := range []harness.Verdict{harness.Throttle, harness.ServerError, harness.Unavailable, harness.Slow, harness.Reset, harness.Truncate} {
 		t.Run(faultNames[v], func(t *testing.T) {
-			moto.Reset(t)
+			moto := resetMoto(t)
 			proxy := harness.StartAWSProxy(t, moto.URL)
 			var faulted atomic.Int32
 			proxy.OnCall(func(_ string, n int) harness.Verdict {
@@ -54,7 +54,7 @@ func TestPersistentStoreFaults(t *testing.T) {
 	joblet, _ := harness.Bins(t)
 	for v, want := range map[harness.Verdict]string{harness.Unavailable: "HTTP 503", harness.Reset: "connection reset", harness.Truncate: "EOF"} {
 		t.Run(faultNames[v], func(t *testing.T) {
-			moto.Reset(t)
+			moto := resetMoto(t)
 			proxy := harness.StartAWSProxy(t, moto.URL)
 			proxy.OnCall(func(string, int) harness.Verdict { return v }, nil)
 			home, _, env := smNode(t, proxy.URL, "JOBLET_TIMEOUT=20s")
@@ -79,7 +79,7 @@ func TestPersistentStoreFaults(t *testing.T) {
 
 // The whole command is bounded by --timeout / JOBLET_TIMEOUT.
 func TestCommandDeadline(t *testing.T) {
-	moto.Reset(t)
+	moto := resetMoto(t)
 	joblet, _ := harness.Bins(t)
 	proxy := harness.StartAWSProxy(t, moto.URL)
 	// Reads pass, every create is throttled: bootstrap re-reads and retries

@@ -41,7 +41,7 @@ func forgedTrust(t *testing.T, mode string) {
 	var write func(value string)
 	switch mode {
 	case "secretsmanager":
-		moto.Reset(t)
+		moto := resetMoto(t)
 		home, _, env = smNode(t, moto.URL)
 		write = func(value string) {
 			c, ctx := smClient(moto.URL), context.Background()

@@ -46,7 +46,7 @@ func garbageBundle(t *testing.T, mode string) {
 			}
 		}
 	default:
-		moto.Reset(t)
+		moto := resetMoto(t)
 		home, _, env = smNode(t, moto.URL)
 		writeGarbage = func() {
 			c, ctx := smClient(moto.URL), context.Background()
@@ -118,7 +118,7 @@ func readBundle(t *testing.T) string { return currentValue(t, "joblet/ca-bundle"
 // the secrets a first node creates).
 func currentValue(t *testing.T, name string) string {
 	t.Helper()
-	got, err := smClient(moto.URL).GetSecretValue(context.Background(), &sm.GetSecretValueInput{SecretId: aws.String(name)})
+	got, err := smClient(motoFor(t).URL).GetSecretValue(context.Background(), &sm.GetSecretValueInput{SecretId: aws.String(name)})
 	if err != nil {
 		t.Fatal(err)
 	}

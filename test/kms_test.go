@@ -86,7 +86,7 @@ func checkKMSStore(t *testing.T, arn string) map[string]string {
 }
 
 func kmsStore(t *testing.T) secretstore.Store {
-	return awsStore(moto.URL)
+	return awsStore(motoFor(t).URL)
 }
 
 // First node, joining node, serving with one client config, renewal,
@@ -95,7 +95,7 @@ func kmsStore(t *testing.T) secretstore.Store {
 func TestKMSCA(t *testing.T) {
 	for _, spec := range []string{"ECC_NIST_P256", "RSA_2048"} {
 		t.Run(spec, func(t *testing.T) {
-			moto.Reset(t)
+			moto := resetMoto(t)
 			joblet, rnx := harness.Bins(t)
 			arn := kmsKey(t, spec)
 			proxy := harness.StartAWSProxy(t, moto.URL)
@@ -235,7 +235,7 @@ func opensslCRL(t *testing.T, caPEM, crlPEM string) {
 // key is in the store, and a node without one refuses a KMS fleet; each
 // names the two modes and writes nothing.
 func TestKMSModeMismatchRefused(t *testing.T) {
-	moto.Reset(t)
+	moto := resetMoto(t)
 	joblet, _ := harness.Bins(t)
 	arn := kmsKey(t, "ECC_NIST_P256")
 
@@ -305,7 +305,7 @@ func TestKMSModeMismatchRefused(t *testing.T) {
 
 // Concurrent first nodes in KMS mode converge on one CA certificate.
 func TestKMSRace(t *testing.T) {
-	moto.Reset(t)
+	moto := resetMoto(t)
 	arn := kmsKey(t, "ECC_NIST_P256")
 	procs, _ := raceSize()
 	start := time.Now()
@@ -332,7 +332,7 @@ func awsStore(url string) secretstore.Store { return awssm.New(smClient(url), "m
 // learning the key from ca-kms-key), finish. A new node then joins in KMS
 // mode, and one without the KMS key is refused.
 func TestMigrationToKMSWithoutDowntime(t *testing.T) {
-	moto.Reset(t)
+	moto := resetMoto(t)
 	joblet, rnx := harness.Bins(t)
 	nodes, lb := rotationFleet(t)
 	env := nodes[0].env
@@ -427,7 +427,7 @@ func TestMigrationToKMSCrashAtEachWrite(t *testing.T) {
 		arn = kmsKey(t, "ECC_NIST_P256")
 		return []string{"--ca-kms-key-id", arn}
 	}, func(oldCA, step string, k int) {
-		_, _, senv := smNode(t, moto.URL)
+		_, _, senv := smNode(t, motoFor(t).URL)
 		s := rotationStatus(t, senv)
 		if s.Phase != "stable" || s.Current.Sha256 == oldCA || len(s.Trusted) != 1 {
 			t.Fatalf("after a crash at write %d of %s: %+v", k+1, step, s)
@@ -442,7 +442,7 @@ func TestMigrationToKMSCrashAtEachWrite(t *testing.T) {
 		if pub := kmsPublicKey(t, arn).(interface{ Equal(x crypto.PublicKey) bool }); !pub.Equal(ca.PublicKey) {
 			t.Fatalf("after a crash at write %d of %s the current CA is not the KMS key's", k+1, step)
 		}
-		home, _, kenv := smNode(t, moto.URL, "JOBLET_CA_KMS_KEY_ID="+arn)
+		home, _, kenv := smNode(t, motoFor(t).URL, "JOBLET_CA_KMS_KEY_ID="+arn)
 		harness.MustRun(t, kenv, joblet, "certs", "bootstrap")
 		openssl.Verify(t, []byte(vals[kmsNames.CACert()]), []byte(serverConfig(t, home).Security.ServerCert), "sslserver")
 		reliability.Record(t, "crashes", fmt.Sprintf("migration to KMS: rotate-ca %s SIGKILLed right after its store write %d", step, k+1),
@@ -458,7 +458,7 @@ func TestMigrationToKMSCrashAtEachWrite(t *testing.T) {
 // stored before (its claim on ca-kms-key) is completed by the next run once
 // KMS answers again, still one CA.
 func TestKMSUnavailable(t *testing.T) {
-	moto.Reset(t)
+	moto := resetMoto(t)
 	joblet, _ := harness.Bins(t)
 	arn := kmsKey(t, "ECC_NIST_P256")
 	proxy := harness.StartAWSProxy(t, moto.URL)

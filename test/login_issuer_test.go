@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -24,10 +25,15 @@ import (
 // the people's IAM identities and answers their STS calls (the fleet's
 // store stays in the package's moto). Started by the first test that
 // needs it; TestMain stops it.
-var peopleMoto *harness.Moto
+var (
+	peopleMoto   *harness.Moto
+	peopleMotoMu sync.Mutex // tests that run in parallel start it once
+)
 
 func people(t *testing.T) (*harness.Moto, *awspeople.People) {
 	t.Helper()
+	peopleMotoMu.Lock()
+	defer peopleMotoMu.Unlock()
 	if peopleMoto == nil {
 		m, err := harness.StartMoto("INITIAL_NO_AUTH_ACTION_COUNT=" + strconv.Itoa(awspeople.SetupCalls))
 		if err != nil {
@@ -60,7 +66,7 @@ const loginPolicy = `{"rules":[
 func startLoginFleet(t *testing.T) *loginFleet {
 	t.Helper()
 	pm, _ := people(t)
-	moto.Reset(t)
+	moto := resetMoto(t)
 	f := &loginFleet{}
 	f.joblet, f.rnx = harness.Bins(t)
 	f.home, _, f.env = smNode(t, moto.URL)

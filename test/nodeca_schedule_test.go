@@ -24,7 +24,7 @@ import (
 // request fails, before, during, or after the old one expires. The
 // lifetime is 40 seconds (due at 20) instead of 14 days (due at 7).
 func TestNodeCAScheduledRekeyUnderTraffic(t *testing.T) {
-	moto.Reset(t)
+	moto := resetMoto(t)
 	joblet, _ := harness.Bins(t)
 	lb := fmt.Sprintf("127.0.0.2:%d", harness.FreePort(t))
 	opHome := t.TempDir()

@@ -140,7 +140,7 @@ func TestPackage(t *testing.T) {
 
 	// The EC2 user data, exactly as INSTALL.md shows it, with moto standing
 	// in for Secrets Manager and the AWS settings an instance role gives.
-	moto.Reset(t)
+	moto := resetMoto(t)
 	script = checkDocumented(t, "ec2-secretsmanager.sh")
 	port = harness.FreePort(t)
 	fake, calls = fakeSystemctl(t)

@@ -80,7 +80,7 @@ func raceSize() (procs, rounds int) {
 func TestRaceSecretsManager(t *testing.T) {
 	procs, rounds := raceSize()
 	for round := 1; round <= rounds; round++ {
-		moto.Reset(t)
+		moto := resetMoto(t)
 		start := time.Now()
 		homes := startTogether(t, procs, func(int) (string, []string) {
 			home, _, env := smNode(t, moto.URL)
@@ -132,7 +132,7 @@ func TestCrashAfterEachStoreWrite(t *testing.T) {
 	writes := len(certs.Names{Prefix: "joblet"}.All())
 	for k := 0; k < writes; k++ {
 		t.Run(fmt.Sprintf("after write %d", k+1), func(t *testing.T) {
-			moto.Reset(t)
+			moto := resetMoto(t)
 			proxy := harness.StartAWSProxy(t, moto.URL)
 			home, _, env := smNode(t, proxy.URL)
 			cmd := exec.Command(joblet, "certs", "bootstrap")

@@ -16,7 +16,7 @@ import (
 )
 
 func TestRevocation(t *testing.T) {
-	moto.Reset(t)
+	moto := resetMoto(t)
 	joblet, rnx := harness.Bins(t)
 	home, _, env := smNode(t, moto.URL)
 	harness.MustRun(t, env, joblet, "certs", "bootstrap", "--refresh-interval", "1s")

@@ -160,7 +160,7 @@ func (r *rootRunner) currentRoot() (fingerprint, keyVersion string) {
 //     next begin run goes ahead (Secrets Manager sees no rotation in
 //     progress).
 func TestRotateSecretRootThreeRotations(t *testing.T) {
-	moto.Reset(t)
+	moto := resetMoto(t)
 	start := time.Now()
 	joblet, rnx := harness.Bins(t)
 	lb := fmt.Sprintf("127.0.0.2:%d", harness.FreePort(t))
@@ -325,7 +325,7 @@ func TestRotateSecretRootThreeRotations(t *testing.T) {
 // schedule is stuck); `joblet certs rotate-ca status` moves the labels to
 // JOBLET_PENDING; the next RotateSecret run on ca-key then promotes.
 func TestRotateSecretRootAfterLegacyBegin(t *testing.T) {
-	moto.Reset(t)
+	moto := resetMoto(t)
 	ctx := context.Background()
 	joblet, _ := harness.Bins(t)
 	opHome := t.TempDir()

@@ -36,7 +36,7 @@ import (
 //   - the same rotation again with the same token leaves one new version;
 //   - no request fails throughout.
 func TestRotateSecretNodeCAUnderTraffic(t *testing.T) {
-	moto.Reset(t)
+	moto := resetMoto(t)
 	ctx := context.Background()
 	joblet, _ := harness.Bins(t)
 	rootKey := kmsKey(t, "ECC_NIST_P256")
@@ -193,7 +193,7 @@ func TestRotateSecretNodeCAUnderTraffic(t *testing.T) {
 // (someone with PutSecretValue on the secret) is refused by testSecret and
 // finishSecret and never becomes current.
 func TestRotateSecretStepsAgain(t *testing.T) {
-	moto.Reset(t)
+	moto := resetMoto(t)
 	joblet, _ := harness.Bins(t)
 	opHome := t.TempDir()
 	opEnv := harness.Env(append(harness.AWSEnv(moto.URL), "USE_SECRETS_MANAGER=true", "JOBLET_HOME="+opHome)...)
@@ -360,7 +360,7 @@ func TestRotateSecretIAMPolicy(t *testing.T) {
 // schedule in describe-secret, and every one still holds a value a node or
 // a client can use.
 func TestRotateSecretRoleCertificates(t *testing.T) {
-	moto.Reset(t)
+	moto := resetMoto(t)
 	ctx := context.Background()
 	joblet, _ := harness.Bins(t)
 	opHome := t.TempDir()
@@ -451,7 +451,7 @@ func TestRotateSecretRoleCertificates(t *testing.T) {
 // node bootstraps and serves, a role config from before works); `--show`
 // lists them.
 func TestRotateSecretSchedule(t *testing.T) {
-	moto.Reset(t)
+	moto := resetMoto(t)
 	joblet, _ := harness.Bins(t)
 	opHome := t.TempDir()
 	opEnv := harness.Env(append(harness.AWSEnv(moto.URL), "USE_SECRETS_MANAGER=true", "JOBLET_HOME="+opHome)...)

@@ -44,7 +44,7 @@ func rotationStatus(t *testing.T, env []string) rotStatus {
 func checkRotated(t *testing.T, oldCA string) {
 	t.Helper()
 	joblet, _ := harness.Bins(t)
-	_, _, env := smNode(t, moto.URL)
+	_, _, env := smNode(t, motoFor(t).URL)
 	s := rotationStatus(t, env)
 	if s.Phase != "stable" || s.Current.Sha256 == oldCA || len(s.Trusted) != 1 || s.Trusted[0].Sha256 != s.Current.Sha256 {
 		t.Fatalf("end state: %+v (old CA %s)", s, oldCA)
@@ -56,7 +56,7 @@ func checkRotated(t *testing.T, oldCA string) {
 	}
 	vals := readStore(t, "joblet")
 	ca := checkStore(t, vals, "joblet")
-	home, _, env := smNode(t, moto.URL)
+	home, _, env := smNode(t, motoFor(t).URL)
 	harness.MustRun(t, env, joblet, "certs", "bootstrap")
 	openssl.Verify(t, pki.EncodeCert(ca), []byte(serverConfig(t, home).Security.ServerCert), "sslserver")
 }
@@ -84,7 +84,7 @@ func crashEachRotationWrite(t *testing.T, prepare func() []string, check func(ol
 	points := 0
 	for si, step := range rotationSteps {
 		for k := 0; ; k++ {
-			moto.Reset(t)
+			moto := resetMoto(t)
 			beginFlags := prepare()
 			args := func(step string) []string {
 				a := []string{"certs", "rotate-ca", step}
@@ -130,7 +130,7 @@ func crashEachRotationWrite(t *testing.T, prepare func() []string, check func(ol
 
 // Two operators running the same step at the same moment.
 func TestRotationConcurrentOperators(t *testing.T) {
-	moto.Reset(t)
+	moto := resetMoto(t)
 	joblet, _ := harness.Bins(t)
 	_, _, env := smNode(t, moto.URL)
 	harness.MustRun(t, env, joblet, "certs", "bootstrap")

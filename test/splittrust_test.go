@@ -264,7 +264,7 @@ func privateKeysIn(t *testing.T, dir string) (int, []string) {
 // node-ca` adds the node-issuing CA, and nodes renew from it, with no
 // failed request and no restart.
 func TestMoveToNodeCAUnderTraffic(t *testing.T) {
-	moto.Reset(t)
+	moto := resetMoto(t)
 	joblet, rnx := harness.Bins(t)
 	st := awsStore(moto.URL)
 	n := certs.Names{Prefix: "joblet"}

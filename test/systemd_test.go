@@ -197,7 +197,7 @@ func TestSystemdPackage(t *testing.T) {
 	// the host) with `certs init`; the node in the container joins through
 	// moto, forwarded to the container's loopback, and serves the client
 	// config init wrote.
-	moto.Reset(t)
+	moto := resetMoto(t)
 	joblet, _ := harness.Bins(t)
 	fleet := filepath.Join(t.TempDir(), "configs")
 	aws := harness.AWSEnv(moto.URL)
