@@ -41,6 +41,7 @@ func hookedClient(url string, after func(op string)) *sm.Client {
 // each of the sampler's calls in turn, on moto; every CA it adds is
 // cross-signed, so no position may report one that is not.
 func TestChaosSamplerLineageOneMoment(t *testing.T) {
+	t.Parallel()
 	moto := resetMoto(t)
 	joblet, _ := harness.Bins(t)
 	env := harness.Env(append(harness.AWSEnv(moto.URL), "USE_SECRETS_MANAGER=true", "JOBLET_HOME="+t.TempDir())...)

@@ -39,6 +39,7 @@ func iamUser(t *testing.T, url, name string, actions ...string) (id, secret stri
 // the action and secret named; a node allowed only GetSecretValue still
 // joins, reading secret by secret.
 func TestAccessDenied(t *testing.T) {
+	t.Parallel()
 	// 8 unauthenticated calls set up the users; IAM is enforced after.
 	m, err := harness.StartMoto("INITIAL_NO_AUTH_ACTION_COUNT=8")
 	if err != nil {
@@ -99,6 +100,7 @@ func TestAccessDenied(t *testing.T) {
 }
 
 func TestStoreUnusable(t *testing.T) {
+	t.Parallel()
 	moto := resetMoto(t)
 	joblet, _ := harness.Bins(t)
 

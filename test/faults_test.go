@@ -17,6 +17,7 @@ var faultNames = map[harness.Verdict]string{harness.Throttle: "throttling", harn
 // Every fault, injected into the first two calls of every kind, is ridden
 // out: the bootstrap succeeds and the store ends with one consistent CA.
 func TestTransientStoreFaults(t *testing.T) {
+	t.Parallel()
 	joblet, _ := harness.Bins(t)
 	for _, v := range []harness.Verdict{harness.Throttle, harness.ServerError, harness.Unavailable, harness.Slow, harness.Reset, harness.Truncate} {
 		t.Run(faultNames[v], func(t *testing.T) {
@@ -51,6 +52,7 @@ func TestTransientStoreFaults(t *testing.T) {
 // A fault that does not pass ends in a clear failure within the deadline:
 // non-zero exit, the cause named, no local file, nothing stored.
 func TestPersistentStoreFaults(t *testing.T) {
+	t.Parallel()
 	joblet, _ := harness.Bins(t)
 	for v, want := range map[harness.Verdict]string{harness.Unavailable: "HTTP 503", harness.Reset: "connection reset", harness.Truncate: "EOF"} {
 		t.Run(faultNames[v], func(t *testing.T) {

@@ -29,6 +29,7 @@ import (
 // client's trust; `certs status` says what happened. In Secrets Manager
 // (moto), directory and embedded modes.
 func TestForgedTrustChangesNothing(t *testing.T) {
+	t.Parallel()
 	for _, mode := range []string{"secretsmanager", "dir", "embedded"} {
 		t.Run(mode, func(t *testing.T) { forgedTrust(t, mode) })
 	}

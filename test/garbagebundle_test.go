@@ -25,6 +25,7 @@ import (
 // on, takes the new CRL, keeps the trust it holds and logs why the bundle
 // was not taken. In a directory store and in Secrets Manager (moto).
 func TestGarbageBundleStallsNothing(t *testing.T) {
+	t.Parallel()
 	for _, mode := range []string{"dir", "secretsmanager"} {
 		t.Run(mode, func(t *testing.T) { garbageBundle(t, mode) })
 	}

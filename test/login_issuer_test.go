@@ -160,6 +160,7 @@ func (f *loginFleet) configFor(t *testing.T) string {
 // and no other; carol, whom the policy does not name, gets nothing, told
 // why; a people's config without a login says to log in.
 func TestLoginThroughTheIssuer(t *testing.T) {
+	t.Parallel()
 	f := startLoginFleet(t)
 	_, pp := people(t)
 	for _, c := range []struct {
@@ -254,6 +255,7 @@ func TestLoginThroughTheIssuer(t *testing.T) {
 // server key) signs a person's certificate a node accepts, an identity
 // policy a node or the issuer takes, or a user-issuing CA the issuer uses.
 func TestLoginStolenNodeSignsNoPerson(t *testing.T) {
+	t.Parallel()
 	f := startLoginFleet(t)
 	_, pp := people(t)
 	node, issuerPol := policyFor(t, "node"), policyFor(t, "issuer")
@@ -366,6 +368,7 @@ func TestLoginStolenNodeSignsNoPerson(t *testing.T) {
 // login at once, while a new login still works; the signed policy's deny
 // list stops both the certificate they hold and every new login.
 func TestLoginPersonCutOff(t *testing.T) {
+	t.Parallel()
 	f := startLoginFleet(t)
 	_, pp := people(t)
 	alice := harness.Env(awspeople.Env(pp.Alice)...)
@@ -419,6 +422,7 @@ func TestLoginPersonCutOff(t *testing.T) {
 // `finish` retires the old root a fresh login still works, with no config
 // handed out again.
 func TestLoginThroughARotation(t *testing.T) {
+	t.Parallel()
 	f := startLoginFleet(t)
 	_, pp := people(t)
 	alice := harness.Env(awspeople.Env(pp.Alice)...)

@@ -68,6 +68,7 @@ func currentVersion(t *testing.T, c *sm.Client, id string) (version, value strin
 // does, with a rotation function of AWS's template shape running under the
 // Lambda Runtime Interface Emulator.
 func TestMotoLauncherRotation(t *testing.T) {
+	t.Parallel()
 	moto := resetMoto(t)
 	ctx := context.Background()
 	c := smClient(moto.URL)

@@ -17,6 +17,7 @@ import (
 // docs/JOBS.md's node directory from EC2, run as written against moto: the
 // running instances of the tagged fleet, by instance id, and nothing else.
 func TestNodeDirectoryFromEC2(t *testing.T) {
+	t.Parallel()
 	moto := resetMoto(t)
 	env := harness.Env(harness.AWSEnv(moto.URL)...)
 	run := func(tag string, count int) []string {

@@ -119,6 +119,7 @@ func TestOperatorsSignFromTheNewestTrustState(t *testing.T) {
 // `certs status`, pinned or not, names it. The pin keeps working across a
 // rotation (through the state's lineage).
 func TestOperatorPinRefusesAReplacedRoot(t *testing.T) {
+	t.Parallel()
 	moto := resetMoto(t)
 	joblet, _ := harness.Bins(t)
 	_, _, env := smNode(t, moto.URL)
@@ -222,6 +223,7 @@ func TestRevokeMergesTheNewestCRLInHistory(t *testing.T) {
 // the newest it can verify: from then on it refuses what the fleet revoked
 // before the rollback.
 func TestJoinDuringARollbackTakesTheNewestAtFirstRefresh(t *testing.T) {
+	t.Parallel()
 	moto := resetMoto(t)
 	joblet, rnx := harness.Bins(t)
 	lb := fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t))

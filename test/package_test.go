@@ -36,6 +36,7 @@ import (
 // with its EnvironmentFile, CapabilityBoundingSet and NoNewPrivileges
 // applied through setpriv, and its ExecReload.
 func TestPackage(t *testing.T) {
+	heavy(t)
 	for _, tool := range [][2]string{{"dpkg-deb", "dpkg"}, {"dpkg", "dpkg"}, {"rpm", "rpm"}, {"systemd-analyze", "systemd"},
 		{"unshare", "util-linux"}, {"nsenter", "util-linux"}, {"setpriv", "util-linux"}} {
 		if _, err := exec.LookPath(tool[0]); err != nil {

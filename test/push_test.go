@@ -63,6 +63,7 @@ func configRevokes(t *testing.T, path, serial string) bool {
 // revoked certificate is refused by every node within seconds, not at the
 // next refresh.
 func TestRevokePushReachesEveryNode(t *testing.T) {
+	t.Parallel()
 	moto := resetMoto(t)
 	joblet, rnx := harness.Bins(t)
 	lb := fmt.Sprintf("127.0.0.2:%d", harness.FreePort(t))
@@ -147,6 +148,7 @@ func TestRevokePushReachesEveryNode(t *testing.T) {
 // still served; the node refuses the state (logged) and its file keeps
 // what it had.
 func TestNodeTakesNewerCRLFromAClient(t *testing.T) {
+	t.Parallel()
 	moto := resetMoto(t)
 	joblet, rnx := harness.Bins(t)
 	proxy := harness.StartAWSProxy(t, moto.URL)

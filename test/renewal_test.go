@@ -16,6 +16,7 @@ import (
 // soon as the store is back even after the certificate expired: no restart,
 // no manual re-bootstrap.
 func TestAutomaticRenewal(t *testing.T) {
+	t.Parallel()
 	moto := resetMoto(t)
 	joblet, rnx := harness.Bins(t)
 	proxy := harness.StartAWSProxy(t, moto.URL)

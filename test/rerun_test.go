@@ -21,6 +21,7 @@ import (
 // node's settings and names; one that would move its port is refused and
 // writes nothing; traffic through the balancer sees no failure.
 func TestBootstrapRerunKeepsNode(t *testing.T) {
+	t.Parallel()
 	moto := resetMoto(t)
 	joblet, _ := harness.Bins(t)
 	nodes, lb := rotationFleet(t)

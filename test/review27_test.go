@@ -26,6 +26,7 @@ import (
 // question counted as a client of the outgoing root and the finish waited
 // for as long as the function stayed warm.
 func TestReview27RootRunsInOneWarmFunction(t *testing.T) {
+	t.Parallel()
 	moto := resetMoto(t)
 	ctx := context.Background()
 	joblet, _ := harness.Bins(t)

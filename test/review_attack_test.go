@@ -37,6 +37,7 @@ func floodVersions(t *testing.T, name string, n int) {
 // covers, preceded by 100 junk PutSecretValue calls, so that the newest
 // genuine state lies beyond the 100 versions the history walk reads.
 func TestReviewFloodHidesTheNewestTrustState(t *testing.T) {
+	t.Parallel()
 	f := rotateOnce(t)
 	env, joblet, retired, promotedRaw, finished := f.env, f.joblet, f.retired, f.promotedRaw, f.finished
 	promoted := f.promoted
@@ -59,6 +60,7 @@ func TestReviewFloodHidesTheNewestTrustState(t *testing.T) {
 // The same flood on the CRL: a revoke after it loses the revocation the
 // newest CRL (beyond the 100 read) lists, and numbers its CRL below it.
 func TestReviewFloodHidesTheNewestCRL(t *testing.T) {
+	t.Parallel()
 	moto := resetMoto(t)
 	joblet, _ := harness.Bins(t)
 	_, _, env := smNode(t, moto.URL)
@@ -139,6 +141,7 @@ func TestReviewRecreatedBundleHidesTheNewestTrustState(t *testing.T) {
 // only the 100 newest versions of each secret, and keeps serving the
 // reader revoked before the rollback.
 func TestReviewFloodHidesTheNewestFromAJoiningNode(t *testing.T) {
+	t.Parallel()
 	floodN := 100
 	moto := resetMoto(t)
 	joblet, rnx := harness.Bins(t)

@@ -19,6 +19,7 @@ import (
 // after talking to node A, which has refreshed; B has not (it refreshes
 // hourly), so it still serves the revoked certificate.
 func TestRnxLearnsRevocationFromAnyNode(t *testing.T) {
+	t.Parallel()
 	moto := resetMoto(t)
 	joblet, rnx := harness.Bins(t)
 	homeA, _, envA := smNode(t, moto.URL)

@@ -16,6 +16,7 @@ import (
 )
 
 func TestRevocation(t *testing.T) {
+	t.Parallel()
 	moto := resetMoto(t)
 	joblet, rnx := harness.Bins(t)
 	home, _, env := smNode(t, moto.URL)

@@ -160,6 +160,7 @@ func (r *rootRunner) currentRoot() (fingerprint, keyVersion string) {
 //     next begin run goes ahead (Secrets Manager sees no rotation in
 //     progress).
 func TestRotateSecretRootThreeRotations(t *testing.T) {
+	t.Parallel()
 	moto := resetMoto(t)
 	start := time.Now()
 	joblet, rnx := harness.Bins(t)
@@ -325,6 +326,7 @@ func TestRotateSecretRootThreeRotations(t *testing.T) {
 // schedule is stuck); `joblet certs rotate-ca status` moves the labels to
 // JOBLET_PENDING; the next RotateSecret run on ca-key then promotes.
 func TestRotateSecretRootAfterLegacyBegin(t *testing.T) {
+	t.Parallel()
 	moto := resetMoto(t)
 	ctx := context.Background()
 	joblet, _ := harness.Bins(t)
@@ -418,6 +420,7 @@ func TestRotateSecretRootAfterLegacyBegin(t *testing.T) {
 // node), against moto with IAM enforced, holding only the policy's
 // actions, and every call recorded is inside the policy's resources.
 func TestRotateSecretRootIAMPolicy(t *testing.T) {
+	t.Parallel()
 	m, err := harness.StartMoto("INITIAL_NO_AUTH_ACTION_COUNT=9")
 	if err != nil {
 		t.Fatal(err)

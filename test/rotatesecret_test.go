@@ -36,6 +36,7 @@ import (
 //   - the same rotation again with the same token leaves one new version;
 //   - no request fails throughout.
 func TestRotateSecretNodeCAUnderTraffic(t *testing.T) {
+	t.Parallel()
 	moto := resetMoto(t)
 	ctx := context.Background()
 	joblet, _ := harness.Bins(t)
@@ -193,6 +194,7 @@ func TestRotateSecretNodeCAUnderTraffic(t *testing.T) {
 // (someone with PutSecretValue on the secret) is refused by testSecret and
 // finishSecret and never becomes current.
 func TestRotateSecretStepsAgain(t *testing.T) {
+	t.Parallel()
 	moto := resetMoto(t)
 	joblet, _ := harness.Bins(t)
 	opHome := t.TempDir()
@@ -310,6 +312,7 @@ func TestRotateSecretStepsAgain(t *testing.T) {
 // IAM enforced), is inside it, and it grants no write to the root or the
 // CRL.
 func TestRotateSecretIAMPolicy(t *testing.T) {
+	t.Parallel()
 	m, err := harness.StartMoto("INITIAL_NO_AUTH_ACTION_COUNT=6")
 	if err != nil {
 		t.Fatal(err)
@@ -360,6 +363,7 @@ func TestRotateSecretIAMPolicy(t *testing.T) {
 // schedule in describe-secret, and every one still holds a value a node or
 // a client can use.
 func TestRotateSecretRoleCertificates(t *testing.T) {
+	t.Parallel()
 	moto := resetMoto(t)
 	ctx := context.Background()
 	joblet, _ := harness.Bins(t)
@@ -451,6 +455,7 @@ func TestRotateSecretRoleCertificates(t *testing.T) {
 // node bootstraps and serves, a role config from before works); `--show`
 // lists them.
 func TestRotateSecretSchedule(t *testing.T) {
+	t.Parallel()
 	moto := resetMoto(t)
 	joblet, _ := harness.Bins(t)
 	opHome := t.TempDir()

@@ -145,6 +145,7 @@ func stockClients(t *testing.T, cfgPath, addr, what string) {
 }
 
 func TestRotationOneRefresh(t *testing.T) {
+	t.Parallel()
 	resetMoto(t)
 	rotateWithOneRefresh(t, nil)
 }
@@ -152,6 +153,7 @@ func TestRotationOneRefresh(t *testing.T) {
 // The same with a CA key held in AWS KMS: moving a fleet's CA into KMS,
 // and rotating a KMS-held CA to another KMS key.
 func TestRotationOneRefreshKMS(t *testing.T) {
+	t.Parallel()
 	t.Run("store to KMS", func(t *testing.T) {
 		resetMoto(t)
 		rotateWithOneRefresh(t, nil, "--ca-kms-key-id", kmsKey(t, "ECC_NIST_P256"))

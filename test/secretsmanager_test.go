@@ -27,6 +27,7 @@ func awsCLI(t *testing.T, args ...string) string {
 // First node and joining node in auto mode: the EC2 metadata mock gives the
 // region, the instance id and (for the first node) the role credentials.
 func TestFirstAndJoiningNodeOnEC2(t *testing.T) {
+	t.Parallel()
 	moto := resetMoto(t)
 	joblet, _ := harness.Bins(t)
 	proxy := harness.StartAWSProxy(t, moto.URL)
@@ -112,6 +113,7 @@ func TestFirstAndJoiningNodeOnEC2(t *testing.T) {
 }
 
 func TestForceRegenerateKeepsPreviousVersion(t *testing.T) {
+	t.Parallel()
 	moto := resetMoto(t)
 	joblet, _ := harness.Bins(t)
 	_, _, env := smNode(t, moto.URL)

@@ -12,6 +12,7 @@ import (
 // creates; a node in a replica region reads from its own region; existing
 // secrets can be replicated later.
 func TestSecretsManagerOptions(t *testing.T) {
+	t.Parallel()
 	moto := resetMoto(t)
 	joblet, _ := harness.Bins(t)
 	key := strings.TrimSpace(awsCLI(t, "kms", "create-key", "--query", "KeyMetadata.KeyId", "--output", "text"))
@@ -67,6 +68,7 @@ func TestSecretsManagerOptions(t *testing.T) {
 // node reads there, the rotation's cross certificate included, with the
 // primary region's values.
 func TestReplicateMidRotation(t *testing.T) {
+	t.Parallel()
 	moto := resetMoto(t)
 	joblet, _ := harness.Bins(t)
 	_, _, env := smNode(t, moto.URL)

@@ -124,6 +124,7 @@ func forgeries(t *testing.T, l *loot, root *x509.Certificate) map[string][2]stri
 // certificate that a node (or openssl) accepts. In KMS mode the root's key
 // is in KMS, and the node's credentials cannot sign with it either.
 func TestStolenNodeCannotBecomeAdmin(t *testing.T) {
+	t.Parallel()
 	for _, kms := range []bool{false, true} {
 		name := "store root key"
 		if kms {

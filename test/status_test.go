@@ -9,6 +9,7 @@ import (
 )
 
 func TestStatusExitCodes(t *testing.T) {
+	t.Parallel()
 	moto := resetMoto(t)
 	joblet, _ := harness.Bins(t)
 	_, _, env := smNode(t, moto.URL)

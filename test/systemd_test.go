@@ -28,6 +28,7 @@ import (
 // ports, and reaches nothing but what the test forwards into it: moto, for
 // the Secrets Manager part.
 func TestSystemdPackage(t *testing.T) {
+	heavy(t)
 	for _, tool := range [][2]string{{"systemd-nspawn", "systemd-container"}, {"debootstrap", "debootstrap"},
 		{"nsenter", "util-linux"}, {"dpkg-deb", "dpkg"}} {
 		if _, err := exec.LookPath(tool[0]); err != nil {

@@ -24,6 +24,7 @@ import (
 // command, under traffic through HAProxy, with no failed request; after
 // that, a PEM bundle naming another CA changes no node's trust.
 func TestTrustStateMoveUnderTraffic(t *testing.T) {
+	t.Parallel()
 	moto := resetMoto(t)
 	joblet, rnx := harness.Bins(t)
 	lb := fmt.Sprintf("127.0.0.2:%d", harness.FreePort(t))

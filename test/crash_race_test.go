@@ -78,6 +78,7 @@ func raceSize() (procs, rounds int) {
 }
 
 func TestRaceSecretsManager(t *testing.T) {
+	t.Parallel()
 	procs, rounds := raceSize()
 	for round := 1; round <= rounds; round++ {
 		moto := resetMoto(t)
@@ -104,6 +105,7 @@ func TestRaceSecretsManager(t *testing.T) {
 }
 
 func TestRaceDirectoryStore(t *testing.T) {
+	t.Parallel()
 	procs, rounds := raceSize()
 	for round := 1; round <= rounds; round++ {
 		dir := filepath.Join(t.TempDir(), "shared")
@@ -128,6 +130,7 @@ func TestRaceDirectoryStore(t *testing.T) {
 // A bootstrap killed (SIGKILL) right after each of its store writes in turn
 // leaves a state that the next bootstrap completes without help.
 func TestCrashAfterEachStoreWrite(t *testing.T) {
+	t.Parallel()
 	joblet, _ := harness.Bins(t)
 	writes := len(certs.Names{Prefix: "joblet"}.All())
 	for k := 0; k < writes; k++ {
