@@ -16,10 +16,12 @@ unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go')
 [ -z "$unformatted" ] || fail "gofmt would change: $unformatted"
 go vet ./...
 # go test's own output (standard-quiet), every event kept: the run ends
-# with the tests that took longest, failed or not.
+# with the tests that took longest, failed or not. -parallel 4: the
+# end-to-end tests that call t.Parallel (test/parallel_test.go) mostly wait
+# on processes and timers, so four at once on two cores.
 phase "tests"
 rc=0
-"$GOTESTSUM" --format standard-quiet --jsonfile .tmp/test-events.json -- -race -count=1 -timeout 50m ./... "$@" || rc=$?
+"$GOTESTSUM" --format standard-quiet --jsonfile .tmp/test-events.json -- -race -count=1 -timeout 50m -parallel 4 ./... "$@" || rc=$?
 echo "== slowest tests (over 20 s):"
 "$GOTESTSUM" tool slowest --jsonfile .tmp/test-events.json --threshold 20s || true
 [ "$rc" = 0 ] || exit "$rc"

@@ -28,7 +28,7 @@ func BenchmarkEmbeddedBootstrap(b *testing.B) {
 // Secrets Manager (moto) against the embedded one in the same run.
 func BenchmarkJoinSecretsManager(b *testing.B) {
 	joblet, _ := harness.Bins(b)
-	moto.Reset(b)
+	moto := resetMoto(b)
 	_, _, env := smNode(b, moto.URL)
 	if r := harness.Run(b, env, joblet, "certs", "bootstrap"); r.Code != 0 {
 		b.Fatal(r)

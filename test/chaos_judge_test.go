@@ -157,7 +157,7 @@ func (c *chaosRun) sampleStore() {
 	defer cancel()
 	s := c.sampleAPI
 	if s == nil {
-		s = smClient(moto.URL)
+		s = smClient(motoFor(c.t).URL)
 	}
 	c.mu.Lock()
 	confirmed := append([]string{}, c.revokedSN...)
@@ -423,7 +423,7 @@ func crossSigned(lineage, crosses map[string]*x509.Certificate, ca *x509.Certifi
 func (c *chaosRun) converge() {
 	limit := 2 * c.bound
 	ctx := context.Background()
-	s := smClient(moto.URL)
+	s := smClient(motoFor(c.t).URL)
 	c.sampleStore()
 	for _, n := range c.nodes {
 		var last string

@@ -22,8 +22,8 @@ import (
 // hookedClient is a moto client that calls after(op) once each of its
 // calls has returned: a test runs a rotation step there, between two of
 // the sampler's reads, as a concurrent operator would.
-func hookedClient(after func(op string)) *sm.Client {
-	return sm.New(smClient(moto.URL).Options(), func(o *sm.Options) {
+func hookedClient(url string, after func(op string)) *sm.Client {
+	return sm.New(smClient(url).Options(), func(o *sm.Options) {
 		o.APIOptions = append(o.APIOptions, func(st *middleware.Stack) error {
 			return st.Initialize.Add(middleware.InitializeMiddlewareFunc("after-call", func(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
 				out, md, err := next.HandleInitialize(ctx, in)
@@ -41,7 +41,8 @@ func hookedClient(after func(op string)) *sm.Client {
 // each of the sampler's calls in turn, on moto; every CA it adds is
 // cross-signed, so no position may report one that is not.
 func TestChaosSamplerLineageOneMoment(t *testing.T) {
-	moto.Reset(t)
+	t.Parallel()
+	moto := resetMoto(t)
 	joblet, _ := harness.Bins(t)
 	env := harness.Env(append(harness.AWSEnv(moto.URL), "USE_SECRETS_MANAGER=true", "JOBLET_HOME="+t.TempDir())...)
 	harness.MustRun(t, env, joblet, "certs", "init", "--address", "127.0.0.1:1", "--out", t.TempDir())
@@ -52,7 +53,7 @@ func TestChaosSamplerLineageOneMoment(t *testing.T) {
 	positions := 0
 	for k := 0; k < 80; k++ {
 		calls, fired := 0, ""
-		c.sampleAPI = hookedClient(func(op string) {
+		c.sampleAPI = hookedClient(moto.URL, func(op string) {
 			if calls == k {
 				if _, err := fleet.BeginRotation(ctx, certs.CAKeyRef{}); err != nil {
 					t.Fatalf("begin after the sampler's call %d (%s): %v", k, op, err)

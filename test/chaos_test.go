@@ -53,7 +53,7 @@ func TestChaos(t *testing.T) {
 		seed = s
 	}
 	t.Logf("chaos: seed %d, duration %v (replay: scripts/chaos.sh --duration %v --seed %d)", seed, dur, dur, seed)
-	moto.Reset(t)
+	resetMoto(t)
 	harness.RaiseNoFile(t, 4096)
 	c := newChaos(t, seed, dur)
 	c.setUp()
@@ -227,7 +227,7 @@ func run(env []string, timeout time.Duration, bin string, args ...string) harnes
 // operator's included, goes through the proxy that injects the faults.
 func (c *chaosRun) setUp() {
 	t := c.t
-	c.proxy = harness.StartAWSProxy(t, moto.URL)
+	c.proxy = harness.StartAWSProxy(t, motoFor(t).URL)
 	c.proxy.OnCall(func(action string, n int) harness.Verdict { return c.verdict() }, nil)
 	c.lb = fmt.Sprintf("127.0.0.2:%d", harness.FreePort(t))
 	opHome := t.TempDir()

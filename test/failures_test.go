@@ -39,6 +39,7 @@ func iamUser(t *testing.T, url, name string, actions ...string) (id, secret stri
 // the action and secret named; a node allowed only GetSecretValue still
 // joins, reading secret by secret.
 func TestAccessDenied(t *testing.T) {
+	t.Parallel()
 	// 8 unauthenticated calls set up the users; IAM is enforced after.
 	m, err := harness.StartMoto("INITIAL_NO_AUTH_ACTION_COUNT=8")
 	if err != nil {
@@ -99,7 +100,8 @@ func TestAccessDenied(t *testing.T) {
 }
 
 func TestStoreUnusable(t *testing.T) {
-	moto.Reset(t)
+	t.Parallel()
+	moto := resetMoto(t)
 	joblet, _ := harness.Bins(t)
 
 	cases := []struct {
@@ -159,7 +161,7 @@ func TestStoreUnusable(t *testing.T) {
 // Passing faults are retried: the bootstrap succeeds and the store ends
 // consistent.
 func TestTransientFaultsAreRetried(t *testing.T) {
-	moto.Reset(t)
+	moto := resetMoto(t)
 	joblet, _ := harness.Bins(t)
 	proxy := harness.StartAWSProxy(t, moto.URL)
 	proxy.OnCall(func(action string, n int) harness.Verdict {
@@ -177,7 +179,7 @@ func TestTransientFaultsAreRetried(t *testing.T) {
 }
 
 func TestAutoOffEC2IsEmbedded(t *testing.T) {
-	moto.Reset(t)
+	moto := resetMoto(t)
 	joblet, _ := harness.Bins(t)
 	_, _, env := smNode(t, moto.URL, "USE_SECRETS_MANAGER=auto")
 	r := harness.MustRun(t, env, joblet, "certs", "bootstrap")

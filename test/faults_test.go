@@ -17,10 +17,11 @@ var faultNames = map[harness.Verdict]string{harness.Throttle: "throttling", harn
 // Every fault, injected into the first two calls of every kind, is ridden
 // out: the bootstrap succeeds and the store ends with one consistent CA.
 func TestTransientStoreFaults(t *testing.T) {
+	t.Parallel()
 	joblet, _ := harness.Bins(t)
 	for _, v := range []harness.Verdict{harness.Throttle, harness.ServerError, harness.Unavailable, harness.Slow, harness.Reset, harness.Truncate} {
 		t.Run(faultNames[v], func(t *testing.T) {
-			moto.Reset(t)
+			moto := resetMoto(t)
 			proxy := harness.StartAWSProxy(t, moto.URL)
 			var faulted atomic.Int32
 			proxy.OnCall(func(_ string, n int) harness.Verdict {
@@ -51,10 +52,11 @@ func TestTransientStoreFaults(t *testing.T) {
 // A fault that does not pass ends in a clear failure within the deadline:
 // non-zero exit, the cause named, no local file, nothing stored.
 func TestPersistentStoreFaults(t *testing.T) {
+	t.Parallel()
 	joblet, _ := harness.Bins(t)
 	for v, want := range map[harness.Verdict]string{harness.Unavailable: "HTTP 503", harness.Reset: "connection reset", harness.Truncate: "EOF"} {
 		t.Run(faultNames[v], func(t *testing.T) {
-			moto.Reset(t)
+			moto := resetMoto(t)
 			proxy := harness.StartAWSProxy(t, moto.URL)
 			proxy.OnCall(func(string, int) harness.Verdict { return v }, nil)
 			home, _, env := smNode(t, proxy.URL, "JOBLET_TIMEOUT=20s")
@@ -79,7 +81,7 @@ func TestPersistentStoreFaults(t *testing.T) {
 
 // The whole command is bounded by --timeout / JOBLET_TIMEOUT.
 func TestCommandDeadline(t *testing.T) {
-	moto.Reset(t)
+	moto := resetMoto(t)
 	joblet, _ := harness.Bins(t)
 	proxy := harness.StartAWSProxy(t, moto.URL)
 	// Reads pass, every create is throttled: bootstrap re-reads and retries

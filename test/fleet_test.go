@@ -19,7 +19,8 @@ var nodeIDLine = regexp.MustCompile(`node id:\s+(\S+)`)
 // passthrough: node 1's operator config works through the balancer and
 // directly against every node.
 func TestFleetBehindHAProxy(t *testing.T) {
-	moto.Reset(t)
+	t.Parallel()
+	moto := resetMoto(t)
 	joblet, rnx := harness.Bins(t)
 	lb := fmt.Sprintf("127.0.0.2:%d", harness.FreePort(t))
 	var homes []string

@@ -29,6 +29,7 @@ import (
 // client's trust; `certs status` says what happened. In Secrets Manager
 // (moto), directory and embedded modes.
 func TestForgedTrustChangesNothing(t *testing.T) {
+	t.Parallel()
 	for _, mode := range []string{"secretsmanager", "dir", "embedded"} {
 		t.Run(mode, func(t *testing.T) { forgedTrust(t, mode) })
 	}
@@ -41,7 +42,7 @@ func forgedTrust(t *testing.T, mode string) {
 	var write func(value string)
 	switch mode {
 	case "secretsmanager":
-		moto.Reset(t)
+		moto := resetMoto(t)
 		home, _, env = smNode(t, moto.URL)
 		write = func(value string) {
 			c, ctx := smClient(moto.URL), context.Background()

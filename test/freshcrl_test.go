@@ -21,7 +21,8 @@ import (
 // refuses every call (saying why) until it holds that CRL; once the CRL is
 // back it serves the valid and refuses the revoked.
 func TestFreshNodeWithoutTheCRLServesNoRevoked(t *testing.T) {
-	moto.Reset(t)
+	t.Parallel()
+	moto := resetMoto(t)
 	joblet, rnx := harness.Bins(t)
 	home1, _, env1 := smNode(t, moto.URL)
 	harness.MustRun(t, env1, joblet, "certs", "bootstrap")

@@ -25,6 +25,7 @@ import (
 // on, takes the new CRL, keeps the trust it holds and logs why the bundle
 // was not taken. In a directory store and in Secrets Manager (moto).
 func TestGarbageBundleStallsNothing(t *testing.T) {
+	t.Parallel()
 	for _, mode := range []string{"dir", "secretsmanager"} {
 		t.Run(mode, func(t *testing.T) { garbageBundle(t, mode) })
 	}
@@ -46,7 +47,7 @@ func garbageBundle(t *testing.T, mode string) {
 			}
 		}
 	default:
-		moto.Reset(t)
+		moto := resetMoto(t)
 		home, _, env = smNode(t, moto.URL)
 		writeGarbage = func() {
 			c, ctx := smClient(moto.URL), context.Background()
@@ -118,7 +119,7 @@ func readBundle(t *testing.T) string { return currentValue(t, "joblet/ca-bundle"
 // the secrets a first node creates).
 func currentValue(t *testing.T, name string) string {
 	t.Helper()
-	got, err := smClient(moto.URL).GetSecretValue(context.Background(), &sm.GetSecretValueInput{SecretId: aws.String(name)})
+	got, err := smClient(motoFor(t).URL).GetSecretValue(context.Background(), &sm.GetSecretValueInput{SecretId: aws.String(name)})
 	if err != nil {
 		t.Fatal(err)
 	}

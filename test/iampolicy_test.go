@@ -127,6 +127,7 @@ func actionsOnly(p *certs.Policy) string {
 // the policy printed for that flow; and each flow succeeds under moto's IAM
 // enforcement holding only that policy's actions.
 func TestIAMPolicies(t *testing.T) {
+	t.Parallel()
 	flows := []string{"bootstrap", "node", "client-reader", "rotation"}
 	m, err := harness.StartMoto("INITIAL_NO_AUTH_ACTION_COUNT=" + itoa(3*len(flows)))
 	if err != nil {
@@ -208,6 +209,7 @@ func iamUserPolicy(t *testing.T, url, name, doc string) (id, secret string) {
 // moto with IAM enforced, are inside the KMS variants of their policies:
 // kms:Sign and kms:GetPublicKey on the CA's key, and nothing on ca-key.
 func TestIAMPoliciesKMS(t *testing.T) {
+	t.Parallel()
 	flows := []string{"bootstrap", "node"}
 	m, err := harness.StartMoto("INITIAL_NO_AUTH_ACTION_COUNT=" + itoa(3*len(flows)+1))
 	if err != nil {

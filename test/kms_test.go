@@ -86,16 +86,17 @@ func checkKMSStore(t *testing.T, arn string) map[string]string {
 }
 
 func kmsStore(t *testing.T) secretstore.Store {
-	return awsStore(moto.URL)
+	return awsStore(motoFor(t).URL)
 }
 
 // First node, joining node, serving with one client config, renewal,
 // revocation and status, all with the CA key in KMS; no process reads a CA
 // private key.
 func TestKMSCA(t *testing.T) {
+	t.Parallel()
 	for _, spec := range []string{"ECC_NIST_P256", "RSA_2048"} {
 		t.Run(spec, func(t *testing.T) {
-			moto.Reset(t)
+			moto := resetMoto(t)
 			joblet, rnx := harness.Bins(t)
 			arn := kmsKey(t, spec)
 			proxy := harness.StartAWSProxy(t, moto.URL)
@@ -235,7 +236,8 @@ func opensslCRL(t *testing.T, caPEM, crlPEM string) {
 // key is in the store, and a node without one refuses a KMS fleet; each
 // names the two modes and writes nothing.
 func TestKMSModeMismatchRefused(t *testing.T) {
-	moto.Reset(t)
+	t.Parallel()
+	moto := resetMoto(t)
 	joblet, _ := harness.Bins(t)
 	arn := kmsKey(t, "ECC_NIST_P256")
 
@@ -305,7 +307,8 @@ func TestKMSModeMismatchRefused(t *testing.T) {
 
 // Concurrent first nodes in KMS mode converge on one CA certificate.
 func TestKMSRace(t *testing.T) {
-	moto.Reset(t)
+	t.Parallel()
+	moto := resetMoto(t)
 	arn := kmsKey(t, "ECC_NIST_P256")
 	procs, _ := raceSize()
 	start := time.Now()
@@ -332,7 +335,8 @@ func awsStore(url string) secretstore.Store { return awssm.New(smClient(url), "m
 // learning the key from ca-kms-key), finish. A new node then joins in KMS
 // mode, and one without the KMS key is refused.
 func TestMigrationToKMSWithoutDowntime(t *testing.T) {
-	moto.Reset(t)
+	t.Parallel()
+	moto := resetMoto(t)
 	joblet, rnx := harness.Bins(t)
 	nodes, lb := rotationFleet(t)
 	env := nodes[0].env
@@ -418,47 +422,13 @@ func TestMigrationToKMSWithoutDowntime(t *testing.T) {
 		fmt.Sprintf("%d requests at %.0f/s, %d failed; running nodes renewed from the node-issuing CA re-signed by the KMS root; new nodes join with or without the KMS key (they need none)", total, rate, failed))
 }
 
-// SIGKILL right after each store write of each step of a migration to a
-// KMS CA, then re-run the step and the rest: the fleet ends on the KMS CA.
-func TestMigrationToKMSCrashAtEachWrite(t *testing.T) {
-	joblet, _ := harness.Bins(t)
-	var arn string
-	points := crashEachRotationWrite(t, func() []string {
-		arn = kmsKey(t, "ECC_NIST_P256")
-		return []string{"--ca-kms-key-id", arn}
-	}, func(oldCA, step string, k int) {
-		_, _, senv := smNode(t, moto.URL)
-		s := rotationStatus(t, senv)
-		if s.Phase != "stable" || s.Current.Sha256 == oldCA || len(s.Trusted) != 1 {
-			t.Fatalf("after a crash at write %d of %s: %+v", k+1, step, s)
-		}
-		for role, issuer := range s.Clients {
-			if issuer != "current" {
-				t.Fatalf("%s client certificate from %s", role, issuer)
-			}
-		}
-		vals := readStore(t, "joblet")
-		ca, _ := pki.ParseCert([]byte(vals[kmsNames.CACert()]))
-		if pub := kmsPublicKey(t, arn).(interface{ Equal(x crypto.PublicKey) bool }); !pub.Equal(ca.PublicKey) {
-			t.Fatalf("after a crash at write %d of %s the current CA is not the KMS key's", k+1, step)
-		}
-		home, _, kenv := smNode(t, moto.URL, "JOBLET_CA_KMS_KEY_ID="+arn)
-		harness.MustRun(t, kenv, joblet, "certs", "bootstrap")
-		openssl.Verify(t, []byte(vals[kmsNames.CACert()]), []byte(serverConfig(t, home).Security.ServerCert), "sslserver")
-		reliability.Record(t, "crashes", fmt.Sprintf("migration to KMS: rotate-ca %s SIGKILLed right after its store write %d", step, k+1),
-			"re-running the step and the rest exits 0; the fleet ends on the KMS CA, alone in the trust bundle, a KMS-mode node joins")
-	})
-	if points < 6 {
-		t.Fatalf("only %d crash points", points)
-	}
-}
-
 // KMS failing: every kms:Sign answered 503 (after the SDK's retries) ends
 // the bootstrap with the cause named and no local file; what the first node
 // stored before (its claim on ca-kms-key) is completed by the next run once
 // KMS answers again, still one CA.
 func TestKMSUnavailable(t *testing.T) {
-	moto.Reset(t)
+	t.Parallel()
+	moto := resetMoto(t)
 	joblet, _ := harness.Bins(t)
 	arn := kmsKey(t, "ECC_NIST_P256")
 	proxy := harness.StartAWSProxy(t, moto.URL)

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -24,10 +25,15 @@ import (
 // the people's IAM identities and answers their STS calls (the fleet's
 // store stays in the package's moto). Started by the first test that
 // needs it; TestMain stops it.
-var peopleMoto *harness.Moto
+var (
+	peopleMoto   *harness.Moto
+	peopleMotoMu sync.Mutex // tests that run in parallel start it once
+)
 
 func people(t *testing.T) (*harness.Moto, *awspeople.People) {
 	t.Helper()
+	peopleMotoMu.Lock()
+	defer peopleMotoMu.Unlock()
 	if peopleMoto == nil {
 		m, err := harness.StartMoto("INITIAL_NO_AUTH_ACTION_COUNT=" + strconv.Itoa(awspeople.SetupCalls))
 		if err != nil {
@@ -60,7 +66,7 @@ const loginPolicy = `{"rules":[
 func startLoginFleet(t *testing.T) *loginFleet {
 	t.Helper()
 	pm, _ := people(t)
-	moto.Reset(t)
+	moto := resetMoto(t)
 	f := &loginFleet{}
 	f.joblet, f.rnx = harness.Bins(t)
 	f.home, _, f.env = smNode(t, moto.URL)
@@ -154,6 +160,7 @@ func (f *loginFleet) configFor(t *testing.T) string {
 // and no other; carol, whom the policy does not name, gets nothing, told
 // why; a people's config without a login says to log in.
 func TestLoginThroughTheIssuer(t *testing.T) {
+	t.Parallel()
 	f := startLoginFleet(t)
 	_, pp := people(t)
 	for _, c := range []struct {
@@ -248,6 +255,7 @@ func TestLoginThroughTheIssuer(t *testing.T) {
 // server key) signs a person's certificate a node accepts, an identity
 // policy a node or the issuer takes, or a user-issuing CA the issuer uses.
 func TestLoginStolenNodeSignsNoPerson(t *testing.T) {
+	t.Parallel()
 	f := startLoginFleet(t)
 	_, pp := people(t)
 	node, issuerPol := policyFor(t, "node"), policyFor(t, "issuer")
@@ -360,6 +368,7 @@ func TestLoginStolenNodeSignsNoPerson(t *testing.T) {
 // login at once, while a new login still works; the signed policy's deny
 // list stops both the certificate they hold and every new login.
 func TestLoginPersonCutOff(t *testing.T) {
+	t.Parallel()
 	f := startLoginFleet(t)
 	_, pp := people(t)
 	alice := harness.Env(awspeople.Env(pp.Alice)...)
@@ -413,6 +422,7 @@ func TestLoginPersonCutOff(t *testing.T) {
 // `finish` retires the old root a fresh login still works, with no config
 // handed out again.
 func TestLoginThroughARotation(t *testing.T) {
+	t.Parallel()
 	f := startLoginFleet(t)
 	_, pp := people(t)
 	alice := harness.Env(awspeople.Env(pp.Alice)...)

@@ -65,7 +65,7 @@ func functionURL(t *testing.T, fn *harness.Lambda) *httptest.Server {
 func TestLoginThroughTheLambdaHandler(t *testing.T) {
 	f := startLoginFleet(t)
 	pm, pp := people(t)
-	env := harness.Env(append(harness.AWSEnv(moto.URL), "USE_SECRETS_MANAGER=true", "JOBLET_HOME="+t.TempDir(),
+	env := harness.Env(append(harness.AWSEnv(motoFor(t).URL), "USE_SECRETS_MANAGER=true", "JOBLET_HOME="+t.TempDir(),
 		"AWS_ENDPOINT_URL_STS="+pm.URL, "AWS_LAMBDA_FUNCTION_TIMEOUT=30")...)
 	fn := harness.StartLambda(t, env, f.joblet, "issuer")
 	front := functionURL(t, fn)

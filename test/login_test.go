@@ -17,7 +17,7 @@ import (
 // CA signed, and refuses the shared certificates of the roles the policy
 // says people log in for.
 func TestLoginPolicyHoldsOnNodes(t *testing.T) {
-	moto.Reset(t)
+	moto := resetMoto(t)
 	joblet, rnx := harness.Bins(t)
 	home, _, env := smNode(t, moto.URL)
 	harness.MustRun(t, env, joblet, "certs", "bootstrap", "--refresh-interval", "1s")

@@ -20,7 +20,8 @@ import (
 // names the person and role, and the per-job rules stay the role's: alice
 // sees the arguments of the shared developer's job, not the admin's.
 func TestLoginJobListShowsWho(t *testing.T) {
-	moto.Reset(t)
+	t.Parallel()
+	moto := resetMoto(t)
 	joblet, rnx := harness.Bins(t)
 	home, _, env := smNode(t, moto.URL)
 	harness.MustRun(t, env, joblet, "certs", "bootstrap", "--refresh-interval", "1s")

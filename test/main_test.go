@@ -8,18 +8,17 @@ import (
 	"github.com/ehsaniara/joblet/test/harness"
 )
 
-// moto is shared by the package's tests; each test resets it.
-var moto *harness.Moto
-
 func TestMain(m *testing.M) {
-	var err error
-	moto, err = harness.StartMoto()
+	// The first of the package's motos (moto_pool_test.go), started here so
+	// a missing moto fails the package at once.
+	first, err := harness.StartMoto()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
+	motos.idle, motos.all = append(motos.idle, first), append(motos.all, first)
 	code := m.Run()
-	moto.Stop()
+	stopMotos()
 	if peopleMoto != nil {
 		peopleMoto.Stop()
 	}

@@ -34,7 +34,7 @@ func caFingerprint(t *testing.T, pemText string) string {
 // Embedded install -> import into Secrets Manager -> a new node bootstrapped
 // through the store -> the old operator config works against it.
 func TestImportRoundTrip(t *testing.T) {
-	moto.Reset(t)
+	moto := resetMoto(t)
 	joblet, rnx := harness.Bins(t)
 	homeA, _ := embeddedHome(t)
 	oldCfg := filepath.Join(homeA, "config", "rnx-config.yml")
@@ -86,7 +86,7 @@ func TestImportRoundTrip(t *testing.T) {
 }
 
 func TestImportErrorsAndFiles(t *testing.T) {
-	moto.Reset(t)
+	moto := resetMoto(t)
 	joblet, _ := harness.Bins(t)
 	homeA, _ := embeddedHome(t)
 	_, _, smEnv := smNode(t, moto.URL)
@@ -118,7 +118,7 @@ func TestImportErrorsAndFiles(t *testing.T) {
 	checkStore(t, readStore(t, "joblet"), "joblet")
 
 	// A key that does not match its certificate is refused before writing.
-	moto.Reset(t)
+	resetMoto(t)
 	r = harness.Run(t, smEnv, joblet, "certs", "import", "--ca-cert", filepath.Join(ca, "ca-cert"), "--ca-key", filepath.Join(ca, "client-key"))
 	if r.Code != 1 || !strings.Contains(r.Stderr, "is not the certificate of") {
 		t.Fatalf("mismatched pair: %s", r)
@@ -130,7 +130,7 @@ func TestImportErrorsAndFiles(t *testing.T) {
 
 // Moving off AWS: export writes an embedded install with the fleet's CA.
 func TestExport(t *testing.T) {
-	moto.Reset(t)
+	moto := resetMoto(t)
 	joblet, _ := harness.Bins(t)
 	_, _, smEnv := smNode(t, moto.URL)
 	harness.MustRun(t, smEnv, joblet, "certs", "bootstrap")

@@ -68,7 +68,8 @@ func currentVersion(t *testing.T, c *sm.Client, id string) (version, value strin
 // does, with a rotation function of AWS's template shape running under the
 // Lambda Runtime Interface Emulator.
 func TestMotoLauncherRotation(t *testing.T) {
-	moto.Reset(t)
+	t.Parallel()
+	moto := resetMoto(t)
 	ctx := context.Background()
 	c := smClient(moto.URL)
 	failFile := filepath.Join(t.TempDir(), "fail")

@@ -23,7 +23,7 @@ import (
 // request fails, before, during, or after the old one expires. The
 // lifetime is 40 seconds (due at 20) instead of 14 days (due at 7).
 func TestNodeCAScheduledRekeyUnderTraffic(t *testing.T) {
-	moto.Reset(t)
+	resetMoto(t)
 	joblet, _ := harness.Bins(t)
 	f := startRotatorFleet(t, joblet, "--node-ca-lifetime", "40s")
 	opEnv, nodes, created := f.opEnv, f.nodes, f.inited

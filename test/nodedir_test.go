@@ -17,7 +17,8 @@ import (
 // docs/JOBS.md's node directory from EC2, run as written against moto: the
 // running instances of the tagged fleet, by instance id, and nothing else.
 func TestNodeDirectoryFromEC2(t *testing.T) {
-	moto.Reset(t)
+	t.Parallel()
+	moto := resetMoto(t)
 	env := harness.Env(harness.AWSEnv(moto.URL)...)
 	run := func(tag string, count int) []string {
 		return strings.Fields(harness.MustRun(t, env, "aws", "ec2", "run-instances", "--image-id", "ami-12c6146b", "--count", strconv.Itoa(count),

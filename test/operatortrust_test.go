@@ -30,7 +30,7 @@ type rotatedFleet struct {
 
 func rotateOnce(t *testing.T) *rotatedFleet {
 	t.Helper()
-	moto.Reset(t)
+	moto := resetMoto(t)
 	joblet, _ := harness.Bins(t)
 	_, _, env := smNode(t, moto.URL)
 	harness.MustRun(t, env, joblet, "certs", "bootstrap")
@@ -56,7 +56,7 @@ func rotateOnce(t *testing.T) *rotatedFleet {
 // PutSecretValue on the prefix can.
 func putSecret(t *testing.T, name, value string) {
 	t.Helper()
-	if _, err := smClient(moto.URL).PutSecretValue(context.Background(), &sm.PutSecretValueInput{SecretId: aws.String(name), SecretString: aws.String(value)}); err != nil {
+	if _, err := smClient(motoFor(t).URL).PutSecretValue(context.Background(), &sm.PutSecretValueInput{SecretId: aws.String(name), SecretString: aws.String(value)}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -119,7 +119,8 @@ func TestOperatorsSignFromTheNewestTrustState(t *testing.T) {
 // `certs status`, pinned or not, names it. The pin keeps working across a
 // rotation (through the state's lineage).
 func TestOperatorPinRefusesAReplacedRoot(t *testing.T) {
-	moto.Reset(t)
+	t.Parallel()
+	moto := resetMoto(t)
 	joblet, _ := harness.Bins(t)
 	_, _, env := smNode(t, moto.URL)
 	harness.MustRun(t, env, joblet, "certs", "bootstrap")
@@ -179,7 +180,7 @@ func TestOperatorPinRefusesAReplacedRoot(t *testing.T) {
 // above it: otherwise the revocation is lost, and nodes that hold the
 // newer CRL refuse the next one.
 func TestRevokeMergesTheNewestCRLInHistory(t *testing.T) {
-	moto.Reset(t)
+	moto := resetMoto(t)
 	joblet, _ := harness.Bins(t)
 	_, _, env := smNode(t, moto.URL)
 	harness.MustRun(t, env, joblet, "certs", "bootstrap")
@@ -222,7 +223,8 @@ func TestRevokeMergesTheNewestCRLInHistory(t *testing.T) {
 // the newest it can verify: from then on it refuses what the fleet revoked
 // before the rollback.
 func TestJoinDuringARollbackTakesTheNewestAtFirstRefresh(t *testing.T) {
-	moto.Reset(t)
+	t.Parallel()
+	moto := resetMoto(t)
 	joblet, rnx := harness.Bins(t)
 	lb := fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t))
 	homeA, _, envA := smNode(t, moto.URL, "JOBLET_PUBLIC_ADDRESS="+lb)

@@ -36,6 +36,7 @@ import (
 // with its EnvironmentFile, CapabilityBoundingSet and NoNewPrivileges
 // applied through setpriv, and its ExecReload.
 func TestPackage(t *testing.T) {
+	heavy(t)
 	for _, tool := range [][2]string{{"dpkg-deb", "dpkg"}, {"dpkg", "dpkg"}, {"rpm", "rpm"}, {"systemd-analyze", "systemd"},
 		{"unshare", "util-linux"}, {"nsenter", "util-linux"}, {"setpriv", "util-linux"}} {
 		if _, err := exec.LookPath(tool[0]); err != nil {
@@ -140,7 +141,7 @@ func TestPackage(t *testing.T) {
 
 	// The EC2 user data, exactly as INSTALL.md shows it, with moto standing
 	// in for Secrets Manager and the AWS settings an instance role gives.
-	moto.Reset(t)
+	moto := resetMoto(t)
 	script = checkDocumented(t, "ec2-secretsmanager.sh")
 	port = harness.FreePort(t)
 	fake, calls = fakeSystemctl(t)

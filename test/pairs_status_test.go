@@ -17,7 +17,8 @@ import (
 // node-ca-key) is Broken, exit 2, naming the secret and the fix; `certs
 // node-ca` then replaces the planted key instead of certifying it.
 func TestStatusComparesTheRootKMSKeyAndTheNodeKey(t *testing.T) {
-	moto.Reset(t)
+	t.Parallel()
+	moto := resetMoto(t)
 	joblet, _ := harness.Bins(t)
 	arn, other := kmsKey(t, "ECC_NIST_P256"), kmsKey(t, "ECC_NIST_P256")
 	opHome := t.TempDir()

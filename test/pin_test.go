@@ -17,7 +17,7 @@ import (
 // (pasted as openssl shows it: upper case, colons) it joins in one Secrets
 // Manager call, as without a pin; `rnx config init` takes the same pin.
 func TestPinnedJoinSecretsManager(t *testing.T) {
-	moto.Reset(t)
+	moto := resetMoto(t)
 	joblet, rnx := harness.Bins(t)
 	proxy := harness.StartAWSProxy(t, moto.URL)
 	_, _, opEnv := smNode(t, proxy.URL)

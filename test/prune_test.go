@@ -24,7 +24,7 @@ import (
 // (a record for the role's current certificate, names joblet never gives,
 // a record holding no pair) stays; no other secret changes.
 func TestPruneReissueRecordsSecretsManager(t *testing.T) {
-	moto.Reset(t)
+	moto := resetMoto(t)
 	ctx := context.Background()
 	joblet, _ := harness.Bins(t)
 	home := t.TempDir()
@@ -134,7 +134,7 @@ func certSerialHex(t *testing.T, pemText string) string {
 // created with its replica, and prune removes both (Secrets Manager
 // deletes no secret that still has replicas).
 func TestPruneReplicatedRecord(t *testing.T) {
-	moto.Reset(t)
+	moto := resetMoto(t)
 	ctx := context.Background()
 	joblet, _ := harness.Bins(t)
 	home := t.TempDir()

@@ -63,7 +63,8 @@ func configRevokes(t *testing.T, path, serial string) bool {
 // revoked certificate is refused by every node within seconds, not at the
 // next refresh.
 func TestRevokePushReachesEveryNode(t *testing.T) {
-	moto.Reset(t)
+	t.Parallel()
+	moto := resetMoto(t)
 	joblet, rnx := harness.Bins(t)
 	lb := fmt.Sprintf("127.0.0.2:%d", harness.FreePort(t))
 	var homes, backends, list []string
@@ -147,7 +148,8 @@ func TestRevokePushReachesEveryNode(t *testing.T) {
 // still served; the node refuses the state (logged) and its file keeps
 // what it had.
 func TestNodeTakesNewerCRLFromAClient(t *testing.T) {
-	moto.Reset(t)
+	t.Parallel()
+	moto := resetMoto(t)
 	joblet, rnx := harness.Bins(t)
 	proxy := harness.StartAWSProxy(t, moto.URL)
 	home, _, env := smNode(t, proxy.URL)

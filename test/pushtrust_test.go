@@ -25,7 +25,8 @@ import (
 // config from before the rotation. A trust state another CA signed,
 // offered by a caller, is refused and the node keeps its own.
 func TestRotationStepsArePushed(t *testing.T) {
-	moto.Reset(t)
+	t.Parallel()
+	moto := resetMoto(t)
 	joblet, rnx := harness.Bins(t)
 	lb := fmt.Sprintf("127.0.0.2:%d", harness.FreePort(t))
 	var homes, backends, list []string

@@ -16,7 +16,8 @@ import (
 // soon as the store is back even after the certificate expired: no restart,
 // no manual re-bootstrap.
 func TestAutomaticRenewal(t *testing.T) {
-	moto.Reset(t)
+	t.Parallel()
+	moto := resetMoto(t)
 	joblet, rnx := harness.Bins(t)
 	proxy := harness.StartAWSProxy(t, moto.URL)
 	home, port, env := smNode(t, proxy.URL)

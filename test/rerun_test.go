@@ -21,7 +21,8 @@ import (
 // node's settings and names; one that would move its port is refused and
 // writes nothing; traffic through the balancer sees no failure.
 func TestBootstrapRerunKeepsNode(t *testing.T) {
-	moto.Reset(t)
+	t.Parallel()
+	moto := resetMoto(t)
 	joblet, _ := harness.Bins(t)
 	nodes, lb := rotationFleet(t)
 	clientCfg := filepath.Join(t.TempDir(), "rnx-config.yml")

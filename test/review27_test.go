@@ -21,7 +21,8 @@ import (
 // question counted as a client of the outgoing root and the finish waited
 // for as long as the function stayed warm.
 func TestReview27RootRunsInOneWarmFunction(t *testing.T) {
-	moto.Reset(t)
+	t.Parallel()
+	moto := resetMoto(t)
 	joblet, _ := harness.Bins(t)
 	opHome := t.TempDir()
 	opEnv := harness.Env(append(harness.AWSEnv(moto.URL), "USE_SECRETS_MANAGER=true", "JOBLET_HOME="+opHome)...)

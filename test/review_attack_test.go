@@ -37,6 +37,7 @@ func floodVersions(t *testing.T, name string, n int) {
 // covers, preceded by 100 junk PutSecretValue calls, so that the newest
 // genuine state lies beyond the 100 versions the history walk reads.
 func TestReviewFloodHidesTheNewestTrustState(t *testing.T) {
+	t.Parallel()
 	f := rotateOnce(t)
 	env, joblet, retired, promotedRaw, finished := f.env, f.joblet, f.retired, f.promotedRaw, f.finished
 	promoted := f.promoted
@@ -59,7 +60,8 @@ func TestReviewFloodHidesTheNewestTrustState(t *testing.T) {
 // The same flood on the CRL: a revoke after it loses the revocation the
 // newest CRL (beyond the 100 read) lists, and numbers its CRL below it.
 func TestReviewFloodHidesTheNewestCRL(t *testing.T) {
-	moto.Reset(t)
+	t.Parallel()
+	moto := resetMoto(t)
 	joblet, _ := harness.Bins(t)
 	_, _, env := smNode(t, moto.URL)
 	harness.MustRun(t, env, joblet, "certs", "bootstrap")
@@ -104,7 +106,7 @@ func TestReviewFloodHidesTheNewestCRL(t *testing.T) {
 // again holding value: a new secret, with none of the old one's history.
 func recreateSecret(t *testing.T, name, value string) {
 	t.Helper()
-	c := smClient(moto.URL)
+	c := smClient(motoFor(t).URL)
 	if _, err := c.DeleteSecret(context.Background(), &sm.DeleteSecretInput{SecretId: aws.String(name), ForceDeleteWithoutRecovery: aws.Bool(true)}); err != nil {
 		t.Fatal(err)
 	}
@@ -139,8 +141,9 @@ func TestReviewRecreatedBundleHidesTheNewestTrustState(t *testing.T) {
 // only the 100 newest versions of each secret, and keeps serving the
 // reader revoked before the rollback.
 func TestReviewFloodHidesTheNewestFromAJoiningNode(t *testing.T) {
+	t.Parallel()
 	floodN := 100
-	moto.Reset(t)
+	moto := resetMoto(t)
 	joblet, rnx := harness.Bins(t)
 	lb := fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t))
 	homeA, _, envA := smNode(t, moto.URL, "JOBLET_PUBLIC_ADDRESS="+lb)
@@ -181,7 +184,7 @@ func TestReviewFloodHidesTheNewestFromAJoiningNode(t *testing.T) {
 // genuine one; issue 22: nothing written without the root key blocks a
 // revocation) and keep every earlier revocation.
 func TestReviewJunkCRLBlocksRevoke(t *testing.T) {
-	moto.Reset(t)
+	moto := resetMoto(t)
 	joblet, _ := harness.Bins(t)
 	_, _, env := smNode(t, moto.URL)
 	harness.MustRun(t, env, joblet, "certs", "bootstrap")
@@ -208,7 +211,7 @@ func TestReviewJunkCRLBlocksRevoke(t *testing.T) {
 // trust state lists it): revoke, which needs only the root key and the
 // CRL, must still run.
 func TestReviewJunkRootCertBlocksRevoke(t *testing.T) {
-	moto.Reset(t)
+	moto := resetMoto(t)
 	joblet, _ := harness.Bins(t)
 	_, _, env := smNode(t, moto.URL)
 	harness.MustRun(t, env, joblet, "certs", "bootstrap")
@@ -223,7 +226,7 @@ func TestReviewJunkRootCertBlocksRevoke(t *testing.T) {
 // without the root key): a pinned revoke must still run, from the newest
 // state in the history.
 func TestReviewPinnedRevokeOverJunkBundleAfterRotation(t *testing.T) {
-	moto.Reset(t)
+	moto := resetMoto(t)
 	joblet, _ := harness.Bins(t)
 	_, _, env := smNode(t, moto.URL)
 	harness.MustRun(t, env, joblet, "certs", "bootstrap")
@@ -248,7 +251,7 @@ func TestReviewPinnedRevokeOverJunkBundleAfterRotation(t *testing.T) {
 // is then "marked for deletion": GetSecretValue refuses it): revoke must
 // still run.
 func TestReviewBundlePendingDeletionBlocksRevoke(t *testing.T) {
-	moto.Reset(t)
+	moto := resetMoto(t)
 	joblet, _ := harness.Bins(t)
 	_, _, env := smNode(t, moto.URL)
 	harness.MustRun(t, env, joblet, "certs", "bootstrap")
@@ -264,7 +267,7 @@ func TestReviewBundlePendingDeletionBlocksRevoke(t *testing.T) {
 // revocation the CRL secret holds (issue 22: nothing written without the
 // root key stops a node taking revocations).
 func TestReviewBundlePendingDeletionStopsNodeRefresh(t *testing.T) {
-	moto.Reset(t)
+	moto := resetMoto(t)
 	joblet, _ := harness.Bins(t)
 	home, _, env := smNode(t, moto.URL)
 	harness.MustRun(t, env, joblet, "certs", "bootstrap")

@@ -19,7 +19,8 @@ import (
 // after talking to node A, which has refreshed; B has not (it refreshes
 // hourly), so it still serves the revoked certificate.
 func TestRnxLearnsRevocationFromAnyNode(t *testing.T) {
-	moto.Reset(t)
+	t.Parallel()
+	moto := resetMoto(t)
 	joblet, rnx := harness.Bins(t)
 	homeA, _, envA := smNode(t, moto.URL)
 	harness.MustRun(t, envA, joblet, "certs", "bootstrap", "--refresh-interval", "1s")

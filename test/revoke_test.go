@@ -16,7 +16,8 @@ import (
 )
 
 func TestRevocation(t *testing.T) {
-	moto.Reset(t)
+	t.Parallel()
+	moto := resetMoto(t)
 	joblet, rnx := harness.Bins(t)
 	home, _, env := smNode(t, moto.URL)
 	harness.MustRun(t, env, joblet, "certs", "bootstrap", "--refresh-interval", "1s")

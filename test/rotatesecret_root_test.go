@@ -159,7 +159,8 @@ func (r *rootRunner) currentRoot() (fingerprint, keyVersion string) {
 //     next begin run goes ahead (Secrets Manager sees no rotation in
 //     progress).
 func TestRotateSecretRootThreeRotations(t *testing.T) {
-	moto.Reset(t)
+	t.Parallel()
+	moto := resetMoto(t)
 	start := time.Now()
 	joblet, rnx := harness.Bins(t)
 	f := startRotatorFleet(t, joblet) // the root's key in the store
@@ -307,7 +308,8 @@ func TestRotateSecretRootThreeRotations(t *testing.T) {
 // schedule is stuck); `joblet certs rotate-ca status` moves the labels to
 // JOBLET_PENDING; the next RotateSecret run on ca-key then promotes.
 func TestRotateSecretRootAfterLegacyBegin(t *testing.T) {
-	moto.Reset(t)
+	t.Parallel()
+	moto := resetMoto(t)
 	ctx := context.Background()
 	joblet, _ := harness.Bins(t)
 	opEnv, out, n := startOneNode(t, joblet)
@@ -390,6 +392,7 @@ func TestRotateSecretRootAfterLegacyBegin(t *testing.T) {
 // node), against moto with IAM enforced, holding only the policy's
 // actions, and every call recorded is inside the policy's resources.
 func TestRotateSecretRootIAMPolicy(t *testing.T) {
+	t.Parallel()
 	iam := startRotatorIAM(t, 9)
 	m, rotator, opID, opKey, fnID, fnKey := iam.m, iam.rotator, iam.opID, iam.opKey, iam.fnID, iam.fnKey
 	joblet, _ := harness.Bins(t)

@@ -35,7 +35,8 @@ import (
 //   - the same rotation again with the same token leaves one new version;
 //   - no request fails throughout.
 func TestRotateSecretNodeCAUnderTraffic(t *testing.T) {
-	moto.Reset(t)
+	t.Parallel()
+	moto := resetMoto(t)
 	ctx := context.Background()
 	joblet, _ := harness.Bins(t)
 	rootKey := kmsKey(t, "ECC_NIST_P256")
@@ -165,7 +166,8 @@ func TestRotateSecretNodeCAUnderTraffic(t *testing.T) {
 // (someone with PutSecretValue on the secret) is refused by testSecret and
 // finishSecret and never becomes current.
 func TestRotateSecretStepsAgain(t *testing.T) {
-	moto.Reset(t)
+	t.Parallel()
+	moto := resetMoto(t)
 	joblet, _ := harness.Bins(t)
 	opHome := t.TempDir()
 	opEnv := harness.Env(append(harness.AWSEnv(moto.URL), "USE_SECRETS_MANAGER=true", "JOBLET_HOME="+opHome)...)
@@ -275,6 +277,7 @@ func TestRotateSecretStepsAgain(t *testing.T) {
 // IAM enforced), is inside it, and it grants no write to the root or the
 // CRL.
 func TestRotateSecretIAMPolicy(t *testing.T) {
+	t.Parallel()
 	iam := startRotatorIAM(t, 6)
 	m, rotator, opID, opKey, fnID, fnKey := iam.m, iam.rotator, iam.opID, iam.opKey, iam.fnID, iam.fnKey
 	joblet, _ := harness.Bins(t)
@@ -319,7 +322,8 @@ func TestRotateSecretIAMPolicy(t *testing.T) {
 // schedule in describe-secret, and every one still holds a value a node or
 // a client can use.
 func TestRotateSecretRoleCertificates(t *testing.T) {
-	moto.Reset(t)
+	t.Parallel()
+	moto := resetMoto(t)
 	ctx := context.Background()
 	joblet, _ := harness.Bins(t)
 	opEnv, out, _ := startOneNode(t, joblet)
@@ -393,7 +397,8 @@ func TestRotateSecretRoleCertificates(t *testing.T) {
 // node bootstraps and serves, a role config from before works); `--show`
 // lists them.
 func TestRotateSecretSchedule(t *testing.T) {
-	moto.Reset(t)
+	t.Parallel()
+	moto := resetMoto(t)
 	joblet, _ := harness.Bins(t)
 	opHome := t.TempDir()
 	opEnv := harness.Env(append(harness.AWSEnv(moto.URL), "USE_SECRETS_MANAGER=true", "JOBLET_HOME="+opHome)...)

@@ -145,19 +145,21 @@ func stockClients(t *testing.T, cfgPath, addr, what string) {
 }
 
 func TestRotationOneRefresh(t *testing.T) {
-	moto.Reset(t)
+	t.Parallel()
+	resetMoto(t)
 	rotateWithOneRefresh(t, nil)
 }
 
 // The same with a CA key held in AWS KMS: moving a fleet's CA into KMS,
 // and rotating a KMS-held CA to another KMS key.
 func TestRotationOneRefreshKMS(t *testing.T) {
+	t.Parallel()
 	t.Run("store to KMS", func(t *testing.T) {
-		moto.Reset(t)
+		resetMoto(t)
 		rotateWithOneRefresh(t, nil, "--ca-kms-key-id", kmsKey(t, "ECC_NIST_P256"))
 	})
 	t.Run("KMS to KMS", func(t *testing.T) {
-		moto.Reset(t)
+		resetMoto(t)
 		rotateWithOneRefresh(t, []string{"JOBLET_CA_KMS_KEY_ID=" + kmsKey(t, "ECC_NIST_P256")}, "--ca-kms-key-id", kmsKey(t, "ECC_NIST_P256"))
 	})
 }

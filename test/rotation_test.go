@@ -120,7 +120,7 @@ func rotationFleet(t *testing.T, extra ...string) (nodes []fleetNode, lb string)
 	lb = fmt.Sprintf("127.0.0.2:%d", harness.FreePort(t))
 	var backends []string
 	for i := 1; i <= 3; i++ {
-		home, port, env := smNode(t, moto.URL, append([]string{"JOBLET_PUBLIC_ADDRESS=" + lb, fmt.Sprintf("JOBLET_NODE_ID=node-%d", i)}, extra...)...)
+		home, port, env := smNode(t, motoFor(t).URL, append([]string{"JOBLET_PUBLIC_ADDRESS=" + lb, fmt.Sprintf("JOBLET_NODE_ID=node-%d", i)}, extra...)...)
 		harness.MustRun(t, env, joblet, "certs", "bootstrap", "--refresh-interval", "1s")
 		n := fleetNode{home: home, addr: fmt.Sprintf("127.0.0.1:%d", port), env: env}
 		n.proc = harness.Start(t, env, joblet, "server", "--config", n.config())
@@ -132,7 +132,7 @@ func rotationFleet(t *testing.T, extra ...string) (nodes []fleetNode, lb string)
 }
 
 func TestRotationWithoutDowntime(t *testing.T) {
-	moto.Reset(t)
+	resetMoto(t)
 	joblet, rnx := harness.Bins(t)
 	nodes, lb := rotationFleet(t)
 	env := nodes[0].env

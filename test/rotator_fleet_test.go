@@ -39,12 +39,12 @@ type rotatorFleet struct {
 func startRotatorFleet(t *testing.T, joblet string, initArgs ...string) *rotatorFleet {
 	t.Helper()
 	f := &rotatorFleet{lb: fmt.Sprintf("127.0.0.2:%d", harness.FreePort(t)), opHome: t.TempDir()}
-	f.opEnv = harness.Env(append(harness.AWSEnv(moto.URL), "USE_SECRETS_MANAGER=true", "JOBLET_HOME="+f.opHome)...)
+	f.opEnv = harness.Env(append(harness.AWSEnv(motoFor(t).URL), "USE_SECRETS_MANAGER=true", "JOBLET_HOME="+f.opHome)...)
 	f.out = filepath.Join(f.opHome, "configs")
 	harness.MustRun(t, f.opEnv, joblet, append([]string{"certs", "init", "--address", f.lb, "--out", f.out}, initArgs...)...)
 	f.inited = time.Now()
 	for i := 1; i <= 2; i++ {
-		home, port, env := smNode(t, moto.URL, "JOBLET_PUBLIC_ADDRESS="+f.lb, fmt.Sprintf("JOBLET_NODE_ID=node-%d", i))
+		home, port, env := smNode(t, motoFor(t).URL, "JOBLET_PUBLIC_ADDRESS="+f.lb, fmt.Sprintf("JOBLET_NODE_ID=node-%d", i))
 		harness.MustRun(t, env, joblet, "certs", "bootstrap", "--refresh-interval", "1s")
 		n := fleetNode{home: home, addr: fmt.Sprintf("127.0.0.1:%d", port), env: env}
 		n.proc = harness.Start(t, env, joblet, "server", "--config", n.config())
@@ -64,9 +64,9 @@ func startRotatorFleet(t *testing.T, joblet string, initArgs ...string) *rotator
 func startOneNode(t *testing.T, joblet string) (opEnv []string, out string, n fleetNode) {
 	t.Helper()
 	opHome := t.TempDir()
-	opEnv = harness.Env(append(harness.AWSEnv(moto.URL), "USE_SECRETS_MANAGER=true", "JOBLET_HOME="+opHome)...)
+	opEnv = harness.Env(append(harness.AWSEnv(motoFor(t).URL), "USE_SECRETS_MANAGER=true", "JOBLET_HOME="+opHome)...)
 	out = filepath.Join(opHome, "configs")
-	home, port, env := smNode(t, moto.URL)
+	home, port, env := smNode(t, motoFor(t).URL)
 	n = fleetNode{home: home, addr: fmt.Sprintf("127.0.0.1:%d", port), env: env}
 	harness.MustRun(t, opEnv, joblet, "certs", "init", "--address", n.addr, "--out", out)
 	harness.MustRun(t, env, joblet, "certs", "bootstrap", "--refresh-interval", "1s")
@@ -80,9 +80,9 @@ func startOneNode(t *testing.T, joblet string) (opEnv []string, out string, n fl
 // in moto as joblet-rotator; it returns the function and its ARN.
 func startRotator(t *testing.T, joblet string, env ...string) (*harness.Lambda, string) {
 	t.Helper()
-	fnEnv := harness.Env(append(harness.AWSEnv(moto.URL), append([]string{"JOBLET_HOME=" + t.TempDir(), "JOBLET_SEEN_DIR=" + t.TempDir()}, env...)...)...)
+	fnEnv := harness.Env(append(harness.AWSEnv(motoFor(t).URL), append([]string{"JOBLET_HOME=" + t.TempDir(), "JOBLET_SEEN_DIR=" + t.TempDir()}, env...)...)...)
 	fn := harness.StartLambda(t, fnEnv, joblet, "certs", "rotate-secret")
-	return fn, harness.MotoFunction(t, moto.URL, "joblet-rotator", fn.URL)
+	return fn, harness.MotoFunction(t, motoFor(t).URL, "joblet-rotator", fn.URL)
 }
 
 // rotateBy asks Secrets Manager to rotate secret now, with token, by the

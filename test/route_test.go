@@ -23,7 +23,8 @@ import (
 // directly; through a flow-hash balancer too. `job log -f` exits as `job run --follow`: 5 for a job that
 // exits 5, non-zero with a message when the node dies mid-stream.
 func TestJobsReachableThroughBalancer(t *testing.T) {
-	moto.Reset(t)
+	t.Parallel()
+	moto := resetMoto(t)
 	joblet, rnx := harness.Bins(t)
 	lb := fmt.Sprintf("127.0.0.2:%d", harness.FreePort(t))
 	var homes, backends []string

@@ -26,7 +26,7 @@ func runScript(t *testing.T, env []string, name string) harness.Result {
 // the environment only. A custom CA bundle (AWS_CA_BUNDLE, common behind
 // corporate proxies) must not stop the Secrets Manager client.
 func TestDropInScripts(t *testing.T) {
-	moto.Reset(t)
+	moto := resetMoto(t)
 	joblet, _ := harness.Bins(t)
 	home, _, env := smNode(t, moto.URL, "JOBLET_BIN="+joblet, "AWS_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt")
 	r := runScript(t, env, "certs_gen_with_secretsmanager.sh")

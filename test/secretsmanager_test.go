@@ -16,7 +16,7 @@ import (
 func awsCLI(t *testing.T, args ...string) string {
 	t.Helper()
 	cmd := exec.Command("aws", args...)
-	cmd.Env = harness.Env(harness.AWSEnv(moto.URL)...)
+	cmd.Env = harness.Env(harness.AWSEnv(motoFor(t).URL)...)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("aws %s: %v\n%s", strings.Join(args, " "), err, out)
@@ -27,7 +27,8 @@ func awsCLI(t *testing.T, args ...string) string {
 // First node and joining node in auto mode: the EC2 metadata mock gives the
 // region, the instance id and (for the first node) the role credentials.
 func TestFirstAndJoiningNodeOnEC2(t *testing.T) {
-	moto.Reset(t)
+	t.Parallel()
+	moto := resetMoto(t)
 	joblet, _ := harness.Bins(t)
 	proxy := harness.StartAWSProxy(t, moto.URL)
 
@@ -112,7 +113,8 @@ func TestFirstAndJoiningNodeOnEC2(t *testing.T) {
 }
 
 func TestForceRegenerateKeepsPreviousVersion(t *testing.T) {
-	moto.Reset(t)
+	t.Parallel()
+	moto := resetMoto(t)
 	joblet, _ := harness.Bins(t)
 	_, _, env := smNode(t, moto.URL)
 	harness.MustRun(t, env, joblet, "certs", "bootstrap")
@@ -135,7 +137,7 @@ func TestForceRegenerateKeepsPreviousVersion(t *testing.T) {
 }
 
 func TestSecretPrefix(t *testing.T) {
-	moto.Reset(t)
+	moto := resetMoto(t)
 	joblet, _ := harness.Bins(t)
 	_, _, env := smNode(t, moto.URL, "SECRETS_PREFIX=my-app/joblet")
 	harness.MustRun(t, env, joblet, "certs", "bootstrap")

@@ -14,7 +14,8 @@ import (
 // SIGHUP makes a node refresh at once: with an hour-long refresh interval,
 // a promoted CA reaches the node only when it is told to look.
 func TestSIGHUPRefreshes(t *testing.T) {
-	moto.Reset(t)
+	t.Parallel()
+	moto := resetMoto(t)
 	joblet, _ := harness.Bins(t)
 	home, port, env := smNode(t, moto.URL)
 	harness.MustRun(t, env, joblet, "certs", "bootstrap", "--refresh-interval", "1h")

@@ -12,7 +12,8 @@ import (
 // creates; a node in a replica region reads from its own region; existing
 // secrets can be replicated later.
 func TestSecretsManagerOptions(t *testing.T) {
-	moto.Reset(t)
+	t.Parallel()
+	moto := resetMoto(t)
 	joblet, _ := harness.Bins(t)
 	key := strings.TrimSpace(awsCLI(t, "kms", "create-key", "--query", "KeyMetadata.KeyId", "--output", "text"))
 	_, _, env := smNode(t, moto.URL)
@@ -67,7 +68,8 @@ func TestSecretsManagerOptions(t *testing.T) {
 // node reads there, the rotation's cross certificate included, with the
 // primary region's values.
 func TestReplicateMidRotation(t *testing.T) {
-	moto.Reset(t)
+	t.Parallel()
+	moto := resetMoto(t)
 	joblet, _ := harness.Bins(t)
 	_, _, env := smNode(t, moto.URL)
 	harness.MustRun(t, env, joblet, "certs", "bootstrap")

@@ -124,6 +124,7 @@ func forgeries(t *testing.T, l *loot, root *x509.Certificate) map[string][2]stri
 // certificate that a node (or openssl) accepts. In KMS mode the root's key
 // is in KMS, and the node's credentials cannot sign with it either.
 func TestStolenNodeCannotBecomeAdmin(t *testing.T) {
+	t.Parallel()
 	for _, kms := range []bool{false, true} {
 		name := "store root key"
 		if kms {
@@ -264,7 +265,7 @@ func privateKeysIn(t *testing.T, dir string) (int, []string) {
 // node-ca` adds the node-issuing CA, and nodes renew from it, with no
 // failed request and no restart.
 func TestMoveToNodeCAUnderTraffic(t *testing.T) {
-	moto.Reset(t)
+	moto := resetMoto(t)
 	joblet, rnx := harness.Bins(t)
 	st := awsStore(moto.URL)
 	n := certs.Names{Prefix: "joblet"}

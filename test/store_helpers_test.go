@@ -29,7 +29,7 @@ func smClient(url string) *sm.Client {
 // readStore returns every shared secret of prefix that exists in moto.
 func readStore(t *testing.T, prefix string) map[string]string {
 	t.Helper()
-	st := awssm.New(smClient(moto.URL), "moto", nil)
+	st := awssm.New(smClient(motoFor(t).URL), "moto", nil)
 	v, err := st.Get(context.Background(), certs.Names{Prefix: prefix}.All())
 	if err != nil {
 		t.Fatal(err)

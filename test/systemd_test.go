@@ -28,6 +28,7 @@ import (
 // ports, and reaches nothing but what the test forwards into it: moto, for
 // the Secrets Manager part.
 func TestSystemdPackage(t *testing.T) {
+	heavy(t)
 	for _, tool := range [][2]string{{"systemd-nspawn", "systemd-container"}, {"debootstrap", "debootstrap"},
 		{"nsenter", "util-linux"}, {"dpkg-deb", "dpkg"}} {
 		if _, err := exec.LookPath(tool[0]); err != nil {
@@ -197,7 +198,7 @@ func TestSystemdPackage(t *testing.T) {
 	// the host) with `certs init`; the node in the container joins through
 	// moto, forwarded to the container's loopback, and serves the client
 	// config init wrote.
-	moto.Reset(t)
+	moto := resetMoto(t)
 	joblet, _ := harness.Bins(t)
 	fleet := filepath.Join(t.TempDir(), "configs")
 	aws := harness.AWSEnv(moto.URL)

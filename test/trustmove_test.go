@@ -24,7 +24,8 @@ import (
 // command, under traffic through HAProxy, with no failed request; after
 // that, a PEM bundle naming another CA changes no node's trust.
 func TestTrustStateMoveUnderTraffic(t *testing.T) {
-	moto.Reset(t)
+	t.Parallel()
+	moto := resetMoto(t)
 	joblet, rnx := harness.Bins(t)
 	lb := fmt.Sprintf("127.0.0.2:%d", harness.FreePort(t))
 	var nodes []fleetNode

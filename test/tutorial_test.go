@@ -24,6 +24,7 @@ const tutorialPorts = "MOTO_PORT=5000 NODE1_PORT=50061 NODE2_PORT=50062 NODE3_PO
 // one shell (stopping at the first failing command), from the repository's
 // root, with free loopback ports. So the tutorial cannot rot.
 func TestTutorial(t *testing.T) {
+	t.Parallel()
 	for _, tool := range []string{"haproxy", "moto_server", "python3", "go"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Fatalf("%s is required by docs/TUTORIAL.md and is missing: %v", tool, err)

@@ -45,24 +45,46 @@ func Bins(t testing.TB) (joblet, rnx string) {
 	return filepath.Join(binDir, "joblet"), filepath.Join(binDir, "rnx")
 }
 
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+// handedOut holds every port freePort returned in this process: tests that
+// run in parallel each bind theirs a moment after asking, and none may be
+// given a port another was given.
+var handedOut struct {
+	sync.Mutex
+	ports map[int]bool
 }
 
-// FreePort returns a TCP port free on 127.0.0.1 at the time of the call.
+func freePort() (int, error) {
+	for {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return 0, err
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		handedOut.Lock()
+		taken := handedOut.ports[port]
+		if !taken {
+			if handedOut.ports == nil {
+				handedOut.ports = map[int]bool{}
+			}
+			handedOut.ports[port] = true
+		}
+		handedOut.Unlock()
+		if !taken {
+			return port, nil
+		}
+	}
+}
+
+// FreePort returns a TCP port free on 127.0.0.1 at the time of the call,
+// and never one it returned before in this process.
 func FreePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := freePort()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return port
 }
 
 // Result of a finished command.

@@ -71,11 +71,22 @@ func (m *Moto) Stop() {
 // Reset empties every emulated service.
 func (m *Moto) Reset(t testing.TB) {
 	t.Helper()
+	if err := m.TryReset(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TryReset is Reset returning its error.
+func (m *Moto) TryReset() error {
 	resp, err := http.Post(m.URL+"/moto-api/reset", "application/json", nil)
 	if err != nil {
-		t.Fatalf("reset moto: %v", err)
+		return fmt.Errorf("reset moto: %w", err)
 	}
 	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("reset moto: %s", resp.Status)
+	}
+	return nil
 }
 
 // AWSEnv is the environment that points the SDK (and the aws CLI) at url

@@ -78,9 +78,10 @@ func raceSize() (procs, rounds int) {
 }
 
 func TestRaceSecretsManager(t *testing.T) {
+	t.Parallel()
 	procs, rounds := raceSize()
 	for round := 1; round <= rounds; round++ {
-		moto.Reset(t)
+		moto := resetMoto(t)
 		start := time.Now()
 		homes := startTogether(t, procs, func(int) (string, []string) {
 			home, _, env := smNode(t, moto.URL)
@@ -104,6 +105,7 @@ func TestRaceSecretsManager(t *testing.T) {
 }
 
 func TestRaceDirectoryStore(t *testing.T) {
+	t.Parallel()
 	procs, rounds := raceSize()
 	for round := 1; round <= rounds; round++ {
 		dir := filepath.Join(t.TempDir(), "shared")
@@ -128,11 +130,12 @@ func TestRaceDirectoryStore(t *testing.T) {
 // A bootstrap killed (SIGKILL) right after each of its store writes in turn
 // leaves a state that the next bootstrap completes without help.
 func TestCrashAfterEachStoreWrite(t *testing.T) {
+	t.Parallel()
 	joblet, _ := harness.Bins(t)
 	writes := len(certs.Names{Prefix: "joblet"}.All())
 	for k := 0; k < writes; k++ {
 		t.Run(fmt.Sprintf("after write %d", k+1), func(t *testing.T) {
-			moto.Reset(t)
+			moto := resetMoto(t)
 			proxy := harness.StartAWSProxy(t, moto.URL)
 			home, _, env := smNode(t, proxy.URL)
 			cmd := exec.Command(joblet, "certs", "bootstrap")

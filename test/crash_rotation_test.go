@@ -1,6 +1,7 @@
 package test
 
 import (
+	"crypto"
 	"encoding/json"
 	"fmt"
 	"os/exec"
@@ -44,7 +45,7 @@ func rotationStatus(t *testing.T, env []string) rotStatus {
 func checkRotated(t *testing.T, oldCA string) {
 	t.Helper()
 	joblet, _ := harness.Bins(t)
-	_, _, env := smNode(t, moto.URL)
+	_, _, env := smNode(t, motoFor(t).URL)
 	s := rotationStatus(t, env)
 	if s.Phase != "stable" || s.Current.Sha256 == oldCA || len(s.Trusted) != 1 || s.Trusted[0].Sha256 != s.Current.Sha256 {
 		t.Fatalf("end state: %+v (old CA %s)", s, oldCA)
@@ -56,7 +57,7 @@ func checkRotated(t *testing.T, oldCA string) {
 	}
 	vals := readStore(t, "joblet")
 	ca := checkStore(t, vals, "joblet")
-	home, _, env := smNode(t, moto.URL)
+	home, _, env := smNode(t, motoFor(t).URL)
 	harness.MustRun(t, env, joblet, "certs", "bootstrap")
 	openssl.Verify(t, pki.EncodeCert(ca), []byte(serverConfig(t, home).Security.ServerCert), "sslserver")
 }
@@ -64,6 +65,7 @@ func checkRotated(t *testing.T, oldCA string) {
 // SIGKILL right after each store write of each rotation step, then re-run
 // the step and the rest of the rotation: the fleet ends consistent.
 func TestRotationCrashAtEachWrite(t *testing.T) {
+	t.Parallel()
 	points := crashEachRotationWrite(t, func() []string { return nil }, func(oldCA, step string, k int) {
 		checkRotated(t, oldCA)
 		reliability.Record(t, "crashes", fmt.Sprintf("rotate-ca %s SIGKILLed right after its store write %d", step, k+1),
@@ -84,7 +86,7 @@ func crashEachRotationWrite(t *testing.T, prepare func() []string, check func(ol
 	points := 0
 	for si, step := range rotationSteps {
 		for k := 0; ; k++ {
-			moto.Reset(t)
+			moto := resetMoto(t)
 			beginFlags := prepare()
 			args := func(step string) []string {
 				a := []string{"certs", "rotate-ca", step}
@@ -130,7 +132,8 @@ func crashEachRotationWrite(t *testing.T, prepare func() []string, check func(ol
 
 // Two operators running the same step at the same moment.
 func TestRotationConcurrentOperators(t *testing.T) {
-	moto.Reset(t)
+	t.Parallel()
+	moto := resetMoto(t)
 	joblet, _ := harness.Bins(t)
 	_, _, env := smNode(t, moto.URL)
 	harness.MustRun(t, env, joblet, "certs", "bootstrap")
@@ -161,4 +164,40 @@ func TestRotationConcurrentOperators(t *testing.T) {
 		}
 	}
 	checkRotated(t, oldCA)
+}
+
+// SIGKILL right after each store write of each step of a migration to a
+// KMS CA, then re-run the step and the rest: the fleet ends on the KMS CA.
+func TestMigrationToKMSCrashAtEachWrite(t *testing.T) {
+	t.Parallel()
+	joblet, _ := harness.Bins(t)
+	var arn string
+	points := crashEachRotationWrite(t, func() []string {
+		arn = kmsKey(t, "ECC_NIST_P256")
+		return []string{"--ca-kms-key-id", arn}
+	}, func(oldCA, step string, k int) {
+		_, _, senv := smNode(t, motoFor(t).URL)
+		s := rotationStatus(t, senv)
+		if s.Phase != "stable" || s.Current.Sha256 == oldCA || len(s.Trusted) != 1 {
+			t.Fatalf("after a crash at write %d of %s: %+v", k+1, step, s)
+		}
+		for role, issuer := range s.Clients {
+			if issuer != "current" {
+				t.Fatalf("%s client certificate from %s", role, issuer)
+			}
+		}
+		vals := readStore(t, "joblet")
+		ca, _ := pki.ParseCert([]byte(vals[kmsNames.CACert()]))
+		if pub := kmsPublicKey(t, arn).(interface{ Equal(x crypto.PublicKey) bool }); !pub.Equal(ca.PublicKey) {
+			t.Fatalf("after a crash at write %d of %s the current CA is not the KMS key's", k+1, step)
+		}
+		home, _, kenv := smNode(t, motoFor(t).URL, "JOBLET_CA_KMS_KEY_ID="+arn)
+		harness.MustRun(t, kenv, joblet, "certs", "bootstrap")
+		openssl.Verify(t, []byte(vals[kmsNames.CACert()]), []byte(serverConfig(t, home).Security.ServerCert), "sslserver")
+		reliability.Record(t, "crashes", fmt.Sprintf("migration to KMS: rotate-ca %s SIGKILLed right after its store write %d", step, k+1),
+			"re-running the step and the rest exits 0; the fleet ends on the KMS CA, alone in the trust bundle, a KMS-mode node joins")
+	})
+	if points < 6 {
+		t.Fatalf("only %d crash points", points)
+	}
 }
