@@ -168,20 +168,33 @@ func TestPruneKeepsInterruptedReissue(t *testing.T) {
 	}
 }
 
-// slowClaim is an operator's store that stops at its first read of a
-// re-issue record (after reading the role's certificate) until released.
-type slowClaim struct {
-	*storetest.MemoryStore
+// recordGate stops a store's first read of a re-issue record (made after
+// the role's certificate is read) until released.
+type recordGate struct {
 	once             sync.Once
 	reached, release chan struct{}
 }
 
-func (s *slowClaim) Get(ctx context.Context, ns []string) (map[string]string, error) {
+func newRecordGate() recordGate {
+	return recordGate{reached: make(chan struct{}), release: make(chan struct{})}
+}
+
+func (g *recordGate) at(ns []string) {
 	for _, n := range ns {
 		if strings.HasPrefix(n, names.ReissueDir()+"/") {
-			s.once.Do(func() { close(s.reached); <-s.release })
+			g.once.Do(func() { close(g.reached); <-g.release })
 		}
 	}
+}
+
+// slowClaim is an operator's store stopped at its first record read.
+type slowClaim struct {
+	*storetest.MemoryStore
+	recordGate
+}
+
+func (s *slowClaim) Get(ctx context.Context, ns []string) (map[string]string, error) {
+	s.at(ns)
 	return s.MemoryStore.Get(ctx, ns)
 }
 
@@ -201,7 +214,7 @@ func TestPruneSlowConcurrentOperator(t *testing.T) {
 			ctx := context.Background()
 			st := storetest.NewMemoryStore()
 			bootstrap(t, opts(t, st))
-			slow := &slowClaim{MemoryStore: st, reached: make(chan struct{}), release: make(chan struct{})}
+			slow := &slowClaim{MemoryStore: st, recordGate: newRecordGate()}
 			var b *certs.Reissued
 			var berr error
 			done := make(chan struct{})
@@ -393,7 +406,7 @@ func TestReissueSlowRunDoesNotPutBackARevokedPair(t *testing.T) {
 	ctx := context.Background()
 	st := storetest.NewMemoryStore()
 	bootstrap(t, opts(t, st))
-	slow := &slowClaim{MemoryStore: st, reached: make(chan struct{}), release: make(chan struct{})}
+	slow := &slowClaim{MemoryStore: st, recordGate: newRecordGate()}
 	var berr error
 	done := make(chan struct{})
 	go func() {

@@ -3,8 +3,6 @@ package certs_test
 import (
 	"context"
 	"errors"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,16 +15,11 @@ import (
 // released, as slowClaim does for an operator's.
 type slowVersions struct {
 	*versionStore
-	once             sync.Once
-	reached, release chan struct{}
+	recordGate
 }
 
 func (s *slowVersions) Get(ctx context.Context, ns []string) (map[string]string, error) {
-	for _, n := range ns {
-		if strings.HasPrefix(n, names.ReissueDir()+"/") {
-			s.once.Do(func() { close(s.reached); <-s.release })
-		}
-	}
+	s.at(ns)
 	return s.versionStore.Get(ctx, ns)
 }
 
@@ -69,7 +62,7 @@ func TestRotateRoleSlowCreateAfterReissue(t *testing.T) {
 			ctx := context.Background()
 			st := newVersionStore()
 			bootstrap(t, opts(t, st))
-			slow := &slowVersions{versionStore: st, reached: make(chan struct{}), release: make(chan struct{})}
+			slow := &slowVersions{versionStore: st, recordGate: newRecordGate()}
 			fn := at(slow, 0)
 			var cerr error
 			done := make(chan struct{})
@@ -119,7 +112,7 @@ func TestPruneRemovesASlowRunsOrphanRecord(t *testing.T) {
 	ctx := context.Background()
 	st := newVersionStore()
 	bootstrap(t, opts(t, st))
-	slow := noRemove{&slowVersions{versionStore: st, reached: make(chan struct{}), release: make(chan struct{})}}
+	slow := noRemove{&slowVersions{versionStore: st, recordGate: newRecordGate()}}
 	fn := at(slow, time.Minute) // its pair issued after the operator's
 	done := make(chan error)
 	go func() {

@@ -16,6 +16,7 @@ import (
 	pb "github.com/ehsaniara/joblet/api/jobletv1"
 	"github.com/ehsaniara/joblet/internal/certs"
 	"github.com/ehsaniara/joblet/internal/client"
+	"github.com/ehsaniara/joblet/internal/config"
 	"github.com/ehsaniara/joblet/internal/pki"
 	"github.com/ehsaniara/joblet/internal/secretstore/storetest"
 )
@@ -97,22 +98,13 @@ func TestNewerCRLIsLearnedBeforeTheCall(t *testing.T) {
 	// again with the same request: the node answers for that job.
 	streamEntry := *f.rnx.Nodes["default"]
 	streamEntry.CRL = ""
-	streamLearned := 0
-	sc, err := client.DialLearning("default", &streamEntry, func(crl []byte, _ [][]*x509.Certificate) error {
-		streamLearned++
-		streamEntry.CRL = string(crl)
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sc.Close()
+	sc, learnedBy := learning(t, &streamEntry)
 	logs, err := sc.Jobs.GetJobLogs(ctx(t), &pb.GetJobLogsRequest{Id: "no-such-job"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := logs.Recv(); status.Code(err) != codes.NotFound || !strings.Contains(err.Error(), "no-such-job") || streamLearned != 1 {
-		t.Fatalf("stream after learning: %v (want NotFound naming the job), learned %d times", err, streamLearned)
+	if _, err := logs.Recv(); status.Code(err) != codes.NotFound || !strings.Contains(err.Error(), "no-such-job") || *learnedBy != 1 {
+		t.Fatalf("stream after learning: %v (want NotFound naming the job), learned %d times", err, *learnedBy)
 	}
 
 	// Without the number: served as before.
@@ -175,23 +167,31 @@ func TestLaterGetNodeInfoCarriesTheNumber(t *testing.T) {
 	}
 	f := startNode(t, st)
 	entry := *f.rnx.Nodes["default"] // holds the node's CRL
-	learned := 0
-	conn, err := client.DialLearning("default", &entry, func(crl []byte, _ [][]*x509.Certificate) error {
-		learned++
+	conn, learned := learning(t, &entry)
+	for i := 0; i < 2; i++ {
+		if _, err := conn.Node.GetNodeInfo(ctx(t), &pb.GetNodeInfoRequest{}); err != nil || *learned != 0 {
+			t.Fatalf("call %d holding the node's CRL: %v, learned %d times (want 0)", i, err, *learned)
+		}
+	}
+	entry.CRL = "" // the entry now holds an older CRL than the node
+	if _, err := conn.Node.GetNodeInfo(ctx(t), &pb.GetNodeInfoRequest{}); err != nil || *learned != 1 || entry.CRL != f.srv.Security.CRL {
+		t.Fatalf("a later GetNodeInfo holding an older CRL: %v, learned %d times (want 1), CRL taken: %v", err, *learned, entry.CRL == f.srv.Security.CRL)
+	}
+}
+
+// learning dials entry as rnx does; every CRL a node hands over is taken
+// into the entry and counted.
+func learning(t *testing.T, entry *config.Node) (*client.Conn, *int) {
+	t.Helper()
+	learned := new(int)
+	conn, err := client.DialLearning("default", entry, func(crl []byte, _ [][]*x509.Certificate) error {
+		*learned++
 		entry.CRL = string(crl)
 		return nil
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
-	for i := 0; i < 2; i++ {
-		if _, err := conn.Node.GetNodeInfo(ctx(t), &pb.GetNodeInfoRequest{}); err != nil || learned != 0 {
-			t.Fatalf("call %d holding the node's CRL: %v, learned %d times (want 0)", i, err, learned)
-		}
-	}
-	entry.CRL = "" // the entry now holds an older CRL than the node
-	if _, err := conn.Node.GetNodeInfo(ctx(t), &pb.GetNodeInfoRequest{}); err != nil || learned != 1 || entry.CRL != f.srv.Security.CRL {
-		t.Fatalf("a later GetNodeInfo holding an older CRL: %v, learned %d times (want 1), CRL taken: %v", err, learned, entry.CRL == f.srv.Security.CRL)
-	}
+	t.Cleanup(func() { conn.Close() })
+	return conn, learned
 }
