@@ -27,13 +27,7 @@ import (
 // a client that refuses the node gets its refusal and nothing ran; a call
 // without the number (an older rnx, grpcurl) is never touched.
 func TestNewerCRLIsLearnedBeforeTheCall(t *testing.T) {
-	st := storetest.NewMemoryStore()
-	startNode(t, st) // the fleet
-	fl := &certs.Fleet{Store: st, Log: quiet}
-	if _, err := fl.Revoke(context.Background(), big.NewInt(0x1234), 1); err != nil {
-		t.Fatal(err)
-	}
-	f := startNode(t, st) // a node holding the fleet's CRL
+	f := nodeWithCRL(t)
 	if f.srv.Security.CRL == "" {
 		t.Fatal("the bootstrapped node holds no CRL")
 	}
@@ -120,13 +114,7 @@ func TestNewerCRLIsLearnedBeforeTheCall(t *testing.T) {
 // older and hands it over); the calls between carry nothing, so the gate
 // costs a call no header. A new connection is told again.
 func TestCRLNumberToldOncePerConnection(t *testing.T) {
-	st := storetest.NewMemoryStore()
-	startNode(t, st)
-	fl := &certs.Fleet{Store: st, Log: quiet}
-	if _, err := fl.Revoke(context.Background(), big.NewInt(0x1234), 1); err != nil {
-		t.Fatal(err)
-	}
-	f := startNode(t, st)
+	f := nodeWithCRL(t)
 	n, err := pki.CRLNumber([]byte(f.srv.Security.CRL))
 	if err != nil {
 		t.Fatal(err)
@@ -159,13 +147,7 @@ func TestCRLNumberToldOncePerConnection(t *testing.T) {
 // included, not only the first: an entry whose CRL turns out older than
 // the node's on a later call learns the node's before that call runs.
 func TestLaterGetNodeInfoCarriesTheNumber(t *testing.T) {
-	st := storetest.NewMemoryStore()
-	startNode(t, st)
-	fl := &certs.Fleet{Store: st, Log: quiet}
-	if _, err := fl.Revoke(context.Background(), big.NewInt(0x1234), 1); err != nil {
-		t.Fatal(err)
-	}
-	f := startNode(t, st)
+	f := nodeWithCRL(t)
 	entry := *f.rnx.Nodes["default"] // holds the node's CRL
 	conn, learned := learning(t, &entry)
 	for i := 0; i < 2; i++ {
@@ -194,4 +176,17 @@ func learning(t *testing.T, entry *config.Node) (*client.Conn, *int) {
 	}
 	t.Cleanup(func() { conn.Close() })
 	return conn, learned
+}
+
+// nodeWithCRL is a node of a fleet that has revoked a certificate: it
+// holds the fleet's CRL (number 1).
+func nodeWithCRL(t *testing.T) *fleet {
+	t.Helper()
+	st := storetest.NewMemoryStore()
+	startNode(t, st) // the fleet
+	fl := &certs.Fleet{Store: st, Log: quiet}
+	if _, err := fl.Revoke(context.Background(), big.NewInt(0x1234), 1); err != nil {
+		t.Fatal(err)
+	}
+	return startNode(t, st)
 }
